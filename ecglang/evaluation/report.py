@@ -1,0 +1,324 @@
+"""Report writers: JSON result trees, Markdown tables of macro figures with CIs, ROC and probe figures.
+
+Figures are drawn on `matplotlib.figure.Figure` objects (Agg canvas, no pyplot state), so they work
+headless and from worker threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ecglang.errors import ConfigError
+from ecglang.evaluation.metrics import CI, EvalResult, _check_pair, _skip_reason, auroc, roc_curve
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["markdown_table", "plot_probe_curve", "plot_roc_curves", "to_jsonable", "write_json"]
+
+_METRICS = ("macro_auroc", "macro_max_f1", "macro_accuracy")
+_METRIC_TITLES = {
+    "macro_auroc": "macro AUROC",
+    "macro_max_f1": "macro max-F1",
+    "macro_accuracy": "macro accuracy",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# JSON
+
+
+def to_jsonable(obj: Any, where: str = "$") -> Any:
+    """A JSON-safe copy of a result tree.
+
+    `EvalResult`/`CI` (and anything with `to_dict`) become dicts, other dataclasses their fields, numpy
+    scalars/arrays Python numbers/lists, paths strings, mapping keys strings (a probe fraction 0.1 becomes
+    `"0.1"`), and NaN/inf `null`. Anything else is a `ConfigError` naming where it sits in the tree.
+    """
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict(), where)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj), where)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Mapping):
+        return {_key(k, where): to_jsonable(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist(), where)
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj) if isinstance(obj, (set, frozenset)) else obj
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(items)]
+    raise ConfigError(f"cannot write {type(obj).__name__} at {where} to JSON")
+
+
+def _key(k: Any, where: str) -> str:
+    if isinstance(k, str):
+        return k
+    if isinstance(k, (bool, int, float, np.integer, np.floating)):
+        return str(k.item() if isinstance(k, np.generic) else k)
+    raise ConfigError(f"cannot write a {type(k).__name__} mapping key at {where} to JSON")
+
+
+def write_json(result_tree: Any, path: str | os.PathLike) -> Path:
+    """Write a result tree (dicts/lists of `EvalResult`, `CI`, numbers, arrays) as indented JSON.
+
+    The file is written next to its destination and renamed into place, so an interrupted run never
+    leaves half a file. Parent folders are created. Returns the path.
+    """
+    path = Path(path)
+    text = json.dumps(to_jsonable(result_tree), indent=2, allow_nan=False, ensure_ascii=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Markdown
+
+
+Cell = EvalResult | CI | float | None
+
+
+def _ci_of(cell: Cell, metric: str) -> CI | None:
+    if cell is None:
+        return None
+    if isinstance(cell, EvalResult):
+        return getattr(cell, metric)
+    if isinstance(cell, CI):
+        return cell
+    if isinstance(cell, (int, float, np.floating, np.integer)):
+        return CI(float(cell), math.nan, math.nan, 0)
+    raise ConfigError(f"a table cell must be an EvalResult, CI or number, got {type(cell).__name__}")
+
+
+def _columns(tree: Mapping[str, Any]) -> list[str] | None:
+    """Column names of a nested `{row: {column: cell}}` tree (None for a flat `{row: cell}` one)."""
+    nested = [isinstance(v, Mapping) for v in tree.values()]
+    if not any(nested):
+        return None
+    if not all(nested):
+        raise ConfigError("results must map every row to a cell, or every row to a {column: cell} dict")
+    cols: list[str] = []
+    for v in tree.values():
+        cols += [str(c) for c in v if str(c) not in cols]
+    return cols
+
+
+def markdown_table(
+    results: Mapping[str, Cell | Mapping[str, Cell]],
+    baseline: Mapping[str, Cell | Mapping[str, Cell]] | None = None,
+    *,
+    metric: str = "macro_auroc",
+    model_label: str = "model",
+    baseline_label: str = "random encoder",
+    row_header: str = "label set",
+    digits: int = 3,
+    footnotes: bool = True,
+) -> str:
+    """A Markdown table of "macro AUROC (95 % CI)" cells.
+
+    `results` is either flat (`{row: EvalResult}` → one column) or nested (`{row: {column: EvalResult}}`,
+    e.g. rows = label sets, columns = prompt sources). `baseline` has the same shape (e.g. the randomly
+    initialised encoder); each column then appears twice side by side, `"<column> · model"` and
+    `"<column> · random encoder"`. Cells may also be `CI`s or bare numbers; missing ones show "—".
+    With `footnotes`, classes skipped in a row (single-valued in the evaluated records) are listed.
+    """
+    if metric not in _METRICS:
+        raise ConfigError(f"metric must be one of {_METRICS}, got {metric!r}")
+    if not results:
+        raise ConfigError("markdown_table got no results")
+    cols = _columns(results)
+    base_cols = _columns(baseline) if baseline else None
+    if baseline and (cols is None) != (base_cols is None):
+        raise ConfigError("results and baseline must both be flat or both nested")
+    level = f"{100 * (1 - _first_alpha(results)):g} % CI"
+    col_keys = cols if cols is not None else [None]
+    for c in base_cols or []:
+        if c not in col_keys:
+            col_keys.append(c)
+    sources = [("model", results)] + ([("baseline", baseline)] if baseline else [])
+
+    def label(c: str | None, which: str) -> str:
+        tag = model_label if which == "model" else baseline_label
+        return tag if c is None else (f"{c} · {tag}" if baseline else c)
+
+    header = [row_header] + [label(c, w) for c in col_keys for w, _ in sources]
+    rows = list(results) + [r for r in (baseline or {}) if r not in results]
+    lines = [
+        f"**{_METRIC_TITLES[metric]} ({level})**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|",
+    ]
+    notes: list[str] = []
+    for r in rows:
+        cells = [str(r)]
+        skipped_in: dict[str, list[str]] = {}  # skipped-classes text → model columns it applies to
+        for c in col_keys:
+            for which, tree in sources:
+                entry = tree.get(r) if tree else None
+                cell = entry.get(c) if (c is not None and isinstance(entry, Mapping)) else entry
+                ci = _ci_of(cell, metric)
+                cells.append("—" if ci is None else ci.format(digits))
+                if isinstance(cell, EvalResult) and cell.skipped and which == "model":
+                    text = "; ".join(f"{k} ({v})" for k, v in cell.skipped.items())
+                    skipped_in.setdefault(text, []).append(str(c))
+        lines.append("| " + " | ".join(cells) + " |")
+        for text, where in skipped_in.items():
+            # name the columns only when the skipped classes differ between them
+            scope = "" if len(skipped_in) == 1 or col_keys == [None] else f" [{', '.join(where)}]"
+            notes.append(f"- {r}{scope}: {text}")
+    if footnotes and notes:
+        lines += ["", "Classes left out of the macro figures (a single value among the evaluated records):"]
+        lines += notes
+    return "\n".join(lines) + "\n"
+
+
+def _first_alpha(tree: Mapping[str, Any]) -> float:
+    for v in tree.values():
+        for cell in v.values() if isinstance(v, Mapping) else [v]:
+            if isinstance(cell, EvalResult):
+                return cell.alpha
+    return 0.05
+
+
+# ---------------------------------------------------------------------------------------------------------
+# figures
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out_png: str | os.PathLike, dpi: int) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    return out
+
+
+def plot_roc_curves(
+    y_true: Any,
+    scores_by_source: Mapping[str, Any],
+    label_names: Sequence[str] | None,
+    out_png: str | os.PathLike,
+    title: str = "",
+    *,
+    dpi: int = 110,
+) -> Path:
+    """One figure for a label set: a grid with one ROC panel per class and one line per score source.
+
+    `scores_by_source` maps a source name (e.g. "model", "random encoder") to its `[N, C]` scores
+    against the same `y_true`. Each legend entry carries that source's AUROC; a class with a single value
+    gets an empty panel saying why. Returns the PNG path.
+    """
+    if not scores_by_source:
+        raise ConfigError("plot_roc_curves needs at least one score source")
+    checked = {}
+    for name, scores in scores_by_source.items():
+        try:
+            y, s, names = _check_pair(y_true, scores, label_names)
+        except ConfigError as exc:
+            raise ConfigError(f"scores of source {name!r}: {exc}") from None
+        checked[name] = s
+    n_cls = y.shape[1]
+    ncols = min(n_cls, math.ceil(math.sqrt(n_cls)))
+    nrows = math.ceil(n_cls / ncols)
+    fig = _new_figure(2.7 * ncols + 0.3, 2.6 * nrows + 0.6)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for j, ax in enumerate(axes):
+        if j >= n_cls:
+            ax.set_axis_off()
+            continue
+        ax.set_title(names[j], fontsize=8)
+        ax.plot([0, 1], [0, 1], ls=":", lw=0.8, color="0.6")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.tick_params(labelsize=6)
+        reason = _skip_reason(int(y[:, j].sum()), y.shape[0])
+        if reason:
+            msg = f"skipped:\n{reason}"
+            ax.text(0.5, 0.5, msg, ha="center", va="center", fontsize=7, color="0.4", transform=ax.transAxes)
+            continue
+        for name, s in checked.items():
+            fpr, tpr, _ = roc_curve(y[:, j], s[:, j])
+            ax.plot(fpr, tpr, lw=1.1, label=f"{name} {auroc(y[:, j], s[:, j]):.3f}")
+        ax.legend(fontsize=6, loc="lower right", frameon=False)
+        if j % ncols == 0:
+            ax.set_ylabel("TPR", fontsize=7)
+        if j >= n_cls - ncols:
+            ax.set_xlabel("FPR", fontsize=7)
+    fig.suptitle(title or "ROC curves", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out_png, dpi)
+
+
+def plot_probe_curve(
+    curves: Mapping[Any, Any],
+    out_png: str | os.PathLike,
+    title: str = "Linear probe",
+    *,
+    metric: str = "macro_auroc",
+    dpi: int = 110,
+) -> Path:
+    """Macro figure vs fraction of labelled training data, with CI bars, one line per feature source.
+
+    `curves` is either one probe result (`{fraction: EvalResult | CI}`, as `linear_probe` returns) or
+    several (`{"model": {...}, "random encoder": {...}}`). Fractions go on a log axis. Returns the PNG path.
+    """
+    if metric not in _METRICS:
+        raise ConfigError(f"metric must be one of {_METRICS}, got {metric!r}")
+    if not curves:
+        raise ConfigError("plot_probe_curve got no results")
+    series = curves if all(isinstance(v, Mapping) for v in curves.values()) else {"model": curves}
+    fig = _new_figure(5.5, 4.0)
+    ax = fig.subplots()
+    for name, points in series.items():
+        try:
+            rows = sorted((float(f), _ci_of(v, metric)) for f, v in points.items())
+        except (TypeError, ValueError):
+            raise ConfigError(f"probe curve {name!r}: keys must be label fractions (numbers)") from None
+        x = np.array([f for f, _ in rows])
+        p = np.array([ci.point for _, ci in rows])
+        lo = np.array([ci.low for _, ci in rows])
+        hi = np.array([ci.high for _, ci in rows])
+        # no interval (n_boot=0) → a zero-length bar rather than a NaN that hides the point
+        err = np.nan_to_num(np.vstack([p - lo, hi - p]), nan=0.0)
+        ax.errorbar(x, p, yerr=err, marker="o", capsize=3, lw=1.3, label=str(name))
+        for xi, pi in zip(x, p, strict=True):
+            if np.isfinite(pi):
+                ax.annotate(f"{pi:.3f}", (xi, pi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    fractions = sorted({float(f) for points in series.values() for f in points})
+    ax.set_xticks(fractions, [f"{100 * f:g} %" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training records used")
+    ax.set_ylabel(_METRIC_TITLES[metric])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, out_png, dpi)
