@@ -11,6 +11,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Knowledge indexes built by tests go to a cache inside the checkout (git-ignored), not the user's home.
+os.environ.setdefault("ECGLANG_CACHE", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache", "tests"))
 
 from pathlib import Path
 
