@@ -1,0 +1,131 @@
+"""Tokenizer benchmark: our multi-lead R-peak detector against `wfdb.processing.xqrs_detect`.
+
+Both run in this process on the same records, already in memory (file reading is not timed):
+MIT-BIH record 100 (30 min, 360 Hz; xqrs on lead MLII, ours on both leads) with F1 against the
+reference beat annotations, and a batch of PTB-XL 10 s records at 500 Hz (xqrs on lead II, ours on
+all 12 leads and, for a like-for-like line, on lead II alone). A last row times the whole per-record
+pipeline (preprocess + tokenize_beats) that feeds the model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import wfdb
+from wfdb import processing
+
+from ecglang.beats import detect_rpeaks, tokenize_beats
+from ecglang.leads import LEAD_INDEX, to_canonical
+from ecglang.preprocess import preprocess
+from ecglang.record import Ecg
+
+if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time
+    from run import BenchContext
+
+BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")  # MIT-BIH beat annotation symbols
+
+
+def f1_score(reference: np.ndarray, detected: np.ndarray, tolerance: float) -> float:
+    """Beat F1 with nearest-neighbour matching within `tolerance` samples (searchsorted, O(n log n))."""
+    reference, detected = np.sort(reference), np.sort(np.asarray(detected))
+    if reference.size == 0 or detected.size == 0:
+        return 0.0
+    j = np.searchsorted(detected, reference)
+    left = np.abs(reference - detected[np.clip(j - 1, 0, detected.size - 1)])
+    right = np.abs(detected[np.clip(j, 0, detected.size - 1)] - reference)
+    tp = int((np.minimum(left, right) <= tolerance).sum())
+    return 0.0 if tp == 0 else 2 * tp / (reference.size + detected.size)
+
+
+def _xqrs(sig: np.ndarray, fs: float) -> np.ndarray:
+    return processing.xqrs_detect(sig, fs=fs, verbose=False)
+
+
+def _mitbih_row(ctx: BenchContext) -> dict[str, Any]:
+    path = ctx.data_dir / "mitbih" / "100"
+    sampto = 60 * 360 if ctx.quick else None  # quick: the first minute
+    rec = wfdb.rdrecord(str(path), sampto=sampto)
+    ann = wfdb.rdann(str(path), "atr", sampto=sampto)
+    reference = np.array([s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in BEAT_SYMBOLS])
+    both = np.ascontiguousarray(rec.p_signal.T, dtype=np.float32)  # [2, n]
+    mlii = np.ascontiguousarray(rec.p_signal[:, rec.sig_name.index("MLII")])
+    fs = float(rec.fs)
+    t_ours, t_base = ctx.compare(lambda: detect_rpeaks(both, fs), lambda: _xqrs(mlii, fs))
+    tol = 0.05 * fs
+    minutes = rec.sig_len / fs / 60
+    return {
+        "case": f"MIT-BIH 100, {minutes:.0f} min @360 Hz ({len(reference)} beats)",
+        "ours": "detect_rpeaks, 2 leads",
+        "baseline": "xqrs_detect, MLII",
+        **ctx.ratio_columns(t_ours, t_base),
+        "F1 ours": f1_score(reference, detect_rpeaks(both, fs), tol),
+        "F1 baseline": f1_score(reference, _xqrs(mlii, fs), tol),
+    }
+
+
+def _ptbxl_records(ctx: BenchContext) -> list[Ecg]:
+    headers = sorted((ctx.data_dir / "ptbxl-sample" / "records500").glob("*/*.hea"))
+    headers = headers[: 5 if ctx.quick else 100]
+    out = []
+    for h in headers:
+        rec = wfdb.rdrecord(str(h.with_suffix("")))
+        signal, mask, _ = to_canonical(rec.p_signal.T, rec.sig_name, path=str(h))
+        out.append(Ecg(signal, rec.fs, mask, record_id=h.stem))
+    return out
+
+
+def _ptbxl_rows(ctx: BenchContext) -> list[dict[str, Any]]:
+    records = _ptbxl_records(ctx)
+    n = len(records)
+    fs = records[0].fs
+    lead_ii = [np.ascontiguousarray(e.signal[LEAD_INDEX["II"]], dtype=np.float64) for e in records]
+
+    def ours12() -> list[np.ndarray]:
+        return [detect_rpeaks(e.signal, e.fs, e.lead_mask) for e in records]
+
+    def ours_ii() -> list[np.ndarray]:
+        return [detect_rpeaks(s, fs) for s in lead_ii]
+
+    def base() -> list[np.ndarray]:
+        return [_xqrs(s, fs) for s in lead_ii]
+
+    agree = np.mean([f1_score(b, o, 0.05 * fs) for o, b in zip(ours12(), base(), strict=True)])
+    case = f"PTB-XL {n} x 10 s @500 Hz"
+    rows = []
+    for label, fn in (("detect_rpeaks, 12 leads", ours12), ("detect_rpeaks, lead II", ours_ii)):
+        t_ours, t_base = ctx.compare(fn, base)
+        rows.append({
+            "case": case,
+            "ours": label,
+            "baseline": "xqrs_detect, lead II",
+            **ctx.ratio_columns(t_ours, t_base),
+            "note": f"{n / t_ours.wall:.0f} records/s ours; beat agreement with xqrs F1 {agree:.3f}",
+        })  # fmt: skip
+
+    def pipeline() -> None:
+        for e in records:
+            tokenize_beats(preprocess(e))
+
+    t_pipe = ctx.time(pipeline)
+    rows.append({
+        "case": case,
+        "ours": "preprocess + tokenize_beats",
+        "ours s": t_pipe.wall,
+        "note": f"{n / t_pipe.wall:.0f} records/s on one core ({1e3 * t_pipe.wall / n:.2f} ms wall, "
+        f"{1e3 * t_pipe.cpu / n:.2f} ms CPU per record)",
+    })  # fmt: skip
+    return rows
+
+
+def bench_tokenizer(ctx: BenchContext) -> list[dict[str, Any]]:
+    if not (ctx.data_dir / "mitbih" / "100.hea").is_file():
+        ctx.notes.append(f"tokenizer: data folder {ctx.data_dir} not found; skipped")
+        return []
+    rows = [_mitbih_row(ctx), *_ptbxl_rows(ctx)]
+    if ctx.quick:
+        ctx.notes.append("tokenizer --quick: MIT-BIH first minute and 5 PTB-XL records only")
+    return rows
+
+
+BENCHMARKS = {"tokenizer": bench_tokenizer}
