@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from ecglang.beats import BeatTokens
 
+
 def plot_ecg(
     ecg: Ecg,
     beats: BeatTokens | None = None,
@@ -44,39 +45,38 @@ def plot_ecg(
     import matplotlib.pyplot as plt
 
     t = np.arange(ecg.n_samples) / ecg.fs
-    n_rows = len(CANONICAL_LEADS)
+    # Only leads that hold data get a row; the missing ones are named in the title instead.
+    rows = [i for i in range(len(CANONICAL_LEADS)) if ecg.lead_mask[i]]
+    missing = [name for name, m in zip(CANONICAL_LEADS, ecg.lead_mask, strict=True) if not m]
+    n_rows = max(len(rows), 1)
     note_height = 0.28 * len(notes)
-    fig, axes = plt.subplots(
-        n_rows, 1, figsize=(14, 1.05 * n_rows + 0.8 + note_height), sharex=True, squeeze=False
-    )
+    height = 1.05 * n_rows + 0.8 + note_height
+    fig, axes = plt.subplots(n_rows, 1, figsize=(14, height), sharex=True, squeeze=False)
     axes = axes[:, 0]
     bw = _unit(beat_weights)
     lw = _unit(lead_weights)
-    for i, (ax, name) in enumerate(zip(axes, CANONICAL_LEADS)):
-        if not ecg.lead_mask[i]:
-            ax.text(0.5, 0.5, "missing", transform=ax.transAxes, ha="center", va="center", color="0.5")
-        else:
-            ax.plot(t, ecg.signal[i], lw=0.7, color="k")
+    pre, post = _window_seconds(beats) if beats is not None else (0.0, 0.0)
+    for ax, i in zip(axes, rows, strict=False):
+        ax.plot(t, ecg.signal[i], lw=0.7, color="k")
         if beats is not None and beats.n_beats:
-            half_pre = beats.rpeaks / beats.fs
-            pre, post = _window_seconds(beats)
-            for b, r in enumerate(half_pre):
+            r_times = np.asarray(beats.rpeaks[: beats.n_beats]) / beats.fs
+            for b, r in enumerate(r_times):
                 shade = 0.06 if bw is None else 0.05 + 0.45 * float(bw[b])
-                colour = "tab:blue" if bw is None else "tab:red"
-                ax.axvspan(r - pre, r + post, color=colour, alpha=shade, lw=0)
-            if ecg.lead_mask[i]:
-                idx = np.clip((beats.rpeaks * ecg.fs / beats.fs).astype(int), 0, ecg.n_samples - 1)
-                ax.plot(t[idx], ecg.signal[i, idx], "v", ms=3, color="tab:orange")
-        label_colour = "k" if lw is None else plt.cm.Reds(0.35 + 0.65 * float(lw[i]))
+                ax.axvspan(r - pre, r + post, color="tab:blue" if bw is None else "tab:red", alpha=shade, lw=0)
+            idx = np.clip(np.round(r_times * ecg.fs).astype(int), 0, ecg.n_samples - 1)
+            ax.plot(t[idx], ecg.signal[i, idx], "v", ms=3, color="tab:orange")
+        colour = "k" if lw is None else plt.cm.Reds(0.35 + 0.65 * float(lw[i]))
         weight = "bold" if lw is not None and lw[i] >= 0.5 else "normal"
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", color=label_colour, fontweight=weight)
+        ax.set_ylabel(CANONICAL_LEADS[i], rotation=0, ha="right", va="center", color=colour, fontweight=weight)
         ax.tick_params(axis="y", labelsize=6)
         ax.spines[["top", "right"]].set_visible(False)
+    if missing:
+        title = f"{title or repr(ecg)}   (missing leads: {', '.join(missing)})"
     axes[-1].set_xlabel("time (s)")
     fig.suptitle(title or repr(ecg), fontsize=10)
     if notes:
         fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, va="bottom", family="monospace", wrap=True)
-    fig.tight_layout(rect=(0, note_height / (1.05 * n_rows + 0.8 + note_height), 1, 0.98))
+    fig.tight_layout(rect=(0, note_height / height, 1, 0.98))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=dpi)

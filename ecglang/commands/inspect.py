@@ -46,15 +46,17 @@ def run(args: argparse.Namespace) -> int:
     for key in ("age", "sex", "snomed", "report"):
         if meta.get(key) not in (None, "", []):
             print(f"{key:<9} {meta[key]}")
-    flags = {lead: f for lead, f in clean.metadata.get("quality", {}).items() if f}
+    # Missing leads are already listed above; quality is about the leads that are there.
+    flags = {lead: [x for x in f if x != "missing"] for lead, f in clean.metadata.get("quality", {}).items()}
+    flags = {lead: f for lead, f in flags.items() if f}
     print("quality   " + ("; ".join(f"{lead}: {', '.join(f)}" for lead, f in flags.items()) or "ok"))
 
     if args.plot:
         from ecglang.plotting import plot_ecg
 
-        n = min(ecg.n_samples, int(round(args.seconds * ecg.fs)))
+        n = min(ecg.n_samples, round(args.seconds * ecg.fs))
         view = ecg.replace(signal=ecg.signal[:, :n])
-        view_clean = clean.replace(signal=clean.signal[:, : int(round(args.seconds * clean.fs))])
+        view_clean = clean.replace(signal=clean.signal[:, : round(args.seconds * clean.fs)])
         try:
             tokens = tokenize_beats(view_clean, BeatConfig(max_beats=10_000))
         except EcgQualityError:
