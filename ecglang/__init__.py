@@ -10,6 +10,10 @@ from ecglang.errors import (
     PromptError,
 )
 from ecglang.leads import CANONICAL_LEADS
+
+# Importing modeling registers EcgLangConfig/EcgLangModel with AutoConfig/AutoModel, so checkpoints
+# load with transformers' Auto classes and no trust_remote_code.
+from ecglang.modeling import EcgLangConfig, EcgLangModel, load_model
 from ecglang.record import Ecg
 
 __version__ = "0.1.0"
@@ -18,6 +22,8 @@ __all__ = [
     "CANONICAL_LEADS",
     "ConfigError",
     "Ecg",
+    "EcgLangConfig",
+    "EcgLangModel",
     "EcgLangError",
     "EcgQualityError",
     "EcgReadError",
@@ -25,4 +31,5 @@ __all__ = [
     "ModelLoadError",
     "PromptError",
     "__version__",
+    "load_model",
 ]
