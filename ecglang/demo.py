@@ -26,14 +26,34 @@ def write_demo_records(out_dir: str | Path) -> list[tuple[Path, str]]:
     return written
 
 
-def main(out_dir: str | Path = "outputs/demo") -> int:
+def main(out_dir: str | Path = "outputs/demo", model: str | None = None) -> int:
+    """Zero-shot on the simulated records with the bundled checkpoint; prints, plots, says if it got them right."""
     from ecglang.cli import main as cli
+    from ecglang.cli import quiet_libraries
+    from ecglang.modeling import load_model
+    from ecglang.zero_shot import ZeroShotClassifier
 
-    print("Demo records: 12-lead ECGs simulated with neurokit2 (multileads) at 45, 75 and 130 bpm.\n")
-    status = 0
-    for path, label in write_demo_records(out_dir):
-        print(f"== {path.name}  (simulated as: {label})")
-        status |= cli(["inspect", str(path), "--plot", str(path.with_suffix(".png"))])
-        print()
-    print("Run it on your own record:  ecglang inspect path/to/record.hea --plot ecg.png")
+    quiet_libraries()
+    out_dir = Path(out_dir)
+    records = write_demo_records(out_dir)
+    print("Demo records: 12-lead ECGs simulated with neurokit2 (ecg_simulate, method='multileads'),")
+    print(f"10 s at 500 Hz, at {', '.join(f'{r:g}' for _, r in DEMO_CASES)} bpm; written to {out_dir}/\n")
+    labels = [label for label, _ in DEMO_CASES]
+    clf = ZeroShotClassifier(load_model(model), knowledge="default")
+    result = clf([p for p, _ in records], labels=labels, mode="softmax", explain=True, progress=False)
+    correct = 0
+    for (path, truth), rid in zip(records, result.scores.index, strict=True):
+        ranked = result.ranked(rid)
+        top = ranked["label"].iloc[0]
+        correct += top == truth
+        print(f"== {path.name}  (simulated as: {truth})")
+        print(ranked[["label", "score", "snippets"]].to_string(float_format=lambda v: f"{v:.3f}"))
+        print(f"   ranked first: {top}  ->  {'RIGHT' if top == truth else 'WRONG'}\n")
+    print(f"{correct} of {len(records)} ranked the right label first.")
+    print("Snippets behind each label (ids above) come from the bundled knowledge base in knowledge/.")
+    argv = ["zero-shot", str(records[-1][0]), "--labels", *labels, "--mode", "softmax", "--quiet"]
+    status = cli([*argv, "--plot", str(out_dir / "explanation.png"), *(["--model", str(model)] if model else [])])
+    print("\nRun it on your own records (files or folders; WFDB, CinC .mat, CPSC .mat, .npy/.npz):")
+    print('  .venv/bin/ecglang zero-shot path/to/records --labels "atrial fibrillation" "sinus rhythm" --plot ecg.png')
+    print("  .venv/bin/ecglang zero-shot path/to/records --prompt-set ptbxl_super --out scores.csv")
     return status

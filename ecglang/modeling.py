@@ -346,7 +346,7 @@ class EcgLangModel(PreTrainedModel):
     @classmethod
     def from_pretrained(
         cls,
-        pretrained_model_name_or_path: str | os.PathLike,
+        pretrained_model_name_or_path: str | os.PathLike | None = None,
         *model_args: Any,
         config: EcgLangConfig | None = None,
         revision: str | None = None,
@@ -360,6 +360,7 @@ class EcgLangModel(PreTrainedModel):
         Raises `ModelLoadError` for a missing folder, a Hub id that cannot be fetched (offline: in well under
         2 s, with how to load from a folder instead), missing/corrupt files or a checksum mismatch.
         The model is returned in eval mode."""
+        pretrained_model_name_or_path = resolve_model_name(pretrained_model_name_or_path)
         folder = resolve_checkpoint(pretrained_model_name_or_path, revision, token, cache_dir, local_files_only)
         verify_checksums(folder)
         if config is None:
@@ -418,23 +419,29 @@ class EcgLangModel(PreTrainedModel):
 DEFAULT_CHECKPOINT = "ecglang-mini"
 
 
+def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
+    """A folder, a Hub id, or a bundled checkpoint name (None = the bundled default) → what to load."""
+    from ecglang.paths import resource_dir
+
+    name = DEFAULT_CHECKPOINT if name_or_path is None else str(name_or_path)
+    if Path(name).expanduser().exists() or "/" in name:
+        return name
+    try:
+        bundled = resource_dir("checkpoints") / name
+    except FileNotFoundError as exc:
+        raise ModelLoadError(name, f"no bundled checkpoints are installed: {exc}") from exc
+    if not bundled.is_dir():
+        known = sorted(p.name for p in bundled.parent.iterdir() if p.is_dir())
+        raise ModelLoadError(name, f"not a folder, Hub id or bundled checkpoint (bundled: {known})")
+    return str(bundled)
+
+
 def load_model(name_or_path: str | os.PathLike | None = None, device: str | None = None) -> EcgLangModel:
     """Load a checkpoint for inference (eval mode) on `device`.
 
     `name_or_path`: a checkpoint folder, a Hub id, or the name of a checkpoint bundled under the project's
     `checkpoints/` folder; None = the bundled `ecglang-mini`. `device`: None/"auto" = CUDA when available."""
-    from ecglang.paths import resource_dir
-
-    name = DEFAULT_CHECKPOINT if name_or_path is None else str(name_or_path)
-    if not Path(name).expanduser().exists() and "/" not in name:
-        try:
-            bundled = resource_dir("checkpoints") / name
-        except FileNotFoundError as exc:
-            raise ModelLoadError(name, f"no bundled checkpoints are installed: {exc}") from exc
-        if not bundled.is_dir():
-            known = sorted(p.name for p in bundled.parent.iterdir() if p.is_dir())
-            raise ModelLoadError(name, f"not a folder, Hub id or bundled checkpoint (bundled: {known})")
-        name = str(bundled)
+    name = resolve_model_name(name_or_path)
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
