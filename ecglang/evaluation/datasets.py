@@ -1,0 +1,512 @@
+"""Label sets for evaluation: a published label split (or any labels CSV) joined with records on disk.
+
+A *label set* is what one row of the evaluation tables is about: a list of label codes, the multi-hot
+ground truth of a list of records, and the prompt set whose codes are those labels. Two kinds:
+
+* the MERL label splits (`merl/data_split`), named by their prompt set: `ptbxl_super`, `ptbxl_sub`,
+  `ptbxl_form`, `ptbxl_rhythm` (records from a PTB-XL root through `build_ptbxl`, falling back to the
+  split's own `filename_hr`), `cpsc2018` (alias `icbeb`; records `<root>/<filename>.mat`) and `chapman`
+  (records `<root>/<ecg_path>`, with or without the leading `chapman/` folder);
+* any folder of records plus a labels CSV (`load_labels_csv`): a record-id column and 0/1 columns.
+
+Nothing is dropped silently. Split rows whose record is not on disk are *missing*: counted, listed with
+the reason (`LabelSetData.missing`) and written to `missing.csv` by the runner. Records cut by `limit`
+are counted too. Files are only stat-ed here; reading happens in the runner, whose read/process failures
+are reported separately.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecglang.builders import SPLIT_PARTS, build_ptbxl, load_label_split
+from ecglang.errors import ConfigError, EcgReadError, PromptError
+from ecglang.io import scan_records
+from ecglang.prompts import PromptSet, list_prompt_sets, load_prompt_set
+
+__all__ = [
+    "DATASETS",
+    "LABEL_SETS",
+    "LabelSetData",
+    "MissingRecord",
+    "PtbxlIndex",
+    "load_label_set",
+    "load_labels_csv",
+    "parse_data_roots",
+    "ptbxl_index",
+    "resolve_label_set",
+    "sample_limit",
+]
+
+log = logging.getLogger(__name__)
+
+# Published label sets: name → (prompt set, MERL task of `builders.load_label_split`, dataset of the records).
+LABEL_SETS: dict[str, tuple[str, str, str]] = {
+    "ptbxl_super": ("ptbxl_super", "ptbxl_super_class", "ptbxl"),
+    "ptbxl_sub": ("ptbxl_sub", "ptbxl_sub_class", "ptbxl"),
+    "ptbxl_form": ("ptbxl_form", "ptbxl_form", "ptbxl"),
+    "ptbxl_rhythm": ("ptbxl_rhythm", "ptbxl_rhythm", "ptbxl"),
+    "cpsc2018": ("cpsc2018", "icbeb", "cpsc2018"),
+    "chapman": ("chapman", "chapman", "chapman"),
+}
+_ALIASES = {
+    "icbeb": "cpsc2018",
+    "cpsc": "cpsc2018",
+    "ptbxl_super_class": "ptbxl_super",
+    "ptbxl_sub_class": "ptbxl_sub",
+}
+DATASETS = ("ptbxl", "cpsc2018", "chapman")
+PARTS = (*SPLIT_PARTS, "all")
+
+# Columns of a labels CSV that hold 0/1 integers but are not labels.
+_METADATA_COLUMNS = frozenset(
+    {"ecg_id", "patient_id", "strat_fold", "fold", "age", "sex", "validation", "height", "weight", "nurse", "site"}
+)
+_ID_COLUMNS = ("record_id", "record", "id", "ecg_id", "filename", "file", "path", "ecg_path", "name")
+_FOLD_COLUMNS = ("strat_fold", "fold")
+
+
+@dataclass(frozen=True)
+class MissingRecord:
+    """A labelled row whose record is not on disk (or not usable as a path), and why."""
+
+    record_id: str
+    path: str
+    reason: str
+
+
+@dataclass
+class LabelSetData:
+    """One label set joined with the records found on disk.
+
+    `labels` is int8 `[n_records, n_labels]` in `label_codes` order, aligned with `record_ids`/`paths`
+    (the records found on disk, in file order, at most `limit`). `folds` holds each record's fold
+    (PTB-XL `strat_fold`; -1 where unknown). `names` maps each code to its readable name.
+    """
+
+    name: str
+    dataset: str
+    part: str
+    label_codes: list[str]
+    names: dict[str, str]
+    prompt_set: PromptSet | None
+    record_ids: list[str]
+    paths: list[str]
+    labels: np.ndarray
+    folds: np.ndarray
+    n_rows: int
+    missing: list[MissingRecord] = field(default_factory=list)
+    n_limited: int = 0
+    task: str | None = None
+    sources: list[str] = field(default_factory=list)  # split/labels files read
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_found(self) -> int:
+        return len(self.record_ids) + self.n_limited
+
+    def subset(self, keep: np.ndarray, part: str | None = None) -> LabelSetData:
+        """The same label set restricted to the records where `keep` (bool `[n]`) is True."""
+        idx = np.flatnonzero(keep)
+        return LabelSetData(
+            name=self.name, dataset=self.dataset, part=part or self.part, label_codes=list(self.label_codes),
+            names=dict(self.names), prompt_set=self.prompt_set, record_ids=[self.record_ids[i] for i in idx],
+            paths=[self.paths[i] for i in idx], labels=self.labels[idx], folds=self.folds[idx],
+            n_rows=self.n_rows, missing=list(self.missing), n_limited=self.n_limited, task=self.task,
+            sources=list(self.sources), notes=dict(self.notes),
+        )  # fmt: skip
+
+    def record_summary(self, max_examples: int = 10) -> dict[str, Any]:
+        """Counts for the report: rows in the labels file, found on disk, missing (by reason), limited."""
+        reasons = Counter(m.reason.split(":", 1)[0] for m in self.missing)
+        return {
+            "rows": self.n_rows,
+            "found": self.n_found,
+            "missing": len(self.missing),
+            "missing_by_reason": dict(reasons.most_common()),
+            "missing_examples": [m.record_id for m in self.missing[:max_examples]],
+            "left_out_by_limit": self.n_limited,
+            "selected": len(self.record_ids),
+            "positives_selected": {c: int(v) for c, v in zip(self.label_codes, self.labels.sum(axis=0), strict=True)},
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# names and roots
+
+
+def resolve_label_set(name: str) -> tuple[str, PromptSet, str, str]:
+    """`(canonical name, prompt set, MERL task, dataset)` of a published label set name or alias.
+
+    The prompt set's codes must be the split's label columns; its `merl_split` has to name the task.
+    """
+    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key not in LABEL_SETS:
+        known = ", ".join([*LABEL_SETS, *_ALIASES])
+        raise ConfigError(f"unknown label set {name!r}; known: {known} (or use --labels-csv FILE --records DIR)")
+    prompt_name, task, dataset = LABEL_SETS[key]
+    ps = load_prompt_set(prompt_name)
+    if ps.merl_split is not None and ps.merl_split.replace("/", "_") != task:
+        raise PromptError(ps.path, f"prompt set {prompt_name!r} names split {ps.merl_split!r}, expected task {task!r}")
+    return key, ps, task, dataset
+
+
+def parse_data_roots(items: Sequence[str | Path] | str | Path | None) -> dict[str, Path]:
+    """Record roots from `DIR` (every dataset) and/or `DATASET=DIR` items (`ptbxl`, `cpsc2018`, `chapman`)."""
+    if items is None:
+        return {}
+    if isinstance(items, (str, Path)):
+        items = [items]
+    roots: dict[str, Path] = {}
+    for item in items:
+        text = str(item)
+        key, sep, value = text.partition("=")
+        if sep and key.strip().lower() in (*DATASETS, "icbeb", "cpsc"):
+            dataset = {"icbeb": "cpsc2018", "cpsc": "cpsc2018"}.get(key.strip().lower(), key.strip().lower())
+            roots[dataset] = Path(value).expanduser()
+        elif sep and not Path(text).exists():
+            raise ConfigError(f"data root {text!r}: unknown dataset {key!r}; use one of {list(DATASETS)}=DIR")
+        else:
+            roots["default"] = Path(text).expanduser()
+    for dataset, path in roots.items():
+        if not path.is_dir():
+            raise EcgReadError(path, f"data root for {dataset} is not a folder")
+    return roots
+
+
+def _root_for(roots: Mapping[str, Path], dataset: str) -> Path:
+    root = roots.get(dataset) or roots.get("default")
+    if root is None:
+        raise ConfigError(f"no data root for {dataset}: pass --data-root DIR or --data-root {dataset}=DIR")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PTB-XL records
+
+
+@dataclass
+class PtbxlIndex:
+    """The PTB-XL records of one root (from `build_ptbxl`): id → path, report, fold; and build failures."""
+
+    root: Path
+    paths: dict[str, str]
+    reports: dict[str, str]
+    folds: dict[str, int]
+    failures: dict[str, str]
+    n_database_rows: int
+
+
+@cache
+def _ptbxl_index_cached(root: str) -> PtbxlIndex:
+    ds, rep = build_ptbxl(root, sampling_rate=500, check_files=True, progress=False)
+    cols = ds.select_columns(["id", "path", "report", "fold"]).to_dict()
+    return PtbxlIndex(
+        root=Path(root),
+        paths=dict(zip(cols["id"], cols["path"], strict=True)),
+        reports=dict(zip(cols["id"], cols["report"], strict=True)),
+        folds={i: int(f) for i, f in zip(cols["id"], cols["fold"], strict=True)},
+        failures={f.record_id: f.reason for f in rep.failures},
+        n_database_rows=rep.n_rows,
+    )
+
+
+def ptbxl_index(root: str | Path) -> PtbxlIndex:
+    """`PtbxlIndex` of a PTB-XL root, built once per process (metadata only, no signals)."""
+    return _ptbxl_index_cached(str(Path(root).expanduser().resolve()))
+
+
+def _wfdb_on_disk(record: Path) -> str | None:
+    """Why a WFDB record (path without extension) is not usable, or None when its files exist."""
+    hea = record.with_name(record.name + ".hea")
+    if not hea.is_file():
+        return f"not on disk: {hea}"
+    if not (record.with_name(record.name + ".dat").is_file() or record.with_name(record.name + ".mat").is_file()):
+        return f"not on disk: signal file of {hea}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# published splits
+
+
+def sample_limit(limit: int | None, seed: int, *columns: list) -> tuple[list, ...]:
+    """Keep a seeded random sample of `limit` entries of the parallel lists, in their original order."""
+    if limit is None:
+        return columns
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    n = len(columns[0])
+    if n <= limit:
+        return columns
+    keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+    return tuple([col[i] for i in keep] for col in columns)
+
+
+def _read_parts(split_root: Path, task: str, part: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """`(table, label columns, files)` of `part`; `all` concatenates train, val and test. The table gains
+    `_record_id` (the builders' record id) and `_part` columns."""
+    if part not in PARTS:
+        raise ConfigError(f"unknown split part {part!r}; expected one of {list(PARTS)}")
+    frames, files, columns = [], [], None
+    for p in list(SPLIT_PARTS) if part == "all" else [part]:
+        split = load_label_split(split_root, task, p)
+        if columns is not None and split.label_columns != columns:
+            raise EcgReadError(split.path, f"label columns differ from the other parts: {split.label_columns}")
+        columns = split.label_columns
+        frame = split.frame.copy()
+        frame["_record_id"] = split.record_ids
+        frame["_part"] = p
+        frames.append(frame)
+        files.append(split.path)
+    return pd.concat(frames, ignore_index=True), list(columns or []), files
+
+
+def _chapman_candidates(root: Path, ecg_path: str) -> list[Path]:
+    rel = Path(str(ecg_path).lstrip("/\\"))
+    out = [root / rel]
+    if rel.parts and rel.parts[0].lower() == "chapman":  # the split stores '/chapman/WFDBRecords/...'
+        out.append(root.joinpath(*rel.parts[1:]))
+    return out
+
+
+def _locate(dataset: str, root: Path, row: Any, rid: str, index: PtbxlIndex | None) -> tuple[str | None, str, str]:
+    """`(record path or None, the path looked for, reason when None)` of one split row
+    (`index` is the PTB-XL index for PTB-XL rows, None for the other datasets)."""
+    if index is not None:
+        if rid in index.paths:
+            return index.paths[rid], index.paths[rid], ""
+        fname = getattr(row, "filename_hr", None)
+        if not (isinstance(fname, str) and fname.strip()):
+            return None, "", index.failures.get(rid, f"not on disk: ecg_id not in {root / 'ptbxl_database.csv'}")
+        record = root / fname.strip()
+        reason = _wfdb_on_disk(record)
+        if reason is None:  # on disk although ptbxl_database.csv lacks it: the split's own path is enough
+            return str(record), str(record), ""
+        return None, str(record), index.failures.get(rid, reason)
+    if dataset == "cpsc2018":
+        record = root / str(row.filename).strip()
+        mat = record.with_suffix(".mat")
+        return (str(record), str(record), "") if mat.is_file() else (None, str(mat), f"not on disk: {mat}")
+    candidates = _chapman_candidates(root, str(row.ecg_path))
+    for mat in candidates:
+        if mat.is_file():
+            return str(mat), str(mat), ""
+    return None, str(candidates[0]), f"not on disk: {candidates[0]}"
+
+
+def load_label_set(
+    name: str,
+    split_root: str | Path,
+    data_roots: Mapping[str, Path] | Sequence[str] | str | Path,
+    part: str = "test",
+    limit: int | None = None,
+    folds: Iterable[int] | None = None,
+    seed: int = 0,
+) -> LabelSetData:
+    """A published label set (`ptbxl_super`, ..., `cpsc2018`, `chapman`) joined with records on disk.
+
+    Args:
+        split_root: the MERL `data_split` folder.
+        data_roots: `parse_data_roots` output (or its input): the PTB-XL root, the CPSC 2018 folder of
+            `.mat` files, the Chapman root.
+        part: `train`, `val`, `test` or `all`.
+        limit: keep at most this many found records, a seeded random sample (`seed`) kept in file order
+            (the first rows of a file are often not typical: PTB-XL's first ids are mostly normal); the
+            rest are counted in `n_limited`.
+        folds: keep only rows of these PTB-XL `strat_fold`s (rows of other folds are not counted at all).
+    """
+    key, ps, task, dataset = resolve_label_set(name)
+    roots = data_roots if isinstance(data_roots, Mapping) else parse_data_roots(data_roots)
+    root = _root_for(roots, dataset)
+    frame, columns, files = _read_parts(Path(split_root).expanduser(), task, part)
+    fold_filter = None if folds is None else {int(f) for f in folds}
+    if fold_filter is not None:
+        if "strat_fold" not in frame.columns:
+            raise ConfigError(f"{files[0]}: no strat_fold column, so folds cannot be selected for {key}")
+        frame = frame[frame["strat_fold"].isin(fold_filter)].reset_index(drop=True)
+    codes = [c for c in ps.codes if c in columns]
+    notes: dict[str, Any] = {}
+    if set(columns) - set(codes):
+        notes["columns_without_prompts"] = [c for c in columns if c not in codes]
+    if set(ps.codes) - set(columns):
+        notes["prompts_without_column"] = [c for c in ps.codes if c not in columns]
+    if fold_filter is not None:
+        notes["folds"] = sorted(fold_filter)
+    if part == "all":
+        notes["rows_per_part"] = {str(k): int(v) for k, v in frame["_part"].value_counts(sort=False).items()}
+    index = ptbxl_index(root) if dataset == "ptbxl" else None
+    if index is not None and index.n_database_rows == 0:
+        log.warning("%s: ptbxl_database.csv has no rows", root)
+
+    found_rows, paths, ids, missing = [], [], [], []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        rid = frame["_record_id"].iat[i]
+        path, expected, reason = _locate(dataset, root, row, rid, index)
+        if path is None:
+            missing.append(MissingRecord(rid, expected, reason))
+            continue
+        found_rows.append(i)
+        paths.append(path)
+        ids.append(rid)
+    n_found = len(found_rows)
+    found_rows, paths, ids = sample_limit(limit, seed, found_rows, paths, ids)
+    sel = frame.iloc[found_rows]
+    fold_values = (
+        sel["strat_fold"].fillna(-1).astype(int).to_numpy() if "strat_fold" in sel.columns else np.full(len(sel), -1)
+    )
+    data = LabelSetData(
+        name=key, dataset=dataset, part=part, label_codes=codes,
+        names={c: ps.labels[c].name for c in codes}, prompt_set=ps, record_ids=ids, paths=paths,
+        labels=sel[codes].to_numpy(dtype=np.int8).reshape(len(sel), len(codes)), folds=fold_values,
+        n_rows=len(frame), missing=missing, n_limited=n_found - len(ids), task=task, sources=files, notes=notes,
+    )  # fmt: skip
+    log.info(
+        "%s (%s%s): %d split rows, %d found on disk under %s, %d missing%s",
+        key, part, "" if fold_filter is None else f", folds {sorted(fold_filter)}", len(frame), n_found, root,
+        len(missing),
+        f", {data.n_limited} left out by limit={limit}" if data.n_limited else "",
+    )  # fmt: skip
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# any folder + labels CSV
+
+
+def _label_columns(df: pd.DataFrame, id_column: str) -> list[str]:
+    cols = []
+    for col in df.columns:
+        if col == id_column or str(col).lower() in _METADATA_COLUMNS or str(col).startswith("_"):
+            continue
+        series = df[col]
+        if pd.api.types.is_bool_dtype(series):
+            cols.append(col)
+        elif pd.api.types.is_integer_dtype(series) and set(np.unique(series.to_numpy()).tolist()) <= {0, 1}:
+            cols.append(col)
+    return cols
+
+
+def load_labels_csv(
+    labels_csv: str | Path,
+    records_dir: str | Path,
+    id_column: str | None = None,
+    label_columns: Sequence[str] | None = None,
+    prompt_set: str | Path | PromptSet | None = None,
+    limit: int | None = None,
+    name: str | None = None,
+    seed: int = 0,
+) -> LabelSetData:
+    """A label set from any folder of records plus a CSV with a record-id column and 0/1 label columns.
+
+    Record ids match a record's path relative to `records_dir` without extension, or its file stem
+    (a path-like id matches by its stem too). `id_column` defaults to the first of `record_id, record, id,
+    ecg_id, filename, file, path, ecg_path, name` present, else the first column; label columns default to
+    every 0/1 integer (or bool) column that is not known metadata (age, sex, fold...).
+
+    With `prompt_set`, only the label columns that are codes of the set are evaluated (the others are
+    listed in `notes`) and names come from the set; without it each column name is its label's name and
+    prompt. `limit` and `seed` work as in `load_label_set`.
+    """
+    csv_path = Path(labels_csv).expanduser()
+    folder = Path(records_dir).expanduser()
+    if not csv_path.is_file():
+        raise EcgReadError(csv_path, "labels CSV not found")
+    try:
+        df = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise EcgReadError(csv_path, f"cannot parse the labels CSV: {exc}") from None
+    if df.empty:
+        raise EcgReadError(csv_path, "the labels CSV has no rows")
+    if id_column is None:
+        id_column = next((c for c in _ID_COLUMNS if c in df.columns), df.columns[0])
+    elif id_column not in df.columns:
+        raise EcgReadError(csv_path, f"no id column {id_column!r}; columns: {list(df.columns)}")
+    if label_columns is None:
+        columns = _label_columns(df, id_column)
+    else:
+        absent = [c for c in label_columns if c not in df.columns]
+        if absent:
+            raise EcgReadError(csv_path, f"label column(s) {absent} not found; columns: {list(df.columns)}")
+        columns = list(label_columns)
+        bad = [c for c in columns if not set(pd.unique(df[c].dropna())) <= {0, 1}]
+        if bad or df[columns].isna().any().any():
+            raise EcgReadError(csv_path, f"label column(s) {bad or columns} must hold only 0/1 values")
+    if not columns:
+        raise EcgReadError(csv_path, f"no 0/1 label columns found besides the id column {id_column!r}")
+    ps = (
+        None
+        if prompt_set is None
+        else (prompt_set if isinstance(prompt_set, PromptSet) else load_prompt_set(prompt_set))
+    )
+    notes: dict[str, Any] = {"id_column": id_column}
+    if ps is not None:
+        codes = [c for c in columns if c in ps.labels]
+        if len(codes) < len(columns):
+            notes["columns_without_prompts"] = [c for c in columns if c not in ps.labels]
+        if not codes:
+            raise PromptError(ps.path, f"none of the label columns {columns} is a code of prompt set {ps.name!r}")
+        names = {c: ps.labels[c].name for c in codes}
+    else:
+        codes = columns
+        names = {c: str(c) for c in codes}
+
+    scan = scan_records(folder)
+    by_rel = {rec.relative_to(folder).with_suffix("").as_posix(): rec for rec in scan.records}
+    by_stem: dict[str, list[Path]] = {}
+    for rec in scan.records:
+        by_stem.setdefault(rec.stem, []).append(rec)
+    matched_rows, paths, ids, missing = [], [], [], []
+    seen: set[Path] = set()
+    for i, raw in enumerate(df[id_column].tolist()):
+        rid = str(raw).strip()
+        key = rid[:-4] if rid.lower().endswith((".hea", ".dat", ".mat", ".npy", ".npz")) else rid
+        rec = by_rel.get(key.lstrip("/"))
+        if rec is None:
+            same_stem = by_stem.get(Path(key).name, [])
+            if len(same_stem) > 1:
+                where = ", ".join(str(p) for p in same_stem[:3])
+                missing.append(
+                    MissingRecord(rid, where, f"ambiguous: {len(same_stem)} records named {Path(key).name!r}")
+                )
+                continue
+            rec = same_stem[0] if same_stem else None
+        if rec is None:
+            missing.append(MissingRecord(rid, str(folder / key), f"not on disk: no record {rid!r} in {folder}"))
+            continue
+        if rec in seen:
+            missing.append(MissingRecord(rid, str(rec), f"duplicate: a second labels row for {rec}"))
+            continue
+        seen.add(rec)
+        matched_rows.append(i)
+        paths.append(str(rec))
+        ids.append(rid)
+    n_found = len(matched_rows)
+    matched_rows, paths, ids = sample_limit(limit, seed, matched_rows, paths, ids)
+    notes["records_in_folder_without_row"] = len(scan.records) - len(seen)
+    if scan.skipped:
+        notes["files_skipped_in_folder"] = len(scan.skipped)
+    sel = df.iloc[matched_rows]
+    fold_col = next((c for c in _FOLD_COLUMNS if c in sel.columns), None)
+    folds = sel[fold_col].fillna(-1).astype(int).to_numpy() if fold_col else np.full(len(sel), -1)
+    return LabelSetData(
+        name=name or csv_path.stem, dataset="folder", part="all", label_codes=list(codes), names=names,
+        prompt_set=ps, record_ids=ids, paths=paths,
+        labels=sel[codes].astype(int).to_numpy(dtype=np.int8).reshape(len(sel), len(codes)), folds=folds,
+        n_rows=len(df), missing=missing, n_limited=n_found - len(ids), sources=[str(csv_path)], notes=notes,
+    )  # fmt: skip
+
+
+def known_label_sets() -> list[str]:
+    """Published label set names usable with `load_label_set` (those whose prompt set is installed)."""
+    shipped = set(list_prompt_sets())
+    return [k for k, (ps, _, _) in LABEL_SETS.items() if ps in shipped]
