@@ -195,8 +195,10 @@ def contrastive_loss(
 
     Single process: the `[B, B]` matrices of the batch. Several processes (`torch.distributed` initialised):
     - `local_loss=False` (default): every process gathers all ECG and report tensors and computes the full
-      `[B_all, B_all]` loss, with gradients flowing into its own shard only; summed over processes (DDP
-      averages), the parameter gradient is exactly that of the global-batch loss.
+      `[B_all, B_all]` loss, with gradients flowing into its own shard only. The *sum* over processes of
+      those gradients is the global-batch gradient; DDP *averages*, so the trainer (`ecglang.train`)
+      backpropagates `world_size × loss` and divides the gradients of the loss module's own parameters
+      (the logit scales, which every process sees whole) by `world_size`.
     - `local_loss=True`: each process computes only its own rows (`[b, B_all]`: its ECGs against all reports
       and its reports against all ECGs), labels offset by its position. Cheaper (b × B_all instead of
       B_all²), but the terms where this process's samples act as negatives in other processes' rows give

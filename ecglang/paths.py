@@ -9,6 +9,11 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def repo_root() -> Path:
+    """The folder that holds the `ecglang` package (the repository root for an editable install)."""
+    return _REPO_ROOT
+
+
 @cache
 def resource_dir(name: str) -> Path:
     """Return the folder `name` ('prompts', 'knowledge', 'configs', 'checkpoints')."""

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
 from ecglang.evaluation.metrics import macro_auroc, per_class_auroc
-from ecglang.paths import _REPO_ROOT, resource_dir
+from ecglang.paths import repo_root, resource_dir
 from ecglang.pretrain_data import (
     AugmentConfig,
     EpochSampler,
@@ -350,10 +350,10 @@ def _resolve_path(value: str, what: str) -> Path:
     path = Path(value).expanduser()
     if path.exists():
         return path.resolve()
-    repo = (_REPO_ROOT / path).resolve()
+    repo = (repo_root() / path).resolve()
     if not path.is_absolute() and repo.exists():
         return repo
-    where = "" if path.is_absolute() else f" (relative paths are tried from {Path.cwd()} and {_REPO_ROOT})"
+    where = "" if path.is_absolute() else f" (relative paths are tried from {Path.cwd()} and {repo_root()})"
     raise ConfigError(f"{path}: {what} not found{where}")
 
 

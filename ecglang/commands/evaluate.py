@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--records", metavar="DIR", help="folder of the records named in --labels-csv")
     data.add_argument("--id-column", metavar="COL", help="record-id column of --labels-csv (default: guessed)")
     data.add_argument("--prompt-set", metavar="NAME|FILE", help="prompt set for --labels-csv (default: column names)")
+    data.add_argument("--folds", nargs="+", type=int, metavar="FOLD",
+                      help="PTB-XL strat_folds to keep, e.g. 8 for the pairs held out from pretraining")  # fmt: skip
     data.add_argument("--limit", type=int, metavar="N", help="at most N records per label set (seeded sample)")
     zs = p.add_argument_group("zero-shot")
     zs.add_argument(
@@ -80,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     cfg = EvaluateConfig(
         model=args.model, label_sets=list(args.label_sets), data_roots=list(args.data_root),
-        split_root=args.split_root, part=args.part, sources=list(args.sources), labels_csv=args.labels_csv,
+        split_root=args.split_root, part=args.part, folds=args.folds, sources=list(args.sources), labels_csv=args.labels_csv,
         records=args.records, id_column=args.id_column, prompt_set=args.prompt_set, preprocess=args.preprocess,
         n_boot=args.n_boot, seed=args.seed, random_seed=args.random_seed, limit=args.limit,
         batch_size=args.batch_size, knowledge=args.knowledge, k=args.k, knowledge_weight=args.knowledge_weight,

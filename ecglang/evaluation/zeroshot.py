@@ -342,6 +342,7 @@ class EvaluateConfig:
     data_roots: list[str] = field(default_factory=list)
     split_root: str | Path | None = None
     part: str = "test"
+    folds: list[int] | None = None  # PTB-XL strat_folds to keep (e.g. the pairs held out from pretraining)
     sources: list[str] = field(default_factory=lambda: ["names", "prompts", "knowledge"])
     labels_csv: str | Path | None = None
     records: str | Path | None = None
@@ -435,7 +436,7 @@ def _processor_for(model: EcgLangModel, preprocess: str, dataset: str) -> EcgPro
 def _load_sets(cfg: EvaluateConfig) -> list[LabelSetData]:
     roots = parse_data_roots(cfg.data_roots)
     sets = [
-        load_label_set(name, cfg.split_root, roots, part=cfg.part, limit=cfg.limit, seed=cfg.seed)
+        load_label_set(name, cfg.split_root, roots, part=cfg.part, limit=cfg.limit, folds=cfg.folds, seed=cfg.seed)
         for name in cfg.label_sets
     ]
     if cfg.labels_csv is not None:
