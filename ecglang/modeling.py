@@ -18,11 +18,11 @@ Weights are read with safetensors only — never pickle.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from torch import Tensor
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ecglang.checksums import CHECKSUMS_NAME, verify_checksums, write_checksums
 from ecglang.configuration import EcgLangConfig, _processor_contract
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.leads import CANONICAL_LEADS
@@ -52,7 +53,6 @@ logger = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 ADAPTER_DIR = "text_adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-CHECKSUMS_NAME = "checksums.json"
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -300,16 +300,24 @@ class EcgLangModel(PreTrainedModel):
     ) -> None:
         """Write a complete checkpoint folder (see the module docstring).
 
+        The checkpoint is built in a hidden sibling folder and renamed into place when complete, so a kill
+        mid-save never leaves a half-written checkpoint; other files already in the folder are kept.
         processor: an `EcgProcessor` (its config is written as processor_config.json); default: the config's
             processor contract. card: extra model-card fields (`training_data`, `metrics`, `notes`).
         Other keyword arguments of transformers' save_pretrained (max_shard_size, ...) are accepted and
         ignored so that the inherited `push_to_hub` keeps working."""
         if not is_main_process:
             return
-        out = Path(save_directory)
-        if out.is_file():
-            raise ModelLoadError(out, "save_pretrained needs a folder, but a file exists at this path")
-        out.mkdir(parents=True, exist_ok=True)
+        target = Path(save_directory).expanduser().resolve()
+        if target.is_file():
+            raise ModelLoadError(target, "save_pretrained needs a folder, but a file exists at this path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Written into a hidden sibling folder and moved into place only when complete: a save that is
+        # killed half-way leaves the previous checkpoint (or none), never a half-written or mixed one.
+        out = target.with_name(f".{target.name}.saving")
+        if out.exists():
+            shutil.rmtree(out)  # left by a save that was killed
+        out.mkdir()
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__]
         if processor is not None:  # the processor used in training becomes the checkpoint's contract
@@ -332,16 +340,12 @@ class EcgLangModel(PreTrainedModel):
         if self.text_tower.is_lora:
             self.text_tower.model.save_pretrained(str(adapter_dir), safe_serialization=True)
             weight_files.append(f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}")
-        elif adapter_dir.exists():  # a stale adapter from an earlier save would be loaded by mistake
-            for f in adapter_dir.iterdir():
-                f.unlink()
-            adapter_dir.rmdir()
         if self.text_tower.tokenizer is not None:
             self.text_tower.tokenizer.save_pretrained(str(out))
         _write_processor_config(out, config.processor)
         (out / "README.md").write_text(model_card(self, config, card), encoding="utf-8")
-        checksums = {name: _sha256(out / name) for name in weight_files}
-        (out / CHECKSUMS_NAME).write_text(json.dumps(checksums, indent=2) + "\n", encoding="utf-8")
+        write_checksums(out, weight_files)
+        _move_into_place(out, target)
 
     @classmethod
     def from_pretrained(
@@ -362,7 +366,7 @@ class EcgLangModel(PreTrainedModel):
         The model is returned in eval mode."""
         pretrained_model_name_or_path = resolve_model_name(pretrained_model_name_or_path)
         folder = resolve_checkpoint(pretrained_model_name_or_path, revision, token, cache_dir, local_files_only)
-        verify_checksums(folder)
+        verify_checksums(folder, required=False)
         if config is None:
             config = _load_config(folder)
         weights = folder / WEIGHTS_NAME
@@ -452,36 +456,6 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | None
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_checksums(folder: Path) -> None:
-    """Compare every file listed in checksums.json with its sha256; `ModelLoadError` on any mismatch."""
-    path = folder / CHECKSUMS_NAME
-    if not path.is_file():
-        logger.warning("%s: no %s, weights are loaded unverified", folder, CHECKSUMS_NAME)
-        return
-    try:
-        expected = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(path, f"unreadable checksum file: {exc}") from exc
-    for name, digest in expected.items():
-        file = folder / name
-        if not file.is_file():
-            raise ModelLoadError(file, f"listed in {CHECKSUMS_NAME} but missing")
-        actual = _sha256(file)
-        if actual != digest:
-            raise ModelLoadError(
-                file,
-                f"sha256 mismatch (expected {digest[:12]}…, got {actual[:12]}…): the file is corrupt or was changed",
-            )
-
-
 def resolve_checkpoint(
     name_or_path: str | os.PathLike,
     revision: str | None = None,
@@ -567,6 +541,46 @@ def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
             f"adapter does not match config.json (text_tower.lora): {len(state)} tensors for {len(expected)} "
             f"LoRA weights, missing {missing[:3]}, unexpected {list(getattr(result, 'unexpected_keys', []))[:3]}",
         )
+
+
+# What a checkpoint folder holds; anything else in a save folder (the user's notes, logs) is kept on re-save.
+_CHECKPOINT_ENTRIES = frozenset(
+    {"config.json", WEIGHTS_NAME, ADAPTER_DIR, PROCESSOR_CONFIG_NAME, "README.md", CHECKSUMS_NAME}
+)
+_TOKENIZER_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", "spiece", "sentencepiece")
+
+
+def _is_checkpoint_entry(name: str) -> bool:
+    return name in _CHECKPOINT_ENTRIES or name.startswith(_TOKENIZER_PREFIXES)
+
+
+def _move_into_place(new: Path, target: Path) -> None:
+    """Replace the checkpoint in `target` by the complete folder `new` using renames only, so that `target`
+    holds one complete checkpoint at every moment (or, between two renames, none) and never a mix of two saves.
+
+    Files are synced first (a rename must not become visible before the data it names). Entries of an
+    existing `target` that are not checkpoint files are carried over; the old checkpoint's files are not
+    (a stale LoRA adapter or processor contract would be loaded by mistake)."""
+    for p in new.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    old = target.with_name(f".{target.name}.old")
+    _carry_over(old, target)  # a save killed after its swap left the user's files here
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    _carry_over(old, target)
+
+
+def _carry_over(old: Path, target: Path) -> None:
+    """Move the non-checkpoint entries of `old` into `target` (unless already there), then delete `old`."""
+    if not (old.is_dir() and target.is_dir()):
+        return
+    for entry in old.iterdir():
+        if not _is_checkpoint_entry(entry.name) and not (target / entry.name).exists():
+            os.replace(entry, target / entry.name)
+    shutil.rmtree(old)
 
 
 def _write_processor_config(out: Path, contract: Mapping[str, Any] | None) -> None:

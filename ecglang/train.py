@@ -64,6 +64,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from ecglang.checksums import verify_checksums, write_checksums
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
 from ecglang.evaluation.metrics import macro_auroc, per_class_auroc
 from ecglang.paths import repo_root, resource_dir
@@ -82,7 +83,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
-CHECKSUMS = "checksums.json"
 METRICS_CSV = "metrics.csv"
 VALIDATION_LOG = "validation.jsonl"
 SKIPPED_CSV = "skipped_records.csv"
@@ -617,42 +617,12 @@ def evaluate(
 
 
 # ========================================================================================= checkpoints
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_checksums(folder: Path) -> None:
-    """sha256 of every file below `folder` (except the checksum file) into `checksums.json`."""
-    sums = {
-        str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CHECKSUMS
-    }
-    (folder / CHECKSUMS).write_text(json.dumps(sums, indent=2) + "\n", encoding="utf-8")
-
-
 def verify_checkpoint(folder: Path) -> None:
     """Check `checksums.json` of a training checkpoint; `ModelLoadError` naming the bad file otherwise."""
-    path = folder / CHECKSUMS
-    if not path.is_file():
-        raise ModelLoadError(folder, f"training checkpoint has no {CHECKSUMS}; it is incomplete or not ecglang's")
-    try:
-        sums = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(path, f"unreadable checksum file: {exc}") from exc
-    for name, digest in sums.items():
-        file = folder / name
-        if not file.is_file():
-            raise ModelLoadError(file, f"listed in {CHECKSUMS} but missing: the checkpoint is damaged")
-        actual = _sha256(file)
-        if actual != digest:
-            raise ModelLoadError(
-                file,
-                f"checksum mismatch (expected {digest[:12]}…, got {actual[:12]}…): the checkpoint file is "
-                "corrupt; delete this checkpoint folder to resume from an earlier one",
-            )
+    verify_checksums(
+        folder, required=True, what="training checkpoint",
+        hint="; delete this checkpoint folder to resume from an earlier one",
+    )  # fmt: skip
 
 
 def _checkpoint_step(path: Path) -> int | None:
