@@ -46,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Our own messages at INFO; libraries only when they warn (or everything with -v).
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("ecglang").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -92,9 +92,13 @@ def _window_seconds(beats: BeatTokens) -> tuple[float, float]:
 
 
 def _unit(weights: np.ndarray | None) -> np.ndarray | None:
-    """Scale non-negative weights to [0, 1] for shading."""
+    """Min-max scale weights to [0, 1] for shading, so the contrast between beats (or leads) shows."""
     if weights is None:
         return None
-    w = np.clip(np.nan_to_num(np.asarray(weights, dtype=float)), 0, None)
-    top = w.max() if w.size else 0.0
-    return w / top if top > 0 else w
+    w = np.nan_to_num(np.asarray(weights, dtype=float), nan=np.nan)
+    finite = np.isfinite(w)
+    if not finite.any():
+        return np.zeros_like(w)
+    lo, hi = w[finite].min(), w[finite].max()
+    out = (w - lo) / (hi - lo) if hi > lo else np.ones_like(w)
+    return np.where(finite, out, 0.0)

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -64,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         for rid in result.scores.index:
             print(f"\n== {rid}")
             table = result.ranked(rid).head(args.top)
+            if (table["name"] == table["label"]).all():
+                table = table.drop(columns="name")
             print(table.to_string(float_format=lambda v: f"{v:.3f}"))
         used = {s["id"] for spec in result.labels.values() for s in spec.snippets}
         if used:
@@ -108,7 +108,6 @@ def _plots(args: argparse.Namespace, result, beat_config) -> None:
                  f"leads behind it: {', '.join(exp.top_leads(3))}"]  # fmt: skip
         notes += [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
         target = out if len(ids) == 1 else out.with_name(f"{out.stem}_{rid}{out.suffix or '.png'}")
-        plot_ecg(view, tokens, beat_weights=np.clip(exp.beat_contributions, 0, None),
-                 lead_weights=np.clip(np.nan_to_num(exp.lead_contributions), 0, None),
+        plot_ecg(view, tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
                  title=f"{rid}: {result.labels[top].name}", notes=notes, out=target)  # fmt: skip
         print(f"plot: {target}")
