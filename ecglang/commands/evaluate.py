@@ -82,8 +82,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     cfg = EvaluateConfig(
         model=args.model, label_sets=list(args.label_sets), data_roots=list(args.data_root),
-        split_root=args.split_root, part=args.part, folds=args.folds, sources=list(args.sources), labels_csv=args.labels_csv,
-        records=args.records, id_column=args.id_column, prompt_set=args.prompt_set, preprocess=args.preprocess,
+        split_root=args.split_root, part=args.part, folds=args.folds, sources=list(args.sources),
+        labels_csv=args.labels_csv, records=args.records, id_column=args.id_column, prompt_set=args.prompt_set,
+        preprocess=args.preprocess,
         n_boot=args.n_boot, seed=args.seed, random_seed=args.random_seed, limit=args.limit,
         batch_size=args.batch_size, knowledge=args.knowledge, k=args.k, knowledge_weight=args.knowledge_weight,
         device=args.device, probe=args.probe, probe_train=args.probe_train, probe_test=args.probe_test,
