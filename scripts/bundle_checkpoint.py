@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         device="cpu",
     )
     result = run_evaluation(cfg)
-    write_outputs(result, args.run / "heldout-eval")
-    tree = result.tree
+    written = write_outputs(result, args.run / "heldout-eval")
+    tree = json.loads(Path(written["results_json"]).read_text(encoding="utf-8"))
     sources = tree["label_sets"]["ptbxl_super"]["sources"]
     ret = tree["retrieval"]
     n_records = sources["prompts"]["model"]["n_records"]
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     for direction in ("ecg_to_report", "report_to_ecg"):
         for k in (1, 5):
             m, r = ret["model"][direction][f"recall@{k}"], ret["random"][direction][f"recall@{k}"]
-            metrics[f"{direction.replace('_', '→', 1).replace('_', ' ')} recall@{k}"] = (
+            pretty = {"ecg_to_report": "ECG→report", "report_to_ecg": "report→ECG"}[direction]
+            metrics[f"held-out retrieval {pretty} recall@{k}"] = (
                 f"{m:.3f} (random encoder {r:.3f}; chance@1 {ret['chance_recall@1']:.3f})"
             )
     summary = _training_summary(args.run)
