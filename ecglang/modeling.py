@@ -371,9 +371,7 @@ class EcgLangModel(PreTrainedModel):
             config = _load_config(folder)
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
-            pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
-            hint = f" (found {pickled}: pickle checkpoints are not loaded, only safetensors)" if pickled else ""
-            raise ModelLoadError(folder, f"{WEIGHTS_NAME} is missing{hint}")
+            raise ModelLoadError(folder, f"{WEIGHTS_NAME} is missing{_pickle_hint(folder)}")
         full_text = config.text_tower["finetune"] == "full"
         text_weights = "config" if full_text and config.text_tower.get("hf_config") else "pretrained"
         model = cls(config, text_weights=text_weights)
@@ -467,28 +465,40 @@ def resolve_checkpoint(
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelLoadError(path, "not an ecglang checkpoint folder (config.json is missing)")
+            raise ModelLoadError(path, f"not an ecglang checkpoint folder (config.json is missing){_pickle_hint(path)}")
         return path
     text = str(name_or_path)
     if path.exists():
         raise ModelLoadError(path, "expected a checkpoint folder, found a file")
+    previous = path.with_name(f".{path.name}.old") if path.name else None
+    if previous is not None and previous.is_dir():  # see _move_into_place: killed between its two renames
+        raise ModelLoadError(
+            path, f"checkpoint folder not found: a save into it was interrupted; the previous complete "
+            f"checkpoint is in {previous} (rename it back, or save again)"
+        )  # fmt: skip
     if not _HUB_ID.match(text) or text.startswith((".", "~")):
         raise ModelLoadError(path, "checkpoint folder not found (and it is not a Hub id like 'org/name')")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    unreachable = not offline and not _hub_answers()
     how = (
         f"download it once with network (`huggingface-cli download {text} --local-dir DIR`) and load the "
         "folder: EcgLangModel.from_pretrained('DIR')"
     )
     try:
         local = snapshot_download(
-            text, revision=revision, token=token, cache_dir=cache_dir, local_files_only=offline,
+            text, revision=revision, token=token, cache_dir=cache_dir, local_files_only=offline or unreachable,
             allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model", f"{ADAPTER_DIR}/*"],
         )  # fmt: skip
     except LocalEntryNotFoundError as exc:
-        state = "offline (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face Hub could not be reached"
+        if offline:
+            state = "offline (HF_HUB_OFFLINE=1)"
+        elif unreachable:
+            state = f"the Hugging Face Hub did not answer within {HUB_PROBE_TIMEOUT_S:g} s (no network?)"
+        else:
+            state = "the Hugging Face Hub could not be reached"
         raise ModelLoadError(
             text, f"no local folder of this name, the Hub id is not in the local cache and {state}; {how}"
         ) from exc
@@ -497,6 +507,51 @@ def resolve_checkpoint(
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelLoadError(text, f"cannot fetch from the Hub ({type(exc).__name__}: {exc}); {how}") from exc
     return Path(local)
+
+
+# Weight files that are pickles: never loaded (unpickling runs code), only named in the error.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+HUB_PROBE_TIMEOUT_S = 1.0
+
+
+def _pickle_hint(folder: Path) -> str:
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES and p.is_file())
+    return f" (found {pickled}: pickle checkpoints are not loaded, only safetensors)" if pickled else ""
+
+
+def _hub_answers(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hub endpoint answers an HTTP request within `timeout` seconds.
+
+    huggingface_hub's first request of a snapshot has no timeout: without network it waits on name resolution
+    or on a connection that never answers, for a minute or more. The probe runs in a daemon thread, so that
+    even name resolution (which socket timeouts do not bound) holds the caller at most `timeout`. Any HTTP
+    status, or a TLS error, is an answer: the network is there and huggingface_hub reports the details."""
+    import ssl
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    done, answered = threading.Event(), threading.Event()
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+            answered.set()
+        except urllib.error.HTTPError:
+            answered.set()
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLError):
+                answered.set()
+        except OSError:  # refused, reset, timed out
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=probe, name="ecglang-hub-probe", daemon=True).start()
+    done.wait(timeout)
+    return answered.is_set()
 
 
 def _load_config(folder: Path) -> EcgLangConfig:

@@ -8,12 +8,15 @@
 
 `build` writes `DIR/dataset/` (`datasets.Dataset.save_to_disk`), `DIR/build_failures.csv` (records
 left out and why), and unless `--no-cache` the signal cache `DIR/cache/` with `DIR/cache_failures.csv`.
+Bad records do not stop a build; the exit status is 1 when any record was left out of the dataset or
+failed in the cache (both lists are printed and written), 0 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -39,9 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = data_sub.add_parser("download", help="download a dataset from PhysioNet (resumable)")
     d.add_argument("dataset", choices=["ptbxl"])
     d.add_argument("dest", help="destination folder")
-    d.add_argument(
-        "--rates", default="100,500", help="record folders to fetch: 100, 500 or 100,500 (default)"
-    )
+    d.add_argument("--rates", default="100,500", help="record folders to fetch: 100, 500 or 100,500 (default)")
     d.add_argument("--base-url", default=None, help="mirror URL (default: PhysioNet PTB-XL 1.0.3)")
     d.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
     d.set_defaults(func=run_download)
@@ -56,9 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--reference", help="CPSC 2018 REFERENCE.csv")
     b.add_argument("--no-cache", action="store_true", help="build the dataset only, no signal cache")
     b.add_argument("--preprocess", metavar="JSON", help="PreprocessConfig as a JSON file (default settings)")
-    b.add_argument(
-        "--merl-compat", action="store_true", help="use PreprocessConfig.merl_compat() for the cache"
-    )
+    b.add_argument("--merl-compat", action="store_true", help="use PreprocessConfig.merl_compat() for the cache")
     b.add_argument("--batch-size", type=int, default=64, help="cache rows per flush (default 64)")
     b.add_argument("--workers", type=int, default=0, help="cache worker processes (default 0)")
     b.set_defaults(func=run_build)
@@ -68,9 +67,7 @@ def run_download(args: argparse.Namespace) -> int:
     from ecglang.download import PTBXL_BASE_URL, download_ptbxl
 
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    report = download_ptbxl(
-        args.dest, base_url=args.base_url or PTBXL_BASE_URL, rates=rates, timeout=args.timeout
-    )
+    report = download_ptbxl(args.dest, base_url=args.base_url or PTBXL_BASE_URL, rates=rates, timeout=args.timeout)
     print(report.summary())
     return 1 if report.failures else 0
 
@@ -97,8 +94,11 @@ def run_build(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"dataset   {out / 'dataset'} ({len(ds)} records)")
     print(f"failures  {failures_csv} ({len(report.failures)} rows)")
+    _list_failures("left out of the dataset", [(f.record_id, f.reason) for f in report.failures], failures_csv)
+    # A batch goes on past bad records but its exit status says that some were left out (listed above).
+    status = 1 if report.failures else 0
     if args.no_cache or len(ds) == 0:
-        return 0
+        return status
 
     from ecglang.cache import SignalCache
 
@@ -115,4 +115,17 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"cache     {cache.directory}: {stats.n_ok} ok, {stats.n_failed} failed (listed in {listed})")
     for note in stats.repaired:
         print(f"          repaired: {note}")
-    return 0
+    failed = cache.failures
+    _list_failures("failed in the cache", list(zip(failed["id"], failed["reason"], strict=True)), listed)
+    return 1 if stats.n_failed else status
+
+
+def _list_failures(what: str, rows: list[tuple[str, str]], csv_path: Path, limit: int = 10) -> None:
+    """The first failures on stderr (all of them are in `csv_path`)."""
+    if not rows:
+        return
+    print(f"\n{len(rows)} record(s) {what} (all listed in {csv_path}):", file=sys.stderr)
+    for record_id, reason in rows[:limit]:
+        print(f"  {record_id}: {reason}", file=sys.stderr)
+    if len(rows) > limit:
+        print(f"  ... and {len(rows) - limit} more", file=sys.stderr)
