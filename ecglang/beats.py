@@ -460,7 +460,8 @@ def tokenize_array(
     if all_peaks.size < cfg.min_beats:
         raise EcgQualityError(
             record,
-            f"found {all_peaks.size} beat(s) in {x.shape[1] / fs:.2f} s, need at least {cfg.min_beats}",
+            # the searched length, not the padded one: a 1 s record padded to 10 s has 1 s of signal
+            f"found {all_peaks.size} beat(s) in {limit / fs:.2f} s, need at least {cfg.min_beats}",
         )
     heart_rate = float(60.0 / np.median(np.diff(all_peaks) / fs)) if all_peaks.size >= 2 else float("nan")
     rr_all = _rr_pairs(all_peaks, fs)

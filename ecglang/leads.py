@@ -72,9 +72,7 @@ def to_canonical(
         out[idx] = signal[row]
         mask[idx] = True
     if unknown:
-        raise EcgReadError(
-            path, f"unknown lead name(s) {unknown}; expected names like {list(CANONICAL_LEADS)}"
-        )
+        raise EcgReadError(path, f"unknown lead name(s) {unknown}; expected names like {list(CANONICAL_LEADS)}")
     if not mask.any():
         raise EcgReadError(path, f"none of the leads {list(names)} is a standard ECG lead")
     return out, mask, dropped

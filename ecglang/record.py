@@ -49,7 +49,7 @@ class Ecg:
 
     @property
     def present_leads(self) -> list[str]:
-        return [name for name, m in zip(CANONICAL_LEADS, self.lead_mask) if m]
+        return [name for name, m in zip(CANONICAL_LEADS, self.lead_mask, strict=True) if m]
 
     @property
     def n_samples(self) -> int:

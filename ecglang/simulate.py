@@ -12,9 +12,7 @@ from ecglang.leads import CANONICAL_LEADS
 from ecglang.record import Ecg
 
 
-def simulate_ecg(
-    heart_rate: float, duration: float = 10.0, fs: int = 500, seed: int = 0, noise: float = 0.01
-) -> Ecg:
+def simulate_ecg(heart_rate: float, duration: float = 10.0, fs: int = 500, seed: int = 0, noise: float = 0.01) -> Ecg:
     """A simulated 12-lead `Ecg` (mV) at `heart_rate` bpm."""
     try:
         import neurokit2 as nk
