@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top", type=int, default=5, help="labels shown per record (default 5)")
     p.add_argument("--out", metavar="CSV", help="write the records × labels score table")
-    p.add_argument("--failures", metavar="CSV", help="write the records that failed (default: next to --out)")
+    p.add_argument(
+        "--failures",
+        metavar="CSV",
+        help="CSV of the records that failed (default: next to --out, else ./zero-shot-failures.csv)",
+    )
     p.add_argument("--plot", metavar="PNG", help="12-lead figure highlighting the beats/leads behind the top label")
     p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")
     p.add_argument("--fs", type=float, help="sampling rate for .npy input")
@@ -79,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{len(result.failures)} record(s) failed:", file=sys.stderr)
         for f in result.failures:
             print(f"  [{f.stage}] {f.record}: {f.error}", file=sys.stderr)
-        path = args.failures or (str(Path(args.out).with_suffix(".failures.csv")) if args.out else None)
-        if path:
-            with open(path, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=["record", "stage", "error"])
-                writer.writeheader()
-                writer.writerows(f.to_dict() for f in result.failures)
-            print(f"failures: {path}", file=sys.stderr)
+        # Always machine-readable too: a batch run must leave a list of what it could not score.
+        path = args.failures or (
+            str(Path(args.out).with_suffix(".failures.csv")) if args.out else "zero-shot-failures.csv"
+        )
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["record", "stage", "error"])
+            writer.writeheader()
+            writer.writerows(f.to_dict() for f in result.failures)
+        print(f"failures: {path}", file=sys.stderr)
         return 1
     return 0
 
