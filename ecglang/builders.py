@@ -256,9 +256,7 @@ def build_ptbxl(
         "ptbxl_database.csv",
     )
     scp = _read_csv(scp_path, "PTB-XL statements file scp_statements.csv", index_col=0)
-    _require_columns(
-        scp, ["diagnostic", "diagnostic_class", "diagnostic_subclass"], scp_path, "scp_statements.csv"
-    )
+    _require_columns(scp, ["diagnostic", "diagnostic_class", "diagnostic_subclass"], scp_path, "scp_statements.csv")
     diagnostic = scp[scp["diagnostic"] == 1]
     superclass_of = diagnostic["diagnostic_class"].dropna().to_dict()
     subclass_of = diagnostic["diagnostic_subclass"].dropna().to_dict()
@@ -304,11 +302,7 @@ def build_ptbxl(
         original = decode_report(row.report)
         text = normalize_report(original, source="ptbxl")
         n_empty += not text
-        sex = (
-            {0: "M", 1: "F"}.get(int(row.sex))
-            if _float_or_none(getattr(row, "sex", None)) is not None
-            else None
-        )
+        sex = {0: "M", 1: "F"}.get(int(row.sex)) if _float_or_none(getattr(row, "sex", None)) is not None else None
         patient = _float_or_none(getattr(row, "patient_id", None))
         sink.add(
             {
@@ -445,9 +439,7 @@ def build_mimic_ecg(
     seen: set[int] = set()
     n_short = 0
     try:
-        chunks = pd.read_csv(
-            mm_path, chunksize=chunksize, encoding="utf-8", encoding_errors="replace", dtype=str
-        )
+        chunks = pd.read_csv(mm_path, chunksize=chunksize, encoding="utf-8", encoding_errors="replace", dtype=str)
         for chunk in tqdm(chunks, desc="MIMIC-IV-ECG reports", unit="chunk", disable=not progress):
             _require_columns(chunk, ["study_id"], mm_path, "machine_measurements.csv")
             present = [c for c in _MIMIC_REPORT_COLUMNS if c in chunk.columns]
@@ -507,9 +499,7 @@ def load_snomed_mapping(path: PathLike | None = None) -> dict[str, tuple[str, st
     (the format of the CinC 2020/2021 `dx_mapping_*.csv`). Default: the bundled
     `resources/snomed_ct_ecg.csv` (the 133 CinC 2020/2021 scored and unscored classes)."""
     if path is None:
-        text = (
-            resources.files("ecglang").joinpath("resources", "snomed_ct_ecg.csv").read_text(encoding="utf-8")
-        )
+        text = resources.files("ecglang").joinpath("resources", "snomed_ct_ecg.csv").read_text(encoding="utf-8")
         rows = list(csv.DictReader(text.splitlines()))
         where: PathLike = "ecglang/resources/snomed_ct_ecg.csv"
     else:
@@ -523,9 +513,7 @@ def load_snomed_mapping(path: PathLike | None = None) -> dict[str, tuple[str, st
                 str(row["Dx"]).strip(),
             )
         except KeyError as exc:
-            raise EcgReadError(
-                where, f"SNOMED mapping needs columns Dx, SNOMEDCTCode, Abbreviation ({exc})"
-            ) from exc
+            raise EcgReadError(where, f"SNOMED mapping needs columns Dx, SNOMEDCTCode, Abbreviation ({exc})") from exc
     return mapping
 
 

@@ -94,8 +94,7 @@ def _records(source: RecordSource) -> tuple[list[str], list[str]]:
         else:
             paths = [str(Path(x)) for x in items]
             stems = [
-                Path(p).stem if Path(p).suffix.lower() in (".hea", ".dat", ".mat") else Path(p).name
-                for p in paths
+                Path(p).stem if Path(p).suffix.lower() in (".hea", ".dat", ".mat") else Path(p).name for p in paths
             ]
             ids = stems if len(set(stems)) == len(stems) else paths  # stems collide across folders: use paths
     if not ids:
@@ -232,9 +231,7 @@ class SignalCache:
     @property
     def failures(self) -> pd.DataFrame:
         """Rows that failed (`row, id, path, reason`)."""
-        return self.index.loc[self.index["status"] == "failed", ["row", "id", "path", "reason"]].reset_index(
-            drop=True
-        )
+        return self.index.loc[self.index["status"] == "failed", ["row", "id", "path", "reason"]].reset_index(drop=True)
 
     def row_of(self, record_id: str) -> int:
         if self._row_of is None:
@@ -259,12 +256,27 @@ class SignalCache:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         i = self._check_row(i)
-        return np.asarray(self._signals[i], dtype=np.float32), np.array(self._mask[i], dtype=bool)
+        return self._read_rows([i])[0].astype(np.float32), np.array(self._mask[i], dtype=bool)
 
     def get_batch(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """`(signals float32 [B, 12, T], lead_masks bool [B, 12])` for these rows."""
         rows = [self._check_row(i) for i in rows]
-        return np.asarray(self._signals[rows], dtype=np.float32), np.array(self._mask[rows], dtype=bool)
+        return self._read_rows(rows).astype(np.float32), np.array(self._mask[rows], dtype=bool)
+
+    def _read_rows(self, rows: Sequence[int]) -> np.ndarray:
+        """float16 `[len(rows), 12, T]` read from the signal file with plain reads, not through the memory
+        map: the pages a process touches in a memory map count in its resident set until the kernel takes
+        them back, so a pass over a large cache would grow every reader's RSS towards the file's size."""
+        _, leads, t = self.shape
+        row_bytes = leads * t * 2
+        out = np.empty((len(rows), leads, t), dtype=np.float16)
+        path = self.directory / SIGNALS_FILE
+        with open(path, "rb", buffering=0) as f:
+            for j, i in enumerate(rows):
+                f.seek(int(i) * row_bytes)
+                if f.readinto(memoryview(out[j]).cast("B")) != row_bytes:
+                    raise EcgReadError(path, f"cache row {i} is cut short; rebuild the cache")
+        return out
 
     def torch_dataset(self, rows: Sequence[int] | None = None) -> SignalCacheDataset:
         """A map-style dataset for `torch.utils.data.DataLoader` (default: the ok rows)."""
@@ -272,9 +284,7 @@ class SignalCache:
 
     def __repr__(self) -> str:
         n, _, t = self.shape
-        return (
-            f"SignalCache({str(self.directory)!r}, rows={n}, ok={len(self.ok_rows)}, T={t}, fs={self.fs:g})"
-        )
+        return f"SignalCache({str(self.directory)!r}, rows={n}, ok={len(self.ok_rows)}, T={t}, fs={self.fs:g})"
 
     # -- building ----------------------------------------------------------------------------------
     @classmethod
@@ -311,9 +321,7 @@ class SignalCache:
         if cfg.target_fs is None:
             raise ConfigError("the signal cache needs a fixed sampling rate: set PreprocessConfig.target_fs")
         if batch_size < 1 or num_workers < 0:
-            raise ConfigError(
-                f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}"
-            )
+            raise ConfigError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         ids, paths = _records(source)
         n, t = len(ids), int(cfg.target_samples)
         shape = (n, N_LEADS, t)
@@ -360,11 +368,7 @@ class SignalCache:
                 for start in range(0, len(pending), batch_size):
                     rows = pending[start : start + batch_size]
                     items = [(int(r), paths[r], cfg_dict, int(seed)) for r in rows]
-                    results = (
-                        list(executor.map(_process_one, items))
-                        if executor
-                        else [_process_one(x) for x in items]
-                    )
+                    results = list(executor.map(_process_one, items)) if executor else [_process_one(x) for x in items]
                     lines = []
                     for row, sig, mask, quality, reason in results:
                         if reason:
@@ -444,22 +448,15 @@ class SignalCache:
                 old = json.loads(meta_path.read_text(encoding="utf-8"))
             except ValueError:
                 if not overwrite:
-                    raise EcgReadError(
-                        meta_path, "corrupt cache metadata; pass overwrite=True to rebuild"
-                    ) from None
+                    raise EcgReadError(meta_path, "corrupt cache metadata; pass overwrite=True to rebuild") from None
         elif any(f.exists() for f in files) and not overwrite:
-            raise ConfigError(
-                f"{d} holds cache files but no {META_FILE}; use an empty folder or overwrite=True"
-            )
+            raise ConfigError(f"{d} holds cache files but no {META_FILE}; use an empty folder or overwrite=True")
         same = old is not None and all(
-            old.get(k) == meta[k]
-            for k in ("format", "version", "shape", "config_sha256", "records_sha256", "seed")
+            old.get(k) == meta[k] for k in ("format", "version", "shape", "config_sha256", "records_sha256", "seed")
         )
         if old is not None and not same and not overwrite:
             changed = [
-                k
-                for k in ("shape", "config_sha256", "records_sha256", "seed", "version")
-                if old.get(k) != meta.get(k)
+                k for k in ("shape", "config_sha256", "records_sha256", "seed", "version") if old.get(k) != meta.get(k)
             ]
             raise ConfigError(
                 f"{d} holds a cache built with different {', '.join(changed)}; "

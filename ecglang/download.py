@@ -214,9 +214,7 @@ def download_file(
                 if offset and resp.status == 206:
                     content_range = resp.headers.get("Content-Range", "")
                     if not content_range.startswith(f"bytes {offset}-"):
-                        raise DownloadError(
-                            f"{url}: server answered range {content_range!r} to bytes={offset}-"
-                        )
+                        raise DownloadError(f"{url}: server answered range {content_range!r} to bytes={offset}-")
                     mode, resumed, start = "ab", True, offset
                 else:  # 200: the server sent the whole file (no Range support, or nothing to resume)
                     mode, start = "wb", 0
@@ -291,17 +289,11 @@ def download_ptbxl(
     if sums is not None:
         (dest / "SHA256SUMS.txt").write_text(sums, encoding="utf-8")
     wanted = {f"records{int(r)}" for r in rates}
-    entries = [
-        (h, rel)
-        for h, rel in entries
-        if not (rel.startswith("records") and rel.split("/", 1)[0] not in wanted)
-    ]
+    entries = [(h, rel) for h, rel in entries if not (rel.startswith("records") and rel.split("/", 1)[0] not in wanted)]
     report = DownloadReport(dest=dest, n_files=len(entries))
     for sha, rel in tqdm(entries, desc="PTB-XL files", unit="file", disable=not progress):
         try:
-            outcome = download_file(
-                base_url + urllib.parse.quote(rel), dest / rel, sha256=sha, timeout=timeout
-            )
+            outcome = download_file(base_url + urllib.parse.quote(rel), dest / rel, sha256=sha, timeout=timeout)
         except DownloadError as exc:
             report.failures.append((rel, str(exc)))
             continue

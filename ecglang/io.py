@@ -157,9 +157,7 @@ def scan_records(folder: PathLike, recursive: bool = True) -> RecordScan:
         elif suffix == ".dat":
             scan.skipped.append(SkippedFile(p, "WFDB signal file with no .hea header naming it"))
         elif p.with_suffix(".hea") in headers:
-            reason = (
-                f"not a signal file of WFDB record {p.with_suffix('.hea').name} (annotations or other data)"
-            )
+            reason = f"not a signal file of WFDB record {p.with_suffix('.hea').name} (annotations or other data)"
             scan.skipped.append(SkippedFile(p, reason))
         else:
             scan.skipped.append(SkippedFile(p, f"unsupported file type {suffix or '(no extension)'!r}"))
@@ -436,9 +434,7 @@ def _check_signal_files(hea: Path, header: wfdb.Record) -> None:
         if not sig_len:
             continue  # no sample count in the header: wfdb derives it from the file size
         try:
-            frame = sum(
-                _WFDB_BYTES_PER_SAMPLE[header.fmt[i]] * (header.samps_per_frame[i] or 1) for i in channels
-            )
+            frame = sum(_WFDB_BYTES_PER_SAMPLE[header.fmt[i]] * (header.samps_per_frame[i] or 1) for i in channels)
         except (KeyError, TypeError, IndexError):
             continue  # a format without a fixed size per sample
         if frame <= 0:
@@ -476,9 +472,7 @@ def _read_wfdb(
     if not multi:
         _check_signal_files(hea, header)
     if fs is not None and header.fs is not None and not math.isclose(float(fs), float(header.fs)):
-        raise EcgReadError(
-            hea, f"sampling rate mismatch: header says {header.fs:g} Hz but fs={fs:g} was requested"
-        )
+        raise EcgReadError(hea, f"sampling rate mismatch: header says {header.fs:g} Hz but fs={fs:g} was requested")
     try:
         rec = wfdb.rdrecord(base, physical=True, m2s=True)
     except Exception as exc:  # anything wfdb raises while reading samples is about this record
@@ -487,9 +481,7 @@ def _read_wfdb(
         raise EcgReadError(hea, "no samples in the record")
     signal = np.asarray(rec.p_signal, dtype=np.float64).T  # [channels, samples]
     if header.sig_len and signal.shape[1] != header.sig_len:
-        raise EcgReadError(
-            hea, f"sample count mismatch: header says {header.sig_len} samples, read {signal.shape[1]}"
-        )
+        raise EcgReadError(hea, f"sample count mismatch: header says {header.sig_len} samples, read {signal.shape[1]}")
     names = [str(n) for n in rec.sig_name]
     raw_units = None if multi else _raw_units(spec, len(names))
     units = raw_units if raw_units else list(rec.units or ["mV"] * len(names))
@@ -500,9 +492,7 @@ def _read_wfdb(
         scale = _unit_scale(unit)
         if scale is None:
             if canonical_lead_name(name) is not None:  # other channels are dropped or rejected by name
-                raise EcgReadError(
-                    hea, f"lead {name!r} has unsupported units {unit!r}; expected mV, µV/uV or V"
-                )
+                raise EcgReadError(hea, f"lead {name!r} has unsupported units {unit!r}; expected mV, µV/uV or V")
             scale = 1.0
         scales[i] = scale
     signal *= scales[:, None]

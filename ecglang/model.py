@@ -11,6 +11,7 @@ import importlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,28 @@ class MaskedPool(nn.Module):
         return (w.unsqueeze(-1) * x).sum(-2)
 
 
+def _short_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float) -> Tensor:
+    """Attention over short sequences, written out: `softmax(q kᵀ / √d, masked) v`.
+
+    On CPU, `F.scaled_dot_product_attention` and `torch.softmax` are several times slower than these
+    few ops when the key axis is short (12 leads, ~15 beats): their kernels pay a per-row set-up cost that
+    dwarfs 12 exponentials (measured 5x on the spatial attention of ecglang-small, PyTorch 2.13). Every
+    row has an allowed key (`_allow_any_if_none`), so the max is finite and no row divides by zero.
+    """
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(~mask, float("-inf"))
+    w = (scores - scores.amax(-1, keepdim=True)).exp()
+    w = w / w.sum(-1, keepdim=True)
+    if dropout_p > 0:
+        w = F.dropout(w, dropout_p)
+    return w @ v
+
+
 class SelfAttention(nn.Module):
-    """Multi-head self-attention on `[G, S, d]` with a key-padding mask, via `F.scaled_dot_product_attention`."""
+    """Multi-head self-attention on `[G, S, d]` with a key-padding mask (`keep [G, S]`, True = real key).
+
+    On CPU the short-sequence path `_short_attention` is used; elsewhere `F.scaled_dot_product_attention`.
+    Both compute the same function."""
 
     def __init__(self, d: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -71,9 +92,14 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, keep: Tensor) -> Tensor:
         g, s, d = x.shape
+        # Strided views [G, heads, S, d/heads]: the batched matmuls read them in place, no permuted copy.
         q, k, v = self.qkv(x).view(g, s, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         mask = _allow_any_if_none(keep)[:, None, None, :]  # [G, 1, 1, S]: True = may attend
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        p = self.dropout if self.training else 0.0
+        if x.device.type == "cpu":
+            y = _short_attention(q, k, v, mask, p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(g, s, d))
 
 
@@ -83,13 +109,46 @@ class FeedForward(nn.Sequential):
         super().__init__(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d))
 
 
+@dataclass
+class BeatLayout:
+    """Where the real beats of a padded batch `[B, N]` sit: real beat `r` is `(batch[r], index[r])`.
+
+    The tower computes on real beats only, as `[R, 12, d]`; rhythm attention needs the padded layout back
+    (`pad`) and hands its result back to the real beats (`take`)."""
+
+    batch: Tensor  # [R]
+    index: Tensor  # [R]
+    b: int
+    n: int  # beats per ECG in the padded layout (the batch's last real beat + 1)
+    keep: Tensor  # beat_mask [B, n]
+
+    @classmethod
+    def of(cls, beat_mask: Tensor) -> BeatLayout:
+        batch, index = beat_mask.nonzero(as_tuple=True)
+        n = int(index.max()) + 1 if len(index) else 1
+        return cls(batch, index, beat_mask.shape[0], n, beat_mask[:, :n])
+
+    def pad(self, x: Tensor, n: int | None = None) -> Tensor:
+        """`[R, ...]` → `[B, n, ...]` (`n` default: the layout's), zeros at padded beats."""
+        out = x.new_zeros(self.b, self.n if n is None else n, *x.shape[1:])
+        out[self.batch, self.index] = x
+        return out
+
+    def take(self, x: Tensor) -> Tensor:
+        """`[B, n, ...]` → `[R, ...]`."""
+        return x[self.batch, self.index]
+
+
 class FactorizedBlock(nn.Module):
-    """One block of explicit factorised attention on tokens `[B, N beats, 12 leads, d]`.
+    """One block of explicit factorised attention on the tokens of the real beats, `[R beats, 12 leads, d]`.
 
     1. spatial attention: within each beat, across its 12 lead tokens (key padding = lead mask);
     2. rhythm attention: across beats — per lead (`per_lead`, each lead attends over its own beats) or over
        beat summaries (`summary`, lead-pooled beats attend to each other and the result is broadcast back);
     3. a feed-forward layer. Pre-norm residuals throughout.
+
+    Padded beats are never computed: they could only attend among themselves, and no real token attends
+    to them, so leaving them out changes no real output and saves their share of the work.
     """
 
     def __init__(self, d: int, n_heads: int, mlp_ratio: float, dropout: float, rhythm: str) -> None:
@@ -101,18 +160,18 @@ class FactorizedBlock(nn.Module):
         self.ffn = FeedForward(d, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, lead_keep: Tensor, beat_keep: Tensor) -> Tensor:
-        b, n, c, d = x.shape
-        h = self.norm_s(x).reshape(b * n, c, d)
-        spatial_keep = lead_keep[:, None, :].expand(b, n, c).reshape(b * n, c)
-        x = x + self.drop(self.spatial(h, spatial_keep).view(b, n, c, d))
+    def forward(self, x: Tensor, lead_keep: Tensor, layout: BeatLayout) -> Tensor:
+        """`x [R, 12, d]`, `lead_keep [R, 12]` (the lead mask of each real beat's ECG)."""
+        c, d = x.shape[1:]
+        x = x + self.drop(self.spatial(self.norm_s(x), lead_keep))
         if self.rhythm == "per_lead":
-            h = self.norm_r(x).transpose(1, 2).reshape(b * c, n, d)
-            temporal_keep = beat_keep[:, None, :].expand(b, c, n).reshape(b * c, n)
-            x = x + self.drop(self.temporal(h, temporal_keep).view(b, c, n, d).transpose(1, 2))
+            h = layout.pad(self.norm_r(x)).transpose(1, 2).reshape(layout.b * c, layout.n, d)
+            temporal_keep = layout.keep[:, None, :].expand(layout.b, c, layout.n).reshape(layout.b * c, layout.n)
+            y = self.temporal(h, temporal_keep).view(layout.b, c, layout.n, d).transpose(1, 2)
+            x = x + self.drop(layout.take(y))
         else:
-            summary = masked_mean(self.norm_r(x), lead_keep[:, None, :], dim=2)  # [B, N, d]
-            x = x + self.drop(self.temporal(summary, beat_keep)).unsqueeze(2)
+            summary = layout.pad(masked_mean(self.norm_r(x), lead_keep, dim=1))  # [B, n, d]
+            x = x + self.drop(layout.take(self.temporal(summary, layout.keep))).unsqueeze(1)
         return x + self.drop(self.ffn(self.norm_f(x)))
 
 
@@ -155,9 +214,9 @@ class BeatEcgEncoder(nn.Module):
     projection): tokens `[B, N, 12, d]`, beats `[B, N, d]` (pooled over present leads), rhythm `[B, d]`
     (pooled over real beats). Any lead subset works: masked leads are never attended to and never pooled.
 
-    Only beats up to the last real beat of the batch go through the transformer (most 10 s ECGs have far
-    fewer than `max_beats` beats), and only real (beat, lead) windows go through the CNN; outputs are padded
-    back to N with zeros.
+    Only real beats (`beat_mask` True) go through the transformer, as `[R, 12, d]` (most 10 s ECGs have far
+    fewer than `max_beats` beats, and a batch's records differ in beat count), and only real (beat, lead)
+    windows go through the CNN; outputs are padded back to N with zeros at padded beats.
     """
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
@@ -200,38 +259,49 @@ class BeatEcgEncoder(nn.Module):
         _check("rr", rr, 3, (b, n, 2))
         _check("times", times, 2, (b, n))
 
-    def forward(self, beats: Tensor, beat_mask: Tensor, lead_mask: Tensor, rr: Tensor, times: Tensor) -> dict:
+    def forward(
+        self,
+        beats: Tensor,
+        beat_mask: Tensor,
+        lead_mask: Tensor,
+        rr: Tensor,
+        times: Tensor,
+        *,
+        rhythm_only: bool = False,
+    ) -> dict:
+        """Features of a batch (see the class docstring). `rhythm_only=True` skips building the padded beat
+        and token outputs (`beats`/`tokens` are None): what zero-shot scoring needs, at less memory traffic."""
         self.validate(beats, beat_mask, lead_mask, rr, times)
         beat_mask, lead_mask = beat_mask.bool(), lead_mask.bool()
-        b, n_full = beats.shape[:2]
-        # Trim trailing all-padding beats of the batch: attention cost follows the real beat count.
-        real = beat_mask.any(0).nonzero()
-        n = int(real.max()) + 1 if len(real) else 1
-        beats, beat_mask, rr, times = beats[:, :n], beat_mask[:, :n], rr[:, :n], times[:, :n]
+        n_full = beats.shape[1]
         d = self.d_model
+        # Only real beats are computed (`[R, 12, d]`): a batch of 10 s ECGs fills ~30 % of its padded
+        # beat slots with padding, and the per-token layers cost in proportion to the tokens.
+        layout = BeatLayout.of(beat_mask)
+        lead_keep = lead_mask[layout.batch]  # [R, 12]
+        feats = self.morphology(layout.take(beats)[lead_keep].float())  # only real (beat, lead) windows
+        morph = feats.new_zeros(len(layout.batch), N_LEADS, d)
+        morph[lead_keep] = feats
 
-        token_keep = beat_mask[:, :, None] & lead_mask[:, None, :]  # [B, n, 12]
-        feats = self.morphology(beats[token_keep].float())  # only real (beat, lead) windows
-        morph = feats.new_zeros(b, n, N_LEADS, d)
-        morph[token_keep] = feats
-
-        per_beat = self.rr_mlp(self._rr_features(rr.float()))
+        per_beat = self.rr_mlp(self._rr_features(layout.take(rr).float()))  # [R, d]
         if self.index_embed is not None:
-            per_beat = per_beat + self.index_embed.weight[:n]
+            per_beat = per_beat + self.index_embed.weight[layout.index]
         if self.time_mlp is not None:
-            phase = 2 * math.pi * times.float().unsqueeze(-1) * self.time_freqs
+            phase = 2 * math.pi * layout.take(times).float().unsqueeze(-1) * self.time_freqs
             per_beat = per_beat + self.time_mlp(torch.cat([phase.sin(), phase.cos()], -1))
-        x = morph + self.lead_embed + per_beat.unsqueeze(2)
+        x = morph + self.lead_embed + per_beat.unsqueeze(1)
         x = self.embed_drop(self.embed_norm(x))
         for block in self.blocks:
-            x = block(x, lead_mask, beat_mask)
-        tokens = self.out_norm(x)
-        beat_feats = self.lead_pool(tokens, lead_mask[:, None, :].expand(b, n, N_LEADS))  # [B, n, d]
-        rhythm = self.beat_pool(beat_feats, beat_mask)  # [B, d]
-        if n < n_full:  # pad back so outputs line up with the input's beat axis
-            tokens = F.pad(tokens, (0, 0, 0, 0, 0, n_full - n))
-            beat_feats = F.pad(beat_feats, (0, 0, 0, n_full - n))
-            beat_mask = F.pad(beat_mask, (0, n_full - n))
+            x = block(x, lead_keep, layout)
+        tokens_r = self.out_norm(x)
+        beats_r = self.lead_pool(tokens_r, lead_keep)  # [R, d]
+        beat_feats = layout.pad(beats_r)  # [B, n, d]
+        rhythm = self.beat_pool(beat_feats, layout.keep)  # [B, d]
+        if rhythm_only:
+            return {"rhythm": rhythm, "beats": None, "tokens": None, "beat_mask": beat_mask}
+        # Outputs line up with the input's beat axis; padded beats are exactly zero.
+        tokens = layout.pad(tokens_r, n_full)
+        beat_feats = F.pad(beat_feats, (0, 0, 0, n_full - layout.n))
         return {"rhythm": rhythm, "beats": beat_feats, "tokens": tokens, "beat_mask": beat_mask}
 
     @staticmethod
@@ -497,12 +567,21 @@ class Projection(nn.Module):
             self.net = nn.Linear(d_in, dim, bias=False)
 
     def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
-        y = self.net(x)
-        if self.normalize:
-            y = F.normalize(y, dim=-1)
-        if keep is not None:  # padded positions are exactly zero
+        """`x [..., d_in]` → `[..., dim]`; with `keep` (bool, `x.shape[:-1]`) padded positions are exactly zero."""
+        if keep is not None and keep.dtype == torch.bool and keep.shape == x.shape[:-1]:
+            # Project the kept rows only: beat and token outputs are mostly padding (40 beat slots, ~12 beats).
+            kept = self._project(x[keep])
+            y = kept.new_zeros(*keep.shape, kept.shape[-1])
+            y[keep] = kept
+            return y
+        y = self._project(x)
+        if keep is not None:  # a broadcastable mask
             y = y * keep.unsqueeze(-1).to(y.dtype)
         return y
+
+    def _project(self, x: Tensor) -> Tensor:
+        y = self.net(x)
+        return F.normalize(y, dim=-1) if self.normalize else y
 
 
 def count_parameters(module: nn.Module, trainable: bool = False) -> int:

@@ -206,9 +206,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_pairs_no_duplicates(path))
     except json.JSONDecodeError as exc:
-        raise PromptError(
-            path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise PromptError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
 def _str_list(value: Any, path: Path, what: str) -> tuple[str, ...]:
@@ -367,9 +365,7 @@ def resolve_prompts(
     if prompts is None and labels is not None and not _is_label_list(labels):
         labels, prompts = None, labels  # a prompt source given positionally
     if labels is not None and not _is_label_list(labels):
-        raise PromptError(
-            None, f"labels must be a list of strings when prompts are given, got {labels!r:.80}"
-        )
+        raise PromptError(None, f"labels must be a list of strings when prompts are given, got {labels!r:.80}")
     if labels is not None:
         labels = list(labels)
 

@@ -80,9 +80,7 @@ def load_phrase_table() -> tuple[Phrase, ...]:
             continue
         cols = line.split("\t")
         if len(cols) < 3 or not cols[0].strip() or not cols[1].strip():
-            raise ConfigError(
-                f"{PHRASE_TABLE} line {lineno}: expected source<TAB>english<TAB>lang[<TAB>note]"
-            )
+            raise ConfigError(f"{PHRASE_TABLE} line {lineno}: expected source<TAB>english<TAB>lang[<TAB>note]")
         key = " ".join(cols[0].lower().split())
         if key in seen:
             continue
@@ -206,8 +204,7 @@ class CoverageReport:
         ]
         if self.unknown:
             lines.append(
-                "most frequent unknown words: "
-                + ", ".join(f"{w} ({n})" for w, n in self.unknown.most_common(top))
+                "most frequent unknown words: " + ", ".join(f"{w} ({n})" for w, n in self.unknown.most_common(top))
             )
         return "\n".join(lines)
 

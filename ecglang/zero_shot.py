@@ -20,6 +20,14 @@ Label embeddings
     knowledge_weight` (default 0.5), so that many snippets cannot drown the user's own wording. The ids of
     the snippets behind every label are kept and reported.
 
+Throughput
+    Without explanations, reading, preprocessing and beat cutting run in a DataLoader worker process while
+    this process runs the encoder (`num_workers`; by default one worker per spare core, up to 4, when there
+    are at least two batches and processes start by fork), and only the rhythm embedding is computed.
+    During scoring torch uses the cores the workers leave free (restored afterwards). `score_arrays` scores
+    in-memory `[12, T]` arrays and `score_cache` the rows of a `SignalCache` (already preprocessed: only
+    beats are cut), with memory O(batch) whatever the number of records.
+
 Explanations
     From beat-level similarities (no gradients): the label is also embedded through the sentence head
     that the beat-level loss aligned with beats; a beat's contribution is the cosine between its beat
@@ -29,7 +37,10 @@ Explanations
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import os
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,14 +51,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError, PromptError
-from ecglang.leads import CANONICAL_LEADS, to_canonical
+from ecglang.leads import CANONICAL_LEADS, N_LEADS, to_canonical
 from ecglang.prompts import PromptSet, load_prompt_set, resolve_prompts
 from ecglang.record import Ecg
 
 if TYPE_CHECKING:
+    from ecglang.cache import SignalCache
     from ecglang.knowledge import KnowledgeIndex
     from ecglang.modeling import EcgLangModel
     from ecglang.processor import EcgProcessor
@@ -56,6 +69,10 @@ logger = logging.getLogger(__name__)
 
 ScoreMode = Literal["cosine", "softmax", "sigmoid"]
 EcgInput = Ecg | str | PathLike | np.ndarray
+
+# On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a
+# time, and glibc's heap, which keeps freed tensor memory for reuse, settles ~0.5 GB lower.
+_CPU_CHUNK = 16
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache).
 _PROMPT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, np.ndarray]] = weakref.WeakKeyDictionary()
@@ -143,7 +160,8 @@ class ZeroShotClassifier:
             / `True` for the bundled knowledge base, or None / `False` / `"off"` for none.
         k: snippets retrieved per label.
         knowledge_weight: weight of the knowledge prompts in a label's embedding (0–1).
-        batch_size: records per forward pass.
+        batch_size: records per forward pass (without explanations: records per prepared batch, which the
+            encoder takes 16 at a time on CPU).
     """
 
     def __init__(
@@ -238,19 +256,23 @@ class ZeroShotClassifier:
         fs: float | None = None,
         leads: Sequence[str] | None = None,
         progress: bool = True,
+        num_workers: int | None = None,
     ) -> ZeroShotResult:
         """Score `ecgs` against `labels` / `prompts`.
 
         `ecgs`: an `Ecg`, a path, a folder (every record inside), a `[leads, samples]` array (give `fs`;
         `leads` defaults to the canonical 12), or an iterable of those. `labels`: label names, a prompt-set
         name (e.g. "ptbxl_super") or a `PromptSet`; `prompts`: a dict label → prompt(s). Bad records do not
-        stop the run: they are listed in `result.failures`.
+        stop the run: they are listed in `result.failures`. `num_workers`: processes that read and prepare
+        records while the encoder runs (None: automatic; 0: all in this process; not used with `explain`).
         """
-        if mode not in ("cosine", "softmax", "sigmoid"):
-            raise ConfigError(f"mode must be 'cosine', 'softmax' or 'sigmoid', got {mode!r}")
+        _check_mode(mode)
         specs = self.label_specs(labels, prompts, knowledge)
         label_emb = torch.from_numpy(self.label_matrix(specs))
-        sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence")) if explain else None
+        if not explain:
+            source = _ItemSource(list(_expand(ecgs, fs, leads)), fs, leads)
+            return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
+        sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence"))
         ids: list[str] = []
         blocks: list[np.ndarray] = []
         failures: list[RecordFailure] = []
@@ -277,6 +299,124 @@ class ZeroShotClassifier:
                     explanations[rid] = _explain(
                         out, row, batch.tokens[row], batch_ecgs[idx], rid, blocks[-1][row], specs, sent_emb
                     )
+        return self._result(blocks, ids, specs, failures, mode, threshold, explanations)
+
+    def score_arrays(
+        self,
+        signals: np.ndarray | Sequence[np.ndarray],
+        fs: float,
+        labels: Any = None,
+        prompts: Any = None,
+        *,
+        lead_masks: np.ndarray | Sequence[np.ndarray] | None = None,
+        record_ids: Sequence[str] | None = None,
+        preprocessed: bool = False,
+        knowledge: Any = "inherit",
+        mode: ScoreMode = "cosine",
+        threshold: float = 0.0,
+        num_workers: int | None = None,
+        progress: bool = True,
+    ) -> ZeroShotResult:
+        """Score decoded signals: `[N, 12, T]` or a sequence of `[12, T_i]` arrays in canonical lead order.
+
+        `fs`: their sampling rate. `lead_masks`: `[N, 12]` (default: all leads present). `record_ids`: row
+        names (default `array0`, `array1`, ...). `preprocessed=True`: the signals already went through this
+        model's preprocessing (e.g. rows of a `SignalCache`), so only beats are cut. Arrays of the wrong
+        shape or with a bad mask are listed in `result.failures` like unreadable files.
+        """
+        _check_mode(mode)
+        if not (np.isfinite(fs) and fs > 0):
+            raise ConfigError(f"fs must be a positive number of Hz, got {fs!r}")
+        source = _ArraySource(signals, float(fs), lead_masks, record_ids, preprocessed)
+        specs = self.label_specs(labels, prompts, knowledge)
+        label_emb = torch.from_numpy(self.label_matrix(specs))
+        return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
+
+    def score_cache(
+        self,
+        cache: SignalCache | str | PathLike,
+        labels: Any = None,
+        prompts: Any = None,
+        *,
+        rows: Sequence[int] | None = None,
+        knowledge: Any = "inherit",
+        mode: ScoreMode = "cosine",
+        threshold: float = 0.0,
+        num_workers: int | None = None,
+        progress: bool = True,
+    ) -> ZeroShotResult:
+        """Score the records of a `SignalCache` (or its folder); rows are read from its signal file a batch
+        at a time, so memory does not grow with the number of records.
+
+        `rows`: the cache rows to score (default: all; rows that failed when the cache was built are listed
+        in `result.failures`). Record ids are the cache's ids. Raises `ConfigError` when the cache was built
+        with other preprocessing than this classifier's processor uses.
+        """
+        from ecglang.cache import SignalCache
+
+        _check_mode(mode)
+        cache = cache if isinstance(cache, SignalCache) else SignalCache(cache)
+        ours, theirs = self.processor.preprocess_config.to_dict(), cache.config.to_dict()
+        if ours != theirs:
+            changed = sorted(k for k in ours if ours[k] != theirs.get(k))
+            raise ConfigError(
+                f"{cache.directory}: the cache was preprocessed with other settings than this model's processor "
+                f"({', '.join(f'{k}={theirs.get(k)!r} vs {ours[k]!r}' for k in changed)}); rebuild it with "
+                "the processor's PreprocessConfig"
+            )
+        source = _CacheSource(cache, np.arange(len(cache)) if rows is None else np.asarray(rows, dtype=np.int64))
+        specs = self.label_specs(labels, prompts, knowledge)
+        label_emb = torch.from_numpy(self.label_matrix(specs))
+        return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
+
+    def _score_source(
+        self,
+        source: _Source,
+        specs: dict[str, LabelSpec],
+        label_emb: torch.Tensor,
+        mode: str,
+        threshold: float,
+        num_workers: int | None,
+        progress: bool,
+    ) -> ZeroShotResult:
+        """Score every record of `source`: batches are prepared (in workers) while the encoder runs here."""
+        preparer = _BatchPreparer(source, self.processor, self.batch_size)
+        workers = _auto_workers(len(preparer)) if num_workers is None else int(num_workers)
+        if workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+        loader = DataLoader(
+            preparer, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=4 if workers else None
+        )
+        ids: list[str] = []
+        blocks: list[np.ndarray] = []
+        failures: list[RecordFailure] = []
+        seen: dict[str, int] = {}
+        bar = tqdm(total=len(source), desc="zero-shot", unit="rec", disable=not progress or len(source) < 2)
+        with _torch_threads(max(1, _usable_cores() - workers) if workers else None):
+            for prepared in loader:
+                failures.extend(prepared.failures)
+                n = len(prepared.record_ids)
+                step = _CPU_CHUNK if self.model.device.type == "cpu" else max(n, 1)
+                for start in range(0, n, step):
+                    chunk = {k: v[start : start + step] for k, v in prepared.tensors.items()}
+                    with torch.inference_mode():
+                        rhythm = _rhythm_embeds(self.model, chunk).float().cpu()
+                    blocks.append((rhythm @ label_emb.T).numpy())
+                ids.extend(_unique_id(rid or f"record{len(ids)}", seen) for rid in prepared.record_ids)
+                bar.update(prepared.n_inputs)
+        bar.close()
+        return self._result(blocks, ids, specs, failures, mode, threshold, None)
+
+    def _result(
+        self,
+        blocks: list[np.ndarray],
+        ids: list[str],
+        specs: dict[str, LabelSpec],
+        failures: list[RecordFailure],
+        mode: str,
+        threshold: float,
+        explanations: dict[str, dict[str, Explanation]] | None,
+    ) -> ZeroShotResult:
         cos = np.concatenate(blocks) if blocks else np.zeros((0, len(specs)), np.float32)
         scores = pd.DataFrame(self._transform(cos, mode, threshold), index=pd.Index(ids, name="record"),
                               columns=list(specs))  # fmt: skip
@@ -407,6 +547,201 @@ def _unique_id(rid: str, seen: dict[str, int]) -> str:
     count = seen.get(rid, 0)
     seen[rid] = count + 1
     return rid if count == 0 else f"{rid}#{count + 1}"
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("cosine", "softmax", "sigmoid"):
+        raise ConfigError(f"mode must be 'cosine', 'softmax' or 'sigmoid', got {mode!r}")
+
+
+def _rhythm_embeds(model: EcgLangModel, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Rhythm embeddings `[B, D]` of a processor batch. Scores need neither beat nor token embeddings, and
+    the beat tower skips building their padded outputs (`rhythm_only`), which costs as much as several
+    encoder layers in memory traffic."""
+    if not model.config.is_beat_model:
+        return model.encode_ecg(**batch).rhythm_embeds
+    dev = model.device
+    keys = ("beats", "beat_mask", "lead_mask", "rr", "times")
+    out = model.ecg_tower(*(batch[k].to(dev) for k in keys), rhythm_only=True)
+    return model.rhythm_proj(out["rhythm"])
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _auto_workers(n_batches: int) -> int:
+    """One preparing worker per spare core (up to 4); none for a single batch, where starting one costs more
+    than it overlaps, and none where processes do not start by `fork` (spawn pickles the inputs into each
+    worker and needs the caller's script to guard its entry point: ask for workers explicitly there)."""
+    # allow_none: asking for the method must not fix it for the caller; the first listed is the default.
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    if n_batches < 2 or method != "fork":
+        return 0
+    return min(4, _usable_cores() - 1)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run torch on `n` threads (None: unchanged), restoring the setting afterwards. With workers busy on
+    the other cores, more OpenMP threads than free cores spin-wait on each other and run slower."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _as_is(item: Any) -> Any:
+    """DataLoader `collate_fn` for items that are already batches (module level, so workers can pickle it)."""
+    return item
+
+
+class _Source:
+    """Indexable records for `_BatchPreparer`: `read(i)` gives an `Ecg` or a `RecordFailure`."""
+
+    preprocessed: bool = False  # True: `read` gives signals already preprocessed (only beats are cut)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        raise NotImplementedError
+
+
+class _ItemSource(_Source):
+    """The inputs of `ZeroShotClassifier.__call__`: `Ecg`s, record paths (read here) and input failures."""
+
+    def __init__(self, items: list[Ecg | Path | RecordFailure], fs: float | None, leads: Sequence[str] | None):
+        self.items, self.fs, self.leads = items, fs, leads
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        from ecglang.io import load_ecg
+
+        item = self.items[i]
+        if isinstance(item, (Ecg, RecordFailure)):
+            return item
+        try:
+            return load_ecg(item, fs=self.fs, leads=self.leads)
+        except EcgReadError as exc:
+            return RecordFailure(str(item), "read", str(exc))
+
+
+class _ArraySource(_Source):
+    """In-memory signals `[12, T]` in canonical order, with optional lead masks and ids."""
+
+    def __init__(
+        self,
+        signals: np.ndarray | Sequence[np.ndarray],
+        fs: float,
+        lead_masks: np.ndarray | Sequence[np.ndarray] | None,
+        record_ids: Sequence[str] | None,
+        preprocessed: bool,
+    ) -> None:
+        n = len(signals)
+        if lead_masks is not None and len(lead_masks) != n:
+            raise ConfigError(f"{len(lead_masks)} lead masks for {n} signals")
+        if record_ids is not None and len(record_ids) != n:
+            raise ConfigError(f"{len(record_ids)} record ids for {n} signals")
+        self.signals, self.fs, self.lead_masks, self.record_ids = signals, fs, lead_masks, record_ids
+        self.preprocessed = bool(preprocessed)
+
+    def __len__(self) -> int:
+        return len(self.signals)
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        rid = str(self.record_ids[i]) if self.record_ids is not None else f"array{i}"
+        signal = np.asarray(self.signals[i])
+        mask = None if self.lead_masks is None else np.asarray(self.lead_masks[i])
+        if signal.ndim != 2 or signal.shape[0] != N_LEADS:
+            return RecordFailure(rid, "read", f"signal must be [12, n_samples] in canonical order, got {signal.shape}")
+        if mask is not None and mask.shape != (N_LEADS,):
+            return RecordFailure(rid, "read", f"lead mask must have shape (12,), got {mask.shape}")
+        return Ecg(signal, self.fs, np.ones(N_LEADS, bool) if mask is None else mask, record_id=rid)
+
+
+class _CacheSource(_Source):
+    """Rows of a `SignalCache` (preprocessed; failed rows come back as failures with the build's reason)."""
+
+    preprocessed = True
+
+    def __init__(self, cache: SignalCache, rows: np.ndarray) -> None:
+        n = len(cache)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise ConfigError(f"cache rows must be in [0, {n}), got {rows.min()}..{rows.max()}")
+        self.cache, self.rows = cache, rows
+        self.ids = cache.ids
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        row = int(self.rows[i])
+        rid = self.ids[row]
+        try:
+            signal, mask = self.cache[row]
+        except EcgReadError as exc:
+            return RecordFailure(rid, "read", str(exc))
+        return Ecg(signal, self.cache.fs, mask, record_id=rid)
+
+
+@dataclass
+class _Prepared:
+    """One batch ready for the encoder: model input tensors, the record id of each row, failures."""
+
+    tensors: dict[str, torch.Tensor]
+    record_ids: list[str]
+    failures: list[RecordFailure]
+    n_inputs: int
+
+
+class _BatchPreparer(Dataset):
+    """Item `b` = batch `b` of a source, read, preprocessed (unless the source already is) and cut into beats:
+    the work that a DataLoader worker does while the main process runs the encoder."""
+
+    def __init__(self, source: _Source, processor: EcgProcessor, batch_size: int) -> None:
+        self.source, self.processor, self.batch_size = source, processor, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.source) // self.batch_size)
+
+    def __getitem__(self, b: int) -> _Prepared:
+        from ecglang.beats import tokenize_array
+
+        start = b * self.batch_size
+        stop = min(len(self.source), start + self.batch_size)
+        tokens, signals, ids, failures = [], [], [], []
+        for i in range(start, stop):
+            ecg = self.source.read(i)
+            if isinstance(ecg, RecordFailure):
+                failures.append(ecg)
+                continue
+            try:
+                if self.source.preprocessed:
+                    name = str(ecg.metadata.get("source_path") or ecg.record_id or "") or None
+                    tok = tokenize_array(ecg.signal, ecg.fs, ecg.lead_mask, self.processor.beat_config, record=name)
+                    clean = ecg.signal
+                else:
+                    clean_ecg, tok = self.processor.process(ecg)
+                    clean = clean_ecg.signal
+            except EcgLangError as exc:
+                failures.append(RecordFailure(_record_name(ecg), "process", str(exc)))
+                continue
+            tokens.append(tok)
+            signals.append(clean)
+            ids.append(ecg.record_id)
+        tensors = self.processor.collate(tokens, signals if self.processor.return_signal else None)
+        # Ship only the beat slots in use (the encoder would drop the rest): less to pass between processes.
+        real = tensors["beat_mask"].any(0).nonzero()
+        n = int(real.max()) + 1 if len(real) else 1
+        for key in ("beats", "beat_mask", "rr", "times"):
+            tensors[key] = tensors[key][:, :n].contiguous()
+        return _Prepared(tensors, ids, failures, stop - start)
 
 
 def _expand(items: Any, fs: float | None, leads: Sequence[str] | None) -> Iterator[Ecg | Path | RecordFailure]:

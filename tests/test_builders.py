@@ -29,9 +29,7 @@ from ecglang.leads import CANONICAL_LEADS
 COMMON = ["id", "path", "report", "report_original", "report_empty", "labels", "fold", "source"]
 
 
-def write_record(
-    folder: Path, name: str, n: int = 1000, fs: int = 500, comments: list[str] | None = None
-) -> Path:
+def write_record(folder: Path, name: str, n: int = 1000, fs: int = 500, comments: list[str] | None = None) -> Path:
     """A small 12-lead WFDB record (16-bit .dat); returns the record path without extension."""
     folder.mkdir(parents=True, exist_ok=True)
     t = np.arange(n) / fs
@@ -104,9 +102,7 @@ def test_ptbxl_missing_files_and_bad_rows_are_reported(tmp_path, ptbxl_dir):
     for rel in db["filename_hr"].iloc[[0, 3]]:
         write_record(tmp_path / Path(rel).parent, Path(rel).name)
     # Record 3 has a header but no signal file.
-    rec2 = write_record(
-        tmp_path / Path(db["filename_hr"].iloc[2]).parent, Path(db["filename_hr"].iloc[2]).name
-    )
+    rec2 = write_record(tmp_path / Path(db["filename_hr"].iloc[2]).parent, Path(db["filename_hr"].iloc[2]).name)
     os.remove(str(rec2) + ".dat")
 
     ds, report = build_ptbxl(tmp_path, progress=False)
@@ -255,11 +251,7 @@ def test_physionet_folder_real_cinc(shared_data):
     assert by_id["E07501"]["labels"] == ["LAA", "STach"]
     assert by_id["E07504"]["labels"] == ["LQT"]
     assert by_id["E07500"]["age"] == 78.0 and by_id["E07500"]["sex"] == "M"
-    assert (
-        by_id["E07500"]["fs"] == 500.0
-        and by_id["E07500"]["n_samples"] == 5000
-        and by_id["E07500"]["n_leads"] == 12
-    )
+    assert by_id["E07500"]["fs"] == 500.0 and by_id["E07500"]["n_samples"] == 5000 and by_id["E07500"]["n_leads"] == 12
     assert all(r["report_empty"] and r["report"] == "" for r in ds)
     assert report.failures == [] and report.notes["unmapped_codes"] == {}
 

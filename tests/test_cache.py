@@ -70,9 +70,7 @@ def records(tmp_path_factory) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def clean(records, tmp_path_factory) -> SignalCache:
-    return SignalCache.build(
-        records, tmp_path_factory.mktemp("clean") / "cache", CFG, batch_size=4, progress=False
-    )
+    return SignalCache.build(records, tmp_path_factory.mktemp("clean") / "cache", CFG, batch_size=4, progress=False)
 
 
 def assert_same_cache(a: SignalCache, b: SignalCache) -> None:
@@ -99,9 +97,7 @@ def test_format_and_contents(clean, records):
     # Each row is exactly the preprocessed record rounded to float16.
     for row in (0, 1, 2, 7):
         ecg = load_ecg(records[row][1])
-        sig, mask, _ = preprocess_array(
-            ecg.signal, ecg.fs, ecg.lead_mask, CFG, rng=np.random.default_rng([0, row])
-        )
+        sig, mask, _ = preprocess_array(ecg.signal, ecg.fs, ecg.lead_mask, CFG, rng=np.random.default_rng([0, row]))
         got, got_mask = clean[row]
         assert got.dtype == np.float32 and got.shape == (12, T)
         np.testing.assert_array_equal(got, sig.astype(np.float16).astype(np.float32))

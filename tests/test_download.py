@@ -236,9 +236,7 @@ def test_download_ptbxl_without_sums_uses_records_and_lists_failures(server, tmp
     assert [rel for rel, _ in report.failures] == ["LICENSE.txt"]
     assert "HTTP 404" in report.failures[0][1]
     assert report.downloaded == len(files) - 1
-    assert (tmp_path / "p" / "records100/00000/00001_lr.dat").read_bytes() == files[
-        "records100/00000/00001_lr.dat"
-    ]
+    assert (tmp_path / "p" / "records100/00000/00001_lr.dat").read_bytes() == files["records100/00000/00001_lr.dat"]
 
 
 def test_unsafe_paths_in_the_file_list_are_refused(server, tmp_path):

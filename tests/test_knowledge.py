@@ -548,3 +548,30 @@ def test_cli_build_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "missing.jsonl" in capsys.readouterr().err
     assert cli.main(["knowledge", "search", "x", "--index", str(tmp_path / "nowhere")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+# -- query embedding cache -------------------------------------------------------------------------
+def test_repeated_queries_are_not_embedded_again(flat: KnowledgeIndex) -> None:
+    texts = ["second degree AV block", "Mobitz type I", "progressive PR prolongation"]
+    first = flat.embed(texts)
+    calls = {"n": 0}
+    original = flat.encoder.encode
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    flat.encoder.encode = counting
+    try:
+        again = flat.embed(texts)
+        assert calls["n"] == 0, "a repeated query ran the encoder again"
+        np.testing.assert_array_equal(again, first)
+        again[:] = 0  # callers get a copy: the cached embedding is untouched
+        np.testing.assert_array_equal(flat.embed(texts), first)
+        flat.embed([*texts, "a new query"])  # a different list is embedded
+        assert calls["n"] == 1
+        hits = retrieve_for_label(flat, "Wenckebach", texts[1:], k=2)
+        retrieve_for_label(flat, "Wenckebach", texts[1:], k=2)
+        assert calls["n"] == 2 and len(hits) == 2  # the label's query: embedded once for both calls
+    finally:
+        del flat.encoder.encode

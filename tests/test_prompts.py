@@ -43,9 +43,7 @@ def split_label_columns(csv_path: Path) -> list[str]:
     last_text = max(i for i, dtype in enumerate(df.dtypes) if dtype.kind == "O")
     cols = list(df.columns[last_text + 1 :])
     for col in cols:
-        assert df[col].dtype.kind == "i" and set(df[col].unique()) <= {0, 1}, (
-            f"{csv_path}:{col} not multi-hot"
-        )
+        assert df[col].dtype.kind == "i" and set(df[col].unique()) <= {0, 1}, f"{csv_path}:{col} not multi-hot"
     return cols
 
 
@@ -223,9 +221,7 @@ def test_resolve_prompts_forms():
     assert resolve_prompts(prompts=shipped.path) == shipped.prompts()
     subset = resolve_prompts(["MI", "NORM"], "ptbxl_super")
     assert list(subset) == ["MI", "NORM"] and subset["MI"] == list(shipped.labels["MI"].prompts)
-    assert resolve_prompts(
-        prompts={"AF": "atrial fibrillation", "SR": ["sinus rhythm", "normal sinus rhythm"]}
-    ) == {
+    assert resolve_prompts(prompts={"AF": "atrial fibrillation", "SR": ["sinus rhythm", "normal sinus rhythm"]}) == {
         "AF": ["atrial fibrillation"],
         "SR": ["sinus rhythm", "normal sinus rhythm"],
     }

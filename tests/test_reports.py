@@ -45,9 +45,7 @@ def test_phrase_table_is_well_formed():
     for p in table:
         assert p.lang in {"de", "sv"}, p
         assert p.source == p.source.lower() and p.source.strip() == p.source
-        assert p.english == p.english.lower() and p.english.isascii(), (
-            p
-        )  # English side: plain lower-case ASCII
+        assert p.english == p.english.lower() and p.english.isascii(), p  # English side: plain lower-case ASCII
 
 
 def test_no_single_word_key_is_an_english_word():
@@ -98,10 +96,7 @@ def test_longest_phrase_wins_and_words_stay_whole():
 
 
 def test_whitespace_runs_inside_phrases_match():
-    assert (
-        normalize_report("inferiorer   infarkt\n wahrscheinlich    alt")
-        == "inferior infarction, probably old."
-    )
+    assert normalize_report("inferiorer   infarkt\n wahrscheinlich    alt") == "inferior infarction, probably old."
 
 
 def test_device_glyphs_and_hash_umlauts_are_repaired():
@@ -118,10 +113,7 @@ def test_empty_and_undecodable_input():
     assert normalize_report("   ") == ""
     assert normalize_report("Edit: NORM 100") == ""
     # cp1252 bytes (not valid UTF-8) decode instead of raising: 0xfc is 'ü'.
-    assert (
-        normalize_report(b"sinusrhythmus \xfcberdrehter linkstyp")
-        == "sinus rhythm. marked left axis deviation."
-    )
+    assert normalize_report(b"sinusrhythmus \xfcberdrehter linkstyp") == "sinus rhythm. marked left axis deviation."
     assert normalize_report(b"sinus rhythm") == "sinus rhythm."
 
 
@@ -158,9 +150,7 @@ def test_sample_translation_coverage_at_least_95_percent(ptbxl_reports):
 
 
 def test_sample_normalisation_is_idempotent_and_english_reports_unchanged(ptbxl_reports):
-    english_marker = re.compile(
-        r"\b(sinus rhythm|requested|sinus arrhythmia\.|fibrillation\.|contraction\(s\))"
-    )
+    english_marker = re.compile(r"\b(sinus rhythm|requested|sinus arrhythmia\.|fibrillation\.|contraction\(s\))")
     n_english = 0
     for raw in ptbxl_reports:
         out = normalize_report(raw)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ecglang.cli import main as cli
-from ecglang.errors import PromptError
+from ecglang.errors import ConfigError, PromptError
 from ecglang.factory import create_model
 from ecglang.io import load_ecg
 from ecglang.zero_shot import _PROMPT_CACHE, ZeroShotClassifier
@@ -167,3 +167,86 @@ def test_cli_folder_with_a_corrupt_file(model_dir, records, tmp_path, capsys):
     assert failures["record"].str.contains("broken").all() and len(failures) == 1
     assert len(list(tmp_path.glob("x_*.png"))) == 3
     assert "== " + records[0].name in captured.out
+
+
+# ------------------------------------------------------------------ arrays, caches and the worker pipeline
+def test_score_arrays_matches_records_and_workers_change_nothing(model, records):
+    ecgs = [load_ecg(p) for p in records]
+    signals = np.stack([e.signal for e in ecgs])
+    ids = [e.record_id for e in ecgs]
+    clf = ZeroShotClassifier(model, knowledge=None, batch_size=2)  # 3 batches: the worker path is used
+    reference = clf(ecgs, labels=LABELS, progress=False, num_workers=0)
+    threads = torch.get_num_threads()
+    for workers in (0, 1):
+        got = clf.score_arrays(signals, 500.0, LABELS, record_ids=ids, num_workers=workers, progress=False)
+        assert list(got.scores.index) == ids and list(got.scores.columns) == LABELS and not got.failures
+        np.testing.assert_allclose(got.scores.to_numpy(), reference.scores.to_numpy(), atol=1e-6)
+    assert torch.get_num_threads() == threads  # the scoring's own thread setting was undone
+    pooled = clf(ecgs, labels=LABELS, progress=False, num_workers=1)  # __call__ through the worker too
+    np.testing.assert_allclose(pooled.scores.to_numpy(), reference.scores.to_numpy(), atol=1e-6)
+
+
+def test_rhythm_only_path_equals_the_full_encoder(model, records):
+    from ecglang.processor import EcgProcessor
+    from ecglang.zero_shot import _rhythm_embeds
+
+    batch = (model.processor or EcgProcessor())([load_ecg(p) for p in records[:3]])
+    with torch.inference_mode():
+        full = model.encode_ecg(**batch).rhythm_embeds
+        fast = _rhythm_embeds(model, batch)
+    torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
+
+
+def test_score_arrays_lists_bad_arrays_and_scores_the_rest(model, records):
+    good = load_ecg(records[0]).signal
+    flat = np.zeros_like(good)  # no usable lead: a processing failure
+    signals = [good, good[:5], flat, good]
+    masks = [np.ones(12, bool), np.ones(12, bool), np.ones(12, bool), np.ones(3, bool)]
+    clf = ZeroShotClassifier(model, knowledge=None)
+    result = clf.score_arrays(signals, 500.0, LABELS, lead_masks=masks, progress=False)
+    assert list(result.scores.index) == ["array0"]
+    stages = {f.record: f.stage for f in result.failures}
+    assert stages == {"array1": "read", "array2": "process", "array3": "read"}
+    assert "[12, n_samples]" in next(f.error for f in result.failures if f.record == "array1")
+    with pytest.raises(ConfigError):
+        clf.score_arrays(signals, 500.0, LABELS, record_ids=["a"], progress=False)
+    with pytest.raises(ConfigError):
+        clf.score_arrays(signals, 0.0, LABELS, progress=False)
+
+
+def test_score_cache_reads_rows_and_reports_failed_ones(model, records, tmp_path):
+    from ecglang.cache import SignalCache
+    from ecglang.preprocess import PreprocessConfig
+
+    broken = tmp_path / "broken.hea"
+    broken.write_text("this is not a header\n")
+    pairs = [(p.name, str(p)) for p in records[:4]] + [("broken", str(broken))]
+    cache = SignalCache.build(pairs, tmp_path / "cache", progress=False)
+    clf = ZeroShotClassifier(model, knowledge=None, batch_size=2)
+    result = clf.score_cache(cache, LABELS, num_workers=1, progress=False)
+    assert list(result.scores.index) == [p.name for p in records[:4]]
+    assert [(f.record, f.stage) for f in result.failures] == [("broken", "read")]
+    # The same rows given as preprocessed arrays score the same; the float16 cache stays close to the files.
+    signals, masks = cache.get_batch(range(4))
+    arrays = clf.score_arrays(signals, cache.fs, LABELS, lead_masks=masks, record_ids=cache.ids[:4],
+                              preprocessed=True, progress=False)  # fmt: skip
+    np.testing.assert_allclose(result.scores.to_numpy(), arrays.scores.to_numpy(), atol=1e-6)
+    direct = clf(records[:4], labels=LABELS, progress=False)
+    np.testing.assert_allclose(result.scores.to_numpy(), direct.scores.to_numpy(), atol=2e-2)
+    subset = clf.score_cache(tmp_path / "cache", LABELS, rows=[2, 0], progress=False)  # a folder works too
+    assert list(subset.scores.index) == [records[2].name, records[0].name]
+
+    other = SignalCache.build(pairs[:2], tmp_path / "other", PreprocessConfig(bandpass=None), progress=False)
+    with pytest.raises(ConfigError, match="bandpass"):
+        clf.score_cache(other, LABELS, progress=False)
+
+
+def test_cli_failures_file_without_out(model_dir, tmp_path, monkeypatch, capsys):
+    """Without --out the failed records still land in a machine-readable file."""
+    (tmp_path / "bad.hea").write_text("garbage\n")
+    monkeypatch.chdir(tmp_path)
+    status = cli(["zero-shot", "bad.hea", "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off"])
+    assert status == 1
+    rows = pd.read_csv(tmp_path / "zero-shot-failures.csv")
+    assert list(rows["record"]) == ["bad.hea"] and rows["stage"].tolist() == ["read"]
+    assert "zero-shot-failures.csv" in capsys.readouterr().err

@@ -84,9 +84,7 @@ def _as_labels(y_true: Any, name: str = "y_true") -> np.ndarray:
     ok = (y == 0) | (y == 1)
     if not ok.all():
         bad = np.unique(y[~ok])[:5]
-        raise ConfigError(
-            f"{name} must hold only 0/1 values; found {bad.tolist()} in {int((~ok).sum())} cells"
-        )
+        raise ConfigError(f"{name} must hold only 0/1 values; found {bad.tolist()} in {int((~ok).sum())} cells")
     return y == 1
 
 
@@ -261,9 +259,7 @@ def _class_stats_weighted(y: np.ndarray, s: np.ndarray, w: np.ndarray, want: Seq
     b, c = w.shape[0], y.shape[1]
     out = {k: np.empty((b, c)) for k in want}
     for j in range(c):
-        st = _class_kernel(
-            y[:, j], s[:, j], w, want_auroc="auroc" in out, want_f1="f1" in out or "acc" in out
-        )
+        st = _class_kernel(y[:, j], s[:, j], w, want_auroc="auroc" in out, want_f1="f1" in out or "acc" in out)
         for k in out:
             out[k][:, j] = st[k]
     return out
@@ -484,9 +480,7 @@ def bootstrap_ci(
     y, s, _ = _check_pair(y_true, scores)
     _check_bootstrap_args(n_resamples, seed, alpha)
     point = float(metric_fn(y, s))
-    values = _bootstrap_values(
-        getattr(metric_fn, "batched", None), metric_fn, y, s, n_resamples, seed, progress
-    )
+    values = _bootstrap_values(getattr(metric_fn, "batched", None), metric_fn, y, s, n_resamples, seed, progress)
     return _ci_from(point, values, alpha)
 
 
@@ -631,9 +625,7 @@ def evaluate_scores(
     kept = [j for j, name in enumerate(names) if name not in skipped]
     points = [float(_nanmean_rows(a[None])[0]) for a in (au, f1, acc)]
     # Only kept classes enter the resamples: skipped ones would be NaN in every resample anyway.
-    values = _bootstrap_values(
-        _all_macros_batched, None, y[:, kept], s[:, kept], n_boot if kept else 0, seed, progress
-    )
+    values = _bootstrap_values(_all_macros_batched, None, y[:, kept], s[:, kept], n_boot if kept else 0, seed, progress)
     values = values.reshape(3, -1)
     cis = [_ci_from(p, v, alpha) for p, v in zip(points, values, strict=True)]
     return EvalResult(

@@ -67,15 +67,12 @@ def _as_features(x: Any, name: str) -> np.ndarray:
     bad = ~np.isfinite(a).all(axis=1)
     if bad.any():
         raise ConfigError(
-            f"{name} has non-finite values in {int(bad.sum())} rows "
-            f"(first: {np.flatnonzero(bad)[:5].tolist()})"
+            f"{name} has non-finite values in {int(bad.sum())} rows (first: {np.flatnonzero(bad)[:5].tolist()})"
         )
     return a
 
 
-def _check_split(
-    x: Any, y: Any, name: str, dim: int | None, n_cls: int | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_split(x: Any, y: Any, name: str, dim: int | None, n_cls: int | None) -> tuple[np.ndarray, np.ndarray]:
     xa = _as_features(x, f"{name}_x")
     ya = _as_labels(y, f"{name}_y")
     if ya.shape[0] != xa.shape[0]:

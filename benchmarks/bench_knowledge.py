@@ -1,0 +1,182 @@
+"""Knowledge retrieval: the FAISS query per label over 10,000 snippets, and the index build time.
+
+The 10,000 snippets are the bundled knowledge base (`KnowledgeBase.load()`, 195 snippets) paraphrase-
+jittered: each variant keeps the title, aliases, codes and source of its original, reorders the text's
+clauses, swaps terms for synonyms ("ms" → "milliseconds", "ECG" → "electrocardiogram", ...) and adds a
+neutral lead-in, so every document is distinct and still says the same thing.
+
+Rows:
+- build: `KnowledgeIndex.build` (sentence-transformers embedding of every document + the FAISS index),
+  timed once in full mode (it takes minutes), with the embedding's FLOPs (`FlopCounterMode` on a sample,
+  scaled to the corpus's tokens) against the fp32 matmul peak of this machine: the lower bound on the time
+  any exact fp32 run of that encoder needs here. The FAISS part alone is timed for all three index types.
+- query: one FAISS search per label (the label's query vector → its k nearest snippets) over the flat,
+  IVF and HNSW indexes; `retrieve_for_label` per label with the query embedding cached (every zero-shot
+  call after the first) and uncached (the first call: embedding the label name and its prompts).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ecglang.knowledge import KnowledgeBase, KnowledgeIndex, Snippet, retrieve_for_label
+from ecglang.prompts import load_prompt_set
+
+if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time
+    from run import BenchContext
+
+QUERY_TARGET_MS = 1.0
+BUILD_TARGET_S = 30.0
+K = 3
+SYNONYMS = {
+    " ms": " milliseconds",
+    " mV": " millivolts",
+    "ECG": "electrocardiogram",
+    " leads": " derivations",
+    " lead ": " derivation ",
+    "wave": "deflection",
+    "beats": "complexes",
+    "rhythm": "cardiac rhythm",
+    "heart rate": "ventricular rate",
+    " > ": " above ",
+    " < ": " below ",
+    " ≥ ": " at least ",
+}
+LEAD_INS = ("", "Criteria: ", "In summary, ", "By convention, ", "Diagnostic criteria: ", "Typically, ",
+            "According to the guideline, ", "On the 12-lead ECG, ", "Key findings: ", "In adults, ")  # fmt: skip
+
+
+def jittered_kb(n: int, seed: int = 0) -> KnowledgeBase:
+    """`n` distinct paraphrase variants of the bundled snippets (ids `<id>-v<j>`)."""
+    base = KnowledgeBase.load().snippets
+    rng = np.random.default_rng(seed)
+    seen: set[str] = set()
+    out: list[Snippet] = []
+    j = 0
+    while len(out) < n:
+        s = base[j % len(base)]
+        j += 1
+        clauses = [c.strip() for c in s.text.rstrip(".").split(";") if c.strip()]
+        rng.shuffle(clauses)
+        text = "; ".join(clauses)
+        for old, new in SYNONYMS.items():
+            if rng.random() < 0.5:
+                text = text.replace(old, new)
+        text = LEAD_INS[int(rng.integers(len(LEAD_INS)))] + text + "."
+        if text in seen:  # a rare repeat: make it distinct without changing its meaning
+            text = f"{text} (Variant {j}.)"
+        seen.add(text)
+        out.append(Snippet(id=f"{s.id}-v{j}", title=s.title, text=text, source=s.source, aliases=s.aliases,
+                           codes=dict(s.codes)))  # fmt: skip
+    return KnowledgeBase(out)
+
+
+def label_queries() -> list[tuple[str, list[str], tuple[str, str]]]:
+    """(name, prompts, code) of every label of the PTB-XL superclass and CPSC 2018 prompt sets."""
+    out = []
+    for set_name, namespace in (("ptbxl_super", "ptbxl"), ("cpsc2018", "cpsc2018")):
+        for code, lp in load_prompt_set(set_name).labels.items():
+            out.append((lp.name, list(lp.prompts), (namespace, code)))
+    return out
+
+
+def embedding_flops(index: KnowledgeIndex, docs: list[str], sample: int) -> float:
+    """FLOPs of embedding `docs`: counted on an evenly spaced sample, scaled by the corpus's token count."""
+    tokenizer = index.encoder.tokenizer
+    limit = index.encoder.max_seq_length
+    tokens = np.array([min(len(ids), limit) for ids in tokenizer(docs)["input_ids"]])
+    pick = np.linspace(0, len(docs) - 1, min(sample, len(docs))).astype(int)
+    with FlopCounterMode(display=False) as counter:
+        index.embed([docs[i] for i in pick], batch_size=64)
+    return counter.get_total_flops() * tokens.sum() / tokens[pick].sum()
+
+
+def per_query_ms(fn: Any, queries: list[Any], repeats: int) -> float:
+    """Median over repeats of the mean time per query (ms) of `fn(q)` over all `queries`."""
+    fn(queries[0])
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for q in queries:
+            fn(q)
+        times.append((time.perf_counter() - t0) / len(queries))
+    return 1e3 * float(np.median(times))
+
+
+def bench_knowledge(ctx: BenchContext) -> list[dict[str, Any]]:
+    n = 32 if ctx.quick else 10_000
+    kb = jittered_kb(n)
+    docs = [s.document() for s in kb]
+    threads = torch.get_num_threads()
+    t0, c0 = time.perf_counter(), time.process_time()
+    flat = KnowledgeIndex.build(kb, show_progress=not ctx.quick)
+    build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+    vectors = np.stack([flat.index.reconstruct(i) for i in range(len(kb))])
+    size = 1024 if ctx.quick else 2048
+    with ctx.threads(1):
+        peak1 = ctx.matmul_peak(size)
+    peak = max(ctx.matmul_peak(size), 2 * peak1)  # both cores, or twice one core when the other is busy
+    flops = embedding_flops(flat, docs, 16 if ctx.quick else 256)
+    bound_s = flops / (peak * 1e9)
+    case = f"{n} snippets (bundled {len(KnowledgeBase.load())} paraphrase-jittered)"
+    met: bool | str = build_s <= BUILD_TARGET_S
+    if not met and bound_s > BUILD_TARGET_S:
+        met = "limit"
+    rows: list[dict[str, Any]] = [
+        {
+            "case": case,
+            "ours": "KnowledgeIndex.build (embedding + FAISS flat)",
+            "ours s": build_s,
+            "note": f"{n / build_s:.0f} docs/s, {threads} torch threads, CPU {build_cpu:.0f} s; embedding "
+            f"{flops / 1e12:.1f} TFLOP ({flops / n / 1e9:.2f} GFLOP/doc) at this machine's fp32 matmul peak "
+            f"({peak:.0f} GFLOP/s: the larger of 2 threads and twice 1 thread) needs ≥ {bound_s:.0f} s; the "
+            f"{BUILD_TARGET_S:g} s target would need {flops / BUILD_TARGET_S / 1e9:.0f} GFLOP/s",
+            **ctx.target_columns(f"build ≤ {BUILD_TARGET_S:g} s", f"{build_s:.1f} s (lower bound {bound_s:.0f} s)",
+                                 met),
+        }
+    ]  # fmt: skip
+    indexes = {"flat": flat}
+    for index_type in ("flat", "ivf", "hnsw"):
+        t = ctx.time(lambda it=index_type: KnowledgeIndex.from_embeddings(kb, vectors, index_type=it), repeats=3)
+        if index_type != "flat":
+            indexes[index_type] = KnowledgeIndex.from_embeddings(kb, vectors, index_type=index_type)
+        rows.append({"case": case, "ours": f"FAISS {index_type} index from embeddings", "ours s": t.wall})
+
+    labels = label_queries()[: 5 if ctx.quick else None]
+    qvec = np.stack([flat.embed([name, *prompts]).mean(0) for name, prompts, _ in labels])
+    qvec /= np.linalg.norm(qvec, axis=1, keepdims=True)
+    for index_type, index in indexes.items():
+        ms = per_query_ms(lambda v, ix=index: ix.search_embeddings(v[None, :], K), list(qvec), ctx.repeats)
+        rows.append({
+            "case": f"{case}, {len(labels)} labels, k={K}",
+            "ours": f"FAISS {index_type} search, one query per label",
+            "ours s": ms / 1e3,
+            "note": f"{ms:.3f} ms per query",
+            **ctx.target_columns(f"≤ {QUERY_TARGET_MS:g} ms per query", f"{ms:.3f} ms", ms <= QUERY_TARGET_MS),
+        })  # fmt: skip
+    for cached in (True, False):
+
+        def retrieve(label: tuple[str, list[str], tuple[str, str]], cached: bool = cached) -> None:
+            name, prompts, code = label
+            if not cached:
+                flat._embedded.clear()  # forget the query embeddings: the first call's cost
+            retrieve_for_label(flat, name, prompts, k=K, code=code)
+
+        ms = per_query_ms(retrieve, labels, ctx.repeats)
+        rows.append({
+            "case": f"{case}, {len(labels)} labels, k={K}",
+            "ours": f"retrieve_for_label, query embedding {'cached' if cached else 'computed'}",
+            "ours s": ms / 1e3,
+            "note": f"{ms:.2f} ms per label (name + prompts → mean query → FAISS + code-tagged snippets)",
+        })  # fmt: skip
+    if ctx.quick:
+        ctx.note(f"knowledge --quick: {n} snippets")
+    return rows
+
+
+BENCHMARKS = {"knowledge": bench_knowledge}
