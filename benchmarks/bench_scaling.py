@@ -113,6 +113,9 @@ def bench_scaling(ctx: BenchContext) -> list[dict[str, Any]]:
     if build_s is not None:
         rate = len(cache) / build_s
         ctx.note(f"scaling: built the {len(cache)}-row cache in {build_s:.0f} s ({rate:.0f} rows/s, 2 workers)")
+    else:
+        ctx.note(f"scaling: reused the {len(cache)}-row cache of an earlier run ({cache.directory}; delete it to time "
+                 "the build)")  # fmt: skip
     if chosen != SIZES:
         ctx.note(f"scaling: sizes {', '.join(map(str, chosen))} (full mode: {', '.join(map(str, SIZES))})")
     return rows

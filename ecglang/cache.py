@@ -187,7 +187,7 @@ class SignalCache:
         expected = n * leads * t * 2
         if not sig_path.is_file() or sig_path.stat().st_size != expected:
             raise EcgReadError(sig_path, f"signal file missing or not {expected} bytes; rebuild the cache")
-        self._signals = np.memmap(sig_path, dtype=np.float16, mode="r", shape=(n, leads, t))
+        self._signals_map: np.memmap | None = None  # opened on first use of `_signals`; reads use `_read_rows`
         try:
             self._mask = np.load(d / MASK_FILE, mmap_mode="r")
             self.index = pd.read_parquet(d / INDEX_FILE)
@@ -197,6 +197,15 @@ class SignalCache:
             raise EcgReadError(d, "lead mask or index does not match the signal shape; rebuild the cache")
         self._status = (self.index["status"].to_numpy() == "ok").astype(bool)
         self._row_of: dict[str, int] | None = None
+
+    @property
+    def _signals(self) -> np.memmap:
+        """The whole signal file as a read-only memory map `[N, 12, T]` float16, mapped on first use. Row reads
+        do not use it (see `_read_rows`): a mapping of a large cache makes every look at the process's memory
+        (`/proc/PID/smaps`, PSS) walk the whole file."""
+        if self._signals_map is None:
+            self._signals_map = np.memmap(self.directory / SIGNALS_FILE, dtype=np.float16, mode="r", shape=self.shape)
+        return self._signals_map
 
     def __getstate__(self) -> dict[str, Any]:
         return {"directory": str(self.directory)}  # never pickle the memory maps (that copies all data)
