@@ -9,7 +9,9 @@ real records (`BenchContext.ecg_arrays`) held in memory:
   process runs the encoder, torch on the remaining core; the target row;
 - `score_arrays` with `num_workers=0`: everything in this process (side by side with the first, so the
   ratio is what the overlap brings);
-- `__call__` on `Ecg` objects (the general entry point, same pipeline).
+- `__call__` on `Ecg` objects (the general entry point, same pipeline);
+- `score_arrays` with `precision="bf16"` (opt-in: the encoder under bfloat16 autocast), with how far its
+  scores move from the float32 ones.
 
 A last row splits the work per ECG into CPU time of preparation and of the encoder (each measured alone,
 one thread): on two free cores the pipeline can run at most at 1 / max(prep, encoder) ECGs/s. On a shared
@@ -72,6 +74,14 @@ def bench_zeroshot(ctx: BenchContext) -> list[dict[str, Any]]:
     repeats = max(2, ctx.repeats - 2)
     t_pipe, t_serial = ctx.compare(pipelined, serial, repeats=repeats)
     t_obj = ctx.time(objects, repeats=repeats)
+    bf16 = ZeroShotClassifier(clf.model, knowledge="default", precision="bf16")
+    bf16.score_arrays(signals[:64], 500.0, LABELS, progress=False)  # warm-up (prompts are cached per model)
+
+    def pipelined_bf16() -> Any:
+        return bf16.score_arrays(signals, 500.0, LABELS, progress=False)
+
+    t_bf16 = ctx.time(pipelined_bf16, repeats=repeats)
+    drift = float(np.abs(pipelined_bf16().scores.to_numpy() - result.scores.to_numpy()).max())
     ratios = ctx.ratio_columns(t_pipe, t_serial)
     rate = n / t_pipe.wall
     with ctx.threads(1):
@@ -96,6 +106,13 @@ def bench_zeroshot(ctx: BenchContext) -> list[dict[str, Any]]:
             "ECG/s": n / t_obj.wall,
         },
         {
+            "case": case,
+            "ours": "score_arrays, precision='bf16' (opt-in)",
+            "ours s": t_bf16.wall,
+            "ECG/s": n / t_bf16.wall,
+            "note": f"largest score change vs float32: {drift:.1e} (cosine)",
+        },
+        {
             "case": "CPU per ECG, each stage alone on 1 thread (64-ECG batch)",
             "ours": "preparation | encoder",
             "ECG/s": bound,
@@ -103,6 +120,11 @@ def bench_zeroshot(ctx: BenchContext) -> list[dict[str, Any]]:
             f"is bounded by the slower stage, {bound:.0f} ECG/s",
         },
     ]
+    if rate < TARGET <= bound:
+        ctx.note(f"zeroshot: {rate:.0f} ECG/s wall-clock is below the {TARGET:g} ECG/s target, while the CPU time of "
+                 f"the two stages allows {bound:.0f} ECG/s on 2 free cores: the gap is overlap loss (the first batch "
+                 "is prepared before the encoder starts; the two processes share caches and memory bandwidth) and "
+                 "other jobs on the shared machine (load averages above), not a compute limit")  # fmt: skip
     if ctx.quick:
         ctx.note(f"zeroshot --quick: {n} arrays")
     return rows

@@ -189,11 +189,13 @@ class BenchContext:
 
     run_process = staticmethod(run_process)
 
-    def matmul_peak(self, size: int = 2048) -> float:
-        """Measured fp32 GFLOP/s of a `size`×`size` `torch.mm` at the current torch threads (median)."""
+    def matmul_peak(self, size: int = 2048, dtype: Any = None) -> float:
+        """Measured GFLOP/s of a `size`×`size` `torch.mm` (fp32, or `dtype`) at the current torch threads
+        (median)."""
         import torch
 
-        a, b = torch.randn(size, size), torch.randn(size, size)
+        dtype = dtype or torch.float32
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
         return 2 * size**3 / self.time(lambda: torch.mm(a, b)).wall / 1e9
 
     def base_records(self) -> list[np.ndarray]:

@@ -73,6 +73,8 @@ EcgInput = Ecg | str | PathLike | np.ndarray
 # On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a
 # time, and glibc's heap, which keeps freed tensor memory for reuse, settles ~0.5 GB lower.
 _CPU_CHUNK = 16
+_PRECISIONS = ("fp32", "bf16", "fp16")
+Precision = Literal["fp32", "bf16", "fp16"]
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache).
 _PROMPT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, np.ndarray]] = weakref.WeakKeyDictionary()
@@ -162,6 +164,9 @@ class ZeroShotClassifier:
         knowledge_weight: weight of the knowledge prompts in a label's embedding (0–1).
         batch_size: records per forward pass (without explanations: records per prepared batch, which the
             encoder takes 16 at a time on CPU).
+        precision: the ECG encoder's arithmetic: `"fp32"` (default, exact), `"bf16"` (autocast to bfloat16:
+            ~1.4x faster on CPUs with native bfloat16, e.g. AVX512-BF16 or AMX, and on GPUs; scores move by
+            ~1e-3) or `"fp16"` (GPU only). Prompt and knowledge embeddings stay in float32.
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class ZeroShotClassifier:
         k: int = 3,
         knowledge_weight: float = 0.5,
         batch_size: int = 64,
+        precision: Precision = "fp32",
     ) -> None:
         if not 0.0 <= knowledge_weight <= 1.0:
             raise ConfigError(f"knowledge_weight must be in [0, 1], got {knowledge_weight}")
@@ -183,6 +189,16 @@ class ZeroShotClassifier:
         self.k = k
         self.knowledge_weight = float(knowledge_weight)
         self.batch_size = batch_size
+        self.precision = _check_precision(precision, self.model.device.type)
+
+    def _encoding(self) -> contextlib.AbstractContextManager:
+        """Context of every ECG-encoder call: no autograd, and autocast when `precision` asks for it."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.precision != "fp32":
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            stack.enter_context(torch.autocast(self.model.device.type, dtype=dtype))
+        return stack
 
     # -- labels ------------------------------------------------------------------------------------
     def label_specs(self, labels: Any = None, prompts: Any = None, knowledge: Any = "inherit") -> dict[str, LabelSpec]:
@@ -288,7 +304,7 @@ class ZeroShotClassifier:
             )
             if not batch.indices:
                 continue
-            with torch.inference_mode():
+            with self._encoding():
                 out = self.model.encode_ecg(**batch)
             rhythm = out.rhythm_embeds.float().cpu()
             blocks.append((rhythm @ label_emb.T).numpy())
@@ -380,10 +396,10 @@ class ZeroShotClassifier:
         progress: bool,
     ) -> ZeroShotResult:
         """Score every record of `source`: batches are prepared (in workers) while the encoder runs here."""
-        preparer = _BatchPreparer(source, self.processor, self.batch_size)
-        workers = _auto_workers(len(preparer)) if num_workers is None else int(num_workers)
+        workers = _auto_workers(-(-len(source) // self.batch_size)) if num_workers is None else int(num_workers)
         if workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+        preparer = _BatchPreparer(source, self.processor, self.batch_size, _CPU_CHUNK if workers else None)
         loader = DataLoader(
             preparer, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=4 if workers else None
         )
@@ -399,7 +415,7 @@ class ZeroShotClassifier:
                 step = _CPU_CHUNK if self.model.device.type == "cpu" else max(n, 1)
                 for start in range(0, n, step):
                     chunk = {k: v[start : start + step] for k, v in prepared.tensors.items()}
-                    with torch.inference_mode():
+                    with self._encoding():
                         rhythm = _rhythm_embeds(self.model, chunk).float().cpu()
                     blocks.append((rhythm @ label_emb.T).numpy())
                 ids.extend(_unique_id(rid or f"record{len(ids)}", seen) for rid in prepared.record_ids)
@@ -566,6 +582,14 @@ def _rhythm_embeds(model: EcgLangModel, batch: Mapping[str, torch.Tensor]) -> to
     return model.rhythm_proj(out["rhythm"])
 
 
+def _check_precision(precision: str, device_type: str) -> str:
+    if precision not in _PRECISIONS:
+        raise ConfigError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    if precision == "fp16" and device_type == "cpu":
+        raise ConfigError("precision='fp16' needs a GPU (CPU autocast runs in bfloat16): use 'bf16' or 'fp32'")
+    return precision
+
+
 def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -704,17 +728,19 @@ class _BatchPreparer(Dataset):
     """Item `b` = batch `b` of a source, read, preprocessed (unless the source already is) and cut into beats:
     the work that a DataLoader worker does while the main process runs the encoder."""
 
-    def __init__(self, source: _Source, processor: EcgProcessor, batch_size: int) -> None:
-        self.source, self.processor, self.batch_size = source, processor, batch_size
+    def __init__(self, source: _Source, processor: EcgProcessor, batch_size: int, first: int | None = None) -> None:
+        self.source, self.processor = source, processor
+        # `first`: a smaller first batch, so that the encoder waiting on a worker starts sooner.
+        first = batch_size if first is None else min(first, batch_size)
+        self.bounds = np.unique(np.concatenate(([0], np.arange(first, len(source), batch_size), [len(source)])))
 
     def __len__(self) -> int:
-        return -(-len(self.source) // self.batch_size)
+        return len(self.bounds) - 1
 
     def __getitem__(self, b: int) -> _Prepared:
         from ecglang.beats import tokenize_array
 
-        start = b * self.batch_size
-        stop = min(len(self.source), start + self.batch_size)
+        start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
         tokens, signals, ids, failures = [], [], [], []
         for i in range(start, stop):
             ecg = self.source.read(i)

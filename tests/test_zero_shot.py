@@ -250,3 +250,21 @@ def test_cli_failures_file_without_out(model_dir, tmp_path, monkeypatch, capsys)
     rows = pd.read_csv(tmp_path / "zero-shot-failures.csv")
     assert list(rows["record"]) == ["bad.hea"] and rows["stage"].tolist() == ["read"]
     assert "zero-shot-failures.csv" in capsys.readouterr().err
+
+
+def test_bf16_precision_runs_the_encoder_in_bfloat16_and_stays_close(model, records):
+    ecgs = [load_ecg(p) for p in records]
+    exact = ZeroShotClassifier(model, knowledge=None)(ecgs, labels=LABELS, progress=False, num_workers=0)
+    fast_clf = ZeroShotClassifier(model, knowledge=None, precision="bf16")
+    fast = fast_clf(ecgs, labels=LABELS, progress=False, num_workers=0)
+    diff = np.abs(fast.scores.to_numpy() - exact.scores.to_numpy())
+    assert diff.max() > 0  # the encoder really ran in bfloat16 (fp32 and bf16 cannot agree to the last bit)
+    assert diff.max() < 0.05  # cosine scores: bfloat16 keeps ~3 significant digits
+    explained = fast_clf(ecgs[:2], labels=LABELS, progress=False, explain=True)  # the explanation path too
+    np.testing.assert_allclose(explained.scores.to_numpy(), fast.scores.to_numpy()[:2], atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8", "float32"])
+def test_unsupported_precision_is_a_config_error(model, precision):
+    with pytest.raises(ConfigError, match="precision"):
+        ZeroShotClassifier(model, knowledge=None, precision=precision)

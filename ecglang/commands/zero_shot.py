@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fs", type=float, help="sampling rate for .npy input")
     p.add_argument("--leads", help="comma-separated lead names for .npy input")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="ECG encoder arithmetic (default fp32; bf16 is faster on CPUs with native bfloat16; fp16 needs a GPU)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-record tables")
     p.set_defaults(func=run)
 
@@ -58,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     labels = args.labels if args.labels else (args.prompt_set or "ptbxl_super")
     model = load_model(args.model)
-    clf = ZeroShotClassifier(model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size)
+    clf = ZeroShotClassifier(
+        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision
+    )
     leads = args.leads.split(",") if args.leads else None
     result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads)
 
