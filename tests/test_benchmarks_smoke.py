@@ -87,3 +87,17 @@ def test_process_stats_see_the_child_peak(harness: ModuleType) -> None:
     assert stats.returncode == 0 and "25000000.0" in stats.output
     assert stats.peak_rss > 200e6
     assert stats.tree_pss == 0 or stats.tree_pss > 150e6  # 0 only without psutil
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_profile_script_reports_both_stages(shared_data: Path) -> None:
+    import subprocess
+
+    cmd = [sys.executable, str(BENCHMARKS_DIR / "profile_zeroshot.py"), "--n", "16", "--top", "8",
+           "--data", str(shared_data)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "== preparation:" in done.stdout and "sosfilt" in done.stdout  # cProfile of the worker's stage
+    encoder = done.stdout.split("== encoder:", 1)[1]
+    assert "aten::addmm" in encoder  # torch.profiler table of the encoder, with the matmuls' GFLOP/s
