@@ -1,5 +1,12 @@
 """ecglang: beat-level ECG-language models with zero-shot prompting."""
 
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
 from ecglang.errors import (
     ConfigError,
     EcgLangError,
@@ -10,13 +17,34 @@ from ecglang.errors import (
     PromptError,
 )
 from ecglang.leads import CANONICAL_LEADS
-
-# Importing modeling registers EcgLangConfig/EcgLangModel with AutoConfig/AutoModel, so checkpoints
-# load with transformers' Auto classes and no trust_remote_code.
-from ecglang.modeling import EcgLangConfig, EcgLangModel, load_model
 from ecglang.record import Ecg
 
 __version__ = "0.1.0"
+
+# Names whose modules import torch + transformers (~4 s): loaded on first use.
+_LAZY = {
+    "EcgLangConfig": "ecglang.modeling",
+    "EcgLangModel": "ecglang.modeling",
+    "load_model": "ecglang.modeling",
+    "ZeroShotClassifier": "ecglang.zero_shot",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ecglang' has no attribute {name!r}")
+
+
+def _console_script() -> bool:
+    return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("ecglang", "ecglang.exe")
+
+
+# Importing modeling registers EcgLangConfig/EcgLangModel with AutoConfig/AutoModel, so checkpoints load with
+# transformers' Auto classes and no trust_remote_code. The `ecglang` console script skips it: its commands
+# import the model code when they load a model, and `ecglang --help` or `inspect` need not wait for torch.
+if not _console_script():
+    importlib.import_module("ecglang.modeling")
 
 __all__ = [
     "CANONICAL_LEADS",
@@ -30,6 +58,7 @@ __all__ = [
     "KnowledgeError",
     "ModelLoadError",
     "PromptError",
+    "ZeroShotClassifier",
     "__version__",
     "load_model",
 ]

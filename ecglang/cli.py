@@ -43,9 +43,9 @@ def quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_libraries()  # after parsing: `--help` need not import transformers
     # Our own messages at INFO; libraries only when they warn (or everything with -v).
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -204,3 +204,23 @@ def test_load_model_for_inference(lora_checkpoint) -> None:
     assert loaded.processor.to_dict() == model.get_processor().to_dict()
     with pytest.raises(ModelLoadError, match="bundled"):
         load_model("no-such-checkpoint-name")
+
+
+def test_console_script_starts_without_torch_and_lazy_names_resolve() -> None:
+    """`ecglang --help` must not wait for torch + transformers (~4 s); the model names still resolve lazily."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['/usr/local/bin/ecglang', '--help']\n"  # how the console script starts
+        "import ecglang.cli\n"
+        "print('torch' in sys.modules, 'transformers.modeling_utils' in sys.modules)\n"
+        "print(ecglang.ZeroShotClassifier.__name__, ecglang.EcgLangModel.__name__)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    first, second = res.stdout.strip().splitlines()[-2:]
+    assert first == "False False"
+    assert second == "ZeroShotClassifier EcgLangModel"
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        import ecglang
+
+        ecglang.NoSuchThing  # noqa: B018
