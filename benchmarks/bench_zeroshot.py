@@ -74,7 +74,7 @@ def bench_zeroshot(ctx: BenchContext) -> list[dict[str, Any]]:
     repeats = max(2, ctx.repeats - 2)
     t_pipe, t_serial = ctx.compare(pipelined, serial, repeats=repeats)
     t_obj = ctx.time(objects, repeats=repeats)
-    bf16 = ZeroShotClassifier(clf.model, knowledge="default", precision="bf16")
+    bf16 = ZeroShotClassifier(clf.model, knowledge=clf.knowledge, precision="bf16")  # the same loaded index
     bf16.score_arrays(signals[:64], 500.0, LABELS, progress=False)  # warm-up (prompts are cached per model)
 
     def pipelined_bf16() -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ecglang.zero_shot import _CPU_CHUNK, ZeroShotClassifier, _ArraySource, _BatchPreparer
+from ecglang.zero_shot import _CPU_CHUNK, ZeroShotClassifier, _ArraySource, _BatchPreparer, _rhythm_embeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     chunks = [{k: v[s : s + _CPU_CHUNK] for k, v in batch.items()} for s in range(0, args.n, _CPU_CHUNK)]
 
     def encode() -> None:
-        from ecglang.zero_shot import _rhythm_embeds
-
         with clf._encoding():
             for chunk in chunks:
                 _rhythm_embeds(clf.model, chunk)
@@ -66,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         encode()
     events = prof.key_averages()
     total_us = sum(e.self_cpu_time_total for e in events)
-    a = torch.randn(2048, 2048)
-    torch.mm(a, a)
-    t0 = time.perf_counter()
-    torch.mm(a, a)
-    peak = 2 * 2048**3 / (time.perf_counter() - t0) / 1e9
+    peak = ctx.matmul_peak()
     print(f"\n== encoder: {total_us / 1e3 / args.n:.2f} ms CPU per ECG ({args.precision}, 1 thread, "
           f"{_CPU_CHUNK} ECGs per call); fp32 matmul peak here {peak:.0f} GFLOP/s")  # fmt: skip
     print(f"{'op':<32} {'share':>6} {'ms/ECG':>7} {'GFLOP/s':>8}")

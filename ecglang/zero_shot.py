@@ -37,6 +37,7 @@ Explanations
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import multiprocessing
@@ -46,7 +47,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -73,8 +74,8 @@ EcgInput = Ecg | str | PathLike | np.ndarray
 # On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a
 # time, and glibc's heap, which keeps freed tensor memory for reuse, settles ~0.5 GB lower.
 _CPU_CHUNK = 16
-_PRECISIONS = ("fp32", "bf16", "fp16")
 Precision = Literal["fp32", "bf16", "fp16"]
+_PRECISIONS = get_args(Precision)
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache).
 _PROMPT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, np.ndarray]] = weakref.WeakKeyDictionary()
@@ -191,14 +192,13 @@ class ZeroShotClassifier:
         self.batch_size = batch_size
         self.precision = _check_precision(precision, self.model.device.type)
 
-    def _encoding(self) -> contextlib.AbstractContextManager:
+    @contextlib.contextmanager
+    def _encoding(self) -> Iterator[None]:
         """Context of every ECG-encoder call: no autograd, and autocast when `precision` asks for it."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.inference_mode())
-        if self.precision != "fp32":
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            stack.enter_context(torch.autocast(self.model.device.type, dtype=dtype))
-        return stack
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        autocast = torch.autocast(self.model.device.type, dtype=dtype, enabled=self.precision != "fp32")
+        with torch.inference_mode(), autocast:
+            yield
 
     # -- labels ------------------------------------------------------------------------------------
     def label_specs(self, labels: Any = None, prompts: Any = None, knowledge: Any = "inherit") -> dict[str, LabelSpec]:
@@ -623,16 +623,16 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-class _Source:
+class _Source(abc.ABC):
     """Indexable records for `_BatchPreparer`: `read(i)` gives an `Ecg` or a `RecordFailure`."""
 
     preprocessed: bool = False  # True: `read` gives signals already preprocessed (only beats are cut)
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
 
-    def read(self, i: int) -> Ecg | RecordFailure:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read(self, i: int) -> Ecg | RecordFailure: ...
 
 
 class _ItemSource(_Source):
