@@ -2,7 +2,7 @@
 step, measured side by side on one thread each (the pretraining layout on 2 cores: one core trains, one
 DataLoader worker prepares).
 
-- loader: `ecglang.pretrain_data` as the trainer uses it: `PretrainPairs` over a `SignalCache` of jittered
+- loader: `ecglang.training.pairs` as the trainer uses it: `PretrainPairs` over a `SignalCache` of jittered
   records (memmap row → augmentation → beats) with `EpochSampler` and `PretrainCollator` (stacking + report
   tokenization), in a `DataLoader` run in this process, so its rate is that of one core;
 - step: forward + backward + AdamW step (with gradient clipping) of the default `ecglang-small` model
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ecglang.beats import BeatConfig
-from ecglang.cache import SignalCache
-from ecglang.factory import create_model
-from ecglang.pretrain_data import (
+from ecglang.beats.tokenize import BeatConfig
+from ecglang.data.cache import SignalCache
+from ecglang.encoders.registry import create_model
+from ecglang.training.pairs import (
     AugmentConfig,
     EpochSampler,
     PairTable,

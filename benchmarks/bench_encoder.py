@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ecglang.processor import EcgProcessor
-from ecglang.record import Ecg
+from ecglang.encoders.processing import EcgProcessor
+from ecglang.record.ecg import Ecg
 
 if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time
     from run import BenchContext

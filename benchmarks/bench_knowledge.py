@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ecglang.knowledge import KnowledgeBase, KnowledgeIndex, Snippet, retrieve_for_label
-from ecglang.prompts import load_prompt_set
+from ecglang.knowledge.index import KnowledgeBase, KnowledgeIndex, Snippet, retrieve_for_label
+from ecglang.scores.prompts import load_prompt_set
 
 if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time
     from run import BenchContext

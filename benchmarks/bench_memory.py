@@ -26,9 +26,9 @@ GB = 1e9
 
 
 def cli_command() -> list[str]:
-    """The installed `ecglang` console script beside this interpreter, else `python -m ecglang.cli`."""
+    """The installed `ecglang` console script beside this interpreter, else `python -m ecglang.cli.main`."""
     script = shutil.which("ecglang", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "ecglang.cli"]
+    return [script] if script else [sys.executable, "-m", "ecglang.cli.main"]
 
 
 def cli_env(ctx: BenchContext) -> dict[str, str]:

@@ -48,7 +48,7 @@ def sizes(quick: bool) -> tuple[int, ...]:
 
 def build_cache(ctx: BenchContext, n: int) -> tuple[Any, float | None]:
     """The scaling cache of `n` rows (built, or reused from an earlier run) and its build time (None: reused)."""
-    from ecglang.cache import SignalCache
+    from ecglang.data.cache import SignalCache
     from ecglang.errors import EcgReadError
 
     folder = ctx.work_dir / f"cache-scaling-{n}"
@@ -132,9 +132,9 @@ def child_main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ecglang.cache import SignalCache
-    from ecglang.modeling import load_model
-    from ecglang.zero_shot import ZeroShotClassifier
+    from ecglang.data.cache import SignalCache
+    from ecglang.encoders.modeling import load_model
+    from ecglang.scores.classifier import ZeroShotClassifier
 
     clf = ZeroShotClassifier(load_model(args.checkpoint, device="cpu"), knowledge=None)
     cache = SignalCache(args.child)

@@ -15,10 +15,10 @@ import numpy as np
 import wfdb
 from wfdb import processing
 
-from ecglang.beats import detect_rpeaks, tokenize_beats
-from ecglang.leads import LEAD_INDEX, to_canonical
-from ecglang.preprocess import preprocess
-from ecglang.record import Ecg
+from ecglang.beats.tokenize import detect_rpeaks, tokenize_beats
+from ecglang.record.ecg import Ecg
+from ecglang.record.leads import LEAD_INDEX, to_canonical
+from ecglang.signal.preprocess import preprocess
 
 if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time
     from run import BenchContext

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ecglang.record import Ecg
-from ecglang.zero_shot import ZeroShotClassifier, _ArraySource, _BatchPreparer, _rhythm_embeds
+from ecglang.record.ecg import Ecg
+from ecglang.scores.classifier import ZeroShotClassifier, _ArraySource, _BatchPreparer, _rhythm_embeds
 
 if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time
     from run import BenchContext

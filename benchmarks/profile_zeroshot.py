@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ecglang.zero_shot import _CPU_CHUNK, ZeroShotClassifier, _ArraySource, _BatchPreparer, _rhythm_embeds
+from ecglang.scores.classifier import _CPU_CHUNK, ZeroShotClassifier, _ArraySource, _BatchPreparer, _rhythm_embeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from run import DEFAULT_WORK_DIR, BenchContext  # the harness's inputs (this script's folder)
 
-    from ecglang.paths import shared_data_dir
+    from ecglang.core.paths import shared_data_dir
 
     torch.set_num_threads(1)
     ctx = BenchContext(quick=False, data_dir=args.data or shared_data_dir(), repeats=3, work_dir=DEFAULT_WORK_DIR)

@@ -200,7 +200,7 @@ class BenchContext:
 
     def base_records(self) -> list[np.ndarray]:
         """Real 12-lead PTB-XL records (`[12, 5000]` float32 mV at 500 Hz) from the data folder, or 12-lead
-        simulations (`ecglang.simulate`, neurokit2) where that folder is absent. Memoised."""
+        simulations (`ecglang.signal.simulate`, neurokit2) where that folder is absent. Memoised."""
         if "base" not in self._memo:
             self._memo["base"] = _base_records(self.data_dir, 24 if self.quick else 120, self)
         return self._memo["base"]
@@ -218,12 +218,12 @@ class BenchContext:
         return out
 
     def record_files(self, n: int) -> list[Path]:
-        """`n` jittered records written as `.npz` (`signal`, `fs`, `leads`: a format `ecglang.io` reads) under
+        """`n` jittered records written as `.npz` (`signal`, `fs`, `leads`: a format `ecglang.record.io` reads) under
         `work_dir/records-<n>/`; kept for later runs (a `complete` marker says the set is whole)."""
         folder = self.work(f"records-{n}")
         paths = [folder / f"rec{i:06d}.npz" for i in range(n)]
         if not (folder / "complete").is_file():
-            from ecglang.leads import CANONICAL_LEADS
+            from ecglang.record.leads import CANONICAL_LEADS
 
             leads = np.array(CANONICAL_LEADS)
             for start in range(0, n, 256):  # a block at a time: memory stays small for any n
@@ -237,7 +237,7 @@ class BenchContext:
         """A complete checkpoint folder of `model(name)` under `work_dir` (written once, then reused)."""
         folder = self.work_dir / f"checkpoint-{name}"
         if not (folder / "config.json").is_file():
-            from ecglang.processor import EcgProcessor
+            from ecglang.encoders.processing import EcgProcessor
 
             model = self.model(name)
             model.save_pretrained(folder, processor=EcgProcessor(return_signal=not model.config.is_beat_model))
@@ -251,11 +251,11 @@ class BenchContext:
             if csv.is_file():
                 import pandas as pd
 
-                from ecglang.reports import normalize_report
+                from ecglang.text.reports import normalize_report
 
                 texts = [normalize_report(r, "ptbxl") for r in pd.read_csv(csv)["report"]]
             else:
-                from ecglang.prompts import load_prompt_set
+                from ecglang.scores.prompts import load_prompt_set
 
                 texts = [p for lp in load_prompt_set("ptbxl_sub").labels.values() for p in lp.prompts]
             self._memo["reports"] = [t for t in texts if t.strip()]
@@ -268,7 +268,7 @@ class BenchContext:
         if key not in self._memo:
             import torch
 
-            from ecglang.factory import create_model
+            from ecglang.encoders.registry import create_model
 
             torch.manual_seed(0)
             self._memo[key] = create_model(name).eval()
@@ -310,7 +310,7 @@ class BenchContext:
 
 
 def _base_records(data_dir: Path, n: int, ctx: BenchContext) -> list[np.ndarray]:
-    from ecglang.leads import to_canonical
+    from ecglang.record.leads import to_canonical
 
     folder = data_dir / "ptbxl-sample" / "records500"
     headers = sorted(folder.glob("*/*.hea"))[:n]
@@ -324,7 +324,7 @@ def _base_records(data_dir: Path, n: int, ctx: BenchContext) -> list[np.ndarray]
             if rec.fs == 500 and signal.shape[1] == 5000 and mask.all() and np.isfinite(signal).all():
                 out.append(signal.astype(np.float32))
         return out
-    from ecglang.simulate import simulate_ecg
+    from ecglang.signal.simulate import simulate_ecg
 
     ctx.note(f"{folder} not found: volume is built from neurokit2 12-lead simulations instead of PTB-XL records")
     rates = np.linspace(50, 150, n)
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; available: {list(registry)}")
     if args.data is None:
-        from ecglang.paths import shared_data_dir
+        from ecglang.core.paths import shared_data_dir
 
         args.data = shared_data_dir()
     ctx = BenchContext(

@@ -16,17 +16,17 @@ from ecglang.errors import (
     ModelLoadError,
     PromptError,
 )
-from ecglang.leads import CANONICAL_LEADS
-from ecglang.record import Ecg
+from ecglang.record.ecg import Ecg
+from ecglang.record.leads import CANONICAL_LEADS
 
 __version__ = "0.1.0"
 
 # Names whose modules import torch + transformers (~4 s): loaded on first use.
 _LAZY = {
-    "EcgLangConfig": "ecglang.modeling",
-    "EcgLangModel": "ecglang.modeling",
-    "load_model": "ecglang.modeling",
-    "ZeroShotClassifier": "ecglang.zero_shot",
+    "EcgLangConfig": "ecglang.encoders.modeling",
+    "EcgLangModel": "ecglang.encoders.modeling",
+    "load_model": "ecglang.encoders.modeling",
+    "ZeroShotClassifier": "ecglang.scores.classifier",
 }
 
 
@@ -44,7 +44,7 @@ def _console_script() -> bool:
 # transformers' Auto classes and no trust_remote_code. The `ecglang` console script skips it: its commands
 # import the model code when they load a model, and `ecglang --help` or `inspect` need not wait for torch.
 if not _console_script():
-    importlib.import_module("ecglang.modeling")
+    importlib.import_module("ecglang.encoders.modeling")
 
 __all__ = [
     "CANONICAL_LEADS",

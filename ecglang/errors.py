@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from os import PathLike
+from typing import Any
 
 
 class EcgLangError(Exception):
@@ -38,3 +40,29 @@ class PromptError(_PathError, ValueError):
 
 class KnowledgeError(_PathError, ValueError):
     """A knowledge base file or index is missing or malformed."""
+
+
+@dataclass
+class RecordFailure:
+    """A record that a batch run (zero-shot, evaluation, dataset build, cache build, scan) left out, and why.
+
+    Every batch path reports its failures with this one type: they are listed at the end of the run, written
+    to a CSV, and make the command exit non-zero. `stage` says where it failed: "scan", "read", "process",
+    "build", "missing" or "cache". `record` is the record's id or path as the user knows it.
+    """
+
+    record: str
+    stage: str
+    reason: str
+    path: str = ""
+    label_sets: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"[{self.stage}] {self.record}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """One CSV/JSON row: record, stage and error (the column name the CLI has always written)."""
+        row: dict[str, Any] = {"record": self.record, "stage": self.stage, "error": self.reason}
+        if self.label_sets:
+            row["label_sets"] = list(self.label_sets)
+        return row

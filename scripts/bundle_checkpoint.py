@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from ecglang.evaluation.zeroshot import EvaluateConfig, run_evaluation, write_outputs
-from ecglang.modeling import load_model
+from ecglang.encoders.modeling import load_model
+from ecglang.evaluation.protocol import EvaluateConfig, run_evaluation, write_outputs
 
 HELD_OUT_FOLDS = [8]
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     training_data = (
         f"The 353 real PTB-XL v1.0.3 ECG–report pairs of the development sample (first 500 ecg_ids, strat_folds "
-        f"1–8; reports translated to English by `ecglang.reports.normalize_report`). Folds 1–7 trained the model; "
+        f"1–8; reports translated to English by `ecglang.text.reports.normalize_report`). Folds 1–7 trained the model; "
         f"fold {HELD_OUT_FOLDS[0]} ({n_records} records with superclass labels; {ret['pairs']} retrieval pairs "
         f"after dropping {ret['dropped_duplicate_reports']} repeated reports) was held out for checkpoint "
         "selection (retrieval recall and report-derived labels only) and for the figures below. PTB-XL is "

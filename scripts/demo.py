@@ -2,7 +2,7 @@
 
 import sys
 
-from ecglang.demo import main
+from ecglang.cli.demo import main
 
 if __name__ == "__main__":
     sys.exit(main())

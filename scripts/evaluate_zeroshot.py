@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from ecglang.cli import main
+from ecglang.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["evaluate", *sys.argv[1:]]))

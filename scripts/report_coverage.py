@@ -3,7 +3,7 @@
     python scripts/report_coverage.py --ptbxl ../shared/data/ptbxl-sample [--top 30] [--min 0.95]
 
 Prints the coverage (fraction of word tokens that are known English words or numbers after
-`ecglang.reports.normalize_report`) and the most frequent unknown words; exits 1 below `--min`.
+`ecglang.text.reports.normalize_report`) and the most frequent unknown words; exits 1 below `--min`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ecglang.reports import translation_coverage
+from ecglang.text.reports import translation_coverage
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ecglang.paths import shared_data_dir
+from ecglang.core.paths import shared_data_dir
 
 SHARED = shared_data_dir()
 

@@ -22,7 +22,7 @@ from ecglang.evaluation.metrics import (
     retrieval_recall,
     roc_curve,
 )
-from ecglang.evaluation.report import markdown_table, plot_probe_curve, plot_roc_curves, write_json
+from ecglang.evaluation.writers import markdown_table, plot_probe_curve, plot_roc_curves, write_json
 
 __all__ = [
     "CI",

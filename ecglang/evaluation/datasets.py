@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecglang.builders import SPLIT_PARTS, build_ptbxl, load_label_split
+from ecglang.data.builders import SPLIT_PARTS, build_ptbxl, load_label_split
 from ecglang.errors import ConfigError, EcgReadError, PromptError
-from ecglang.io import scan_records
-from ecglang.prompts import PromptSet, list_prompt_sets, load_prompt_set
+from ecglang.record.io import scan_records
+from ecglang.scores.prompts import PromptSet, list_prompt_sets, load_prompt_set
 
 __all__ = [
     "DATASETS",

@@ -20,12 +20,12 @@ import numpy as np
 from ecglang.errors import ConfigError
 from ecglang.evaluation.datasets import parse_data_roots, ptbxl_index, sample_limit
 from ecglang.evaluation.metrics import retrieval_recall
-from ecglang.prompts import normalize_text
+from ecglang.scores.prompts import normalize_text
 
 if TYPE_CHECKING:
-    from ecglang.evaluation.zeroshot import EmbeddingStore, EvaluateConfig
-    from ecglang.modeling import EcgLangModel
-    from ecglang.zero_shot import ZeroShotClassifier
+    from ecglang.encoders.modeling import EcgLangModel
+    from ecglang.evaluation.protocol import EmbeddingStore, EvaluateConfig
+    from ecglang.scores.classifier import ZeroShotClassifier
 
 __all__ = ["RetrievalPairs", "load_retrieval_pairs", "retrieval_metrics", "run_retrieval"]
 
@@ -97,7 +97,7 @@ def run_retrieval(
     model: EcgLangModel,
 ) -> dict[str, Any]:
     """Retrieval entry of `results.json` for every model in `classifiers` (same keys as the store)."""
-    from ecglang.evaluation.zeroshot import _processor_for
+    from ecglang.evaluation.protocol import _processor_for
 
     roots = parse_data_roots(cfg.data_roots)
     root = roots.get("ptbxl") or roots.get("default")

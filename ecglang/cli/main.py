@@ -1,0 +1,65 @@
+"""The `ecglang` console script."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ecglang import __version__
+from ecglang.cli import COMMANDS
+from ecglang.errors import EcgLangError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecglang", description="ECG-language models with zero-shot prompting")
+    parser.add_argument("--version", action="version", version=f"ecglang {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"ecglang.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not written yet must not break the others
+            if exc.name != f"ecglang.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Command-line runs show our progress bars, not transformers' per-load bars and deprecation noise."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet_libraries()  # after parsing: `--help` need not import transformers
+    # Our own messages at INFO; libraries only when they warn (or everything with -v).
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("ecglang").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EcgLangError as exc:  # typed errors are for users: one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""`ecglang zero-shot PATH...`: score records against labels or a prompt set, with knowledge retrieval."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "zero-shot",
+        help="zero-shot classification of records or folders",
+        description="Score ECG records against your labels or a prompt set. Bad files are listed at the end "
+        "and make the exit status non-zero; the others are still scored.",
+    )
+    p.add_argument("paths", nargs="+", help="record files and/or folders (scanned recursively)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--labels", nargs="+", metavar="LABEL", help='label names, e.g. "atrial fibrillation"')
+    which.add_argument(
+        "--prompt-set", metavar="NAME|FILE", help="a prompt set (see `ecglang prompts`), e.g. ptbxl_super"
+    )
+    p.add_argument(
+        "--knowledge",
+        default="default",
+        metavar="DIR|default|off",
+        help="knowledge base folder/index for test-time retrieval (default: the bundled base)",
+    )
+    p.add_argument("-k", type=int, default=3, help="snippets retrieved per label (default 3)")
+    p.add_argument("--model", default=None, metavar="DIR|HUB_ID", help="checkpoint (default: the bundled ecglang-mini)")
+    p.add_argument(
+        "--mode",
+        choices=["cosine", "softmax", "sigmoid"],
+        default="cosine",
+        help="cosine (ranking/AUROC), softmax (one true label), sigmoid (multi-label)",
+    )
+    p.add_argument("--top", type=int, default=5, help="labels shown per record (default 5)")
+    p.add_argument("--out", metavar="CSV", help="write the records × labels score table")
+    p.add_argument(
+        "--failures",
+        metavar="CSV",
+        help="CSV of the records that failed (default: next to --out, else ./zero-shot-failures.csv)",
+    )
+    p.add_argument("--plot", metavar="PNG", help="12-lead figure highlighting the beats/leads behind the top label")
+    p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")
+    p.add_argument("--fs", type=float, help="sampling rate for .npy input")
+    p.add_argument("--leads", help="comma-separated lead names for .npy input")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="ECG encoder arithmetic (default fp32; bf16 is faster on CPUs with native bfloat16; fp16 needs a GPU)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-record tables")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ecglang.encoders.modeling import load_model
+    from ecglang.scores.classifier import ZeroShotClassifier
+
+    labels = args.labels if args.labels else (args.prompt_set or "ptbxl_super")
+    model = load_model(args.model)
+    clf = ZeroShotClassifier(
+        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision
+    )
+    leads = args.leads.split(",") if args.leads else None
+    result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads)
+
+    if not args.quiet:
+        for rid in result.scores.index:
+            print(f"\n== {rid}")
+            table = result.ranked(rid).head(args.top)
+            if (table["name"] == table["label"]).all():
+                table = table.drop(columns="name")
+            print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        used = {s["id"] for spec in result.labels.values() for s in spec.snippets}
+        if used:
+            print(f"\nknowledge: {len(used)} snippet(s) retrieved for {len(result.labels)} label(s) "
+                  "(ids in the 'snippets' column; `ecglang knowledge search` shows their text)")  # fmt: skip
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        result.scores.to_csv(args.out, float_format="%.6f")
+        print(f"\nscores: {args.out} ({len(result.scores)} records × {result.scores.shape[1]} labels)")
+    if args.plot and result.explanations:
+        _plots(args, result, clf.processor.beat_config)
+    if result.failures:
+        print(f"\n{len(result.failures)} record(s) failed:", file=sys.stderr)
+        for f in result.failures:
+            print(f"  [{f.stage}] {f.record}: {f.error}", file=sys.stderr)
+        # Always machine-readable too: a batch run must leave a list of what it could not score.
+        path = args.failures or (
+            str(Path(args.out).with_suffix(".failures.csv")) if args.out else "zero-shot-failures.csv"
+        )
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["record", "stage", "error"])
+            writer.writeheader()
+            writer.writerows(f.to_dict() for f in result.failures)
+        print(f"failures: {path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _plots(args: argparse.Namespace, result, beat_config) -> None:
+    from ecglang.record.io import load_ecg
+    from ecglang.report.plotting import plot_ecg
+    from ecglang.signal.preprocess import PreprocessConfig, preprocess
+
+    out = Path(args.plot)
+    ids = list(result.explanations)[: args.plot_max]
+    for rid in ids:
+        top = result.scores.loc[rid].idxmax()
+        exp = result.explanations[rid][top]
+        ecg = load_ecg(exp.source, fs=args.fs, leads=args.leads.split(",") if args.leads else None)
+        # Same fs as the model input, so R-peaks line up; amplitude left in mV for reading.
+        view = preprocess(ecg, PreprocessConfig(target_fs=exp.fs, target_samples=None, normalize="none"))
+        tokens = SimpleNamespace(rpeaks=exp.rpeaks, fs=exp.fs, n_beats=len(exp.rpeaks), config=beat_config)
+        notes = [f"top label: {result.labels[top].name} ({top}), score {exp.score:.3f}; "
+                 f"leads behind it: {', '.join(exp.top_leads(3))}"]  # fmt: skip
+        notes += [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
+        target = out if len(ids) == 1 else out.with_name(f"{out.stem}_{rid}{out.suffix or '.png'}")
+        plot_ecg(view, tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
+                 title=f"{rid}: {result.labels[top].name}", notes=notes, out=target)  # fmt: skip
+        print(f"plot: {target}")

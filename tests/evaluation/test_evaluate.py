@@ -1,0 +1,269 @@
+"""`ecglang evaluate`: the zero-shot protocol end to end on real PTB-XL records, bad-record handling,
+and the random-encoder baseline."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import wfdb
+
+from ecglang.cli.main import main
+from ecglang.errors import ConfigError, PromptError
+from ecglang.evaluation.datasets import load_label_set, load_labels_csv
+from ecglang.evaluation.probe_run import probe_parts
+from ecglang.evaluation.protocol import (
+    EvaluateConfig,
+    PromptSource,
+    _processor_for,
+    random_encoder_baseline,
+)
+from ecglang.record.leads import CANONICAL_LEADS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SOURCES = ["names", "prompts", "knowledge"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from ecglang.encoders.registry import create_model
+
+    torch.manual_seed(1234)  # not the baseline's seed (0): an untrained model would equal its baseline
+    return create_model("ecglang-small").eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def split_root(shared_data: Path) -> Path:
+    return shared_data / "merl" / "data_split"
+
+
+def _sample_ids(ptbxl_dir: Path) -> set[str]:
+    """ecg_ids whose 500 Hz record is on disk, listed independently of the code under test."""
+    return {str(int(p.name.split("_")[0])) for p in ptbxl_dir.glob("records500/*/*_hr.hea")}
+
+
+def test_end_to_end_on_ptbxl(model_dir, ptbxl_dir, split_root, shared_data, tmp_path):
+    out = tmp_path / "out"
+    external = shared_data / "merl" / "CKEPE_prompt.json"
+    argv = [
+        "evaluate", "--model", str(model_dir), "--label-sets", "ptbxl_super", "--split-root", str(split_root),
+        "--data-root", str(ptbxl_dir), "--part", "train", "--limit", "24",
+        "--sources", *SOURCES, f"external:{external}",
+        "--probe", "--probe-train", "train", "--probe-train-folds", "1", "2", "3", "4", "5", "6", "7",
+        "--probe-test", "train", "--probe-test-folds", "8", "--probe-epochs", "60",
+        "--retrieval", "--retrieval-folds", "8", "--retrieval-limit", "20",
+        "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+
+    res = json.loads((out / "results.json").read_text())
+    for key in ("protocol", "model", "random_baseline", "label_sets", "retrieval", "failures", "outputs"):
+        assert key in res
+    entry = res["label_sets"]["ptbxl_super"]
+
+    # honest record accounting, checked against the split file and the folder listing
+    split = pd.read_csv(split_root / "ptbxl/super_class/ptbxl_super_class_train.csv")
+    on_disk = _sample_ids(ptbxl_dir) & {str(i) for i in split["ecg_id"]}
+    rec = entry["records"]
+    assert rec["rows"] == len(split)
+    assert rec["found"] == len(on_disk) and 0 < rec["found"] < rec["rows"]
+    assert rec["missing"] == len(split) - len(on_disk)
+    assert rec["evaluated"] == 24 and rec["failed"] == 0 and rec["left_out_by_limit"] == len(on_disk) - 24
+    with open(out / "missing.csv", newline="") as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == rec["missing"]
+
+    codes = ["NORM", "MI", "STTC", "CD", "HYP"]
+    ext_key = "external:CKEPE_prompt"
+    assert list(entry["sources"]) == [*SOURCES, ext_key]
+    for src, r in entry["sources"].items():
+        for which in ("model", "random"):
+            m = r[which]
+            assert m["n_records"] == 24 and m["n_resamples"] == 1000
+            ci = m["macro_auroc"]  # a percentile interval need not contain its point; it is ordered
+            assert 0 <= ci["low"] <= ci["high"] <= 1 and 0 <= ci["point"] <= 1 and ci["n_valid"] > 900, ci
+            assert ci["point"] == pytest.approx(np.mean(list(m["per_class_auroc"].values())))
+            assert set(m["per_class_auroc"]) | set(m["skipped"]) == set(codes)
+            assert 0 <= m["macro_max_f1"]["point"] <= 1
+        # the same records scored by a different (random) encoder give different figures
+        assert r["model"]["per_class_auroc"] != r["random"]["per_class_auroc"], src
+    assert entry["sources"][ext_key]["labels_missing"] == []
+    assert entry["sources"][ext_key]["labels_scored"] == codes
+    assert entry["sources"]["names"]["prompts"]["MI"] == ["myocardial infarction"]
+    know = entry["sources"]["knowledge"]
+    assert all(know["snippets"][c] for c in codes) and all(know["knowledge_prompts"][c] for c in codes)
+
+    probe = entry["probe"]
+    assert probe["train"]["folds"] == [1, 2, 3, 4, 5, 6, 7] and probe["test"]["folds"] == [8]
+    for which in ("model", "random"):
+        n_train = [probe[which][f]["meta"]["n_train"] for f in ("1 %", "10 %", "100 %")]
+        assert n_train == sorted(n_train) and n_train[-1] == probe["train"]["records"] == 24
+        assert probe[which]["100 %"]["n_records"] == probe["test"]["records"] == 24
+
+    ret = res["retrieval"]
+    assert ret["folds"] == [8] and 2 <= ret["pairs"] <= 20
+    for which in ("model", "random"):
+        for direction in ("ecg_to_report", "report_to_ecg"):
+            m = ret[which][direction]
+            assert m["n_queries"] == ret["pairs"]
+            assert 0 <= m["recall@1"] <= m["recall@5"] <= m["recall@10"] <= 1
+
+    md = (out / "results.md").read_text()
+    assert "macro AUROC (95 % CI)" in md
+    assert "| label set | names · model | names · random | prompts · model |" in md
+    assert "| ptbxl_super | " in md and "## Linear probe" in md and "## Retrieval" in md
+    assert f"| ptbxl_super | train | {len(split)} | {len(on_disk)} | {len(split) - len(on_disk)} |" in md
+    for png in ("roc_ptbxl_super.png", "probe_ptbxl_super.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    with open(out / "failures.csv", newline="") as fh:
+        assert list(csv.reader(fh)) == [["record", "stage", "error", "label_sets"]]
+
+
+def _link_record(src: Path, folder: Path) -> None:
+    for ext in (".hea", ".dat"):
+        (folder / f"{src.name}{ext}").symlink_to(src.with_name(src.name + ext))
+
+
+def test_bad_records_are_listed_and_the_rest_evaluated(model_dir, ptbxl_dir, tmp_path):
+    from ecglang.data.builders import build_ptbxl
+
+    ds, _ = build_ptbxl(ptbxl_dir, progress=False)
+    rows = ds.select(range(12)).to_list()
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for row in rows:
+        _link_record(Path(row["path"]), folder)
+    # a truncated signal file (read failure) and an all-flat record (processing failure)
+    first = Path(rows[0]["path"])
+    header = first.with_name(first.name + ".hea").read_text().replace(first.name, "truncated_hr")
+    (folder / "truncated_hr.hea").write_text(header)
+    (folder / "truncated_hr.dat").write_bytes(first.with_name(first.name + ".dat").read_bytes()[:1000])
+    wfdb.wrsamp("flat_hr", fs=500, units=["mV"] * 12, sig_name=list(CANONICAL_LEADS), p_signal=np.zeros((5000, 12)),
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(folder))  # fmt: skip
+    labels = [{"record_id": Path(r["path"]).name, "NORM": int("NORM" in r["superclass"])} for r in rows]
+    labels[0]["NORM"], labels[1]["NORM"] = 1, 0  # both classes present whatever the sample holds
+    labels = [{**r, "ABN": 1 - r["NORM"]} for r in labels]
+    labels += [{"record_id": "truncated_hr", "NORM": 1, "ABN": 0}, {"record_id": "flat_hr", "NORM": 0, "ABN": 1},
+               {"record_id": "ghost_hr", "NORM": 1, "ABN": 0}]  # fmt: skip
+    csv_path = tmp_path / "labels.csv"
+    pd.DataFrame(labels).to_csv(csv_path, index=False)
+
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(model_dir), "--labels-csv", str(csv_path), "--records", str(folder),
+            "--sources", "names", "prompts", "--n-boot", "100", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+
+    with open(out / "failures.csv", newline="") as fh:
+        failures = {Path(r["record"]).stem: r for r in csv.DictReader(fh)}
+    assert set(failures) == {"truncated_hr", "flat_hr"}
+    assert failures["truncated_hr"]["stage"] == "read" and "truncated" in failures["truncated_hr"]["error"]
+    assert failures["flat_hr"]["stage"] == "process" and "flat" in failures["flat_hr"]["error"]
+    assert failures["flat_hr"]["label_sets"] == "labels"
+    res = json.loads((out / "results.json").read_text())
+    entry = res["label_sets"]["labels"]
+    assert entry["records"] == {**entry["records"], "rows": 15, "found": 14, "missing": 1, "failed": 2, "evaluated": 12}
+    assert entry["records"]["missing_examples"] == ["ghost_hr"]
+    assert res["n_failures"] == 2
+    for src in ("names", "prompts"):
+        assert entry["sources"][src]["model"]["n_records"] == 12
+        assert entry["sources"][src]["model"]["per_class_auroc"].keys() == {"NORM", "ABN"}
+    assert entry["sources"]["prompts"]["note"]  # no prompt set: says that the names are the prompts
+    md = (out / "results.md").read_text()
+    assert "2 record(s) could not be read or processed" in md and "truncated_hr" in md
+
+
+def test_random_baseline_differs_but_shares_the_text_tower(model, ptbxl_dir):
+    from ecglang.record.io import load_ecg
+
+    with torch.no_grad():  # make the LoRA adapter non-trivial, as after training, so copying is visible
+        for name, p in model.text_tower.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.01)
+    base = random_encoder_baseline(model, seed=1)
+    text_m, text_b = model.text_tower.state_dict(), base.text_tower.state_dict()
+    assert text_m.keys() == text_b.keys() and any("lora_B" in k for k in text_m)
+    assert all(torch.equal(text_m[k], text_b[k]) for k in text_m)
+    assert base.text_tower.tokenizer is model.text_tower.tokenizer
+    ecg_m, ecg_b = model.ecg_tower.state_dict(), base.ecg_tower.state_dict()
+    weights = [k for k, v in ecg_m.items() if v.is_floating_point() and v.numel() > 1 and v.std() > 0]
+    assert weights and all(not torch.equal(ecg_m[k], ecg_b[k]) for k in weights)
+    pairs = zip(model.rhythm_proj.parameters(), base.rhythm_proj.parameters(), strict=True)
+    assert not any(torch.equal(a, b) for a, b in pairs)
+    # same seed → same baseline; the caller's RNG is left alone
+    state = torch.get_rng_state()
+    again = random_encoder_baseline(model, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(v, again.ecg_tower.state_dict()[k]) for k, v in ecg_b.items())
+
+    with torch.inference_mode():
+        tm, tb = model.encode_text(["atrial fibrillation"]), base.encode_text(["atrial fibrillation"])
+        assert torch.allclose(tm.text_features, tb.text_features)  # shared text tower
+        assert not torch.allclose(tm.text_embeds, tb.text_embeds)  # random text projection
+        proc = _processor_for(model, "default", "ptbxl")
+        batch = proc([load_ecg(next(ptbxl_dir.glob("records500/*/*_hr.hea")))])
+        em, eb = model.encode_ecg(**batch).rhythm_embeds, base.encode_ecg(**batch).rhythm_embeds
+    assert not torch.allclose(em, eb)
+
+
+def test_merl_compat_processor_keeps_the_model_beats(model):
+    proc = _processor_for(model, "merl_compat", "cpsc2018")
+    default = _processor_for(model, "default", "cpsc2018")
+    assert proc.preprocess_config.keep_samples == 2500 and proc.preprocess_config.normalize == "record_minmax"
+    assert _processor_for(model, "merl_compat", "ptbxl").preprocess_config.keep_samples is None
+    assert proc.beat_config.to_dict() == default.beat_config.to_dict()
+
+
+def test_missing_test_fold_is_counted(ptbxl_dir, split_root):
+    data = load_label_set("ptbxl_super", split_root, [str(ptbxl_dir)], part="test")
+    split = pd.read_csv(split_root / "ptbxl/super_class/ptbxl_super_class_test.csv")
+    assert data.n_rows == len(split) and data.n_found == 0 and len(data.missing) == len(split)
+    assert data.missing[0].reason.startswith("not on disk")
+
+
+def test_probe_refuses_overlapping_parts(ptbxl_dir, split_root, model_dir):
+    data = load_label_set("ptbxl_super", split_root, [str(ptbxl_dir)], part="train", limit=10)
+    cfg = EvaluateConfig(model=model_dir, label_sets=["ptbxl_super"], split_root=split_root,
+                         data_roots=[str(ptbxl_dir)], probe=True, probe_train="train", probe_test="train",
+                         probe_train_folds=[1, 2, 8], probe_test_folds=[8], limit=10)  # fmt: skip
+    with pytest.raises(ConfigError, match="would share records"):
+        probe_parts(data, cfg)
+
+
+def test_labels_csv_matching(tmp_path, ptbxl_dir):
+    folder = tmp_path / "recs"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    src = next(ptbxl_dir.glob("records500/*/*_hr.hea")).with_suffix("")
+    for sub in ("a", "b"):
+        _link_record(src, folder / sub)
+    csv_path = tmp_path / "l.csv"
+    pd.DataFrame({"record": [src.name, f"a/{src.name}", "nope"], "X": [1, 0, 1], "age": [50, 60, 70]}).to_csv(
+        csv_path, index=False
+    )
+    data = load_labels_csv(csv_path, folder)
+    assert data.label_codes == ["X"]  # 'age' is metadata
+    assert data.record_ids == [f"a/{src.name}"]
+    reasons = {m.record_id: m.reason for m in data.missing}
+    assert reasons[src.name].startswith("ambiguous") and reasons["nope"].startswith("not on disk")
+
+
+def test_prompt_source_parsing(tmp_path):
+    assert PromptSource.parse("names").key == "names"
+    f = tmp_path / "mine.json"
+    f.write_text('{"NORM": "normal ECG"}')
+    assert PromptSource.parse(f"external:{f}").key == "external:mine"
+    with pytest.raises(ConfigError):
+        PromptSource.parse("nonsense")
+    with pytest.raises(PromptError):
+        PromptSource.parse(f"external:{tmp_path / 'absent.json'}")

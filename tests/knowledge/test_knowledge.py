@@ -1,0 +1,577 @@
+"""The clinical knowledge base (knowledge/*.jsonl) and its FAISS index (ecglang.knowledge.index).
+
+Real MiniLM embeddings and real FAISS indexes throughout; the bundled base is embedded once per module.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from ecglang.cli import main as cli
+from ecglang.errors import ConfigError, KnowledgeError, PromptError
+from ecglang.knowledge.index import (
+    CINC2021_EQUIVALENT_CODES,
+    CINC2021_SCORED,
+    KNOWN_NAMESPACES,
+    ComposedPrompt,
+    KnowledgeBase,
+    KnowledgeIndex,
+    Snippet,
+    compose_prompts,
+    default_index_dir,
+    normalize_code,
+    retrieve_for_label,
+    split_sentences,
+)
+
+# -- label sets ------------------------------------------------------------------------------------
+# Label columns of the MERL split CSVs start after these columns.
+_SPLITS = {
+    "ptbxl_super": ("merl/data_split/ptbxl/super_class", "super_class", "ptbxl"),
+    "ptbxl_sub": ("merl/data_split/ptbxl/sub_class", "sub_class", "ptbxl"),
+    "ptbxl_form": ("merl/data_split/ptbxl/form", "form", "ptbxl"),
+    "ptbxl_rhythm": ("merl/data_split/ptbxl/rhythm", "rhythm", "ptbxl"),
+    "cpsc2018": ("merl/data_split/icbeb", "scp_codes", "cpsc2018"),
+    "chapman": ("merl/data_split/chapman", "diagnose", "chapman"),
+}
+
+# Query names for PTB-XL labels that are diagnostic classes/subclasses, not SCP statements (PTB-XL paper).
+PTBXL_GROUP_NAMES = {
+    "NORM": "normal ECG",
+    "MI": "myocardial infarction",
+    "STTC": "ST/T change",
+    "CD": "conduction disturbance",
+    "HYP": "hypertrophy",
+    "LAFB/LPFB": "left anterior or left posterior fascicular block",
+    "ISCA": "ischemic in anterior leads",
+    "ISCI": "ischemic in inferior leads",
+    "AVB": "atrioventricular block",
+}
+# CPSC 2018 classes as named by the challenge (MERL column codes).
+CPSC_NAMES = {
+    "NORM": "normal",
+    "AFIB": "atrial fibrillation",
+    "1AVB": "first-degree atrioventricular block",
+    "CLBBB": "left bundle branch block",
+    "CRBBB": "right bundle branch block",
+    "PAC": "premature atrial contraction",
+    "VPC": "premature ventricular contraction",
+    "STD": "ST-segment depression",
+    "STE": "ST-segment elevation",
+}
+# Chapman-Shaoxing acronyms spelled out as in Zheng et al. 2020 (their own wording, not cleaned up).
+CHAPMAN_NAMES = {
+    "AQW": "abnormal Q wave",
+    "UW": "U wave",
+    "SR": "sinus rhythm",
+    "WPW": "Wolff-Parkinson-White syndrome",
+    "2AVB": "second degree atrioventricular block",
+    "AT": "atrial tachycardia",
+    "VB": "ventricular bigeminy",
+    "ARS": "axis right shift",
+    "STTC": "ST-T change",
+    "SA": "sinus arrhythmia",
+    "STE": "ST extension",
+    "VPB": "ventricular premature beat",
+    "TWO": "T wave opposite",
+    "STTU": "ST tilt up",
+    "ALS": "axis left shift",
+    "APB": "atrial premature beats",
+    "2AVB1": "second degree atrioventricular block type one",
+    "PRIE": "PR interval extension",
+    "CCR": "counterclockwise rotation",
+    "CR": "clockwise rotation",
+    "AF": "atrial flutter",
+    "AVB": "atrioventricular block",
+    "QTIE": "QT interval extension",
+    "LBBB": "left bundle branch block",
+    "VEB": "ventricular escape beat",
+    "SVT": "supraventricular tachycardia",
+    "RBBB": "right bundle branch block",
+    "1AVB": "first degree atrioventricular block",
+    "STDD": "ST drop down",
+    "MI": "myocardial infarction",
+    "AFIB": "atrial fibrillation",
+    "TWC": "T wave change",
+    "PWC": "P wave change",
+    "ERV": "early repolarization of the ventricles",
+    "RVH": "right ventricle hypertrophy",
+    "LVH": "left ventricle hypertrophy",
+    "ST": "sinus tachycardia",
+    "JEB": "junctional escape beat",
+}
+
+
+def _header_labels(folder: Path, after: str) -> list[str]:
+    labels: dict[str, None] = {}
+    files = sorted(folder.glob("*.csv"))
+    assert files, f"no split CSVs in {folder}"
+    for path in files:
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh))
+        labels.update(dict.fromkeys(header[header.index(after) + 1 :]))
+    return list(labels)
+
+
+def label_sets(shared: Path) -> dict[str, tuple[str, list[str]]]:
+    """Label set name -> (knowledge namespace, label codes from the split CSV headers)."""
+    out = {name: (ns, _header_labels(shared / folder, after)) for name, (folder, after, ns) in _SPLITS.items()}
+    out["cinc2021"] = ("snomed", list(CINC2021_SCORED))
+    return out
+
+
+def scp_descriptions(shared: Path) -> dict[str, str]:
+    with (shared / "ptbxl-sample" / "scp_statements.csv").open(newline="") as fh:
+        return {normalize_code(row[""]): row["description"] for row in csv.DictReader(fh)}
+
+
+def label_queries(shared: Path) -> list[tuple[str, str, str]]:
+    """(namespace, code, query name) for every distinct label of every label set."""
+    scp = scp_descriptions(shared)
+    names = {
+        "ptbxl": {**scp, **PTBXL_GROUP_NAMES},
+        "cpsc2018": CPSC_NAMES,
+        "chapman": CHAPMAN_NAMES,
+        "snomed": {code: name for code, (_, name) in CINC2021_SCORED.items()},
+    }
+    out: dict[tuple[str, str], str] = {}
+    for ns, codes in label_sets(shared).values():
+        for code in codes:
+            out[(ns, code)] = names[ns][normalize_code(code)]
+    return [(ns, code, name) for (ns, code), name in out.items()]
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load()
+
+
+@pytest.fixture(scope="module")
+def flat(kb: KnowledgeBase) -> KnowledgeIndex:
+    return KnowledgeIndex.build(kb, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def doc_embeddings(flat: KnowledgeIndex) -> np.ndarray:
+    return flat.index.reconstruct_n(0, len(flat))
+
+
+@pytest.fixture(scope="module")
+def title_vectors(flat: KnowledgeIndex, kb: KnowledgeBase) -> np.ndarray:
+    """Query embeddings of every snippet title (short texts: cheap to embed)."""
+    return flat.embed([s.title for s in kb])
+
+
+def _write_jsonl(path: Path, records: list[dict | str]) -> Path:
+    lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _record(i: str, title: str, text: str, codes: dict | None = None) -> dict:
+    return {"id": i, "title": title, "aliases": [], "codes": codes or {}, "text": text, "source": "Test (2024)"}
+
+
+SMALL = [
+    _record("af", "Atrial fibrillation", "Irregular RR intervals; no P waves; f waves at 350–600 /min in V1.",
+            {"snomed": ["164889003"]}),
+    _record("pvc", "Ventricular premature complex", "Premature QRS ≥ 120 ms without a preceding P wave.",
+            {"snomed": ["17338001"]}),
+    _record("lvh", "Left ventricular hypertrophy", "SV1 + RV5 ≥ 3.5 mV; R in aVL ≥ 1.1 mV."),
+    _record("brady", "Sinus bradycardia", "Sinus rhythm below 60 bpm with normal P waves in II."),
+]  # fmt: skip
+
+
+# -- the bundled base: schema and content ----------------------------------------------------------
+CRITERIA_RE = re.compile(
+    r"\d+(?:\.\d+)?\s*(?:ms|s\b|mV|mm|bpm|/min|°|%|mmol/L|points?)"
+    r"|\b(?:I|II|III|aVR|aVL|aVF|V[1-9]R?)\b"
+)
+
+
+def test_bundled_base_size_and_schema(kb: KnowledgeBase) -> None:
+    assert len(kb) >= 150
+    assert len(set(kb.ids)) == len(kb)
+    assert len(kb.files) >= 6 and all(f.suffix == ".jsonl" for f in kb.files)
+    for s in kb:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", s.id), s.id
+        assert s.title and s.text and s.aliases, s.id
+        assert set(s.codes) <= set(KNOWN_NAMESPACES), (s.id, s.codes)
+        assert all(c.isdigit() for c in s.codes.get("snomed", ())), s.id
+        assert s.origin and ".jsonl:" in s.origin
+
+
+def test_every_snippet_has_concrete_criteria_and_a_named_dated_source(kb: KnowledgeBase) -> None:
+    for s in kb:
+        assert CRITERIA_RE.search(s.text), f"{s.id}: no number+unit or lead name in {s.text!r}"
+        assert re.search(r"[A-Za-z]{4,}", s.source) and re.search(r"\b(19|20)\d\d\b", s.source), s.id
+        assert len(s.sentences()) >= 2, f"{s.id}: criteria should split into several prompts"
+
+
+@pytest.mark.shared_data
+def test_every_label_of_every_label_set_is_covered(kb: KnowledgeBase, shared_data: Path) -> None:
+    sets = label_sets(shared_data)
+    expected_sizes = {"ptbxl_super": 5, "ptbxl_sub": 23, "ptbxl_form": 19, "ptbxl_rhythm": 12, "cpsc2018": 9}
+    for name, size in expected_sizes.items():
+        assert len(sets[name][1]) == size, name
+    assert len(sets["chapman"][1]) >= 30
+    missing = {
+        name: [code for code in codes if not kb.snippets_for_code(ns, code)] for name, (ns, codes) in sets.items()
+    }
+    assert all(not codes for codes in missing.values()), missing
+
+
+@pytest.mark.shared_data
+def test_every_ptbxl_scp_statement_is_covered(kb: KnowledgeBase, ptbxl_dir: Path) -> None:
+    statements = scp_descriptions(ptbxl_dir.parent)
+    assert len(statements) == 71
+    assert [code for code in statements if not kb.snippets_for_code("ptbxl", code)] == []
+
+
+def test_cinc2021_scored_list_is_covered(kb: KnowledgeBase) -> None:
+    assert len(CINC2021_SCORED) == 30
+    assert all(a in CINC2021_SCORED and b in CINC2021_SCORED for a, b in CINC2021_EQUIVALENT_CODES)
+    assert [code for code in CINC2021_SCORED if not kb.snippets_for_code("snomed", code)] == []
+
+
+PROMPT_SET_NAMESPACES = {
+    "ptbxl_super": "ptbxl",
+    "ptbxl_sub": "ptbxl",
+    "ptbxl_form": "ptbxl",
+    "ptbxl_rhythm": "ptbxl",
+    "cpsc2018": "cpsc2018",
+    "chapman": "chapman",
+    "cinc2021": "snomed",
+}
+
+
+def test_prompt_set_codes_are_covered(kb: KnowledgeBase) -> None:
+    """Every label and source code of the shipped prompt sets (prompts/*.json) has a snippet."""
+    folder = Path(__file__).resolve().parents[2] / "prompts"
+    files = [folder / f"{stem}.json" for stem in PROMPT_SET_NAMESPACES if (folder / f"{stem}.json").is_file()]
+    if not files:
+        pytest.skip(f"no prompt sets in {folder}")
+    uncovered = []
+    for path in files:
+        ns = PROMPT_SET_NAMESPACES[path.stem]
+        for key, label in json.loads(path.read_text(encoding="utf-8"))["labels"].items():
+            for code in {*key.split("|"), *label.get("codes", [])}:
+                if not kb.snippets_for_code(ns, code):
+                    uncovered.append((path.name, key, code))
+    assert uncovered == []
+    cinc = folder / "cinc2021.json"
+    if cinc.is_file():
+        labels = json.loads(cinc.read_text(encoding="utf-8"))["labels"]
+        assert {c for key in labels for c in key.split("|")} == set(CINC2021_SCORED)
+
+
+def test_snippets_for_code_normalises_codes(kb: KnowledgeBase) -> None:
+    nst = kb.snippets_for_code("ptbxl", "NST")
+    assert nst and nst == kb.snippets_for_code("PTBXL", "nst_")
+    assert all(s.has_code("ptbxl", "NST") for s in nst)
+    assert kb.snippets_for_code("ptbxl", "NO-SUCH-CODE") == []
+    assert kb.snippets_for_code("nowhere", "AFIB") == []
+    assert {s.id for s in kb.snippets_for_code("chapman", "AF")} >= {"atrial-flutter-typical"}
+    assert "atrial-flutter-typical" not in {s.id for s in kb.snippets_for_code("chapman", "AFIB")}
+
+
+def test_split_sentences_keeps_decimals_and_leads() -> None:
+    parts = split_sentences("ST depression ≥ 0.5 mm in V5. T inversion > 1 mm in I; QTc 450 ms in men. Ok.")
+    assert parts == ["ST depression ≥ 0.5 mm in V5", "T inversion > 1 mm in I", "QTc 450 ms in men"]
+
+
+# -- loading errors --------------------------------------------------------------------------------
+def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "bad.jsonl", [SMALL[0], "", '{"id": "x", "title": '])
+    with pytest.raises(KnowledgeError, match=r"line 3: invalid JSON") as err:
+        KnowledgeBase.load(path)
+    assert err.value.path == str(path)
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ({k: v for k, v in SMALL[1].items() if k != "source"}, r"line 2: missing required field\(s\) \['source'\]"),
+        ({**SMALL[1], "text": "  "}, r"line 2: field 'text' must be a non-empty string"),
+        ({**SMALL[1], "alias": ["x"]}, r"line 2: unknown field\(s\) \['alias'\]"),
+        ({**SMALL[1], "codes": {"snomed": "17338001"}}, r"line 2: codes\['snomed'\] must be a list"),
+        ({**SMALL[1], "id": "Has Spaces"}, r"line 2: id 'Has Spaces'"),
+        ([1, 2], r"line 2: expected a JSON object"),
+    ],
+)
+def test_invalid_record_names_file_and_line(tmp_path: Path, record: object, problem: str) -> None:
+    path = tmp_path / "kb.jsonl"
+    path.write_text(json.dumps(SMALL[0]) + "\n" + json.dumps(record) + "\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=problem) as err:
+        KnowledgeBase.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_duplicate_ids_across_files(tmp_path: Path) -> None:
+    first = _write_jsonl(tmp_path / "a.jsonl", SMALL[:2])
+    _write_jsonl(tmp_path / "b.jsonl", [SMALL[2], {**SMALL[3], "id": "af"}])
+    with pytest.raises(KnowledgeError, match=r"duplicate snippet id 'af' \(first defined at .*a\.jsonl:1\)") as err:
+        KnowledgeBase.load(tmp_path)
+    assert "b.jsonl:2" in str(err.value)
+    assert len(KnowledgeBase.load(first)) == 2
+
+
+def test_missing_and_empty_sources(tmp_path: Path) -> None:
+    with pytest.raises(KnowledgeError, match="not found") as err:
+        KnowledgeBase.load(tmp_path / "nope.jsonl")
+    assert err.value.path == str(tmp_path / "nope.jsonl")
+    with pytest.raises(KnowledgeError, match=r"no \*\.jsonl"):
+        KnowledgeBase.load(tmp_path)
+    (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match="no snippets"):
+        KnowledgeBase.load(tmp_path / "empty.jsonl")
+    (tmp_path / "latin1.jsonl").write_bytes('{"id": "é"}'.encode("latin-1"))
+    with pytest.raises(KnowledgeError, match="not UTF-8"):
+        KnowledgeBase.load(tmp_path / "latin1.jsonl")
+
+
+def test_load_accepts_files_folders_and_lists(tmp_path: Path) -> None:
+    a = _write_jsonl(tmp_path / "a.jsonl", SMALL[:2])
+    sub = tmp_path / "more"
+    sub.mkdir()
+    _write_jsonl(sub / "b.jsonl", SMALL[2:])
+    both = KnowledgeBase.load([a, sub])
+    assert both.ids == ["af", "pvc", "lvh", "brady"]
+    reordered = KnowledgeBase([both["brady"], both["lvh"], both["af"], both["pvc"]])
+    assert reordered.checksum == both.checksum  # order-independent
+    changed = KnowledgeBase([Snippet(**{**SMALL[0], "aliases": ("AF",), "codes": {}})])
+    assert changed.checksum != KnowledgeBase([Snippet.from_dict(SMALL[0])]).checksum
+
+
+# -- retrieval -------------------------------------------------------------------------------------
+@pytest.mark.shared_data
+def test_alias_queries_retrieve_their_label_at_top1(flat: KnowledgeIndex, shared_data: Path) -> None:
+    labels = label_queries(shared_data)
+    assert len(labels) >= 120
+    hits = flat.search([name for _, _, name in labels], k=1)
+    misses = [(ns, code, name, h[0].snippet.id) for (ns, code, name), h in zip(labels, hits, strict=True)
+              if not h[0].snippet.has_code(ns, code)]  # fmt: skip
+    rate = 1 - len(misses) / len(labels)
+    print(f"\nknowledge retrieval top-1 by label name: {rate:.1%} of {len(labels)} labels; misses: {misses}")
+    assert rate >= 0.90, misses
+
+
+def test_search_ranks_and_scores(flat: KnowledgeIndex, kb: KnowledgeBase) -> None:
+    [hits] = flat.search("complete left bundle branch block criteria", k=5)
+    assert len(hits) == 5
+    assert hits[0].snippet.has_code("ptbxl", "CLBBB")
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[-1] <= scores[0] <= 1.0 + 1e-5
+    many = flat.search(["sinus tachycardia", "U wave"], k=len(kb) + 10)
+    assert [len(h) for h in many] == [len(kb), len(kb)]  # k is clipped to the corpus size
+    assert flat.search([], k=3) == []
+    with pytest.raises(ConfigError):
+        flat.search("x", k=0)
+    with pytest.raises(ConfigError):
+        flat.search(["ok", "  "])
+
+
+def test_flat_scores_are_exact_cosine(flat: KnowledgeIndex, doc_embeddings: np.ndarray) -> None:
+    query = flat.embed(["prolonged QT interval"])
+    [hits] = flat.search_embeddings(query, k=3)
+    exact = doc_embeddings @ query[0]
+    assert [h.snippet.id for h in hits] == [flat.kb.snippets[i].id for i in np.argsort(-exact)[:3]]
+    np.testing.assert_allclose([h.score for h in hits], np.sort(exact)[::-1][:3], rtol=1e-5)
+
+
+@pytest.mark.parametrize("index_type", ["ivf", "hnsw"])
+def test_approximate_indexes_agree_with_flat(
+    flat: KnowledgeIndex, kb: KnowledgeBase, doc_embeddings: np.ndarray, title_vectors: np.ndarray, index_type: str
+) -> None:
+    approx = KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type=index_type)
+    assert approx.index.metric_type == faiss.METRIC_INNER_PRODUCT
+    if index_type == "ivf":
+        assert isinstance(approx.index, faiss.IndexIVFFlat)
+        assert approx.params["nlist"] == round(len(kb) ** 0.5) and approx.index.nprobe == approx.params["nprobe"]
+    else:
+        assert isinstance(approx.index, faiss.IndexHNSWFlat)
+    exact = [h[0].snippet.id for h in flat.search_embeddings(title_vectors, k=1)]
+    approx_top = [h[0].snippet.id for h in approx.search_embeddings(title_vectors, k=1)]
+    agreement = np.mean([a == b for a, b in zip(exact, approx_top, strict=True)])
+    assert agreement >= 0.9, agreement
+
+
+def test_build_rejects_bad_options(kb: KnowledgeBase, doc_embeddings: np.ndarray) -> None:
+    with pytest.raises(ConfigError, match="index_type"):
+        KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type="lsh")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="shape"):
+        KnowledgeIndex.from_embeddings(kb, doc_embeddings[:-1])
+    with pytest.raises(ConfigError, match="nprobe"):
+        KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type="ivf", nlist=4, nprobe=9)
+
+
+# -- persistence -----------------------------------------------------------------------------------
+def test_save_load_round_trip_gives_identical_results(
+    flat: KnowledgeIndex, kb: KnowledgeBase, doc_embeddings: np.ndarray, tmp_path: Path
+) -> None:
+    queries = ["inferior myocardial infarction", "Wenckebach", "low QRS voltage", "digoxin effect"]
+    for index in (flat, KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type="ivf", nprobe=3)):
+        folder = index.save(tmp_path / index.index_type)
+        assert {p.name for p in folder.iterdir()} == {"index.faiss", "snippets.jsonl", "meta.json"}
+        loaded = KnowledgeIndex.load(folder, kb=kb)
+        assert (loaded.index_type, loaded.model_name, loaded.dim) == (index.index_type, index.model_name, 384)
+        assert loaded.params == index.params
+        before, after = index.search(queries, k=4), loaded.search(queries, k=4)
+        assert [[h.snippet.id for h in r] for r in before] == [[h.snippet.id for h in r] for r in after]
+        np.testing.assert_allclose([[h.score for h in r] for r in before], [[h.score for h in r] for r in after])
+        ids = [kb.snippets[3].id, kb.snippets[0].id]
+        np.testing.assert_allclose(loaded.vectors(ids), doc_embeddings[[3, 0]], atol=1e-6)
+
+
+def test_stale_or_tampered_index_is_refused(flat: KnowledgeIndex, kb: KnowledgeBase, tmp_path: Path) -> None:
+    folder = flat.save(tmp_path / "idx")
+    edited = KnowledgeBase([*kb.snippets[1:], Snippet.from_dict({**kb.snippets[0].to_dict(), "text": "QRS ≥ 99 ms."})])
+    with pytest.raises(KnowledgeError, match="stale index"):
+        KnowledgeIndex.load(folder, kb=edited)
+
+    lines = (folder / "snippets.jsonl").read_text(encoding="utf-8").splitlines()
+    (folder / "snippets.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"does not match meta\.json"):
+        KnowledgeIndex.load(folder)
+
+    folder = flat.save(tmp_path / "idx2")
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "model": "/no/such/model"}))
+    with pytest.raises(KnowledgeError, match="not available"):
+        KnowledgeIndex.load(folder)
+    (folder / "meta.json").write_text(json.dumps({**meta, "dim": 128}))
+    with pytest.raises(KnowledgeError, match="dim"):
+        KnowledgeIndex.load(folder)
+    (folder / "meta.json").write_text("{not json")
+    with pytest.raises(KnowledgeError, match="invalid JSON"):
+        KnowledgeIndex.load(folder)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(KnowledgeError, match="unreadable FAISS index"):
+        KnowledgeIndex.load(folder)
+    with pytest.raises(KnowledgeError, match="not found"):
+        KnowledgeIndex.load(tmp_path / "missing")
+
+
+def test_default_index_is_cached_per_knowledge_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECGLANG_CACHE", str(tmp_path / "cache"))
+    small = KnowledgeBase.load(_write_jsonl(tmp_path / "kb.jsonl", SMALL))
+    first = KnowledgeIndex.default(kb=small, show_progress=False)
+    folder = default_index_dir(small, first.model_name, "flat")
+    assert folder.parent == tmp_path / "cache" / "knowledge" and (folder / "meta.json").is_file()
+    stamp = (folder / "index.faiss").stat().st_mtime_ns
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a valid cached index must be loaded, not rebuilt")
+
+    monkeypatch.setattr(KnowledgeIndex, "build", no_rebuild)
+    second = KnowledgeIndex.default(kb=small, show_progress=False)
+    assert (folder / "index.faiss").stat().st_mtime_ns == stamp
+    query = "premature wide QRS complex without a P wave"
+    assert [(h.snippet.id, round(h.score, 5)) for h in second.search(query, k=4)[0]] == [
+        (h.snippet.id, round(h.score, 5)) for h in first.search(query, k=4)[0]
+    ]
+    assert second.search(query, k=1)[0][0].snippet.id == "pvc"
+
+
+# -- knowledge-enriched prompts --------------------------------------------------------------------
+def test_retrieve_for_label_and_compose_prompts(flat: KnowledgeIndex) -> None:
+    hits = retrieve_for_label(flat, "atrial fibrillation", ["irregularly irregular rhythm without P waves"], k=3)
+    assert len(hits) == 3 and hits[0].snippet.has_code("ptbxl", "AFIB")
+    tokenizer = flat.encoder.tokenizer
+    prompts = compose_prompts("atrial fibrillation", hits, tokenizer=tokenizer, max_tokens=128)
+    assert len(prompts) >= 6
+    assert all(isinstance(p, ComposedPrompt) and isinstance(p, str) for p in prompts)
+    assert all(p.startswith("atrial fibrillation: ") for p in prompts)
+    assert {p.snippet_id for p in prompts} <= {h.snippet.id for h in hits}
+    assert prompts[0].snippet_id == hits[0].snippet.id and prompts[0].score == pytest.approx(hits[0].score)
+    assert all(len(tokenizer(p)["input_ids"]) <= 128 for p in prompts)
+    assert len(set(prompts)) == len(prompts)
+    clone = pickle.loads(pickle.dumps(prompts[0]))
+    assert clone == prompts[0] and clone.snippet_id == prompts[0].snippet_id
+    assert compose_prompts("atrial fibrillation", hits, max_prompts=2) == prompts[:2]
+    with pytest.raises(PromptError):
+        retrieve_for_label(flat, "  ")
+
+
+def test_retrieve_for_label_with_code_puts_tagged_snippets_first(flat: KnowledgeIndex, kb: KnowledgeBase) -> None:
+    hits = retrieve_for_label(flat, "left bundle branch block", k=4, code=("snomed", "164909002"))
+    tagged = {s.id for s in kb.snippets_for_code("snomed", "164909002")}
+    assert len(hits) == 4 and all(h.snippet.id in tagged for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    few = retrieve_for_label(flat, "bundle branch block", k=12, code=("snomed", "6374002"))
+    n_tagged = len(kb.snippets_for_code("snomed", "6374002"))
+    assert 0 < n_tagged < 12 and len(few) == 12
+    assert all(h.snippet.has_code("snomed", "6374002") for h in few[:n_tagged])
+    assert len({h.snippet.id for h in few}) == 12
+    plain = retrieve_for_label(flat, "bundle branch block", k=3, code=("snomed", "000"))
+    assert [h.snippet.id for h in plain] == [h.snippet.id for h in retrieve_for_label(flat, "bundle branch block", k=3)]
+
+
+def test_composed_prompts_fit_a_small_token_budget(flat: KnowledgeIndex, kb: KnowledgeBase) -> None:
+    tokenizer = flat.encoder.tokenizer
+    from ecglang.knowledge.index import Hit
+
+    hits = [Hit(s, 1.0) for s in kb]
+    prompts = compose_prompts("left ventricular hypertrophy", hits, tokenizer=tokenizer, max_tokens=32)
+    assert len({p.snippet_id for p in prompts}) == len(kb)  # every snippet contributes criteria
+    assert max(len(tokenizer(p)["input_ids"]) for p in prompts) <= 32
+    word_cut = compose_prompts("x", hits, max_words=12)
+    assert max(len(p.split()) for p in word_cut) <= 12
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+def test_cli_build_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kb_file = _write_jsonl(tmp_path / "kb.jsonl", SMALL)
+    out = tmp_path / "index"
+    assert cli.main(["knowledge", "build", "--kb", str(kb_file), "--out", str(out), "--index", "hnsw"]) == 0
+    assert "4 snippets" in capsys.readouterr().out
+    assert json.loads((out / "meta.json").read_text())["index_type"] == "hnsw"
+
+    assert cli.main(["knowledge", "search", "premature wide QRS complex", "-k", "2", "--index", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(table) if line.split()[:4] == ["rank", "score", "id", "title"])
+    first = table[header + 1].split()
+    assert first[0] == "1" and first[2] == "pvc" and 0 < float(first[1]) <= 1
+    assert len([line for line in table[header + 1 :] if line.strip()]) == 2
+
+    assert cli.main(["knowledge", "build", "--kb", str(tmp_path / "missing.jsonl"), "--out", str(out)]) == 1
+    assert "missing.jsonl" in capsys.readouterr().err
+    assert cli.main(["knowledge", "search", "x", "--index", str(tmp_path / "nowhere")]) == 1
+    assert "not found" in capsys.readouterr().err
+
+
+# -- query embedding cache -------------------------------------------------------------------------
+def test_repeated_queries_are_not_embedded_again(flat: KnowledgeIndex) -> None:
+    texts = ["second degree AV block", "Mobitz type I", "progressive PR prolongation"]
+    first = flat.embed(texts)
+    calls = {"n": 0}
+    original = flat.encoder.encode
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    flat.encoder.encode = counting
+    try:
+        again = flat.embed(texts)
+        assert calls["n"] == 0, "a repeated query ran the encoder again"
+        np.testing.assert_array_equal(again, first)
+        again[:] = 0  # callers get a copy: the cached embedding is untouched
+        np.testing.assert_array_equal(flat.embed(texts), first)
+        flat.embed([*texts, "a new query"])  # a different list is embedded
+        assert calls["n"] == 1
+        hits = retrieve_for_label(flat, "Wenckebach", texts[1:], k=2)
+        retrieve_for_label(flat, "Wenckebach", texts[1:], k=2)
+        assert calls["n"] == 2 and len(hits) == 2  # the label's query: embedded once for both calls
+    finally:
+        del flat.encoder.encode

@@ -1,0 +1,270 @@
+"""Zero-shot classification: the score contract, prompt caching, knowledge retrieval, explanations, CLI."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecglang.cli.main import main as cli
+from ecglang.encoders.registry import create_model
+from ecglang.errors import ConfigError, PromptError
+from ecglang.record.io import load_ecg
+from ecglang.scores.classifier import _PROMPT_CACHE, ZeroShotClassifier
+
+LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A small untrained model saved as a complete checkpoint (tests must not depend on the bundled one)."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "ecglang-small"
+    create_model("ecglang-small").save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    from ecglang.encoders.modeling import load_model
+
+    return load_model(model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def records(ptbxl_dir) -> list[Path]:
+    db = pd.read_csv(ptbxl_dir / "ptbxl_database.csv")
+    return [ptbxl_dir / f for f in db["filename_hr"].head(6)]
+
+
+def test_scores_shape_and_order_contract(model, records):
+    clf = ZeroShotClassifier(model, knowledge=None)
+    result = clf(records, labels=LABELS, progress=False)
+    # Rows follow the input order, columns the label order; scores are cosines.
+    assert list(result.scores.columns) == LABELS
+    assert list(result.scores.index) == [p.name for p in records]
+    assert result.scores.shape == (len(records), len(LABELS))
+    assert np.all(result.scores.to_numpy() <= 1.0 + 1e-5) and np.all(result.scores.to_numpy() >= -1.0 - 1e-5)
+    assert not result.failures
+
+    # The same records given as Ecg objects give the same scores.
+    again = clf([load_ecg(p) for p in records], labels=LABELS, progress=False)
+    np.testing.assert_allclose(again.scores.to_numpy(), result.scores.to_numpy(), atol=1e-6)
+
+    # Softmax rows sum to one and keep the cosine ranking; sigmoid is monotone in the cosine.
+    soft = clf(records, labels=LABELS, mode="softmax", progress=False).scores.to_numpy()
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    assert (soft.argmax(1) == result.scores.to_numpy().argmax(1)).all()
+    sig = clf(records, labels=LABELS, mode="sigmoid", progress=False).scores.to_numpy()
+    assert np.all((sig > 0) & (sig < 1))
+    order_cos = np.argsort(result.scores.to_numpy(), axis=1)
+    assert (np.argsort(sig, axis=1) == order_cos).all()
+
+    ranked = result.ranked(records[0].name)
+    assert ranked["score"].is_monotonic_decreasing and set(ranked["label"]) == set(LABELS)
+
+
+def test_scores_equal_manual_cosine(model, records):
+    """The score is exactly cos(rhythm embedding, mean prompt embedding)."""
+    from ecglang.encoders.processing import EcgProcessor
+
+    clf = ZeroShotClassifier(model, knowledge=None)
+    prompts = {"af": ["atrial fibrillation", "irregularly irregular rhythm"], "sr": ["sinus rhythm"]}
+    result = clf(records[:2], prompts=prompts, progress=False)
+    batch = (model.processor or EcgProcessor())([load_ecg(p) for p in records[:2]])
+    with torch.inference_mode():
+        ecg = model.encode_ecg(**batch).rhythm_embeds
+        text = model.encode_text(["atrial fibrillation", "irregularly irregular rhythm", "sinus rhythm"]).text_embeds
+    af = torch.nn.functional.normalize(text[:2].mean(0), dim=0)
+    expected = torch.stack([ecg @ af, ecg @ text[2]], dim=1).numpy()
+    np.testing.assert_allclose(result.scores.to_numpy(), expected, atol=1e-5)
+
+
+def test_prompt_embeddings_are_cached_per_model(model, records):
+    clf = ZeroShotClassifier(model, knowledge=None)
+    _PROMPT_CACHE.pop(model, None)
+    calls = {"n": 0}
+    original = model.encode_text
+
+    def counting(texts):
+        calls["n"] += 1
+        return original(texts)
+
+    model.encode_text = counting
+    try:
+        clf(records[:2], labels=LABELS, progress=False)
+        first = calls["n"]
+        ZeroShotClassifier(model, knowledge=None)(records[:2], labels=LABELS, progress=False)
+        assert first >= 1 and calls["n"] == first, "a second classifier on the same model re-embedded the prompts"
+    finally:
+        del model.encode_text
+
+
+def test_prompt_set_and_knowledge_change_prompts_and_report_snippets(model, records):
+    plain = ZeroShotClassifier(model, knowledge=None)
+    enriched = ZeroShotClassifier(model, knowledge="default", k=2)
+    specs_plain = plain.label_specs("ptbxl_super")
+    specs_know = enriched.label_specs("ptbxl_super")
+    assert set(specs_plain) == {"HYP", "NORM", "MI", "CD", "STTC"}
+    for code, spec in specs_know.items():
+        assert spec.knowledge_prompts, f"no knowledge prompts for {code}"
+        assert 1 <= len(spec.snippets) <= 2 and all(s["id"] and s["source"] for s in spec.snippets)
+        assert not specs_plain[code].knowledge_prompts
+    # Retrieval by code puts a snippet written for the label first (e.g. left bundle branch block for CLBBB).
+    cpsc = enriched.label_specs("cpsc2018")
+    assert "bundle" in cpsc["CLBBB"].snippets[0]["title"].lower()
+    r_plain = plain(records[:3], labels="ptbxl_super", progress=False)
+    r_know = enriched(records[:3], labels="ptbxl_super", progress=False)
+    assert not np.allclose(r_plain.scores.to_numpy(), r_know.scores.to_numpy())
+    assert r_know.ranked(records[0].name)["snippets"].str.len().min() > 0
+
+
+def test_explanations_cover_beats_and_leads(model, records):
+    result = ZeroShotClassifier(model, knowledge=None)(records[:2], labels=LABELS, explain=True, progress=False)
+    rid = records[0].name
+    exp = result.explanations[rid][LABELS[0]]
+    assert exp.beat_contributions.shape == exp.rpeaks.shape and len(exp.rpeaks) >= 2
+    assert exp.lead_contributions.shape == (12,) and np.isfinite(exp.lead_contributions).all()
+    assert exp.score == pytest.approx(result.scores.loc[rid, LABELS[0]])
+    assert len(exp.top_leads(3)) == 3
+
+
+def test_reduced_leads_and_arrays(model, records):
+    ecg = load_ecg(records[0])
+    clf = ZeroShotClassifier(model, knowledge=None)
+    two = clf([ecg.signal[[0, 1]]], labels=LABELS, fs=ecg.fs, leads=["I", "II"], progress=False)
+    assert two.scores.shape == (1, 3) and np.isfinite(two.scores.to_numpy()).all()
+    no_fs = clf([ecg.signal], labels=LABELS, progress=False)
+    assert no_fs.scores.shape == (0, 3) and "fs" in no_fs.failures[0].error
+
+
+@pytest.mark.parametrize("bad", [[], ["a", "a"], [""]])
+def test_bad_label_lists_are_typed_errors(model, bad):
+    with pytest.raises(PromptError):
+        ZeroShotClassifier(model, knowledge=None).label_specs(bad)
+
+
+def test_cli_folder_with_a_corrupt_file(model_dir, records, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for rec in records[:3]:
+        for suffix in (".hea", ".dat"):
+            shutil.copy(rec.with_suffix(suffix), folder)
+    (folder / "broken.hea").write_text("this is not a header\n")
+    out = tmp_path / "scores.csv"
+    argv = ["zero-shot", str(folder), "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off"]
+    status = cli([*argv, "--out", str(out), "--plot", str(tmp_path / "x.png")])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "broken" in captured.err and "1 record(s) failed" in captured.err
+    scores = pd.read_csv(out, index_col=0)
+    assert len(scores) == 3 and list(scores.columns) == LABELS
+    failures = pd.read_csv(out.with_suffix(".failures.csv"))
+    assert failures["record"].str.contains("broken").all() and len(failures) == 1
+    assert len(list(tmp_path.glob("x_*.png"))) == 3
+    assert "== " + records[0].name in captured.out
+
+
+# ------------------------------------------------------------------ arrays, caches and the worker pipeline
+def test_score_arrays_matches_records_and_workers_change_nothing(model, records):
+    ecgs = [load_ecg(p) for p in records]
+    signals = np.stack([e.signal for e in ecgs])
+    ids = [e.record_id for e in ecgs]
+    clf = ZeroShotClassifier(model, knowledge=None, batch_size=2)  # 3 batches: the worker path is used
+    reference = clf(ecgs, labels=LABELS, progress=False, num_workers=0)
+    threads = torch.get_num_threads()
+    for workers in (0, 1):
+        got = clf.score_arrays(signals, 500.0, LABELS, record_ids=ids, num_workers=workers, progress=False)
+        assert list(got.scores.index) == ids and list(got.scores.columns) == LABELS and not got.failures
+        np.testing.assert_allclose(got.scores.to_numpy(), reference.scores.to_numpy(), atol=1e-6)
+    assert torch.get_num_threads() == threads  # the scoring's own thread setting was undone
+    pooled = clf(ecgs, labels=LABELS, progress=False, num_workers=1)  # __call__ through the worker too
+    np.testing.assert_allclose(pooled.scores.to_numpy(), reference.scores.to_numpy(), atol=1e-6)
+
+
+def test_rhythm_only_path_equals_the_full_encoder(model, records):
+    from ecglang.encoders.processing import EcgProcessor
+    from ecglang.scores.classifier import _rhythm_embeds
+
+    batch = (model.processor or EcgProcessor())([load_ecg(p) for p in records[:3]])
+    with torch.inference_mode():
+        full = model.encode_ecg(**batch).rhythm_embeds
+        fast = _rhythm_embeds(model, batch)
+    torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
+
+
+def test_score_arrays_lists_bad_arrays_and_scores_the_rest(model, records):
+    good = load_ecg(records[0]).signal
+    flat = np.zeros_like(good)  # no usable lead: a processing failure
+    signals = [good, good[:5], flat, good]
+    masks = [np.ones(12, bool), np.ones(12, bool), np.ones(12, bool), np.ones(3, bool)]
+    clf = ZeroShotClassifier(model, knowledge=None)
+    result = clf.score_arrays(signals, 500.0, LABELS, lead_masks=masks, progress=False)
+    assert list(result.scores.index) == ["array0"]
+    stages = {f.record: f.stage for f in result.failures}
+    assert stages == {"array1": "read", "array2": "process", "array3": "read"}
+    assert "[12, n_samples]" in next(f.error for f in result.failures if f.record == "array1")
+    with pytest.raises(ConfigError):
+        clf.score_arrays(signals, 500.0, LABELS, record_ids=["a"], progress=False)
+    with pytest.raises(ConfigError):
+        clf.score_arrays(signals, 0.0, LABELS, progress=False)
+
+
+def test_score_cache_reads_rows_and_reports_failed_ones(model, records, tmp_path):
+    from ecglang.data.cache import SignalCache
+    from ecglang.signal.preprocess import PreprocessConfig
+
+    broken = tmp_path / "broken.hea"
+    broken.write_text("this is not a header\n")
+    pairs = [(p.name, str(p)) for p in records[:4]] + [("broken", str(broken))]
+    cache = SignalCache.build(pairs, tmp_path / "cache", progress=False)
+    clf = ZeroShotClassifier(model, knowledge=None, batch_size=2)
+    result = clf.score_cache(cache, LABELS, num_workers=1, progress=False)
+    assert list(result.scores.index) == [p.name for p in records[:4]]
+    assert [(f.record, f.stage) for f in result.failures] == [("broken", "read")]
+    # The same rows given as preprocessed arrays score the same; the float16 cache stays close to the files.
+    signals, masks = cache.get_batch(range(4))
+    arrays = clf.score_arrays(signals, cache.fs, LABELS, lead_masks=masks, record_ids=cache.ids[:4],
+                              preprocessed=True, progress=False)  # fmt: skip
+    np.testing.assert_allclose(result.scores.to_numpy(), arrays.scores.to_numpy(), atol=1e-6)
+    direct = clf(records[:4], labels=LABELS, progress=False)
+    np.testing.assert_allclose(result.scores.to_numpy(), direct.scores.to_numpy(), atol=2e-2)
+    subset = clf.score_cache(tmp_path / "cache", LABELS, rows=[2, 0], progress=False)  # a folder works too
+    assert list(subset.scores.index) == [records[2].name, records[0].name]
+
+    other = SignalCache.build(pairs[:2], tmp_path / "other", PreprocessConfig(bandpass=None), progress=False)
+    with pytest.raises(ConfigError, match="bandpass"):
+        clf.score_cache(other, LABELS, progress=False)
+
+
+def test_cli_failures_file_without_out(model_dir, tmp_path, monkeypatch, capsys):
+    """Without --out the failed records still land in a machine-readable file."""
+    (tmp_path / "bad.hea").write_text("garbage\n")
+    monkeypatch.chdir(tmp_path)
+    status = cli(["zero-shot", "bad.hea", "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off"])
+    assert status == 1
+    rows = pd.read_csv(tmp_path / "zero-shot-failures.csv")
+    assert list(rows["record"]) == ["bad.hea"] and rows["stage"].tolist() == ["read"]
+    assert "zero-shot-failures.csv" in capsys.readouterr().err
+
+
+def test_bf16_precision_runs_the_encoder_in_bfloat16_and_stays_close(model, records):
+    ecgs = [load_ecg(p) for p in records]
+    exact = ZeroShotClassifier(model, knowledge=None)(ecgs, labels=LABELS, progress=False, num_workers=0)
+    fast_clf = ZeroShotClassifier(model, knowledge=None, precision="bf16")
+    fast = fast_clf(ecgs, labels=LABELS, progress=False, num_workers=0)
+    diff = np.abs(fast.scores.to_numpy() - exact.scores.to_numpy())
+    assert diff.max() > 0  # the encoder really ran in bfloat16 (fp32 and bf16 cannot agree to the last bit)
+    assert diff.max() < 0.05  # cosine scores: bfloat16 keeps ~3 significant digits
+    explained = fast_clf(ecgs[:2], labels=LABELS, progress=False, explain=True)  # the explanation path too
+    np.testing.assert_allclose(explained.scores.to_numpy(), fast.scores.to_numpy()[:2], atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8", "float32"])
+def test_unsupported_precision_is_a_config_error(model, precision):
+    with pytest.raises(ConfigError, match="precision"):
+        ZeroShotClassifier(model, knowledge=None, precision=precision)
