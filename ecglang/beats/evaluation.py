@@ -135,3 +135,22 @@ def simulate_record(heart_rate: float, duration: float, fs: float, seed: int) ->
     prom = props["prominences"]
     ref = cand[prom >= 0.6 * np.percentile(prom, 90)] if cand.size else cand
     return SimulatedRecord(sig.astype(np.float32), float(fs), ref.astype(np.int64), float(heart_rate))
+
+
+def mitbih_segments(
+    record_path: str, start_min: float, end_min: float, seg_s: float = 10.0, channel: str = "MLII"
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+    """Consecutive `seg_s` single-lead segments of an MIT-BIH record between two minutes, each with its
+    reference beats (segment-relative indices): `([(signal float32, rpeaks int64), ...], fs)`."""
+    import wfdb  # a dependency of the package; only this helper needs it here
+
+    rec = wfdb.rdrecord(record_path)
+    ann = wfdb.rdann(record_path, "atr")
+    ref = np.array([s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in BEAT_SYMBOLS], dtype=np.int64)
+    fs = float(rec.fs)
+    x = rec.p_signal[:, rec.sig_name.index(channel)].astype(np.float32)
+    n = round(seg_s * fs)
+    out = []
+    for a in range(round(start_min * 60 * fs), round(end_min * 60 * fs) - n + 1, n):
+        out.append((x[a : a + n].copy(), ref[(ref >= a) & (ref < a + n)] - a))
+    return out, fs
