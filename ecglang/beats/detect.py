@@ -329,7 +329,7 @@ def detect_rpeaks(
     """R-peak sample indices (int64, sorted, unique) from all valid leads of `signal` (`[L, n]` or `[n]`).
 
     `mode="fast"` (default) is steps 1-8 of the module docstring; `mode="robust"` adds a beat-consistency
-    check for noisy recordings (about 1.3x the time; see `NOISY_RESULTS` in benchmarks/RESULTS.md).
+    check for noisy recordings (about 1.5x the time; measured by benchmarks/bench_rpeaks_noisy.py).
     Leads with `lead_mask` False or with a constant signal are ignored. Returns an empty array when no
     beat is found (a flat or very short signal). Raises `EcgQualityError` for NaN/inf or absurd
     amplitudes in a valid lead (run `preprocess` first) or `fs` below 50 Hz, `ConfigError` for a
