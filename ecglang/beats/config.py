@@ -1,0 +1,98 @@
+"""Beat detection and window settings (`BeatConfig`), shared by `detect` and `tokenize`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ecglang.errors import ConfigError
+
+
+@dataclass
+class BeatConfig:
+    """Beat detection and window settings (the algorithm is in `ecglang.beats.detect`)."""
+
+    pre_s: float = 0.25
+    post_s: float = 0.45
+    beat_len: int = 96
+    max_beats: int = 40
+    min_beats: int = 2
+    refractory_s: float = 0.2  # 220 bpm is an RR of 0.27 s
+    qrs_band: tuple[float, float] = (8.0, 25.0)
+    detect_fs: float = 100.0
+    integration_s: float = 0.08
+    threshold: float = 0.3
+    level_block_s: float = 2.5
+    level_blocks: int = 5
+    searchback_rr: float = 1.6
+    weak_ratio: float = 0.4
+    early_rr: float = 0.6
+    refine_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        self.qrs_band = tuple(float(v) for v in self.qrs_band)  # JSON gives lists
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first invalid field."""
+        for name in ("pre_s", "post_s", "refine_s", "weak_ratio", "early_rr"):
+            if not (getattr(self, name) >= 0):
+                raise ConfigError(f"BeatConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.pre_s + self.post_s <= 0:
+            raise ConfigError("BeatConfig.pre_s + post_s must be > 0")
+        for name, low in (("beat_len", 2), ("max_beats", 1), ("min_beats", 1), ("level_blocks", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"BeatConfig.{name} must be an int >= {low}, got {value!r}")
+        if self.min_beats > self.max_beats:
+            raise ConfigError(f"BeatConfig.min_beats ({self.min_beats}) exceeds max_beats ({self.max_beats})")
+        for name in ("refractory_s", "detect_fs", "integration_s", "threshold", "level_block_s"):
+            if not (getattr(self, name) > 0):
+                raise ConfigError(f"BeatConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.refractory_s > 1.0:
+            raise ConfigError(f"BeatConfig.refractory_s={self.refractory_s} would forbid heart rates above 60 bpm")
+        if len(self.qrs_band) != 2 or not (0 < self.qrs_band[0] < self.qrs_band[1]):
+            raise ConfigError(f"BeatConfig.qrs_band needs 0 < low < high, got {self.qrs_band}")
+        if self.detect_fs < 2 * self.qrs_band[1] / 0.9:
+            raise ConfigError(f"BeatConfig.detect_fs ({self.detect_fs}) must be at least 2.2 × qrs_band high edge")
+        if not (self.searchback_rr > 1):
+            raise ConfigError(f"BeatConfig.searchback_rr must be > 1, got {self.searchback_rr}")
+
+    @property
+    def window_s(self) -> float:
+        return self.pre_s + self.post_s
+
+    @property
+    def r_index(self) -> int:
+        """Index of the R peak inside a beat window."""
+        return round(self.pre_s / self.window_s * self.beat_len)
+
+    def offsets_s(self) -> np.ndarray:
+        """Time of each window sample relative to R, in seconds (R falls exactly on `r_index`)."""
+        dt = self.window_s / self.beat_len
+        return (np.arange(self.beat_len) - self.r_index) * dt
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["qrs_band"] = list(d["qrs_band"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BeatConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown BeatConfig key(s) {unknown}; known keys: {sorted(known)}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"invalid BeatConfig: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def default_config() -> BeatConfig:
+    """The default `BeatConfig`, built once: validation costs more than a short record's detection steps."""
+    return BeatConfig()
