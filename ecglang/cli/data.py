@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from ecglang.data.registry import buildable_datasets, get_dataset
+
 
 def _folds(text: str) -> list[int]:
     """'1-8' or '9' or '1,2,5' → list of ints."""
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_download)
 
     b = data_sub.add_parser("build", help="build a dataset (metadata + English reports) and its signal cache")
-    b.add_argument("dataset", choices=["ptbxl", "mimic", "physionet", "cpsc2018"])
+    b.add_argument("dataset", choices=buildable_datasets())
     b.add_argument("root", help="dataset folder")
     b.add_argument("--out", required=True, help="output folder")
     b.add_argument("--sampling-rate", type=int, default=500, choices=[100, 500], help="PTB-XL records100/500")
@@ -73,22 +75,16 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ecglang.data import builders
     from ecglang.errors import ConfigError
     from ecglang.signal.preprocess import PreprocessConfig
 
+    spec = get_dataset(args.dataset)
+    for option, value in spec.required_options.items():
+        if not getattr(args, option):
+            raise ConfigError(f"{args.dataset} needs --{option.replace('_', '-')} {value}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.dataset == "ptbxl":
-        ds, report = builders.build_ptbxl(args.root, sampling_rate=args.sampling_rate, folds=args.folds)
-    elif args.dataset == "mimic":
-        ds, report = builders.build_mimic_ecg(args.root, min_words=args.min_words)
-    elif args.dataset == "physionet":
-        ds, report = builders.build_physionet_folder(args.root)
-    else:
-        if not args.reference:
-            raise ConfigError("cpsc2018 needs --reference REFERENCE.csv")
-        ds, report = builders.build_cpsc2018(args.root, args.reference)
+    ds, report = spec.build(args.root, **{kw: getattr(args, opt) for opt, kw in spec.cli_options.items()})
     ds.save_to_disk(str(out / "dataset"))
     failures_csv = report.write_csv(out / "build_failures.csv")
     print(report.summary())
@@ -105,7 +101,8 @@ def run_build(args: argparse.Namespace) -> int:
     if args.preprocess:
         cfg = PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text(encoding="utf-8")))
     elif args.merl_compat:
-        cfg = PreprocessConfig.merl_compat(args.dataset)
+        cfg = PreprocessConfig.merl_compat()
+        cfg.keep_samples = spec.merl_keep_samples  # MERL's per-dataset rule (CPSC 2018: the first 2500 samples)
     else:
         cfg = PreprocessConfig()
     cache = SignalCache.build(ds, out / "cache", cfg, batch_size=args.batch_size, num_workers=args.workers)

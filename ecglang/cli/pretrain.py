@@ -6,20 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `ecglang pretrain` (also `python -m ecglang.training.trainer`, under `accelerate launch`)."""
-    parser.add_argument("--config", required=True, help="YAML file, or a name in configs/pretrain/ (e.g. ptbxl-mini)")
-    parser.add_argument(
-        "--output", default=None, help="output folder (default: output_dir of the config, or runs/<name>)"
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the latest complete checkpoint in --output"
-    )
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value",
-        help="config overrides with dotted keys, e.g. train.batch_size=64 data.root=/data/ptbxl schedule.max_steps=10",
-    )  # fmt: skip
+from ecglang.training.config import add_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -76,7 +76,8 @@ class CacheBuildStats:
     repaired: list[str]  # what was found damaged and recomputed
 
 
-def _sha256_json(obj: Any) -> str:
+def sha256_json(obj: Any) -> str:
+    """sha256 of `obj` as canonical JSON (sorted keys): the cache's config and record-list fingerprints."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -344,8 +345,8 @@ class SignalCache:
             "dtype": "float16",
             "fs": None if cfg.target_fs is None else float(cfg.target_fs),
             "preprocess": cfg_dict,
-            "config_sha256": _sha256_json(cfg_dict),
-            "records_sha256": _sha256_json([ids, paths]),
+            "config_sha256": sha256_json(cfg_dict),
+            "records_sha256": sha256_json([ids, paths]),
             "seed": int(seed),
             "ecglang_version": __version__,
         }

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ecglang.errors import ConfigError
-from ecglang.text.reports import split_sentences
+from ecglang.text.sentences import split_sentences
 
 # Label name → pattern. The label name doubles as the zero-shot prompt, so it is written as a clinician
 # would write the finding.

@@ -30,6 +30,7 @@ from functools import cache
 from importlib import resources
 
 from ecglang.errors import ConfigError
+from ecglang.text.sentences import split_sentences  # noqa: F401  (old home; encoders/towers.py imports it here)
 
 SOURCES = ("ptbxl", "english")
 PHRASE_TABLE = "ptbxl_phrases.tsv"
@@ -287,25 +288,3 @@ def filter_min_words(texts: Iterable[str], min_words: int = 4) -> MinWordsResult
         raise ConfigError(f"min_words must be >= 0, got {min_words}")
     keep = [count_words(t) >= min_words for t in texts]
     return MinWordsResult(keep=keep, n_dropped=keep.count(False), min_words=min_words)
-
-
-# ---------------------------------------------------------------------------------------------------
-# sentences
-
-_SENTENCE_BREAK = re.compile(r"[;\n\r]+|\.(?=\s|\Z)")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split a report into statements for the beat-level loss.
-
-    Breaks at semicolons, newlines and at periods followed by whitespace or the end (so "2.5 mm" and
-    "intraventr.leitung" stay whole). Short clinical statements ("sinus rhythm") are sentences too.
-    Pieces are stripped of surrounding whitespace and trailing punctuation; pieces without any letter
-    or digit are dropped. Non-blank text never gives an empty list: if nothing is left, the stripped
-    text itself is the one sentence. Blank text gives `[]`.
-    """
-    if not text or not text.strip():
-        return []
-    pieces = [p.strip().strip(",:").strip() for p in _SENTENCE_BREAK.split(text)]
-    sentences = [p for p in pieces if any(c.isalnum() for c in p)]
-    return sentences or [text.strip()]

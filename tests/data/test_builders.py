@@ -13,16 +13,12 @@ import pandas as pd
 import pytest
 import wfdb
 
-from ecglang.data.builders import (
-    CPSC2018_CLASSES,
-    LABEL_SPLIT_FILES,
-    SPLIT_PARTS,
-    build_cpsc2018,
-    build_mimic_ecg,
-    build_physionet_folder,
-    build_ptbxl,
-    load_label_split,
-)
+from ecglang.data.cinc import build_physionet_folder
+from ecglang.data.cpsc import CPSC2018_CLASSES, build_cpsc2018
+from ecglang.data.mimic import build_mimic_ecg
+from ecglang.data.ptbxl import build_ptbxl
+from ecglang.data.registry import LABEL_SPLIT_FILES, SPLIT_PARTS
+from ecglang.data.splits import load_label_split
 from ecglang.errors import ConfigError, EcgReadError
 from ecglang.record.leads import CANONICAL_LEADS
 

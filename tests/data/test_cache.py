@@ -16,15 +16,15 @@ import pandas as pd
 import pytest
 import wfdb
 
-from ecglang.data.builders import build_ptbxl
 from ecglang.data.cache import (
     INDEX_FILE,
     META_FILE,
     PROGRESS_FILE,
     SIGNALS_FILE,
     SignalCache,
-    _sha256_json,
+    sha256_json,
 )
+from ecglang.data.ptbxl import build_ptbxl
 from ecglang.errors import ConfigError, EcgReadError
 from ecglang.record.io import load_ecg
 from ecglang.record.leads import CANONICAL_LEADS
@@ -86,7 +86,7 @@ def test_format_and_contents(clean, records):
     assert (d / SIGNALS_FILE).stat().st_size == n * 12 * T * 2  # float16
     meta = json.loads((d / META_FILE).read_text())
     assert meta["shape"] == [n, 12, T] and meta["dtype"] == "float16" and meta["complete"] is True
-    assert meta["config_sha256"] == _sha256_json(CFG.to_dict())
+    assert meta["config_sha256"] == sha256_json(CFG.to_dict())
     assert meta["n_ok"] == N_GOOD and meta["n_failed"] == 1
     assert PreprocessConfig.from_dict(meta["preprocess"]) == CFG
     index = pd.read_parquet(d / INDEX_FILE)

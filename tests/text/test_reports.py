@@ -21,7 +21,6 @@ from ecglang.text.reports import (
     filter_min_words,
     load_phrase_table,
     normalize_report,
-    split_sentences,
     tidy_text,
     translation_coverage,
 )
@@ -221,34 +220,3 @@ def test_filter_min_words_counts_drops():
     assert count_words("st 2.5 mm") == 4
     with pytest.raises(ConfigError):
         filter_min_words(texts, min_words=-1)
-
-
-# --- sentences --------------------------------------------------------------------------------------
-
-
-def test_split_sentences():
-    assert split_sentences("sinus rhythm. left axis deviation. prolonged qt.") == [
-        "sinus rhythm",
-        "left axis deviation",
-        "prolonged qt",
-    ]
-    assert split_sentences("st depression 1.5 mm; t inversion\nnormal ecg") == [
-        "st depression 1.5 mm",
-        "t inversion",
-        "normal ecg",
-    ]
-    assert split_sentences("sinus rhythm") == ["sinus rhythm"]
-    assert split_sentences("...") == ["..."]
-    assert split_sentences("") == []
-    assert split_sentences(" \n ") == []
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=120))
-def test_split_sentences_never_empty_for_non_blank_text(text):
-    out = split_sentences(text)
-    if text.strip():
-        assert out
-        assert all(s.strip() == s and s for s in out)
-    else:
-        assert out == []

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecglang.training.trainer import load_config, train
+from ecglang.training.config import load_config
+from ecglang.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "pretrain" / "smoke.yaml"

@@ -21,17 +21,12 @@ import pytest
 
 from ecglang.core.checksums import CHECKSUMS_NAME as CHECKSUMS
 from ecglang.errors import ConfigError, ModelLoadError
-from ecglang.training.pairs import AugmentConfig, EpochSampler, PairTable, augment_signal
-from ecglang.training.trainer import (
-    TRAINER_STATE,
-    grouped_recall,
-    latest_checkpoint,
-    load_config,
-    pair_metrics,
-    selection_score,
-    train,
-    verify_checkpoint,
-)
+from ecglang.signal.augment import AugmentConfig, augment_signal
+from ecglang.training.checkpoints import TRAINER_STATE, latest_checkpoint, verify_checkpoint
+from ecglang.training.config import load_config
+from ecglang.training.pairs import EpochSampler, PairTable
+from ecglang.training.trainer import train
+from ecglang.training.validation import grouped_recall, pair_metrics, selection_score
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "pretrain" / "smoke.yaml"
@@ -91,6 +86,70 @@ def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
         load_config(SMOKE, ["selection.metrics=[ptbxl_superclass_macro_auroc]"])
     cfg = load_config(SMOKE, ["train.batch_size=6", "model.overrides.ecg_tower.d_model=16"])
     assert cfg.train.batch_size == 6 and cfg.model.overrides["ecg_tower"]["d_model"] == 16
+
+
+def test_unknown_override_key_is_blamed_on_the_override_not_the_file() -> None:
+    # The key came from the command line: naming smoke.yaml would send the user to a file that is fine.
+    with pytest.raises(ConfigError) as err:
+        load_config(SMOKE, ["train.batchsize=3"])
+    assert "override 'train.batchsize=3'" in str(err.value) and "smoke.yaml" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"override 'nmae=x': unknown key\(s\) \['nmae'\] at the top level"):
+        load_config(SMOKE, ["nmae=x"])
+    with pytest.raises(ConfigError, match=r"override 'augment=\{noise: 1\}'.*\['noise'\] in section 'augment'"):
+        load_config(SMOKE, ["augment={noise: 1}"])
+    with pytest.raises(ConfigError, match=r"override 'data.root.x': 'root' is not a section"):
+        load_config(SMOKE, ["data.root=/tmp", "data.root.x=1"])
+    # Free-form mappings are checked by their consumers (the model registry, the builder), not here.
+    cfg = load_config(SMOKE, ["data.builder_args.check_files=false", "model.overrides.projection.dim=8"])
+    assert cfg.data.builder_args == {"check_files": False} and cfg.model.overrides["projection"] == {"dim": 8}
+    # A mistake in the file is still the file's.
+    with pytest.raises(ConfigError, match=r"smoke\.yaml.*builder"):
+        load_config(SMOKE, ["data.builder=chapman"])
+
+
+def test_config_round_trips_through_dict() -> None:
+    from ecglang.training.config import PretrainConfig, config_from_tree
+
+    cfg = load_config(SMOKE)
+    tree = cfg.to_dict()
+    assert (
+        "source" not in tree
+        and tree["optim"]["betas"] == [0.9, 0.98]
+        and tree["augment"]["amplitude_scale"] == [0.8, 1.2]
+    )
+    again = config_from_tree(tree, source="x.yaml")
+    assert again.to_dict() == tree and isinstance(again, PretrainConfig) and again.optim.betas == (0.9, 0.98)
+    with pytest.raises(ConfigError, match=r"x\.yaml: unknown key\(s\) \['source'\]"):
+        config_from_tree({**tree, "source": "y"}, source="x.yaml")
+
+
+def test_frozen_hash_covers_batchnorm_buffers() -> None:
+    """The MERL ResNet baseline has BatchNorm: its 0-d `num_batches_tracked` buffer broke the hash (issue 13, 11a)."""
+    import torch
+
+    from ecglang.training.checkpoints import frozen_sha256
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3), torch.nn.BatchNorm1d(4))
+    before = frozen_sha256(model)
+    assert before == frozen_sha256(model)
+    model.train()(torch.randn(3, 2, 8))  # updates the running statistics and num_batches_tracked
+    assert frozen_sha256(model) != before
+    model[1].num_batches_tracked.zero_()
+    model[1].running_mean.zero_()
+    model[1].running_var.fill_(1.0)
+    assert frozen_sha256(model) == before  # only the buffers moved, and they are back
+
+
+def test_merl_baseline_pretrains(overrides: list[str], tmp_path: Path) -> None:
+    """`model.name=merl-resnet18` (signal input, BatchNorm) trains and checkpoints (issue 13, 11a)."""
+    extra = ["model.name=merl-resnet18", "model.overrides={}", "schedule.max_steps=2", "train.eval_every=2",
+             "train.checkpoint_every=2"]  # fmt: skip
+    result = train(load_config(SMOKE, [*overrides, *extra]), output_dir=tmp_path / "run")
+    assert result.steps == 2
+    assert np.isfinite(_losses(tmp_path / "run")[:, 0]).all()
+    state = json.loads((latest_checkpoint(tmp_path / "run") / TRAINER_STATE).read_text())
+    assert len(state["frozen_sha256"]) == 64
 
 
 # ------------------------------------------------------------------------------------- determinism
@@ -279,7 +338,8 @@ def test_validation_uses_held_out_reports_only(reference: Path, ptbxl_dir: Path,
 
     from ecglang.encoders.modeling import EcgLangModel
     from ecglang.training.pairs import PretrainCollator, PretrainPairs, ReportTokenizer
-    from ecglang.training.trainer import evaluate, prepare_data
+    from ecglang.training.setup import prepare_data
+    from ecglang.training.validation import evaluate
 
     model = EcgLangModel.from_pretrained(reference / "best")
     accelerator = Accelerator(cpu=True)

@@ -1,0 +1,33 @@
+"""Splitting text into sentences: clinical reports (statements for the beat-level loss) and knowledge snippets
+(criteria), with one rule.
+
+Breaks at semicolons, newlines and at periods followed by whitespace or the end, so decimals ("2.5 mm",
+"0.5 mV") and abbreviations glued to a word ("intraventr.leitung") stay whole.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE_BREAK = re.compile(r"[;\n\r]+|\.(?=\s|\Z)")
+
+
+def split_sentences(text: str, min_words: int = 0) -> list[str]:
+    """Split `text` into sentences.
+
+    Pieces are stripped of surrounding whitespace and of `,` `:` at either end; pieces without any letter or
+    digit are dropped. With `min_words=0` (clinical reports: short statements such as "sinus rhythm" are
+    sentences too) non-blank text never gives an empty list: if nothing is left, the stripped text itself is the
+    one sentence. With `min_words > 0` (knowledge criteria) pieces of fewer whitespace-separated words are
+    dropped, and the result may be empty. Blank text gives `[]`.
+    """
+    if not text or not text.strip():
+        return []
+    pieces = [p.strip().strip(",:").strip() for p in _SENTENCE_BREAK.split(text)]
+    sentences = [p for p in pieces if any(c.isalnum() for c in p)]
+    if min_words > 0:
+        return [s for s in sentences if len(s.split()) >= min_words]
+    return sentences or [text.strip()]
+
+
+__all__ = ["split_sentences"]

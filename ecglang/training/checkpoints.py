@@ -1,0 +1,234 @@
+"""Training checkpoints: the trainer state, atomic save / verify / resume / prune, and model exports.
+
+`checkpoint-<step>/` holds `accelerator.save_state` (the model's trainable weights, optimiser, scheduler, RNG
+states of every process; the frozen pretrained text weights are rebuilt on resume and checked against a hash),
+`trainer_state.json` and `checksums.json` (sha256 of every file). It is written as `checkpoint-<step>.tmp/`
+(a name every process knows, since each writes its RNG state there) and swapped in by
+`ecglang.core.atomic.swap_in` only when complete; `.tmp` folders are removed on resume. Exports (`best/`,
+`final/`) are written through `ecglang.core.atomic.atomic_directory`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ecglang.core.atomic import atomic_directory, swap_in
+from ecglang.core.checksums import verify_checksums, write_checksums
+from ecglang.errors import ConfigError, ModelLoadError
+from ecglang.training.config import PretrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands; saved in every checkpoint and restored by `--resume`."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # global batches of `epoch` already trained on
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    data_seed: int = 0
+    samples_seen: int = 0
+    stopped_early: bool = False
+    config_sha256: str = ""
+    frozen_sha256: str = ""  # of the frozen weights, which checkpoints do not store
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainerState:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise ModelLoadError(path, f"unreadable trainer state: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------- listing
+def verify_checkpoint(folder: Path) -> None:
+    """Check `checksums.json` of a training checkpoint; `ModelLoadError` naming the bad file otherwise."""
+    verify_checksums(
+        folder, required=True, what="training checkpoint",
+        hint="; delete this checkpoint folder to resume from an earlier one",
+    )  # fmt: skip
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a complete checkpoint folder `checkpoint-<step>`, None for anything else."""
+    name = path.name
+    if not name.startswith(CHECKPOINT_PREFIX) or not path.is_dir():
+        return None
+    tail = name[len(CHECKPOINT_PREFIX) :]
+    return int(tail) if tail.isdigit() else None
+
+
+def list_checkpoints(output: Path) -> list[Path]:
+    """Complete checkpoint folders (`checkpoint-<step>`, no `.tmp`), oldest first."""
+    if not output.is_dir():
+        return []
+    found = [(s, p) for p in output.iterdir() if (s := checkpoint_step(p)) is not None]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    """The newest complete checkpoint in `output`, or None."""
+    ckpts = list_checkpoints(output)
+    return ckpts[-1] if ckpts else None
+
+
+# ----------------------------------------------------------------------------------------- resume point
+def config_identity(cfg: PretrainConfig) -> dict[str, Any]:
+    """What must not change on --resume: the data, the model, the augmentation and the batch layout."""
+    t = cfg.to_dict()
+    return {
+        "seed": t["seed"],
+        "data": {k: v for k, v in t["data"].items() if k not in ("num_workers", "cache_workers", "cache_dir", "root")},
+        "model": t["model"],
+        "augment": t["augment"],
+        "batch": [t["train"]["batch_size"], t["train"]["grad_accum"]],
+    }
+
+
+def identity_sha256(cfg: PretrainConfig) -> str:
+    """sha256 of `config_identity(cfg)`, stored in the trainer state and compared on resume."""
+    return hashlib.sha256(json.dumps(config_identity(cfg), sort_keys=True).encode()).hexdigest()
+
+
+def resume_point(accelerator: Any, output: Path, cfg: PretrainConfig, resume: bool) -> tuple[Path | None, TrainerState]:
+    """The checkpoint to resume from (None: a fresh run) and the trainer state to start with.
+
+    With `resume`, stale `.tmp` folders are removed and the newest complete checkpoint is verified and must
+    have been made with the same data/model/augment/batch configuration. Without it, an output folder that
+    already holds checkpoints is an error (a second run would silently mix with the first)."""
+    identity = identity_sha256(cfg)
+    ckpt: Path | None = None
+    if resume:
+        if accelerator.is_main_process:
+            for stale in output.glob(f"{CHECKPOINT_PREFIX}*.tmp"):
+                logger.warning("removing %s: a checkpoint that was never completed (interrupted write)", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        ckpt = latest_checkpoint(output)
+        if ckpt is None:
+            logger.warning("--resume: no complete checkpoint in %s; starting from scratch", output)
+        else:
+            verify_checkpoint(ckpt)
+    if ckpt is None:
+        if latest_checkpoint(output) is not None:
+            raise ConfigError(f"{output} already holds checkpoints; pass --resume to continue, or use another --output")
+        return None, TrainerState(data_seed=cfg.seed, config_sha256=identity)
+    state = TrainerState.from_file(ckpt / TRAINER_STATE)
+    if state.config_sha256 and state.config_sha256 != identity:
+        raise ConfigError(
+            f"{ckpt}: this checkpoint was made with a different data/model/augment/batch configuration; "
+            "resume with the config it was trained with, or use another --output"
+        )
+    return ckpt, state
+
+
+# ---------------------------------------------------------------------------------------- frozen weights
+def frozen_sha256(model: torch.nn.Module) -> str:
+    """Hash of every frozen tensor (the pretrained text model under LoRA, BatchNorm buffers): checkpoints leave
+    them out, so a resume must rebuild exactly the same ones."""
+    h = hashlib.sha256()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    for name, tensor in model.state_dict().items():
+        if name not in trainable:
+            h.update(name.encode())
+            # reshape(-1): a 0-d tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes directly
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def drop_frozen_weights(models: list[torch.nn.Module], weights: list[dict[str, Any]], _: str) -> None:
+    """`accelerator.save_state` pre-hook: keep only trainable tensors in the saved model state. Frozen ones
+    (87 MB of MiniLM under LoRA) are rebuilt by `build_model`; `frozen_sha256` guards that on resume."""
+    from accelerate.utils import extract_model_from_parallel  # accelerate is slow to import; loaded when saving
+
+    for model, state in zip(models, weights, strict=True):
+        inner = extract_model_from_parallel(model)  # saved keys are those of the unwrapped model
+        trainable = {n for n, p in inner.named_parameters() if p.requires_grad}
+        for key in [k for k in state if k not in trainable]:
+            del state[key]
+
+
+# ------------------------------------------------------------------------------------------ save / load
+def load_checkpoint(accelerator: Any, model: torch.nn.Module, ckpt: Path) -> None:
+    """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key)."""
+    from safetensors import safe_open
+
+    weights = ckpt / "model.safetensors"
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            saved = set(f.keys())
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise ModelLoadError(weights, f"cannot read the checkpoint weights: {exc}") from exc
+    inner = accelerator.unwrap_model(model)  # accelerate saves and loads the unwrapped model's keys
+    trainable = {n for n, p in inner.named_parameters() if p.requires_grad}
+    if saved != trainable:
+        missing, unexpected = sorted(trainable - saved)[:3], sorted(saved - trainable)[:3]
+        raise ModelLoadError(
+            weights, f"checkpoint does not match the model: missing {missing}, unexpected {unexpected}"
+        )
+    accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
+
+
+def save_checkpoint(accelerator: Any, output: Path, state: TrainerState, keep_last: int) -> Path:
+    """Write checkpoint-<step> atomically (via .tmp + `swap_in`) and prune to the last `keep_last`."""
+    final = output / f"{CHECKPOINT_PREFIX}{state.step}"
+    tmp = output / f"{CHECKPOINT_PREFIX}{state.step}.tmp"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # every process writes its RNG state; the main one the rest
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / TRAINER_STATE).write_text(state.to_json() + "\n", encoding="utf-8")
+        write_checksums(tmp)
+        swap_in(tmp, final)  # fsyncs every file before the rename makes the checkpoint visible
+        for old in list_checkpoints(output)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def export_model(model: Any, target: Path, card: Mapping[str, Any], processor: Any) -> None:
+    """`save_pretrained` into `target` atomically, replacing an older export only when complete."""
+    with atomic_directory(target) as tmp:
+        model.save_pretrained(tmp, processor=processor, card=card)
+
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "TRAINER_STATE",
+    "TrainerState",
+    "checkpoint_step",
+    "config_identity",
+    "drop_frozen_weights",
+    "export_model",
+    "frozen_sha256",
+    "identity_sha256",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "resume_point",
+    "save_checkpoint",
+    "verify_checkpoint",
+]

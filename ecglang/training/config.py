@@ -1,0 +1,281 @@
+"""The pretraining config: a YAML file (configs/pretrain/*.yaml) plus `key=value` overrides, and the
+command-line options of `ecglang pretrain` / `python -m ecglang.training.trainer` (defined once, here).
+
+Every section is an `ecglang.core.config.DictConfig` dataclass: unknown keys are errors naming the file (or,
+for a key that came from an override, the override), and `PretrainConfig.validate` checks the values.
+docs/TRAINING.md describes each key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ecglang.core.config import DictConfig, config_to_dict, parse_overrides, set_dotted
+from ecglang.core.paths import resource_dir
+from ecglang.data.registry import pretraining_sources
+from ecglang.errors import ConfigError
+from ecglang.signal.augment import AugmentConfig
+
+# Metrics a selection may combine: all computed from held-out ECG–report pairs.
+SELECTION_METRICS = (
+    "ecg2report_recall@1",
+    "ecg2report_recall@5",
+    "ecg2report_recall@10",
+    "report2ecg_recall@1",
+    "report2ecg_recall@5",
+    "report2ecg_recall@10",
+    "zero_shot_macro_auroc",
+)
+
+
+@dataclass
+class DataSection(DictConfig):
+    """Where the pairs come from and which of them are held out (see docs/TRAINING.md)."""
+
+    builder: str = "ptbxl"  # a pretraining source of ecglang.data.registry: "ptbxl" | "mimic_ecg"
+    root: str | None = None  # dataset folder; relative paths: current folder first, then the repository root
+    builder_args: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
+    cache_dir: str | None = None  # signal cache folder; default <output>/signal-cache
+    limit: int | None = None  # use only the first N builder rows (smoke tests)
+    val_folds: list[int] | None = None  # held-out selection by the dataset's fold column ...
+    val_fraction: float | None = None  # ... or a seeded fraction of the groups in val_group
+    val_group: str | None = None  # e.g. patient_id (PTB-XL), subject_id (MIMIC): no patient on both sides
+    val_max: int | None = None  # cap on held-out pairs (a seeded choice; the rest is not trained on)
+    num_workers: int = 0  # DataLoader worker processes (beat tokenization and report tokenization run there)
+    cache_workers: int = 0  # processes that build the signal cache
+
+
+@dataclass
+class ModelSection(DictConfig):
+    """Which model to train: a name from configs/model (ecglang.encoders.registry), a .json config, or a checkpoint."""
+
+    name: str = "ecglang-small"
+    overrides: dict[str, Any] = field(default_factory=dict)  # merged into the model config (nested dicts)
+    text_dropout: float | None = None  # sets p of every Dropout inside the text transformer (None: keep)
+    find_unused_parameters: bool = False  # DDP option, for configs that leave a head unused
+
+
+@dataclass
+class OptimSection(DictConfig):
+    lr: float = 3e-4
+    weight_decay: float = 0.05  # not applied to biases, norms and logit scales (parameters with ndim < 2)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
+            raise ConfigError("optim.betas must be [beta1, beta2]")
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+
+@dataclass
+class ScheduleSection(DictConfig):
+    warmup_steps: int = 0
+    max_steps: int | None = None  # optimizer steps; takes precedence over epochs
+    epochs: float | None = None  # when max_steps is null: epochs × optimizer steps per epoch
+
+
+@dataclass
+class TrainSection(DictConfig):
+    batch_size: int = 32  # GLOBAL pairs per micro-step (all processes together)
+    grad_accum: int = 1
+    clip_grad_norm: float | None = 1.0
+    mixed_precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp16 on GPU; no on CPU) | no | fp16 | bf16
+    eval_every: int = 100  # optimizer steps between validations (and one at the end)
+    eval_batch_size: int | None = None  # default: batch_size
+    checkpoint_every: int = 100  # optimizer steps between checkpoints (and one at the end)
+    keep_last: int = 2  # checkpoints kept
+    early_stopping_patience: int | None = None  # validations without improvement before stopping
+    deterministic: bool = True  # torch.use_deterministic_algorithms(True, warn_only=True) on CPU
+    threads: int | None = None  # torch intra-op threads per process (None: torch's default)
+
+
+@dataclass
+class SelectionSection(DictConfig):
+    """Checkpoint selection / early stopping: the mean of these held-out pair metrics (NaNs ignored)."""
+
+    metrics: list[str] = field(default_factory=lambda: ["ecg2report_recall@1", "zero_shot_macro_auroc"])
+
+
+@dataclass
+class LoggingSection(DictConfig):
+    log_every: int = 1  # optimizer steps between rows of metrics.csv
+    tensorboard: bool = True  # through accelerate's tracker, when the tensorboard package is importable
+    progress: bool = True  # tqdm bar on the main process
+
+
+@dataclass
+class PretrainConfig(DictConfig):
+    """A whole pretraining run (YAML file; see configs/pretrain/*.yaml and docs/TRAINING.md)."""
+
+    name: str = "pretrain"
+    seed: int = 0
+    output_dir: str | None = None  # default runs/<name>
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    selection: SelectionSection = field(default_factory=SelectionSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    source: str | None = field(default=None, init=False)  # the YAML file it was read from (not a config key)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = config_to_dict(self)
+        out.pop("source", None)
+        return out
+
+    def validate(self) -> None:
+        """Check the values (types and keys were checked by `from_dict`); `ConfigError` naming the file."""
+        where = self.source or "config"
+        self._validate_train(where)
+        s = self.schedule
+        if s.max_steps is None and s.epochs is None:
+            raise ConfigError(f"{where}: set schedule.max_steps or schedule.epochs")
+        if s.max_steps is not None and int(s.max_steps) < 1:
+            raise ConfigError(f"{where}: schedule.max_steps must be >= 1, got {s.max_steps!r}")
+        if s.epochs is not None and float(s.epochs) <= 0:
+            raise ConfigError(f"{where}: schedule.epochs must be > 0, got {s.epochs!r}")
+        if int(s.warmup_steps) < 0:
+            raise ConfigError(f"{where}: schedule.warmup_steps must be >= 0")
+        if self.optim.lr <= 0:
+            raise ConfigError(f"{where}: optim.lr must be > 0, got {self.optim.lr!r}")
+        unknown = [m for m in self.selection.metrics if m not in SELECTION_METRICS]
+        if unknown or not self.selection.metrics:
+            raise ConfigError(
+                f"{where}: selection.metrics {unknown or '[]'} not allowed; choose from held-out pair metrics "
+                f"{list(SELECTION_METRICS)}"
+            )
+        self._validate_data(where)
+        if self.logging.log_every < 1:
+            raise ConfigError(f"{where}: logging.log_every must be >= 1")
+
+    def _validate_train(self, where: str) -> None:
+        t = self.train
+        for name in ("batch_size", "grad_accum", "eval_every", "checkpoint_every", "keep_last"):
+            v = getattr(t, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{where}: train.{name} must be an int >= 1, got {v!r}")
+        if t.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            raise ConfigError(f"{where}: train.mixed_precision must be auto|no|fp16|bf16, got {t.mixed_precision!r}")
+
+    def _validate_data(self, where: str) -> None:
+        d = self.data
+        sources = pretraining_sources()
+        if d.builder not in sources:
+            raise ConfigError(f"{where}: data.builder must be one of {sorted(sources)}, got {d.builder!r}")
+        if d.num_workers < 0 or d.cache_workers < 0:
+            raise ConfigError(f"{where}: data.num_workers and data.cache_workers must be >= 0")
+        if (d.val_folds is None) == (d.val_fraction is None):
+            raise ConfigError(f"{where}: set exactly one of data.val_folds and data.val_fraction")
+
+
+def config_from_tree(tree: Mapping[str, Any], source: str | None = None) -> PretrainConfig:
+    """Build and validate a `PretrainConfig` from a nested dict (unknown keys raise `ConfigError` naming `source`)."""
+    cfg = PretrainConfig.from_dict(tree, where=source or "config")
+    cfg.source = source
+    cfg.validate()
+    return cfg
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A YAML file path, or the name of a shipped config (`configs/pretrain/<name>.yaml`)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix == "" and len(path.parts) == 1:
+        try:
+            shipped = resource_dir("configs") / "pretrain" / f"{path.name}.yaml"
+        except FileNotFoundError:
+            shipped = None
+        if shipped is not None and shipped.is_file():
+            return shipped
+    raise ConfigError(f"{path}: pretraining config not found (a YAML file, or a name in configs/pretrain/)")
+
+
+def check_override_key(key: str, value: Any, item: str) -> None:
+    """Raise `ConfigError` naming the override `item` when its dotted `key` is not a `PretrainConfig` key
+    (or, when it sets a whole section to a mapping, when that mapping holds an unknown key).
+
+    Keys under a free-form mapping (`model.overrides.*`, `data.builder_args.*`) are not checked here: the
+    model registry and the builder check them."""
+    cls: Any = PretrainConfig
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        if part not in known:
+            section = ".".join(parts[:depth])
+            where = f" in section {section!r}" if section else " at the top level"
+            raise ConfigError(f"override {item!r}: unknown key(s) [{part!r}]{where}; known: {sorted(known)}")
+        hint = typing.get_type_hints(cls)[part]
+        if not dataclasses.is_dataclass(hint):
+            return
+        if depth == len(parts) - 1 and isinstance(value, Mapping):
+            known = {f.name for f in dataclasses.fields(hint) if f.init}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ConfigError(
+                    f"override {item!r}: unknown key(s) {unknown} in section {key!r}; known: {sorted(known)}"
+                )
+        cls = hint
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """Read a pretraining YAML config and apply `key=value` overrides (dotted keys, YAML values).
+
+    A mistake in the file is reported against the file; an unknown key in an override against the override."""
+    path = resolve_config_path(name_or_path)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a pretraining config must be a mapping at the top level")
+    # Overrides are checked against the schema first, so an unknown key left in the merged tree is the file's.
+    for (key, value), item in zip(parse_overrides(overrides), overrides, strict=True):
+        check_override_key(key, value, item)
+        set_dotted(tree, key, value)
+    return config_from_tree(tree, source=str(path))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `ecglang pretrain` (also `python -m ecglang.training.trainer`, under `accelerate launch`)."""
+    parser.add_argument("--config", required=True, help="YAML file, or a name in configs/pretrain/ (e.g. ptbxl-mini)")
+    parser.add_argument(
+        "--output", default=None, help="output folder (default: output_dir of the config, or runs/<name>)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest complete checkpoint in --output"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value",
+        help="config overrides with dotted keys, e.g. train.batch_size=64 data.root=/data/ptbxl schedule.max_steps=10",
+    )  # fmt: skip
+
+
+__all__ = [
+    "SELECTION_METRICS",
+    "DataSection",
+    "LoggingSection",
+    "ModelSection",
+    "OptimSection",
+    "PretrainConfig",
+    "ScheduleSection",
+    "SelectionSection",
+    "TrainSection",
+    "add_arguments",
+    "check_override_key",
+    "config_from_tree",
+    "load_config",
+    "resolve_config_path",
+]

@@ -1,0 +1,289 @@
+"""Setting up a pretraining run: the model, the data (pairs, signal cache, held-out split), the accelerator, the
+data loaders, and the optimizer and schedule. `build_training` returns them together as a `TrainingSetup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecglang.core.paths import repo_root
+from ecglang.data.cache import SignalCache
+from ecglang.data.registry import build_dataset
+from ecglang.encoders.modeling import EcgLangModel
+from ecglang.encoders.registry import create_model
+from ecglang.errors import ConfigError
+from ecglang.training.checkpoints import drop_frozen_weights
+from ecglang.training.config import ModelSection, PretrainConfig
+from ecglang.training.logs import EXCLUDED_CSV
+from ecglang.training.pairs import (
+    EpochSampler,
+    PairTable,
+    PretrainCollator,
+    PretrainPairs,
+    ReportTokenizer,
+    heldout_split,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_data_path(value: str, what: str) -> Path:
+    """Relative paths: the current folder first, then the repository root (configs shipped with the repo
+    name `../shared/data/...` relative to it)."""
+    path = Path(value).expanduser()
+    if path.exists():
+        return path.resolve()
+    repo = (repo_root() / path).resolve()
+    if not path.is_absolute() and repo.exists():
+        return repo
+    where = "" if path.is_absolute() else f" (relative paths are tried from {Path.cwd()} and {repo_root()})"
+    raise ConfigError(f"{path}: {what} not found{where}")
+
+
+def build_model(section: ModelSection) -> Any:
+    """Create the model to pretrain: `ecglang.encoders.registry.create_model(name, **overrides)` (weights of the ECG
+    tower drawn from the current torch seed), or `from_pretrained` when `name` is a checkpoint folder."""
+    path = Path(section.name).expanduser()
+    if path.is_dir():  # continue from a checkpoint
+        if section.overrides:
+            raise ConfigError(f"{path}: model.overrides cannot change a pretrained checkpoint's architecture")
+        model = EcgLangModel.from_pretrained(path)
+    else:
+        model = create_model(section.name, **(section.overrides or {}))
+    if section.text_dropout is not None:
+        p = float(section.text_dropout)
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"model.text_dropout must be in [0, 1), got {p!r}")
+        for module in model.text_tower.base_model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = p
+        # transformers' attention reads the dropout probability from the config or the module
+        for module in model.text_tower.base_model.modules():
+            if hasattr(module, "dropout_prob"):
+                module.dropout_prob = p
+            if hasattr(module, "attention_dropout") and isinstance(module.attention_dropout, float):
+                module.attention_dropout = p
+        model.text_tower.base_model.config.attention_probs_dropout_prob = p
+        model.text_tower.base_model.config.hidden_dropout_prob = p
+    model.train()
+    return model
+
+
+def model_processor(model: Any) -> Any:
+    """The model's `EcgProcessor` (its preprocessing contract): the cache and the beats follow it."""
+    if model.config.processor is None:
+        raise ConfigError("the model has no processor contract (config.processor is None); pretraining needs one")
+    return model.get_processor()
+
+
+@dataclass
+class PretrainData:
+    """Everything the loop needs about the data."""
+
+    cache: Any
+    train: PairTable
+    val: PairTable
+    excluded: list[tuple[str, str]]  # (record id, reason): left out before training
+    description: str
+
+
+def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any) -> PretrainData:
+    """Build the pairs, the signal cache (main process first) and the held-out split."""
+    d = cfg.data
+    if not d.root:
+        raise ConfigError(f"{cfg.source or 'config'}: data.root is not set; pass data.root=/path/to/the/dataset")
+    root = resolve_data_path(d.root, f"data.root of builder {d.builder!r}")
+    main = accelerator.is_main_process
+    builder_kwargs = {"progress": main and cfg.logging.progress, **(d.builder_args or {})}
+    result = build_dataset(d.builder, root, **builder_kwargs)
+    dataset, report = result
+    excluded = [(str(f.record_id), f.reason) for f in report.failures]
+    if d.limit is not None:
+        dataset = dataset.select(range(min(int(d.limit), len(dataset))))
+    train_idx, val_idx = heldout_split(
+        dataset, d.val_folds, d.val_fraction, d.val_group, seed=cfg.seed, val_max=d.val_max
+    )
+    keep = np.zeros(len(dataset), dtype=bool)
+    keep[train_idx] = keep[val_idx] = True
+    n_capped = int((~keep).sum())
+    # Only what pretraining may see leaves this function: ids, paths (for the cache) and report texts.
+    ids = [str(x) for x in dataset["id"]]
+    reports = [str(x) for x in dataset["report"]]
+    cache_dir = Path(d.cache_dir).expanduser() if d.cache_dir else output / "signal-cache"
+    preprocess_cfg = model_processor(model).preprocess_config
+    with accelerator.main_process_first():
+        if main:
+            cache = SignalCache.build(
+                list(zip(ids, [str(p) for p in dataset["path"]], strict=True)), cache_dir, preprocess_cfg,
+                num_workers=d.cache_workers, seed=cfg.seed, progress=cfg.logging.progress,
+            )  # fmt: skip
+        else:
+            cache = SignalCache.open(cache_dir)
+    status_ok = np.zeros(len(ids), dtype=bool)
+    status_ok[cache.ok_rows] = True
+    failed_reason = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
+
+    def table(index: np.ndarray, split: str) -> PairTable:
+        rows = []
+        for i in index:
+            if not reports[i].strip():
+                excluded.append((ids[i], f"{split}: empty report"))
+            elif not status_ok[i]:
+                excluded.append((ids[i], f"{split}: signal cache failed: {failed_reason.get(ids[i], '?')}"))
+            else:
+                rows.append(int(i))
+        rows_arr = np.asarray(rows, dtype=np.int64)
+        return PairTable(rows_arr, [ids[i] for i in rows], [reports[i] for i in rows])
+
+    train, val = table(train_idx, "train"), table(val_idx, "val")
+    if len(val) < 2 and accelerator.is_main_process:
+        logger.warning("%d held-out pairs: no validation, no checkpoint selection (best/ is not written)", len(val))
+    if len(train) == 0:
+        raise ConfigError(f"{root}: no usable training pairs (see {EXCLUDED_CSV})")
+    how = f"folds {d.val_folds}" if d.val_folds is not None else f"{d.val_fraction:.0%} of {d.val_group or 'rows'}"
+    description = (
+        f"{len(train)} ECG–report pairs of {d.builder} ({root.name}) for training, {len(val)} held out "
+        f"({how}); {len(excluded)} records left out (listed in {EXCLUDED_CSV})"
+        + (f", {n_capped} beyond data.val_max unused" if n_capped else "")
+    )
+    return PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description)
+
+
+def mixed_precision_mode(value: str) -> str:
+    """accelerate's mixed-precision mode for `train.mixed_precision` (resolving "auto")."""
+    if value != "auto":
+        return value
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):  # set by `accelerate launch --mixed_precision`
+        return os.environ["ACCELERATE_MIXED_PRECISION"]
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def has_accelerator() -> bool:
+    """A GPU (or other torch accelerator) is present; without one the run is a CPU run (gloo for >1 process)."""
+    probe = getattr(torch, "accelerator", None)
+    if probe is not None and hasattr(probe, "is_available"):
+        return bool(probe.is_available())
+    return torch.cuda.is_available()
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only (not on biases, norms and logit scales)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def create_accelerator(cfg: PretrainConfig, output: Path, use_tb: bool) -> Any:
+    """The `accelerate.Accelerator` of the run, with the process-wide torch settings of `cfg.train`."""
+    # accelerate is slow to import; loaded when a run starts
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+    from accelerate.utils import ProjectConfiguration
+
+    t_cfg = cfg.train
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision_mode(t_cfg.mixed_precision),
+        gradient_accumulation_steps=t_cfg.grad_accum,
+        log_with="tensorboard" if use_tb else None,
+        project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "tensorboard")),
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.model.find_unused_parameters)],
+        # Without it accelerate treats `torchrun` processes on a machine without GPU as independent runs.
+        cpu=not has_accelerator(),
+    )
+    world = accelerator.num_processes
+    if t_cfg.batch_size % world:
+        raise ConfigError(f"train.batch_size={t_cfg.batch_size} must be a multiple of the {world} processes")
+    if t_cfg.threads:
+        torch.set_num_threads(int(t_cfg.threads))
+    if t_cfg.deterministic and accelerator.device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return accelerator
+
+
+@dataclass
+class TrainingSetup:
+    """Everything the loop works with, prepared by the accelerator."""
+
+    model: Any  # wrapped by accelerate (DDP under several processes)
+    processor: Any
+    data: PretrainData
+    train_ds: PretrainPairs
+    val_ds: PretrainPairs
+    collate: PretrainCollator
+    sampler: EpochSampler
+    train_loader: Any
+    optimizer: Any
+    scheduler: Any
+    total_steps: int
+    steps_per_epoch: int
+    inner_model: Any  # the unwrapped model (what is hashed, saved and exported)
+
+    @property
+    def loss_names(self) -> list[str]:
+        return list(self.inner_model.loss_fn.weights)
+
+
+def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> TrainingSetup:
+    """Seed, build the model and the data, the loaders, the optimizer and the schedule, and prepare them."""
+    from accelerate.utils import set_seed  # accelerate is slow to import; loaded when a run starts
+    from transformers import get_cosine_schedule_with_warmup  # slow to import, as above
+
+    set_seed(cfg.seed)
+    model = build_model(cfg.model)
+    data = prepare_data(cfg, model, output, accelerator)
+    processor = model_processor(model)
+    beat_cfg = processor.beat_config
+    inputs = "beats" if model.config.is_beat_model else "signal"
+    train_ds = PretrainPairs(data.cache, data.train, beat_cfg, cfg.augment, seed=cfg.seed, inputs=inputs)
+    val_ds = PretrainPairs(data.cache, data.val, beat_cfg, None, seed=cfg.seed, inputs=inputs)
+    collate = PretrainCollator(ReportTokenizer(model.text_tower))
+    sampler = EpochSampler(len(train_ds), seed=cfg.seed, shuffle=True)
+    t_cfg, nw = cfg.train, cfg.data.num_workers
+    train_loader = torch.utils.data.DataLoader(
+        train_ds, batch_size=t_cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
+        num_workers=nw, persistent_workers=nw > 0,
+        generator=torch.Generator().manual_seed(cfg.seed),  # iterator creation must not consume the global RNG
+    )  # fmt: skip
+    if len(train_loader) == 0:
+        raise ConfigError(f"{len(train_ds)} training pairs are fewer than train.batch_size={t_cfg.batch_size}")
+    steps_per_epoch = math.ceil(len(train_loader) / t_cfg.grad_accum)
+    sched = cfg.schedule
+    total_steps = int(sched.max_steps) if sched.max_steps else max(1, math.ceil(sched.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(sched.warmup_steps), total_steps)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    accelerator.register_save_state_pre_hook(drop_frozen_weights)
+    return TrainingSetup(
+        model=model, processor=processor, data=data, train_ds=train_ds, val_ds=val_ds, collate=collate,
+        sampler=sampler, train_loader=train_loader, optimizer=optimizer, scheduler=scheduler,
+        total_steps=total_steps, steps_per_epoch=steps_per_epoch, inner_model=accelerator.unwrap_model(model),
+    )  # fmt: skip
+
+
+__all__ = [
+    "PretrainData",
+    "TrainingSetup",
+    "build_model",
+    "build_training",
+    "create_accelerator",
+    "has_accelerator",
+    "mixed_precision_mode",
+    "model_processor",
+    "param_groups",
+    "prepare_data",
+    "resolve_data_path",
+]
