@@ -35,7 +35,7 @@ from ecglang.core.checksums import CHECKSUMS_NAME, verify_checksums, write_check
 from ecglang.core.paths import resource_dir
 from ecglang.encoders.configuration import EcgLangConfig
 from ecglang.encoders.layers import count_parameters
-from ecglang.encoders.processing import PROCESSOR_CONFIG_NAME, EcgProcessor
+from ecglang.encoders.processing import LEAD_ORDERS, PROCESSOR_CONFIG_NAME, EcgProcessor
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.record.leads import CANONICAL_LEADS
 
@@ -342,13 +342,21 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
             f"{ecg['rhythm_attention']} rhythm attention across beats), d_model={ecg['d_model']}, "
             f"{ecg['pooling']} pooling"
         )
+    elif ecg["type"] == "merl_resnet18":
+        tower = "MERL's ResNet1d-18 (no max-pool) → 1×1 downconv → attention pool (313 + 1 positions)"
+    elif ecg["type"] == "merl_vit_tiny":
+        tower = "MERL's ViT1d-tiny (patch 50, 12 blocks, width 192) → mean, LayerNorm → proj_e (with BatchNorm)"
     else:
         tower = f"`ResNet1dEncoder` (ResNet1d-18, MERL-style) on the raw signal, {ecg['pooling']} pooling"
+    contract, order = "No preprocessing contract is stored with this checkpoint.", list(CANONICAL_LEADS)
     if proc is not None:
         pre, beats = proc["preprocess"], proc["beats"]
         fs, n = pre.get("target_fs"), pre.get("target_samples")
         band = pre.get("bandpass")
-        norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')}"
+        norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')} per lead"
+        if pre.get("normalize") == "record_minmax":
+            norm = "min-max to [0, 1] over the whole record (one min and one max for all leads)"
+        order = [CANONICAL_LEADS[i] for i in LEAD_ORDERS[proc.get("lead_order", "canonical")]]
         contract = "\n".join(
             [
                 "| item | value |",
@@ -356,9 +364,9 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
                 f"| sampling rate | {f'{fs:g} Hz' if fs else 'as recorded'} |",
                 f"| length | {f'{n} samples' if n else 'as recorded'}"
                 f"{f' ({n / fs:g} s)' if n and fs else ''}, crop {pre.get('crop')}, pad {pre.get('pad')} |",
-                f"| lead order | {', '.join(CANONICAL_LEADS)} (missing leads zeroed and masked) |",
+                f"| lead order | {', '.join(order)} (missing leads zeroed and masked) |",
                 f"| filtering | {f'band-pass {band[0]:g}–{band[1]:g} Hz (zero-phase)' if band else 'none'} |",
-                f"| normalisation | {norm} per lead |",
+                f"| normalisation | {norm} |",
                 f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, "
                 f"resampled to {beats['beat_len']} samples; at most {beats['max_beats']} beats |",
             ]
@@ -376,8 +384,10 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
     files = [WEIGHTS_NAME, "config.json", "tokenizer files", CHECKSUMS_NAME]
     if text["finetune"] == "lora":
         files.insert(1, f"{ADAPTER_DIR}/ (LoRA adapter of the text model)")
+    license_line = f"license: {card['license']}\n" if card.get("license") else ""
+    source = f"\n## Source\n{card['source']}\n" if card.get("source") else ""
     return f"""---
-library_name: ecglang
+{license_line}library_name: ecglang
 tags:
 - ecg
 - electrocardiogram
@@ -386,11 +396,11 @@ tags:
 - ecglang
 ---
 
-# ecglang ECG-language model
+# {card.get("title", "ecglang ECG-language model")}
 
 An ECG encoder aligned contrastively with a clinical text encoder, for zero-shot ECG classification and
 ECG-report retrieval with the `ecglang` Python package.
-
+{source}
 ## Architecture
 - ECG tower: {tower} ({n_ecg / 1e6:.2f} M parameters).
 - Text tower: `{text["name_or_path"]}` ({text["pooling"]} pooling, max {text["max_length"]} tokens,
@@ -404,7 +414,8 @@ Inputs must be prepared exactly like this (`ecglang.encoders.processing.EcgProce
 
 {contract}
 
-Lead order is canonical ({", ".join(CANONICAL_LEADS)}); any subset of leads may be present.
+Model input lead order: {", ".join(order)} (records are read in any order and rearranged by the processor);
+any subset of leads may be present.
 
 ## Training data
 {card.get("training_data", "Not recorded with this checkpoint.")}

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ecglang.encoders.layers import (
+    BasicBlock1d,
     BeatLayout,
     FeedForward,
     MaskedPool,
@@ -25,6 +26,7 @@ from ecglang.encoders.layers import (
     check_input,
     masked_mean,
 )
+from ecglang.encoders.merl import MerlResNetTower, MerlVitTower
 from ecglang.errors import ConfigError
 from ecglang.record.leads import N_LEADS
 
@@ -193,25 +195,6 @@ class BeatEcgEncoder(nn.Module):
         return torch.stack([prev, nxt, ratio], -1)
 
 
-class BasicBlock1d(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int) -> None:
-        super().__init__()
-        pad = kernel // 2
-        self.conv1 = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=pad, bias=False)
-        self.bn1 = nn.BatchNorm1d(c_out)
-        self.conv2 = nn.Conv1d(c_out, c_out, kernel, padding=pad, bias=False)
-        self.bn2 = nn.BatchNorm1d(c_out)
-        self.shortcut = (
-            nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm1d(c_out))
-            if stride != 1 or c_in != c_out
-            else nn.Identity()
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
-
-
 class ResNet1dEncoder(nn.Module):
     """MERL-style ResNet1d-18 on the raw signal `[B, 12, T]` (MERL: 500 Hz, T = 5000).
 
@@ -256,6 +239,8 @@ class ResNet1dEncoder(nn.Module):
 ECG_TOWERS: dict[str, type[nn.Module]] = {
     "beat": BeatEcgEncoder,
     "resnet1d18": ResNet1dEncoder,
+    "merl_resnet18": MerlResNetTower,
+    "merl_vit_tiny": MerlVitTower,
 }
 
 
@@ -268,4 +253,4 @@ def build_ecg_tower(cfg: Mapping[str, Any]) -> nn.Module:
     return tower_class(cfg)
 
 
-__all__ = ["ECG_TOWERS", "BasicBlock1d", "BeatEcgEncoder", "ModelInputError", "ResNet1dEncoder", "build_ecg_tower"]
+__all__ = ["ECG_TOWERS", "BeatEcgEncoder", "ResNet1dEncoder", "build_ecg_tower"]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ecglang.errors import EcgLangError
+from ecglang.errors import ConfigError, EcgLangError
 
 
 class ModelInputError(EcgLangError, ValueError):
@@ -139,16 +139,47 @@ def check_input(name: str, x: Any, ndim: int, shape: Sequence[int | None]) -> Te
     return x
 
 
+class BasicBlock1d(nn.Module):
+    """ResNet basic block on `[B, C, T]`: two convolutions with BatchNorm, and a 1x1 conv + BN shortcut when the
+    stride or width changes (attribute names as in MERL's resnet1d, so its weights load by name)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.conv1 = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=pad, bias=False)
+        self.bn1 = nn.BatchNorm1d(c_out)
+        self.conv2 = nn.Conv1d(c_out, c_out, kernel, padding=pad, bias=False)
+        self.bn2 = nn.BatchNorm1d(c_out)
+        self.shortcut = (
+            nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm1d(c_out))
+            if stride != 1 or c_in != c_out
+            else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
 # ------------------------------------------------------------------------------------------ projection
 class Projection(nn.Module):
-    """Map tower features to the shared space; L2-normalise (config `projection.normalize`)."""
+    """Map tower features to the shared space; L2-normalise (config `projection.normalize`).
 
-    def __init__(self, d_in: int, cfg: Mapping[str, Any]) -> None:
+    `kind` (default `cfg["type"]`): `"linear"` (no bias), `"mlp"` (Linear, GELU, Linear; hidden width
+    `cfg["hidden_dim"]` or `d_in`) or `"identity"` (normalisation only; `d_in` must equal `cfg["dim"]`)."""
+
+    def __init__(self, d_in: int, cfg: Mapping[str, Any], kind: str | None = None) -> None:
         super().__init__()
         dim = int(cfg["dim"])
+        kind = kind or cfg["type"]
         self.normalize = bool(cfg["normalize"])
-        if cfg["type"] == "mlp":
-            self.net: nn.Module = nn.Sequential(nn.Linear(d_in, d_in), nn.GELU(), nn.Linear(d_in, dim))
+        if kind == "mlp":
+            hidden = int(cfg.get("hidden_dim") or d_in)
+            self.net: nn.Module = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        elif kind == "identity":
+            if d_in != dim:
+                raise ConfigError(f"an identity projection needs tower width {d_in} == projection.dim {dim}")
+            self.net = nn.Identity()
         else:
             self.net = nn.Linear(d_in, dim, bias=False)
 
@@ -175,6 +206,7 @@ def count_parameters(module: nn.Module, trainable: bool = False) -> int:
 
 
 __all__ = [
+    "BasicBlock1d",
     "BeatLayout",
     "FeedForward",
     "MaskedPool",

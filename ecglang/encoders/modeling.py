@@ -107,13 +107,14 @@ class EcgLangModel(PreTrainedModel):
             raise ConfigError("text_weights='config' needs text_tower.hf_config in the config")
         self.text_tower = TextEncoder(config.text_tower, hf_config=hf_config)
         d_ecg, d_text = self.ecg_tower.d_model, self.text_tower.hidden_size
-        self.rhythm_proj = Projection(d_ecg, proj)
-        self.text_proj = Projection(d_text, proj)
+        ecg_kind, text_kind = proj["ecg_type"] or proj["type"], proj["text_type"] or proj["type"]
+        self.rhythm_proj = Projection(d_ecg, proj, ecg_kind)
+        self.text_proj = Projection(d_text, proj, text_kind)
         if config.is_beat_model:
-            self.beat_proj = Projection(d_ecg, proj)
-            self.ecg_token_proj = Projection(d_ecg, proj)
-            self.sentence_proj = Projection(d_text, proj)
-            self.text_token_proj = Projection(d_text, proj)
+            self.beat_proj = Projection(d_ecg, proj, ecg_kind)
+            self.ecg_token_proj = Projection(d_ecg, proj, ecg_kind)
+            self.sentence_proj = Projection(d_text, proj, text_kind)
+            self.text_token_proj = Projection(d_text, proj, text_kind)
         active = config.active_losses
         skipped = [k for k, w in config.loss["weights"].items() if w > 0 and k not in active]
         if skipped:
@@ -183,10 +184,15 @@ class EcgLangModel(PreTrainedModel):
                 rhythm_features=out["rhythm"],
             )
         if signal is None:
-            raise ModelInputError("model input 'signal' [B, 12, T] is missing (the resnet1d18 tower needs the signal)")
+            raise ModelInputError(
+                f"model input 'signal' [B, 12, T] is missing (the {self.config.ecg_tower['type']} tower needs it)"
+            )
         out = self.ecg_tower(signal.to(dev), lead_mask)
+        features = out.get("features")
         return EcgEncoderOutput(
-            rhythm_embeds=self.rhythm_proj(out["rhythm"]), lead_mask=lead_mask, rhythm_features=out["rhythm"]
+            rhythm_embeds=self.rhythm_proj(out["rhythm"]),
+            lead_mask=lead_mask,
+            rhythm_features=out["rhythm"] if features is None else features,
         )
 
     def encode_text(self, texts: Sequence[str] | Mapping[str, Tensor]) -> TextEncoderOutput:

@@ -76,8 +76,9 @@ class TextEncoder(nn.Module):
 
     Modes (`text_tower.finetune`): `"full"` (all weights train, optionally the first `freeze_layers` layers
     frozen), `"lora"` (base frozen, a peft LoRA adapter trains), `"frozen"` (nothing trains).
-    The model's own pooler head is removed: it is unused here and would otherwise hold weights that never
-    receive gradients.
+    The model's own pooler head is removed unless `pooling="pooler"` (MERL uses BERT's `pooler_output`):
+    otherwise it is unused and would hold weights that never receive gradients. `lowercase=True` lower-cases
+    texts before tokenizing (MERL does).
     """
 
     def __init__(self, cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None = None) -> None:
@@ -94,7 +95,10 @@ class TextEncoder(nn.Module):
                 model = AutoModel.from_pretrained(self.source)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(self.source, f"cannot load the text model: {exc}") from exc
-        if isinstance(getattr(model, "pooler", None), nn.Module):
+        if cfg["pooling"] == "pooler":
+            if not isinstance(getattr(model, "pooler", None), nn.Module):
+                raise ConfigError(f"text_tower.pooling='pooler' but {type(model).__name__} has no pooler head")
+        elif isinstance(getattr(model, "pooler", None), nn.Module):
             model.pooler = None
         self.hidden_size = int(model.config.hidden_size)
         mode = cfg["finetune"]
@@ -145,6 +149,8 @@ class TextEncoder(nn.Module):
             raise ModelInputError("texts must be a list of strings")
         if not texts:
             raise ModelInputError("texts is empty")
+        if self.cfg.get("lowercase"):
+            texts = [t.lower() for t in texts]
         enc = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=int(self.cfg["max_length"]),
             return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="np",
@@ -173,8 +179,11 @@ class TextEncoder(nn.Module):
         check_input("attention_mask", attention_mask, 2, tuple(input_ids.shape))
         attention_mask = attention_mask.bool()
         token_mask = attention_mask if token_mask is None else token_mask.bool() & attention_mask
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask.long()).last_hidden_state
-        if self.cfg["pooling"] == "cls":
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask.long())
+        hidden = out.last_hidden_state
+        if self.cfg["pooling"] == "pooler":
+            pooled = out.pooler_output
+        elif self.cfg["pooling"] == "cls":
             pooled = hidden[:, 0]
         else:  # mean over all attended tokens, as sentence-transformers' mean pooling
             pooled = masked_mean(hidden, attention_mask, dim=1)
