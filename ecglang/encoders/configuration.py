@@ -14,7 +14,6 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from ecglang.encoders.merl import MERL_RESNET_DEFAULTS, MERL_VIT_DEFAULTS
 from ecglang.encoders.processing import EcgProcessor
 from ecglang.errors import ConfigError
 
@@ -48,6 +47,30 @@ RESNET_TOWER_DEFAULTS: dict[str, Any] = {
     "kernel": 3,
     "pooling": "attention",  # "attention" | "avg"
     "dropout": 0.0,
+}
+
+# MERL's towers (`ecglang.encoders.merl`), sized as in MERL's pretrain/config.yaml.
+MERL_RESNET_DEFAULTS: dict[str, Any] = {
+    "type": "merl_resnet18",
+    "n_leads": 12,
+    "signal_len": 5000,  # MERL crops every input to 5000 samples; the pool has 313 + 1 positions for it
+    "width": 64,
+    "blocks": [2, 2, 2, 2],
+    "embed_dim": 256,  # downconv output, attention-pool width and output (MERL projection_head 256)
+    "heads": 4,
+}
+
+MERL_VIT_DEFAULTS: dict[str, Any] = {
+    "type": "merl_vit_tiny",
+    "n_leads": 12,
+    "signal_len": 5000,
+    "patch": 50,
+    "width": 192,
+    "depth": 12,
+    "heads": 3,
+    "dim_head": 64,
+    "mlp_dim": 768,
+    "embed_dim": 256,  # proj_e output
 }
 
 # `ecg_tower.type` -> the defaults its section is merged over (the classes are in `ecg_encoders.ECG_TOWERS`).

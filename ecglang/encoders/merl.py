@@ -26,29 +26,6 @@ from torch import Tensor, nn
 from ecglang.encoders.layers import BasicBlock1d, ModelInputError, check_input
 from ecglang.record.leads import N_LEADS
 
-MERL_RESNET_DEFAULTS: dict[str, Any] = {
-    "type": "merl_resnet18",
-    "n_leads": 12,
-    "signal_len": 5000,  # MERL crops every input to 5000 samples; the pool has 313 + 1 positions for it
-    "width": 64,
-    "blocks": [2, 2, 2, 2],
-    "embed_dim": 256,  # downconv output, attention-pool width and output (MERL projection_head 256)
-    "heads": 4,
-}
-
-MERL_VIT_DEFAULTS: dict[str, Any] = {
-    "type": "merl_vit_tiny",
-    "n_leads": 12,
-    "signal_len": 5000,
-    "patch": 50,
-    "width": 192,
-    "depth": 12,
-    "heads": 3,
-    "dim_head": 64,
-    "mlp_dim": 768,
-    "embed_dim": 256,  # proj_e output
-}
-
 
 def _check_signal(signal: Any, lead_mask: Any, length: int) -> Tensor:
     check_input("signal", signal, 3, (None, N_LEADS, None))
@@ -218,8 +195,6 @@ class MerlVitTower(nn.Module):
 
 
 __all__ = [
-    "MERL_RESNET_DEFAULTS",
-    "MERL_VIT_DEFAULTS",
     "MerlAttentionPool",
     "MerlResNet1d",
     "MerlResNetTower",
