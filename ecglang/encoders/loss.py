@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ecglang.encoders.layers import allow_any_if_none, masked_mean
+
 LOSS_NAMES = ("rhythm", "beat", "token")
 
 # --------------------------------------------------------------------------------------- distributed
@@ -95,10 +97,6 @@ def rhythm_scores(ecg: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
     return s, s
 
 
-def _allow_any_if_none(keep: Tensor) -> Tensor:
-    return keep | ~keep.any(dim=-1, keepdim=True)
-
-
 def _rows_per_chunk(total_rows: int, elements_per_row: int, budget: int) -> int:
     return max(1, min(total_rows, budget // max(1, elements_per_row)))
 
@@ -123,7 +121,7 @@ def beat_scores(
     `|c_s|` is computed from the beat Gram matrix (`aᵀ G a`) so no `[Be, Bt, S, D]` context tensor is built.
     """
     beats, sentences = F.normalize(beats, dim=-1), F.normalize(sentences, dim=-1)
-    beat_keep = _allow_any_if_none(beat_mask.bool())
+    beat_keep = allow_any_if_none(beat_mask.bool())
     sent_keep = sentence_mask.bool()
     n_sent = sent_keep.sum(-1)  # [Bt]
     be, n = beats.shape[:2]
@@ -146,8 +144,8 @@ def beat_scores(
 
 
 def _masked_mean_last(x: Tensor, keep: Tensor) -> Tensor:
-    w = keep.to(x.dtype)
-    return (x * w).sum(-1) / w.sum(-1).clamp_min(1.0)
+    """`masked_mean` over the last axis of a tensor without a feature axis."""
+    return masked_mean(x.unsqueeze(-1), keep, dim=-2).squeeze(-1)
 
 
 def token_scores(
@@ -166,7 +164,7 @@ def token_scores(
     """
     ecg_tokens, text_tokens = F.normalize(ecg_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
     ecg_keep, text_keep = ecg_mask.bool(), text_mask.bool()
-    ecg_any, text_any = _allow_any_if_none(ecg_keep), _allow_any_if_none(text_keep)
+    ecg_any, text_any = allow_any_if_none(ecg_keep), allow_any_if_none(text_keep)
     be, k = ecg_tokens.shape[:2]
     bt, length = text_tokens.shape[:2]
     rows = _rows_per_chunk(be, bt * k * length, chunk_elements)

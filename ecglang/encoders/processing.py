@@ -24,6 +24,13 @@ from ecglang.signal.preprocess import PreprocessConfig, preprocess
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 _FORMAT_VERSION = 1
 
+# Row order of the model input, as indices into the canonical order (I, II, III, aVR, aVL, aVF, V1-V6).
+# "mimic": MIMIC-IV-ECG's order (aVF before aVL), which MERL was trained on and swaps every input into.
+LEAD_ORDERS: dict[str, list[int]] = {
+    "canonical": list(range(N_LEADS)),
+    "mimic": [0, 1, 2, 3, 5, 4, *range(6, N_LEADS)],
+}
+
 
 @dataclass
 class ProcessingFailure:
@@ -70,6 +77,9 @@ class EcgProcessor:
         beats: beat settings (default `BeatConfig()`); every batch is padded to `beats.max_beats`.
         return_signal: also return the preprocessed `signal [B, 12, T]` (for the ResNet1d baseline
             tower; needs `preprocess.target_samples` so that rows share one length).
+        lead_order: row order of the lead axis of every output tensor (`LEAD_ORDERS`): `"canonical"`, or
+            `"mimic"` (aVL and aVF swapped, what MERL's weights expect). Records are read and preprocessed
+            in canonical order; only the output rows move.
     """
 
     def __init__(
@@ -77,10 +87,14 @@ class EcgProcessor:
         preprocess: PreprocessConfig | None = None,
         beats: BeatConfig | None = None,
         return_signal: bool = False,
+        lead_order: str = "canonical",
     ) -> None:
         self.preprocess_config = preprocess or PreprocessConfig()
         self.beat_config = beats or BeatConfig()
         self.return_signal = bool(return_signal)
+        if lead_order not in LEAD_ORDERS:
+            raise ConfigError(f"lead_order must be one of {sorted(LEAD_ORDERS)}, got {lead_order!r}")
+        self.lead_order = lead_order
         if self.return_signal and self.preprocess_config.target_samples is None:
             raise ConfigError("return_signal=True needs PreprocessConfig.target_samples (one length per batch)")
 
@@ -155,10 +169,13 @@ class EcgProcessor:
             rr[i, :k] = tok.rr
             times[i, :k] = tok.times
             lead_mask[i] = tok.lead_mask
+        order = LEAD_ORDERS[self.lead_order]
+        if order != LEAD_ORDERS["canonical"]:
+            beats, lead_mask = beats[:, :, order], lead_mask[:, order]
         out = {
-            "beats": torch.from_numpy(beats),
+            "beats": torch.from_numpy(np.ascontiguousarray(beats)),
             "beat_mask": torch.from_numpy(beat_mask),
-            "lead_mask": torch.from_numpy(lead_mask),
+            "lead_mask": torch.from_numpy(np.ascontiguousarray(lead_mask)),
             "rr": torch.from_numpy(rr),
             "times": torch.from_numpy(times),
         }
@@ -170,23 +187,29 @@ class EcgProcessor:
                 raise ConfigError(f"signals differ in shape {sorted(lengths)}; set PreprocessConfig.target_samples")
             t = self.preprocess_config.target_samples or (signals[0].shape[1] if signals else 0)
             stacked = np.stack(signals).astype(np.float32) if signals else np.zeros((0, N_LEADS, t), np.float32)
+            if order != LEAD_ORDERS["canonical"]:
+                stacked = np.ascontiguousarray(stacked[:, order])
             out["signal"] = torch.from_numpy(stacked)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "processor_class": type(self).__name__,
             "format_version": _FORMAT_VERSION,
             "preprocess": self.preprocess_config.to_dict(),
             "beats": self.beat_config.to_dict(),
             "return_signal": self.return_signal,
         }
+        if self.lead_order != "canonical":  # written only when set, so older contracts stay as they were
+            d["lead_order"] = self.lead_order
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EcgProcessor:
         if not isinstance(d, dict):
             raise ConfigError(f"processor config must be a JSON object, got {type(d).__name__}")
-        unknown = sorted(set(d) - {"processor_class", "format_version", "preprocess", "beats", "return_signal"})
+        known = {"processor_class", "format_version", "preprocess", "beats", "return_signal", "lead_order"}
+        unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown processor config key(s) {unknown}")
         if d.get("processor_class", cls.__name__) != cls.__name__:
@@ -203,6 +226,7 @@ class EcgProcessor:
             preprocess=PreprocessConfig.from_dict(d.get("preprocess", {})),
             beats=BeatConfig.from_dict(d.get("beats", {})),
             return_signal=bool(d.get("return_signal", False)),
+            lead_order=d.get("lead_order", "canonical"),
         )
 
     def save_pretrained(self, save_directory: str | Path) -> Path:

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ecglang.beats.tokenize import BeatConfig, tokenize_array
 from ecglang.data.cache import SignalCache
-from ecglang.encoders.towers import TextEncoder
+from ecglang.encoders.text_encoder import TextEncoder
 from ecglang.errors import ConfigError, EcgLangError
 from ecglang.signal.augment import AugmentConfig, augment_signal
 

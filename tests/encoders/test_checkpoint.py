@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel
 
+from ecglang.encoders.checkpoint import resolve_model_name
 from ecglang.encoders.modeling import EcgLangConfig, EcgLangModel, load_model
 from ecglang.encoders.processing import EcgProcessor
 from ecglang.encoders.registry import create_model
@@ -225,3 +226,36 @@ def test_console_script_starts_without_torch_and_lazy_names_resolve() -> None:
         import ecglang
 
         ecglang.NoSuchThing  # noqa: B018
+
+
+def test_processor_contract_is_stored_once_and_read_from_processor_config(lora_checkpoint, tmp_path: Path) -> None:
+    """config.json holds no copy of the contract; processor_config.json is what a load reads."""
+    import shutil
+
+    _, folder = lora_checkpoint
+    assert json.loads((folder / "config.json").read_text())["processor"] is None
+    copy = tmp_path / "edited"
+    shutil.copytree(folder, copy)
+    contract = json.loads((copy / "processor_config.json").read_text())
+    contract["preprocess"]["target_fs"] = 250.0
+    contract["preprocess"]["bandpass"] = [0.5, 100.0]
+    (copy / "processor_config.json").write_text(json.dumps(contract))
+    for loaded in (EcgLangModel.from_pretrained(copy), AutoModel.from_pretrained(copy)):
+        assert loaded.get_processor().preprocess_config.target_fs == 250.0
+    (copy / "processor_config.json").unlink()
+    assert EcgLangModel.from_pretrained(copy).processor is None
+
+
+def test_bundled_checkpoint_with_the_contract_in_config_json_still_loads_it(tmp_path: Path) -> None:
+    """Checkpoints saved before the contract was stored once hold it in config.json; that still loads."""
+    import shutil
+
+    bundled = Path(resolve_model_name(None))
+    expected = json.loads((bundled / "config.json").read_text())["processor"]
+    assert expected is not None
+    assert EcgLangModel.from_pretrained(bundled).get_processor().to_dict() == expected
+    old = tmp_path / "old"
+    shutil.copytree(bundled, old)
+    (old / "processor_config.json").unlink()
+    (old / "checksums.json").unlink()
+    assert EcgLangModel.from_pretrained(old).get_processor().to_dict() == expected

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from ecglang.encoders.configuration import EcgLangConfig
+from ecglang.encoders.layers import ModelInputError, count_parameters
 from ecglang.encoders.modeling import EcgLangModel, EcgLangOutput
 from ecglang.encoders.registry import create_model, list_models, load_model_config
-from ecglang.encoders.towers import ModelInputError, count_parameters, sentence_spans
+from ecglang.encoders.text_encoder import sentence_spans
 from ecglang.errors import ConfigError
 from ecglang.record.leads import parse_lead_subset
 
@@ -108,7 +109,7 @@ def test_config_json_round_trip(tmp_path) -> None:
 def test_small_config_is_small_and_base_is_bigger(small: EcgLangModel) -> None:
     n_small = count_parameters(small.ecg_tower)
     base_cfg = load_model_config("ecglang-base").ecg_tower
-    from ecglang.encoders.towers import BeatEcgEncoder
+    from ecglang.encoders.ecg_encoders import BeatEcgEncoder
 
     n_base = count_parameters(BeatEcgEncoder(base_cfg))
     assert 0.5e6 < n_small < 2.5e6  # fits a < 10 MB safetensors file with its heads

@@ -481,7 +481,7 @@ def test_checkpoint_with_a_missing_weight_file_is_refused(model_dir, tmp_path):
 _KILL_AFTER_WEIGHTS = textwrap.dedent(
     """
     import os, signal, sys, torch
-    import ecglang.encoders.modeling
+    import ecglang.encoders.checkpoint
     from ecglang.encoders.registry import create_model
 
     out = sys.argv[1]
@@ -491,13 +491,13 @@ _KILL_AFTER_WEIGHTS = textwrap.dedent(
     b = create_model("ecglang-small").eval()
     a.save_pretrained(out)
     a.save_pretrained(out + "-a")  # a reference copy of the checkpoint that must survive
-    real = ecglang.encoders.modeling.save_file
+    real = ecglang.encoders.checkpoint.save_file
 
     def save_then_die(*args, **kwargs):
         real(*args, **kwargs)  # the new weights file is complete on disk ...
         os.kill(os.getpid(), signal.SIGKILL)  # ... and the process dies before the rest of the save
 
-    ecglang.encoders.modeling.save_file = save_then_die
+    ecglang.encoders.checkpoint.save_file = save_then_die
     b.save_pretrained(out)
     """
 )
@@ -529,7 +529,7 @@ _SAVE_FUNCTIONS = frozenset({"save_pretrained", "_move_into_place", "_carry_over
 def _stop_at_line(k: int) -> tuple[object, list[int]]:
     """A `sys.settrace` function raising `_Interrupted` at the k-th line executed by the save code of
     ecglang/modeling.py (k=0: never; the count of lines executed is in the returned list)."""
-    import ecglang.encoders.modeling
+    import ecglang.encoders.checkpoint
 
     count = [0]
 
@@ -544,7 +544,7 @@ def _stop_at_line(k: int) -> tuple[object, list[int]]:
         code = frame.f_code
         return (
             local
-            if code.co_filename == ecglang.encoders.modeling.__file__ and code.co_name in _SAVE_FUNCTIONS
+            if code.co_filename == ecglang.encoders.checkpoint.__file__ and code.co_name in _SAVE_FUNCTIONS
             else None
         )
 

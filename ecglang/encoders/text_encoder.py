@@ -1,0 +1,207 @@
+"""The text tower: `TextEncoder` (any transformers encoder, optional LoRA), `resolve_text_model` and
+`sentence_spans` (the sentence of each token, for the beat-level losses)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ecglang.encoders.layers import ModelInputError, check_input, masked_mean
+from ecglang.errors import ConfigError, ModelLoadError
+from ecglang.text.reports import split_sentences
+
+
+def resolve_text_model(name_or_path: str) -> str:
+    """Resolve `"package:<module>"` to the folder its `get_model_path()` returns; Hub ids and folders pass."""
+    if name_or_path.startswith("package:"):
+        module_name = name_or_path.split(":", 1)[1]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelLoadError(
+                name_or_path, f"text model package {module_name!r} is not installed (pip install {module_name})"
+            ) from exc
+        if not hasattr(module, "get_model_path"):
+            raise ModelLoadError(name_or_path, f"package {module_name!r} has no get_model_path()")
+        return str(module.get_model_path())
+    return name_or_path
+
+
+# Encoder layer naming per family, for LoRA "qv" targets.
+_QV_NAMES = (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"), ("q", "v"))
+
+
+def _qv_targets(model: nn.Module) -> list[str]:
+    leaf_names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    for q, v in _QV_NAMES:
+        if q in leaf_names and v in leaf_names:
+            return [q, v]
+    raise ConfigError(
+        f"cannot find query/value projections in {type(model).__name__} for LoRA; set "
+        "text_tower.lora.target_modules to 'all-linear' or a list of module names"
+    )
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The transformer layer list of an encoder (the ModuleList as long as num_hidden_layers)."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    for _, m in model.named_modules():
+        if isinstance(m, nn.ModuleList) and len(m) == n:
+            return m
+    raise ConfigError(f"cannot find the {n} transformer layers of {type(model).__name__} to freeze")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the report's sentences, as split by `ecglang.text.reports.split_sentences`.
+
+    Its pieces are stripped substrings in order, so each is found after the previous one. Blank text is
+    one (empty) sentence, so every report has at least one span."""
+    spans, cursor = [], 0
+    for piece in split_sentences(text):
+        start = text.find(piece, cursor)
+        if start < 0:  # not a verbatim substring: keep the rest of the text as one sentence
+            break
+        spans.append((start, start + len(piece)))
+        cursor = start + len(piece)
+    return spans or [(0, len(text))]
+
+
+class TextEncoder(nn.Module):
+    """A transformers encoder (`AutoModel`) for reports: token, pooled and per-sentence features.
+
+    Modes (`text_tower.finetune`): `"full"` (all weights train, optionally the first `freeze_layers` layers
+    frozen), `"lora"` (base frozen, a peft LoRA adapter trains), `"frozen"` (nothing trains).
+    The model's own pooler head is removed unless `pooling="pooler"` (MERL uses BERT's `pooler_output`):
+    otherwise it is unused and would hold weights that never receive gradients. `lowercase=True` lower-cases
+    texts before tokenizing (MERL does).
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        self.cfg = dict(cfg)
+        self.source = resolve_text_model(cfg["name_or_path"])
+        try:
+            if hf_config is not None:  # weights come from the ecglang checkpoint; only build the architecture
+                conf = AutoConfig.for_model(**dict(hf_config))
+                model = AutoModel.from_config(conf)
+            else:
+                model = AutoModel.from_pretrained(self.source)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(self.source, f"cannot load the text model: {exc}") from exc
+        if cfg["pooling"] == "pooler":
+            if not isinstance(getattr(model, "pooler", None), nn.Module):
+                raise ConfigError(f"text_tower.pooling='pooler' but {type(model).__name__} has no pooler head")
+        elif isinstance(getattr(model, "pooler", None), nn.Module):
+            model.pooler = None
+        self.hidden_size = int(model.config.hidden_size)
+        mode = cfg["finetune"]
+        if mode in ("lora", "frozen"):
+            model.requires_grad_(False)
+        elif int(cfg["freeze_layers"]) > 0:
+            layers = _encoder_layers(model)
+            n = int(cfg["freeze_layers"])
+            if n > len(layers):
+                raise ConfigError(f"text_tower.freeze_layers={n} but the text model has {len(layers)} layers")
+            for name, module in model.named_children():
+                if "embed" in name:
+                    module.requires_grad_(False)
+            for layer in layers[:n]:
+                layer.requires_grad_(False)
+        if mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            lora = cfg["lora"]
+            targets = lora["target_modules"]
+            targets = _qv_targets(model) if targets == "qv" else targets
+            peft_cfg = LoraConfig(
+                r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
+                target_modules=targets, bias="none",
+            )  # fmt: skip
+            model = get_peft_model(model, peft_cfg)
+        self.model = model
+        self.tokenizer = None  # set by EcgLangModel (from the checkpoint folder or the text model source)
+
+    @property
+    def is_lora(self) -> bool:
+        return self.cfg["finetune"] == "lora"
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The underlying transformers model (inside the peft wrapper when LoRA is on)."""
+        return self.model.get_base_model() if self.is_lora else self.model
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        """Tokenize whole reports once; map every token to its sentence through the character offsets.
+
+        Returns `input_ids`, `attention_mask` `[B, T]`, `token_mask` `[B, T]` (real, non-special tokens) and
+        `sentence_ids` `[B, T]` (sentence index of each token, -1 for special/padding tokens).
+        """
+        if self.tokenizer is None:
+            raise ModelLoadError(self.source, "no tokenizer attached to the text tower")
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ModelInputError("texts must be a list of strings")
+        if not texts:
+            raise ModelInputError("texts is empty")
+        if self.cfg.get("lowercase"):
+            texts = [t.lower() for t in texts]
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=int(self.cfg["max_length"]),
+            return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="np",
+        )  # fmt: skip
+        attention = enc["attention_mask"].astype(bool)
+        token_mask = attention & ~enc["special_tokens_mask"].astype(bool)
+        starts = enc["offset_mapping"][..., 0]
+        max_s = int(self.cfg["max_sentences"])
+        sentence_ids = np.full(starts.shape, -1, dtype=np.int64)
+        for i, text in enumerate(texts):
+            span_starts = np.array([s for s, _ in sentence_spans(text)])
+            ids = np.searchsorted(span_starts, starts[i], side="right") - 1
+            sentence_ids[i] = np.where(token_mask[i], np.clip(ids, 0, max_s - 1), -1)
+        return {
+            "input_ids": torch.from_numpy(enc["input_ids"].astype(np.int64)),
+            "attention_mask": torch.from_numpy(attention),
+            "token_mask": torch.from_numpy(token_mask),
+            "sentence_ids": torch.from_numpy(sentence_ids),
+        }
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, token_mask: Tensor | None = None,
+        sentence_ids: Tensor | None = None,
+    ) -> dict:  # fmt: skip
+        check_input("input_ids", input_ids, 2, (None, None))
+        check_input("attention_mask", attention_mask, 2, tuple(input_ids.shape))
+        attention_mask = attention_mask.bool()
+        token_mask = attention_mask if token_mask is None else token_mask.bool() & attention_mask
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask.long())
+        hidden = out.last_hidden_state
+        if self.cfg["pooling"] == "pooler":
+            pooled = out.pooler_output
+        elif self.cfg["pooling"] == "cls":
+            pooled = hidden[:, 0]
+        else:  # mean over all attended tokens, as sentence-transformers' mean pooling
+            pooled = masked_mean(hidden, attention_mask, dim=1)
+        if sentence_ids is None:  # pre-tokenized input without sentence ids: the whole report is one sentence
+            sentence_ids = torch.where(token_mask, 0, -1)
+        n_sent = max(int(sentence_ids.max()) + 1, 1)
+        onehot = (sentence_ids.unsqueeze(1) == torch.arange(n_sent, device=hidden.device)[None, :, None]).to(
+            hidden.dtype
+        )  # [B, S, T]
+        count = onehot.sum(-1)
+        sentences = onehot @ hidden / count.clamp_min(1.0).unsqueeze(-1)
+        return {
+            "pooled": pooled,
+            "tokens": hidden,
+            "token_mask": token_mask,
+            "sentences": sentences,
+            "sentence_mask": count > 0,
+        }
+
+
+__all__ = ["TextEncoder", "resolve_text_model", "sentence_spans"]
