@@ -361,7 +361,10 @@ def _read_numpy(
     meta: dict[str, Any] = {"age": None, "sex": None, "comments": []}
     try:
         if fmt == "npy":  # memory-mapped: only the part that is used (window) is read from disk
-            data = np.load(path, allow_pickle=False, mmap_mode="r")
+            try:
+                data = np.load(path, allow_pickle=False, mmap_mode="r")
+            except ValueError:  # an object array cannot be mapped: numpy's plain load names allow_pickle
+                data = np.load(path, allow_pickle=False)
             file_fs, file_leads = None, None
         else:
             with np.load(path, allow_pickle=False) as z:
