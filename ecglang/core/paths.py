@@ -1,12 +1,18 @@
-"""Where the project's data folders live: the repository root (editable install) or <prefix>/share/ecglang."""
+"""Where the project's data folders live: package data in an installed wheel, or the repository root.
+
+A wheel carries `prompts/`, `knowledge/`, `configs/` and `checkpoints/` as package data under
+``ecglang/bundled/`` (setup.py copies them at build time); an editable install or a source checkout reads them at
+the repository root, where the project keeps them.
+"""
 
 from __future__ import annotations
 
-import sys
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+RESOURCE_NAMES: tuple[str, ...] = ("prompts", "knowledge", "configs", "checkpoints")
 
 
 def repo_root() -> Path:
@@ -14,15 +20,23 @@ def repo_root() -> Path:
     return _REPO_ROOT
 
 
+def bundled_dir() -> Path:
+    """``ecglang/bundled``: the data folders a wheel installs as package data (absent in a source checkout)."""
+    return Path(str(resources.files("ecglang").joinpath("bundled")))
+
+
 @cache
 def resource_dir(name: str) -> Path:
-    """Return the folder `name` ('prompts', 'knowledge', 'configs', 'checkpoints')."""
-    for base in (_REPO_ROOT, Path(sys.prefix) / "share" / "ecglang"):
+    """Return the folder `name` ('prompts', 'knowledge', 'configs', 'checkpoints'): the installed package data
+    first, then the repository root."""
+    if name not in RESOURCE_NAMES:
+        raise ValueError(f"unknown resource folder {name!r}; expected one of {RESOURCE_NAMES}")
+    for base in (bundled_dir(), _REPO_ROOT):
         if (base / name).is_dir():
             return base / name
     raise FileNotFoundError(
-        f"ecglang resource folder {name!r} not found next to the package ({_REPO_ROOT}) "
-        f"or under {Path(sys.prefix) / 'share' / 'ecglang'}; reinstall ecglang"
+        f"ecglang resource folder {name!r} not found in the package ({bundled_dir()}) or at the repository "
+        f"root ({_REPO_ROOT}); reinstall ecglang from a wheel or a full checkout"
     )
 
 

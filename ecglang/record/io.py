@@ -11,17 +11,16 @@ Supported formats (the value of `metadata["format"]`):
 - ``npy``: a bare array; `fs` and `leads` must be given.
 - ``npz``: keys ``signal`` and optionally ``fs`` and ``leads`` (arguments override them).
 
-Every failure is an `EcgReadError` naming the file and the problem; exceptions raised inside wfdb, scipy or
-numpy are wrapped (the original stays in ``__cause__``). Non-finite samples are not a read error:
+Every failure is an `EcgReadError` naming the file (as an absolute path, in ``.path``) and the problem (in
+``.problem``, without the path); exceptions raised inside wfdb, scipy or numpy are wrapped (the original stays
+in ``__cause__``). Non-finite samples are not a read error:
 preprocessing handles them, and their count is in ``metadata["n_nonfinite"]``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +28,27 @@ from typing import Any
 
 import numpy as np
 import scipy.io
-import wfdb
 from tqdm.auto import tqdm
 
-from ecglang.errors import EcgReadError
+from ecglang.errors import EcgReadError, RecordFailure
 from ecglang.record.ecg import Ecg
-from ecglang.record.leads import CANONICAL_LEADS, canonical_lead_name, to_canonical
-
-try:  # bytes per sample of each WFDB storage format; 0 for the FLAC-compressed ones
-    from wfdb.io._signal import BYTES_PER_SAMPLE as _WFDB_BYTES_PER_SAMPLE
-except ImportError:  # a future wfdb that moves it: the size pre-check is then skipped, wfdb still reads
-    _WFDB_BYTES_PER_SAMPLE = {}
+from ecglang.record.leads import CANONICAL_LEADS, to_canonical
+from ecglang.record.wfdb_reader import (
+    header_references,
+    parse_age,
+    parse_header_comments,
+    parse_sex,
+    read_wfdb,
+    wfdb_format,
+)
+from ecglang.record.window import ReadWindow, check_sampling_rate
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CPSC_FS", "FORMATS", "RECORD_SUFFIXES", "LoadResult", "ReadWindow", "RecordScan", "SkippedFile",
+    "find_records", "iter_ecgs", "load_ecg", "load_ecgs", "parse_header_comments", "scan_records",
+]  # fmt: skip
 
 FORMATS: tuple[str, ...] = ("wfdb", "wfdb-mat", "cpsc-mat", "npy", "npz")
 RECORD_SUFFIXES: tuple[str, ...] = (".hea", ".dat", ".mat", ".npy", ".npz")
@@ -60,6 +67,8 @@ def load_ecg(
     fs: float | None = None,
     leads: Sequence[str] | None = None,
     record_id: str | None = None,
+    *,
+    window: ReadWindow | None = None,
 ) -> Ecg:
     """Read one ECG record, detecting its format from the file name and contents.
 
@@ -74,6 +83,17 @@ def load_ecg(
             stored in the file (e.g. a WFDB header naming its leads ``ECG1, ECG2``) and must have one name
             per stored signal.
         record_id: identifier for the record; default the file name without extension.
+        window: read only this part of a long record (`ReadWindow`: seconds at the start or centre, plus a
+            margin). ``PreprocessConfig.read_window()`` gives the part that preprocessing uses, so that a
+            24-hour Holter record costs the memory of its used seconds. WFDB (all formats, CinC ``.mat``
+            included) reads only those samples from disk; ``.npy`` is memory-mapped and sliced; ``.npz`` and
+            CPSC ``.mat`` are read whole, then sliced. None (default) reads the whole record.
+            ``metadata["read_offset"]`` and ``metadata["n_samples_in_file"]`` say which part was read.
+
+    Sampling rate: every rate (from a header, an NPZ ``fs`` key, the CPSC default or the ``fs`` argument) must
+    be a finite number in [50, 20000] Hz (`ecglang.record.window.MIN_FS_HZ`/`MAX_FS_HZ`, the range of real
+    electrocardiographs); anything else (0, negative, NaN, 0.001, 1e6) is an `EcgReadError`. A WFDB header
+    with no rate field gets the WFDB default of 250 Hz.
 
     Array layout (NPY/NPZ): ``[leads, samples]``. An array of shape ``[samples, leads]`` (rows ≠ lead count,
     columns = lead count) is transposed and ``metadata["transposed"]`` is set; a square array is taken as
@@ -87,26 +107,36 @@ def load_ecg(
         str), ``rx``, ``hx``.
 
     Raises:
-        EcgReadError: missing/unsupported/corrupt/truncated file, header sample count that disagrees with the
-            signal file, rate mismatch, unknown or duplicate lead names, missing ``fs``/``leads`` for NPY.
+        EcgReadError: missing/unsupported/corrupt/truncated/empty file, header sample count that disagrees with
+            the signal file, unsupported WFDB storage format, sampling rate outside [50, 20000] Hz, rate
+            mismatch, complex or non-numeric samples, unknown or duplicate lead names, missing
+            ``fs``/``leads`` for NPY.
     """
     fmt, file = _resolve(path)
+    if fs is not None:
+        fs = check_sampling_rate(file, fs, "fs argument")
     if fmt in ("wfdb", "wfdb-mat"):
-        signal, names, rate, meta = _read_wfdb(file, fs, leads)
+        signal, names, rate, meta = read_wfdb(file, fs, leads, window)
     elif fmt == "cpsc-mat":
-        signal, names, rate, meta = _read_cpsc(file, fs)
+        signal, names, rate, meta = _read_cpsc(file, fs, window)
     else:
-        signal, names, rate, meta = _read_numpy(file, fmt, fs, leads)
+        signal, names, rate, meta = _read_numpy(file, fmt, fs, leads, window)
     meta["format"] = fmt
     return _build_ecg(file, signal, names, rate, meta, leads, record_id)
 
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file found by `scan_records` that is not (part of) a readable record, and why."""
+    """A file found by `scan_records` that is not (part of) a readable record, and why.
+
+    `failed` is True for a file that looks like (part of) a record but cannot be read as one (a ``.dat`` with
+    no ``.hea`` naming it): batch commands report those as failures (`RecordScan.failures`), where the other
+    skipped files (annotations, README, CSV) are only logged.
+    """
 
     path: Path
     reason: str
+    failed: bool = False
 
 
 @dataclass
@@ -115,6 +145,15 @@ class RecordScan:
 
     records: list[Path] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+
+    def failures(self) -> list[RecordFailure]:
+        """The skipped files that look like records but cannot be read, as stage-"scan" `RecordFailure`s
+        (absolute path as `record`, the reason without the path)."""
+        return [
+            RecordFailure(str(s.path.absolute()), "scan", s.reason, path=str(s.path.absolute()))
+            for s in self.skipped
+            if s.failed
+        ]
 
 
 def scan_records(folder: PathLike, recursive: bool = True) -> RecordScan:
@@ -138,7 +177,7 @@ def scan_records(folder: PathLike, recursive: bool = True) -> RecordScan:
     for hea in sorted(headers):
         for suffix in (".dat", ".mat"):  # a header's same-name signal file is its own even if unnamed
             owner.setdefault(hea.with_suffix(suffix), hea)
-        signal_files, segments = _header_references(hea)
+        signal_files, segments = header_references(hea)
         for f in signal_files:
             owner.setdefault(f, hea)
         segment_headers |= segments & headers
@@ -155,7 +194,8 @@ def scan_records(folder: PathLike, recursive: bool = True) -> RecordScan:
         elif suffix in (".mat", ".npy", ".npz"):
             scan.records.append(p)
         elif suffix == ".dat":
-            scan.skipped.append(SkippedFile(p, "WFDB signal file with no .hea header naming it"))
+            reason = f"WFDB signal file with no .hea header naming it ({p.with_suffix('.hea').name} not found)"
+            scan.skipped.append(SkippedFile(p, reason, failed=True))
         elif p.with_suffix(".hea") in headers:
             reason = f"not a signal file of WFDB record {p.with_suffix('.hea').name} (annotations or other data)"
             scan.skipped.append(SkippedFile(p, reason))
@@ -216,38 +256,6 @@ def load_ecgs(
     return result
 
 
-def parse_header_comments(comments: Sequence[str]) -> dict[str, Any]:
-    """Age, sex and CinC fields from WFDB header comments.
-
-    Understands ``Key: value`` comments (CinC ``Age: 78`` / ``Sex: Male`` / ``Dx: 164889003,59118001`` /
-    ``Rx`` / ``Hx``; PTB ``age: 81`` / ``sex: female``) and the MIT-BIH first comment ``69 M 1085 1629 x1``
-    (age, sex, ...). Returns ``age`` (float or None), ``sex`` ("M"/"F"/None) and, when present, ``snomed``
-    (list of str), ``rx``, ``hx``.
-    """
-    out: dict[str, Any] = {"age": None, "sex": None}
-    age_text: str | None = None
-    sex_text: str | None = None
-    for line in comments:
-        m = _KEY_VALUE.match(line)
-        if m:
-            key, value = m.group(1).strip().lower(), m.group(2).strip()
-            if key == "age" and age_text is None:
-                age_text = value
-            elif key in ("sex", "gender") and sex_text is None:
-                sex_text = value
-            elif key == "dx" and "snomed" not in out:
-                out["snomed"] = [code.strip() for code in value.split(",") if code.strip()]
-            elif key in ("rx", "hx") and key not in out:
-                out[key] = value
-            continue
-        m = _MITBIH_PATIENT.match(line)
-        if m and age_text is None and sex_text is None:
-            age_text, sex_text = m.group(1), m.group(2)
-    out["age"] = _parse_age(age_text)
-    out["sex"] = _parse_sex(sex_text)
-    return out
-
-
 # --------------------------------------------------------------------------------------------------------
 # Format detection
 # --------------------------------------------------------------------------------------------------------
@@ -255,7 +263,7 @@ def parse_header_comments(comments: Sequence[str]) -> dict[str, Any]:
 
 def _resolve(path: PathLike) -> tuple[str, Path]:
     """(format, file to read). For WFDB records the file is the ``.hea``."""
-    p = Path(path).expanduser()
+    p = Path(path).expanduser().absolute()  # read errors name files as absolute paths, like processing errors
     suffix = p.suffix.lower()
     if p.is_dir():
         raise EcgReadError(p, "is a folder, not a record file (use find_records to list its records)")
@@ -265,11 +273,11 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
             if suffix == ".dat" and p.is_file():
                 raise EcgReadError(p, f"WFDB signal file without its header: {hea.name} not found")
             raise EcgReadError(p, "file not found")
-        return _wfdb_format(hea), hea
+        return wfdb_format(hea), hea
     if suffix == ".mat":
         hea = p.with_suffix(".hea")
         if hea.is_file():
-            return _wfdb_format(hea), hea
+            return wfdb_format(hea), hea
         if not p.is_file():
             raise EcgReadError(p, "file not found")
         return "cpsc-mat", p
@@ -280,7 +288,7 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
     # No (known) extension: a WFDB record name such as ".../00001_hr" or ".../s0010_re".
     hea = p.with_name(p.name + ".hea")
     if hea.is_file():
-        return _wfdb_format(hea), hea
+        return wfdb_format(hea), hea
     if p.with_name(p.name + ".mat").is_file():  # a CPSC record name such as ".../A0001"
         return "cpsc-mat", p.with_name(p.name + ".mat")
     if p.is_file():
@@ -291,223 +299,14 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
     raise EcgReadError(p, f"file not found (nor {hea.name} or {p.name}.mat)")
 
 
-def _wfdb_format(hea: Path) -> str:
-    signal_files, _ = _header_references(hea)
-    return "wfdb-mat" if any(f.suffix.lower() == ".mat" for f in signal_files) else "wfdb"
-
-
-# --------------------------------------------------------------------------------------------------------
-# WFDB
-# --------------------------------------------------------------------------------------------------------
-
-_KEY_VALUE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 _()/.-]*?)\s*:\s*(.*)$")
-_MITBIH_PATIENT = re.compile(r"^\s*(\d{1,3}|\?)\s+([MFmf?])(?:\s|,|$)")
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-# WFDB record line: name[/n_seg] n_sig [fs[/counter_freq[(base_counter)]] [sig_len [base_time [base_date]]]]
-_FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER}(?:\({_NUMBER}\))?)?$")
-# WFDB signal line fields: format such as 16, 212, 16x1+24 (samples per frame, skew, byte offset) and gain.
-_SIGNAL_FORMAT = re.compile(r"^\d+(?:x\d+)?(?::\d+)?(?:\+\d+)?$")
-_GAIN_FIELD = re.compile(rf"^{_NUMBER}(?:\(\s*[-+]?\d+\s*\))?(?:/\S*)?$")
-_INTEGER = re.compile(r"^[-+]?\d+$")
-
-# Scale from a header's units to mV. Units are compared case-insensitively on the prefix before "V".
-# "\ufffd" is an undecodable byte: in a unit field before "V" that is a Latin-1 "µ" (0xB5).
-_UNIT_PREFIX_TO_MV = {"": 1000.0, "m": 1.0, "u": 1e-3, "µ": 1e-3, "μ": 1e-3, "\ufffd": 1e-3, "n": 1e-6}
-
-
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise EcgReadError(path, f"cannot read file: {exc.strerror or exc}") from exc
-    # Headers are ASCII by the spec, but real ones carry Latin-1 or UTF-8 comments: never crash on them.
-    return raw.decode("utf-8", errors="replace")
-
-
-def _split_header(text: str) -> tuple[list[str], list[str]]:
-    """(specification lines, comment lines without '#'). Blank lines are dropped."""
-    spec: list[str] = []
-    comments: list[str] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("#"):
-            comment = stripped[1:].strip()
-            if comment:
-                comments.append(comment)
-        else:
-            spec.append(stripped)
-    return spec, comments
-
-
-def _header_references(hea: Path) -> tuple[set[Path], set[Path]]:
-    """(signal files, segment headers) that a header names; empty sets when it cannot be parsed (the
-    header's problems are reported by `load_ecg`, not while listing a folder)."""
-    try:
-        spec, _ = _split_header(_read_text(hea))
-        fields = spec[0].split()
-        if "/" in fields[0]:  # multi-segment: lines are "segment_name n_samples"; "~" is a gap
-            names = {line.split()[0] for line in spec[1:]}
-            return set(), {hea.parent / f"{n}.hea" for n in names if n != "~"}
-        n_sig = int(fields[1])
-        names = {line.split()[0] for line in spec[1 : 1 + n_sig]}
-        return {hea.parent / n for n in names if n != "~"}, set()
-    except (EcgReadError, IndexError, ValueError):
-        return set(), set()
-
-
-def _validate_record_line(hea: Path, spec: list[str]) -> None:
-    """Checks wfdb skips: it silently replaces an unparsable sampling rate with 250 Hz, and fails with a bare
-    IndexError when signal lines are missing."""
-    if not spec:
-        raise EcgReadError(hea, "corrupt header: empty (no record line)")
-    fields = spec[0].split()
-    if len(fields) < 2 or not fields[1].isdigit():
-        raise EcgReadError(hea, f"corrupt header: garbled record line {spec[0][:80]!r}")
-    if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
-        raise EcgReadError(hea, f"corrupt header: sampling rate field {fields[2][:40]!r} is not a number")
-    if len(fields) >= 4 and not fields[3].isdigit():
-        raise EcgReadError(hea, f"corrupt header: sample count field {fields[3][:40]!r} is not an integer")
-    if "/" in fields[0]:
-        return  # multi-segment: the segment headers are checked when wfdb reads them
-    n_sig = int(fields[1])
-    if len(spec) - 1 < n_sig:
-        raise EcgReadError(
-            hea,
-            f"corrupt header: record line declares {n_sig} signals but {len(spec) - 1} signal lines follow",
-        )
-    for number, line in enumerate(spec[1 : 1 + n_sig], start=1):
-        problem = _signal_line_problem(line.split())
-        if problem:
-            raise EcgReadError(hea, f"corrupt header: signal line {number} ({line[:60]!r}): {problem}")
-
-
-def _signal_line_problem(fields: list[str]) -> str | None:
-    """Check the fixed fields of a signal line. wfdb does not: text where a number belongs silently
-    becomes part of the lead description (and then an "unknown lead" error that hides the real problem)."""
-    # file format [gain(baseline)/units [adc_res [adc_zero [init_value [checksum [block_size [descr]]]]]]]
-    if len(fields) < 2 or not _SIGNAL_FORMAT.match(fields[1]):
-        return f"storage format {fields[1] if len(fields) > 1 else ''!r} is not a WFDB format"
-    if len(fields) > 2 and not _GAIN_FIELD.match(fields[2]):
-        return f"gain field {fields[2][:30]!r} is not 'gain(baseline)/units'"
-    names = ("ADC resolution", "ADC zero", "initial value", "checksum", "block size")
-    for name, value in zip(names, fields[3:8], strict=False):
-        if not _INTEGER.match(value):
-            return f"{name} field {value[:30]!r} is not an integer"
-    return None
-
-
-def _raw_units(spec: list[str], n_sig: int) -> list[str] | None:
-    """Units of each signal line as written (wfdb decodes headers as ASCII and drops the "µ" of "µV",
-    which would turn microvolts into volts)."""
-    units: list[str] = []
-    for line in spec[1 : 1 + n_sig]:
-        fields = line.split()
-        if len(fields) < 3:
-            return None
-        gain_field = fields[2]
-        units.append(gain_field.split("/", 1)[1] if "/" in gain_field else "mV")  # WFDB default: mV
-    return units
-
-
-def _unit_scale(unit: str) -> float | None:
-    u = unit.strip()
-    if not u.lower().endswith("v"):
-        return None
-    return _UNIT_PREFIX_TO_MV.get(u[:-1] if u[:-1] in ("µ", "μ", "\ufffd") else u[:-1].lower())
-
-
-def _check_signal_files(hea: Path, header: wfdb.Record) -> None:
-    """Compare each signal file's size with what the header promises, before wfdb reads it, so that a
-    truncated or mismatched file gets a clear message rather than wfdb's "Samples were not loaded"."""
-    sig_len = header.sig_len
-    per_file: dict[str, list[int]] = {}
-    for i, name in enumerate(header.file_name or []):
-        per_file.setdefault(name, []).append(i)
-    for name, channels in per_file.items():
-        if name == "~":
-            continue
-        f = hea.parent / name
-        if not f.is_file():
-            raise EcgReadError(hea, f"missing signal file {name} (named in {hea.name})")
-        if not sig_len:
-            continue  # no sample count in the header: wfdb derives it from the file size
-        try:
-            frame = sum(_WFDB_BYTES_PER_SAMPLE[header.fmt[i]] * (header.samps_per_frame[i] or 1) for i in channels)
-        except (KeyError, TypeError, IndexError):
-            continue  # a format without a fixed size per sample
-        if frame <= 0:
-            continue  # compressed (FLAC) formats
-        offset = int((header.byte_offset or [None] * len(header.file_name))[channels[0]] or 0)
-        expected = offset + math.ceil(sig_len * frame)
-        size = f.stat().st_size
-        held = max(0, int((size - offset) // frame))
-        duration = f"{sig_len / header.fs:g} s at {header.fs:g} Hz" if header.fs else f"{sig_len} samples"
-        if size < expected:
-            raise EcgReadError(
-                hea,
-                f"truncated signal file {name}: header promises {sig_len} samples ({duration}, "
-                f"{expected} bytes) but the file holds {size} bytes (about {held} samples)",
-            )
-        if size - expected >= frame:  # more than a padding byte or two: header and data disagree
-            raise EcgReadError(
-                hea,
-                f"sample count mismatch: header says {sig_len} samples ({duration}) but signal file "
-                f"{name} holds {held} samples ({size} bytes)",
-            )
-
-
-def _read_wfdb(
-    hea: Path, fs: float | None, leads: Sequence[str] | None
-) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
-    spec, comments = _split_header(_read_text(hea))
-    _validate_record_line(hea, spec)
-    base = str(hea.with_suffix(""))
-    try:
-        header = wfdb.rdheader(base)
-    except Exception as exc:  # wfdb raises HeaderSyntaxError, ValueError, IndexError, ... on bad headers
-        raise EcgReadError(hea, f"corrupt header: {type(exc).__name__}: {exc}") from exc
-    multi = isinstance(header, wfdb.MultiRecord)
-    if not multi:
-        _check_signal_files(hea, header)
-    if fs is not None and header.fs is not None and not math.isclose(float(fs), float(header.fs)):
-        raise EcgReadError(hea, f"sampling rate mismatch: header says {header.fs:g} Hz but fs={fs:g} was requested")
-    try:
-        rec = wfdb.rdrecord(base, physical=True, m2s=True)
-    except Exception as exc:  # anything wfdb raises while reading samples is about this record
-        raise EcgReadError(hea, f"cannot read signal: {type(exc).__name__}: {exc}") from exc
-    if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[0] == 0:
-        raise EcgReadError(hea, "no samples in the record")
-    signal = np.asarray(rec.p_signal, dtype=np.float64).T  # [channels, samples]
-    if header.sig_len and signal.shape[1] != header.sig_len:
-        raise EcgReadError(hea, f"sample count mismatch: header says {header.sig_len} samples, read {signal.shape[1]}")
-    names = [str(n) for n in rec.sig_name]
-    raw_units = None if multi else _raw_units(spec, len(names))
-    units = raw_units if raw_units else list(rec.units or ["mV"] * len(names))
-    # Units matter only for channels that end up as ECG leads (under the caller's names when given).
-    final_names = [str(n) for n in leads] if leads is not None and len(leads) == len(names) else names
-    scales = np.ones(len(names))
-    for i, (name, unit) in enumerate(zip(final_names, units, strict=True)):
-        scale = _unit_scale(unit)
-        if scale is None:
-            if canonical_lead_name(name) is not None:  # other channels are dropped or rejected by name
-                raise EcgReadError(hea, f"lead {name!r} has unsupported units {unit!r}; expected mV, µV/uV or V")
-            scale = 1.0
-        scales[i] = scale
-    signal *= scales[:, None]
-    meta: dict[str, Any] = parse_header_comments(comments)
-    meta["comments"] = comments
-    meta["units_in_file"] = units
-    return signal, names, float(rec.fs), meta
-
-
 # --------------------------------------------------------------------------------------------------------
 # MATLAB (CPSC 2018) and NumPy
 # --------------------------------------------------------------------------------------------------------
 
 
-def _read_cpsc(path: Path, fs: float | None) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
+def _read_cpsc(
+    path: Path, fs: float | None, window: ReadWindow | None
+) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
     try:
         mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except NotImplementedError as exc:  # scipy's answer to MATLAB v7.3 (HDF5) files
@@ -528,19 +327,22 @@ def _read_cpsc(path: Path, fs: float | None) -> tuple[np.ndarray, list[str], flo
     data = getattr(ecg, "data", None)
     if data is None:
         raise EcgReadError(path, "corrupt CPSC file: the 'ECG' struct has no 'data' field")
-    try:
-        data = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise EcgReadError(path, f"corrupt CPSC file: ECG.data is not numeric ({exc})") from exc
+    data = np.asarray(data)
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        # complex samples included: casting would drop the imaginary part (NumPy only warns), as NPZ rejects
+        raise EcgReadError(path, f"corrupt CPSC file: ECG.data must be real numbers, got dtype {data.dtype}")
     data, transposed = _orient(path, data, len(CANONICAL_LEADS))
-    meta: dict[str, Any] = {
-        "age": _parse_age(_matlab_scalar(getattr(ecg, "age", None))),
-        "sex": _parse_sex(_matlab_scalar(getattr(ecg, "sex", None))),
-        "comments": [],
-    }
+    rate = fs if fs is not None else CPSC_FS
+    meta: dict[str, Any] = {}
+    data = _apply_window(data, rate, window, meta)
+    meta.update(
+        age=parse_age(_matlab_scalar(getattr(ecg, "age", None))),
+        sex=parse_sex(_matlab_scalar(getattr(ecg, "sex", None))),
+        comments=[],
+    )
     if transposed:
         meta["transposed"] = True
-    return data, list(CANONICAL_LEADS), float(fs) if fs is not None else CPSC_FS, meta
+    return np.asarray(data, dtype=np.float64), list(CANONICAL_LEADS), rate, meta
 
 
 def _matlab_scalar(value: Any) -> str | None:
@@ -554,25 +356,30 @@ def _matlab_scalar(value: Any) -> str | None:
 
 
 def _read_numpy(
-    path: Path, fmt: str, fs: float | None, leads: Sequence[str] | None
+    path: Path, fmt: str, fs: float | None, leads: Sequence[str] | None, window: ReadWindow | None
 ) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
     meta: dict[str, Any] = {"age": None, "sex": None, "comments": []}
     try:
-        if fmt == "npy":
-            data = np.load(path, allow_pickle=False)
+        if fmt == "npy":  # memory-mapped: only the part that is used (window) is read from disk
+            try:
+                data = np.load(path, allow_pickle=False, mmap_mode="r")
+            except ValueError:  # an object array cannot be mapped: numpy's plain load names allow_pickle
+                data = np.load(path, allow_pickle=False)
             file_fs, file_leads = None, None
         else:
             with np.load(path, allow_pickle=False) as z:
                 if "signal" not in z.files:
                     raise EcgReadError(path, f"NPZ file has no 'signal' array (keys: {sorted(z.files)})")
                 data = z["signal"]
-                file_fs = float(np.asarray(z["fs"]).item()) if "fs" in z.files else None
+                file_fs = np.asarray(z["fs"]).item() if "fs" in z.files else None
                 file_leads = [str(x) for x in np.asarray(z["leads"]).ravel()] if "leads" in z.files else None
     except EcgReadError:
         raise
     except Exception as exc:  # ValueError (pickled objects, bad fs), OSError/BadZipFile (corrupt file)
         raise EcgReadError(path, f"cannot read {fmt.upper()} file: {type(exc).__name__}: {exc}") from exc
     rate = fs if fs is not None else file_fs
+    if rate is not None:
+        rate = check_sampling_rate(path, rate, "'fs' key" if fs is None else "fs argument")
     names = list(leads) if leads is not None else file_leads
     missing = [what for what, v in (("fs", rate), ("leads", names)) if v is None]
     if missing:
@@ -583,10 +390,21 @@ def _read_numpy(
         )
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
         raise EcgReadError(path, f"signal array must be numeric, got dtype {data.dtype}")
-    data, transposed = _orient(path, np.asarray(data, dtype=np.float64), len(names))
+    data, transposed = _orient(path, data, len(names))
+    data = np.asarray(_apply_window(data, rate, window, meta), dtype=np.float64)  # copies only the window
     if transposed:
         meta["transposed"] = True
-    return data, names, float(rate), meta
+    return data, names, rate, meta
+
+
+def _apply_window(data: np.ndarray, fs: float, window: ReadWindow | None, meta: dict[str, Any]) -> np.ndarray:
+    """The part of `data` [leads, samples] inside `window` (a view), noting it in `meta`."""
+    if window is None:
+        return data
+    start, stop = window.bounds(data.shape[1], fs)
+    meta["read_offset"] = start
+    meta["n_samples_in_file"] = int(data.shape[1])
+    return data[:, start:stop]
 
 
 def _orient(path: Path, data: np.ndarray, n_leads: int) -> tuple[np.ndarray, bool]:
@@ -621,10 +439,9 @@ def _build_ecg(
         if len(leads) != signal.shape[0]:
             raise EcgReadError(path, f"{len(leads)} lead names given for {signal.shape[0]} stored signals")
         names = leads
-    if not (math.isfinite(fs) and fs > 0):
-        raise EcgReadError(path, f"invalid sampling rate {fs!r} Hz")
+    fs = check_sampling_rate(path, fs, "record")  # each reader checked its source; this is the last guard
     if signal.shape[1] == 0:
-        raise EcgReadError(path, "no samples in the record")
+        raise EcgReadError(path, "empty record: no samples")
     signal12, mask, dropped = to_canonical(signal, names, path=str(path))
     meta["source_leads"] = list(names)
     meta["dropped_leads"] = dropped
@@ -641,24 +458,3 @@ def _build_ecg(
 
 def _stem(path: Path) -> str:
     return path.name[: -len(path.suffix)] if path.suffix.lower() in RECORD_SUFFIXES else path.name
-
-
-def _parse_age(text: str | None) -> float | None:
-    if text is None:
-        return None
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)", str(text))
-    if not m:
-        return None  # "NaN", "Unknown", "?", ...
-    age = float(m.group(1))
-    return age if 0 <= age <= 130 else None
-
-
-def _parse_sex(text: str | None) -> str | None:
-    if text is None:
-        return None
-    t = str(text).strip().lower()
-    if t in ("m", "male", "man"):
-        return "M"
-    if t in ("f", "female", "woman"):
-        return "F"
-    return None

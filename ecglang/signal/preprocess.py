@@ -8,6 +8,7 @@ Steps, in this order (each setting is a field of `PreprocessConfig`):
 | 2 | NaN / inf | `max_gap_s=0.2`, `on_long_gap="mask"` | short gaps interpolated; long gap: lead masked or raise |
 | 3 | flat lead | `flat_ptp_mv=0.02`, `flat_std_mv=0.005` | ptp or std below threshold (mV) → zeroed, masked |
 | 4 | saturated lead | `saturation_fraction=0.1` | that fraction stuck at its min/max rail → zeroed, masked |
+| 0 | window | `target_samples`, `crop`, `keep_samples` | only the part used (plus 5 s each side) is kept, see below |
 | 5 | resample | `target_fs=500` | `resample_poly`, rational up/down (257→500: 500/257); `None` keeps fs |
 | 6 | band-pass | `bandpass=(0.5, 40)`, `filter_order=2` | Butterworth SOS, zero-phase `sosfiltfilt`; `None` skips it |
 | 7 | keep | `keep_samples=None` | keep only the first samples (CPSC rule of `merl_compat`) |
@@ -17,6 +18,13 @@ Steps, in this order (each setting is a field of `PreprocessConfig`):
 
 Details:
 
+- Memory is bounded by what is used (step 0): before anything else, the record is cut to the samples that
+  keep/crop (steps 7-8) will use, plus `EDGE_MARGIN_S` (5 s) on each side for the resampler and band-pass
+  edges, so a 24-hour Holter record costs what 20 s cost. The cut is aligned to the resampling ratio, so the
+  output differs from processing the whole record only by the band-pass edge transient left after 5 s
+  (below 1e-4 of the signal scale). Quality checks (2-4) then look at that part, not the whole record.
+  `crop="random"` draws its offset first (same draw as before). `PreprocessConfig.read_window()` gives the
+  same part to `load_ecg(..., window=...)`, so that long files are not even read whole.
 - Flags in `metadata["quality"]`: `missing` (1), `nan_interpolated` / `nan_gap` (2), `flat` (3),
   `saturated` (4).
 - Quality checks (2-4) run on the raw signal at its own rate, before any filtering. "Stuck at a rail"
@@ -46,6 +54,7 @@ the min-max, where MERL normalises all 12 rows as they are.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from functools import lru_cache
@@ -57,6 +66,7 @@ from scipy import signal as sps
 from ecglang.errors import ConfigError, EcgQualityError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
+from ecglang.record.window import ReadWindow
 
 CropPolicy = Literal["start", "center", "random"]
 PadPolicy = Literal["zero", "edge", "repeat"]
@@ -69,6 +79,9 @@ _MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its standard deviation
 _EPS = 1e-6
 _ROBUST_POINTS = 2500
 _MAX_ABS = 1e9  # far beyond any ECG in mV or raw ADC units; keeps float32 arithmetic away from overflow
+# Signal kept on each side of the used part (step 0): the 0.5 Hz band-pass edge transient decays to < 1e-4
+# of the signal within it, and it covers resample_poly's filter (10 * max(up, down) samples at the up rate).
+EDGE_MARGIN_S = 5.0
 
 
 @dataclass
@@ -145,6 +158,20 @@ class PreprocessConfig:
         except TypeError as exc:  # e.g. a list where a number belongs
             raise ConfigError(f"invalid PreprocessConfig: {exc}") from exc
 
+    def read_window(self) -> ReadWindow | None:
+        """The part of a record that `preprocess` uses, for ``load_ecg(path, window=cfg.read_window())``.
+
+        None when the whole record may be used: no `target_fs` (the length in seconds depends on the
+        record's rate), no `target_samples`, or ``crop="random"`` (the offset is drawn per call).
+        """
+        if self.target_fs is None:
+            return None
+        if self.keep_samples is not None:  # crop and pad act on the first keep_samples only
+            return ReadWindow(self.keep_samples / self.target_fs, "start", EDGE_MARGIN_S)
+        if self.target_samples is None or self.crop == "random":
+            return None
+        return ReadWindow(self.target_samples / self.target_fs, self.crop, EDGE_MARGIN_S)
+
     @classmethod
     def merl_compat(cls, dataset: str | None = None) -> PreprocessConfig:
         """The MERL (ICML 2024) input: 500 Hz, 5000 samples, no filter, whole-record min-max to [0, 1].
@@ -176,6 +203,43 @@ def _resample_ratio(fs: float, target_fs: float) -> tuple[int, int]:
         Fraction(target_fs).limit_denominator(100_000) / Fraction(fs).limit_denominator(100_000)
     ).limit_denominator(10_000)
     return ratio.numerator, ratio.denominator
+
+
+@dataclass(frozen=True)
+class _CropPlan:
+    """Step 0: input samples [in_start, in_stop) are kept; their resampled first sample is `out_start` of the
+    whole record's resampled signal (length `n_res`), whose used part is [offset, offset + length)."""
+
+    in_start: int
+    in_stop: int
+    out_start: int
+    offset: int
+    length: int
+    n_res: int
+
+
+def _plan_crop(
+    n_in: int, fs: float, out_fs: float, cfg: PreprocessConfig, rng: np.random.Generator | int | None
+) -> _CropPlan:
+    """Where keep/crop (steps 7-8) will cut, computed on lengths alone, and the input samples that feeds."""
+    up, down = (1, 1) if out_fs == fs else _resample_ratio(fs, out_fs)
+    n_res = -(-n_in * up // down)  # resample_poly's output length
+    n = min(n_res, cfg.keep_samples) if cfg.keep_samples is not None else n_res
+    target = cfg.target_samples
+    offset, length = 0, n
+    if target is not None and n > target:
+        if cfg.crop == "center":
+            offset = (n - target) // 2
+        elif cfg.crop == "random":
+            offset = int(_rng(rng).integers(0, n - target + 1))
+        length = target
+    margin = math.ceil(EDGE_MARGIN_S * out_fs)
+    first, last = max(0, offset - margin), min(n_res, offset + length + margin)
+    half = 0 if up == down else 10 * max(up, down) // up + 1  # resample_poly's filter half-length, input samples
+    # Start on a multiple of `down`: the kept part then resamples onto the whole record's output grid.
+    in_start = max(0, first * down // up - half) // down * down
+    in_stop = min(n_in, -(-last * down // up) + half)
+    return _CropPlan(in_start, in_stop, in_start * up // down, offset, length, n_res)
 
 
 def _runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -284,14 +348,18 @@ def _preprocess_core(
     rng: np.random.Generator | int | None,
     record: str | None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, list[str]], dict[str, Any]]:
-    x = np.array(signal12, dtype=np.float32, copy=True)  # never modify the caller's array
-    if x.ndim != 2 or x.shape[0] != N_LEADS:
-        raise EcgQualityError(record, f"signal must be [12, n_samples] in canonical lead order, got {x.shape}")
+    src = np.asarray(signal12)
+    if src.ndim != 2 or src.shape[0] != N_LEADS:
+        raise EcgQualityError(record, f"signal must be [12, n_samples] in canonical lead order, got {src.shape}")
     if not (np.isfinite(fs) and fs > 0):
         raise EcgQualityError(record, f"sampling frequency must be a positive number, got {fs}")
-    n_in = x.shape[1]
+    n_in = src.shape[1]
     if n_in < 2:
         raise EcgQualityError(record, f"record has {n_in} sample(s); nothing to preprocess")
+    out_fs = float(fs if cfg.target_fs is None else cfg.target_fs)
+    plan = _plan_crop(n_in, float(fs), out_fs, cfg, rng)
+    # Step 0: copy only the part that is used (never modify the caller's array)
+    x = np.array(src[:, plan.in_start : plan.in_stop], dtype=np.float32, copy=True)
     mask = np.ones(N_LEADS, dtype=bool) if lead_mask is None else np.array(lead_mask, dtype=bool, copy=True)
     if mask.shape != (N_LEADS,):
         raise EcgQualityError(record, f"lead_mask must have shape (12,), got {mask.shape}")
@@ -308,7 +376,6 @@ def _preprocess_core(
         problems = {CANONICAL_LEADS[i]: f for i, f in enumerate(flags) if f}
         raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}")
 
-    out_fs = float(fs if cfg.target_fs is None else cfg.target_fs)
     if out_fs != fs:
         up, down = _resample_ratio(float(fs), out_fs)
         x = sps.resample_poly(x, up, down, axis=1, padtype="line").astype(np.float32, copy=False)
@@ -329,17 +396,9 @@ def _preprocess_core(
         valid = np.flatnonzero(mask)
         x[valid] = sps.sosfiltfilt(sos, x[valid], axis=1, padlen=padlen)
 
-    if cfg.keep_samples is not None:
-        x = x[:, : cfg.keep_samples]
-    n = x.shape[1]
-    target = cfg.target_samples
-    offset = 0
-    if target is not None and n > target:
-        if cfg.crop == "center":
-            offset = (n - target) // 2
-        elif cfg.crop == "random":
-            offset = int(_rng(rng).integers(0, n - target + 1))
-        x = x[:, offset : offset + target]
+    # Steps 7-8, planned in step 0: the used part, in the coordinates of the kept part
+    offset, target = plan.offset, cfg.target_samples
+    x = x[:, offset - plan.out_start : offset - plan.out_start + plan.length]
 
     if not cfg.pad_then_normalize:
         _normalise(x, mask, cfg.normalize, cfg.robust)
@@ -355,7 +414,7 @@ def _preprocess_core(
     info = {
         "original_fs": float(fs),
         "original_n_samples": int(n_in),
-        "resampled_n_samples": int(n_res),
+        "resampled_n_samples": int(plan.n_res),
         "crop_offset": int(offset),
         "pad_samples": int(pad),
     }
