@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ecglang.encoders.layers import ModelInputError, check_input, masked_mean
 from ecglang.errors import ConfigError, ModelLoadError
-from ecglang.text.reports import split_sentences
+from ecglang.text.sentences import split_sentences
 
 
 def resolve_text_model(name_or_path: str) -> str:
@@ -57,7 +57,7 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the report's sentences, as split by `ecglang.text.reports.split_sentences`.
+    """Character spans of the report's sentences, as split by `ecglang.text.sentences.split_sentences`.
 
     Its pieces are stripped substrings in order, so each is found after the previous one. Blank text is
     one (empty) sentence, so every report has at least one span."""

@@ -30,7 +30,6 @@ from functools import cache
 from importlib import resources
 
 from ecglang.errors import ConfigError
-from ecglang.text.sentences import split_sentences  # noqa: F401  (old home; encoders/towers.py imports it here)
 
 SOURCES = ("ptbxl", "english")
 PHRASE_TABLE = "ptbxl_phrases.tsv"

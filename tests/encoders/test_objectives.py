@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ecglang.encoders.ecg_encoders import BeatEcgEncoder
 from ecglang.encoders.objectives import (
     LatentBeatPrediction,
     MaskedBeatReconstruction,
@@ -12,9 +13,11 @@ from ecglang.encoders.objectives import (
     choose_masked_beats,
 )
 from ecglang.encoders.registry import load_model_config
-from ecglang.encoders.towers import BeatEcgEncoder
 
-torch.manual_seed(0)
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)  # each test starts from the same weights, whatever ran before it
 
 
 def tiny_tower() -> torch.nn.Module:
