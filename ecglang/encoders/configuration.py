@@ -33,9 +33,13 @@ BEAT_TOWER_DEFAULTS: dict[str, Any] = {
     "cnn_channels": [8, 16, 32],  # morphology CNN, each conv halves the time axis
     "cnn_kernel": 5,
     "rhythm_attention": "summary",  # "summary": across lead-pooled beat summaries; "per_lead": across beats per lead
-    "pooling": "attention",  # "attention" | "mean" (over leads → beat, over beats → rhythm)
+    "pooling": "attention",  # "attention" | "mean" (over leads → beat, over beats → rhythm) | "lead_group"
     "position": "index+time",  # "index" | "time" | "index+time"
     "time_frequencies": 8,  # Fourier features of the R-peak time
+    "rhythm_mixer": "attention",  # "attention" | "neighbourhood" | "ssm" (ecglang.encoders.mixers)
+    "mixer_window": 2,  # neighbourhood attention: beats on either side
+    "ssm_state": 8,  # selective SSM: state size per channel
+    "demographics": False,  # fuse age and sex (missing values allowed) into the ECG features
 }
 
 # MERL-style ResNet1d-18 baseline on the raw [12, T] signal.
@@ -116,6 +120,7 @@ LOSS_DEFAULTS: dict[str, Any] = {
 
 _CHOICES = {
     ("ecg_tower", "rhythm_attention"): ("per_lead", "summary"),
+    ("ecg_tower", "rhythm_mixer"): ("attention", "neighbourhood", "ssm"),
     ("ecg_tower", "position"): ("index", "time", "index+time"),
     ("text_tower", "pooling"): ("mean", "cls", "pooler"),
     ("text_tower", "finetune"): ("full", "lora", "frozen"),
@@ -213,12 +218,12 @@ class EcgLangConfig(PretrainedConfig):
         ecg = self.ecg_tower
         if ecg["n_leads"] != 12:
             raise ConfigError(f"ecg_tower.n_leads must be 12 (canonical lead order), got {ecg['n_leads']!r}")
-        pooling = {"beat": ("attention", "mean"), "resnet1d18": ("attention", "avg")}.get(ecg["type"])
+        pooling = {"beat": ("attention", "mean", "lead_group"), "resnet1d18": ("attention", "avg")}.get(ecg["type"])
         if pooling is not None and ecg["pooling"] not in pooling:
             raise ConfigError(f"ecg_tower.pooling {ecg['pooling']!r} is not valid for tower {ecg['type']!r}")
         if ecg["type"] == "beat":
             _positive("ecg_tower", ecg, "beat_len", "max_beats", "d_model", "n_layers", "n_heads", "mlp_ratio")
-            _positive("ecg_tower", ecg, "cnn_kernel", "time_frequencies")
+            _positive("ecg_tower", ecg, "cnn_kernel", "time_frequencies", "mixer_window", "ssm_state")
             if ecg["d_model"] % ecg["n_heads"]:
                 raise ConfigError(
                     f"ecg_tower.d_model ({ecg['d_model']}) must be divisible by n_heads ({ecg['n_heads']})"

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ecglang.encoders.heads import DemographicEmbedding, LeadGroupPool
 from ecglang.encoders.layers import (
     BasicBlock1d,
     BeatLayout,
@@ -27,6 +28,7 @@ from ecglang.encoders.layers import (
     masked_mean,
 )
 from ecglang.encoders.merl import MerlResNetTower, MerlVitTower
+from ecglang.encoders.mixers import build_rhythm_mixer
 from ecglang.errors import ConfigError
 from ecglang.record.leads import N_LEADS
 
@@ -39,16 +41,21 @@ class FactorizedBlock(nn.Module):
        beat summaries (`summary`, lead-pooled beats attend to each other and the result is broadcast back);
     3. a feed-forward layer. Pre-norm residuals throughout.
 
+    The rhythm step's mixer is `mixer` (`ecglang.encoders.mixers`): full attention, neighbourhood attention
+    or a selective state-space scan.
+
     Padded beats are never computed: they could only attend among themselves, and no real token attends
     to them, so leaving them out changes no real output and saves their share of the work.
     """
 
-    def __init__(self, d: int, n_heads: int, mlp_ratio: float, dropout: float, rhythm: str) -> None:
+    def __init__(
+        self, d: int, n_heads: int, mlp_ratio: float, dropout: float, rhythm: str, mixer: Mapping[str, Any]
+    ) -> None:
         super().__init__()
         self.rhythm = rhythm
         self.norm_s, self.norm_r, self.norm_f = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.spatial = SelfAttention(d, n_heads, dropout)
-        self.temporal = SelfAttention(d, n_heads, dropout)
+        self.temporal = build_rhythm_mixer(mixer["name"], d, n_heads, dropout, mixer["window"], mixer["state"])
         self.ffn = FeedForward(d, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
 
@@ -123,14 +130,24 @@ class BeatEcgEncoder(nn.Module):
         self.rr_mlp = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
         self.embed_norm = nn.LayerNorm(d)
         self.embed_drop = nn.Dropout(float(cfg["dropout"]))
+        mixer = {
+            "name": cfg.get("rhythm_mixer", "attention"),
+            "window": int(cfg.get("mixer_window", 2)),
+            "state": int(cfg.get("ssm_state", 8)),
+        }
         self.blocks = nn.ModuleList(
             FactorizedBlock(d, int(cfg["n_heads"]), float(cfg["mlp_ratio"]), float(cfg["dropout"]),
-                            cfg["rhythm_attention"])
+                            cfg["rhythm_attention"], mixer)
             for _ in range(int(cfg["n_layers"]))
         )  # fmt: skip
         self.out_norm = nn.LayerNorm(d)
-        self.lead_pool = MaskedPool(d, cfg["pooling"])
-        self.beat_pool = MaskedPool(d, cfg["pooling"])
+        # "lead_group" (CLEAR-HUG): beats still pool over leads for the beat outputs; the ECG pools
+        # beat → lead → lead group → ECG.
+        lead_group = cfg["pooling"] == "lead_group"
+        self.lead_pool = MaskedPool(d, "attention" if lead_group else cfg["pooling"])
+        self.beat_pool = None if lead_group else MaskedPool(d, cfg["pooling"])
+        self.group_pool = LeadGroupPool(d) if lead_group else None
+        self.demographics = DemographicEmbedding(d) if cfg.get("demographics", False) else None
 
     def validate(self, beats: Any, beat_mask: Any, lead_mask: Any, rr: Any, times: Any) -> None:
         beats = check_input("beats", beats, 4, (None, None, N_LEADS, self.beat_len))
@@ -151,9 +168,13 @@ class BeatEcgEncoder(nn.Module):
         times: Tensor,
         *,
         rhythm_only: bool = False,
+        age: Tensor | None = None,
+        sex: Tensor | None = None,
     ) -> dict:
         """Features of a batch (see the class docstring). `rhythm_only=True` skips building the padded beat
-        and token outputs (`beats`/`tokens` are None): what zero-shot scoring needs, at less memory traffic."""
+        and token outputs (`beats`/`tokens` are None): what zero-shot scoring needs, at less memory traffic.
+        `age [B]` (years, NaN unknown) and `sex [B]` (0 unknown, 1 male, 2 female) are read only by a tower
+        with `demographics: true`; left out, they count as unknown."""
         self.validate(beats, beat_mask, lead_mask, rr, times)
         beat_mask, lead_mask = beat_mask.bool(), lead_mask.bool()
         n_full = beats.shape[1]
@@ -179,13 +200,24 @@ class BeatEcgEncoder(nn.Module):
         tokens_r = self.out_norm(x)
         beats_r = self.lead_pool(tokens_r, lead_keep)  # [R, d]
         beat_feats = layout.pad(beats_r)  # [B, n, d]
-        rhythm = self.beat_pool(beat_feats, layout.keep)  # [B, d]
+        if self.group_pool is not None:
+            rhythm = self.group_pool(layout.pad(tokens_r), layout.keep, lead_mask)
+        else:
+            rhythm = self.beat_pool(beat_feats, layout.keep)  # [B, d]
+        if self.demographics is not None:
+            rhythm = rhythm + self._demographics(rhythm, age, sex)
         if rhythm_only:
             return {"rhythm": rhythm, "beats": None, "tokens": None, "beat_mask": beat_mask}
         # Outputs line up with the input's beat axis; padded beats are exactly zero.
         tokens = layout.pad(tokens_r, n_full)
         beat_feats = F.pad(beat_feats, (0, 0, 0, n_full - layout.n))
         return {"rhythm": rhythm, "beats": beat_feats, "tokens": tokens, "beat_mask": beat_mask}
+
+    def _demographics(self, rhythm: Tensor, age: Tensor | None, sex: Tensor | None) -> Tensor:
+        b = rhythm.shape[0]
+        age = torch.full((b,), float("nan"), device=rhythm.device) if age is None else age.to(rhythm.device)
+        sex = torch.zeros(b, dtype=torch.long, device=rhythm.device) if sex is None else sex.to(rhythm.device)
+        return self.demographics(age, sex).to(rhythm.dtype)
 
     @staticmethod
     def _rr_features(rr: Tensor) -> Tensor:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ecglang.encoders.layers import SelfAttention
+
 RHYTHM_MIXERS = ("attention", "neighbourhood", "ssm")
 
 
@@ -107,3 +109,14 @@ class SelectiveSSM(nn.Module):
         u = F.silu(self.conv(u.transpose(1, 2)).transpose(1, 2))
         y = self.forward_scan(u, keep) + self.backward_scan(u.flip(1), keep.flip(1)).flip(1)
         return self.out_proj(y * F.silu(gate))
+
+
+def build_rhythm_mixer(name: str, d: int, n_heads: int, dropout: float, window: int = 2, state: int = 8) -> nn.Module:
+    """The rhythm mixer `name` (one of `RHYTHM_MIXERS`); all take `(x [G, S, d], keep [G, S])`."""
+    if name == "attention":
+        return SelfAttention(d, n_heads, dropout)
+    if name == "neighbourhood":
+        return NeighbourhoodAttention(d, n_heads, dropout, window)
+    if name == "ssm":
+        return SelectiveSSM(d, d_state=state)
+    raise ValueError(f"rhythm mixer must be one of {RHYTHM_MIXERS}, got {name!r}")

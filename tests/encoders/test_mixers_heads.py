@@ -84,3 +84,39 @@ def test_demographics_mark_unknown_values_instead_of_inventing_them() -> None:
     assert f[1].tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
     emb = DemographicEmbedding(8)(age, sex)
     assert emb.shape == (2, 8) and torch.isfinite(emb).all()
+
+
+VARIANTS = {
+    "neighbourhood": {"rhythm_mixer": "neighbourhood", "mixer_window": 1},
+    "ssm": {"rhythm_mixer": "ssm", "ssm_state": 4},
+    "lead_group": {"pooling": "lead_group"},
+    "demographics": {"demographics": True},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_each_tower_variant_trains_with_the_three_alignment_losses(variant: str) -> None:
+    """Every part the config selects runs inside the beat tower and gets gradients from token, beat and rhythm
+    losses; a different part gives a different model (the option is really read)."""
+    from ecglang.encoders.registry import create_model
+
+    small = {"d_model": 32, "n_layers": 1, "n_heads": 2, "cnn_channels": [4, 8], "dropout": 0.0}
+    model = create_model("ecglang-small", ecg_tower={**small, **VARIANTS[variant]})
+    plain = create_model("ecglang-small", ecg_tower=small)
+    assert repr(model.ecg_tower) != repr(plain.ecg_tower)  # other modules, not the same tower renamed
+    g = torch.Generator().manual_seed(0)
+    b, n = 3, 8
+    beat_mask = torch.arange(n)[None, :] < torch.tensor([8, 5, 3])[:, None]
+    batch = {
+        "beats": torch.randn(b, n, 12, 96, generator=g),
+        "beat_mask": beat_mask,
+        "lead_mask": torch.ones(b, 12, dtype=torch.bool),
+        "rr": torch.full((b, n, 2), 0.8),
+        "times": torch.linspace(0.4, 9.0, n).expand(b, n).clone(),
+    }
+    out = model(**batch, texts=["sinus rhythm. normal ecg.", "atrial fibrillation.", "left bundle branch block."])
+    assert set(out.losses) >= {"rhythm", "beat", "token"}
+    assert all(torch.isfinite(v) for v in out.losses.values())
+    out.loss.backward()
+    tower_grads = [p.grad for p in model.ecg_tower.parameters() if p.requires_grad]
+    assert sum(float(gr.abs().sum()) for gr in tower_grads if gr is not None) > 0
