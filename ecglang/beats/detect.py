@@ -86,17 +86,46 @@ def _decimate(x: np.ndarray, q: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=256)
+def _blocks(m: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start indices and centres of the blocks of `_block_max` (cached: records share a few lengths)."""
+    starts = np.arange(0, m, block)
+    if len(starts) > 1 and m - starts[-1] < block / 2:
+        starts = starts[:-1]
+    ends = np.append(starts[1:], m)
+    starts.flags.writeable = False
+    centres = (starts + ends - 1) / 2
+    centres.flags.writeable = False
+    return starts, centres
+
+
 def _block_max(v: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Maxima of `v` (last axis) over blocks of `block` samples and the blocks' centres.
 
     A trailing block shorter than half a block joins the previous one.
     """
-    m = v.shape[-1]
-    starts = np.arange(0, m, block)
-    if len(starts) > 1 and m - starts[-1] < block / 2:
-        starts = starts[:-1]
-    ends = np.append(starts[1:], m)
-    return np.maximum.reduceat(v, starts, axis=-1), (starts + ends - 1) / 2
+    starts, centres = _blocks(v.shape[-1], block)
+    return np.maximum.reduceat(v, starts, axis=-1), centres
+
+
+# Short-array helpers. A 10 s record has ~10-30 beats and ~4 level blocks: there numpy's Python-level
+# wrappers (np.median, np.clip, np.diff, ndarray.mean) cost more than the arithmetic, and detection is
+# called once per record, so these plain-ufunc versions (same results) are a large share of its speed.
+
+
+def _median(v: np.ndarray, axis: int = -1) -> np.ndarray:
+    """np.median along `axis` (float result; no NaN handling: inputs are finite) by one sort."""
+    s = np.sort(v, axis=axis)
+    k = s.shape[axis]
+    lo = np.take(s, (k - 1) // 2, axis=axis)
+    if k % 2:
+        return lo.astype(np.float64) if lo.dtype.kind in "iub" else lo
+    return (lo + np.take(s, k // 2, axis=axis)) / 2
+
+
+def _clip(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """np.clip for integer index arrays, without its dtype checks."""
+    return np.minimum(np.maximum(v, lo), hi)
 
 
 def _p80(v: np.ndarray) -> float:
@@ -105,9 +134,18 @@ def _p80(v: np.ndarray) -> float:
 
 
 def _rolling_median(v: np.ndarray, size: int) -> np.ndarray:
-    """Centred rolling median (edges use the nearest full window); one median when `v` is short."""
-    if len(v) <= size:
-        return np.full(len(v), np.median(v))
+    """Centred rolling median (edges use the nearest full window); one median when `v` is short.
+
+    Odd windows over short arrays (beats, level blocks) sort a sliding-window view, which equals
+    `ndimage.median_filter(mode="nearest")` and skips its set-up; long arrays use the filter.
+    """
+    n = len(v)
+    if n <= size:
+        return np.full(n, float(_median(v)))
+    if size % 2 and n <= 512:
+        h = size // 2
+        padded = np.concatenate((np.full(h, v[0]), v, np.full(h, v[-1])))
+        return np.sort(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)[:, h]
     return ndimage.median_filter(v, size=size, mode="nearest")
 
 
@@ -127,7 +165,7 @@ def _envelope(
     e *= e
     # Per-lead typical QRS energy: median of block maxima (robust to a few artefact blocks).
     bmax, _ = _block_max(e, max(1, round(cfg.level_block_s * fs_d)))
-    scale = np.median(bmax, axis=1)
+    scale = _median(bmax, axis=1)
     keep = scale > 0
     if not keep.any():
         return None, None
@@ -216,7 +254,7 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
     w = max(1, round(cfg.refine_s * fs))
     wide = 2 * w  # baseline/polarity statistics use a window twice as wide
     offs = np.arange(-wide, wide + 1)
-    idx = np.clip(coarse[:, None] + offs[None, :], 0, n - 1)  # [P, 4w+1]
+    idx = _clip(coarse[:, None] + offs[None, :], 0, n - 1)  # [P, 4w+1]
     win = x[:, idx]  # [L, P, 4w+1]
     # Baseline: the mean of the wide window. The QRS pulls it towards the dominant deflection, which only
     # shrinks that side's margin; the polarity decision below stays the same and costs one reduction.
@@ -225,7 +263,7 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
     pos = core.max(axis=2)
     neg = -core.min(axis=2)
     # Per lead, over all beats (one median call): dominance of the positive deflection, QRS size, range.
-    diff, size, span = np.median(np.stack([pos - neg, np.maximum(pos, neg), pos + neg]), axis=2)
+    diff, size, span = _median(np.stack([pos - neg, np.maximum(pos, neg), pos + neg]), axis=2)
     size = np.where(size > 0, size, 1.0)
     weight = np.abs(diff) / np.maximum(span, 1e-12)  # ~1 for a monophasic lead, ~0 for a biphasic one
     if not (weight > 0.05).any():  # every lead biphasic: use the absolute deflection
@@ -238,7 +276,7 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
     top, bottom = score.max(axis=1), -score.min(axis=1)
     flip = bottom > 1.5 * np.maximum(top, 0)
     refined = coarse + np.where(flip, score.argmin(axis=1), score.argmax(axis=1)) - w
-    refined = np.clip(refined, 0, n - 1)
+    refined = _clip(refined, 0, n - 1)
     # Enforce the refractory distance at full rate: the stronger detection wins.
     distance = max(1, int(np.ceil(cfg.refractory_s * fs)))
     order = np.argsort(refined, kind="stable")
@@ -262,31 +300,39 @@ def _drop_inconsistent(
     real premature beat leaves its neighbours about two RR apart, so it stays). The worst is dropped
     first, at most one per neighbourhood and pass, for up to three passes.
     """
-    if peaks.size < 5:
-        return peaks, heights
-    w = max(2, round(TEMPLATE_S * fs_d))
-    m = filtered.shape[1]
-    idx = np.clip(peaks[:, None] + np.arange(-w, w + 1)[None, :], 0, m - 1)
-    wins = filtered[:, idx].transpose(1, 0, 2).reshape(peaks.size, -1)  # [P, L * (2w + 1)]
-    wins = wins - wins.mean(axis=1, keepdims=True)
-    template = np.median(wins, axis=0)
-    corr = wins @ template / (np.linalg.norm(wins, axis=1) * np.linalg.norm(template) + 1e-12)
+    corr = None  # computed on the first pass that finds a squeezed peak: most records have none
     for _ in range(3):
         if peaks.size < 5:
             break
-        merged = np.full(peaks.size, np.inf)
-        merged[1:-1] = peaks[2:] - peaks[:-2]
-        bad = (corr < TEMPLATE_CORR) & (merged < TEMPLATE_GAP_RR * np.median(np.diff(peaks)))
-        if not bad.any():
+        # Squeezed: the two neighbours are closer than TEMPLATE_GAP_RR x the median RR (ends never are).
+        squeezed = np.zeros(peaks.size, dtype=bool)
+        squeezed[1:-1] = peaks[2:] - peaks[:-2] < TEMPLATE_GAP_RR * _median(peaks[1:] - peaks[:-1])
+        if not squeezed.any():
             break
-        drop = np.zeros(peaks.size, dtype=bool)
-        blocked = np.zeros(peaks.size, dtype=bool)
-        for i in np.argsort(corr):  # a few candidates at most: a plain loop is clearest
-            if bad[i] and not blocked[i]:
-                drop[i] = True
+        if corr is None:
+            corr = _template_corr(peaks, filtered, fs_d)
+        bad = np.flatnonzero(squeezed & (corr < TEMPLATE_CORR))
+        if bad.size == 0:
+            break
+        keep = np.ones(peaks.size, dtype=bool)
+        blocked = np.zeros(peaks.size + 1, dtype=bool)  # one spare slot: blocking i + 1 past the end
+        for i in bad[np.argsort(corr[bad], kind="stable")]:  # worst first; a few candidates at most
+            if not blocked[i]:
+                keep[i] = False
                 blocked[max(0, i - 1) : i + 2] = True
-        peaks, heights, corr = peaks[~drop], heights[~drop], corr[~drop]
+        peaks, heights, corr = peaks[keep], heights[keep], corr[keep]
     return peaks, heights
+
+
+def _template_corr(peaks: np.ndarray, filtered: np.ndarray, fs_d: float) -> np.ndarray:
+    """Correlation of each peak's window (±`TEMPLATE_S`, all leads) of `filtered` with the median window."""
+    w = max(2, round(TEMPLATE_S * fs_d))
+    idx = _clip(peaks[:, None] + np.arange(-w, w + 1)[None, :], 0, filtered.shape[1] - 1)
+    wins = filtered[:, idx].transpose(1, 0, 2).reshape(peaks.size, -1)  # [P, L * (2w + 1)]
+    wins -= (np.add.reduce(wins, axis=1) / wins.shape[1])[:, None]
+    template = _median(wins, axis=0)
+    norms = np.sqrt(np.einsum("ij,ij->i", wins, wins)) * np.sqrt(template @ template)
+    return wins @ template / (norms + 1e-12)
 
 
 def _valid_leads(signal: np.ndarray, fs: float, lead_mask: np.ndarray | None) -> np.ndarray:
