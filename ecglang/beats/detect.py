@@ -86,6 +86,11 @@ def _decimate(x: np.ndarray, q: int) -> np.ndarray:
     return out
 
 
+def _refractory_samples(seconds: float, fs: float) -> int:
+    """A refractory distance in whole samples at rate `fs` (rounded up, at least 1)."""
+    return max(1, int(np.ceil(seconds * fs)))
+
+
 @lru_cache(maxsize=256)
 def _blocks(m: int, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Start indices and centres of the blocks of `_block_max` (cached: records share a few lengths)."""
@@ -160,28 +165,32 @@ def _envelope(
         return None, None
     # float32 is safe: inputs are bounded by _MAX_ABS, so the squared response stays far from overflow.
     # mode="reflect" continues the signal at the edges.
-    e = ndimage.correlate1d(x, kernel, axis=1, mode="reflect")
-    filtered = e.copy() if keep_filtered else None
-    e *= e
+    filtered = ndimage.correlate1d(x, kernel, axis=1, mode="reflect")
+    e = filtered * filtered
     # Per-lead typical QRS energy: median of block maxima (robust to a few artefact blocks).
     bmax, _ = _block_max(e, max(1, round(cfg.level_block_s * fs_d)))
     scale = _median(bmax, axis=1)
     keep = scale > 0
-    if not keep.any():
+    if keep.all():
+        combined = np.add.reduce(e / scale[:, None], axis=0) / e.shape[0]
+    elif keep.any():
+        combined = np.add.reduce(e[keep] / scale[keep, None], axis=0) / int(keep.sum())
+    else:
         return None, None
-    combined = (e[keep] / scale[keep, None]).mean(axis=0)
     width = max(1, round(cfg.integration_s * fs_d))
     smoothed = ndimage.uniform_filter1d(combined, width, mode="nearest")
-    return np.sqrt(np.maximum(smoothed, 0.0)), filtered  # the running sum can dip a hair below zero
+    env = np.sqrt(np.maximum(smoothed, 0.0))  # the running sum can dip a hair below zero
+    return env, filtered if keep_filtered else None
 
 
 def _select(env: np.ndarray, fs_d: float, cfg: BeatConfig) -> tuple[np.ndarray, np.ndarray]:
     """Peaks of the envelope (decimated indices) and their heights, with adaptive threshold + search-back."""
     distance = max(1, int(np.floor(cfg.refractory_s * fs_d)))
     # Zero padding lets a maximum on the last sample (a QRS cut by the end of the record) count as a peak.
-    cand, props = sps.find_peaks(np.concatenate(([0.0], env, [0.0])), distance=distance, height=0.0)
+    padded = np.concatenate(([0.0], env, [0.0]))
+    cand, _ = sps.find_peaks(padded, distance=distance)
+    h = padded[cand]  # all heights count: the envelope is >= 0
     cand -= 1
-    h = props["peak_heights"]
     # The first peak must rise from below half its height inside the record: a maximum at the start
     # is a settling transient or a QRS whose onset was not recorded.
     if cand.size and (cand[0] == 0 or env[: cand[0]].min() >= 0.5 * h[0]):
@@ -195,7 +204,7 @@ def _select(env: np.ndarray, fs_d: float, cfg: BeatConfig) -> tuple[np.ndarray, 
     peaks = cand[accepted]
     if peaks.size >= 3:
         # Search-back: candidates inside unusually long RR gaps, at half the threshold, best one per gap.
-        rr = np.diff(peaks)
+        rr = peaks[1:] - peaks[:-1]
         local = _rolling_median(rr, 9)
         long_gap = rr > cfg.searchback_rr * local
         if long_gap.any():
@@ -237,7 +246,7 @@ def _drop_weak_early(peaks: np.ndarray, heights: np.ndarray, cfg: BeatConfig) ->
     weak = np.flatnonzero(~strong)
     if s.size < 3 or weak.size == 0:
         return keep
-    rr = np.diff(s).astype(np.float64)
+    rr = (s[1:] - s[:-1]).astype(np.float64)
     rr_local = _rolling_median(rr, 9)
     w = peaks[weak]
     j = np.searchsorted(s, w)
@@ -258,10 +267,10 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
     win = x[:, idx]  # [L, P, 4w+1]
     # Baseline: the mean of the wide window. The QRS pulls it towards the dominant deflection, which only
     # shrinks that side's margin; the polarity decision below stays the same and costs one reduction.
-    base = win.mean(axis=2, keepdims=True)
+    base = np.add.reduce(win, axis=2, keepdims=True) / win.shape[2]
     core = win[:, :, wide - w : wide + w + 1] - base  # ±refine_s
-    pos = core.max(axis=2)
-    neg = -core.min(axis=2)
+    pos = np.maximum.reduce(core, axis=2)
+    neg = -np.minimum.reduce(core, axis=2)
     # Per lead, over all beats (one median call): dominance of the positive deflection, QRS size, range.
     diff, size, span = _median(np.stack([pos - neg, np.maximum(pos, neg), pos + neg]), axis=2)
     size = np.where(size > 0, size, 1.0)
@@ -273,20 +282,23 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
         score = np.einsum("l,lpt->pt", sign_w.astype(core.dtype), core)
     # A beat whose combined deflection is clearly opposite to the usual one (e.g. a ventricular ectopic
     # with inverted QRS) takes its extreme on that side; otherwise the usual polarity keeps all beats aligned.
-    top, bottom = score.max(axis=1), -score.min(axis=1)
+    top, bottom = np.maximum.reduce(score, axis=1), -np.minimum.reduce(score, axis=1)
     flip = bottom > 1.5 * np.maximum(top, 0)
     refined = coarse + np.where(flip, score.argmin(axis=1), score.argmax(axis=1)) - w
-    refined = _clip(refined, 0, n - 1)
-    # Enforce the refractory distance at full rate: the stronger detection wins.
-    distance = max(1, int(np.ceil(cfg.refractory_s * fs)))
-    order = np.argsort(refined, kind="stable")
-    refined, strength = refined[order], strength[order]
-    if refined.size > 1 and (np.diff(refined) < distance).any():
+    refined = _clip(refined, 0, n - 1).astype(np.int64, copy=False)
+    # Enforce the refractory distance at full rate: the stronger detection wins. Coarse peaks are sorted
+    # and at least a refractory distance apart, so a sort is rarely needed; the result is sorted and unique.
+    gaps = refined[1:] - refined[:-1]
+    if (gaps < 0).any():
+        order = np.argsort(refined, kind="stable")
+        refined, strength = refined[order], strength[order]
+        gaps = refined[1:] - refined[:-1]
+    if (gaps < _refractory_samples(cfg.refractory_s, fs)).any():
         sparse = np.zeros(n + 2)
         np.maximum.at(sparse, refined + 1, strength + 1.0)
-        keep, _ = sps.find_peaks(sparse, distance=distance)
-        refined = keep - 1
-    return np.unique(refined).astype(np.int64)
+        keep, _ = sps.find_peaks(sparse, distance=_refractory_samples(cfg.refractory_s, fs))
+        refined = (keep - 1).astype(np.int64)
+    return refined
 
 
 def _drop_inconsistent(
@@ -375,7 +387,8 @@ def detect_rpeaks(
     """R-peak sample indices (int64, sorted, unique) from all valid leads of `signal` (`[L, n]` or `[n]`).
 
     `mode="fast"` (default) is steps 1-8 of the module docstring; `mode="robust"` adds a beat-consistency
-    check for noisy recordings (about 1.5x the time; measured by benchmarks/bench_rpeaks_noisy.py).
+    check for noisy recordings (a few % more time: its beat templates are built only when a peak sits
+    between close neighbours; measured by benchmarks/bench_rpeaks_noisy.py).
     Leads with `lead_mask` False or with a constant signal are ignored. Returns an empty array when no
     beat is found (a flat or very short signal). Raises `EcgQualityError` for NaN/inf or absurd
     amplitudes in a valid lead (run `preprocess` first) or `fs` below 50 Hz, `ConfigError` for a
@@ -439,6 +452,6 @@ def detect_rpeaks_long(
         found.append(peaks[(peaks >= max(core_lo, 0)) & (peaks < core_hi)])
     peaks = np.concatenate(found)
     # Two cores meet mid-overlap: a beat seen by both (a hair apart) is kept once.
-    distance = max(1, int(np.ceil((cfg or default_config()).refractory_s * fs)))
+    distance = _refractory_samples((cfg or default_config()).refractory_s, fs)
     keep = np.concatenate(([True], np.diff(peaks) >= distance))
     return peaks[keep].astype(np.int64)
