@@ -35,6 +35,7 @@ little energy in the band and may be missed. Real ventricular ectopics have stee
 
 from __future__ import annotations
 
+import mmap
 from functools import lru_cache
 from typing import Literal
 
@@ -414,6 +415,30 @@ def detect_rpeaks(
     return _refine(x.astype(np.float32, copy=False), coarse, strength, fs, cfg)
 
 
+def read_chunk(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Samples `lo:hi` (last axis) of `x` (`[n]` or `[L, n]`) as float32.
+
+    A C-ordered `numpy.memmap` opened on a file (not a slice of one) is read with file I/O: reading through
+    the mapping would leave the record's pages in this process's resident set until the kernel reclaims
+    them (a 24 h record's whole file, in the RSS), while file reads keep the memory bounded by the chunk.
+    """
+    if not (
+        isinstance(x, np.memmap)
+        and isinstance(x.base, mmap.mmap)
+        and x.filename
+        and x.flags.c_contiguous
+        and x.ndim <= 2
+    ):
+        return np.asarray(x[..., lo:hi], dtype=np.float32)
+    n, item = x.shape[-1], x.dtype.itemsize
+    out = np.empty((1 if x.ndim == 1 else x.shape[0], hi - lo), dtype=np.float32)
+    with open(x.filename, "rb") as f:
+        for row in range(out.shape[0]):  # one read per lead
+            f.seek(x.offset + (row * n + lo) * item)
+            out[row] = np.fromfile(f, dtype=x.dtype, count=hi - lo)
+    return out[0] if x.ndim == 1 else out
+
+
 def detect_rpeaks_long(
     signal: np.ndarray,
     fs: float,
@@ -429,7 +454,7 @@ def detect_rpeaks_long(
     Chunks of `chunk_s` seconds overlap by `overlap_s` on each side; a chunk's peaks are kept only in its
     own core (from the middle of the overlap with the previous chunk to the middle of the next one), so
     every peak comes from a chunk that saw at least `overlap_s / 2` of context around it. `signal` may be a
-    `numpy.memmap`: only one chunk (converted to float32) is in memory at a time. The same beats as one
+    `numpy.memmap`: only one chunk (converted to float32) is in memory at a time (`read_chunk`). The same beats as one
     call on the whole record (tested on 1 h of MIT-BIH 100: every beat found by both; a few positions move
     by one sample, since the refinement's per-lead polarity and scale come from each chunk's beats).
     """
@@ -444,7 +469,7 @@ def detect_rpeaks_long(
     found = []
     for start in range(0, n, step):
         lo, hi = max(0, start - ov), min(n, start + step + ov)
-        part = np.asarray(x[..., lo:hi], dtype=np.float32)
+        part = read_chunk(x, lo, hi)
         peaks = detect_rpeaks(part, fs, lead_mask, cfg, mode=mode) + lo
         core_lo = start - ov // 2 if start > 0 else 0
         core_hi = start + step - ov // 2 if start + step < n else n
