@@ -35,6 +35,7 @@ little energy in the band and may be missed. Real ventricular ectopics have stee
 
 from __future__ import annotations
 
+import mmap
 from functools import lru_cache
 from typing import Literal
 
@@ -86,17 +87,51 @@ def _decimate(x: np.ndarray, q: int) -> np.ndarray:
     return out
 
 
+def _refractory_samples(seconds: float, fs: float) -> int:
+    """A refractory distance in whole samples at rate `fs` (rounded up, at least 1)."""
+    return max(1, int(np.ceil(seconds * fs)))
+
+
+@lru_cache(maxsize=256)
+def _blocks(m: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start indices and centres of the blocks of `_block_max` (cached: records share a few lengths)."""
+    starts = np.arange(0, m, block)
+    if len(starts) > 1 and m - starts[-1] < block / 2:
+        starts = starts[:-1]
+    ends = np.append(starts[1:], m)
+    starts.flags.writeable = False
+    centres = (starts + ends - 1) / 2
+    centres.flags.writeable = False
+    return starts, centres
+
+
 def _block_max(v: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Maxima of `v` (last axis) over blocks of `block` samples and the blocks' centres.
 
     A trailing block shorter than half a block joins the previous one.
     """
-    m = v.shape[-1]
-    starts = np.arange(0, m, block)
-    if len(starts) > 1 and m - starts[-1] < block / 2:
-        starts = starts[:-1]
-    ends = np.append(starts[1:], m)
-    return np.maximum.reduceat(v, starts, axis=-1), (starts + ends - 1) / 2
+    starts, centres = _blocks(v.shape[-1], block)
+    return np.maximum.reduceat(v, starts, axis=-1), centres
+
+
+# Short-array helpers. A 10 s record has ~10-30 beats and ~4 level blocks: there numpy's Python-level
+# wrappers (np.median, np.clip, np.diff, ndarray.mean) cost more than the arithmetic, and detection is
+# called once per record, so these plain-ufunc versions (same results) are a large share of its speed.
+
+
+def _median(v: np.ndarray, axis: int = -1) -> np.ndarray:
+    """np.median along `axis` (float result; no NaN handling: inputs are finite) by one sort."""
+    s = np.sort(v, axis=axis)
+    k = s.shape[axis]
+    lo = np.take(s, (k - 1) // 2, axis=axis)
+    if k % 2:
+        return lo.astype(np.float64) if lo.dtype.kind in "iub" else lo
+    return (lo + np.take(s, k // 2, axis=axis)) / 2
+
+
+def _clip(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """np.clip for integer index arrays, without its dtype checks."""
+    return np.minimum(np.maximum(v, lo), hi)
 
 
 def _p80(v: np.ndarray) -> float:
@@ -105,9 +140,18 @@ def _p80(v: np.ndarray) -> float:
 
 
 def _rolling_median(v: np.ndarray, size: int) -> np.ndarray:
-    """Centred rolling median (edges use the nearest full window); one median when `v` is short."""
-    if len(v) <= size:
-        return np.full(len(v), np.median(v))
+    """Centred rolling median (edges use the nearest full window); one median when `v` is short.
+
+    Odd windows over short arrays (beats, level blocks) sort a sliding-window view, which equals
+    `ndimage.median_filter(mode="nearest")` and skips its set-up; long arrays use the filter.
+    """
+    n = len(v)
+    if n <= size:
+        return np.full(n, float(_median(v)))
+    if size % 2 and n <= 512:
+        h = size // 2
+        padded = np.concatenate((np.full(h, v[0]), v, np.full(h, v[-1])))
+        return np.sort(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)[:, h]
     return ndimage.median_filter(v, size=size, mode="nearest")
 
 
@@ -122,28 +166,32 @@ def _envelope(
         return None, None
     # float32 is safe: inputs are bounded by _MAX_ABS, so the squared response stays far from overflow.
     # mode="reflect" continues the signal at the edges.
-    e = ndimage.correlate1d(x, kernel, axis=1, mode="reflect")
-    filtered = e.copy() if keep_filtered else None
-    e *= e
+    filtered = ndimage.correlate1d(x, kernel, axis=1, mode="reflect")
+    e = filtered * filtered
     # Per-lead typical QRS energy: median of block maxima (robust to a few artefact blocks).
     bmax, _ = _block_max(e, max(1, round(cfg.level_block_s * fs_d)))
-    scale = np.median(bmax, axis=1)
+    scale = _median(bmax, axis=1)
     keep = scale > 0
-    if not keep.any():
+    if keep.all():
+        combined = np.add.reduce(e / scale[:, None], axis=0) / e.shape[0]
+    elif keep.any():
+        combined = np.add.reduce(e[keep] / scale[keep, None], axis=0) / int(keep.sum())
+    else:
         return None, None
-    combined = (e[keep] / scale[keep, None]).mean(axis=0)
     width = max(1, round(cfg.integration_s * fs_d))
     smoothed = ndimage.uniform_filter1d(combined, width, mode="nearest")
-    return np.sqrt(np.maximum(smoothed, 0.0)), filtered  # the running sum can dip a hair below zero
+    env = np.sqrt(np.maximum(smoothed, 0.0))  # the running sum can dip a hair below zero
+    return env, filtered if keep_filtered else None
 
 
 def _select(env: np.ndarray, fs_d: float, cfg: BeatConfig) -> tuple[np.ndarray, np.ndarray]:
     """Peaks of the envelope (decimated indices) and their heights, with adaptive threshold + search-back."""
     distance = max(1, int(np.floor(cfg.refractory_s * fs_d)))
     # Zero padding lets a maximum on the last sample (a QRS cut by the end of the record) count as a peak.
-    cand, props = sps.find_peaks(np.concatenate(([0.0], env, [0.0])), distance=distance, height=0.0)
+    padded = np.concatenate(([0.0], env, [0.0]))
+    cand, _ = sps.find_peaks(padded, distance=distance)
+    h = padded[cand]  # all heights count: the envelope is >= 0
     cand -= 1
-    h = props["peak_heights"]
     # The first peak must rise from below half its height inside the record: a maximum at the start
     # is a settling transient or a QRS whose onset was not recorded.
     if cand.size and (cand[0] == 0 or env[: cand[0]].min() >= 0.5 * h[0]):
@@ -157,7 +205,7 @@ def _select(env: np.ndarray, fs_d: float, cfg: BeatConfig) -> tuple[np.ndarray, 
     peaks = cand[accepted]
     if peaks.size >= 3:
         # Search-back: candidates inside unusually long RR gaps, at half the threshold, best one per gap.
-        rr = np.diff(peaks)
+        rr = peaks[1:] - peaks[:-1]
         local = _rolling_median(rr, 9)
         long_gap = rr > cfg.searchback_rr * local
         if long_gap.any():
@@ -199,7 +247,7 @@ def _drop_weak_early(peaks: np.ndarray, heights: np.ndarray, cfg: BeatConfig) ->
     weak = np.flatnonzero(~strong)
     if s.size < 3 or weak.size == 0:
         return keep
-    rr = np.diff(s).astype(np.float64)
+    rr = (s[1:] - s[:-1]).astype(np.float64)
     rr_local = _rolling_median(rr, 9)
     w = peaks[weak]
     j = np.searchsorted(s, w)
@@ -216,16 +264,16 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
     w = max(1, round(cfg.refine_s * fs))
     wide = 2 * w  # baseline/polarity statistics use a window twice as wide
     offs = np.arange(-wide, wide + 1)
-    idx = np.clip(coarse[:, None] + offs[None, :], 0, n - 1)  # [P, 4w+1]
+    idx = _clip(coarse[:, None] + offs[None, :], 0, n - 1)  # [P, 4w+1]
     win = x[:, idx]  # [L, P, 4w+1]
     # Baseline: the mean of the wide window. The QRS pulls it towards the dominant deflection, which only
     # shrinks that side's margin; the polarity decision below stays the same and costs one reduction.
-    base = win.mean(axis=2, keepdims=True)
+    base = np.add.reduce(win, axis=2, keepdims=True) / win.shape[2]
     core = win[:, :, wide - w : wide + w + 1] - base  # ±refine_s
-    pos = core.max(axis=2)
-    neg = -core.min(axis=2)
+    pos = np.maximum.reduce(core, axis=2)
+    neg = -np.minimum.reduce(core, axis=2)
     # Per lead, over all beats (one median call): dominance of the positive deflection, QRS size, range.
-    diff, size, span = np.median(np.stack([pos - neg, np.maximum(pos, neg), pos + neg]), axis=2)
+    diff, size, span = _median(np.stack([pos - neg, np.maximum(pos, neg), pos + neg]), axis=2)
     size = np.where(size > 0, size, 1.0)
     weight = np.abs(diff) / np.maximum(span, 1e-12)  # ~1 for a monophasic lead, ~0 for a biphasic one
     if not (weight > 0.05).any():  # every lead biphasic: use the absolute deflection
@@ -235,20 +283,23 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
         score = np.einsum("l,lpt->pt", sign_w.astype(core.dtype), core)
     # A beat whose combined deflection is clearly opposite to the usual one (e.g. a ventricular ectopic
     # with inverted QRS) takes its extreme on that side; otherwise the usual polarity keeps all beats aligned.
-    top, bottom = score.max(axis=1), -score.min(axis=1)
+    top, bottom = np.maximum.reduce(score, axis=1), -np.minimum.reduce(score, axis=1)
     flip = bottom > 1.5 * np.maximum(top, 0)
     refined = coarse + np.where(flip, score.argmin(axis=1), score.argmax(axis=1)) - w
-    refined = np.clip(refined, 0, n - 1)
-    # Enforce the refractory distance at full rate: the stronger detection wins.
-    distance = max(1, int(np.ceil(cfg.refractory_s * fs)))
-    order = np.argsort(refined, kind="stable")
-    refined, strength = refined[order], strength[order]
-    if refined.size > 1 and (np.diff(refined) < distance).any():
+    refined = _clip(refined, 0, n - 1).astype(np.int64, copy=False)
+    # Enforce the refractory distance at full rate: the stronger detection wins. Coarse peaks are sorted
+    # and at least a refractory distance apart, so a sort is rarely needed; the result is sorted and unique.
+    gaps = refined[1:] - refined[:-1]
+    if (gaps < 0).any():
+        order = np.argsort(refined, kind="stable")
+        refined, strength = refined[order], strength[order]
+        gaps = refined[1:] - refined[:-1]
+    if (gaps < _refractory_samples(cfg.refractory_s, fs)).any():
         sparse = np.zeros(n + 2)
         np.maximum.at(sparse, refined + 1, strength + 1.0)
-        keep, _ = sps.find_peaks(sparse, distance=distance)
-        refined = keep - 1
-    return np.unique(refined).astype(np.int64)
+        keep, _ = sps.find_peaks(sparse, distance=_refractory_samples(cfg.refractory_s, fs))
+        refined = (keep - 1).astype(np.int64)
+    return refined
 
 
 def _drop_inconsistent(
@@ -262,31 +313,39 @@ def _drop_inconsistent(
     real premature beat leaves its neighbours about two RR apart, so it stays). The worst is dropped
     first, at most one per neighbourhood and pass, for up to three passes.
     """
-    if peaks.size < 5:
-        return peaks, heights
-    w = max(2, round(TEMPLATE_S * fs_d))
-    m = filtered.shape[1]
-    idx = np.clip(peaks[:, None] + np.arange(-w, w + 1)[None, :], 0, m - 1)
-    wins = filtered[:, idx].transpose(1, 0, 2).reshape(peaks.size, -1)  # [P, L * (2w + 1)]
-    wins = wins - wins.mean(axis=1, keepdims=True)
-    template = np.median(wins, axis=0)
-    corr = wins @ template / (np.linalg.norm(wins, axis=1) * np.linalg.norm(template) + 1e-12)
+    corr = None  # computed on the first pass that finds a squeezed peak: most records have none
     for _ in range(3):
         if peaks.size < 5:
             break
-        merged = np.full(peaks.size, np.inf)
-        merged[1:-1] = peaks[2:] - peaks[:-2]
-        bad = (corr < TEMPLATE_CORR) & (merged < TEMPLATE_GAP_RR * np.median(np.diff(peaks)))
-        if not bad.any():
+        # Squeezed: the two neighbours are closer than TEMPLATE_GAP_RR x the median RR (ends never are).
+        squeezed = np.zeros(peaks.size, dtype=bool)
+        squeezed[1:-1] = peaks[2:] - peaks[:-2] < TEMPLATE_GAP_RR * _median(peaks[1:] - peaks[:-1])
+        if not squeezed.any():
             break
-        drop = np.zeros(peaks.size, dtype=bool)
-        blocked = np.zeros(peaks.size, dtype=bool)
-        for i in np.argsort(corr):  # a few candidates at most: a plain loop is clearest
-            if bad[i] and not blocked[i]:
-                drop[i] = True
+        if corr is None:
+            corr = _template_corr(peaks, filtered, fs_d)
+        bad = np.flatnonzero(squeezed & (corr < TEMPLATE_CORR))
+        if bad.size == 0:
+            break
+        keep = np.ones(peaks.size, dtype=bool)
+        blocked = np.zeros(peaks.size + 1, dtype=bool)  # one spare slot: blocking i + 1 past the end
+        for i in bad[np.argsort(corr[bad], kind="stable")]:  # worst first; a few candidates at most
+            if not blocked[i]:
+                keep[i] = False
                 blocked[max(0, i - 1) : i + 2] = True
-        peaks, heights, corr = peaks[~drop], heights[~drop], corr[~drop]
+        peaks, heights, corr = peaks[keep], heights[keep], corr[keep]
     return peaks, heights
+
+
+def _template_corr(peaks: np.ndarray, filtered: np.ndarray, fs_d: float) -> np.ndarray:
+    """Correlation of each peak's window (±`TEMPLATE_S`, all leads) of `filtered` with the median window."""
+    w = max(2, round(TEMPLATE_S * fs_d))
+    idx = _clip(peaks[:, None] + np.arange(-w, w + 1)[None, :], 0, filtered.shape[1] - 1)
+    wins = filtered[:, idx].transpose(1, 0, 2).reshape(peaks.size, -1)  # [P, L * (2w + 1)]
+    wins -= (np.add.reduce(wins, axis=1) / wins.shape[1])[:, None]
+    template = _median(wins, axis=0)
+    norms = np.sqrt(np.einsum("ij,ij->i", wins, wins)) * np.sqrt(template @ template)
+    return wins @ template / (norms + 1e-12)
 
 
 def _valid_leads(signal: np.ndarray, fs: float, lead_mask: np.ndarray | None) -> np.ndarray:
@@ -329,7 +388,8 @@ def detect_rpeaks(
     """R-peak sample indices (int64, sorted, unique) from all valid leads of `signal` (`[L, n]` or `[n]`).
 
     `mode="fast"` (default) is steps 1-8 of the module docstring; `mode="robust"` adds a beat-consistency
-    check for noisy recordings (about 1.5x the time; measured by benchmarks/bench_rpeaks_noisy.py).
+    check for noisy recordings (a few % more time: its beat templates are built only when a peak sits
+    between close neighbours; measured by benchmarks/bench_rpeaks_noisy.py).
     Leads with `lead_mask` False or with a constant signal are ignored. Returns an empty array when no
     beat is found (a flat or very short signal). Raises `EcgQualityError` for NaN/inf or absurd
     amplitudes in a valid lead (run `preprocess` first) or `fs` below 50 Hz, `ConfigError` for a
@@ -355,6 +415,30 @@ def detect_rpeaks(
     return _refine(x.astype(np.float32, copy=False), coarse, strength, fs, cfg)
 
 
+def read_chunk(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Samples `lo:hi` (last axis) of `x` (`[n]` or `[L, n]`) as float32.
+
+    A C-ordered `numpy.memmap` opened on a file (not a slice of one) is read with file I/O: reading through
+    the mapping would leave the record's pages in this process's resident set until the kernel reclaims
+    them (a 24 h record's whole file, in the RSS), while file reads keep the memory bounded by the chunk.
+    """
+    if not (
+        isinstance(x, np.memmap)
+        and isinstance(x.base, mmap.mmap)
+        and x.filename
+        and x.flags.c_contiguous
+        and x.ndim <= 2
+    ):
+        return np.asarray(x[..., lo:hi], dtype=np.float32)
+    n, item = x.shape[-1], x.dtype.itemsize
+    out = np.empty((1 if x.ndim == 1 else x.shape[0], hi - lo), dtype=np.float32)
+    with open(x.filename, "rb") as f:
+        for row in range(out.shape[0]):  # one read per lead
+            f.seek(x.offset + (row * n + lo) * item)
+            out[row] = np.fromfile(f, dtype=x.dtype, count=hi - lo)
+    return out[0] if x.ndim == 1 else out
+
+
 def detect_rpeaks_long(
     signal: np.ndarray,
     fs: float,
@@ -370,7 +454,7 @@ def detect_rpeaks_long(
     Chunks of `chunk_s` seconds overlap by `overlap_s` on each side; a chunk's peaks are kept only in its
     own core (from the middle of the overlap with the previous chunk to the middle of the next one), so
     every peak comes from a chunk that saw at least `overlap_s / 2` of context around it. `signal` may be a
-    `numpy.memmap`: only one chunk (converted to float32) is in memory at a time. The same beats as one
+    `numpy.memmap`: only one chunk (converted to float32) is in memory at a time (`read_chunk`). The same beats as one
     call on the whole record (tested on 1 h of MIT-BIH 100: every beat found by both; a few positions move
     by one sample, since the refinement's per-lead polarity and scale come from each chunk's beats).
     """
@@ -385,7 +469,7 @@ def detect_rpeaks_long(
     found = []
     for start in range(0, n, step):
         lo, hi = max(0, start - ov), min(n, start + step + ov)
-        part = np.asarray(x[..., lo:hi], dtype=np.float32)
+        part = read_chunk(x, lo, hi)
         peaks = detect_rpeaks(part, fs, lead_mask, cfg, mode=mode) + lo
         core_lo = start - ov // 2 if start > 0 else 0
         core_hi = start + step - ov // 2 if start + step < n else n
@@ -393,6 +477,6 @@ def detect_rpeaks_long(
         found.append(peaks[(peaks >= max(core_lo, 0)) & (peaks < core_hi)])
     peaks = np.concatenate(found)
     # Two cores meet mid-overlap: a beat seen by both (a hair apart) is kept once.
-    distance = max(1, int(np.ceil((cfg or default_config()).refractory_s * fs)))
+    distance = _refractory_samples((cfg or default_config()).refractory_s, fs)
     keep = np.concatenate(([True], np.diff(peaks) >= distance))
     return peaks[keep].astype(np.int64)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from ecglang.beats.detect import detect_rpeaks, detect_rpeaks_long
+from ecglang.beats.detect import detect_rpeaks, detect_rpeaks_long, read_chunk
 from ecglang.beats.evaluation import BEAT_SYMBOLS, add_noise, beat_f1, f1, mitbih_segments, simulate_record
 from ecglang.errors import ConfigError
 
@@ -85,3 +85,35 @@ def test_chunked_short_record_and_bad_settings() -> None:
         detect_rpeaks_long(x, 500.0, chunk_s=10.0, overlap_s=10.0)
     with pytest.raises(ConfigError):
         detect_rpeaks(x, 500.0, mode="slow")
+
+
+def test_memmap_chunks_read_from_the_file(tmp_path: Path) -> None:
+    # A file-backed memmap is read with file I/O (bounded RSS); a slice of one through the mapping.
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((2, 5000)).astype(np.float32)
+    data.tofile(tmp_path / "r.f32")
+    offset = 64  # a header before the samples
+    with open(tmp_path / "h.f32", "wb") as f:
+        f.write(b"\0" * offset)
+        f.write(data.astype(">f8").tobytes())  # big-endian float64 on disk
+    plain = np.memmap(tmp_path / "r.f32", dtype=np.float32, mode="r", shape=(2, 5000))
+    header = np.memmap(tmp_path / "h.f32", dtype=">f8", mode="r", offset=offset, shape=(2, 5000))
+    one = np.memmap(tmp_path / "r.f32", dtype=np.float32, mode="r", shape=(10000,))
+    for lo, hi in ((0, 100), (1234, 4321), (4900, 5000)):
+        np.testing.assert_array_equal(read_chunk(plain, lo, hi), data[:, lo:hi])
+        np.testing.assert_array_equal(read_chunk(header, lo, hi), data[:, lo:hi])
+        np.testing.assert_array_equal(read_chunk(plain[1], lo, hi), data[1, lo:hi])  # a slice: mapped read
+        np.testing.assert_array_equal(read_chunk(one, lo + 5000, hi + 5000), data[1, lo:hi])
+        assert read_chunk(header, lo, hi).dtype == np.float32
+
+
+@needs_data
+@pytest.mark.shared_data
+def test_chunked_memmap_equals_in_memory(tmp_path: Path) -> None:
+    rec = wfdb.rdrecord(str(MITBIH), sampto=360 * 600)  # 10 min, 2 leads
+    x = np.ascontiguousarray(rec.p_signal.T, dtype=np.float32)
+    x.tofile(tmp_path / "rec.f32")
+    mm = np.memmap(tmp_path / "rec.f32", dtype=np.float32, mode="r", shape=x.shape)
+    in_memory = detect_rpeaks_long(x, rec.fs, chunk_s=60.0)
+    assert in_memory.size > 700
+    np.testing.assert_array_equal(detect_rpeaks_long(mm, rec.fs, chunk_s=60.0), in_memory)
