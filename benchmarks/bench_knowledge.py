@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ecglang.knowledge.index import KnowledgeBase, KnowledgeIndex, Snippet, retrieve_for_label
+from ecglang.knowledge.base import KnowledgeBase, Snippet
+from ecglang.knowledge.index import KnowledgeIndex
+from ecglang.knowledge.retrieval import retrieve_for_label
 from ecglang.scores.prompts import load_prompt_set
 
 if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time

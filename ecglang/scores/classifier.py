@@ -208,7 +208,7 @@ class ZeroShotClassifier:
         table = resolve_prompts(labels=labels, prompts=prompts)
         specs = {lab: LabelSpec(lab, names.get(lab, lab), list(ps)) for lab, ps in table.items()}
         if index is not None:
-            from ecglang.knowledge.index import compose_prompts, retrieve_for_label
+            from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_label
 
             tokenizer = self.model.get_tokenizer()
             max_len = int(self.model.config.text_tower.get("max_length", 128))

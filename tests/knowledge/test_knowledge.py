@@ -17,20 +17,17 @@ import pytest
 
 from ecglang.cli import main as cli
 from ecglang.errors import ConfigError, KnowledgeError, PromptError
-from ecglang.knowledge.index import (
+from ecglang.knowledge.base import (
     CINC2021_EQUIVALENT_CODES,
     CINC2021_SCORED,
     KNOWN_NAMESPACES,
-    ComposedPrompt,
     KnowledgeBase,
-    KnowledgeIndex,
     Snippet,
-    compose_prompts,
-    default_index_dir,
     normalize_code,
-    retrieve_for_label,
     split_sentences,
 )
+from ecglang.knowledge.index import Hit, KnowledgeIndex, default_index_dir
+from ecglang.knowledge.retrieval import ComposedPrompt, compose_prompts, retrieve_for_label
 
 # -- label sets ------------------------------------------------------------------------------------
 # Label columns of the MERL split CSVs start after these columns.
@@ -519,8 +516,6 @@ def test_retrieve_for_label_with_code_puts_tagged_snippets_first(flat: Knowledge
 
 def test_composed_prompts_fit_a_small_token_budget(flat: KnowledgeIndex, kb: KnowledgeBase) -> None:
     tokenizer = flat.encoder.tokenizer
-    from ecglang.knowledge.index import Hit
-
     hits = [Hit(s, 1.0) for s in kb]
     prompts = compose_prompts("left ventricular hypertrophy", hits, tokenizer=tokenizer, max_tokens=32)
     assert len({p.snippet_id for p in prompts}) == len(kb)  # every snippet contributes criteria
