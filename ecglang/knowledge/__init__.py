@@ -7,4 +7,12 @@ from ecglang.knowledge.base import KnowledgeBase, Snippet
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 from ecglang.knowledge.retrieval import ComposedPrompt, compose_prompts, retrieve_for_label
 
-__all__ = ["ComposedPrompt", "Hit", "KnowledgeBase", "KnowledgeIndex", "Snippet", "compose_prompts", "retrieve_for_label"]
+__all__ = [
+    "ComposedPrompt",
+    "Hit",
+    "KnowledgeBase",
+    "KnowledgeIndex",
+    "Snippet",
+    "compose_prompts",
+    "retrieve_for_label",
+]

@@ -10,6 +10,7 @@ import numpy as np
 from ecglang.errors import ConfigError, PromptError
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 
+
 def retrieve_for_label(
     index: KnowledgeIndex,
     label_name: str,
