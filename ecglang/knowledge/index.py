@@ -118,10 +118,13 @@ def cache_root() -> Path:
 # ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved snippet and its cosine similarity to the query."""
+    """A retrieved snippet, its cosine similarity to the query, and how it was found: `dense` (nearest
+    neighbour), or by `ecglang.knowledge.retrieval`: `code`, `alias`, `contained` (an alias inside the
+    label) or `hybrid` (BM25 fused with dense similarity)."""
 
     snippet: Snippet
     score: float
+    via: str = "dense"
 
 
 def _faiss() -> Any:
