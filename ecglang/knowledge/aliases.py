@@ -178,7 +178,8 @@ def _base_tokens(text: str) -> tuple[str, ...]:
 
 def normalize_tokens(text: str, vocabulary: frozenset[str] | None = None) -> tuple[str, ...]:
     """The canonical token sequence of `text`. With a `vocabulary`, an unknown word of 5+ letters is replaced
-    by its closest vocabulary word (`difflib` ratio ≥ 0.85) unless that flips an opposite pair (see `guard`)."""
+    by its closest vocabulary word (`difflib` ratio ≥ 0.85, or ≥ 0.8 for swapped letters) unless that flips an
+    opposite pair (see `guard`)."""
     tokens = _base_tokens(text)
     if not vocabulary:
         return tokens
@@ -197,8 +198,10 @@ def _closest(token: str, vocabulary: frozenset[str]) -> str:
 
     if token in MISSPELLINGS:
         return MISSPELLINGS[token]
-    close = difflib.get_close_matches(token, vocabulary, n=5, cutoff=0.85)
+    close = difflib.get_close_matches(token, vocabulary, n=5, cutoff=0.8)
     scored = sorted(((difflib.SequenceMatcher(None, token, c).ratio(), c) for c in close), reverse=True)
+    # Ratio ≥ 0.85, or two swapped letters ("atrail", "bundel"), which score lower on short words.
+    scored = [(r, c) for r, c in scored if r >= 0.85 or sorted(c) == sorted(token)]
     if not scored:
         return token
     best_ratio, best = scored[0]
@@ -241,8 +244,10 @@ class AliasIndex:
         for s in kb:
             for text in (s.title, *s.aliases):
                 add(text, [s])
+        self.code_names: dict[str, str] = {}  # SNOMED CT code -> name, to embed a label typed as a code
         if name_table:
             for name, abbreviation, code in snomed_name_table():
+                self.code_names.setdefault(code, name)
                 tagged = kb.snippets_for_code("snomed", code)
                 if tagged:
                     add(name, tagged)

@@ -126,5 +126,10 @@ def features(tokens: Sequence[str]) -> dict[str, frozenset[str]]:
 
 
 def conflicts(label: dict[str, frozenset[str]], snippet: dict[str, frozenset[str]]) -> list[str]:
-    """The groups in which the label and the snippet name opposite values (empty: compatible)."""
+    """The groups in which the label and the snippet name opposite values (empty: compatible).
+
+    "Incomplete" is the marked form: a label that does not say it ("left bundle branch block") means the
+    complete block, so an incomplete-block snippet conflicts with it."""
+    if "completeness" not in label and snippet.get("completeness") == frozenset({"incomplete"}):
+        label = {**label, "completeness": frozenset({"complete"})}
     return sorted(g for g, values in label.items() if g in snippet and not values & snippet[g])

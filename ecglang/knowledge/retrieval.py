@@ -125,7 +125,9 @@ class Retriever:
 
     def _expanded(self, name: str) -> str | None:
         """The label with abbreviations expanded and misspellings corrected, when that changes its words
-        ("LBBB" -> "left bundle branch block"): the encoder reads it better than the short form."""
+        ("LBBB" -> "left bundle branch block", "164909002" -> its SNOMED CT name): the encoder reads it better."""
+        if name.strip() in self.aliases.code_names:
+            return self.aliases.code_names[name.strip()]
         expanded = " ".join(self.aliases.tokens(name))
         return expanded if expanded != " ".join(re.sub(r"[^a-z0-9+]+", " ", name.lower()).split()) else None
 
