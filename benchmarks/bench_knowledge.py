@@ -200,3 +200,21 @@ def bench_knowledge(ctx: BenchContext) -> list[dict[str, Any]]:
 
 
 BENCHMARKS = {"knowledge": bench_knowledge}
+
+
+def many_labels(n: int, seed: int = 0) -> list[str]:
+    """`n` distinct labels as users might type them: SNOMED CT names, abbreviations and snippet aliases with
+    hedges, qualifiers and places, and some words that name no ECG finding."""
+    from ecglang.knowledge.aliases import snomed_name_table
+
+    base = sorted({t for name, abbr, _ in snomed_name_table() for t in (name, abbr)}
+                  | {a for s in KnowledgeBase.load() for a in s.aliases})  # fmt: skip
+    base += ["banana", "zebra crossing", "tax return", "purple", "pizza delivery", "football match"]
+    before = ("", "possible ", "probable ", "acute ", "new ", "old ", "borderline ", "marked ", "mild ",
+              "intermittent ", "suspected ", "minor ")  # fmt: skip
+    after = ("", " pattern", " on ECG", " present", " in lead II", " noted", " seen", " (confirmed)")
+    rng = np.random.default_rng(seed)
+    combos = [f"{b}{x}{a}" for x in base for b in before for a in after]
+    rng.shuffle(combos)
+    distinct = {" ".join(c.lower().split()): c for c in reversed(combos)}  # zero-shot compares labels so
+    return list(reversed(distinct.values()))[:n]

@@ -234,25 +234,33 @@ class AliasIndex:
 
     def __init__(self, kb: KnowledgeBase, name_table: bool = True) -> None:
         self.kb = kb
-        raw: dict[tuple[str, ...], dict[str, Snippet]] = {}
+        # key -> snippet id -> (priority, snippet): a title match ranks before an alias, an alias before a
+        # snippet reached through the SNOMED CT name table, so the best-named snippets come first.
+        raw: dict[tuple[str, ...], dict[str, tuple[int, Snippet]]] = {}
 
-        def add(text: str, snippets: Iterable[Snippet]) -> None:
+        def add(text: str, snippets: Iterable[Snippet], priority: int) -> None:
             key = normalize_tokens(text)
             if key:
-                raw.setdefault(key, {}).update((s.id, s) for s in snippets)
+                entry = raw.setdefault(key, {})
+                for s in snippets:
+                    if s.id not in entry or entry[s.id][0] > priority:
+                        entry[s.id] = (priority, s)
 
         for s in kb:
-            for text in (s.title, *s.aliases):
-                add(text, [s])
-        self.code_names: dict[str, str] = {}  # SNOMED CT code -> name, to embed a label typed as a code
+            add(s.title, [s], 0)
+            for alias in s.aliases:
+                add(alias, [s], 1)
+        self.code_names: dict[str, str] = {}  # SNOMED CT code -> name, to read a label typed as a code
         if name_table:
             for name, abbreviation, code in snomed_name_table():
                 self.code_names.setdefault(code, name)
                 tagged = kb.snippets_for_code("snomed", code)
                 if tagged:
-                    add(name, tagged)
-                    add(abbreviation, tagged)
-        self._aliases = {key: tuple(v.values()) for key, v in raw.items()}
+                    add(name, tagged, 2)
+                    add(abbreviation, tagged, 2)
+        order = {s.id: i for i, s in enumerate(kb)}
+        self._aliases = {key: tuple(s for _, s in sorted(v.values(), key=lambda p: (p[0], order[p[1].id])))
+                         for key, v in raw.items()}  # fmt: skip
         self._codes: dict[str, dict[str, Snippet]] = {}
         for s in kb:
             for codes in s.codes.values():

@@ -17,7 +17,9 @@ in order:
    elevation/depression, hyper/hypo, ...).
 
 A label that matches nothing gets no snippets: it is scored on its own words ("no knowledge found").
-Hit scores are cosine similarities between the label's query embedding and the snippet document.
+Exact matches come in the order the snippets were named (title, then alias, then the SNOMED CT name table,
+then file order) and score `EXACT_SCORE` (1.0) without running the encoder; hybrid hits score the cosine
+similarity between the label's query embedding and the snippet document.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ MIN_COVERAGE = 0.6
 DENSE_WORDS = 0.30
 #: ... and none far below the best candidate of the same label.
 RELATIVE_FLOOR = 0.25
+#: The score of an exact code or alias match (hybrid hits score their cosine similarity, below 1).
+EXACT_SCORE = 1.0
 #: Reciprocal-rank fusion constant (Cormack et al., 2009) and the depth of each ranking fused.
 RRF_K = 60
 FUSION_DEPTH = 50
@@ -150,22 +154,22 @@ class Retriever:
         codes = codes if codes is not None else [None] * len(names)
         if not len(names) == len(prompts) == len(codes):
             raise ConfigError("names, prompts and codes must have the same length")
-        query = self.queries(names, prompts, show_progress=show_progress)
-        out: list[list[Hit] | None] = []
+        out: list[list[Hit]] = []
         pending: list[int] = []
         for i, (name, code) in enumerate(zip(names, codes, strict=True)):
             label = features(self.aliases.tokens(name))
-            exact = self._exact(name, code)
-            hits = self._rank(exact, query[i], label, k) if exact else []
-            if hits:
-                out.append(hits)
-            else:
-                out.append(None)
+            hits = [Hit(s, EXACT_SCORE, via) for s, via in self._exact(name, code)
+                    if not conflicts(label, self._titles[self._row[s.id]])][:k]  # fmt: skip
+            out.append(hits)
+            if not hits:
                 pending.append(i)
-        if pending:
-            for i, hits in zip(pending, self._hybrid([names[i] for i in pending], query[pending], k), strict=True):
+        if pending:  # only labels that nothing names exactly are embedded: the encoder is the cost of retrieval
+            query = self.queries(
+                [names[i] for i in pending], [prompts[i] for i in pending], show_progress=show_progress
+            )
+            for i, hits in zip(pending, self._hybrid([names[i] for i in pending], query, k), strict=True):
                 out[i] = hits
-        return [h or [] for h in out]
+        return out
 
     def _exact(self, name: str, code: tuple[str, str] | None) -> list[tuple[Snippet, str]]:
         if code is not None:
@@ -174,15 +178,6 @@ class Retriever:
                 return [(s, "code") for s in tagged]
         match = self.aliases.match(name)
         return [(s, match.via) for s in match.snippets] if match else []
-
-    def _rank(self, found: list[tuple[Snippet, str]], query: np.ndarray, label: dict, k: int) -> list[Hit]:
-        """Guarded candidates of the exact stage, by cosine similarity to the query."""
-        kept = [(s, via) for s, via in found if not conflicts(label, self._titles[self._row[s.id]])]
-        if not kept:
-            return []
-        scores = self._vectors[[self._row[s.id] for s, _ in kept]] @ query
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(kept[j][0], float(scores[j]), kept[j][1]) for j in order]
 
     def _hybrid(self, names: Sequence[str], query: np.ndarray, k: int) -> list[list[Hit]]:
         """BM25 + dense by reciprocal-rank fusion, floor and guard, for labels no alias matched."""
