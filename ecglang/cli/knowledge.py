@@ -1,11 +1,16 @@
-"""`ecglang knowledge`: build the FAISS index of a knowledge base and search it."""
+"""`ecglang knowledge`: build the FAISS index of a knowledge base, search it as zero-shot does, show snippets."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import textwrap
 from pathlib import Path
 
-from ecglang.knowledge.index import INDEX_TYPES, KnowledgeBase, KnowledgeIndex, default_index_dir
+from ecglang.errors import ConfigError
+from ecglang.knowledge.base import KnowledgeBase, Snippet
+from ecglang.knowledge.index import INDEX_TYPES, Hit, KnowledgeIndex, default_index_dir
+from ecglang.knowledge.retrieval import NO_KNOWLEDGE, retrieve_for_labels
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--device", help="torch device for the embedding model (default: automatic)")
     build.set_defaults(func=_build)
 
-    search = actions.add_parser("search", help="print the snippets nearest to a query")
-    search.add_argument("query", nargs="+", help="one or more queries (quote each)")
-    search.add_argument("-k", type=int, default=5, help="number of snippets per query (default: 5)")
+    search = actions.add_parser(
+        "search",
+        help="the snippets zero-shot attaches to a label (same retrieval), with their text",
+        description="Retrieve knowledge for each QUERY exactly as zero-shot does for a label of that name: exact "
+        "code/alias match, else BM25 fused with dense similarity, behind the contradiction guard and floor.",
+    )
+    search.add_argument("query", nargs="+", help="one or more labels or queries (quote each)")
+    search.add_argument("-k", type=int, default=3, help="snippets per query (default: 3, as zero-shot)")
+    search.add_argument(
+        "--code", metavar="NAMESPACE:CODE", help="a prompt-set label code, e.g. ptbxl:CLBBB (as zero-shot passes it)"
+    )
+    search.add_argument("--json", action="store_true", help="print JSON (one object per query) for machines")
     search.add_argument(
         "--index", dest="index_dir", type=Path, metavar="DIR", help="index folder written by `knowledge build --out`"
     )
@@ -42,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--model", metavar="PATH", help="sentence-transformers model folder")
     search.add_argument("--device", help="torch device for the embedding model (default: automatic)")
     search.set_defaults(func=_search)
+
+    show = actions.add_parser("show", help="print snippets by id (the ids zero-shot lists per label)")
+    show.add_argument("ids", nargs="+", metavar="ID")
+    show.add_argument("--kb", nargs="+", metavar="DIR|FILE", help="knowledge base (default: the bundled one)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_show)
 
     parser.set_defaults(func=lambda args: _help(parser))
 
@@ -63,25 +83,62 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise ConfigError(f"-k must be >= 1, got {args.k}")
+    code = None
+    if args.code:
+        namespace, _, value = args.code.partition(":")
+        if not namespace or not value:
+            raise ConfigError(f"--code must be NAMESPACE:CODE, e.g. ptbxl:CLBBB; got {args.code!r}")
+        code = (namespace.strip().lower(), value.strip())
     if args.index_dir is not None:
         index = KnowledgeIndex.load(args.index_dir, model=args.model, device=args.device)
     else:
         kb = KnowledgeBase.load(args.kb) if args.kb else None
         index = KnowledgeIndex.default(kb=kb, model=args.model, device=args.device)
-    for query, hits in zip(args.query, index.search(args.query, k=args.k), strict=True):
-        rows = [(str(rank), f"{h.score:.3f}", h.snippet.id, _cut(h.snippet.title, 56), _cut(h.snippet.source, 72))
-                for rank, h in enumerate(hits, start=1)]  # fmt: skip
+    results = retrieve_for_labels(index, args.query, k=args.k, codes=[code] * len(args.query))
+    if args.json:
+        for query, hits in zip(args.query, results, strict=True):
+            print(json.dumps({"query": query, "hits": [_hit_dict(rank, h) for rank, h in enumerate(hits, 1)]},
+                             ensure_ascii=False))  # fmt: skip
+        return 0
+    for query, hits in zip(args.query, results, strict=True):
         print(f"query: {query}")
-        print(_table(("rank", "score", "id", "title", "source"), rows))
+        if not hits:
+            print(f"  {NO_KNOWLEDGE} (a label like this is scored on its own words)")
+        for rank, hit in enumerate(hits, start=1):
+            print(f"{rank}. {hit.snippet.id}  score {hit.score:.3f}  ({hit.via})  codes: {_codes(hit.snippet)}")
+            print(_text(hit.snippet))
         print()
     return 0
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _show(args: argparse.Namespace) -> int:
+    kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.load()
+    missing = [i for i in args.ids if i not in kb]
+    if missing:
+        raise ConfigError(f"no snippet with id {', '.join(missing)} in the knowledge base")
+    for snippet_id in args.ids:
+        snippet = kb[snippet_id]
+        if args.json:
+            print(json.dumps(snippet.to_dict(), ensure_ascii=False))
+        else:
+            print(f"{snippet.id}  codes: {_codes(snippet)}")
+            print(_text(snippet))
+            print()
+    return 0
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])  # fmt: skip
+def _hit_dict(rank: int, hit: Hit) -> dict:
+    return {"rank": rank, "id": hit.snippet.id, "score": round(hit.score, 6), "via": hit.via,
+            "title": hit.snippet.title, "codes": {ns: list(c) for ns, c in hit.snippet.codes.items()},
+            "text": hit.snippet.text, "source": hit.snippet.source}  # fmt: skip
+
+
+def _codes(snippet: Snippet) -> str:
+    return "; ".join(f"{ns} {', '.join(codes)}" for ns, codes in snippet.codes.items()) or "-"
+
+
+def _text(snippet: Snippet) -> str:
+    body = textwrap.fill(f"{snippet.title}. {snippet.text}", width=100, initial_indent="   ", subsequent_indent="   ")
+    return f"{body}\n   source: {snippet.source}"

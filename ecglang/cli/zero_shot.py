@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         used = {s["id"] for spec in result.labels.values() for s in spec.snippets}
         if used:
             print(f"\nknowledge: {len(used)} snippet(s) retrieved for {len(result.labels)} label(s) "
-                  "(ids in the 'snippets' column; `ecglang knowledge search` shows their text)")  # fmt: skip
+                  "(ids in the 'snippets' column; `ecglang knowledge show ID` prints their text)")  # fmt: skip
+        bare = [spec.name for spec in result.labels.values() if not spec.snippets]
+        if bare and str(args.knowledge).lower() != "off":
+            print(f"knowledge: no knowledge found for {len(bare)} label(s), scored on their own words: "
+                  + ", ".join(bare[:10]) + (" ..." if len(bare) > 10 else ""))  # fmt: skip
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         result.scores.to_csv(args.out, float_format="%.6f")

@@ -208,15 +208,16 @@ class ZeroShotClassifier:
         table = resolve_prompts(labels=labels, prompts=prompts)
         specs = {lab: LabelSpec(lab, names.get(lab, lab), list(ps)) for lab, ps in table.items()}
         if index is not None:
-            from ecglang.knowledge.index import compose_prompts, retrieve_for_label
+            from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
 
             tokenizer = self.model.get_tokenizer()
             max_len = int(self.model.config.text_tower.get("max_length", 128))
             namespace = _code_namespace(labels, prompts)
-            for spec in tqdm(specs.values(), desc="retrieving knowledge", unit="label", disable=len(specs) < 50):
-                # A prompt-set code ranks the snippets written for it first; free-text labels rely on search.
-                code = (namespace, spec.label) if namespace else None
-                hits = retrieve_for_label(index, spec.name, spec.prompts, k=self.k, code=code)
+            todo = list(specs.values())
+            # One batched retrieval for all labels; a prompt-set code selects the snippets written for it.
+            found = retrieve_for_labels(index, [s.name for s in todo], [s.prompts for s in todo], k=self.k,
+                                        codes=[(namespace, s.label) if namespace else None for s in todo])  # fmt: skip
+            for spec, hits in zip(todo, found, strict=True):
                 spec.knowledge_prompts = list(
                     compose_prompts(spec.name, hits, max_prompts=3 * self.k, max_tokens=max_len, tokenizer=tokenizer)
                 )

@@ -17,20 +17,17 @@ import pytest
 
 from ecglang.cli import main as cli
 from ecglang.errors import ConfigError, KnowledgeError, PromptError
-from ecglang.knowledge.index import (
+from ecglang.knowledge.base import (
     CINC2021_EQUIVALENT_CODES,
     CINC2021_SCORED,
     KNOWN_NAMESPACES,
-    ComposedPrompt,
     KnowledgeBase,
-    KnowledgeIndex,
     Snippet,
-    compose_prompts,
-    default_index_dir,
     normalize_code,
-    retrieve_for_label,
     split_sentences,
 )
+from ecglang.knowledge.index import Hit, KnowledgeIndex, default_index_dir
+from ecglang.knowledge.retrieval import ComposedPrompt, compose_prompts, retrieve_for_label
 
 # -- label sets ------------------------------------------------------------------------------------
 # Label columns of the MERL split CSVs start after these columns.
@@ -491,7 +488,9 @@ def test_retrieve_for_label_and_compose_prompts(flat: KnowledgeIndex) -> None:
     prompts = compose_prompts("atrial fibrillation", hits, tokenizer=tokenizer, max_tokens=128)
     assert len(prompts) >= 6
     assert all(isinstance(p, ComposedPrompt) and isinstance(p, str) for p in prompts)
-    assert all(p.startswith("atrial fibrillation: ") for p in prompts)
+    # Each prompt names the condition its criterion was written for (shared by every label that retrieves it).
+    assert all(p.startswith(f"{flat.kb[p.snippet_id].title}: ") for p in prompts)
+    assert all(p.label == "atrial fibrillation" for p in prompts)
     assert {p.snippet_id for p in prompts} <= {h.snippet.id for h in hits}
     assert prompts[0].snippet_id == hits[0].snippet.id and prompts[0].score == pytest.approx(hits[0].score)
     assert all(len(tokenizer(p)["input_ids"]) <= 128 for p in prompts)
@@ -510,17 +509,19 @@ def test_retrieve_for_label_with_code_puts_tagged_snippets_first(flat: Knowledge
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     few = retrieve_for_label(flat, "bundle branch block", k=12, code=("snomed", "6374002"))
     n_tagged = len(kb.snippets_for_code("snomed", "6374002"))
-    assert 0 < n_tagged < 12 and len(few) == 12
-    assert all(h.snippet.has_code("snomed", "6374002") for h in few[:n_tagged])
-    assert len({h.snippet.id for h in few}) == 12
+    # Fewer snippets rather than off-label ones: a known code is never padded with untagged neighbours.
+    assert 0 < n_tagged < 12 and len(few) == n_tagged
+    assert all(h.snippet.has_code("snomed", "6374002") and h.via == "code" for h in few)
+    assert len({h.snippet.id for h in few}) == n_tagged
+    # The guard applies to tagged snippets too: RBBB-tagged "bundle branch block" snippets never reach LBBB.
+    left = retrieve_for_label(flat, "left bundle branch block", k=12, code=("snomed", "6374002"))
+    assert left and all("right" not in h.snippet.title.lower() for h in left)
     plain = retrieve_for_label(flat, "bundle branch block", k=3, code=("snomed", "000"))
     assert [h.snippet.id for h in plain] == [h.snippet.id for h in retrieve_for_label(flat, "bundle branch block", k=3)]
 
 
 def test_composed_prompts_fit_a_small_token_budget(flat: KnowledgeIndex, kb: KnowledgeBase) -> None:
     tokenizer = flat.encoder.tokenizer
-    from ecglang.knowledge.index import Hit
-
     hits = [Hit(s, 1.0) for s in kb]
     prompts = compose_prompts("left ventricular hypertrophy", hits, tokenizer=tokenizer, max_tokens=32)
     assert len({p.snippet_id for p in prompts}) == len(kb)  # every snippet contributes criteria
@@ -538,11 +539,25 @@ def test_cli_build_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert json.loads((out / "meta.json").read_text())["index_type"] == "hnsw"
 
     assert cli.main(["knowledge", "search", "premature wide QRS complex", "-k", "2", "--index", str(out)]) == 0
-    table = capsys.readouterr().out.splitlines()
-    header = next(i for i, line in enumerate(table) if line.split()[:4] == ["rank", "score", "id", "title"])
-    first = table[header + 1].split()
-    assert first[0] == "1" and first[2] == "pvc" and 0 < float(first[1]) <= 1
-    assert len([line for line in table[header + 1 :] if line.strip()]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    first = next(line for line in lines if line.startswith("1. "))
+    assert first.split()[1] == "pvc" and "codes: snomed 17338001" in first
+    assert 0 < float(first.split("score ")[1].split()[0]) <= 1
+    assert any("Premature QRS ≥ 120 ms without a preceding P wave" in line for line in lines)  # the text itself
+
+    assert cli.main(["knowledge", "search", "pvc", "zebra crossing", "--json", "--index", str(out)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["query"] for r in records] == ["pvc", "zebra crossing"]
+    assert records[0]["hits"][0]["id"] == "pvc" and records[0]["hits"][0]["codes"] == {"snomed": ["17338001"]}
+    assert records[0]["hits"][0]["text"].startswith("Premature QRS") and records[1]["hits"] == []
+    assert cli.main(["knowledge", "search", "zebra crossing", "--index", str(out)]) == 0
+    assert "no knowledge found" in capsys.readouterr().out
+
+    assert cli.main(["knowledge", "show", "af", "--kb", str(kb_file)]) == 0
+    shown = capsys.readouterr().out
+    assert "af  codes: snomed 164889003" in shown and "Irregular RR intervals" in shown
+    assert cli.main(["knowledge", "show", "nope", "--kb", str(kb_file)]) == 1
+    assert "nope" in capsys.readouterr().err
 
     assert cli.main(["knowledge", "build", "--kb", str(tmp_path / "missing.jsonl"), "--out", str(out)]) == 1
     assert "missing.jsonl" in capsys.readouterr().err
@@ -570,8 +585,14 @@ def test_repeated_queries_are_not_embedded_again(flat: KnowledgeIndex) -> None:
         np.testing.assert_array_equal(flat.embed(texts), first)
         flat.embed([*texts, "a new query"])  # a different list is embedded
         assert calls["n"] == 1
-        hits = retrieve_for_label(flat, "Wenckebach", texts[1:], k=2)
-        retrieve_for_label(flat, "Wenckebach", texts[1:], k=2)
-        assert calls["n"] == 2 and len(hits) == 2  # the label's query: embedded once for both calls
+        assert [h.snippet.id for h in retrieve_for_label(flat, "Wenckebach", texts[1:], k=2)] == [
+            "mobitz-i-wenckebach"  # the one snippet the alias names, found without running the encoder
+        ]
+        assert calls["n"] == 1
+        label = "progressive PR prolongation before a dropped QRS"  # named by no alias: the hybrid stage embeds it
+        hits = retrieve_for_label(flat, label, texts[1:], k=2)
+        retrieve_for_label(flat, label, texts[1:], k=2)
+        assert calls["n"] == 2  # the label's query: embedded once for both calls
+        assert hits and all(h.via == "hybrid" for h in hits)
     finally:
         del flat.encoder.encode

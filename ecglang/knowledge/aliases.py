@@ -1,0 +1,316 @@
+"""Label text as users type it, normalised; and the exact alias/code index of a knowledge base.
+
+Users write "LBBB", "1st degree AV block", "A-fib", "PVCs", "ischaemia" or "atrial fibrilation". `normalize_tokens`
+turns all of these into one canonical token sequence: lower case, British spellings and plurals folded,
+ordinals spelled out, clinical abbreviations expanded (`ABBREVIATIONS`), and misspellings corrected to the
+closest word of the knowledge base's vocabulary (never across an opposite pair such as hyper/hypo).
+`AliasIndex` maps the normalised titles and aliases of the snippets, the snippet codes, and the package's
+SNOMED CT name table (`ecglang/resources/snomed_ct_ecg.csv`: name and abbreviation -> code) to snippets.
+No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ecglang.knowledge.base import KnowledgeBase, Snippet, normalize_code
+
+__all__ = ["ABBREVIATIONS", "MISSPELLINGS", "AliasIndex", "AliasMatch", "normalize_tokens", "snomed_name_table"]
+
+#: Abbreviations and short forms -> their words. Applied to label and alias text alike, so "LBBB", "lbbb" and
+#: "left bundle branch block" normalise to the same tokens. Ambiguous two-letter forms ("SR", "AT", "SA")
+#: are left to the aliases, which match whole labels only.
+ABBREVIATIONS: dict[str, str] = {
+    "lbbb": "left bundle branch block",
+    "rbbb": "right bundle branch block",
+    "clbbb": "complete left bundle branch block",
+    "crbbb": "complete right bundle branch block",
+    "ilbbb": "incomplete left bundle branch block",
+    "irbbb": "incomplete right bundle branch block",
+    "bbb": "bundle branch block",
+    "lafb": "left anterior fascicular block",
+    "lanfb": "left anterior fascicular block",
+    "lahb": "left anterior hemiblock",
+    "lpfb": "left posterior fascicular block",
+    "lphb": "left posterior hemiblock",
+    "ivcd": "intraventricular conduction delay",
+    "lvh": "left ventricular hypertrophy",
+    "rvh": "right ventricular hypertrophy",
+    "lae": "left atrial enlargement",
+    "rae": "right atrial enlargement",
+    "lv": "left ventricular",
+    "rv": "right ventricular",
+    "av": "atrioventricular",
+    "avb": "atrioventricular block",
+    "1avb": "first degree atrioventricular block",
+    "iavb": "first degree atrioventricular block",
+    "2avb": "second degree atrioventricular block",
+    "iiavb": "second degree atrioventricular block",
+    "3avb": "third degree atrioventricular block",
+    "iiiavb": "third degree atrioventricular block",
+    "chb": "complete heart block",
+    "afib": "atrial fibrillation",
+    "af": "atrial fibrillation",
+    "fib": "fibrillation",
+    "afl": "atrial flutter",
+    "aflutter": "atrial flutter",
+    "vfib": "ventricular fibrillation",
+    "vf": "ventricular fibrillation",
+    "vt": "ventricular tachycardia",
+    "vtach": "ventricular tachycardia",
+    "tach": "tachycardia",
+    "brady": "bradycardia",
+    "tachy": "tachycardia",
+    "stach": "sinus tachycardia",
+    "sbrad": "sinus bradycardia",
+    "nsr": "normal sinus rhythm",
+    "svt": "supraventricular tachycardia",
+    "psvt": "paroxysmal supraventricular tachycardia",
+    "pvc": "premature ventricular contraction",
+    "vpc": "premature ventricular contraction",
+    "vpb": "ventricular premature beat",
+    "veb": "ventricular ectopic beat",
+    "pac": "premature atrial contraction",
+    "apc": "premature atrial contraction",
+    "apb": "atrial premature beat",
+    "svpb": "supraventricular premature beat",
+    "wpw": "wolff parkinson white",
+    "wolf": "wolff",
+    "mi": "myocardial infarction",
+    "stemi": "st elevation myocardial infarction",
+    "nstemi": "non st elevation myocardial infarction",
+    "ste": "st elevation",
+    "std": "st depression",
+    "twi": "t wave inversion",
+    "lqt": "long qt",
+    "lqts": "long qt syndrome",
+    "qtc": "qt",
+    "lad": "left axis deviation",
+    "rad": "right axis deviation",
+    "prwp": "poor r wave progression",
+    "lqrsv": "low qrs voltage",
+    "ecg": "",
+    "ekg": "",
+    "electrocardiogram": "",
+    "electrocardiographic": "",
+}
+
+#: Misspellings that fuzzy matching cannot settle (equally close to both words of an opposite pair).
+MISSPELLINGS: dict[str, str] = {
+    "brachycardia": "bradycardia",
+    "bradicardia": "bradycardia",
+    "bradychardia": "bradycardia",
+    "tachicardia": "tachycardia",
+    "tachychardia": "tachycardia",
+    "tachacardia": "tachycardia",
+    "hyperkalmia": "hyperkalemia",
+    "hypokalmia": "hypokalemia",
+}
+
+#: Multi-word forms folded before tokenising (after lower-casing and punctuation removal).
+_PHRASES: tuple[tuple[str, str], ...] = (
+    (r"\ba fib\b", "atrial fibrillation"),
+    (r"\ba flutter\b", "atrial flutter"),
+    (r"\bv fib\b", "ventricular fibrillation"),
+    (r"\bv tach\b", "ventricular tachycardia"),
+    (r"\bs t\b", "st"),
+    (r"\bq wave\b", "q wave"),
+    (r"\bqwave\b", "q wave"),
+    (r"\bheart block\b", "heart block"),
+    (r"\b(\d) to (\d)\b", r"\1 to \2"),
+    (r"\b(\d):(\d)\b", r"\1 to \2"),
+)
+_ORDINALS = {"1st": "first", "2nd": "second", "3rd": "third", "1": "first", "2": "second", "3": "third",
+             "i": "first", "ii": "second", "iii": "third", "one": "first", "two": "second",
+             "three": "third"}  # fmt: skip
+# Words dropped from every text: articles and hedges do not change which condition a label names.
+_DROP = frozenset({"a", "an", "the", "of", "type", "possible", "probable", "suspected", "likely", "consider", ""})
+_KEEP_S = ("ss", "us", "is", "ys", "as")
+
+
+def _singular(token: str) -> str:
+    if len(token) <= 3 or not token.endswith("s") or token.endswith(_KEEP_S):
+        return token
+    if token.endswith("xes"):
+        return token[:-2]
+    return token[:-1]
+
+
+def _spelling(token: str) -> str:
+    # British -> American: ischaemia, hyperkalaemia, repolarisation, oedema.
+    token = token.replace("aemi", "emi").replace("isation", "ization").replace("oedem", "edem")
+    return _singular(token)
+
+
+@lru_cache(maxsize=200_000)
+def _base_tokens(text: str) -> tuple[str, ...]:
+    """Lower case, punctuation to spaces, phrase folds, ordinals, spelling, abbreviations (no vocabulary)."""
+    s = text.lower().replace("°", " degree ").replace("’", "").replace("'", "").replace("′", "")
+    s = re.sub(r"(\d):(\d)", r"\1 to \2", s)
+    s = re.sub(r"[^a-z0-9+]+", " ", s)
+    for pattern, repl in _PHRASES:
+        s = re.sub(pattern, repl, s)
+    raw = s.split()
+    out: list[str] = []
+    for i, tok in enumerate(raw):
+        nxt = raw[i + 1] if i + 1 < len(raw) else ""
+        prev = raw[i - 1] if i else ""
+        if tok in _ORDINALS and (nxt in ("degree", "deg") or prev in ("type", "mobitz")):
+            tok = _ORDINALS[tok] if nxt in ("degree", "deg") else {"first": "1", "second": "2"}.get(_ORDINALS[tok], tok)
+        elif tok in ("1st", "2nd", "3rd"):
+            tok = _ORDINALS[tok]
+        elif tok == "deg":
+            tok = "degree"
+        tok = _spelling(tok)
+        expansion = ABBREVIATIONS.get(tok)
+        if expansion is not None:
+            out.extend(expansion.split())
+        elif tok not in _DROP:
+            out.append(tok)
+    return tuple(t for t in out if t not in _DROP)
+
+
+def normalize_tokens(text: str, vocabulary: frozenset[str] | None = None) -> tuple[str, ...]:
+    """The canonical token sequence of `text`. With a `vocabulary`, an unknown word of 5+ letters is replaced
+    by its closest vocabulary word (`difflib` ratio ≥ 0.85, or ≥ 0.8 for swapped letters) unless that flips an
+    opposite pair (see `guard`)."""
+    tokens = _base_tokens(text)
+    if not vocabulary:
+        return tokens
+    return tuple(_correct(t, vocabulary) for t in tokens)
+
+
+def _correct(token: str, vocabulary: frozenset[str]) -> str:
+    if token in vocabulary or len(token) < 5 or not token.isalpha():
+        return token
+    return _closest(token, vocabulary)
+
+
+@lru_cache(maxsize=50_000)
+def _closest(token: str, vocabulary: frozenset[str]) -> str:
+    from ecglang.knowledge.guard import polarity  # guard imports this module: a top-level import would cycle
+
+    if token in MISSPELLINGS:
+        return MISSPELLINGS[token]
+    close = difflib.get_close_matches(token, vocabulary, n=5, cutoff=0.8)
+    scored = sorted(((difflib.SequenceMatcher(None, token, c).ratio(), c) for c in close), reverse=True)
+    # Ratio ≥ 0.85, or two swapped letters ("atrail", "bundel"), which score lower on short words.
+    scored = [(r, c) for r, c in scored if r >= 0.85 or sorted(c) == sorted(token)]
+    if not scored:
+        return token
+    best_ratio, best = scored[0]
+    # "brachycardia" is as close to "tachycardia" as to "bradycardia": never guess across an opposite pair.
+    if any(polarity(c) != polarity(best) for r, c in scored[1:] if r >= best_ratio - 0.02):
+        return token
+    if polarity(token) and polarity(token) != polarity(best):
+        return token
+    return best
+
+
+def snomed_name_table() -> list[tuple[str, str, str]]:
+    """(name, abbreviation, SNOMED CT code) rows of `ecglang/resources/snomed_ct_ecg.csv`."""
+    path = Path(__file__).resolve().parents[1] / "resources" / "snomed_ct_ecg.csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [(r["Dx"].strip(), r["Abbreviation"].strip(), r["SNOMEDCTCode"].strip()) for r in csv.DictReader(fh)]
+
+
+@dataclass(frozen=True)
+class AliasMatch:
+    """Snippets that a label names exactly: by code, by a whole alias, or by aliases contained in the label."""
+
+    snippets: tuple[Snippet, ...]
+    via: str  # "code", "alias" or "contained"
+
+
+class AliasIndex:
+    """Exact lookups of normalised label text: snippet titles and aliases, snippet codes, and (optionally)
+    the SNOMED CT name table, whose names and abbreviations reach the snippets carrying their code."""
+
+    def __init__(self, kb: KnowledgeBase, name_table: bool = True) -> None:
+        self.kb = kb
+        # key -> snippet id -> (priority, snippet): a title match ranks before an alias, an alias before a
+        # snippet reached through the SNOMED CT name table, so the best-named snippets come first.
+        raw: dict[tuple[str, ...], dict[str, tuple[int, Snippet]]] = {}
+
+        def add(text: str, snippets: Iterable[Snippet], priority: int) -> None:
+            key = normalize_tokens(text)
+            if key:
+                entry = raw.setdefault(key, {})
+                for s in snippets:
+                    if s.id not in entry or entry[s.id][0] > priority:
+                        entry[s.id] = (priority, s)
+
+        for s in kb:
+            add(s.title, [s], 0)
+            for alias in s.aliases:
+                add(alias, [s], 1)
+        self.code_names: dict[str, str] = {}  # SNOMED CT code -> name, to read a label typed as a code
+        if name_table:
+            for name, abbreviation, code in snomed_name_table():
+                self.code_names.setdefault(code, name)
+                tagged = kb.snippets_for_code("snomed", code)
+                if tagged:
+                    add(name, tagged, 2)
+                    add(abbreviation, tagged, 2)
+        order = {s.id: i for i, s in enumerate(kb)}
+        self._aliases = {key: tuple(s for _, s in sorted(v.values(), key=lambda p: (p[0], order[p[1].id])))
+                         for key, v in raw.items()}  # fmt: skip
+        self._codes: dict[str, dict[str, Snippet]] = {}
+        for s in kb:
+            for codes in s.codes.values():
+                for code in codes:
+                    self._codes.setdefault(normalize_code(code), {})[s.id] = s
+        self.vocabulary = frozenset(t for key in self._aliases for t in key) | frozenset(
+            t for s in kb for t in _base_tokens(s.text)
+        )
+        # Words in many aliases ("block", "wave", "normal") name no condition on their own.
+        df: dict[str, int] = {}
+        for key in self._aliases:
+            for t in set(key):
+                df[t] = df.get(t, 0) + 1
+        self.generic = frozenset(t for t, n in df.items() if n >= 8) | {"normal", "abnormal", "abnormality"}
+        self._max_len = max(len(k) for k in self._aliases)
+
+    def tokens(self, text: str) -> tuple[str, ...]:
+        """`normalize_tokens` with this base's vocabulary (misspellings corrected)."""
+        return normalize_tokens(text, self.vocabulary)
+
+    def match(self, label: str) -> AliasMatch | None:
+        """The snippets `label` names: a whole code, a whole alias, else the longest aliases inside it."""
+        code = normalize_code(label)
+        if code and " " not in code and code in self._codes and normalize_tokens(label) not in self._aliases:
+            return AliasMatch(tuple(self._codes[code].values()), "code")
+        tokens = self.tokens(label)
+        if not tokens:
+            return None
+        exact = self._aliases.get(tokens)
+        if exact:
+            return AliasMatch(exact, "alias")
+        spans = self._contained(tokens)
+        if not spans:
+            return None
+        found: dict[str, Snippet] = {}
+        for key in spans:
+            found.update((s.id, s) for s in self._aliases[key])
+        return AliasMatch(tuple(found.values()), "contained")
+
+    def _contained(self, tokens: Sequence[str]) -> list[tuple[str, ...]]:
+        """Aliases found as contiguous runs of `tokens`, longest first, none inside a longer one found."""
+        taken = [False] * len(tokens)
+        out: list[tuple[str, ...]] = []
+        for length in range(min(self._max_len, len(tokens) - 1), 0, -1):
+            for start in range(len(tokens) - length + 1):
+                key = tuple(tokens[start : start + length])
+                if key not in self._aliases or any(taken[start : start + length]):
+                    continue
+                if len(key) == 1 and key[0] in self.generic:
+                    continue
+                out.append(key)
+                taken[start : start + length] = [True] * length
+        return out

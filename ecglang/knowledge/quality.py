@@ -1,0 +1,112 @@
+"""How well retrieval picks the right condition: precision@k, off-label rate and coverage on labeled cases.
+
+A case is a label as a user types it and the codes (`(namespace, code)`, any of them) that a snippet must
+carry to be on-label; a case with no codes is a negative that must retrieve nothing. Used by the test with
+thresholds (`tests/knowledge/test_retrieval_quality.py`) and the benchmark row (`benchmarks/bench_knowledge.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecglang.knowledge.aliases import snomed_name_table
+from ecglang.knowledge.base import KnowledgeBase
+from ecglang.knowledge.index import Hit, KnowledgeIndex
+from ecglang.knowledge.retrieval import retrieve_for_labels
+
+__all__ = ["RetrievalCase", "RetrievalScore", "load_cases", "score_retrieval", "snomed_name_cases"]
+
+
+@dataclass(frozen=True)
+class RetrievalCase:
+    """A label and the codes that make a retrieved snippet on-label (none: a negative)."""
+
+    label: str
+    codes: tuple[tuple[str, str], ...]
+
+    def on_label(self, hit: Hit) -> bool:
+        return any(hit.snippet.has_code(ns, code) for ns, code in self.codes)
+
+
+@dataclass
+class RetrievalScore:
+    """Totals over a case set (micro-averaged over the retrieved snippets)."""
+
+    k: int
+    positives: int
+    negatives: int
+    retrieved: int  # snippets retrieved for positive labels
+    on_label: int
+    off_label: int  # snippets for positives without any of the label's codes, plus any snippet for a negative
+    covered: int  # positive labels with at least one snippet
+    negatives_with_hits: int
+    seconds: float
+    misses: list[tuple[str, list[str]]]  # (label, off-label snippet ids) for inspection
+
+    @property
+    def precision(self) -> float:
+        """Share of the snippets retrieved for positive labels that carry one of the label's codes."""
+        return self.on_label / self.retrieved if self.retrieved else 1.0
+
+    @property
+    def off_label_rate(self) -> float:
+        """Share of all retrieved snippets (positives and negatives) that are off-label."""
+        total = self.on_label + self.off_label  # every retrieved snippet is one or the other
+        return self.off_label / total if total else 0.0
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.positives if self.positives else 1.0
+
+    def summary(self) -> str:
+        return (
+            f"precision@{self.k} {self.precision:.3f}, off-label {self.off_label_rate:.2%}, coverage "
+            f"{self.coverage:.1%} of {self.positives} labels, {self.negatives_with_hits}/{self.negatives} "
+            f"negatives with snippets, {1e3 * self.seconds / max(1, self.positives + self.negatives):.2f} ms/label"
+        )
+
+
+def load_cases(path: str | os.PathLike) -> list[RetrievalCase]:
+    """Cases from a JSONL file of `{"label": ..., "codes": [[namespace, code], ...]}`."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            out.append(RetrievalCase(obj["label"], tuple((ns, code) for ns, code in obj["codes"])))
+    return out
+
+
+def snomed_name_cases(kb: KnowledgeBase) -> list[RetrievalCase]:
+    """Issue 14's measurement: the SNOMED CT names of `snomed_ct_ecg.csv` whose code some snippet carries."""
+    return [RetrievalCase(name, (("snomed", code),)) for name, _, code in snomed_name_table()
+            if kb.snippets_for_code("snomed", code)]  # fmt: skip
+
+
+def score_retrieval(index: KnowledgeIndex, cases: Sequence[RetrievalCase], k: int = 3) -> RetrievalScore:
+    """Retrieve for every case's label (free text: no code, no prompts) and count on/off-label snippets."""
+    t0 = time.perf_counter()
+    results = retrieve_for_labels(index, [c.label for c in cases], k=k)
+    seconds = time.perf_counter() - t0
+    score = RetrievalScore(k, 0, 0, 0, 0, 0, 0, 0, seconds, [])
+    for case, hits in zip(cases, results, strict=True):
+        if not case.codes:
+            score.negatives += 1
+            score.negatives_with_hits += bool(hits)
+            score.off_label += len(hits)
+            if hits:
+                score.misses.append((case.label, [h.snippet.id for h in hits]))
+            continue
+        score.positives += 1
+        score.covered += bool(hits)
+        score.retrieved += len(hits)
+        good = [h for h in hits if case.on_label(h)]
+        score.on_label += len(good)
+        score.off_label += len(hits) - len(good)
+        if len(good) < len(hits) or not hits:
+            score.misses.append((case.label, [h.snippet.id for h in hits if not case.on_label(h)]))
+    return score

@@ -1,0 +1,363 @@
+"""Knowledge for a label: hybrid retrieval with a contradiction guard, and the prompts composed from it.
+
+One retrieval serves zero-shot (`ecglang.scores.classifier`) and `ecglang knowledge search`. For each label,
+in order:
+
+1. **Exact.** A known code (`code=(namespace, code)`, as prompt sets give) selects the snippets tagged with
+   it; otherwise the normalised label is looked up in the alias index (`ecglang.knowledge.aliases`): a
+   snippet code ("CLBBB", "164909002"), a whole title or alias ("LBBB", "1st degree AV block", "A-fib",
+   "PVCs", misspellings corrected), else the longest aliases contained in the label.
+2. **Hybrid.** Only when nothing matched exactly: lexical BM25 (`bm25s`) over the snippets' titles, aliases
+   and text is fused with the FAISS dense similarity by reciprocal-rank fusion (RRF). A **floor** keeps a
+   candidate only when it is close in meaning (cosine ≥ `DENSE_STRONG`), or fairly close (≥ `DENSE_MIN`)
+   and sharing at least `MIN_COVERAGE` of the label's words: fewer snippets, or none, rather than
+   off-label ones.
+3. **Guard.** Every candidate, from any stage, is dropped when its title names the opposite condition
+   (`ecglang.knowledge.guard`: left/right, first/second/third degree, complete/incomplete, tachy/brady,
+   elevation/depression, hyper/hypo, ...).
+
+A label that matches nothing gets no snippets: it is scored on its own words ("no knowledge found").
+Exact matches come in the order the snippets were named (title, then alias, then the SNOMED CT name table,
+then file order) and score `EXACT_SCORE` (1.0) without running the encoder; hybrid hits score the cosine
+similarity between the label's query embedding and the snippet document.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ecglang.errors import ConfigError, PromptError
+from ecglang.knowledge.aliases import AliasIndex, normalize_tokens
+from ecglang.knowledge.base import Snippet
+from ecglang.knowledge.guard import conflicts, features
+from ecglang.knowledge.index import Hit, KnowledgeIndex
+
+if TYPE_CHECKING:
+    import bm25s
+
+__all__ = [
+    "NO_KNOWLEDGE",
+    "ComposedPrompt",
+    "Retriever",
+    "compose_prompts",
+    "retrieve_for_label",
+    "retrieve_for_labels",
+    "retriever_for",
+]
+
+#: What the CLI prints for a label that no snippet matches (it is scored on its own words).
+NO_KNOWLEDGE = "no knowledge found"
+#: Floor of the hybrid stage (cosine similarity of all-MiniLM-L6-v2 query and snippet document; word
+#: coverage: the share of the label's words found in the snippet's title, aliases or text).
+DENSE_STRONG = 0.62
+DENSE_MIN = 0.40
+MIN_COVERAGE = 0.6
+#: ... or every one of at least two words, at a lower similarity.
+DENSE_WORDS = 0.30
+#: ... and none far below the best candidate of the same label.
+RELATIVE_FLOOR = 0.25
+#: The score of an exact code or alias match (hybrid hits score their cosine similarity, below 1).
+EXACT_SCORE = 1.0
+#: Reciprocal-rank fusion constant (Cormack et al., 2009) and the depth of each ranking fused.
+RRF_K = 60
+FUSION_DEPTH = 50
+#: Query-text embeddings remembered per retriever (one label name is ~1.5 kB).
+TEXT_CACHE_SIZE = 100_000
+# Words that say how, not what: they do not count towards word coverage.
+_FILLER = frozenset({"with", "and", "or", "in", "on", "at", "to", "for", "by", "from", "type", "pattern", "sign",
+                     "finding", "change", "abnormality", "abnormal", "wave", "rhythm", "lead"})  # fmt: skip
+
+_RETRIEVERS: weakref.WeakKeyDictionary[KnowledgeIndex, Retriever] = weakref.WeakKeyDictionary()
+
+
+class Retriever:
+    """The hybrid retrieval of one `KnowledgeIndex` (see the module docstring). Build once, query often:
+    `retriever_for(index)` keeps one per index."""
+
+    def __init__(self, index: KnowledgeIndex, name_table: bool = True) -> None:
+        self.index = index
+        self.kb = index.kb
+        self.aliases = AliasIndex(self.kb, name_table=name_table)
+        snippets = self.kb.snippets
+        self._row = {s.id: i for i, s in enumerate(snippets)}
+        self._titles = [features(normalize_tokens(s.title)) for s in snippets]
+        heads = [normalize_tokens(" ".join((s.title, *s.aliases))) for s in snippets]
+        bodies = [normalize_tokens(s.text) for s in snippets]
+        # Title and aliases name the condition: counted twice, so they outweigh a passing mention in text.
+        self._doc_tokens = [list(h) * 2 + list(b) for h, b in zip(heads, bodies, strict=True)]
+        self._doc_sets = [frozenset(d) for d in self._doc_tokens]
+        self._vectors = index.vectors([s.id for s in snippets])
+        self._bm25: bm25s.BM25 | None = None
+        self._texts: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    # -- embeddings --------------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False) -> np.ndarray:
+        """Unit embeddings of `texts`; each distinct text is embedded once (batched) and remembered."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._texts))
+        if missing:
+            vectors = self.index.embed(missing, batch_size=batch_size, show_progress=show_progress)
+            for text, vector in zip(missing, vectors, strict=True):
+                self._texts[text] = vector
+            while len(self._texts) > TEXT_CACHE_SIZE:
+                self._texts.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.index.dim), dtype=np.float32)
+        return np.stack([self._texts[t] for t in texts])
+
+    def queries(self, names: Sequence[str], prompts: Sequence[Sequence[str]], **kwargs: Any) -> np.ndarray:
+        """One unit query vector per label: the re-normalised mean of its name's and prompts' embeddings.
+
+        Every text votes equally, and a long prompt list cannot push the label name out of the query the
+        way concatenation past the encoder's 256-token limit would."""
+        groups = [list(dict.fromkeys(t.strip() for t in [n, *p, self._expanded(n)] if isinstance(t, str) and t.strip()))
+                  for n, p in zip(names, prompts, strict=True)]  # fmt: skip
+        flat = self.embed([t for g in groups for t in g], **kwargs)
+        out = np.empty((len(groups), self.index.dim), dtype=np.float32)
+        start = 0
+        for i, g in enumerate(groups):
+            q = flat[start : start + len(g)].mean(axis=0)
+            out[i] = q / (np.linalg.norm(q) or 1.0)
+            start += len(g)
+        return out
+
+    def _expanded(self, name: str) -> str | None:
+        """The label with abbreviations expanded and misspellings corrected, when that changes its words
+        ("LBBB" -> "left bundle branch block", "164909002" -> its SNOMED CT name): the encoder reads it better."""
+        if name.strip() in self.aliases.code_names:
+            return self.aliases.code_names[name.strip()]
+        expanded = " ".join(self.aliases.tokens(name))
+        return expanded if expanded != " ".join(re.sub(r"[^a-z0-9+]+", " ", name.lower()).split()) else None
+
+    # -- retrieval ---------------------------------------------------------------------------------
+    def retrieve(
+        self,
+        names: Sequence[str],
+        prompts: Sequence[Sequence[str]] | None = None,
+        k: int = 3,
+        codes: Sequence[tuple[str, str] | None] | None = None,
+        show_progress: bool = False,
+    ) -> list[list[Hit]]:
+        """At most `k` snippets per label, best first (see the module docstring); [] where none fits."""
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        for name in names:
+            if not isinstance(name, str) or not name.strip():
+                raise PromptError(None, "label name is empty")
+        prompts = prompts if prompts is not None else [()] * len(names)
+        codes = codes if codes is not None else [None] * len(names)
+        if not len(names) == len(prompts) == len(codes):
+            raise ConfigError("names, prompts and codes must have the same length")
+        out: list[list[Hit]] = []
+        pending: list[int] = []
+        for i, (name, code) in enumerate(zip(names, codes, strict=True)):
+            label = features(self.aliases.tokens(name))
+            hits = [Hit(s, EXACT_SCORE, via) for s, via in self._exact(name, code)
+                    if not conflicts(label, self._titles[self._row[s.id]])][:k]  # fmt: skip
+            out.append(hits)
+            if not hits:
+                pending.append(i)
+        if pending:  # only labels that nothing names exactly are embedded: the encoder is the cost of retrieval
+            query = self.queries(
+                [names[i] for i in pending], [prompts[i] for i in pending], show_progress=show_progress
+            )
+            for i, hits in zip(pending, self._hybrid([names[i] for i in pending], query, k), strict=True):
+                out[i] = hits
+        return out
+
+    def _exact(self, name: str, code: tuple[str, str] | None) -> list[tuple[Snippet, str]]:
+        if code is not None:
+            tagged = self.kb.snippets_for_code(*code)
+            if tagged:
+                return [(s, "code") for s in tagged]
+        match = self.aliases.match(name)
+        return [(s, match.via) for s in match.snippets] if match else []
+
+    def _hybrid(self, names: Sequence[str], query: np.ndarray, k: int) -> list[list[Hit]]:
+        """BM25 + dense by reciprocal-rank fusion, floor and guard, for labels no alias matched."""
+        depth = min(FUSION_DEPTH, len(self.kb))
+        dense = self.index.search_embeddings(query, depth)
+        bm25 = self._lexical()
+        snippets = self.kb.snippets
+        out: list[list[Hit]] = []
+        for name, q, nearest in zip(names, query, dense, strict=True):
+            tokens = self.aliases.tokens(name)
+            label = features(tokens)
+            words = {t for t in tokens if t not in _FILLER}
+            fused: dict[int, float] = {}
+            for rank, hit in enumerate(nearest):
+                row = self._row[hit.snippet.id]
+                fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
+            lexical = bm25.get_scores(list(tokens)) if tokens else np.zeros(len(snippets))
+            for rank, row in enumerate(np.argsort(-lexical, kind="stable")[:depth]):
+                if lexical[row] <= 0:
+                    break
+                fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
+            hits: list[tuple[float, Hit]] = []
+            for row, rrf in fused.items():
+                cosine = float(self._vectors[row] @ q)
+                coverage = len(words & self._doc_sets[row]) / len(words) if words else 0.0
+                if not _above_floor(cosine, coverage, len(words)):
+                    continue
+                if conflicts(label, self._titles[row]):
+                    continue
+                hits.append((rrf, Hit(snippets[row], cosine, "hybrid")))
+            hits.sort(key=lambda p: -p[0])
+            best = max((h.score for _, h in hits), default=0.0)
+            out.append([h for _, h in hits if h.score >= best - RELATIVE_FLOOR][:k])
+        return out
+
+    def _lexical(self) -> bm25s.BM25:
+        if self._bm25 is None:
+            import bm25s  # here, not at the top: it costs 0.3 s of import that `ecglang --help` must not pay
+
+            logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build at DEBUG
+            self._bm25 = bm25s.BM25()
+            self._bm25.index(self._doc_tokens, show_progress=False)
+        return self._bm25
+
+
+def _above_floor(cosine: float, coverage: float, n_words: int) -> bool:
+    """Whether a hybrid candidate is close enough to attach: near in meaning, or fairly near and sharing
+    most of the label's words (all of them, for a criteria query such as "broad notched R in V6")."""
+    if cosine >= DENSE_STRONG:
+        return True
+    if cosine >= DENSE_MIN and coverage >= MIN_COVERAGE:
+        return True
+    return cosine >= DENSE_WORDS and coverage >= 1.0 and n_words >= 2
+
+
+def retriever_for(index: KnowledgeIndex) -> Retriever:
+    """The `Retriever` of `index`, built on first use and kept while the index lives."""
+    retriever = _RETRIEVERS.get(index)
+    if retriever is None:
+        retriever = _RETRIEVERS[index] = Retriever(index)
+    return retriever
+
+
+def retrieve_for_labels(
+    index: KnowledgeIndex,
+    names: Sequence[str],
+    prompts: Sequence[Sequence[str]] | None = None,
+    k: int = 3,
+    codes: Sequence[tuple[str, str] | None] | None = None,
+    show_progress: bool = False,
+) -> list[list[Hit]]:
+    """`retrieve_for_label` for many labels at once: one batched embedding of the distinct texts, one FAISS
+    search. `prompts[i]` and `codes[i]` belong to `names[i]` (None: no prompts, no codes)."""
+    return retriever_for(index).retrieve(names, prompts, k=k, codes=codes, show_progress=show_progress)
+
+
+def retrieve_for_label(
+    index: KnowledgeIndex,
+    label_name: str,
+    prompts: Sequence[str] = (),
+    k: int = 3,
+    code: tuple[str, str] | None = None,
+) -> list[Hit]:
+    """At most `k` snippets for a label, best first; [] when no snippet fits ("no knowledge found").
+
+    `prompts`: the label's own prompts (they join the name in the dense query). With `code=(namespace,
+    code)` (for example `("ptbxl", "CLBBB")`) the snippets tagged with that code are the candidates. See the
+    module docstring for the stages, the floor and the contradiction guard."""
+    if not isinstance(label_name, str) or not label_name.strip():
+        raise PromptError(None, "label name is empty")
+    return retrieve_for_labels(index, [label_name], [list(prompts)], k=k, codes=[code])[0]
+
+
+class ComposedPrompt(str):
+    """A knowledge-enriched prompt: a plain `str` that also carries the id of the snippet it came from,
+    the label it was composed for and the retrieval score, so zero-shot scores can be explained."""
+
+    snippet_id: str
+    label: str
+    score: float
+
+    def __new__(cls, text: str, snippet_id: str, label: str, score: float = float("nan")) -> ComposedPrompt:
+        obj = super().__new__(cls, text)
+        obj.snippet_id = snippet_id
+        obj.label = label
+        obj.score = float(score)
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling (multiprocessing data loaders) keeps the metadata
+        return (ComposedPrompt, (str(self), self.snippet_id, self.label, self.score))
+
+    def __repr__(self) -> str:
+        return f"ComposedPrompt({str(self)!r}, snippet_id={self.snippet_id!r})"
+
+
+def compose_prompts(
+    label_name: str,
+    hits: Sequence[Hit],
+    max_prompts: int | None = None,
+    max_tokens: int = 128,
+    tokenizer: Any = None,
+    max_words: int = 40,
+) -> list[ComposedPrompt]:
+    """Turn retrieved snippets into prompts `"<snippet title>: <criterion>"`, one per criterion sentence.
+
+    The prompt names the condition the criterion was written for (not the user's label, which its own
+    prompts carry), so that it is never put in the mouth of another label, and so that labels sharing a
+    snippet share its prompts: 10,000 labels embed a few hundred distinct knowledge prompts, not 90,000.
+    Each prompt is cut to fit a text encoder: to `max_tokens` tokens (special tokens included) when a
+    Hugging Face `tokenizer` is given, otherwise to `max_words` words (about 100 word pieces for this
+    text). Duplicates are dropped; order follows the hits, then the sentences.
+    """
+    if not isinstance(label_name, str) or not label_name.strip():
+        raise PromptError(None, "label name is empty")
+    label = label_name.strip()
+    out: list[ComposedPrompt] = []
+    seen: set[str] = set()
+    for hit in hits:
+        title = hit.snippet.title.rstrip(".")
+        for sentence in hit.snippet.sentences():
+            text = _fit(f"{title}: {sentence}", max_tokens, tokenizer, max_words)
+            key = text.lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(ComposedPrompt(text, hit.snippet.id, label, hit.score))
+            if max_prompts is not None and len(out) >= max_prompts:
+                return out
+    return out
+
+
+# Cut prompts per tokenizer: the same snippet criteria are fitted for every label that retrieves them.
+_FITTED: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], str]] = weakref.WeakKeyDictionary()
+
+
+def _fit(text: str, max_tokens: int, tokenizer: Any, max_words: int) -> str:
+    words = text.split()
+    if tokenizer is None:
+        return " ".join(words[:max_words])
+    try:
+        cache = _FITTED.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no cache
+        cache = {}
+    key = (text, max_tokens)
+    if key not in cache:
+        cache[key] = _fit_tokens(text, words, max_tokens, tokenizer)
+    return cache[key]
+
+
+def _fit_tokens(text: str, words: list[str], max_tokens: int, tokenizer: Any) -> str:
+    def n_tokens(candidate: str) -> int:
+        return len(tokenizer(candidate, add_special_tokens=True, truncation=False)["input_ids"])
+
+    if n_tokens(text) <= max_tokens:
+        return text
+    lo, hi = 1, len(words)  # binary search for the longest word prefix that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if n_tokens(" ".join(words[:mid])) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo])
