@@ -19,62 +19,17 @@ from typing import Any
 
 from ecglang.core.paths import resource_dir
 from ecglang.errors import KnowledgeError
+from ecglang.text.sentences import split_sentences
 
 __all__ = [
-    "CINC2021_EQUIVALENT_CODES",
-    "CINC2021_SCORED",
     "KNOWN_NAMESPACES",
     "KnowledgeBase",
     "Snippet",
     "normalize_code",
-    "split_sentences",
 ]
 
 #: Namespaces used by the bundled knowledge base. User files may add others (lower-case identifiers).
 KNOWN_NAMESPACES: tuple[str, ...] = ("ptbxl", "cpsc2018", "chapman", "snomed")
-
-#: The scored diagnoses of the PhysioNet/CinC Challenge 2021 (`dx_mapping_scored.csv`):
-#: SNOMED CT code -> (abbreviation, challenge name). The challenge spells sinus tachycardia 427084000.
-CINC2021_SCORED: Mapping[str, tuple[str, str]] = {
-    "164889003": ("AF", "atrial fibrillation"),
-    "164890007": ("AFL", "atrial flutter"),
-    "6374002": ("BBB", "bundle branch block"),
-    "426627000": ("Brady", "bradycardia"),
-    "733534002": ("CLBBB", "complete left bundle branch block"),
-    "713427006": ("CRBBB", "complete right bundle branch block"),
-    "270492004": ("IAVB", "1st degree av block"),
-    "713426002": ("IRBBB", "incomplete right bundle branch block"),
-    "39732003": ("LAD", "left axis deviation"),
-    "445118002": ("LAnFB", "left anterior fascicular block"),
-    "164909002": ("LBBB", "left bundle branch block"),
-    "251146004": ("LQRSV", "low qrs voltages"),
-    "698252002": ("NSIVCB", "nonspecific intraventricular conduction disorder"),
-    "426783006": ("NSR", "sinus rhythm"),
-    "284470004": ("PAC", "premature atrial contraction"),
-    "10370003": ("PR", "pacing rhythm"),
-    "365413008": ("PRWP", "poor R wave Progression"),
-    "427172004": ("PVC", "premature ventricular contractions"),
-    "164947007": ("LPR", "prolonged pr interval"),
-    "111975006": ("LQT", "prolonged qt interval"),
-    "164917005": ("QAb", "qwave abnormal"),
-    "47665007": ("RAD", "right axis deviation"),
-    "59118001": ("RBBB", "right bundle branch block"),
-    "427393009": ("SA", "sinus arrhythmia"),
-    "426177001": ("SB", "sinus bradycardia"),
-    "427084000": ("STach", "sinus tachycardia"),
-    "63593006": ("SVPB", "supraventricular premature beats"),
-    "164934002": ("TAb", "t wave abnormal"),
-    "59931005": ("TInv", "t wave inversion"),
-    "17338001": ("VPB", "ventricular premature beats"),
-}
-
-#: Pairs the challenge scores as the same diagnosis.
-CINC2021_EQUIVALENT_CODES: tuple[tuple[str, str], ...] = (
-    ("733534002", "164909002"),
-    ("713427006", "59118001"),
-    ("284470004", "63593006"),
-    ("427172004", "17338001"),
-)
 
 _REQUIRED_FIELDS = ("id", "title", "text", "source")
 _OPTIONAL_FIELDS = ("aliases", "codes")
@@ -86,22 +41,6 @@ def normalize_code(code: str) -> str:
     """Canonical form of a label code for lookups: trimmed, upper-case, without the leading/trailing
     underscores that PTB-XL uses in some SCP codes (`NST_`, `_AVB`), so `nst_` matches `NST`."""
     return str(code).strip().upper().strip("_")
-
-
-_CLAUSE_SPLIT = re.compile(r";\s+")
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(≥<>])")
-
-
-def split_sentences(text: str, min_words: int = 3) -> list[str]:
-    """Split snippet text into criteria: at semicolons and at sentence ends (a full stop followed by a
-    capital), never inside decimals such as `0.5 mV`. Fragments shorter than `min_words` are dropped."""
-    out: list[str] = []
-    for clause in _CLAUSE_SPLIT.split(text):
-        for sentence in _SENTENCE_SPLIT.split(clause):
-            sentence = sentence.strip().rstrip(".;").strip()
-            if len(sentence.split()) >= min_words:
-                out.append(sentence)
-    return out
 
 
 @dataclass(frozen=True)
@@ -129,8 +68,8 @@ class Snippet:
         return " ".join(parts)
 
     def sentences(self) -> list[str]:
-        """The criteria of `text`, one per clause (see `split_sentences`)."""
-        return split_sentences(self.text)
+        """The criteria of `text`, one per clause or sentence of at least three words."""
+        return split_sentences(self.text, min_words=3)
 
     def has_code(self, namespace: str, code: str) -> bool:
         wanted = normalize_code(code)

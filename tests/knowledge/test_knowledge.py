@@ -16,18 +16,12 @@ import numpy as np
 import pytest
 
 from ecglang.cli import main as cli
+from ecglang.data.snomed import CINC2021_EQUIVALENT_CODES, CINC2021_SCORED
 from ecglang.errors import ConfigError, KnowledgeError, PromptError
-from ecglang.knowledge.base import (
-    CINC2021_EQUIVALENT_CODES,
-    CINC2021_SCORED,
-    KNOWN_NAMESPACES,
-    KnowledgeBase,
-    Snippet,
-    normalize_code,
-    split_sentences,
-)
+from ecglang.knowledge.base import KNOWN_NAMESPACES, KnowledgeBase, Snippet, normalize_code
 from ecglang.knowledge.index import Hit, KnowledgeIndex, default_index_dir
 from ecglang.knowledge.retrieval import ComposedPrompt, compose_prompts, retrieve_for_label
+from ecglang.text.sentences import split_sentences
 
 # -- label sets ------------------------------------------------------------------------------------
 # Label columns of the MERL split CSVs start after these columns.
@@ -282,7 +276,8 @@ def test_snippets_for_code_normalises_codes(kb: KnowledgeBase) -> None:
 
 
 def test_split_sentences_keeps_decimals_and_leads() -> None:
-    parts = split_sentences("ST depression ≥ 0.5 mm in V5. T inversion > 1 mm in I; QTc 450 ms in men. Ok.")
+    text = "ST depression ≥ 0.5 mm in V5. T inversion > 1 mm in I; QTc 450 ms in men. Ok."
+    parts = split_sentences(text, min_words=3)  # knowledge criteria: fragments under three words are dropped
     assert parts == ["ST depression ≥ 0.5 mm in V5", "T inversion > 1 mm in I", "QTc 450 ms in men"]
 
 
