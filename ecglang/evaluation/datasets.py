@@ -260,9 +260,11 @@ def _read_parts(split_root: Path, task: str, part: str) -> tuple[pd.DataFrame, l
     frames, files, columns = [], [], None
     for p in list(SPLIT_PARTS) if part == "all" else [part]:
         split = load_label_split(split_root, task, p)
-        if columns is not None and split.label_columns != columns:
+        if columns is not None and set(split.label_columns) != set(columns):
             raise EcgReadError(split.path, f"label columns differ from the other parts: {split.label_columns}")
-        columns = split.label_columns
+        # The same labels in another column order (ptbxl_sub's val split) are fine: labels are read by name
+        # (pd.concat aligns the columns), in the first part's order.
+        columns = columns if columns is not None else split.label_columns
         frame = split.frame.copy()
         frame["_record_id"] = split.record_ids
         frame["_part"] = p

@@ -267,3 +267,24 @@ def test_prompt_source_parsing(tmp_path):
         PromptSource.parse("nonsense")
     with pytest.raises(PromptError):
         PromptSource.parse(f"external:{tmp_path / 'absent.json'}")
+
+
+def test_part_all_joins_parts_whose_label_columns_are_in_another_order(ptbxl_dir, split_root):
+    """ptbxl_sub's val split lists its label columns in another order than train/test (issue 13, item 11)."""
+    parts = {p: pd.read_csv(split_root / "ptbxl" / "sub_class" / f"ptbxl_sub_class_{p}.csv", nrows=0).columns
+             for p in ("train", "val", "test")}  # fmt: skip
+    assert list(parts["val"]) != list(parts["train"]) and set(parts["val"]) == set(parts["train"])
+    every = load_label_set("ptbxl_sub", split_root, {"default": ptbxl_dir}, part="all")
+    assert every.n_rows == sum(
+        load_label_set("ptbxl_sub", split_root, {"default": ptbxl_dir}, part=p).n_rows for p in ("train", "val", "test")
+    )
+    # Each record keeps its own labels: the joined table agrees with each part read alone, column by name.
+    rows = {rid: i for i, rid in enumerate(every.record_ids)}
+    checked = 0
+    for p in ("train", "val", "test"):
+        alone = load_label_set("ptbxl_sub", split_root, {"default": ptbxl_dir}, part=p)
+        cols = [every.label_codes.index(c) for c in alone.label_codes]
+        for i, rid in enumerate(alone.record_ids):
+            np.testing.assert_array_equal(every.labels[rows[rid], cols], alone.labels[i])
+            checked += 1
+    assert checked == len(every.record_ids) > 0
