@@ -117,6 +117,7 @@ class PreparedBatch:
     failures: list[RecordFailure]
     n_inputs: int
     positions: list[int] = field(default_factory=list)  # the source index of each row
+    failed_positions: list[int] = field(default_factory=list)  # the source index of each failure
     views: list[tuple[Ecg, BeatTokens]] = field(default_factory=list)
 
 
@@ -150,17 +151,19 @@ class BatchPreparer(Dataset):
 
     def __getitem__(self, b: int) -> PreparedBatch:
         start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
-        tokens, signals, ids, positions, failures, views = [], [], [], [], [], []
+        tokens, signals, ids, positions, failures, failed, views = [], [], [], [], [], [], []
         for i in range(start, stop):
             ecg = self.source.read(i)
             if isinstance(ecg, RecordFailure):
                 failures.append(ecg)
+                failed.append(i)
                 continue
             try:
                 clean, tok = self.prepare(ecg)
             except Exception as exc:
                 source_path = str(ecg.metadata.get("source_path") or "")
                 failures.append(RecordFailure(record_name(ecg), "process", error_message(exc), path=source_path))
+                failed.append(i)
                 continue
             tokens.append(tok)
             signals.append(clean.signal)
@@ -174,7 +177,7 @@ class BatchPreparer(Dataset):
         n = int(real.max()) + 1 if len(real) else 1
         for key in BEAT_KEYS:
             tensors[key] = tensors[key][:, :n].contiguous()
-        return PreparedBatch(tensors, ids, failures, stop - start, positions, views)
+        return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views)
 
 
 def as_is(item: Any) -> Any:
@@ -194,6 +197,7 @@ class EncodedBatch:
     failures: list[RecordFailure]
     n_inputs: int
     positions: list[int]
+    failed_positions: list[int]
     rhythm: dict[str, torch.Tensor]
     features: dict[str, torch.Tensor]
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -263,8 +267,8 @@ def _encode_prepared(
                     parts.append(encode_rhythm(model, chunk))
         rhythm[key] = _stack([p[0] for p in parts])
         features[key] = _stack([p[1] for p in parts])
-    return EncodedBatch(prepared.record_ids, prepared.failures, prepared.n_inputs, prepared.positions, rhythm,
-                        features, outputs, prepared.views)  # fmt: skip
+    return EncodedBatch(prepared.record_ids, prepared.failures, prepared.n_inputs, prepared.positions,
+                        prepared.failed_positions, rhythm, features, outputs, prepared.views)  # fmt: skip
 
 
 def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -277,13 +281,15 @@ def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
 @dataclass
 class EmbeddingTable:
     """Every encoded record of a source: `positions` (index in the source of each row), ids, unit rhythm
-    embeddings and pooled features per model key, and the records that failed."""
+    embeddings and pooled features per model key, and the records that failed (`failed_positions`: the
+    source index of each)."""
 
     positions: np.ndarray
     record_ids: list[str]
     embeddings: dict[str, np.ndarray]
     features: dict[str, np.ndarray]
     failures: list[RecordFailure]
+    failed_positions: list[int]
 
 
 def embed_records(
@@ -304,6 +310,7 @@ def embed_records(
     emb: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     feat: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     positions: list[int] = []
+    failed: list[int] = []
     ids: list[str] = []
     failures: list[RecordFailure] = []
     for batch in encode_batches(source, models, processor, batch_size=batch_size, num_workers=num_workers,
@@ -311,6 +318,7 @@ def embed_records(
         failures.extend(batch.failures)
         ids.extend(batch.record_ids)
         positions.extend(batch.positions)
+        failed.extend(batch.failed_positions)
         if not batch.record_ids:
             continue
         for key in keys:
@@ -322,6 +330,7 @@ def embed_records(
         embeddings={k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in emb.items()},
         features={k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in feat.items()},
         failures=failures,
+        failed_positions=failed,
     )
 
 
