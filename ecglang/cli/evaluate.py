@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ecglang.evaluation.protocol import run_evaluation  # here: torch loads only when the command runs
+    # Here, not at the top: `ecglang --help` must not wait for torch, scipy and matplotlib.
+    from ecglang.evaluation.protocol import run_evaluation
     from ecglang.report.evaluation import write_outputs
 
     cfg = from_args(args)

@@ -62,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Here, not at the top: `ecglang --help` must not wait for torch and transformers.
     from ecglang.encoders.modeling import load_model
     from ecglang.scores.classifier import ZeroShotClassifier
 

@@ -33,13 +33,13 @@ from tqdm.auto import tqdm
 from ecglang.beats.tokenize import BeatTokens, tokenize_array
 from ecglang.core.threads import torch_threads, usable_cores
 from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
+from ecglang.encoders.processing import EcgProcessor
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg
 
 if TYPE_CHECKING:
     from ecglang.data.cache import SignalCache
     from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.encoders.processing import EcgProcessor
 
 # On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a
 # time, and glibc's heap, which keeps freed tensor memory for reuse, settles ~0.5 GB lower.
@@ -52,8 +52,6 @@ BEAT_KEYS = ("beats", "beat_mask", "rr", "times")  # tensors with a beat axis
 # --------------------------------------------------------------------------------------------- encoder
 def default_processor(model: EcgLangModel) -> EcgProcessor:
     """The processor saved with `model`, else the default one for its ECG tower."""
-    from ecglang.encoders.processing import EcgProcessor  # here: keeps torch-free importers of this name light
-
     proc = getattr(model, "processor", None)
     if proc is not None:
         return proc
@@ -153,14 +151,17 @@ class BatchPreparer(Dataset):
         start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
         tokens, signals, ids, positions, failures, failed, views = [], [], [], [], [], [], []
         for i in range(start, stop):
-            ecg = self.source.read(i)
+            try:  # sources return failures; a source that raises (a bug, a MemoryError) must not kill the batch
+                ecg = self.source.read(i)
+            except Exception as exc:
+                ecg = RecordFailure(f"record #{i}", "read", error_message(exc))
             if isinstance(ecg, RecordFailure):
                 failures.append(ecg)
                 failed.append(i)
                 continue
             try:
                 clean, tok = self.prepare(ecg)
-            except Exception as exc:
+            except Exception as exc:  # one record (even a MemoryError) must not kill the batch
                 source_path = str(ecg.metadata.get("source_path") or "")
                 failures.append(RecordFailure(record_name(ecg), "process", error_message(exc), path=source_path))
                 failed.append(i)

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ecglang import __version__
+from ecglang.encoders.modeling import load_model
 from ecglang.errors import ConfigError, PromptError, RecordFailure
 from ecglang.evaluation.config import EvaluateConfig
 from ecglang.evaluation.datasets import LabelSetData, load_label_set, load_labels_csv, parse_data_roots
@@ -248,8 +250,6 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
     sources = parse_sources(cfg.sources)
     sets = _load_sets(cfg)
     if model is None:
-        from ecglang.encoders.modeling import load_model
-
         model = load_model(cfg.model, cfg.device)
     random_seed = cfg.seed if cfg.random_seed is None else cfg.random_seed
     baseline = random_encoder_baseline(model, seed=random_seed)
@@ -381,6 +381,4 @@ def _evaluate_set(
 
 
 def _version() -> str:
-    from ecglang import __version__
-
     return str(__version__)

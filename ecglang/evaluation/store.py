@@ -16,18 +16,16 @@ import numpy as np
 
 from ecglang.embeddings.pipeline import default_processor, embed_records
 from ecglang.embeddings.sources import ItemSource
+from ecglang.encoders.processing import EcgProcessor
 from ecglang.errors import ConfigError, RecordFailure
+from ecglang.signal.preprocess import PreprocessConfig
 
 if TYPE_CHECKING:
     from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.encoders.processing import EcgProcessor
 
 
 def processor_for(model: EcgLangModel, preprocess: str, dataset: str) -> EcgProcessor:
     """The model's processor, or its MERL-compatible variant (same beat settings) for `dataset`."""
-    from ecglang.encoders.processing import EcgProcessor  # here: the CLI's start-up must not pay for torch
-    from ecglang.signal.preprocess import PreprocessConfig
-
     base = model.get_processor() if model.config.processor is not None else default_processor(model)
     if preprocess == "default":
         return base
