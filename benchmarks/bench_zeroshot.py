@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ecglang.embeddings.pipeline import BatchPreparer, encode_rhythm
+from ecglang.embeddings.sources import ArraySource
 from ecglang.record.ecg import Ecg
-from ecglang.scores.classifier import ZeroShotClassifier, _ArraySource, _BatchPreparer, _rhythm_embeds
+from ecglang.scores.classifier import ZeroShotClassifier
 
 if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time
     from run import BenchContext
@@ -38,14 +40,14 @@ LABELS = "ptbxl_super"
 
 def cpu_split(clf: ZeroShotClassifier, signals: np.ndarray, repeats: int) -> tuple[float, float]:
     """Median CPU seconds per ECG of preparing a batch and of encoding it, each alone on one thread."""
-    preparer = _BatchPreparer(_ArraySource(signals, 500.0, None, None, False), clf.processor, len(signals))
+    preparer = BatchPreparer(ArraySource(signals, 500.0), clf.processor, len(signals))
     prep, enc = [], []
     with torch.inference_mode():
         for _ in range(repeats + 1):  # the first round is the warm-up
             c0 = time.process_time()
             batch = preparer[0]
             c1 = time.process_time()
-            _rhythm_embeds(clf.model, batch.tensors)
+            encode_rhythm(clf.model, batch.tensors)
             c2 = time.process_time()
             prep.append(c1 - c0)
             enc.append(c2 - c1)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ecglang.scores.classifier import _CPU_CHUNK, ZeroShotClassifier, _ArraySource, _BatchPreparer, _rhythm_embeds
+from ecglang.embeddings.pipeline import CPU_CHUNK, BatchPreparer, encode_rhythm, encoding
+from ecglang.embeddings.sources import ArraySource
+from ecglang.scores.classifier import ZeroShotClassifier
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = BenchContext(quick=False, data_dir=args.data or shared_data_dir(), repeats=3, work_dir=DEFAULT_WORK_DIR)
     signals = ctx.ecg_arrays(args.n, seed=2)
     clf = ZeroShotClassifier(ctx.model("ecglang-small"), knowledge=None, precision=args.precision)
-    preparer = _BatchPreparer(_ArraySource(signals, 500.0, None, None, False), clf.processor, args.n)
+    preparer = BatchPreparer(ArraySource(signals, 500.0), clf.processor, args.n)
     batch = preparer[0].tensors  # warm-up
     profiler = cProfile.Profile()
     t0 = time.process_time()
@@ -52,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch.profiler import ProfilerActivity, profile
 
-    chunks = [{k: v[s : s + _CPU_CHUNK] for k, v in batch.items()} for s in range(0, args.n, _CPU_CHUNK)]
+    chunks = [{k: v[s : s + CPU_CHUNK] for k, v in batch.items()} for s in range(0, args.n, CPU_CHUNK)]
 
     def encode() -> None:
-        with clf._encoding():
+        with encoding(clf.model.device.type, clf.precision):
             for chunk in chunks:
-                _rhythm_embeds(clf.model, chunk)
+                encode_rhythm(clf.model, chunk)
 
     encode()  # warm-up
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     total_us = sum(e.self_cpu_time_total for e in events)
     peak = ctx.matmul_peak()
     print(f"\n== encoder: {total_us / 1e3 / args.n:.2f} ms CPU per ECG ({args.precision}, 1 thread, "
-          f"{_CPU_CHUNK} ECGs per call); fp32 matmul peak here {peak:.0f} GFLOP/s")  # fmt: skip
+          f"{CPU_CHUNK} ECGs per call); fp32 matmul peak here {peak:.0f} GFLOP/s")  # fmt: skip
     print(f"{'op':<32} {'share':>6} {'ms/ECG':>7} {'GFLOP/s':>8}")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
         rate = f"{e.flops / e.self_cpu_time_total / 1e3:.0f}" if e.flops else ""

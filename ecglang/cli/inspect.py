@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Here, not at the top: `ecglang --help` must not wait for scipy and wfdb.
     from ecglang.beats.tokenize import BeatConfig, detect_rpeaks, tokenize_beats
     from ecglang.record.io import load_ecg
     from ecglang.signal.preprocess import PreprocessConfig, preprocess
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     print("quality   " + ("; ".join(f"{lead}: {', '.join(f)}" for lead, f in flags.items()) or "ok"))
 
     if args.plot:
-        from ecglang.report.plotting import plot_ecg
+        from ecglang.report.plotting import plot_ecg  # here: matplotlib loads only when a plot is asked for
 
         n = min(ecg.n_samples, round(args.seconds * ecg.fs))
         view = ecg.replace(signal=ecg.signal[:, :n])

@@ -6,7 +6,6 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--labels", nargs="+", metavar="LABEL", help='label names, e.g. "atrial fibrillation"')
     which.add_argument(
-        "--prompt-set", metavar="NAME|FILE", help="a prompt set (see `ecglang prompts`), e.g. ptbxl_super"
+        "--prompt-set",
+        metavar="NAME|FILE",
+        help="a bundled prompt set (ptbxl_super, ptbxl_sub, ptbxl_form, ptbxl_rhythm, cpsc2018, chapman, "
+        "cinc2021: the files in prompts/) or a prompt-set file",
     )
     p.add_argument(
         "--knowledge",
@@ -41,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--failures",
         metavar="CSV",
-        help="CSV of the records that failed (default: next to --out, else ./zero-shot-failures.csv)",
+        help="write the records that failed to this CSV (default: next to --out when --out is given; without "
+        "either, failures are only printed)",
     )
     p.add_argument("--plot", metavar="PNG", help="12-lead figure highlighting the beats/leads behind the top label")
     p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")
@@ -59,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Here, not at the top: `ecglang --help` must not wait for torch and transformers.
     from ecglang.encoders.modeling import load_model
     from ecglang.scores.classifier import ZeroShotClassifier
 
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision
     )
     leads = args.leads.split(",") if args.leads else None
-    result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads)
+    result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,
+                 keep_signals=args.plot_max if args.plot else 0)  # fmt: skip
 
     if not args.quiet:
         for rid in result.scores.index:
@@ -90,42 +95,38 @@ def run(args: argparse.Namespace) -> int:
         result.scores.to_csv(args.out, float_format="%.6f")
         print(f"\nscores: {args.out} ({len(result.scores)} records × {result.scores.shape[1]} labels)")
     if args.plot and result.explanations:
-        _plots(args, result, clf.processor.beat_config)
+        _plots(args, result)
     if result.failures:
         print(f"\n{len(result.failures)} record(s) failed:", file=sys.stderr)
         for f in result.failures:
-            print(f"  [{f.stage}] {f.record}: {f.error}", file=sys.stderr)
-        # Always machine-readable too: a batch run must leave a list of what it could not score.
-        path = args.failures or (
-            str(Path(args.out).with_suffix(".failures.csv")) if args.out else "zero-shot-failures.csv"
-        )
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["record", "stage", "error"])
-            writer.writeheader()
-            writer.writerows(f.to_dict() for f in result.failures)
-        print(f"failures: {path}", file=sys.stderr)
+            print(f"  {f}", file=sys.stderr)
+        # Machine-readable too, where the user asked for files: --failures, or next to --out.
+        path = args.failures or (str(Path(args.out).with_suffix(".failures.csv")) if args.out else None)
+        if path:
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=["record", "stage", "error"])
+                writer.writeheader()
+                writer.writerows(f.to_dict() for f in result.failures)
+            print(f"failures: {path}", file=sys.stderr)
+        if result.scores.empty:
+            print("no record could be scored", file=sys.stderr)
         return 1
     return 0
 
 
-def _plots(args: argparse.Namespace, result, beat_config) -> None:
-    from ecglang.record.io import load_ecg
-    from ecglang.report.plotting import plot_ecg
-    from ecglang.signal.preprocess import PreprocessConfig, preprocess
+def _plots(args: argparse.Namespace, result) -> None:
+    from ecglang.report.plotting import plot_ecg  # here: matplotlib loads only when a plot is asked for
 
     out = Path(args.plot)
-    ids = list(result.explanations)[: args.plot_max]
+    ids = [rid for rid, exps in result.explanations.items() if next(iter(exps.values())).signal is not None]
     for rid in ids:
         top = result.scores.loc[rid].idxmax()
         exp = result.explanations[rid][top]
-        ecg = load_ecg(exp.source, fs=args.fs, leads=args.leads.split(",") if args.leads else None)
-        # Same fs as the model input, so R-peaks line up; amplitude left in mV for reading.
-        view = preprocess(ecg, PreprocessConfig(target_fs=exp.fs, target_samples=None, normalize="none"))
-        tokens = SimpleNamespace(rpeaks=exp.rpeaks, fs=exp.fs, n_beats=len(exp.rpeaks), config=beat_config)
+        # The record as the model saw it (preprocessed at the model's fs), so the R-peaks line up.
         notes = [f"top label: {result.labels[top].name} ({top}), score {exp.score:.3f}; "
                  f"leads behind it: {', '.join(exp.top_leads(3))}"]  # fmt: skip
         notes += [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
         target = out if len(ids) == 1 else out.with_name(f"{out.stem}_{rid}{out.suffix or '.png'}")
-        plot_ecg(view, tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
+        plot_ecg(exp.signal, exp.tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
                  title=f"{rid}: {result.labels[top].name}", notes=notes, out=target)  # fmt: skip
         print(f"plot: {target}")

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from ecglang.data.builders import SPLIT_PARTS, build_ptbxl, load_label_split
-from ecglang.errors import ConfigError, EcgReadError, PromptError
+from ecglang.errors import ConfigError, EcgReadError, PromptError, RecordFailure
+from ecglang.evaluation.config import PARTS
 from ecglang.record.io import scan_records
 from ecglang.scores.prompts import PromptSet, list_prompt_sets, load_prompt_set
 
@@ -37,7 +38,6 @@ __all__ = [
     "DATASETS",
     "LABEL_SETS",
     "LabelSetData",
-    "MissingRecord",
     "PtbxlIndex",
     "load_label_set",
     "load_labels_csv",
@@ -65,7 +65,6 @@ _ALIASES = {
     "ptbxl_sub_class": "ptbxl_sub",
 }
 DATASETS = ("ptbxl", "cpsc2018", "chapman")
-PARTS = (*SPLIT_PARTS, "all")
 
 # Columns of a labels CSV that hold 0/1 integers but are not labels.
 _METADATA_COLUMNS = frozenset(
@@ -75,13 +74,9 @@ _ID_COLUMNS = ("record_id", "record", "id", "ecg_id", "filename", "file", "path"
 _FOLD_COLUMNS = ("strat_fold", "fold")
 
 
-@dataclass(frozen=True)
-class MissingRecord:
+def _missing(record_id: str, path: str, reason: str) -> RecordFailure:
     """A labelled row whose record is not on disk (or not usable as a path), and why."""
-
-    record_id: str
-    path: str
-    reason: str
+    return RecordFailure(record_id, "missing", reason, path=path)
 
 
 @dataclass
@@ -104,7 +99,7 @@ class LabelSetData:
     labels: np.ndarray
     folds: np.ndarray
     n_rows: int
-    missing: list[MissingRecord] = field(default_factory=list)
+    missing: list[RecordFailure] = field(default_factory=list)  # stage "missing": not on disk
     n_limited: int = 0
     task: str | None = None
     sources: list[str] = field(default_factory=list)  # split/labels files read
@@ -133,7 +128,7 @@ class LabelSetData:
             "found": self.n_found,
             "missing": len(self.missing),
             "missing_by_reason": dict(reasons.most_common()),
-            "missing_examples": [m.record_id for m in self.missing[:max_examples]],
+            "missing_examples": [m.record for m in self.missing[:max_examples]],
             "left_out_by_limit": self.n_limited,
             "selected": len(self.record_ids),
             "positives_selected": {c: int(v) for c, v in zip(self.label_codes, self.labels.sum(axis=0), strict=True)},
@@ -260,9 +255,11 @@ def _read_parts(split_root: Path, task: str, part: str) -> tuple[pd.DataFrame, l
     frames, files, columns = [], [], None
     for p in list(SPLIT_PARTS) if part == "all" else [part]:
         split = load_label_split(split_root, task, p)
-        if columns is not None and split.label_columns != columns:
+        if columns is not None and set(split.label_columns) != set(columns):
             raise EcgReadError(split.path, f"label columns differ from the other parts: {split.label_columns}")
-        columns = split.label_columns
+        # The same labels in another column order (ptbxl_sub's val split) are fine: labels are read by name
+        # (pd.concat aligns the columns), in the first part's order.
+        columns = columns if columns is not None else split.label_columns
         frame = split.frame.copy()
         frame["_record_id"] = split.record_ids
         frame["_part"] = p
@@ -353,7 +350,7 @@ def load_label_set(
         rid = frame["_record_id"].iat[i]
         path, expected, reason = _locate(dataset, root, row, rid, index)
         if path is None:
-            missing.append(MissingRecord(rid, expected, reason))
+            missing.append(_missing(rid, expected, reason))
             continue
         found_rows.append(i)
         paths.append(path)
@@ -475,16 +472,14 @@ def load_labels_csv(
             same_stem = by_stem.get(Path(key).name, [])
             if len(same_stem) > 1:
                 where = ", ".join(str(p) for p in same_stem[:3])
-                missing.append(
-                    MissingRecord(rid, where, f"ambiguous: {len(same_stem)} records named {Path(key).name!r}")
-                )
+                missing.append(_missing(rid, where, f"ambiguous: {len(same_stem)} records named {Path(key).name!r}"))
                 continue
             rec = same_stem[0] if same_stem else None
         if rec is None:
-            missing.append(MissingRecord(rid, str(folder / key), f"not on disk: no record {rid!r} in {folder}"))
+            missing.append(_missing(rid, str(folder / key), f"not on disk: no record {rid!r} in {folder}"))
             continue
         if rec in seen:
-            missing.append(MissingRecord(rid, str(rec), f"duplicate: a second labels row for {rec}"))
+            missing.append(_missing(rid, str(rec), f"duplicate: a second labels row for {rec}"))
             continue
         seen.add(rec)
         matched_rows.append(i)

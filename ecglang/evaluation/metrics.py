@@ -56,7 +56,8 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 # input checks
 
 
-def _label_names_from(y_true: Any, n_classes: int, label_names: Sequence[str] | None) -> list[str]:
+def label_names_from(y_true: Any, n_classes: int, label_names: Sequence[str] | None) -> list[str]:
+    """The class names: `label_names` (checked against `n_classes`), a DataFrame's columns, or `class_<i>`."""
     if label_names is None:
         columns = getattr(y_true, "columns", None)  # a DataFrame names its own columns
         names = [str(c) for c in columns] if columns is not None else [f"class_{i}" for i in range(n_classes)]
@@ -70,7 +71,7 @@ def _label_names_from(y_true: Any, n_classes: int, label_names: Sequence[str] | 
     return names
 
 
-def _as_labels(y_true: Any, name: str = "y_true") -> np.ndarray:
+def as_labels(y_true: Any, name: str = "y_true") -> np.ndarray:
     """`y_true` as a bool `[N, C]` array; anything but 0/1 is an error (NaN included)."""
     y = np.asarray(y_true)
     if y.ndim == 1:
@@ -108,19 +109,21 @@ def _as_scores(scores: Any, name: str = "scores") -> np.ndarray:
     return s
 
 
-def _check_pair(
+def check_pair(
     y_true: Any, scores: Any, label_names: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    y = _as_labels(y_true)
+    """`(labels [N, C] bool, scores [N, C] float, class names)` checked to match in shape and be finite."""
+    y = as_labels(y_true)
     s = _as_scores(scores)
     if y.shape != s.shape:
         raise ConfigError(f"y_true has shape {y.shape} but scores has shape {s.shape}; they must match")
     if y.shape[0] == 0:
         raise ConfigError("no records to evaluate (y_true is empty)")
-    return y, s, _label_names_from(y_true, y.shape[1], label_names)
+    return y, s, label_names_from(y_true, y.shape[1], label_names)
 
 
-def _skip_reason(n_pos: int, n: int) -> str | None:
+def skip_reason(n_pos: int, n: int) -> str | None:
+    """Why a class with `n_pos` positives among `n` records has no AUROC (None when it has one)."""
     if n_pos == 0:
         return f"only negatives (0 positives of {n})"
     if n_pos == n:
@@ -138,7 +141,7 @@ def auroc(y_true_c: Any, scores_c: Any) -> float:
     Computed as the Mann–Whitney U with average ranks: every (positive, negative) pair counts 1 when
     the positive scores higher and 1/2 when they tie.
     """
-    y, s, _ = _check_pair(y_true_c, scores_c)
+    y, s, _ = check_pair(y_true_c, scores_c)
     if y.shape[1] != 1:
         raise ConfigError(f"auroc takes one class ([N] arrays), got {y.shape[1]} classes")
     return float(_auroc_columns(y, s)[0])
@@ -163,7 +166,7 @@ def max_f1(y_true_c: Any, scores_c: Any) -> tuple[float, float, float]:
     When several thresholds reach the same F1 the highest one is returned. A single-valued class gives
     `(nan, nan, nan)` (it is skipped like for AUROC).
     """
-    y, s, _ = _check_pair(y_true_c, scores_c)
+    y, s, _ = check_pair(y_true_c, scores_c)
     if y.shape[1] != 1:
         raise ConfigError(f"max_f1 takes one class ([N] arrays), got {y.shape[1]} classes")
     st = _class_kernel(y[:, 0], s[:, 0], np.ones((1, y.shape[0])), want_auroc=False)
@@ -176,11 +179,11 @@ def roc_curve(y_true_c: Any, scores_c: Any) -> tuple[np.ndarray, np.ndarray, np.
     Point k is the operating point of "positive when score >= thresholds[k]"; tied scores make a single
     (diagonal) step, so the trapezoidal area equals `auroc`.
     """
-    y, s, _ = _check_pair(y_true_c, scores_c)
+    y, s, _ = check_pair(y_true_c, scores_c)
     if y.shape[1] != 1:
         raise ConfigError(f"roc_curve takes one class ([N] arrays), got {y.shape[1]} classes")
     y1 = y[:, 0]
-    reason = _skip_reason(int(y1.sum()), y1.size)
+    reason = skip_reason(int(y1.sum()), y1.size)
     if reason:
         raise ConfigError(f"ROC curve undefined: the class has {reason}")
     order = np.argsort(-s[:, 0], kind="stable")
@@ -285,13 +288,13 @@ def per_class_auroc(
     A class with a single value among the evaluated records is left out of the first dict and listed in
     the second, e.g. `{"WPW": "only negatives (0 positives of 37)"}`.
     """
-    y, s, names = _check_pair(y_true, scores, label_names)
+    y, s, names = check_pair(y_true, scores, label_names)
     values = _auroc_columns(y, s)
     n_pos = y.sum(axis=0)
     result: dict[str, float] = {}
     skipped: dict[str, str] = {}
     for j, name in enumerate(names):
-        reason = _skip_reason(int(n_pos[j]), y.shape[0])
+        reason = skip_reason(int(n_pos[j]), y.shape[0])
         if reason:
             skipped[name] = reason
         else:
@@ -301,7 +304,7 @@ def per_class_auroc(
 
 def macro_auroc(y_true: Any, scores: Any, label_names: Sequence[str] | None = None) -> float:
     """Mean AUROC over the classes that hold both values (NaN when none does)."""
-    y, s, _ = _check_pair(y_true, scores, label_names)
+    y, s, _ = check_pair(y_true, scores, label_names)
     return float(_nanmean_rows(_auroc_columns(y, s)[None])[0])
 
 
@@ -316,13 +319,13 @@ def _max_f1_columns(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def macro_max_f1(y_true: Any, scores: Any, label_names: Sequence[str] | None = None) -> float:
     """Mean per-class max-F1 over the classes that hold both values (NaN when none does)."""
-    y, s, _ = _check_pair(y_true, scores, label_names)
+    y, s, _ = check_pair(y_true, scores, label_names)
     return float(_nanmean_rows(_max_f1_columns(y, s)[0][None])[0])
 
 
 def macro_accuracy(y_true: Any, scores: Any, label_names: Sequence[str] | None = None) -> float:
     """Mean per-class accuracy at each class's max-F1 threshold (classes holding both values)."""
-    y, s, _ = _check_pair(y_true, scores, label_names)
+    y, s, _ = check_pair(y_true, scores, label_names)
     return float(_nanmean_rows(_max_f1_columns(y, s)[2][None])[0])
 
 
@@ -477,7 +480,7 @@ def bootstrap_ci(
     Args:
         progress: show a tqdm bar (None: only on a terminal).
     """
-    y, s, _ = _check_pair(y_true, scores)
+    y, s, _ = check_pair(y_true, scores)
     _check_bootstrap_args(n_resamples, seed, alpha)
     point = float(metric_fn(y, s))
     values = _bootstrap_values(getattr(metric_fn, "batched", None), metric_fn, y, s, n_resamples, seed, progress)
@@ -612,14 +615,14 @@ def evaluate_scores(
     Single-valued classes are skipped (listed in `skipped`) and left out of every macro figure; the three
     macro CIs share the same resamples. `n_boot=0` gives points without intervals.
     """
-    y, s, names = _check_pair(y_true, scores, label_names)
+    y, s, names = check_pair(y_true, scores, label_names)
     _check_bootstrap_args(n_boot, seed, alpha)
     au = _auroc_columns(y, s)
     f1, thr, acc = _max_f1_columns(y, s)
     n_pos = y.sum(axis=0)
     skipped = {}
     for j, name in enumerate(names):
-        reason = _skip_reason(int(n_pos[j]), y.shape[0])
+        reason = skip_reason(int(n_pos[j]), y.shape[0])
         if reason:
             skipped[name] = reason
     kept = [j for j, name in enumerate(names) if name not in skipped]

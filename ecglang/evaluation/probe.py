@@ -4,6 +4,13 @@ The head is one `torch.nn.Linear` trained with `BCEWithLogitsLoss` (multi-label)
 standardised with the mean/std of the training subset actually used. Weights start at zero — the loss is
 convex, so no random initialisation is needed and training is deterministic given the seed (which only
 picks the subset and the mini-batch order).
+
+The evaluation protocol's probe (`run_probe_for_set`): for one label set, the records of the probe's train
+part and test part (each optionally restricted to PTB-XL folds) are encoded through the shared
+`EmbeddingStore`, so records already encoded for zero-shot cost nothing. The features are `rhythm_features`:
+the pooled ECG-tower output before the projection head, the representation a downstream user would
+fine-tune from. The same is done for the random-encoder baseline (same records, same head training), which
+shows what the architecture alone gives.
 """
 
 from __future__ import annotations
@@ -11,16 +18,23 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ecglang.errors import ConfigError
-from ecglang.evaluation.metrics import EvalResult, _as_labels, _label_names_from, evaluate_scores, macro_auroc
+from ecglang.evaluation.config import EvaluateConfig
+from ecglang.evaluation.datasets import LabelSetData, load_label_set, parse_data_roots
+from ecglang.evaluation.metrics import EvalResult, as_labels, evaluate_scores, label_names_from, macro_auroc
+from ecglang.evaluation.results import MODEL, RANDOM
+from ecglang.evaluation.store import EmbeddingStore
 
-__all__ = ["linear_probe", "stratified_subset"]
+if TYPE_CHECKING:
+    from ecglang.encoders.processing import EcgProcessor
+
+__all__ = ["ProbeSkipped", "fraction_label", "linear_probe", "probe_parts", "run_probe_for_set", "stratified_subset"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +47,7 @@ def stratified_subset(y: Any, fraction: float, seed: int = 0) -> np.ndarray:
     and evaluated even at 1 %. When there are more classes than the target size allows, the subset grows
     beyond `ceil(fraction * N)` to keep that guarantee. `fraction >= 1` returns every record.
     """
-    labels = _as_labels(y, "train_y")
+    labels = as_labels(y, "train_y")
     n = labels.shape[0]
     if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
         raise ConfigError(f"label fraction must lie in (0, 1], got {fraction!r}")
@@ -74,7 +88,7 @@ def _as_features(x: Any, name: str) -> np.ndarray:
 
 def _check_split(x: Any, y: Any, name: str, dim: int | None, n_cls: int | None) -> tuple[np.ndarray, np.ndarray]:
     xa = _as_features(x, f"{name}_x")
-    ya = _as_labels(y, f"{name}_y")
+    ya = as_labels(y, f"{name}_y")
     if ya.shape[0] != xa.shape[0]:
         raise ConfigError(f"{name}_x has {xa.shape[0]} records but {name}_y has {ya.shape[0]}")
     if dim is not None and xa.shape[1] != dim:
@@ -193,7 +207,7 @@ def linear_probe(
     if (val_x is None) != (val_y is None):
         raise ConfigError("give both val_x and val_y, or neither")
     val = None if val_x is None else _check_split(val_x, val_y, "val", tr_x.shape[1], tr_y.shape[1])
-    names = _label_names_from(train_y, tr_y.shape[1], label_names)
+    names = label_names_from(train_y, tr_y.shape[1], label_names)
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"num_threads must be positive or None, got {num_threads}")
     previous_threads = torch.get_num_threads()
@@ -274,3 +288,107 @@ def _probe_fractions(
         )
         results[float(f)] = res
     return results
+
+
+# ------------------------------------------------------------------------ the protocol's probe
+FEATURES = "rhythm_features (pooled ECG-tower output before the projection head), standardised per subset"
+
+
+class ProbeSkipped(Exception):
+    """The probe cannot run for this label set (reported as its status; not an error of the run)."""
+
+
+def fraction_label(f: float) -> str:
+    """`0.01` → `"1 %"` (a table column)."""
+    return f"{100 * f:g} %"
+
+
+def _select_folds(data: LabelSetData, folds: list[int] | None, part: str) -> LabelSetData:
+    if folds is None:
+        return data
+    if (data.folds < 0).all():
+        raise ProbeSkipped("the records have no fold information, so --probe-*-folds cannot select them")
+    return data.subset(np.isin(data.folds, folds), part=part)
+
+
+def probe_parts(data: LabelSetData, cfg: EvaluateConfig) -> tuple[LabelSetData, LabelSetData]:
+    """The probe's train and test records of a label set (published split parts, or folds of a labels CSV).
+
+    Raises `ConfigError` when the chosen parts/folds can share records (a leak that would inflate the
+    figures) and `ProbeSkipped` when the label set gives no way to select them.
+    """
+    limit = cfg.probe_limit if cfg.probe_limit is not None else cfg.limit
+    tr_folds, te_folds = cfg.probe_train_folds, cfg.probe_test_folds
+    if data.task is None and (tr_folds is None or te_folds is None):
+        raise ProbeSkipped("a labels CSV needs --probe-train-folds and --probe-test-folds (and a fold column)")
+    if data.task is not None and (tr_folds or te_folds) and data.dataset != "ptbxl":
+        raise ProbeSkipped(f"--probe-*-folds select PTB-XL strat_folds; the {data.name} split has none")
+    same_part = data.task is None or cfg.probe_train == cfg.probe_test or "all" in (cfg.probe_train, cfg.probe_test)
+    same_folds = tr_folds is None or te_folds is None or bool(set(tr_folds) & set(te_folds))
+    if same_part and same_folds:
+        raise ConfigError(
+            f"{data.name}: probe train ({cfg.probe_train}, folds {tr_folds}) and test ({cfg.probe_test}, folds "
+            f"{te_folds}) would share records; choose disjoint parts or folds"
+        )
+    if data.task is not None:  # a published split: load the requested parts
+        roots = parse_data_roots(cfg.data_roots)
+
+        def part(p: str, folds: list[int] | None) -> LabelSetData:
+            return load_label_set(data.name, cfg.split_root, roots, part=p, limit=limit, folds=folds, seed=cfg.seed)
+
+        train, test = part(cfg.probe_train, tr_folds), part(cfg.probe_test, te_folds)
+    else:  # a labels CSV has no parts: its fold column splits it
+        train = _select_folds(data, tr_folds, "train")
+        test = _select_folds(data, te_folds, "test")
+    shared = set(train.paths) & set(test.paths)
+    if shared:  # published parts are disjoint by construction; this guards against a broken split file
+        raise ConfigError(f"{data.name}: probe train and test parts share {len(shared)} records")
+    return train, test
+
+
+def run_probe_for_set(
+    data: LabelSetData, cfg: EvaluateConfig, store: EmbeddingStore, processor: EcgProcessor
+) -> tuple[dict[str, Any], dict[str, dict[float, EvalResult]]]:
+    """Linear probe of model and random encoder on one label set.
+
+    Returns `(entry, curves)`: `entry` for `results.json` (`model`/`random` → `{"1 %": EvalResult}`, the
+    parts, record counts; or `status` saying why it did not run) and `curves` for `plot_probe_curve`
+    (`{"model": {fraction: EvalResult}, "random": {...}}`, empty when skipped).
+    """
+    try:
+        train, test = probe_parts(data, cfg)
+    except ProbeSkipped as exc:
+        return {"status": str(exc)}, {}
+    entry: dict[str, Any] = {"features": FEATURES, "fractions": list(cfg.probe_fractions), "epochs": cfg.probe_epochs}
+    sides = {}
+    for name, part_data, folds, part in (
+        ("train", train, cfg.probe_train_folds, cfg.probe_train),
+        ("test", test, cfg.probe_test_folds, cfg.probe_test),
+    ):
+        rows = store.encode(part_data.paths, part_data.record_ids, processor, label_set=f"{data.name} (probe {name})")
+        ok = rows >= 0
+        entry[name] = {
+            "part": part, "folds": folds, "rows": part_data.n_rows, "found": part_data.n_found,
+            "missing": len(part_data.missing), "left_out_by_limit": part_data.n_limited,
+            "failed": int((~ok).sum()), "records": int(ok.sum()),
+        }  # fmt: skip
+        sides[name] = (rows[ok], part_data.labels[ok])
+    (tr_rows, tr_y), (te_rows, te_y) = sides["train"], sides["test"]
+    if len(tr_rows) < 2 or len(te_rows) < 2:
+        entry["status"] = (
+            f"not enough records (train {len(tr_rows)}, test {len(te_rows)}) in {cfg.probe_train}"
+            f"{f' folds {cfg.probe_train_folds}' if cfg.probe_train_folds else ''} / {cfg.probe_test}"
+            f"{f' folds {cfg.probe_test_folds}' if cfg.probe_test_folds else ''}"
+        )
+        log.warning("%s: linear probe skipped: %s", data.name, entry["status"])
+        return entry, {}
+    curves: dict[str, dict[float, EvalResult]] = {}
+    for key in (MODEL, RANDOM):
+        res = linear_probe(
+            store.features(key, tr_rows), tr_y, store.features(key, te_rows), te_y,
+            fractions=tuple(cfg.probe_fractions), seed=cfg.seed, epochs=cfg.probe_epochs,
+            label_names=data.label_codes, n_boot=cfg.n_boot, progress=False,
+        )  # fmt: skip
+        curves[key] = res
+        entry[key] = {fraction_label(f): r for f, r in res.items()}
+    return entry, curves

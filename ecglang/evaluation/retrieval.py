@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecglang.errors import ConfigError
+from ecglang.evaluation.config import EvaluateConfig
 from ecglang.evaluation.datasets import parse_data_roots, ptbxl_index, sample_limit
 from ecglang.evaluation.metrics import retrieval_recall
+from ecglang.evaluation.store import EmbeddingStore, processor_for
 from ecglang.scores.prompts import normalize_text
 
 if TYPE_CHECKING:
     from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.evaluation.protocol import EmbeddingStore, EvaluateConfig
     from ecglang.scores.classifier import ZeroShotClassifier
 
 __all__ = ["RetrievalPairs", "load_retrieval_pairs", "retrieval_metrics", "run_retrieval"]
@@ -97,8 +98,6 @@ def run_retrieval(
     model: EcgLangModel,
 ) -> dict[str, Any]:
     """Retrieval entry of `results.json` for every model in `classifiers` (same keys as the store)."""
-    from ecglang.evaluation.protocol import _processor_for
-
     roots = parse_data_roots(cfg.data_roots)
     root = roots.get("ptbxl") or roots.get("default")
     if root is None:
@@ -109,7 +108,7 @@ def run_retrieval(
         "dropped_empty_reports": pairs.n_empty, "dropped_duplicate_reports": pairs.n_duplicates,
         "left_out_by_limit": pairs.n_limited,
     }  # fmt: skip
-    rows = store.encode(pairs.paths, pairs.record_ids, _processor_for(model, cfg.preprocess, "ptbxl"),
+    rows = store.encode(pairs.paths, pairs.record_ids, processor_for(model, cfg.preprocess, "ptbxl"),
                         label_set="retrieval")  # fmt: skip
     ok = rows >= 0
     entry["failed"] = int((~ok).sum())

@@ -15,14 +15,11 @@ import wfdb
 
 from ecglang.cli.main import main
 from ecglang.errors import ConfigError, PromptError
+from ecglang.evaluation.config import EvaluateConfig
 from ecglang.evaluation.datasets import load_label_set, load_labels_csv
-from ecglang.evaluation.probe_run import probe_parts
-from ecglang.evaluation.protocol import (
-    EvaluateConfig,
-    PromptSource,
-    _processor_for,
-    random_encoder_baseline,
-)
+from ecglang.evaluation.probe import probe_parts
+from ecglang.evaluation.protocol import PromptSource, random_encoder_baseline
+from ecglang.evaluation.store import processor_for
 from ecglang.record.leads import CANONICAL_LEADS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -210,17 +207,17 @@ def test_random_baseline_differs_but_shares_the_text_tower(model, ptbxl_dir):
         tm, tb = model.encode_text(["atrial fibrillation"]), base.encode_text(["atrial fibrillation"])
         assert torch.allclose(tm.text_features, tb.text_features)  # shared text tower
         assert not torch.allclose(tm.text_embeds, tb.text_embeds)  # random text projection
-        proc = _processor_for(model, "default", "ptbxl")
+        proc = processor_for(model, "default", "ptbxl")
         batch = proc([load_ecg(next(ptbxl_dir.glob("records500/*/*_hr.hea")))])
         em, eb = model.encode_ecg(**batch).rhythm_embeds, base.encode_ecg(**batch).rhythm_embeds
     assert not torch.allclose(em, eb)
 
 
 def test_merl_compat_processor_keeps_the_model_beats(model):
-    proc = _processor_for(model, "merl_compat", "cpsc2018")
-    default = _processor_for(model, "default", "cpsc2018")
+    proc = processor_for(model, "merl_compat", "cpsc2018")
+    default = processor_for(model, "default", "cpsc2018")
     assert proc.preprocess_config.keep_samples == 2500 and proc.preprocess_config.normalize == "record_minmax"
-    assert _processor_for(model, "merl_compat", "ptbxl").preprocess_config.keep_samples is None
+    assert processor_for(model, "merl_compat", "ptbxl").preprocess_config.keep_samples is None
     assert proc.beat_config.to_dict() == default.beat_config.to_dict()
 
 
@@ -254,7 +251,7 @@ def test_labels_csv_matching(tmp_path, ptbxl_dir):
     data = load_labels_csv(csv_path, folder)
     assert data.label_codes == ["X"]  # 'age' is metadata
     assert data.record_ids == [f"a/{src.name}"]
-    reasons = {m.record_id: m.reason for m in data.missing}
+    reasons = {m.record: m.reason for m in data.missing}
     assert reasons[src.name].startswith("ambiguous") and reasons["nope"].startswith("not on disk")
 
 
@@ -267,3 +264,47 @@ def test_prompt_source_parsing(tmp_path):
         PromptSource.parse("nonsense")
     with pytest.raises(PromptError):
         PromptSource.parse(f"external:{tmp_path / 'absent.json'}")
+
+
+def test_part_all_joins_parts_whose_label_columns_are_in_another_order(ptbxl_dir, split_root):
+    """ptbxl_sub's val split lists its label columns in another order than train/test (issue 13, item 11)."""
+    parts = {p: pd.read_csv(split_root / "ptbxl" / "sub_class" / f"ptbxl_sub_class_{p}.csv", nrows=0).columns
+             for p in ("train", "val", "test")}  # fmt: skip
+    assert list(parts["val"]) != list(parts["train"]) and set(parts["val"]) == set(parts["train"])
+    every = load_label_set("ptbxl_sub", split_root, {"default": ptbxl_dir}, part="all")
+    assert every.n_rows == sum(
+        load_label_set("ptbxl_sub", split_root, {"default": ptbxl_dir}, part=p).n_rows for p in ("train", "val", "test")
+    )
+    # Each record keeps its own labels: the joined table agrees with each part read alone, column by name.
+    rows = {rid: i for i, rid in enumerate(every.record_ids)}
+    checked = 0
+    for p in ("train", "val", "test"):
+        alone = load_label_set("ptbxl_sub", split_root, {"default": ptbxl_dir}, part=p)
+        cols = [every.label_codes.index(c) for c in alone.label_codes]
+        for i, rid in enumerate(alone.record_ids):
+            np.testing.assert_array_equal(every.labels[rows[rid], cols], alone.labels[i])
+            checked += 1
+    assert checked == len(every.record_ids) > 0
+
+
+def test_cli_flags_are_the_config_fields():
+    """`ecglang evaluate` parses into EvaluateConfig through from_dict: no hand-written mirror to drift."""
+    import argparse
+    import dataclasses
+
+    from ecglang.data.builders import SPLIT_PARTS
+    from ecglang.evaluation.config import PARTS, add_arguments, from_args
+
+    assert PARTS == (*SPLIT_PARTS, "all")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = from_args(parser.parse_args(["--model", "m"]))
+    assert defaults == EvaluateConfig(model="m", device="auto")  # the CLI's only own default: --device auto
+    args = parser.parse_args(["--model", "m", "--data-root", "a", "ptbxl=b", "-k", "5", "--no-progress",
+                              "--probe", "--probe-fractions", "0.5", "--retrieval-folds", "9", "10"])  # fmt: skip
+    cfg = from_args(args)
+    assert (cfg.data_roots, cfg.k, cfg.progress, cfg.probe) == (["a", "ptbxl=b"], 5, False, True)
+    assert (cfg.probe_fractions, cfg.retrieval_folds) == ([0.5], [9, 10])
+    assert {a.dest for a in parser._actions} - {"help"} == {f.name for f in dataclasses.fields(EvaluateConfig)}
+    with pytest.raises(ConfigError, match="unknown key"):
+        EvaluateConfig.from_dict({"model": "m", "bogus": 1})

@@ -273,8 +273,8 @@ def test_zero_shot_goes_on_past_bad_records_and_accounts_for_all(model, cases):
     assert len(scored) + len(failed) == len(cases)  # nothing dropped, nothing counted twice
     assert np.isfinite(result.scores.to_numpy()).all()
     for name, f in failed.items():
-        assert f.stage == cases[name].stage and re.search(cases[name].message, f.error), (name, f)
-        assert str(cases[name].path.with_suffix("")) in f.error  # names the file
+        assert f.stage == cases[name].stage and re.search(cases[name].message, f.reason), (name, f)
+        assert str(cases[name].path.with_suffix("")) in f.reason  # names the file
 
 
 def test_cli_zero_shot_lists_failures_in_output_and_csv(model_dir, cases, tmp_path, capsys):

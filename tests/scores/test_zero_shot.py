@@ -14,7 +14,8 @@ from ecglang.cli.main import main as cli
 from ecglang.encoders.registry import create_model
 from ecglang.errors import ConfigError, PromptError
 from ecglang.record.io import load_ecg
-from ecglang.scores.classifier import _PROMPT_CACHE, ZeroShotClassifier
+from ecglang.scores.classifier import ZeroShotClassifier
+from ecglang.scores.labels import PROMPT_CACHE
 
 LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
 
@@ -86,7 +87,7 @@ def test_scores_equal_manual_cosine(model, records):
 
 def test_prompt_embeddings_are_cached_per_model(model, records):
     clf = ZeroShotClassifier(model, knowledge=None)
-    _PROMPT_CACHE.pop(model, None)
+    PROMPT_CACHE.pop(model, None)
     calls = {"n": 0}
     original = model.encode_text
 
@@ -131,6 +132,20 @@ def test_explanations_cover_beats_and_leads(model, records):
     assert exp.lead_contributions.shape == (12,) and np.isfinite(exp.lead_contributions).all()
     assert exp.score == pytest.approx(result.scores.loc[rid, LABELS[0]])
     assert len(exp.top_leads(3)) == 3
+    assert exp.signal is None and exp.tokens is None  # not asked for: no signal kept
+
+
+def test_explanations_keep_the_model_input_for_figures(model, records):
+    """The pipeline hands the plot the record as the model saw it: no second read and preprocessing."""
+    clf = ZeroShotClassifier(model, knowledge=None)
+    result = clf(records[:3], labels=LABELS, explain=True, progress=False, keep_signals=2)
+    kept = [rid for rid, exps in result.explanations.items() if exps[LABELS[0]].signal is not None]
+    assert kept == [p.name for p in records[:2]]
+    exp = result.explanations[kept[0]][LABELS[0]]
+    reference = clf.processor.process(load_ecg(records[0]))[0]
+    assert exp.signal.fs == exp.fs == reference.fs
+    np.testing.assert_allclose(exp.signal.signal, reference.signal, atol=1e-6)
+    np.testing.assert_array_equal(exp.tokens.rpeaks[: exp.tokens.n_beats], exp.rpeaks)
 
 
 def test_reduced_leads_and_arrays(model, records):
@@ -139,7 +154,7 @@ def test_reduced_leads_and_arrays(model, records):
     two = clf([ecg.signal[[0, 1]]], labels=LABELS, fs=ecg.fs, leads=["I", "II"], progress=False)
     assert two.scores.shape == (1, 3) and np.isfinite(two.scores.to_numpy()).all()
     no_fs = clf([ecg.signal], labels=LABELS, progress=False)
-    assert no_fs.scores.shape == (0, 3) and "fs" in no_fs.failures[0].error
+    assert no_fs.scores.shape == (0, 3) and "fs" in no_fs.failures[0].reason
 
 
 @pytest.mark.parametrize("bad", [[], ["a", "a"], [""]])
@@ -187,13 +202,13 @@ def test_score_arrays_matches_records_and_workers_change_nothing(model, records)
 
 
 def test_rhythm_only_path_equals_the_full_encoder(model, records):
+    from ecglang.embeddings.pipeline import encode_rhythm
     from ecglang.encoders.processing import EcgProcessor
-    from ecglang.scores.classifier import _rhythm_embeds
 
     batch = (model.processor or EcgProcessor())([load_ecg(p) for p in records[:3]])
     with torch.inference_mode():
         full = model.encode_ecg(**batch).rhythm_embeds
-        fast = _rhythm_embeds(model, batch)
+        fast = encode_rhythm(model, batch)[0]
     torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
 
 
@@ -207,7 +222,7 @@ def test_score_arrays_lists_bad_arrays_and_scores_the_rest(model, records):
     assert list(result.scores.index) == ["array0"]
     stages = {f.record: f.stage for f in result.failures}
     assert stages == {"array1": "read", "array2": "process", "array3": "read"}
-    assert "[12, n_samples]" in next(f.error for f in result.failures if f.record == "array1")
+    assert "[12, n_samples]" in next(f.reason for f in result.failures if f.record == "array1")
     with pytest.raises(ConfigError):
         clf.score_arrays(signals, 500.0, LABELS, record_ids=["a"], progress=False)
     with pytest.raises(ConfigError):
@@ -241,15 +256,44 @@ def test_score_cache_reads_rows_and_reports_failed_ones(model, records, tmp_path
         clf.score_cache(other, LABELS, progress=False)
 
 
-def test_cli_failures_file_without_out(model_dir, tmp_path, monkeypatch, capsys):
-    """Without --out the failed records still land in a machine-readable file."""
+def test_cli_writes_the_failures_file_only_when_asked(model_dir, tmp_path, monkeypatch, capsys):
+    """No file appears without --out/--failures (docs/RELIABILITY.md); with --out it lands next to the scores."""
     (tmp_path / "bad.hea").write_text("garbage\n")
     monkeypatch.chdir(tmp_path)
-    status = cli(["zero-shot", "bad.hea", "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off"])
-    assert status == 1
-    rows = pd.read_csv(tmp_path / "zero-shot-failures.csv")
+    base = ["zero-shot", "bad.hea", "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off"]
+    assert cli(base) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.hea"]  # nothing written
+    assert "[read] bad.hea" in capsys.readouterr().err  # but every failure is printed
+    assert cli([*base, "--out", "out/scores.csv"]) == 1
+    rows = pd.read_csv(tmp_path / "out" / "scores.failures.csv")
     assert list(rows["record"]) == ["bad.hea"] and rows["stage"].tolist() == ["read"]
-    assert "zero-shot-failures.csv" in capsys.readouterr().err
+    assert list(rows.columns) == ["record", "stage", "error"]
+    assert cli([*base, "--failures", "mine.csv"]) == 1
+    assert pd.read_csv(tmp_path / "mine.csv")["record"].tolist() == ["bad.hea"]
+    assert "mine.csv" in capsys.readouterr().err
+
+
+def test_cli_empty_folder_and_headerless_dat_fail_loudly(model_dir, tmp_path, capsys):
+    """An empty folder, or a .dat that no header names, is an error with a message, not a silent exit 0."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off"]
+    assert cli(["zero-shot", str(empty), *args]) != 0
+    err = capsys.readouterr().err
+    assert "[scan]" in err and "no ECG record in this folder" in err and str(empty) in err
+    orphan = tmp_path / "orphan"
+    orphan.mkdir()
+    (orphan / "00001_hr.dat").write_bytes(b"\x00" * 64)
+    assert cli(["zero-shot", str(orphan), *args]) != 0
+    err = capsys.readouterr().err
+    assert "00001_hr.dat" in err and "no .hea header" in err
+
+
+def test_cli_prompt_set_help_names_no_missing_command(capsys):
+    with pytest.raises(SystemExit):
+        cli(["zero-shot", "--help"])
+    out = capsys.readouterr().out
+    assert "ecglang prompts" not in out and "ptbxl_super" in out
 
 
 def test_bf16_precision_runs_the_encoder_in_bfloat16_and_stays_close(model, records):

@@ -1,4 +1,6 @@
-"""Report writers: JSON result trees, Markdown tables of macro figures with CIs, ROC and probe figures.
+"""Evaluation reports: JSON result trees, Markdown tables of macro figures with CIs, ROC and probe figures,
+and the files of an evaluation run (`write_outputs`: results.json, results.md, figures, failures.csv,
+missing.csv).
 
 Figures are drawn on `matplotlib.figure.Figure` objects (Agg canvas, no pyplot state), so they work
 headless and from worker threads.
@@ -6,6 +8,7 @@ headless and from worker threads.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -17,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecglang.errors import ConfigError
-from ecglang.evaluation.metrics import CI, EvalResult, _check_pair, _skip_reason, auroc, roc_curve
+from ecglang.evaluation.metrics import CI, EvalResult, auroc, check_pair, roc_curve, skip_reason
+from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["markdown_table", "plot_probe_curve", "plot_roc_curves", "to_jsonable", "write_json"]
+__all__ = ["markdown_table", "plot_probe_curve", "plot_roc_curves", "results_markdown", "to_jsonable", "write_json",
+           "write_outputs"]  # fmt: skip
 
 _METRICS = ("macro_auroc", "macro_max_f1", "macro_accuracy")
 _METRIC_TITLES = {
@@ -240,7 +245,7 @@ def plot_roc_curves(
     checked = {}
     for name, scores in scores_by_source.items():
         try:
-            y, s, names = _check_pair(y_true, scores, label_names)
+            y, s, names = check_pair(y_true, scores, label_names)
         except ConfigError as exc:
             raise ConfigError(f"scores of source {name!r}: {exc}") from None
         checked[name] = s
@@ -258,7 +263,7 @@ def plot_roc_curves(
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
         ax.tick_params(labelsize=6)
-        reason = _skip_reason(int(y[:, j].sum()), y.shape[0])
+        reason = skip_reason(int(y[:, j].sum()), y.shape[0])
         if reason:
             msg = f"skipped:\n{reason}"
             ax.text(0.5, 0.5, msg, ha="center", va="center", fontsize=7, color="0.4", transform=ax.transAxes)
@@ -322,3 +327,162 @@ def plot_probe_curve(
     ax.set_title(title)
     fig.tight_layout()
     return _save(fig, out_png, dpi)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the files of an evaluation run
+
+
+def _cells(run: EvaluationRun, which: str) -> dict[str, dict[str, EvalResult]]:
+    out: dict[str, dict[str, EvalResult]] = {}
+    for name, entry in run.tree["label_sets"].items():
+        out[name] = {src: res[which] for src, res in entry.get("sources", {}).items() if which in res}
+    return out
+
+
+def results_markdown(run: EvaluationRun) -> str:
+    """`results.md`: macro AUROC / max-F1 tables (rows = label sets, columns = sources × {model, random}),
+    record counts, prompt-source notes, linear probe and retrieval tables."""
+    tree = run.tree
+    proto = tree["protocol"]
+    lines = [
+        "# ecglang zero-shot evaluation",
+        "",
+        f"- model: `{tree['model']['source']}` ({tree['model']['ecg_tower'].get('type')} ECG tower); "
+        f"random baseline: same architecture, seed {tree['random_baseline']['random_seed']} "
+        "(ECG tower and projection heads random, text tower shared)",
+        f"- split part: `{proto['part']}`; preprocessing: `{proto['preprocess']}`; score: {proto['score']}",
+        f"- {proto['ci']}, {proto['n_boot']} resamples, seed {proto['seed']}"
+        + (f"; at most {proto['limit']} records per label set (seeded sample)" if proto["limit"] else ""),
+        "",
+    ]
+    model_cells, random_cells = _cells(run, MODEL), _cells(run, RANDOM)
+    if any(model_cells.values()):
+        for metric in ("macro_auroc", "macro_max_f1"):
+            lines += [markdown_table(model_cells, random_cells, metric=metric, baseline_label="random"), ""]
+    else:
+        lines += ["No label set had records to evaluate.", ""]
+    lines += [
+        "## Records",
+        "",
+        "| label set | part | rows in labels file | found on disk | missing | left out by limit | failed | evaluated |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in tree["label_sets"].items():
+        r = entry["records"]
+        lines.append(
+            f"| {name} | {entry['part']} | {r['rows']} | {r['found']} | {r['missing']} | {r['left_out_by_limit']} "
+            f"| {r['failed']} | {r['evaluated']} |"
+        )
+    notes = []
+    for name, entry in tree["label_sets"].items():
+        if entry.get("status"):
+            notes.append(f"- {name}: {entry['status']}")
+        for src, res in entry.get("sources", {}).items():
+            if res.get("labels_missing"):
+                notes.append(
+                    f"- {name} · {src}: no text for {len(res['labels_missing'])} label(s), skipped for this "
+                    f"source (its macro figures average over the others): {', '.join(res['labels_missing'])}"
+                )
+            if res.get("suspect"):
+                notes.append(f"- {name} · {src}: entries flagged as suspect: "
+                             + "; ".join(f"{c} ({why})" for c, why in res["suspect"].items()))  # fmt: skip
+            if res.get("note") or res.get("status"):
+                notes.append(f"- {name} · {src}: {res.get('status') or res.get('note')}")
+        if entry.get("roc_labels"):
+            notes.append(
+                f"- {name}: the ROC figure shows the labels every source scored: {', '.join(entry['roc_labels'])}"
+            )
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    probe_model = {n: e["probe"]["model"] for n, e in tree["label_sets"].items() if e.get("probe", {}).get("model")}
+    if probe_model:
+        probe_random = {n: tree["label_sets"][n]["probe"]["random"] for n in probe_model}
+        lines += ["", "## Linear probe", ""]
+        lines += [_probe_line(n, tree["label_sets"][n]["probe"]) for n in probe_model]
+        lines += ["", markdown_table(probe_model, probe_random, baseline_label="random", row_header="label set")]
+    skipped_probe = [f"- {n}: {e['probe']['status']}" for n, e in tree["label_sets"].items()
+                     if e.get("probe", {}).get("status")]  # fmt: skip
+    if skipped_probe:
+        lines += ["", "Linear probe not run:", *skipped_probe]
+    ret = tree.get("retrieval")
+    if ret:
+        lines += ["", "## Retrieval", ""]
+        if ret.get("status"):
+            lines.append(ret["status"])
+        else:
+            lines.append(
+                f"{ret['pairs']} held-out PTB-XL ECG–report pairs (folds {ret['folds']}; "
+                f"{ret['dropped_duplicate_reports']} pairs whose report repeats an earlier one dropped, "
+                f"{ret['dropped_empty_reports']} without report); chance recall@1 = {ret['chance_recall@1']:.3f}."
+            )
+            lines += [
+                "",
+                "| direction | encoder | recall@1 | recall@5 | recall@10 | median rank |",
+                "|---|---|---:|---:|---:|---:|",
+            ]
+            for direction in ("ecg_to_report", "report_to_ecg"):
+                for key in (MODEL, RANDOM):
+                    m = ret[key][direction]
+                    lines.append(f"| {direction.replace('_', ' ')} | {key} | {m['recall@1']:.3f} | {m['recall@5']:.3f} "
+                                 f"| {m['recall@10']:.3f} | {m['median_rank']:g} |")  # fmt: skip
+    lines += ["", "## Failures", ""]
+    if run.failures:
+        lines.append(f"{len(run.failures)} record(s) could not be read or processed and were left out (failures.csv):")
+        lines += [f"- `{f.record}` [{f.stage}]: {f.reason}" for f in run.failures[:20]]
+        if len(run.failures) > 20:
+            lines.append(f"- ... and {len(run.failures) - 20} more")
+    else:
+        lines.append("None: every record found on disk was read and processed.")
+    return "\n".join(lines) + "\n"
+
+
+def _probe_line(name: str, p: Mapping[str, Any]) -> str:
+    def part(side: Mapping[str, Any]) -> str:
+        folds = f", folds {side['folds']}" if side["folds"] else ""
+        return f"`{side['part']}` ({side['records']} records{folds})"
+
+    sizes = ", ".join(f"{f} = {r.meta.get('n_train')}" for f, r in p["model"].items())
+    return (
+        f"- {name}: train {part(p['train'])}, test {part(p['test'])}; training records per fraction: {sizes}; "
+        f"features: {p['features']}"
+    )
+
+
+def write_outputs(run: EvaluationRun, out_dir: str | Path) -> dict[str, Path]:
+    """Write `results.json`, `results.md`, `roc_<label set>.png`, `probe_<label set>.png`,
+    `failures.csv` and `missing.csv` into `out_dir`; returns `{name: path}`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, (y, scores, codes) in run.roc.items():
+        path = plot_roc_curves(y, scores, codes, out / f"roc_{_safe(name)}.png", title=f"{name}: zero-shot ROC")
+        run.tree["label_sets"][name]["roc_png"] = path.name
+        written[f"roc_{name}"] = path
+    for name, curves in run.probe_curves.items():
+        path = plot_probe_curve(curves, out / f"probe_{_safe(name)}.png", title=f"{name}: linear probe")
+        run.tree["label_sets"][name]["probe"]["png"] = path.name
+        written[f"probe_{name}"] = path
+    failures_csv = out / "failures.csv"
+    with failures_csv.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["record", "stage", "error", "label_sets"])
+        writer.writerows((f.record, f.stage, f.reason, ";".join(f.label_sets)) for f in run.failures)
+    written["failures"] = failures_csv
+    missing_csv = out / "missing.csv"
+    with missing_csv.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["label_set", "record_id", "path", "reason"])
+        for name, items in run.missing.items():
+            writer.writerows((name, m.record, m.path, m.reason) for m in items)
+    written["missing"] = missing_csv
+    run.tree["outputs"] = {k: p.name for k, p in written.items()} | {"results_md": "results.md"}
+    written["results_json"] = write_json(run.tree, out / "results.json")
+    md = out / "results.md"
+    md.write_text(results_markdown(run), encoding="utf-8")
+    written["results_md"] = md
+    return written
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -1,0 +1,355 @@
+"""THE one path from records to embeddings, shared by zero-shot, evaluation, training validation and benchmarks.
+
+    RecordSource ──read──▶ Ecg ──preprocess + cut beats (BatchPreparer, in DataLoader workers)──▶ PreparedBatch
+        ──encoder (this process: autocast, torch threads on the cores the workers leave free)──▶ EncodedBatch
+
+`encode_batches` yields one `EncodedBatch` per prepared batch, so a caller reduces as it goes and memory
+stays O(batch) whatever the number of records; `embed_records` collects every row into an `EmbeddingTable`
+(embeddings and pooled features: small), and `embed_cache_rows` does that for rows of a `SignalCache`.
+
+A record that cannot be read or prepared, for whatever reason (a typed error, a MemoryError from an absurd
+record, a bug), becomes an `ecglang.errors.RecordFailure` of its batch; the other records go on.
+
+Two encoder paths: `full=False` (default) computes only the rhythm embedding and the pooled features
+(`encode_rhythm`: the beat tower skips building its padded per-beat outputs, which costs as much as several
+encoder layers in memory traffic) and runs the batch through the encoder `CPU_CHUNK` records at a time on
+CPU; `full=True` runs `EcgLangModel.encode_ecg` on the whole batch and keeps its per-beat and per-lead
+outputs, with each record's `BeatTokens` and prepared signal (what explanations and their figures need).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ecglang.beats.tokenize import BeatTokens, tokenize_array
+from ecglang.core.threads import torch_threads, usable_cores
+from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
+from ecglang.encoders.processing import EcgProcessor
+from ecglang.errors import ConfigError, RecordFailure
+from ecglang.record.ecg import Ecg
+
+if TYPE_CHECKING:
+    from ecglang.data.cache import SignalCache
+    from ecglang.encoders.modeling import EcgLangModel
+
+# On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a
+# time, and glibc's heap, which keeps freed tensor memory for reuse, settles ~0.5 GB lower.
+CPU_CHUNK = 16
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+BEAT_KEYS = ("beats", "beat_mask", "rr", "times")  # tensors with a beat axis
+
+
+# --------------------------------------------------------------------------------------------- encoder
+def default_processor(model: EcgLangModel) -> EcgProcessor:
+    """The processor saved with `model`, else the default one for its ECG tower."""
+    proc = getattr(model, "processor", None)
+    if proc is not None:
+        return proc
+    return EcgProcessor(return_signal=not model.config.is_beat_model)
+
+
+def check_precision(precision: str, device_type: str) -> str:
+    """`precision` if this device can run it, else a `ConfigError` saying what to use."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp16" and device_type == "cpu":
+        raise ConfigError("precision='fp16' needs a GPU (CPU autocast runs in bfloat16): use 'bf16' or 'fp32'")
+    return precision
+
+
+def encoding(device_type: str, precision: str = "fp32") -> contextlib.AbstractContextManager[None]:
+    """Context of every ECG-encoder call: no autograd, and autocast when `precision` asks for it."""
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    stack.enter_context(torch.autocast(device_type, dtype=dtype, enabled=precision != "fp32"))
+    return stack
+
+
+def encode_rhythm(model: EcgLangModel, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(rhythm_embeds [B, D], rhythm_features [B, d])` of a processor batch, as `encode_ecg` computes them.
+
+    Scores, retrieval and probes need neither beat nor token embeddings, and the beat tower skips building
+    their padded outputs (`rhythm_only`), which costs as much as several encoder layers in memory traffic.
+    (`EcgLangModel.encode_ecg` has no rhythm-only switch yet; this is the one place that reaches past it.)
+    """
+    if not model.config.is_beat_model:
+        out = model.encode_ecg(**batch)
+        return out.rhythm_embeds, out.rhythm_features
+    dev = model.device
+    keys = ("beats", "beat_mask", "lead_mask", "rr", "times")
+    out = model.ecg_tower(*(batch[k].to(dev) for k in keys), rhythm_only=True)
+    return model.rhythm_proj(out["rhythm"]), out["rhythm"]
+
+
+def auto_workers(n_batches: int) -> int:
+    """One preparing worker per spare core (up to 4); none for a single batch, where starting one costs more
+    than it overlaps, and none where processes do not start by `fork` (spawn pickles the inputs into each
+    worker and needs the caller's script to guard its entry point: ask for workers explicitly there)."""
+    # allow_none: asking for the method must not fix it for the caller; the first listed is the default.
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    if n_batches < 2 or method != "fork":
+        return 0
+    return min(4, usable_cores() - 1)
+
+
+# ------------------------------------------------------------------------------------- preparation
+@dataclass
+class PreparedBatch:
+    """One batch ready for the encoder: model input tensors, the record id of each row, failures.
+
+    With `keep_views`, `views` holds each row's prepared `Ecg` (the model's input signal) and `BeatTokens`."""
+
+    tensors: dict[str, torch.Tensor]
+    record_ids: list[str]
+    failures: list[RecordFailure]
+    n_inputs: int
+    positions: list[int] = field(default_factory=list)  # the source index of each row
+    failed_positions: list[int] = field(default_factory=list)  # the source index of each failure
+    views: list[tuple[Ecg, BeatTokens]] = field(default_factory=list)
+
+
+class BatchPreparer(Dataset):
+    """Item `b` = batch `b` of a source, read, preprocessed (unless the source already is) and cut into beats:
+    the work that a DataLoader worker does while the main process runs the encoder."""
+
+    def __init__(
+        self,
+        source: RecordSource,
+        processor: EcgProcessor,
+        batch_size: int,
+        first: int | None = None,
+        keep_views: bool = False,
+    ) -> None:
+        self.source, self.processor, self.keep_views = source, processor, keep_views
+        # `first`: a smaller first batch, so that the encoder waiting on a worker starts sooner.
+        first = batch_size if first is None else min(first, batch_size)
+        self.bounds = np.unique(np.concatenate(([0], np.arange(first, len(source), batch_size), [len(source)])))
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def prepare(self, ecg: Ecg) -> tuple[Ecg, BeatTokens]:
+        """One record's model input: preprocessed (unless the source already is) and cut into beats."""
+        if self.source.preprocessed:
+            name = str(ecg.metadata.get("source_path") or ecg.record_id or "") or None
+            tok = tokenize_array(ecg.signal, ecg.fs, ecg.lead_mask, self.processor.beat_config, record=name)
+            return ecg, tok
+        return self.processor.process(ecg)
+
+    def __getitem__(self, b: int) -> PreparedBatch:
+        start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
+        tokens, signals, ids, positions, failures, failed, views = [], [], [], [], [], [], []
+        for i in range(start, stop):
+            try:  # sources return failures; a source that raises (a bug, a MemoryError) must not kill the batch
+                ecg = self.source.read(i)
+            except Exception as exc:
+                ecg = RecordFailure(f"record #{i}", "read", error_message(exc))
+            if isinstance(ecg, RecordFailure):
+                failures.append(ecg)
+                failed.append(i)
+                continue
+            try:
+                clean, tok = self.prepare(ecg)
+            except Exception as exc:  # one record (even a MemoryError) must not kill the batch
+                source_path = str(ecg.metadata.get("source_path") or "")
+                failures.append(RecordFailure(record_name(ecg), "process", error_message(exc), path=source_path))
+                failed.append(i)
+                continue
+            tokens.append(tok)
+            signals.append(clean.signal)
+            ids.append(ecg.record_id)
+            positions.append(i)
+            if self.keep_views:
+                views.append((clean.replace(metadata={**ecg.metadata, **clean.metadata}), tok))
+        tensors = self.processor.collate(tokens, signals if self.processor.return_signal else None)
+        # Ship only the beat slots in use (the encoder would drop the rest): less to pass between processes.
+        real = tensors["beat_mask"].any(0).nonzero()
+        n = int(real.max()) + 1 if len(real) else 1
+        for key in BEAT_KEYS:
+            tensors[key] = tensors[key][:, :n].contiguous()
+        return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views)
+
+
+def as_is(item: Any) -> Any:
+    """DataLoader `collate_fn` for items that are already batches (module level, so workers can pickle it)."""
+    return item
+
+
+# ---------------------------------------------------------------------------------------- encoding
+@dataclass
+class EncodedBatch:
+    """The encoder's output for one prepared batch, per model key (rows in `record_ids` order).
+
+    `rhythm[key]` `[n, D]` and `features[key]` `[n, d]` are float32 CPU tensors; with `full=True`,
+    `outputs[key]` is `encode_ecg`'s whole output and `views` each row's prepared `Ecg` and `BeatTokens`."""
+
+    record_ids: list[str]
+    failures: list[RecordFailure]
+    n_inputs: int
+    positions: list[int]
+    failed_positions: list[int]
+    rhythm: dict[str, torch.Tensor]
+    features: dict[str, torch.Tensor]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    views: list[tuple[Ecg, BeatTokens]] = field(default_factory=list)
+
+
+def encode_batches(
+    source: RecordSource,
+    models: EcgLangModel | Mapping[str, EcgLangModel],
+    processor: EcgProcessor,
+    *,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    precision: Precision = "fp32",
+    full: bool = False,
+    progress: bool = False,
+    desc: str = "encoding ECGs",
+) -> Iterator[EncodedBatch]:
+    """Encode every record of `source`: batches are prepared (in workers) while the encoder runs here.
+
+    `models`: one model (key `"model"`) or several (`{key: model}`), each run on the same prepared batch
+    (e.g. a model and its random-encoder baseline). `num_workers`: preparing processes (None: automatic, see
+    `auto_workers`; 0: all in this process). `full`: see the module docstring.
+    """
+    models = {"model": models} if not isinstance(models, Mapping) else dict(models)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    workers = auto_workers(-(-len(source) // batch_size)) if num_workers is None else int(num_workers)
+    if workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    device_type = next(iter(models.values())).device.type
+    for model in models.values():
+        check_precision(precision, model.device.type)
+    preparer = BatchPreparer(source, processor, batch_size, CPU_CHUNK if workers else None, keep_views=full)
+    loader = DataLoader(
+        preparer, batch_size=None, num_workers=workers, collate_fn=as_is, prefetch_factor=4 if workers else None
+    )
+    bar = tqdm(total=len(source), desc=desc, unit="rec", disable=not progress or len(source) < 2)
+    try:
+        with torch_threads(max(1, usable_cores() - workers) if workers else None):
+            for prepared in loader:
+                yield _encode_prepared(prepared, models, device_type, precision, full)
+                bar.update(prepared.n_inputs)
+    finally:
+        bar.close()
+
+
+def _encode_prepared(
+    prepared: PreparedBatch, models: dict[str, EcgLangModel], device_type: str, precision: str, full: bool
+) -> EncodedBatch:
+    n = len(prepared.record_ids)
+    rhythm: dict[str, torch.Tensor] = {}
+    features: dict[str, torch.Tensor] = {}
+    outputs: dict[str, Any] = {}
+    for key, model in models.items():
+        if full:
+            with encoding(device_type, precision):
+                out = model.encode_ecg(**prepared.tensors) if n else None
+            outputs[key] = out
+            parts = [] if out is None else [(out.rhythm_embeds, out.rhythm_features)]
+        else:
+            step = CPU_CHUNK if model.device.type == "cpu" else max(n, 1)
+            parts = []
+            for start in range(0, n, step):
+                chunk = {k: v[start : start + step] for k, v in prepared.tensors.items()}
+                with encoding(device_type, precision):
+                    parts.append(encode_rhythm(model, chunk))
+        rhythm[key] = _stack([p[0] for p in parts])
+        features[key] = _stack([p[1] for p in parts])
+    return EncodedBatch(prepared.record_ids, prepared.failures, prepared.n_inputs, prepared.positions,
+                        prepared.failed_positions, rhythm, features, outputs, prepared.views)  # fmt: skip
+
+
+def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
+    if not parts:
+        return torch.zeros((0, 0), dtype=torch.float32)
+    return torch.cat([p.float().cpu() for p in parts]) if len(parts) > 1 else parts[0].float().cpu()
+
+
+# -------------------------------------------------------------------------------------- collections
+@dataclass
+class EmbeddingTable:
+    """Every encoded record of a source: `positions` (index in the source of each row), ids, unit rhythm
+    embeddings and pooled features per model key, and the records that failed (`failed_positions`: the
+    source index of each)."""
+
+    positions: np.ndarray
+    record_ids: list[str]
+    embeddings: dict[str, np.ndarray]
+    features: dict[str, np.ndarray]
+    failures: list[RecordFailure]
+    failed_positions: list[int]
+
+
+def embed_records(
+    source: RecordSource,
+    models: EcgLangModel | Mapping[str, EcgLangModel],
+    processor: EcgProcessor,
+    *,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    precision: Precision = "fp32",
+    progress: bool = False,
+    desc: str = "encoding ECGs",
+) -> EmbeddingTable:
+    """Encode a whole source into an `EmbeddingTable` (L2-normalised rhythm embeddings, pooled features).
+
+    Memory grows with the number of records times the embedding size, never with signal length."""
+    keys = ["model"] if not isinstance(models, Mapping) else list(models)
+    emb: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    feat: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    positions: list[int] = []
+    failed: list[int] = []
+    ids: list[str] = []
+    failures: list[RecordFailure] = []
+    for batch in encode_batches(source, models, processor, batch_size=batch_size, num_workers=num_workers,
+                                precision=precision, progress=progress, desc=desc):  # fmt: skip
+        failures.extend(batch.failures)
+        ids.extend(batch.record_ids)
+        positions.extend(batch.positions)
+        failed.extend(batch.failed_positions)
+        if not batch.record_ids:
+            continue
+        for key in keys:
+            emb[key].append(torch.nn.functional.normalize(batch.rhythm[key], dim=-1).numpy())
+            feat[key].append(batch.features[key].numpy())
+    return EmbeddingTable(
+        positions=np.asarray(positions, dtype=np.int64),
+        record_ids=ids,
+        embeddings={k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in emb.items()},
+        features={k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in feat.items()},
+        failures=failures,
+        failed_positions=failed,
+    )
+
+
+def embed_cache_rows(
+    model: EcgLangModel,
+    cache: SignalCache,
+    rows: Any = None,
+    *,
+    processor: EcgProcessor | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = 0,
+    precision: Precision = "fp32",
+) -> EmbeddingTable:
+    """Embed rows of a `SignalCache` (already preprocessed: only beats are cut) with `model`.
+
+    For training validation: `table.positions` index `rows` (the rows that were embedded, in order),
+    `table.embeddings["model"]` holds their unit rhythm embeddings, `table.failures` the rows left out. The
+    cache must have been built with the processor's preprocessing (the caller's contract)."""
+    source = CacheSource(cache, rows)
+    return embed_records(source, model, processor or default_processor(model), batch_size=batch_size,
+                         num_workers=num_workers, precision=precision)  # fmt: skip

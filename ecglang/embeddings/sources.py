@@ -1,0 +1,195 @@
+"""Record sources: the inputs of the embedding pipeline, read one record at a time.
+
+A source is indexable (`len`, `read(i)`); `read` gives an `Ecg` or a `RecordFailure`, never raises for a bad
+record, so that one unreadable (or absurd) record cannot stop a batch. Sources must be picklable: the
+pipeline's DataLoader workers read from them.
+
+- `ItemSource`: what users pass: `Ecg`s, record paths (read on demand) and input failures
+  (`expand_inputs` flattens files, folders and arrays into these items).
+- `ArraySource`: in-memory `[12, T]` signals in canonical lead order.
+- `CacheSource`: rows of a `SignalCache` (already preprocessed: the pipeline only cuts beats).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Iterator, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ecglang.errors import ConfigError, EcgLangError, RecordFailure
+from ecglang.record.ecg import Ecg
+from ecglang.record.io import load_ecg, scan_records
+from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
+
+if TYPE_CHECKING:
+    from ecglang.data.cache import SignalCache
+
+logger = logging.getLogger(__name__)
+
+EcgInput = Ecg | str | PathLike | np.ndarray
+
+
+def error_message(exc: BaseException) -> str:
+    """A failure's reason: our typed errors already name the file and the problem; anything else (a bug, a
+    MemoryError from an absurd record) keeps its type name so that it is recognisable in the failures list."""
+    return str(exc) if isinstance(exc, EcgLangError) else f"{type(exc).__name__}: {exc}"
+
+
+def record_name(item: Any) -> str:
+    """How a failure names a record: its file when it came from one, else its id."""
+    if isinstance(item, Ecg):
+        return item.metadata.get("source_path") or item.record_id or "<record>"
+    return str(item)
+
+
+class RecordSource(abc.ABC):
+    """Indexable records for the pipeline: `read(i)` gives an `Ecg` or a `RecordFailure`."""
+
+    preprocessed: bool = False  # True: `read` gives signals already preprocessed (only beats are cut)
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def read(self, i: int) -> Ecg | RecordFailure: ...
+
+
+class ItemSource(RecordSource):
+    """`Ecg`s, record paths (read here, with `fs`/`leads` for `.npy` input) and input failures.
+
+    `record_ids`: the id each path's record gets (default: the reader's, the file stem)."""
+
+    def __init__(
+        self,
+        items: Sequence[Ecg | str | PathLike | RecordFailure],
+        fs: float | None = None,
+        leads: Sequence[str] | None = None,
+        record_ids: Sequence[str] | None = None,
+    ) -> None:
+        if record_ids is not None and len(record_ids) != len(items):
+            raise ConfigError(f"{len(record_ids)} record ids for {len(items)} records")
+        self.items, self.fs, self.leads, self.record_ids = list(items), fs, leads, record_ids
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        item = self.items[i]
+        if isinstance(item, (Ecg, RecordFailure)):
+            return item
+        rid = None if self.record_ids is None else self.record_ids[i]
+        try:
+            return load_ecg(item, fs=self.fs, leads=self.leads, record_id=rid)
+        except Exception as exc:
+            return RecordFailure(str(item), "read", error_message(exc), path=str(item))
+
+
+class ArraySource(RecordSource):
+    """In-memory signals `[12, T]` in canonical order, with optional lead masks and ids."""
+
+    def __init__(
+        self,
+        signals: np.ndarray | Sequence[np.ndarray],
+        fs: float,
+        lead_masks: np.ndarray | Sequence[np.ndarray] | None = None,
+        record_ids: Sequence[str] | None = None,
+        preprocessed: bool = False,
+    ) -> None:
+        n = len(signals)
+        if lead_masks is not None and len(lead_masks) != n:
+            raise ConfigError(f"{len(lead_masks)} lead masks for {n} signals")
+        if record_ids is not None and len(record_ids) != n:
+            raise ConfigError(f"{len(record_ids)} record ids for {n} signals")
+        self.signals, self.fs, self.lead_masks, self.record_ids = signals, fs, lead_masks, record_ids
+        self.preprocessed = bool(preprocessed)
+
+    def __len__(self) -> int:
+        return len(self.signals)
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        rid = str(self.record_ids[i]) if self.record_ids is not None else f"array{i}"
+        signal = np.asarray(self.signals[i])
+        mask = None if self.lead_masks is None else np.asarray(self.lead_masks[i])
+        if signal.ndim != 2 or signal.shape[0] != N_LEADS:
+            return RecordFailure(rid, "read", f"signal must be [12, n_samples] in canonical order, got {signal.shape}")
+        if mask is not None and mask.shape != (N_LEADS,):
+            return RecordFailure(rid, "read", f"lead mask must have shape (12,), got {mask.shape}")
+        return Ecg(signal, self.fs, np.ones(N_LEADS, bool) if mask is None else mask, record_id=rid)
+
+
+class CacheSource(RecordSource):
+    """Rows of a `SignalCache` (preprocessed; failed rows come back as failures with the build's reason)."""
+
+    preprocessed = True
+
+    def __init__(self, cache: SignalCache, rows: Sequence[int] | np.ndarray | None = None) -> None:
+        n = len(cache)
+        rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise ConfigError(f"cache rows must be in [0, {n}), got {rows.min()}..{rows.max()}")
+        self.cache, self.rows = cache, rows
+        self.ids = cache.ids
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        row = int(self.rows[i])
+        rid = self.ids[row]
+        try:
+            signal, mask = self.cache[row]
+        except Exception as exc:
+            return RecordFailure(rid, "read", error_message(exc))
+        return Ecg(signal, self.cache.fs, mask, record_id=rid)
+
+
+def expand_inputs(items: Any, fs: float | None, leads: Sequence[str] | None) -> Iterator[Ecg | Path | RecordFailure]:
+    """Flatten the accepted inputs into `Ecg` records, record paths and failures (folders are scanned).
+
+    A folder without any record, and a `.dat` file that no `.hea` header names, are failures (stage "scan"):
+    the user asked for them to be scored. Other files in a folder (notes, annotations) are logged and skipped.
+    """
+    if isinstance(items, (Ecg, str, PathLike, np.ndarray)):
+        items = [items]
+    for n, item in enumerate(items):
+        if isinstance(item, Ecg):
+            yield item
+        elif isinstance(item, np.ndarray):
+            yield _array_item(item, n, fs, leads)
+        else:
+            path = Path(item)
+            if path.is_dir():
+                yield from _folder_items(path)
+            else:
+                yield path
+
+
+def _array_item(item: np.ndarray, n: int, fs: float | None, leads: Sequence[str] | None) -> Ecg | RecordFailure:
+    names = list(leads) if leads is not None else list(CANONICAL_LEADS)
+    if fs is None:
+        return RecordFailure(f"array #{n}", "read", "an array input needs fs= (sampling rate in Hz)")
+    try:
+        signal, mask, _ = to_canonical(item, names, path=f"array #{n}")
+        return Ecg(signal, fs, mask, record_id=f"array{n}")
+    except (EcgLangError, ValueError) as exc:
+        return RecordFailure(f"array #{n}", "read", str(exc))
+
+
+def _folder_items(path: Path) -> Iterator[Path | RecordFailure]:
+    scan = scan_records(path)
+    for skipped in scan.skipped:
+        if skipped.path.suffix.lower() == ".dat":  # signal data without the header needed to read it
+            yield RecordFailure(str(skipped.path), "scan", skipped.reason, path=str(skipped.path))
+        else:
+            logger.info("skipped %s: %s", skipped.path, skipped.reason)
+    if not scan.records:
+        yield RecordFailure(
+            str(path), "scan", "no ECG record in this folder (looked for WFDB .hea, .mat, .npy and .npz files)",
+            path=str(path),
+        )  # fmt: skip
+    yield from scan.records

@@ -1,0 +1,30 @@
+"""`EvaluationRun`: what an evaluation run produced, between the protocol that makes it and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ecglang.errors import RecordFailure
+from ecglang.evaluation.metrics import EvalResult
+
+# Keys of the model and of its random-encoder baseline in the store and in the results.
+MODEL = "model"
+RANDOM = "random"
+
+
+@dataclass
+class EvaluationRun:
+    """What `run_evaluation` produced: the JSON-able result tree, the inputs of the figures, failures."""
+
+    tree: dict[str, Any]
+    failures: list[RecordFailure]
+    missing: dict[str, list[RecordFailure]]  # label set → records missing from disk (stage "missing")
+    roc: dict[str, tuple[np.ndarray, dict[str, np.ndarray], list[str]]]  # label set → (y, scores, codes)
+    probe_curves: dict[str, dict[str, dict[float, EvalResult]]]
+
+    @property
+    def evaluated_any(self) -> bool:
+        return any(ls.get("sources") for ls in self.tree["label_sets"].values())

@@ -1,0 +1,81 @@
+"""Explanations: which beats and leads a score came from, from beat-level similarities (no gradients).
+
+The label is also embedded through the sentence head that the beat-level loss aligned with beats; a beat's
+contribution is the cosine between its beat embedding and that label sentence embedding, a lead's
+contribution is the mean cosine of its (beat, lead) token embeddings with it. Cheap, exact for what the
+model computed, and defined for every beat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecglang.beats.tokenize import BeatTokens
+from ecglang.record.ecg import Ecg
+from ecglang.record.leads import CANONICAL_LEADS
+from ecglang.scores.labels import LabelSpec
+
+
+@dataclass
+class Explanation:
+    """Why one record got its score for one label.
+
+    `signal`: the record as the model saw it (preprocessed, at `fs`) and `tokens` its beats, kept for the
+    records a caller asked figures for (`keep_signals`), else None."""
+
+    record_id: str
+    label: str
+    score: float
+    beat_contributions: np.ndarray  # [n_beats]
+    lead_contributions: np.ndarray  # [12]; NaN for missing leads
+    rpeaks: np.ndarray  # [n_beats] sample indices at `fs`
+    fs: float
+    snippets: list[dict[str, Any]]
+    source: str | None = None  # the record's file, when it came from one
+    signal: Ecg | None = None
+    tokens: BeatTokens | None = None
+
+    def top_leads(self, n: int = 3) -> list[str]:
+        order = np.argsort(-np.nan_to_num(self.lead_contributions, nan=-np.inf))
+        return [CANONICAL_LEADS[i] for i in order[:n] if np.isfinite(self.lead_contributions[i])]
+
+
+def explain_record(
+    out: Any,
+    row: int,
+    view: tuple[Ecg, BeatTokens],
+    rid: str,
+    cosines: np.ndarray,
+    specs: Mapping[str, LabelSpec],
+    sent_emb: torch.Tensor | None,
+    keep_signal: bool = False,
+) -> dict[str, Explanation]:
+    """The explanations of batch row `row` (of `encode_ecg` output `out`) for every label in `specs`.
+
+    `view`: the row's prepared record and beats; `cosines`: its `[n_labels]` scores; `sent_emb`: the labels'
+    sentence-head embeddings (None or empty for a model without beat-level outputs: contributions are NaN)."""
+    ecg, tokens = view
+    result = {}
+    n = int(tokens.n_beats)
+    have_beats = out.beat_embeds is not None and sent_emb is not None and sent_emb.numel() > 0
+    for j, (lab, spec) in enumerate(specs.items()):
+        beat_c = np.full(n, np.nan, np.float32)
+        lead_c = np.full(len(CANONICAL_LEADS), np.nan, np.float32)
+        if have_beats:
+            q = sent_emb[j]
+            beats = out.beat_embeds[row, :n].float().cpu()
+            beat_c = (beats @ q).numpy()
+            tok = out.token_embeds[row, :n].float().cpu() @ q  # [n, 12]
+            lm = out.lead_mask[row].cpu().numpy()
+            lead_c = np.where(lm, tok.mean(0).numpy(), np.nan).astype(np.float32)
+        result[lab] = Explanation(
+            rid, lab, float(cosines[j]), beat_c, lead_c, np.asarray(tokens.rpeaks[:n]), float(tokens.fs),
+            spec.snippets, ecg.metadata.get("source_path"),
+            ecg if keep_signal else None, tokens if keep_signal else None,
+        )  # fmt: skip
+    return result

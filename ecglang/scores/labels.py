@@ -1,0 +1,167 @@
+"""Labels as embeddings: label specs (prompts + retrieved knowledge), the prompt cache, label matrices.
+
+Each prompt is embedded with the model's text tower; a label's embedding is the re-normalised mean of its
+prompt embeddings. With knowledge retrieval, the top-k snippets for the label (queried with the label name
+plus its prompts) are turned into extra prompts ("<label>: <criterion>"); the label embedding is then
+`normalise((1 − w) · mean(own prompts) + w · mean(knowledge prompts))` with `w = knowledge_weight`, so that
+many snippets cannot drown the user's own wording. The ids of the snippets behind every label are kept.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ecglang.errors import PromptError
+from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
+from ecglang.scores.prompts import PromptSet, load_prompt_set, resolve_prompts
+
+if TYPE_CHECKING:
+    from ecglang.encoders.modeling import EcgLangModel
+    from ecglang.knowledge.index import KnowledgeIndex
+
+# Prompt embeddings are cached per model (weakly, so a dropped model frees its cache). Keys are
+# ("text", prompt) for the text head and ("sentence", prompt) for the sentence head.
+PROMPT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class LabelSpec:
+    """What a label is scored with: its prompts, the knowledge prompts and snippet ids behind them."""
+
+    label: str
+    name: str
+    prompts: list[str]
+    knowledge_prompts: list[str] = field(default_factory=list)
+    snippets: list[dict[str, Any]] = field(default_factory=list)  # id, title, source, score
+
+
+def resolve_knowledge(knowledge: Any) -> KnowledgeIndex | None:
+    """Turn the `knowledge` argument into a `KnowledgeIndex` (or None for no retrieval)."""
+    if knowledge is None or knowledge is False or (isinstance(knowledge, str) and knowledge.lower() == "off"):
+        return None
+    from ecglang.knowledge.index import KnowledgeBase, KnowledgeIndex  # here: FAISS loads only when asked for
+
+    if isinstance(knowledge, KnowledgeIndex):
+        return knowledge
+    if knowledge is True or (isinstance(knowledge, str) and knowledge.lower() in ("default", "on")):
+        return KnowledgeIndex.default(show_progress=False)
+    path = Path(knowledge)
+    if path.is_dir() and (path / "index.faiss").exists():
+        return KnowledgeIndex.load(path)
+    return KnowledgeIndex.default(kb=KnowledgeBase.load(path), show_progress=False)
+
+
+def label_specs(
+    model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int
+) -> dict[str, LabelSpec]:
+    """Resolve the user's labels/prompts (and retrieve `k` snippets per label from `index`) into specs."""
+    names = label_names(labels, prompts)
+    table = resolve_prompts(labels=labels, prompts=prompts)
+    specs = {lab: LabelSpec(lab, names.get(lab, lab), list(ps)) for lab, ps in table.items()}
+    if index is None:
+        return specs
+    tokenizer = model.get_tokenizer()
+    max_len = int(model.config.text_tower.get("max_length", 128))
+    namespace = code_namespace(labels, prompts)
+    todo = list(specs.values())
+    # One batched retrieval for all labels; a prompt-set code selects the snippets written for that label.
+    found = retrieve_for_labels(index, [s.name for s in todo], [s.prompts for s in todo], k=k,
+                                codes=[(namespace, s.label) if namespace else None for s in todo])  # fmt: skip
+    for spec, hits in zip(todo, found, strict=True):
+        spec.knowledge_prompts = list(
+            compose_prompts(spec.name, hits, max_prompts=3 * k, max_tokens=max_len, tokenizer=tokenizer)
+        )
+        spec.snippets = [
+            {"id": h.snippet.id, "title": h.snippet.title, "source": h.snippet.source, "score": h.score} for h in hits
+        ]
+    return specs
+
+
+def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """Unit embeddings `[n, D]` of prompts, cached per model: each distinct prompt is embedded once."""
+    cache = PROMPT_CACHE.setdefault(model, {})
+    missing = list(dict.fromkeys(t for t in texts if ("text", t) not in cache))
+    for start in tqdm(
+        range(0, len(missing), batch_size), desc="embedding prompts", unit="batch", disable=len(missing) < 2048
+    ):
+        chunk = missing[start : start + batch_size]
+        with torch.inference_mode():
+            out = model.encode_text(chunk)
+        emb = out.text_embeds.float().cpu().numpy()
+        sent = sentence_vectors(out)
+        for i, text in enumerate(chunk):
+            cache[("text", text)] = emb[i]
+            if sent is not None:
+                cache[("sentence", text)] = sent[i]
+    return np.stack([cache[("text", t)] for t in texts]) if texts else np.zeros((0, 0), np.float32)
+
+
+def label_matrix(
+    model: EcgLangModel, specs: Mapping[str, LabelSpec], knowledge_weight: float, head: str = "text"
+) -> np.ndarray:
+    """`[n_labels, D]` label embeddings (see the module docstring for the aggregation)."""
+    every = [t for s in specs.values() for t in (*s.prompts, *s.knowledge_prompts)]
+    embed_texts(model, every)
+    cache = PROMPT_CACHE[model]
+    rows = []
+    for spec in specs.values():
+        own = mean_unit([cache[(head, t)] for t in spec.prompts])
+        if spec.knowledge_prompts:
+            know = mean_unit([cache[(head, t)] for t in spec.knowledge_prompts])
+            own = unit((1 - knowledge_weight) * own + knowledge_weight * know)
+        rows.append(own)
+    return np.stack(rows).astype(np.float32)
+
+
+def label_names(labels: Any, prompts: Any) -> dict[str, str]:
+    """Readable names for prompt-set codes (e.g. CLBBB → complete left bundle branch block)."""
+    source = labels if labels is not None and prompts is None else prompts
+    if isinstance(source, str) and not isinstance(labels, list):
+        try:
+            source = load_prompt_set(source)
+        except PromptError:
+            return {}
+    if isinstance(source, PromptSet):
+        return {code: lp.name for code, lp in source.labels.items()}
+    return {}
+
+
+def code_namespace(labels: Any, prompts: Any) -> str | None:
+    """The knowledge-base code namespace of a prompt set (its label codes are that dataset's codes)."""
+    source = labels if labels is not None and prompts is None else prompts
+    name = source.name if isinstance(source, PromptSet) else source if isinstance(source, str) else None
+    if not name:
+        return None
+    for prefix, namespace in (("ptbxl", "ptbxl"), ("cpsc", "cpsc2018"), ("icbeb", "cpsc2018"),
+                              ("chapman", "chapman"), ("cinc", "snomed")):  # fmt: skip
+        if Path(str(name)).stem.lower().startswith(prefix):
+            return namespace
+    return None
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """`v / ‖v‖` (a zero vector stays zero)."""
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def mean_unit(vectors: list[np.ndarray]) -> np.ndarray:
+    """The re-normalised mean of unit vectors."""
+    return unit(np.mean(np.stack(vectors), axis=0))
+
+
+def sentence_vectors(out: Any) -> np.ndarray | None:
+    """One sentence-head vector per prompt: the masked mean of its sentence embeddings."""
+    if getattr(out, "sentence_embeds", None) is None:
+        return None
+    mask = out.sentence_mask.float().unsqueeze(-1)
+    mean = (out.sentence_embeds.float() * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    return torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
