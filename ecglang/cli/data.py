@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ecglang.data.registry import buildable_datasets, get_dataset
+from ecglang.errors import ConfigError
 
 
 def _folds(text: str) -> list[int]:
@@ -66,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from ecglang.data.download import PTBXL_BASE_URL, download_ptbxl
+    from ecglang.data.download import PTBXL_BASE_URL, download_ptbxl  # here: `ecglang --help` skips it
 
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     report = download_ptbxl(args.dest, base_url=args.base_url or PTBXL_BASE_URL, rates=rates, timeout=args.timeout)
@@ -75,7 +76,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ecglang.errors import ConfigError
+    # Here, not at the top: `ecglang --help` must not wait for scipy.
     from ecglang.signal.preprocess import PreprocessConfig
 
     spec = get_dataset(args.dataset)
@@ -96,7 +97,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.no_cache or len(ds) == 0:
         return status
 
-    from ecglang.data.cache import SignalCache
+    from ecglang.data.cache import SignalCache  # here: pandas and datasets load only for a cache build
 
     if args.preprocess:
         cfg = PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text(encoding="utf-8")))

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_command(args: argparse.Namespace) -> int:
     # Here, not at the top: `ecglang --help` must not wait for torch, scipy and matplotlib.
     from ecglang.evaluation.protocol import run_evaluation
-    from ecglang.report.evaluation import write_outputs
+    from ecglang.evaluation.writers import write_outputs
 
     cfg = from_args(args)
     result = run_evaluation(cfg)

@@ -1,7 +1,7 @@
 """Model-independent evaluation: metrics with bootstrap CIs, the linear probe, report writers.
 
 Every name here is imported on first use, so that `import ecglang.evaluation.config` (which the CLI's
-parser needs) stays light: `metrics` needs numpy/scipy, the report writers (`ecglang.report.evaluation`)
+parser needs) stays light: `metrics` needs numpy/scipy, the report writers (`ecglang.evaluation.writers`)
 matplotlib when plotting, and `linear_probe` torch.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 _METRICS = "ecglang.evaluation.metrics"
 _PROBE = "ecglang.evaluation.probe"
-_REPORT = "ecglang.report.evaluation"
+_REPORT = "ecglang.evaluation.writers"
 _LAZY = {
     **dict.fromkeys(
         (

@@ -48,7 +48,7 @@ from ecglang.evaluation.probe import run_probe_for_set
 from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun
 from ecglang.evaluation.retrieval import run_retrieval
 from ecglang.evaluation.store import EmbeddingStore, processor_for
-from ecglang.report.evaluation import results_markdown, write_outputs
+from ecglang.evaluation.writers import results_markdown, write_outputs
 from ecglang.scores.classifier import ZeroShotClassifier
 from ecglang.scores.labels import LabelSpec
 from ecglang.scores.prompts import load_external_prompts
