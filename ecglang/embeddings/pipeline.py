@@ -77,19 +77,10 @@ def encoding(device_type: str, precision: str = "fp32") -> contextlib.AbstractCo
 
 
 def encode_rhythm(model: EcgLangModel, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(rhythm_embeds [B, D], rhythm_features [B, d])` of a processor batch, as `encode_ecg` computes them.
-
-    Scores, retrieval and probes need neither beat nor token embeddings, and the beat tower skips building
-    their padded outputs (`rhythm_only`), which costs as much as several encoder layers in memory traffic.
-    (`EcgLangModel.encode_ecg` has no rhythm-only switch yet; this is the one place that reaches past it.)
-    """
-    if not model.config.is_beat_model:
-        out = model.encode_ecg(**batch)
-        return out.rhythm_embeds, out.rhythm_features
-    dev = model.device
-    keys = ("beats", "beat_mask", "lead_mask", "rr", "times")
-    out = model.ecg_tower(*(batch[k].to(dev) for k in keys), rhythm_only=True)
-    return model.rhythm_proj(out["rhythm"]), out["rhythm"]
+    """`(rhythm_embeds [B, D], rhythm_features [B, d])` of a processor batch: scores, retrieval and probes need
+    neither beat nor token embeddings, so the model skips them (`encode_ecg(rhythm_only=True)`)."""
+    out = model.encode_ecg(**batch, rhythm_only=True)
+    return out.rhythm_embeds, out.rhythm_features
 
 
 def auto_workers(n_batches: int) -> int:

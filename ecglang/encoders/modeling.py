@@ -155,9 +155,17 @@ class EcgLangModel(PreTrainedModel):
         rr: Tensor | None = None,
         times: Tensor | None = None,
         signal: Tensor | None = None,
+        *,
+        rhythm_only: bool = False,
+        age: Tensor | None = None,
+        sex: Tensor | None = None,
         **_: Any,
     ) -> EcgEncoderOutput:
-        """Embed a processor batch. Extra keys (record ids, failures, ...) are ignored."""
+        """Embed a processor batch. Extra keys (record ids, failures, ...) are ignored.
+
+        `rhythm_only=True` returns the whole-ECG embeddings and features only (beat and token embeddings None):
+        what scoring, retrieval and probes need; the beat tower then skips building its padded beat and token
+        outputs, which costs as much as several encoder layers. `age`/`sex` reach a tower with demographics."""
         dev = self.device
         given = {"beats": beats, "beat_mask": beat_mask, "lead_mask": lead_mask, "rr": rr, "times": times}
         for name, value in {**given, "signal": signal}.items():
@@ -172,8 +180,16 @@ class EcgLangModel(PreTrainedModel):
                 raise ModelInputError(
                     f"model input(s) {missing} missing (the beat tower needs beats, masks, rr, times)"
                 )
-            out = self.ecg_tower(beats.to(dev), beat_mask.to(dev), lead_mask, rr.to(dev), times.to(dev))
+            extra = {} if age is None and sex is None else {"age": age, "sex": sex}
+            out = self.ecg_tower(
+                beats.to(dev), beat_mask.to(dev), lead_mask, rr.to(dev), times.to(dev), rhythm_only=rhythm_only, **extra
+            )
             bm = out["beat_mask"]
+            if rhythm_only:
+                return EcgEncoderOutput(
+                    rhythm_embeds=self.rhythm_proj(out["rhythm"]), beat_mask=bm, lead_mask=lead_mask,
+                    rhythm_features=out["rhythm"],
+                )  # fmt: skip
             token_keep = bm[:, :, None] & lead_mask[:, None, :]
             return EcgEncoderOutput(
                 rhythm_embeds=self.rhythm_proj(out["rhythm"]),

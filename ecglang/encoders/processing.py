@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from ecglang.beats.tokenize import BeatConfig, BeatTokens, tokenize_beats
-from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
+from ecglang.errors import ConfigError, EcgLangError, ModelLoadError, RecordFailure
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import N_LEADS
 from ecglang.signal.preprocess import PreprocessConfig, preprocess
@@ -32,25 +31,14 @@ LEAD_ORDERS: dict[str, list[int]] = {
 }
 
 
-@dataclass
-class ProcessingFailure:
-    """A record that a batch call skipped (`errors="collect"`)."""
-
-    index: int  # position in the input sequence
-    record_id: str
-    error: EcgLangError
-
-    def __str__(self) -> str:
-        return f"#{self.index} {self.record_id or '<no id>'}: {self.error}"
-
-
 class EcgBatch(dict):
     """The model input: a `dict[str, torch.Tensor]` (keys in docs/ARCHITECTURE.md, "Model input").
 
     Attributes (not keys, so `model(**batch)` sees only tensors):
         indices: input position of each batch row.
         record_ids: record id of each batch row.
-        failures: records left out with `errors="collect"` (empty otherwise).
+        failures: records left out with `errors="collect"` (`RecordFailure`, stage "process"; empty otherwise).
+        failed_indices: input position of each failure.
         tokens: the `BeatTokens` of each row (R-peak indices, heart rate, ...).
     """
 
@@ -59,13 +47,15 @@ class EcgBatch(dict):
         tensors: dict[str, torch.Tensor],
         indices: list[int] | None = None,
         record_ids: list[str] | None = None,
-        failures: list[ProcessingFailure] | None = None,
+        failures: list[RecordFailure] | None = None,
         tokens: list[BeatTokens] | None = None,
+        failed_indices: list[int] | None = None,
     ) -> None:
         super().__init__(tensors)
         self.indices = indices or []
         self.record_ids = record_ids or []
         self.failures = failures or []
+        self.failed_indices = failed_indices or []
         self.tokens = tokens or []
 
 
@@ -115,8 +105,9 @@ class EcgProcessor:
         """Process a batch into an `EcgBatch` (a dict of tensors).
 
         With `errors="raise"` the first bad record raises its typed error (naming the record). With
-        `errors="collect"` bad records are left out of the tensors and listed in `batch.failures`
-        (index, record id, error); `batch.indices` maps each row back to its input position. Only
+        `errors="collect"` bad records are left out of the tensors and listed in `batch.failures` (one
+        `RecordFailure` each, their input positions in `batch.failed_indices`); `batch.indices` maps each row
+        back to its input position. Only
         `EcgLangError`s are collected: anything else is a bug and propagates.
         """
         if errors not in ("raise", "collect"):
@@ -128,21 +119,28 @@ class EcgProcessor:
         signals: list[np.ndarray] = []
         indices: list[int] = []
         record_ids: list[str] = []
-        failures: list[ProcessingFailure] = []
+        failures: list[RecordFailure] = []
+        failed_indices: list[int] = []
         for i, ecg in enumerate(ecgs):
             try:
                 clean, tok = self.process(ecg, rng=generator)
             except EcgLangError as exc:
                 if errors == "raise":
                     raise
-                failures.append(ProcessingFailure(i, ecg.record_id, exc))
+                path = str(ecg.metadata.get("source_path") or getattr(exc, "path", None) or "")
+                reason = getattr(exc, "problem", None) or str(exc)
+                failures.append(RecordFailure(ecg.record_id or path or f"#{i}", "process", reason, path=path))
+                failed_indices.append(i)
                 continue
             tokens.append(tok)
             signals.append(clean.signal)
             indices.append(i)
             record_ids.append(ecg.record_id)
         tensors = self.collate(tokens, signals if self.return_signal else None)
-        return EcgBatch(tensors, indices=indices, record_ids=record_ids, failures=failures, tokens=tokens)
+        return EcgBatch(
+            tensors, indices=indices, record_ids=record_ids, failures=failures, tokens=tokens,
+            failed_indices=failed_indices,
+        )  # fmt: skip
 
     def collate(self, tokens: list[BeatTokens], signals: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
         """Stack `BeatTokens` (and optionally preprocessed signals) into batch tensors.

@@ -85,8 +85,8 @@ def test_collect_mode_goes_on_past_a_bad_record(records: list[Ecg]) -> None:
     assert batch.record_ids == ["00001_hr", "00002_hr"]
     assert len(batch.failures) == 1
     failure = batch.failures[0]
-    assert failure.index == 1 and failure.record_id == "flatline"
-    assert isinstance(failure.error, EcgQualityError) and "x/flatline" in str(failure)
+    assert batch.failed_indices == [1] and failure.record == "flatline" and failure.stage == "process"
+    assert failure.path == "x/flatline" and "flat" in failure.reason and "x/flatline" not in failure.reason
     with pytest.raises(EcgQualityError, match="x/flatline"):
         proc([records[0], bad], errors="raise")
     empty = proc([bad], errors="collect")

@@ -12,7 +12,7 @@ from matplotlib.image import imread
 
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import CI, EvalResult, evaluate_scores
-from ecglang.report.evaluation import markdown_table, plot_probe_curve, plot_roc_curves, write_json
+from ecglang.evaluation.writers import markdown_table, plot_probe_curve, plot_roc_curves, write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
