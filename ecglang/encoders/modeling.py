@@ -23,9 +23,9 @@ from ecglang.encoders import checkpoint
 from ecglang.encoders.checkpoint import load_tokenizer
 from ecglang.encoders.configuration import EcgLangConfig
 from ecglang.encoders.ecg_encoders import build_ecg_tower
+from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.encoders.layers import ModelInputError, Projection
 from ecglang.encoders.loss import EcgLangLoss
-from ecglang.encoders.processing import EcgProcessor
 from ecglang.encoders.text_encoder import TextEncoder
 from ecglang.errors import ConfigError
 
@@ -88,7 +88,7 @@ class EcgLangModel(PreTrainedModel):
 
     Build with `EcgLangModel(EcgLangConfig(...))`, `ecglang.encoders.registry.create_model("ecglang-small")` or
     `EcgLangModel.from_pretrained(folder_or_hub_id)`. Inputs are the dict produced by
-    `ecglang.encoders.processing.EcgProcessor` (beats, beat_mask, lead_mask, rr, times, signal).
+    `ecglang.encoders.ecg_processing.EcgProcessor` (beats, beat_mask, lead_mask, rr, times, signal).
     """
 
     config_class = EcgLangConfig

@@ -71,6 +71,40 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans or [(0, len(text))]
 
 
+def tokenize_reports(tokenizer: Any, texts: Sequence[str], text_config: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Tokenize whole reports once; map every token to its sentence through the character offsets.
+
+    `text_config` is the `text_tower` section of the model config (`max_length`, `max_sentences`, `lowercase`).
+    Returns `input_ids`, `attention_mask` `[B, T]`, `token_mask` `[B, T]` (real, non-special tokens) and
+    `sentence_ids` `[B, T]` (sentence index of each token, -1 for special/padding tokens).
+    """
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ModelInputError("texts must be a list of strings")
+    if not texts:
+        raise ModelInputError("texts is empty")
+    if text_config.get("lowercase"):
+        texts = [t.lower() for t in texts]
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=int(text_config["max_length"]),
+        return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="np",
+    )  # fmt: skip
+    attention = enc["attention_mask"].astype(bool)
+    token_mask = attention & ~enc["special_tokens_mask"].astype(bool)
+    starts = enc["offset_mapping"][..., 0]
+    max_s = int(text_config["max_sentences"])
+    sentence_ids = np.full(starts.shape, -1, dtype=np.int64)
+    for i, text in enumerate(texts):
+        span_starts = np.array([s for s, _ in sentence_spans(text)])
+        ids = np.searchsorted(span_starts, starts[i], side="right") - 1
+        sentence_ids[i] = np.where(token_mask[i], np.clip(ids, 0, max_s - 1), -1)
+    return {
+        "input_ids": torch.from_numpy(enc["input_ids"].astype(np.int64)),
+        "attention_mask": torch.from_numpy(attention),
+        "token_mask": torch.from_numpy(token_mask),
+        "sentence_ids": torch.from_numpy(sentence_ids),
+    }
+
+
 class TextEncoder(nn.Module):
     """A transformers encoder (`AutoModel`) for reports: token, pooled and per-sentence features.
 
@@ -138,38 +172,10 @@ class TextEncoder(nn.Module):
         return self.model.get_base_model() if self.is_lora else self.model
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
-        """Tokenize whole reports once; map every token to its sentence through the character offsets.
-
-        Returns `input_ids`, `attention_mask` `[B, T]`, `token_mask` `[B, T]` (real, non-special tokens) and
-        `sentence_ids` `[B, T]` (sentence index of each token, -1 for special/padding tokens).
-        """
+        """Tokenize whole reports (see `tokenize_reports`)."""
         if self.tokenizer is None:
             raise ModelLoadError(self.source, "no tokenizer attached to the text tower")
-        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise ModelInputError("texts must be a list of strings")
-        if not texts:
-            raise ModelInputError("texts is empty")
-        if self.cfg.get("lowercase"):
-            texts = [t.lower() for t in texts]
-        enc = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=int(self.cfg["max_length"]),
-            return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="np",
-        )  # fmt: skip
-        attention = enc["attention_mask"].astype(bool)
-        token_mask = attention & ~enc["special_tokens_mask"].astype(bool)
-        starts = enc["offset_mapping"][..., 0]
-        max_s = int(self.cfg["max_sentences"])
-        sentence_ids = np.full(starts.shape, -1, dtype=np.int64)
-        for i, text in enumerate(texts):
-            span_starts = np.array([s for s, _ in sentence_spans(text)])
-            ids = np.searchsorted(span_starts, starts[i], side="right") - 1
-            sentence_ids[i] = np.where(token_mask[i], np.clip(ids, 0, max_s - 1), -1)
-        return {
-            "input_ids": torch.from_numpy(enc["input_ids"].astype(np.int64)),
-            "attention_mask": torch.from_numpy(attention),
-            "token_mask": torch.from_numpy(token_mask),
-            "sentence_ids": torch.from_numpy(sentence_ids),
-        }
+        return tokenize_reports(self.tokenizer, texts, self.cfg)
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor, token_mask: Tensor | None = None,

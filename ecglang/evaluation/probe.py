@@ -32,7 +32,7 @@ from ecglang.evaluation.results import MODEL, RANDOM
 from ecglang.evaluation.store import EmbeddingStore
 
 if TYPE_CHECKING:
-    from ecglang.encoders.processing import EcgProcessor
+    from ecglang.encoders.ecg_processing import EcgProcessor
 
 __all__ = ["ProbeSkipped", "fraction_label", "linear_probe", "probe_parts", "run_probe_for_set", "stratified_subset"]
 

@@ -54,8 +54,8 @@ from ecglang.scores.labels import LabelSpec
 from ecglang.scores.prompts import load_external_prompts
 
 if TYPE_CHECKING:
+    from ecglang.encoders.ecg_processing import EcgProcessor
     from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.encoders.processing import EcgProcessor
 
 __all__ = [
     "RANDOM_BASELINE",

@@ -16,7 +16,7 @@ import numpy as np
 
 from ecglang.embeddings.pipeline import default_processor, embed_records
 from ecglang.embeddings.sources import ItemSource
-from ecglang.encoders.processing import EcgProcessor
+from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.signal.preprocess import PreprocessConfig
 

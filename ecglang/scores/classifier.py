@@ -55,8 +55,8 @@ from ecglang.scores.labels import LabelSpec, resolve_knowledge
 
 if TYPE_CHECKING:
     from ecglang.data.cache import SignalCache
+    from ecglang.encoders.ecg_processing import EcgProcessor
     from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.encoders.processing import EcgProcessor
 
 __all__ = ["EcgInput", "Explanation", "LabelSpec", "RecordFailure", "ScoreMode", "ZeroShotClassifier",
            "ZeroShotResult", "resolve_knowledge"]  # fmt: skip

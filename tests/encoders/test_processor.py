@@ -11,7 +11,7 @@ import torch
 import wfdb
 
 from ecglang.beats.tokenize import BeatConfig, detect_rpeaks
-from ecglang.encoders.processing import PROCESSOR_CONFIG_NAME, EcgBatch, EcgProcessor
+from ecglang.encoders.ecg_processing import PROCESSOR_CONFIG_NAME, EcgBatch, EcgProcessor
 from ecglang.errors import ConfigError, EcgQualityError, ModelLoadError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import LEAD_INDEX, to_canonical

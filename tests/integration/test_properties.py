@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ecglang.beats.tokenize import BeatConfig, tokenize_beats
-from ecglang.encoders.processing import EcgProcessor
+from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.errors import ConfigError, EcgLangError, EcgQualityError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS

@@ -71,7 +71,7 @@ def test_scores_shape_and_order_contract(model, records):
 
 def test_scores_equal_manual_cosine(model, records):
     """The score is exactly cos(rhythm embedding, mean prompt embedding)."""
-    from ecglang.encoders.processing import EcgProcessor
+    from ecglang.encoders.ecg_processing import EcgProcessor
 
     clf = ZeroShotClassifier(model, knowledge=None)
     prompts = {"af": ["atrial fibrillation", "irregularly irregular rhythm"], "sr": ["sinus rhythm"]}
@@ -203,7 +203,7 @@ def test_score_arrays_matches_records_and_workers_change_nothing(model, records)
 
 def test_rhythm_only_path_equals_the_full_encoder(model, records):
     from ecglang.embeddings.pipeline import encode_rhythm
-    from ecglang.encoders.processing import EcgProcessor
+    from ecglang.encoders.ecg_processing import EcgProcessor
 
     batch = (model.processor or EcgProcessor())([load_ecg(p) for p in records[:3]])
     with torch.inference_mode():

@@ -1,0 +1,256 @@
+"""`EcgProcessor`: preprocessing + beat tokenization for a batch of records → model input tensors.
+
+Saved next to checkpoints as `processor_config.json`, so a model always sees its inputs prepared the
+way it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ecglang.beats.tokenize import BeatConfig, BeatTokens, tokenize_beats
+from ecglang.errors import ConfigError, EcgLangError, ModelLoadError, RecordFailure
+from ecglang.record.ecg import Ecg
+from ecglang.record.leads import N_LEADS
+from ecglang.signal.preprocess import PreprocessConfig, preprocess
+
+PROCESSOR_CONFIG_NAME = "processor_config.json"
+_FORMAT_VERSION = 1
+
+# Row order of the model input, as indices into the canonical order (I, II, III, aVR, aVL, aVF, V1-V6).
+# "mimic": MIMIC-IV-ECG's order (aVF before aVL), which MERL was trained on and swaps every input into.
+LEAD_ORDERS: dict[str, list[int]] = {
+    "canonical": list(range(N_LEADS)),
+    "mimic": [0, 1, 2, 3, 5, 4, *range(6, N_LEADS)],
+}
+
+
+class EcgBatch(dict):
+    """The model input: a `dict[str, torch.Tensor]` (keys in docs/ARCHITECTURE.md, "Model input").
+
+    Attributes (not keys, so `model(**batch)` sees only tensors):
+        indices: input position of each batch row.
+        record_ids: record id of each batch row.
+        failures: records left out with `errors="collect"` (`RecordFailure`, stage "process"; empty otherwise).
+        failed_indices: input position of each failure.
+        tokens: the `BeatTokens` of each row (R-peak indices, heart rate, ...).
+    """
+
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        indices: list[int] | None = None,
+        record_ids: list[str] | None = None,
+        failures: list[RecordFailure] | None = None,
+        tokens: list[BeatTokens] | None = None,
+        failed_indices: list[int] | None = None,
+    ) -> None:
+        super().__init__(tensors)
+        self.indices = indices or []
+        self.record_ids = record_ids or []
+        self.failures = failures or []
+        self.failed_indices = failed_indices or []
+        self.tokens = tokens or []
+
+
+class EcgProcessor:
+    """Preprocess (`ecglang.signal.preprocess`) and tokenize (`ecglang.beats.tokenize`) records into batched tensors.
+
+    Args:
+        preprocess: preprocessing settings (default `PreprocessConfig()`).
+        beats: beat settings (default `BeatConfig()`); every batch is padded to `beats.max_beats`.
+        return_signal: also return the preprocessed `signal [B, 12, T]` (for the ResNet1d baseline
+            tower; needs `preprocess.target_samples` so that rows share one length).
+        lead_order: row order of the lead axis of every output tensor (`LEAD_ORDERS`): `"canonical"`, or
+            `"mimic"` (aVL and aVF swapped, what MERL's weights expect). Records are read and preprocessed
+            in canonical order; only the output rows move.
+    """
+
+    def __init__(
+        self,
+        preprocess: PreprocessConfig | None = None,
+        beats: BeatConfig | None = None,
+        return_signal: bool = False,
+        lead_order: str = "canonical",
+    ) -> None:
+        self.preprocess_config = preprocess or PreprocessConfig()
+        self.beat_config = beats or BeatConfig()
+        self.return_signal = bool(return_signal)
+        if lead_order not in LEAD_ORDERS:
+            raise ConfigError(f"lead_order must be one of {sorted(LEAD_ORDERS)}, got {lead_order!r}")
+        self.lead_order = lead_order
+        if self.return_signal and self.preprocess_config.target_samples is None:
+            raise ConfigError("return_signal=True needs PreprocessConfig.target_samples (one length per batch)")
+
+    def __repr__(self) -> str:
+        return f"EcgProcessor({json.dumps(self.to_dict())})"
+
+    def process(self, ecg: Ecg, rng: np.random.Generator | int | None = None) -> tuple[Ecg, BeatTokens]:
+        """Preprocess and tokenize one record. Raises `EcgQualityError` naming the record."""
+        clean = preprocess(ecg, self.preprocess_config, rng=rng)
+        return clean, tokenize_beats(clean, self.beat_config)
+
+    def __call__(
+        self,
+        ecgs: Sequence[Ecg],
+        errors: Literal["raise", "collect"] = "raise",
+        rng: np.random.Generator | int | None = None,
+    ) -> EcgBatch:
+        """Process a batch into an `EcgBatch` (a dict of tensors).
+
+        With `errors="raise"` the first bad record raises its typed error (naming the record). With
+        `errors="collect"` bad records are left out of the tensors and listed in `batch.failures` (one
+        `RecordFailure` each, their input positions in `batch.failed_indices`); `batch.indices` maps each row
+        back to its input position. Only
+        `EcgLangError`s are collected: anything else is a bug and propagates.
+        """
+        if errors not in ("raise", "collect"):
+            raise ConfigError(f"errors must be 'raise' or 'collect', got {errors!r}")
+        if isinstance(ecgs, Ecg):
+            ecgs = [ecgs]
+        generator = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+        tokens: list[BeatTokens] = []
+        signals: list[np.ndarray] = []
+        indices: list[int] = []
+        record_ids: list[str] = []
+        failures: list[RecordFailure] = []
+        failed_indices: list[int] = []
+        for i, ecg in enumerate(ecgs):
+            try:
+                clean, tok = self.process(ecg, rng=generator)
+            except EcgLangError as exc:
+                if errors == "raise":
+                    raise
+                path = str(ecg.metadata.get("source_path") or getattr(exc, "path", None) or "")
+                reason = getattr(exc, "problem", None) or str(exc)
+                failures.append(RecordFailure(ecg.record_id or path or f"#{i}", "process", reason, path=path))
+                failed_indices.append(i)
+                continue
+            tokens.append(tok)
+            signals.append(clean.signal)
+            indices.append(i)
+            record_ids.append(ecg.record_id)
+        tensors = self.collate(tokens, signals if self.return_signal else None)
+        return EcgBatch(
+            tensors, indices=indices, record_ids=record_ids, failures=failures, tokens=tokens,
+            failed_indices=failed_indices,
+        )  # fmt: skip
+
+    def collate(self, tokens: list[BeatTokens], signals: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+        """Stack `BeatTokens` (and optionally preprocessed signals) into batch tensors.
+
+        Rows are padded to `beats.max_beats` beats (zeros, `beat_mask` False). An empty list gives
+        tensors with a batch dimension of 0.
+        """
+        n, length = self.beat_config.max_beats, self.beat_config.beat_len
+        b = len(tokens)
+        beats = np.zeros((b, n, N_LEADS, length), dtype=np.float32)
+        beat_mask = np.zeros((b, n), dtype=bool)
+        lead_mask = np.zeros((b, N_LEADS), dtype=bool)
+        rr = np.zeros((b, n, 2), dtype=np.float32)
+        times = np.zeros((b, n), dtype=np.float32)
+        for i, tok in enumerate(tokens):
+            if tok.beats.shape[1:] != (N_LEADS, length) or tok.beats.shape[0] > n:
+                raise ConfigError(
+                    f"BeatTokens of shape {tok.beats.shape} do not fit this processor "
+                    f"(max_beats={n}, beat_len={length})"
+                )
+            k = tok.beats.shape[0]
+            beats[i, :k] = tok.beats
+            beat_mask[i, :k] = tok.beat_mask
+            rr[i, :k] = tok.rr
+            times[i, :k] = tok.times
+            lead_mask[i] = tok.lead_mask
+        order = LEAD_ORDERS[self.lead_order]
+        if order != LEAD_ORDERS["canonical"]:
+            beats, lead_mask = beats[:, :, order], lead_mask[:, order]
+        out = {
+            "beats": torch.from_numpy(np.ascontiguousarray(beats)),
+            "beat_mask": torch.from_numpy(beat_mask),
+            "lead_mask": torch.from_numpy(np.ascontiguousarray(lead_mask)),
+            "rr": torch.from_numpy(rr),
+            "times": torch.from_numpy(times),
+        }
+        if signals is not None:
+            if len(signals) != b:
+                raise ConfigError(f"collate got {len(signals)} signals for {b} token sets")
+            lengths = {s.shape for s in signals}
+            if len(lengths) > 1:
+                raise ConfigError(f"signals differ in shape {sorted(lengths)}; set PreprocessConfig.target_samples")
+            t = self.preprocess_config.target_samples or (signals[0].shape[1] if signals else 0)
+            stacked = np.stack(signals).astype(np.float32) if signals else np.zeros((0, N_LEADS, t), np.float32)
+            if order != LEAD_ORDERS["canonical"]:
+                stacked = np.ascontiguousarray(stacked[:, order])
+            out["signal"] = torch.from_numpy(stacked)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "processor_class": type(self).__name__,
+            "format_version": _FORMAT_VERSION,
+            "preprocess": self.preprocess_config.to_dict(),
+            "beats": self.beat_config.to_dict(),
+            "return_signal": self.return_signal,
+        }
+        if self.lead_order != "canonical":  # written only when set, so older contracts stay as they were
+            d["lead_order"] = self.lead_order
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EcgProcessor:
+        if not isinstance(d, dict):
+            raise ConfigError(f"processor config must be a JSON object, got {type(d).__name__}")
+        known = {"processor_class", "format_version", "preprocess", "beats", "return_signal", "lead_order"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown processor config key(s) {unknown}")
+        if d.get("processor_class", cls.__name__) != cls.__name__:
+            raise ConfigError(f"processor_class {d['processor_class']!r} is not {cls.__name__}")
+        version = d.get("format_version", _FORMAT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigError(f"processor config format_version must be an int, got {version!r}")
+        if version > _FORMAT_VERSION:
+            raise ConfigError(
+                f"processor config format_version {d['format_version']} is newer than this ecglang "
+                f"supports ({_FORMAT_VERSION}); upgrade ecglang"
+            )
+        return cls(
+            preprocess=PreprocessConfig.from_dict(d.get("preprocess", {})),
+            beats=BeatConfig.from_dict(d.get("beats", {})),
+            return_signal=bool(d.get("return_signal", False)),
+            lead_order=d.get("lead_order", "canonical"),
+        )
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write `processor_config.json` into `save_directory` (created if needed); returns its path."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / PROCESSOR_CONFIG_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> EcgProcessor:
+        """Load from a folder holding `processor_config.json` (or the file itself).
+
+        Raises `ModelLoadError` when the file is missing or not JSON, `ConfigError` for bad values.
+        """
+        path = Path(directory)
+        if path.is_dir():
+            path = path / PROCESSOR_CONFIG_NAME
+        if not path.is_file():
+            raise ModelLoadError(path, f"no {PROCESSOR_CONFIG_NAME} found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(path, f"cannot read processor config: {exc}") from exc
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
