@@ -25,6 +25,7 @@ from ecglang.errors import ConfigError, EcgLangError, RecordFailure
 from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg, scan_records
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
+from ecglang.record.window import ReadWindow
 
 if TYPE_CHECKING:
     from ecglang.data.cache import SignalCache
@@ -62,7 +63,10 @@ class RecordSource(abc.ABC):
 class ItemSource(RecordSource):
     """`Ecg`s, record paths (read here, with `fs`/`leads` for `.npy` input) and input failures.
 
-    `record_ids`: the id each path's record gets (default: the reader's, the file stem)."""
+    `record_ids`: the id each path's record gets (default: the reader's, the file stem). `window`: read only
+    this part of each file (`PreprocessConfig.read_window()`: what preprocessing uses, so a 24-hour record costs
+    the memory of 10 s). `keep_leads`: a `[12]` bool mask; the other leads are masked and zeroed, as if the
+    device had recorded only these (reduced-lead evaluation)."""
 
     def __init__(
         self,
@@ -70,23 +74,35 @@ class ItemSource(RecordSource):
         fs: float | None = None,
         leads: Sequence[str] | None = None,
         record_ids: Sequence[str] | None = None,
+        window: ReadWindow | None = None,
+        keep_leads: np.ndarray | None = None,
     ) -> None:
         if record_ids is not None and len(record_ids) != len(items):
             raise ConfigError(f"{len(record_ids)} record ids for {len(items)} records")
         self.items, self.fs, self.leads, self.record_ids = list(items), fs, leads, record_ids
+        self.window = window
+        self.keep_leads = None if keep_leads is None else np.asarray(keep_leads, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def read(self, i: int) -> Ecg | RecordFailure:
         item = self.items[i]
-        if isinstance(item, (Ecg, RecordFailure)):
+        if isinstance(item, RecordFailure):
             return item
+        if isinstance(item, Ecg):
+            return self._keep(item)
         rid = None if self.record_ids is None else self.record_ids[i]
         try:
-            return load_ecg(item, fs=self.fs, leads=self.leads, record_id=rid)
+            return self._keep(load_ecg(item, fs=self.fs, leads=self.leads, record_id=rid, window=self.window))
         except Exception as exc:
             return RecordFailure(str(item), "read", error_message(exc), path=str(item))
+
+    def _keep(self, ecg: Ecg) -> Ecg:
+        if self.keep_leads is None:
+            return ecg
+        mask = ecg.lead_mask & self.keep_leads
+        return ecg.replace(signal=np.where(mask[:, None], ecg.signal, np.float32(0.0)), lead_mask=mask)
 
 
 class ArraySource(RecordSource):

@@ -67,6 +67,9 @@ class EvaluateConfig(DictConfig):
     preprocess: str = field(default="default", metadata=_cli(
         "zero-shot", "the model's preprocessing, or MERL's (min-max, no filter; CPSC: 2500 samples)",
         choices=PREPROCESS))  # fmt: skip
+    leads: str | None = field(default=None, metadata=_cli(
+        "zero-shot", "evaluate as if only these leads were recorded, e.g. II or I,II,III,aVR,aVL,aVF (the others "
+        "are masked; default: all)", metavar="LEADS"))  # fmt: skip
     knowledge: str = field(default="default", metadata=_cli(
         "zero-shot", "knowledge base for 'knowledge'", metavar="DIR|default"))  # fmt: skip
     k: int = field(default=3, metadata=_cli("zero-shot", "snippets retrieved per label (default 3)", flag="-k",

@@ -49,6 +49,7 @@ from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun
 from ecglang.evaluation.retrieval import run_retrieval
 from ecglang.evaluation.store import EmbeddingStore, processor_for
 from ecglang.evaluation.writers import results_markdown, write_outputs
+from ecglang.record.leads import parse_lead_subset
 from ecglang.scores.classifier import ZeroShotClassifier
 from ecglang.scores.labels import LabelSpec
 from ecglang.scores.prompts import load_external_prompts
@@ -258,7 +259,11 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
     clf = ZeroShotClassifier(model, knowledge=cfg.knowledge if want_knowledge else None, k=cfg.k,
                              knowledge_weight=cfg.knowledge_weight, batch_size=cfg.batch_size)  # fmt: skip
     clf_random = ZeroShotClassifier(baseline, knowledge=None, knowledge_weight=cfg.knowledge_weight)
-    store = EmbeddingStore(models, batch_size=cfg.batch_size, progress=cfg.progress)
+    try:
+        keep = None if cfg.leads is None else parse_lead_subset(cfg.leads)
+    except ValueError as exc:
+        raise ConfigError(f"--leads: {exc}") from exc
+    store = EmbeddingStore(models, batch_size=cfg.batch_size, progress=cfg.progress, keep_leads=keep)
 
     tree: dict[str, Any] = {
         "ecglang_version": _version(),
@@ -271,6 +276,7 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
         "protocol": {
             "part": cfg.part,
             "preprocess": cfg.preprocess,
+            "leads": cfg.leads or "all",
             "sources": [s.key for s in sources],
             "score": "cosine(rhythm embedding, label embedding)",
             "n_boot": cfg.n_boot,

@@ -47,6 +47,7 @@ class EmbeddingStore:
         batch_size: int = 64,
         progress: bool = True,
         num_workers: int | None = None,
+        keep_leads: np.ndarray | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -54,6 +55,7 @@ class EmbeddingStore:
         self.batch_size = int(batch_size)
         self.progress = progress
         self.num_workers = num_workers
+        self.keep_leads = keep_leads  # [12] bool: evaluate as if only these leads were recorded
         self._rows: dict[tuple[str, str], int] = {}
         self._embeds: dict[str, list[np.ndarray]] = {k: [] for k in self.models}
         self._features: dict[str, list[np.ndarray]] = {k: [] for k in self.models}
@@ -82,7 +84,8 @@ class EmbeddingStore:
 
     def _encode(self, todo: list[tuple[str, str]], processor: EcgProcessor, pkey: str, desc: str) -> None:
         todo_paths = [p for p, _ in todo]
-        source = ItemSource(todo_paths, record_ids=[r for _, r in todo])
+        window = processor.preprocess_config.read_window()  # long records are read only as far as used
+        source = ItemSource(todo_paths, record_ids=[r for _, r in todo], window=window, keep_leads=self.keep_leads)
         table = embed_records(source, self.models, processor, batch_size=self.batch_size,
                               num_workers=self.num_workers, progress=self.progress, desc=desc)  # fmt: skip
         for f, pos in zip(table.failures, table.failed_positions, strict=True):

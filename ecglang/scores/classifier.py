@@ -179,7 +179,8 @@ class ZeroShotClassifier:
         check_mode(mode)
         specs = self.label_specs(labels, prompts, knowledge)
         label_emb = torch.from_numpy(self.label_matrix(specs))
-        source = ItemSource(list(expand_inputs(ecgs, fs, leads)), fs, leads)
+        window = self.processor.preprocess_config.read_window()  # a Holter record is read only as far as used
+        source = ItemSource(list(expand_inputs(ecgs, fs, leads)), fs, leads, window=window)
         if not explain:
             return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
         sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence"))
