@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 
 BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
-EXPECTED = {"tokenizer", "encoder", "zeroshot", "knowledge", "dataloader", "memory", "scaling"}
+EXPECTED = {"tokenizer", "rpeaks_noisy", "encoder", "zeroshot", "knowledge", "dataloader", "memory", "scaling"}
 
 
 def _load_harness() -> ModuleType:
