@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
+from ecglang.core.config import DictConfig
 from ecglang.errors import ConfigError
 
 
 @dataclass
-class BeatConfig:
+class BeatConfig(DictConfig):
     """Beat detection and window settings (the algorithm is in `ecglang.beats.detect`)."""
 
     pre_s: float = 0.25
@@ -74,22 +74,6 @@ class BeatConfig:
         """Time of each window sample relative to R, in seconds (R falls exactly on `r_index`)."""
         dt = self.window_s / self.beat_len
         return (np.arange(self.beat_len) - self.r_index) * dt
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["qrs_band"] = list(d["qrs_band"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BeatConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown BeatConfig key(s) {unknown}; known keys: {sorted(known)}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"invalid BeatConfig: {exc}") from exc
 
 
 @lru_cache(maxsize=1)

@@ -55,7 +55,7 @@ the min-max, where MERL normalises all 12 rows as they are.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal
@@ -63,6 +63,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import signal as sps
 
+from ecglang.core.config import DictConfig
 from ecglang.errors import ConfigError, EcgQualityError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
@@ -85,7 +86,7 @@ EDGE_MARGIN_S = 5.0
 
 
 @dataclass
-class PreprocessConfig:
+class PreprocessConfig(DictConfig):
     """Settings of `preprocess`; the module docstring is the contract (order and meaning of each step)."""
 
     target_fs: float | None = 500.0
@@ -140,23 +141,6 @@ class PreprocessConfig:
         for name, allowed in (("crop", _CROPS), ("pad", _PADS), ("normalize", _NORMS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"PreprocessConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d["bandpass"] is not None:
-            d["bandpass"] = list(d["bandpass"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown PreprocessConfig key(s) {unknown}; known keys: {sorted(known)}")
-        try:
-            return cls(**d)
-        except TypeError as exc:  # e.g. a list where a number belongs
-            raise ConfigError(f"invalid PreprocessConfig: {exc}") from exc
 
     def read_window(self) -> ReadWindow | None:
         """The part of a record that `preprocess` uses, for ``load_ecg(path, window=cfg.read_window())``.

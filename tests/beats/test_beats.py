@@ -355,7 +355,7 @@ def test_beat_config_roundtrip_and_validation() -> None:
                    {"qrs_band": (30.0, 10.0)}, {"detect_fs": 40.0}, {"pre_s": -0.1}):  # fmt: skip
         with pytest.raises(ConfigError):
             BeatConfig(**kwargs)
-    with pytest.raises(ConfigError, match="unknown BeatConfig key"):
+    with pytest.raises(ConfigError, match="BeatConfig: unknown key"):
         BeatConfig.from_dict({"beat_length": 96})
 
 

@@ -33,8 +33,8 @@ from ecglang.beats.tokenize import tokenize_beats
 from ecglang.cli.main import main as cli
 from ecglang.data.builders import build_ptbxl
 from ecglang.data.cache import SignalCache
-from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.ecg_processing import EcgProcessor
+from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.registry import create_model
 from ecglang.errors import EcgQualityError, EcgReadError, KnowledgeError, ModelLoadError, PromptError
 from ecglang.record.io import load_ecg

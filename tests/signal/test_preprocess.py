@@ -287,7 +287,7 @@ def test_config_roundtrip_and_validation() -> None:
     for kwargs in bad:
         with pytest.raises(ConfigError):
             PreprocessConfig(**kwargs)
-    with pytest.raises(ConfigError, match="unknown PreprocessConfig key"):
+    with pytest.raises(ConfigError, match="PreprocessConfig: unknown key"):
         PreprocessConfig.from_dict({"targetfs": 500})
 
 
