@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
@@ -121,6 +122,7 @@ class BeatLayout:
     b: int
     n: int  # beats per ECG in the padded layout (the batch's last real beat + 1)
     keep: Tensor  # beat_mask [B, n]
+    dense: bool = False  # every slot is a "real" beat (R = B·N, static shapes); padded ones are masked out
 
     @classmethod
     def of(cls, beat_mask: Tensor) -> BeatLayout:
@@ -128,14 +130,25 @@ class BeatLayout:
         n = int(index.max()) + 1 if len(index) else 1
         return cls(batch, index, beat_mask.shape[0], n, beat_mask[:, :n])
 
+    @classmethod
+    def all_slots(cls, beat_mask: Tensor) -> BeatLayout:
+        """Every padded slot as a beat: no data-dependent shape and no host sync (what `torch.compile` needs)."""
+        b, n = beat_mask.shape
+        arange = torch.arange(b * n, device=beat_mask.device)
+        return cls(arange // n, arange % n, b, n, beat_mask, dense=True)
+
     def pad(self, x: Tensor, n: int | None = None) -> Tensor:
         """`[R, ...]` → `[B, n, ...]` (`n` default: the layout's), zeros at padded beats."""
+        if self.dense and n in (None, self.n):
+            return x.reshape(self.b, self.n, *x.shape[1:])
         out = x.new_zeros(self.b, self.n if n is None else n, *x.shape[1:])
         out[self.batch, self.index] = x
         return out
 
     def take(self, x: Tensor) -> Tensor:
         """`[B, n, ...]` → `[R, ...]`."""
+        if self.dense:
+            return x.reshape(self.b * self.n, *x.shape[2:])
         return x[self.batch, self.index]
 
 
@@ -248,6 +261,8 @@ class BeatEcgEncoder(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.lead_pool = MaskedPool(d, cfg["pooling"])
         self.beat_pool = MaskedPool(d, cfg["pooling"])
+        self.gradient_checkpointing = False  # recompute each block in backward (set by the trainer)
+        self.static_shapes = False  # compute all beat slots (`BeatLayout.all_slots`); always so under torch.compile
 
     def validate(self, beats: Any, beat_mask: Any, lead_mask: Any, rr: Any, times: Any) -> None:
         beats = _check("beats", beats, 4, (None, None, N_LEADS, self.beat_len))
@@ -277,11 +292,19 @@ class BeatEcgEncoder(nn.Module):
         d = self.d_model
         # Only real beats are computed (`[R, 12, d]`): a batch of 10 s ECGs fills ~30 % of its padded
         # beat slots with padding, and the per-token layers cost in proportion to the tokens.
-        layout = BeatLayout.of(beat_mask)
+        dense = self.static_shapes or torch.compiler.is_compiling()
+        layout = BeatLayout.all_slots(beat_mask) if dense else BeatLayout.of(beat_mask)
         lead_keep = lead_mask[layout.batch]  # [R, 12]
-        feats = self.morphology(layout.take(beats)[lead_keep].float())  # only real (beat, lead) windows
-        morph = feats.new_zeros(len(layout.batch), N_LEADS, d)
-        morph[lead_keep] = feats
+        if dense:  # padded slots: no lead, so every pool gives 0 there; CNN on all windows, masked after
+            real = layout.keep.reshape(-1)[:, None]
+            lead_keep = lead_keep & real
+            windows = layout.take(beats).float()
+            feats = self.morphology(windows.reshape(-1, windows.shape[-1])).view(-1, N_LEADS, d)
+            morph = feats * lead_keep[..., None].to(feats.dtype)
+        else:
+            feats = self.morphology(layout.take(beats)[lead_keep].float())  # only real (beat, lead) windows
+            morph = feats.new_zeros(len(layout.batch), N_LEADS, d)
+            morph[lead_keep] = feats
 
         per_beat = self.rr_mlp(self._rr_features(layout.take(rr).float()))  # [R, d]
         if self.index_embed is not None:
@@ -292,8 +315,13 @@ class BeatEcgEncoder(nn.Module):
         x = morph + self.lead_embed + per_beat.unsqueeze(1)
         x = self.embed_drop(self.embed_norm(x))
         for block in self.blocks:
-            x = block(x, lead_keep, layout)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, lead_keep, layout, use_reentrant=False)
+            else:
+                x = block(x, lead_keep, layout)
         tokens_r = self.out_norm(x)
+        if dense:
+            tokens_r = tokens_r * real[..., None].to(tokens_r.dtype)  # padded beats are exactly zero
         beats_r = self.lead_pool(tokens_r, lead_keep)  # [R, d]
         beat_feats = layout.pad(beats_r)  # [B, n, d]
         rhythm = self.beat_pool(beat_feats, layout.keep)  # [B, d]

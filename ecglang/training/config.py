@@ -99,6 +99,10 @@ class TrainSection(DictConfig):
     early_stopping_patience: int | None = None  # validations without improvement before stopping
     deterministic: bool = True  # torch.use_deterministic_algorithms(True, warn_only=True) on CPU
     threads: int | None = None  # torch intra-op threads per process (None: torch's default)
+    # Contrastive losses under N processes: "auto" (local when N > 2), true (each process its own rows: ~N/2 times
+    # cheaper token loss, approximate gradient), false (the whole gathered batch: exact gradient). docs/TRAINING.md.
+    local_loss: bool | str = "auto"
+    gradient_checkpointing: bool = False  # recompute tower activations in backward: less memory, ~30 % more compute
     process_group_timeout_s: int = 7200  # distributed timeout: covers the table/cache work before the first step
 
 
@@ -170,6 +174,8 @@ class PretrainConfig(DictConfig):
             v = getattr(t, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{where}: train.{name} must be an int >= 1, got {v!r}")
+        if t.local_loss not in ("auto", True, False):
+            raise ConfigError(f"{where}: train.local_loss must be auto|true|false, got {t.local_loss!r}")
         if t.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise ConfigError(f"{where}: train.mixed_precision must be auto|no|fp16|bf16, got {t.mixed_precision!r}")
 

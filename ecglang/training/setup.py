@@ -130,7 +130,8 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
         records = list(zip(ids, [str(p) for p in dataset["path"]], strict=True))
         cache = inline_cache(cfg, records, preprocess_cfg, output, accelerator)
     status_ok = np.zeros(len(ids), dtype=bool)
-    status_ok[cache.ok_rows] = True
+    ok_rows = np.asarray(cache.ok_rows)
+    status_ok[ok_rows[ok_rows < len(ids)]] = True  # a prepared cache may hold more rows than data.limit keeps
     failed_reason = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
 
     def table(index: np.ndarray, split: str) -> PairTable:
@@ -223,6 +224,35 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
+LOCAL_LOSS_MIN_WORLD = 3  # "auto": from 3 processes on, local rows save ~N/2 of the token loss (docs/TRAINING.md)
+
+
+def resolve_local_loss(value: bool | str, world: int) -> bool:
+    """`train.local_loss` for a run of `world` processes: "auto" is local from `LOCAL_LOSS_MIN_WORLD` processes on
+    (with 2 the local rows cost as much as the whole batch, so the exact gradient is kept)."""
+    if value == "auto":
+        return world >= LOCAL_LOSS_MIN_WORLD
+    return bool(value)
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute activations in backward: the ECG tower's blocks (`torch.utils.checkpoint`, when the tower has
+    blocks) and the text transformer's layers (transformers' `gradient_checkpointing_enable`)."""
+    if hasattr(model.ecg_tower, "gradient_checkpointing"):
+        model.ecg_tower.gradient_checkpointing = True
+    else:
+        logger.warning("the %s ECG tower has no gradient checkpointing", type(model.ecg_tower).__name__)
+    base = model.text_tower.base_model
+    if getattr(base, "supports_gradient_checkpointing", False):
+        # Non-reentrant: gradients reach LoRA adapters behind frozen embeddings. (Newer transformers renamed it.)
+        if hasattr(base, "activation_checkpointing_enable"):
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        logger.warning("the text model %s has no gradient checkpointing", type(base).__name__)
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on matrices only (not on biases, norms and logit scales)."""
     decay, no_decay = [], []
@@ -293,6 +323,12 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
 
     set_seed(cfg.seed)
     model = build_model(cfg.model)
+    # The loss arrangement of this run; the model config records it (the step loop and checkpoints read it there).
+    local = resolve_local_loss(cfg.train.local_loss, accelerator.num_processes)
+    model.config.loss["local_loss"] = local
+    model.loss_fn.cfg["local_loss"] = local
+    if cfg.train.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     data = prepare_data(cfg, model, output, accelerator)
     processor = model_processor(model)
     beat_cfg = processor.beat_config
@@ -304,7 +340,7 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
     t_cfg, nw = cfg.train, cfg.data.num_workers
     train_loader = torch.utils.data.DataLoader(
         train_ds, batch_size=t_cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
-        num_workers=nw, persistent_workers=nw > 0,
+        num_workers=nw, persistent_workers=nw > 0, pin_memory=accelerator.device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),  # iterator creation must not consume the global RNG
     )  # fmt: skip
     if len(train_loader) == 0:
@@ -326,11 +362,13 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
 
 
 __all__ = [
+    "LOCAL_LOSS_MIN_WORLD",
     "PretrainData",
     "TrainingSetup",
     "build_model",
     "build_training",
     "create_accelerator",
+    "enable_gradient_checkpointing",
     "has_accelerator",
     "inline_cache",
     "mixed_precision_mode",
@@ -339,4 +377,5 @@ __all__ = [
     "param_groups",
     "prepare_data",
     "resolve_data_path",
+    "resolve_local_loss",
 ]
