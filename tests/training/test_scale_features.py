@@ -14,14 +14,6 @@ from ecglang.training.config import LoggingSection
 from ecglang.training.logs import resolve_trackers, tensorboard_available
 from ecglang.training.setup import enable_gradient_checkpointing, resolve_local_loss
 
-
-@pytest.fixture(autouse=True)
-def _keep_global_rng():
-    """These tests seed torch; other modules' tests rely on the global RNG state their import left."""
-    with torch.random.fork_rng():
-        yield
-
-
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "mlp_ratio": 2.0, "cnn_channels": [8, 16], "dropout": 0.0}
 
 
