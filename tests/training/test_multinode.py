@@ -96,3 +96,16 @@ def test_multi_process_run_refuses_to_build_a_large_cache(ptbxl_dir: Path, tmp_p
     assert proc.returncode != 0
     assert "ecglang data build ptbxl" in log and "data.prepared=PREPARED" in log, log[-3000:]
     assert not (tmp_path / "cache").exists()  # nothing was built
+
+
+def test_accelerate_launch_on_cpu_needs_multi_gpu(ptbxl_dir: Path, tmp_path: Path) -> None:
+    """What docs/TRAINING.md says: on a CPU machine `--num_processes 2` alone runs ONE process; with
+    `--multi_gpu` it runs two (gloo)."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "--num_processes", "2"]  # fmt: skip
+    args = ["-m", "ecglang.training.trainer", "--config", str(SMOKE), f"data.root={ptbxl_dir}",
+            f"data.cache_dir={tmp_path / 'cache'}", "schedule.max_steps=1"]  # fmt: skip
+    plain = _run_all([[*launch, *args, "--output", str(tmp_path / "a")]])
+    multi = _run_all([[*launch, "--multi_gpu", *args, "--output", str(tmp_path / "b")]])
+    assert "1 processes on cpu" in plain[0], plain[0][-3000:]
+    assert "2 processes on cpu" in multi[0], multi[0][-3000:]
