@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed 
 D, BEATS, LEADS, SENTENCES, TOKENS = 256, 12, 12, 4, 48
 BATCHES, QUICK_BATCHES = (32, 64, 128), (16, 32)
 WORLDS = (1, 2, 4, 8)
+TARGET_SAVING = 3.0  # local rows at N = 8 should save at least N/2 - 1 of the token loss
 
 
 def inputs(b: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -81,8 +82,16 @@ def measure(batches: tuple[int, ...], worlds: tuple[int, ...] = WORLDS) -> list[
                 for n in worlds:
                     b = big_b // n
                     local = full if n == 1 else step_time(kind, data, b, True, repeats)
-                    rows.append({"loss": kind, "global_batch": big_b, "world": n, "full_s": round(full, 4),
-                                 "local_s": round(local, 4), "full_over_local": round(full / local, 2)})  # fmt: skip
+                    row = {"loss": kind, "global_batch": big_b, "world": n, "full_s": round(full, 4),
+                           "local_s": round(local, 4), "full_over_local": round(full / local, 2)}  # fmt: skip
+                    if kind == "token" and n == max(worlds):  # what `train.local_loss: auto` is for
+                        ratio = full / local
+                        row.update(
+                            target=f"token loss >= {TARGET_SAVING:g}x cheaper local at N={n}",
+                            measured=f"{ratio:.1f}x",
+                            met="yes" if ratio >= TARGET_SAVING else "no",
+                        )
+                    rows.append(row)
     finally:
         torch.set_num_threads(before)
     return rows

@@ -12,6 +12,8 @@ so it is a lower bound of the steady-state rate.
 
 from __future__ import annotations
 
+import csv
+import math
 import shutil
 import subprocess
 import sys
@@ -50,8 +52,16 @@ def run_config(name: str, prepared: Path, out: Path, steps: int) -> dict[str, An
     cfg = load_config(name, overrides)
     shutil.rmtree(out, ignore_errors=True)
     result = train(cfg, output_dir=out)
+    losses = [float(r["loss"]) for r in _train_rows(out)]
+    finite = len(losses) == steps and all(math.isfinite(x) for x in losses)
     return {"config": name, "model": cfg.model.name, "batch": batch, "steps": result.steps,
-            "pairs_per_s": round(result.samples_per_s, 2)}  # fmt: skip
+            "pairs_per_s": round(result.samples_per_s, 2), "target": f"{steps} steps, finite losses",
+            "measured": f"{len(losses)} steps", "met": "yes" if finite else "no"}  # fmt: skip
+
+
+def _train_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "metrics.csv").open(newline="", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if r["split"] == "train"]
 
 
 def measure(work: Path, data_dir: Path, steps: int = 3) -> list[dict[str, Any]]:
