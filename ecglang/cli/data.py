@@ -104,7 +104,9 @@ def run_build(args: argparse.Namespace) -> int:
     table = prepare_table(out, spec.name, args.root, builder_args, progress=True)
     ds = table.dataset
     failures_csv = out / "build_failures.csv"
-    if not table.built:
+    if table.built:
+        print(table.summary)
+    else:
         print(f"dataset   reused: {out / 'dataset'} was built by an earlier call")
     print(f"dataset   {out / 'dataset'} ({len(ds)} records)")
     print(f"failures  {failures_csv} ({table.n_failures} rows)")

@@ -135,6 +135,7 @@ class TableInfo:
     dataset: datasets.Dataset
     n_failures: int
     built: bool  # False: an earlier build's table was reused
+    summary: str = ""  # the builder's `BuildReport.summary()`
 
 
 def prepare_table(
@@ -161,7 +162,8 @@ def prepare_table(
                         f"{out} holds a table built from {meta.get('source')} {meta.get('root')} "
                         f"{meta.get('builder_args')}; use another --out folder"
                     )
-                return TableInfo(datasets.load_from_disk(str(out / TABLE_DIR)), int(meta["n_failures"]), False)
+                table = datasets.load_from_disk(str(out / TABLE_DIR))
+                return TableInfo(table, int(meta["n_failures"]), False, meta.get("summary", ""))
         try:
             with file_lock(out / "table.lock"):
                 extra = {"progress": progress} if spec.accepts("progress") else {}
@@ -170,8 +172,8 @@ def prepare_table(
                 report.write_csv(out / "build_failures.csv")
                 write_json(meta_path, {**wanted, "n_rows": len(ds), "n_failures": len(report.failures),
                                        "summary": report.summary(), "complete": True})  # fmt: skip
-                print(report.summary())
-                return TableInfo(datasets.load_from_disk(str(out / TABLE_DIR)), len(report.failures), True)
+                table = datasets.load_from_disk(str(out / TABLE_DIR))
+                return TableInfo(table, len(report.failures), True, report.summary())
         except LockHeld:
             if time.time() > deadline:
                 raise
