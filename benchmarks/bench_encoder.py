@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ecglang.encoders.processing import EcgProcessor
+from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.record.ecg import Ecg
 
 if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed at run time

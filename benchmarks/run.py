@@ -237,7 +237,7 @@ class BenchContext:
         """A complete checkpoint folder of `model(name)` under `work_dir` (written once, then reused)."""
         folder = self.work_dir / f"checkpoint-{name}"
         if not (folder / "config.json").is_file():
-            from ecglang.encoders.processing import EcgProcessor
+            from ecglang.encoders.ecg_processing import EcgProcessor
 
             model = self.model(name)
             model.save_pretrained(folder, processor=EcgProcessor(return_signal=not model.config.is_beat_model))

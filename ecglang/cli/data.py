@@ -2,12 +2,17 @@
 
     ecglang data download ptbxl DEST [--rates 500]
     ecglang data build ptbxl ROOT --out DIR [--sampling-rate 500] [--folds 1-8] [--no-cache]
+                       [--workers N] [--shard i/N] [--shard-size 50000]
     ecglang data build mimic ROOT --out DIR [--min-words 4]
     ecglang data build physionet ROOT --out DIR
     ecglang data build cpsc2018 ROOT --reference REFERENCE.csv --out DIR
 
-`build` writes `DIR/dataset/` (`datasets.Dataset.save_to_disk`), `DIR/build_failures.csv` (records
-left out and why), and unless `--no-cache` the signal cache `DIR/cache/` with `DIR/cache_failures.csv`.
+`build` prepares a dataset for training (`ecglang.data.prepared`; training reads it with `data.prepared=DIR`):
+`DIR/dataset/` (`datasets.Dataset.save_to_disk`, built once and reused), `DIR/build_failures.csv` (records
+left out and why), and unless `--no-cache` the signal cache in shards of `--shard-size` records
+(`DIR/cache/` when there is one shard, `DIR/shards/shard-*` otherwise) with `DIR/manifest.json` and
+`DIR/cache_failures.csv`. Builds resume; several builders (nodes: `--shard i/N`) share one folder, each shard
+under a lock file.
 Bad records do not stop a build; the exit status is 1 when any record was left out of the dataset or
 failed in the cache (both lists are printed and written), 0 otherwise.
 """
@@ -18,6 +23,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ecglang.data.registry import buildable_datasets, get_dataset
 from ecglang.errors import ConfigError
@@ -60,9 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--reference", help="CPSC 2018 REFERENCE.csv")
     b.add_argument("--no-cache", action="store_true", help="build the dataset only, no signal cache")
     b.add_argument("--preprocess", metavar="JSON", help="PreprocessConfig as a JSON file (default settings)")
+    b.add_argument("--model", help="use the preprocessing of this model config (configs/model name or .json)")
     b.add_argument("--merl-compat", action="store_true", help="use PreprocessConfig.merl_compat() for the cache")
-    b.add_argument("--batch-size", type=int, default=64, help="cache rows per flush (default 64)")
-    b.add_argument("--workers", type=int, default=0, help="cache worker processes (default 0)")
+    b.add_argument("--batch-size", type=int, default=256, help="cache rows per flush (default 256)")
+    b.add_argument("--workers", type=int, default=0, help="cache worker processes (default 0: this process)")
+    b.add_argument("--shard", default=None, metavar="i/N", help="build only shards i, i+N, ... (node i of N)")
+    b.add_argument("--shard-size", type=int, default=50_000, help="records per cache shard (first build fixes it)")
+    b.add_argument("--stale-after", type=float, default=3600.0, help="seconds before another host's lock is stale")
+    b.add_argument("--break-locks", action="store_true", help="remove all locks first (only when no builder runs)")
     b.set_defaults(func=run_build)
 
 
@@ -76,46 +87,80 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    # Here, not at the top: `ecglang --help` must not wait for scipy.
-    from ecglang.signal.preprocess import PreprocessConfig
+    # Here, not at the top: `ecglang --help` must not wait for pandas, datasets and scipy.
+    from ecglang.data.prepared import build_shards, parse_shard_spec, prepare_table, update_manifest
 
     spec = get_dataset(args.dataset)
     for option, value in spec.required_options.items():
         if not getattr(args, option):
             raise ConfigError(f"{args.dataset} needs --{option.replace('_', '-')} {value}")
+    shard = parse_shard_spec(args.shard)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds, report = spec.build(args.root, **{kw: getattr(args, opt) for opt, kw in spec.cli_options.items()})
-    ds.save_to_disk(str(out / "dataset"))
-    failures_csv = report.write_csv(out / "build_failures.csv")
-    print(report.summary())
+    if args.break_locks:
+        for lock in [*out.glob("*.lock"), *out.glob("shards/*.lock")]:
+            lock.unlink(missing_ok=True)
+            print(f"removed lock {lock}")
+    builder_args = {kw: getattr(args, opt) for opt, kw in spec.cli_options.items()}
+    table = prepare_table(out, spec.name, args.root, builder_args, progress=True)
+    ds = table.dataset
+    failures_csv = out / "build_failures.csv"
+    if table.built:
+        print(table.summary)
+    else:
+        print(f"dataset   reused: {out / 'dataset'} was built by an earlier call")
     print(f"dataset   {out / 'dataset'} ({len(ds)} records)")
-    print(f"failures  {failures_csv} ({len(report.failures)} rows)")
-    _list_failures("left out of the dataset", [(f.record_id, f.reason) for f in report.failures], failures_csv)
+    print(f"failures  {failures_csv} ({table.n_failures} rows)")
+    import pandas as pd  # slow to import; only `build` needs it
+
+    build_failed = pd.read_csv(failures_csv, dtype=str, keep_default_na=False)
+    rows = list(zip(build_failed["record_id"], build_failed["reason"], strict=True))
+    _list_failures("left out of the dataset", rows, failures_csv)
     # A batch goes on past bad records but its exit status says that some were left out (listed above).
-    status = 1 if report.failures else 0
+    status = 1 if table.n_failures else 0
     if args.no_cache or len(ds) == 0:
         return status
+    cfg = _preprocess_config(args, spec)
+    results = build_shards(
+        out, ds, cfg, shard=shard, shard_size=args.shard_size, workers=args.workers, batch_size=args.batch_size,
+        stale_after=args.stale_after,
+    )  # fmt: skip
+    for r in results:
+        rate = f", {(r.n_ok + r.n_failed) / r.seconds:.1f} records/s" if r.seconds else ""
+        print(f"shard     {r.name}: {r.status}{rate}")
+    manifest = update_manifest(out)
+    done = [e for e in manifest["shards"] if e.get("complete")]
+    n_ok, n_failed = sum(e["n_ok"] for e in done), sum(e["n_failed"] for e in done)
+    listed = out / "cache_failures.csv"
+    if not manifest["complete"]:
+        left = [e["name"] for e in manifest["shards"] if not e.get("complete")]
+        print(
+            f"cache     {len(done)} of {len(manifest['shards'])} shard(s) complete; still to build: {', '.join(left)}"
+        )
+        print(f"          (other builders hold them, or run `ecglang data build ... --out {out}` again)")
+        return 1 if n_failed else status
+    where = out / manifest["shards"][0]["dir"] if len(manifest["shards"]) == 1 else out / "shards"
+    print(f"cache     {where}: {n_ok} ok, {n_failed} failed (listed in {listed})")
+    failed = pd.read_csv(listed, dtype=str, keep_default_na=False)
+    _list_failures("failed in the cache", list(zip(failed["id"], failed["reason"], strict=True)), listed)
+    return 1 if n_failed else status
 
-    from ecglang.data.cache import SignalCache  # here: pandas and datasets load only for a cache build
+
+def _preprocess_config(args: argparse.Namespace, spec: Any) -> Any:
+    """The cache's `PreprocessConfig`: --preprocess JSON, --merl-compat, or the defaults."""
+    from ecglang.signal.preprocess import PreprocessConfig  # here: `ecglang --help` must not wait for scipy
 
     if args.preprocess:
-        cfg = PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text(encoding="utf-8")))
-    elif args.merl_compat:
+        return PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text(encoding="utf-8")))
+    if args.model:
+        from ecglang.encoders.registry import load_model_config  # slow to import; only --model needs it
+
+        return PreprocessConfig.from_dict(load_model_config(args.model).processor["preprocess"])
+    if args.merl_compat:
         cfg = PreprocessConfig.merl_compat()
         cfg.keep_samples = spec.merl_keep_samples  # MERL's per-dataset rule (CPSC 2018: the first 2500 samples)
-    else:
-        cfg = PreprocessConfig()
-    cache = SignalCache.build(ds, out / "cache", cfg, batch_size=args.batch_size, num_workers=args.workers)
-    cache.failures.to_csv(out / "cache_failures.csv", index=False)
-    stats = cache.build_stats
-    listed = out / "cache_failures.csv"
-    print(f"cache     {cache.directory}: {stats.n_ok} ok, {stats.n_failed} failed (listed in {listed})")
-    for note in stats.repaired:
-        print(f"          repaired: {note}")
-    failed = cache.failures
-    _list_failures("failed in the cache", list(zip(failed["id"], failed["reason"], strict=True)), listed)
-    return 1 if stats.n_failed else status
+        return cfg
+    return PreprocessConfig()
 
 
 def _list_failures(what: str, rows: list[tuple[str, str]], csv_path: Path, limit: int = 10) -> None:

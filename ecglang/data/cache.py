@@ -43,6 +43,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ecglang import __version__
+from ecglang.data.fastread import read_plain_wfdb
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError
 from ecglang.record.io import load_ecg
 from ecglang.record.leads import N_LEADS
@@ -81,6 +82,31 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def signal_cache_root() -> Path:
+    """Where signal caches go by default: `$ECGLANG_CACHE/signal-cache`, else `$XDG_CACHE_HOME/ecglang/signal-cache`
+    (`~/.cache/ecglang/signal-cache`). (The same root as the knowledge index cache.)"""
+    env = os.environ.get("ECGLANG_CACHE")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ecglang"
+    return base.expanduser() / "signal-cache"
+
+
+def default_cache_dir(source: RecordSource, preprocess_cfg: PreprocessConfig, seed: int = 0) -> Path:
+    """The default folder of the cache of these records with this preprocessing: keyed by both (and the seed), so
+    every run on the same data and preprocessing shares one cache, whatever its output folder."""
+    ids, paths = _records(source)
+    key = sha256_json({"records": sha256_json([ids, paths]), "preprocess": preprocess_cfg.to_dict(), "seed": seed})
+    return signal_cache_root() / f"{len(ids)}-{key[:20]}"
+
+
+def cache_is_complete(directory: str | os.PathLike) -> bool:
+    """True when `directory` holds a complete signal cache (its metadata says so)."""
+    try:
+        meta = json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("complete"))
+
+
 def _records(source: RecordSource) -> tuple[list[str], list[str]]:
     """(ids, paths) from a built dataset (columns `id`, `path`), paths, or (id, path) pairs."""
     if isinstance(source, datasets.Dataset):
@@ -113,9 +139,14 @@ def _process_one(
     row, path, cfg_dict, seed = item
     cfg = PreprocessConfig.from_dict(cfg_dict)
     try:
-        ecg = load_ecg(path)
+        # Plain WFDB records (most of PTB-XL and MIMIC-IV-ECG) are read directly; anything else by load_ecg.
+        plain = read_plain_wfdb(path)
+        if plain is None:
+            ecg = load_ecg(path)
+            plain = ecg.signal, ecg.lead_mask, ecg.fs
+        raw, raw_mask, fs = plain
         rng = np.random.default_rng([seed, row])  # per-row seed: results do not depend on batching/workers
-        signal, mask, quality = preprocess_array(ecg.signal, ecg.fs, ecg.lead_mask, cfg, rng=rng, record=path)
+        signal, mask, quality = preprocess_array(raw, fs, raw_mask, cfg, rng=rng, record=path)
     except EcgLangError as exc:
         return row, None, None, {}, str(exc)
     if not np.all(np.isfinite(signal)):
@@ -129,6 +160,23 @@ def _process_one(
             f"{path}: values beyond the float16 range (|x| > {_F16_MAX:g}); normalise first",
         )
     return row, signal.astype(np.float16), mask, quality, ""
+
+
+def _redo_unvouched_rows(status: np.ndarray, journal: dict[int, dict[str, Any]]) -> list[str]:
+    """Mark pending again every row whose done mark the journal cannot back; returns what was repaired."""
+    repaired = []
+    # A failed row whose reason did not reach the journal cannot be reported, and a row marked ok without a
+    # journal entry has lost its quality flags: redo both.
+    lost = [int(i) for i in np.flatnonzero((status == FAILED) | (status == OK)) if int(i) not in journal]
+    if lost:
+        status[lost] = PENDING
+        repaired.append(f"{len(lost)} row(s) marked done without a journal entry")
+    if np.any(status > FAILED):
+        bad = np.flatnonzero(status > FAILED)
+        status[bad] = PENDING
+        repaired.append(f"{len(bad)} row(s) with an invalid progress byte")
+    status.flush()
+    return repaired
 
 
 def _read_journal(path: Path) -> dict[int, dict[str, Any]]:
@@ -355,30 +403,21 @@ class SignalCache:
         signals = np.memmap(d / SIGNALS_FILE, dtype=np.float16, mode="r+", shape=shape)
         masks = np.lib.format.open_memmap(d / MASK_FILE, mode="r+")
         status = np.memmap(d / PROGRESS_FILE, dtype=np.uint8, mode="r+", shape=(n,))
-        journal = _read_journal(d / JOURNAL_FILE)
-        # A failed row whose reason did not reach the journal cannot be reported: redo it.
-        lost = [int(i) for i in np.flatnonzero(status == FAILED) if int(i) not in journal]
-        # A row marked ok without a journal entry has lost its quality flags: redo it too.
-        lost += [int(i) for i in np.flatnonzero(status == OK) if int(i) not in journal]
-        if lost:
-            status[lost] = PENDING
-            repaired.append(f"{len(lost)} row(s) marked done without a journal entry")
-        if np.any(status > FAILED):
-            bad = np.flatnonzero(status > FAILED)
-            status[bad] = PENDING
-            repaired.append(f"{len(bad)} row(s) with an invalid progress byte")
-        status.flush()
+        repaired += _redo_unvouched_rows(status, _read_journal(d / JOURNAL_FILE))
 
         pending = np.flatnonzero(status == PENDING)
         n_done = n - len(pending)
         bar = tqdm(total=n, initial=n_done, desc="caching signals", unit="rec", disable=not progress)
         executor = ProcessPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
         try:
+            items = ((int(r), paths[r], cfg_dict, int(seed)) for r in pending)
+            # One stream over all pending rows keeps every worker busy (no wait at the end of each batch);
+            # results come back in order and are written `batch_size` at a time.
+            stream = executor.map(_process_one, items, chunksize=4) if executor else map(_process_one, items)
             with (d / JOURNAL_FILE).open("a", encoding="utf-8") as jf:
                 for start in range(0, len(pending), batch_size):
                     rows = pending[start : start + batch_size]
-                    items = [(int(r), paths[r], cfg_dict, int(seed)) for r in rows]
-                    results = list(executor.map(_process_one, items)) if executor else [_process_one(x) for x in items]
+                    results = [next(stream) for _ in rows]
                     lines = []
                     for row, sig, mask, quality, reason in results:
                         if reason:
@@ -413,7 +452,7 @@ class SignalCache:
         finally:
             bar.close()
             if executor is not None:
-                executor.shutdown()
+                executor.shutdown(cancel_futures=True)  # an interrupted build stops without draining the queue
         del signals, masks
 
         journal = _read_journal(d / JOURNAL_FILE)

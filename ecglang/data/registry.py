@@ -14,7 +14,8 @@ preprocessing treats it, and which column groups a patient's records (the held-o
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,12 +71,20 @@ class DatasetSpec:
             return None
         return SPLIT_KEY_COLUMNS.get(self.label_splits[0], "ecg_id")
 
-    def build(self, root: PathLike, **kwargs: Any) -> BuildResult:
-        """Run this source's builder on `root` (keyword arguments go to the builder)."""
+    def builder_function(self) -> Callable[..., BuildResult]:
+        """The builder (imported on first use)."""
         if self.builder is None:
             raise ConfigError(f"dataset {self.name!r} has no builder; its records come with its label split")
         module, function = self.builder.split(":")
-        return getattr(importlib.import_module(module), function)(root, **kwargs)
+        return getattr(importlib.import_module(module), function)
+
+    def accepts(self, keyword: str) -> bool:
+        """Whether the builder takes keyword argument `keyword` (e.g. `progress`)."""
+        return keyword in inspect.signature(self.builder_function()).parameters
+
+    def build(self, root: PathLike, **kwargs: Any) -> BuildResult:
+        """Run this source's builder on `root` (keyword arguments go to the builder)."""
+        return self.builder_function()(root, **kwargs)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -101,6 +110,15 @@ DATASETS: dict[str, DatasetSpec] = {
             command_name="mimic",
             cli_options={"min_words": "min_words"},
             patient_column="subject_id",
+            has_reports=True,
+        ),
+        DatasetSpec(
+            name="pairs",
+            description="your own ECG–report pairs: a CSV/parquet/JSONL file or HF dataset with path, report"
+            "[, id, group, age, sex]",
+            builder="ecglang.data.pairs:build_pairs",
+            aliases=("own", "user_pairs"),
+            patient_column="group",
             has_reports=True,
         ),
         DatasetSpec(

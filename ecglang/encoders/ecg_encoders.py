@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ecglang.encoders.heads import DemographicEmbedding, LeadGroupPool
@@ -148,6 +149,8 @@ class BeatEcgEncoder(nn.Module):
         self.beat_pool = None if lead_group else MaskedPool(d, cfg["pooling"])
         self.group_pool = LeadGroupPool(d) if lead_group else None
         self.demographics = DemographicEmbedding(d) if cfg.get("demographics", False) else None
+        self.gradient_checkpointing = False  # recompute each block in backward (set by the trainer)
+        self.static_shapes = False  # compute all beat slots (`BeatLayout.all_slots`); always so under torch.compile
 
     def validate(self, beats: Any, beat_mask: Any, lead_mask: Any, rr: Any, times: Any) -> None:
         beats = check_input("beats", beats, 4, (None, None, N_LEADS, self.beat_len))
@@ -181,11 +184,19 @@ class BeatEcgEncoder(nn.Module):
         d = self.d_model
         # Only real beats are computed (`[R, 12, d]`): a batch of 10 s ECGs fills ~30 % of its padded
         # beat slots with padding, and the per-token layers cost in proportion to the tokens.
-        layout = BeatLayout.of(beat_mask)
+        dense = self.static_shapes or torch.compiler.is_compiling()
+        layout = BeatLayout.all_slots(beat_mask) if dense else BeatLayout.of(beat_mask)
         lead_keep = lead_mask[layout.batch]  # [R, 12]
-        feats = self.morphology(layout.take(beats)[lead_keep].float())  # only real (beat, lead) windows
-        morph = feats.new_zeros(len(layout.batch), N_LEADS, d)
-        morph[lead_keep] = feats
+        if dense:  # padded slots: no lead, so every pool gives 0 there; CNN on all windows, masked after
+            real = layout.keep.reshape(-1)[:, None]
+            lead_keep = lead_keep & real
+            windows = layout.take(beats).float()
+            feats = self.morphology(windows.reshape(-1, windows.shape[-1])).view(-1, N_LEADS, d)
+            morph = feats * lead_keep[..., None].to(feats.dtype)
+        else:
+            feats = self.morphology(layout.take(beats)[lead_keep].float())  # only real (beat, lead) windows
+            morph = feats.new_zeros(len(layout.batch), N_LEADS, d)
+            morph[lead_keep] = feats
 
         per_beat = self.rr_mlp(self._rr_features(layout.take(rr).float()))  # [R, d]
         if self.index_embed is not None:
@@ -196,8 +207,13 @@ class BeatEcgEncoder(nn.Module):
         x = morph + self.lead_embed + per_beat.unsqueeze(1)
         x = self.embed_drop(self.embed_norm(x))
         for block in self.blocks:
-            x = block(x, lead_keep, layout)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, lead_keep, layout, use_reentrant=False)
+            else:
+                x = block(x, lead_keep, layout)
         tokens_r = self.out_norm(x)
+        if dense:
+            tokens_r = tokens_r * real[..., None].to(tokens_r.dtype)  # padded beats are exactly zero
         beats_r = self.lead_pool(tokens_r, lead_keep)  # [R, d]
         beat_feats = layout.pad(beats_r)  # [B, n, d]
         if self.group_pool is not None:

@@ -111,6 +111,7 @@ class BeatLayout:
     b: int
     n: int  # beats per ECG in the padded layout (the batch's last real beat + 1)
     keep: Tensor  # beat_mask [B, n]
+    dense: bool = False  # every slot is a "real" beat (R = B·N, static shapes); padded ones are masked out
 
     @classmethod
     def of(cls, beat_mask: Tensor) -> BeatLayout:
@@ -118,14 +119,25 @@ class BeatLayout:
         n = int(index.max()) + 1 if len(index) else 1
         return cls(batch, index, beat_mask.shape[0], n, beat_mask[:, :n])
 
+    @classmethod
+    def all_slots(cls, beat_mask: Tensor) -> BeatLayout:
+        """Every padded slot as a beat: no data-dependent shape and no host sync (what `torch.compile` needs)."""
+        b, n = beat_mask.shape
+        arange = torch.arange(b * n, device=beat_mask.device)
+        return cls(arange // n, arange % n, b, n, beat_mask, dense=True)
+
     def pad(self, x: Tensor, n: int | None = None) -> Tensor:
         """`[R, ...]` → `[B, n, ...]` (`n` default: the layout's), zeros at padded beats."""
+        if self.dense and n in (None, self.n):
+            return x.reshape(self.b, self.n, *x.shape[1:])
         out = x.new_zeros(self.b, self.n if n is None else n, *x.shape[1:])
         out[self.batch, self.index] = x
         return out
 
     def take(self, x: Tensor) -> Tensor:
         """`[B, n, ...]` → `[R, ...]`."""
+        if self.dense:
+            return x.reshape(self.b * self.n, *x.shape[2:])
         return x[self.batch, self.index]
 
 

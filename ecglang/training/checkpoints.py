@@ -99,7 +99,11 @@ def config_identity(cfg: PretrainConfig) -> dict[str, Any]:
     t = cfg.to_dict()
     return {
         "seed": t["seed"],
-        "data": {k: v for k, v in t["data"].items() if k not in ("num_workers", "cache_workers", "cache_dir", "root")},
+        "data": {
+            k: v
+            for k, v in t["data"].items()
+            if k not in ("num_workers", "cache_workers", "cache_dir", "root", "prepared", "max_inline_records")
+        },
         "model": t["model"],
         "augment": t["augment"],
         "batch": [t["train"]["batch_size"], t["train"]["grad_accum"]],

@@ -41,10 +41,12 @@ SELECTION_METRICS = (
 class DataSection(DictConfig):
     """Where the pairs come from and which of them are held out (see docs/TRAINING.md)."""
 
-    builder: str = "ptbxl"  # a pretraining source of ecglang.data.registry: "ptbxl" | "mimic_ecg"
-    root: str | None = None  # dataset folder; relative paths: current folder first, then the repository root
+    builder: str = "ptbxl"  # a pretraining source of ecglang.data.registry: "ptbxl" | "mimic_ecg" | "pairs"
+    root: str | None = None  # dataset folder (pairs: the CSV/parquet/JSONL file); relative: current folder, then repo
     builder_args: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
-    cache_dir: str | None = None  # signal cache folder; default <output>/signal-cache
+    prepared: str | None = None  # a folder from `ecglang data build` (table + cache); then builder/root are not used
+    cache_dir: str | None = None  # signal cache folder; default $ECGLANG_CACHE/signal-cache/<records+preprocess key>
+    max_inline_records: int = 20_000  # above this, a multi-process run refuses to build its cache (prepare it)
     limit: int | None = None  # use only the first N builder rows (smoke tests)
     val_folds: list[int] | None = None  # held-out selection by the dataset's fold column ...
     val_fraction: float | None = None  # ... or a seeded fraction of the groups in val_group
@@ -97,6 +99,11 @@ class TrainSection(DictConfig):
     early_stopping_patience: int | None = None  # validations without improvement before stopping
     deterministic: bool = True  # torch.use_deterministic_algorithms(True, warn_only=True) on CPU
     threads: int | None = None  # torch intra-op threads per process (None: torch's default)
+    # Contrastive losses under N processes: "auto" (local when N > 2), true (each process its own rows: ~N/2 times
+    # cheaper token loss, approximate gradient), false (the whole gathered batch: exact gradient). docs/TRAINING.md.
+    local_loss: bool | str = "auto"
+    gradient_checkpointing: bool = False  # recompute tower activations in backward: less memory, ~30 % more compute
+    process_group_timeout_s: int = 7200  # distributed timeout: covers the table/cache work before the first step
 
 
 @dataclass
@@ -110,6 +117,7 @@ class SelectionSection(DictConfig):
 class LoggingSection(DictConfig):
     log_every: int = 1  # optimizer steps between rows of metrics.csv
     tensorboard: bool = True  # through accelerate's tracker, when the tensorboard package is importable
+    log_with: list[str] | str | None = None  # more accelerate trackers: wandb, mlflow, comet_ml, aim, ... or "all"
     progress: bool = True  # tqdm bar on the main process
 
 
@@ -166,6 +174,8 @@ class PretrainConfig(DictConfig):
             v = getattr(t, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{where}: train.{name} must be an int >= 1, got {v!r}")
+        if t.local_loss not in ("auto", True, False):
+            raise ConfigError(f"{where}: train.local_loss must be auto|true|false, got {t.local_loss!r}")
         if t.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise ConfigError(f"{where}: train.mixed_precision must be auto|no|fp16|bf16, got {t.mixed_precision!r}")
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from ecglang.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 METRICS_CSV = "metrics.csv"
@@ -74,6 +76,32 @@ def tensorboard_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def resolve_trackers(section: Any) -> list[str]:
+    """The accelerate trackers of `logging`: `log_with` (any name `accelerate` knows: tensorboard, wandb, mlflow,
+    comet_ml, aim, clearml, dvclive, ...; "all" for every installed one) plus TensorBoard when `tensorboard: true`
+    and its package is importable. A named tracker whose package is missing is a `ConfigError`."""
+    names = section.log_with
+    names = [names] if isinstance(names, str) else list(names or [])
+    if names:
+        # accelerate is slow to import; loaded when a run starts
+        import accelerate.utils
+        from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+        if "all" in names:
+            names = [n for n in LOGGER_TYPE_TO_CLASS if getattr(accelerate.utils, f"is_{n}_available", bool)()]
+        unknown = [n for n in names if n not in LOGGER_TYPE_TO_CLASS]
+        if unknown:
+            raise ConfigError(
+                f"logging.log_with: unknown tracker(s) {unknown}; accelerate has {list(LOGGER_TYPE_TO_CLASS)}"
+            )
+        missing = [n for n in names if not getattr(accelerate.utils, f"is_{n}_available", lambda: True)()]
+        if missing:
+            raise ConfigError(f"logging.log_with: the package of tracker(s) {missing} is not installed")
+    if section.tensorboard and "tensorboard" not in names and tensorboard_available():
+        names.append("tensorboard")
+    return names
 
 
 def flat_dict(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -171,6 +199,7 @@ __all__ = [
     "RunLogs",
     "csv_value",
     "flat_dict",
+    "resolve_trackers",
     "tensorboard_available",
     "truncate_jsonl",
 ]

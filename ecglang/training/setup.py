@@ -8,14 +8,17 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ecglang.core.paths import repo_root
-from ecglang.data.cache import SignalCache
+from ecglang.data.cache import SignalCache, cache_is_complete, default_cache_dir, sha256_json
+from ecglang.data.prepared import PreparedDataset
 from ecglang.data.registry import build_dataset
 from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.registry import create_model
@@ -96,16 +99,22 @@ class PretrainData:
 
 
 def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any) -> PretrainData:
-    """Build the pairs, the signal cache (main process first) and the held-out split."""
+    """The pairs, their signal cache and the held-out split: read from `data.prepared` (built beforehand by
+    `ecglang data build`), or built here (the table on every process, the cache on the main one)."""
     d = cfg.data
-    if not d.root:
-        raise ConfigError(f"{cfg.source or 'config'}: data.root is not set; pass data.root=/path/to/the/dataset")
-    root = resolve_data_path(d.root, f"data.root of builder {d.builder!r}")
-    main = accelerator.is_main_process
-    builder_kwargs = {"progress": main and cfg.logging.progress, **(d.builder_args or {})}
-    result = build_dataset(d.builder, root, **builder_kwargs)
-    dataset, report = result
-    excluded = [(str(f.record_id), f.reason) for f in report.failures]
+    preprocess_cfg = model_processor(model).preprocess_config
+    if d.prepared:
+        dataset, cache, excluded, source, where = open_prepared(cfg, preprocess_cfg)
+    else:
+        if not d.root:
+            raise ConfigError(
+                f"{cfg.source or 'config'}: set data.prepared=DIR (`ecglang data build`) or data.root=/path/to/data"
+            )
+        root = resolve_data_path(d.root, f"data.root of builder {d.builder!r}")
+        builder_kwargs = {"progress": accelerator.is_main_process and cfg.logging.progress, **(d.builder_args or {})}
+        dataset, report = build_dataset(d.builder, root, **builder_kwargs)
+        excluded = [(str(f.record_id), f.reason) for f in report.failures]
+        source, where = d.builder, root
     if d.limit is not None:
         dataset = dataset.select(range(min(int(d.limit), len(dataset))))
     train_idx, val_idx = heldout_split(
@@ -117,18 +126,12 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     # Only what pretraining may see leaves this function: ids, paths (for the cache) and report texts.
     ids = [str(x) for x in dataset["id"]]
     reports = [str(x) for x in dataset["report"]]
-    cache_dir = Path(d.cache_dir).expanduser() if d.cache_dir else output / "signal-cache"
-    preprocess_cfg = model_processor(model).preprocess_config
-    with accelerator.main_process_first():
-        if main:
-            cache = SignalCache.build(
-                list(zip(ids, [str(p) for p in dataset["path"]], strict=True)), cache_dir, preprocess_cfg,
-                num_workers=d.cache_workers, seed=cfg.seed, progress=cfg.logging.progress,
-            )  # fmt: skip
-        else:
-            cache = SignalCache.open(cache_dir)
+    if not d.prepared:
+        records = list(zip(ids, [str(p) for p in dataset["path"]], strict=True))
+        cache = inline_cache(cfg, records, preprocess_cfg, output, accelerator)
     status_ok = np.zeros(len(ids), dtype=bool)
-    status_ok[cache.ok_rows] = True
+    ok_rows = np.asarray(cache.ok_rows)
+    status_ok[ok_rows[ok_rows < len(ids)]] = True  # a prepared cache may hold more rows than data.limit keeps
     failed_reason = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
 
     def table(index: np.ndarray, split: str) -> PairTable:
@@ -147,14 +150,59 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     if len(val) < 2 and accelerator.is_main_process:
         logger.warning("%d held-out pairs: no validation, no checkpoint selection (best/ is not written)", len(val))
     if len(train) == 0:
-        raise ConfigError(f"{root}: no usable training pairs (see {EXCLUDED_CSV})")
+        raise ConfigError(f"{where}: no usable training pairs (see {EXCLUDED_CSV})")
     how = f"folds {d.val_folds}" if d.val_folds is not None else f"{d.val_fraction:.0%} of {d.val_group or 'rows'}"
     description = (
-        f"{len(train)} ECG–report pairs of {d.builder} ({root.name}) for training, {len(val)} held out "
+        f"{len(train)} ECG–report pairs of {source} ({Path(where).name}) for training, {len(val)} held out "
         f"({how}); {len(excluded)} records left out (listed in {EXCLUDED_CSV})"
         + (f", {n_capped} beyond data.val_max unused" if n_capped else "")
     )
     return PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description)
+
+
+def open_prepared(cfg: PretrainConfig, preprocess_cfg: Any) -> tuple[Any, Any, list[tuple[str, str]], str, Path]:
+    """(table, cache, excluded, source name, folder) of `data.prepared`; its preprocessing must be the model's."""
+    folder = resolve_data_path(cfg.data.prepared, "data.prepared")
+    prepared = PreparedDataset(folder)
+    if prepared.manifest["config_sha256"] != sha256_json(preprocess_cfg.to_dict()):
+        changed = {
+            k: (v, preprocess_cfg.to_dict().get(k))
+            for k, v in prepared.manifest["preprocess"].items()
+            if preprocess_cfg.to_dict().get(k) != v
+        }
+        raise ConfigError(
+            f"{folder} was prepared with other preprocessing than the model's processor (prepared, model): {changed}; "
+            "rebuild it with `ecglang data build ... --preprocess model_preprocess.json`"
+        )
+    failures = folder / "build_failures.csv"
+    excluded = []
+    if failures.is_file():
+        frame = pd.read_csv(failures, dtype=str, keep_default_na=False)
+        excluded = list(zip(frame["record_id"], frame["reason"], strict=True))
+    return prepared.table, prepared.cache, excluded, prepared.table_meta["source"], folder
+
+
+def inline_cache(
+    cfg: PretrainConfig, records: list[tuple[str, str]], preprocess_cfg: Any, output: Path, accelerator: Any
+) -> SignalCache:
+    """The signal cache built inside the run (main process first). Under several processes a cache of more than
+    `data.max_inline_records` records is refused: the others would wait on it behind a barrier."""
+    d = cfg.data
+    cache_dir = Path(d.cache_dir).expanduser() if d.cache_dir else default_cache_dir(records, preprocess_cfg, cfg.seed)
+    if accelerator.num_processes > 1 and len(records) > d.max_inline_records and not cache_is_complete(cache_dir):
+        raise ConfigError(
+            f"{len(records)} records: prepare the data before a {accelerator.num_processes}-process run instead of "
+            f"building their signal cache inside it (data.max_inline_records={d.max_inline_records}):\n"
+            f"  ecglang data build {d.builder} {d.root} --out PREPARED --workers N   (on each node: --shard i/N)\n"
+            f"then train with data.prepared=PREPARED"
+        )
+    with accelerator.main_process_first():
+        if accelerator.is_main_process:
+            return SignalCache.build(
+                records, cache_dir, preprocess_cfg, num_workers=d.cache_workers, seed=cfg.seed,
+                progress=cfg.logging.progress,
+            )  # fmt: skip
+        return SignalCache.open(cache_dir)
 
 
 def mixed_precision_mode(value: str) -> str:
@@ -176,6 +224,35 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
+LOCAL_LOSS_MIN_WORLD = 3  # "auto": from 3 processes on, local rows save ~N/2 of the token loss (docs/TRAINING.md)
+
+
+def resolve_local_loss(value: bool | str, world: int) -> bool:
+    """`train.local_loss` for a run of `world` processes: "auto" is local from `LOCAL_LOSS_MIN_WORLD` processes on
+    (with 2 the local rows cost as much as the whole batch, so the exact gradient is kept)."""
+    if value == "auto":
+        return world >= LOCAL_LOSS_MIN_WORLD
+    return bool(value)
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute activations in backward: the ECG tower's blocks (`torch.utils.checkpoint`, when the tower has
+    blocks) and the text transformer's layers (transformers' `gradient_checkpointing_enable`)."""
+    if hasattr(model.ecg_tower, "gradient_checkpointing"):
+        model.ecg_tower.gradient_checkpointing = True
+    else:
+        logger.warning("the %s ECG tower has no gradient checkpointing", type(model.ecg_tower).__name__)
+    base = model.text_tower.base_model
+    if getattr(base, "supports_gradient_checkpointing", False):
+        # Non-reentrant: gradients reach LoRA adapters behind frozen embeddings. (Newer transformers renamed it.)
+        if hasattr(base, "activation_checkpointing_enable"):
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        logger.warning("the text model %s has no gradient checkpointing", type(base).__name__)
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on matrices only (not on biases, norms and logit scales)."""
     decay, no_decay = [], []
@@ -185,20 +262,24 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def create_accelerator(cfg: PretrainConfig, output: Path, use_tb: bool) -> Any:
+def create_accelerator(cfg: PretrainConfig, output: Path, trackers: list[str] | None = None) -> Any:
     """The `accelerate.Accelerator` of the run, with the process-wide torch settings of `cfg.train`."""
     # accelerate is slow to import; loaded when a run starts
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
     t_cfg = cfg.train
     accelerator = Accelerator(
         mixed_precision=mixed_precision_mode(t_cfg.mixed_precision),
         gradient_accumulation_steps=t_cfg.grad_accum,
-        log_with="tensorboard" if use_tb else None,
+        log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "tensorboard")),
         dataloader_config=DataLoaderConfiguration(split_batches=True),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.model.find_unused_parameters)],
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=cfg.model.find_unused_parameters),
+            # The work before the first step (table, cache check) must not hit the 10-minute NCCL default.
+            InitProcessGroupKwargs(timeout=timedelta(seconds=int(t_cfg.process_group_timeout_s))),
+        ],
         # Without it accelerate treats `torchrun` processes on a machine without GPU as independent runs.
         cpu=not has_accelerator(),
     )
@@ -242,6 +323,12 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
 
     set_seed(cfg.seed)
     model = build_model(cfg.model)
+    # The loss arrangement of this run; the model config records it (the step loop and checkpoints read it there).
+    local = resolve_local_loss(cfg.train.local_loss, accelerator.num_processes)
+    model.config.loss["local_loss"] = local
+    model.loss_fn.cfg["local_loss"] = local
+    if cfg.train.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     data = prepare_data(cfg, model, output, accelerator)
     processor = model_processor(model)
     beat_cfg = processor.beat_config
@@ -253,7 +340,7 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
     t_cfg, nw = cfg.train, cfg.data.num_workers
     train_loader = torch.utils.data.DataLoader(
         train_ds, batch_size=t_cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
-        num_workers=nw, persistent_workers=nw > 0,
+        num_workers=nw, persistent_workers=nw > 0, pin_memory=accelerator.device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),  # iterator creation must not consume the global RNG
     )  # fmt: skip
     if len(train_loader) == 0:
@@ -275,15 +362,20 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
 
 
 __all__ = [
+    "LOCAL_LOSS_MIN_WORLD",
     "PretrainData",
     "TrainingSetup",
     "build_model",
     "build_training",
     "create_accelerator",
+    "enable_gradient_checkpointing",
     "has_accelerator",
+    "inline_cache",
     "mixed_precision_mode",
     "model_processor",
+    "open_prepared",
     "param_groups",
     "prepare_data",
     "resolve_data_path",
+    "resolve_local_loss",
 ]

@@ -34,7 +34,7 @@ from typing import Any
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
 from ecglang.training.checkpoints import export_model, frozen_sha256, load_checkpoint, resume_point, save_checkpoint
 from ecglang.training.config import SELECTION_METRICS, PretrainConfig, add_arguments, load_config
-from ecglang.training.logs import SKIPPED_CSV, RunLogs, flat_dict, tensorboard_available
+from ecglang.training.logs import SKIPPED_CSV, RunLogs, flat_dict, resolve_trackers
 from ecglang.training.loop import StepLoop
 from ecglang.training.setup import build_training, create_accelerator, resolve_data_path
 from ecglang.training.validation import evaluate
@@ -68,15 +68,22 @@ class Trainer:
         self.cfg = cfg
         self.output = Path(output_dir or cfg.output_dir or Path("runs") / cfg.name).expanduser().resolve()
         self.resume = resume
-        self.use_tb = cfg.logging.tensorboard and tensorboard_available()
+        self.trackers = resolve_trackers(cfg.logging)  # accelerate trackers (tensorboard, wandb, mlflow, ...)
 
     def train(self) -> TrainResult:
         cfg, output = self.cfg, self.output
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers' threads + DataLoader forks deadlock
-        if not cfg.data.root:  # before anything slow: the one setting a shipped config cannot know
-            raise ConfigError(f"{cfg.source or 'config'}: data.root is not set; pass data.root=/path/to/the/dataset")
-        resolve_data_path(cfg.data.root, f"data.root of builder {cfg.data.builder!r}")
-        accelerator = self.accelerator = create_accelerator(cfg, output, self.use_tb)
+        # Before anything slow: the one setting a shipped config cannot know.
+        if cfg.data.prepared:
+            resolve_data_path(cfg.data.prepared, "data.prepared")
+        elif not cfg.data.root:
+            raise ConfigError(
+                f"{cfg.source or 'config'}: data.root is not set; pass data.root=/path/to/the/dataset "
+                "(or data.prepared=DIR from `ecglang data build`)"
+            )
+        else:
+            resolve_data_path(cfg.data.root, f"data.root of builder {cfg.data.builder!r}")
+        accelerator = self.accelerator = create_accelerator(cfg, output, self.trackers)
         self.main = accelerator.is_main_process
         if not self.main:
             logger.setLevel(logging.WARNING)
@@ -89,7 +96,14 @@ class Trainer:
         self.logs = RunLogs(output, self.main)
         self._open_logs(resumed_step=self.state.step if ckpt is not None else None)
         self.loop = StepLoop(
-            cfg, self.setup, accelerator, self.state, self.logs, self.validate, self.save, log_tracker=self.use_tb
+            cfg,
+            self.setup,
+            accelerator,
+            self.state,
+            self.logs,
+            self.validate,
+            self.save,
+            log_tracker=bool(self.trackers),
         )
         self.loop.run(resumed=ckpt is not None)
         return self._finish()
@@ -126,7 +140,7 @@ class Trainer:
                 acc.num_processes, acc.device, acc.mixed_precision, t_cfg.batch_size, t_cfg.grad_accum,
                 setup.total_steps, setup.steps_per_epoch,
             )  # fmt: skip
-        if self.use_tb:
+        if self.trackers:
             self.accelerator.init_trackers(cfg.name, config=flat_dict(cfg.to_dict()))
 
     def _card(self, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -180,7 +194,7 @@ class Trainer:
             state.best_step, metrics.get("ecg2report_recall@1", float("nan")),
             metrics.get("zero_shot_macro_auroc", float("nan")),
         )  # fmt: skip
-        if self.use_tb:
+        if self.trackers:
             self.accelerator.log(
                 {f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.step
             )
@@ -205,7 +219,7 @@ class Trainer:
                 )
             logs.close()
         self.accelerator.wait_for_everyone()
-        if self.use_tb:
+        if self.trackers:
             self.accelerator.end_training()
         best_dir = output / "best"
         return TrainResult(

@@ -109,6 +109,7 @@ def encode_heldout_pairs(
     shard = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
     loader = torch.utils.data.DataLoader(
         shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate,
+        pin_memory=accelerator.device.type == "cuda",  # page-locked batches copy to the GPU faster
         generator=torch.Generator().manual_seed(0),  # the loader must not draw from the global RNG
     )  # fmt: skip
     index, ecg, text, skipped = [], [], [], []

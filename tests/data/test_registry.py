@@ -35,8 +35,8 @@ def test_aliases_resolve_to_one_spec() -> None:
 
 
 def test_cli_and_pretraining_names_are_the_old_ones() -> None:
-    assert buildable_datasets() == ["ptbxl", "mimic", "physionet", "cpsc2018"]
-    assert pretraining_sources() == ["ptbxl", "mimic_ecg"]
+    assert buildable_datasets() == ["ptbxl", "mimic", "pairs", "physionet", "cpsc2018"]
+    assert pretraining_sources() == ["ptbxl", "mimic_ecg", "pairs"]
 
 
 def test_split_keys_namespaces_and_merl_rule() -> None:

@@ -11,7 +11,19 @@ from types import ModuleType
 import pytest
 
 BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
-EXPECTED = {"tokenizer", "rpeaks_noisy", "encoder", "zeroshot", "knowledge", "dataloader", "memory", "scaling"}
+EXPECTED = {
+    "tokenizer",
+    "encoder",
+    "zeroshot",
+    "knowledge",
+    "dataloader",
+    "memory",
+    "scaling",
+    "rpeaks_noisy",
+    "prepare",
+    "loss",
+    "train",
+}
 
 
 def _load_harness() -> ModuleType:

@@ -1,0 +1,400 @@
+"""A prepared dataset: the records table and its signal cache in shards, built once (by `ecglang data build`)
+before training, on one node or many, and read by training with `data.prepared=DIR`.
+
+Folder layout:
+
+| path | content |
+|---|---|
+| `dataset/` | the records table (`datasets.Dataset.save_to_disk`): `id, path, report, ...` of the source builder |
+| `build_failures.csv` | records the builder left out, and why (`record_id, path, reason`) |
+| `table.json` | the table's description: source, root, builder options, row count, and `complete` |
+| `shards/shard-00003-of-00016/` | a `SignalCache` of rows `[start, stop)` of the table (`cache/` when one shard) |
+| `shards/shard-00003-of-00016.lock` | present while one builder writes that shard (JSON: host, pid, time) |
+| `manifest.json` | preprocessing config and its hash, the shards (rows, status, counts); rewritten as shards finish |
+| `cache_failures.csv` | records that failed in the cache (all shards), and why |
+
+Sharding: the table's rows are cut into shards of `shard_size` rows (fixed by the first build of the folder).
+`--shard i/N` makes one builder take shards `i, i+N, i+2N, ...` (node `i` of `N`); without it a builder takes
+every shard nobody else holds, so several builders on one folder share the work. Each shard is resumable
+(`SignalCache.build` redoes only the rows not marked done), so a killed build is restarted with the same command.
+
+Locks: a builder creates `<shard>.lock` with `O_CREAT | O_EXCL` (atomic on local filesystems and on NFSv3+) before
+writing a shard and removes it after. A lock whose owner is on this host and no longer running is stale and is
+taken over; a lock from another host is stale only after `stale_after` seconds without an update (the owner
+touches it after every batch); `--break-locks` removes every lock of the folder first, for use when no builder
+is running. The table has the same kind of lock (`table.lock`): the first builder builds it, the others wait.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pandas as pd
+
+from ecglang.data.cache import SignalCache, sha256_json
+from ecglang.data.registry import get_dataset
+from ecglang.errors import ConfigError, EcgReadError
+from ecglang.signal.preprocess import PreprocessConfig
+
+MANIFEST_FILE = "manifest.json"
+TABLE_META_FILE = "table.json"
+TABLE_DIR = "dataset"
+SHARDS_DIR = "shards"
+SINGLE_SHARD_DIR = "cache"
+PREPARED_FORMAT = "ecglang-prepared"
+PREPARED_VERSION = 1
+DEFAULT_SHARD_SIZE = 50_000
+STALE_AFTER_S = 3600.0
+
+
+class LockHeld(RuntimeError):
+    """Another live builder holds the lock."""
+
+
+def parse_shard_spec(text: str | None) -> tuple[int, int] | None:
+    """'i/N' → (i, N) with 0 <= i < N; None → None."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must be i/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"shard-{index:05d}-of-{count:05d}"
+
+
+# -- locks ------------------------------------------------------------------------------------------------
+def _owner_alive(owner: dict[str, Any], stale_after: float, lock: Path) -> bool:
+    if owner.get("host") == socket.gethostname():
+        try:
+            os.kill(int(owner.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):
+            return True
+        return True
+    try:
+        return time.time() - lock.stat().st_mtime < stale_after
+    except FileNotFoundError:
+        return False
+
+
+@contextmanager
+def file_lock(lock: Path, stale_after: float = STALE_AFTER_S) -> Iterator[Callable[[], None]]:
+    """Hold `lock` (created with O_EXCL) for the block; yields `touch()` to mark the lock as still used.
+
+    Raises `LockHeld` when a live builder holds it; a stale lock (see the module docstring) is taken over."""
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError):
+                owner = {}
+            if owner and _owner_alive(owner, stale_after, lock):
+                raise LockHeld(f"{lock} is held by pid {owner.get('pid')} on {owner.get('host')}") from None
+            if not owner and _owner_alive({}, stale_after, lock):  # being written right now
+                raise LockHeld(f"{lock} is being taken by another builder") from None
+            lock.unlink(missing_ok=True)  # stale: its owner is gone
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise LockHeld(f"{lock} was taken by another builder")
+    try:
+        yield lambda: os.utime(lock)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+# -- the records table ----------------------------------------------------------------------------------
+@dataclass
+class TableInfo:
+    """What `prepare_table` built or found."""
+
+    dataset: datasets.Dataset
+    n_failures: int
+    built: bool  # False: an earlier build's table was reused
+    summary: str = ""  # the builder's `BuildReport.summary()`
+
+
+def prepare_table(
+    out: Path,
+    source: str,
+    root: str | Path,
+    builder_args: dict[str, Any] | None = None,
+    wait_s: float = 24 * 3600.0,
+    progress: bool = True,
+) -> TableInfo:
+    """Build the records table into `out/dataset` once; a second builder (another node) waits for the first."""
+    spec = get_dataset(source)
+    out.mkdir(parents=True, exist_ok=True)
+    args = {k: v for k, v in (builder_args or {}).items() if v is not None}
+    meta_path = out / TABLE_META_FILE
+    wanted = {"source": spec.name, "root": str(Path(root).expanduser().resolve()), "builder_args": args}
+    deadline = time.time() + wait_s
+    while True:
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("complete"):
+                if {k: meta.get(k) for k in wanted} != json.loads(json.dumps(wanted)):
+                    raise ConfigError(
+                        f"{out} holds a table built from {meta.get('source')} {meta.get('root')} "
+                        f"{meta.get('builder_args')}; use another --out folder"
+                    )
+                table = datasets.load_from_disk(str(out / TABLE_DIR))
+                return TableInfo(table, int(meta["n_failures"]), False, meta.get("summary", ""))
+        try:
+            with file_lock(out / "table.lock"):
+                extra = {"progress": progress} if spec.accepts("progress") else {}
+                ds, report = spec.build(root, **extra, **args)
+                ds.save_to_disk(str(out / TABLE_DIR))
+                report.write_csv(out / "build_failures.csv")
+                write_json(meta_path, {**wanted, "n_rows": len(ds), "n_failures": len(report.failures),
+                                       "summary": report.summary(), "complete": True})  # fmt: skip
+                table = datasets.load_from_disk(str(out / TABLE_DIR))
+                return TableInfo(table, len(report.failures), True, report.summary())
+        except LockHeld:
+            if time.time() > deadline:
+                raise
+            time.sleep(2.0)  # another builder is writing the table
+
+
+# -- shards ---------------------------------------------------------------------------------------------
+@dataclass
+class ShardResult:
+    name: str
+    status: str  # "built" | "resumed" | "done" (complete before) | "locked" (another builder has it)
+    n_ok: int = 0
+    n_failed: int = 0
+    seconds: float = 0.0
+
+
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def init_manifest(out: Path, n_rows: int, cfg: PreprocessConfig, shard_size: int, seed: int) -> dict[str, Any]:
+    """The manifest of `out`: written by the first builder, checked by the others (same config and sharding)."""
+    cfg_dict = cfg.to_dict()
+    count = max(1, math.ceil(n_rows / shard_size))
+    shards = [
+        {
+            "name": shard_name(i, count),
+            # One shard keeps the one-folder layout of a plain `ecglang data build` (DIR/cache).
+            "dir": SINGLE_SHARD_DIR if count == 1 else f"{SHARDS_DIR}/{shard_name(i, count)}",
+            "start": i * shard_size,
+            "stop": min(n_rows, (i + 1) * shard_size),
+        }
+        for i in range(count)
+    ]
+    manifest = {
+        "format": PREPARED_FORMAT, "version": PREPARED_VERSION, "n_rows": n_rows, "shard_size": shard_size,
+        "preprocess": cfg_dict, "config_sha256": sha256_json(cfg_dict), "seed": int(seed), "shards": shards,
+    }  # fmt: skip
+    old = read_manifest(out)
+    if old is not None:
+        keys = ("n_rows", "shard_size", "config_sha256", "seed")
+        changed = [k for k in keys if old.get(k) != manifest[k]]
+        if changed:
+            raise ConfigError(
+                f"{out} was prepared with different {', '.join(changed)} ({ {k: old.get(k) for k in changed} }); "
+                "use another --out folder"
+            )
+        return old
+    for _ in range(600):  # another builder may be writing it right now
+        try:
+            with file_lock(out / "manifest.lock", stale_after=60.0):
+                if read_manifest(out) is None:
+                    write_json(out / MANIFEST_FILE, manifest)
+            break
+        except LockHeld:
+            time.sleep(0.1)
+    return init_manifest(out, n_rows, cfg, shard_size, seed)  # checks it against what the other builder wrote
+
+
+def build_shards(
+    out: Path,
+    table: datasets.Dataset,
+    cfg: PreprocessConfig,
+    shard: tuple[int, int] | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int = 0,
+    seed: int = 0,
+    batch_size: int = 256,
+    stale_after: float = STALE_AFTER_S,
+    progress: bool = True,
+) -> list[ShardResult]:
+    """Build the signal-cache shards of `out` that this builder is assigned (`shard=(i, N)`) or that are free."""
+    manifest = init_manifest(out, len(table), cfg, shard_size, seed)
+    (out / SHARDS_DIR).mkdir(exist_ok=True)
+    ids, paths = [str(x) for x in table["id"]], [str(x) for x in table["path"]]
+    results = []
+    for k, entry in enumerate(manifest["shards"]):
+        if shard is not None and k % shard[1] != shard[0]:
+            continue
+        d = out / entry["dir"]
+        if shard_complete(d, entry):
+            results.append(ShardResult(entry["name"], "done"))
+            continue
+        start, stop = int(entry["start"]), int(entry["stop"])
+        t0 = time.perf_counter()
+        try:
+            with file_lock(out / SHARDS_DIR / f"{entry['name']}.lock", stale_after) as touch:
+                cache = SignalCache.build(
+                    list(zip(ids[start:stop], paths[start:stop], strict=True)), d, cfg,
+                    batch_size=batch_size, num_workers=workers, seed=seed, progress=progress,
+                    on_batch=lambda *_: touch(),
+                )  # fmt: skip
+        except LockHeld:
+            results.append(ShardResult(entry["name"], "locked"))
+            continue
+        stats = cache.build_stats
+        status = "resumed" if stats and stats.resumed else "built"
+        results.append(ShardResult(entry["name"], status, stats.n_ok, stats.n_failed, time.perf_counter() - t0))
+    update_manifest(out)
+    return results
+
+
+def shard_complete(d: Path, entry: dict[str, Any]) -> bool:
+    try:
+        meta = json.loads((d / "cache_meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("complete")) and meta.get("shape", [0])[0] == int(entry["stop"]) - int(entry["start"])
+
+
+def update_manifest(out: Path) -> dict[str, Any]:
+    """Record each shard's state in the manifest and, once all are complete, write `cache_failures.csv`."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise EcgReadError(out, f"not a prepared dataset: {MANIFEST_FILE} not found")
+    failures = []
+    for entry in manifest["shards"]:
+        d = out / entry["dir"]
+        entry["complete"] = shard_complete(d, entry)
+        if entry["complete"]:
+            cache = SignalCache.open(d)
+            entry["n_ok"], entry["n_failed"] = len(cache.ok_rows), len(cache.failures)
+            failures.append(cache.failures.assign(row=cache.failures["row"] + int(entry["start"])))
+    manifest["complete"] = all(e["complete"] for e in manifest["shards"])
+    # Last writer wins: the flags are informational (readers check each shard's own cache_meta.json).
+    write_json(out / MANIFEST_FILE, manifest)
+    if manifest["complete"]:
+        frame = pd.concat(failures) if failures else pd.DataFrame(columns=["row", "id", "path", "reason"])
+        frame.to_csv(out / "cache_failures.csv", index=False)
+    return manifest
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file + rename, unique per process: several builders share a folder)."""
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- reading --------------------------------------------------------------------------------------------
+class PreparedDataset:
+    """A complete prepared folder, opened for training: the records table and one reader over all shards.
+
+    `cache` has the `SignalCache` interface the training pairs use (`ok_rows`, `failures`, `get_batch`,
+    `[row]`, `config`) with rows numbered as the table's."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory).expanduser().resolve()
+        manifest = read_manifest(self.directory)
+        if manifest is None or manifest.get("format") != PREPARED_FORMAT:
+            raise EcgReadError(self.directory, f"not a prepared dataset ({MANIFEST_FILE} missing or of another format)")
+        incomplete = [e["name"] for e in manifest["shards"] if not shard_complete(self.directory / e["dir"], e)]
+        if incomplete:
+            raise EcgReadError(
+                self.directory,
+                f"{len(incomplete)} shard(s) not built yet ({', '.join(incomplete[:3])}...); run "
+                f"`ecglang data build SOURCE ROOT --out {self.directory}` (on each node: --shard i/N) until all are",
+            )
+        self.manifest = manifest
+        self.table = datasets.load_from_disk(str(self.directory / TABLE_DIR))
+        self.table_meta = json.loads((self.directory / TABLE_META_FILE).read_text(encoding="utf-8"))
+        self.cache = ShardedCache(self.directory, manifest)
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.manifest["preprocess"])
+
+
+class ShardedCache:
+    """The shards of a prepared folder read as one `SignalCache` (rows numbered as the records table)."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.manifest = manifest
+        self.starts = np.asarray([int(e["start"]) for e in manifest["shards"]], dtype=np.int64)
+        self.shards = [SignalCache.open(self.directory / e["dir"]) for e in manifest["shards"]]
+        self.ok_rows = np.concatenate([s.ok_rows + st for s, st in zip(self.shards, self.starts, strict=True)])
+        parts = [s.failures.assign(row=s.failures["row"] + st) for s, st in zip(self.shards, self.starts, strict=True)]
+        self.failures = pd.concat(parts, ignore_index=True)
+        self.config = PreprocessConfig.from_dict(manifest["preprocess"])
+        self.fs = self.shards[0].fs
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"directory": str(self.directory), "manifest": self.manifest}  # workers re-open the shards
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(Path(state["directory"]), state["manifest"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_rows"])
+
+    def locate(self, row: int) -> tuple[SignalCache, int]:
+        k = int(np.searchsorted(self.starts, int(row), side="right")) - 1
+        return self.shards[k], int(row) - int(self.starts[k])
+
+    def __getitem__(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        shard, local = self.locate(row)
+        return shard[local]
+
+    def get_batch(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        items = [self[r] for r in rows]
+        return np.stack([s for s, _ in items]), np.stack([m for _, m in items])
+
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "MANIFEST_FILE",
+    "LockHeld",
+    "PreparedDataset",
+    "ShardResult",
+    "ShardedCache",
+    "TableInfo",
+    "build_shards",
+    "file_lock",
+    "init_manifest",
+    "parse_shard_spec",
+    "prepare_table",
+    "read_manifest",
+    "shard_complete",
+    "shard_name",
+    "update_manifest",
+    "write_json",
+]
