@@ -366,6 +366,11 @@ class ShardedCache:
     def __len__(self) -> int:
         return int(self.manifest["n_rows"])
 
+    @property
+    def ids(self) -> list[str]:
+        """Record id of every row, in row order (as `SignalCache.ids`)."""
+        return [rid for shard in self.shards for rid in shard.ids]
+
     def locate(self, row: int) -> tuple[SignalCache, int]:
         k = int(np.searchsorted(self.starts, int(row), side="right")) - 1
         return self.shards[k], int(row) - int(self.starts[k])

@@ -88,7 +88,9 @@ def label_specs(
 def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
     """Unit embeddings `[n, D]` of prompts, cached per model: each distinct prompt is embedded once."""
     cache = PROMPT_CACHE.setdefault(model, {})
-    missing = list(dict.fromkeys(t for t in texts if ("text", t) not in cache))
+    # Sorted by length, a batch holds texts of about one length: padding, and the work spent on it, stays small
+    # (10,000 short label names beside a few hundred long knowledge criteria would otherwise pad to the longest).
+    missing = sorted(dict.fromkeys(t for t in texts if ("text", t) not in cache), key=len)
     for start in tqdm(
         range(0, len(missing), batch_size), desc="embedding prompts", unit="batch", disable=len(missing) < 2048
     ):

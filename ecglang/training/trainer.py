@@ -165,7 +165,7 @@ class Trainer:
         if len(setup.val_ds) == 0:
             return False
         metrics, val_skipped = evaluate(
-            setup.model, setup.val_ds, setup.collate, acc, t_cfg.eval_batch_size or t_cfg.batch_size,
+            setup.model, setup.val_ds, acc, t_cfg.eval_batch_size or t_cfg.batch_size,
             self.cfg.data.num_workers, self.cfg.selection.metrics,
         )  # fmt: skip
         if self.main:

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ecglang.embeddings.pipeline import embed_cache_rows
+from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import macro_auroc, per_class_auroc
 from ecglang.text.labels import report_label_matrix, report_label_names
-from ecglang.training.pairs import PretrainCollator, PretrainPairs
+from ecglang.training.pairs import PretrainPairs
 
 RECALL_K = (1, 5, 10)
 
@@ -90,55 +92,38 @@ def selection_score(metrics: Mapping[str, Any], names: Sequence[str]) -> float:
 
 @torch.no_grad()
 def encode_heldout_pairs(
-    model: Any,
-    dataset: PretrainPairs,
-    collate: PretrainCollator,
-    accelerator: Any,
-    batch_size: int,
-    num_workers: int,
+    model: Any, dataset: PretrainPairs, accelerator: Any, batch_size: int, num_workers: int
 ) -> dict[str, Any]:
-    """Embed this process's shard of the held-out pairs with the model (cached arrays → embeddings).
+    """Embed this process's shard of the held-out pairs: ECGs through the one records → embeddings pipeline
+    (`ecglang.embeddings.pipeline.embed_cache_rows`, the path zero-shot and evaluation use), reports through
+    the text tower.
 
     Returns `{"index", "ecg", "text", "skipped"}`: pair indices, ECG (rhythm) and report embeddings as
-    float32 arrays (None when the shard is empty) and the records without usable beats. This is the one
-    place validation encodes records: it is what moves to the shared records → embeddings pipeline."""
-    from accelerate.utils import send_to_device  # accelerate is slow to import; loaded when validating
-
+    float32 arrays (None when the shard is empty) and the records without usable beats."""
     inner = accelerator.unwrap_model(model)
     rank, world = accelerator.process_index, accelerator.num_processes
-    shard = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
-    loader = torch.utils.data.DataLoader(
-        shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate,
-        pin_memory=accelerator.device.type == "cuda",  # page-locked batches copy to the GPU faster
-        generator=torch.Generator().manual_seed(0),  # the loader must not draw from the global RNG
-    )  # fmt: skip
-    index, ecg, text, skipped = [], [], [], []
-    for batch in loader:
-        skipped.extend(batch["skipped"])
-        if not batch["ids"]:
-            continue
-        inputs = send_to_device({k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}, accelerator.device)
+    positions = np.arange(rank, len(dataset), world)
+    processor = EcgProcessor(dataset.cache.config, dataset.beat_cfg, return_signal=dataset.inputs == "signal")
+    precision = {"bf16": "bf16", "fp16": "fp16"}.get(str(accelerator.mixed_precision), "fp32")
+    table = embed_cache_rows(inner, dataset.cache, dataset.pairs.rows[positions], processor=processor,
+                             batch_size=batch_size, num_workers=num_workers, precision=precision)  # fmt: skip
+    skipped = [(dataset.pairs.ids[positions[p]], f.reason) for f, p in zip(table.failures, table.failed_positions,
+                                                                            strict=True)]  # fmt: skip
+    index = [int(positions[p]) for p in table.positions]
+    if not index:
+        return {"index": [], "ecg": None, "text": None, "skipped": skipped}
+    reports = [dataset.pairs.reports[i] for i in index]
+    text = []
+    for start in range(0, len(reports), batch_size):
         with accelerator.autocast():
-            e = inner.encode_ecg(**inputs).rhythm_embeds
-            t = inner.encode_text(
-                {k: inputs[k] for k in ("input_ids", "attention_mask", "token_mask", "sentence_ids")}
-            ).text_embeds
-        index.extend(batch["index"].tolist())
-        ecg.append(e.float().cpu().numpy())
-        text.append(t.float().cpu().numpy())
-    return {
-        "index": index,
-        "ecg": np.concatenate(ecg) if ecg else None,
-        "text": np.concatenate(text) if text else None,
-        "skipped": skipped,
-    }
+            text.append(inner.encode_text(reports[start : start + batch_size]).text_embeds.float().cpu().numpy())
+    return {"index": index, "ecg": table.embeddings["model"], "text": np.concatenate(text), "skipped": skipped}
 
 
 @torch.no_grad()
 def evaluate(
     model: Any,
     dataset: PretrainPairs,
-    collate: PretrainCollator,
     accelerator: Any,
     batch_size: int,
     num_workers: int,
@@ -152,7 +137,7 @@ def evaluate(
     inner = accelerator.unwrap_model(model)
     was_training = inner.training
     inner.eval()
-    local = encode_heldout_pairs(model, dataset, collate, accelerator, batch_size, num_workers)
+    local = encode_heldout_pairs(model, dataset, accelerator, batch_size, num_workers)
     with accelerator.autocast():
         label_names = report_label_names()
         labels = inner.encode_text(label_names).text_embeds.float().cpu().numpy()

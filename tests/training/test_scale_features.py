@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import torch
-from ecglang.encoders.towers import BeatEcgEncoder
 
+from ecglang.encoders.ecg_encoders import BeatEcgEncoder
 from ecglang.encoders.registry import create_model
 from ecglang.errors import ConfigError
 from ecglang.training.config import LoggingSection

@@ -337,7 +337,7 @@ def test_validation_uses_held_out_reports_only(reference: Path, ptbxl_dir: Path,
     from accelerate import Accelerator
 
     from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.training.pairs import PretrainCollator, PretrainPairs, ReportTokenizer
+    from ecglang.training.pairs import PretrainPairs
     from ecglang.training.setup import prepare_data
     from ecglang.training.validation import evaluate
 
@@ -351,9 +351,7 @@ def test_validation_uses_held_out_reports_only(reference: Path, ptbxl_dir: Path,
         assert set(vars(data.val)) == {"rows", "ids", "reports"} and isinstance(data.val, PairTable)
         assert not set(data.train.ids) & set(data.val.ids) and len(data.val) == 4
         ds = PretrainPairs(data.cache, data.val, model.get_processor().beat_config)
-        metrics, skipped = evaluate(
-            model, ds, PretrainCollator(ReportTokenizer(model.text_tower)), accelerator, 4, 0, cfg.selection.metrics
-        )
+        metrics, skipped = evaluate(model, ds, accelerator, 4, 0, cfg.selection.metrics)
         assert skipped == [] and metrics["n_pairs"] == 4
         assert {"ecg2report_recall@1", "report2ecg_recall@10", "zero_shot_macro_auroc"} <= set(metrics)
         results.append(metrics)
