@@ -122,6 +122,8 @@ def save_adapter(peft_model: Any, folder: Path, base_model: str) -> None:
     path = folder / "adapter_config.json"
     adapter = json.loads(path.read_text(encoding="utf-8"))
     adapter["base_model_name_or_path"] = base_model
+    if isinstance(adapter.get("target_modules"), list):  # peft writes a set's order: sorted, saves are reproducible
+        adapter["target_modules"] = sorted(adapter["target_modules"])
     path.write_text(json.dumps(adapter, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (folder / "README.md").unlink(missing_ok=True)
 
@@ -311,6 +313,8 @@ def load_config(folder: Path) -> EcgLangConfig:
         raise ModelLoadError(path, f"unreadable config: {exc}") from exc
     if data.get("model_type") != EcgLangConfig.model_type:
         raise ModelLoadError(path, f"model_type is {data.get('model_type')!r}, not 'ecglang'")
+    if data.pop("auto_map", None) is not None:  # names remote code: never used here, and not carried on re-save
+        logger.warning("%s: ignoring its auto_map (ecglang never runs code from a checkpoint)", path)
     try:
         config = EcgLangConfig.from_dict(data)
     except ConfigError as exc:
