@@ -326,13 +326,23 @@ def load_config(folder: Path) -> EcgLangConfig:
 def load_tokenizer(source: str | Path) -> Any:
     """`AutoTokenizer.from_pretrained(source)`, with a `ModelLoadError` naming the source.
 
-    `trust_remote_code=False`: a tokenizer_config.json whose `auto_map` names Python code is never run (and
-    transformers never asks whether to run it); the tokenizer is built from transformers' own classes, or
-    the load fails."""
+    `trust_remote_code=False`: code named by a tokenizer_config.json's `auto_map` is never run, and
+    transformers never asks whether to run it. A local folder with an `auto_map` is refused before
+    transformers reads it; the tokenizer must be one of transformers' own classes."""
+    refusal = "it names custom code (auto_map), and ecglang never runs code from a checkpoint or model folder"
+    config = Path(source) / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            auto_map = json.loads(config.read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ModelLoadError(config, f"unreadable tokenizer config: {exc}") from exc
+        if auto_map:
+            raise ModelLoadError(config, f"cannot load the tokenizer: {refusal}; remove the auto_map entry")
     try:
         return AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
     except (OSError, ValueError, KeyError, AttributeError) as exc:
-        raise ModelLoadError(source, f"cannot load the tokenizer: {exc}") from exc
+        reason = refusal if "trust_remote_code" in str(exc) else str(exc)  # never advise trust_remote_code=True
+        raise ModelLoadError(source, f"cannot load the tokenizer: {reason}") from exc
 
 
 def checkpoint_tokenizer(folder: Path) -> Any:

