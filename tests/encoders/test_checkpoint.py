@@ -251,11 +251,16 @@ def test_bundled_checkpoint_with_the_contract_in_config_json_still_loads_it(tmp_
     import shutil
 
     bundled = Path(resolve_model_name(None))
-    expected = json.loads((bundled / "config.json").read_text())["processor"]
-    assert expected is not None
+    # The bundled checkpoint's metadata was regenerated (issue 13): its contract is in processor_config.json
+    # only. The old layout is rebuilt from it: the contract in config.json, no processor_config.json.
+    expected = json.loads((bundled / "processor_config.json").read_text())
+    assert json.loads((bundled / "config.json").read_text())["processor"] is None
     assert EcgLangModel.from_pretrained(bundled).get_processor().to_dict() == expected
     old = tmp_path / "old"
     shutil.copytree(bundled, old)
+    config = json.loads((old / "config.json").read_text())
+    config["processor"] = expected
+    (old / "config.json").write_text(json.dumps(config))
     (old / "processor_config.json").unlink()
     (old / "checksums.json").unlink()
     assert EcgLangModel.from_pretrained(old).get_processor().to_dict() == expected
