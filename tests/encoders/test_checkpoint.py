@@ -16,8 +16,8 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModel
 
 from ecglang.encoders.checkpoint import resolve_model_name
-from ecglang.encoders.modeling import EcgLangConfig, EcgLangModel, load_model
 from ecglang.encoders.ecg_processing import EcgProcessor
+from ecglang.encoders.modeling import EcgLangConfig, EcgLangModel, load_model
 from ecglang.encoders.registry import create_model
 from ecglang.errors import ModelLoadError
 
