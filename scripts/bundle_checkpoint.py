@@ -3,10 +3,16 @@
     ecglang pretrain --config configs/pretrain/ptbxl-mini.yaml --output runs/ptbxl-mini
     python scripts/bundle_checkpoint.py --run runs/ptbxl-mini --data ../shared/data --out checkpoints/ecglang-mini
 
+    python scripts/bundle_checkpoint.py --resave checkpoints/ecglang-mini   # metadata only, same weights
+
 The figures come only from the pairs held out from pretraining (PTB-XL strat_fold 8 of the sample): retrieval
 recall and zero-shot macro AUROC on their PTB-XL superclass labels, with bootstrap 95 % CIs and the random-
 encoder baseline beside them. They are in-distribution (same source, same devices) and were not used to train
 or to choose the checkpoint: selection used retrieval and report-derived labels of the same held-out pairs.
+
+`--resave FOLDER` rewrites a bundled checkpoint's metadata (config.json, model card, adapter config,
+checksums) with the current code, from its own files: the weights are saved back byte for byte, the card's
+training data and figures are carried over, and the model-index comes from its heldout_eval.json.
 """
 
 from __future__ import annotations
@@ -17,10 +23,48 @@ import json
 import sys
 from pathlib import Path
 
-from ecglang.encoders.modeling import load_model
+from ecglang.core.checksums import sha256_file
+from ecglang.encoders.modeling import EcgLangModel, load_model
 from ecglang.evaluation.protocol import EvaluateConfig, run_evaluation, write_outputs
 
 HELD_OUT_FOLDS = [8]
+# Model-card metadata of the bundled checkpoint (huggingface_hub model-index and header fields).
+CARD_METADATA = {"license": "apache-2.0", "datasets": ["ptb-xl"], "pipeline_tag": "feature-extraction"}
+EVAL_DATASET = {
+    "dataset_type": "ptb-xl",
+    "dataset_name": "PTB-XL v1.0.3 development sample, strat_fold 8 (held out)",
+    "dataset_split": "strat_fold 8",
+}
+
+
+def eval_results(metrics: dict[str, str]) -> list[dict]:
+    """The held-out figures as model-index entries (`huggingface_hub.EvalResult` fields): the point value
+    that each formatted figure starts with. Training steps and times are not metrics and are left out."""
+    out = []
+    for name, text in metrics.items():
+        if "AUROC" in name:
+            task = {"task_type": "zero-shot-classification", "metric_type": "roc_auc"}
+        elif "recall@" in name:
+            task = {"task_type": "retrieval", "task_name": "ECG-report retrieval", "metric_type": "recall"}
+        else:
+            continue
+        out.append({**task, **EVAL_DATASET, "metric_name": name, "metric_value": float(text.split()[0])})
+    return out
+
+
+def resave(folder: Path) -> int:
+    """Rewrite `folder`'s metadata with the current code; the weights must come back byte for byte."""
+    weights = ["model.safetensors", "text_adapter/adapter_model.safetensors"]
+    before = {name: sha256_file(folder / name) for name in weights if (folder / name).is_file()}
+    metrics = json.loads((folder / "heldout_eval.json").read_text(encoding="utf-8"))["metrics"]
+    model = EcgLangModel.from_pretrained(folder)
+    model.save_pretrained(folder, card={**CARD_METADATA, "eval_results": eval_results(metrics)})
+    after = {name: sha256_file(folder / name) for name in before}
+    if after != before:
+        print(f"error: the weights changed on re-save: {before} -> {after}", file=sys.stderr)
+        return 1
+    print(f"metadata of {folder} rewritten; weights unchanged: {json.dumps(after, indent=2)}")
+    return 0
 
 
 def _ci(d: dict) -> str:
@@ -47,11 +91,16 @@ def _cpu() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, type=Path, help="output folder of `ecglang pretrain`")
-    p.add_argument("--data", required=True, type=Path, help="folder holding ptbxl-sample/ and merl/data_split/")
-    p.add_argument("--out", required=True, type=Path, help="where to write the checkpoint")
+    p.add_argument("--run", type=Path, help="output folder of `ecglang pretrain`")
+    p.add_argument("--data", type=Path, help="folder holding ptbxl-sample/ and merl/data_split/")
+    p.add_argument("--out", type=Path, help="where to write the checkpoint")
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--resave", type=Path, help="rewrite this checkpoint's metadata only (see above)")
     args = p.parse_args(argv)
+    if args.resave is not None:
+        return resave(args.resave)
+    if args.run is None or args.data is None or args.out is None:
+        p.error("--run, --data and --out are required (or --resave FOLDER)")
 
     best = args.run / "best"
     cfg = EvaluateConfig(
@@ -115,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     model = load_model(best, device="cpu")
-    model.save_pretrained(args.out, card={"training_data": training_data, "metrics": metrics, "notes": notes})
+    card = {**CARD_METADATA, "training_data": training_data, "metrics": metrics, "notes": notes}
+    model.save_pretrained(args.out, card={**card, "eval_results": eval_results(metrics)})
     (args.out / "heldout_eval.json").write_text(json.dumps({"metrics": metrics}, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(metrics, indent=2, ensure_ascii=False))
     print(f"checkpoint written to {args.out}")

