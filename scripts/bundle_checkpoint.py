@@ -4,6 +4,7 @@
     python scripts/bundle_checkpoint.py --run runs/ptbxl-mini --data ../shared/data --out checkpoints/ecglang-mini
 
     python scripts/bundle_checkpoint.py --resave checkpoints/ecglang-mini   # metadata only, same weights
+    python scripts/bundle_checkpoint.py --refresh checkpoints/ecglang-mini --data ../shared/data  # figures again
 
 The figures come only from the pairs held out from pretraining (PTB-XL strat_fold 8 of the sample): retrieval
 recall and zero-shot macro AUROC on their PTB-XL superclass labels, with bootstrap 95 % CIs and the random-
@@ -21,6 +22,7 @@ import argparse
 import csv
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from ecglang.core.checksums import sha256_file
@@ -89,40 +91,25 @@ def _cpu() -> str:
     return f"{os.cpu_count()} CPU cores"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, help="output folder of `ecglang pretrain`")
-    p.add_argument("--data", type=Path, help="folder holding ptbxl-sample/ and merl/data_split/")
-    p.add_argument("--out", type=Path, help="where to write the checkpoint")
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--resave", type=Path, help="rewrite this checkpoint's metadata only (see above)")
-    args = p.parse_args(argv)
-    if args.resave is not None:
-        return resave(args.resave)
-    if args.run is None or args.data is None or args.out is None:
-        p.error("--run, --data and --out are required (or --resave FOLDER)")
-
-    best = args.run / "best"
+def heldout_metrics(model: str | Path, data: Path, out_dir: Path, n_boot: int) -> tuple[dict[str, str], dict]:
+    """The held-out figures of the card: zero-shot AUROC (names, prompts, knowledge) and retrieval on fold 8."""
     cfg = EvaluateConfig(
-        model=str(best),
+        model=str(model),
         label_sets=["ptbxl_super"],
-        data_roots=[f"ptbxl={args.data / 'ptbxl-sample'}"],
-        split_root=args.data / "merl" / "data_split",
+        data_roots=[f"ptbxl={data / 'ptbxl-sample'}"],
+        split_root=data / "merl" / "data_split",
         part="all",
         folds=HELD_OUT_FOLDS,
         sources=["names", "prompts", "knowledge"],
         retrieval=True,
         retrieval_folds=HELD_OUT_FOLDS,
-        n_boot=args.n_boot,
+        n_boot=n_boot,
         device="cpu",
     )
-    result = run_evaluation(cfg)
-    written = write_outputs(result, args.run / "heldout-eval")
+    written = write_outputs(run_evaluation(cfg), out_dir)
     tree = json.loads(Path(written["results_json"]).read_text(encoding="utf-8"))
     sources = tree["label_sets"]["ptbxl_super"]["sources"]
     ret = tree["retrieval"]
-    n_records = sources["prompts"]["model"]["n_records"]
-
     metrics: dict[str, str] = {}
     for name in ("names", "prompts", "knowledge"):
         metrics[f"zero-shot macro AUROC, PTB-XL superclass, {name} (in-distribution)"] = (
@@ -136,6 +123,50 @@ def main(argv: list[str] | None = None) -> int:
             metrics[f"held-out retrieval {pretty} recall@{k}"] = (
                 f"{m:.3f} (random encoder {r:.3f}; chance@1 {ret['chance_recall@1']:.3f})"
             )
+    return metrics, tree
+
+
+def refresh(folder: Path, data: Path, n_boot: int) -> int:
+    """Recompute a bundled checkpoint's held-out figures with the current code (e.g. after the knowledge
+    retrieval changed) and rewrite its card; the training figures are kept and the weights stay byte for byte."""
+    old = json.loads((folder / "heldout_eval.json").read_text(encoding="utf-8"))["metrics"]
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics, _ = heldout_metrics(folder, data, Path(tmp), n_boot)
+    metrics.update({k: v for k, v in old.items() if k.startswith("training ")})
+    (folder / "heldout_eval.json").write_text(json.dumps({"metrics": metrics}, indent=2) + "\n", encoding="utf-8")
+    weights = ["model.safetensors", "text_adapter/adapter_model.safetensors"]
+    before = {name: sha256_file(folder / name) for name in weights if (folder / name).is_file()}
+    model = EcgLangModel.from_pretrained(folder)
+    model.save_pretrained(folder, card={**CARD_METADATA, "metrics": metrics, "eval_results": eval_results(metrics)})
+    if {name: sha256_file(folder / name) for name in before} != before:
+        print("error: the weights changed on re-save", file=sys.stderr)
+        return 1
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, help="output folder of `ecglang pretrain`")
+    p.add_argument("--data", type=Path, help="folder holding ptbxl-sample/ and merl/data_split/")
+    p.add_argument("--out", type=Path, help="where to write the checkpoint")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--resave", type=Path, help="rewrite this checkpoint's metadata only (see above)")
+    p.add_argument("--refresh", type=Path, help="recompute this bundled checkpoint's held-out figures (needs --data)")
+    args = p.parse_args(argv)
+    if args.resave is not None:
+        return resave(args.resave)
+    if args.refresh is not None:
+        if args.data is None:
+            p.error("--refresh needs --data")
+        return refresh(args.refresh, args.data, args.n_boot)
+    if args.run is None or args.data is None or args.out is None:
+        p.error("--run, --data and --out are required (or --resave FOLDER)")
+
+    best = args.run / "best"
+    metrics, tree = heldout_metrics(best, args.data, args.run / "heldout-eval", args.n_boot)
+    ret = tree["retrieval"]
+    n_records = tree["label_sets"]["ptbxl_super"]["sources"]["prompts"]["model"]["n_records"]
     summary = _training_summary(args.run)
     metrics.update({f"training {k}": v for k, v in summary.items()})
 

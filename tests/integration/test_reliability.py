@@ -235,7 +235,8 @@ def test_each_case_through_load_preprocess_tokenize_and_processor(cases, name):
         assert str(case.path) in str(err.value)
         batch = EcgProcessor()([ecg], errors="collect")
         assert batch.indices == [] and len(batch.failures) == 1
-        assert isinstance(batch.failures[0].error, EcgQualityError)
+        failure = batch.failures[0]  # the same problem, as the one failure record of every batch path
+        assert failure.stage == "process" and re.search(case.message, failure.reason) and failure.path == str(case.path)
         return
     clean = preprocess(ecg)
     tokens = tokenize_beats(clean)
