@@ -34,6 +34,7 @@ from ecglang.beats.tokenize import BeatTokens, tokenize_array
 from ecglang.core.threads import torch_threads, usable_cores
 from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
 from ecglang.encoders.ecg_processing import EcgProcessor
+from ecglang.encoders.layers import trim_beat_axis
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 CPU_CHUNK = 16
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-BEAT_KEYS = ("beats", "beat_mask", "rr", "times")  # tensors with a beat axis
 
 
 # --------------------------------------------------------------------------------------------- encoder
@@ -164,11 +164,7 @@ class BatchPreparer(Dataset):
             if self.keep_views:
                 views.append((clean.replace(metadata={**ecg.metadata, **clean.metadata}), tok))
         tensors = self.processor.collate(tokens, signals if self.processor.return_signal else None)
-        # Ship only the beat slots in use (the encoder would drop the rest): less to pass between processes.
-        real = tensors["beat_mask"].any(0).nonzero()
-        n = int(real.max()) + 1 if len(real) else 1
-        for key in BEAT_KEYS:
-            tensors[key] = tensors[key][:, :n].contiguous()
+        trim_beat_axis(tensors)  # ship only the beat slots in use: less to pass between processes
         return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views)
 
 

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ecglang.encoders.layers import allow_any_if_none, masked_mean
+from ecglang.encoders.layers import allow_any_if_none, masked_mean, used_beat_slots
 
 LOSS_NAMES = ("rhythm", "beat", "token")
 
@@ -253,8 +253,7 @@ class EcgLangLoss(nn.Module):
             )  # fmt: skip
         if "beat" in self.weights or "token" in self.weights:
             # Beats after the batch's last real beat are padding: drop them before the B×B score tensors.
-            real = ecg_out["beat_mask"].any(0).nonzero()
-            n = int(real.max()) + 1 if len(real) else 1
+            n = used_beat_slots(ecg_out["beat_mask"])
             beat_mask = ecg_out["beat_mask"][:, :n]
         if "beat" in self.weights:
             losses["beat"], _ = contrastive_loss(

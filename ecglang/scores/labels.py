@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ecglang.encoders.layers import masked_mean
 from ecglang.errors import PromptError
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
 from ecglang.scores.prompts import PromptSet, load_prompt_set, resolve_prompts
@@ -164,6 +165,5 @@ def sentence_vectors(out: Any) -> np.ndarray | None:
     """One sentence-head vector per prompt: the masked mean of its sentence embeddings."""
     if getattr(out, "sentence_embeds", None) is None:
         return None
-    mask = out.sentence_mask.float().unsqueeze(-1)
-    mean = (out.sentence_embeds.float() * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    mean = masked_mean(out.sentence_embeds.float(), out.sentence_mask, dim=1)
     return torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ecglang.beats.tokenize import BeatConfig, tokenize_array
 from ecglang.data.cache import SignalCache
+from ecglang.encoders.layers import trim_beat_axis
 from ecglang.encoders.text_encoder import TextEncoder
 from ecglang.errors import ConfigError, EcgLangError
 from ecglang.signal.augment import AugmentConfig, augment_signal
@@ -201,12 +202,7 @@ class PretrainCollator:
             if key in ok[0]:
                 batch[key] = torch.from_numpy(np.stack([np.asarray(it[key]) for it in ok]))
         if "beat_mask" in batch:
-            # Pad to the batch's longest record, not to max_beats: a 10 s ECG has ~10-15 of the 40 beat
-            # slots, and the beat and token losses cost in proportion to the slots.
-            real = batch["beat_mask"].any(0).nonzero()
-            n = int(real.max()) + 1 if len(real) else 1
-            for key in ("beats", "beat_mask", "rr", "times"):
-                batch[key] = batch[key][:, :n].contiguous()
+            trim_beat_axis(batch)  # pad to the batch's longest record, not to max_beats
         batch["index"] = torch.tensor([int(it["index"]) for it in ok], dtype=torch.long)
         batch.update(self.tokenize(batch["reports"]))
         return batch

@@ -23,6 +23,7 @@ EXPECTED = {
     "prepare",
     "loss",
     "train",
+    "labels",
 }
 
 
