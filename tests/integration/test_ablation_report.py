@@ -1,0 +1,36 @@
+"""scripts/ablation.py resumes from its results file and writes the table with the seed spread and its status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ablation.py"
+LABEL_SETS = ("ptbxl_super", "ptbxl_sub", "ptbxl_form", "ptbxl_rhythm")
+
+
+def row(variant: str, seed: int, point: float) -> dict:
+    ci = {"point": point, "low": point - 0.1, "high": point + 0.1, "n_valid": 1000}
+    rnd = {"point": 0.5, "low": 0.4, "high": 0.6, "n_valid": 1000}
+    out = {"variant": variant, "seed": seed, "max_steps": 100, "train_s": 60.0}
+    for name in LABEL_SETS:
+        out[name] = {"model": ci, "random": rnd, "probe": {"model": ci, "random": rnd}}
+    recall = {"e2r@1": 0.2, "e2r@5": 0.5}
+    out["retrieval"] = {"model": recall, "random": recall}
+    return out
+
+
+def test_report_only_gives_means_spreads_and_says_what_is_missing(tmp_path: Path) -> None:
+    rows = [row("ecglang-mini", s, p) for s, p in ((0, 0.70), (1, 0.74), (2, 0.72))] + [row("ssm", 0, 0.75)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = tmp_path / "ABLATION.md"
+    cmd = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--report-only", "--report", str(report)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text(encoding="utf-8")
+    assert text.count("| ecglang-mini | ") == 4  # three runs and the mean line
+    assert "| ecglang-mini | 3 | 0.720 ± 0.040 |" in text  # mean of the seeds and their max − min
+    assert "**Incomplete:** resnet-baseline (0 seed(s)), neighbourhood (0 seed(s)), lead-group (0 seed(s))." in text
+    assert "no default is chosen" in text
