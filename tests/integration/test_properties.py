@@ -216,10 +216,11 @@ def test_processor_batch_follows_the_configs_and_accounts_for_every_record(recor
     proc = EcgProcessor(PreprocessConfig(target_fs=target_fs, target_samples=target), beats, return_signal=True)
     ecgs = [Ecg(sig, fs, mask if mask.any() else ~mask, record_id=f"r{i}") for i, (sig, fs, mask) in enumerate(records)]
     batch = proc(ecgs, errors="collect")  # never raises in collect mode
-    failed = [f.index for f in batch.failures]
+    failed = batch.failed_indices
     event(f"{len(batch.indices)} of {len(ecgs)} processed")
     assert sorted(batch.indices + failed) == list(range(len(ecgs)))  # every record scored or listed, once
-    assert all(isinstance(f.error, EcgLangError) and f.record_id == f"r{f.index}" for f in batch.failures)
+    assert len(batch.failures) == len(failed)
+    assert all(f.stage == "process" and f.reason and f.record == f"r{i}" for f, i in zip(batch.failures, failed, strict=True))
     b = len(batch.indices)
     assert batch["beats"].shape == (b, beats.max_beats, 12, beats.beat_len)
     assert batch["beat_mask"].shape == (b, beats.max_beats) and batch["lead_mask"].shape == (b, 12)
