@@ -220,7 +220,8 @@ def test_processor_batch_follows_the_configs_and_accounts_for_every_record(recor
     event(f"{len(batch.indices)} of {len(ecgs)} processed")
     assert sorted(batch.indices + failed) == list(range(len(ecgs)))  # every record scored or listed, once
     assert len(batch.failures) == len(failed)
-    assert all(f.stage == "process" and f.reason and f.record == f"r{i}" for f, i in zip(batch.failures, failed, strict=True))
+    for f, i in zip(batch.failures, failed, strict=True):
+        assert f.stage == "process" and f.reason and f.record == f"r{i}"
     b = len(batch.indices)
     assert batch["beats"].shape == (b, beats.max_beats, 12, beats.beat_len)
     assert batch["beat_mask"].shape == (b, beats.max_beats) and batch["lead_mask"].shape == (b, 12)
