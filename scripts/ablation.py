@@ -7,8 +7,8 @@ label-set AUROCs below are read on fold 8 only after training ended.
     python scripts/ablation.py --data ../shared/data --runs runs/ablation --only ssm --seeds 0
     python scripts/ablation.py --runs runs/ablation --report-only                     # rewrite the table
 
-Each finished (variant, seed) appends one JSON line to `<runs>/results.jsonl` and is skipped on the next call,
-so the runs can be split over sittings and machines (copy the results lines together). Every row uses the
+Each finished (variant, seed) appends one JSON line to `--results` (default `docs/ablation_results.jsonl`, kept
+in git) and is skipped on the next call, so the runs can be split over sittings and machines. Every row uses the
 same schedule (`--max-steps`, default 150 steps with evaluation every 25): shorter than the bundled
 checkpoint's, the same for all.
 """
@@ -165,10 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: 0 1 2 for the baselines, 0 otherwise)")
     p.add_argument("--max-steps", type=int, default=150)
     p.add_argument("--report", type=Path, default=Path("docs/ABLATION.md"))
+    p.add_argument("--results", type=Path, default=Path("docs/ablation_results.jsonl"), help="one line per run")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
     args.runs.mkdir(parents=True, exist_ok=True)
-    results = args.runs / "results.jsonl"
+    results = args.results
     if not args.report_only:
         done = {(r["variant"], r["seed"], r["max_steps"]) for r in load_rows(results)}
         for variant in args.only or VARIANTS:
