@@ -136,7 +136,7 @@ class BeatLayout:
     @classmethod
     def of(cls, beat_mask: Tensor) -> BeatLayout:
         batch, index = beat_mask.nonzero(as_tuple=True)
-        n = used_beat_slots(beat_mask)
+        n = int(index.max()) + 1 if len(index) else 1  # = used_beat_slots(beat_mask), from the indices at hand
         return cls(batch, index, beat_mask.shape[0], n, beat_mask[:, :n])
 
     @classmethod
