@@ -33,3 +33,15 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def ptbxl_dir(shared_data: Path) -> Path:
     return shared_data / "ptbxl-sample"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests, restored afterwards. CI cores are shared: with another job on the
+    second core, two OpenMP threads spin-wait on each other and small ops get ~10× slower."""
+    import torch  # here: tests that never touch torch do not pay for it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,6 +21,8 @@ from ecglang.encoders.modeling import EcgLangConfig, EcgLangModel, load_model
 from ecglang.encoders.registry import create_model
 from ecglang.errors import ModelLoadError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: steady timings on shared cores
+
 REPORTS = ["sinus rhythm. normal ecg.", "atrial fibrillation; left axis deviation.", "sinus tachycardia"]
 
 
@@ -55,16 +57,6 @@ def _outputs(model: EcgLangModel) -> tuple[torch.Tensor, ...]:
 def _weight_keys(path: Path) -> list[str]:
     with safe_open(str(path), framework="pt") as f:
         return list(f.keys())
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """CI cores are shared: with another job on the second core, two OpenMP threads spin-wait on each other
-    and small ops get ~10× slower. One thread is steady; the previous setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from ecglang.encoders.text_encoder import sentence_spans
 from ecglang.errors import ConfigError
 from ecglang.record.leads import parse_lead_subset
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: steady timings on shared cores
+
 LEAD_SUBSETS = {
     1: "I",
     3: "I,II,V2",
@@ -42,16 +44,6 @@ def synthetic_batch(b: int = 4, n: int = 40, beats_per_ecg: tuple[int, ...] = (1
         "times": torch.linspace(0.2, 9.8, n).expand(b, n).clone(),
         "signal": torch.randn(b, 12, 5000, generator=g),
     }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """CI cores are shared: with another job on the second core, two OpenMP threads spin-wait on each other
-    and small ops get ~10× slower. One thread is steady; the previous setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

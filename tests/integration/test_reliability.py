@@ -43,6 +43,8 @@ from ecglang.scores.classifier import ZeroShotClassifier
 from ecglang.signal.preprocess import preprocess
 from ecglang.text.reports import normalize_report
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: steady timings on shared cores
+
 LABELS = ["sinus rhythm", "atrial fibrillation", "left bundle branch block"]
 
 # P, Q, R, S, T amplitudes (mV) per canonical lead: a plausible normal 12-lead pattern.
@@ -165,15 +167,6 @@ def _make_cases(folder: Path) -> dict[str, Case]:
         "process", r"found 1 beat\(s\) in 1\.00 s, need at least 2",
     )  # fmt: skip
     return cases
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Two shared CPU cores: one torch thread is steadier (see tests/test_checkpoint.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

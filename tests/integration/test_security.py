@@ -33,6 +33,8 @@ from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.scores.classifier import ZeroShotClassifier
 from ecglang.scores.prompts import load_external_prompts, load_prompt_set
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: steady timings on shared cores
+
 PACKAGE = Path(ecglang.__file__).parent
 
 
@@ -49,14 +51,6 @@ class _Payload:
 def _code_payload(marker: Path) -> str:
     """Python source that creates `marker` if anything ever evaluates it."""
     return f"__import__('pathlib').Path({str(marker)!r}).touch()"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
