@@ -10,10 +10,6 @@ prepares records included): summed RSS, PSS (the tree's real footprint) and anon
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -25,27 +21,14 @@ TARGET_GB = 1.5
 GB = 1e9
 
 
-def cli_command() -> list[str]:
-    """The installed `ecglang` console script beside this interpreter, else `python -m ecglang.cli.main`."""
-    script = shutil.which("ecglang", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "ecglang.cli.main"]
-
-
-def cli_env(ctx: BenchContext) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env.setdefault("ECGLANG_CACHE", str(ctx.work("cache")))
-    return env
-
-
 def bench_memory(ctx: BenchContext) -> list[dict[str, Any]]:
     n = 12 if ctx.quick else 1000
     paths = ctx.record_files(n)
     out = ctx.work("memory") / f"scores-{n}.csv"
     knowledge = "off" if ctx.quick else "default"
-    cmd = [*cli_command(), "zero-shot", str(paths[0].parent), "--prompt-set", "ptbxl_super", "--model",
+    cmd = [*ctx.cli_command(), "zero-shot", str(paths[0].parent), "--prompt-set", "ptbxl_super", "--model",
            str(ctx.checkpoint("ecglang-small")), "--knowledge", knowledge, "--quiet", "--out", str(out)]  # fmt: skip
-    stats = ctx.run_process(cmd, env=cli_env(ctx))
+    stats = ctx.run_process(cmd, env=ctx.cli_env())
     if stats.returncode != 0:
         raise RuntimeError(f"ecglang zero-shot exited with {stats.returncode}:\n{stats.output}")
     scored = len(pd.read_csv(out, index_col=0))

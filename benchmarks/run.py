@@ -27,6 +27,7 @@ import importlib.util
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -301,6 +302,20 @@ class BenchContext:
             "speedup": baseline.wall / ours.wall,
             "speedup (CPU)": baseline.cpu / ours.cpu if ours.cpu > 0 else float("nan"),
         }
+
+    @staticmethod
+    def cli_command() -> list[str]:
+        """The installed `ecglang` console script beside this interpreter, else `python -m ecglang.cli.main`."""
+        script = shutil.which("ecglang", path=str(Path(sys.executable).parent))
+        return [script] if script else [sys.executable, "-m", "ecglang.cli.main"]
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment of a benchmarked command: offline, and the harness's own cache (knowledge index)."""
+        env = dict(os.environ)
+        offline = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+        env.update(dict.fromkeys(offline, "1"), TOKENIZERS_PARALLELISM="false")
+        env.setdefault("ECGLANG_CACHE", str(self.work("cache")))
+        return env
 
     @staticmethod
     def target_columns(target: str, measured: str, met: bool | str) -> dict[str, str]:
