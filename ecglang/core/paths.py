@@ -7,6 +7,7 @@ the repository root, where the project keeps them.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -43,3 +44,13 @@ def resource_dir(name: str) -> Path:
 def shared_data_dir() -> Path:
     """The development data folder `../shared/data` relative to the repository (may not exist)."""
     return _REPO_ROOT.parent / "shared" / "data"
+
+
+def cache_root() -> Path:
+    """ecglang's user cache folder (knowledge indexes, signal caches): `$ECGLANG_CACHE`, else
+    `$XDG_CACHE_HOME/ecglang` (`~/.cache/ecglang`)."""
+    env = os.environ.get("ECGLANG_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "ecglang"

@@ -43,6 +43,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ecglang import __version__
+from ecglang.core.paths import cache_root
 from ecglang.data.fastread import read_plain_wfdb
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError
 from ecglang.record.io import load_ecg
@@ -84,10 +85,8 @@ def sha256_json(obj: Any) -> str:
 
 def signal_cache_root() -> Path:
     """Where signal caches go by default: `$ECGLANG_CACHE/signal-cache`, else `$XDG_CACHE_HOME/ecglang/signal-cache`
-    (`~/.cache/ecglang/signal-cache`). (The same root as the knowledge index cache.)"""
-    env = os.environ.get("ECGLANG_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ecglang"
-    return base.expanduser() / "signal-cache"
+    (`~/.cache/ecglang/signal-cache`): the same root as the knowledge index cache."""
+    return cache_root() / "signal-cache"
 
 
 def default_cache_dir(source: RecordSource, preprocess_cfg: PreprocessConfig, seed: int = 0) -> Path:

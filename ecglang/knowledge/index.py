@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ecglang.core.atomic import atomic_directory
+from ecglang.core.paths import cache_root
 from ecglang.core.threads import thread_count
 from ecglang.errors import ConfigError, KnowledgeError, ModelLoadError
 from ecglang.knowledge.base import KnowledgeBase, Snippet
@@ -102,15 +103,6 @@ def _encode(encoder: SentenceTransformer, texts: Sequence[str], batch_size: int,
         normalize_embeddings=True,  # unit vectors: inner product == cosine similarity
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def cache_root() -> Path:
-    """ecglang's user cache folder: `$ECGLANG_CACHE`, else `$XDG_CACHE_HOME/ecglang` (`~/.cache/ecglang`)."""
-    env = os.environ.get("ECGLANG_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "ecglang"
 
 
 # ---------------------------------------------------------------------------------------------------
