@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from ecglang import __version__
 from ecglang.encoders.modeling import load_model
 from ecglang.errors import ConfigError, PromptError, RecordFailure
+from ecglang.evaluation.compare import compare_sources
 from ecglang.evaluation.config import EvaluateConfig
 from ecglang.evaluation.datasets import LabelSetData, load_label_set, load_labels_csv, parse_data_roots
 from ecglang.evaluation.metrics import evaluate_scores
@@ -353,6 +354,7 @@ def _evaluate_set(
     y = data.labels[ok].astype(bool)
     emb = {key: store.embeddings(key, rows[ok]) for key in (MODEL, RANDOM)}
     scores_for_roc: dict[str, tuple[list[str], np.ndarray]] = {}
+    model_scores: dict[str, tuple[list[str], np.ndarray]] = {}  # source → (codes, scores): paired comparisons
     roc_codes = list(data.label_codes)
     for src in sources:
         specs, info = source_specs(src, data, clf)
@@ -368,6 +370,8 @@ def _evaluate_set(
             scores = emb[key] @ matrix.T
             out[key] = evaluate_scores(y[:, cols], scores, codes, n_boot=cfg.n_boot, seed=cfg.seed)
             scores_for_roc[f"{src.key} · {'model' if key == MODEL else 'random'}"] = (codes, scores)
+            if key == MODEL:
+                model_scores[src.key] = (codes, scores)
         out.update(info)
         out["labels_scored"] = codes
         out["prompts"] = {c: [str(p) for p in s.prompts] for c, s in specs.items()}
@@ -376,6 +380,8 @@ def _evaluate_set(
             out["snippets"] = {c: [h["id"] for h in s.snippets] for c, s in specs.items()}
         entry["sources"][src.key] = out
         roc_codes = [c for c in roc_codes if c in codes]
+    if len(model_scores) > 1:
+        entry["paired"] = compare_sources(y, data.label_codes, model_scores, n_resamples=cfg.n_boot, seed=cfg.seed)
     if not roc_codes:
         return entry, None
     # The figure keeps the labels that every source scored, so each panel compares all sources.

@@ -26,7 +26,7 @@ from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["markdown_table", "plot_probe_curve", "plot_roc_curves", "results_markdown", "to_jsonable", "write_json",
+__all__ = ["markdown_table", "paired_markdown", "plot_probe_curve", "plot_roc_curves", "results_markdown", "to_jsonable", "write_json",
            "write_outputs"]  # fmt: skip
 
 _METRICS = ("macro_auroc", "macro_max_f1", "macro_accuracy")
@@ -362,6 +362,7 @@ def results_markdown(run: EvaluationRun) -> str:
             lines += [markdown_table(model_cells, random_cells, metric=metric, baseline_label="random"), ""]
     else:
         lines += ["No label set had records to evaluate.", ""]
+    lines += paired_markdown(tree)
     lines += [
         "## Records",
         "",
@@ -435,6 +436,32 @@ def results_markdown(run: EvaluationRun) -> str:
     else:
         lines.append("None: every record found on disk was read and processed.")
     return "\n".join(lines) + "\n"
+
+
+def paired_markdown(tree: Mapping[str, Any], digits: int = 3) -> list[str]:
+    """Lines of the paired-comparison table (`ecglang.evaluation.compare`); none when no set has one."""
+    rows = []
+    for name, entry in tree["label_sets"].items():
+        for pair, res in entry.get("paired", {}).items():
+            d = CI.from_dict(res["difference"])
+            rows.append(
+                f"| {name} | {pair} | {len(res['labels'])} | {res['a']:.{digits}f} | {res['b']:.{digits}f} "
+                f"| {d.format(digits)} | {'yes' if res['point_ge_0'] else 'no'} "
+                f"| {'yes' if res['ci_contains_0'] else 'no'} | {res['verdict']} |"
+            )
+    if not rows:
+        return []
+    return [
+        "## Paired comparison (model)",
+        "",
+        "Macro AUROC difference over the labels both sources scored, with a paired 95 % bootstrap CI (the "
+        "same resampled records for both sources).",
+        "",
+        "| label set | comparison | labels | A | B | A − B (95 % CI) | A − B ≥ 0 | CI contains 0 | verdict |",
+        "|---|---|---:|---:|---:|:---:|:---:|:---:|---|",
+        *rows,
+        "",
+    ]
 
 
 def _probe_line(name: str, p: Mapping[str, Any]) -> str:
