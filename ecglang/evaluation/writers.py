@@ -26,8 +26,8 @@ from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["markdown_table", "paired_markdown", "plot_probe_curve", "plot_roc_curves", "results_markdown", "to_jsonable", "write_json",
-           "write_outputs"]  # fmt: skip
+__all__ = ["markdown_table", "paired_markdown", "plot_probe_curve", "plot_roc_curves", "results_markdown",
+           "to_jsonable", "write_json", "write_outputs"]  # fmt: skip
 
 _METRICS = ("macro_auroc", "macro_max_f1", "macro_accuracy")
 _METRIC_TITLES = {

@@ -1,10 +1,14 @@
 """Labels as embeddings: label specs (prompts + retrieved knowledge), the prompt cache, label matrices.
 
 Each prompt is embedded with the model's text tower; a label's embedding is the re-normalised mean of its
-prompt embeddings. With knowledge retrieval, the top-k snippets for the label (queried with the label name
-plus its prompts) are turned into extra prompts ("<label>: <criterion>"); the label embedding is then
-`normalise((1 − w) · mean(own prompts) + w · mean(knowledge prompts))` with `w = knowledge_weight`, so that
-many snippets cannot drown the user's own wording. The ids of the snippets behind every label are kept.
+prompt embeddings. With knowledge retrieval, the label's own prompts are its clinical name (from its prompt
+set) and its prompts, and the top-k snippets for the label (queried with the label name plus its prompts) are
+turned into extra prompts ("<snippet title>: <criterion>", one per criterion sentence); the label embedding
+is then `normalise((1 − w) · mean(own prompts) + w · mean(knowledge prompts))` with `w = knowledge_weight`
+(default 0.5): knowledge adds prompts beside the label's own words and never replaces them, and many
+snippets cannot drown them. This composition was chosen without downstream labels
+(`ecglang.evaluation.composition`: report-derived labels of the pretraining folds). The ids of the snippets
+behind every label are kept.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from tqdm.auto import tqdm
 from ecglang.encoders.layers import masked_mean
 from ecglang.errors import PromptError
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
-from ecglang.scores.prompts import PromptSet, load_prompt_set, resolve_prompts
+from ecglang.scores.prompts import PromptSet, load_prompt_set, normalize_text, resolve_prompts
 
 if TYPE_CHECKING:
     from ecglang.encoders.modeling import EcgLangModel
@@ -69,6 +73,8 @@ def label_specs(
     specs = {lab: LabelSpec(lab, names.get(lab, lab), list(ps)) for lab, ps in table.items()}
     if index is None:
         return specs
+    for lab, spec in specs.items():
+        spec.prompts = with_name(spec.prompts, names.get(lab))
     tokenizer = model.get_tokenizer()
     max_len = int(model.config.text_tower.get("max_length", 128))
     namespace = code_namespace(labels, prompts)
@@ -84,6 +90,17 @@ def label_specs(
             {"id": h.snippet.id, "title": h.snippet.title, "source": h.snippet.source, "score": h.score} for h in hits
         ]
     return specs
+
+
+def with_name(prompts: Sequence[str], name: str | None) -> list[str]:
+    """The label's own prompts with its clinical name first (when a prompt set names it and no prompt is it).
+
+    With knowledge on, the name is one more own prompt, as in CLIP-style prompt ensembling: knowledge adds
+    prompts beside the label's own words (its name and its prompts) and never takes the name's place.
+    """
+    if not name or any(normalize_text(p) == normalize_text(name) for p in prompts):
+        return list(prompts)
+    return [name, *prompts]
 
 
 def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:

@@ -1,0 +1,51 @@
+"""Knowledge prompts join a label's own words (its name and prompts); they never replace them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecglang.encoders.registry import create_model
+from ecglang.scores.classifier import ZeroShotClassifier
+from ecglang.scores.labels import PROMPT_CACHE, mean_unit, unit, with_name
+from ecglang.scores.prompts import load_prompt_set
+
+
+def test_with_name_puts_the_name_first_once():
+    assert with_name(["left bundle branch block pattern"], "complete left bundle branch block") == [
+        "complete left bundle branch block",
+        "left bundle branch block pattern",
+    ]
+    assert with_name(["Atrial  Fibrillation", "afib"], "atrial fibrillation") == ["Atrial  Fibrillation", "afib"]
+    assert with_name(["a prompt"], None) == ["a prompt"]
+
+
+@pytest.fixture(scope="module")
+def model(one_torch_thread):
+    torch.manual_seed(0)
+    return create_model("ecglang-small").eval()
+
+
+def test_knowledge_adds_prompts_beside_the_name_and_prompts(model):
+    ps = load_prompt_set("ptbxl_sub")
+    clf = ZeroShotClassifier(model, knowledge=True, k=3, knowledge_weight=0.5)
+    specs = clf.label_specs(labels=["CLBBB", "AMI"], prompts=ps)
+    plain = ZeroShotClassifier(model, knowledge=None).label_specs(labels=["CLBBB", "AMI"], prompts=ps)
+    matrix = clf.label_matrix(specs)
+    cache = PROMPT_CACHE[model]
+    # AMI's name is none of its prompts: with knowledge it becomes one more own prompt, first.
+    assert ps.labels["AMI"].name not in ps.labels["AMI"].prompts
+    assert specs["AMI"].prompts[0] == ps.labels["AMI"].name
+    for row, (code, spec) in zip(matrix, specs.items(), strict=True):
+        name = ps.labels[code].name
+        assert name in spec.prompts and spec.prompts == with_name(ps.labels[code].prompts, name)
+        assert plain[code].prompts == list(ps.labels[code].prompts)  # without knowledge: the set's prompts only
+        assert spec.knowledge_prompts, f"{code}: the bundled knowledge base has criteria for it"
+        own = mean_unit([cache[("text", t)] for t in spec.prompts])
+        know = mean_unit([cache[("text", t)] for t in spec.knowledge_prompts])
+        np.testing.assert_allclose(row, unit(0.5 * own + 0.5 * know), atol=1e-5)
+        # Knowledge replacing the label's words would make the row the knowledge mean; it is not.
+        assert not np.allclose(row, know, atol=1e-3)
+        name_emb = cache[("text", name)]
+        assert float(row @ name_emb) > float(know @ name_emb)
