@@ -111,7 +111,8 @@ def compare_sources(
     """Paired macro-AUROC differences of the focus source (`focus_source`) against every other source.
 
     `scores` maps a source key to `(its scored codes, scores [N, len(codes)])`; `y` is `[N, len(codes)]` over
-    `codes`. Each comparison uses the labels both sources scored; the result is keyed ``"A − B"``.
+    `codes`. Each comparison uses the labels both sources scored (`labels`; the macro AUROC averages over
+    those of them with both classes, `labels_with_both_classes`); the result is keyed ``"A − B"``.
     """
     focus = focus_source(list(scores))
     out: dict[str, Any] = {}
@@ -128,5 +129,7 @@ def compare_sources(
         a = fscores[:, [fcodes.index(c) for c in shared]]
         b = oscores[:, [ocodes.index(c) for c in shared]]
         res = paired_difference(yy, a, b, n_resamples=n_resamples, seed=seed)
-        out[f"{focus} − {key}"] = {"a": focus, "b": key, "labels": shared, **res}
+        n_pos = yy.sum(axis=0)
+        both = [c for c, p in zip(shared, n_pos, strict=True) if 0 < p < yy.shape[0]]  # the labels AUROC covers
+        out[f"{focus} − {key}"] = {"a": focus, "b": key, "labels": shared, "labels_with_both_classes": both, **res}
     return out

@@ -37,7 +37,8 @@ class EvaluateConfig(DictConfig):
         metadata=_cli(None, "checkpoint folder or Hugging Face Hub id", required=True, metavar="DIR|HUB_ID")
     )
     label_sets: list[str] = field(default_factory=list, metadata=_cli(
-        "data", "published label sets: ptbxl_super ptbxl_sub ptbxl_form ptbxl_rhythm cpsc2018 (alias icbeb) chapman",
+        "data", "published label sets: ptbxl_super ptbxl_sub ptbxl_form ptbxl_rhythm cpsc2018 (alias icbeb) chapman "
+        "cinc2021 (labels from the records' '# Dx:' headers; no split needed)",
         nargs="+", metavar="NAME"))  # fmt: skip
     split_root: str | Path | None = field(
         default=None, metadata=_cli("data", "the MERL data_split folder (label split CSVs)", metavar="DIR")
@@ -115,7 +116,9 @@ class EvaluateConfig(DictConfig):
             raise ConfigError("nothing to evaluate: give --label-sets and/or --labels-csv FILE --records DIR")
         if (self.labels_csv is None) != (self.records is None):
             raise ConfigError("--labels-csv and --records go together")
-        if self.label_sets and self.split_root is None:
+        # Header-labelled sets (cinc2021) need no split file.
+        needs_split = [n for n in self.label_sets if n.strip().lower() not in ("cinc2021", "cinc", "physionet2021")]
+        if needs_split and self.split_root is None:
             raise ConfigError("--label-sets needs --split-root (the MERL data_split folder)")
         if self.part not in PARTS:
             raise ConfigError(f"--part must be one of {list(PARTS)}, got {self.part!r}")

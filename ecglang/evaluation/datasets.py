@@ -7,6 +7,8 @@ ground truth of a list of records, and the prompt set whose codes are those labe
   `ptbxl_form`, `ptbxl_rhythm` (records from a PTB-XL root through `build_ptbxl`, falling back to the
   split's own `filename_hr`), `cpsc2018` (alias `icbeb`; records `<root>/<filename>.mat`) and `chapman`
   (records `<root>/<ecg_path>`, with or without the leading `chapman/` folder);
+* `cinc2021` (alias `cinc`): a PhysioNet/CinC folder of WFDB records labelled by the SNOMED CT codes of their
+  own `# Dx:` header comments (`load_header_label_set`), no split file;
 * any folder of records plus a labels CSV (`load_labels_csv`): a record-id column and 0/1 columns.
 
 Nothing is dropped silently. Split rows whose record is not on disk are *missing*: counted, listed with
@@ -29,9 +31,11 @@ import numpy as np
 import pandas as pd
 
 from ecglang.data.builders import SPLIT_PARTS, build_ptbxl, load_label_split
+from ecglang.data.snomed import load_snomed_mapping
 from ecglang.errors import ConfigError, EcgReadError, PromptError, RecordFailure
 from ecglang.evaluation.config import PARTS
 from ecglang.record.io import scan_records
+from ecglang.record.wfdb_reader import parse_header_comments
 from ecglang.scores.prompts import PromptSet, list_prompt_sets, load_prompt_set
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "LABEL_SETS",
     "LabelSetData",
     "PtbxlIndex",
+    "load_header_label_set",
     "load_label_set",
     "load_labels_csv",
     "parse_data_roots",
@@ -49,6 +54,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The "task" of a label set whose labels come from the records' own headers (`load_header_label_set`).
+HEADER_LABELS = "headers"
+
 # Published label sets: name → (prompt set, MERL task of `builders.load_label_split`, dataset of the records).
 LABEL_SETS: dict[str, tuple[str, str, str]] = {
     "ptbxl_super": ("ptbxl_super", "ptbxl_super_class", "ptbxl"),
@@ -57,14 +65,18 @@ LABEL_SETS: dict[str, tuple[str, str, str]] = {
     "ptbxl_rhythm": ("ptbxl_rhythm", "ptbxl_rhythm", "ptbxl"),
     "cpsc2018": ("cpsc2018", "icbeb", "cpsc2018"),
     "chapman": ("chapman", "chapman", "chapman"),
+    # No split file: the labels are the SNOMED CT codes in the records' own `# Dx:` header comments.
+    "cinc2021": ("cinc2021", HEADER_LABELS, "cinc2021"),
 }
 _ALIASES = {
     "icbeb": "cpsc2018",
     "cpsc": "cpsc2018",
     "ptbxl_super_class": "ptbxl_super",
     "ptbxl_sub_class": "ptbxl_sub",
+    "cinc": "cinc2021",
+    "physionet2021": "cinc2021",
 }
-DATASETS = ("ptbxl", "cpsc2018", "chapman")
+DATASETS = ("ptbxl", "cpsc2018", "chapman", "cinc2021")
 
 # Columns of a labels CSV that hold 0/1 integers but are not labels.
 _METADATA_COLUMNS = frozenset(
@@ -165,8 +177,10 @@ def parse_data_roots(items: Sequence[str | Path] | str | Path | None) -> dict[st
     for item in items:
         text = str(item)
         key, sep, value = text.partition("=")
-        if sep and key.strip().lower() in (*DATASETS, "icbeb", "cpsc"):
-            dataset = {"icbeb": "cpsc2018", "cpsc": "cpsc2018"}.get(key.strip().lower(), key.strip().lower())
+        if sep and key.strip().lower() in (*DATASETS, "icbeb", "cpsc", "cinc"):
+            dataset = {"icbeb": "cpsc2018", "cpsc": "cpsc2018", "cinc": "cinc2021"}.get(
+                key.strip().lower(), key.strip().lower()
+            )
             roots[dataset] = Path(value).expanduser()
         elif sep and not Path(text).exists():
             raise ConfigError(f"data root {text!r}: unknown dataset {key!r}; use one of {list(DATASETS)}=DIR")
@@ -325,6 +339,10 @@ def load_label_set(
     key, ps, task, dataset = resolve_label_set(name)
     roots = data_roots if isinstance(data_roots, Mapping) else parse_data_roots(data_roots)
     root = _root_for(roots, dataset)
+    if task == HEADER_LABELS:
+        if folds is not None:
+            raise ConfigError(f"{key}: its records carry no folds; leave out --folds")
+        return load_header_label_set(root, ps, name=key, limit=limit, seed=seed)
     frame, columns, files = _read_parts(Path(split_root).expanduser(), task, part)
     fold_filter = None if folds is None else {int(f) for f in folds}
     if fold_filter is not None:
@@ -498,6 +516,60 @@ def load_labels_csv(
         prompt_set=ps, record_ids=ids, paths=paths,
         labels=sel[codes].astype(int).to_numpy(dtype=np.int8).reshape(len(sel), len(codes)), folds=folds,
         n_rows=len(df), missing=missing, n_limited=n_found - len(ids), sources=[str(csv_path)], notes=notes,
+    )  # fmt: skip
+
+
+def load_header_label_set(
+    root: str | Path, prompt_set: PromptSet | str = "cinc2021", name: str | None = None,
+    limit: int | None = None, seed: int = 0,
+) -> LabelSetData:  # fmt: skip
+    """A PhysioNet/CinC folder whose WFDB headers carry SNOMED CT codes in `# Dx:` comments.
+
+    Each header's codes are mapped to the prompt set's labels (`PromptSet.code_map`: a label's own code
+    and the codes it groups, e.g. CRBBB and RBBB as one CinC class). Codes of no label (the unscored CinC
+    classes, such as left atrial enlargement) are counted by code and name in `notes["codes_without_label"]`,
+    never silently dropped. Headers without a signal file are *missing*.
+    """
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise EcgReadError(folder, "records folder not found")
+    ps = prompt_set if isinstance(prompt_set, PromptSet) else load_prompt_set(prompt_set)
+    code_map = ps.code_map()
+    names = load_snomed_mapping()
+    codes = ps.codes
+    headers = sorted(folder.rglob("*.hea"))
+    rows, paths, ids, missing = [], [], [], []
+    unlabelled: Counter[str] = Counter()
+    for hea in headers:
+        record = hea.with_suffix("")
+        reason = _wfdb_on_disk(record)
+        if reason is not None:
+            missing.append(_missing(record.name, str(hea), reason))
+            continue
+        comments = [line.lstrip("#").strip() for line in hea.read_text(errors="replace").splitlines()
+                    if line.startswith("#")]  # fmt: skip
+        row = np.zeros(len(codes), dtype=np.int8)
+        for code in parse_header_comments(comments).get("snomed") or []:
+            if code in code_map:
+                row[codes.index(code_map[code])] = 1
+            else:
+                unlabelled[code] += 1
+        rows.append(row)
+        paths.append(str(record))
+        ids.append(record.name)
+    n_found = len(ids)
+    (keep,) = sample_limit(limit, seed, list(range(n_found)))
+    notes: dict[str, Any] = {"labels_from": "SNOMED CT codes in the headers' '# Dx:' comments"}
+    if unlabelled:
+        notes["codes_without_label"] = {
+            f"{c} ({names[c][1] if c in names else 'unknown code'})": n for c, n in unlabelled.most_common()
+        }
+    labels = np.stack([rows[i] for i in keep]) if keep else np.zeros((0, len(codes)), np.int8)
+    return LabelSetData(
+        name=name or ps.name, dataset="cinc2021", part="all", label_codes=list(codes),
+        names={c: ps.labels[c].name for c in codes}, prompt_set=ps, record_ids=[ids[i] for i in keep],
+        paths=[paths[i] for i in keep], labels=labels, folds=np.full(len(keep), -1), n_rows=len(headers),
+        missing=missing, n_limited=n_found - len(keep), task=HEADER_LABELS, sources=[str(folder)], notes=notes,
     )  # fmt: skip
 
 

@@ -445,7 +445,8 @@ def paired_markdown(tree: Mapping[str, Any], digits: int = 3) -> list[str]:
         for pair, res in entry.get("paired", {}).items():
             d = CI.from_dict(res["difference"])
             rows.append(
-                f"| {name} | {pair} | {len(res['labels'])} | {res['a']:.{digits}f} | {res['b']:.{digits}f} "
+                f"| {name} | {pair} | {len(res['labels_with_both_classes'])} of {len(res['labels'])} "
+                f"| {res['a']:.{digits}f} | {res['b']:.{digits}f} "
                 f"| {d.format(digits)} | {'yes' if res['point_ge_0'] else 'no'} "
                 f"| {'yes' if res['ci_contains_0'] else 'no'} | {res['verdict']} |"
             )
@@ -454,10 +455,11 @@ def paired_markdown(tree: Mapping[str, Any], digits: int = 3) -> list[str]:
     return [
         "## Paired comparison (model)",
         "",
-        "Macro AUROC difference over the labels both sources scored, with a paired 95 % bootstrap CI (the "
-        "same resampled records for both sources).",
+        "Macro AUROC difference over the labels both sources scored that hold both classes among the records, "
+        "with a paired 95 % bootstrap CI: the same resampled records for both sources. "
+        "A − B ≥ 0: the point difference; CI contains 0: the sample cannot tell the two apart.",
         "",
-        "| label set | comparison | labels | A | B | A − B (95 % CI) | A − B ≥ 0 | CI contains 0 | verdict |",
+        "| label set | comparison | labels (AUROC) | A | B | A − B (95 % CI) | A − B ≥ 0 | CI contains 0 | verdict |",
         "|---|---|---:|---:|---:|:---:|:---:|:---:|---|",
         *rows,
         "",
