@@ -6,6 +6,7 @@ import numpy as np
 
 from ecglang.evaluation.compare import compare_sources, paired_difference, verdict
 from ecglang.evaluation.metrics import CI, macro_auroc
+from ecglang.evaluation.writers import paired_markdown
 
 
 def _data(n: int = 120, seed: int = 0):
@@ -65,3 +66,13 @@ def test_compare_sources_uses_the_labels_both_scored():
     assert out["knowledge − external:x"]["labels"] == ["A", "C"]
     assert out["knowledge − external:x"]["difference"]["point"] == 0.0
     assert out["knowledge − names"]["difference"]["point"] > 0
+
+
+def test_paired_table_in_results_markdown():
+    y, good, bad = _data()
+    codes = ["A", "B", "C"]
+    paired = compare_sources(y, codes, {"names": (codes, bad), "knowledge": (codes, good)}, n_resamples=100)
+    lines = paired_markdown({"label_sets": {"set1": {"paired": paired}, "set2": {}}})
+    row = next(line for line in lines if line.startswith("| set1 |"))
+    assert "knowledge − names" in row and "| 3 of 3 |" in row and row.endswith("| better or equal |")
+    assert paired_markdown({"label_sets": {"set2": {}}}) == []
