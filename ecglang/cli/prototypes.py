@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="build a prototype index from a folder of records")
     build.add_argument("--records", nargs="+", required=True, metavar="PATH", help="record files and/or folders")
     build.add_argument("--out", required=True, type=Path, metavar="DIR", help="index folder to write")
-    build.add_argument("--model", default=None, metavar="DIR|HUB_ID", help="checkpoint (default: the bundled ecglang-mini)")
+    build.add_argument(
+        "--model", default=None, metavar="DIR|HUB_ID", help="checkpoint (default: the bundled ecglang-mini)"
+    )
     build.add_argument(
         "--reports",
         metavar="CSV",

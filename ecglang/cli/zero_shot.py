@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--prototype-k", type=int, default=3, help="prototypes shown per record (default 3)")
     p.add_argument(
-        "--prototypes-out", metavar="CSV|JSON", help="write every record's nearest prototypes (JSON when it ends in .json)"
+        "--prototypes-out",
+        metavar="CSV|JSON",
+        help="write every record's nearest prototypes (JSON when it ends in .json)",
     )
     p.add_argument("--plot", metavar="PNG", help="12-lead figure highlighting the beats/leads behind the top label")
     p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")

@@ -198,7 +198,9 @@ class PrototypeIndex:
                 rec = self.records[int(self.beat_record[row])]
                 if skip is not None and rec["id"] == skip:
                     continue
-                hits.append(PrototypeMatch(rec["id"], int(self.beat_index[row]), float(sim), rec.get("report"), int(row)))
+                hits.append(
+                    PrototypeMatch(rec["id"], int(self.beat_index[row]), float(sim), rec.get("report"), int(row))
+                )
                 if len(hits) == k:
                     break
             out.append(hits)
@@ -239,7 +241,9 @@ class PrototypeIndex:
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT_VERSION:
-                raise PrototypeError(f"{folder}: prototype index format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+                raise PrototypeError(
+                    f"{folder}: prototype index format {meta.get('format')!r}, expected {FORMAT_VERSION}"
+                )
             index = faiss.read_index(str(folder / "index.faiss"))
             with np.load(folder / "beats.npz", allow_pickle=False) as arrays:
                 beat_record, beat_index, lead_masks = arrays["record"], arrays["beat"], arrays["lead_mask"]

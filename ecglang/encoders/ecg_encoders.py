@@ -73,10 +73,11 @@ class FactorizedBlock(nn.Module):
         x = x + self.drop(spatial)
         capture = maps is not None and getattr(self.temporal, "returns_weights", False)
         beat_map = None
+        ask = {"need_weights": True} if capture else {}  # mixers without weights never see the argument
         if self.rhythm == "per_lead":
             h = layout.pad(self.norm_r(x)).transpose(1, 2).reshape(layout.b * c, layout.n, d)
             temporal_keep = layout.keep[:, None, :].expand(layout.b, c, layout.n).reshape(layout.b * c, layout.n)
-            y = self.temporal(h, temporal_keep, need_weights=True) if capture else self.temporal(h, temporal_keep)
+            y = self.temporal(h, temporal_keep, **ask)
             if capture:
                 y, beat_w = y
                 per_lead = query_mean(beat_w, temporal_keep).view(layout.b, c, layout.n)  # [B, 12, n]
@@ -86,7 +87,7 @@ class FactorizedBlock(nn.Module):
             x = x + self.drop(layout.take(y))
         else:
             summary = layout.pad(masked_mean(self.norm_r(x), lead_keep, dim=1))  # [B, n, d]
-            y = self.temporal(summary, layout.keep, need_weights=True) if capture else self.temporal(summary, layout.keep)
+            y = self.temporal(summary, layout.keep, **ask)
             if capture:
                 y, beat_w = y
                 beat_map = query_mean(beat_w, layout.keep)  # [B, n]
