@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
+import textwrap
 from pathlib import Path
 
 
@@ -46,6 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write the records that failed to this CSV (default: next to --out when --out is given; without "
         "either, failures are only printed)",
     )
+    p.add_argument(
+        "--prototypes",
+        metavar="DIR",
+        help="prototype index (`ecglang prototypes build`): show the reference beats nearest to the beat behind "
+        "each record's top label, with their reports",
+    )
+    p.add_argument("--prototype-k", type=int, default=3, help="prototypes shown per record (default 3)")
+    p.add_argument(
+        "--prototypes-out",
+        metavar="CSV|JSON",
+        help="write every record's nearest prototypes (JSON when it ends in .json)",
+    )
     p.add_argument("--plot", metavar="PNG", help="12-lead figure highlighting the beats/leads behind the top label")
     p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")
     p.add_argument("--fs", type=float, help="sampling rate for .npy input")
@@ -68,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
     labels = args.labels if args.labels else (args.prompt_set or "ptbxl_super")
     model = load_model(args.model)
+    extra = {} if not args.prototypes else {"prototypes": args.prototypes, "prototype_k": args.prototype_k}
     clf = ZeroShotClassifier(
-        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision
+        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision, **extra
     )
     leads = args.leads.split(",") if args.leads else None
     result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,
@@ -82,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             if (table["name"] == table["label"]).all():
                 table = table.drop(columns="name")
             print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+            if args.prototypes:
+                _print_prototypes(result, rid)
         used = {s["id"] for spec in result.labels.values() for s in spec.snippets}
         if used:
             print(f"\nknowledge: {len(used)} snippet(s) retrieved for {len(result.labels)} label(s) "
@@ -94,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         result.scores.to_csv(args.out, float_format="%.6f")
         print(f"\nscores: {args.out} ({len(result.scores)} records × {result.scores.shape[1]} labels)")
+    if args.prototypes_out:
+        _write_prototypes(result, Path(args.prototypes_out))
     if args.plot and result.explanations:
-        _plots(args, result)
+        _plots(args, result, clf.prototypes)
     if result.failures:
         print(f"\n{len(result.failures)} record(s) failed:", file=sys.stderr)
         for f in result.failures:
@@ -114,8 +133,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plots(args: argparse.Namespace, result) -> None:
-    from ecglang.report.plotting import plot_ecg  # here: matplotlib loads only when a plot is asked for
+def _print_prototypes(result, rid: str) -> None:
+    table = result.prototype_table().query("record == @rid")
+    if table.empty:
+        print("nearest prototypes: none")
+        return
+    first = table.iloc[0]
+    print(f"nearest prototypes of beat {first['beat']} (the beat behind {first['label']}):")
+    for row in table.itertuples(index=False):
+        print(f"  {row.rank}. {row.prototype_record} beat {row.prototype_beat}  cos {row.similarity:.3f}  "
+              f"{textwrap.shorten(row.report or '(no report)', 90, placeholder=' ...')}")  # fmt: skip
+
+
+def _write_prototypes(result, path: Path) -> None:
+    table = result.prototype_table()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(table.to_dict(orient="records"), ensure_ascii=False, indent=1) + "\n",
+                        encoding="utf-8")  # fmt: skip
+    else:
+        table.to_csv(path, index=False, float_format="%.6f")
+    print(f"prototypes: {path} ({len(table)} rows)")
+
+
+def _plots(args: argparse.Namespace, result, prototypes=None) -> None:
+    # here: matplotlib loads only when a plot is asked for
+    from ecglang.report.plotting import plot_ecg, plot_explanation
 
     out = Path(args.plot)
     ids = [rid for rid, exps in result.explanations.items() if next(iter(exps.values())).signal is not None]
@@ -130,3 +173,7 @@ def _plots(args: argparse.Namespace, result) -> None:
         plot_ecg(exp.signal, exp.tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
                  title=f"{rid}: {result.labels[top].name}", notes=notes, out=target)  # fmt: skip
         print(f"plot: {target}")
+        if prototypes is not None:  # the case-based figure: the beat behind the score beside its prototypes
+            explained = target.with_name(f"{target.stem}_prototypes{target.suffix or '.png'}")
+            plot_explanation(exp, prototypes, title=f"{rid}: {result.labels[top].name}", out=explained)
+            print(f"plot: {explained}")

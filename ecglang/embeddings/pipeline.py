@@ -203,12 +203,14 @@ def encode_batches(
     full: bool = False,
     progress: bool = False,
     desc: str = "encoding ECGs",
+    output_attentions: bool = False,
 ) -> Iterator[EncodedBatch]:
     """Encode every record of `source`: batches are prepared (in workers) while the encoder runs here.
 
     `models`: one model (key `"model"`) or several (`{key: model}`), each run on the same prepared batch
     (e.g. a model and its random-encoder baseline). `num_workers`: preparing processes (None: automatic, see
-    `auto_workers`; 0: all in this process). `full`: see the module docstring.
+    `auto_workers`; 0: all in this process). `full`: see the module docstring. `output_attentions` (with
+    `full`): the outputs carry the beat tower's lead and beat attention maps.
     """
     models = {"model": models} if not isinstance(models, Mapping) else dict(models)
     if batch_size < 1:
@@ -227,14 +229,19 @@ def encode_batches(
     try:
         with torch_threads(max(1, usable_cores() - workers) if workers else None):
             for prepared in loader:
-                yield _encode_prepared(prepared, models, device_type, precision, full)
+                yield _encode_prepared(prepared, models, device_type, precision, full, output_attentions)
                 bar.update(prepared.n_inputs)
     finally:
         bar.close()
 
 
 def _encode_prepared(
-    prepared: PreparedBatch, models: dict[str, EcgLangModel], device_type: str, precision: str, full: bool
+    prepared: PreparedBatch,
+    models: dict[str, EcgLangModel],
+    device_type: str,
+    precision: str,
+    full: bool,
+    output_attentions: bool = False,
 ) -> EncodedBatch:
     n = len(prepared.record_ids)
     rhythm: dict[str, torch.Tensor] = {}
@@ -243,7 +250,8 @@ def _encode_prepared(
     for key, model in models.items():
         if full:
             with encoding(device_type, precision):
-                out = model.encode_ecg(**prepared.tensors) if n else None
+                maps = {"output_attentions": True} if output_attentions else {}
+                out = model.encode_ecg(**prepared.tensors, **maps) if n else None
             outputs[key] = out
             parts = [] if out is None else [(out.rhythm_embeds, out.rhythm_features)]
         else:

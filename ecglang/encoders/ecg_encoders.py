@@ -60,19 +60,48 @@ class FactorizedBlock(nn.Module):
         self.ffn = FeedForward(d, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, lead_keep: Tensor, layout: BeatLayout) -> Tensor:
-        """`x [R, 12, d]`, `lead_keep [R, 12]` (the lead mask of each real beat's ECG)."""
+    def forward(
+        self, x: Tensor, lead_keep: Tensor, layout: BeatLayout, maps: list[tuple[Tensor, Tensor | None]] | None = None
+    ) -> Tensor:
+        """`x [R, 12, d]`, `lead_keep [R, 12]` (the lead mask of each real beat's ECG). Given a list `maps`,
+        the block appends its attention maps `(lead [B, 12], beat [B, n] or None)` (see `attention_maps`)."""
         c, d = x.shape[1:]
-        x = x + self.drop(self.spatial(self.norm_s(x), lead_keep))
+        spatial = self.spatial(self.norm_s(x), lead_keep, need_weights=maps is not None)
+        if maps is not None:
+            spatial, lead_w = spatial
+            lead_map = masked_mean(layout.pad(query_mean(lead_w, lead_keep)), layout.keep, dim=1)  # [B, 12]
+        x = x + self.drop(spatial)
+        capture = maps is not None and getattr(self.temporal, "returns_weights", False)
+        beat_map = None
+        ask = {"need_weights": True} if capture else {}  # mixers without weights never see the argument
         if self.rhythm == "per_lead":
             h = layout.pad(self.norm_r(x)).transpose(1, 2).reshape(layout.b * c, layout.n, d)
             temporal_keep = layout.keep[:, None, :].expand(layout.b, c, layout.n).reshape(layout.b * c, layout.n)
-            y = self.temporal(h, temporal_keep).view(layout.b, c, layout.n, d).transpose(1, 2)
+            y = self.temporal(h, temporal_keep, **ask)
+            if capture:
+                y, beat_w = y
+                per_lead = query_mean(beat_w, temporal_keep).view(layout.b, c, layout.n)  # [B, 12, n]
+                present = layout.pad(lead_keep).any(1)  # [B, 12]: the ECG's lead mask
+                beat_map = masked_mean(per_lead, present, dim=1)  # [B, n]: mean over present leads
+            y = y.view(layout.b, c, layout.n, d).transpose(1, 2)
             x = x + self.drop(layout.take(y))
         else:
             summary = layout.pad(masked_mean(self.norm_r(x), lead_keep, dim=1))  # [B, n, d]
-            x = x + self.drop(layout.take(self.temporal(summary, layout.keep))).unsqueeze(1)
+            y = self.temporal(summary, layout.keep, **ask)
+            if capture:
+                y, beat_w = y
+                beat_map = query_mean(beat_w, layout.keep)  # [B, n]
+            x = x + self.drop(layout.take(y)).unsqueeze(1)
+        if maps is not None:
+            maps.append((lead_map, None if beat_map is None else beat_map * layout.keep.to(beat_map.dtype)))
         return x + self.drop(self.ffn(self.norm_f(x)))
+
+
+def query_mean(weights: Tensor, keep: Tensor) -> Tensor:
+    """Attention weights `[G, heads, S, S]` → `[G, S]`: the attention each key receives, averaged over heads and
+    over the real queries (`keep [G, S]`). Rows of the weights sum to 1 over allowed keys, so the result does."""
+    per_query = weights.float().mean(1)  # [G, S queries, S keys]
+    return masked_mean(per_query, keep, dim=1)
 
 
 class MorphologyEncoder(nn.Module):
@@ -173,11 +202,14 @@ class BeatEcgEncoder(nn.Module):
         rhythm_only: bool = False,
         age: Tensor | None = None,
         sex: Tensor | None = None,
+        output_attentions: bool = False,
     ) -> dict:
         """Features of a batch (see the class docstring). `rhythm_only=True` skips building the padded beat
         and token outputs (`beats`/`tokens` are None): what zero-shot scoring needs, at less memory traffic.
         `age [B]` (years, NaN unknown) and `sex [B]` (0 unknown, 1 male, 2 female) are read only by a tower
-        with `demographics: true`; left out, they count as unknown."""
+        with `demographics: true`; left out, they count as unknown. `output_attentions=True` adds the
+        attention maps `lead_attention [B, 12]` and `beat_attention [B, N]` (see `attention_maps`); the
+        other outputs are the same with it or without."""
         self.validate(beats, beat_mask, lead_mask, rr, times)
         beat_mask, lead_mask = beat_mask.bool(), lead_mask.bool()
         n_full = beats.shape[1]
@@ -206,11 +238,12 @@ class BeatEcgEncoder(nn.Module):
             per_beat = per_beat + self.time_mlp(torch.cat([phase.sin(), phase.cos()], -1))
         x = morph + self.lead_embed + per_beat.unsqueeze(1)
         x = self.embed_drop(self.embed_norm(x))
+        maps: list[tuple[Tensor, Tensor | None]] | None = [] if output_attentions else None
         for block in self.blocks:
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and maps is None:
                 x = torch.utils.checkpoint.checkpoint(block, x, lead_keep, layout, use_reentrant=False)
             else:
-                x = block(x, lead_keep, layout)
+                x = block(x, lead_keep, layout, maps)
         tokens_r = self.out_norm(x)
         if dense:
             tokens_r = tokens_r * real[..., None].to(tokens_r.dtype)  # padded beats are exactly zero
@@ -222,12 +255,13 @@ class BeatEcgEncoder(nn.Module):
             rhythm = self.beat_pool(beat_feats, layout.keep)  # [B, d]
         if self.demographics is not None:
             rhythm = rhythm + self._demographics(rhythm, age, sex)
+        extra = {} if maps is None else attention_maps(maps, n_full)
         if rhythm_only:
-            return {"rhythm": rhythm, "beats": None, "tokens": None, "beat_mask": beat_mask}
+            return {"rhythm": rhythm, "beats": None, "tokens": None, "beat_mask": beat_mask, **extra}
         # Outputs line up with the input's beat axis; padded beats are exactly zero.
         tokens = layout.pad(tokens_r, n_full)
         beat_feats = F.pad(beat_feats, (0, 0, 0, n_full - layout.n))
-        return {"rhythm": rhythm, "beats": beat_feats, "tokens": tokens, "beat_mask": beat_mask}
+        return {"rhythm": rhythm, "beats": beat_feats, "tokens": tokens, "beat_mask": beat_mask, **extra}
 
     def _demographics(self, rhythm: Tensor, age: Tensor | None, sex: Tensor | None) -> Tensor:
         b = rhythm.shape[0]
@@ -241,6 +275,23 @@ class BeatEcgEncoder(nn.Module):
         prev, nxt = rr[..., 0].clamp_min(0.0), rr[..., 1].clamp_min(0.0)
         ratio = torch.log(nxt.clamp_min(0.05) / prev.clamp_min(0.05))
         return torch.stack([prev, nxt, ratio], -1)
+
+
+def attention_maps(maps: Sequence[tuple[Tensor, Tensor | None]], n_beats: int) -> dict[str, Tensor | None]:
+    """The blocks' maps averaged over layers (BEAT-Net's lead and rhythm attention, read as "where it looked"):
+
+    - `lead_attention [B, 12]`: the spatial attention each lead receives, averaged over heads, the present
+      query leads and the real beats; it sums to 1 over the ECG's present leads and is 0 at missing ones;
+    - `beat_attention [B, n_beats]`: the rhythm attention each beat receives, averaged over heads and the real
+      query beats (and over present leads for `per_lead` rhythm attention); it sums to 1 over the real beats and
+      is 0 at padded ones. None when the rhythm mixer has no attention weights (`ssm`, `neighbourhood`: see
+      `ecglang.encoders.mixers`)."""
+    lead = torch.stack([m[0] for m in maps]).mean(0)
+    beats = [m[1] for m in maps]
+    if any(b is None for b in beats):
+        return {"lead_attention": lead, "beat_attention": None}
+    beat = torch.stack(beats).mean(0)  # type: ignore[arg-type]
+    return {"lead_attention": lead, "beat_attention": F.pad(beat, (0, n_beats - beat.shape[1]))}
 
 
 class ResNet1dEncoder(nn.Module):

@@ -70,28 +70,36 @@ class MaskedPool(nn.Module):
         return (w.unsqueeze(-1) * x).sum(-2)
 
 
-def _short_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float) -> Tensor:
-    """Attention over short sequences, written out: `softmax(q kᵀ / √d, masked) v`.
+def attention_weights(q: Tensor, k: Tensor, mask: Tensor) -> Tensor:
+    """`softmax(q kᵀ / √d)` over the keys `mask` allows, written out (see `_short_attention` for why).
 
-    On CPU, `F.scaled_dot_product_attention` and `torch.softmax` are several times slower than these
-    few ops when the key axis is short (12 leads, ~15 beats): their kernels pay a per-row set-up cost that
-    dwarfs 12 exponentials (measured 5x on the spatial attention of ecglang-small, PyTorch 2.13). Every
-    row has an allowed key (`allow_any_if_none`), so the max is finite and no row divides by zero.
-    """
+    Every row has an allowed key (`allow_any_if_none`), so the max is finite and no row divides by zero."""
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     scores = scores.masked_fill(~mask, float("-inf"))
     w = (scores - scores.amax(-1, keepdim=True)).exp()
-    w = w / w.sum(-1, keepdim=True)
-    if dropout_p > 0:
-        w = F.dropout(w, dropout_p)
-    return w @ v
+    return w / w.sum(-1, keepdim=True)
+
+
+def _short_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float) -> tuple[Tensor, Tensor]:
+    """Attention over short sequences, written out: `(softmax(q kᵀ / √d, masked) v, the weights)`.
+
+    On CPU, `F.scaled_dot_product_attention` and `torch.softmax` are several times slower than these
+    few ops when the key axis is short (12 leads, ~15 beats): their kernels pay a per-row set-up cost that
+    dwarfs 12 exponentials (measured 5x on the spatial attention of ecglang-small, PyTorch 2.13).
+    """
+    w = attention_weights(q, k, mask)
+    dropped = F.dropout(w, dropout_p) if dropout_p > 0 else w
+    return dropped @ v, w
 
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention on `[G, S, d]` with a key-padding mask (`keep [G, S]`, True = real key).
 
     On CPU the short-sequence path `_short_attention` is used; elsewhere `F.scaled_dot_product_attention`.
-    Both compute the same function."""
+    Both compute the same function. `need_weights=True` also returns the attention weights `[G, heads, S, S]`
+    (before dropout; rows sum to 1 over the allowed keys); the output is the same either way."""
+
+    returns_weights = True  # the rhythm block asks mixers with this flag for their weights (BEAT-Net maps)
 
     def __init__(self, d: int, n_heads: int, dropout: float) -> None:
         super().__init__()
@@ -100,17 +108,22 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d, d)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         g, s, d = x.shape
         # Strided views [G, heads, S, d/heads]: the batched matmuls read them in place, no permuted copy.
         q, k, v = self.qkv(x).view(g, s, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         mask = allow_any_if_none(keep)[:, None, None, :]  # [G, 1, 1, S]: True = may attend
         p = self.dropout if self.training else 0.0
+        w = None
         if x.device.type == "cpu":
-            y = _short_attention(q, k, v, mask, p)
+            y, w = _short_attention(q, k, v, mask, p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return self.out(y.transpose(1, 2).reshape(g, s, d))
+        y = self.out(y.transpose(1, 2).reshape(g, s, d))
+        if not need_weights:
+            return y
+        # Off the CPU path the fused kernel keeps its weights to itself: computed again, only when asked.
+        return y, (attention_weights(q, k, mask) if w is None else w)
 
 
 class FeedForward(nn.Sequential):

@@ -8,6 +8,11 @@ outputs at padded beats are never read. The choices, from the seed papers:
   attention: local first, then global through depth);
 - `ssm`: a bidirectional selective state-space scan (Mamba-style, CNN-Mamba), written in plain PyTorch with
   no CUDA-only kernel; its cost is linear in the number of beats.
+
+Attention maps (`output_attentions`, BEAT-Net's "which beats"): only `attention` hands back its weights
+(`returns_weights`). `ssm` has none; `neighbourhood` has weights, but each beat sees only its band, so how
+much attention a beat receives measures its number of neighbours (edge beats get less) rather than what the
+model attended to: both give no beat map (None).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def band_keep(keep: Tensor, window: int) -> Tensor:
 
 class NeighbourhoodAttention(nn.Module):
     """Multi-head attention in which each beat sees only its `window` neighbours on either side."""
+
+    returns_weights = False  # banded: see the module docstring
 
     def __init__(self, d: int, n_heads: int, dropout: float, window: int = 2) -> None:
         super().__init__()
@@ -93,6 +100,8 @@ class SelectiveScan(nn.Module):
 class SelectiveSSM(nn.Module):
     """Bidirectional selective SSM block: in-projection with a gate, a short depthwise convolution along the
     beats, a forward and a backward selective scan, gated and projected back to `d`."""
+
+    returns_weights = False  # a recurrence: no attention weights
 
     def __init__(self, d: int, d_state: int = 8, expand: int = 2, conv_kernel: int = 3) -> None:
         super().__init__()

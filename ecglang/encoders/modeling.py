@@ -39,7 +39,9 @@ class EcgEncoderOutput(ModelOutput):
 
     rhythm_embeds `[B, D]`; beat_embeds `[B, N, D]`; token_embeds `[B, N, 12, D]` (None for the ResNet tower);
     beat_mask `[B, N]`, lead_mask `[B, 12]`; rhythm_features `[B, d]`: the pooled tower features before
-    projection (for linear probes)."""
+    projection (for linear probes). With `output_attentions=True` (beat tower only): lead_attention `[B, 12]`
+    and beat_attention `[B, N]` (None for a rhythm mixer without attention weights); see
+    `ecglang.encoders.ecg_encoders.attention_maps`."""
 
     rhythm_embeds: Tensor | None = None
     beat_embeds: Tensor | None = None
@@ -47,6 +49,8 @@ class EcgEncoderOutput(ModelOutput):
     beat_mask: Tensor | None = None
     lead_mask: Tensor | None = None
     rhythm_features: Tensor | None = None
+    lead_attention: Tensor | None = None
+    beat_attention: Tensor | None = None
 
 
 @dataclass
@@ -159,13 +163,15 @@ class EcgLangModel(PreTrainedModel):
         rhythm_only: bool = False,
         age: Tensor | None = None,
         sex: Tensor | None = None,
+        output_attentions: bool = False,
         **_: Any,
     ) -> EcgEncoderOutput:
         """Embed a processor batch. Extra keys (record ids, failures, ...) are ignored.
 
         `rhythm_only=True` returns the whole-ECG embeddings and features only (beat and token embeddings None):
         what scoring, retrieval and probes need; the beat tower then skips building its padded beat and token
-        outputs, which costs as much as several encoder layers. `age`/`sex` reach a tower with demographics."""
+        outputs, which costs as much as several encoder layers. `age`/`sex` reach a tower with demographics.
+        `output_attentions=True`: the beat tower's lead and beat attention maps too (None for other towers)."""
         dev = self.device
         given = {"beats": beats, "beat_mask": beat_mask, "lead_mask": lead_mask, "rr": rr, "times": times}
         for name, value in {**given, "signal": signal}.items():
@@ -181,14 +187,17 @@ class EcgLangModel(PreTrainedModel):
                     f"model input(s) {missing} missing (the beat tower needs beats, masks, rr, times)"
                 )
             extra = {} if age is None and sex is None else {"age": age, "sex": sex}
+            if output_attentions:
+                extra["output_attentions"] = True
             out = self.ecg_tower(
                 beats.to(dev), beat_mask.to(dev), lead_mask, rr.to(dev), times.to(dev), rhythm_only=rhythm_only, **extra
             )
             bm = out["beat_mask"]
+            maps = {k: out.get(k) for k in ("lead_attention", "beat_attention")}
             if rhythm_only:
                 return EcgEncoderOutput(
                     rhythm_embeds=self.rhythm_proj(out["rhythm"]), beat_mask=bm, lead_mask=lead_mask,
-                    rhythm_features=out["rhythm"],
+                    rhythm_features=out["rhythm"], **maps,
                 )  # fmt: skip
             token_keep = bm[:, :, None] & lead_mask[:, None, :]
             return EcgEncoderOutput(
@@ -198,6 +207,7 @@ class EcgLangModel(PreTrainedModel):
                 beat_mask=bm,
                 lead_mask=lead_mask,
                 rhythm_features=out["rhythm"],
+                **maps,
             )
         if signal is None:
             raise ModelInputError(

@@ -1,4 +1,6 @@
-"""12-lead ECG figures: detected R-peaks, beat windows, and highlighted beats/leads for explanations."""
+"""Figures: 12-lead ECGs with detected R-peaks, beat windows and highlighted beats/leads (`plot_ecg`), and one
+explanation at a glance: the input beat beside its nearest prototype beats and their reports, and the lead/beat
+attention maps beside the contributions (`plot_explanation`)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from ecglang.beats.tokenize import BeatTokens
+    from ecglang.embeddings.prototypes import PrototypeIndex
+    from ecglang.scores.explain import Explanation
 
 
 def plot_ecg(
@@ -102,3 +107,94 @@ def _unit(weights: np.ndarray | None) -> np.ndarray | None:
     lo, hi = w[finite].min(), w[finite].max()
     out = (w - lo) / (hi - lo) if hi > lo else np.ones_like(w)
     return np.where(finite, out, 0.0)
+
+
+def plot_explanation(
+    explanation: Explanation,
+    prototypes: PrototypeIndex | None = None,
+    *,
+    title: str | None = None,
+    lead: str | None = None,
+    report_width: int = 48,
+    out: str | Path | None = None,
+    dpi: int = 120,
+) -> Figure:
+    """One explanation at a glance: the input beat beside its nearest prototype beats (with their reports, wrapped
+    and shortened), and the tower's lead and beat attention maps beside the contributions.
+
+    `explanation` needs `tokens` (kept with `keep_signals`) for the input beat; `prototypes`: the index its
+    matches came from (for their windows; without it, or without stored windows, only their reports are shown).
+    `lead`: the lead drawn (default: II when present, else the most attended lead)."""
+    import textwrap
+
+    import matplotlib
+
+    if out is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    exp = explanation
+    matches = list(exp.prototypes or [])
+    li = _beat_lead(exp, lead)
+    n_cols = 1 + max(len(matches), 1)
+    fig = plt.figure(figsize=(3.2 * n_cols, 7.2))
+    grid = fig.add_gridspec(2, n_cols, height_ratios=(1.25, 1.0), hspace=0.55, wspace=0.3)
+    beat = exp.prototype_beat if exp.prototype_beat is not None else 0
+    ax = fig.add_subplot(grid[0, 0])
+    if exp.tokens is not None and exp.tokens.n_beats:
+        ax.plot(np.asarray(exp.tokens.beats[beat, li]), color="tab:red", lw=1.2)
+    ax.set_title(f"input beat {beat} (lead {CANONICAL_LEADS[li]})\nscore {exp.score:.3f}", fontsize=8)
+    for j, match in enumerate(matches):
+        pax = fig.add_subplot(grid[0, 1 + j], sharey=ax)
+        window = None if prototypes is None else prototypes.window(match.row)
+        if window is not None:
+            pax.plot(window[li], color="k", lw=1.0)
+        report = textwrap.shorten(match.report or "(no report)", width=3 * report_width, placeholder=" …")
+        pax.set_title(f"{match.record_id} beat {match.beat_index}, cos {match.similarity:.3f}", fontsize=7)
+        pax.set_xlabel(textwrap.fill(report, report_width), fontsize=6.5)
+    for a in fig.axes:
+        a.tick_params(labelsize=6)
+        a.spines[["top", "right"]].set_visible(False)
+    maps = grid[1, :].subgridspec(1, 2, wspace=0.45)  # the twin axes' labels need room between the panels
+    _bars(fig.add_subplot(maps[0, 0]), list(CANONICAL_LEADS), exp.lead_contributions, exp.lead_attention, "leads")
+    n = len(exp.beat_contributions)
+    _bars(fig.add_subplot(maps[0, 1]), [str(i) for i in range(n)], exp.beat_contributions, exp.beat_attention, "beats")
+    fig.suptitle(title or f"{exp.record_id}: {exp.label}", fontsize=10)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+    return fig
+
+
+def _beat_lead(exp: Explanation, lead: str | None) -> int:
+    """The lead to draw: the one asked for, else II when present, else the most attended (or first present)."""
+    present = exp.tokens.lead_mask if exp.tokens is not None else np.isfinite(exp.lead_contributions)
+    if lead is not None:
+        return list(CANONICAL_LEADS).index(lead)
+    ii = list(CANONICAL_LEADS).index("II")
+    if present[ii]:
+        return ii
+    weights = exp.lead_attention if exp.lead_attention is not None else np.nan_to_num(exp.lead_contributions, nan=-1)
+    return int(np.argmax(np.where(present, weights, -np.inf)))
+
+
+def _bars(ax: Axes, names: list[str], contributions: np.ndarray, attention: np.ndarray | None, what: str) -> None:
+    """Contributions (cosine with the label) and attention (share of attention) of each lead or beat, side by
+    side on two axes, since their scales differ."""
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, np.nan_to_num(contributions, nan=0.0), width=0.4, color="tab:red", label="contribution (cos)")
+    ax.set_ylabel("contribution", fontsize=7)
+    ax.set_xticks(x, names, fontsize=6)
+    ax.tick_params(labelsize=6)
+    ax.set_title(f"{what}: contribution and attention", fontsize=8)
+    twin = ax.twinx()
+    if attention is not None:
+        twin.bar(x + 0.2, attention, width=0.4, color="tab:blue", label="attention")
+        twin.set_ylabel("attention", fontsize=7)
+    else:
+        twin.text(0.5, 0.9, "no attention map (mixer without attention weights)", transform=ax.transAxes,
+                  ha="center", fontsize=6.5, color="tab:blue")  # fmt: skip
+    twin.tick_params(labelsize=6)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=6, loc="lower right")

@@ -26,7 +26,15 @@ Throughput
     beats are cut), with memory O(batch) whatever the number of records.
 
 Explanations
-    `ecglang.scores.explain`: beat and lead contributions from beat-level similarities (no gradients).
+    `ecglang.scores.explain`: beat and lead contributions from beat-level similarities (no gradients), and the
+    beat tower's lead and beat attention maps.
+
+Prototypes (case-based explanations)
+    Given a `PrototypeIndex` (`ecglang.embeddings.prototypes`, built from a reference set such as the pretraining
+    pairs), every explanation also carries the `prototype_k` reference beats nearest to the label's most
+    contributing beat, with their records' reports (`ZeroShotResult.prototype_table`). Beats of the scored
+    record itself are left out (same record id). This runs the explanation path, so explanations are returned
+    (`__call__` only: `score_arrays` and `score_cache` score without explanations).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from ecglang.embeddings.pipeline import (
     default_processor,
     encode_batches,
 )
+from ecglang.embeddings.prototypes import PrototypeIndex
 from ecglang.embeddings.sources import ArraySource, CacheSource, EcgInput, ItemSource, RecordSource, expand_inputs
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.scores import labels as label_embeddings
@@ -94,6 +103,21 @@ class ZeroShotResult:
         """The best-scoring label of every record."""
         return self.scores.idxmax(axis=1)
 
+    def prototype_table(self, label: str | None = None) -> pd.DataFrame:
+        """The nearest prototypes of each record for `label` (default: each record's top label), one row per
+        prototype: record, label, beat (the record's most contributing beat), rank, prototype record and beat,
+        similarity, report. Empty when the classifier had no prototype index."""
+        rows = []
+        for rid, exps in (self.explanations or {}).items():
+            lab = label or str(self.scores.loc[rid].idxmax())
+            exp = exps[lab]
+            for rank, match in enumerate(exp.prototypes or [], 1):
+                rows.append({"record": rid, "label": lab, "beat": exp.prototype_beat, "rank": rank,
+                             "prototype_record": match.record_id, "prototype_beat": match.beat_index,
+                             "similarity": match.similarity, "report": match.report})  # fmt: skip
+        columns = ["record", "label", "beat", "rank", "prototype_record", "prototype_beat", "similarity", "report"]
+        return pd.DataFrame(rows, columns=columns)
+
 
 class ZeroShotClassifier:
     """Scores ECGs against labels with an `EcgLangModel`.
@@ -110,6 +134,8 @@ class ZeroShotClassifier:
         precision: the ECG encoder's arithmetic: `"fp32"` (default, exact), `"bf16"` (autocast to bfloat16:
             ~1.4x faster on CPUs with native bfloat16, e.g. AVX512-BF16 or AMX, and on GPUs; scores move by
             ~1e-3) or `"fp16"` (GPU only). Prompt and knowledge embeddings stay in float32.
+        prototypes: a `PrototypeIndex` or its folder, built with this model (else `PrototypeModelMismatch`);
+            None (default): no prototypes. prototype_k: reference beats returned per explanation.
     """
 
     def __init__(
@@ -121,11 +147,13 @@ class ZeroShotClassifier:
         knowledge_weight: float = 0.5,
         batch_size: int = 64,
         precision: Precision = "fp32",
+        prototypes: PrototypeIndex | str | PathLike | None = None,
+        prototype_k: int = 3,
     ) -> None:
         if not 0.0 <= knowledge_weight <= 1.0:
             raise ConfigError(f"knowledge_weight must be in [0, 1], got {knowledge_weight}")
-        if batch_size < 1 or k < 1:
-            raise ConfigError("batch_size and k must be >= 1")
+        if batch_size < 1 or k < 1 or prototype_k < 1:
+            raise ConfigError("batch_size, k and prototype_k must be >= 1")
         self.model = model.eval()
         self.processor = processor or default_processor(model)
         self.knowledge = resolve_knowledge(knowledge)
@@ -133,6 +161,12 @@ class ZeroShotClassifier:
         self.knowledge_weight = float(knowledge_weight)
         self.batch_size = batch_size
         self.precision = check_precision(precision, self.model.device.type)
+        if prototypes is not None and not isinstance(prototypes, PrototypeIndex):
+            prototypes = PrototypeIndex.load(prototypes, model=self.model)
+        elif prototypes is not None:
+            prototypes.check_model(self.model)
+        self.prototypes = prototypes
+        self.prototype_k = prototype_k
 
     # -- labels ------------------------------------------------------------------------------------
     def label_specs(self, labels: Any = None, prompts: Any = None, knowledge: Any = "inherit") -> dict[str, LabelSpec]:
@@ -174,14 +208,15 @@ class ZeroShotClassifier:
         stop the run: they are listed in `result.failures`. `num_workers`: processes that read and prepare
         records while the encoder runs (None: automatic; 0: all in this process; not used with `explain`).
         `keep_signals`: with `explain`, the first this many explained records keep the prepared signal and
-        beats the model saw (`Explanation.signal`/`.tokens`), for figures without reading them again.
+        beats the model saw (`Explanation.signal`/`.tokens`), for figures without reading them again. With a
+        prototype index, explanations are computed (and returned) whatever `explain` says.
         """
         check_mode(mode)
         specs = self.label_specs(labels, prompts, knowledge)
         label_emb = torch.from_numpy(self.label_matrix(specs))
         window = self.processor.preprocess_config.read_window()  # a Holter record is read only as far as used
         source = ItemSource(list(expand_inputs(ecgs, fs, leads)), fs, leads, window=window)
-        if not explain:
+        if not explain and self.prototypes is None:
             return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
         sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence"))
         ids: list[str] = []
@@ -190,19 +225,36 @@ class ZeroShotClassifier:
         explanations: dict[str, dict[str, Explanation]] = {}
         seen: dict[str, int] = {}
         batches = encode_batches(source, self.model, self.processor, batch_size=self.batch_size, num_workers=0,
-                                 precision=self.precision, full=True, progress=progress, desc="zero-shot")  # fmt: skip
+                                 precision=self.precision, full=True, progress=progress, desc="zero-shot",
+                                 output_attentions=True)  # fmt: skip
         for batch in batches:
             failures.extend(batch.failures)
             if not batch.record_ids:
                 continue
             blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
+            nearest = self._nearest_prototypes(batch)
             for row, rid in enumerate(batch.record_ids):
                 rid = unique_id(rid or f"record{len(ids)}", seen)
                 ids.append(rid)
                 explanations[rid] = explain_record(batch.outputs["model"], row, batch.views[row], rid,
                                                    blocks[-1][row], specs, sent_emb,
-                                                   keep_signal=len(explanations) < keep_signals)  # fmt: skip
+                                                   keep_signal=len(explanations) < keep_signals,
+                                                   beat_prototypes=nearest[row])  # fmt: skip
         return self._result(blocks, ids, specs, failures, mode, threshold, explanations)
+
+    def _nearest_prototypes(self, batch: Any) -> list[list[list[Any]] | None]:
+        """For each row of an encoded batch, the nearest prototypes of each of its real beats (one FAISS search
+        for the whole batch), leaving out the row's own record; None per row without an index."""
+        n_rows = len(batch.record_ids)
+        out = batch.outputs["model"]
+        if self.prototypes is None or out.beat_embeds is None:
+            return [None] * n_rows
+        counts = [int(view[1].n_beats) for view in batch.views]
+        queries = np.concatenate([out.beat_embeds[r, :c].float().cpu().numpy() for r, c in enumerate(counts)])
+        exclude = [rid for rid, c in zip(batch.record_ids, counts, strict=True) for _ in range(c)]
+        matches = self.prototypes.search(queries, self.prototype_k, exclude=exclude)
+        bounds = np.cumsum([0, *counts])
+        return [matches[bounds[r] : bounds[r + 1]] for r in range(n_rows)]
 
     def score_arrays(
         self,

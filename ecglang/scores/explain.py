@@ -4,11 +4,16 @@ The label is also embedded through the sentence head that the beat-level loss al
 contribution is the cosine between its beat embedding and that label sentence embedding, a lead's
 contribution is the mean cosine of its (beat, lead) token embeddings with it. Cheap, exact for what the
 model computed, and defined for every beat.
+
+Beside them, when the model computed them (`output_attentions`), the attention maps of the beat tower
+(BEAT-Net): which leads and which beats the tower attended to (`ecglang.encoders.ecg_encoders.attention_maps`);
+these are the same for every label. With a prototype index (ProtoECGNet), the reference beats nearest to the
+label's most contributing beat (`ecglang.embeddings.prototypes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +21,7 @@ import numpy as np
 import torch
 
 from ecglang.beats.tokenize import BeatTokens
+from ecglang.embeddings.prototypes import PrototypeMatch
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.scores.labels import LabelSpec
@@ -26,7 +32,10 @@ class Explanation:
     """Why one record got its score for one label.
 
     `signal`: the record as the model saw it (preprocessed, at `fs`) and `tokens` its beats, kept for the
-    records a caller asked figures for (`keep_signals`), else None."""
+    records a caller asked figures for (`keep_signals`), else None. `lead_attention [12]` / `beat_attention
+    [n_beats]`: the tower's attention maps (None when not computed, or for a rhythm mixer without attention
+    weights). `prototype_beat` and `prototypes`: the beat with the largest contribution and its nearest
+    reference beats, when the classifier has a prototype index."""
 
     record_id: str
     label: str
@@ -39,6 +48,10 @@ class Explanation:
     source: str | None = None  # the record's file, when it came from one
     signal: Ecg | None = None
     tokens: BeatTokens | None = None
+    lead_attention: np.ndarray | None = None
+    beat_attention: np.ndarray | None = None
+    prototype_beat: int | None = None
+    prototypes: list[PrototypeMatch] | None = None
 
     def top_leads(self, n: int = 3) -> list[str]:
         order = np.argsort(-np.nan_to_num(self.lead_contributions, nan=-np.inf))
@@ -54,14 +67,21 @@ def explain_record(
     specs: Mapping[str, LabelSpec],
     sent_emb: torch.Tensor | None,
     keep_signal: bool = False,
+    beat_prototypes: Sequence[list[PrototypeMatch]] | None = None,
 ) -> dict[str, Explanation]:
     """The explanations of batch row `row` (of `encode_ecg` output `out`) for every label in `specs`.
 
     `view`: the row's prepared record and beats; `cosines`: its `[n_labels]` scores; `sent_emb`: the labels'
-    sentence-head embeddings (None or empty for a model without beat-level outputs: contributions are NaN)."""
+    sentence-head embeddings (None or empty for a model without beat-level outputs: contributions are NaN).
+    `beat_prototypes`: the nearest reference beats of each of the row's beats (`PrototypeIndex.search`)."""
     ecg, tokens = view
     result = {}
     n = int(tokens.n_beats)
+    lead_att = beat_att = None
+    if getattr(out, "lead_attention", None) is not None:
+        lead_att = out.lead_attention[row].float().cpu().numpy()
+    if getattr(out, "beat_attention", None) is not None:
+        beat_att = out.beat_attention[row, :n].float().cpu().numpy()
     have_beats = out.beat_embeds is not None and sent_emb is not None and sent_emb.numel() > 0
     for j, (lab, spec) in enumerate(specs.items()):
         beat_c = np.full(n, np.nan, np.float32)
@@ -73,9 +93,20 @@ def explain_record(
             tok = out.token_embeds[row, :n].float().cpu() @ q  # [n, 12]
             lm = out.lead_mask[row].cpu().numpy()
             lead_c = np.where(lm, tok.mean(0).numpy(), np.nan).astype(np.float32)
+        best = most_contributing_beat(beat_c, beat_att) if beat_prototypes and n else None
         result[lab] = Explanation(
             rid, lab, float(cosines[j]), beat_c, lead_c, np.asarray(tokens.rpeaks[:n]), float(tokens.fs),
             spec.snippets, ecg.metadata.get("source_path"),
-            ecg if keep_signal else None, tokens if keep_signal else None,
+            ecg if keep_signal else None, tokens if keep_signal else None, lead_att, beat_att,
+            best, None if best is None else list(beat_prototypes[best]),
         )  # fmt: skip
     return result
+
+
+def most_contributing_beat(beat_contributions: np.ndarray, beat_attention: np.ndarray | None = None) -> int:
+    """The beat whose embedding is most similar to the label; without contributions (a model without beat
+    outputs), the most attended beat; else the first."""
+    for weights in (beat_contributions, beat_attention):
+        if weights is not None and len(weights) and np.isfinite(weights).any():
+            return int(np.nanargmax(weights))
+    return 0

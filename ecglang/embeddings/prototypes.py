@@ -1,0 +1,365 @@
+"""Case-based explanations (ProtoECGNet): a FAISS index of the beat embeddings of a reference set of records.
+
+    records (+ reports) ──embedding pipeline (full)──▶ unit beat embeddings ──▶ IndexFlatIP (cosine)
+
+Each indexed beat keeps its record id, beat index, the record's lead mask, its window (`[12, beat_len]`
+float16, written to a raw file as the build goes and memory-mapped on load, so memory stays bounded) and the
+record's report when there is one. A zero-shot result then shows, beside its score, the reference beats most
+similar to the beat that drove it, with their reports (`ecglang.scores.classifier`).
+
+On disk, a folder of plain data (loading executes nothing: no pickle):
+
+    index.faiss     FAISS IndexFlatIP over the unit beat embeddings
+    beats.npz       record (row in records.jsonl), beat (index in its record), lead_mask [n, 12]
+    windows.f16     raw float16 [n, 12, beat_len] (shape in meta.json)
+    records.jsonl   one object a record: id, report, source
+    meta.json       format version, the model's identity (config and weight sha256), dims, counts
+
+An index answers only for the model that built it: `PrototypeIndex.load(folder, model=m)` (and the zero-shot
+classifier) raise `PrototypeModelMismatch` for another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ecglang.core.atomic import atomic_directory
+from ecglang.embeddings.pipeline import default_processor, encode_batches
+from ecglang.embeddings.sources import ItemSource, expand_inputs
+from ecglang.errors import ConfigError, EcgLangError, RecordFailure
+from ecglang.record.leads import N_LEADS
+from ecglang.text.reports import decode_report, normalize_report
+
+if TYPE_CHECKING:
+    import faiss
+
+    from ecglang.encoders.ecg_processing import EcgProcessor
+    from ecglang.encoders.modeling import EcgLangModel
+
+__all__ = ["PrototypeError", "PrototypeIndex", "PrototypeMatch", "PrototypeModelMismatch", "build_prototypes",
+           "find_reports", "model_identity", "read_reports"]  # fmt: skip
+
+FORMAT_VERSION = 1
+WINDOWS_FILE = "windows.f16"
+
+
+class PrototypeError(EcgLangError, ValueError):
+    """A prototype index folder is missing, incomplete or malformed."""
+
+
+class PrototypeModelMismatch(PrototypeError):
+    """The prototype index was built with another model (other config or weights) than the one given."""
+
+
+@dataclass
+class PrototypeMatch:
+    """One reference beat near a query beat: its record, its index in that record, the cosine, the report."""
+
+    record_id: str
+    beat_index: int
+    similarity: float
+    report: str | None
+    row: int  # the beat's row in the index (for `PrototypeIndex.window`)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON row (without the index row, which means nothing outside this index)."""
+        return {"record": self.record_id, "beat": self.beat_index, "similarity": round(self.similarity, 6),
+                "report": self.report}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ identity
+def model_identity(model: EcgLangModel) -> dict[str, str]:
+    """sha256 of what makes a beat embedding: the ECG tower and projection config, and the weights of the ECG
+    tower and the beat projection (raw bytes, names sorted). Two models with equal identities embed beats alike."""
+    cfg = {"ecg_tower": model.config.ecg_tower, "projection": model.config.projection}
+    config_sha = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+    h = hashlib.sha256()
+    parts = {"ecg_tower": model.ecg_tower, "beat_proj": getattr(model, "beat_proj", None)}
+    for prefix, module in parts.items():
+        if module is None:
+            continue
+        for name, tensor in sorted(module.state_dict().items()):
+            t = tensor.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{prefix}.{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+    return {"config_sha256": config_sha, "weights_sha256": h.hexdigest()}
+
+
+# ------------------------------------------------------------------------------------------- reports
+def read_reports(path: str | os.PathLike) -> dict[str, str]:
+    """Record id → report from a CSV: PTB-XL's `ptbxl_database.csv` (ids: the record file stems of
+    `filename_hr` and `filename_lr`, and `ecg_id`; reports translated to English as for pretraining), or any
+    CSV with a `report` column and an `id` or `path` column (ids: `id`, else the file stem of `path`)."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read reports: {exc}") from None
+    if "report" not in df.columns:
+        raise ConfigError(f"{path}: a reports CSV needs a 'report' column; found {list(df.columns)}")
+    out: dict[str, str] = {}
+    if {"filename_hr", "filename_lr", "ecg_id"} <= set(df.columns):  # PTB-XL
+        for row in df.itertuples(index=False):
+            text = normalize_report(decode_report(row.report), source="ptbxl")
+            for key in (Path(row.filename_hr).name, Path(row.filename_lr).name, str(int(float(row.ecg_id)))):
+                out[key] = text
+        return out
+    key_column = "id" if "id" in df.columns else "path" if "path" in df.columns else None
+    if key_column is None:
+        raise ConfigError(f"{path}: a reports CSV needs an 'id' or 'path' column; found {list(df.columns)}")
+    for key, text in zip(df[key_column], df["report"], strict=True):
+        out[key if key_column == "id" else Path(key).stem] = normalize_report(text, source="english")
+    return out
+
+
+def find_reports(records: str | os.PathLike) -> Path | None:
+    """PTB-XL's `ptbxl_database.csv` in the records folder or up to two folders above it (where PTB-XL keeps
+    it beside `records500/`), else None."""
+    folder = Path(records)
+    folder = folder if folder.is_dir() else folder.parent
+    for candidate in [folder, *folder.resolve().parents[:2]]:
+        if (candidate / "ptbxl_database.csv").is_file():
+            return candidate / "ptbxl_database.csv"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- index
+class PrototypeIndex:
+    """Beat embeddings of a reference set in a FAISS inner-product index over unit vectors (cosine)."""
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        records: list[dict[str, Any]],
+        beat_record: np.ndarray,
+        beat_index: np.ndarray,
+        lead_masks: np.ndarray,
+        windows: np.ndarray | None,
+        meta: dict[str, Any],
+    ) -> None:
+        self.index, self.records, self.meta = index, records, meta
+        self.beat_record, self.beat_index, self.lead_masks, self.windows = beat_record, beat_index, lead_masks, windows
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def __repr__(self) -> str:
+        return f"PrototypeIndex({len(self)} beats of {len(self.records)} records, dim {self.index.d})"
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The identity (`model_identity`) of the model that built the index."""
+        return dict(self.meta["model"])
+
+    def check_model(self, model: EcgLangModel, where: str | os.PathLike | None = None) -> None:
+        """`PrototypeModelMismatch` unless `model` is the model that built this index."""
+        ours = model_identity(model)
+        theirs = self.identity
+        differ = [k.removesuffix("_sha256") for k in ("config_sha256", "weights_sha256") if ours[k] != theirs.get(k)]
+        if differ:
+            name = self.meta.get("model_name") or "another model"
+            raise PrototypeModelMismatch(
+                f"{where or 'prototype index'}: built with {name}, whose {' and '.join(differ)} differ from the "
+                "model given; rebuild it with `ecglang prototypes build --model ...` for this model"
+            )
+
+    def search(
+        self, queries: np.ndarray, k: int = 3, exclude: Sequence[str | None] | None = None
+    ) -> list[list[PrototypeMatch]]:
+        """The `k` nearest reference beats of each query beat embedding `[q, D]`, best first.
+
+        `exclude[i]`: a record id whose beats query `i` must not return (the query's own record, when it is in
+        the reference set: a case-based explanation that shows the ECG itself explains nothing)."""
+        import faiss  # here: FAISS loads only when prototypes are used
+
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32).reshape(-1, self.index.d))
+        faiss.normalize_L2(q)
+        extra = int(self.meta.get("max_beats_per_record", 0)) if exclude is not None else 0
+        sims, rows = self.index.search(q, min(len(self), k + extra))
+        out = []
+        for i in range(len(q)):
+            skip = None if exclude is None else exclude[i]
+            hits = []
+            for sim, row in zip(sims[i], rows[i], strict=True):
+                if row < 0:
+                    continue
+                rec = self.records[int(self.beat_record[row])]
+                if skip is not None and rec["id"] == skip:
+                    continue
+                hits.append(
+                    PrototypeMatch(rec["id"], int(self.beat_index[row]), float(sim), rec.get("report"), int(row))
+                )
+                if len(hits) == k:
+                    break
+            out.append(hits)
+        return out
+
+    def window(self, row: int) -> np.ndarray | None:
+        """The beat window `[12, beat_len]` (float32) of index row `row`, or None when windows were not kept."""
+        return None if self.windows is None else np.asarray(self.windows[row], dtype=np.float32)
+
+    # ---------------------------------------------------------------------------------------- files
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the index folder (atomically; see the module docstring)."""
+        with atomic_directory(directory) as tmp:
+            self.write(tmp)
+        return Path(directory)
+
+    def write(self, folder: Path) -> None:
+        """Write every file of the index into `folder` (the caller makes it atomic)."""
+        import faiss  # here: FAISS loads only when prototypes are used
+
+        faiss.write_index(self.index, str(folder / "index.faiss"))
+        np.savez(folder / "beats.npz", record=self.beat_record, beat=self.beat_index, lead_mask=self.lead_masks)
+        if self.windows is not None and WINDOWS_FILE not in {p.name for p in folder.iterdir()}:
+            with open(folder / WINDOWS_FILE, "wb") as fh:
+                for start in range(0, len(self.windows), 4096):  # in chunks: the windows may be memory-mapped
+                    fh.write(np.ascontiguousarray(self.windows[start : start + 4096], dtype=np.float16).tobytes())
+        with open(folder / "records.jsonl", "w", encoding="utf-8") as fh:
+            for rec in self.records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        (folder / "meta.json").write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, model: EcgLangModel | None = None) -> PrototypeIndex:
+        """Read an index folder; with `model`, check that it built the index (`PrototypeModelMismatch`)."""
+        import faiss  # here: FAISS loads only when prototypes are used
+
+        folder = Path(directory)
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            if meta.get("format") != FORMAT_VERSION:
+                raise PrototypeError(
+                    f"{folder}: prototype index format {meta.get('format')!r}, expected {FORMAT_VERSION}"
+                )
+            index = faiss.read_index(str(folder / "index.faiss"))
+            with np.load(folder / "beats.npz", allow_pickle=False) as arrays:
+                beat_record, beat_index, lead_masks = arrays["record"], arrays["beat"], arrays["lead_mask"]
+            with open(folder / "records.jsonl", encoding="utf-8") as fh:
+                records = [json.loads(line) for line in fh if line.strip()]
+            windows = None
+            if meta.get("windows_shape") is not None:
+                shape = tuple(int(s) for s in meta["windows_shape"])
+                windows = np.memmap(folder / WINDOWS_FILE, dtype=np.float16, mode="r", shape=shape) if shape[0] else (
+                    np.zeros(shape, np.float16))  # fmt: skip
+        except PrototypeError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
+            raise PrototypeError(f"{folder}: not a readable prototype index ({type(exc).__name__}: {exc})") from None
+        n = int(index.ntotal)
+        if not (len(beat_record) == len(beat_index) == len(lead_masks) == n == meta.get("n_beats")) or (
+            windows is not None and len(windows) != n
+        ):
+            raise PrototypeError(f"{folder}: its files disagree on the number of beats (index has {n}); rebuild it")
+        if n and int(beat_record.max()) >= len(records):
+            raise PrototypeError(f"{folder}: beats.npz names records that records.jsonl lacks; rebuild it")
+        result = cls(index, records, beat_record, beat_index, lead_masks, windows, meta)
+        if model is not None:
+            result.check_model(model, folder)
+        return result
+
+
+# --------------------------------------------------------------------------------------------- build
+def build_prototypes(
+    model: EcgLangModel,
+    records: Any,
+    out: str | os.PathLike,
+    *,
+    processor: EcgProcessor | None = None,
+    reports: Mapping[str, str] | None = None,
+    beats_per_record: int | None = None,
+    keep_windows: bool = True,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> tuple[PrototypeIndex, list[RecordFailure]]:
+    """Embed every beat of `records` (paths, folders, `Ecg`s: what zero-shot takes) with `model` through the
+    embedding pipeline and write the index folder `out` (atomically). Returns the loaded index and the records
+    that failed.
+
+    `reports`: record id → report (see `read_reports`); a record's own `Ecg.report` is used otherwise.
+    `beats_per_record`: keep at most this many beats of a record, evenly spaced (default: all).
+    `keep_windows`: store each beat's window for figures (2 bytes × 12 × beat_len a beat)."""
+    import faiss  # here: FAISS loads only when prototypes are used
+
+    if not model.config.is_beat_model:
+        raise ConfigError(f"prototypes need beat embeddings; the {model.config.ecg_tower['type']} tower has none")
+    if beats_per_record is not None and beats_per_record < 1:
+        raise ConfigError(f"beats_per_record must be >= 1, got {beats_per_record}")
+    processor = processor or default_processor(model)
+    source = ItemSource(list(expand_inputs(records, None, None)), window=processor.preprocess_config.read_window())
+    reports = dict(reports or {})
+    embeddings: list[np.ndarray] = []
+    recs: list[dict[str, Any]] = []
+    beat_record: list[np.ndarray] = []
+    beat_index: list[np.ndarray] = []
+    lead_masks: list[np.ndarray] = []
+    failures: list[RecordFailure] = []
+    beat_len = int(model.config.ecg_tower["beat_len"])
+    with atomic_directory(out) as tmp, open(tmp / WINDOWS_FILE, "wb") as windows:
+        batches = encode_batches(source, model, processor, batch_size=batch_size, num_workers=num_workers, full=True,
+                                 progress=progress, desc="prototype beats")  # fmt: skip
+        for batch in batches:
+            failures.extend(batch.failures)
+            for row, rid in enumerate(batch.record_ids):
+                ecg, tokens = batch.views[row]
+                n = int(tokens.n_beats)
+                keep = np.arange(n) if beats_per_record is None or n <= beats_per_record else (
+                    np.unique(np.linspace(0, n - 1, beats_per_record).round().astype(int)))  # fmt: skip
+                if not len(keep):
+                    path = str(ecg.metadata.get("source_path") or "")
+                    failures.append(RecordFailure(rid or "<record>", "process", "no beat detected", path=path))
+                    continue
+                embeddings.append(batch.outputs["model"].beat_embeds[row, keep].float().cpu().numpy())
+                if keep_windows:
+                    windows.write(np.ascontiguousarray(tokens.beats[keep], dtype=np.float16).tobytes())
+                report = reports.get(rid) or ecg.report or None
+                recs.append({"id": rid, "report": report, "source": ecg.metadata.get("source_path")})
+                beat_record.append(np.full(len(keep), len(recs) - 1, np.int32))
+                beat_index.append(keep.astype(np.int16))
+                lead_masks.append(np.repeat(np.asarray(tokens.lead_mask, bool)[None], len(keep), 0))
+        emb = np.concatenate(embeddings).astype(np.float32) if embeddings else np.zeros((0, 0), np.float32)
+        dim = emb.shape[1] if len(emb) else int(model.config.projection["dim"])
+        emb = np.ascontiguousarray(emb.reshape(-1, dim))
+        faiss.normalize_L2(emb)
+        index = faiss.IndexFlatIP(dim)
+        index.add(emb)
+        counts = [len(b) for b in beat_record]
+        meta = {
+            "format": FORMAT_VERSION,
+            "model": model_identity(model),
+            "model_name": str(getattr(model, "name_or_path", "") or "") or None,
+            "processor": processor.to_dict() if hasattr(processor, "to_dict") else None,
+            "dim": dim,
+            "n_beats": len(emb),
+            "n_records": len(recs),
+            "max_beats_per_record": max(counts, default=0),
+            "n_with_report": sum(bool(r["report"]) for r in recs),
+            "windows_shape": [len(emb), N_LEADS, beat_len] if keep_windows else None,
+        }
+        result = PrototypeIndex(
+            index,
+            recs,
+            np.concatenate(beat_record) if beat_record else np.zeros(0, np.int32),
+            np.concatenate(beat_index) if beat_index else np.zeros(0, np.int16),
+            np.concatenate(lead_masks) if lead_masks else np.zeros((0, N_LEADS), bool),
+            None,
+            meta,
+        )
+        windows.close()
+        if not keep_windows:
+            (tmp / WINDOWS_FILE).unlink()
+        result.write(tmp)
+    return PrototypeIndex.load(out), failures
