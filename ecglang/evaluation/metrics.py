@@ -491,7 +491,9 @@ def bootstrap_ci(
 # retrieval
 
 
-def retrieval_recall(sim: Any, k: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def retrieval_recall(
+    sim: Any, k: Sequence[int] = (1, 5, 10), n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, Any]:
     """Recall@k of a similarity matrix whose correct match for query i is item i.
 
     `sim` is `[N_q, N_d]` with `N_d >= N_q` (items beyond N_q are distractors). ECG→report uses
@@ -500,9 +502,12 @@ def retrieval_recall(sim: Any, k: Sequence[int] = (1, 5, 10)) -> dict[str, float
     Ties are counted pessimistically: every other item scoring *at least* as high as the correct one
     ranks ahead of it, so a constant similarity matrix scores recall@k = k / N_d rather than 1.
 
+    `recall@k_ci` is the percentile-bootstrap `[low, high]` of recall@k over resampled queries (the
+    gallery stays whole, as in the evaluation itself); `n_resamples=0` leaves the CIs out.
+
     Returns:
-        `{"recall@1": ..., "recall@5": ..., "median_rank": ..., "mean_rank": ..., "n_queries": ...}`;
-        ranks are 1-based.
+        `{"recall@1": ..., "recall@1_ci": [low, high], ..., "median_rank": ..., "mean_rank": ...,
+        "n_queries": ...}`; ranks are 1-based.
     """
     if np.ndim(sim) != 2:
         raise ConfigError(f"sim must be a 2-D [N_queries, N_items] matrix, got shape {np.shape(sim)}")
@@ -517,7 +522,14 @@ def retrieval_recall(sim: Any, k: Sequence[int] = (1, 5, 10)) -> dict[str, float
         raise ConfigError(f"k must be positive integers, got {k!r}")
     correct = m[np.arange(n_q), np.arange(n_q)]
     rank = (m >= correct[:, None]).sum(axis=1)  # counts the correct item itself, so rank is 1-based
-    out: dict[str, float] = {f"recall@{int(x)}": float(np.mean(rank <= x)) for x in ks}
+    out: dict[str, Any] = {f"recall@{int(x)}": float(np.mean(rank <= x)) for x in ks}
+    if n_resamples > 0:
+        hits = rank[:, None] <= np.asarray(ks)[None, :]  # [N_q, K]
+        draws = np.random.default_rng(seed).integers(0, n_q, size=(n_resamples, n_q))
+        boot = hits[draws].mean(axis=1)  # [B, K]
+        low, high = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+        for i, x in enumerate(ks):
+            out[f"recall@{int(x)}_ci"] = [float(low[i]), float(high[i])]
     out["median_rank"] = float(np.median(rank))
     out["mean_rank"] = float(np.mean(rank))
     out["n_queries"] = int(n_q)

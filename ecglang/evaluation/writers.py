@@ -340,6 +340,12 @@ def _cells(run: EvaluationRun, which: str) -> dict[str, dict[str, EvalResult]]:
     return out
 
 
+def recall_cell(m: dict, k: int) -> str:
+    """ "0.222 (0.074–0.370)": recall@k with its bootstrap CI over queries when the result has one."""
+    ci = m.get(f"recall@{k}_ci")
+    return f"{m[f'recall@{k}']:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+
+
 def results_markdown(run: EvaluationRun) -> str:
     """`results.md`: macro AUROC / max-F1 tables (rows = label sets, columns = sources × {model, random}),
     record counts, prompt-source notes, linear probe and retrieval tables."""
@@ -425,8 +431,8 @@ def results_markdown(run: EvaluationRun) -> str:
             for direction in ("ecg_to_report", "report_to_ecg"):
                 for key in (MODEL, RANDOM):
                     m = ret[key][direction]
-                    lines.append(f"| {direction.replace('_', ' ')} | {key} | {m['recall@1']:.3f} | {m['recall@5']:.3f} "
-                                 f"| {m['recall@10']:.3f} | {m['median_rank']:g} |")  # fmt: skip
+                    cells = " | ".join(recall_cell(m, k) for k in (1, 5, 10))
+                    lines.append(f"| {direction.replace('_', ' ')} | {key} | {cells} | {m['median_rank']:g} |")
     lines += ["", "## Failures", ""]
     if run.failures:
         lines.append(f"{len(run.failures)} record(s) could not be read or processed and were left out (failures.csv):")

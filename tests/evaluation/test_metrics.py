@@ -278,6 +278,23 @@ def test_retrieval_constant_similarity_is_pessimistic():
     assert (r["recall@1"], r["recall@5"], r["recall@10"]) == (0.0, 0.0, 1.0)
 
 
+def test_retrieval_recall_ci_brackets_the_point_and_collapses_when_every_query_agrees():
+    rng = np.random.default_rng(3)
+    sim = rng.normal(size=(40, 40)) + 1.5 * np.eye(40)  # about half the queries rank their match first
+    r = retrieval_recall(sim, k=(1, 5), n_resamples=500, seed=1)
+    for k in (1, 5):
+        low, high = r[f"recall@{k}_ci"]
+        assert low <= r[f"recall@{k}"] <= high and high - low > 0.05  # 40 queries: a wide interval
+    # an oracle: the same percentile bootstrap of the per-query hits, written out
+    rank = (sim >= np.diag(sim)[:, None]).sum(1)
+    draws = np.random.default_rng(1).integers(0, 40, size=(500, 40))
+    boot = (rank[draws] <= 1).mean(1)
+    assert r["recall@1_ci"] == pytest.approx(list(np.percentile(boot, [2.5, 97.5])))
+    perfect = retrieval_recall(np.eye(8) + 0.0, k=(1,))
+    assert perfect["recall@1_ci"] == [1.0, 1.0]
+    assert "recall@1_ci" not in retrieval_recall(sim, k=(1,), n_resamples=0)
+
+
 def test_retrieval_with_distractors_and_errors():
     sim = np.eye(3, 5)
     sim[0, 4] = 2.0  # a distractor beats query 0's match
