@@ -19,7 +19,7 @@ from ecglang.encoders.objectives import LatentBeatPrediction
 from ecglang.errors import ConfigError
 from ecglang.training.config import load_config
 from ecglang.training.objectives import PretrainObjectives
-from ecglang.training.pairs import EpochSampler
+from ecglang.training.pairs import EpochSampler, PretrainCollator
 from ecglang.training.setup import build_model, param_groups
 from ecglang.training.trainer import train
 
@@ -178,3 +178,16 @@ def test_objective_config_keys_are_checked(tmp_path: Path, unpaired_dir: Path) -
         load_config(SMOKE, ["objectives.masked_beats.weight=1", "objectives.masked_beats.mask_ratio=1.5"])
     default = load_config(SMOKE)
     assert not default.objectives.active() and default.objectives.contrastive  # off unless asked for
+
+
+def test_collate_carries_age_sex_and_the_report_flag() -> None:
+    def item(i: int, report: str, age: float, sex: int) -> dict:
+        z = np.zeros
+        return {"id": str(i), "index": i, "report": report, "has_report": bool(report), "age": np.float32(age),
+                "sex": np.int64(sex), "beats": z((3, 12, 4), np.float32), "beat_mask": np.ones(3, bool),
+                "lead_mask": np.ones(12, bool), "rr": z((3, 2), np.float32), "times": z(3, np.float32)}  # fmt: skip
+
+    batch = PretrainCollator(None)([item(0, "sinus rhythm", 63.0, 1), item(1, "", float("nan"), 0)])
+    assert batch["has_report"].tolist() == [True, False]
+    assert batch["age"][0] == 63.0 and torch.isnan(batch["age"][1]) and batch["sex"].tolist() == [1, 0]
+    assert "input_ids" not in batch  # ECG-only runs tokenize no report
