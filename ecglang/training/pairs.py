@@ -78,18 +78,26 @@ class PairTable:
     rows: np.ndarray
     ids: list[str]
     reports: list[str]  # "" for an ECG without a report (ECG-only objectives only)
-    age: np.ndarray | None = None  # float32 years, NaN unknown (ecglang.record.demographics)
-    sex: np.ndarray | None = None  # int64 0 unknown, 1 male, 2 female
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> PairTable:
         idx = np.asarray(index, dtype=np.int64)
-        return PairTable(
-            self.rows[idx], [self.ids[i] for i in idx], [self.reports[i] for i in idx],
-            None if self.age is None else self.age[idx], None if self.sex is None else self.sex[idx],
-        )  # fmt: skip
+        return PairTable(self.rows[idx], [self.ids[i] for i in idx], [self.reports[i] for i in idx])
+
+
+@dataclass
+class Demographics:
+    """Age and sex of the items of a `PairTable` (same order), for a tower with `demographics: true`. Kept apart
+    from the table: validation reads ids, cache rows and report texts only."""
+
+    age: np.ndarray  # float32 years, NaN unknown (ecglang.record.demographics)
+    sex: np.ndarray  # int64 0 unknown, 1 male, 2 female
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> Demographics:
+        idx = np.asarray(index, dtype=np.int64)
+        return Demographics(self.age[idx], self.sex[idx])
 
 
 class PretrainPairs(Dataset):
@@ -97,7 +105,7 @@ class PretrainPairs(Dataset):
 
     Items are dicts of numpy arrays (`beats, beat_mask, lead_mask, rr, times` for the beat tower, or `signal,
     lead_mask` with `inputs="signal"` for the ResNet baseline) plus `report`, `has_report` (False for an ECG
-    without one), `id` and `index`, and `age`/`sex` with `demographics=True` (a tower with `demographics: true`);
+    without one), `id` and `index`, and `age`/`sex` when `demographics` is given (a tower that reads them);
     or a skip marker `{"skip": True, "id", "reason", "index"}` for a record without usable beats.
 
     Indexing: an int `i` (validation: no augmentation), or `(epoch, i)` from `EpochSampler` (training:
@@ -112,7 +120,7 @@ class PretrainPairs(Dataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         inputs: str = "beats",
-        demographics: bool = False,
+        demographics: Demographics | None = None,
     ) -> None:
         if inputs not in ("beats", "signal"):
             raise ConfigError(f"inputs must be 'beats' or 'signal', got {inputs!r}")
@@ -123,7 +131,9 @@ class PretrainPairs(Dataset):
         self.seed = int(seed)
         self.inputs = inputs
         self.fs = cache.fs
-        self.demographics = bool(demographics)
+        self.demographics = demographics
+        if demographics is not None and len(demographics.age) != len(pairs):
+            raise ConfigError(f"{len(demographics.age)} ages for {len(pairs)} items")
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -136,10 +146,8 @@ class PretrainPairs(Dataset):
         except EcgLangError as exc:
             return {"skip": True, "id": record_id, "reason": str(exc), "index": i}
         item: dict[str, Any] = {"report": report, "has_report": bool(report.strip()), "id": record_id, "index": i}
-        if self.demographics:
-            p = self.pairs
-            item["age"] = np.float32(np.nan if p.age is None else p.age[i])
-            item["sex"] = np.int64(0 if p.sex is None else p.sex[i])
+        if self.demographics is not None:
+            item["age"], item["sex"] = np.float32(self.demographics.age[i]), np.int64(self.demographics.sex[i])
         if self.augment is not None and epoch is not None:
             rng = np.random.default_rng([self.seed, epoch, i])
             aug = augment_signal(signal, mask, self.fs, self.augment, rng)
@@ -296,6 +304,7 @@ def heldout_split(
 
 __all__ = [
     "ConcatPairs",
+    "Demographics",
     "EpochSampler",
     "PairTable",
     "PretrainCollator",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from ecglang.training.logs import EXCLUDED_CSV
 from ecglang.training.objectives import EmaTargets, PretrainObjectives
 from ecglang.training.pairs import (
     ConcatPairs,
+    Demographics,
     EpochSampler,
     PairTable,
     PretrainCollator,
@@ -101,6 +102,8 @@ class PretrainData:
     description: str
     unpaired: PairTable | None = None  # data.unpaired_root: ECGs without reports (training only)
     unpaired_cache: Any = None
+    # "train", "val", "unpaired" → age/sex of that table's items; empty unless the tower reads them
+    demographics: dict[str, Demographics] = field(default_factory=dict)
 
 
 def uses_demographics(model: Any) -> bool:
@@ -108,14 +111,16 @@ def uses_demographics(model: Any) -> bool:
     return bool(model.config.ecg_tower.get("demographics", False))
 
 
-def demographic_arrays(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+def demographic_arrays(dataset: Any) -> Demographics:
     """Age (float32, NaN unknown) and sex (int64, 0 unknown / 1 male / 2 female) of every builder row, from its
     `age`/`sex` columns (all unknown where a source has none)."""
     n = len(dataset)
     ages = dataset["age"] if "age" in dataset.column_names else [None] * n
     sexes = dataset["sex"] if "sex" in dataset.column_names else [None] * n
     codes = [demographic_codes(a, x) for a, x in zip(ages, sexes, strict=True)]
-    return np.array([c[0] for c in codes], dtype=np.float32), np.array([c[1] for c in codes], dtype=np.int64)
+    return Demographics(
+        np.array([c[0] for c in codes], dtype=np.float32), np.array([c[1] for c in codes], dtype=np.int64)
+    )
 
 
 def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any) -> PretrainData:
@@ -146,7 +151,7 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     # Only what pretraining may see leaves this function: ids, paths (for the cache) and report texts.
     ids = [str(x) for x in dataset["id"]]
     reports = [str(x) for x in dataset["report"]]
-    age, sex = demographic_arrays(dataset) if uses_demographics(model) else (None, None)
+    demo = demographic_arrays(dataset) if uses_demographics(model) else None
     keep_unpaired = bool(cfg.objectives.active())  # the ECG-only objectives train on ECGs without a report
     if not d.prepared:
         records = list(zip(ids, [str(p) for p in dataset["path"]], strict=True))
@@ -156,20 +161,22 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     status_ok[ok_rows[ok_rows < len(ids)]] = True  # a prepared cache may hold more rows than data.limit keeps
     failed_reason = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
 
+    demographics: dict[str, Demographics] = {}
+
     def table(index: np.ndarray, split: str) -> PairTable:
         rows = []
         for i in index:
-            if not reports[i].strip() and not keep_unpaired:
+            # Held out for pair metrics, an ECG needs its report; ECG-only runs validate on the objective loss.
+            if not reports[i].strip() and not (keep_unpaired and (split == "train" or cfg.ecg_only)):
                 excluded.append((ids[i], f"{split}: empty report"))
             elif not status_ok[i]:
                 excluded.append((ids[i], f"{split}: signal cache failed: {failed_reason.get(ids[i], '?')}"))
             else:
                 rows.append(int(i))
         rows_arr = np.asarray(rows, dtype=np.int64)
-        return PairTable(
-            rows_arr, [ids[i] for i in rows], [reports[i] for i in rows],
-            None if age is None else age[rows_arr], None if sex is None else sex[rows_arr],
-        )  # fmt: skip
+        if demo is not None:
+            demographics[split] = demo.subset(rows_arr)
+        return PairTable(rows_arr, [ids[i] for i in rows], [reports[i] for i in rows])
 
     train, val = table(train_idx, "train"), table(val_idx, "val")
     if len(val) < 2 and accelerator.is_main_process:
@@ -183,7 +190,8 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
         f"({how}); {len(excluded)} records left out (listed in {EXCLUDED_CSV})"
         + (f", {n_capped} beyond data.val_max unused" if n_capped else "")
     )
-    data = PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description)
+    data = PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description,
+                        demographics=demographics)  # fmt: skip
     if d.unpaired_root is not None:
         add_unpaired(cfg, model, output, accelerator, data)
     return data
@@ -206,11 +214,9 @@ def add_unpaired(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     failed = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
     ok = np.asarray(sorted(int(r) for r in np.asarray(cache.ok_rows) if r < len(ids)), dtype=np.int64)
     data.excluded.extend((i, f"unpaired: signal cache failed: {r}") for i, r in failed.items())
-    age, sex = demographic_arrays(dataset) if uses_demographics(model) else (None, None)
-    data.unpaired = PairTable(
-        ok, [ids[i] for i in ok], [""] * len(ok),  # no report: the contrastive losses never see them
-        None if age is None else age[ok], None if sex is None else sex[ok],
-    )  # fmt: skip
+    if uses_demographics(model):
+        data.demographics["unpaired"] = demographic_arrays(dataset).subset(ok)
+    data.unpaired = PairTable(ok, [ids[i] for i in ok], [""] * len(ok))  # no report: no contrastive loss
     data.unpaired_cache = cache
     data.description += f"; {len(ok)} ECGs without reports of {d.unpaired_builder} ({root.name}) mixed in"
 
@@ -410,15 +416,17 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
     processor = model_processor(model)
     beat_cfg = processor.beat_config
     inputs = "beats" if model.config.is_beat_model else "signal"
-    demo = uses_demographics(model)
+    demo = data.demographics
     train_ds: Any = PretrainPairs(
-        data.cache, data.train, beat_cfg, cfg.augment, seed=cfg.seed, inputs=inputs, demographics=demo
+        data.cache, data.train, beat_cfg, cfg.augment, seed=cfg.seed, inputs=inputs, demographics=demo.get("train")
     )
     if data.unpaired is not None:
         unpaired = PretrainPairs(data.unpaired_cache, data.unpaired, beat_cfg, cfg.augment, seed=cfg.seed + 1,
-                                 inputs=inputs, demographics=demo)  # fmt: skip
+                                 inputs=inputs, demographics=demo.get("unpaired"))  # fmt: skip
         train_ds = ConcatPairs([train_ds, unpaired])
-    val_ds = PretrainPairs(data.cache, data.val, beat_cfg, None, seed=cfg.seed, inputs=inputs, demographics=demo)
+    val_ds = PretrainPairs(
+        data.cache, data.val, beat_cfg, None, seed=cfg.seed, inputs=inputs, demographics=demo.get("val")
+    )
     collate = PretrainCollator(None if cfg.ecg_only else ReportTokenizer(model.text_tower))
     sampler = EpochSampler(len(train_ds), seed=cfg.seed, shuffle=True)
     t_cfg, nw = cfg.train, cfg.data.num_workers

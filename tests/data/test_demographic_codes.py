@@ -28,18 +28,20 @@ def test_codes_of_known_and_unknown_values() -> None:
 
 def test_table_columns_become_batch_arrays() -> None:
     table = datasets.Dataset.from_dict({"id": ["a", "b", "c"], "age": [63.0, None, 300.0], "sex": ["M", None, "F"]})
-    age, sex = demographic_arrays(table)
+    demo = demographic_arrays(table)
+    age, sex = demo.age, demo.sex
     assert age.dtype == np.float32 and sex.dtype == np.int64
     assert age[0] == 63.0 and math.isnan(age[1]) and age[2] == 90.0
     assert sex.tolist() == [1, 0, 2]
     no_columns = demographic_arrays(datasets.Dataset.from_dict({"id": ["a", "b"]}))
-    assert np.isnan(no_columns[0]).all() and no_columns[1].tolist() == [0, 0]
+    assert np.isnan(no_columns.age).all() and no_columns.sex.tolist() == [0, 0]
 
 
 @pytest.mark.shared_data
 def test_ptbxl_age_and_sex_reach_the_training_arrays(ptbxl_dir: Path) -> None:
     table = build_ptbxl(ptbxl_dir, progress=False).dataset
-    age, sex = demographic_arrays(table)
+    demo = demographic_arrays(table)
+    age, sex = demo.age, demo.sex
     csv = pd.read_csv(ptbxl_dir / "ptbxl_database.csv").set_index("ecg_id")
     expected_sex = [1 if csv.loc[int(i), "sex"] == 0 else 2 for i in table["id"]]  # PTB-XL: 0 male, 1 female
     assert sex.tolist() == expected_sex
