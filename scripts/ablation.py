@@ -34,6 +34,10 @@ VARIANTS: dict[str, list[str]] = {
     "neighbourhood": [f"{TOWER}.rhythm_mixer=neighbourhood"],
     "ssm": [f"{TOWER}.rhythm_mixer=ssm"],
     "lead-group": [f"{TOWER}.pooling=lead_group"],
+    # Issue 17: ECG-only objectives beside the contrastive losses, and age/sex into the tower.
+    "masked-beats": ["objectives.masked_beats.weight=0.5"],
+    "latent-beats": ["objectives.latent_beats.weight=0.5"],
+    "demographics": [f"{TOWER}.demographics=true"],
 }
 THREE_SEEDS = ("ecglang-mini", "resnet-baseline")
 

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ecglang.beats.tokenize import BeatTokens, tokenize_array
 from ecglang.core.threads import torch_threads, usable_cores
-from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
+from ecglang.embeddings.sources import CacheSource, RecordSource, demographic_tensors, error_message, record_name
 from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.encoders.layers import trim_beat_axis
 from ecglang.errors import ConfigError, RecordFailure
@@ -140,7 +140,7 @@ class BatchPreparer(Dataset):
 
     def __getitem__(self, b: int) -> PreparedBatch:
         start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
-        tokens, signals, ids, positions, failures, failed, views = [], [], [], [], [], [], []
+        tokens, signals, ids, positions, failures, failed, views, metadata = [], [], [], [], [], [], [], []
         for i in range(start, stop):
             try:  # sources return failures; a source that raises (a bug, a MemoryError) must not kill the batch
                 ecg = self.source.read(i)
@@ -161,10 +161,12 @@ class BatchPreparer(Dataset):
             signals.append(clean.signal)
             ids.append(ecg.record_id)
             positions.append(i)
+            metadata.append(ecg.metadata)
             if self.keep_views:
                 views.append((clean.replace(metadata={**ecg.metadata, **clean.metadata}), tok))
         tensors = self.processor.collate(tokens, signals if self.processor.return_signal else None)
         trim_beat_axis(tensors)  # ship only the beat slots in use: less to pass between processes
+        tensors.update(demographic_tensors(metadata))  # header age/sex: read only by a tower with demographics
         return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views)
 
 

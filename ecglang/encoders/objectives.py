@@ -86,6 +86,12 @@ class LatentBeatPrediction(nn.Module):
         self.predictor = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.target = copy.deepcopy(tower).requires_grad_(False).eval()
 
+    def train(self, mode: bool = True) -> LatentBeatPrediction:
+        """The predictor follows `mode`; the target tower stays in eval mode (no dropout in the targets)."""
+        super().train(mode)
+        self.target.eval()
+        return self
+
     @torch.no_grad()
     def update_target(self, tower: nn.Module) -> None:
         """target ← m · target + (1 − m) · online, parameter by parameter."""

@@ -24,21 +24,28 @@ from ecglang.encoders.checkpoint import (
 from ecglang.encoders.ecg_processing import EcgBatch, EcgProcessor
 from ecglang.encoders.text_encoder import tokenize_reports
 from ecglang.errors import ConfigError
+from ecglang.record.demographics import metadata_demographics
 from ecglang.record.ecg import Ecg
 
 
 class EcgLangProcessor:
     """`processor(ecgs=[...], texts=[...])` → one dict with the ECG tensors and the tokenized texts."""
 
-    def __init__(self, ecg_processor: EcgProcessor, tokenizer: Any, text_config: Mapping[str, Any]) -> None:
+    def __init__(
+        self, ecg_processor: EcgProcessor, tokenizer: Any, text_config: Mapping[str, Any], demographics: bool = False
+    ) -> None:
         self.ecg_processor = ecg_processor
         self.tokenizer = tokenizer
         self.text_config = dict(text_config)
+        # The model's tower reads age and sex (`ecg_tower.demographics`): the ECG tensors then carry `age`/`sex`
+        # from each record's metadata (NaN / 0 when its header has none).
+        self.demographics = bool(demographics)
 
     @classmethod
     def from_model(cls, model: Any) -> EcgLangProcessor:
         """The processor of a loaded `EcgLangModel` (its contract and its text tower's tokenizer)."""
-        return cls(model.get_processor(), model.get_tokenizer(), model.config.text_tower)
+        return cls(model.get_processor(), model.get_tokenizer(), model.config.text_tower,
+                   demographics=bool(model.config.ecg_tower.get("demographics", False)))  # fmt: skip
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, **hub: Any) -> EcgLangProcessor:
@@ -48,7 +55,8 @@ class EcgLangProcessor:
         read_processor_contract(folder, config)
         if config.processor is None:
             raise ConfigError(f"{folder}: this checkpoint has no preprocessing contract (processor_config.json)")
-        return cls(EcgProcessor.from_dict(dict(config.processor)), checkpoint_tokenizer(folder), config.text_tower)
+        return cls(EcgProcessor.from_dict(dict(config.processor)), checkpoint_tokenizer(folder), config.text_tower,
+                   demographics=bool(config.ecg_tower.get("demographics", False)))  # fmt: skip
 
     def __call__(
         self, ecgs: Ecg | Sequence[Ecg] | None = None, texts: Sequence[str] | None = None, **ecg_kwargs: Any
@@ -58,6 +66,12 @@ class EcgLangProcessor:
         if ecgs is None and texts is None:
             raise ConfigError("EcgLangProcessor needs ecgs, texts or both")
         out: dict[str, torch.Tensor] = self.ecg_processor(ecgs, **ecg_kwargs) if ecgs is not None else EcgBatch({})
+        if ecgs is not None and self.demographics:
+            records = [ecgs] if isinstance(ecgs, Ecg) else list(ecgs)
+            rows = getattr(out, "indices", None) or range(len(records))
+            codes = [metadata_demographics(getattr(records[i], "metadata", {})) for i in rows]
+            out["age"] = torch.tensor([c[0] for c in codes], dtype=torch.float32)
+            out["sex"] = torch.tensor([c[1] for c in codes], dtype=torch.long)
         if texts is not None:
             out.update(tokenize_reports(self.tokenizer, texts, self.text_config))
         return out

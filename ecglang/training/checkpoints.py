@@ -24,7 +24,7 @@ import torch
 from ecglang.core.atomic import atomic_directory, swap_in
 from ecglang.core.checksums import verify_checksums, write_checksums
 from ecglang.errors import ConfigError, ModelLoadError
-from ecglang.training.config import PretrainConfig
+from ecglang.training.config import ObjectivesSection, PretrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def latest_checkpoint(output: Path) -> Path | None:
 def config_identity(cfg: PretrainConfig) -> dict[str, Any]:
     """What must not change on --resume: the data, the model, the augmentation and the batch layout."""
     t = cfg.to_dict()
-    return {
+    identity = {
         "seed": t["seed"],
         "data": {
             k: v
@@ -108,6 +108,14 @@ def config_identity(cfg: PretrainConfig) -> dict[str, Any]:
         "augment": t["augment"],
         "batch": [t["train"]["batch_size"], t["train"]["grad_accum"]],
     }
+    # Keys added with the ECG-only objectives count only when set, so older checkpoints still resume.
+    if t["data"]["unpaired_root"] is None:
+        del identity["data"]["unpaired_root"], identity["data"]["unpaired_builder"]
+    else:
+        identity["data"]["unpaired_root"] = str(Path(t["data"]["unpaired_root"]).name)
+    if t["objectives"] != ObjectivesSection().to_dict():
+        identity["objectives"] = t["objectives"]
+    return identity
 
 
 def identity_sha256(cfg: PretrainConfig) -> str:

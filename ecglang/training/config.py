@@ -21,7 +21,7 @@ import yaml
 
 from ecglang.core.config import DictConfig, config_to_dict, parse_overrides, set_dotted
 from ecglang.core.paths import resource_dir
-from ecglang.data.registry import pretraining_sources
+from ecglang.data.registry import buildable_datasets, find_dataset, pretraining_sources
 from ecglang.errors import ConfigError
 from ecglang.signal.augment import AugmentConfig
 
@@ -41,7 +41,9 @@ SELECTION_METRICS = (
 class DataSection(DictConfig):
     """Where the pairs come from and which of them are held out (see docs/TRAINING.md)."""
 
-    builder: str = "ptbxl"  # a pretraining source of ecglang.data.registry: "ptbxl" | "mimic_ecg" | "pairs"
+    # a source of ecglang.data.registry: "ptbxl" | "mimic_ecg" | "pairs" (with reports), or one without reports
+    # ("physionet": a folder of WFDB records) for a run of ECG-only objectives (objectives.contrastive=false)
+    builder: str = "ptbxl"
     root: str | None = None  # dataset folder (pairs: the CSV/parquet/JSONL file); relative: current folder, then repo
     builder_args: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
     prepared: str | None = None  # a folder from `ecglang data build` (table + cache); then builder/root are not used
@@ -53,6 +55,9 @@ class DataSection(DictConfig):
     val_group: str | None = None  # e.g. patient_id (PTB-XL), subject_id (MIMIC): no patient on both sides
     val_max: int | None = None  # cap on held-out pairs (a seeded choice; the rest is not trained on)
     num_workers: int = 0  # DataLoader worker processes (beat tokenization and report tokenization run there)
+    # ECGs without reports mixed into the training batches (ECG-only objectives only; never held out)
+    unpaired_root: str | None = None
+    unpaired_builder: str = "physionet"  # the builder of unpaired_root
     cache_workers: int = 0  # processes that build the signal cache
 
 
@@ -122,6 +127,42 @@ class LoggingSection(DictConfig):
 
 
 @dataclass
+class MaskedBeatsSection(DictConfig):
+    """Masked-beat reconstruction (ecglang.encoders.objectives.MaskedBeatReconstruction); on when weight > 0."""
+
+    weight: float = 0.0
+    mask_ratio: float = 0.3
+
+
+@dataclass
+class LatentBeatsSection(DictConfig):
+    """Latent prediction of masked beats against an EMA target tower (ecglang.encoders.objectives
+    .LatentBeatPrediction); on when weight > 0."""
+
+    weight: float = 0.0
+    mask_ratio: float = 0.3
+    ema: float = 0.996  # target momentum: target <- ema * target + (1 - ema) * online, after each optimizer step
+
+
+@dataclass
+class ObjectivesSection(DictConfig):
+    """What the run trains on: the contrastive ECG–report losses (the model config's loss weights) on items
+    with a report, and the ECG-only objectives (all off by default) on every item."""
+
+    contrastive: bool = True  # false: ECG-only objectives alone (no text tower forward; data without reports)
+    masked_beats: MaskedBeatsSection = field(default_factory=MaskedBeatsSection)
+    latent_beats: LatentBeatsSection = field(default_factory=LatentBeatsSection)
+
+    def active(self) -> dict[str, Any]:
+        """The ECG-only objectives switched on (weight > 0): name → section."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "contrastive" and getattr(self, f.name).weight > 0
+        }
+
+
+@dataclass
 class PretrainConfig(DictConfig):
     """A whole pretraining run (YAML file; see configs/pretrain/*.yaml and docs/TRAINING.md)."""
 
@@ -136,6 +177,7 @@ class PretrainConfig(DictConfig):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     selection: SelectionSection = field(default_factory=SelectionSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
+    objectives: ObjectivesSection = field(default_factory=ObjectivesSection)
     source: str | None = field(default=None, init=False)  # the YAML file it was read from (not a config key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +207,7 @@ class PretrainConfig(DictConfig):
                 f"{list(SELECTION_METRICS)}"
             )
         self._validate_data(where)
+        self._validate_objectives(where)
         if self.logging.log_every < 1:
             raise ConfigError(f"{where}: logging.log_every must be >= 1")
 
@@ -182,12 +225,53 @@ class PretrainConfig(DictConfig):
     def _validate_data(self, where: str) -> None:
         d = self.data
         sources = pretraining_sources()
-        if d.builder not in sources:
+        if d.builder not in sources and not (find_dataset(d.builder) and d.builder in buildable_datasets()):
             raise ConfigError(f"{where}: data.builder must be one of {sorted(sources)}, got {d.builder!r}")
+        if d.builder not in sources and self.objectives.contrastive:
+            raise ConfigError(
+                f"{where}: data.builder={d.builder!r} has no reports, so the contrastive losses have nothing to "
+                "align: set objectives.contrastive=false and switch on an ECG-only objective "
+                "(objectives.masked_beats.weight / objectives.latent_beats.weight)"
+            )
+        if d.unpaired_root is not None:
+            if d.unpaired_builder not in buildable_datasets():
+                raise ConfigError(
+                    f"{where}: data.unpaired_builder must be one of {sorted(buildable_datasets())}, "
+                    f"got {d.unpaired_builder!r}"
+                )
+            if not self.objectives.active():
+                raise ConfigError(
+                    f"{where}: data.unpaired_root gives ECGs without reports, which only the ECG-only objectives "
+                    "train on: set objectives.masked_beats.weight or objectives.latent_beats.weight > 0"
+                )
         if d.num_workers < 0 or d.cache_workers < 0:
             raise ConfigError(f"{where}: data.num_workers and data.cache_workers must be >= 0")
         if (d.val_folds is None) == (d.val_fraction is None):
             raise ConfigError(f"{where}: set exactly one of data.val_folds and data.val_fraction")
+
+    def _validate_objectives(self, where: str) -> None:
+        o = self.objectives
+        if not o.contrastive and not o.active():
+            raise ConfigError(
+                f"{where}: objectives.contrastive=false leaves nothing to train: set "
+                "objectives.masked_beats.weight or objectives.latent_beats.weight > 0"
+            )
+        for name in ("masked_beats", "latent_beats"):
+            section = getattr(o, name)
+            if section.weight < 0:
+                raise ConfigError(f"{where}: objectives.{name}.weight must be >= 0, got {section.weight!r}")
+            if not 0.0 < float(section.mask_ratio) < 1.0:
+                raise ConfigError(
+                    f"{where}: objectives.{name}.mask_ratio must be in (0, 1), got {section.mask_ratio!r}"
+                )
+        if not 0.0 <= float(o.latent_beats.ema) < 1.0:
+            raise ConfigError(f"{where}: objectives.latent_beats.ema must be in [0, 1), got {o.latent_beats.ema!r}")
+
+    @property
+    def ecg_only(self) -> bool:
+        """No contrastive loss: the run trains the ECG-only objectives alone (checkpoint selection on their
+        held-out loss)."""
+        return not self.objectives.contrastive
 
 
 def config_from_tree(tree: Mapping[str, Any], source: str | None = None) -> PretrainConfig:
@@ -276,8 +360,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 __all__ = [
     "SELECTION_METRICS",
     "DataSection",
+    "LatentBeatsSection",
     "LoggingSection",
+    "MaskedBeatsSection",
     "ModelSection",
+    "ObjectivesSection",
     "OptimSection",
     "PretrainConfig",
     "ScheduleSection",

@@ -11,6 +11,11 @@ single-process gradient of the global batch (tests/training/test_distributed.py 
 `local_loss=True` each process computes its own rows only and no rescaling is done (open_clip's arrangement;
 its gradient is an approximation of the global one).
 
+ECG-only objectives (`objectives` in the config): the model is `ecglang.training.objectives.PretrainObjectives`,
+whose forward gives the contrastive losses of the items with a report and the ECG-only losses of every item;
+after each optimizer step its EMA targets follow the ECG tower. A term a micro-batch could not compute (no item
+with a report in it) is NaN there and left out of the step's mean.
+
 Resume. The loop skips the batches of the current epoch that were already trained on
 (`accelerator.skip_first_batches`); the data order and augmentations are pure functions of (seed, epoch,
 index), so a resumed run continues exactly as if it had not been stopped.
@@ -30,6 +35,7 @@ from ecglang.errors import ConfigError
 from ecglang.training.checkpoints import TrainerState
 from ecglang.training.config import PretrainConfig
 from ecglang.training.logs import SKIPPED_CSV, RunLogs
+from ecglang.training.objectives import NOT_MODEL_INPUTS
 from ecglang.training.setup import TrainingSetup
 
 logger = logging.getLogger(__name__)
@@ -62,6 +68,9 @@ class StepLoop:
         self.window_samples = self.rate_samples = 0
         self.micro_losses: list[torch.Tensor] = []
         self.grad_norm: float | None = None
+        self.objectives = setup.objectives
+        self.contrastive = setup.objectives is None or setup.objectives.contrastive
+        self.step_pairs = 0  # items the contrastive losses saw in this optimizer step (ECG-only objective runs)
 
     @property
     def samples_per_s(self) -> float:
@@ -98,8 +107,8 @@ class StepLoop:
         for batch in loader:
             batches_seen += 1
             state.batch_in_epoch += 1
-            counts = self._usable_counts(batch)
-            if min(counts) == 0 or sum(counts) < 2:
+            counts, paired = self._usable_counts(batch)
+            if self._too_few(counts, paired):
                 logger.warning("epoch %d batch %d: too few usable pairs after skips (%s); batch not trained on",
                                state.epoch, state.batch_in_epoch, counts)  # fmt: skip
                 continue
@@ -116,24 +125,40 @@ class StepLoop:
         state.batch_in_epoch = 0
         return False
 
-    def _usable_counts(self, batch: dict[str, Any]) -> list[int]:
-        """Usable pairs of this global batch on each process; notes the skipped records."""
+    def _too_few(self, counts: list[int], paired: list[int]) -> bool:
+        """Whether a batch cannot be trained on: without ECG-only objectives every process needs a pair and the
+        batch two; with them every process needs an item, and (under several processes, where every process
+        must run the text tower) one with a report when the contrastive losses are on."""
+        if self.objectives is None:
+            return min(counts) == 0 or sum(counts) < 2
+        if min(counts) == 0:
+            return True
+        return self.contrastive and self.world > 1 and min(paired) == 0
+
+    def _usable_counts(self, batch: dict[str, Any]) -> tuple[list[int], list[int]]:
+        """Usable items and items with a report of this global batch on each process; notes the skipped records."""
         n_local = len(batch["ids"])
+        has_report = batch.get("has_report")
+        p_local = n_local if has_report is None else int(has_report.sum())
         if self.world > 1:
             from accelerate.utils import gather_object  # accelerate is slow to import; loaded when training
 
-            info = gather_object([(n_local, batch["skipped"])])
-            counts, batch_skipped = [c for c, _ in info], [s for _, ss in info for s in ss]
+            info = gather_object([(n_local, p_local, batch["skipped"])])
+            counts, paired = [c for c, _, _ in info], [p for _, p, _ in info]
+            batch_skipped = [s for _, _, ss in info for s in ss]
         else:
-            counts, batch_skipped = [n_local], batch["skipped"]
+            counts, paired, batch_skipped = [n_local], [p_local], batch["skipped"]
         if self.main and batch_skipped:
             self.logs.note_skipped(batch_skipped)
-        return counts
+        return counts, paired
 
     def _micro_step(self, batch: dict[str, Any], n_global: int) -> None:
         """Forward and backward of one micro-batch; the optimizer steps when accumulation is complete."""
         setup, accelerator, world = self.setup, self.accelerator, self.world
-        model_inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "index"}
+        if self.objectives is None:
+            model_inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k not in NOT_MODEL_INPUTS}
+        else:  # the objectives wrapper reads has_report: which items the contrastive losses may use
+            model_inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "index"}
         with accelerator.accumulate(setup.model):
             out = setup.model(**model_inputs)
             accelerator.backward(out.loss * world if self.scale_for_ddp else out.loss)
@@ -147,9 +172,15 @@ class StepLoop:
                     norm = accelerator.clip_grad_norm_(setup.model.parameters(), clip)
                     self.grad_norm = float(norm) if norm is not None else None
             setup.optimizer.step()
+            if accelerator.sync_gradients and self.objectives is not None:
+                self.objectives.update_targets()  # EMA targets follow the weights just stepped
             setup.scheduler.step()
             setup.optimizer.zero_grad(set_to_none=True)
-        self.micro_losses.append(torch.stack([out.loss.detach(), *(out.losses[n].detach() for n in self.loss_names)]))
+        nan = out.loss.detach().new_tensor(float("nan"))
+        terms = [out.losses[n].detach() if n in out.losses else nan for n in self.loss_names]
+        self.micro_losses.append(torch.stack([out.loss.detach(), *terms]))
+        if self.objectives is not None:
+            self.step_pairs += int(out.n_pairs)
         self.window_samples += n_global
         self.rate_samples += n_global
         self.state.samples_seen += n_global
@@ -158,7 +189,7 @@ class StepLoop:
         """Log one optimizer step; validate and checkpoint at their intervals. True when the run is done."""
         state, total, t_cfg = self.state, self.setup.total_steps, self.cfg.train
         state.step += 1
-        mean = torch.stack(self.micro_losses).mean(0)
+        mean = torch.stack(self.micro_losses).nanmean(0)
         self.micro_losses = []
         if self.world > 1 and not self.scale_for_ddp:
             mean = self.accelerator.reduce(mean, reduction="mean")
@@ -171,6 +202,7 @@ class StepLoop:
         )
         if self.main and (state.step % self.cfg.logging.log_every == 0 or state.step == total):
             self._log_train_row(values, rate, now)
+        self.step_pairs = 0
         stop = False
         if state.step % t_cfg.eval_every == 0 or state.step >= total:
             stop = self.validate()
@@ -192,6 +224,8 @@ class StepLoop:
             "logit_scale": float(self.loss_module.scale("rhythm").detach()),
             "samples_per_s": rate, "elapsed_s": now - self.t_start,
         }  # fmt: skip
+        if self.objectives is not None:
+            row["contrastive_pairs"] = self.step_pairs
         self.logs.write_row(row)
         if self.log_tracker:
             self.accelerator.log({f"train/{k}": v for k, v in row.items() if isinstance(v, float)}, step=state.step)

@@ -77,7 +77,7 @@ class PairTable:
 
     rows: np.ndarray
     ids: list[str]
-    reports: list[str]
+    reports: list[str]  # "" for an ECG without a report (ECG-only objectives only)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -87,12 +87,26 @@ class PairTable:
         return PairTable(self.rows[idx], [self.ids[i] for i in idx], [self.reports[i] for i in idx])
 
 
+@dataclass
+class Demographics:
+    """Age and sex of the items of a `PairTable` (same order), for a tower with `demographics: true`. Kept apart
+    from the table: validation reads ids, cache rows and report texts only."""
+
+    age: np.ndarray  # float32 years, NaN unknown (ecglang.record.demographics)
+    sex: np.ndarray  # int64 0 unknown, 1 male, 2 female
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> Demographics:
+        idx = np.asarray(index, dtype=np.int64)
+        return Demographics(self.age[idx], self.sex[idx])
+
+
 class PretrainPairs(Dataset):
     """Map-style dataset of ECG–report pairs.
 
     Items are dicts of numpy arrays (`beats, beat_mask, lead_mask, rr, times` for the beat tower, or `signal,
-    lead_mask` with `inputs="signal"` for the ResNet baseline) plus `report`, `id` and `index`; or a skip
-    marker `{"skip": True, "id", "reason", "index"}` for a record without usable beats.
+    lead_mask` with `inputs="signal"` for the ResNet baseline) plus `report`, `has_report` (False for an ECG
+    without one), `id` and `index`, and `age`/`sex` when `demographics` is given (a tower that reads them);
+    or a skip marker `{"skip": True, "id", "reason", "index"}` for a record without usable beats.
 
     Indexing: an int `i` (validation: no augmentation), or `(epoch, i)` from `EpochSampler` (training:
     augmentation seeded by `(seed, epoch, i)`).
@@ -106,6 +120,7 @@ class PretrainPairs(Dataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         inputs: str = "beats",
+        demographics: Demographics | None = None,
     ) -> None:
         if inputs not in ("beats", "signal"):
             raise ConfigError(f"inputs must be 'beats' or 'signal', got {inputs!r}")
@@ -116,6 +131,9 @@ class PretrainPairs(Dataset):
         self.seed = int(seed)
         self.inputs = inputs
         self.fs = cache.fs
+        self.demographics = demographics
+        if demographics is not None and len(demographics.age) != len(pairs):
+            raise ConfigError(f"{len(demographics.age)} ages for {len(pairs)} items")
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -127,7 +145,9 @@ class PretrainPairs(Dataset):
             signal, mask = self.cache[row]
         except EcgLangError as exc:
             return {"skip": True, "id": record_id, "reason": str(exc), "index": i}
-        item: dict[str, Any] = {"report": report, "id": record_id, "index": i}
+        item: dict[str, Any] = {"report": report, "has_report": bool(report.strip()), "id": record_id, "index": i}
+        if self.demographics is not None:
+            item["age"], item["sex"] = np.float32(self.demographics.age[i]), np.int64(self.demographics.sex[i])
         if self.augment is not None and epoch is not None:
             rng = np.random.default_rng([self.seed, epoch, i])
             aug = augment_signal(signal, mask, self.fs, self.augment, rng)
@@ -175,7 +195,29 @@ class ReportTokenizer:
         return self.tokenize(list(texts))
 
 
-_ECG_KEYS = ("beats", "beat_mask", "lead_mask", "rr", "times", "signal")
+class ConcatPairs(Dataset):
+    """Several `PretrainPairs` (e.g. the pairs and the ECGs without reports) as one dataset for `EpochSampler`:
+    index `i` of the whole is index `i - offset` of its part; training keys `(epoch, i)` keep their epoch."""
+
+    def __init__(self, parts: Sequence[PretrainPairs]) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.offsets = np.cumsum([0, *(len(p) for p in self.parts)])
+        first = parts[0]
+        self.cache, self.pairs, self.beat_cfg, self.inputs = first.cache, first.pairs, first.beat_cfg, first.inputs
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, i = (None, int(key)) if isinstance(key, (int, np.integer)) else (int(key[0]), int(key[1]))
+        part = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        local = i - int(self.offsets[part])
+        item = self.parts[part][local if epoch is None else (epoch, local)]
+        item["index"] = i
+        return item
+
+
+_ECG_KEYS = ("beats", "beat_mask", "lead_mask", "rr", "times", "signal", "age", "sex")
 
 
 @dataclass
@@ -185,10 +227,11 @@ class PretrainCollator:
     The beat axis is cut to the longest record of the batch (beats `[B, n, 12, L]`, n <= max_beats).
 
     Output: the ECG tensors present in the items, `input_ids, attention_mask, token_mask, sentence_ids`,
-    `ids` (list[str]), `reports` (list[str]), `index` (LongTensor) and `skipped` (list of `(id, reason)`).
-    An all-skipped batch has only `ids=[]`, `reports=[]` and `skipped`."""
+    `ids` (list[str]), `reports` (list[str]), `index` (LongTensor), `has_report` (BoolTensor: which items the
+    contrastive losses may use) and `skipped` (list of `(id, reason)`). An all-skipped batch has only
+    `ids=[]`, `reports=[]` and `skipped`. `tokenize=None` (ECG-only runs): no report tokens."""
 
-    tokenize: Callable[[Sequence[str]], Mapping[str, Tensor]]
+    tokenize: Callable[[Sequence[str]], Mapping[str, Tensor]] | None
     keys: tuple[str, ...] = field(default=_ECG_KEYS)
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -204,7 +247,9 @@ class PretrainCollator:
         if "beat_mask" in batch:
             trim_beat_axis(batch)  # pad to the batch's longest record, not to max_beats
         batch["index"] = torch.tensor([int(it["index"]) for it in ok], dtype=torch.long)
-        batch.update(self.tokenize(batch["reports"]))
+        batch["has_report"] = torch.tensor([bool(it.get("has_report", True)) for it in ok], dtype=torch.bool)
+        if self.tokenize is not None:
+            batch.update(self.tokenize(batch["reports"]))
         return batch
 
 
@@ -258,6 +303,8 @@ def heldout_split(
 
 
 __all__ = [
+    "ConcatPairs",
+    "Demographics",
     "EpochSampler",
     "PairTable",
     "PretrainCollator",

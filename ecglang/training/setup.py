@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,14 @@ from ecglang.data.registry import build_dataset
 from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.registry import create_model
 from ecglang.errors import ConfigError
+from ecglang.record.demographics import demographic_codes
 from ecglang.training.checkpoints import drop_frozen_weights
 from ecglang.training.config import ModelSection, PretrainConfig
 from ecglang.training.logs import EXCLUDED_CSV
+from ecglang.training.objectives import EmaTargets, PretrainObjectives
 from ecglang.training.pairs import (
+    ConcatPairs,
+    Demographics,
     EpochSampler,
     PairTable,
     PretrainCollator,
@@ -96,6 +100,27 @@ class PretrainData:
     val: PairTable
     excluded: list[tuple[str, str]]  # (record id, reason): left out before training
     description: str
+    unpaired: PairTable | None = None  # data.unpaired_root: ECGs without reports (training only)
+    unpaired_cache: Any = None
+    # "train", "val", "unpaired" → age/sex of that table's items; empty unless the tower reads them
+    demographics: dict[str, Demographics] = field(default_factory=dict)
+
+
+def uses_demographics(model: Any) -> bool:
+    """The model's ECG tower reads age and sex (`ecg_tower.demographics: true`)."""
+    return bool(model.config.ecg_tower.get("demographics", False))
+
+
+def demographic_arrays(dataset: Any) -> Demographics:
+    """Age (float32, NaN unknown) and sex (int64, 0 unknown / 1 male / 2 female) of every builder row, from its
+    `age`/`sex` columns (all unknown where a source has none)."""
+    n = len(dataset)
+    ages = dataset["age"] if "age" in dataset.column_names else [None] * n
+    sexes = dataset["sex"] if "sex" in dataset.column_names else [None] * n
+    codes = [demographic_codes(a, x) for a, x in zip(ages, sexes, strict=True)]
+    return Demographics(
+        np.array([c[0] for c in codes], dtype=np.float32), np.array([c[1] for c in codes], dtype=np.int64)
+    )
 
 
 def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any) -> PretrainData:
@@ -126,6 +151,8 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     # Only what pretraining may see leaves this function: ids, paths (for the cache) and report texts.
     ids = [str(x) for x in dataset["id"]]
     reports = [str(x) for x in dataset["report"]]
+    demo = demographic_arrays(dataset) if uses_demographics(model) else None
+    keep_unpaired = bool(cfg.objectives.active())  # the ECG-only objectives train on ECGs without a report
     if not d.prepared:
         records = list(zip(ids, [str(p) for p in dataset["path"]], strict=True))
         cache = inline_cache(cfg, records, preprocess_cfg, output, accelerator)
@@ -134,16 +161,21 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     status_ok[ok_rows[ok_rows < len(ids)]] = True  # a prepared cache may hold more rows than data.limit keeps
     failed_reason = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
 
+    demographics: dict[str, Demographics] = {}
+
     def table(index: np.ndarray, split: str) -> PairTable:
         rows = []
         for i in index:
-            if not reports[i].strip():
+            # Held out for pair metrics, an ECG needs its report; ECG-only runs validate on the objective loss.
+            if not reports[i].strip() and not (keep_unpaired and (split == "train" or cfg.ecg_only)):
                 excluded.append((ids[i], f"{split}: empty report"))
             elif not status_ok[i]:
                 excluded.append((ids[i], f"{split}: signal cache failed: {failed_reason.get(ids[i], '?')}"))
             else:
                 rows.append(int(i))
         rows_arr = np.asarray(rows, dtype=np.int64)
+        if demo is not None:
+            demographics[split] = demo.subset(rows_arr)
         return PairTable(rows_arr, [ids[i] for i in rows], [reports[i] for i in rows])
 
     train, val = table(train_idx, "train"), table(val_idx, "val")
@@ -152,12 +184,41 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     if len(train) == 0:
         raise ConfigError(f"{where}: no usable training pairs (see {EXCLUDED_CSV})")
     how = f"folds {d.val_folds}" if d.val_folds is not None else f"{d.val_fraction:.0%} of {d.val_group or 'rows'}"
+    what = "ECGs (ECG-only objectives)" if cfg.ecg_only else "ECG–report pairs"
     description = (
-        f"{len(train)} ECG–report pairs of {source} ({Path(where).name}) for training, {len(val)} held out "
+        f"{len(train)} {what} of {source} ({Path(where).name}) for training, {len(val)} held out "
         f"({how}); {len(excluded)} records left out (listed in {EXCLUDED_CSV})"
         + (f", {n_capped} beyond data.val_max unused" if n_capped else "")
     )
-    return PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description)
+    data = PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description,
+                        demographics=demographics)  # fmt: skip
+    if d.unpaired_root is not None:
+        add_unpaired(cfg, model, output, accelerator, data)
+    return data
+
+
+def add_unpaired(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any, data: PretrainData) -> None:
+    """`data.unpaired_root`: a folder of ECGs whose reports (if any) are not used, built by
+    `data.unpaired_builder` into its own signal cache; all of them train the ECG-only objectives."""
+    d = cfg.data
+    root = resolve_data_path(d.unpaired_root, f"data.unpaired_root of builder {d.unpaired_builder!r}")
+    dataset, report = build_dataset(
+        d.unpaired_builder, root, progress=accelerator.is_main_process and cfg.logging.progress
+    )
+    data.excluded.extend((str(f.record_id), f"unpaired: {f.reason}") for f in report.failures)
+    ids, paths = [str(x) for x in dataset["id"]], [str(p) for p in dataset["path"]]
+    # Own cache folder: under data.cache_dir a subfolder, so the paired cache is never overwritten.
+    sub = cfg.data.cache_dir and str(Path(cfg.data.cache_dir).expanduser() / "unpaired")
+    cache = inline_cache(cfg, list(zip(ids, paths, strict=True)), model_processor(model).preprocess_config,
+                         output, accelerator, cache_dir=sub)  # fmt: skip
+    failed = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
+    ok = np.asarray(sorted(int(r) for r in np.asarray(cache.ok_rows) if r < len(ids)), dtype=np.int64)
+    data.excluded.extend((i, f"unpaired: signal cache failed: {r}") for i, r in failed.items())
+    if uses_demographics(model):
+        data.demographics["unpaired"] = demographic_arrays(dataset).subset(ok)
+    data.unpaired = PairTable(ok, [ids[i] for i in ok], [""] * len(ok))  # no report: no contrastive loss
+    data.unpaired_cache = cache
+    data.description += f"; {len(ok)} ECGs without reports of {d.unpaired_builder} ({root.name}) mixed in"
 
 
 def open_prepared(cfg: PretrainConfig, preprocess_cfg: Any) -> tuple[Any, Any, list[tuple[str, str]], str, Path]:
@@ -183,12 +244,18 @@ def open_prepared(cfg: PretrainConfig, preprocess_cfg: Any) -> tuple[Any, Any, l
 
 
 def inline_cache(
-    cfg: PretrainConfig, records: list[tuple[str, str]], preprocess_cfg: Any, output: Path, accelerator: Any
+    cfg: PretrainConfig,
+    records: list[tuple[str, str]],
+    preprocess_cfg: Any,
+    output: Path,
+    accelerator: Any,
+    cache_dir: str | None = None,
 ) -> SignalCache:
     """The signal cache built inside the run (main process first). Under several processes a cache of more than
     `data.max_inline_records` records is refused: the others would wait on it behind a barrier."""
     d = cfg.data
-    cache_dir = Path(d.cache_dir).expanduser() if d.cache_dir else default_cache_dir(records, preprocess_cfg, cfg.seed)
+    folder = cache_dir or d.cache_dir
+    cache_dir = Path(folder).expanduser() if folder else default_cache_dir(records, preprocess_cfg, cfg.seed)
     if accelerator.num_processes > 1 and len(records) > d.max_inline_records and not cache_is_complete(cache_dir):
         raise ConfigError(
             f"{len(records)} records: prepare the data before a {accelerator.num_processes}-process run instead of "
@@ -310,10 +377,21 @@ class TrainingSetup:
     total_steps: int
     steps_per_epoch: int
     inner_model: Any  # the unwrapped model (what is hashed, saved and exported)
+    objectives: PretrainObjectives | None = None  # the unwrapped model + ECG-only objectives (when any is on)
 
     @property
     def loss_names(self) -> list[str]:
+        if self.objectives is not None:
+            return self.objectives.loss_names
         return list(self.inner_model.loss_fn.weights)
+
+
+def freeze_all_but_ecg_tower(model: Any) -> None:
+    """ECG-only runs: the text tower, the projections and the logit scales get no gradient (nothing aligns
+    ECGs with text), so they are frozen: not in the optimizer, not waited for by DDP, rebuilt on resume."""
+    for name, p in model.named_parameters():
+        if not name.startswith("ecg_tower."):
+            p.requires_grad_(False)
 
 
 def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> TrainingSetup:
@@ -329,13 +407,27 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
     model.loss_fn.cfg["local_loss"] = local
     if cfg.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    objectives = None
+    if cfg.objectives.active():
+        if cfg.ecg_only:
+            freeze_all_but_ecg_tower(model)
+        objectives = PretrainObjectives(model, cfg.objectives)  # after freezing: the EMA copy is frozen anyway
     data = prepare_data(cfg, model, output, accelerator)
     processor = model_processor(model)
     beat_cfg = processor.beat_config
     inputs = "beats" if model.config.is_beat_model else "signal"
-    train_ds = PretrainPairs(data.cache, data.train, beat_cfg, cfg.augment, seed=cfg.seed, inputs=inputs)
-    val_ds = PretrainPairs(data.cache, data.val, beat_cfg, None, seed=cfg.seed, inputs=inputs)
-    collate = PretrainCollator(ReportTokenizer(model.text_tower))
+    demo = data.demographics
+    train_ds: Any = PretrainPairs(
+        data.cache, data.train, beat_cfg, cfg.augment, seed=cfg.seed, inputs=inputs, demographics=demo.get("train")
+    )
+    if data.unpaired is not None:
+        unpaired = PretrainPairs(data.unpaired_cache, data.unpaired, beat_cfg, cfg.augment, seed=cfg.seed + 1,
+                                 inputs=inputs, demographics=demo.get("unpaired"))  # fmt: skip
+        train_ds = ConcatPairs([train_ds, unpaired])
+    val_ds = PretrainPairs(
+        data.cache, data.val, beat_cfg, None, seed=cfg.seed, inputs=inputs, demographics=demo.get("val")
+    )
+    collate = PretrainCollator(None if cfg.ecg_only else ReportTokenizer(model.text_tower))
     sampler = EpochSampler(len(train_ds), seed=cfg.seed, shuffle=True)
     t_cfg, nw = cfg.train, cfg.data.num_workers
     train_loader = torch.utils.data.DataLoader(
@@ -348,16 +440,23 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
     steps_per_epoch = math.ceil(len(train_loader) / t_cfg.grad_accum)
     sched = cfg.schedule
     total_steps = int(sched.max_steps) if sched.max_steps else max(1, math.ceil(sched.epochs * steps_per_epoch))
+    trained = model if objectives is None else objectives  # the objective heads train with the model
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
-    )
+        param_groups(trained, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+        eps=cfg.optim.eps,
+    )  # fmt: skip
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(sched.warmup_steps), total_steps)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    prepared, optimizer, train_loader, scheduler = accelerator.prepare(trained, optimizer, train_loader, scheduler)
     accelerator.register_save_state_pre_hook(drop_frozen_weights)
+    if objectives is not None and (ema := EmaTargets(objectives)):
+        accelerator.register_for_checkpointing(ema)  # frozen, so not in model.safetensors: saved beside it
+    unwrapped = accelerator.unwrap_model(prepared)
     return TrainingSetup(
-        model=model, processor=processor, data=data, train_ds=train_ds, val_ds=val_ds, collate=collate,
+        model=prepared, processor=processor, data=data, train_ds=train_ds, val_ds=val_ds, collate=collate,
         sampler=sampler, train_loader=train_loader, optimizer=optimizer, scheduler=scheduler,
-        total_steps=total_steps, steps_per_epoch=steps_per_epoch, inner_model=accelerator.unwrap_model(model),
+        total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+        inner_model=unwrapped if objectives is None else unwrapped.model,
+        objectives=None if objectives is None else unwrapped,
     )  # fmt: skip
 
 
@@ -368,7 +467,9 @@ __all__ = [
     "build_model",
     "build_training",
     "create_accelerator",
+    "demographic_arrays",
     "enable_gradient_checkpointing",
+    "freeze_all_but_ecg_tower",
     "has_accelerator",
     "inline_cache",
     "mixed_precision_mode",
@@ -378,4 +479,5 @@ __all__ = [
     "prepare_data",
     "resolve_data_path",
     "resolve_local_loss",
+    "uses_demographics",
 ]

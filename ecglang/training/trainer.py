@@ -36,6 +36,7 @@ from ecglang.training.checkpoints import export_model, frozen_sha256, load_check
 from ecglang.training.config import SELECTION_METRICS, PretrainConfig, add_arguments, load_config
 from ecglang.training.logs import SKIPPED_CSV, RunLogs, flat_dict, resolve_trackers
 from ecglang.training.loop import StepLoop
+from ecglang.training.objectives import heldout_objective_loss
 from ecglang.training.setup import build_training, create_accelerator, resolve_data_path
 from ecglang.training.validation import evaluate
 
@@ -131,6 +132,8 @@ class Trainer:
         val_columns = [f"val_{m}" for m in SELECTION_METRICS] + ["val_selection", "val_n_pairs"]
         columns = ["step", "epoch", "split", "loss", *(f"loss_{n}" for n in setup.loss_names), "lr", "grad_norm",
                    "logit_scale", "samples_per_s", "elapsed_s", *val_columns]  # fmt: skip
+        if setup.objectives is not None:  # only in runs with ECG-only objectives: other runs keep their columns
+            columns += ["contrastive_pairs", "val_objective_loss", "val_n_items"]
         self.logs.open(columns, resumed_step, cfg.to_dict(), setup.data.excluded)
         if self.main:
             t_cfg, acc = cfg.train, self.accelerator
@@ -149,7 +152,11 @@ class Trainer:
             "training_data": self.setup.data.description,
             "notes": (
                 f"Pretrained with `ecglang pretrain` (config {cfg.name!r}). Checkpoint selected on held-out "
-                f"ECG–report pairs only: mean of {', '.join(cfg.selection.metrics)}."
+                + (
+                    f"ECGs only: the ECG-only objectives' loss ({', '.join(cfg.objectives.active())})."
+                    if cfg.ecg_only
+                    else f"ECG–report pairs only: mean of {', '.join(cfg.selection.metrics)}."
+                )
             ),
             "metrics": metrics,
         }
@@ -164,12 +171,22 @@ class Trainer:
         setup, state, t_cfg, acc = self.setup, self.state, self.cfg.train, self.accelerator
         if len(setup.val_ds) == 0:
             return False
-        metrics, val_skipped = evaluate(
-            setup.model, setup.val_ds, acc, t_cfg.eval_batch_size or t_cfg.batch_size,
-            self.cfg.data.num_workers, self.cfg.selection.metrics,
-        )  # fmt: skip
-        if self.main:
-            self.logs.note_skipped(val_skipped)
+        batch_size = t_cfg.eval_batch_size or t_cfg.batch_size
+        if self.cfg.ecg_only:
+            metrics: dict[str, Any] = {}
+        else:
+            metrics, val_skipped = evaluate(
+                setup.inner_model, setup.val_ds, acc, batch_size, self.cfg.data.num_workers,
+                self.cfg.selection.metrics,
+            )  # fmt: skip
+            if self.main:
+                self.logs.note_skipped(val_skipped)
+        if setup.objectives is not None:
+            # Every process computes the same figure (fixed masks): the held-out ECGs are few.
+            loss, n_items = heldout_objective_loss(setup.objectives, setup.val_ds, batch_size, self.cfg.seed)
+            metrics.update(objective_loss=loss, n_items=n_items)
+            if self.cfg.ecg_only:  # no reports: select on the objectives' held-out loss (lower is better)
+                metrics["selection"] = -loss
         score = float(metrics.get("selection", float("nan")))
         improved = math.isfinite(score) and (state.best_metric is None or score > state.best_metric)
         if improved:
@@ -201,7 +218,8 @@ class Trainer:
         if improved:
             card = self._card({
                 "selected at step": state.step,
-                **{f"held-out {k}": round(float(metrics[k]), 4) for k in SELECTION_METRICS if k in metrics},
+                **{f"held-out {k}": round(float(metrics[k]), 4) for k in (*SELECTION_METRICS, "objective_loss")
+                   if k in metrics},
                 "held-out pairs": metrics.get("n_pairs"),
             })  # fmt: skip
             export_model(self.setup.inner_model, self.output / "best", card, self.setup.processor)

@@ -1,0 +1,58 @@
+"""Age and sex as model inputs: `demographic_codes` turns whatever a record or a table carries (`Ecg.metadata`
+"age"/"sex" from a header, a builder table's columns) into the numbers a tower with `demographics: true` reads:
+age in years (NaN when unknown) and sex 0 = unknown, 1 = male, 2 = female (the convention of
+`ecglang.encoders.heads.DemographicEmbedding`). Unknown is never replaced by a made-up value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ecglang.record.wfdb_reader import parse_age, parse_sex
+
+SEX_UNKNOWN, SEX_MALE, SEX_FEMALE = 0, 1, 2
+# PTB-XL stores the age of patients over 89 as 300 (privacy); read as 90, the least it can be.
+PTBXL_OVER_89 = 300.0
+
+
+def age_years(value: Any) -> float:
+    """Age in years, NaN when unknown (None, NaN, text without a number, outside 0–130 except PTB-XL's 300)."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    if isinstance(value, (int, float)):
+        age = float(value)
+        if age == PTBXL_OVER_89:
+            return 90.0
+        return age if math.isfinite(age) and 0.0 <= age <= 130.0 else math.nan
+    parsed = parse_age(str(value))
+    return math.nan if parsed is None else float(parsed)
+
+
+def sex_code(value: Any) -> int:
+    """1 male, 2 female, 0 unknown, from "M"/"F"/"male"/"Female"/... (anything else is unknown)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return SEX_UNKNOWN  # numeric codes differ between datasets (PTB-XL 0 = male): not guessed here
+    return {"M": SEX_MALE, "F": SEX_FEMALE}.get(parse_sex(str(value)) or "", SEX_UNKNOWN)
+
+
+def demographic_codes(age: Any, sex: Any) -> tuple[float, int]:
+    """`(age_years(age), sex_code(sex))`."""
+    return age_years(age), sex_code(sex)
+
+
+def metadata_demographics(metadata: Mapping[str, Any]) -> tuple[float, int]:
+    """Age and sex codes of an `Ecg.metadata` (keys "age" and "sex", as the readers fill them)."""
+    return demographic_codes(metadata.get("age"), metadata.get("sex"))
+
+
+__all__ = [
+    "PTBXL_OVER_89",
+    "SEX_FEMALE",
+    "SEX_MALE",
+    "SEX_UNKNOWN",
+    "age_years",
+    "demographic_codes",
+    "metadata_demographics",
+    "sex_code",
+]

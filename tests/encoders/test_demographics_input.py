@@ -1,0 +1,74 @@
+"""Age and sex from `Ecg.metadata` reach a tower with `demographics: true` through the processor and the
+embedding pipeline (what zero-shot uses), and change nothing for a tower without it (issue 17)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecglang.data.synthetic import synthetic_signal, write_wfdb_record
+from ecglang.embeddings.pipeline import embed_records
+from ecglang.embeddings.sources import ItemSource
+from ecglang.encoders.processing import EcgLangProcessor
+from ecglang.encoders.registry import create_model
+from ecglang.record.ecg import Ecg
+from ecglang.record.io import load_ecg
+
+TINY = {
+    "ecg_tower": {"d_model": 32, "n_layers": 1, "n_heads": 2, "mlp_ratio": 2.0, "cnn_channels": [8, 16],
+                  "dropout": 0.0},
+    "text_tower": {"max_length": 32, "max_sentences": 4, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+    "projection": {"dim": 32},
+}  # fmt: skip
+
+
+def tiny_model(demographics: bool):
+    torch.manual_seed(0)
+    overrides = {**TINY, "ecg_tower": {**TINY["ecg_tower"], "demographics": demographics}}
+    return create_model("ecglang-small", **overrides).eval()
+
+
+def ecgs_differing_in_age() -> list[Ecg]:
+    signal = synthetic_signal(np.random.default_rng(3))
+    return [
+        Ecg(signal, 500.0, record_id="young", metadata={"age": 30.0, "sex": "F"}),
+        Ecg(signal, 500.0, record_id="old", metadata={"age": 85.0, "sex": "F"}),
+        Ecg(signal, 500.0, record_id="unknown", metadata={}),
+    ]
+
+
+@pytest.mark.parametrize("demographics", [True, False])
+def test_processor_carries_age_and_sex_when_the_tower_reads_them(demographics: bool) -> None:
+    model = tiny_model(demographics)
+    processor = EcgLangProcessor.from_model(model)
+    batch = processor(ecgs=ecgs_differing_in_age())
+    if demographics:
+        assert batch["age"][:2].tolist() == [30.0, 85.0] and math.isnan(float(batch["age"][2]))
+        assert batch["sex"].tolist() == [2, 2, 0]
+    else:
+        assert "age" not in batch and "sex" not in batch
+    with torch.no_grad():
+        emb = model.encode_ecg(**batch, rhythm_only=True).rhythm_embeds
+    assert torch.isfinite(emb).all()  # unknown age and sex are inputs too, never NaN outputs
+    same_signal_differ = not torch.allclose(emb[0], emb[1])
+    assert same_signal_differ == demographics
+
+
+@pytest.mark.parametrize("demographics", [True, False])
+def test_pipeline_reads_age_from_wfdb_header_comments(tmp_path: Path, demographics: bool) -> None:
+    """CinC-style `# Age:` / `# Sex:` header lines → Ecg.metadata → the embedding of zero-shot and evaluation."""
+    signal = synthetic_signal(np.random.default_rng(5))
+    for name, age in (("a", 30), ("b", 85)):
+        write_wfdb_record(tmp_path / name, signal)
+        hea = tmp_path / f"{name}.hea"
+        hea.write_text(hea.read_text() + f"# Age: {age}\n# Sex: Male\n")
+    assert load_ecg(tmp_path / "a.hea").metadata["age"] == 30.0
+    model = tiny_model(demographics)
+    table = embed_records(ItemSource([tmp_path / "a.hea", tmp_path / "b.hea"]), model, model.get_processor())
+    emb = table.embeddings["model"]
+    assert emb.shape[0] == 2 and np.isfinite(emb).all()
+    assert (not np.allclose(emb[0], emb[1])) == demographics
