@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ecglang.encoders.objectives import TOWER_KEYS, LatentBeatPrediction, MaskedBeatReconstruction
-from ecglang.errors import ConfigError
+from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.training.config import LatentBeatsSection, MaskedBeatsSection, ObjectivesSection
 from ecglang.training.pairs import PretrainCollator, PretrainPairs
 
@@ -147,9 +149,14 @@ def heldout_objective_loss(
     return (total / n if n else float("nan")), n
 
 
+EMA_TARGETS_FILE = "ema_targets.safetensors"
+
+
 class EmaTargets:
-    """The EMA target towers of a `PretrainObjectives`, as one object with `state_dict`/`load_state_dict`
-    for `accelerator.register_for_checkpointing` (saved beside the checkpoint's model, restored on resume)."""
+    """The EMA target towers of a `PretrainObjectives`. They are frozen, so `model.safetensors` leaves them
+    out; `save`/`load` keep them beside it in `ema_targets.safetensors` (accelerate's
+    `register_for_checkpointing` would pickle them and unpickle with `weights_only=False` on resume, which
+    runs whatever a checkpoint folder holds)."""
 
     def __init__(self, module: PretrainObjectives) -> None:
         self.targets = {
@@ -166,8 +173,30 @@ class EmaTargets:
         for name, target in self.targets.items():
             target.load_state_dict(state[name])
 
+    def save(self, folder: str | Path) -> None:
+        """Write every target tensor to `folder/ema_targets.safetensors` (keys `<objective>/<parameter>`)."""
+        flat = {f"{name}/{k}": v.contiguous() for name, sd in self.state_dict().items() for k, v in sd.items()}
+        save_file(flat, str(Path(folder) / EMA_TARGETS_FILE))
+
+    def load(self, folder: str | Path) -> None:
+        """Restore the targets from `folder/ema_targets.safetensors`; a missing or partial file is an error."""
+        path = Path(folder) / EMA_TARGETS_FILE
+        if not path.is_file():
+            raise ModelLoadError(path, "the checkpoint has no EMA target weights (latent_beats is on)")
+        flat = load_file(str(path))
+        state: dict[str, dict[str, Tensor]] = {name: {} for name in self.targets}
+        for key, value in flat.items():
+            name, _, param = key.partition("/")
+            if name in state:
+                state[name][param] = value
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as exc:  # torch's missing/unexpected-keys report
+            raise ModelLoadError(path, f"EMA targets do not match the model: {exc}") from exc
+
 
 __all__ = [
+    "EMA_TARGETS_FILE",
     "NOT_MODEL_INPUTS",
     "OBJECTIVES",
     "EmaTargets",

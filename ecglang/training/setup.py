@@ -449,7 +449,11 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> Train
     prepared, optimizer, train_loader, scheduler = accelerator.prepare(trained, optimizer, train_loader, scheduler)
     accelerator.register_save_state_pre_hook(drop_frozen_weights)
     if objectives is not None and (ema := EmaTargets(objectives)):
-        accelerator.register_for_checkpointing(ema)  # frozen, so not in model.safetensors: saved beside it
+        # frozen, so not in model.safetensors: kept beside it as safetensors (never pickled)
+        accelerator.register_save_state_pre_hook(
+            lambda _models, _weights, folder: ema.save(folder) if accelerator.is_main_process else None
+        )
+        accelerator.register_load_state_pre_hook(lambda _models, folder: ema.load(folder))
     unwrapped = accelerator.unwrap_model(prepared)
     return TrainingSetup(
         model=prepared, processor=processor, data=data, train_ds=train_ds, val_ds=val_ds, collate=collate,

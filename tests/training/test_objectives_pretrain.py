@@ -74,7 +74,8 @@ def test_ecg_only_run_on_a_folder_without_reports(ecg_only_run: Path) -> None:
     (val,) = _rows(ecg_only_run, "val")
     assert math.isfinite(float(val["val_objective_loss"])) and int(val["val_n_items"]) == 2
     assert float(val["val_selection"]) == pytest.approx(-float(val["val_objective_loss"]))
-    assert (ecg_only_run / "checkpoint-3" / "custom_checkpoint_0.pkl").is_file()  # the EMA target
+    assert (ecg_only_run / "checkpoint-3" / "ema_targets.safetensors").is_file()  # the EMA target
+    assert not list((ecg_only_run / "checkpoint-3").glob("custom_checkpoint_*"))  # never a pickle
     assert (ecg_only_run / "best" / "model.safetensors").is_file()
 
 
@@ -85,7 +86,7 @@ def test_released_model_holds_no_objective_weights(ecg_only_run: Path) -> None:
     with safe_open(str(ecg_only_run / "checkpoint-3" / "model.safetensors"), framework="pt") as f:
         ckpt_keys = list(f.keys())
     assert any(k.startswith("objectives.masked_beats.decoder") for k in ckpt_keys)  # heads resume with the run
-    assert not [k for k in ckpt_keys if ".target." in k]  # frozen EMA copy: in custom_checkpoint_0.pkl instead
+    assert not [k for k in ckpt_keys if ".target." in k]  # frozen EMA copy: in ema_targets.safetensors instead
     assert not [k for k in ckpt_keys if k.startswith("model.text_tower")]  # ECG-only: the text side is frozen
 
 
