@@ -31,6 +31,8 @@ Details:
   means runs of at least 10 ms (and 3 samples) within 0.1 % of the lead's range from its min or max:
   a waveform merely touching its peak does not count.
 - `on_long_gap="raise"` raises `EcgQualityError` naming the lead and the gap length.
+- The band-pass is `sosfiltfilt`'s output, computed by blocks of samples (`ecglang.signal.zero_phase`: the
+  same to ~1e-10 of the signal scale, far below float32 resolution, at about half the cost).
 - Resampling uses `padtype="line"` so that a DC offset does not ring at the record edges.
 - A record not longer than the band-pass filter's `padlen` raises `EcgQualityError` (too short to filter).
 - `crop="random"` draws the offset from `rng` (a numpy Generator or a seed), for training augmentation.
@@ -68,6 +70,7 @@ from ecglang.errors import ConfigError, EcgQualityError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
 from ecglang.record.window import ReadWindow
+from ecglang.signal.zero_phase import zero_phase
 
 CropPolicy = Literal["start", "center", "random"]
 PadPolicy = Literal["zero", "edge", "repeat"]
@@ -182,18 +185,6 @@ def _sosfilt_zi(order: int, lo: float, hi: float, fs: float) -> np.ndarray:
     zi = sps.sosfilt_zi(_bandpass_sos(order, lo, hi, fs))[:, None, :]
     zi.flags.writeable = False
     return zi
-
-
-def _zero_phase(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
-    """`scipy.signal.sosfiltfilt(sos, x, axis=1, padlen=padlen)` (odd padding) for `x [L, n]`, bit for bit.
-
-    The same steps as scipy's (odd extension, forward pass from `zi * first sample`, backward pass from
-    `zi * last output`), with `zi` cached and no axis juggling: ~20 % less time on a 12 x 5000 record.
-    """
-    ext = np.concatenate((2 * x[:, :1] - x[:, padlen:0:-1], x, 2 * x[:, -1:] - x[:, -2 : -padlen - 2 : -1]), axis=1)
-    y, _ = sps.sosfilt(sos, ext, axis=1, zi=zi * ext[None, :, :1])
-    y, _ = sps.sosfilt(sos, y[:, ::-1], axis=1, zi=zi * y[None, :, -1:])
-    return y[:, -padlen - 1 : padlen - 1 : -1] if padlen else y[:, ::-1]
 
 
 def _sosfiltfilt_padlen(sos: np.ndarray) -> int:
@@ -434,7 +425,7 @@ def _preprocess_core(
             )
         zi = _sosfilt_zi(cfg.filter_order, lo, hi, out_fs)
         valid = np.flatnonzero(mask)
-        x[valid] = _zero_phase(sos, zi, x if valid.size == N_LEADS else x[valid], padlen)
+        x[valid] = zero_phase(sos, zi, x if valid.size == N_LEADS else x[valid], padlen)
 
     # Steps 7-8, planned in step 0: the used part, in the coordinates of the kept part
     offset, target = plan.offset, cfg.target_samples
