@@ -1,6 +1,8 @@
 """The per-record preparation that feeds the tokenizer (band-pass + robust z-score of `preprocess`) is the
-documented scipy/numpy computation bit for bit: `sosfiltfilt` with its default odd padding, then per lead
-the median and 1.4826 x MAD of every second sample (at most 2500 samples per lead)."""
+documented scipy/numpy computation: `sosfiltfilt` with its default odd padding, then per lead the median and
+1.4826 x MAD of every second sample (at most 2500 samples per lead). The band-pass runs by blocks
+(`ecglang.signal.zero_phase`, float64 to ~1e-10 of scipy's), so a float32 sample may round the other way:
+a few ulps at most, on a small fraction of the samples; everything else is bit for bit."""
 
 from __future__ import annotations
 
@@ -36,5 +38,7 @@ def test_bandpass_and_robust_zscore_match_scipy_numpy(n: int, masked: bool) -> N
     out, out_mask, _ = preprocess_array(x, 500.0, mask, PreprocessConfig())
     assert out.shape == (12, 5000) and (out_mask == mask).all()
     expected = _reference(x, mask)
-    np.testing.assert_array_equal(out[:, :n], expected)
+    ulp = np.spacing(np.abs(expected).max())
+    np.testing.assert_allclose(out[:, :n], expected, rtol=0, atol=4 * ulp)
+    assert (out[:, :n] != expected).mean() < 0.01  # rounding flips only
     assert not out[:, n:].any()  # zero padding stays zero
