@@ -33,5 +33,37 @@ def test_report_only_gives_means_spreads_and_says_what_is_missing(tmp_path: Path
     text = report.read_text(encoding="utf-8")
     assert text.count("| ecglang-mini | ") == 4  # three runs and the mean line
     assert "| ecglang-mini | 3 | 0.720 ± 0.040 |" in text  # mean of the seeds and their max − min
-    assert "**Incomplete:** resnet-baseline (0 seed(s)), neighbourhood (0 seed(s)), lead-group (0 seed(s))." in text
+    assert "**Incomplete:** resnet-baseline (0 seed(s)), neighbourhood (0 seed(s)), lead-group (0 seed(s))," in text
     assert "no default is chosen" in text
+
+
+def report_for(tmp_path: Path, rows: list[dict]) -> str:
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = tmp_path / "ABLATION.md"
+    cmd = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--results", str(tmp_path / "results.jsonl"),
+           "--report-only", "--report", str(report)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return report.read_text(encoding="utf-8")
+
+
+def every_variant(points: dict[str, tuple[float, ...]]) -> list[dict]:
+    variants = ("ecglang-mini", "resnet-baseline", "neighbourhood", "ssm", "lead-group", "masked-beats",
+                "latent-beats", "demographics")  # fmt: skip
+    return [row(v, s, p) for v in variants for s, p in enumerate(points.get(v, (0.60,)))]
+
+
+def test_a_variant_becomes_default_only_past_the_spread_between_seeds(tmp_path: Path) -> None:
+    base = {"ecglang-mini": (0.70, 0.72, 0.74), "resnet-baseline": (0.62, 0.63, 0.64)}
+    # ssm's mean (0.75) beats ecglang-mini's (0.72) by 0.03: less than the spread (0.04) → mini stays
+    text = report_for(tmp_path, every_variant(base | {"ssm": (0.73, 0.75, 0.77)}))
+    assert "**Default: ecglang-mini stays.**" in text and "ssm: 3+ seeds" in text
+    # 0.80 vs 0.72 with spreads 0.02 and 0.04: a real difference → ssm is the default
+    text = report_for(tmp_path, every_variant(base | {"ssm": (0.79, 0.80, 0.81)}))
+    assert "**Default: ssm**" in text
+    # one seed that comes close is flagged for more seeds, never chosen
+    text = report_for(tmp_path, every_variant(base | {"ssm": (0.90,)}))
+    assert (
+        "ssm: 1 seed(s), mean 0.900 — within ecglang-mini's spread or above it: needs three seeds" in text
+        and "**Default: ecglang-mini stays.**" in text
+    )
