@@ -3,6 +3,9 @@
     RecordSource ──read──▶ Ecg ──preprocess + cut beats (BatchPreparer, in DataLoader workers)──▶ PreparedBatch
         ──encoder (this process: autocast, torch threads on the cores the workers leave free)──▶ EncodedBatch
 
+On a CPU with few cores (`encode_in_workers`), each worker runs both stages on its own batches
+(`EncodingPreparer`, rhythm path only) and this process only collects: every core is busy all the time.
+
 `encode_batches` yields one `EncodedBatch` per prepared batch, so a caller reduces as it goes and memory
 stays O(batch) whatever the number of records; `embed_records` collects every row into an `EmbeddingTable`
 (embeddings and pooled features: small), and `embed_cache_rows` does that for rows of a `SignalCache`.
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 # On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a
 # time, and glibc's heap, which keeps freed tensor memory for reuse, settles ~0.5 GB lower.
 CPU_CHUNK = 16
+MAX_ENCODING_WORKERS = 4  # cores up to which every worker also encodes (see `encode_in_workers`)
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
@@ -170,6 +174,43 @@ class BatchPreparer(Dataset):
         return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views)
 
 
+class EncodingPreparer(BatchPreparer):
+    """A `BatchPreparer` whose workers also run the encoder (rhythm path only) and hand back an `EncodedBatch`.
+
+    With few cores, one process preparing while another encodes leaves the faster stage idle while it waits
+    for the slower one; when every worker does both stages for its own batches, every core stays busy."""
+
+    def __init__(
+        self,
+        source: RecordSource,
+        processor: EcgProcessor,
+        batch_size: int,
+        models: dict[str, EcgLangModel],
+        precision: str,
+        first: int | None = None,
+    ) -> None:
+        super().__init__(source, processor, batch_size, first)
+        self.models, self.precision = models, precision
+
+    def __getitem__(self, b: int) -> EncodedBatch:  # type: ignore[override]
+        with torch_threads(1):  # one process per core; DataLoader workers start with one thread anyway
+            return _encode_prepared(super().__getitem__(b), self.models, "cpu", self.precision, full=False)
+
+
+def encode_in_workers(device_type: str, full: bool, workers: int) -> bool:
+    """Whether the preparing workers run the encoder too: on CPU, for the rhythm path, where workers start by
+    `fork` (they share the model's memory; spawn would pickle it into each) and on at most
+    `MAX_ENCODING_WORKERS` cores. Measured on 2 cores (`benchmarks/bench_zeroshot.py`): end to end ~20 %
+    faster than one worker preparing while this process encodes, since then the encoder (~3.5 ms per ECG)
+    waits on nothing while the preparing core idles ~40 % of the time. With more cores the encoder keeps its
+    many threads in this process (not measured here)."""
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    return (
+        device_type == "cpu" and not full and workers > 0 and method == "fork"
+        and usable_cores() <= MAX_ENCODING_WORKERS
+    )  # fmt: skip
+
+
 def as_is(item: Any) -> Any:
     """DataLoader `collate_fn` for items that are already batches (module level, so workers can pickle it)."""
     return item
@@ -223,16 +264,27 @@ def encode_batches(
     device_type = next(iter(models.values())).device.type
     for model in models.values():
         check_precision(precision, model.device.type)
-    preparer = BatchPreparer(source, processor, batch_size, CPU_CHUNK if workers else None, keep_views=full)
+    in_workers = encode_in_workers(device_type, full, workers)
+    if in_workers:
+        if num_workers is None:  # every core prepares and encodes; this process only collects
+            workers = max(workers, usable_cores())
+        preparer: BatchPreparer = EncodingPreparer(source, processor, batch_size, models, precision, CPU_CHUNK)
+    else:
+        preparer = BatchPreparer(source, processor, batch_size, CPU_CHUNK if workers else None, keep_views=full)
     loader = DataLoader(
         preparer, batch_size=None, num_workers=workers, collate_fn=as_is, prefetch_factor=4 if workers else None
     )
     bar = tqdm(total=len(source), desc=desc, unit="rec", disable=not progress or len(source) < 2)
     try:
         with torch_threads(max(1, usable_cores() - workers) if workers else None):
-            for prepared in loader:
-                yield _encode_prepared(prepared, models, device_type, precision, full, output_attentions)
-                bar.update(prepared.n_inputs)
+            for item in loader:
+                encoded = (
+                    item
+                    if in_workers
+                    else _encode_prepared(item, models, device_type, precision, full, output_attentions)
+                )
+                yield encoded
+                bar.update(encoded.n_inputs)
     finally:
         bar.close()
 

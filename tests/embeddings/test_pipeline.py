@@ -15,6 +15,7 @@ from ecglang.embeddings.pipeline import (
     embed_cache_rows,
     embed_records,
     encode_batches,
+    encode_in_workers,
 )
 from ecglang.embeddings.sources import ArraySource, ItemSource, RecordSource, expand_inputs
 from ecglang.encoders.registry import create_model
@@ -88,6 +89,31 @@ def test_workers_give_the_same_embeddings(model, records):
     pooled = embed_records(ArraySource(signals, ecgs[0].fs), model, processor, batch_size=2, num_workers=1)
     np.testing.assert_allclose(here.embeddings["model"], pooled.embeddings["model"], atol=1e-6)
     assert here.record_ids == pooled.record_ids == [f"array{i}" for i in range(len(signals))]
+
+
+def test_workers_that_also_encode_give_the_same_rows_failures_and_order(model, records, tmp_path, monkeypatch):
+    """On this machine's few cores the workers run the encoder too; the main process only collects. The rows,
+    their order, the failures and the embeddings of both models match encoding here."""
+    if not encode_in_workers("cpu", False, 1):
+        pytest.skip("encoding in workers needs fork and at most MAX_ENCODING_WORKERS cores")
+    broken = tmp_path / "broken.hea"
+    broken.write_text("this is not a header\n")
+    items = [str(p) for p in records[:2]] + [str(broken)] + [str(p) for p in records[2:]]
+    torch.manual_seed(1)
+    models = {"model": model, "random": create_model("ecglang-small").eval()}
+    processor = default_processor(model)
+    here = embed_records(ItemSource(items), models, processor, batch_size=2, num_workers=0)
+    calls = []
+    original = type(model).encode_ecg
+    monkeypatch.setattr(type(model), "encode_ecg", lambda self, **kw: calls.append(1) or original(self, **kw))
+    pooled = embed_records(ItemSource(items), models, processor, batch_size=2, num_workers=2)
+    assert calls == []  # no encoder call in this process: the workers encoded
+    assert pooled.record_ids == here.record_ids and len(pooled.record_ids) == len(records)
+    assert pooled.positions.tolist() == here.positions.tolist() == [0, 1, 3, 4, 5]
+    assert [(f.record, f.stage) for f in pooled.failures] == [(f.record, f.stage) for f in here.failures]
+    assert pooled.failed_positions == [2]
+    for key in models:
+        np.testing.assert_allclose(pooled.embeddings[key], here.embeddings[key], atol=1e-6)
 
 
 def test_embed_cache_rows_for_training_validation(model, records, tmp_path):
