@@ -268,7 +268,8 @@ def encode_batches(
     if in_workers:
         if num_workers is None:  # every core prepares and encodes; this process only collects
             workers = max(workers, usable_cores())
-        preparer: BatchPreparer = EncodingPreparer(source, processor, batch_size, models, precision, CPU_CHUNK)
+        # batches of CPU_CHUNK: the workers finish within one small batch of each other
+        preparer: BatchPreparer = EncodingPreparer(source, processor, min(batch_size, CPU_CHUNK), models, precision)
     else:
         preparer = BatchPreparer(source, processor, batch_size, CPU_CHUNK if workers else None, keep_views=full)
     loader = DataLoader(
