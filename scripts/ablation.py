@@ -40,6 +40,14 @@ VARIANTS: dict[str, list[str]] = {
     "demographics": [f"{TOWER}.demographics=true"],
 }
 THREE_SEEDS = ("ecglang-mini", "resnet-baseline")
+# What a reader must know to read a variant's row.
+NOTES = {
+    "demographics": "trained with PTB-XL's age and sex (ptbxl_database.csv); checkpoint selection and the fold-8 "
+    "evaluation read WFDB headers that carry neither, so it is scored with age and sex unknown — a test of "
+    "robustness to missing demographics, not of their benefit.",
+    "latent-beats": "the EMA target runs a second ECG tower each step: ~2× the ECG side's cost.",
+    "resnet-baseline": "MERL-style ResNet1d-18 on the raw 12×5000 signal, rhythm loss only (no beats).",
+}
 
 
 def run_cli(args: list[str], log: Path) -> None:
@@ -211,6 +219,9 @@ def write_report(rows: list[dict], target: Path) -> None:
         mean, spread = seed_summary(group)
         lines.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + f" | {mean:.3f} ± {spread:.3f} |")
     lines += ["", "## Decision", "", *decision(by_variant)]
+    lines += ["", "## Notes", "", *(f"- {v}: {text}" for v, text in NOTES.items() if v in by_variant)]
+    lines += ["- `train s` is wall time on a shared 2-core machine (other jobs ran beside it; a few runs were "
+              "paused while benchmarks measured), not a speed comparison."]  # fmt: skip
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
