@@ -67,3 +67,4 @@ def test_a_variant_becomes_default_only_past_the_spread_between_seeds(tmp_path: 
         "ssm: 1 seed(s), mean 0.900 — within ecglang-mini's spread or above it: needs three seeds" in text
         and "**Default: ecglang-mini stays.**" in text
     )
+    assert "ssm score at or above ecglang-mini's mean so far: the default may change." in text
