@@ -491,6 +491,18 @@ def bootstrap_ci(
 # retrieval
 
 
+def hit_rate(y: np.ndarray, _scores: np.ndarray) -> float:
+    """Fraction of rows whose single label is True (`bootstrap_ci` metric: recall@k from per-query hits)."""
+    return float(y[:, 0].mean())
+
+
+def _hit_rate_batched(y: np.ndarray, _scores: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ y[:, 0].astype(np.float64)) / y.shape[0]
+
+
+hit_rate.batched = _hit_rate_batched  # type: ignore[attr-defined]
+
+
 def retrieval_recall(
     sim: Any, k: Sequence[int] = (1, 5, 10), n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> dict[str, Any]:
@@ -524,12 +536,10 @@ def retrieval_recall(
     rank = (m >= correct[:, None]).sum(axis=1)  # counts the correct item itself, so rank is 1-based
     out: dict[str, Any] = {f"recall@{int(x)}": float(np.mean(rank <= x)) for x in ks}
     if n_resamples > 0:
-        hits = rank[:, None] <= np.asarray(ks)[None, :]  # [N_q, K]
-        draws = np.random.default_rng(seed).integers(0, n_q, size=(n_resamples, n_q))
-        boot = hits[draws].mean(axis=1)  # [B, K]
-        low, high = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
-        for i, x in enumerate(ks):
-            out[f"recall@{int(x)}_ci"] = [float(low[i]), float(high[i])]
+        for x in ks:  # the same seed: every k sees the same resampled queries
+            hits = (rank <= x)[:, None]
+            ci = bootstrap_ci(hit_rate, hits, hits.astype(np.float64), n_resamples, seed, alpha)
+            out[f"recall@{int(x)}_ci"] = [ci.low, ci.high]
     out["median_rank"] = float(np.median(rank))
     out["mean_rank"] = float(np.mean(rank))
     out["n_queries"] = int(n_q)
