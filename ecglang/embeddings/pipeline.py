@@ -87,13 +87,18 @@ def encode_rhythm(model: EcgLangModel, batch: Mapping[str, torch.Tensor]) -> tup
     return out.rhythm_embeds, out.rhythm_features
 
 
+def workers_fork() -> bool:
+    """Whether worker processes start by `fork` (sharing this process's memory, the model included)."""
+    # allow_none: asking for the method must not fix it for the caller; the first listed is the default.
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    return method == "fork"
+
+
 def auto_workers(n_batches: int) -> int:
     """One preparing worker per spare core (up to 4); none for a single batch, where starting one costs more
     than it overlaps, and none where processes do not start by `fork` (spawn pickles the inputs into each
     worker and needs the caller's script to guard its entry point: ask for workers explicitly there)."""
-    # allow_none: asking for the method must not fix it for the caller; the first listed is the default.
-    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-    if n_batches < 2 or method != "fork":
+    if n_batches < 2 or not workers_fork():
         return 0
     return min(4, usable_cores() - 1)
 
@@ -193,8 +198,8 @@ class EncodingPreparer(BatchPreparer):
         self.models, self.precision = models, precision
 
     def __getitem__(self, b: int) -> EncodedBatch:  # type: ignore[override]
-        with torch_threads(1):  # one process per core; DataLoader workers start with one thread anyway
-            return _encode_prepared(super().__getitem__(b), self.models, "cpu", self.precision, full=False)
+        # One process per core: DataLoader workers run torch on one thread (torch sets it in each worker).
+        return _encode_prepared(super().__getitem__(b), self.models, "cpu", self.precision, full=False)
 
 
 def encode_in_workers(device_type: str, full: bool, workers: int) -> bool:
@@ -204,11 +209,8 @@ def encode_in_workers(device_type: str, full: bool, workers: int) -> bool:
     faster than one worker preparing while this process encodes, since then the encoder (~3.5 ms per ECG)
     waits on nothing while the preparing core idles ~40 % of the time. With more cores the encoder keeps its
     many threads in this process (not measured here)."""
-    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-    return (
-        device_type == "cpu" and not full and workers > 0 and method == "fork"
-        and usable_cores() <= MAX_ENCODING_WORKERS
-    )  # fmt: skip
+    few_cores = usable_cores() <= MAX_ENCODING_WORKERS
+    return device_type == "cpu" and not full and workers > 0 and few_cores and workers_fork()
 
 
 def as_is(item: Any) -> Any:
