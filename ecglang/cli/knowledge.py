@@ -7,6 +7,7 @@ import json
 import textwrap
 from pathlib import Path
 
+from ecglang.cli import show_help
 from ecglang.errors import ConfigError
 from ecglang.knowledge.base import KnowledgeBase, Snippet
 from ecglang.knowledge.index import INDEX_TYPES, Hit, KnowledgeIndex, default_index_dir
@@ -63,12 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=_show)
 
-    parser.set_defaults(func=lambda args: _help(parser))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    parser.set_defaults(func=show_help(parser))
 
 
 def _build(args: argparse.Namespace) -> int:

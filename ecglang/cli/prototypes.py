@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ecglang.cli import print_failures, show_help
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,12 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--num-workers", type=int, default=None, help="preparing processes (default: automatic)")
     build.set_defaults(func=_build)
-    parser.set_defaults(func=lambda args: _help(parser))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    parser.set_defaults(func=show_help(parser))
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -57,8 +53,6 @@ def _build(args: argparse.Namespace) -> int:
     print(f"prototypes: {meta['n_beats']} beats of {meta['n_records']} records ({meta['n_with_report']} with a "
           f"report{f', from {reports_path}' if reports_path else ''}) -> {args.out}")  # fmt: skip
     if failures:  # as zero-shot: the others are indexed, and the exit status says some were not
-        print(f"{len(failures)} record(s) failed:", file=sys.stderr)
-        for f in failures:
-            print(f"  {f}", file=sys.stderr)
+        print_failures(failures)
         return 1
     return 0

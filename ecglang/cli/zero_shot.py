@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ecglang.cli import print_failures
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -116,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and result.explanations:
         _plots(args, result, clf.prototypes)
     if result.failures:
-        print(f"\n{len(result.failures)} record(s) failed:", file=sys.stderr)
-        for f in result.failures:
-            print(f"  {f}", file=sys.stderr)
+        print_failures(result.failures)
         # Machine-readable too, where the user asked for files: --failures, or next to --out.
         path = args.failures or (str(Path(args.out).with_suffix(".failures.csv")) if args.out else None)
         if path:
