@@ -24,13 +24,7 @@ def row(variant: str, seed: int, point: float) -> dict:
 
 def test_report_only_gives_means_spreads_and_says_what_is_missing(tmp_path: Path) -> None:
     rows = [row("ecglang-mini", s, p) for s, p in ((0, 0.70), (1, 0.74), (2, 0.72))] + [row("ssm", 0, 0.75)]
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    report = tmp_path / "ABLATION.md"
-    cmd = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--results", str(tmp_path / "results.jsonl"),
-           "--report-only", "--report", str(report)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    text = report.read_text(encoding="utf-8")
+    text = report_for(tmp_path, rows)
     assert text.count("| ecglang-mini | ") == 4  # three runs and the mean line
     assert "| ecglang-mini | 3 | 0.720 ± 0.040 |" in text  # mean of the seeds and their max − min
     assert "**Incomplete:** resnet-baseline (0 seed(s)), neighbourhood (0 seed(s)), lead-group (0 seed(s))," in text
