@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from ecglang.beats.tokenize import BeatTokens, tokenize_array
 from ecglang.core.threads import torch_threads, usable_cores
-from ecglang.embeddings.sources import CacheSource, RecordSource, demographic_tensors, error_message, record_name
-from ecglang.encoders.ecg_processing import EcgProcessor
+from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
+from ecglang.encoders.ecg_processing import EcgProcessor, demographic_tensors
 from ecglang.encoders.layers import trim_beat_axis
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg

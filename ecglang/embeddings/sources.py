@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
-from ecglang.record.demographics import metadata_demographics
 from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg, scan_records
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
@@ -35,17 +33,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EcgInput = Ecg | str | PathLike | np.ndarray
-
-
-def demographic_tensors(metadata: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-    """`{"age": float32 [B] (NaN unknown), "sex": int64 [B] (0 unknown, 1 male, 2 female)}` from each record's
-    `Ecg.metadata` (header fields "age"/"sex"): the side input of a tower with `demographics: true`, which
-    every other tower ignores."""
-    codes = [metadata_demographics(m) for m in metadata]
-    return {
-        "age": torch.tensor([c[0] for c in codes], dtype=torch.float32),
-        "sex": torch.tensor([c[1] for c in codes], dtype=torch.long),
-    }
 
 
 def error_message(exc: BaseException) -> str:

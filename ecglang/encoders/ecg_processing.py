@@ -7,7 +7,7 @@ way it was trained.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +16,7 @@ import torch
 
 from ecglang.beats.tokenize import BeatConfig, BeatTokens, tokenize_beats
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError, RecordFailure
+from ecglang.record.demographics import metadata_demographics
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import N_LEADS
 from ecglang.signal.preprocess import PreprocessConfig, preprocess
@@ -254,3 +255,14 @@ class EcgProcessor:
             return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def demographic_tensors(metadata: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """`{"age": float32 [B] (NaN unknown), "sex": int64 [B] (0 unknown, 1 male, 2 female)}` from each record's
+    `Ecg.metadata` (header fields "age"/"sex"): the side input of a tower with `demographics: true`, which
+    every other tower ignores."""
+    codes = [metadata_demographics(m) for m in metadata]
+    return {
+        "age": torch.tensor([c[0] for c in codes], dtype=torch.float32),
+        "sex": torch.tensor([c[1] for c in codes], dtype=torch.long),
+    }

@@ -21,10 +21,9 @@ from ecglang.encoders.checkpoint import (
     resolve_checkpoint,
     resolve_model_name,
 )
-from ecglang.encoders.ecg_processing import EcgBatch, EcgProcessor
+from ecglang.encoders.ecg_processing import EcgBatch, EcgProcessor, demographic_tensors
 from ecglang.encoders.text_encoder import tokenize_reports
 from ecglang.errors import ConfigError
-from ecglang.record.demographics import metadata_demographics
 from ecglang.record.ecg import Ecg
 
 
@@ -69,9 +68,7 @@ class EcgLangProcessor:
         if ecgs is not None and self.demographics:
             records = [ecgs] if isinstance(ecgs, Ecg) else list(ecgs)
             rows = getattr(out, "indices", None) or range(len(records))
-            codes = [metadata_demographics(getattr(records[i], "metadata", {})) for i in rows]
-            out["age"] = torch.tensor([c[0] for c in codes], dtype=torch.float32)
-            out["sex"] = torch.tensor([c[1] for c in codes], dtype=torch.long)
+            out.update(demographic_tensors([getattr(records[i], "metadata", {}) for i in rows]))
         if texts is not None:
             out.update(tokenize_reports(self.tokenizer, texts, self.text_config))
         return out
