@@ -186,15 +186,10 @@ class EncodingPreparer(BatchPreparer):
     for the slower one; when every worker does both stages for its own batches, every core stays busy."""
 
     def __init__(
-        self,
-        source: RecordSource,
-        processor: EcgProcessor,
-        batch_size: int,
-        models: dict[str, EcgLangModel],
+        self, source: RecordSource, processor: EcgProcessor, batch_size: int, models: dict[str, EcgLangModel],
         precision: str,
-        first: int | None = None,
-    ) -> None:
-        super().__init__(source, processor, batch_size, first)
+    ) -> None:  # fmt: skip
+        super().__init__(source, processor, batch_size)
         self.models, self.precision = models, precision
 
     def __getitem__(self, b: int) -> EncodedBatch:  # type: ignore[override]
