@@ -6,14 +6,36 @@ age in years (NaN when unknown) and sex 0 = unknown, 1 = male, 2 = female (the c
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
-
-from ecglang.record.wfdb_reader import parse_age, parse_sex
 
 SEX_UNKNOWN, SEX_MALE, SEX_FEMALE = 0, 1, 2
 # PTB-XL stores the age of patients over 89 as 300 (privacy); read as 90, the least it can be.
 PTBXL_OVER_89 = 300.0
+
+
+def parse_age(text: str | None) -> float | None:
+    """Age in years from header text ("63", "63 years"); None for "NaN", "Unknown", "?" or outside 0–130."""
+    if text is None:
+        return None
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)", str(text))
+    if not m:
+        return None  # "NaN", "Unknown", "?", ...
+    age = float(m.group(1))
+    return age if 0 <= age <= 130 else None
+
+
+def parse_sex(text: str | None) -> str | None:
+    """Header text ("m", "Male", "woman", ...) as "M" or "F"; None otherwise."""
+    if text is None:
+        return None
+    t = str(text).strip().lower()
+    if t in ("m", "male", "man"):
+        return "M"
+    if t in ("f", "female", "woman"):
+        return "F"
+    return None
 
 
 def age_years(value: Any) -> float:
@@ -54,5 +76,7 @@ __all__ = [
     "age_years",
     "demographic_codes",
     "metadata_demographics",
+    "parse_age",
+    "parse_sex",
     "sex_code",
 ]

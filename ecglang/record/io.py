@@ -31,13 +31,12 @@ import scipy.io
 from tqdm.auto import tqdm
 
 from ecglang.errors import EcgReadError, RecordFailure
+from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS, to_canonical
 from ecglang.record.wfdb_reader import (
     header_references,
-    parse_age,
     parse_header_comments,
-    parse_sex,
     read_wfdb,
     wfdb_format,
 )

@@ -17,6 +17,7 @@ import numpy as np
 import wfdb
 
 from ecglang.errors import EcgReadError
+from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.leads import canonical_lead_name
 from ecglang.record.window import ReadWindow, check_sampling_rate
 
@@ -323,24 +324,3 @@ def read_wfdb(
     meta["comments"] = comments
     meta["units_in_file"] = units
     return signal, names, header_fs, meta
-
-
-def parse_age(text: str | None) -> float | None:
-    if text is None:
-        return None
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)", str(text))
-    if not m:
-        return None  # "NaN", "Unknown", "?", ...
-    age = float(m.group(1))
-    return age if 0 <= age <= 130 else None
-
-
-def parse_sex(text: str | None) -> str | None:
-    if text is None:
-        return None
-    t = str(text).strip().lower()
-    if t in ("m", "male", "man"):
-        return "M"
-    if t in ("f", "female", "woman"):
-        return "F"
-    return None
