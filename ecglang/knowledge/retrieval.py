@@ -24,6 +24,7 @@ similarity between the label's query embedding and the snippet document.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import weakref
@@ -172,12 +173,26 @@ class Retriever:
         return out
 
     def _exact(self, name: str, code: tuple[str, str] | None) -> list[tuple[Snippet, str]]:
+        match = self.aliases.match(name)
         if code is not None:
             tagged = self.kb.snippets_for_code(*code)
             if tagged:
-                return [(s, "code") for s in tagged]
-        match = self.aliases.match(name)
+                return [(s, "code") for s in self._most_specific(tagged, code[0], match)]
         return [(s, match.via) for s in match.snippets] if match else []
+
+    def _most_specific(self, tagged: list[Snippet], namespace: str, match: Any) -> list[Snippet]:
+        """Snippets tagged with a code, those most about that one condition first: the ones the label's name
+        also names, then the ones written for fewer codes. A group snippet tagged with six codes ("Other ST-T
+        statements") or a red-flag list carries the code too, and in file order it took the first of the k
+        places from the snippet that defines the condition."""
+        named = {s.id: i for i, s in enumerate(match.snippets)} if match else {}
+        ns = namespace.strip().lower()
+
+        def n_codes(s: Snippet) -> int:
+            return sum(len(v) for k, v in s.codes.items() if k.strip().lower() == ns)
+
+        order = {s.id: i for i, s in enumerate(tagged)}
+        return sorted(tagged, key=lambda s: (named.get(s.id, len(named)), n_codes(s), order[s.id]))
 
     def _hybrid(self, names: Sequence[str], query: np.ndarray, k: int) -> list[list[Hit]]:
         """BM25 + dense by reciprocal-rank fusion, floor and guard, for labels no alias matched."""
@@ -308,24 +323,26 @@ def compose_prompts(
     snippet share its prompts: 10,000 labels embed a few hundred distinct knowledge prompts, not 90,000.
     Each prompt is cut to fit a text encoder: to `max_tokens` tokens (special tokens included) when a
     Hugging Face `tokenizer` is given, otherwise to `max_words` words (about 100 word pieces for this
-    text). Duplicates are dropped; order follows the hits, then the sentences.
+    text). Duplicates are dropped; criteria are taken in turns across the hits (the first of each, then the second, ...
     """
     if not isinstance(label_name, str) or not label_name.strip():
         raise PromptError(None, "label name is empty")
     label = label_name.strip()
     out: list[ComposedPrompt] = []
     seen: set[str] = set()
-    for hit in hits:
+    # Criteria are taken in turns (first criterion of every hit, then the second, ...): under `max_prompts`
+    # a snippet with nine criteria must not crowd out the others, which are shown as the score's evidence.
+    per_hit = [[(hit, sentence) for sentence in hit.snippet.sentences()] for hit in hits]
+    for hit, sentence in (p for turn in itertools.zip_longest(*per_hit) for p in turn if p is not None):
         title = hit.snippet.title.rstrip(".")
-        for sentence in hit.snippet.sentences():
-            text = _fit(f"{title}: {sentence}", max_tokens, tokenizer, max_words)
-            key = text.lower()
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(ComposedPrompt(text, hit.snippet.id, label, hit.score))
-            if max_prompts is not None and len(out) >= max_prompts:
-                return out
+        text = _fit(f"{title}: {sentence}", max_tokens, tokenizer, max_words)
+        key = text.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(ComposedPrompt(text, hit.snippet.id, label, hit.score))
+        if max_prompts is not None and len(out) >= max_prompts:
+            break
     return out
 
 

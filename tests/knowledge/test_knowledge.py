@@ -515,6 +515,33 @@ def test_retrieve_for_label_with_code_puts_tagged_snippets_first(flat: Knowledge
     assert [h.snippet.id for h in plain] == [h.snippet.id for h in retrieve_for_label(flat, "bundle branch block", k=3)]
 
 
+def test_code_tagged_snippets_that_define_the_condition_come_before_group_and_red_flag_lists(
+    flat: KnowledgeIndex, kb: KnowledgeBase
+) -> None:
+    # File order put "Other ST-T statements" (a group snippet written for six PTB-XL codes) first for NDT, and
+    # the athletes' red-flag list (NORM, INVT, CLBBB) first for INVT, ahead of the snippets that define them.
+    ndt = retrieve_for_label(flat, "non-diagnostic T abnormalities", k=3, code=("ptbxl", "NDT"))
+    assert ndt[0].snippet.id == "non-diagnostic-t-abnormalities"
+    invt = [h.snippet.id for h in retrieve_for_label(flat, "inverted T waves", k=3, code=("ptbxl", "INVT"))]
+    assert "t-wave-inversion" in invt and "abnormal-athlete-ecg" not in invt
+    # Without a name that names a snippet, the snippets written for fewer codes come first.
+    by_code = retrieve_for_label(flat, "zz label", k=12, code=("ptbxl", "LNGQT"))
+    n = [len(h.snippet.codes.get("ptbxl", ())) for h in by_code]
+    assert len(by_code) == len(kb.snippets_for_code("ptbxl", "LNGQT")) and n == sorted(n) and n[0] < n[-1]
+
+
+def test_every_retrieved_snippet_contributes_within_the_prompt_budget(kb: KnowledgeBase) -> None:
+    # A snippet with many criteria first used to fill all of `max_prompts`: the others were shown as the
+    # score's evidence but added nothing to it.
+    longest = max(kb, key=lambda s: len(s.sentences()))
+    long_first = [longest] + [s for s in kb if s.id != longest.id and len(s.sentences()) >= 2][:2]
+    assert len(long_first[0].sentences()) >= 9
+    prompts = compose_prompts("x", [Hit(s, 1.0) for s in long_first], max_prompts=9)
+    assert len(prompts) == 9 and {p.snippet_id for p in prompts} == {s.id for s in long_first}
+    # In turns: the first criterion of each snippet, then the second ...
+    assert [p.snippet_id for p in prompts[:3]] == [s.id for s in long_first]
+
+
 def test_composed_prompts_fit_a_small_token_budget(flat: KnowledgeIndex, kb: KnowledgeBase) -> None:
     tokenizer = flat.encoder.tokenizer
     hits = [Hit(s, 1.0) for s in kb]
