@@ -534,7 +534,7 @@ def test_every_retrieved_snippet_contributes_within_the_prompt_budget(kb: Knowle
     # A snippet with many criteria first used to fill all of `max_prompts`: the others were shown as the
     # score's evidence but added nothing to it.
     longest = max(kb, key=lambda s: len(s.sentences()))
-    long_first = [longest] + [s for s in kb if s.id != longest.id and len(s.sentences()) >= 2][:2]
+    long_first = [longest, *[s for s in kb if s.id != longest.id and len(s.sentences()) >= 2][:2]]
     assert len(long_first[0].sentences()) >= 9
     prompts = compose_prompts("x", [Hit(s, 1.0) for s in long_first], max_prompts=9)
     assert len(prompts) == 9 and {p.snippet_id for p in prompts} == {s.id for s in long_first}
