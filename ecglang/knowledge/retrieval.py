@@ -4,7 +4,8 @@ One retrieval serves zero-shot (`ecglang.scores.classifier`) and `ecglang knowle
 in order:
 
 1. **Exact.** A known code (`code=(namespace, code)`, as prompt sets give) selects the snippets tagged with
-   it; otherwise the normalised label is looked up in the alias index (`ecglang.knowledge.aliases`): a
+   it, those that define the condition first (the ones the label's name also names, then the ones written
+   for fewer codes); otherwise the normalised label is looked up in the alias index (`ecglang.knowledge.aliases`): a
    snippet code ("CLBBB", "164909002"), a whole title or alias ("LBBB", "1st degree AV block", "A-fib",
    "PVCs", misspellings corrected), else the longest aliases contained in the label.
 2. **Hybrid.** Only when nothing matched exactly: lexical BM25 (`bm25s`) over the snippets' titles, aliases
@@ -17,7 +18,7 @@ in order:
    elevation/depression, hyper/hypo, ...).
 
 A label that matches nothing gets no snippets: it is scored on its own words ("no knowledge found").
-Exact matches come in the order the snippets were named (title, then alias, then the SNOMED CT name table,
+Alias matches come in the order the snippets were named (title, then alias, then the SNOMED CT name table,
 then file order) and score `EXACT_SCORE` (1.0) without running the encoder; hybrid hits score the cosine
 similarity between the label's query embedding and the snippet document.
 """
