@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -391,12 +391,14 @@ def embed_cache_rows(
     batch_size: int = 64,
     num_workers: int | None = 0,
     precision: Precision = "fp32",
+    metadata: Sequence[Mapping[str, Any]] | None = None,
 ) -> EmbeddingTable:
-    """Embed rows of a `SignalCache` (already preprocessed: only beats are cut) with `model`.
+    """Embed rows of a `SignalCache` (already preprocessed: only beats are cut) with `model`; `metadata`: one
+    mapping per row (age/sex from the builder table, read by a tower with demographics).
 
     For training validation: `table.positions` index `rows` (the rows that were embedded, in order),
     `table.embeddings["model"]` holds their unit rhythm embeddings, `table.failures` the rows left out. The
     cache must have been built with the processor's preprocessing (the caller's contract)."""
-    source = CacheSource(cache, rows)
+    source = CacheSource(cache, rows, metadata)
     return embed_records(source, model, processor or default_processor(model), batch_size=batch_size,
                          num_workers=num_workers, precision=precision)  # fmt: skip

@@ -8,13 +8,17 @@ pipeline's DataLoader workers read from them.
   (`expand_inputs` flattens files, folders and arrays into these items).
 - `ArraySource`: in-memory `[12, T]` signals in canonical lead order.
 - `CacheSource`: rows of a `SignalCache` (already preprocessed: the pipeline only cuts beats).
+
+`ItemSource` and `CacheSource` take `metadata`, one mapping per item (for example `{"age": 63.0, "sex": "F"}`
+from a dataset table such as PTB-XL's `ptbxl_database.csv`, whose WFDB headers carry neither): its values
+fill the keys that the record itself leaves unset, so a tower with demographics sees what the table knows.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +52,20 @@ def record_name(item: Any) -> str:
     return str(item)
 
 
+def fill_metadata(ecg: Ecg, extra: Mapping[str, Any] | None) -> Ecg:
+    """`ecg` with the keys of `extra` that its own metadata lacks (or holds as None) filled in."""
+    if not extra:
+        return ecg
+    filled = {k: v for k, v in extra.items() if v is not None and ecg.metadata.get(k) is None}
+    return ecg.replace(metadata={**ecg.metadata, **filled}) if filled else ecg
+
+
+def check_metadata(metadata: Sequence[Mapping[str, Any]] | None, n: int) -> list[Mapping[str, Any]] | None:
+    if metadata is not None and len(metadata) != n:
+        raise ConfigError(f"{len(metadata)} metadata entries for {n} records")
+    return None if metadata is None else list(metadata)
+
+
 class RecordSource(abc.ABC):
     """Indexable records for the pipeline: `read(i)` gives an `Ecg` or a `RecordFailure`."""
 
@@ -76,12 +94,14 @@ class ItemSource(RecordSource):
         record_ids: Sequence[str] | None = None,
         window: ReadWindow | None = None,
         keep_leads: np.ndarray | None = None,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         if record_ids is not None and len(record_ids) != len(items):
             raise ConfigError(f"{len(record_ids)} record ids for {len(items)} records")
         self.items, self.fs, self.leads, self.record_ids = list(items), fs, leads, record_ids
         self.window = window
         self.keep_leads = None if keep_leads is None else np.asarray(keep_leads, dtype=bool)
+        self.metadata = check_metadata(metadata, len(self.items))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -91,14 +111,15 @@ class ItemSource(RecordSource):
         if isinstance(item, RecordFailure):
             return item
         if isinstance(item, Ecg):
-            return self._keep(item)
+            return self._keep(item, i)
         rid = None if self.record_ids is None else self.record_ids[i]
         try:
-            return self._keep(load_ecg(item, fs=self.fs, leads=self.leads, record_id=rid, window=self.window))
+            return self._keep(load_ecg(item, fs=self.fs, leads=self.leads, record_id=rid, window=self.window), i)
         except Exception as exc:
             return RecordFailure(str(item), "read", error_message(exc), path=str(item))
 
-    def _keep(self, ecg: Ecg) -> Ecg:
+    def _keep(self, ecg: Ecg, i: int) -> Ecg:
+        ecg = fill_metadata(ecg, None if self.metadata is None else self.metadata[i])
         if self.keep_leads is None:
             return ecg
         mask = ecg.lead_mask & self.keep_leads
@@ -143,13 +164,19 @@ class CacheSource(RecordSource):
 
     preprocessed = True
 
-    def __init__(self, cache: SignalCache, rows: Sequence[int] | np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        cache: SignalCache,
+        rows: Sequence[int] | np.ndarray | None = None,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         n = len(cache)
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= n):
             raise ConfigError(f"cache rows must be in [0, {n}), got {rows.min()}..{rows.max()}")
         self.cache, self.rows = cache, rows
         self.ids = cache.ids
+        self.metadata = check_metadata(metadata, len(rows))  # one entry per row read
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -161,7 +188,7 @@ class CacheSource(RecordSource):
             signal, mask = self.cache[row]
         except Exception as exc:
             return RecordFailure(rid, "read", error_message(exc))
-        return Ecg(signal, self.cache.fs, mask, record_id=rid)
+        return fill_metadata(Ecg(signal, self.cache.fs, mask, record_id=rid), self.metadata and self.metadata[i])
 
 
 def expand_inputs(items: Any, fs: float | None, leads: Sequence[str] | None) -> Iterator[Ecg | Path | RecordFailure]:

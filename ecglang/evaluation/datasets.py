@@ -116,6 +116,8 @@ class LabelSetData:
     task: str | None = None
     sources: list[str] = field(default_factory=list)  # split/labels files read
     notes: dict[str, Any] = field(default_factory=dict)
+    # per record, what its file lacks and the dataset's table knows (PTB-XL age/sex); None: nothing
+    metadata: list[dict[str, Any]] | None = None
 
     @property
     def n_found(self) -> int:
@@ -130,6 +132,7 @@ class LabelSetData:
             paths=[self.paths[i] for i in idx], labels=self.labels[idx], folds=self.folds[idx],
             n_rows=self.n_rows, missing=list(self.missing), n_limited=self.n_limited, task=self.task,
             sources=list(self.sources), notes=dict(self.notes),
+            metadata=None if self.metadata is None else [self.metadata[i] for i in idx],
         )  # fmt: skip
 
     def record_summary(self, max_examples: int = 10) -> dict[str, Any]:
@@ -213,12 +216,14 @@ class PtbxlIndex:
     folds: dict[str, int]
     failures: dict[str, str]
     n_database_rows: int
+    # id -> {"age", "sex"} from ptbxl_database.csv (the WFDB headers carry neither), for towers that read them
+    demographics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @cache
 def _ptbxl_index_cached(root: str) -> PtbxlIndex:
     ds, rep = build_ptbxl(root, sampling_rate=500, check_files=True, progress=False)
-    cols = ds.select_columns(["id", "path", "report", "fold"]).to_dict()
+    cols = ds.select_columns(["id", "path", "report", "fold", "age", "sex"]).to_dict()
     return PtbxlIndex(
         root=Path(root),
         paths=dict(zip(cols["id"], cols["path"], strict=True)),
@@ -226,6 +231,7 @@ def _ptbxl_index_cached(root: str) -> PtbxlIndex:
         folds={i: int(f) for i, f in zip(cols["id"], cols["fold"], strict=True)},
         failures={f.record_id: f.reason for f in rep.failures},
         n_database_rows=rep.n_rows,
+        demographics={i: {"age": a, "sex": x} for i, a, x in zip(cols["id"], cols["age"], cols["sex"], strict=True)},
     )
 
 
@@ -384,6 +390,7 @@ def load_label_set(
         names={c: ps.labels[c].name for c in codes}, prompt_set=ps, record_ids=ids, paths=paths,
         labels=sel[codes].to_numpy(dtype=np.int8).reshape(len(sel), len(codes)), folds=fold_values,
         n_rows=len(frame), missing=missing, n_limited=n_found - len(ids), task=task, sources=files, notes=notes,
+        metadata=None if index is None else [index.demographics.get(r, {}) for r in ids],
     )  # fmt: skip
     log.info(
         "%s (%s%s): %d split rows, %d found on disk under %s, %d missing%s",

@@ -365,7 +365,8 @@ def run_probe_for_set(
         ("train", train, cfg.probe_train_folds, cfg.probe_train),
         ("test", test, cfg.probe_test_folds, cfg.probe_test),
     ):
-        rows = store.encode(part_data.paths, part_data.record_ids, processor, label_set=f"{data.name} (probe {name})")
+        rows = store.encode(part_data.paths, part_data.record_ids, processor, label_set=f"{data.name} (probe {name})",
+                            metadata=part_data.metadata)  # fmt: skip
         ok = rows >= 0
         entry[name] = {
             "part": part, "folds": folds, "rows": part_data.n_rows, "found": part_data.n_found,

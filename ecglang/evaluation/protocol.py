@@ -338,7 +338,7 @@ def _evaluate_set(
         "preprocess": processor.to_dict()["preprocess"],
         "notes": dict(data.notes),
     }
-    rows = store.encode(data.paths, data.record_ids, processor, label_set=data.name)
+    rows = store.encode(data.paths, data.record_ids, processor, label_set=data.name, metadata=data.metadata)
     ok = rows >= 0
     records = data.record_summary()
     records["failed"] = int((~ok).sum())

@@ -48,6 +48,7 @@ class RetrievalPairs:
     n_duplicates: int = 0
     n_limited: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    metadata: list[dict[str, Any]] | None = None  # per pair: age/sex from ptbxl_database.csv
 
 
 def load_retrieval_pairs(
@@ -79,7 +80,7 @@ def load_retrieval_pairs(
     return RetrievalPairs(
         record_ids=keep, paths=[index.paths[r] for r in keep], reports=[index.reports[r] for r in keep],
         folds=fold_list, n_candidates=len(ids), n_empty=n_empty, n_duplicates=n_dup,
-        n_limited=n_before - len(keep),
+        n_limited=n_before - len(keep), metadata=[index.demographics.get(r, {}) for r in keep],
     )  # fmt: skip
 
 
@@ -109,7 +110,7 @@ def run_retrieval(
         "left_out_by_limit": pairs.n_limited,
     }  # fmt: skip
     rows = store.encode(pairs.paths, pairs.record_ids, processor_for(model, cfg.preprocess, "ptbxl"),
-                        label_set="retrieval")  # fmt: skip
+                        label_set="retrieval", metadata=pairs.metadata)  # fmt: skip
     ok = rows >= 0
     entry["failed"] = int((~ok).sum())
     entry["pairs"] = int(ok.sum())

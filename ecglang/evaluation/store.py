@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,23 +69,37 @@ class EmbeddingStore:
         record_ids: Sequence[str],
         processor: EcgProcessor,
         label_set: str = "",
+        metadata: Sequence[Mapping[str, Any]] | None = None,
     ) -> np.ndarray:
-        """Row of each record in the store (`-1` for a failed record); encodes the ones not seen yet."""
+        """Row of each record in the store (`-1` for a failed record); encodes the ones not seen yet.
+
+        `metadata`: per record, what its file lacks and the dataset's table knows (PTB-XL age/sex), for a
+        tower that reads it. A record's row is kept by path: it must get the same metadata every time."""
         pkey = json.dumps(processor.to_dict(), sort_keys=True)
+        extra = dict(zip(paths, metadata, strict=True)) if metadata is not None else {}
         todo = [(p, r) for p, r in dict(zip(paths, record_ids, strict=True)).items() if (pkey, p) not in self._rows]
         todo = [(p, r) for p, r in todo if (pkey, p) not in self.failures]
         if todo:
-            self._encode(todo, processor, pkey, f"encoding ECGs{f' ({label_set})' if label_set else ''}")
+            desc = f"encoding ECGs{f' ({label_set})' if label_set else ''}"
+            self._encode(todo, processor, pkey, desc, [extra.get(p) or {} for p, _ in todo] if extra else None)
         rows = np.array([self._rows.get((pkey, p), -1) for p in paths], dtype=np.int64)
         for p in paths:
             if (pkey, p) in self.failures and label_set and label_set not in self.failures[(pkey, p)].label_sets:
                 self.failures[(pkey, p)].label_sets.append(label_set)
         return rows
 
-    def _encode(self, todo: list[tuple[str, str]], processor: EcgProcessor, pkey: str, desc: str) -> None:
+    def _encode(
+        self,
+        todo: list[tuple[str, str]],
+        processor: EcgProcessor,
+        pkey: str,
+        desc: str,
+        metadata: list[Mapping[str, Any]] | None = None,
+    ) -> None:
         todo_paths = [p for p, _ in todo]
         window = processor.preprocess_config.read_window()  # long records are read only as far as used
-        source = ItemSource(todo_paths, record_ids=[r for _, r in todo], window=window, keep_leads=self.keep_leads)
+        source = ItemSource(todo_paths, record_ids=[r for _, r in todo], window=window, keep_leads=self.keep_leads,
+                            metadata=metadata)  # fmt: skip
         table = embed_records(source, self.models, processor, batch_size=self.batch_size,
                               num_workers=self.num_workers, progress=self.progress, desc=desc)  # fmt: skip
         for f, pos in zip(table.failures, table.failed_positions, strict=True):

@@ -63,6 +63,13 @@ def demographic_codes(age: Any, sex: Any) -> tuple[float, int]:
     return age_years(age), sex_code(sex)
 
 
+def demographics_metadata(age: float, sex: int) -> dict[str, Any]:
+    """The `Ecg.metadata` entries (`{"age": years or None, "sex": "M"/"F"/None}`) of age and sex codes: the
+    inverse of `metadata_demographics`, for passing a table's demographics along with its records."""
+    known_age = age is not None and math.isfinite(float(age))
+    return {"age": float(age) if known_age else None, "sex": {SEX_MALE: "M", SEX_FEMALE: "F"}.get(int(sex))}
+
+
 def metadata_demographics(metadata: Mapping[str, Any]) -> tuple[float, int]:
     """Age and sex codes of an `Ecg.metadata` (keys "age" and "sex", as the readers fill them)."""
     return demographic_codes(metadata.get("age"), metadata.get("sex"))
@@ -75,6 +82,7 @@ __all__ = [
     "SEX_UNKNOWN",
     "age_years",
     "demographic_codes",
+    "demographics_metadata",
     "metadata_demographics",
     "parse_age",
     "parse_sex",

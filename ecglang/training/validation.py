@@ -20,6 +20,7 @@ from ecglang.embeddings.pipeline import embed_cache_rows
 from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import macro_auroc, per_class_auroc
+from ecglang.record.demographics import demographics_metadata
 from ecglang.text.labels import report_label_matrix, report_label_names
 from ecglang.training.pairs import PretrainPairs
 
@@ -105,8 +106,11 @@ def encode_heldout_pairs(
     positions = np.arange(rank, len(dataset), world)
     processor = EcgProcessor(dataset.cache.config, dataset.beat_cfg, return_signal=dataset.inputs == "signal")
     precision = {"bf16": "bf16", "fp16": "fp16"}.get(str(accelerator.mixed_precision), "fp32")
+    demo = dataset.demographics  # the table's age/sex, for a tower that reads them (as training batches have)
+    metadata = None if demo is None else [demographics_metadata(demo.age[i], demo.sex[i]) for i in positions]
     table = embed_cache_rows(inner, dataset.cache, dataset.pairs.rows[positions], processor=processor,
-                             batch_size=batch_size, num_workers=num_workers, precision=precision)  # fmt: skip
+                             batch_size=batch_size, num_workers=num_workers, precision=precision,
+                             metadata=metadata)  # fmt: skip
     skipped = [(dataset.pairs.ids[positions[p]], f.reason) for f, p in zip(table.failures, table.failed_positions,
                                                                             strict=True)]  # fmt: skip
     index = [int(positions[p]) for p in table.positions]
