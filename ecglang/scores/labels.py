@@ -144,7 +144,7 @@ def label_matrix(
 def label_names(labels: Any, prompts: Any) -> dict[str, str]:
     """Readable names for prompt-set codes (e.g. CLBBB → complete left bundle branch block)."""
     source = labels if labels is not None and prompts is None else prompts
-    if isinstance(source, str) and not isinstance(labels, list):
+    if isinstance(source, str):  # a prompt set's name or path, alone or with a list of its codes
         try:
             source = load_prompt_set(source)
         except PromptError:

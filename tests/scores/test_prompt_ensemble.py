@@ -49,3 +49,15 @@ def test_knowledge_adds_prompts_beside_the_name_and_prompts(model):
         assert not np.allclose(row, know, atol=1e-3)
         name_emb = cache[("text", name)]
         assert float(row @ name_emb) > float(know @ name_emb)
+
+
+def test_codes_of_a_prompt_set_named_by_string_get_its_names_as_the_whole_set_does(model):
+    # labels=[codes] with prompts="ptbxl_sub" (the CLI's --labels ... --prompts ptbxl_sub) lost the set's names:
+    # the label was named by its code, and the name never joined its prompts as it does for the whole set.
+    clf = ZeroShotClassifier(model, knowledge=True, k=3)
+    subset = clf.label_specs(labels=["CLBBB", "AMI"], prompts="ptbxl_sub")
+    whole = clf.label_specs(prompts="ptbxl_sub")
+    for code in ("CLBBB", "AMI"):
+        assert subset[code].name == whole[code].name == load_prompt_set("ptbxl_sub").labels[code].name
+        assert subset[code].prompts == whole[code].prompts
+        assert subset[code].knowledge_prompts == whole[code].knowledge_prompts
