@@ -524,6 +524,13 @@ def test_code_tagged_snippets_that_define_the_condition_come_before_group_and_re
     assert ndt[0].snippet.id == "non-diagnostic-t-abnormalities"
     invt = [h.snippet.id for h in retrieve_for_label(flat, "inverted T waves", k=3, code=("ptbxl", "INVT"))]
     assert "t-wave-inversion" in invt and "abnormal-athlete-ecg" not in invt
+    # A cause that also moves the other way (hypercalcemia shortens QT) or a condition that merely includes the
+    # finding (hypothermia's bradycardia) is not tagged as if it defined it.
+    for label, code, off in (("prolonged QT interval", ("snomed", "111975006"), "calcium-disorders"),
+                             ("long QT interval", ("ptbxl", "LNGQT"), "calcium-disorders"),
+                             ("bradycardia", ("snomed", "426627000"), "hypothermia-osborn")):  # fmt: skip
+        for c in (code, None):
+            assert off not in [h.snippet.id for h in retrieve_for_label(flat, label, k=12, code=c)], (label, c)
     # Without a name that names a snippet, the snippets written for fewer codes come first.
     by_code = retrieve_for_label(flat, "zz label", k=12, code=("ptbxl", "LNGQT"))
     n = [len(h.snippet.codes.get("ptbxl", ())) for h in by_code]
