@@ -43,7 +43,7 @@ def report_for(tmp_path: Path, rows: list[dict]) -> str:
 
 def every_variant(points: dict[str, tuple[float, ...]]) -> list[dict]:
     variants = ("ecglang-mini", "resnet-baseline", "neighbourhood", "ssm", "lead-group", "masked-beats",
-                "latent-beats", "demographics")  # fmt: skip
+                "latent-beats", "demographics", "frozen-text")  # fmt: skip
     return [row(v, s, p) for v in variants for s, p in enumerate(points.get(v, (0.60,)))]
 
 
