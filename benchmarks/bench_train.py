@@ -44,7 +44,8 @@ def run_config(name: str, prepared: Path, out: Path, steps: int) -> dict[str, An
     batch = min(cfg.train.batch_size, MAX_BATCH)
     overrides = [f"data.prepared={prepared}", f"schedule.max_steps={steps}", f"train.batch_size={batch}",
                  "train.eval_every=1000", "train.checkpoint_every=1000", "train.eval_batch_size=16",
-                 "data.num_workers=0", "data.val_max=16", "logging.progress=false"]  # fmt: skip
+                 "data.num_workers=0", "data.val_max=16", "logging.progress=false",
+                 "logging.log_every=1"]  # fmt: skip  # every step's loss is checked below, whatever the config logs
     if cfg.data.val_folds is not None:
         overrides += ["data.val_folds=null", "data.val_fraction=0.1", f"data.val_group={cfg.data.val_group or 'id'}"]
     if cfg.schedule.epochs is not None:
