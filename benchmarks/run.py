@@ -441,12 +441,18 @@ def by_benchmark(rows: list[Row]) -> dict[str, list[Row]]:
     return groups
 
 
+def describe(row: Row, n: int = 3) -> str:
+    """A case for a row that names none: its first `n` other columns ("loss token, global_batch 32, world 8")."""
+    skip = {"benchmark", *TARGET_COLUMNS}
+    return ", ".join(f"{k} {v}" for k, v in list((k, v) for k, v in row.items() if k not in skip)[:n])
+
+
 def target_rows(rows: list[Row]) -> list[Row]:
     """The rows that check a target, reduced to benchmark, case and the target columns."""
     out = []
     for row in rows:
         if "target" in row:
-            case = " — ".join(str(row[k]) for k in ("case", "ours") if row.get(k))
+            case = " — ".join(str(row[k]) for k in ("case", "ours") if row.get(k)) or describe(row)
             columns = {k: row.get(k, "") for k in TARGET_COLUMNS}
             out.append({"benchmark": row.get("benchmark", ""), "case": case, **columns})
     return out

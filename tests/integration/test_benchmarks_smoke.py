@@ -67,6 +67,8 @@ def test_quick_run_writes_every_benchmark_and_the_targets(harness: ModuleType, s
     covered = {row.split(" | ")[0].strip("| ") for row in rows}
     assert covered == EXPECTED, f"benchmarks without a target row: {EXPECTED - covered}"
     assert all(row.rstrip(" |").rsplit(" | ", 1)[1] in ("yes", "no", "limit") for row in rows)
+    # Every target row says what it measured (loss, prepare and train rows once had an empty case).
+    assert all(row.split(" | ")[1].strip() for row in rows), [r for r in rows if not r.split(" | ")[1].strip()]
     # Generated inputs went to the work folder, and a quick run leaves the committed results alone.
     assert (tmp_path / "work" / "checkpoint-ecglang-small" / "config.json").is_file()
     assert len(list((tmp_path / "work" / "records-12").glob("*.npz"))) == 12
