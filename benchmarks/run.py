@@ -444,7 +444,7 @@ def by_benchmark(rows: list[Row]) -> dict[str, list[Row]]:
 def describe(row: Row, n: int = 3) -> str:
     """A case for a row that names none: its first `n` other columns ("loss token, global_batch 32, world 8")."""
     skip = {"benchmark", *TARGET_COLUMNS}
-    return ", ".join(f"{k} {v}" for k, v in list((k, v) for k, v in row.items() if k not in skip)[:n])
+    return ", ".join([f"{k} {v}" for k, v in row.items() if k not in skip][:n])
 
 
 def target_rows(rows: list[Row]) -> list[Row]:

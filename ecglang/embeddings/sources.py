@@ -60,7 +60,7 @@ def fill_metadata(ecg: Ecg, extra: Mapping[str, Any] | None) -> Ecg:
     return ecg.replace(metadata={**ecg.metadata, **filled}) if filled else ecg
 
 
-def check_metadata(metadata: Sequence[Mapping[str, Any]] | None, n: int) -> list[Mapping[str, Any]] | None:
+def _check_metadata(metadata: Sequence[Mapping[str, Any]] | None, n: int) -> list[Mapping[str, Any]] | None:
     if metadata is not None and len(metadata) != n:
         raise ConfigError(f"{len(metadata)} metadata entries for {n} records")
     return None if metadata is None else list(metadata)
@@ -101,7 +101,7 @@ class ItemSource(RecordSource):
         self.items, self.fs, self.leads, self.record_ids = list(items), fs, leads, record_ids
         self.window = window
         self.keep_leads = None if keep_leads is None else np.asarray(keep_leads, dtype=bool)
-        self.metadata = check_metadata(metadata, len(self.items))
+        self.metadata = _check_metadata(metadata, len(self.items))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -176,7 +176,7 @@ class CacheSource(RecordSource):
             raise ConfigError(f"cache rows must be in [0, {n}), got {rows.min()}..{rows.max()}")
         self.cache, self.rows = cache, rows
         self.ids = cache.ids
-        self.metadata = check_metadata(metadata, len(rows))  # one entry per row read
+        self.metadata = _check_metadata(metadata, len(rows))  # one entry per row read
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -188,7 +188,8 @@ class CacheSource(RecordSource):
             signal, mask = self.cache[row]
         except Exception as exc:
             return RecordFailure(rid, "read", error_message(exc))
-        return fill_metadata(Ecg(signal, self.cache.fs, mask, record_id=rid), self.metadata and self.metadata[i])
+        ecg = Ecg(signal, self.cache.fs, mask, record_id=rid)
+        return fill_metadata(ecg, None if self.metadata is None else self.metadata[i])
 
 
 def expand_inputs(items: Any, fs: float | None, leads: Sequence[str] | None) -> Iterator[Ecg | Path | RecordFailure]:

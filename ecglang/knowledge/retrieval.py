@@ -5,9 +5,10 @@ in order:
 
 1. **Exact.** A known code (`code=(namespace, code)`, as prompt sets give) selects the snippets tagged with
    it, those that define the condition first (the ones the label's name also names, then the ones written
-   for fewer codes); otherwise the normalised label is looked up in the alias index (`ecglang.knowledge.aliases`): a
-   snippet code ("CLBBB", "164909002"), a whole title or alias ("LBBB", "1st degree AV block", "A-fib",
-   "PVCs", misspellings corrected), else the longest aliases contained in the label.
+   for fewer codes); otherwise the normalised label is looked up in the alias index
+   (`ecglang.knowledge.aliases`): a snippet code ("CLBBB", "164909002"), a whole title or alias ("LBBB",
+   "1st degree AV block", "A-fib", "PVCs", misspellings corrected), else the longest aliases contained in
+   the label.
 2. **Hybrid.** Only when nothing matched exactly: lexical BM25 (`bm25s`) over the snippets' titles, aliases
    and text is fused with the FAISS dense similarity by reciprocal-rank fusion (RRF). A **floor** keeps a
    candidate only when it is close in meaning (cosine ≥ `DENSE_STRONG`), or fairly close (≥ `DENSE_MIN`)
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecglang.errors import ConfigError, PromptError
-from ecglang.knowledge.aliases import AliasIndex, normalize_tokens
+from ecglang.knowledge.aliases import AliasIndex, AliasMatch, normalize_tokens
 from ecglang.knowledge.base import Snippet
 from ecglang.knowledge.guard import conflicts, features
 from ecglang.knowledge.index import Hit, KnowledgeIndex
@@ -181,19 +182,14 @@ class Retriever:
                 return [(s, "code") for s in self._most_specific(tagged, code[0], match)]
         return [(s, match.via) for s in match.snippets] if match else []
 
-    def _most_specific(self, tagged: list[Snippet], namespace: str, match: Any) -> list[Snippet]:
+    def _most_specific(self, tagged: list[Snippet], namespace: str, match: AliasMatch | None) -> list[Snippet]:
         """Snippets tagged with a code, those most about that one condition first: the ones the label's name
-        also names, then the ones written for fewer codes. A group snippet tagged with six codes ("Other ST-T
-        statements") or a red-flag list carries the code too, and in file order it took the first of the k
-        places from the snippet that defines the condition."""
+        also names, then the ones written for fewer codes (the sort is stable: then file order). A group snippet
+        tagged with six codes ("Other ST-T statements") or a red-flag list carries the code too, and in file
+        order it took the first of the k places from the snippet that defines the condition."""
         named = {s.id: i for i, s in enumerate(match.snippets)} if match else {}
-        ns = namespace.strip().lower()
-
-        def n_codes(s: Snippet) -> int:
-            return sum(len(v) for k, v in s.codes.items() if k.strip().lower() == ns)
-
-        order = {s.id: i for i, s in enumerate(tagged)}
-        return sorted(tagged, key=lambda s: (named.get(s.id, len(named)), n_codes(s), order[s.id]))
+        ns = namespace.strip().lower()  # snippet namespaces are lower-case identifiers (`Snippet.from_dict`)
+        return sorted(tagged, key=lambda s: (named.get(s.id, len(named)), len(s.codes.get(ns, ()))))
 
     def _hybrid(self, names: Sequence[str], query: np.ndarray, k: int) -> list[list[Hit]]:
         """BM25 + dense by reciprocal-rank fusion, floor and guard, for labels no alias matched."""
@@ -324,7 +320,8 @@ def compose_prompts(
     snippet share its prompts: 10,000 labels embed a few hundred distinct knowledge prompts, not 90,000.
     Each prompt is cut to fit a text encoder: to `max_tokens` tokens (special tokens included) when a
     Hugging Face `tokenizer` is given, otherwise to `max_words` words (about 100 word pieces for this
-    text). Duplicates are dropped; criteria are taken in turns across the hits (the first of each, then the second, ...
+    text). Duplicates are dropped; criteria are taken in turns across the hits (the first criterion of each,
+    then the second, ...), so every hit contributes within `max_prompts`.
     """
     if not isinstance(label_name, str) or not label_name.strip():
         raise PromptError(None, "label name is empty")
