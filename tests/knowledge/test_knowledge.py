@@ -531,6 +531,12 @@ def test_code_tagged_snippets_that_define_the_condition_come_before_group_and_re
                              ("bradycardia", ("snomed", "426627000"), "hypothermia-osborn")):  # fmt: skip
         for c in (code, None):
             assert off not in [h.snippet.id for h in retrieve_for_label(flat, label, k=12, code=c)], (label, c)
+    # "AVB" means AV block of any degree (PTB-XL's _AVB subclass, Chapman's unspecified AVB). It was also an
+    # alias of the third-degree snippet, which tied on the name and led by file order for both labels.
+    general = (("atrioventricular block (first, second or third degree)", ("ptbxl", "AVB")),
+               ("atrioventricular block (degree not specified)", ("chapman", "AVB")), ("AVB", None))  # fmt: skip
+    for label, code in general:
+        assert retrieve_for_label(flat, label, k=3, code=code)[0].snippet.id == "av-block-overview", (label, code)
     # Without a name that names a snippet, the snippets written for fewer codes come first.
     by_code = retrieve_for_label(flat, "zz label", k=12, code=("ptbxl", "LNGQT"))
     n = [len(h.snippet.codes.get("ptbxl", ())) for h in by_code]
