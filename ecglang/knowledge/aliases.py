@@ -220,6 +220,14 @@ def snomed_name_table() -> list[tuple[str, str, str]]:
         return [(r["Dx"].strip(), r["Abbreviation"].strip(), r["SNOMEDCTCode"].strip()) for r in csv.DictReader(fh)]
 
 
+def _place_in(alias: tuple[str, ...], title: tuple[str, ...]) -> int:
+    """0 when `alias` opens `title`, 1 when it is a run of words later in it, 2 when the title lacks it."""
+    n = len(alias)
+    if not n or title[:n] == alias:
+        return 0
+    return 1 if any(title[i : i + n] == alias for i in range(1, len(title) - n + 1)) else 2
+
+
 @dataclass(frozen=True)
 class AliasMatch:
     """Snippets that a label names exactly: by code, by a whole alias, or by aliases contained in the label."""
@@ -235,7 +243,10 @@ class AliasIndex:
     def __init__(self, kb: KnowledgeBase, name_table: bool = True) -> None:
         self.kb = kb
         # key -> snippet id -> (priority, snippet): a title match ranks before an alias, an alias before a
-        # snippet reached through the SNOMED CT name table, so the best-named snippets come first.
+        # snippet reached through the SNOMED CT name table, so the best-named snippets come first. Among
+        # aliases, one that opens the snippet's title ("Sinus pause, sinus arrest …") ranks before one the title
+        # mentions later, and both before one it does not mention ("Sinus bradycardia: mimics …" lists sinus
+        # pause as a mimic): shared aliases used to tie and fall to file order.
         raw: dict[tuple[str, ...], dict[str, tuple[int, Snippet]]] = {}
 
         def add(text: str, snippets: Iterable[Snippet], priority: int) -> None:
@@ -248,16 +259,17 @@ class AliasIndex:
 
         for s in kb:
             add(s.title, [s], 0)
+            title = normalize_tokens(s.title)
             for alias in s.aliases:
-                add(alias, [s], 1)
+                add(alias, [s], 1 + _place_in(normalize_tokens(alias), title))
         self.code_names: dict[str, str] = {}  # SNOMED CT code -> name, to read a label typed as a code
         if name_table:
             for name, abbreviation, code in snomed_name_table():
                 self.code_names.setdefault(code, name)
                 tagged = kb.snippets_for_code("snomed", code)
                 if tagged:
-                    add(name, tagged, 2)
-                    add(abbreviation, tagged, 2)
+                    add(name, tagged, 4)
+                    add(abbreviation, tagged, 4)
         order = {s.id: i for i, s in enumerate(kb)}
         self._aliases = {key: tuple(s for _, s in sorted(v.values(), key=lambda p: (p[0], order[p[1].id])))
                          for key, v in raw.items()}  # fmt: skip

@@ -537,6 +537,11 @@ def test_code_tagged_snippets_that_define_the_condition_come_before_group_and_re
                ("atrioventricular block (degree not specified)", ("chapman", "AVB")), ("AVB", None))  # fmt: skip
     for label, code in general:
         assert retrieve_for_label(flat, label, k=3, code=code)[0].snippet.id == "av-block-overview", (label, code)
+    # An alias several snippets share leads to the snippet whose title opens with it, not to one that lists it
+    # as a mimic or a dataset's wording of it (both came first in file order).
+    for label, first in (("sinus pause", "sinus-pause-sa-block"), ("T wave inversion", "t-wave-inversion"),
+                         ("negative T waves", "t-wave-inversion")):  # fmt: skip
+        assert retrieve_for_label(flat, label, k=3)[0].snippet.id == first, label
     # Without a name that names a snippet, the snippets written for fewer codes come first.
     by_code = retrieve_for_label(flat, "zz label", k=12, code=("ptbxl", "LNGQT"))
     n = [len(h.snippet.codes.get("ptbxl", ())) for h in by_code]
