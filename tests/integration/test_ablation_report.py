@@ -43,7 +43,7 @@ def report_for(tmp_path: Path, rows: list[dict]) -> str:
 
 def every_variant(points: dict[str, tuple[float, ...]]) -> list[dict]:
     variants = ("ecglang-mini", "resnet-baseline", "neighbourhood", "ssm", "lead-group", "masked-beats",
-                "latent-beats", "demographics", "frozen-text")  # fmt: skip
+                "latent-beats", "demographics", "frozen-text", "frozen-latent")  # fmt: skip
     return [row(v, s, p) for v in variants for s, p in enumerate(points.get(v, (0.60,)))]
 
 
@@ -55,6 +55,10 @@ def test_a_variant_becomes_default_only_past_the_spread_between_seeds(tmp_path: 
     # 0.80 vs 0.72 with spreads 0.02 and 0.04: a real difference → ssm is the default
     text = report_for(tmp_path, every_variant(base | {"ssm": (0.79, 0.80, 0.81)}))
     assert "**Default: ssm**" in text
+    # beside the rule, the difference of means with its Welch interval over seeds (0.08; by hand: se 0.0129,
+    # 2.94 degrees of freedom, t 3.2); a variant with one seed has no interval
+    assert "| ssm | 3 | +0.080 (+0.038..+0.122) | +0.170 (" in text
+    assert "| neighbourhood |" not in text.split("(supplementary)")[1]
     # one seed that comes close is flagged for more seeds, never chosen
     text = report_for(tmp_path, every_variant(base | {"ssm": (0.90,)}))
     assert (
