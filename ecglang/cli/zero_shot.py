@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")
     p.add_argument("--fs", type=float, help="sampling rate for .npy input")
     p.add_argument("--leads", help="comma-separated lead names for .npy input")
+    p.add_argument(
+        "--metadata",
+        metavar="CSV",
+        help="age and sex per record for headers without them (PTB-XL's ptbxl_database.csv, or a CSV with id or "
+        "path, age, sex); read only by a model with demographics",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--precision",
@@ -80,9 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Here, not at the top: `ecglang --help` must not wait for torch and transformers.
     from ecglang.encoders.modeling import load_model
+    from ecglang.record.demographics import read_demographics_table
     from ecglang.scores.classifier import ZeroShotClassifier
 
     labels = args.labels if args.labels else (args.prompt_set or "ptbxl_super")
+    table = read_demographics_table(args.metadata) if args.metadata else None  # a bad table fails before the model
     model = load_model(args.model)
     extra = {} if not args.prototypes else {"prototypes": args.prototypes, "prototype_k": args.prototype_k}
     clf = ZeroShotClassifier(
@@ -90,7 +98,16 @@ def run(args: argparse.Namespace) -> int:
     )
     leads = args.leads.split(",") if args.leads else None
     result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,
-                 keep_signals=args.plot_max if args.plot else 0)  # fmt: skip
+                 keep_signals=args.plot_max if args.plot else 0, metadata=table)  # fmt: skip
+    if table is not None:
+        found = sum(rid in table for rid in result.scores.index)
+        reads = "read by this model" if model.config.ecg_tower.get("demographics") else "not read by this model"
+        line = f"metadata: {args.metadata} has age/sex for {found} of {len(result.scores)} scored record(s) ({reads})"
+        if found:
+            print(line)
+        else:  # most likely the ids do not match: say what they are
+            print(f"{line}; records are looked up by file stem, e.g. {next(iter(result.scores.index), '-')!r}",
+                  file=sys.stderr)  # fmt: skip
 
     if not args.quiet:
         for rid in result.scores.index:

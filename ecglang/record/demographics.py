@@ -5,10 +5,15 @@ age in years (NaN when unknown) and sex 0 = unknown, 1 = male, 2 = female (the c
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from ecglang.errors import ConfigError
 
 SEX_UNKNOWN, SEX_MALE, SEX_FEMALE = 0, 1, 2
 # PTB-XL stores the age of patients over 89 as 300 (privacy); read as 90, the least it can be.
@@ -75,6 +80,50 @@ def metadata_demographics(metadata: Mapping[str, Any]) -> tuple[float, int]:
     return demographic_codes(metadata.get("age"), metadata.get("sex"))
 
 
+def read_demographics_table(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Record id → `{"age", "sex"}` (`Ecg.metadata` entries) from a CSV, for records whose headers carry no
+    age or sex (PTB-XL's). PTB-XL's `ptbxl_database.csv` is read as it is (ids: the file stems of `filename_hr`
+    and `filename_lr`, and `ecg_id`; its sex 0 = male, 1 = female); any other CSV needs an `id` column (the
+    record's id: its file stem) or a `path` column, and `age` and/or `sex` columns, sex written as M/F or
+    male/female (numbers are refused: datasets code them differently)."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: cannot read the demographics table: {exc}") from None
+    columns = set(rows[0]) if rows else set()
+    if not columns & {"age", "sex"}:
+        raise ConfigError(f"{path}: a demographics table needs an 'age' or 'sex' column; found {sorted(columns)}")
+    out: dict[str, dict[str, Any]] = {}
+    if {"filename_hr", "filename_lr", "ecg_id"} <= columns:  # PTB-XL's database
+        for row in rows:
+            sex = {"0": "M", "1": "F"}.get(str(row.get("sex", "")).strip().split(".")[0])
+            entry = {"age": _table_age(row.get("age")), "sex": sex}
+            for key in (Path(row["filename_hr"]).name, Path(row["filename_lr"]).name, row["ecg_id"].split(".")[0]):
+                out[key] = entry
+        return out
+    key = "id" if "id" in columns else "path" if "path" in columns else None
+    if key is None:
+        raise ConfigError(f"{path}: a demographics table needs an 'id' or 'path' column; found {sorted(columns)}")
+    for line, row in enumerate(rows, start=2):
+        sex_text = (row.get("sex") or "").strip()
+        if re.fullmatch(r"-?\d+(\.\d*)?", sex_text):
+            raise ConfigError(f"{path}, line {line}: sex {sex_text!r} is a number; write M/F (codes differ by dataset)")
+        record = row[key].strip() if key == "id" else Path(row[key].strip()).stem
+        out[record] = {"age": _table_age(row.get("age")), "sex": parse_sex(sex_text) if sex_text else None}
+    return out
+
+
+def _table_age(text: str | None) -> float | None:
+    text = (text or "").strip()
+    try:
+        age = age_years(float(text))  # numbers as numbers: PTB-XL's 300 (over 89) reads as 90
+    except ValueError:
+        age = age_years(text or None)
+    return None if math.isnan(age) else age
+
+
 __all__ = [
     "PTBXL_OVER_89",
     "SEX_FEMALE",
@@ -86,5 +135,6 @@ __all__ = [
     "metadata_demographics",
     "parse_age",
     "parse_sex",
+    "read_demographics_table",
     "sex_code",
 ]

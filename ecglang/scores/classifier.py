@@ -40,9 +40,10 @@ Prototypes (case-based explanations)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -58,6 +59,7 @@ from ecglang.embeddings.pipeline import (
 from ecglang.embeddings.prototypes import PrototypeIndex
 from ecglang.embeddings.sources import ArraySource, CacheSource, EcgInput, ItemSource, RecordSource, expand_inputs
 from ecglang.errors import ConfigError, RecordFailure
+from ecglang.record.ecg import Ecg
 from ecglang.scores import labels as label_embeddings
 from ecglang.scores.explain import Explanation, explain_record
 from ecglang.scores.labels import LabelSpec, resolve_knowledge
@@ -117,6 +119,15 @@ class ZeroShotResult:
                              "similarity": match.similarity, "report": match.report})  # fmt: skip
         columns = ["record", "label", "beat", "rank", "prototype_record", "prototype_beat", "similarity", "report"]
         return pd.DataFrame(rows, columns=columns)
+
+
+def _metadata_for(items: Sequence[Any], table: Mapping[str, Mapping[str, Any]] | None) -> list[Mapping] | None:
+    """Each input's entry of `table`, by the id its record will get ({} where the table has none)."""
+    if table is None:
+        return None
+    keys = [item.record_id if isinstance(item, Ecg) else Path(item).stem if isinstance(item, Path) else None
+            for item in items]  # fmt: skip
+    return [table.get(k, {}) if k else {} for k in keys]
 
 
 class ZeroShotClassifier:
@@ -199,6 +210,7 @@ class ZeroShotClassifier:
         progress: bool = True,
         num_workers: int | None = None,
         keep_signals: int = 0,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ZeroShotResult:
         """Score `ecgs` against `labels` / `prompts`.
 
@@ -209,13 +221,17 @@ class ZeroShotClassifier:
         records while the encoder runs (None: automatic; 0: all in this process; not used with `explain`).
         `keep_signals`: with `explain`, the first this many explained records keep the prepared signal and
         beats the model saw (`Explanation.signal`/`.tokens`), for figures without reading them again. With a
-        prototype index, explanations are computed (and returned) whatever `explain` says.
+        prototype index, explanations are computed (and returned) whatever `explain` says. `metadata`: record
+        id (a file's stem, an `Ecg`'s `record_id`) → `Ecg.metadata` entries such as age and sex
+        (`ecglang.record.demographics.read_demographics_table`), filling what a record's header lacks; only a
+        tower with `demographics: true` reads age and sex.
         """
         check_mode(mode)
         specs = self.label_specs(labels, prompts, knowledge)
         label_emb = torch.from_numpy(self.label_matrix(specs))
         window = self.processor.preprocess_config.read_window()  # a Holter record is read only as far as used
-        source = ItemSource(list(expand_inputs(ecgs, fs, leads)), fs, leads, window=window)
+        items = list(expand_inputs(ecgs, fs, leads))
+        source = ItemSource(items, fs, leads, window=window, metadata=_metadata_for(items, metadata))
         if not explain and self.prototypes is None:
             return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
         sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence"))
