@@ -4,8 +4,10 @@ One retrieval serves zero-shot (`ecglang.scores.classifier`) and `ecglang knowle
 in order:
 
 1. **Exact.** A known code (`code=(namespace, code)`, as prompt sets give) selects the snippets tagged with
-   it, those that define the condition first (the ones the label's name also names, then the ones written
-   for fewer codes); otherwise the normalised label is looked up in the alias index
+   it, those most about the label first: the ones the label's name also names, then those whose codes best
+   match the label's (Jaccard overlap with the code and, for a group label, the `members` it covers: a
+   single condition prefers snippets written for fewer codes, a group its overview-like snippets over one
+   narrow member); otherwise the normalised label is looked up in the alias index
    (`ecglang.knowledge.aliases`): a snippet code ("CLBBB", "164909002"), a whole title or alias ("LBBB",
    "1st degree AV block", "A-fib", "PVCs", misspellings corrected), else the longest aliases contained in
    the label.
@@ -38,7 +40,7 @@ import numpy as np
 
 from ecglang.errors import ConfigError, PromptError
 from ecglang.knowledge.aliases import AliasIndex, AliasMatch, normalize_tokens
-from ecglang.knowledge.base import Snippet
+from ecglang.knowledge.base import Snippet, normalize_code
 from ecglang.knowledge.guard import conflicts, features
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 
@@ -146,8 +148,10 @@ class Retriever:
         k: int = 3,
         codes: Sequence[tuple[str, str] | None] | None = None,
         show_progress: bool = False,
+        members: Sequence[Sequence[str]] | None = None,
     ) -> list[list[Hit]]:
-        """At most `k` snippets per label, best first (see the module docstring); [] where none fits."""
+        """At most `k` snippets per label, best first (see the module docstring); [] where none fits.
+        `members[i]`: the codes (of `codes[i]`'s namespace) that a group label `codes[i]` stands for."""
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         for name in names:
@@ -155,13 +159,14 @@ class Retriever:
                 raise PromptError(None, "label name is empty")
         prompts = prompts if prompts is not None else [()] * len(names)
         codes = codes if codes is not None else [None] * len(names)
-        if not len(names) == len(prompts) == len(codes):
-            raise ConfigError("names, prompts and codes must have the same length")
+        members = members if members is not None else [()] * len(names)
+        if not len(names) == len(prompts) == len(codes) == len(members):
+            raise ConfigError("names, prompts, codes and members must have the same length")
         out: list[list[Hit]] = []
         pending: list[int] = []
-        for i, (name, code) in enumerate(zip(names, codes, strict=True)):
+        for i, (name, code, group) in enumerate(zip(names, codes, members, strict=True)):
             label = features(self.aliases.tokens(name))
-            hits = [Hit(s, EXACT_SCORE, via) for s, via in self._exact(name, code)
+            hits = [Hit(s, EXACT_SCORE, via) for s, via in self._exact(name, code, group)
                     if not conflicts(label, self._titles[self._row[s.id]])][:k]  # fmt: skip
             out.append(hits)
             if not hits:
@@ -174,22 +179,33 @@ class Retriever:
                 out[i] = hits
         return out
 
-    def _exact(self, name: str, code: tuple[str, str] | None) -> list[tuple[Snippet, str]]:
+    def _exact(self, name: str, code: tuple[str, str] | None, group: Sequence[str] = ()) -> list[tuple[Snippet, str]]:
         match = self.aliases.match(name)
         if code is not None:
             tagged = self.kb.snippets_for_code(*code)
             if tagged:
-                return [(s, "code") for s in self._most_specific(tagged, code[0], match)]
+                return [(s, "code") for s in self._most_specific(tagged, code, group, match)]
         return [(s, match.via) for s in match.snippets] if match else []
 
-    def _most_specific(self, tagged: list[Snippet], namespace: str, match: AliasMatch | None) -> list[Snippet]:
-        """Snippets tagged with a code, those most about that one condition first: the ones the label's name
-        also names, then the ones written for fewer codes (the sort is stable: then file order). A group snippet
-        tagged with six codes ("Other ST-T statements") or a red-flag list carries the code too, and in file
-        order it took the first of the k places from the snippet that defines the condition."""
+    def _most_specific(
+        self, tagged: list[Snippet], code: tuple[str, str], group: Sequence[str], match: AliasMatch | None
+    ) -> list[Snippet]:
+        """Snippets tagged with a code, those most about the label first: the ones the label's name also
+        names, then by the Jaccard overlap of a snippet's codes with the label's (its code and the `group`
+        members it stands for; the sort is stable: then file order). For one condition that is "fewer codes
+        first": a group snippet tagged with six codes ("Other ST-T statements") or a red-flag list carries
+        the code too and, in file order, took a place from the snippet that defines the condition. For a
+        group label (PTB-XL's STTC superclass) fewer codes meant its narrowest members first ("ST tilt up",
+        "aVR ST elevation") ahead of the snippets that describe the group."""
         named = {s.id: i for i, s in enumerate(match.snippets)} if match else {}
-        ns = namespace.strip().lower()  # snippet namespaces are lower-case identifiers (`Snippet.from_dict`)
-        return sorted(tagged, key=lambda s: (named.get(s.id, len(named)), len(s.codes.get(ns, ()))))
+        ns = code[0].strip().lower()  # snippet namespaces are lower-case identifiers (`Snippet.from_dict`)
+        scope = {normalize_code(c) for c in (code[1], *group)}
+
+        def overlap(s: Snippet) -> float:
+            own = {normalize_code(c) for c in s.codes.get(ns, ())}
+            return len(own & scope) / len(own | scope)
+
+        return sorted(tagged, key=lambda s: (named.get(s.id, len(named)), -overlap(s)))
 
     def _hybrid(self, names: Sequence[str], query: np.ndarray, k: int) -> list[list[Hit]]:
         """BM25 + dense by reciprocal-rank fusion, floor and guard, for labels no alias matched."""
@@ -260,10 +276,11 @@ def retrieve_for_labels(
     k: int = 3,
     codes: Sequence[tuple[str, str] | None] | None = None,
     show_progress: bool = False,
+    members: Sequence[Sequence[str]] | None = None,
 ) -> list[list[Hit]]:
     """`retrieve_for_label` for many labels at once: one batched embedding of the distinct texts, one FAISS
-    search. `prompts[i]` and `codes[i]` belong to `names[i]` (None: no prompts, no codes)."""
-    return retriever_for(index).retrieve(names, prompts, k=k, codes=codes, show_progress=show_progress)
+    search. `prompts[i]`, `codes[i]` and `members[i]` belong to `names[i]` (None: no prompts, no codes)."""
+    return retriever_for(index).retrieve(names, prompts, k=k, codes=codes, show_progress=show_progress, members=members)
 
 
 def retrieve_for_label(
@@ -272,15 +289,17 @@ def retrieve_for_label(
     prompts: Sequence[str] = (),
     k: int = 3,
     code: tuple[str, str] | None = None,
+    members: Sequence[str] = (),
 ) -> list[Hit]:
     """At most `k` snippets for a label, best first; [] when no snippet fits ("no knowledge found").
 
     `prompts`: the label's own prompts (they join the name in the dense query). With `code=(namespace,
-    code)` (for example `("ptbxl", "CLBBB")`) the snippets tagged with that code are the candidates. See the
-    module docstring for the stages, the floor and the contradiction guard."""
+    code)` (for example `("ptbxl", "CLBBB")`) the snippets tagged with that code are the candidates; `members`:
+    the codes a group label stands for (PTB-XL's STTC: NDT, NST_, DIG, ...), which order them. See the module
+    docstring for the stages, the floor and the contradiction guard."""
     if not isinstance(label_name, str) or not label_name.strip():
         raise PromptError(None, "label name is empty")
-    return retrieve_for_labels(index, [label_name], [list(prompts)], k=k, codes=[code])[0]
+    return retrieve_for_labels(index, [label_name], [list(prompts)], k=k, codes=[code], members=[members])[0]
 
 
 class ComposedPrompt(str):

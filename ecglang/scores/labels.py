@@ -78,10 +78,12 @@ def label_specs(
     tokenizer = model.get_tokenizer()
     max_len = int(model.config.text_tower.get("max_length", 128))
     namespace = code_namespace(labels, prompts)
+    members = label_members(labels, prompts)
     todo = list(specs.values())
     # One batched retrieval for all labels; a prompt-set code selects the snippets written for that label.
     found = retrieve_for_labels(index, [s.name for s in todo], [s.prompts for s in todo], k=k,
-                                codes=[(namespace, s.label) if namespace else None for s in todo])  # fmt: skip
+                                codes=[(namespace, s.label) if namespace else None for s in todo],
+                                members=[members.get(s.label, ()) for s in todo])  # fmt: skip
     for spec, hits in zip(todo, found, strict=True):
         spec.knowledge_prompts = list(
             compose_prompts(spec.name, hits, max_prompts=3 * k, max_tokens=max_len, tokenizer=tokenizer)
@@ -141,17 +143,27 @@ def label_matrix(
     return np.stack(rows).astype(np.float32)
 
 
+def _prompt_set(labels: Any, prompts: Any) -> PromptSet | None:
+    """The prompt set the labels come from (named by string, alone or with a list of its codes), if any."""
+    source = labels if labels is not None and prompts is None else prompts
+    if isinstance(source, str):
+        try:
+            return load_prompt_set(source)
+        except PromptError:
+            return None
+    return source if isinstance(source, PromptSet) else None
+
+
 def label_names(labels: Any, prompts: Any) -> dict[str, str]:
     """Readable names for prompt-set codes (e.g. CLBBB → complete left bundle branch block)."""
-    source = labels if labels is not None and prompts is None else prompts
-    if isinstance(source, str):  # a prompt set's name or path, alone or with a list of its codes
-        try:
-            source = load_prompt_set(source)
-        except PromptError:
-            return {}
-    if isinstance(source, PromptSet):
-        return {code: lp.name for code, lp in source.labels.items()}
-    return {}
+    ps = _prompt_set(labels, prompts)
+    return {} if ps is None else {code: lp.name for code, lp in ps.labels.items()}
+
+
+def label_members(labels: Any, prompts: Any) -> dict[str, tuple[str, ...]]:
+    """The source codes each prompt-set label stands for when it is a group (PTB-XL STTC → NDT, NST_, ...)."""
+    ps = _prompt_set(labels, prompts)
+    return {} if ps is None else {code: lp.codes for code, lp in ps.labels.items()}
 
 
 def code_namespace(labels: Any, prompts: Any) -> str | None:
