@@ -305,7 +305,13 @@ def main(argv: list[str] | None = None) -> int:
                 row = train_and_evaluate(variant, seed, args)
                 with results.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
-    rows = load_rows(results)
+    every = load_rows(results)
+    # One schedule per table: runs at another --max-steps are kept in the results file but never compared.
+    rows = [r for r in every if r["max_steps"] == args.max_steps]
+    others = sorted({r["max_steps"] for r in every} - {args.max_steps})
+    if others:
+        print(f"{len(every) - len(rows)} run(s) at other schedules ({', '.join(map(str, others))} steps) left out "
+              f"of the {args.max_steps}-step table")  # fmt: skip
     if rows:
         write_report(rows, args.report)
         print(f"{len(rows)} runs -> {args.report}")

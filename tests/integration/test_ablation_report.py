@@ -31,6 +31,14 @@ def test_report_only_gives_means_spreads_and_says_what_is_missing(tmp_path: Path
     assert "no default is chosen" in text
 
 
+def test_runs_at_another_schedule_are_never_mixed_into_the_table(tmp_path: Path) -> None:
+    short = [row("ecglang-mini", s, p) for s, p in ((0, 0.70), (1, 0.74), (2, 0.72))]
+    longer = [{**row("ecglang-mini", 0, 0.90), "max_steps": 300}, {**row("ssm", 0, 0.95), "max_steps": 300}]
+    text = report_for(tmp_path, short + longer)
+    assert "| ecglang-mini | 3 | 0.720 ± 0.040 |" in text and "0.900" not in text and "| ssm |" not in text
+    assert "| 300 |" not in text
+
+
 def report_for(tmp_path: Path, rows: list[dict]) -> str:
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     report = tmp_path / "ABLATION.md"
