@@ -552,6 +552,15 @@ def test_code_tagged_snippets_that_define_the_condition_come_before_group_and_re
     sttc = [h.snippet.id for h in retrieve_for_label(flat, "ST/T change", k=3, code=("ptbxl", "STTC"), members=members)]
     assert sttc[:2] == ["st-t-change-overview", "st-t-other-statements"]
     assert not {"st-tilt-up", "avr-st-elevation-left-main"} & set(sttc)
+    # A snippet about one dataset's wording ("T wave opposite (Chapman-Shaoxing TWO)") serves that dataset's
+    # label; it led PTB-XL's INVT and took places from the general snippets for PTB-XL, CPSC and free text.
+    others = (("inverted T waves", ("ptbxl", "INVT")), ("ST depression", ("cpsc2018", "STD")),
+              ("ST elevation", ("ptbxl", "STE")), ("T wave inversion", None), ("ST depression", None))  # fmt: skip
+    for label, code in others:
+        ids = [h.snippet.id for h in retrieve_for_label(flat, label, k=3, code=code)]
+        assert ids and not any(i.startswith("chapman-") for i in ids), (label, code, ids)
+    two = retrieve_for_label(flat, "T wave opposite", k=3, code=("chapman", "TWO"))
+    assert two[0].snippet.id == "chapman-t-wave-opposite"
     # Without a name that names a snippet, the snippets written for fewer codes come first.
     by_code = retrieve_for_label(flat, "zz label", k=12, code=("ptbxl", "LNGQT"))
     n = [len(h.snippet.codes.get("ptbxl", ())) for h in by_code]
