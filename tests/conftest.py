@@ -45,3 +45,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# A small beat tower (with or without age/sex fusion) on the real MiniLM text tower: fast enough for many tests.
+TINY_TOWER = {
+    "ecg_tower": {"d_model": 32, "n_layers": 1, "n_heads": 2, "mlp_ratio": 2.0, "cnn_channels": [8, 16],
+                  "dropout": 0.0},
+    "text_tower": {"max_length": 32, "max_sentences": 4, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+    "projection": {"dim": 32},
+}  # fmt: skip
+
+
+@pytest.fixture
+def tiny_model():
+    """`tiny_model(demographics: bool)`: a seeded, eval-mode `ecglang-small` with `TINY_TOWER` sizes."""
+    import torch
+
+    from ecglang.encoders.registry import create_model
+
+    def make(demographics: bool):
+        torch.manual_seed(0)
+        tower = {**TINY_TOWER["ecg_tower"], "demographics": demographics}
+        return create_model("ecglang-small", **{**TINY_TOWER, "ecg_tower": tower}).eval()
+
+    return make

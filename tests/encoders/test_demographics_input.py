@@ -14,22 +14,8 @@ from ecglang.data.synthetic import synthetic_signal, write_wfdb_record
 from ecglang.embeddings.pipeline import embed_records
 from ecglang.embeddings.sources import ItemSource
 from ecglang.encoders.processing import EcgLangProcessor
-from ecglang.encoders.registry import create_model
 from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg
-
-TINY = {
-    "ecg_tower": {"d_model": 32, "n_layers": 1, "n_heads": 2, "mlp_ratio": 2.0, "cnn_channels": [8, 16],
-                  "dropout": 0.0},
-    "text_tower": {"max_length": 32, "max_sentences": 4, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
-    "projection": {"dim": 32},
-}  # fmt: skip
-
-
-def tiny_model(demographics: bool):
-    torch.manual_seed(0)
-    overrides = {**TINY, "ecg_tower": {**TINY["ecg_tower"], "demographics": demographics}}
-    return create_model("ecglang-small", **overrides).eval()
 
 
 def ecgs_differing_in_age() -> list[Ecg]:
@@ -42,7 +28,7 @@ def ecgs_differing_in_age() -> list[Ecg]:
 
 
 @pytest.mark.parametrize("demographics", [True, False])
-def test_processor_carries_age_and_sex_when_the_tower_reads_them(demographics: bool) -> None:
+def test_processor_carries_age_and_sex_when_the_tower_reads_them(tiny_model, demographics: bool) -> None:
     model = tiny_model(demographics)
     processor = EcgLangProcessor.from_model(model)
     batch = processor(ecgs=ecgs_differing_in_age())
@@ -59,7 +45,7 @@ def test_processor_carries_age_and_sex_when_the_tower_reads_them(demographics: b
 
 
 @pytest.mark.parametrize("demographics", [True, False])
-def test_pipeline_reads_age_from_wfdb_header_comments(tmp_path: Path, demographics: bool) -> None:
+def test_pipeline_reads_age_from_wfdb_header_comments(tiny_model, tmp_path: Path, demographics: bool) -> None:
     """CinC-style `# Age:` / `# Sex:` header lines → Ecg.metadata → the embedding of zero-shot and evaluation."""
     signal = synthetic_signal(np.random.default_rng(5))
     for name, age in (("a", 30), ("b", 85)):
@@ -75,7 +61,7 @@ def test_pipeline_reads_age_from_wfdb_header_comments(tmp_path: Path, demographi
 
 
 @pytest.mark.parametrize("demographics", [True, False])
-def test_table_metadata_fills_what_the_record_lacks(tmp_path: Path, demographics: bool) -> None:
+def test_table_metadata_fills_what_the_record_lacks(tiny_model, tmp_path: Path, demographics: bool) -> None:
     """PTB-XL's WFDB headers carry no age or sex; `ptbxl_database.csv` does. Table metadata passed with the
     records fills the keys a header leaves unset (a header's own value wins) and reaches the tower."""
     from ecglang.data.cache import SignalCache
@@ -105,7 +91,7 @@ def test_table_metadata_fills_what_the_record_lacks(tmp_path: Path, demographics
 
 
 @pytest.mark.shared_data
-def test_ptbxl_evaluation_passes_age_and_sex_from_the_database(ptbxl_dir: Path, shared_data: Path) -> None:
+def test_ptbxl_evaluation_passes_age_and_sex_from_the_database(tiny_model, ptbxl_dir: Path, shared_data: Path) -> None:
     from ecglang.evaluation.datasets import load_label_set, ptbxl_index
     from ecglang.evaluation.store import EmbeddingStore, processor_for
 

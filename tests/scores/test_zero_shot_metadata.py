@@ -8,26 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ecglang.cli.main import main as cli
-from ecglang.encoders.registry import create_model
 from ecglang.errors import ConfigError
 from ecglang.record.demographics import demographic_codes, read_demographics_table
 from ecglang.scores.classifier import ZeroShotClassifier
 
 LABELS = ["sinus rhythm", "atrial fibrillation", "left bundle branch block"]
-TINY = {
-    "ecg_tower": {"d_model": 32, "n_layers": 1, "n_heads": 2, "mlp_ratio": 2.0, "cnn_channels": [8, 16],
-                  "dropout": 0.0},
-    "text_tower": {"max_length": 32, "max_sentences": 4, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
-    "projection": {"dim": 32},
-}  # fmt: skip
-
-
-def tiny_model(demographics: bool):
-    torch.manual_seed(0)
-    return create_model("ecglang-small", **{**TINY, "ecg_tower": {**TINY["ecg_tower"], "demographics": demographics}})
 
 
 def test_a_users_table_by_id_or_path_with_sex_as_letters_or_words(tmp_path: Path) -> None:
@@ -79,7 +66,7 @@ def test_ptbxl_database_reads_as_the_ptbxl_builder_does(ptbxl_dir: Path) -> None
 @pytest.mark.shared_data
 @pytest.mark.parametrize("demographics", [True, False])
 def test_zero_shot_scores_read_the_table_only_in_a_tower_with_demographics(
-    ptbxl_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], demographics: bool
+    tiny_model, ptbxl_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], demographics: bool
 ) -> None:
     records = [str(ptbxl_dir / "records500" / "00000" / f"0000{i}_hr") for i in (1, 2)]
     table = read_demographics_table(ptbxl_dir / "ptbxl_database.csv")
