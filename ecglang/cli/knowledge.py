@@ -42,10 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Retrieve knowledge for each QUERY exactly as zero-shot does for a label of that name: exact "
         "code/alias match, else BM25 fused with dense similarity, behind the contradiction guard and floor.",
     )
-    search.add_argument("query", nargs="+", help="one or more labels or queries (quote each)")
+    search.add_argument(
+        "query", nargs="+", help="one or more labels or queries (quote each); with --prompt-set, its label codes"
+    )
     search.add_argument("-k", type=int, default=3, help="snippets per query (default: 3, as zero-shot)")
     search.add_argument(
         "--code", metavar="NAMESPACE:CODE", help="a prompt-set label code, e.g. ptbxl:CLBBB (as zero-shot passes it)"
+    )
+    search.add_argument(
+        "--prompt-set",
+        metavar="NAME|FILE",
+        help="QUERY are this prompt set's label codes, retrieved exactly as zero-shot does for them (name, prompts, "
+        "code and group members), e.g. --prompt-set ptbxl_super STTC MI",
     )
     search.add_argument("--json", action="store_true", help="print JSON (one object per query) for machines")
     search.add_argument(
@@ -81,6 +89,8 @@ def _build(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError(f"-k must be >= 1, got {args.k}")
+    if args.code and args.prompt_set:
+        raise ConfigError("--code and --prompt-set: give one (a prompt set's labels carry their codes)")
     code = None
     if args.code:
         namespace, _, value = args.code.partition(":")
@@ -92,14 +102,23 @@ def _search(args: argparse.Namespace) -> int:
     else:
         kb = KnowledgeBase.load(args.kb) if args.kb else None
         index = KnowledgeIndex.default(kb=kb, model=args.model, device=args.device)
-    results = retrieve_for_labels(index, args.query, k=args.k, codes=[code] * len(args.query))
+    if args.prompt_set:
+        from ecglang.scores.labels import knowledge_queries, retrieve_knowledge  # torch: only on this path
+
+        queries = knowledge_queries(list(args.query), args.prompt_set)
+        results = retrieve_knowledge(index, list(queries.values()), args.k)
+        labels, names = list(queries), [q.name for q in queries.values()]
+    else:
+        results = retrieve_for_labels(index, args.query, k=args.k, codes=[code] * len(args.query))
+        labels, names = list(args.query), [None] * len(args.query)
     if args.json:
-        for query, hits in zip(args.query, results, strict=True):
-            print(json.dumps({"query": query, "hits": [_hit_dict(rank, h) for rank, h in enumerate(hits, 1)]},
-                             ensure_ascii=False))  # fmt: skip
+        for query, name, hits in zip(labels, names, results, strict=True):
+            record = {"query": query, **({"name": name} if name else {})}
+            record["hits"] = [_hit_dict(rank, h) for rank, h in enumerate(hits, 1)]
+            print(json.dumps(record, ensure_ascii=False))
         return 0
-    for query, hits in zip(args.query, results, strict=True):
-        print(f"query: {query}")
+    for query, name, hits in zip(labels, names, results, strict=True):
+        print(f"query: {query}" + (f" ({name})" if name else ""))
         if not hits:
             print(f"  {NO_KNOWLEDGE} (a label like this is scored on its own words)")
         for rank, hit in enumerate(hits, start=1):

@@ -30,7 +30,7 @@ from ecglang.scores.prompts import PromptSet, load_prompt_set, normalize_text, r
 
 if TYPE_CHECKING:
     from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.knowledge.index import KnowledgeIndex
+    from ecglang.knowledge.index import Hit, KnowledgeIndex
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache). Keys are
 # ("text", prompt) for the text head and ("sentence", prompt) for the sentence head.
@@ -68,22 +68,16 @@ def label_specs(
     model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int
 ) -> dict[str, LabelSpec]:
     """Resolve the user's labels/prompts (and retrieve `k` snippets per label from `index`) into specs."""
-    names = label_names(labels, prompts)
-    table = resolve_prompts(labels=labels, prompts=prompts)
-    specs = {lab: LabelSpec(lab, names.get(lab, lab), list(ps)) for lab, ps in table.items()}
     if index is None:
-        return specs
-    for lab, spec in specs.items():
-        spec.prompts = with_name(spec.prompts, names.get(lab))
+        names = label_names(labels, prompts)
+        table = resolve_prompts(labels=labels, prompts=prompts)
+        return {lab: LabelSpec(lab, names.get(lab, lab), list(ps)) for lab, ps in table.items()}
+    queries = knowledge_queries(labels, prompts)
+    specs = {lab: LabelSpec(lab, q.name, list(q.prompts)) for lab, q in queries.items()}
     tokenizer = model.get_tokenizer()
     max_len = int(model.config.text_tower.get("max_length", 128))
-    namespace = code_namespace(labels, prompts)
-    members = label_members(labels, prompts)
     todo = list(specs.values())
-    # One batched retrieval for all labels; a prompt-set code selects the snippets written for that label.
-    found = retrieve_for_labels(index, [s.name for s in todo], [s.prompts for s in todo], k=k,
-                                codes=[(namespace, s.label) if namespace else None for s in todo],
-                                members=[members.get(s.label, ()) for s in todo])  # fmt: skip
+    found = retrieve_knowledge(index, list(queries.values()), k)
     for spec, hits in zip(todo, found, strict=True):
         spec.knowledge_prompts = list(
             compose_prompts(spec.name, hits, max_prompts=3 * k, max_tokens=max_len, tokenizer=tokenizer)
@@ -92,6 +86,37 @@ def label_specs(
             {"id": h.snippet.id, "title": h.snippet.title, "source": h.snippet.source, "score": h.score} for h in hits
         ]
     return specs
+
+
+@dataclass(frozen=True)
+class KnowledgeQuery:
+    """What knowledge is retrieved with for one label: its name, its own prompts (the name first), and for a
+    prompt-set label its code `(namespace, code)` and the `members` it stands for when it is a group."""
+
+    name: str
+    prompts: tuple[str, ...]
+    code: tuple[str, str] | None = None
+    members: tuple[str, ...] = ()
+
+
+def knowledge_queries(labels: Any, prompts: Any) -> dict[str, KnowledgeQuery]:
+    """Label → `KnowledgeQuery`, as zero-shot retrieves for it (and `ecglang knowledge search --prompt-set`)."""
+    names = label_names(labels, prompts)
+    table = resolve_prompts(labels=labels, prompts=prompts)
+    namespace = code_namespace(labels, prompts)
+    members = label_members(labels, prompts)
+    out = {}
+    for lab, ps in table.items():
+        code = (namespace, lab) if namespace else None
+        out[lab] = KnowledgeQuery(names.get(lab, lab), tuple(with_name(list(ps), names.get(lab))), code,
+                                  tuple(members.get(lab, ())))  # fmt: skip
+    return out
+
+
+def retrieve_knowledge(index: KnowledgeIndex, queries: Sequence[KnowledgeQuery], k: int) -> list[list[Hit]]:
+    """One batched retrieval for all `queries`; a prompt-set code selects the snippets written for that label."""
+    return retrieve_for_labels(index, [q.name for q in queries], [list(q.prompts) for q in queries], k=k,
+                               codes=[q.code for q in queries], members=[q.members for q in queries])  # fmt: skip
 
 
 def with_name(prompts: Sequence[str], name: str | None) -> list[str]:

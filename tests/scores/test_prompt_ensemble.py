@@ -61,3 +61,27 @@ def test_codes_of_a_prompt_set_named_by_string_get_its_names_as_the_whole_set_do
         assert subset[code].name == whole[code].name == load_prompt_set("ptbxl_sub").labels[code].name
         assert subset[code].prompts == whole[code].prompts
         assert subset[code].knowledge_prompts == whole[code].knowledge_prompts
+
+
+def test_knowledge_search_of_a_prompt_set_shows_what_zero_shot_attaches(model, capsys):
+    # "One retrieval, visible": `ecglang knowledge search --prompt-set` passes a label's name, prompts, code and
+    # group members as zero-shot does (a bare --code cannot tell PTB-XL super's STTC from sub's).
+    import json
+
+    from ecglang.cli.main import main as cli
+    from ecglang.scores.prompts import list_prompt_sets
+
+    clf = ZeroShotClassifier(model, knowledge=True, k=3)
+    for name in list_prompt_sets():
+        codes = load_prompt_set(name).codes
+        assert cli(["knowledge", "search", "--prompt-set", name, *codes, "--json"]) == 0
+        shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        specs = clf.label_specs(prompts=name)
+        assert [r["query"] for r in shown] == list(specs), name
+        for record in shown:
+            assert [h["id"] for h in record["hits"]] == [s["id"] for s in specs[record["query"]].snippets]
+            assert record["name"] == specs[record["query"]].name
+    sub, sup = (clf.label_specs(labels=["STTC"], prompts=n)["STTC"].snippets for n in ("ptbxl_sub", "ptbxl_super"))
+    assert [s["id"] for s in sub] != [s["id"] for s in sup]
+    assert cli(["knowledge", "search", "--prompt-set", "ptbxl_super", "STTC", "--code", "ptbxl:STTC"]) == 1
+    assert "give one" in capsys.readouterr().err
