@@ -21,9 +21,10 @@ in order:
    elevation/depression, hyper/hypo, ...).
 
 A label that matches nothing gets no snippets: it is scored on its own words ("no knowledge found").
-Alias matches come in the order the snippets were named (title, then alias, then the SNOMED CT name table,
-then file order) and score `EXACT_SCORE` (1.0) without running the encoder; hybrid hits score the cosine
-similarity between the label's query embedding and the snippet document.
+Alias matches come in the order the snippets were named (title; then an alias that opens the snippet's
+title, one its title mentions, any other alias; then the SNOMED CT name table; then file order) and score
+`EXACT_SCORE` (1.0) without running the encoder; hybrid hits score the cosine similarity between the label's
+query embedding and the snippet document.
 """
 
 from __future__ import annotations
