@@ -3,7 +3,6 @@ contradiction guard on the bundled prompt sets, abbreviations and misspellings. 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -14,10 +13,10 @@ from ecglang.knowledge.guard import conflicts, features
 from ecglang.knowledge.index import KnowledgeIndex
 from ecglang.knowledge.quality import load_cases, score_retrieval, snomed_name_cases
 from ecglang.knowledge.retrieval import retrieve_for_label, retrieve_for_labels
+from ecglang.scores.labels import knowledge_queries, retrieve_knowledge
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = HERE.parents[1] / "prompts"
-NAMESPACES = {"ptbxl": "ptbxl", "cpsc2018": "cpsc2018", "chapman": "chapman", "cinc2021": "snomed"}
 
 
 @pytest.fixture(scope="module")
@@ -131,19 +130,13 @@ def _contradictions(label: str, title: str) -> list[tuple[str, str]]:
 
 
 def test_prompt_set_labels_have_no_contradictions(index: KnowledgeIndex) -> None:
-    names, prompts, codes = [], [], []
-    for path in sorted(PROMPTS.glob("*.json")):
-        namespace = next(ns for prefix, ns in NAMESPACES.items() if path.stem.startswith(prefix))
-        for code, label in json.loads(path.read_text(encoding="utf-8"))["labels"].items():
-            names.append(label["name"])
-            prompts.append(label.get("prompts", []))
-            codes.append((namespace, code.split("|")[0]))
-    assert len(names) == 132
+    # As zero-shot retrieves for each label (name, prompts, code, group members), and by the name alone.
+    queries = [q for path in sorted(PROMPTS.glob("*.json")) for q in knowledge_queries(None, str(path)).values()]
+    assert len(queries) == 132 and all(q.code for q in queries)
+    names = [q.name for q in queries]
     bad = []
-    for mode_codes, mode_prompts in ((codes, prompts), (None, None)):  # as zero-shot does, and by name only
-        for name, hits in zip(names, retrieve_for_labels(index, names, mode_prompts, k=5, codes=mode_codes),
-                              strict=True):  # fmt: skip
-            bad += [(name, h.snippet.id) for h in hits if _contradictions(name, h.snippet.title)]
+    for found in (retrieve_knowledge(index, queries, k=5), retrieve_for_labels(index, names, k=5)):
+        bad += [(q.name, h.snippet.id) for q, hits in zip(queries, found, strict=True) for h in hits
+                if _contradictions(q.name, h.snippet.title)]  # fmt: skip
     assert bad == []
-    with_code = retrieve_for_labels(index, names, prompts, k=3, codes=codes)
-    assert sum(bool(h) for h in with_code) == 132  # every prompt-set label still gets knowledge
+    assert all(retrieve_knowledge(index, queries, k=3))  # every prompt-set label still gets knowledge
