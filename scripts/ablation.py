@@ -231,8 +231,9 @@ def decision(by_variant: dict[str, list[dict]]) -> list[str]:
     return out
 
 
-def write_report(rows: list[dict], target: Path) -> None:
-    """docs/ABLATION.md: one line per run, then per-variant means with the spread between seeds."""
+def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> None:
+    """docs/ABLATION.md: one line per run, then per-variant means with the spread between seeds. `elsewhere`:
+    runs at other schedules, summarised in the notes and never compared with this table."""
     lines = [
         "# Ablation: which ECG tower is the default",
         "",
@@ -277,6 +278,16 @@ def write_report(rows: list[dict], target: Path) -> None:
     lines += ["", "## Notes", "", *(f"- {v}: {text}" for v, text in NOTES.items() if v in by_variant)]
     lines += ["- `train s` is wall time on a shared 2-core machine (other jobs ran beside it; a few runs were "
               "paused while benchmarks measured), not a speed comparison."]  # fmt: skip
+    for steps in sorted({r["max_steps"] for r in elsewhere}):
+        groups: dict[str, list[dict]] = {}
+        for r in elsewhere:
+            if r["max_steps"] == steps:
+                groups.setdefault(r["variant"], []).append(r)
+        summary = "; ".join(f"{v} {len(g)} seed(s) {seed_summary(g)[0]:.3f} ± {seed_summary(g)[1]:.3f}"
+                            for v, g in sorted(groups.items()))  # fmt: skip
+        lines.append(f"- Other schedule in the results file, never compared with this table: {steps} steps: "
+                     f"{summary} (mean of the four sets ± max − min; its own table: `python scripts/ablation.py "
+                     f"--report-only --max-steps {steps} --report docs/ABLATION_{steps}.md`).")  # fmt: skip
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -313,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(every) - len(rows)} run(s) at other schedules ({', '.join(map(str, others))} steps) left out "
               f"of the {args.max_steps}-step table")  # fmt: skip
     if rows:
-        write_report(rows, args.report)
+        write_report(rows, args.report, [r for r in every if r["max_steps"] != args.max_steps])
         print(f"{len(rows)} runs -> {args.report}")
     return 0
 
