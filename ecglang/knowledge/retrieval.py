@@ -184,6 +184,9 @@ class Retriever:
         match = self.aliases.match(name)
         if code is not None:
             tagged = self.kb.snippets_for_code(*code)
+            if not tagged and group:  # a class of equivalent codes ("733534002|164909002"): its members' snippets
+                found = {s.id: s for c in group for s in self.kb.snippets_for_code(code[0], c)}
+                tagged = [s for s in self.kb if s.id in found]
             if tagged:
                 return [(s, "code") for s in self._most_specific(tagged, code, group, match)]
         return [(s, match.via) for s in match.snippets] if match else []

@@ -561,6 +561,12 @@ def test_code_tagged_snippets_that_define_the_condition_come_before_group_and_re
         assert ids and not any(i.startswith("chapman-") for i in ids), (label, code, ids)
     two = retrieve_for_label(flat, "T wave opposite", k=3, code=("chapman", "TWO"))
     assert two[0].snippet.id == "chapman-t-wave-opposite"
+    # A label whose code is a class of equivalent codes (CinC's "733534002|164909002") is tagged nowhere as
+    # such: its members' snippets are the candidates, whatever its name says.
+    lbbb = retrieve_for_label(flat, "zz label", k=12, code=("snomed", "733534002|164909002"),
+                              members=("733534002", "164909002"))  # fmt: skip
+    tagged = {x.id for c in ("733534002", "164909002") for x in kb.snippets_for_code("snomed", c)}
+    assert lbbb and {h.snippet.id for h in lbbb} == tagged and all(h.via == "code" for h in lbbb)
     # Without a name that names a snippet, the snippets written for fewer codes come first.
     by_code = retrieve_for_label(flat, "zz label", k=12, code=("ptbxl", "LNGQT"))
     n = [len(h.snippet.codes.get("ptbxl", ())) for h in by_code]
