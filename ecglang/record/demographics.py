@@ -89,29 +89,37 @@ def read_demographics_table(path: str | os.PathLike) -> dict[str, dict[str, Any]
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            columns = set(reader.fieldnames or ())
+            rows = [
+                (reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}) for row in reader
+            ]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{path}: cannot read the demographics table: {exc}") from None
-    columns = set(rows[0]) if rows else set()
     if not columns & {"age", "sex"}:
         raise ConfigError(f"{path}: a demographics table needs an 'age' or 'sex' column; found {sorted(columns)}")
-    out: dict[str, dict[str, Any]] = {}
-    if {"filename_hr", "filename_lr", "ecg_id"} <= columns:  # PTB-XL's database
-        for row in rows:
-            sex = {"0": "M", "1": "F"}.get(str(row.get("sex", "")).strip().split(".")[0])
-            entry = {"age": _table_age(row.get("age")), "sex": sex}
-            for key in (Path(row["filename_hr"]).name, Path(row["filename_lr"]).name, row["ecg_id"].split(".")[0]):
-                out[key] = entry
-        return out
+    ptbxl = {"filename_hr", "filename_lr", "ecg_id"} <= columns
     key = "id" if "id" in columns else "path" if "path" in columns else None
-    if key is None:
+    if not ptbxl and key is None:
         raise ConfigError(f"{path}: a demographics table needs an 'id' or 'path' column; found {sorted(columns)}")
-    for line, row in enumerate(rows, start=2):
-        sex_text = (row.get("sex") or "").strip()
-        if re.fullmatch(r"-?\d+(\.\d*)?", sex_text):
-            raise ConfigError(f"{path}, line {line}: sex {sex_text!r} is a number; write M/F (codes differ by dataset)")
-        record = row[key].strip() if key == "id" else Path(row[key].strip()).stem
-        out[record] = {"age": _table_age(row.get("age")), "sex": parse_sex(sex_text) if sex_text else None}
+    out: dict[str, dict[str, Any]] = {}
+    for line, row in rows:
+        sex_text = row.get("sex", "")
+        if ptbxl:  # PTB-XL's database: sex 0 = male, 1 = female
+            entry = {"age": _table_age(row.get("age")), "sex": {"0": "M", "1": "F"}.get(sex_text.split(".")[0])}
+            ids = [Path(row[c]).name for c in ("filename_hr", "filename_lr") if row.get(c)]
+            ids += [row["ecg_id"].split(".")[0]] if row.get("ecg_id") else []
+        else:
+            if re.fullmatch(r"-?\d+(\.\d*)?", sex_text):
+                raise ConfigError(
+                    f"{path}, line {line}: sex {sex_text!r} is a number; write M/F (codes differ by dataset)"
+                )
+            entry = {"age": _table_age(row.get("age")), "sex": parse_sex(sex_text) if sex_text else None}
+            record = row.get(key, "")
+            ids = [record if key == "id" else Path(record).stem] if record else []
+        if not ids:
+            raise ConfigError(f"{path}, line {line}: no record id")
+        out.update(dict.fromkeys(ids, entry))
     return out
 
 
