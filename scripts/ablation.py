@@ -121,6 +121,28 @@ def train_and_evaluate(variant: str, seed: int, args: argparse.Namespace) -> dic
     return row
 
 
+def knowledge_scores(variant: str, seed: int, args: argparse.Namespace) -> dict:
+    """Zero-shot macro AUROC of a finished run with the product's default source, prompts + knowledge (the
+    table's decision reads the `prompts` source; this is supplementary and decides nothing)."""
+    out = args.runs / f"{variant}-s{seed}"
+    run_cli(
+        [
+            "evaluate", "--model", str(out / "train" / "best"), "--label-sets", *LABEL_SETS,
+            "--data-root", f"ptbxl={args.data / 'ptbxl-sample'}",
+            "--split-root", str(args.data / "merl" / "data_split"),
+            "--part", "train", "--folds", "8", "--sources", "knowledge", "--out", str(out / "eval-knowledge"),
+        ],
+        out / "ablation.log",
+    )  # fmt: skip
+    tree = json.loads((out / "eval-knowledge" / "results.json").read_text(encoding="utf-8"))
+    return {
+        name: {
+            side: tree["label_sets"][name]["sources"]["knowledge"][side]["macro_auroc"] for side in ("model", "random")
+        }
+        for name in LABEL_SETS
+    }
+
+
 def load_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -140,9 +162,9 @@ def recall_pair(m: dict) -> str:
     return " / ".join(cells)
 
 
-def seed_summary(group: list[dict]) -> tuple[float, float]:
+def seed_summary(group: list[dict], source: str | None = None) -> tuple[float, float]:
     """(mean over seeds, max − min over seeds) of a run's mean zero-shot AUROC over the four label sets."""
-    per_seed = per_seed_means(group)
+    per_seed = per_seed_means(group, source)
     return statistics.fmean(per_seed), max(per_seed) - min(per_seed)
 
 
@@ -156,11 +178,12 @@ def mean_difference_ci(a: list[float], b: list[float], level: float = 0.95) -> t
     return statistics.fmean(a) - statistics.fmean(b), float(ci.low), float(ci.high)
 
 
-def per_seed_means(group: list[dict]) -> list[float]:
-    return [statistics.fmean(r[n]["model"]["point"] for n in LABEL_SETS) for r in group]
+def per_seed_means(group: list[dict], source: str | None = None) -> list[float]:
+    """Each run's mean zero-shot AUROC over the four sets: the `prompts` source, or `source`'s scores."""
+    return [statistics.fmean((r[source] if source else r)[n]["model"]["point"] for n in LABEL_SETS) for r in group]
 
 
-def difference_table(by_variant: dict[str, list[dict]]) -> list[str]:
+def difference_table(by_variant: dict[str, list[dict]], source: str | None = None) -> list[str]:
     """Each variant with two or more seeds against ecglang-mini and the ResNet baseline: difference of the
     mean of the four sets, with its 95 % Welch interval over seeds."""
     refs = [v for v in THREE_SEEDS if len(by_variant.get(v, [])) >= 2]
@@ -176,7 +199,7 @@ def difference_table(by_variant: dict[str, list[dict]]) -> list[str]:
             if ref == variant:
                 cells.append("–")
                 continue
-            d, lo, hi = mean_difference_ci(per_seed_means(group), per_seed_means(by_variant[ref]))
+            d, lo, hi = mean_difference_ci(per_seed_means(group, source), per_seed_means(by_variant[ref], source))
             cells.append(f"{d:+.3f} ({lo:+.3f}..{hi:+.3f})")
         lines.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + " |")
     return lines
@@ -275,6 +298,26 @@ def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> 
               "grows as seeds are added. Here each difference of the mean of the four sets, with a 95 % Welch t "
               "interval that treats seeds as samples: an interval wholly above 0 is a difference the seeds "
               "support; it decides nothing on its own.", "", *difference_table(by_variant)]  # fmt: skip
+    with_knowledge = {v: [r for r in g if "knowledge" in r] for v, g in sorted(by_variant.items())}
+    with_knowledge = {v: g for v, g in with_knowledge.items() if g}
+    if with_knowledge:
+        lines += ["", "## With knowledge, the product's default source (supplementary)", "",
+                  "The same checkpoints scored with prompts + retrieved knowledge (`--sources knowledge`, what "
+                  "`ecglang zero-shot` does by default) instead of the prompts alone. It decides nothing: the "
+                  "rule above was fixed on the `prompts` source before these were measured.", "",
+                  "| variant | seeds | " + " | ".join(LABEL_SETS) + " | mean of the four | random, mean of the four |",
+                  "|---|---|" + "---|" * 6]  # fmt: skip
+        for variant, group in with_knowledge.items():
+            cells = []
+            for n in LABEL_SETS:
+                points = [r["knowledge"][n]["model"]["point"] for r in group]
+                cells.append(f"{statistics.fmean(points):.3f} ± {max(points) - min(points):.3f}")
+            mean, spread = seed_summary(group, "knowledge")
+            rnd = statistics.fmean(statistics.fmean(r["knowledge"][n]["random"]["point"] for n in LABEL_SETS)
+                                   for r in group)  # fmt: skip
+            lines.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + f" | {mean:.3f} ± {spread:.3f} | "
+                         f"{rnd:.3f} |")  # fmt: skip
+        lines += ["", *difference_table(with_knowledge, "knowledge")]
     lines += ["", "## Notes", "", *(f"- {v}: {text}" for v, text in NOTES.items() if v in by_variant)]
     lines += ["- `train s` is wall time on a shared 2-core machine (other jobs ran beside it; a few runs were "
               "paused while benchmarks measured), not a speed comparison."]  # fmt: skip
@@ -301,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, default=Path("docs/ABLATION.md"))
     p.add_argument("--results", type=Path, default=Path("docs/ablation_results.jsonl"), help="one line per run")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument(
+        "--add-knowledge",
+        action="store_true",
+        help="score finished runs (of --only, at --max-steps) with the knowledge source too (supplementary; appended "
+        "to --knowledge-results)",
+    )
+    p.add_argument("--knowledge-results", type=Path, default=Path("docs/ablation_knowledge.jsonl"))
     args = p.parse_args(argv)
     args.runs.mkdir(parents=True, exist_ok=True)
     results = args.results
@@ -316,7 +366,20 @@ def main(argv: list[str] | None = None) -> int:
                 row = train_and_evaluate(variant, seed, args)
                 with results.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
-    every = load_rows(results)
+    if args.add_knowledge:
+        scored = {(r["variant"], r["seed"], r["max_steps"]) for r in load_rows(args.knowledge_results)}
+        for r in load_rows(results):
+            key = (r["variant"], r["seed"], r["max_steps"])
+            if r["max_steps"] != args.max_steps or (args.only and r["variant"] not in args.only) or key in scored:
+                continue
+            print(f"{r['variant']} seed {r['seed']}: scoring with knowledge ...", flush=True)
+            extra = {"variant": r["variant"], "seed": r["seed"], "max_steps": r["max_steps"]}
+            extra["knowledge"] = knowledge_scores(r["variant"], r["seed"], args)
+            with args.knowledge_results.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(extra) + "\n")
+    knowledge = {(r["variant"], r["seed"], r["max_steps"]): r["knowledge"] for r in load_rows(args.knowledge_results)}
+    every = [r | ({"knowledge": knowledge[k]} if (k := (r["variant"], r["seed"], r["max_steps"])) in knowledge else {})
+             for r in load_rows(results)]  # fmt: skip
     # One schedule per table: runs at another --max-steps are kept in the results file but never compared.
     rows = [r for r in every if r["max_steps"] == args.max_steps]
     others = sorted({r["max_steps"] for r in every} - {args.max_steps})

@@ -41,11 +41,27 @@ def test_runs_at_another_schedule_are_never_mixed_into_the_table(tmp_path: Path)
     assert "300 steps: ecglang-mini 1 seed(s) 0.900 ± 0.000; ssm 1 seed(s) 0.950 ± 0.000" in text
 
 
-def report_for(tmp_path: Path, rows: list[dict]) -> str:
+def test_knowledge_scores_are_a_supplementary_table_that_decides_nothing(tmp_path: Path) -> None:
+    base = {"ecglang-mini": (0.70, 0.72, 0.74), "resnet-baseline": (0.62, 0.63, 0.64)}
+    rows = every_variant(base)
+    # ssm would win by far with knowledge, but the decision reads the prompts source only
+    scored = [r if r["variant"] != "ssm" else row("ssm", 0, 0.95) for r in rows]
+    knowledge = [{"variant": r["variant"], "seed": r["seed"], "max_steps": 100,
+                  "knowledge": {n: r[n] for n in LABEL_SETS}} for r in scored]  # fmt: skip
+    text = report_for(tmp_path, rows, knowledge)
+    assert "**Default: ecglang-mini stays.**" in text
+    section = text.split("(supplementary)")[2]
+    assert "| ecglang-mini | 3 | 0.720 ± 0.040" in section and "| ssm | 1 | 0.950 ± 0.000" in section
+    assert "| 0.950 ± 0.000 | 0.500 |" in section  # the random encoder's mean beside it
+
+
+def report_for(tmp_path: Path, rows: list[dict], knowledge: list[dict] = ()) -> str:
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "knowledge.jsonl").write_text("".join(json.dumps(r) + "\n" for r in knowledge), encoding="utf-8")
     report = tmp_path / "ABLATION.md"
     cmd = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--results", str(tmp_path / "results.jsonl"),
-           "--report-only", "--report", str(report)]  # fmt: skip
+           "--knowledge-results", str(tmp_path / "knowledge.jsonl"), "--report-only",
+           "--report", str(report)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return report.read_text(encoding="utf-8")
