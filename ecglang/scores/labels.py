@@ -101,15 +101,15 @@ class KnowledgeQuery:
 
 def knowledge_queries(labels: Any, prompts: Any) -> dict[str, KnowledgeQuery]:
     """Label → `KnowledgeQuery`, as zero-shot retrieves for it (and `ecglang knowledge search --prompt-set`)."""
-    names = label_names(labels, prompts)
+    source = _prompt_set(labels, prompts)  # read once: names and group members both come from it
     table = resolve_prompts(labels=labels, prompts=prompts)
     namespace = code_namespace(labels, prompts)
-    members = label_members(labels, prompts)
     out = {}
-    for lab, ps in table.items():
+    for lab, own in table.items():
+        lp = source.labels.get(lab) if source is not None else None
+        name, members = (lp.name, lp.codes) if lp is not None else (None, ())
         code = (namespace, lab) if namespace else None
-        out[lab] = KnowledgeQuery(names.get(lab, lab), tuple(with_name(list(ps), names.get(lab))), code,
-                                  tuple(members.get(lab, ())))  # fmt: skip
+        out[lab] = KnowledgeQuery(name or lab, tuple(with_name(list(own), name)), code, members)
     return out
 
 
@@ -183,12 +183,6 @@ def label_names(labels: Any, prompts: Any) -> dict[str, str]:
     """Readable names for prompt-set codes (e.g. CLBBB → complete left bundle branch block)."""
     ps = _prompt_set(labels, prompts)
     return {} if ps is None else {code: lp.name for code, lp in ps.labels.items()}
-
-
-def label_members(labels: Any, prompts: Any) -> dict[str, tuple[str, ...]]:
-    """The source codes each prompt-set label stands for when it is a group (PTB-XL STTC → NDT, NST_, ...)."""
-    ps = _prompt_set(labels, prompts)
-    return {} if ps is None else {code: lp.codes for code, lp in ps.labels.items()}
 
 
 def code_namespace(labels: Any, prompts: Any) -> str | None:

@@ -21,7 +21,7 @@ from ecglang.errors import ConfigError, KnowledgeError, PromptError
 from ecglang.knowledge.base import KNOWN_NAMESPACES, KnowledgeBase, Snippet, normalize_code
 from ecglang.knowledge.index import Hit, KnowledgeIndex, default_index_dir
 from ecglang.knowledge.retrieval import ComposedPrompt, compose_prompts, retrieve_for_label
-from ecglang.scores.labels import label_members
+from ecglang.scores.labels import knowledge_queries
 from ecglang.scores.prompts import load_prompt_set
 from ecglang.text.sentences import split_sentences
 
@@ -548,7 +548,7 @@ def test_code_tagged_snippets_that_define_the_condition_come_before_group_and_re
     # narrowest members ("ST tilt up", "aVR ST elevation") beside the overview; the snippets whose codes
     # cover the group come first instead.
     members = load_prompt_set("ptbxl_super").labels["STTC"].codes
-    assert label_members("ptbxl_super", None)["STTC"] == members and "NDT" in members
+    assert knowledge_queries("ptbxl_super", None)["STTC"].members == members and "NDT" in members
     sttc = [h.snippet.id for h in retrieve_for_label(flat, "ST/T change", k=3, code=("ptbxl", "STTC"), members=members)]
     assert sttc[:2] == ["st-t-change-overview", "st-t-other-statements"]
     assert not {"st-tilt-up", "avr-st-elevation-left-main"} & set(sttc)
