@@ -23,6 +23,7 @@ from ecglang.data.tables import (
     require_columns,
 )
 from ecglang.errors import ConfigError
+from ecglang.record.demographics import ptbxl_sex
 from ecglang.text.reports import decode_report, normalize_report
 
 
@@ -106,7 +107,7 @@ def build_ptbxl(
         original = decode_report(row.report)
         text = normalize_report(original, source="ptbxl")
         n_empty += not text
-        sex = {0: "M", 1: "F"}.get(int(row.sex)) if float_or_none(getattr(row, "sex", None)) is not None else None
+        sex = ptbxl_sex(getattr(row, "sex", None))
         patient = float_or_none(getattr(row, "patient_id", None))
         sink.add(
             {

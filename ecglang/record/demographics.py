@@ -63,6 +63,15 @@ def sex_code(value: Any) -> int:
     return {"M": SEX_MALE, "F": SEX_FEMALE}.get(parse_sex(str(value)) or "", SEX_UNKNOWN)
 
 
+def ptbxl_sex(value: Any) -> str | None:
+    """PTB-XL's `sex` column (0 = male, 1 = female; as read: 0, 1.0, "0", ...) as "M"/"F"; None otherwise."""
+    try:
+        code = float(value)
+    except (TypeError, ValueError):
+        return None
+    return {0: "M", 1: "F"}.get(int(code)) if math.isfinite(code) else None
+
+
 def demographic_codes(age: Any, sex: Any) -> tuple[float, int]:
     """`(age_years(age), sex_code(sex))`."""
     return age_years(age), sex_code(sex)
@@ -105,8 +114,8 @@ def read_demographics_table(path: str | os.PathLike) -> dict[str, dict[str, Any]
     out: dict[str, dict[str, Any]] = {}
     for line, row in rows:
         sex_text = row.get("sex", "")
-        if ptbxl:  # PTB-XL's database: sex 0 = male, 1 = female
-            entry = {"age": _table_age(row.get("age")), "sex": {"0": "M", "1": "F"}.get(sex_text.split(".")[0])}
+        if ptbxl:
+            entry = {"age": _table_age(row.get("age")), "sex": ptbxl_sex(sex_text)}
             ids = [Path(row[c]).name for c in ("filename_hr", "filename_lr") if row.get(c)]
             ids += [row["ecg_id"].split(".")[0]] if row.get("ecg_id") else []
         else:
@@ -143,6 +152,7 @@ __all__ = [
     "metadata_demographics",
     "parse_age",
     "parse_sex",
+    "ptbxl_sex",
     "read_demographics_table",
     "sex_code",
 ]
