@@ -67,6 +67,15 @@ def run_cli(args: list[str], log: Path) -> None:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(args[:2])}; see {log}")
 
 
+def zero_shot_args(out: Path, args: argparse.Namespace, source: str, eval_dir: str) -> list[str]:
+    """`ecglang evaluate` of a run's selected checkpoint on the four fold-8 PTB-XL sets with one prompt source."""
+    return [
+        "evaluate", "--model", str(out / "train" / "best"), "--label-sets", *LABEL_SETS,
+        "--data-root", f"ptbxl={args.data / 'ptbxl-sample'}", "--split-root", str(args.data / "merl" / "data_split"),
+        "--part", "train", "--folds", "8", "--sources", source, "--out", str(out / eval_dir),
+    ]  # fmt: skip
+
+
 def train_and_evaluate(variant: str, seed: int, args: argparse.Namespace) -> dict:
     out = args.runs / f"{variant}-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
@@ -88,13 +97,10 @@ def train_and_evaluate(variant: str, seed: int, args: argparse.Namespace) -> dic
     train_s = time.monotonic() - start
     run_cli(
         [
-            "evaluate", "--model", str(out / "train" / "best"), "--label-sets", *LABEL_SETS,
-            "--data-root", f"ptbxl={args.data / 'ptbxl-sample'}",
-            "--split-root", str(args.data / "merl" / "data_split"),
-            "--part", "train", "--folds", "8", "--sources", "prompts",
+            *zero_shot_args(out, args, "prompts", "eval"),
             "--probe", "--probe-train", "train", "--probe-test", "train",
             "--probe-train-folds", "1", "2", "3", "4", "5", "6", "7", "--probe-test-folds", "8",
-            "--retrieval", "--retrieval-folds", "8", "--out", str(out / "eval"),
+            "--retrieval", "--retrieval-folds", "8",
         ],
         log,
     )  # fmt: skip
@@ -125,15 +131,7 @@ def knowledge_scores(variant: str, seed: int, args: argparse.Namespace) -> dict:
     """Zero-shot macro AUROC of a finished run with the product's default source, prompts + knowledge (the
     table's decision reads the `prompts` source; this is supplementary and decides nothing)."""
     out = args.runs / f"{variant}-s{seed}"
-    run_cli(
-        [
-            "evaluate", "--model", str(out / "train" / "best"), "--label-sets", *LABEL_SETS,
-            "--data-root", f"ptbxl={args.data / 'ptbxl-sample'}",
-            "--split-root", str(args.data / "merl" / "data_split"),
-            "--part", "train", "--folds", "8", "--sources", "knowledge", "--out", str(out / "eval-knowledge"),
-        ],
-        out / "ablation.log",
-    )  # fmt: skip
+    run_cli(zero_shot_args(out, args, "knowledge", "eval-knowledge"), out / "ablation.log")
     tree = json.loads((out / "eval-knowledge" / "results.json").read_text(encoding="utf-8"))
     return {
         name: {
@@ -178,9 +176,32 @@ def mean_difference_ci(a: list[float], b: list[float], level: float = 0.95) -> t
     return statistics.fmean(a) - statistics.fmean(b), float(ci.low), float(ci.high)
 
 
+def set_scores(run: dict, source: str | None = None) -> dict:
+    """A run's per-set scores: the `prompts` source (the row itself), or `source`'s (`run[source]`)."""
+    return run[source] if source else run
+
+
 def per_seed_means(group: list[dict], source: str | None = None) -> list[float]:
     """Each run's mean zero-shot AUROC over the four sets: the `prompts` source, or `source`'s scores."""
-    return [statistics.fmean((r[source] if source else r)[n]["model"]["point"] for n in LABEL_SETS) for r in group]
+    return [statistics.fmean(set_scores(r, source)[n]["model"]["point"] for n in LABEL_SETS) for r in group]
+
+
+def mean_cells(group: list[dict], source: str | None = None) -> list[str]:
+    """ "mean ± max − min" over seeds for each set, then for the mean of the four."""
+    cells = []
+    for n in LABEL_SETS:
+        points = [set_scores(r, source)[n]["model"]["point"] for r in group]
+        cells.append(f"{statistics.fmean(points):.3f} ± {max(points) - min(points):.3f}")
+    mean, spread = seed_summary(group, source)
+    return [*cells, f"{mean:.3f} ± {spread:.3f}"]
+
+
+def group_by_variant(rows: list[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by variant, variants in name order."""
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["variant"]):
+        groups.setdefault(r["variant"], []).append(r)
+    return groups
 
 
 def difference_table(by_variant: dict[str, list[dict]], source: str | None = None) -> list[str]:
@@ -282,24 +303,16 @@ def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> 
         )  # fmt: skip
     lines += ["", "## Mean over seeds (point estimates) and spread between seeds (max − min)", ""]
     lines += ["| variant | seeds | " + " | ".join(LABEL_SETS) + " | mean of the four |", "|---|---|" + "---|" * 5]
-    by_variant: dict[str, list[dict]] = {}
-    for r in rows:
-        by_variant.setdefault(r["variant"], []).append(r)
-    for variant, group in sorted(by_variant.items()):
-        cells = []
-        for n in LABEL_SETS:
-            points = [r[n]["model"]["point"] for r in group]
-            cells.append(f"{statistics.fmean(points):.3f} ± {max(points) - min(points):.3f}")
-        mean, spread = seed_summary(group)
-        lines.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + f" | {mean:.3f} ± {spread:.3f} |")
-    lines += ["", "## Decision", "", *decision(by_variant)]
+    groups = group_by_variant(rows)
+    for variant, group in groups.items():
+        lines.append(f"| {variant} | {len(group)} | " + " | ".join(mean_cells(group)) + " |")
+    lines += ["", "## Decision", "", *decision(groups)]
     lines += ["", "## Difference of means with a confidence interval (supplementary)", "",
               "The rule above is the issue's: a margin larger than the spread (max − min) between seeds, which "
               "grows as seeds are added. Here each difference of the mean of the four sets, with a 95 % Welch t "
               "interval that treats seeds as samples: an interval wholly above 0 is a difference the seeds "
-              "support; it decides nothing on its own.", "", *difference_table(by_variant)]  # fmt: skip
-    with_knowledge = {v: [r for r in g if "knowledge" in r] for v, g in sorted(by_variant.items())}
-    with_knowledge = {v: g for v, g in with_knowledge.items() if g}
+              "support; it decides nothing on its own.", "", *difference_table(groups)]  # fmt: skip
+    with_knowledge = group_by_variant([r for r in rows if "knowledge" in r])
     if with_knowledge:
         lines += ["", "## With knowledge, the product's default source (supplementary)", "",
                   "The same checkpoints scored with prompts + retrieved knowledge (`--sources knowledge`, what "
@@ -308,26 +321,19 @@ def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> 
                   "| variant | seeds | " + " | ".join(LABEL_SETS) + " | mean of the four | random, mean of the four |",
                   "|---|---|" + "---|" * 6]  # fmt: skip
         for variant, group in with_knowledge.items():
-            cells = []
-            for n in LABEL_SETS:
-                points = [r["knowledge"][n]["model"]["point"] for r in group]
-                cells.append(f"{statistics.fmean(points):.3f} ± {max(points) - min(points):.3f}")
-            mean, spread = seed_summary(group, "knowledge")
             rnd = statistics.fmean(statistics.fmean(r["knowledge"][n]["random"]["point"] for n in LABEL_SETS)
                                    for r in group)  # fmt: skip
-            lines.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + f" | {mean:.3f} ± {spread:.3f} | "
-                         f"{rnd:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {variant} | {len(group)} | " + " | ".join(mean_cells(group, "knowledge")) + f" | {rnd:.3f} |"
+            )
         lines += ["", *difference_table(with_knowledge, "knowledge")]
-    lines += ["", "## Notes", "", *(f"- {v}: {text}" for v, text in NOTES.items() if v in by_variant)]
+    lines += ["", "## Notes", "", *(f"- {v}: {text}" for v, text in NOTES.items() if v in groups)]
     lines += ["- `train s` is wall time on a shared 2-core machine (other jobs ran beside it; a few runs were "
               "paused while benchmarks measured), not a speed comparison."]  # fmt: skip
     for steps in sorted({r["max_steps"] for r in elsewhere}):
-        groups: dict[str, list[dict]] = {}
-        for r in elsewhere:
-            if r["max_steps"] == steps:
-                groups.setdefault(r["variant"], []).append(r)
+        at_steps = group_by_variant([r for r in elsewhere if r["max_steps"] == steps])
         summary = "; ".join(f"{v} {len(g)} seed(s) {seed_summary(g)[0]:.3f} ± {seed_summary(g)[1]:.3f}"
-                            for v, g in sorted(groups.items()))  # fmt: skip
+                            for v, g in at_steps.items())  # fmt: skip
         lines.append(f"- Other schedule in the results file, never compared with this table: {steps} steps: "
                      f"{summary} (mean of the four sets ± max − min; its own table: `python scripts/ablation.py "
                      f"--report-only --max-steps {steps} --report docs/ABLATION_{steps}.md`).")  # fmt: skip
