@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ecglang.errors import ConfigError
+from ecglang.record.ecg import record_id_of
 
 SEX_UNKNOWN, SEX_MALE, SEX_FEMALE = 0, 1, 2
 # PTB-XL stores the age of patients over 89 as 300 (privacy); read as 90, the least it can be.
@@ -116,7 +117,7 @@ def read_demographics_table(path: str | os.PathLike) -> dict[str, dict[str, Any]
         sex_text = row.get("sex", "")
         if ptbxl:
             entry = {"age": _table_age(row.get("age")), "sex": ptbxl_sex(sex_text)}
-            ids = [Path(row[c]).name for c in ("filename_hr", "filename_lr") if row.get(c)]
+            ids = [record_id_of(row[c]) for c in ("filename_hr", "filename_lr") if row.get(c)]
             ids += [row["ecg_id"].split(".")[0]] if row.get("ecg_id") else []
         else:
             if re.fullmatch(r"-?\d+(\.\d*)?", sex_text):
@@ -125,7 +126,7 @@ def read_demographics_table(path: str | os.PathLike) -> dict[str, dict[str, Any]
                 )
             entry = {"age": _table_age(row.get("age")), "sex": parse_sex(sex_text) if sex_text else None}
             record = row.get(key, "")
-            ids = [record if key == "id" else Path(record).stem] if record else []
+            ids = [record if key == "id" else record_id_of(record)] if record else []
         if not ids:
             raise ConfigError(f"{path}, line {line}: no record id")
         out.update(dict.fromkeys(ids, entry))

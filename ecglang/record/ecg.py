@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
+
+#: File suffixes of the record formats the readers know.
+RECORD_SUFFIXES: tuple[str, ...] = (".hea", ".dat", ".mat", ".npy", ".npz")
+
+
+def record_id_of(path: str | os.PathLike) -> str:
+    """The id a reader gives the record at `path` (`Ecg.record_id`): its file name without a record suffix."""
+    path = Path(path)
+    return path.name[: -len(path.suffix)] if path.suffix.lower() in RECORD_SUFFIXES else path.name
 
 
 @dataclass

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ecglang.errors import EcgReadError, RecordFailure
 from ecglang.record.demographics import parse_age, parse_sex
-from ecglang.record.ecg import Ecg
+from ecglang.record.ecg import RECORD_SUFFIXES, Ecg, record_id_of
 from ecglang.record.leads import CANONICAL_LEADS, to_canonical
 from ecglang.record.wfdb_reader import (
     header_references,
@@ -50,7 +50,6 @@ __all__ = [
 ]  # fmt: skip
 
 FORMATS: tuple[str, ...] = ("wfdb", "wfdb-mat", "cpsc-mat", "npy", "npz")
-RECORD_SUFFIXES: tuple[str, ...] = (".hea", ".dat", ".mat", ".npy", ".npz")
 CPSC_FS = 500.0  # CPSC 2018 .mat files do not store their rate; the challenge data is all 500 Hz
 
 PathLike = str | os.PathLike
@@ -450,10 +449,6 @@ def _build_ecg(
         signal=signal12,
         fs=fs,
         lead_mask=mask,
-        record_id=record_id if record_id is not None else _stem(path),
+        record_id=record_id if record_id is not None else record_id_of(path),
         metadata=meta,
     )
-
-
-def _stem(path: Path) -> str:
-    return path.name[: -len(path.suffix)] if path.suffix.lower() in RECORD_SUFFIXES else path.name

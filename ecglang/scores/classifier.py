@@ -59,7 +59,7 @@ from ecglang.embeddings.pipeline import (
 from ecglang.embeddings.prototypes import PrototypeIndex
 from ecglang.embeddings.sources import ArraySource, CacheSource, EcgInput, ItemSource, RecordSource, expand_inputs
 from ecglang.errors import ConfigError, RecordFailure
-from ecglang.record.ecg import Ecg
+from ecglang.record.ecg import Ecg, record_id_of
 from ecglang.scores import labels as label_embeddings
 from ecglang.scores.explain import Explanation, explain_record
 from ecglang.scores.labels import LabelSpec, resolve_knowledge
@@ -125,7 +125,7 @@ def _metadata_for(items: Sequence[Any], table: Mapping[str, Mapping[str, Any]] |
     """Each input's entry of `table`, by the id its record will get ({} where the table has none)."""
     if table is None:
         return None
-    keys = [item.record_id if isinstance(item, Ecg) else Path(item).stem if isinstance(item, Path) else None
+    keys = [item.record_id if isinstance(item, Ecg) else record_id_of(item) if isinstance(item, Path) else None
             for item in items]  # fmt: skip
     return [table.get(k, {}) if k else {} for k in keys]
 
