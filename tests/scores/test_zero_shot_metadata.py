@@ -26,8 +26,12 @@ def test_a_users_table_by_id_or_path_with_sex_as_letters_or_words(tmp_path: Path
         "rec3": {"age": None, "sex": None},
     }
     by_path = tmp_path / "paths.csv"
-    by_path.write_text("path,age\n/data/x/rec9.hea,71\n", encoding="utf-8")
-    assert read_demographics_table(by_path) == {"rec9": {"age": 71.0, "sex": None}}
+    by_path.write_text("path,age\n/data/x/rec9.hea,71\n/data/x/site.2/rec.10\n", encoding="utf-8")
+    # ids as the readers give them (`record_id_of`): a dot in a record's name is not a suffix
+    assert read_demographics_table(by_path) == {
+        "rec9": {"age": 71.0, "sex": None},
+        "rec.10": {"age": None, "sex": None},
+    }
 
 
 @pytest.mark.parametrize(
