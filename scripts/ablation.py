@@ -24,25 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-CONFIG = "ptbxl-mini"
+import yaml
+
 LABEL_SETS = ("ptbxl_super", "ptbxl_sub", "ptbxl_form", "ptbxl_rhythm")
-TOWER = "model.overrides.ecg_tower"
-# variant -> overrides of configs/pretrain/ptbxl-mini.yaml. "ecglang-mini" is today's bundled recipe.
-VARIANTS: dict[str, list[str]] = {
-    "ecglang-mini": [],
-    "resnet-baseline": ["model.name=merl-resnet18", f"{TOWER}={{}}"],
-    "neighbourhood": [f"{TOWER}.rhythm_mixer=neighbourhood"],
-    "ssm": [f"{TOWER}.rhythm_mixer=ssm"],
-    "lead-group": [f"{TOWER}.pooling=lead_group"],
-    # Issue 17: ECG-only objectives beside the contrastive losses, and age/sex into the tower.
-    "masked-beats": ["objectives.masked_beats.weight=0.5"],
-    "latent-beats": ["objectives.latent_beats.weight=0.5"],
-    "demographics": [f"{TOWER}.demographics=true"],
-    # The text tower as published (no LoRA): 308 reports may pull prompts away from the words they share.
-    "frozen-text": ["model.overrides.text_tower.finetune=frozen"],
-    # The two with the highest mean (frozen-text) and the smallest spread (latent-beats) together.
-    "frozen-latent": ["model.overrides.text_tower.finetune=frozen", "objectives.latent_beats.weight=0.5"],
-}
+# The recipe (base config, schedule, variant overrides) is data: configs/ablation.yaml, shared with crossfit.py.
+RECIPE = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "ablation.yaml").read_text(encoding="utf-8"))
+VARIANTS: dict[str, list[str]] = RECIPE["variants"]
+HELDOUT: int = RECIPE["heldout_fold"]
 THREE_SEEDS = ("ecglang-mini", "resnet-baseline")
 # What a reader must know to read a variant's row.
 NOTES = {
@@ -72,35 +60,38 @@ def zero_shot_args(out: Path, args: argparse.Namespace, source: str, eval_dir: s
     return [
         "evaluate", "--model", str(out / "train" / "best"), "--label-sets", *LABEL_SETS,
         "--data-root", f"ptbxl={args.data / 'ptbxl-sample'}", "--split-root", str(args.data / "merl" / "data_split"),
-        "--part", "train", "--folds", "8", "--sources", source, "--out", str(out / eval_dir),
+        "--part", "train", "--folds", str(HELDOUT), "--sources", source, "--out", str(out / eval_dir),
     ]  # fmt: skip
+
+
+def pretrain(variant: str, seed: int, data: Path, max_steps: int, out: Path, heldout_fold: int) -> float:
+    """Train one variant with the recipe into `out/train` (resuming a run that was cut off); its wall time in s."""
+    overrides = [
+        f"seed={seed}",
+        f"data.root={data / 'ptbxl-sample'}",
+        f"data.val_folds=[{heldout_fold}]",
+        f"schedule.max_steps={max_steps}",
+        *RECIPE["schedule"],
+        *VARIANTS[variant],
+    ]
+    start = time.monotonic()
+    resume = ["--resume"] if (out / "train").is_dir() else []
+    config = RECIPE["base_config"]
+    run_cli(["pretrain", "--config", config, "--output", str(out / "train"), *resume, *overrides], out / "ablation.log")
+    return time.monotonic() - start
 
 
 def train_and_evaluate(variant: str, seed: int, args: argparse.Namespace) -> dict:
     out = args.runs / f"{variant}-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     log = out / "ablation.log"
-    overrides = [
-        f"seed={seed}",
-        f"data.root={args.data / 'ptbxl-sample'}",
-        f"schedule.max_steps={args.max_steps}",
-        "train.eval_every=25",
-        "train.checkpoint_every=25",
-        "train.early_stopping_patience=4",
-        "logging.tensorboard=false",
-        "logging.progress=false",
-        *VARIANTS[variant],
-    ]
-    start = time.monotonic()
-    resume = ["--resume"] if (out / "train").is_dir() else []
-    run_cli(["pretrain", "--config", CONFIG, "--output", str(out / "train"), *resume, *overrides], log)
-    train_s = time.monotonic() - start
+    train_s = pretrain(variant, seed, args.data, args.max_steps, out, HELDOUT)
     run_cli(
         [
             *zero_shot_args(out, args, "prompts", "eval"),
             "--probe", "--probe-train", "train", "--probe-test", "train",
-            "--probe-train-folds", "1", "2", "3", "4", "5", "6", "7", "--probe-test-folds", "8",
-            "--retrieval", "--retrieval-folds", "8",
+            "--probe-train-folds", *(str(f) for f in range(1, 9) if f != HELDOUT), "--probe-test-folds", str(HELDOUT),
+            "--retrieval", "--retrieval-folds", str(HELDOUT),
         ],
         log,
     )  # fmt: skip

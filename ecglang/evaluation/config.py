@@ -104,6 +104,8 @@ class EvaluateConfig(DictConfig):
         metavar="FOLD"))  # fmt: skip
     retrieval_limit: int | None = field(default=None, metadata=_cli(
         "retrieval", "at most N pairs (seeded sample)", type=int, metavar="N"))  # fmt: skip
+    save_scores: bool = field(default=False, metadata=_cli(
+        "run", "also write every record's scores and labels: scores_<label set>.csv", action="store_true"))  # fmt: skip
     batch_size: int = field(default=64, metadata=_cli("run", type=int))
     device: str | None = field(default=None, metadata=_cli(
         "run", "auto (cuda when available), cpu, cuda, cuda:1 ...", cli_default="auto"))  # fmt: skip

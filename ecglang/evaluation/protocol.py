@@ -46,7 +46,7 @@ from ecglang.evaluation.config import EvaluateConfig
 from ecglang.evaluation.datasets import LabelSetData, load_label_set, load_labels_csv, parse_data_roots
 from ecglang.evaluation.metrics import evaluate_scores
 from ecglang.evaluation.probe import run_probe_for_set
-from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun
+from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun, RecordScores
 from ecglang.evaluation.retrieval import run_retrieval
 from ecglang.evaluation.store import EmbeddingStore, processor_for
 from ecglang.evaluation.writers import results_markdown, write_outputs
@@ -300,12 +300,15 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
     }
     roc: dict[str, Any] = {}
     probe_curves: dict[str, Any] = {}
+    record_scores: dict[str, RecordScores] = {}
     for data in tqdm(sets, desc="label sets", unit="set", disable=not cfg.progress or len(sets) < 2):
         processor = processor_for(model, cfg.preprocess, data.dataset)
-        entry, roc_inputs = _evaluate_set(data, sources, store, processor, clf, clf_random, cfg)
+        entry, roc_inputs, scores = _evaluate_set(data, sources, store, processor, clf, clf_random, cfg)
         tree["label_sets"][data.name] = entry
         if roc_inputs is not None:
             roc[data.name] = roc_inputs
+        if cfg.save_scores and scores is not None:
+            record_scores[data.name] = scores
         if cfg.probe:
             probe_entry, curves = run_probe_for_set(data, cfg, store, processor)
             entry["probe"] = probe_entry
@@ -317,7 +320,7 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
     tree["failures"] = [f.to_dict() for f in failures]
     tree["n_failures"] = len(failures)
     missing = {d.name: d.missing for d in sets}
-    return EvaluationRun(tree, failures, missing, roc, probe_curves)
+    return EvaluationRun(tree, failures, missing, roc, probe_curves, record_scores)
 
 
 def _evaluate_set(
@@ -328,7 +331,7 @@ def _evaluate_set(
     clf: ZeroShotClassifier,
     clf_random: ZeroShotClassifier,
     cfg: EvaluateConfig,
-) -> tuple[dict[str, Any], tuple | None]:
+) -> tuple[dict[str, Any], tuple | None, RecordScores | None]:
     entry: dict[str, Any] = {
         "dataset": data.dataset,
         "task": data.task,
@@ -350,8 +353,10 @@ def _evaluate_set(
             f" ({records['missing']} of {records['rows']} rows missing from disk)" if records["missing"] else ""
         )
         log.warning("%s: %s", data.name, entry["status"])
-        return entry, None
+        return entry, None, None
     y = data.labels[ok].astype(bool)
+    per_record = RecordScores([r for r, keep in zip(data.record_ids, ok, strict=True) if keep],
+                              list(data.label_codes), y.astype(np.int8), {})  # fmt: skip
     emb = {key: store.embeddings(key, rows[ok]) for key in (MODEL, RANDOM)}
     scores_for_roc: dict[str, tuple[list[str], np.ndarray]] = {}
     model_scores: dict[str, tuple[list[str], np.ndarray]] = {}  # source → (codes, scores): paired comparisons
@@ -370,6 +375,7 @@ def _evaluate_set(
             scores = emb[key] @ matrix.T
             out[key] = evaluate_scores(y[:, cols], scores, codes, n_boot=cfg.n_boot, seed=cfg.seed)
             scores_for_roc[f"{src.key} · {'model' if key == MODEL else 'random'}"] = (codes, scores)
+            per_record.scores[(src.key, key)] = (codes, scores)
             if key == MODEL:
                 model_scores[src.key] = (codes, scores)
         out.update(info)
@@ -383,13 +389,13 @@ def _evaluate_set(
     if len(model_scores) > 1:
         entry["paired"] = compare_sources(y, data.label_codes, model_scores, n_resamples=cfg.n_boot, seed=cfg.seed)
     if not roc_codes:
-        return entry, None
+        return entry, None, per_record
     # The figure keeps the labels that every source scored, so each panel compares all sources.
     roc_scores = {name: s[:, [codes.index(c) for c in roc_codes]] for name, (codes, s) in scores_for_roc.items()}
     y_roc = y[:, [data.label_codes.index(c) for c in roc_codes]]
     if len(roc_codes) < len(data.label_codes):
         entry["roc_labels"] = roc_codes
-    return entry, (y_roc, roc_scores, roc_codes)
+    return entry, (y_roc, roc_scores, roc_codes), per_record
 
 
 def _version() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,16 @@ RANDOM = "random"
 
 
 @dataclass
+class RecordScores:
+    """One label set's per-record zero-shot scores (`ecglang evaluate --save-scores`): what the metrics read."""
+
+    record_ids: list[str]
+    label_codes: list[str]
+    labels: np.ndarray  # [n_records, n_labels] 0/1 truth, columns in label_codes order
+    scores: dict[tuple[str, str], tuple[list[str], np.ndarray]]  # (source, model|random) → (codes, [n, len(codes)])
+
+
+@dataclass
 class EvaluationRun:
     """What `run_evaluation` produced: the JSON-able result tree, the inputs of the figures, failures."""
 
@@ -24,6 +34,7 @@ class EvaluationRun:
     missing: dict[str, list[RecordFailure]]  # label set → records missing from disk (stage "missing")
     roc: dict[str, tuple[np.ndarray, dict[str, np.ndarray], list[str]]]  # label set → (y, scores, codes)
     probe_curves: dict[str, dict[str, dict[float, EvalResult]]]
+    record_scores: dict[str, RecordScores] = field(default_factory=dict)  # label set → scores (--save-scores)
 
     @property
     def evaluated_any(self) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import CI, EvalResult, auroc, check_pair, roc_curve, skip_reason
-from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun
+from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun, RecordScores
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -498,6 +498,8 @@ def write_outputs(run: EvaluationRun, out_dir: str | Path) -> dict[str, Path]:
         path = plot_probe_curve(curves, out / f"probe_{_safe(name)}.png", title=f"{name}: linear probe")
         run.tree["label_sets"][name]["probe"]["png"] = path.name
         written[f"probe_{name}"] = path
+    for name, table in run.record_scores.items():
+        written[f"scores_{name}"] = write_record_scores(table, out / f"scores_{_safe(name)}.csv")
     failures_csv = out / "failures.csv"
     with failures_csv.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -517,6 +519,22 @@ def write_outputs(run: EvaluationRun, out_dir: str | Path) -> dict[str, Path]:
     md.write_text(results_markdown(run), encoding="utf-8")
     written["results_md"] = md
     return written
+
+
+def write_record_scores(table: RecordScores, path: Path) -> Path:
+    """One row per (record, label, source, side): `record_id, label, truth, source, side, score`, long form
+    because codes may hold any character (CinC classes are "A|B"); `pandas.pivot_table` makes it wide."""
+    truth = {code: table.labels[:, j] for j, code in enumerate(table.label_codes)}
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["record_id", "label", "truth", "source", "side", "score"])
+        for (source, side), (codes, scores) in table.scores.items():
+            for j, code in enumerate(codes):
+                writer.writerows(
+                    (rid, code, int(t), source, side, f"{float(v):.6g}")
+                    for rid, t, v in zip(table.record_ids, truth[code], scores[:, j], strict=True)
+                )
+    return path
 
 
 def _safe(name: str) -> str:

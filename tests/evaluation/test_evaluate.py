@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import wfdb
+from scipy.stats import mannwhitneyu
 
 from ecglang.cli.main import main
 from ecglang.errors import ConfigError, PromptError
@@ -61,7 +62,7 @@ def test_end_to_end_on_ptbxl(model_dir, ptbxl_dir, split_root, shared_data, tmp_
         "--probe", "--probe-train", "train", "--probe-train-folds", "1", "2", "3", "4", "5", "6", "7",
         "--probe-test", "train", "--probe-test-folds", "8", "--probe-epochs", "60",
         "--retrieval", "--retrieval-folds", "8", "--retrieval-limit", "20",
-        "--out", str(out), "--no-progress",
+        "--out", str(out), "--no-progress", "--save-scores",
     ]  # fmt: skip
     assert main(argv) == 0
 
@@ -100,6 +101,18 @@ def test_end_to_end_on_ptbxl(model_dir, ptbxl_dir, split_root, shared_data, tmp_
     assert entry["sources"]["names"]["prompts"]["MI"] == ["myocardial infarction"]
     know = entry["sources"]["knowledge"]
     assert all(know["snippets"][c] for c in codes) and all(know["knowledge_prompts"][c] for c in codes)
+
+    # every record's scores: the reported AUROCs recompute from them, and the truth is the split file's
+    saved = pd.read_csv(out / "scores_ptbxl_super.csv", dtype={"record_id": str})
+    assert set(saved["source"]) == {*SOURCES, ext_key} and set(saved["side"]) == {"model", "random"}
+    assert len(saved) == 24 * len(codes) * len(entry["sources"]) * 2
+    truth = split.assign(record_id=split["ecg_id"].astype(str)).set_index("record_id")
+    for (src, side, code), part in saved.groupby(["source", "side", "label"]):
+        assert (part["truth"].to_numpy() == truth.loc[part["record_id"], code].to_numpy()).all()
+        if code in entry["sources"][src][side]["per_class_auroc"]:
+            pos, neg = part["score"][part["truth"] == 1], part["score"][part["truth"] == 0]
+            recomputed = mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))  # AUROC = U / (n₁ n₀)
+            assert recomputed == pytest.approx(entry["sources"][src][side]["per_class_auroc"][code], abs=1e-4)
 
     probe = entry["probe"]
     assert probe["train"]["folds"] == [1, 2, 3, 4, 5, 6, 7] and probe["test"]["folds"] == [8]
