@@ -36,10 +36,17 @@ CKEPE = "external:CKEPE_prompt"
 SOURCES = ("names", "prompts", "knowledge", CKEPE)
 # "A − B" comparisons of the report: the issue-14 checks first, then what the prompt sets add to the names.
 COMPARISONS = (("knowledge", "names"), ("knowledge", CKEPE), ("knowledge", "prompts"), ("prompts", "names"))
+BASELINES = ("ecglang-mini", "resnet-baseline")  # issue 17's two references
 
 
-def fold_dir(args: argparse.Namespace, fold: int) -> Path:
-    return args.runs / f"{args.variant}-s{args.seed}-f{fold}"
+def fold_dir(args: argparse.Namespace, fold: int, variant: str | None = None) -> Path:
+    return args.runs / f"{variant or args.variant}-s{args.seed}-f{fold}"
+
+
+def scored_variants(args: argparse.Namespace) -> list[str]:
+    """The variants (recipe order) whose eight folds are all scored in --runs."""
+    done = lambda v: all((fold_dir(args, f, v) / "eval" / "results.json").is_file() for f in FOLDS)  # noqa: E731
+    return [v for v in VARIANTS if done(v)]
 
 
 def train_and_score(args: argparse.Namespace, fold: int) -> None:
@@ -64,11 +71,11 @@ def train_and_score(args: argparse.Namespace, fold: int) -> None:
     )  # fmt: skip
 
 
-def pooled_scores(args: argparse.Namespace, label_set: str) -> pd.DataFrame:
+def pooled_scores(args: argparse.Namespace, label_set: str, variant: str | None = None) -> pd.DataFrame:
     """Every fold's scores of one label set, each (source, side, label) column z-scored within its fold."""
     parts = []
     for fold in FOLDS:
-        path = fold_dir(args, fold) / "eval" / f"scores_{label_set}.csv"
+        path = fold_dir(args, fold, variant) / "eval" / f"scores_{label_set}.csv"
         if not path.is_file():
             raise SystemExit(f"{path}: missing; run without --report-only to score fold {fold}")
         df = pd.read_csv(path, dtype={"record_id": str, "label": str})
@@ -82,6 +89,27 @@ def matrices(df: pd.DataFrame, side: str, source: str, codes: list[str]) -> tupl
     part = df[(df["side"] == side) & (df["source"] == source)]
     wide = part.pivot_table(index=["fold", "record_id"], columns="label", values=["truth", "score"])
     return wide["truth"][codes].to_numpy().astype(int), wide["score"][codes].to_numpy()
+
+
+def compare_variants(args: argparse.Namespace, variants: list[str], label_set: str, source: str) -> dict:
+    """Each variant's pooled macro AUROC on one source, and its paired difference from the two baselines: the
+    same records (every fold), scored by models trained on the same folds with the same recipe."""
+    frames = {v: pooled_scores(args, label_set, v) for v in variants}
+    codes = sorted(set.intersection(*(set(f.loc[f["source"] == source, "label"]) for f in frames.values())))
+    scored = {v: matrices(f, "model", source, codes) for v, f in frames.items()}
+    y = scored[variants[0]][0]
+    out: dict = {}
+    for v, (yv, s) in scored.items():
+        if yv.shape != y.shape or (yv != y).any():
+            raise SystemExit(f"{label_set}: {v} was scored on other records than {variants[0]}")
+        out[v] = {"model": evaluate_scores(y, s, codes, n_boot=args.n_boot, seed=0).macro_auroc.to_dict()}
+        _, rnd = matrices(frames[v], "random", source, codes)
+        out[v]["random"] = evaluate_scores(y, rnd, codes, n_boot=0).macro_auroc.point
+        for base in BASELINES:
+            if base in scored and base != v:
+                res = paired_difference(y, s, scored[base][1], n_resamples=args.n_boot, seed=0)
+                out[v][f"− {base}"] = res["difference"]
+    return out
 
 
 def pool_label_set(args: argparse.Namespace, label_set: str) -> dict:
@@ -116,7 +144,7 @@ def fmt_diff(ci: dict) -> str:
     return f"{ci['point']:+.3f} ({ci['low']:+.3f}..{ci['high']:+.3f})"
 
 
-def write_report(pooled: dict, args: argparse.Namespace) -> str:
+def write_report(pooled: dict, variants: dict, args: argparse.Namespace) -> str:
     lines = [
         "# Cross-fitted zero-shot evaluation: every sample fold held out in turn",
         "",
@@ -149,7 +177,38 @@ def write_report(pooled: dict, args: argparse.Namespace) -> str:
     per_fold = next(iter(pooled.values()))["per_fold_records"]
     lines += ["", "Records per fold (" + next(iter(pooled)) + "): "
               + ", ".join(f"{f}: {n}" for f, n in per_fold.items()) + "."]  # fmt: skip
+    for source, table in variants.items():
+        lines += variants_section(source, table, args)
     return "\n".join(lines) + "\n"
+
+
+def variants_section(source: str, table: dict, args: argparse.Namespace) -> list[str]:
+    """Variants side by side on one source (supplementary to docs/ABLATION.md, whose rule decides)."""
+    names = list(next(iter(table.values())))
+    lines = [
+        "",
+        f"## Variants, `{source}` source (supplementary to docs/ABLATION.md)",
+        "",
+        f"Each variant trained eight times (seed {args.seed}, one per held-out fold), so each row averages eight "
+        "trainings; docs/ABLATION.md's rule (fold 8, three seeds, margin over the seed spread) decides the default, "
+        "this table does not. Pooled macro AUROC (95 % CI), random encoder after the slash; then the paired "
+        "difference from each baseline over the same records.",
+        "",
+        "| variant | " + " | ".join(LABEL_SETS) + " | mean of the four |",
+        "|---|" + "---|" * (len(LABEL_SETS) + 1),
+    ]
+    for v in names:
+        cells = [f"{fmt(table[n][v]['model'])} / {table[n][v]['random']:.3f}" for n in LABEL_SETS]
+        mean = np.mean([table[n][v]["model"]["point"] for n in LABEL_SETS])
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {mean:.3f} |")
+    lines += ["", "| variant | " + " | ".join(f"{n}: − {b}" for b in BASELINES for n in LABEL_SETS) + " |",
+              "|---|" + "---|" * (len(LABEL_SETS) * len(BASELINES))]  # fmt: skip
+    for v in names:
+        cells = [
+            fmt_diff(table[n][v][f"− {b}"]) if f"− {b}" in table[n][v] else "–" for b in BASELINES for n in LABEL_SETS
+        ]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,10 +227,16 @@ def main(argv: list[str] | None = None) -> int:
         for fold in FOLDS:
             train_and_score(args, fold)
     pooled = {name: pool_label_set(args, name) for name in LABEL_SETS}
+    scored = scored_variants(args)
+    variants = {}
+    if len(scored) > 1:  # source → label set → variant → figures
+        variants = {
+            src: {n: compare_variants(args, scored, n, src) for n in LABEL_SETS} for src in ("prompts", "knowledge")
+        }
     payload = {"variant": args.variant, "seed": args.seed, "max_steps": args.max_steps, "recipe": RECIPE,
-               "label_sets": pooled}  # fmt: skip
+               "label_sets": pooled, "variants": variants}  # fmt: skip
     args.results.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    args.report.write_text(write_report(pooled, args), encoding="utf-8")
+    args.report.write_text(write_report(pooled, variants, args), encoding="utf-8")
     print(f"{args.report}, {args.results}")
     return 0
 

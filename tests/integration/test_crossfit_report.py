@@ -18,23 +18,31 @@ SOURCES = ("names", "prompts", "knowledge", "external:CKEPE_prompt")
 CODES = ("A", "B", "C")
 
 
-def write_fold(runs: Path, fold: int, rng: np.random.Generator, n: int = 30) -> pd.DataFrame:
+def write_fold(
+    runs: Path,
+    fold: int,
+    rng: np.random.Generator,
+    n: int = 30,
+    variant: str = "ecglang-mini",
+    signal_in=("knowledge",),
+) -> pd.DataFrame:
     """A fold's `scores_<set>.csv` as `ecglang evaluate --save-scores` writes it. Each fold's model puts its scores
     on its own scale (offset 10 × fold): pooled raw, fold would beat the label; the knowledge source follows
     the truth, the others are noise."""
-    truth = rng.integers(0, 2, size=(n, len(CODES)))
+    truth = np.random.default_rng(fold).integers(0, 2, size=(n, len(CODES)))  # the fold's records: one truth
     truth[0], truth[1] = 0, 1  # both classes in every fold
     rows = []
     for source in SOURCES:
         for side in ("model", "random"):
-            signal = 2.0 if (source == "knowledge" and side == "model") else 0.0
+            signal = 2.0 if (source in signal_in and side == "model") else 0.0
             scores = 10.0 * fold + 0.1 * (signal * truth + rng.normal(size=truth.shape))
             for i in range(n):
                 for j, code in enumerate(CODES):
                     rows.append((f"{fold}{i:03d}", code, truth[i, j], source, side, scores[i, j]))
     df = pd.DataFrame(rows, columns=["record_id", "label", "truth", "source", "side", "score"])
-    folder = runs / f"ecglang-mini-s0-f{fold}" / "eval"
+    folder = runs / f"{variant}-s0-f{fold}" / "eval"
     folder.mkdir(parents=True)
+    (folder / "results.json").write_text("{}", encoding="utf-8")  # what marks a fold as scored
     for name in LABEL_SETS:
         df.to_csv(folder / f"scores_{name}.csv", index=False)
     return df
@@ -76,3 +84,26 @@ def test_folds_are_pooled_on_one_scale_and_the_sources_compared(tmp_path: Path) 
     assert pooled["paired"]["prompts − names"]["verdict"] in ("better or equal", "not distinguishable")
     text = report.read_text(encoding="utf-8")
     assert "| ptbxl_form | 240 | 3 (3) |" in text and "knowledge − external:CKEPE_prompt" in text
+
+
+def test_variants_trained_on_the_same_folds_are_compared_record_by_record(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for fold in range(1, 9):
+        write_fold(tmp_path, fold, rng)  # ecglang-mini: signal in knowledge only
+        write_fold(tmp_path, fold, rng, variant="frozen-text", signal_in=("knowledge", "prompts"))
+    for fold in range(1, 8):  # a variant with a fold missing is not compared
+        write_fold(tmp_path, fold, rng, variant="ssm")
+    report, results = tmp_path / "CROSSFIT.md", tmp_path / "crossfit.json"
+    cmd = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--report-only", "--n-boot", "200",
+           "--report", str(report), "--results", str(results)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    variants = json.loads(results.read_text(encoding="utf-8"))["variants"]
+    prompts = variants["prompts"]["ptbxl_sub"]
+    assert set(prompts) == {"ecglang-mini", "frozen-text"}
+    assert prompts["frozen-text"]["− ecglang-mini"]["low"] > 0.3  # signal against noise, paired
+    assert "− ecglang-mini" not in prompts["ecglang-mini"]  # no difference from itself
+    know = variants["knowledge"]["ptbxl_sub"]["frozen-text"]["− ecglang-mini"]
+    assert know["low"] <= 0 <= know["high"]  # both carry the signal there: no difference
+    text = report.read_text(encoding="utf-8")
+    assert "## Variants, `prompts` source" in text and "| ssm |" not in text
