@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ecglang.core.atomic import atomic_directory
@@ -38,6 +37,7 @@ from ecglang.embeddings.pipeline import default_processor, encode_batches
 from ecglang.embeddings.sources import ItemSource, expand_inputs
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
 from ecglang.record.leads import N_LEADS
+from ecglang.record.tables import read_record_table
 from ecglang.text.reports import decode_report, normalize_report
 
 if TYPE_CHECKING:
@@ -97,28 +97,17 @@ def model_identity(model: EcgLangModel) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------- reports
 def read_reports(path: str | os.PathLike) -> dict[str, str]:
-    """Record id → report from a CSV: PTB-XL's `ptbxl_database.csv` (ids: the record file stems of
-    `filename_hr` and `filename_lr`, and `ecg_id`; reports translated to English as for pretraining), or any
-    CSV with a `report` column and an `id` or `path` column (ids: `id`, else the file stem of `path`)."""
-    path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read reports: {exc}") from None
-    if "report" not in df.columns:
-        raise ConfigError(f"{path}: a reports CSV needs a 'report' column; found {list(df.columns)}")
+    """Record id → report from a CSV keyed by record (`ecglang.record.tables`): PTB-XL's `ptbxl_database.csv`
+    (reports translated to English as for pretraining), or any CSV with a `report` column and an `id` or `path`
+    column."""
+    table = read_record_table(path, "reports table", ("report",))
     out: dict[str, str] = {}
-    if {"filename_hr", "filename_lr", "ecg_id"} <= set(df.columns):  # PTB-XL
-        for row in df.itertuples(index=False):
-            text = normalize_report(decode_report(row.report), source="ptbxl")
-            for key in (Path(row.filename_hr).name, Path(row.filename_lr).name, str(int(float(row.ecg_id)))):
-                out[key] = text
-        return out
-    key_column = "id" if "id" in df.columns else "path" if "path" in df.columns else None
-    if key_column is None:
-        raise ConfigError(f"{path}: a reports CSV needs an 'id' or 'path' column; found {list(df.columns)}")
-    for key, text in zip(df[key_column], df["report"], strict=True):
-        out[key if key_column == "id" else Path(key).stem] = normalize_report(text, source="english")
+    for row in table.rows:
+        if table.ptbxl:  # PTB-XL's device statements: repaired and translated, as for pretraining
+            text = normalize_report(decode_report(row.cells["report"]), source="ptbxl")
+        else:
+            text = normalize_report(row.cells.get("report", ""), source="english")
+        out.update(dict.fromkeys(row.ids, text))
     return out
 
 

@@ -5,16 +5,14 @@ age in years (NaN when unknown) and sex 0 = unknown, 1 = male, 2 = female (the c
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ecglang.errors import ConfigError
-from ecglang.record.ecg import record_id_of
+from ecglang.record.tables import read_record_table
 
 SEX_UNKNOWN, SEX_MALE, SEX_FEMALE = 0, 1, 2
 # PTB-XL stores the age of patients over 89 as 300 (privacy); read as 90, the least it can be.
@@ -96,40 +94,20 @@ def read_demographics_table(path: str | os.PathLike) -> dict[str, dict[str, Any]
     and `filename_lr`, and `ecg_id`; its sex 0 = male, 1 = female); any other CSV needs an `id` column (the
     record's id: its file stem) or a `path` column, and `age` and/or `sex` columns, sex written as M/F or
     male/female (numbers are refused: datasets code them differently)."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = set(reader.fieldnames or ())
-            rows = [
-                (reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}) for row in reader
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"{path}: cannot read the demographics table: {exc}") from None
-    if not columns & {"age", "sex"}:
-        raise ConfigError(f"{path}: a demographics table needs an 'age' or 'sex' column; found {sorted(columns)}")
-    ptbxl = {"filename_hr", "filename_lr", "ecg_id"} <= columns
-    key = "id" if "id" in columns else "path" if "path" in columns else None
-    if not ptbxl and key is None:
-        raise ConfigError(f"{path}: a demographics table needs an 'id' or 'path' column; found {sorted(columns)}")
+    table = read_record_table(path, "demographics table", ("age", "sex"))
     out: dict[str, dict[str, Any]] = {}
-    for line, row in rows:
-        sex_text = row.get("sex", "")
-        if ptbxl:
-            entry = {"age": _table_age(row.get("age")), "sex": ptbxl_sex(sex_text)}
-            ids = [record_id_of(row[c]) for c in ("filename_hr", "filename_lr") if row.get(c)]
-            ids += [row["ecg_id"].split(".")[0]] if row.get("ecg_id") else []
+    for row in table.rows:
+        sex_text = row.cells.get("sex", "")
+        if table.ptbxl:
+            sex = ptbxl_sex(sex_text)
+        elif re.fullmatch(r"-?\d+(\.\d*)?", sex_text):
+            raise ConfigError(
+                f"{table.path}, line {row.line}: sex {sex_text!r} is a number; write M/F (codes differ by dataset)"
+            )
         else:
-            if re.fullmatch(r"-?\d+(\.\d*)?", sex_text):
-                raise ConfigError(
-                    f"{path}, line {line}: sex {sex_text!r} is a number; write M/F (codes differ by dataset)"
-                )
-            entry = {"age": _table_age(row.get("age")), "sex": parse_sex(sex_text) if sex_text else None}
-            record = row.get(key, "")
-            ids = [record if key == "id" else record_id_of(record)] if record else []
-        if not ids:
-            raise ConfigError(f"{path}, line {line}: no record id")
-        out.update(dict.fromkeys(ids, entry))
+            sex = parse_sex(sex_text) if sex_text else None
+        age = _table_age(row.cells.get("age"))
+        out.update({key: {"age": age, "sex": sex} for key in row.ids})  # one dict per id: no shared entries
     return out
 
 

@@ -21,6 +21,7 @@ from ecglang.embeddings.prototypes import (
 )
 from ecglang.embeddings.sources import ItemSource
 from ecglang.encoders.modeling import load_model
+from ecglang.errors import ConfigError
 
 RECORDS = ["00001_hr", "00002_hr", "00003_hr", "00004_hr", "00005_hr"]
 
@@ -117,3 +118,19 @@ def test_broken_folder_is_a_typed_error(built, tmp_path) -> None:
     (folder / "meta.json").write_text(json.dumps({**meta, "format": 99}))
     with pytest.raises(PrototypeError, match="format 99"):
         PrototypeIndex.load(folder)
+
+
+def test_a_reports_table_keys_reports_by_the_ids_the_readers_give(tmp_path: Path) -> None:
+    table = tmp_path / "reports.csv"
+    table.write_text("path,report\n/data/x/rec9.hea,Sinus rhythm.\n/data/site.2/rec.10,atrial fibrillation\n")
+    # a dot in a record's name is not a suffix (`record_id_of`); Path.stem read "rec.10" as "rec"
+    assert read_reports(table) == {"rec9": "sinus rhythm.", "rec.10": "atrial fibrillation."}
+    by_id = tmp_path / "ids.csv"
+    by_id.write_text("id,report\nrec.10,atrial fibrillation\n")
+    assert read_reports(by_id) == {"rec.10": "atrial fibrillation."}
+    for text, problem in (("path,text\nx,y\n", "needs a 'report' column"), ("rec,report\nx,y\n", "'id' or 'path'")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=problem) as err:
+            read_reports(bad)
+        assert str(bad) in str(err.value)
