@@ -61,7 +61,7 @@ def run_check(
     ids = [i for i, f in index.folds.items() if f in set(folds) and index.reports[i].strip()]
     store = EmbeddingStore({"model": model}, progress=False)
     paths = [index.paths[i] for i in ids]
-    rows = store.encode(paths, ids, processor_for(model, "model", "ptbxl"), label_set="check",
+    rows = store.encode(paths, ids, processor_for(model, "default", "ptbxl"), label_set="check",
                         metadata=[index.demographics.get(i, {}) for i in ids])  # fmt: skip
     ok = rows >= 0
     ecg = store.embeddings("model", rows[ok])

@@ -18,6 +18,7 @@ from ecglang.embeddings.pipeline import default_processor, embed_records
 from ecglang.embeddings.sources import ItemSource
 from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.errors import ConfigError, RecordFailure
+from ecglang.evaluation.config import PREPROCESS
 from ecglang.signal.preprocess import PreprocessConfig
 
 if TYPE_CHECKING:
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
 
 
 def processor_for(model: EcgLangModel, preprocess: str, dataset: str) -> EcgProcessor:
-    """The model's processor, or its MERL-compatible variant (same beat settings) for `dataset`."""
+    """The model's processor (`preprocess="default"`), or its MERL-compatible variant (`"merl_compat"`, same
+    beat settings) for `dataset`; anything else is a `ConfigError`."""
+    if preprocess not in PREPROCESS:
+        raise ConfigError(f"preprocess must be one of {list(PREPROCESS)}, got {preprocess!r}")
     base = model.get_processor() if model.config.processor is not None else default_processor(model)
     if preprocess == "default":
         return base

@@ -102,7 +102,7 @@ def test_ptbxl_evaluation_passes_age_and_sex_from_the_database(tiny_model, ptbxl
     assert data.metadata == [index.demographics[r] for r in data.record_ids]
     assert data.subset(np.arange(6) % 2 == 0).metadata == data.metadata[::2]
     model = tiny_model(True)
-    processor = processor_for(model, "model", "ptbxl")
+    processor = processor_for(model, "default", "ptbxl")
     with_table = EmbeddingStore({"model": model}, progress=False)
     rows = with_table.encode(data.paths, data.record_ids, processor, metadata=data.metadata)
     without = EmbeddingStore({"model": model}, progress=False)

@@ -232,6 +232,9 @@ def test_merl_compat_processor_keeps_the_model_beats(model):
     assert proc.preprocess_config.keep_samples == 2500 and proc.preprocess_config.normalize == "record_minmax"
     assert processor_for(model, "merl_compat", "ptbxl").preprocess_config.keep_samples is None
     assert proc.beat_config.to_dict() == default.beat_config.to_dict()
+    # Anything else is refused: "model" once gave MERL's min-max input to the composition check unnoticed.
+    with pytest.raises(ConfigError, match=r"default.*merl_compat.*'model'"):
+        processor_for(model, "model", "ptbxl")
 
 
 def test_missing_test_fold_is_counted(ptbxl_dir, split_root):
