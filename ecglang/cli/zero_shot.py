@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="knowledge base folder/index for test-time retrieval (default: the bundled base)",
     )
     p.add_argument("-k", type=int, default=3, help="snippets retrieved per label (default 3)")
+    p.add_argument(
+        "--keep-ambiguous-prompts",
+        action="store_true",
+        help="keep prompts that the text tower places nearer another label's name than their own (default: left out)",
+    )
     p.add_argument("--model", default=None, metavar="DIR|HUB_ID", help="checkpoint (default: the bundled ecglang-mini)")
     p.add_argument(
         "--mode",
@@ -94,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     extra = {} if not args.prototypes else {"prototypes": args.prototypes, "prototype_k": args.prototype_k}
     clf = ZeroShotClassifier(
-        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision, **extra
-    )
+        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision,
+        drop_ambiguous_prompts=not args.keep_ambiguous_prompts, **extra,
+    )  # fmt: skip
     leads = args.leads.split(",") if args.leads else None
     result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,
                  keep_signals=args.plot_max if args.plot else 0, metadata=table)  # fmt: skip

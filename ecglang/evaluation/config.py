@@ -75,9 +75,13 @@ class EvaluateConfig(DictConfig):
         "zero-shot", "knowledge base for 'knowledge'", metavar="DIR|default"))  # fmt: skip
     k: int = field(default=3, metadata=_cli("zero-shot", "snippets retrieved per label (default 3)", flag="-k",
                                             type=int))  # fmt: skip
+    # = ecglang.scores.labels.DEFAULT_KNOWLEDGE_WEIGHT (not imported: `--help` must not wait for torch)
     knowledge_weight: float = field(
-        default=0.5, metadata=_cli("zero-shot", "weight of knowledge prompts (default 0.5)", type=float)
+        default=0.75, metadata=_cli("zero-shot", "weight of knowledge prompts (default 0.75)", type=float)
     )
+    drop_ambiguous_prompts: bool = field(default=True, metadata=_cli(
+        "zero-shot", "keep prompts nearer another label's name than their own (default: left out)",
+        flag="--keep-ambiguous-prompts", action="store_false"))  # fmt: skip
     n_boot: int = field(default=1000, metadata=_cli(
         "statistics", "bootstrap resamples for the 95 %% CIs (default 1000)", type=int))  # fmt: skip
     seed: int = field(default=0, metadata=_cli(

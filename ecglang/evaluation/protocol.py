@@ -258,7 +258,8 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
     models = {MODEL: model, RANDOM: baseline}
     want_knowledge = any(s.kind == "knowledge" for s in sources)
     clf = ZeroShotClassifier(model, knowledge=cfg.knowledge if want_knowledge else None, k=cfg.k,
-                             knowledge_weight=cfg.knowledge_weight, batch_size=cfg.batch_size)  # fmt: skip
+                             knowledge_weight=cfg.knowledge_weight, batch_size=cfg.batch_size,
+                             drop_ambiguous_prompts=cfg.drop_ambiguous_prompts)  # fmt: skip
     clf_random = ZeroShotClassifier(baseline, knowledge=None, knowledge_weight=cfg.knowledge_weight)
     try:
         keep = None if cfg.leads is None else parse_lead_subset(cfg.leads)
@@ -381,6 +382,8 @@ def _evaluate_set(
         out.update(info)
         out["labels_scored"] = codes
         out["prompts"] = {c: [str(p) for p in s.prompts] for c, s in specs.items()}
+        if any(s.dropped for s in specs.values()):
+            out["dropped_prompts"] = {c: [str(p) for p in s.dropped] for c, s in specs.items() if s.dropped}
         if any(s.knowledge_prompts for s in specs.values()):
             out["knowledge_prompts"] = {c: [str(p) for p in s.knowledge_prompts] for c, s in specs.items()}
             out["snippets"] = {c: [h["id"] for h in s.snippets] for c, s in specs.items()}

@@ -14,7 +14,7 @@ Scores
 
 Label embeddings
     `ecglang.scores.labels`: the re-normalised mean of a label's prompt embeddings, mixed with its retrieved
-    knowledge prompts (`knowledge_weight`, default 0.5).
+    knowledge prompts (`knowledge_weight`, default 0.75), after prompts that read as another label's are left out.
 
 Throughput
     Records go through `ecglang.embeddings.pipeline` (the one records → embeddings path). Without
@@ -140,6 +140,8 @@ class ZeroShotClassifier:
             / `True` for the bundled knowledge base, or None / `False` / `"off"` for none.
         k: snippets retrieved per label.
         knowledge_weight: weight of the knowledge prompts in a label's embedding (0–1).
+        drop_ambiguous_prompts: leave out prompts that the text tower places nearer another label's name than
+            their own (`ecglang.scores.labels.drop_ambiguous_prompts`; each spec lists them in `dropped`).
         batch_size: records per forward pass (without explanations: records per prepared batch, which the
             encoder takes 16 at a time on CPU).
         precision: the ECG encoder's arithmetic: `"fp32"` (default, exact), `"bf16"` (autocast to bfloat16:
@@ -155,11 +157,12 @@ class ZeroShotClassifier:
         processor: EcgProcessor | None = None,
         knowledge: Any = None,
         k: int = 3,
-        knowledge_weight: float = 0.5,
+        knowledge_weight: float = label_embeddings.DEFAULT_KNOWLEDGE_WEIGHT,
         batch_size: int = 64,
         precision: Precision = "fp32",
         prototypes: PrototypeIndex | str | PathLike | None = None,
         prototype_k: int = 3,
+        drop_ambiguous_prompts: bool = True,
     ) -> None:
         if not 0.0 <= knowledge_weight <= 1.0:
             raise ConfigError(f"knowledge_weight must be in [0, 1], got {knowledge_weight}")
@@ -170,6 +173,7 @@ class ZeroShotClassifier:
         self.knowledge = resolve_knowledge(knowledge)
         self.k = k
         self.knowledge_weight = float(knowledge_weight)
+        self.drop_ambiguous_prompts = bool(drop_ambiguous_prompts)
         self.batch_size = batch_size
         self.precision = check_precision(precision, self.model.device.type)
         if prototypes is not None and not isinstance(prototypes, PrototypeIndex):
@@ -184,7 +188,7 @@ class ZeroShotClassifier:
         """Resolve the user's labels/prompts (and retrieve knowledge) into one `LabelSpec` per label."""
         inherit = isinstance(knowledge, str) and knowledge == "inherit"
         index = self.knowledge if inherit else resolve_knowledge(knowledge)
-        return label_embeddings.label_specs(self.model, labels, prompts, index, self.k)
+        return label_embeddings.label_specs(self.model, labels, prompts, index, self.k, self.drop_ambiguous_prompts)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Unit embeddings `[n, D]` of prompts, cached per model: each distinct prompt is embedded once."""

@@ -5,10 +5,11 @@ prompt embeddings. With knowledge retrieval, the label's own prompts are its cli
 set) and its prompts, and the top-k snippets for the label (queried with the label name plus its prompts) are
 turned into extra prompts ("<snippet title>: <criterion>", one per criterion sentence); the label embedding
 is then `normalise((1 − w) · mean(own prompts) + w · mean(knowledge prompts))` with `w = knowledge_weight`
-(default 0.5): knowledge adds prompts beside the label's own words and never replaces them, and many
-snippets cannot drown them. This composition was chosen without downstream labels
-(`ecglang.evaluation.composition`: report-derived labels of the pretraining folds). The ids of the snippets
-behind every label are kept.
+(default `DEFAULT_KNOWLEDGE_WEIGHT`, 0.75): knowledge adds prompts beside the label's own words and never
+replaces them, and many snippets cannot drown them. This composition was chosen without downstream labels
+(`ecglang.evaluation.composition`: report-derived labels of the pretraining folds). Prompts that the text tower
+places nearer another label's name than their own are left out first (`drop_ambiguous_prompts`). The ids of
+the snippets behind every label are kept.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from ecglang.encoders.modeling import EcgLangModel
     from ecglang.knowledge.index import Hit, KnowledgeIndex
 
+# The label-free composition check's choice (ecglang.evaluation.composition): of the compositions that keep the
+# label's own words, ¾ knowledge gave the highest macro AUROC on report-derived labels (README, "Results").
+DEFAULT_KNOWLEDGE_WEIGHT = 0.75
+
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache). Keys are
 # ("text", prompt) for the text head and ("sentence", prompt) for the sentence head.
 PROMPT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, np.ndarray]] = weakref.WeakKeyDictionary()
@@ -46,6 +51,7 @@ class LabelSpec:
     prompts: list[str]
     knowledge_prompts: list[str] = field(default_factory=list)
     snippets: list[dict[str, Any]] = field(default_factory=list)  # id, title, source, score
+    dropped: list[str] = field(default_factory=list)  # prompts left out as ambiguous (`drop_ambiguous_prompts`)
 
 
 def resolve_knowledge(knowledge: Any) -> KnowledgeIndex | None:
@@ -65,9 +71,65 @@ def resolve_knowledge(knowledge: Any) -> KnowledgeIndex | None:
 
 
 def label_specs(
+    model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int, drop_ambiguous: bool = True
+) -> dict[str, LabelSpec]:
+    """Resolve the user's labels/prompts (and retrieve `k` snippets per label from `index`) into specs; with
+    `drop_ambiguous`, prompts nearer another label's name than their own are left out (`drop_ambiguous_prompts`)."""
+    specs = _resolve_specs(model, labels, prompts, index, k)
+    if drop_ambiguous:  # a prompt set's labels are told apart from the whole set, whichever of them are asked for
+        drop_ambiguous_prompts(model, specs, rivals=list(label_names(labels, prompts).values()))
+    return specs
+
+
+def reference_text(spec: LabelSpec) -> str:
+    """The words a label is told apart by: its name, unless the name is only a key of a `prompts={key: [...]}`
+    dict (no prompt set names it and it is none of its prompts), then its first prompt."""
+    named = spec.name != spec.label or any(normalize_text(p) == normalize_text(spec.name) for p in spec.prompts)
+    return spec.name if named or not spec.prompts else spec.prompts[0]
+
+
+def drop_ambiguous_prompts(model: EcgLangModel, specs: Mapping[str, LabelSpec], rivals: Sequence[str] = ()) -> None:
+    """Leave out every prompt (own or knowledge) that the model's text tower places nearer another label's name
+    (of the scored labels, and the `rivals`: the rest of their prompt set) than its own label's name, in place;
+    the name itself always stays. (A label's "name" here is `reference_text`.)
+
+    Why: a small text encoder reads words, not meaning. "sinus rhythm with heart rate below 60", a prompt for
+    sinus bradycardia, sits nearer "sinus rhythm" than "sinus bradycardia", so it pulls the label towards its
+    sibling. The check reads text embeddings only (no ECG, no label); on the report-derived labels of held-out
+    pretraining pairs it raised macro AUROC (docs/CROSSFIT.md). A free-text label alone has nothing to be told
+    apart from. A knowledge snippet whose criteria are all left out is no longer listed behind the label."""
+    own = [reference_text(spec) for spec in specs.values()]
+    names = list(dict.fromkeys([*own, *rivals]))
+    if len(names) < 2:
+        return
+    texts = list(dict.fromkeys(t for spec in specs.values() for t in (*spec.prompts, *spec.knowledge_prompts)))
+    name_emb = embed_texts(model, names)
+    own_emb = embed_texts(model, own)
+    text_emb = embed_texts(model, texts)
+    nearest = np.empty(len(texts), np.float32)  # each prompt's highest cosine with any label's name
+    for start in range(0, len(texts), 4096):  # [chunk, labels] at a time: memory stays O(chunk × labels)
+        nearest[start : start + 4096] = (text_emb[start : start + 4096] @ name_emb.T).max(axis=1)
+    row = {t: i for i, t in enumerate(texts)}
+    for spec, reference, own_name in zip(specs.values(), own, own_emb, strict=True):
+        name = normalize_text(reference)
+
+        def fits(text: str, own_name: np.ndarray = own_name, name: str = name) -> bool:
+            i = row[text]
+            return normalize_text(text) == name or float(text_emb[i] @ own_name) >= nearest[i] - 1e-6
+
+        kept = [t for t in spec.prompts if fits(t)]
+        know = [t for t in spec.knowledge_prompts if fits(t)]
+        spec.dropped = [t for t in (*spec.prompts, *spec.knowledge_prompts) if t not in kept and t not in know]
+        spec.prompts = kept or [reference]
+        if len(know) < len(spec.knowledge_prompts):
+            used = {getattr(t, "snippet_id", None) for t in know}
+            spec.snippets = [s for s in spec.snippets if s["id"] in used]
+        spec.knowledge_prompts = know
+
+
+def _resolve_specs(
     model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int
 ) -> dict[str, LabelSpec]:
-    """Resolve the user's labels/prompts (and retrieve `k` snippets per label from `index`) into specs."""
     if index is None:
         names = label_names(labels, prompts)
         table = resolve_prompts(labels=labels, prompts=prompts)

@@ -324,3 +324,8 @@ def test_cli_flags_are_the_config_fields():
     assert {a.dest for a in parser._actions} - {"help"} == {f.name for f in dataclasses.fields(EvaluateConfig)}
     with pytest.raises(ConfigError, match="unknown key"):
         EvaluateConfig.from_dict({"model": "m", "bogus": 1})
+    # the evaluation scores as zero-shot does by default (the config does not import the classifier)
+    from ecglang.scores.labels import DEFAULT_KNOWLEDGE_WEIGHT
+
+    assert defaults.knowledge_weight == DEFAULT_KNOWLEDGE_WEIGHT and defaults.drop_ambiguous_prompts
+    assert not from_args(parser.parse_args(["--model", "m", "--keep-ambiguous-prompts"])).drop_ambiguous_prompts

@@ -29,9 +29,12 @@ def model(one_torch_thread):
 
 def test_knowledge_adds_prompts_beside_the_name_and_prompts(model):
     ps = load_prompt_set("ptbxl_sub")
-    clf = ZeroShotClassifier(model, knowledge=True, k=3, knowledge_weight=0.5)
+    # (the ambiguity check is tested on its own below; here every prompt stays)
+    clf = ZeroShotClassifier(model, knowledge=True, k=3, knowledge_weight=0.5, drop_ambiguous_prompts=False)
     specs = clf.label_specs(labels=["CLBBB", "AMI"], prompts=ps)
-    plain = ZeroShotClassifier(model, knowledge=None).label_specs(labels=["CLBBB", "AMI"], prompts=ps)
+    plain = ZeroShotClassifier(model, knowledge=None, drop_ambiguous_prompts=False).label_specs(
+        labels=["CLBBB", "AMI"], prompts=ps
+    )
     matrix = clf.label_matrix(specs)
     cache = PROMPT_CACHE[model]
     # AMI's name is none of its prompts: with knowledge it becomes one more own prompt, first.
@@ -71,17 +74,73 @@ def test_knowledge_search_of_a_prompt_set_shows_what_zero_shot_attaches(model, c
     from ecglang.cli.main import main as cli
     from ecglang.scores.prompts import list_prompt_sets
 
-    clf = ZeroShotClassifier(model, knowledge=True, k=3)
+    # Retrieval is the same; the ambiguity check may then leave out a snippet whose criteria all read as
+    # another label's (zero-shot lists the snippets behind the score: those retrieved, less any such).
+    clf = ZeroShotClassifier(model, knowledge=True, k=3, drop_ambiguous_prompts=False)
+    checked = ZeroShotClassifier(model, knowledge=True, k=3)
     for name in list_prompt_sets():
         codes = load_prompt_set(name).codes
         assert cli(["knowledge", "search", "--prompt-set", name, *codes, "--json"]) == 0
         shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-        specs = clf.label_specs(prompts=name)
+        specs, after = clf.label_specs(prompts=name), checked.label_specs(prompts=name)
         assert [r["query"] for r in shown] == list(specs), name
         for record in shown:
             assert [h["id"] for h in record["hits"]] == [s["id"] for s in specs[record["query"]].snippets]
             assert record["name"] == specs[record["query"]].name
+            kept = [s["id"] for s in after[record["query"]].snippets]
+            assert kept == [h["id"] for h in record["hits"] if h["id"] in kept]  # a subset, in retrieval order
     sub, sup = (clf.label_specs(labels=["STTC"], prompts=n)["STTC"].snippets for n in ("ptbxl_sub", "ptbxl_super"))
     assert [s["id"] for s in sub] != [s["id"] for s in sup]
     assert cli(["knowledge", "search", "--prompt-set", "ptbxl_super", "STTC", "--code", "ptbxl:STTC"]) == 1
     assert "give one" in capsys.readouterr().err
+
+
+def test_prompts_nearer_another_labels_name_are_left_out(one_torch_thread):
+    # "sinus rhythm with heart rate below 60" (sinus bradycardia) reads as "sinus rhythm" to a small text
+    # encoder; scored beside sinus rhythm it pulled bradycardia towards it. The check keeps a prompt only when
+    # its own label's name is the nearest of the scored labels' names (checked here with encode_text directly).
+    from ecglang.encoders.modeling import load_model
+
+    bundled = load_model(None, "cpu")
+    ps = load_prompt_set("ptbxl_rhythm")
+    specs = ZeroShotClassifier(bundled, knowledge=True, k=3).label_specs(prompts="ptbxl_rhythm")
+    full = ZeroShotClassifier(bundled, knowledge=True, k=3, drop_ambiguous_prompts=False).label_specs(
+        prompts="ptbxl_rhythm"
+    )
+    names = [spec.name for spec in full.values()]
+    with torch.inference_mode():
+        name_emb = bundled.encode_text(names).text_embeds.float().numpy()
+    for code, spec in full.items():
+        after = specs[code]
+        texts = [*spec.prompts, *spec.knowledge_prompts]
+        assert sorted(after.dropped) == sorted(t for t in texts if t not in after.prompts + after.knowledge_prompts)
+        assert ps.labels[code].name in after.prompts  # the name always stays
+        with torch.inference_mode():
+            emb = bundled.encode_text(texts).text_embeds.float().numpy()
+        sims = emb @ name_emb.T
+        own = names.index(spec.name)
+        for text, row in zip(texts, sims, strict=True):
+            nearest_is_own = row[own] >= row.max() - 1e-5
+            assert (text in after.dropped) == (not nearest_is_own and text != spec.name), (code, text)
+        snippet_ids = {getattr(t, "snippet_id", None) for t in after.knowledge_prompts}
+        assert {s["id"] for s in after.snippets} == snippet_ids - {None}
+    assert "sinus rhythm with heart rate below 60" in specs["SBRAD"].dropped
+    assert "sinus rhythm with heart rate above 100" in specs["STACH"].dropped
+    assert not specs["SR"].dropped or all(t not in ps.labels["SR"].prompts for t in specs["SR"].dropped)
+    # A prompt set's label is told apart from its whole set, whichever labels are asked for ...
+    some = ZeroShotClassifier(bundled, knowledge=True, k=3).label_specs(labels=["SBRAD"], prompts="ptbxl_rhythm")
+    assert some["SBRAD"].prompts == specs["SBRAD"].prompts and some["SBRAD"].dropped == specs["SBRAD"].dropped
+    # ... and a free-text label alone has nothing to be confused with.
+    alone = ZeroShotClassifier(bundled, knowledge=True, k=3).label_specs(prompts={"brady": list(full["SBRAD"].prompts)})
+    assert alone["brady"].dropped == [] and alone["brady"].prompts == full["SBRAD"].prompts
+
+
+def test_a_prompts_dicts_keys_are_ids_so_labels_are_told_apart_by_their_first_prompt():
+    from ecglang.scores.labels import LabelSpec, reference_text
+
+    assert reference_text(LabelSpec("af", "af", ["atrial fibrillation", "irregular rhythm"])) == "atrial fibrillation"
+    assert reference_text(LabelSpec("atrial fibrillation", "atrial fibrillation", ["atrial fibrillation"])) == (
+        "atrial fibrillation"
+    )
+    named = LabelSpec("SBRAD", "sinus bradycardia", ["slow sinus rhythm"])  # a prompt set's clinical name
+    assert reference_text(named) == "sinus bradycardia"

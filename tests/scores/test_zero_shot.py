@@ -73,7 +73,7 @@ def test_scores_equal_manual_cosine(model, records):
     """The score is exactly cos(rhythm embedding, mean prompt embedding)."""
     from ecglang.encoders.ecg_processing import EcgProcessor
 
-    clf = ZeroShotClassifier(model, knowledge=None)
+    clf = ZeroShotClassifier(model, knowledge=None, drop_ambiguous_prompts=False)  # the arithmetic, every prompt kept
     prompts = {"af": ["atrial fibrillation", "irregularly irregular rhythm"], "sr": ["sinus rhythm"]}
     result = clf(records[:2], prompts=prompts, progress=False)
     batch = (model.processor or EcgProcessor())([load_ecg(p) for p in records[:2]])
