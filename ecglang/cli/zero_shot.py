@@ -36,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-k", type=int, default=3, help="snippets retrieved per label (default 3)")
     p.add_argument(
-        "--keep-ambiguous-prompts",
+        "--drop-ambiguous-prompts",
         action="store_true",
-        help="keep prompts that the text tower places nearer another label's name than their own (default: left out)",
+        help="leave out prompts that the text tower places nearer another label's name than their own",
     )
     p.add_argument("--model", default=None, metavar="DIR|HUB_ID", help="checkpoint (default: the bundled ecglang-mini)")
     p.add_argument(
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     extra = {} if not args.prototypes else {"prototypes": args.prototypes, "prototype_k": args.prototype_k}
     clf = ZeroShotClassifier(
         model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision,
-        drop_ambiguous_prompts=not args.keep_ambiguous_prompts, **extra,
+        drop_ambiguous_prompts=args.drop_ambiguous_prompts, **extra,
     )  # fmt: skip
     leads = args.leads.split(",") if args.leads else None
     result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,

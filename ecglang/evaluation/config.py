@@ -79,9 +79,9 @@ class EvaluateConfig(DictConfig):
     knowledge_weight: float = field(
         default=0.75, metadata=_cli("zero-shot", "weight of knowledge prompts (default 0.75)", type=float)
     )
-    drop_ambiguous_prompts: bool = field(default=True, metadata=_cli(
-        "zero-shot", "keep prompts nearer another label's name than their own (default: left out)",
-        flag="--keep-ambiguous-prompts", action="store_false"))  # fmt: skip
+    drop_ambiguous_prompts: bool = field(default=False, metadata=_cli(
+        "zero-shot", "leave out prompts nearer another label's name than their own (default: all kept)",
+        action="store_true"))  # fmt: skip
     n_boot: int = field(default=1000, metadata=_cli(
         "statistics", "bootstrap resamples for the 95 %% CIs (default 1000)", type=int))  # fmt: skip
     seed: int = field(default=0, metadata=_cli(

@@ -14,7 +14,7 @@ Scores
 
 Label embeddings
     `ecglang.scores.labels`: the re-normalised mean of a label's prompt embeddings, mixed with its retrieved
-    knowledge prompts (`knowledge_weight`, default 0.75), after prompts that read as another label's are left out.
+    knowledge prompts (`knowledge_weight`, default 0.75).
 
 Throughput
     Records go through `ecglang.embeddings.pipeline` (the one records → embeddings path). Without
@@ -141,7 +141,8 @@ class ZeroShotClassifier:
         k: snippets retrieved per label.
         knowledge_weight: weight of the knowledge prompts in a label's embedding (0–1).
         drop_ambiguous_prompts: leave out prompts that the text tower places nearer another label's name than
-            their own (`ecglang.scores.labels.drop_ambiguous_prompts`; each spec lists them in `dropped`).
+            their own (`ecglang.scores.labels.drop_ambiguous_prompts`; each spec lists them in `dropped`). Off by
+            default: it helped report-derived labels but hurt group labels (PTB-XL CD, sub) end to end (README).
         batch_size: records per forward pass (without explanations: records per prepared batch, which the
             encoder takes 16 at a time on CPU).
         precision: the ECG encoder's arithmetic: `"fp32"` (default, exact), `"bf16"` (autocast to bfloat16:
@@ -162,7 +163,7 @@ class ZeroShotClassifier:
         precision: Precision = "fp32",
         prototypes: PrototypeIndex | str | PathLike | None = None,
         prototype_k: int = 3,
-        drop_ambiguous_prompts: bool = True,
+        drop_ambiguous_prompts: bool = False,
     ) -> None:
         if not 0.0 <= knowledge_weight <= 1.0:
             raise ConfigError(f"knowledge_weight must be in [0, 1], got {knowledge_weight}")

@@ -7,9 +7,9 @@ turned into extra prompts ("<snippet title>: <criterion>", one per criterion sen
 is then `normalise((1 − w) · mean(own prompts) + w · mean(knowledge prompts))` with `w = knowledge_weight`
 (default `DEFAULT_KNOWLEDGE_WEIGHT`, 0.75): knowledge adds prompts beside the label's own words and never
 replaces them, and many snippets cannot drown them. This composition was chosen without downstream labels
-(`ecglang.evaluation.composition`: report-derived labels of the pretraining folds). Prompts that the text tower
-places nearer another label's name than their own are left out first (`drop_ambiguous_prompts`). The ids of
-the snippets behind every label are kept.
+(`ecglang.evaluation.composition`: report-derived labels of the pretraining folds). On request
+(`drop_ambiguous_prompts`), prompts that the text tower places nearer another label's name than their own are
+left out first. The ids of the snippets behind every label are kept.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def resolve_knowledge(knowledge: Any) -> KnowledgeIndex | None:
 
 
 def label_specs(
-    model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int, drop_ambiguous: bool = True
+    model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int, drop_ambiguous: bool = False
 ) -> dict[str, LabelSpec]:
     """Resolve the user's labels/prompts (and retrieve `k` snippets per label from `index`) into specs; with
     `drop_ambiguous`, prompts nearer another label's name than their own are left out (`drop_ambiguous_prompts`)."""
@@ -95,9 +95,11 @@ def drop_ambiguous_prompts(model: EcgLangModel, specs: Mapping[str, LabelSpec], 
 
     Why: a small text encoder reads words, not meaning. "sinus rhythm with heart rate below 60", a prompt for
     sinus bradycardia, sits nearer "sinus rhythm" than "sinus bradycardia", so it pulls the label towards its
-    sibling. The check reads text embeddings only (no ECG, no label); on the report-derived labels of held-out
-    pretraining pairs it raised macro AUROC (docs/CROSSFIT.md). A free-text label alone has nothing to be told
-    apart from. A knowledge snippet whose criteria are all left out is no longer listed behind the label."""
+    sibling. The check reads text embeddings only (no ECG, no label). On the report-derived labels of held-out
+    pretraining pairs it raised macro AUROC, most for rhythm labels; but a group label described by its members
+    (PTB-XL's CD: "bundle branch block", "AV block") loses them, which cost PTB-XL super and sub end to end, so
+    it is off by default (README, "Results"). A free-text label alone has nothing to be told apart from. A
+    knowledge snippet whose criteria are all left out is no longer listed behind the label."""
     own = [reference_text(spec) for spec in specs.values()]
     names = list(dict.fromkeys([*own, *rivals]))
     if len(names) < 2:

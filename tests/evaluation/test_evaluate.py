@@ -327,5 +327,5 @@ def test_cli_flags_are_the_config_fields():
     # the evaluation scores as zero-shot does by default (the config does not import the classifier)
     from ecglang.scores.labels import DEFAULT_KNOWLEDGE_WEIGHT
 
-    assert defaults.knowledge_weight == DEFAULT_KNOWLEDGE_WEIGHT and defaults.drop_ambiguous_prompts
-    assert not from_args(parser.parse_args(["--model", "m", "--keep-ambiguous-prompts"])).drop_ambiguous_prompts
+    assert defaults.knowledge_weight == DEFAULT_KNOWLEDGE_WEIGHT and not defaults.drop_ambiguous_prompts
+    assert from_args(parser.parse_args(["--model", "m", "--drop-ambiguous-prompts"])).drop_ambiguous_prompts

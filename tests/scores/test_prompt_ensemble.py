@@ -77,7 +77,7 @@ def test_knowledge_search_of_a_prompt_set_shows_what_zero_shot_attaches(model, c
     # Retrieval is the same; the ambiguity check may then leave out a snippet whose criteria all read as
     # another label's (zero-shot lists the snippets behind the score: those retrieved, less any such).
     clf = ZeroShotClassifier(model, knowledge=True, k=3, drop_ambiguous_prompts=False)
-    checked = ZeroShotClassifier(model, knowledge=True, k=3)
+    checked = ZeroShotClassifier(model, knowledge=True, k=3, drop_ambiguous_prompts=True)
     for name in list_prompt_sets():
         codes = load_prompt_set(name).codes
         assert cli(["knowledge", "search", "--prompt-set", name, *codes, "--json"]) == 0
@@ -103,7 +103,8 @@ def test_prompts_nearer_another_labels_name_are_left_out(one_torch_thread):
 
     bundled = load_model(None, "cpu")
     ps = load_prompt_set("ptbxl_rhythm")
-    specs = ZeroShotClassifier(bundled, knowledge=True, k=3).label_specs(prompts="ptbxl_rhythm")
+    on = {"knowledge": True, "k": 3, "drop_ambiguous_prompts": True}
+    specs = ZeroShotClassifier(bundled, **on).label_specs(prompts="ptbxl_rhythm")
     full = ZeroShotClassifier(bundled, knowledge=True, k=3, drop_ambiguous_prompts=False).label_specs(
         prompts="ptbxl_rhythm"
     )
@@ -128,10 +129,10 @@ def test_prompts_nearer_another_labels_name_are_left_out(one_torch_thread):
     assert "sinus rhythm with heart rate above 100" in specs["STACH"].dropped
     assert not specs["SR"].dropped or all(t not in ps.labels["SR"].prompts for t in specs["SR"].dropped)
     # A prompt set's label is told apart from its whole set, whichever labels are asked for ...
-    some = ZeroShotClassifier(bundled, knowledge=True, k=3).label_specs(labels=["SBRAD"], prompts="ptbxl_rhythm")
+    some = ZeroShotClassifier(bundled, **on).label_specs(labels=["SBRAD"], prompts="ptbxl_rhythm")
     assert some["SBRAD"].prompts == specs["SBRAD"].prompts and some["SBRAD"].dropped == specs["SBRAD"].dropped
     # ... and a free-text label alone has nothing to be confused with.
-    alone = ZeroShotClassifier(bundled, knowledge=True, k=3).label_specs(prompts={"brady": list(full["SBRAD"].prompts)})
+    alone = ZeroShotClassifier(bundled, **on).label_specs(prompts={"brady": list(full["SBRAD"].prompts)})
     assert alone["brady"].dropped == [] and alone["brady"].prompts == full["SBRAD"].prompts
 
 
