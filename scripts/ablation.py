@@ -308,7 +308,9 @@ def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> 
         lines += ["", "## With knowledge, the product's default source (supplementary)", "",
                   "The same checkpoints scored with prompts + retrieved knowledge (`--sources knowledge`, what "
                   "`ecglang zero-shot` does by default) instead of the prompts alone. It decides nothing: the "
-                  "rule above was fixed on the `prompts` source before these were measured.", "",
+                  "rule above was fixed on the `prompts` source before these were measured. They were scored with "
+                  "the knowledge weight at ½, the default then (¾ since the composition check was corrected; see "
+                  "the README).", "",
                   "| variant | seeds | " + " | ".join(LABEL_SETS) + " | mean of the four | random, mean of the four |",
                   "|---|---|" + "---|" * 6]  # fmt: skip
         for variant, group in with_knowledge.items():
