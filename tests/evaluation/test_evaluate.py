@@ -329,3 +329,19 @@ def test_cli_flags_are_the_config_fields():
 
     assert defaults.knowledge_weight == DEFAULT_KNOWLEDGE_WEIGHT and not defaults.drop_ambiguous_prompts
     assert from_args(parser.parse_args(["--model", "m", "--drop-ambiguous-prompts"])).drop_ambiguous_prompts
+
+
+@pytest.mark.shared_data
+def test_the_composition_check_scores_report_labels_with_the_models_own_input(tiny_model, ptbxl_dir, monkeypatch):
+    """`python -m ecglang.evaluation.composition` runs end to end on real reports, through the model's processor."""
+    from ecglang.evaluation import composition, store
+
+    seen = []
+    real = store.processor_for
+    monkeypatch.setattr(composition, "processor_for", lambda m, p, d: seen.append(p) or real(m, p, d))
+    out = composition.run_check(tiny_model(False), str(ptbxl_dir), folds=(8,), k=1, n_boot=50)
+    assert seen == ["default"]
+    assert out["records"] == 44 and out["folds"] == [8]
+    names = out["variants"]["names"]["minus_names"]
+    assert names["point"] == names["low"] == names["high"] == 0.0
+    assert {"blend 0.25", "blend 0.5", "blend 0.75", "ensemble", "knowledge only"} <= set(out["variants"])
