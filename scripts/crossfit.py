@@ -136,6 +136,17 @@ def pool_label_set(args: argparse.Namespace, label_set: str) -> dict:
     return out
 
 
+def scoring_settings(args: argparse.Namespace) -> str:
+    """What every fold was scored with, as its `results.json` says (knowledge k and weight, ambiguity check)."""
+    seen = set()
+    for fold in FOLDS:
+        path = fold_dir(args, fold) / "eval" / "results.json"
+        protocol = json.loads(path.read_text(encoding="utf-8")).get("protocol", {}) if path.is_file() else {}
+        know = protocol.get("knowledge") or {}
+        seen.add(f"k = {know.get('k')}, knowledge weight {know.get('weight')}")
+    return "; ".join(sorted(seen)) if len(seen) == 1 else "mixed settings: " + "; ".join(sorted(seen))
+
+
 def fmt(ci: dict) -> str:
     return f"{ci['point']:.3f} ({ci['low']:.3f}–{ci['high']:.3f})"
 
@@ -154,7 +165,7 @@ def write_report(pooled: dict, variants: dict, args: argparse.Namespace) -> str:
         "never trained on it. Scores are z-scored within each fold's column before pooling (score-only, no labels). "
         f"Macro AUROC with a 95 % bootstrap CI over the pooled records ({args.n_boot} resamples); each fold's "
         "random encoder beside it. Nothing here chose anything: the product's sources and defaults were fixed "
-        "before this was run.",
+        f"before this was run. Scored with {scoring_settings(args)}.",
         "",
         "| label set | records | labels (both classes) | "
         + " | ".join(f"{s} · model | {s} · random" for s in SOURCES)
