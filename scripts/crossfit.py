@@ -164,8 +164,9 @@ def write_report(pooled: dict, variants: dict, args: argparse.Namespace) -> str:
         "sample fold held out once for checkpoint selection (its pairs only) and scored once, by the model that "
         "never trained on it. Scores are z-scored within each fold's column before pooling (score-only, no labels). "
         f"Macro AUROC with a 95 % bootstrap CI over the pooled records ({args.n_boot} resamples); each fold's "
-        "random encoder beside it. Nothing here chose anything: the product's sources and defaults were fixed "
-        f"before this was run. Scored with {scoring_settings(args)}.",
+        "random encoder beside it. These figures read downstream labels, so no default was chosen from them (they "
+        "suggested the opt-in ambiguity check, `--drop-ambiguous-prompts`; see the README). "
+        f"Scored with {scoring_settings(args)}.",
         "",
         "| label set | records | labels (both classes) | "
         + " | ".join(f"{s} · model | {s} · random" for s in SOURCES)
