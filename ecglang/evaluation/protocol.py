@@ -281,6 +281,7 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
             "leads": cfg.leads or "all",
             "sources": [s.key for s in sources],
             "score": "cosine(rhythm embedding, label embedding)",
+            "drop_ambiguous_prompts": cfg.drop_ambiguous_prompts,
             "n_boot": cfg.n_boot,
             "seed": cfg.seed,
             "ci": "95 % percentile bootstrap over records",

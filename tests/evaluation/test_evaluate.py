@@ -69,6 +69,7 @@ def test_end_to_end_on_ptbxl(model_dir, ptbxl_dir, split_root, shared_data, tmp_
     res = json.loads((out / "results.json").read_text())
     for key in ("protocol", "model", "random_baseline", "label_sets", "retrieval", "failures", "outputs"):
         assert key in res
+    assert res["protocol"]["drop_ambiguous_prompts"] is False  # the default, said in the results
     entry = res["label_sets"]["ptbxl_super"]
 
     # honest record accounting, checked against the split file and the folder listing
