@@ -360,8 +360,6 @@ def _evaluate_set(
     per_record = RecordScores([r for r, keep in zip(data.record_ids, ok, strict=True) if keep],
                               list(data.label_codes), y.astype(np.int8), {})  # fmt: skip
     emb = {key: store.embeddings(key, rows[ok]) for key in (MODEL, RANDOM)}
-    scores_for_roc: dict[str, tuple[list[str], np.ndarray]] = {}
-    model_scores: dict[str, tuple[list[str], np.ndarray]] = {}  # source → (codes, scores): paired comparisons
     roc_codes = list(data.label_codes)
     for src in sources:
         specs, info = source_specs(src, data, clf)
@@ -376,10 +374,7 @@ def _evaluate_set(
             matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
             scores = emb[key] @ matrix.T
             out[key] = evaluate_scores(y[:, cols], scores, codes, n_boot=cfg.n_boot, seed=cfg.seed)
-            scores_for_roc[f"{src.key} · {'model' if key == MODEL else 'random'}"] = (codes, scores)
             per_record.scores[(src.key, key)] = (codes, scores)
-            if key == MODEL:
-                model_scores[src.key] = (codes, scores)
         out.update(info)
         out["labels_scored"] = codes
         out["prompts"] = {c: [str(p) for p in s.prompts] for c, s in specs.items()}
@@ -390,12 +385,15 @@ def _evaluate_set(
             out["snippets"] = {c: [h["id"] for h in s.snippets] for c, s in specs.items()}
         entry["sources"][src.key] = out
         roc_codes = [c for c in roc_codes if c in codes]
+    # source → (codes, scores) of the model: the paired comparisons
+    model_scores = {src: v for (src, key), v in per_record.scores.items() if key == MODEL}
     if len(model_scores) > 1:
         entry["paired"] = compare_sources(y, data.label_codes, model_scores, n_resamples=cfg.n_boot, seed=cfg.seed)
     if not roc_codes:
         return entry, None, per_record
     # The figure keeps the labels that every source scored, so each panel compares all sources.
-    roc_scores = {name: s[:, [codes.index(c) for c in roc_codes]] for name, (codes, s) in scores_for_roc.items()}
+    roc_scores = {f"{src} · {'model' if key == MODEL else 'random'}": s[:, [codes.index(c) for c in roc_codes]]
+                  for (src, key), (codes, s) in per_record.scores.items()}  # fmt: skip
     y_roc = y[:, [data.label_codes.index(c) for c in roc_codes]]
     if len(roc_codes) < len(data.label_codes):
         entry["roc_labels"] = roc_codes

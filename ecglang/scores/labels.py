@@ -106,7 +106,8 @@ def drop_ambiguous_prompts(model: EcgLangModel, specs: Mapping[str, LabelSpec], 
         return
     texts = list(dict.fromkeys(t for spec in specs.values() for t in (*spec.prompts, *spec.knowledge_prompts)))
     name_emb = embed_texts(model, names)
-    own_emb = embed_texts(model, own)
+    at = {name: i for i, name in enumerate(names)}
+    own_emb = name_emb[[at[o] for o in own]]  # each label's reference is one of `names`
     text_emb = embed_texts(model, texts)
     nearest = np.empty(len(texts), np.float32)  # each prompt's highest cosine with any label's name
     for start in range(0, len(texts), 4096):  # [chunk, labels] at a time: memory stays O(chunk × labels)
