@@ -55,12 +55,14 @@ def run_cli(args: list[str], log: Path) -> None:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(args[:2])}; see {log}")
 
 
-def zero_shot_args(out: Path, args: argparse.Namespace, source: str, eval_dir: str) -> list[str]:
-    """`ecglang evaluate` of a run's selected checkpoint on the four fold-8 PTB-XL sets with one prompt source."""
+def zero_shot_args(
+    out: Path, args: argparse.Namespace, sources: list[str], eval_dir: str, fold: int = HELDOUT
+) -> list[str]:
+    """`ecglang evaluate` of a run's selected checkpoint on the four PTB-XL sets of the held-out `fold`."""
     return [
         "evaluate", "--model", str(out / "train" / "best"), "--label-sets", *LABEL_SETS,
         "--data-root", f"ptbxl={args.data / 'ptbxl-sample'}", "--split-root", str(args.data / "merl" / "data_split"),
-        "--part", "train", "--folds", str(HELDOUT), "--sources", source, "--out", str(out / eval_dir),
+        "--part", "train", "--folds", str(fold), "--sources", *sources, "--out", str(out / eval_dir),
     ]  # fmt: skip
 
 
@@ -88,7 +90,7 @@ def train_and_evaluate(variant: str, seed: int, args: argparse.Namespace) -> dic
     train_s = pretrain(variant, seed, args.data, args.max_steps, out, HELDOUT)
     run_cli(
         [
-            *zero_shot_args(out, args, "prompts", "eval"),
+            *zero_shot_args(out, args, ["prompts"], "eval"),
             "--probe", "--probe-train", "train", "--probe-test", "train",
             "--probe-train-folds", *(str(f) for f in range(1, 9) if f != HELDOUT), "--probe-test-folds", str(HELDOUT),
             "--retrieval", "--retrieval-folds", str(HELDOUT),
@@ -122,7 +124,7 @@ def knowledge_scores(variant: str, seed: int, args: argparse.Namespace) -> dict:
     """Zero-shot macro AUROC of a finished run with the product's default source, prompts + knowledge (the
     table's decision reads the `prompts` source; this is supplementary and decides nothing)."""
     out = args.runs / f"{variant}-s{seed}"
-    run_cli(zero_shot_args(out, args, "knowledge", "eval-knowledge"), out / "ablation.log")
+    run_cli(zero_shot_args(out, args, ["knowledge"], "eval-knowledge"), out / "ablation.log")
     tree = json.loads((out / "eval-knowledge" / "results.json").read_text(encoding="utf-8"))
     return {
         name: {

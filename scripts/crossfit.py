@@ -20,13 +20,14 @@ About 4 minutes per fold on 2 cores (100 steps).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ablation import LABEL_SETS, RECIPE, VARIANTS, pretrain, run_cli
+from ablation import LABEL_SETS, RECIPE, VARIANTS, pretrain, run_cli, zero_shot_args
 
 from ecglang.evaluation.compare import paired_difference
 from ecglang.evaluation.metrics import evaluate_scores
@@ -40,7 +41,11 @@ BASELINES = ("ecglang-mini", "resnet-baseline")  # issue 17's two references
 
 
 def fold_dir(args: argparse.Namespace, fold: int, variant: str | None = None) -> Path:
-    return args.runs / f"{variant or args.variant}-s{args.seed}-f{fold}"
+    return run_dir(args.runs, args.seed, variant or args.variant, fold)
+
+
+def run_dir(runs: Path, seed: int, variant: str, fold: int) -> Path:
+    return runs / f"{variant}-s{seed}-f{fold}"
 
 
 def scored_variants(args: argparse.Namespace) -> list[str]:
@@ -58,24 +63,22 @@ def train_and_score(args: argparse.Namespace, fold: int) -> None:
         print(f"fold {fold}: trained in {seconds:.0f} s", flush=True)
     if (out / "eval" / "results.json").is_file():
         return
-    run_cli(
-        [
-            "evaluate", "--model", str(out / "train" / "best"), "--label-sets", *LABEL_SETS,
-            "--data-root", f"ptbxl={args.data / 'ptbxl-sample'}",
-            "--split-root", str(args.data / "merl" / "data_split"),
-            "--part", "train", "--folds", str(fold), "--n-boot", "100", "--no-progress", "--save-scores",
-            "--sources", "names", "prompts", "knowledge", f"external:{args.data / 'merl' / 'CKEPE_prompt.json'}",
-            "--out", str(out / "eval"),
-        ],
-        out / "ablation.log",
-    )  # fmt: skip
+    sources = ["names", "prompts", "knowledge", f"external:{args.data / 'merl' / 'CKEPE_prompt.json'}"]
+    flags = ["--n-boot", "100", "--no-progress", "--save-scores"]
+    run_cli([*zero_shot_args(out, args, sources, "eval", fold), *flags], out / "ablation.log")
 
 
 def pooled_scores(args: argparse.Namespace, label_set: str, variant: str | None = None) -> pd.DataFrame:
-    """Every fold's scores of one label set, each (source, side, label) column z-scored within its fold."""
+    """Every fold's scores of one label set, each (source, side, label) column z-scored within its fold (read
+    once per variant and set: the sources table and both variant tables share it; callers only filter it)."""
+    return _pooled_scores(args.runs, args.seed, variant or args.variant, label_set)
+
+
+@functools.cache
+def _pooled_scores(runs: Path, seed: int, variant: str, label_set: str) -> pd.DataFrame:
     parts = []
     for fold in FOLDS:
-        path = fold_dir(args, fold, variant) / "eval" / f"scores_{label_set}.csv"
+        path = run_dir(runs, seed, variant, fold) / "eval" / f"scores_{label_set}.csv"
         if not path.is_file():
             raise SystemExit(f"{path}: missing; run without --report-only to score fold {fold}")
         df = pd.read_csv(path, dtype={"record_id": str, "label": str})
@@ -117,27 +120,26 @@ def pool_label_set(args: argparse.Namespace, label_set: str) -> dict:
     codes = sorted(set.intersection(*(set(df.loc[df["source"] == s, "label"]) for s in SOURCES)))
     out: dict = {"records": int(df[["fold", "record_id"]].drop_duplicates().shape[0]), "labels": len(codes)}
     out["per_fold_records"] = {int(f): int(g["record_id"].nunique()) for f, g in df.groupby("fold")}
-    y, _ = matrices(df, "model", SOURCES[0], codes)
+    wide = {(source, side): matrices(df, side, source, codes) for source in SOURCES for side in ("model", "random")}
+    y = wide[(SOURCES[0], "model")][0]
     out["labels_with_both_classes"] = int(((y.sum(0) > 0) & (y.sum(0) < len(y))).sum())
     out["sources"] = {}
     for source in SOURCES:
         out["sources"][source] = {}
         for side in ("model", "random"):
-            ys, s = matrices(df, side, source, codes)
+            ys, s = wide[(source, side)]
             assert (ys == y).all()  # one truth for every source and side
             res = evaluate_scores(ys, s, codes, n_boot=args.n_boot, seed=0)
             out["sources"][source][side] = res.macro_auroc.to_dict()
     out["paired"] = {}
     for a, b in COMPARISONS:
-        _, sa = matrices(df, "model", a, codes)
-        _, sb = matrices(df, "model", b, codes)
-        res = paired_difference(y, sa, sb, n_resamples=args.n_boot, seed=0)
+        res = paired_difference(y, wide[(a, "model")][1], wide[(b, "model")][1], n_resamples=args.n_boot, seed=0)
         out["paired"][f"{a} − {b}"] = {"difference": res["difference"], "verdict": res["verdict"]}
     return out
 
 
 def scoring_settings(args: argparse.Namespace) -> str:
-    """What every fold was scored with, as its `results.json` says (knowledge k and weight, ambiguity check)."""
+    """What every fold was scored with, as its `results.json` says (knowledge k and weight)."""
     seen = set()
     for fold in FOLDS:
         path = fold_dir(args, fold) / "eval" / "results.json"
