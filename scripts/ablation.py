@@ -126,12 +126,23 @@ def knowledge_scores(variant: str, seed: int, args: argparse.Namespace) -> dict:
     out = args.runs / f"{variant}-s{seed}"
     run_cli(zero_shot_args(out, args, ["knowledge"], "eval-knowledge"), out / "ablation.log")
     tree = json.loads((out / "eval-knowledge" / "results.json").read_text(encoding="utf-8"))
-    return {
+    scores = {
         name: {
             side: tree["label_sets"][name]["sources"]["knowledge"][side]["macro_auroc"] for side in ("model", "random")
         }
         for name in LABEL_SETS
     }
+    return {"knowledge": scores, "knowledge_settings": tree["protocol"]["knowledge"]}  # k, weight, base
+
+
+def knowledge_settings(rows: list[dict]) -> str:
+    """How the knowledge rows were scored, e.g. "k = 1, knowledge weight 0.75" (rows written before the settings
+    were recorded: k = 3, weight ½)."""
+    legacy = {"k": 3, "weight": 0.5}
+    seen = {
+        f"k = {s['k']}, knowledge weight {s['weight']}" for s in (r.get("knowledge_settings") or legacy for r in rows)
+    }
+    return "; ".join(sorted(seen))
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -310,9 +321,9 @@ def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> 
         lines += ["", "## With knowledge, the product's default source (supplementary)", "",
                   "The same checkpoints scored with prompts + retrieved knowledge (`--sources knowledge`, what "
                   "`ecglang zero-shot` does by default) instead of the prompts alone. It decides nothing: the "
-                  "rule above was fixed on the `prompts` source before these were measured. They were scored with "
-                  "the knowledge weight at ½, the default then (¾ since the composition check was corrected; see "
-                  "the README).", "",
+                  "rule above was fixed on the `prompts` source before these were measured. Scored with "
+                  f"{knowledge_settings([r for g in with_knowledge.values() for r in g])} (the README gives the "
+                  "defaults and how they were chosen).", "",
                   "| variant | seeds | " + " | ".join(LABEL_SETS) + " | mean of the four | random, mean of the four |",
                   "|---|---|" + "---|" * 6]  # fmt: skip
         for variant, group in with_knowledge.items():
@@ -375,11 +386,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{r['variant']} seed {r['seed']}: scoring with knowledge ...", flush=True)
             extra = {"variant": r["variant"], "seed": r["seed"], "max_steps": r["max_steps"]}
-            extra["knowledge"] = knowledge_scores(r["variant"], r["seed"], args)
+            extra.update(knowledge_scores(r["variant"], r["seed"], args))
             with args.knowledge_results.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(extra) + "\n")
-    knowledge = {(r["variant"], r["seed"], r["max_steps"]): r["knowledge"] for r in load_rows(args.knowledge_results)}
-    every = [r | ({"knowledge": knowledge[k]} if (k := (r["variant"], r["seed"], r["max_steps"])) in knowledge else {})
+    knowledge = {(r["variant"], r["seed"], r["max_steps"]): r for r in load_rows(args.knowledge_results)}
+    every = [r | ({key: knowledge[k][key] for key in ("knowledge", "knowledge_settings") if key in knowledge[k]}
+                  if (k := (r["variant"], r["seed"], r["max_steps"])) in knowledge else {})
              for r in load_rows(results)]  # fmt: skip
     # One schedule per table: runs at another --max-steps are kept in the results file but never compared.
     rows = [r for r in every if r["max_steps"] == args.max_steps]

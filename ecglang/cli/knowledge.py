@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument(
         "query", nargs="+", help="one or more labels or queries (quote each); with --prompt-set, its label codes"
     )
-    search.add_argument("-k", type=int, default=3, help="snippets per query (default: 3, as zero-shot)")
+    search.add_argument("-k", type=int, default=1, help="snippets per query (default: 1, as zero-shot; -k 3 for more)")
     search.add_argument(
         "--code", metavar="NAMESPACE:CODE", help="a prompt-set label code, e.g. ptbxl:CLBBB (as zero-shot passes it)"
     )

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR|default|off",
         help="knowledge base folder/index for test-time retrieval (default: the bundled base)",
     )
-    p.add_argument("-k", type=int, default=3, help="snippets retrieved per label (default 3)")
+    # = ecglang.scores.labels.DEFAULT_KNOWLEDGE_K (not imported: `--help` must not wait for torch)
+    p.add_argument("-k", type=int, default=1, help="snippets retrieved per label (default 1)")
     p.add_argument(
         "--drop-ambiguous-prompts",
         action="store_true",

@@ -73,7 +73,8 @@ class EvaluateConfig(DictConfig):
         "are masked; default: all)", metavar="LEADS"))  # fmt: skip
     knowledge: str = field(default="default", metadata=_cli(
         "zero-shot", "knowledge base for 'knowledge'", metavar="DIR|default"))  # fmt: skip
-    k: int = field(default=3, metadata=_cli("zero-shot", "snippets retrieved per label (default 3)", flag="-k",
+    # = ecglang.scores.labels.DEFAULT_KNOWLEDGE_K (not imported, as below)
+    k: int = field(default=1, metadata=_cli("zero-shot", "snippets retrieved per label (default 1)", flag="-k",
                                             type=int))  # fmt: skip
     # = ecglang.scores.labels.DEFAULT_KNOWLEDGE_WEIGHT (not imported: `--help` must not wait for torch)
     knowledge_weight: float = field(

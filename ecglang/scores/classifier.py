@@ -138,7 +138,8 @@ class ZeroShotClassifier:
         processor: preprocessing + beats; default: the one saved with the model, else `EcgProcessor()`.
         knowledge: a `KnowledgeIndex`, a folder with a saved index or knowledge JSONL files, `"default"`
             / `True` for the bundled knowledge base, or None / `False` / `"off"` for none.
-        k: snippets retrieved per label.
+        k: snippets retrieved per label (default 1, `DEFAULT_KNOWLEDGE_K`: chosen by the label-free composition
+            check; more snippets add differential diagnoses that blur the label).
         knowledge_weight: weight of the knowledge prompts in a label's embedding (0–1).
         drop_ambiguous_prompts: leave out prompts that the text tower places nearer another label's name than
             their own (`ecglang.scores.labels.drop_ambiguous_prompts`; each spec lists them in `dropped`). Off by
@@ -157,7 +158,7 @@ class ZeroShotClassifier:
         model: EcgLangModel,
         processor: EcgProcessor | None = None,
         knowledge: Any = None,
-        k: int = 3,
+        k: int = label_embeddings.DEFAULT_KNOWLEDGE_K,
         knowledge_weight: float = label_embeddings.DEFAULT_KNOWLEDGE_WEIGHT,
         batch_size: int = 64,
         precision: Precision = "fp32",

@@ -2,11 +2,12 @@
 
 Each prompt is embedded with the model's text tower; a label's embedding is the re-normalised mean of its
 prompt embeddings. With knowledge retrieval, the label's own prompts are its clinical name (from its prompt
-set) and its prompts, and the top-k snippets for the label (queried with the label name plus its prompts) are
-turned into extra prompts ("<snippet title>: <criterion>", one per criterion sentence); the label embedding
-is then `normalise((1 − w) · mean(own prompts) + w · mean(knowledge prompts))` with `w = knowledge_weight`
-(default `DEFAULT_KNOWLEDGE_WEIGHT`, 0.75): knowledge adds prompts beside the label's own words and never
-replaces them, and many snippets cannot drown them. This composition was chosen without downstream labels
+set) and its prompts, and the top-k snippets for the label (queried with the label name plus its prompts;
+`k` = `DEFAULT_KNOWLEDGE_K`, 1, by default) are turned into extra prompts ("<snippet title>: <criterion>", one
+per criterion sentence, at most 3·k); the label embedding is then
+`normalise((1 − w) · mean(own prompts) + w · mean(knowledge prompts))` with `w = knowledge_weight` (default
+`DEFAULT_KNOWLEDGE_WEIGHT`, 0.75): knowledge adds prompts beside the label's own words and never
+replaces them, and many snippets cannot drown them. This composition (k and w) was chosen without downstream labels
 (`ecglang.evaluation.composition`: report-derived labels of the pretraining folds). On request
 (`drop_ambiguous_prompts`), prompts that the text tower places nearer another label's name than their own are
 left out first. The ids of the snippets behind every label are kept.
@@ -34,8 +35,11 @@ if TYPE_CHECKING:
     from ecglang.knowledge.index import Hit, KnowledgeIndex
 
 # The label-free composition check's choice (ecglang.evaluation.composition): of the compositions that keep the
-# label's own words, ¾ knowledge gave the highest macro AUROC on report-derived labels (README, "Results").
+# label's own words, the top snippet (k = 1) at ¾ knowledge gave the highest macro AUROC on report-derived labels,
+# on the bundled model and cross-fitted alike (README, "Results"): a label's further snippets are mostly its
+# differential diagnosis and causes, which pull its embedding towards other conditions.
 DEFAULT_KNOWLEDGE_WEIGHT = 0.75
+DEFAULT_KNOWLEDGE_K = 1
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache). Keys are
 # ("text", prompt) for the text head and ("sentence", prompt) for the sentence head.

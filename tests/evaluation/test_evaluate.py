@@ -326,9 +326,18 @@ def test_cli_flags_are_the_config_fields():
     with pytest.raises(ConfigError, match="unknown key"):
         EvaluateConfig.from_dict({"model": "m", "bogus": 1})
     # the evaluation scores as zero-shot does by default (the config does not import the classifier)
-    from ecglang.scores.labels import DEFAULT_KNOWLEDGE_WEIGHT
+    import inspect
+
+    from ecglang.cli.main import build_parser
+    from ecglang.scores.classifier import ZeroShotClassifier
+    from ecglang.scores.labels import DEFAULT_KNOWLEDGE_K, DEFAULT_KNOWLEDGE_WEIGHT
 
     assert defaults.knowledge_weight == DEFAULT_KNOWLEDGE_WEIGHT and not defaults.drop_ambiguous_prompts
+    # every entry point retrieves as many snippets per label as the library does (the CLIs keep literals)
+    cli = build_parser()
+    assert defaults.k == DEFAULT_KNOWLEDGE_K == inspect.signature(ZeroShotClassifier).parameters["k"].default
+    assert cli.parse_args(["zero-shot", "x.hea", "--labels", "a"]).k == DEFAULT_KNOWLEDGE_K
+    assert cli.parse_args(["knowledge", "search", "LBBB"]).k == DEFAULT_KNOWLEDGE_K
     assert from_args(parser.parse_args(["--model", "m", "--drop-ambiguous-prompts"])).drop_ambiguous_prompts
 
 
@@ -340,9 +349,36 @@ def test_the_composition_check_scores_report_labels_with_the_models_own_input(ti
     seen = []
     real = store.processor_for
     monkeypatch.setattr(composition, "processor_for", lambda m, p, d: seen.append(p) or real(m, p, d))
-    out = composition.run_check(tiny_model(False), str(ptbxl_dir), folds=(8,), k=1, n_boot=50)
-    assert seen == ["default"]
-    assert out["records"] == 44 and out["folds"] == [8]
+    out = composition.run_check(tiny_model(False), str(ptbxl_dir), folds=(8,), ks=(1, 3), n_boot=50)
+    assert seen == ["default", "default"] or seen == ["default"]
+    assert out["records"] == 44 and out["folds"] == [8] and not out["cross_fitted"]
     names = out["variants"]["names"]["minus_names"]
     assert names["point"] == names["low"] == names["high"] == 0.0
-    assert {"blend 0.25", "blend 0.5", "blend 0.75", "ensemble", "knowledge only"} <= set(out["variants"])
+    for k in (1, 3):
+        assert {f"k={k} · {v}" for v in ("blend 0.25", "blend 0.5", "blend 0.75", "ensemble", "knowledge only")} <= set(
+            out["variants"]
+        )
+    best = out["best_keeping_the_labels_words"]
+    assert best != "names" and "knowledge only" not in best
+    assert out["variants_minus_best"][best]["point"] == 0.0
+
+
+@pytest.mark.shared_data
+def test_the_cross_fitted_composition_check_puts_each_folds_model_on_one_scale(tiny_model, ptbxl_dir, monkeypatch):
+    """Cross-fitted, each fold has its own model and so its own score scale: the check z-scores each fold's
+    scores before pooling, so a model whose scores sit higher and wider changes nothing (pooled raw, it would)."""
+    from ecglang.evaluation import composition
+
+    models = {7: tiny_model(False), 8: tiny_model(True)}
+    real = composition._score_block
+
+    def shifted(model, *args):
+        y, scores = real(model, *args)
+        return y, {v: 3.0 * s + 5.0 if model is models[8] else s for v, s in scores.items()}
+
+    plain = composition.run_check(models, str(ptbxl_dir), folds=(7, 8), ks=(1,), n_boot=20)
+    monkeypatch.setattr(composition, "_score_block", shifted)
+    moved = composition.run_check(models, str(ptbxl_dir), folds=(7, 8), ks=(1,), n_boot=20)
+    assert plain["cross_fitted"] and plain["records"] == moved["records"] > 44
+    for v, r in plain["variants"].items():
+        assert r["macro_auroc"]["point"] == pytest.approx(moved["variants"][v]["macro_auroc"]["point"], abs=1e-9)

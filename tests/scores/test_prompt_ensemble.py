@@ -76,8 +76,9 @@ def test_knowledge_search_of_a_prompt_set_shows_what_zero_shot_attaches(model, c
 
     # Retrieval is the same; the ambiguity check may then leave out a snippet whose criteria all read as
     # another label's (zero-shot lists the snippets behind the score: those retrieved, less any such).
-    clf = ZeroShotClassifier(model, knowledge=True, k=3, drop_ambiguous_prompts=False)
-    checked = ZeroShotClassifier(model, knowledge=True, k=3, drop_ambiguous_prompts=True)
+    # Both at their defaults: the search shows as many snippets as zero-shot attaches.
+    clf = ZeroShotClassifier(model, knowledge=True, drop_ambiguous_prompts=False)
+    checked = ZeroShotClassifier(model, knowledge=True, drop_ambiguous_prompts=True)
     for name in list_prompt_sets():
         codes = load_prompt_set(name).codes
         assert cli(["knowledge", "search", "--prompt-set", name, *codes, "--json"]) == 0
