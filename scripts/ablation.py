@@ -135,14 +135,15 @@ def knowledge_scores(variant: str, seed: int, args: argparse.Namespace) -> dict:
     return {"knowledge": scores, "knowledge_settings": tree["protocol"]["knowledge"]}  # k, weight, base
 
 
+def settings_text(knowledge: dict) -> str:
+    """A results.json `protocol.knowledge` entry as the reports print it: "k = 1, knowledge weight 0.75"."""
+    return f"k = {knowledge.get('k')}, knowledge weight {knowledge.get('weight')}"
+
+
 def knowledge_settings(rows: list[dict]) -> str:
-    """How the knowledge rows were scored, e.g. "k = 1, knowledge weight 0.75" (rows written before the settings
-    were recorded: k = 3, weight ½)."""
+    """How the knowledge rows were scored (rows written before the settings were recorded: k = 3, weight ½)."""
     legacy = {"k": 3, "weight": 0.5}
-    seen = {
-        f"k = {s['k']}, knowledge weight {s['weight']}" for s in (r.get("knowledge_settings") or legacy for r in rows)
-    }
-    return "; ".join(sorted(seen))
+    return "; ".join(sorted({settings_text(r.get("knowledge_settings") or legacy) for r in rows}))
 
 
 def load_rows(path: Path) -> list[dict]:

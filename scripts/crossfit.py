@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ablation import LABEL_SETS, RECIPE, VARIANTS, pretrain, run_cli, zero_shot_args
+from ablation import LABEL_SETS, RECIPE, VARIANTS, pretrain, run_cli, settings_text, zero_shot_args
 
 from ecglang.evaluation.compare import paired_difference
 from ecglang.evaluation.metrics import evaluate_scores
@@ -145,7 +145,7 @@ def scoring_settings(args: argparse.Namespace) -> str:
         path = fold_dir(args, fold) / "eval" / "results.json"
         protocol = json.loads(path.read_text(encoding="utf-8")).get("protocol", {}) if path.is_file() else {}
         know = protocol.get("knowledge") or {}
-        seen.add(f"k = {know.get('k')}, knowledge weight {know.get('weight')}")
+        seen.add(settings_text(know))
     return "; ".join(sorted(seen)) if len(seen) == 1 else "mixed settings: " + "; ".join(sorted(seen))
 
 

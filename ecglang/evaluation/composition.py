@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,8 +36,11 @@ from ecglang.evaluation.datasets import ptbxl_index
 from ecglang.evaluation.metrics import bootstrap_ci, macro_auroc, per_class_auroc
 from ecglang.evaluation.store import EmbeddingStore, processor_for
 from ecglang.scores.classifier import ZeroShotClassifier
-from ecglang.scores.labels import PROMPT_CACHE, embed_texts, mean_unit, unit
+from ecglang.scores.labels import PROMPT_CACHE, embed_texts, mean_unit, resolve_knowledge, unit
 from ecglang.text.labels import report_label_matrix, report_label_names
+
+if TYPE_CHECKING:
+    from ecglang.knowledge.index import KnowledgeIndex
 
 __all__ = ["compose_variants", "main", "run_check"]
 
@@ -60,7 +63,9 @@ def compose_variants(own: list[np.ndarray], know: list[np.ndarray]) -> dict[str,
     return out
 
 
-def _score_block(model: Any, index: Any, ids: list[str], names: list[str], ks: Sequence[int]) -> tuple[Any, dict]:
+def _score_block(
+    model: Any, index: Any, knowledge: KnowledgeIndex, ids: list[str], names: list[str], ks: Sequence[int]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Report-derived truth `[n, labels]` and every composition's scores for the records `ids`, by `model`."""
     store = EmbeddingStore({"model": model}, progress=False)
     rows = store.encode([index.paths[i] for i in ids], ids, processor_for(model, "default", "ptbxl"),
@@ -70,7 +75,7 @@ def _score_block(model: Any, index: Any, ids: list[str], names: list[str], ks: S
     y = report_label_matrix([index.reports[i] for i, keep in zip(ids, ok, strict=True) if keep], names).astype(bool)
     embeddings: dict[str, list[np.ndarray]] = {}
     for k in ks:
-        specs = ZeroShotClassifier(model, knowledge=True, k=k).label_specs(labels=names)
+        specs = ZeroShotClassifier(model, knowledge=knowledge, k=k).label_specs(labels=names)
         embed_texts(model, [t for s in specs.values() for t in (*s.prompts, *s.knowledge_prompts)])
         cache = PROMPT_CACHE[model]
         for lab in names:
@@ -97,12 +102,13 @@ def run_check(
     scores z-scored per fold and label before pooling)."""
     index = ptbxl_index(ptbxl_root)
     names = report_label_names()
+    knowledge = resolve_knowledge(True)  # loaded once: every fold and k retrieves from the same index
     per_fold = isinstance(model, Mapping)
     groups = [(model[f], {f}) for f in folds] if per_fold else [(model, set(folds))]
     truths, scored = [], []
     for block_model, block_folds in groups:
         ids = [i for i, f in index.folds.items() if f in block_folds and index.reports[i].strip()]
-        y, scores = _score_block(block_model, index, ids, names, ks)
+        y, scores = _score_block(block_model, index, knowledge, ids, names, ks)
         if per_fold:  # each model has its own scale: z-score per label (reads scores only) before pooling
             scores = {v: (s - s.mean(0)) / np.where(s.std(0) > 0, s.std(0), 1.0) for v, s in scores.items()}
         truths.append(y)
