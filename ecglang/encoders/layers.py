@@ -95,14 +95,20 @@ def _short_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: f
 class SelfAttention(nn.Module):
     """Multi-head self-attention on `[G, S, d]` with a key-padding mask (`keep [G, S]`, True = real key).
 
-    On CPU the short-sequence path `_short_attention` is used; elsewhere `F.scaled_dot_product_attention`.
-    Both compute the same function. `need_weights=True` also returns the attention weights `[G, heads, S, S]`
-    (before dropout; rows sum to 1 over the allowed keys); the output is the same either way."""
+    `kernel="auto"` uses the short-sequence path `_short_attention` on CPU and
+    `F.scaled_dot_product_attention` ("fused") elsewhere; both compute the same function, and either can be
+    asked for by name (the tests compare them on CPU). `need_weights=True` also returns the attention weights
+    `[G, heads, S, S]` (before dropout; rows sum to 1 over the allowed keys); the output is the same either way."""
 
     returns_weights = True  # the rhythm block asks mixers with this flag for their weights (BEAT-Net maps)
 
-    def __init__(self, d: int, n_heads: int, dropout: float) -> None:
+    KERNELS = ("auto", "short", "fused")
+
+    def __init__(self, d: int, n_heads: int, dropout: float, kernel: str = "auto") -> None:
         super().__init__()
+        if kernel not in self.KERNELS:
+            raise ConfigError(f"attention kernel must be one of {self.KERNELS}, got {kernel!r}")
+        self.kernel = kernel
         self.n_heads = n_heads
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
@@ -115,7 +121,8 @@ class SelfAttention(nn.Module):
         mask = allow_any_if_none(keep)[:, None, None, :]  # [G, 1, 1, S]: True = may attend
         p = self.dropout if self.training else 0.0
         w = None
-        if x.device.type == "cpu":
+        short = self.kernel == "short" or (self.kernel == "auto" and x.device.type == "cpu")
+        if short:
             y, w = _short_attention(q, k, v, mask, p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)

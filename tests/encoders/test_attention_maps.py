@@ -7,6 +7,8 @@ import torch
 
 from ecglang.encoders.configuration import BEAT_TOWER_DEFAULTS
 from ecglang.encoders.ecg_encoders import BeatEcgEncoder
+from ecglang.encoders.layers import SelfAttention
+from ecglang.errors import ConfigError
 
 
 def small_tower(**overrides) -> BeatEcgEncoder:
@@ -107,3 +109,29 @@ def test_maps_are_the_weights_averaged_as_documented() -> None:
     torch.testing.assert_close(out["lead_attention"], lead_expected)
     torch.testing.assert_close(out["beat_attention"], beat_expected)
     assert not torch.allclose(out["beat_attention"][0], torch.full((9,), 1 / 9), atol=1e-4)  # not just uniform
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_fused_kernel_matches_the_short_path(need_weights: bool) -> None:
+    """The fused kernel (`F.scaled_dot_product_attention`, used off the CPU) and the short path written out for
+    the CPU compute one function, weights included: the GPU branch checked here on CPU, by name. A group whose
+    keys are all masked (`allow_any_if_none`) is in the batch, since the two could disagree exactly there."""
+    torch.manual_seed(0)
+    short = SelfAttention(32, 4, dropout=0.0, kernel="short").eval()
+    fused = SelfAttention(32, 4, dropout=0.0, kernel="fused").eval()
+    fused.load_state_dict(short.state_dict())
+    x = torch.randn(5, 9, 32)
+    keep = torch.rand(5, 9) > 0.3
+    keep[0] = False
+    keep[1, 0] = True
+    with torch.no_grad():
+        a, b = short(x, keep, need_weights=need_weights), fused(x, keep, need_weights=need_weights)
+    if need_weights:
+        torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a[1], b[1])
+        allowed = keep | ~keep.any(-1, keepdim=True)
+        assert torch.all(b[1].masked_select(~allowed[:, None, None, :]) == 0)  # masked keys get no weight
+    else:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="kernel"):
+        SelfAttention(32, 4, dropout=0.0, kernel="flash")
