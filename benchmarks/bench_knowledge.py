@@ -193,7 +193,7 @@ def bench_knowledge(ctx: BenchContext) -> list[dict[str, Any]]:
         def retrieve(label: tuple[str, list[str], tuple[str, str]], cached: bool = cached) -> None:
             name, prompts, code = label
             if not cached:
-                flat._embedded.clear()  # forget the query embeddings: the first call's cost
+                flat.clear_query_cache()  # forget the query embeddings: the first call's cost
             retrieve_for_label(flat, name, prompts, k=K, code=code)
 
         ms = per_query_ms(retrieve, labels, ctx.repeats)

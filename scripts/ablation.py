@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from ecglang.evaluation.metrics import CI
+
 LABEL_SETS = ("ptbxl_super", "ptbxl_sub", "ptbxl_form", "ptbxl_rhythm")
 # The recipe (base config, schedule, variant overrides) is data: configs/ablation.yaml, shared with crossfit.py.
 RECIPE = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "ablation.yaml").read_text(encoding="utf-8"))
@@ -153,7 +155,7 @@ def load_rows(path: Path) -> list[dict]:
 
 
 def fmt_ci(ci: dict) -> str:
-    return f"{ci['point']:.3f} ({ci['low']:.3f}–{ci['high']:.3f})"
+    return CI.from_dict(ci).format()
 
 
 def recall_pair(m: dict) -> str:

@@ -30,7 +30,7 @@ import pandas as pd
 from ablation import LABEL_SETS, RECIPE, VARIANTS, pretrain, run_cli, settings_text, zero_shot_args
 
 from ecglang.evaluation.compare import paired_difference
-from ecglang.evaluation.metrics import evaluate_scores
+from ecglang.evaluation.metrics import CI, evaluate_scores
 
 FOLDS = tuple(range(1, 9))
 CKEPE = "external:CKEPE_prompt"
@@ -150,7 +150,7 @@ def scoring_settings(args: argparse.Namespace) -> str:
 
 
 def fmt(ci: dict) -> str:
-    return f"{ci['point']:.3f} ({ci['low']:.3f}–{ci['high']:.3f})"
+    return CI.from_dict(ci).format()
 
 
 def fmt_diff(ci: dict) -> str:

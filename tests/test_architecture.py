@@ -1,5 +1,6 @@
 """The package's shape, checked from source with `ast`: data walks one way, no import cycles, no private names
-imported across modules, no oversized modules or functions, and in-function imports only where they are marked.
+imported across modules, no other package's private modules or attributes, no oversized modules or functions,
+and in-function imports only where they are marked.
 
 Each check fails on a small synthetic package too (the `*_detects_*` tests), so none of them can pass vacuously.
 """
@@ -166,6 +167,47 @@ def private_imports(paths: list[Path], root: Path) -> list[str]:
     return bad
 
 
+def _annotation_nodes(tree: ast.AST) -> set[int]:
+    """ids of every node inside a type annotation (typeshed names some argparse types only privately)."""
+    roots = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            roots.append(node.returns)
+            roots += [a.annotation for a in (*node.args.args, *node.args.kwonlyargs, *node.args.posonlyargs)]
+        elif isinstance(node, ast.AnnAssign):
+            roots.append(node.annotation)
+    return {id(n) for root in roots if root is not None for n in ast.walk(root)}
+
+
+def private_module_uses(paths: list[Path]) -> list[str]:
+    """Imports of private modules (`wfdb.io._signal`, any package's) and `module._name` through an imported
+    module, outside type annotations: another package's private parts can change without notice."""
+    bad = []
+    for p in paths:
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        private = lambda dotted: any(x.startswith("_") and not x.startswith("__") for x in dotted.split("."))  # noqa: E731
+        imported = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    imported[alias.asname or alias.name.split(".")[0]] = alias.name
+                    if private(alias.name):
+                        bad.append(f"{p.name}:{node.lineno} imports the private module {alias.name}")
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level and private(node.module):
+                bad.append(f"{p.name}:{node.lineno} imports from the private module {node.module}")
+        in_annotation = _annotation_nodes(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in imported
+                and private(node.attr)
+                and id(node) not in in_annotation
+            ):
+                bad.append(f"{p.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return bad
+
+
 def layer_of(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else None
@@ -219,6 +261,11 @@ def test_no_private_names_imported_across_modules() -> None:
     assert private_imports(paths, PACKAGE) == []
 
 
+def test_no_private_modules_or_module_privates_used() -> None:
+    paths = modules(PACKAGE) + sorted(BENCHMARKS.glob("*.py")) + sorted(SCRIPTS.glob("*.py"))
+    assert private_module_uses(paths) == []
+
+
 def test_imports_only_go_down_the_data_walk() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert folders <= set(LAYERS), f"folders missing from the layer table: {sorted(folders - set(LAYERS))}"
@@ -254,6 +301,17 @@ def test_private_check_detects_a_private_import(toy: Path) -> None:
     (toy / "record" / "a.py").write_text("def _helper():\n    return 1\n")
     (toy / "scores" / "b.py").write_text("from toy.record.a import _helper\n")
     assert private_imports(modules(toy), toy) == ["b.py:1 imports _helper from toy.record.a"]
+
+
+def test_private_module_check_detects_private_modules_and_attributes(toy: Path) -> None:
+    (toy / "record" / "a.py").write_text(
+        "import argparse\nimport numpy as np\nfrom wfdb.io._signal import BYTES_PER_SAMPLE\n\n"
+        "def f(sub: argparse._SubParsersAction) -> None:\n    return np._private_helper(sub)\n"
+    )
+    assert private_module_uses([toy / "record" / "a.py"]) == [
+        "a.py:3 imports from the private module wfdb.io._signal",
+        "a.py:6 uses np._private_helper",  # the annotation's argparse._SubParsersAction is allowed
+    ]
 
 
 def test_layer_check_detects_an_upward_import(toy: Path) -> None:

@@ -289,11 +289,6 @@ class EcgLangModel(PreTrainedModel):
         )
 
     # ---------------------------------------------------------------------------------- checkpoints
-    @property
-    def stores_text_weights(self) -> bool:
-        """True when the text tower is fully fine-tuned, so its weights go into model.safetensors."""
-        return self.config.text_tower["finetune"] == "full"
-
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,

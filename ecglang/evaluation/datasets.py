@@ -36,7 +36,7 @@ from ecglang.errors import ConfigError, EcgReadError, PromptError, RecordFailure
 from ecglang.evaluation.config import PARTS
 from ecglang.record.io import scan_records
 from ecglang.record.wfdb_reader import parse_header_comments
-from ecglang.scores.prompts import PromptSet, list_prompt_sets, load_prompt_set
+from ecglang.scores.prompts import PromptSet, load_prompt_set
 
 __all__ = [
     "DATASETS",
@@ -578,9 +578,3 @@ def load_header_label_set(
         paths=[paths[i] for i in keep], labels=labels, folds=np.full(len(keep), -1), n_rows=len(headers),
         missing=missing, n_limited=n_found - len(keep), task=HEADER_LABELS, sources=[str(folder)], notes=notes,
     )  # fmt: skip
-
-
-def known_label_sets() -> list[str]:
-    """Published label set names usable with `load_label_set` (those whose prompt set is installed)."""
-    shipped = set(list_prompt_sets())
-    return [k for k, (ps, _, _) in LABEL_SETS.items() if ps in shipped]

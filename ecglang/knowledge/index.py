@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ EMBED_CACHE_MAX_TEXTS = 64
 # Embedding model
 # ---------------------------------------------------------------------------------------------------
 _ENCODERS: dict[tuple[str, str | None], SentenceTransformer] = {}
+# The name each encoder was loaded under, kept beside the third-party object rather than set on it.
+_ENCODER_NAMES: weakref.WeakKeyDictionary[SentenceTransformer, str] = weakref.WeakKeyDictionary()
 
 
 def _default_model_path() -> Path:
@@ -68,7 +71,7 @@ def _resolve_encoder(
     from sentence_transformers import SentenceTransformer
 
     if isinstance(model, SentenceTransformer):
-        return model, str(getattr(model, "_ecglang_model_name", None) or "custom")
+        return model, _ENCODER_NAMES.get(model, "custom")
     if model is None or str(model) == DEFAULT_MODEL:
         name, path = DEFAULT_MODEL, _default_model_path()
     else:
@@ -84,7 +87,7 @@ def _resolve_encoder(
             encoder = SentenceTransformer(target, device=device)
         except Exception as exc:  # sentence-transformers raises OSError/ValueError/HF errors alike
             raise ModelLoadError(target, f"cannot load sentence-transformers model: {exc}") from exc
-        encoder._ecglang_model_name = name  # lets a loaded index recognise the encoder instance
+        _ENCODER_NAMES[encoder] = name  # lets a loaded index recognise the encoder instance
         _ENCODERS[key] = encoder
     return _ENCODERS[key], name
 
@@ -305,6 +308,10 @@ class KnowledgeIndex:
             while len(self._embedded) > EMBED_CACHE_SIZE:
                 self._embedded.popitem(last=False)
         return self._embedded[key].copy()
+
+    def clear_query_cache(self) -> None:
+        """Forget the remembered query embeddings of `embed` (the next call runs the encoder again)."""
+        self._embedded.clear()
 
     def vectors(self, snippet_ids: Sequence[str]) -> np.ndarray:
         """The stored unit embeddings `[len(snippet_ids), dim]` of the given snippets."""

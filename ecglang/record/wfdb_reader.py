@@ -21,13 +21,14 @@ from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.leads import canonical_lead_name
 from ecglang.record.window import ReadWindow, check_sampling_rate
 
-try:  # bytes per sample of each WFDB storage format; 0 for the FLAC-compressed ones
-    from wfdb.io._signal import BYTES_PER_SAMPLE as _WFDB_BYTES_PER_SAMPLE
-except ImportError:  # a future wfdb that moves it: the size pre-check is then skipped, wfdb still reads
-    _WFDB_BYTES_PER_SAMPLE = {}
-
-# Storage formats wfdb reads (its BYTES_PER_SAMPLE table); others end in a KeyError deep inside wfdb.
-WFDB_FORMATS: tuple[str, ...] = ("8", "16", "24", "32", "61", "80", "160", "212", "310", "311", "508", "516", "524")
+# Bytes per sample of each storage format wfdb reads (WFDB spec constants, the same as wfdb's private table;
+# kept here so that no private wfdb module is imported). 0 marks the FLAC-compressed formats, whose size is
+# not known in advance. Formats outside this table end in a KeyError deep inside wfdb, so they are refused.
+WFDB_BYTES_PER_SAMPLE: dict[str, float] = {
+    "8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5, "310": 4 / 3, "311": 4 / 3,
+    "508": 0, "516": 0, "524": 0,
+}  # fmt: skip
+WFDB_FORMATS: tuple[str, ...] = tuple(WFDB_BYTES_PER_SAMPLE)
 WFDB_DEFAULT_FS = 250.0  # the WFDB spec's rate for a header that gives none
 
 
@@ -211,7 +212,7 @@ def _check_signal_files(hea: Path, header: wfdb.Record) -> None:
         if not sig_len:
             continue  # no sample count in the header: wfdb derives it from the file size
         try:
-            frame = sum(_WFDB_BYTES_PER_SAMPLE[header.fmt[i]] * (header.samps_per_frame[i] or 1) for i in channels)
+            frame = sum(WFDB_BYTES_PER_SAMPLE[header.fmt[i]] * (header.samps_per_frame[i] or 1) for i in channels)
         except (KeyError, TypeError, IndexError):
             continue  # a format without a fixed size per sample
         if frame <= 0:
@@ -248,7 +249,7 @@ def _record_length(hea: Path, header: wfdb.Record) -> int | None:
             continue
         channels = [j for j, other in enumerate(header.file_name) if other == name]
         try:
-            frame = sum(_WFDB_BYTES_PER_SAMPLE[header.fmt[j]] * (header.samps_per_frame[j] or 1) for j in channels)
+            frame = sum(WFDB_BYTES_PER_SAMPLE[header.fmt[j]] * (header.samps_per_frame[j] or 1) for j in channels)
         except (KeyError, TypeError, IndexError):
             return None
         if frame <= 0:

@@ -270,20 +270,3 @@ def clean_mimic_report(parts: Sequence[str | bytes | None]) -> str:
 def count_words(text: str) -> int:
     """Number of word tokens (letters/digits runs)."""
     return len(_WORD.findall(text or ""))
-
-
-@dataclass
-class MinWordsResult:
-    """Which reports pass the `min_words` filter; `n_dropped` counts the rest."""
-
-    keep: list[bool]
-    n_dropped: int
-    min_words: int
-
-
-def filter_min_words(texts: Iterable[str], min_words: int = 4) -> MinWordsResult:
-    """Mark reports with fewer than `min_words` words for dropping (too short to pretrain on)."""
-    if min_words < 0:
-        raise ConfigError(f"min_words must be >= 0, got {min_words}")
-    keep = [count_words(t) >= min_words for t in texts]
-    return MinWordsResult(keep=keep, n_dropped=keep.count(False), min_words=min_words)

@@ -13,6 +13,7 @@ import wfdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ecglang.beats.evaluation import beat_f1, f1
 from ecglang.beats.tokenize import (
     BeatConfig,
     BeatTokens,
@@ -23,7 +24,8 @@ from ecglang.beats.tokenize import (
 )
 from ecglang.errors import ConfigError, EcgQualityError
 from ecglang.record.ecg import Ecg
-from ecglang.record.leads import LEAD_INDEX, to_canonical
+from ecglang.record.io import load_ecg
+from ecglang.record.leads import LEAD_INDEX
 from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
 # Beat annotation symbols of the MIT-BIH reference (wfdb.io.annotation's beat labels).
@@ -73,28 +75,8 @@ def synth_ecg(
 
 
 def f1_score(reference: np.ndarray, detected: np.ndarray, tolerance: float) -> float:
-    """Beat-detection F1: a detection matches the nearest reference peak within `tolerance` samples.
-
-    Detections are >= refractory apart (> 2 x tolerance), so nearest-neighbour matching via
-    `np.searchsorted` is one-to-one; O(n log n).
-    """
-    reference = np.sort(np.asarray(reference))
-    detected = np.sort(np.asarray(detected))
-    if reference.size == 0 or detected.size == 0:
-        return 0.0
-    j = np.searchsorted(detected, reference)
-    left = np.abs(reference - detected[np.clip(j - 1, 0, detected.size - 1)])
-    right = np.abs(detected[np.clip(j, 0, detected.size - 1)] - reference)
-    tp = int((np.minimum(left, right) <= tolerance).sum())
-    precision, recall = tp / detected.size, tp / reference.size
-    return 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
-
-
-def _read_wfdb(path: Path) -> Ecg:
-    """Read a WFDB record into an Ecg (until ecglang.record.io.load_ecg is available to the tests)."""
-    rec = wfdb.rdrecord(str(path))
-    signal, mask, _ = to_canonical(rec.p_signal.T, rec.sig_name, path=str(path))
-    return Ecg(signal, rec.fs, mask, record_id=path.name, metadata={"source_path": str(path)})
+    """Beat-detection F1 as the benchmarks and `ecglang.beats.evaluation` compute it (one-to-one matching)."""
+    return f1(*beat_f1(reference, detected, tolerance))
 
 
 def _check_detection(rtimes: np.ndarray, sig: np.ndarray, fs: float, mask: np.ndarray | None = None) -> float:
@@ -109,7 +91,7 @@ def _check_detection(rtimes: np.ndarray, sig: np.ndarray, fs: float, mask: np.nd
 
 def test_mitbih_100_rpeak_f1(shared_data: Path) -> None:
     path = shared_data / "mitbih" / "100"
-    ecg = _read_wfdb(path)
+    ecg = load_ecg(path)
     ann = wfdb.rdann(str(path), "atr")
     reference = np.array([s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in BEAT_SYMBOLS])
     assert len(reference) == 2273
@@ -217,7 +199,7 @@ def test_every_ptbxl_sample_record_tokenizes(ptbxl_dir: Path) -> None:
     failures: list[str] = []
     rates = []
     for header in headers:
-        ecg = _read_wfdb(header.with_suffix(""))
+        ecg = load_ecg(header.with_suffix(""))
         try:
             tokens = tokenize_beats(preprocess(ecg))
         except EcgQualityError as exc:

@@ -659,5 +659,8 @@ def test_repeated_queries_are_not_embedded_again(flat: KnowledgeIndex) -> None:
         retrieve_for_label(flat, label, texts[1:], k=2)
         assert calls["n"] == 2  # the label's query: embedded once for both calls
         assert hits and all(h.via == "hybrid" for h in hits)
+        flat.clear_query_cache()
+        np.testing.assert_allclose(flat.embed(texts), first, atol=1e-6)
+        assert calls["n"] == 3  # forgotten: embedded again
     finally:
         del flat.encoder.encode

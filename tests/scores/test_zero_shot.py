@@ -67,6 +67,9 @@ def test_scores_shape_and_order_contract(model, records):
 
     ranked = result.ranked(records[0].name)
     assert ranked["score"].is_monotonic_decreasing and set(ranked["label"]) == set(LABELS)
+    top = result.top_label()
+    assert list(top.index) == list(result.scores.index)
+    assert [top[r] for r in top.index] == [result.ranked(r)["label"].iloc[0] for r in top.index]
 
 
 def test_scores_equal_manual_cosine(model, records):

@@ -18,7 +18,6 @@ from ecglang.text.reports import (
     clean_mimic_report,
     count_words,
     english_vocabulary,
-    filter_min_words,
     load_phrase_table,
     normalize_report,
     tidy_text,
@@ -207,16 +206,8 @@ def test_clean_mimic_report_empty_and_bytes():
     assert clean_mimic_report([b"Normal EKG", b"Sinus rhythm \xe9"]) == "normal ecg. sinus rhythm é."
 
 
-def test_filter_min_words_counts_drops():
-    texts = [
-        "sinus rhythm. normal ecg.",
-        "normal ecg.",
-        "",
-        "atrial fibrillation with rapid ventricular response.",
-    ]
-    res = filter_min_words(texts, min_words=4)
-    assert res.keep == [True, False, False, True]
-    assert res.n_dropped == 2
+def test_count_words_counts_letter_and_digit_runs():
+    assert count_words("sinus rhythm. normal ecg.") == 4
+    assert count_words("normal ecg.") == 2
+    assert count_words("") == 0
     assert count_words("st 2.5 mm") == 4
-    with pytest.raises(ConfigError):
-        filter_min_words(texts, min_words=-1)
