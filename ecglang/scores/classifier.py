@@ -62,7 +62,8 @@ from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg, record_id_of
 from ecglang.scores import labels as label_embeddings
 from ecglang.scores.explain import Explanation, explain_record
-from ecglang.scores.labels import LabelSpec, resolve_knowledge
+from ecglang.scores.labels import KnowledgeArg, LabelSpec, resolve_knowledge
+from ecglang.scores.prompts import LabelsArg, PromptSource
 
 if TYPE_CHECKING:
     from ecglang.data.cache import SignalCache
@@ -157,7 +158,7 @@ class ZeroShotClassifier:
         self,
         model: EcgLangModel,
         processor: EcgProcessor | None = None,
-        knowledge: Any = None,
+        knowledge: KnowledgeArg = None,
         k: int = label_embeddings.DEFAULT_KNOWLEDGE_K,
         knowledge_weight: float = label_embeddings.DEFAULT_KNOWLEDGE_WEIGHT,
         batch_size: int = 64,
@@ -186,7 +187,9 @@ class ZeroShotClassifier:
         self.prototype_k = prototype_k
 
     # -- labels ------------------------------------------------------------------------------------
-    def label_specs(self, labels: Any = None, prompts: Any = None, knowledge: Any = "inherit") -> dict[str, LabelSpec]:
+    def label_specs(
+        self, labels: LabelsArg | None = None, prompts: PromptSource | None = None, knowledge: KnowledgeArg = "inherit"
+    ) -> dict[str, LabelSpec]:
         """Resolve the user's labels/prompts (and retrieve knowledge) into one `LabelSpec` per label."""
         inherit = isinstance(knowledge, str) and knowledge == "inherit"
         index = self.knowledge if inherit else resolve_knowledge(knowledge)
@@ -204,10 +207,10 @@ class ZeroShotClassifier:
     def __call__(
         self,
         ecgs: EcgInput | Iterable[EcgInput],
-        labels: Any = None,
-        prompts: Any = None,
+        labels: LabelsArg | None = None,
+        prompts: PromptSource | None = None,
         *,
-        knowledge: Any = "inherit",
+        knowledge: KnowledgeArg = "inherit",
         mode: ScoreMode = "cosine",
         threshold: float = 0.0,
         explain: bool = False,
@@ -282,13 +285,13 @@ class ZeroShotClassifier:
         self,
         signals: np.ndarray | Sequence[np.ndarray],
         fs: float,
-        labels: Any = None,
-        prompts: Any = None,
+        labels: LabelsArg | None = None,
+        prompts: PromptSource | None = None,
         *,
         lead_masks: np.ndarray | Sequence[np.ndarray] | None = None,
         record_ids: Sequence[str] | None = None,
         preprocessed: bool = False,
-        knowledge: Any = "inherit",
+        knowledge: KnowledgeArg = "inherit",
         mode: ScoreMode = "cosine",
         threshold: float = 0.0,
         num_workers: int | None = None,
@@ -312,11 +315,11 @@ class ZeroShotClassifier:
     def score_cache(
         self,
         cache: SignalCache | str | PathLike,
-        labels: Any = None,
-        prompts: Any = None,
+        labels: LabelsArg | None = None,
+        prompts: PromptSource | None = None,
         *,
         rows: Sequence[int] | None = None,
-        knowledge: Any = "inherit",
+        knowledge: KnowledgeArg = "inherit",
         mode: ScoreMode = "cosine",
         threshold: float = 0.0,
         num_workers: int | None = None,

@@ -15,11 +15,12 @@ left out first. The ids of the snippets behind every label are kept.
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from ecglang.encoders.layers import masked_mean
 from ecglang.errors import PromptError
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
-from ecglang.scores.prompts import PromptSet, load_prompt_set, normalize_text, resolve_prompts
+from ecglang.scores.prompts import LabelsArg, PromptSet, PromptSource, load_prompt_set, normalize_text, resolve_prompts
 
 if TYPE_CHECKING:
     from ecglang.encoders.modeling import EcgLangModel
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 # on the bundled model and cross-fitted alike (README, "Results"): a label's further snippets are mostly its
 # differential diagnosis and causes, which pull its embedding towards other conditions.
 DEFAULT_KNOWLEDGE_WEIGHT = 0.75
+# What zero-shot takes as `knowledge`: an index, "default"/"on"/True, "off"/False/None, an index folder written
+# by `ecglang knowledge build`, or a knowledge-base folder or .jsonl file (indexed on first use).
+KnowledgeArg: TypeAlias = "KnowledgeIndex | str | os.PathLike | bool | None"
 DEFAULT_KNOWLEDGE_K = 1
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache). Keys are
@@ -58,7 +62,7 @@ class LabelSpec:
     dropped: list[str] = field(default_factory=list)  # prompts left out as ambiguous (`drop_ambiguous_prompts`)
 
 
-def resolve_knowledge(knowledge: Any) -> KnowledgeIndex | None:
+def resolve_knowledge(knowledge: KnowledgeArg) -> KnowledgeIndex | None:
     """Turn the `knowledge` argument into a `KnowledgeIndex` (or None for no retrieval)."""
     if knowledge is None or knowledge is False or (isinstance(knowledge, str) and knowledge.lower() == "off"):
         return None
@@ -75,7 +79,12 @@ def resolve_knowledge(knowledge: Any) -> KnowledgeIndex | None:
 
 
 def label_specs(
-    model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int, drop_ambiguous: bool = False
+    model: EcgLangModel,
+    labels: LabelsArg | None,
+    prompts: PromptSource | None,
+    index: KnowledgeIndex | None,
+    k: int,
+    drop_ambiguous: bool = False,
 ) -> dict[str, LabelSpec]:
     """Resolve the user's labels/prompts (and retrieve `k` snippets per label from `index`) into specs; with
     `drop_ambiguous`, prompts nearer another label's name than their own are left out (`drop_ambiguous_prompts`)."""
@@ -135,7 +144,7 @@ def drop_ambiguous_prompts(model: EcgLangModel, specs: Mapping[str, LabelSpec], 
 
 
 def _resolve_specs(
-    model: EcgLangModel, labels: Any, prompts: Any, index: KnowledgeIndex | None, k: int
+    model: EcgLangModel, labels: LabelsArg | None, prompts: PromptSource | None, index: KnowledgeIndex | None, k: int
 ) -> dict[str, LabelSpec]:
     if index is None:
         names = label_names(labels, prompts)
@@ -168,7 +177,7 @@ class KnowledgeQuery:
     members: tuple[str, ...] = ()
 
 
-def knowledge_queries(labels: Any, prompts: Any) -> dict[str, KnowledgeQuery]:
+def knowledge_queries(labels: LabelsArg | None, prompts: PromptSource | None) -> dict[str, KnowledgeQuery]:
     """Label → `KnowledgeQuery`, as zero-shot retrieves for it (and `ecglang knowledge search --prompt-set`)."""
     source = _prompt_set(labels, prompts)  # read once: names and group members both come from it
     table = resolve_prompts(labels=labels, prompts=prompts)
@@ -237,7 +246,7 @@ def label_matrix(
     return np.stack(rows).astype(np.float32)
 
 
-def _prompt_set(labels: Any, prompts: Any) -> PromptSet | None:
+def _prompt_set(labels: LabelsArg | None, prompts: PromptSource | None) -> PromptSet | None:
     """The prompt set the labels come from (named by string, alone or with a list of its codes), if any."""
     source = labels if labels is not None and prompts is None else prompts
     if isinstance(source, str):
@@ -248,13 +257,13 @@ def _prompt_set(labels: Any, prompts: Any) -> PromptSet | None:
     return source if isinstance(source, PromptSet) else None
 
 
-def label_names(labels: Any, prompts: Any) -> dict[str, str]:
+def label_names(labels: LabelsArg | None, prompts: PromptSource | None) -> dict[str, str]:
     """Readable names for prompt-set codes (e.g. CLBBB → complete left bundle branch block)."""
     ps = _prompt_set(labels, prompts)
     return {} if ps is None else {code: lp.name for code, lp in ps.labels.items()}
 
 
-def code_namespace(labels: Any, prompts: Any) -> str | None:
+def code_namespace(labels: LabelsArg | None, prompts: PromptSource | None) -> str | None:
     """The knowledge-base code namespace of a prompt set (its label codes are that dataset's codes)."""
     source = labels if labels is not None and prompts is None else prompts
     name = source.name if isinstance(source, PromptSet) else source if isinstance(source, str) else None

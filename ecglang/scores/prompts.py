@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from ecglang.core.paths import resource_dir
 from ecglang.errors import PromptError
@@ -345,10 +345,13 @@ def _clean_mapping(mapping: Mapping[Any, Any]) -> dict[str, list[str]]:
     return out
 
 
-def resolve_prompts(
-    labels: Iterable[str] | str | PathLike | PromptSet | Mapping[str, Sequence[str] | str] | None = None,
-    prompts: str | PathLike | PromptSet | Mapping[str, Sequence[str] | str] | None = None,
-) -> dict[str, list[str]]:
+# What zero-shot takes as `prompts`: a shipped prompt-set name or a JSON path, a `PromptSet`, or
+# {label: prompt or prompts}; and as `labels`: label names (or codes of the prompt source), or a prompt source alone.
+PromptSource: TypeAlias = "str | PathLike | PromptSet | Mapping[str, Sequence[str] | str]"
+LabelsArg: TypeAlias = "Iterable[str] | PromptSource"
+
+
+def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | None = None) -> dict[str, list[str]]:
     """Normalise what a user passes to zero-shot into ``{label: [prompt, ...]}`` (order kept).
 
     Accepted forms:
