@@ -1,6 +1,8 @@
-# Both targets do their own set-up on a fresh machine: a local .venv, torch 2.13.0 first (CPU wheel),
-# then the project with its dev and demo extras.
+# Both targets do their own set-up on a fresh machine: a local .venv, torch 2.13.0 first, then the project
+# with its dev and demo extras. Which torch wheel pip picks is the index's choice: this project's machines serve
+# the CPU one; elsewhere, `make TORCH_INDEX=https://download.pytorch.org/whl/cpu test` asks for it.
 PYTHON ?= python3
+TORCH_INDEX ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
@@ -16,7 +18,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e ".[dev,demo]"
 	touch $@
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ecglang import __version__
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except EcgLangError as exc:  # typed errors are for users: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `ecglang ... | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not raise again
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
 
 
 if __name__ == "__main__":

@@ -226,12 +226,14 @@ def _array_item(item: np.ndarray, n: int, fs: float | None, leads: Sequence[str]
 
 def _folder_items(path: Path) -> Iterator[Path | RecordFailure]:
     scan = scan_records(path)
+    headerless = 0
     for skipped in scan.skipped:
         if skipped.path.suffix.lower() == ".dat":  # signal data without the header needed to read it
+            headerless += 1
             yield RecordFailure(str(skipped.path), "scan", skipped.reason, path=str(skipped.path))
         else:
             logger.info("skipped %s: %s", skipped.path, skipped.reason)
-    if not scan.records:
+    if not scan.records and not headerless:  # its .dat files are already listed: one failure per input record
         yield RecordFailure(
             str(path), "scan", "no ECG record in this folder (looked for WFDB .hea, .mat, .npy and .npz files)",
             path=str(path),

@@ -9,7 +9,8 @@ Supported formats (the value of `metadata["format"]`):
 - ``cpsc-mat``: CPSC 2018 MATLAB struct ``ECG`` (``data`` 12×N in mV, ``sex``, ``age``), 500 Hz.
   A ``.mat`` with no ``.hea`` beside it is read this way.
 - ``npy``: a bare array; `fs` and `leads` must be given.
-- ``npz``: keys ``signal`` and optionally ``fs`` and ``leads`` (arguments override them).
+- ``npz``: keys ``signal`` and optionally ``fs`` and ``leads``; arguments override them, and each of the two
+  must come from the file or the arguments.
 
 Every failure is an `EcgReadError` naming the file (as an absolute path, in ``.path``) and the problem (in
 ``.problem``, without the path); exceptions raised inside wfdb, scipy or numpy are wrapped (the original stays
@@ -264,7 +265,10 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
     p = Path(path).expanduser().absolute()  # read errors name files as absolute paths, like processing errors
     suffix = p.suffix.lower()
     if p.is_dir():
-        raise EcgReadError(p, "is a folder, not a record file (use find_records to list its records)")
+        raise EcgReadError(
+            p, "is a folder, not a record file (pass one of its records; `ecglang zero-shot` and "
+            "`ecglang.find_records` take folders)",
+        )  # fmt: skip
     if suffix in (".hea", ".dat"):
         hea = p.with_suffix(".hea")
         if not hea.is_file():
@@ -379,12 +383,12 @@ def _read_numpy(
     if rate is not None:
         rate = check_sampling_rate(path, rate, "'fs' key" if fs is None else "fs argument")
     names = list(leads) if leads is not None else file_leads
-    missing = [what for what, v in (("fs", rate), ("leads", names)) if v is None]
+    missing = [what for what, v in (("sampling rate (fs)", rate), ("lead names (leads)", names)) if v is None]
     if missing:
-        where = "arguments" if fmt == "npy" else "arguments or 'fs'/'leads' keys in the file"
+        where = "" if fmt == "npy" else ", or store 'fs'/'leads' arrays in the file"
         raise EcgReadError(
             path,
-            f"{fmt.upper()} holds no sampling rate or lead names: missing {' and '.join(missing)} ({where})",
+            f"{fmt.upper()} file without its {' and '.join(missing)}: pass fs=/leads= (CLI: --fs, --leads){where}",
         )
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
         raise EcgReadError(path, f"signal array must be numeric, got dtype {data.dtype}")

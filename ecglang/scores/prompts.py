@@ -386,7 +386,8 @@ def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | Non
                 raise PromptError(
                     None,
                     f"{str(prompts)!r} is not a shipped prompt set ({', '.join(list_prompt_sets())}) nor a "
-                    f".json path; to use label names as their own prompts pass a list: [{str(prompts)!r}]",
+                    f".json path; to use label names as their own prompts pass a list: [{str(prompts)!r}] "
+                    f"(CLI: --labels {str(prompts)!r})",
                 )
             table = load_prompt_set(prompts).prompts()
         else:

@@ -149,4 +149,5 @@ def test_expand_inputs_reports_empty_folders_and_orphan_signal_files(tmp_path):
     (orphan / "notes.txt").write_text("not a record")
     got = list(expand_inputs([tmp_path / "empty", orphan], None, None))
     assert all(isinstance(g, RecordFailure) and g.stage == "scan" for g in got)
-    assert [Path(g.record).name for g in got] == ["empty", "x.dat", "orphan"]
+    # The orphan folder's one record (its .dat) is its failure; the folder is not counted a second time.
+    assert [Path(g.record).name for g in got] == ["empty", "x.dat"]

@@ -259,11 +259,12 @@ def test_multi_segment_record_reads_as_one(tmp_path: Path) -> None:
 def test_npy_needs_fs_and_leads(tmp_path: Path) -> None:
     path = tmp_path / "sig.npy"
     np.save(path, np.zeros((2, 100), dtype=np.float32))
-    with pytest.raises(EcgReadError, match="missing fs") as info:
+    with pytest.raises(EcgReadError, match=r"without its sampling rate \(fs\): pass fs=/leads=") as info:
         load_ecg(path, leads=["I", "II"])
-    assert "sig.npy" in str(info.value)
-    with pytest.raises(EcgReadError, match="missing leads"):
+    assert "sig.npy" in str(info.value) and "--fs" in str(info.value) and "lead names" not in str(info.value)
+    with pytest.raises(EcgReadError, match=r"without its lead names \(leads\)") as info:
         load_ecg(path, fs=250)
+    assert "sampling rate" not in str(info.value)  # the rate was given: only what is missing is named
     ecg = load_ecg(path, fs=250, leads=["I", "II"])
     assert ecg.fs == 250 and ecg.present_leads == ["I", "II"] and ecg.metadata["format"] == "npy"
 
@@ -291,7 +292,7 @@ def test_npz_keys_and_argument_override(tmp_path: Path) -> None:
     reversed_leads = list(CANONICAL_LEADS)[::-1]
     np.testing.assert_array_equal(load_ecg(tmp_path / "r.npz", leads=reversed_leads).signal[0], data[11])
     np.savez(tmp_path / "bare.npz", signal=data)
-    with pytest.raises(EcgReadError, match="missing fs and leads"):
+    with pytest.raises(EcgReadError, match=r"sampling rate \(fs\) and lead names \(leads\).*'fs'/'leads' arrays"):
         load_ecg(tmp_path / "bare.npz")
     np.savez(tmp_path / "nosig.npz", x=data)
     with pytest.raises(EcgReadError, match="no 'signal' array"):

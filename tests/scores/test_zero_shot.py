@@ -290,6 +290,7 @@ def test_cli_empty_folder_and_headerless_dat_fail_loudly(model_dir, tmp_path, ca
     assert cli(["zero-shot", str(orphan), *args]) != 0
     err = capsys.readouterr().err
     assert "00001_hr.dat" in err and "no .hea header" in err
+    assert "no ECG record in this folder" not in err  # its one record is listed once, not twice
 
 
 def test_cli_prompt_set_help_names_no_missing_command(capsys):
