@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+import numbers
+import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import datasets
 from tqdm.auto import tqdm
@@ -42,6 +47,14 @@ def build_ptbxl(
         folds: keep only these `strat_fold` values (e.g. 1–8 train, 9 val, 10 test); others are not
             failures, they are counted in `notes["n_other_folds"]`.
         check_files: list records whose header or signal file is missing on disk as failures.
+
+    A bad row never stops the build: it is left out and listed in the report's failures with the reason
+    (record id `row N` when its ecg_id is unusable), and the other rows are built. Bad rows are: an ecg_id,
+    strat_fold or patient_id that is not an integer (or does not fit the column), an ecg_id already used by
+    an earlier row (the first row keeps it), no file name, a file name that leads outside `root` (`..` or
+    an absolute path; symlinks inside `root` are followed as usual), missing files (`check_files`), and an
+    scp_codes cell that is not a dict literal of finite likelihoods. Values quoted in reasons are cut to
+    200 characters. An empty strat_fold is fold -1, an empty patient_id None.
 
     Extra columns: `scp_codes` (JSON object code → likelihood), `superclass` and `subclass` (sorted
     `diagnostic_class` / `diagnostic_subclass` of the codes whose statement has `diagnostic == 1`, as
@@ -80,35 +93,59 @@ def build_ptbxl(
     )
     sink = RowSink(features)
     report = BuildReport(source="ptbxl")
+
+    def fail(record_id: str, path: object, reason: str) -> None:
+        report.fail(_clip(record_id, _MAX_QUOTED), _clip(str(path), _MAX_MESSAGE), _clip(reason, _MAX_MESSAGE))
+
+    first_row: dict[str, int] = {}  # ecg_id → the row that claimed it (rows of every fold: ids are global)
     n_other_folds = n_empty = 0
-    for row in tqdm(db.itertuples(index=False), total=len(db), desc="PTB-XL metadata", disable=not progress):
+    rows = db.itertuples(index=False)
+    for n, row in enumerate(tqdm(rows, total=len(db), desc="PTB-XL metadata", disable=not progress), start=1):
         report.n_rows += 1
-        ecg_id = str(int(row.ecg_id))
-        fold = int(row.strat_fold) if float_or_none(row.strat_fold) is not None else -1
-        if fold_set is not None and fold not in fold_set:
+        try:
+            ecg_id, id_error = str(_int_value(row.ecg_id, 0, _INT64_MAX, required=True)), ""
+            first_row.setdefault(ecg_id, n)
+        except ValueError as exc:
+            ecg_id, id_error = f"row {n}", f"bad ecg_id: {_quote(row.ecg_id)} in data row {n} {exc}"
+        try:
+            fold, fold_error = _int_value(row.strat_fold, _INT32_MIN, _INT32_MAX), ""
+        except ValueError as exc:
+            fold, fold_error = -1, f"bad strat_fold: {_quote(row.strat_fold)} {exc}"
+        fold = -1 if fold is None else fold
+        if not fold_error and fold_set is not None and fold not in fold_set:
             n_other_folds += 1
             continue
         rel = getattr(row, file_column)
-        record = root / str(rel)
-        if not isinstance(rel, str) or not rel.strip():
-            report.fail(ecg_id, record, f"no {file_column} in ptbxl_database.csv")
+        record, path_error = _record_path(root, rel, file_column)
+        where = db_path if record is None else record
+        if id_error or fold_error or path_error:
+            fail(ecg_id, where, id_error or fold_error or path_error)
+            continue
+        if first_row[ecg_id] != n:
+            fail(
+                ecg_id,
+                where,
+                f"duplicate ecg_id: {ecg_id} in data row {n} was first used in data row {first_row[ecg_id]}",
+            )
             continue
         if check_files and (reason := missing_wfdb_files(record)):
-            report.fail(ecg_id, record, reason)
+            fail(ecg_id, record, reason)
             continue
         try:
-            codes = ast.literal_eval(row.scp_codes) if isinstance(row.scp_codes, str) else {}
-            if not isinstance(codes, dict):
-                raise ValueError("not a dict")
-            codes = {str(k): float(v) for k, v in codes.items()}
-        except (ValueError, SyntaxError) as exc:
-            report.fail(ecg_id, record, f"bad scp_codes {row.scp_codes!r}: {exc}")
+            codes = _scp_codes(row.scp_codes)
+        except ValueError as exc:
+            fail(ecg_id, record, f"bad scp_codes: {_quote(row.scp_codes)} {exc}")
+            continue
+        patient = getattr(row, "patient_id", None)
+        try:
+            patient = _int_value(patient, 0, _INT64_MAX)
+        except ValueError as exc:
+            fail(ecg_id, record, f"bad patient_id: {_quote(patient)} {exc}")
             continue
         original = decode_report(row.report)
         text = normalize_report(original, source="ptbxl")
         n_empty += not text
         sex = ptbxl_sex(getattr(row, "sex", None))
-        patient = float_or_none(getattr(row, "patient_id", None))
         sink.add(
             {
                 "id": ecg_id,
@@ -124,7 +161,7 @@ def build_ptbxl(
                 "subclass": sorted({subclass_of[c] for c in codes if c in subclass_of}),
                 "age": float_or_none(getattr(row, "age", None)),
                 "sex": sex,
-                "patient_id": None if patient is None else int(patient),
+                "patient_id": patient,
                 "filename_hr": str(row.filename_hr),
                 "filename_lr": str(row.filename_lr),
             }
@@ -134,3 +171,98 @@ def build_ptbxl(
     if fold_set is not None:
         report.notes["n_other_folds"] = n_other_folds
     return BuildResult(sink.finish(), report)
+
+
+# ---------------------------------------------------------------------------------------------- row checks
+
+_MAX_QUOTED = 200  # characters of a CSV value quoted in a failure message
+_MAX_MESSAGE = 1000  # characters of a failure's path or reason
+_MAX_SCP_CODES = 10_000  # characters of an scp_codes cell parsed (PTB-XL's longest holds under 200)
+_INT32_MIN, _INT32_MAX, _INT64_MAX = -(2**31), 2**31 - 1, 2**63 - 1
+_INT_TEXT = re.compile(r"[+-]?\d{1,19}(?:\.0*)?")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _quote(value: Any) -> str:
+    """`repr(value)`, cut to `_MAX_QUOTED` characters: a failure message never echoes a whole oversized cell."""
+    if isinstance(value, str) and len(value) > _MAX_QUOTED:
+        return f"{value[:_MAX_QUOTED]!r}… ({len(value)} characters)"
+    return _clip(repr(value), _MAX_QUOTED)
+
+
+def _missing(value: Any) -> bool:
+    """An empty CSV cell: None, NaN or blank text."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _int_value(value: Any, lo: int, hi: int, required: bool = False) -> int | None:
+    """An integer CSV cell (`12`, `12.0`, `" 12 "`) in `lo..hi`; None when empty (unless `required`).
+    Raises `ValueError` with the reason (the caller quotes the value) for anything else."""
+    if _missing(value):
+        if required:
+            raise ValueError("is empty")
+        return None
+    if isinstance(value, bool):
+        raise ValueError("is not an integer")
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    elif isinstance(value, numbers.Real):
+        if not math.isfinite(value) or not float(value).is_integer():
+            raise ValueError("is not an integer")
+        number = int(value)
+    elif isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        number = int(value.strip().split(".")[0])
+    else:
+        raise ValueError("is not an integer")
+    if not lo <= number <= hi:
+        raise ValueError(f"is outside {lo}..{hi}")
+    return number
+
+
+def _record_path(root: Path, rel: Any, column: str) -> tuple[Path | None, str]:
+    """(`root / rel` normalised, "") or (None, reason) for a missing file name, or one that leaves `root`.
+
+    The check is on the path as written (`..` and absolute paths), not on where symlinks lead: a records
+    folder that is a symlink to another disk is a normal setup."""
+    if _missing(rel):
+        return None, f"no {column} in ptbxl_database.csv"
+    if not isinstance(rel, str):
+        return None, f"bad {column}: {_quote(rel)} is not a file name"
+    if "\0" in rel:
+        return None, f"bad {column}: {_quote(rel)} contains a NUL character"
+    record = Path(os.path.normpath(root / rel))
+    if record == root or not record.is_relative_to(root):
+        return None, f"path outside the root: {column} {_quote(rel)} leads to {_quote(str(record))}, not under {root}"
+    return record, ""
+
+
+def _scp_codes(value: Any) -> dict[str, float]:
+    """An scp_codes cell (a Python dict literal `{'NORM': 100.0}`, read with `ast.literal_eval`: nothing runs)
+    as code → likelihood; {} for an empty cell. Raises `ValueError` with the reason."""
+    if _missing(value):
+        return {}
+    if not isinstance(value, str):
+        raise ValueError(f"is a {type(value).__name__}, not a dict literal")
+    if len(value) > _MAX_SCP_CODES:
+        raise ValueError(f"is over the limit of {_MAX_SCP_CODES} characters")  # the quote gives the length
+    try:
+        codes = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"is not a dict literal ({type(exc).__name__}: {_clip(str(exc), _MAX_QUOTED)})") from None
+    if not isinstance(codes, dict):
+        raise ValueError(f"is a {type(codes).__name__}, not a dict")
+    out: dict[str, float] = {}
+    for code, likelihood in codes.items():
+        try:
+            number = float(likelihood)
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if isinstance(likelihood, bool) or not math.isfinite(number):
+            raise ValueError(f"gives code {_quote(code)} the likelihood {_quote(likelihood)}, not a finite number")
+        out[str(code)] = number
+    return out

@@ -3,7 +3,7 @@
 The knowledge base is a set of short snippets of ECG criteria, each tagged with the label codes it was
 written for (PTB-XL SCP statements, CPSC 2018, Chapman-Shaoxing acronyms, SNOMED CT codes of the
 PhysioNet/CinC 2021 challenge). The file format is documented in `knowledge/README.md`.
-JSONL files are parsed as data only (`json.loads`); nothing in them is executed. No torch here.
+JSONL files are parsed as data only (`ecglang.core.jsonio.parse_json`); nothing in them is executed. No torch here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.core.paths import resource_dir
 from ecglang.errors import KnowledgeError
 from ecglang.text.sentences import split_sentences
@@ -253,24 +254,31 @@ class KnowledgeBase:
 
 
 def _read_jsonl(path: Path) -> list[Snippet]:
+    """The snippets of one JSONL file, read a line at a time. Lines end at "\\n" only (`str.splitlines` would also
+    split at U+2028 and other separators that `write_jsonl` leaves unescaped inside strings)."""
+    snippets: list[Snippet] = []
     try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise KnowledgeError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise KnowledgeError(
+                        path, f"line {lineno}: not UTF-8 text ({exc.reason} at byte offset {exc.start} of the line)"
+                    ) from None
+                if not line.strip():
+                    continue
+                try:
+                    obj = parse_json(line)
+                except JsonInputError as exc:
+                    at = f" at column {exc.colno}" if exc.colno is not None else ""
+                    raise KnowledgeError(path, f"line {lineno}: invalid JSON ({exc.msg}{at})") from None
+                try:
+                    snippets.append(Snippet.from_dict(obj, origin=f"{path}:{lineno}"))
+                except ValueError as exc:
+                    raise KnowledgeError(path, f"line {lineno}: {exc}") from exc
     except OSError as exc:
         raise KnowledgeError(path, f"cannot read: {exc.strerror or exc}") from exc
-    snippets: list[Snippet] = []
-    for lineno, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise KnowledgeError(path, f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-        try:
-            snippets.append(Snippet.from_dict(obj, origin=f"{path}:{lineno}"))
-        except ValueError as exc:
-            raise KnowledgeError(path, f"line {lineno}: {exc}") from exc
     if not snippets:
         raise KnowledgeError(path, "file contains no snippets")
     return snippets

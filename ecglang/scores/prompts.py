@@ -2,7 +2,7 @@
 
 A prompt set is a JSON file in `prompts/` (schema in `prompts/README.md`) that maps each label code of one
 dataset's label set to a clinical name, aliases and several short report-like prompts. Files are parsed as
-data only (``json``), never executed.
+data only (`ecglang.core.jsonio.parse_json`), never executed.
 
 Three entry points matter to the rest of the package:
 
@@ -14,7 +14,6 @@ Three entry points matter to the rest of the package:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.core.paths import resource_dir
 from ecglang.errors import PromptError
 
@@ -182,21 +182,9 @@ def check_prompt_set(ps: PromptSet, path: str | PathLike | None = None) -> Promp
 # ------------------------------------------------------------------------------------------------- loading
 
 
-def _pairs_no_duplicates(path: Path):
-    """`object_pairs_hook` that refuses repeated keys: `json` would silently keep only the last one."""
-
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise PromptError(path, f"key {key!r} appears twice in one JSON object (duplicate label?)")
-            out[key] = value
-        return out
-
-    return hook
-
-
 def _read_json(path: Path) -> Any:
+    """The parsed file; `PromptError` naming it for an unreadable file or unusable JSON (`ecglang.core.jsonio`:
+    syntax errors, a repeated key, too deep nesting, over-long integers, NaN, lone surrogates)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -204,9 +192,10 @@ def _read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise PromptError(path, f"cannot read the file: {exc}") from None
     try:
-        return json.loads(text, object_pairs_hook=_pairs_no_duplicates(path))
-    except json.JSONDecodeError as exc:
-        raise PromptError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return parse_json(text)
+    except JsonInputError as exc:
+        hint = " (duplicate label?)" if "appears twice" in exc.msg else ""
+        raise PromptError(path, f"not valid JSON: {exc}{hint}") from None
 
 
 def _str_list(value: Any, path: Path, what: str) -> tuple[str, ...]:
