@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ecglang.core.atomic import atomic_directory
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.core.paths import cache_root
 from ecglang.core.threads import thread_count
 from ecglang.errors import ConfigError, KnowledgeError, ModelLoadError
@@ -397,10 +398,10 @@ class KnowledgeIndex:
             raise KnowledgeError(directory, "knowledge index folder not found")
         meta_path = directory / "meta.json"
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = parse_json(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise KnowledgeError(meta_path, "missing; not a knowledge index folder") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (JsonInputError, UnicodeDecodeError) as exc:
             raise KnowledgeError(meta_path, f"invalid JSON: {exc}") from exc
         required = ("format_version", "model", "index_type", "dim", "n_snippets", "kb_checksum")
         if not isinstance(meta, dict) or any(key not in meta for key in required):

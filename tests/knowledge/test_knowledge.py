@@ -448,6 +448,9 @@ def test_stale_or_tampered_index_is_refused(flat: KnowledgeIndex, kb: KnowledgeB
     (folder / "meta.json").write_text("{not json")
     with pytest.raises(KnowledgeError, match="invalid JSON"):
         KnowledgeIndex.load(folder)
+    (folder / "meta.json").write_text("[" * 100_000 + "]" * 100_000)  # json's own RecursionError before
+    with pytest.raises(KnowledgeError, match="invalid JSON: nested deeper than"):
+        KnowledgeIndex.load(folder)
     (folder / "meta.json").write_text(json.dumps(meta))
     (folder / "index.faiss").write_bytes(b"garbage")
     with pytest.raises(KnowledgeError, match="unreadable FAISS index"):
