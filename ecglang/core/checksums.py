@@ -5,13 +5,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ecglang.errors import ModelLoadError
 
 CHECKSUMS_NAME = "checksums.json"
 logger = logging.getLogger(__name__)
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _inside(name: str) -> bool:
+    """Whether `name` is a relative path that stays inside its folder: no root, drive or `..` part, in POSIX
+    or Windows spelling. Judged on the name, not by resolving links: a Hub snapshot's files are links into
+    its cache's blob folder, and they are the snapshot's own files."""
+    if not name:
+        return False
+    for pure in (PurePosixPath(name), PureWindowsPath(name)):
+        if pure.anchor or ".." in pure.parts:
+            return False
+    return True
 
 
 def sha256_file(path: Path) -> str:
@@ -46,9 +62,20 @@ def verify_checksums(folder: Path, *, required: bool, what: str = "checkpoint", 
         return
     try:
         expected = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise ModelLoadError(path, f"unreadable checksum file: {exc}") from exc
+    if not isinstance(expected, dict):
+        raise ModelLoadError(
+            path, f"not a checksum file: it holds a JSON {type(expected).__name__}, not an object of file: sha256"
+        )  # fmt: skip
     for name, digest in expected.items():
+        if not _inside(name):
+            raise ModelLoadError(
+                path, f"the entry {name!r} is not a file inside the {what} folder; checksums only list the "
+                f"{what}'s own files (relative paths, no '..')"
+            )  # fmt: skip
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise ModelLoadError(path, f"the entry for {name!r} is not a sha256 (64 hex digits): {digest!r}")
         file = folder / name
         if not file.is_file():
             raise ModelLoadError(file, f"listed in {CHECKSUMS_NAME} but missing: the {what} is damaged")

@@ -13,9 +13,11 @@ A checkpoint folder holds:
 The processor contract is stored once, in processor_config.json, and read from there on load. Checkpoints
 written before that rule hold it in config.json's `processor` section too; those still load unchanged.
 Weights are read with safetensors only, never pickle, and no code from a checkpoint runs: transformers is
-always called with `trust_remote_code=False`. A saved folder holds no absolute path, so it can be moved or
-uploaded as it is. The functions here take the model (or its class) as
-an argument, so that this module does not import `modeling` (which calls them).
+always called with `trust_remote_code=False`. Loading checks what it reads before using it: config.json's
+types and sizes (the text model's too, before it is built), checksums.json's entries (files inside the
+folder only), and the weights' dtypes and values (floating point, finite). A saved folder holds no absolute
+path, so it can be moved or uploaded as it is. The functions here take the model (or its class) as an
+argument, so that this module does not import `modeling` (which calls them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedModel
@@ -150,11 +153,15 @@ def from_pretrained(
         raise ModelLoadError(folder, f"{WEIGHTS_NAME} is missing{_pickle_hint(folder)}")
     full_text = config.text_tower["finetune"] == "full"
     text_weights = "config" if full_text and config.text_tower.get("hf_config") else "pretrained"
-    model = model_class(config, text_weights=text_weights)
+    try:
+        model = model_class(config, text_weights=text_weights)
+    except ConfigError as exc:  # found while building: the text model's size, LoRA targets, pooler head...
+        raise ModelLoadError(folder / "config.json", f"invalid config: {exc}") from exc
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ModelLoadError(weights, f"cannot read safetensors file: {exc}") from exc
+    check_tensors(weights, state, model.state_dict())
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch: the config does not match the weights
@@ -171,6 +178,31 @@ def from_pretrained(
         model = model.to(dtype)
     model.eval()
     return model
+
+
+def check_tensors(path: Path, state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
+    """Refuse (`ModelLoadError` naming the file and the tensor) weights that would load as silent garbage.
+
+    A tensor the model holds in floating point must be stored in floating point (`load_state_dict` would cast
+    booleans or int8 without a word), a non-floating buffer (BatchNorm's step count) with the model's dtype,
+    and every floating value must be finite: one NaN weight makes every score NaN. Tensors the model does not
+    have are checked too (they are refused as unexpected afterwards)."""
+    for name, tensor in state.items():
+        reference = expected.get(name)
+        wants_float = reference is None or reference.is_floating_point()
+        if wants_float and not tensor.is_floating_point():
+            raise ModelLoadError(
+                path, f"tensor {name!r} is stored as {tensor.dtype}; weights must be floating point (corrupt or "
+                "not an ecglang checkpoint)"
+            )  # fmt: skip
+        if not wants_float and tensor.dtype != reference.dtype:
+            raise ModelLoadError(path, f"tensor {name!r} is stored as {tensor.dtype}, expected {reference.dtype}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(
+                path, f"tensor {name!r} holds {bad} non-finite value(s) (NaN or infinity) of {tensor.numel()}: "
+                "the weights are corrupt (a diverged training run?)"
+            )  # fmt: skip
 
 
 def read_processor_contract(folder: Path, config: EcgLangConfig) -> None:
@@ -309,15 +341,17 @@ def load_config(folder: Path) -> EcgLangConfig:
     path = folder / "config.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise ModelLoadError(path, f"unreadable config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(path, f"not an ecglang config: it holds a JSON {type(data).__name__}, not an object")
     if data.get("model_type") != EcgLangConfig.model_type:
         raise ModelLoadError(path, f"model_type is {data.get('model_type')!r}, not 'ecglang'")
     if data.pop("auto_map", None) is not None:  # names remote code: never used here, and not carried on re-save
         logger.warning("%s: ignoring its auto_map (ecglang never runs code from a checkpoint)", path)
     try:
         config = EcgLangConfig.from_dict(data)
-    except ConfigError as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # ConfigError, or transformers' own checks
         raise ModelLoadError(path, f"invalid config: {exc}") from exc
     config.name_or_path = str(folder)
     return config
@@ -366,6 +400,10 @@ def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
         raise ModelLoadError(adapter_dir, f"config says LoRA but {ADAPTER_WEIGHTS} is missing")
     try:
         state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ModelLoadError(weights, f"cannot load the LoRA adapter: {exc}") from exc
+    check_tensors(weights, state, {})  # every LoRA weight is floating point
+    try:
         result = set_peft_model_state_dict(peft_model, state)
     except Exception as exc:
         raise ModelLoadError(weights, f"cannot load the LoRA adapter: {exc}") from exc
@@ -412,15 +450,24 @@ def read_card(folder: Path) -> dict[str, Any]:
     model_card writes (title, source, training data, the evaluation list, notes under intended use)."""
     folder = Path(folder)
     sums_path = folder / CHECKSUMS_NAME
-    weights, card = None, None
+    weights = None
     try:
         weights = json.loads(sums_path.read_text(encoding="utf-8")) if sums_path.is_file() else None
+    except (OSError, ValueError):  # verify_checksums reports it; the card is then not carried
+        weights = None
+    try:
         card = ModelCard.load(folder / "README.md") if (folder / "README.md").is_file() else None
-    except (OSError, ValueError) as exc:  # a hand-edited card that does not parse: nothing to carry
-        logger.warning("%s: cannot read the model card, it is not carried on re-save: %s", folder, exc)
-        card = None
-    if card is None:
-        return {"fields": {}, "weights": weights}
+        fields = {} if card is None else _card_fields(card)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
+        # The card is documentation: one that does not parse (bad YAML, a python/ tag that safe_load refuses,
+        # a malformed model-index) leaves the model loadable, with nothing to carry on re-save.
+        logger.warning("%s: cannot read the model card, it is not carried on re-save: %s", folder / "README.md", exc)
+        fields = {}
+    return {"fields": fields, "weights": weights}
+
+
+def _card_fields(card: ModelCard) -> dict[str, Any]:
+    """The fields of a parsed model card that a re-save keeps (see `read_card`)."""
     fields: dict[str, Any] = {}
     data = card.data
     for key in ("license", "datasets", "pipeline_tag"):
@@ -446,7 +493,7 @@ def read_card(folder: Path) -> dict[str, Any]:
     notes = sections.get("Intended use", "").split(_NOT_CLINICAL)[0].replace(_INTENDED_USE, "", 1).strip()
     if notes:
         fields["notes"] = notes
-    return {"fields": fields, "weights": weights}
+    return fields
 
 
 def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str, Any] | None = None) -> str:
@@ -562,6 +609,7 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "WEIGHTS_NAME",
     "card_metadata",
+    "check_tensors",
     "checkpoint_tokenizer",
     "from_pretrained",
     "is_user_file",

@@ -148,6 +148,10 @@ def _merge(section: str, given: dict[str, Any] | None, defaults: dict[str, Any])
 # Upper bounds of the architecture numbers, checked before anything is allocated: a config.json from
 # elsewhere (a checkpoint, a Hub repo) must not make the loader allocate tens of GB before failing. Each is
 # far above any size in configs/model/ (and MERL's published models); MAX_PARAMETERS bounds the total.
+# Layers of a text model (`text_tower.hf_config` or the base folder's config.json), checked before its size is
+# counted (`text_encoder.bounded_text_config`): counting builds the layers on the meta device, without memory
+# but one Python object per layer.
+MAX_TEXT_LAYERS = 1024
 BOUNDS: dict[str, dict[str, float]] = {
     "ecg_tower": {
         "beat_len": 4096,
@@ -170,12 +174,66 @@ BOUNDS: dict[str, dict[str, float]] = {
         "mlp_dim": 16_384,
         "embed_dim": 4096,
     },
-    "text_tower": {"max_length": 8192, "max_sentences": 1024, "freeze_layers": 1024},
+    "text_tower": {"max_length": 8192, "max_sentences": 1024, "freeze_layers": MAX_TEXT_LAYERS},
     "text_tower.lora": {"r": 1024},
     "projection": {"dim": 4096, "hidden_dim": 16_384},
 }
 MAX_CNN_CHANNELS, MAX_CNN_LAYERS, MAX_RESNET_BLOCKS = 4096, 12, 64
-MAX_PARAMETERS = 2e9  # 8 GB of float32 weights
+MAX_PARAMETERS = 2e9  # 8 GB of float32 weights; bounds the ECG tower with its heads, and the text model
+
+# The type of each scalar field, checked before anything else: JSON has one number type, and a config.json
+# from elsewhere must not slip 2.5 layers, a LoRA rank of 8.5 or the string "no" for a flag past checks that
+# only compare sizes. None is accepted where the default is None.
+_INT, _NUMBER, _BOOL = "an integer", "a finite number", "true or false"
+FIELD_TYPES: dict[str, dict[str, str]] = {
+    "ecg_tower": {
+        **{key: _INT for key in BOUNDS["ecg_tower"] if key != "mlp_ratio"},
+        "n_leads": _INT,
+        "mlp_ratio": _NUMBER,
+        "dropout": _NUMBER,
+        "demographics": _BOOL,
+    },
+    "text_tower": {"max_length": _INT, "max_sentences": _INT, "freeze_layers": _INT, "lowercase": _BOOL},
+    "text_tower.lora": {"r": _INT, "alpha": _NUMBER, "dropout": _NUMBER},
+    "projection": {"dim": _INT, "hidden_dim": _INT, "normalize": _BOOL},
+    "loss": {
+        "logit_scale_init": _NUMBER,
+        "logit_scale_max": _NUMBER,
+        "beat_attention_temperature": _NUMBER,
+        "beat_gamma": _NUMBER,
+        "local_loss": _BOOL,
+        "token_chunk_elements": _INT,
+    },
+}
+
+
+def _typed(section: str, cfg: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, kind in FIELD_TYPES[section].items():
+        if key not in cfg or (cfg[key] is None and defaults.get(key, 0) is None):
+            continue
+        value = cfg[key]
+        if kind == _BOOL:
+            ok = isinstance(value, bool)
+        elif isinstance(value, bool):
+            ok = False
+        elif kind == _INT:
+            ok = isinstance(value, int)
+        else:
+            ok = isinstance(value, (int, float)) and math.isfinite(value)
+        if not ok:
+            raise ConfigError(f"{section}.{key} must be {kind}, got {value!r} ({type(value).__name__})")
+
+
+def check_hf_config(hf_config: Any) -> None:
+    """`text_tower.hf_config` is None or a transformers config dict naming its `model_type` (the architecture
+    is built from it, so its size is checked too: `text_encoder.bounded_text_config`)."""
+    if hf_config is None:
+        return
+    if not isinstance(hf_config, dict):
+        raise ConfigError(f"text_tower.hf_config must be a transformers config dict, got {type(hf_config).__name__}")
+    model_type = hf_config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ConfigError(f"text_tower.hf_config must name its model_type (a string), got {model_type!r}")
 
 
 def _bounded(section: str, cfg: dict[str, Any]) -> None:
@@ -267,8 +325,10 @@ class EcgLangConfig(PretrainedConfig):
         processor: dict[str, Any] | bool | None = True,
         **kwargs: Any,
     ) -> None:
+        if ecg_tower is not None and not isinstance(ecg_tower, dict):
+            raise ConfigError(f"config section 'ecg_tower' must be a dict, got {type(ecg_tower).__name__}")
         tower_type = (ecg_tower or {}).get("type", "beat")
-        if tower_type not in ECG_TOWER_DEFAULTS:
+        if not isinstance(tower_type, str) or tower_type not in ECG_TOWER_DEFAULTS:
             raise ConfigError(f"ecg_tower.type must be one of {sorted(ECG_TOWER_DEFAULTS)}, got {tower_type!r}")
         self.ecg_tower = _merge("ecg_tower", ecg_tower, ECG_TOWER_DEFAULTS[tower_type])
         self.text_tower = _merge("text_tower", text_tower, TEXT_TOWER_DEFAULTS)
@@ -282,6 +342,16 @@ class EcgLangConfig(PretrainedConfig):
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        for section in FIELD_TYPES:  # types first: the checks below compare and multiply numbers
+            cfg = self.text_tower["lora"] if section == "text_tower.lora" else getattr(self, section)
+            defaults = {
+                "ecg_tower": ECG_TOWER_DEFAULTS[self.ecg_tower["type"]],
+                "text_tower": TEXT_TOWER_DEFAULTS,
+                "text_tower.lora": TEXT_TOWER_DEFAULTS["lora"],
+                "projection": PROJECTION_DEFAULTS,
+                "loss": LOSS_DEFAULTS,
+            }[section]
+            _typed(section, cfg, defaults)
         for section in BOUNDS:  # upper bounds first: every size below may then be used in arithmetic
             cfg = self.text_tower["lora"] if section == "text_tower.lora" else getattr(self, section)
             _bounded(section, cfg)
@@ -336,7 +406,7 @@ class EcgLangConfig(PretrainedConfig):
                 f"the ECG tower and projection sizes would need about {estimate / 1e9:.1f} billion parameters "
                 f"({estimate * 4 / 2**30:.0f} GiB of float32), above the supported {MAX_PARAMETERS / 1e9:g} billion"
             )
-        if not 0.0 <= float(ecg.get("dropout", 0.0)) < 1.0:
+        if not 0.0 <= ecg.get("dropout", 0.0) < 1.0:
             raise ConfigError(f"ecg_tower.dropout must be in [0, 1), got {ecg['dropout']!r}")
 
         text = self.text_tower
@@ -344,8 +414,11 @@ class EcgLangConfig(PretrainedConfig):
             raise ConfigError(f"text_tower.name_or_path must be a non-empty string, got {text['name_or_path']!r}")
         _positive("text_tower", text, "max_length", "max_sentences")
         _positive("text_tower.lora", text["lora"], "r", "alpha")
-        if isinstance(text["freeze_layers"], bool) or int(text["freeze_layers"]) < 0:
+        if not 0.0 <= text["lora"]["dropout"] < 1.0:
+            raise ConfigError(f"text_tower.lora.dropout must be in [0, 1), got {text['lora']['dropout']!r}")
+        if text["freeze_layers"] < 0:
             raise ConfigError(f"text_tower.freeze_layers must be >= 0, got {text['freeze_layers']!r}")
+        check_hf_config(text["hf_config"])
         targets = text["lora"]["target_modules"]
         if not (targets in ("qv", "all-linear") or (isinstance(targets, list) and targets)):
             raise ConfigError(f"text_tower.lora.target_modules must be 'qv', 'all-linear' or a list, got {targets!r}")

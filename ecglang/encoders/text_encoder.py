@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ecglang.encoders.configuration import MAX_PARAMETERS, MAX_TEXT_LAYERS, check_hf_config
 from ecglang.encoders.layers import ModelInputError, check_input, masked_mean
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.text.sentences import split_sentences
@@ -227,6 +228,91 @@ def check_safetensors_folder(source: str) -> None:
     )  # fmt: skip
 
 
+# Config keys that count layers (or experts, blocks): bounded before the model is built, even on the meta device.
+_LAYER_KEYS = re.compile(r"(^|_)(layers?|experts|blocks|depth)$")
+
+
+def _layer_counts(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every layer-count-like entry of a config dict, nested sub-configs included."""
+    found = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                found += _layer_counts(value, f"{name}.")
+            elif isinstance(key, str) and _LAYER_KEYS.search(key):
+                found.append((name, value))
+    return found
+
+
+def text_model_parameters(conf: Any) -> int:
+    """The parameter and buffer count of the model `AutoModel.from_config(conf)` would build, counted on the
+    meta device (shapes only: nothing is allocated) without running weight initialisation."""
+    from transformers import AutoModel
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers: initialisation of meta tensors is a no-op anyway
+        from contextlib import nullcontext as no_init_weights
+
+    with torch.device("meta"), no_init_weights():
+        model = AutoModel.from_config(conf, trust_remote_code=False)
+    return sum(t.numel() for t in model.parameters()) + sum(b.numel() for b in model.buffers())
+
+
+def bounded_text_config(conf: Any, what: str) -> None:
+    """Refuse (`ConfigError`) a text model config whose model would exceed the bounds of
+    `ecglang.encoders.configuration` (MAX_TEXT_LAYERS, MAX_PARAMETERS), before any weight is allocated.
+
+    `what` names the config in the message ("text_tower.hf_config", "the text base model's config.json")."""
+    for key, value in _layer_counts(conf.to_dict()):
+        if value is None or isinstance(value, list):  # None: not set; a list: per-layer settings
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TEXT_LAYERS:
+            raise ConfigError(f"{what}: {key} = {value!r} is not an integer in 0..{MAX_TEXT_LAYERS}")
+    try:
+        n = text_model_parameters(conf)
+    except Exception as exc:  # transformers' own code on the config's numbers: any error means a bad config
+        raise ConfigError(f"{what} does not describe a buildable model ({type(exc).__name__}: {exc})") from exc
+    if n > MAX_PARAMETERS:
+        raise ConfigError(
+            f"{what} describes a text model of {n / 1e9:,.1f} billion parameters ({n * 4 / 2**30:,.0f} GiB of "
+            f"float32), above the supported {MAX_PARAMETERS / 1e9:g} billion"
+        )
+
+
+def _config_from_dict(hf_config: Mapping[str, Any]) -> Any:
+    """The transformers config of `text_tower.hf_config` (no weights), size-checked; `ConfigError` when it is
+    not one."""
+    from transformers import AutoConfig
+
+    check_hf_config(hf_config)
+    data = dict(hf_config)
+    try:
+        conf = AutoConfig.for_model(data.pop("model_type"), **data)
+    except Exception as exc:  # unknown model_type (ValueError), values of the wrong type (TypeError...)
+        raise ConfigError(f"text_tower.hf_config is not a transformers config: {type(exc).__name__}: {exc}") from exc
+    bounded_text_config(conf, "text_tower.hf_config")
+    return conf
+
+
+def _config_from_source(source: str) -> Any:
+    """The config of the text base model at `source` (its config.json), size-checked; `ModelLoadError` naming
+    the file when it is unreadable or describes a model above the bounds."""
+    from transformers import AutoConfig
+
+    where = Path(source) / "config.json" if Path(source).is_dir() else f"{source} (config.json)"
+    try:
+        conf = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(where, f"cannot load the text model's config: {exc}") from exc
+    try:
+        bounded_text_config(conf, "the text base model's config")
+    except ConfigError as exc:
+        raise ModelLoadError(where, str(exc)) from exc
+    return conf
+
+
 class TextEncoder(nn.Module):
     """A transformers encoder (`AutoModel`) for reports: token, pooled and per-sentence features.
 
@@ -239,18 +325,25 @@ class TextEncoder(nn.Module):
 
     def __init__(self, cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoModel
 
         self.cfg = dict(cfg)
         self.source = resolve_text_model(cfg["name_or_path"])
+        # The config (no weights) first, and the size of the model it describes is checked before building it:
+        # a checkpoint's hf_config or a base folder's config.json must not make this allocate gigabytes.
+        if hf_config is not None:  # weights come from the ecglang checkpoint; only build the architecture
+            conf = _config_from_dict(hf_config)
+        else:
+            check_safetensors_folder(self.source)
+            conf = _config_from_source(self.source)
         try:
-            if hf_config is not None:  # weights come from the ecglang checkpoint; only build the architecture
-                conf = AutoConfig.for_model(**dict(hf_config))
+            if hf_config is not None:
                 model = AutoModel.from_config(conf, trust_remote_code=False)
             else:
-                check_safetensors_folder(self.source)
                 # No code from the model's folder or repo runs, and pickle weights are never read.
-                model = AutoModel.from_pretrained(self.source, trust_remote_code=False, use_safetensors=True)
+                model = AutoModel.from_pretrained(
+                    self.source, config=conf, trust_remote_code=False, use_safetensors=True
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(self.source, f"cannot load the text model: {exc}") from exc
         if cfg["pooling"] == "pooler":
@@ -282,7 +375,10 @@ class TextEncoder(nn.Module):
                 r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
                 target_modules=targets, bias="none",
             )  # fmt: skip
-            model = get_peft_model(model, peft_cfg)
+            try:
+                model = get_peft_model(model, peft_cfg)
+            except ValueError as exc:  # peft's NoMatchingPeftModuleError: targets that name no module
+                raise ConfigError(f"text_tower.lora.target_modules {targets!r}: {exc}") from exc
         self.model = model
         self.tokenizer = None  # set by EcgLangModel (from the checkpoint folder or the text model source)
 
@@ -340,9 +436,11 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "TextEncoder",
     "allowed_text_packages",
+    "bounded_text_config",
     "check_safetensors_folder",
     "find_installed_package",
     "hub_id_of",
     "resolve_text_model",
     "sentence_spans",
+    "text_model_parameters",
 ]
