@@ -60,6 +60,13 @@ class EcgBatch(dict):
         self.tokens = tokens or []
 
 
+def _require_bool(value: Any, field: str) -> bool:
+    """A JSON boolean, or a `ConfigError`: `bool("no")` would be True."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"processor config {field} must be true or false, got {value!r}")
+    return value
+
+
 class EcgProcessor:
     """Preprocess (`ecglang.signal.preprocess`) and tokenize (`ecglang.beats.tokenize`) records into batched tensors.
 
@@ -224,7 +231,7 @@ class EcgProcessor:
         return cls(
             preprocess=PreprocessConfig.from_dict(d.get("preprocess", {})),
             beats=BeatConfig.from_dict(d.get("beats", {})),
-            return_signal=bool(d.get("return_signal", False)),
+            return_signal=_require_bool(d.get("return_signal", False), "return_signal"),
             lead_order=d.get("lead_order", "canonical"),
         )
 

@@ -35,6 +35,7 @@ from ecglang.errors import EcgReadError, RecordFailure
 from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.ecg import RECORD_SUFFIXES, Ecg, record_id_of
 from ecglang.record.leads import CANONICAL_LEADS, to_canonical
+from ecglang.record.numpy_reader import NpyRecord, NpzRecord, samples_axis_first
 from ecglang.record.wfdb_reader import (
     header_references,
     parse_header_comments,
@@ -85,8 +86,9 @@ def load_ecg(
         window: read only this part of a long record (`ReadWindow`: seconds at the start or centre, plus a
             margin). ``PreprocessConfig.read_window()`` gives the part that preprocessing uses, so that a
             24-hour Holter record costs the memory of its used seconds. WFDB (all formats, CinC ``.mat``
-            included) reads only those samples from disk; ``.npy`` is memory-mapped and sliced; ``.npz`` and
-            CPSC ``.mat`` are read whole, then sliced. None (default) reads the whole record.
+            included) reads only those samples from disk; ``.npy`` is memory-mapped and sliced; an ``.npz``
+            member is decompressed as a stream of which only the window is kept; CPSC ``.mat`` is read whole,
+            then sliced. None (default) reads the whole record.
             ``metadata["read_offset"]`` and ``metadata["n_samples_in_file"]`` say which part was read.
 
     Sampling rate: every rate (from a header, an NPZ ``fs`` key, the CPSC default or the ``fs`` argument) must
@@ -105,11 +107,18 @@ def load_ecg(
         vx/vy/vz), ``source_leads`` (names as stored), ``n_nonfinite``; CinC headers add ``snomed`` (list of
         str), ``rx``, ``hx``.
 
+    Limits (refused before anything is allocated, so that a few bytes of header cannot drive memory): a WFDB
+    header over 1 MiB; a WFDB skew over 1 s or not less than the record's length; a multi-segment record
+    without its total length, whose segment lengths disagree with the master header or the segment files, with
+    a gap ('~') in a fixed layout, or whose part read would fill over 2**27 values of gap with NaN (read a
+    window); a baseline outside the 32-bit range; non-ASCII WFDB names (wfdb drops those characters); an
+    NPY/NPZ array whose header declares more data than the file holds, or object (pickled) arrays.
+
     Raises:
         EcgReadError: missing/unsupported/corrupt/truncated/empty file, header sample count that disagrees with
             the signal file, unsupported WFDB storage format, sampling rate outside [50, 20000] Hz, rate
             mismatch, complex or non-numeric samples, unknown or duplicate lead names, missing
-            ``fs``/``leads`` for NPY.
+            ``fs``/``leads`` for NPY, any of the limits above.
     """
     fmt, file = _resolve(path)
     if fs is not None:
@@ -310,7 +319,8 @@ def _read_cpsc(
     path: Path, fs: float | None, window: ReadWindow | None
 ) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
     try:
-        mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+        # squeeze_me=False: squeezing would turn a one-sample [12, 1] record into a 1-D array of 12 values
+        mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False)
     except NotImplementedError as exc:  # scipy's answer to MATLAB v7.3 (HDF5) files
         raise EcgReadError(path, "MATLAB v7.3 (HDF5) files are not supported; save with -v7") from exc
     except Exception as exc:  # scipy raises ValueError/MatReadError/TypeError on garbage
@@ -325,8 +335,8 @@ def _read_cpsc(
                 "to give gain, baseline and sampling rate",
             )
         raise EcgReadError(path, f"MATLAB file has neither a 'val' matrix nor an 'ECG' struct (keys: {keys})")
-    ecg = mat["ECG"]
-    data = getattr(ecg, "data", None)
+    ecg = _matlab_item(mat["ECG"])
+    data = ecg if isinstance(ecg, np.ndarray) else _matlab_item(getattr(ecg, "data", None))  # bare matrix: data
     if data is None:
         raise EcgReadError(path, "corrupt CPSC file: the 'ECG' struct has no 'data' field")
     data = np.asarray(data)
@@ -347,11 +357,18 @@ def _read_cpsc(
     return np.asarray(data, dtype=np.float64), list(CANONICAL_LEADS), rate, meta
 
 
+def _matlab_item(value: Any) -> Any:
+    """scipy reads a MATLAB struct as a 1x1 object array of it: the struct itself (other values unchanged)."""
+    while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+        value = value.item()
+    return value
+
+
 def _matlab_scalar(value: Any) -> str | None:
-    """squeeze_me turns a MATLAB scalar into a Python/NumPy scalar and an empty field into an empty array."""
+    """A MATLAB scalar or string (a 1x1 array, a 1-element char array) as text; None when empty or not one."""
     if value is None:
         return None
-    arr = np.asarray(value)
+    arr = np.asarray(_matlab_item(value))
     if arr.size != 1:
         return None
     return str(arr.item())
@@ -360,24 +377,19 @@ def _matlab_scalar(value: Any) -> str | None:
 def _read_numpy(
     path: Path, fmt: str, fs: float | None, leads: Sequence[str] | None, window: ReadWindow | None
 ) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
+    """NPY/NPZ: the header's shape and dtype are checked before any sample is read, and only the window's
+    samples come into memory (see `ecglang.record.numpy_reader`)."""
     meta: dict[str, Any] = {"age": None, "sex": None, "comments": []}
     try:
-        if fmt == "npy":  # memory-mapped: only the part that is used (window) is read from disk
-            try:
-                data = np.load(path, allow_pickle=False, mmap_mode="r")
-            except ValueError:  # an object array cannot be mapped: numpy's plain load names allow_pickle
-                data = np.load(path, allow_pickle=False)
+        if fmt == "npy":
+            source: NpyRecord | NpzRecord = NpyRecord(path)
             file_fs, file_leads = None, None
         else:
-            with np.load(path, allow_pickle=False) as z:
-                if "signal" not in z.files:
-                    raise EcgReadError(path, f"NPZ file has no 'signal' array (keys: {sorted(z.files)})")
-                data = z["signal"]
-                file_fs = np.asarray(z["fs"]).item() if "fs" in z.files else None
-                file_leads = [str(x) for x in np.asarray(z["leads"]).ravel()] if "leads" in z.files else None
+            source = NpzRecord(path)
+            file_fs, file_leads = source.file_fs(), source.file_leads()
     except EcgReadError:
         raise
-    except Exception as exc:  # ValueError (pickled objects, bad fs), OSError/BadZipFile (corrupt file)
+    except Exception as exc:  # ValueError (bad fs, string arrays), OSError/BadZipFile (corrupt file)
         raise EcgReadError(path, f"cannot read {fmt.upper()} file: {type(exc).__name__}: {exc}") from exc
     rate = fs if fs is not None else file_fs
     if rate is not None:
@@ -390,10 +402,21 @@ def _read_numpy(
             path,
             f"{fmt.upper()} file without its {' and '.join(missing)}: pass fs=/leads= (CLI: --fs, --leads){where}",
         )
-    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
-        raise EcgReadError(path, f"signal array must be numeric, got dtype {data.dtype}")
-    data, transposed = _orient(path, data, len(names))
-    data = np.asarray(_apply_window(data, rate, window, meta), dtype=np.float64)  # copies only the window
+    dtype = source.header.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise EcgReadError(path, f"signal array must be numeric, got dtype {dtype}")
+    shape = source.header.shape
+    transposed = samples_axis_first(path, shape, len(names))
+    n = shape[0] if transposed else shape[-1]
+    start, stop = window.bounds(n, rate) if window is not None else (0, n)
+    if window is not None:
+        meta["read_offset"], meta["n_samples_in_file"] = start, int(n)
+    try:
+        data = np.asarray(source.window(transposed, start, stop), dtype=np.float64)
+    except EcgReadError:
+        raise
+    except Exception as exc:  # zlib/CRC errors of a corrupt member, OSError
+        raise EcgReadError(path, f"cannot read {fmt.upper()} file: {type(exc).__name__}: {exc}") from exc
     if transposed:
         meta["transposed"] = True
     return data, names, rate, meta
@@ -411,15 +434,8 @@ def _apply_window(data: np.ndarray, fs: float, window: ReadWindow | None, meta: 
 
 def _orient(path: Path, data: np.ndarray, n_leads: int) -> tuple[np.ndarray, bool]:
     """[leads, samples] as stored, or transposed from [samples, leads]; a square array is [leads, samples]."""
-    if data.ndim == 1 and n_leads == 1:
-        return data[None, :], False
-    if data.ndim != 2:
-        raise EcgReadError(path, f"signal must be 2-D [leads, samples], got shape {data.shape}")
-    if data.shape[0] == n_leads:
-        return data, False
-    if data.shape[1] == n_leads:
-        return data.T, True
-    raise EcgReadError(path, f"signal shape {data.shape} does not match {n_leads} lead names")
+    transposed = samples_axis_first(path, data.shape, n_leads)
+    return (data[None, :] if data.ndim == 1 else data.T if transposed else data), transposed
 
 
 # --------------------------------------------------------------------------------------------------------

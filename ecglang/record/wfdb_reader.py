@@ -3,11 +3,18 @@
 wfdb silently replaces an unparsable or negative sampling rate with 250 Hz, fails with a bare ``KeyError``
 on an unknown storage format and with "sampto must be greater than sampfrom" on an empty record; every such
 case is caught here first and raised as an `EcgReadError` that names the header and the problem.
+
+A few bytes of header must not drive memory either: headers over `MAX_HEADER_BYTES` are not read, a skew over
+`WFDB_MAX_SKEW_S` (or not less than the record) is refused, and a multi-segment record is checked before wfdb
+reads it: its total length against its segment lengths, each segment that the read touches against its own
+header and signal files (as a single-segment record is), gaps only in variable layouts (the only ones wfdb
+reads), and at most `MAX_GAP_VALUES` gap samples filled with NaN per read.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +37,18 @@ WFDB_BYTES_PER_SAMPLE: dict[str, float] = {
 }  # fmt: skip
 WFDB_FORMATS: tuple[str, ...] = tuple(WFDB_BYTES_PER_SAMPLE)
 WFDB_DEFAULT_FS = 250.0  # the WFDB spec's rate for a header that gives none
+# A WFDB header is a few KB of text (a multi-segment master header of thousands of segments, tens of KB):
+# anything larger is not a header, and is refused before it is read into memory.
+MAX_HEADER_BYTES = 1 << 20
+# A skew is the delay, in samples, of one signal behind the others (a few samples of multiplexer delay). wfdb
+# reads `skew` frames past the window and fills what lies past the end of the file with NaN, so a header
+# claiming a huge skew makes a 48 KB record allocate gigabytes of NaN: skews over this are refused.
+WFDB_MAX_SKEW_S = 1.0
+# Gap segments ("~") of a multi-segment record hold no data: wfdb fills them with NaN. A read may fill at most
+# this many values (1 GiB as float64) with NaN, so a header's gap length cannot drive memory; longer gaps can
+# still be read through a window (`load_ecg(..., window=...)`) that leaves them out.
+MAX_GAP_VALUES = 1 << 27
+_MAX_BASELINE = 2**31 - 1  # WFDB samples are at most 32-bit: a baseline beyond that range is not a sample value
 
 
 def parse_header_comments(comments: Sequence[str]) -> dict[str, Any]:
@@ -78,17 +97,27 @@ _FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER}(?:\({_NUMBER}\))?)?$")
 _SIGNAL_FORMAT = re.compile(r"^\d+(?:x\d+)?(?::\d+)?(?:\+\d+)?$")
 _GAIN_FIELD = re.compile(rf"^{_NUMBER}(?:\(\s*[-+]?\d+\s*\))?(?:/\S*)?$")
 _INTEGER = re.compile(r"^[-+]?\d+$")
+_BASELINE = re.compile(r"\(\s*([-+]?\d+)\s*\)")
 
 # Scale from a header's units to mV. Units are compared case-insensitively on the prefix before "V".
 # "\ufffd" is an undecodable byte: in a unit field before "V" that is a Latin-1 "µ" (0xB5).
 _UNIT_PREFIX_TO_MV = {"": 1000.0, "m": 1.0, "u": 1e-3, "µ": 1e-3, "μ": 1e-3, "\ufffd": 1e-3, "n": 1e-6}
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, limit: int = MAX_HEADER_BYTES) -> str:
+    """A header's text; `EcgReadError` when it cannot be read or is larger than `limit` bytes (read no further)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(limit + 1)
+            size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise EcgReadError(path, f"cannot read file: {exc.strerror or exc}") from exc
+    if len(raw) > limit:
+        raise EcgReadError(
+            path,
+            f"header file too large ({max(size, len(raw))} bytes, limit {limit // 1024} KiB): a WFDB header is a "
+            "few KB of text; this is not a WFDB header, or it is corrupt",
+        )
     # Headers are ASCII by the spec, but real ones carry Latin-1 or UTF-8 comments: never crash on them.
     return raw.decode("utf-8", errors="replace")
 
@@ -132,8 +161,9 @@ def _validate_record_line(hea: Path, spec: list[str]) -> None:
     if not spec:
         raise EcgReadError(hea, "corrupt header: empty (no record line)")
     fields = spec[0].split()
-    if len(fields) < 2 or not fields[1].isdigit():
+    if len(fields) < 2 or not fields[1].isdigit() or len(fields[1]) > 18:
         raise EcgReadError(hea, f"corrupt header: garbled record line {spec[0][:80]!r}")
+    _check_ascii_names(hea, spec)  # after the garble check: binary garbage is a corrupt header, not a name
     if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
         raise EcgReadError(hea, f"corrupt header: sampling rate field {fields[2][:40]!r} is not a number")
     if len(fields) >= 3:  # "fs/counter_freq(base_counter)": the rate is the first number
@@ -161,6 +191,21 @@ def _validate_record_line(hea: Path, spec: list[str]) -> None:
             )
 
 
+def _check_ascii_names(hea: Path, spec: list[str]) -> None:
+    """wfdb reads headers as ASCII and silently drops other characters, so a record, signal file or segment
+    named "é" becomes "" and the files are then "missing"; say what is wrong instead."""
+    for number, line in enumerate(spec):
+        name = line.split()[0] if line.split() else ""
+        if not name.isascii():
+            what = "record name" if number == 0 else f"file or segment name on line {number + 1}"
+            raise EcgReadError(
+                hea,
+                f"non-ASCII {what} {name[:60]!r}: wfdb reads WFDB headers as ASCII and drops other characters, "
+                "so it cannot find this record's files; rename the record and its files (and the names in the "
+                "header) with ASCII characters",
+            )
+
+
 def _signal_line_problem(fields: list[str]) -> str | None:
     """Check the fixed fields of a signal line. wfdb does not: text where a number belongs silently
     becomes part of the lead description (and then an "unknown lead" error that hides the real problem)."""
@@ -169,6 +214,10 @@ def _signal_line_problem(fields: list[str]) -> str | None:
         return f"storage format {fields[1] if len(fields) > 1 else ''!r} is not a WFDB format"
     if len(fields) > 2 and not _GAIN_FIELD.match(fields[2]):
         return f"gain field {fields[2][:30]!r} is not 'gain(baseline)/units'"
+    baseline = _BASELINE.search(fields[2]) if len(fields) > 2 else None
+    digits = baseline.group(1).lstrip("+-").lstrip("0") if baseline else ""
+    if len(digits) > 10 or (digits and int(digits) > _MAX_BASELINE):  # length first: int() of 5000 digits fails
+        return f"baseline {baseline.group(1)[:30]} is outside the 32-bit range of WFDB sample values"
     names = ("ADC resolution", "ADC zero", "initial value", "checksum", "block size")
     for name, value in zip(names, fields[3:8], strict=False):
         if not _INTEGER.match(value):
@@ -263,6 +312,130 @@ def _record_length(hea: Path, header: wfdb.Record) -> int | None:
     return None
 
 
+def _read_header(hea: Path) -> wfdb.Record | wfdb.MultiRecord:
+    try:
+        return wfdb.rdheader(str(hea.with_suffix("")))
+    except Exception as exc:  # wfdb raises HeaderSyntaxError, ValueError, IndexError, ... on bad headers
+        raise EcgReadError(hea, f"corrupt header: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_skew(hea: Path, header: wfdb.Record, n_total: int | None, fs: float) -> None:
+    """Refuse a skew that is not a small delay: wfdb reads (and NaN-fills) `skew` frames past the window."""
+    skews = [int(v or 0) for v in header.skew or []]
+    worst = max(skews, default=0)
+    if worst == 0:
+        return
+    line = skews.index(worst) + 1
+    limit = math.floor(WFDB_MAX_SKEW_S * fs)
+    if worst > limit:
+        raise EcgReadError(
+            hea,
+            f"corrupt header: skew of {worst} samples (signal line {line}) exceeds {WFDB_MAX_SKEW_S:g} s "
+            f"({limit} samples at {fs:g} Hz); a skew is a few samples of delay between signals",
+        )
+    if n_total is not None and worst >= n_total:
+        raise EcgReadError(
+            hea,
+            f"corrupt header: skew of {worst} samples (signal line {line}) is not less than the record's "
+            f"{n_total} samples (the signal would be all NaN)",
+        )
+
+
+def _check_segment(seg_hea: Path, n: int, fs: float, n_sig: int | None, layout: bool) -> None:
+    """One segment of a multi-segment record: the same checks as a single-segment record, and its length and
+    rate must be those that the master header gives it."""
+    if not seg_hea.is_file():
+        raise EcgReadError(seg_hea, f"missing segment header {seg_hea.name}")
+    spec, _ = split_header(read_text(seg_hea))
+    if layout and spec:  # its signal lines may use format 0 (null signal), which no data segment may
+        _check_ascii_names(seg_hea, spec)
+    else:
+        _validate_record_line(seg_hea, spec)
+    if "/" in spec[0].split()[0]:
+        raise EcgReadError(seg_hea, "a segment that is itself a multi-segment record is not supported")
+    seg = _read_header(seg_hea)
+    seg_fs = check_sampling_rate(seg_hea, seg.fs if seg.fs is not None else WFDB_DEFAULT_FS, "header")
+    if not math.isclose(seg_fs, fs):
+        raise EcgReadError(seg_hea, f"sampling rate {seg_fs:g} Hz differs from the record's {fs:g} Hz")
+    if layout:
+        if any(name != "~" for name in seg.file_name or []):
+            raise EcgReadError(seg_hea, "a layout header (first segment, length 0) must name no signal files")
+        return
+    if n_sig is not None and seg.n_sig != n_sig:
+        raise EcgReadError(seg_hea, f"{seg.n_sig} signals where the record has {n_sig}")
+    if not seg.sig_len:
+        raise EcgReadError(seg_hea, "segment header without a sample count (wfdb needs it to read a segment)")
+    _check_signal_files(seg_hea, seg)
+    if seg.sig_len != n:
+        raise EcgReadError(seg_hea, f"holds {seg.sig_len} samples but the master header says {n}")
+    _check_skew(seg_hea, seg, int(seg.sig_len), fs)
+
+
+def _check_segments(hea: Path, header: wfdb.MultiRecord) -> int:
+    """The master header of a multi-segment record, before anything is read; returns its length in samples.
+    wfdb fails with AttributeErrors on a missing total length or on a gap in a fixed layout."""
+    names, lengths = list(header.seg_name or []), [int(n) for n in header.seg_len or []]
+    if header.n_seg != len(names) or not names:
+        raise EcgReadError(
+            hea, f"corrupt header: record line declares {header.n_seg} segments but {len(names)} segment lines follow"
+        )
+    if header.sig_len is None:
+        raise EcgReadError(
+            hea,
+            "multi-segment header without the record's total sample count (4th field of the record line; "
+            f"the segments add up to {sum(lengths)})",
+        )
+    if sum(lengths) != header.sig_len:
+        raise EcgReadError(
+            hea,
+            f"corrupt header: segment lengths add up to {sum(lengths)} samples but the record line says "
+            f"{header.sig_len}",
+        )
+    if header.sig_len == 0:
+        raise EcgReadError(hea, "empty record: the header says 0 samples")
+    if 0 in lengths[1:] or (lengths[0] == 0 and names[0] == "~"):
+        raise EcgReadError(hea, "corrupt header: only a layout header (the first segment, a name) may have length 0")
+    return int(header.sig_len)
+
+
+def _check_read_segments(hea: Path, header: wfdb.MultiRecord, fs: float, read_from: int, read_to: int) -> None:
+    """Check the segments that the samples [read_from, read_to) come from (and the layout header), and bound
+    the NaN that wfdb fills gaps with: only those segments are read, so only they can cost memory."""
+    names, lengths = list(header.seg_name), [int(n) for n in header.seg_len]
+    variable = lengths[0] == 0
+    if variable:
+        _check_one_segment(hea, names, 0, 0, fs, None, layout=True)
+    gap, at = 0, 0
+    for i, (name, n) in enumerate(zip(names, lengths, strict=True)):
+        first, last, at = at, at + n, at + n
+        overlap = min(last, read_to) - max(first, read_from)
+        if n == 0 or overlap <= 0:
+            continue
+        if name != "~":
+            _check_one_segment(hea, names, i, n, fs, None if variable else header.n_sig, layout=False)
+        elif not variable:
+            raise EcgReadError(
+                hea,
+                f"gap segment '~' ({i + 1} of {len(names)}) in a fixed-layout multi-segment record: wfdb reads gaps "
+                "only in a variable layout (a layout header of length 0 as first segment)",
+            )
+        else:
+            gap += overlap
+    if gap * header.n_sig > MAX_GAP_VALUES:
+        raise EcgReadError(
+            hea,
+            f"the part read holds {gap} samples of gap segments ('~', no data) x {header.n_sig} signals, over the "
+            f"{MAX_GAP_VALUES} values that a read may fill with NaN; read a window (load_ecg(..., window=...))",
+        )
+
+
+def _check_one_segment(hea: Path, names: list[str], i: int, n: int, fs: float, n_sig: int | None, layout: bool) -> None:
+    try:
+        _check_segment(hea.parent / f"{names[i]}.hea", n, fs, n_sig, layout)
+    except EcgReadError as exc:
+        raise EcgReadError(hea, f"segment {names[i]} ({i + 1} of {len(names)}): {exc.problem}") from exc
+
+
 def read_wfdb(
     hea: Path, fs: float | None, leads: Sequence[str] | None, window: ReadWindow | None = None
 ) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
@@ -271,26 +444,24 @@ def read_wfdb(
     spec, comments = split_header(read_text(hea))
     _validate_record_line(hea, spec)
     base = str(hea.with_suffix(""))
-    try:
-        header = wfdb.rdheader(base)
-    except Exception as exc:  # wfdb raises HeaderSyntaxError, ValueError, IndexError, ... on bad headers
-        raise EcgReadError(hea, f"corrupt header: {type(exc).__name__}: {exc}") from exc
+    header = _read_header(hea)
     multi = isinstance(header, wfdb.MultiRecord)
     header_fs = check_sampling_rate(hea, header.fs if header.fs is not None else WFDB_DEFAULT_FS, "header")
     if fs is not None and not math.isclose(float(fs), header_fs):
         raise EcgReadError(hea, f"sampling rate mismatch: header says {header_fs:g} Hz but fs={fs:g} was requested")
     if multi:
-        n_total = int(header.sig_len) if header.sig_len else None
-        if n_total is None and header.sig_len == 0:
-            raise EcgReadError(hea, "empty record: the header says 0 samples")
+        n_total = _check_segments(hea, header)
     else:
         _check_signal_files(hea, header)
         n_total = _record_length(hea, header)
+        _check_skew(hea, header, n_total, header_fs)
     meta: dict[str, Any] = {}
     read_from, read_to = 0, n_total
     if window is not None and n_total is not None:
         read_from, read_to = window.bounds(n_total, header_fs)
         meta["read_offset"], meta["n_samples_in_file"] = read_from, n_total
+    if multi:
+        _check_read_segments(hea, header, header_fs, read_from, read_to)
     # wfdb cannot take sampfrom/sampto when the header has no sample count: then it reads all, sliced below
     ranged = bool(header.sig_len)
     try:
@@ -310,6 +481,9 @@ def read_wfdb(
     names = [str(n) for n in rec.sig_name]
     raw_units = None if multi else _raw_units(spec, len(names))
     units = raw_units if raw_units else list(rec.units or ["mV"] * len(names))
+    # A multi-segment part read that lies in a gap has no units (wfdb finds no segment to take them from): its
+    # samples are all NaN, so any scale will do
+    units = [unit if unit is not None else "mV" for unit in units]
     # Units matter only for channels that end up as ECG leads (under the caller's names when given).
     final_names = [str(n) for n in leads] if leads is not None and len(leads) == len(names) else names
     scales = np.ones(len(names))

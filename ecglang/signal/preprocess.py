@@ -18,6 +18,11 @@ Steps, in this order (each setting is a field of `PreprocessConfig`):
 
 Details:
 
+- Settings are checked when the config is built (`ConfigError` naming the field): `target_fs` within
+  50-20000 Hz (`MIN_FS_HZ`-`MAX_FS_HZ`, the range of real electrocardiographs), `target_samples` and
+  `keep_samples` at most `MAX_SAMPLES` (2**22: 2.3 h at 500 Hz, a [12, n] float32 output of at most 192 MiB),
+  `filter_order` at most `MAX_FILTER_ORDER` (16); numbers must be numbers and `robust`/`pad_then_normalize`
+  true or false (a JSON string such as "no" is refused, not read as true).
 - Memory is bounded by what is used (step 0): before anything else, the record is cut to the samples that
   keep/crop (steps 7-8) will use, plus `EDGE_MARGIN_S` (5 s) on each side for the resampler and band-pass
   edges, so a 24-hour Holter record costs what 20 s cost. The cut is aligned to the resampling ratio, so the
@@ -57,6 +62,7 @@ the min-max, where MERL normalises all 12 rows as they are.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -69,7 +75,7 @@ from ecglang.core.config import DictConfig
 from ecglang.errors import ConfigError, EcgQualityError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
-from ecglang.record.window import ReadWindow
+from ecglang.record.window import MAX_FS_HZ, MIN_FS_HZ, ReadWindow
 from ecglang.signal.zero_phase import zero_phase
 
 CropPolicy = Literal["start", "center", "random"]
@@ -86,6 +92,12 @@ _MAX_ABS = 1e9  # far beyond any ECG in mV or raw ADC units; keeps float32 arith
 # Signal kept on each side of the used part (step 0): the 0.5 Hz band-pass edge transient decays to < 1e-4
 # of the signal within it, and it covers resample_poly's filter (10 * max(up, down) samples at the up rate).
 EDGE_MARGIN_S = 5.0
+# Upper bounds of the settings, so that a config (a checkpoint's processor_config.json included) cannot make
+# every record allocate absurd memory. A fixed length of 2**22 samples is 2.3 h at 500 Hz (3.5 min at the
+# 20 kHz maximum rate): the [12, n] float32 output is then at most 192 MiB. Butterworth band-passes of ECGs use
+# orders 1-4; no ECG use needs more than 16 (and huge orders overflow scipy's filter design).
+MAX_SAMPLES = 2**22
+MAX_FILTER_ORDER = 16
 
 
 @dataclass
@@ -109,21 +121,39 @@ class PreprocessConfig(DictConfig):
     pad_then_normalize: bool = False
 
     def __post_init__(self) -> None:
-        if self.bandpass is not None:
-            self.bandpass = tuple(float(v) for v in self.bandpass)  # JSON gives lists
         self.validate()
+        # JSON gives lists and numpy gives its own scalars: store plain Python values of each field's type.
+        if self.target_fs is not None:
+            self.target_fs = float(self.target_fs)
+        if self.bandpass is not None:
+            self.bandpass = (float(self.bandpass[0]), float(self.bandpass[1]))
+        for name in ("target_samples", "keep_samples"):
+            if getattr(self, name) is not None:
+                setattr(self, name, int(getattr(self, name)))
+        self.filter_order = int(self.filter_order)
+        for name in ("max_gap_s", "flat_ptp_mv", "flat_std_mv", "saturation_fraction"):
+            setattr(self, name, float(getattr(self, name)))
+        self.robust = bool(self.robust)
+        self.pad_then_normalize = bool(self.pad_then_normalize)
 
     def validate(self) -> None:
-        """Raise `ConfigError` naming the first invalid field."""
-        if self.target_fs is not None and not (np.isfinite(self.target_fs) and self.target_fs > 0):
-            raise ConfigError(f"PreprocessConfig.target_fs must be a positive number or None, got {self.target_fs}")
+        """Raise `ConfigError` naming the first invalid field (wrong type, or a value out of its range)."""
+        if self.target_fs is not None:
+            _check_number("target_fs", self.target_fs, "a sampling rate in Hz or None")
+            if not MIN_FS_HZ <= self.target_fs <= MAX_FS_HZ:
+                raise ConfigError(
+                    f"PreprocessConfig.target_fs must be within {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz (the range of real "
+                    f"electrocardiographs) or None, got {self.target_fs!r}"
+                )
         for name in ("target_samples", "keep_samples"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"PreprocessConfig.{name} must be a positive int or None, got {value!r}")
+            if value is not None:
+                _check_int(name, value, 1, MAX_SAMPLES, "or None")
         if self.bandpass is not None:
-            if len(self.bandpass) != 2:
-                raise ConfigError(f"PreprocessConfig.bandpass must be (low_hz, high_hz) or None, got {self.bandpass}")
+            if not isinstance(self.bandpass, (tuple, list, np.ndarray)) or len(self.bandpass) != 2:
+                raise ConfigError(f"PreprocessConfig.bandpass must be (low_hz, high_hz) or None, got {self.bandpass!r}")
+            for edge in self.bandpass:
+                _check_number("bandpass", edge, "(low_hz, high_hz) of finite numbers or None")
             lo, hi = self.bandpass
             if not (0 < lo < hi):
                 raise ConfigError(f"PreprocessConfig.bandpass needs 0 < low < high, got {self.bandpass}")
@@ -131,19 +161,32 @@ class PreprocessConfig(DictConfig):
                 raise ConfigError(
                     f"PreprocessConfig.bandpass high edge {hi} Hz must be below Nyquist ({self.target_fs / 2} Hz)"
                 )
-        if isinstance(self.filter_order, bool) or not isinstance(self.filter_order, int) or self.filter_order < 1:
-            raise ConfigError(f"PreprocessConfig.filter_order must be an int >= 1, got {self.filter_order!r}")
+        _check_int("filter_order", self.filter_order, 1, MAX_FILTER_ORDER)
+        _check_number("max_gap_s", self.max_gap_s, "a number of seconds >= 0")
         if not (self.max_gap_s >= 0):
             raise ConfigError(f"PreprocessConfig.max_gap_s must be >= 0, got {self.max_gap_s}")
-        if self.on_long_gap not in ("mask", "raise"):
-            raise ConfigError(f"PreprocessConfig.on_long_gap must be 'mask' or 'raise', got {self.on_long_gap!r}")
+        for name in ("flat_ptp_mv", "flat_std_mv"):
+            _check_number(name, getattr(self, name), "a number of mV >= 0")
         if not (self.flat_ptp_mv >= 0 and self.flat_std_mv >= 0):
             raise ConfigError("PreprocessConfig.flat_ptp_mv and flat_std_mv must be >= 0")
+        _check_number("saturation_fraction", self.saturation_fraction, "a fraction in (0, 1]")
         if not (0 < self.saturation_fraction <= 1):
             raise ConfigError(f"PreprocessConfig.saturation_fraction must be in (0, 1], got {self.saturation_fraction}")
-        for name, allowed in (("crop", _CROPS), ("pad", _PADS), ("normalize", _NORMS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"PreprocessConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name, allowed in (
+            ("on_long_gap", ("mask", "raise")),
+            ("crop", _CROPS),
+            ("pad", _PADS),
+            ("normalize", _NORMS),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ConfigError(f"PreprocessConfig.{name} must be one of {allowed}, got {value!r}")
+        for name in ("robust", "pad_then_normalize"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):  # a string such as "no" is truthy: never guess
+                raise ConfigError(
+                    f"PreprocessConfig.{name} must be true or false, got {value!r} ({type(value).__name__})"
+                )
 
     def read_window(self) -> ReadWindow | None:
         """The part of a record that `preprocess` uses, for ``load_ecg(path, window=cfg.read_window())``.
@@ -171,6 +214,21 @@ class PreprocessConfig(DictConfig):
         if dataset is not None and dataset.lower() in ("cpsc2018", "cpsc", "icbeb"):
             cfg.keep_samples = 2500
         return cfg
+
+
+def _check_number(name: str, value: object, what: str) -> None:
+    """`value` must be a finite real number: not a bool, not a string (JSON "500" or "no" are not numbers)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(f"PreprocessConfig.{name} must be {what}, got {value!r} ({type(value).__name__})")
+
+
+def _check_int(name: str, value: object, low: int, high: int, extra: str = "") -> None:
+    """`value` must be an int (not a bool, not a float such as 5000.0) in [low, high]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ConfigError(
+            f"PreprocessConfig.{name} must be an int in [{low}, {high}]{' ' + extra if extra else ''}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
 
 
 @lru_cache(maxsize=64)

@@ -117,6 +117,8 @@ def test_save_and_load_roundtrip(tmp_path: Path) -> None:
     assert loaded.to_dict() == proc.to_dict()
     assert loaded.preprocess_config == proc.preprocess_config and loaded.beat_config == proc.beat_config
     assert EcgProcessor.from_dict(proc.to_dict()).return_signal
+    with pytest.raises(ConfigError, match="return_signal must be true or false"):
+        EcgProcessor.from_dict({**proc.to_dict(), "return_signal": "no"})  # bool("no") is True
 
 
 def test_load_errors(tmp_path: Path) -> None:
