@@ -20,11 +20,11 @@ failed in the cache (both lists are printed and written), 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.data.registry import buildable_datasets, get_dataset
 from ecglang.errors import ConfigError
 
@@ -95,6 +95,8 @@ def run_build(args: argparse.Namespace) -> int:
         if not getattr(args, option):
             raise ConfigError(f"{args.dataset} needs --{option.replace('_', '-')} {value}")
     shard = parse_shard_spec(args.shard)
+    # Settings first: a bad --preprocess file is an error before a long dataset build, not after it.
+    cfg = None if args.no_cache else _preprocess_config(args, spec)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.break_locks:
@@ -118,9 +120,8 @@ def run_build(args: argparse.Namespace) -> int:
     _list_failures("left out of the dataset", rows, failures_csv)
     # A batch goes on past bad records but its exit status says that some were left out (listed above).
     status = 1 if table.n_failures else 0
-    if args.no_cache or len(ds) == 0:
+    if cfg is None or len(ds) == 0:
         return status
-    cfg = _preprocess_config(args, spec)
     results = build_shards(
         out, ds, cfg, shard=shard, shard_size=args.shard_size, workers=args.workers, batch_size=args.batch_size,
         stale_after=args.stale_after,
@@ -146,12 +147,22 @@ def run_build(args: argparse.Namespace) -> int:
     return 1 if n_failed else status
 
 
+def _preprocess_file(path: Path, config_class: Any) -> Any:
+    """`--preprocess JSON` as a config; any problem (missing, not JSON, bad settings) names the file."""
+    try:
+        return config_class.from_dict(parse_json(path.read_text(encoding="utf-8")), where=str(path))
+    except (OSError, UnicodeDecodeError, JsonInputError) as exc:
+        raise ConfigError(f"{path}: cannot read --preprocess JSON: {exc}") from exc
+    except ConfigError as exc:
+        raise exc if str(path) in str(exc) else ConfigError(f"{path}: {exc}") from exc
+
+
 def _preprocess_config(args: argparse.Namespace, spec: Any) -> Any:
     """The cache's `PreprocessConfig`: --preprocess JSON, --merl-compat, or the defaults."""
     from ecglang.signal.preprocess import PreprocessConfig  # here: `ecglang --help` must not wait for scipy
 
     if args.preprocess:
-        return PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text(encoding="utf-8")))
+        return _preprocess_file(Path(args.preprocess), PreprocessConfig)
     if args.model:
         from ecglang.encoders.registry import load_model_config  # slow to import; only --model needs it
 

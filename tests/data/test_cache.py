@@ -283,3 +283,14 @@ def test_cli_data_build_writes_dataset_failures_and_cache(ptbxl_dir, tmp_path, c
 
     assert main(["data", "build", "cpsc2018", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
     assert "needs --reference" in capsys.readouterr().err
+
+    # --preprocess JSON: a missing file, broken JSON and a bad setting are one error line naming the file.
+    settings = tmp_path / "pre.json"
+    build = ["data", "build", "ptbxl", str(ptbxl_dir), "--out", str(tmp_path / "y"), "--preprocess", str(settings)]
+    for text, expected in [(None, "cannot read --preprocess JSON"), ("{not json", "cannot read --preprocess JSON"),
+                           ('{"target_fs": 2e6}', "target_fs")]:  # fmt: skip
+        if text is not None:
+            settings.write_text(text)
+        assert main(build) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {settings}") and expected in err, err
