@@ -452,6 +452,11 @@ def read_wfdb(
     if multi:
         n_total = _check_segments(hea, header)
     else:
+        absent = [i + 1 for i, name in enumerate(header.file_name or []) if name == "~"]
+        if absent:  # WFDB's "signal not stored"; wfdb itself then fails with FileNotFoundError: '~'
+            raise EcgReadError(
+                hea, f"signal line(s) {absent} name no signal file ('~': not stored); only stored signals can be read"
+            )
         _check_signal_files(hea, header)
         n_total = _record_length(hea, header)
         _check_skew(hea, header, n_total, header_fs)

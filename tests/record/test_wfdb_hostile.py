@@ -190,3 +190,12 @@ def test_non_ascii_record_name_says_so(tmp_path: Path, name: str) -> None:
     """wfdb drops non-ASCII characters from headers, and then reported "missing signal file .dat"."""
     hea = _record(tmp_path, name)
     _refused(hea, "non-ASCII", name, "ASCII characters")
+
+
+def test_a_signal_that_is_not_stored_says_so(tmp_path: Path) -> None:
+    """A signal line whose file is "~" (WFDB: not stored) ended in wfdb's bare FileNotFoundError: '~'."""
+    hea = _record(tmp_path)
+    lines = hea.read_text().splitlines()
+    lines[2] = "~ " + lines[2].split(" ", 1)[1]  # lead II: not stored
+    hea.write_text("\n".join(lines) + "\n")
+    _refused(hea, "signal line(s) [2]", "not stored")
