@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,6 +25,9 @@ from ecglang.core.atomic import atomic_directory, swap_in
 from ecglang.core.checksums import verify_checksums, write_checksums
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.training.config import ObjectivesSection, PretrainConfig
+
+if TYPE_CHECKING:  # for hints only: accelerate is imported where training starts
+    from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +126,9 @@ def identity_sha256(cfg: PretrainConfig) -> str:
     return hashlib.sha256(json.dumps(config_identity(cfg), sort_keys=True).encode()).hexdigest()
 
 
-def resume_point(accelerator: Any, output: Path, cfg: PretrainConfig, resume: bool) -> tuple[Path | None, TrainerState]:
+def resume_point(
+    accelerator: Accelerator, output: Path, cfg: PretrainConfig, resume: bool
+) -> tuple[Path | None, TrainerState]:
     """The checkpoint to resume from (None: a fresh run) and the trainer state to start with.
 
     With `resume`, stale `.tmp` folders are removed and the newest complete checkpoint is verified and must
@@ -182,7 +187,7 @@ def drop_frozen_weights(models: list[torch.nn.Module], weights: list[dict[str, A
 
 
 # ------------------------------------------------------------------------------------------ save / load
-def load_checkpoint(accelerator: Any, model: torch.nn.Module, ckpt: Path) -> None:
+def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, ckpt: Path) -> None:
     """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key)."""
     from safetensors import safe_open
 
@@ -202,7 +207,7 @@ def load_checkpoint(accelerator: Any, model: torch.nn.Module, ckpt: Path) -> Non
     accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
 
 
-def save_checkpoint(accelerator: Any, output: Path, state: TrainerState, keep_last: int) -> Path:
+def save_checkpoint(accelerator: Accelerator, output: Path, state: TrainerState, keep_last: int) -> Path:
     """Write checkpoint-<step> atomically (via .tmp + `swap_in`) and prune to the last `keep_last`."""
     final = output / f"{CHECKPOINT_PREFIX}{state.step}"
     tmp = output / f"{CHECKPOINT_PREFIX}{state.step}.tmp"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -37,6 +37,9 @@ from ecglang.training.config import PretrainConfig
 from ecglang.training.logs import SKIPPED_CSV, RunLogs
 from ecglang.training.objectives import NOT_MODEL_INPUTS
 from ecglang.training.setup import TrainingSetup
+
+if TYPE_CHECKING:  # for hints only: accelerate is imported where training starts
+    from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class StepLoop:
         self,
         cfg: PretrainConfig,
         setup: TrainingSetup,
-        accelerator: Any,
+        accelerator: Accelerator,
         state: TrainerState,
         logs: RunLogs,
         validate: Callable[[], bool],

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from ecglang.training.pairs import (
     ReportTokenizer,
     heldout_split,
 )
+
+if TYPE_CHECKING:  # for hints only: accelerate is imported where training starts
+    from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +126,7 @@ def demographic_arrays(dataset: Any) -> Demographics:
     )
 
 
-def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any) -> PretrainData:
+def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Accelerator) -> PretrainData:
     """The pairs, their signal cache and the held-out split: read from `data.prepared` (built beforehand by
     `ecglang data build`), or built here (the table on every process, the cache on the main one)."""
     d = cfg.data
@@ -197,7 +200,7 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any
     return data
 
 
-def add_unpaired(cfg: PretrainConfig, model: Any, output: Path, accelerator: Any, data: PretrainData) -> None:
+def add_unpaired(cfg: PretrainConfig, model: Any, output: Path, accelerator: Accelerator, data: PretrainData) -> None:
     """`data.unpaired_root`: a folder of ECGs whose reports (if any) are not used, built by
     `data.unpaired_builder` into its own signal cache; all of them train the ECG-only objectives."""
     d = cfg.data
@@ -248,7 +251,7 @@ def inline_cache(
     records: list[tuple[str, str]],
     preprocess_cfg: Any,
     output: Path,
-    accelerator: Any,
+    accelerator: Accelerator,
     cache_dir: str | None = None,
 ) -> SignalCache:
     """The signal cache built inside the run (main process first). Under several processes a cache of more than
@@ -394,7 +397,7 @@ def freeze_all_but_ecg_tower(model: Any) -> None:
             p.requires_grad_(False)
 
 
-def build_training(cfg: PretrainConfig, output: Path, accelerator: Any) -> TrainingSetup:
+def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) -> TrainingSetup:
     """Seed, build the model and the data, the loaders, the optimizer and the schedule, and prepare them."""
     from accelerate.utils import set_seed  # accelerate is slow to import; loaded when a run starts
     from transformers import get_cosine_schedule_with_warmup  # slow to import, as above

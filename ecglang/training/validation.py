@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from ecglang.evaluation.metrics import macro_auroc, per_class_auroc
 from ecglang.record.demographics import demographics_metadata
 from ecglang.text.labels import report_label_matrix, report_label_names
 from ecglang.training.pairs import PretrainPairs
+
+if TYPE_CHECKING:  # for hints only: accelerate is imported where training starts
+    from accelerate import Accelerator
 
 RECALL_K = (1, 5, 10)
 
@@ -93,7 +96,7 @@ def selection_score(metrics: Mapping[str, Any], names: Sequence[str]) -> float:
 
 @torch.no_grad()
 def encode_heldout_pairs(
-    model: Any, dataset: PretrainPairs, accelerator: Any, batch_size: int, num_workers: int
+    model: Any, dataset: PretrainPairs, accelerator: Accelerator, batch_size: int, num_workers: int
 ) -> dict[str, Any]:
     """Embed this process's shard of the held-out pairs: ECGs through the one records → embeddings pipeline
     (`ecglang.embeddings.pipeline.embed_cache_rows`, the path zero-shot and evaluation use), reports through
@@ -128,7 +131,7 @@ def encode_heldout_pairs(
 def evaluate(
     model: Any,
     dataset: PretrainPairs,
-    accelerator: Any,
+    accelerator: Accelerator,
     batch_size: int,
     num_workers: int,
     selection: Sequence[str],
