@@ -154,7 +154,9 @@ def _preprocess_file(path: Path, config_class: Any) -> Any:
     except (OSError, UnicodeDecodeError, JsonInputError) as exc:
         raise ConfigError(f"{path}: cannot read --preprocess JSON: {exc}") from exc
     except ConfigError as exc:
-        raise exc if str(path) in str(exc) else ConfigError(f"{path}: {exc}") from exc
+        if str(path) in str(exc):  # `where` named it already (unknown keys)
+            raise
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 def _preprocess_config(args: argparse.Namespace, spec: Any) -> Any:
