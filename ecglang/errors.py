@@ -7,6 +7,12 @@ from os import PathLike
 from typing import Any
 
 
+def clip_text(text: str, limit: int) -> str:
+    """`text` for a message: whole, or its first `limit` characters and its length, so that a value quoted in
+    an error (a CSV cell, a JSON key) cannot flood the screen."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 class EcgLangError(Exception):
     """Base class for all errors raised by ecglang."""
 

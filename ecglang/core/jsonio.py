@@ -24,12 +24,15 @@ import json
 import re
 from typing import Any
 
+from ecglang.errors import clip_text
+
 __all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "JsonInputError", "parse_json"]
 
 #: Deepest nesting accepted; the files read this way nest four levels at most.
 MAX_DEPTH = 64
 #: Longest integer accepted (digits); these files hold no integers that long.
 MAX_INT_DIGITS = 1000
+_QUOTED = 80  # characters of a key quoted in a message
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Tokens that matter for locating a problem: strings (skipped whole), brackets, numbers and the non-JSON constants.
@@ -37,10 +40,11 @@ _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]|-?\d+(?:\.\d+)?(?:[eE
 
 
 class JsonInputError(ValueError):
-    """JSON text that cannot be used: `msg` is the problem, `lineno`/`colno` (1-based) where, when known."""
+    """JSON text that cannot be used: `msg` is the problem, `lineno`/`colno` (1-based) where, when known, and
+    `kind` which rule it broke ("syntax", "depth", "int", "constant", "surrogate" or "duplicate_key")."""
 
-    def __init__(self, msg: str, lineno: int | None = None, colno: int | None = None) -> None:
-        self.msg, self.lineno, self.colno = msg, lineno, colno
+    def __init__(self, msg: str, lineno: int | None = None, colno: int | None = None, kind: str = "syntax") -> None:
+        self.msg, self.lineno, self.colno, self.kind = msg, lineno, colno, kind
         super().__init__(msg + (f" at line {lineno} column {colno}" if lineno is not None else ""))
 
 
@@ -50,10 +54,6 @@ class _Refused(ValueError):
     def __init__(self, msg: str, kind: str = "") -> None:
         super().__init__(msg)
         self.msg, self.kind = msg, kind
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _locate(text: str, kind: str, max_depth: int, max_int_digits: int) -> tuple[int | None, int | None]:
@@ -101,28 +101,35 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _Refused(f"key {_clip(repr(key))} appears twice in one JSON object")
+            raise _Refused(f"key {clip_text(repr(key), _QUOTED)} appears twice in one JSON object", "duplicate_key")
         out[key] = value
     return out
 
 
-def _check_value(value: Any, max_depth: int) -> str | None:
-    """Walk `value` without recursion: the first problem (too deep, lone surrogate) in file order, else None."""
+def _check_value(value: Any, max_depth: int) -> tuple[str, str] | None:
+    """Walk `value` without recursion: (kind, message) of the first problem in file order ("depth", or
+    "surrogate" for a lone surrogate), else None."""
     stack: list[tuple[Any, int, tuple[Any, ...]]] = [(value, 0, ())]
     while stack:
         item, depth, where = stack.pop()
         if isinstance(item, str):
             if bad := _SURROGATE.search(item):
-                return f"string at {list(where)} has a lone surrogate {bad.group()!r}, which is not Unicode text"
+                return (
+                    "surrogate",
+                    f"string at {list(where)} has a lone surrogate {bad.group()!r}, which is not Unicode text",
+                )
         elif isinstance(item, (dict, list)):
             if depth >= max_depth:
-                return f"nested deeper than {max_depth} levels"
+                return "depth", f"nested deeper than {max_depth} levels"
             if isinstance(item, dict):
                 for key, sub in reversed(item.items()):  # reversed: popped in file order
                     if _SURROGATE.search(key):
-                        shown = _clip(ascii(key))
-                        return f"key {shown} at {list(where)} has a lone surrogate, which is not Unicode text"
-                    stack.append((sub, depth + 1, (*where, _clip(key, 40))))
+                        shown = clip_text(ascii(key), _QUOTED)
+                        return (
+                            "surrogate",
+                            f"key {shown} at {list(where)} has a lone surrogate, which is not Unicode text",
+                        )
+                    stack.append((sub, depth + 1, (*where, clip_text(key, 40))))
             else:
                 stack.extend((item[i], depth + 1, (*where, i)) for i in reversed(range(len(item))))
     return None
@@ -142,12 +149,12 @@ def parse_json(
     except json.JSONDecodeError as exc:
         raise JsonInputError(exc.msg, exc.lineno, exc.colno) from None
     except _Refused as exc:
-        raise JsonInputError(exc.msg, *_locate(text, exc.kind, max_depth, max_int_digits)) from None
+        raise JsonInputError(exc.msg, *_locate(text, exc.kind, max_depth, max_int_digits), kind=exc.kind) from None
     except RecursionError:
         msg = f"nested deeper than {max_depth} levels"
-        raise JsonInputError(msg, *_locate(text, "depth", max_depth, max_int_digits)) from None
-    problem = _check_value(value, max_depth)
-    if problem is not None:
-        kind = "depth" if problem.startswith("nested") else ""
-        raise JsonInputError(problem, *_locate(text, kind, max_depth, max_int_digits))
+        raise JsonInputError(msg, *_locate(text, "depth", max_depth, max_int_digits), kind="depth") from None
+    found = _check_value(value, max_depth)
+    if found is not None:
+        kind, problem = found
+        raise JsonInputError(problem, *_locate(text, kind, max_depth, max_int_digits), kind=kind)
     return value

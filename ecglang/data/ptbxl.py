@@ -27,7 +27,7 @@ from ecglang.data.tables import (
     read_csv,
     require_columns,
 )
-from ecglang.errors import ConfigError
+from ecglang.errors import ConfigError, clip_text
 from ecglang.record.demographics import ptbxl_sex
 from ecglang.text.reports import decode_report, normalize_report
 
@@ -95,7 +95,9 @@ def build_ptbxl(
     report = BuildReport(source="ptbxl")
 
     def fail(record_id: str, path: object, reason: str) -> None:
-        report.fail(_clip(record_id, _MAX_QUOTED), _clip(str(path), _MAX_MESSAGE), _clip(reason, _MAX_MESSAGE))
+        report.fail(
+            clip_text(record_id, _MAX_QUOTED), clip_text(str(path), _MAX_MESSAGE), clip_text(reason, _MAX_MESSAGE)
+        )
 
     first_row: dict[str, int] = {}  # ecg_id → the row that claimed it (rows of every fold: ids are global)
     n_other_folds = n_empty = 0
@@ -182,15 +184,11 @@ _INT32_MIN, _INT32_MAX, _INT64_MAX = -(2**31), 2**31 - 1, 2**63 - 1
 _INT_TEXT = re.compile(r"[+-]?\d{1,19}(?:\.0*)?")
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
-
 def _quote(value: Any) -> str:
     """`repr(value)`, cut to `_MAX_QUOTED` characters: a failure message never echoes a whole oversized cell."""
     if isinstance(value, str) and len(value) > _MAX_QUOTED:
         return f"{value[:_MAX_QUOTED]!r}… ({len(value)} characters)"
-    return _clip(repr(value), _MAX_QUOTED)
+    return clip_text(repr(value), _MAX_QUOTED)
 
 
 def _missing(value: Any) -> bool:
@@ -253,7 +251,7 @@ def _scp_codes(value: Any) -> dict[str, float]:
     try:
         codes = ast.literal_eval(value)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise ValueError(f"is not a dict literal ({type(exc).__name__}: {_clip(str(exc), _MAX_QUOTED)})") from None
+        raise ValueError(f"is not a dict literal ({type(exc).__name__}: {clip_text(str(exc), _MAX_QUOTED)})") from None
     if not isinstance(codes, dict):
         raise ValueError(f"is a {type(codes).__name__}, not a dict")
     out: dict[str, float] = {}

@@ -194,7 +194,7 @@ def _read_json(path: Path) -> Any:
     try:
         return parse_json(text)
     except JsonInputError as exc:
-        hint = " (duplicate label?)" if "appears twice" in exc.msg else ""
+        hint = " (duplicate label?)" if exc.kind == "duplicate_key" else ""
         raise PromptError(path, f"not valid JSON: {exc}{hint}") from None
 
 
