@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from ecglang.core.jsonio import parse_json
 from ecglang.errors import ModelLoadError
 
 CHECKSUMS_NAME = "checksums.json"
@@ -61,8 +62,8 @@ def verify_checksums(folder: Path, *, required: bool, what: str = "checkpoint", 
         logger.warning("%s: no %s, weights are loaded unverified", folder, CHECKSUMS_NAME)
         return
     try:
-        expected = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        expected = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not usable JSON (JsonInputError), or not UTF-8
         raise ModelLoadError(path, f"unreadable checksum file: {exc}") from exc
     if not isinstance(expected, dict):
         raise ModelLoadError(

@@ -340,8 +340,9 @@ def load_config(folder: Path) -> EcgLangConfig:
     """The folder's config.json as an `EcgLangConfig`; `ModelLoadError` naming the file when it is not one."""
     path = folder / "config.json"
     try:
+        # json, not parse_json: a NaN in a typed field is reported by the field checks, naming the field
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+    except (OSError, ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested beyond json's reach
         raise ModelLoadError(path, f"unreadable config: {exc}") from exc
     if not isinstance(data, dict):
         raise ModelLoadError(path, f"not an ecglang config: it holds a JSON {type(data).__name__}, not an object")

@@ -78,6 +78,7 @@ _BAD_CONFIGS = {
     "json-list": (b"[1, 2]", "not an ecglang config: it holds a JSON list, not an object"),
     "json-string": (b'"hello"', "not an ecglang config: it holds a JSON str, not an object"),
     "invalid-utf8": (b'{"model_type": "\xff"}', "unreadable config: 'utf-8' codec can't decode byte 0xff"),
+    "nested-100k-deep": (b"[" * 100_000 + b"]" * 100_000, "unreadable config: maximum recursion depth exceeded"),
 }
 
 
@@ -303,6 +304,7 @@ _BAD_SUMS = {
     "int-digest": (lambda f: json.dumps({WEIGHTS: 5}), "the entry for 'model.safetensors' is not a sha256"),
     "short-digest": (lambda f: json.dumps({WEIGHTS: "00"}), "the entry for 'model.safetensors' is not a sha256"),
     "invalid-utf8": (lambda f: b'{"\xff": 1}', "unreadable checksum file: 'utf-8' codec can't decode"),
+    "nested-100k-deep": (lambda f: "[" * 100_000 + "]" * 100_000, "unreadable checksum file: nested deeper than"),
     "absolute-path": (lambda f: _sums_outside(f, lambda d, o: str(o)), "is not a file inside the checkpoint folder"),
     "dot-dot": (lambda f: _sums_outside(f, lambda d, o: f"../{o.name}"), "is not a file inside the checkpoint"),
     "nested-dot-dot": (
