@@ -342,19 +342,17 @@ class EcgLangConfig(PretrainedConfig):
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        sections = {  # name → (settings, defaults)
+            "ecg_tower": (self.ecg_tower, ECG_TOWER_DEFAULTS[self.ecg_tower["type"]]),
+            "text_tower": (self.text_tower, TEXT_TOWER_DEFAULTS),
+            "text_tower.lora": (self.text_tower["lora"], TEXT_TOWER_DEFAULTS["lora"]),
+            "projection": (self.projection, PROJECTION_DEFAULTS),
+            "loss": (self.loss, LOSS_DEFAULTS),
+        }
         for section in FIELD_TYPES:  # types first: the checks below compare and multiply numbers
-            cfg = self.text_tower["lora"] if section == "text_tower.lora" else getattr(self, section)
-            defaults = {
-                "ecg_tower": ECG_TOWER_DEFAULTS[self.ecg_tower["type"]],
-                "text_tower": TEXT_TOWER_DEFAULTS,
-                "text_tower.lora": TEXT_TOWER_DEFAULTS["lora"],
-                "projection": PROJECTION_DEFAULTS,
-                "loss": LOSS_DEFAULTS,
-            }[section]
-            _typed(section, cfg, defaults)
+            _typed(section, *sections[section])
         for section in BOUNDS:  # upper bounds first: every size below may then be used in arithmetic
-            cfg = self.text_tower["lora"] if section == "text_tower.lora" else getattr(self, section)
-            _bounded(section, cfg)
+            _bounded(section, sections[section][0])
         for (section, key), choices in _CHOICES.items():
             cfg = getattr(self, section)
             if key in cfg and cfg[key] not in choices:

@@ -40,10 +40,11 @@ if TYPE_CHECKING:
 # on the bundled model and cross-fitted alike (README, "Results"): a label's further snippets are mostly its
 # differential diagnosis and causes, which pull its embedding towards other conditions.
 DEFAULT_KNOWLEDGE_WEIGHT = 0.75
+DEFAULT_KNOWLEDGE_K = 1
+
 # What zero-shot takes as `knowledge`: an index, "default"/"on"/True, "off"/False/None, an index folder written
 # by `ecglang knowledge build`, or a knowledge-base folder or .jsonl file (indexed on first use).
 KnowledgeArg: TypeAlias = "KnowledgeIndex | str | os.PathLike | bool | None"
-DEFAULT_KNOWLEDGE_K = 1
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache). Keys are
 # ("text", prompt) for the text head and ("sentence", prompt) for the sentence head.
