@@ -35,7 +35,7 @@ from ecglang.errors import EcgReadError, RecordFailure
 from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.ecg import RECORD_SUFFIXES, Ecg, record_id_of
 from ecglang.record.leads import CANONICAL_LEADS, to_canonical
-from ecglang.record.numpy_reader import NpyRecord, NpzRecord, samples_axis_first
+from ecglang.record.numpy_reader import NpyRecord, NpzRecord, leads_by_samples, samples_axis_first
 from ecglang.record.wfdb_reader import (
     header_references,
     parse_header_comments,
@@ -407,10 +407,7 @@ def _read_numpy(
         raise EcgReadError(path, f"signal array must be numeric, got dtype {dtype}")
     shape = source.header.shape
     transposed = samples_axis_first(path, shape, len(names))
-    n = shape[0] if transposed else shape[-1]
-    start, stop = window.bounds(n, rate) if window is not None else (0, n)
-    if window is not None:
-        meta["read_offset"], meta["n_samples_in_file"] = start, int(n)
+    start, stop = _window_bounds(shape[0] if transposed else shape[-1], rate, window, meta)
     try:
         data = np.asarray(source.window(transposed, start, stop), dtype=np.float64)
     except EcgReadError:
@@ -422,20 +419,26 @@ def _read_numpy(
     return data, names, rate, meta
 
 
+def _window_bounds(n: int, fs: float, window: ReadWindow | None, meta: dict[str, Any]) -> tuple[int, int]:
+    """Samples [start, stop) of a record of `n` samples inside `window` (all of them without one), noted in
+    `meta` when a window is given."""
+    if window is None:
+        return 0, n
+    start, stop = window.bounds(n, fs)
+    meta["read_offset"], meta["n_samples_in_file"] = start, int(n)
+    return start, stop
+
+
 def _apply_window(data: np.ndarray, fs: float, window: ReadWindow | None, meta: dict[str, Any]) -> np.ndarray:
     """The part of `data` [leads, samples] inside `window` (a view), noting it in `meta`."""
-    if window is None:
-        return data
-    start, stop = window.bounds(data.shape[1], fs)
-    meta["read_offset"] = start
-    meta["n_samples_in_file"] = int(data.shape[1])
+    start, stop = _window_bounds(data.shape[1], fs, window, meta)
     return data[:, start:stop]
 
 
 def _orient(path: Path, data: np.ndarray, n_leads: int) -> tuple[np.ndarray, bool]:
     """[leads, samples] as stored, or transposed from [samples, leads]; a square array is [leads, samples]."""
     transposed = samples_axis_first(path, data.shape, n_leads)
-    return (data[None, :] if data.ndim == 1 else data.T if transposed else data), transposed
+    return leads_by_samples(data, transposed), transposed
 
 
 # --------------------------------------------------------------------------------------------------------

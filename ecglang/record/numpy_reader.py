@@ -97,6 +97,11 @@ def samples_axis_first(path: Path, shape: tuple[int, ...], n_leads: int) -> bool
     raise EcgReadError(path, f"signal shape {shape} does not match {n_leads} lead names")
 
 
+def leads_by_samples(data: np.ndarray, transposed: bool) -> np.ndarray:
+    """`data` as [leads, samples] (a view): a 1-D array is one lead; `transposed` (`samples_axis_first`) flips it."""
+    return data[None, :] if data.ndim == 1 else (data.T if transposed else data)
+
+
 def _skip_to(fp: IO[bytes], position: int) -> None:
     """Move a zip member stream forward to `position`, decompressing and discarding in 1 MiB steps (the
     stream's own `seek` discards in 16 MiB steps)."""
@@ -120,8 +125,7 @@ class NpyRecord:
             data = np.load(self.path, allow_pickle=False, mmap_mode="r")
         except ValueError:  # e.g. an empty array cannot be mapped; its size was checked against the file above
             data = np.load(self.path, allow_pickle=False)
-        data = data[None, :] if data.ndim == 1 else (data.T if transposed else data)
-        return np.array(data[:, start:stop])  # copies only the window
+        return np.array(leads_by_samples(data, transposed)[:, start:stop])  # copies only the window
 
 
 class NpzRecord:
