@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ablation import LABEL_SETS, RECIPE, VARIANTS, pretrain, run_cli, settings_text, zero_shot_args
+from ablation import LABEL_SETS, RECIPE, VARIANTS, fmt_ci, pretrain, run_cli, settings_text, zero_shot_args
 
 from ecglang.evaluation.compare import paired_difference
-from ecglang.evaluation.metrics import CI, evaluate_scores
+from ecglang.evaluation.metrics import evaluate_scores
 
 FOLDS = tuple(range(1, 9))
 CKEPE = "external:CKEPE_prompt"
@@ -149,10 +149,6 @@ def scoring_settings(args: argparse.Namespace) -> str:
     return "; ".join(sorted(seen)) if len(seen) == 1 else "mixed settings: " + "; ".join(sorted(seen))
 
 
-def fmt(ci: dict) -> str:
-    return CI.from_dict(ci).format()
-
-
 def fmt_diff(ci: dict) -> str:
     return f"{ci['point']:+.3f} ({ci['low']:+.3f}..{ci['high']:+.3f})"
 
@@ -176,7 +172,7 @@ def write_report(pooled: dict, variants: dict, args: argparse.Namespace) -> str:
         "|---|---|---|" + "---|---|" * len(SOURCES),
     ]
     for name, r in pooled.items():
-        cells = [f"{fmt(r['sources'][s]['model'])} | {r['sources'][s]['random']['point']:.3f}" for s in SOURCES]
+        cells = [f"{fmt_ci(r['sources'][s]['model'])} | {r['sources'][s]['random']['point']:.3f}" for s in SOURCES]
         lines.append(f"| {name} | {r['records']} | {r['labels']} ({r['labels_with_both_classes']}) | "
                      + " | ".join(cells) + " |")  # fmt: skip
     lines += ["", "Paired differences of the model's macro AUROC (same records, same resamples), with the verdict "
@@ -212,7 +208,7 @@ def variants_section(source: str, table: dict, args: argparse.Namespace) -> list
         "|---|" + "---|" * (len(LABEL_SETS) + 1),
     ]
     for v in names:
-        cells = [f"{fmt(table[n][v]['model'])} / {table[n][v]['random']:.3f}" for n in LABEL_SETS]
+        cells = [f"{fmt_ci(table[n][v]['model'])} / {table[n][v]['random']:.3f}" for n in LABEL_SETS]
         mean = np.mean([table[n][v]["model"]["point"] for n in LABEL_SETS])
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {mean:.3f} |")
     lines += ["", "| variant | " + " | ".join(f"{n}: − {b}" for b in BASELINES for n in LABEL_SETS) + " |",
