@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -154,7 +150,7 @@ def test_integer_and_boolean_fields_are_not_coerced(folder, case):
 
 
 # ------------------------------------------------------------------------ 3. text-model size
-def test_text_model_sizes_are_refused_before_anything_is_allocated(folder, tmp_path):
+def test_text_model_sizes_are_refused_before_anything_is_allocated(folder, tmp_path, load_in_child):
     """A full fine-tune's hf_config (48 layers of width 4800: 13 billion parameters), a layer count of ten
     million, a vocabulary of a trillion and a text base folder whose config.json describes 73 billion
     parameters. Before the fix each allocated until memory ran out (an untyped RuntimeError after ~5 GB and
@@ -183,38 +179,7 @@ def test_text_model_sizes_are_refused_before_anything_is_allocated(folder, tmp_p
         shutil.copytree(folder, case)
         _edit_config(case, edit)
         folders.append(str(case))
-    script = textwrap.dedent(
-        """
-        import json, resource, sys, time
-        from transformers import AutoConfig
-        import transformers.models.bert.modeling_bert  # imported before timing: the first case pays no import
-        from ecglang.encoders.modeling import EcgLangModel
-        from ecglang.errors import ModelLoadError
-        AutoConfig.for_model("bert")
-        with open("/proc/self/status") as f:
-            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-        resource.setrlimit(resource.RLIMIT_AS, (vm + 3 * 2**29, resource.RLIM_INFINITY))
-        start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out = []
-        for folder in sys.argv[1:]:
-            t0 = time.perf_counter()
-            try:
-                EcgLangModel.from_pretrained(folder)
-                message = "loaded"
-            except ModelLoadError as exc:
-                message = str(exc)
-            except Exception as exc:
-                message = f"UNTYPED {type(exc).__name__}: {exc}"[:300]
-            out.append([message, time.perf_counter() - t0])
-        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024
-        print("RESULT " + json.dumps({"cases": out, "grown_mb": grown_mb}))
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-c", script, *folders], env=env, capture_output=True, text=True,
-                         timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    result = load_in_child(folders)
     for (_, expected), (message, seconds) in zip(cases, result["cases"], strict=True):
         assert expected in message, message
         assert seconds < 3.0, (message, seconds)

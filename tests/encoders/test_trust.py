@@ -282,7 +282,7 @@ def _merge(base: dict, override: dict) -> None:
             base[key] = value
 
 
-def test_absurd_architecture_numbers_are_refused_before_anything_is_allocated(saved, tmp_path):
+def test_absurd_architecture_numbers_are_refused_before_anything_is_allocated(saved, tmp_path, load_in_child):
     """Each case edits one number of a real checkpoint's config.json. Before the fix d_model 10,000,000
     allocated about 18 GB and ended in a RuntimeError. All cases load in one fresh interpreter whose peak
     memory is measured: nothing is allocated beyond the imports."""
@@ -295,30 +295,7 @@ def test_absurd_architecture_numbers_are_refused_before_anything_is_allocated(sa
         _merge(config, override)
         (folder / "config.json").write_text(json.dumps(config))
         folders.append(str(folder))
-    script = textwrap.dedent(
-        """
-        import json, resource, sys, time
-        from ecglang.encoders.modeling import EcgLangModel
-        from ecglang.errors import ModelLoadError
-        start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out = []
-        for folder in sys.argv[1:]:
-            t0 = time.perf_counter()
-            try:
-                EcgLangModel.from_pretrained(folder)
-                message = "loaded"
-            except ModelLoadError as exc:
-                message = str(exc)
-            out.append([message, time.perf_counter() - t0])
-        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024
-        print("RESULT " + json.dumps({"cases": out, "grown_mb": grown_mb}))
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, "-c", script, *folders], env=env, capture_output=True, text=True,
-                         timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(next(ln for ln in run.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    result = load_in_child(folders)
     for (override, expected), (message, seconds) in zip(_HUGE, result["cases"], strict=True):
         assert "config.json: invalid config:" in message and expected in message, (override, message)
         assert seconds < 1.0, (override, seconds)
