@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 from tqdm.auto import tqdm
 
 from ecglang.errors import EcgReadError, RecordFailure
 from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.ecg import RECORD_SUFFIXES, Ecg, record_id_of
 from ecglang.record.leads import CANONICAL_LEADS, to_canonical
+from ecglang.record.matlab_reader import load_matlab_variable
 from ecglang.record.numpy_reader import NpyRecord, NpzRecord, leads_by_samples, samples_axis_first
 from ecglang.record.wfdb_reader import (
     header_references,
@@ -318,14 +318,17 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
 def _read_cpsc(
     path: Path, fs: float | None, window: ReadWindow | None
 ) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
+    others: list[str] = []  # the names of the variables that are neither
     try:
-        # squeeze_me=False: squeezing would turn a one-sample [12, 1] record into a 1-D array of 12 values
-        mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False)
+        # the variable's declared size is checked before scipy allocates it (a deflated .mat can declare GBs);
+        # nothing is squeezed: that would turn a one-sample [12, 1] record into a 1-D array of 12 values
+        mat = load_matlab_variable(path, ("ECG", "val"), seen=others)
+    except EcgReadError:
+        raise
     except NotImplementedError as exc:  # scipy's answer to MATLAB v7.3 (HDF5) files
         raise EcgReadError(path, "MATLAB v7.3 (HDF5) files are not supported; save with -v7") from exc
     except Exception as exc:  # scipy raises ValueError/MatReadError/TypeError on garbage
         raise EcgReadError(path, f"not a readable MATLAB file: {type(exc).__name__}: {exc}") from exc
-    keys = sorted(k for k in mat if not k.startswith("__"))
     if "ECG" not in mat:
         if "val" in mat:
             hea = path.with_suffix(".hea").name
@@ -334,7 +337,7 @@ def _read_cpsc(
                 f"has a 'val' matrix (PhysioNet/CinC) but no WFDB header {hea} beside it "
                 "to give gain, baseline and sampling rate",
             )
-        raise EcgReadError(path, f"MATLAB file has neither a 'val' matrix nor an 'ECG' struct (keys: {keys})")
+        raise EcgReadError(path, f"MATLAB file has neither a 'val' matrix nor an 'ECG' struct (keys: {sorted(others)})")
     ecg = _matlab_item(mat["ECG"])
     data = ecg if isinstance(ecg, np.ndarray) else _matlab_item(getattr(ecg, "data", None))  # bare matrix: data
     if data is None:
