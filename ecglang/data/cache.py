@@ -43,6 +43,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ecglang import __version__
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.core.paths import cache_root
 from ecglang.data.fastread import read_plain_wfdb
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError
@@ -83,6 +84,24 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path` (cache metadata, a prepared manifest), or `EcgReadError` naming the file: these
+    folders travel between machines, so a truncated or hand-edited file is input like any other."""
+    try:
+        obj = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EcgReadError(path, f"cannot read {what}: {exc}") from exc
+    except JsonInputError as exc:
+        raise EcgReadError(path, f"corrupt {what}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise EcgReadError(path, f"corrupt {what}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def signal_cache_root() -> Path:
     """Where signal caches go by default: `$ECGLANG_CACHE/signal-cache`, else `$XDG_CACHE_HOME/ecglang/signal-cache`
     (`~/.cache/ecglang/signal-cache`): the same root as the knowledge index cache."""
@@ -100,10 +119,10 @@ def default_cache_dir(source: RecordSource, preprocess_cfg: PreprocessConfig, se
 def cache_is_complete(directory: str | os.PathLike) -> bool:
     """True when `directory` holds a complete signal cache (its metadata says so)."""
     try:
-        meta = json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_json_object(Path(directory) / META_FILE, "cache metadata")
+    except EcgReadError:
         return False
-    return bool(meta.get("complete"))
+    return meta.get("complete") is True
 
 
 def _records(source: RecordSource) -> tuple[list[str], list[str]]:
@@ -216,10 +235,7 @@ class SignalCache:
         meta_path = d / META_FILE
         if not meta_path.is_file():
             raise EcgReadError(d, f"not a signal cache: {META_FILE} not found")
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise EcgReadError(meta_path, f"corrupt cache metadata: {exc}") from exc
+        self.meta: dict[str, Any] = read_json_object(meta_path, "cache metadata")
         if self.meta.get("format") != CACHE_FORMAT or self.meta.get("version") != CACHE_VERSION:
             raise EcgReadError(
                 meta_path, f"unsupported cache format {self.meta.get('format')!r} v{self.meta.get('version')}"
@@ -230,6 +246,7 @@ class SignalCache:
                 "cache build is incomplete (interrupted); run SignalCache.build again with the same "
                 "arguments to resume",
             )
+        self._config = self._check_meta(meta_path)
         n, leads, t = self.meta["shape"]
         sig_path = d / SIGNALS_FILE
         expected = n * leads * t * 2
@@ -245,6 +262,20 @@ class SignalCache:
             raise EcgReadError(d, "lead mask or index does not match the signal shape; rebuild the cache")
         self._status = (self.index["status"].to_numpy() == "ok").astype(bool)
         self._row_of: dict[str, int] | None = None
+
+    def _check_meta(self, meta_path: Path) -> PreprocessConfig:
+        """The fields that reading uses, checked once at opening (so no read fails later on a bad value)."""
+        shape, fs = self.meta.get("shape"), self.meta.get("fs")
+        if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(v) for v in shape)):
+            raise EcgReadError(meta_path, f"corrupt cache metadata: 'shape' must be 3 counts, got {shape!r:.80}")
+        if isinstance(fs, bool) or not isinstance(fs, int | float) or not 0 < fs < float("inf"):
+            raise EcgReadError(meta_path, f"corrupt cache metadata: 'fs' must be a positive rate, got {fs!r:.80}")
+        if not isinstance(self.meta.get("preprocess"), dict):
+            raise EcgReadError(meta_path, "corrupt cache metadata: 'preprocess' must be the settings (a JSON object)")
+        try:
+            return PreprocessConfig.from_dict(self.meta["preprocess"])
+        except ConfigError as exc:
+            raise EcgReadError(meta_path, f"corrupt cache metadata: 'preprocess': {exc}") from exc
 
     @property
     def _signals(self) -> np.memmap:
@@ -274,7 +305,7 @@ class SignalCache:
 
     @property
     def config(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.meta["preprocess"])
+        return self._config
 
     @property
     def ids(self) -> list[str]:
@@ -493,10 +524,10 @@ class SignalCache:
         old: dict[str, Any] | None = None
         if meta_path.is_file():
             try:
-                old = json.loads(meta_path.read_text(encoding="utf-8"))
-            except ValueError:
+                old = read_json_object(meta_path, "cache metadata")
+            except EcgReadError as exc:
                 if not overwrite:
-                    raise EcgReadError(meta_path, "corrupt cache metadata; pass overwrite=True to rebuild") from None
+                    raise EcgReadError(meta_path, f"{exc.problem}; pass overwrite=True to rebuild") from None
         elif any(f.exists() for f in files) and not overwrite:
             raise ConfigError(f"{d} holds cache files but no {META_FILE}; use an empty folder or overwrite=True")
         same = old is not None and all(

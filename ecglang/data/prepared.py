@@ -36,14 +36,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import datasets
 import numpy as np
 import pandas as pd
 
-from ecglang.data.cache import SignalCache, sha256_json
+from ecglang.data.cache import META_FILE, SignalCache, cache_is_complete, read_json_object, sha256_json
 from ecglang.data.registry import get_dataset
 from ecglang.errors import ConfigError, EcgReadError
 from ecglang.signal.preprocess import PreprocessConfig
@@ -82,14 +82,20 @@ def shard_name(index: int, count: int) -> str:
 
 # -- locks ------------------------------------------------------------------------------------------------
 def _owner_alive(owner: dict[str, Any], stale_after: float, lock: Path) -> bool:
-    if owner.get("host") == socket.gethostname():
+    pid = owner.get("pid")
+    # only a real process id is asked about: os.kill(-1 or 0, 0) "succeeds" for a whole group, which would
+    # keep a hand-written lock alive for ever
+    if owner.get("host") == socket.gethostname() and isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
         try:
-            os.kill(int(owner.get("pid", -1)), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return False
-        except (PermissionError, ValueError):
+        except PermissionError:
             return True
-        return True
+        except OverflowError:
+            pass  # not a pid: judged by age below
+        else:
+            return True
     try:
         return time.time() - lock.stat().st_mtime < stale_after
     except FileNotFoundError:
@@ -109,6 +115,8 @@ def file_lock(lock: Path, stale_after: float = STALE_AFTER_S) -> Iterator[Callab
             try:
                 owner = json.loads(lock.read_text(encoding="utf-8") or "{}")
             except (OSError, ValueError):
+                owner = {}
+            if not isinstance(owner, dict):  # not a lock we wrote: judged by its age alone, like an empty one
                 owner = {}
             if owner and _owner_alive(owner, stale_after, lock):
                 raise LockHeld(f"{lock} is held by pid {owner.get('pid')} on {owner.get('host')}") from None
@@ -155,7 +163,7 @@ def prepare_table(
     deadline = time.time() + wait_s
     while True:
         if meta_path.is_file():
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = read_json_object(meta_path, "records-table metadata")
             if meta.get("complete"):
                 if {k: meta.get(k) for k in wanted} != json.loads(json.dumps(wanted)):
                     raise ConfigError(
@@ -163,7 +171,7 @@ def prepare_table(
                         f"{meta.get('builder_args')}; use another --out folder"
                     )
                 table = datasets.load_from_disk(str(out / TABLE_DIR))
-                return TableInfo(table, int(meta["n_failures"]), False, meta.get("summary", ""))
+                return TableInfo(table, _table_failures(meta_path, meta), False, str(meta.get("summary", "")))
         try:
             with file_lock(out / "table.lock"):
                 extra = {"progress": progress} if spec.accepts("progress") else {}
@@ -190,9 +198,51 @@ class ShardResult:
     seconds: float = 0.0
 
 
+def _table_failures(path: Path, meta: dict[str, Any]) -> int:
+    n = meta.get("n_failures")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise EcgReadError(path, f"corrupt records-table metadata: 'n_failures' must be a count, got {n!r:.80}")
+    return n
+
+
 def read_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest of `out` (None when there is none yet), checked: `EcgReadError` naming it when it is not
+    one, or when a shard's folder would lie outside `out`."""
     path = out / MANIFEST_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    manifest = read_json_object(path, "manifest")
+    if manifest.get("format") != PREPARED_FORMAT:
+        raise EcgReadError(path, f"not a prepared-dataset manifest (format {manifest.get('format')!r:.80})")
+    shards, n_rows = manifest.get("shards"), manifest.get("n_rows")
+    if not isinstance(n_rows, int) or isinstance(n_rows, bool) or n_rows < 0:
+        raise EcgReadError(path, f"corrupt manifest: 'n_rows' must be a count, got {n_rows!r:.80}")
+    if not isinstance(shards, list) or not shards:
+        raise EcgReadError(path, "corrupt manifest: 'shards' must be a non-empty list")
+    for k, entry in enumerate(shards):
+        if not _valid_shard(entry, n_rows):
+            raise EcgReadError(
+                path,
+                f"corrupt manifest: shard {k} must have a 'name', a relative 'dir' inside the folder and "
+                f"0 <= 'start' <= 'stop' <= n_rows; got {entry!r:.200}",
+            )
+    if not isinstance(manifest.get("preprocess"), dict):
+        raise EcgReadError(path, "corrupt manifest: 'preprocess' must be the settings (a JSON object)")
+    try:
+        PreprocessConfig.from_dict(manifest["preprocess"])
+    except ConfigError as exc:
+        raise EcgReadError(path, f"corrupt manifest: 'preprocess': {exc}") from exc
+    return manifest
+
+
+def _valid_shard(entry: Any, n_rows: int) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    name, folder, start, stop = (entry.get(k) for k in ("name", "dir", "start", "stop"))
+    counts = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop))
+    inside = isinstance(folder, str) and bool(folder) and not PurePath(folder).is_absolute()
+    inside = inside and ".." not in PurePath(folder).parts
+    return isinstance(name, str) and inside and counts and 0 <= start <= stop <= n_rows
 
 
 def init_manifest(out: Path, n_rows: int, cfg: PreprocessConfig, shard_size: int, seed: int) -> dict[str, Any]:
@@ -278,11 +328,10 @@ def build_shards(
 
 
 def shard_complete(d: Path, entry: dict[str, Any]) -> bool:
-    try:
-        meta = json.loads((d / "cache_meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not cache_is_complete(d):
         return False
-    return bool(meta.get("complete")) and meta.get("shape", [0])[0] == int(entry["stop"]) - int(entry["start"])
+    shape = read_json_object(d / META_FILE, "cache metadata").get("shape")
+    return isinstance(shape, list) and bool(shape) and shape[0] == int(entry["stop"]) - int(entry["start"])
 
 
 def update_manifest(out: Path) -> dict[str, Any]:
@@ -335,7 +384,7 @@ class PreparedDataset:
             )
         self.manifest = manifest
         self.table = datasets.load_from_disk(str(self.directory / TABLE_DIR))
-        self.table_meta = json.loads((self.directory / TABLE_META_FILE).read_text(encoding="utf-8"))
+        self.table_meta = read_json_object(self.directory / TABLE_META_FILE, "records-table metadata")
         self.cache = ShardedCache(self.directory, manifest)
 
     @property
