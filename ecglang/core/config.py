@@ -4,11 +4,20 @@ A config is a `@dataclass` that inherits `DictConfig`. `from_dict` rejects unkno
 known ones), builds nested dataclass sections, turns JSON/YAML lists into tuples where the field is a tuple,
 and turns a constructor's TypeError/ValueError into a `ConfigError` that names the config. `to_dict` is the
 inverse (tuples become lists, so the result is JSON- and YAML-safe).
+
+Every value is checked against its field's type hint before the dataclass sees it (`ConfigError` naming the
+field): a number where a number belongs (never a bool), an int where an int belongs, true/false for a bool, a
+string for a string, one of the choices of a `Literal`, a list or mapping whose items have the right types, and
+None only where the hint allows it. One conversion is made: a float written with an exponent becomes a float
+where a float belongs, because YAML 1.1 (PyYAML) reads ``1e-3`` (no dot) as the string "1e-3"; a number in
+quotes ("500") stays a string, and an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -45,15 +54,99 @@ def _options(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
+# A float with an exponent as YAML 1.2 and Python write it, which PyYAML (YAML 1.1: a dot and a signed exponent)
+# leaves a string: 1e-3, 1e3, 2.5e4. Only these: "500" or "0.2" in quotes is a string, and stays an error.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _describe(hint: Any) -> str:
+    """How a hint reads in an error message."""
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    if hint in names:
+        return names[hint]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (list, tuple, Sequence):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if origin is tuple and len(args) > 1:
+            return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
+        return f"a list of {_plural(_describe(args[0]))}" if args and args[0] is not Any else "a list"
+    if origin in (dict, Mapping) or hint is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping of settings"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _plural(described: str) -> str:
+    """ "an integer" → "integers", "a number" → "numbers" (other descriptions unchanged)."""
+    for article in ("an ", "a "):
+        if described.startswith(article) and " " not in described[len(article) :]:
+            return described[len(article) :] + "s"
+    return described
+
+
+def _key_path(where: str, key: str) -> str:
+    """`FILE: section.key` after a file name, `Config.section.key` after a class name."""
+    if where.endswith((".yaml", ".yml", ".json")):
+        return f"{where}: {key}"
+    return f"{where}.{key}"
+
+
+def _matches(option: Any, value: Any) -> tuple[bool, Any]:
+    """(whether `value` is of type `option`, the value to keep). Hints this does not know accept anything."""
+    if option is Any or option is typing.Any or isinstance(option, TypeVar):
+        return True, value
+    if option is type(None):
+        return value is None, value
+    if option is bool:
+        return isinstance(value, bool) or type(value).__name__ == "bool_", value  # numpy's bool too
+    if option is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool), value
+    if option is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return True, float(value)
+        return isinstance(value, numbers.Real) and not isinstance(value, bool), value
+    if option is str:
+        return isinstance(value, str), value
+    origin, args = typing.get_origin(option), typing.get_args(option)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args), value
+    if origin in (list, tuple, Sequence) or option in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False, value
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                return False, value
+            kinds = list(args)
+        else:
+            kinds = [args[0] if args else Any] * len(value)
+        items = [_matches(kind, item) for kind, item in zip(kinds, value, strict=True)]
+        if not all(ok for ok, _ in items):
+            return False, value
+        kept = [item for _, item in items]
+        return True, tuple(kept) if origin is tuple else kept
+    if origin in (dict, Mapping) or option in (dict, Mapping):
+        return isinstance(value, Mapping), value
+    return True, value  # a hint this does not know (a class): left to the dataclass
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if value is None:
-        return None
-    for option in _options(hint):
-        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
-            return config_from_dict(option, value, where)
-        if typing.get_origin(option) is tuple and isinstance(value, list):
-            return tuple(value)
-    return value
+    options = _options(hint) if hint is not None else (Any,)
+    if value is not None:
+        for option in options:
+            if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+                return config_from_dict(option, value, where)
+    for option in options:
+        if dataclasses.is_dataclass(option):
+            continue
+        ok, kept = _matches(option, value)
+        if ok:
+            return kept
+    raise ConfigError(f"{where} must be {_describe(hint)}, got {value!r:.80} ({type(value).__name__})")
 
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str | None = None) -> C:
@@ -68,7 +161,7 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str | 
     if unknown:
         raise ConfigError(f"{name}: unknown key(s) {unknown}; known keys: {sorted(known)}")
     hints = _hints(cls)
-    kwargs = {key: _coerce(hints.get(key), value, f"{name}.{key}") for key, value in data.items()}
+    kwargs = {key: _coerce(hints.get(key), value, _key_path(name, key)) for key, value in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:

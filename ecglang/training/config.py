@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Mapping, Sequence
@@ -221,6 +222,18 @@ class PretrainConfig(DictConfig):
             raise ConfigError(f"{where}: train.local_loss must be auto|true|false, got {t.local_loss!r}")
         if t.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise ConfigError(f"{where}: train.mixed_precision must be auto|no|fp16|bf16, got {t.mixed_precision!r}")
+        if t.clip_grad_norm is not None and not 0 < t.clip_grad_norm < math.inf:
+            raise ConfigError(f"{where}: train.clip_grad_norm must be a number > 0 or null, got {t.clip_grad_norm!r}")
+        if t.threads is not None and t.threads < 1:
+            raise ConfigError(f"{where}: train.threads must be >= 1 or null, got {t.threads!r}")
+        o = self.optim  # `not x > 0` rather than `x <= 0`: NaN fails it too
+        if not 0 < o.lr < math.inf or not 0 < o.eps < math.inf or not 0 <= o.weight_decay < math.inf:
+            raise ConfigError(
+                f"{where}: optim.lr and optim.eps must be finite numbers > 0 and optim.weight_decay >= 0, "
+                f"got lr={o.lr!r}, eps={o.eps!r}, weight_decay={o.weight_decay!r}"
+            )
+        if not all(0 <= b < 1 for b in o.betas):
+            raise ConfigError(f"{where}: optim.betas must be two numbers in [0, 1), got {list(o.betas)}")
 
     def _validate_data(self, where: str) -> None:
         d = self.data
