@@ -7,6 +7,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ecglang.errors import ConfigError
+from ecglang.report.figure_paths import figure_path
+
 COMMANDS = ["inspect", "data", "knowledge", "pretrain", "zero_shot", "evaluate", "models", "convert", "prototypes"]
 
 
@@ -18,6 +21,16 @@ def show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
         return 2
 
     return handler
+
+
+def plot_file(text: str) -> str:
+    """argparse `type=` of a figure path: its file type is checked when the command line is read, before the
+    run whose result it draws (`ecglang.report.figure_paths`)."""
+    try:
+        figure_path(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def print_failures(failures: Sequence[object], note: str = "") -> None:

@@ -6,13 +6,14 @@ import argparse
 
 import numpy as np
 
+from ecglang.cli import plot_file
 from ecglang.errors import EcgQualityError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="print a record's leads, rate, beats and quality flags; plot it")
     p.add_argument("record", help="record path (WFDB .hea/.dat/.mat, CPSC .mat, .npy/.npz)")
-    p.add_argument("--plot", metavar="PNG", help="write a 12-lead figure with R-peaks and beat windows")
+    p.add_argument("--plot", metavar="PNG", type=plot_file, help="write a 12-lead figure with R-peaks and beat windows")
     p.add_argument("--fs", type=float, help="sampling rate, for .npy input")
     p.add_argument("--leads", help="comma-separated lead names, for .npy input")
     p.add_argument("--seconds", type=float, default=10.0, help="length drawn in the plot (default 10 s)")

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ecglang.cli import print_failures
+from ecglang.cli import plot_file, print_failures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="CSV|JSON",
         help="write every record's nearest prototypes (JSON when it ends in .json)",
     )
-    p.add_argument("--plot", metavar="PNG", help="12-lead figure highlighting the beats/leads behind the top label")
+    p.add_argument(
+        "--plot", metavar="PNG", type=plot_file, help="12-lead figure highlighting the beats/leads behind the top label"
+    )
     p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")
     p.add_argument("--fs", type=float, help="sampling rate for .npy input")
     p.add_argument("--leads", help="comma-separated lead names for .npy input")

@@ -12,6 +12,7 @@ import numpy as np
 
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS
+from ecglang.report.figure_paths import figure_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,6 +44,7 @@ def plot_ecg(
         notes: lines of text shown under the traces (for example the knowledge snippets used).
         out: write a PNG there when given.
     """
+    out = None if out is None else figure_path(out)  # a bad file type fails before drawing
     import matplotlib
 
     if out is not None:
@@ -127,6 +129,7 @@ def plot_explanation(
     `lead`: the lead drawn (default: II when present, else the most attended lead)."""
     import textwrap
 
+    out = None if out is None else figure_path(out)  # a bad file type fails before drawing
     import matplotlib
 
     if out is not None:

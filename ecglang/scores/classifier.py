@@ -169,8 +169,9 @@ class ZeroShotClassifier:
     ) -> None:
         if not 0.0 <= knowledge_weight <= 1.0:
             raise ConfigError(f"knowledge_weight must be in [0, 1], got {knowledge_weight}")
-        if batch_size < 1 or k < 1 or prototype_k < 1:
-            raise ConfigError("batch_size, k and prototype_k must be >= 1")
+        for name, value in (("batch_size", batch_size), ("k", k), ("prototype_k", prototype_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         self.model = model.eval()
         self.processor = processor or default_processor(model)
         self.knowledge = resolve_knowledge(knowledge)

@@ -24,3 +24,32 @@ def test_a_closed_pipe_ends_quietly_with_sigpipe_status(tmp_path: Path) -> None:
     err = err.decode(errors="replace")
     assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
     assert proc.returncode == 141, (proc.returncode, err[-2000:])
+
+
+def test_a_plot_of_a_type_matplotlib_cannot_write_fails_before_the_run(tmp_path: Path, capsys) -> None:
+    """`--plot out.xyz` drew nothing and ended in matplotlib's ValueError traceback after the whole zero-shot run;
+    now a usage error (status 2) naming the file and the types, before the model is loaded."""
+    import time
+
+    from ecglang.cli.main import main as cli
+
+    record = tmp_path / "r.npy"
+    np.save(record, np.zeros((12, 5000), dtype=np.float32))
+    for argv in (["zero-shot", str(record), "--labels", "sinus rhythm"], ["inspect", str(record)]):
+        started = time.perf_counter()
+        try:
+            status = cli([*argv, "--plot", str(tmp_path / "out.xyz")])
+        except SystemExit as exc:  # argparse's usage errors exit
+            status = exc.code
+        assert status == 2 and time.perf_counter() - started < 5.0
+        err = capsys.readouterr().err
+        assert "out.xyz" in err and "'.xyz'" in err and ".png" in err and "Traceback" not in err, err
+
+
+def test_the_figure_types_are_ones_matplotlib_writes() -> None:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from ecglang.report.figure_paths import FIGURE_FORMATS, figure_path
+
+    assert set(FIGURE_FORMATS) <= set(FigureCanvasBase.get_supported_filetypes())
+    assert figure_path("a/b.PNG").name == "b.PNG" and figure_path("no_suffix").name == "no_suffix"

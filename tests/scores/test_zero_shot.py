@@ -316,3 +316,9 @@ def test_bf16_precision_runs_the_encoder_in_bfloat16_and_stays_close(model, reco
 def test_unsupported_precision_is_a_config_error(model, precision):
     with pytest.raises(ConfigError, match="precision"):
         ZeroShotClassifier(model, knowledge=None, precision=precision)
+
+
+@pytest.mark.parametrize(("name", "value"), [("k", 0), ("batch_size", -1), ("prototype_k", 0), ("k", 1.5)])
+def test_a_bad_count_names_itself(model, name: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{name} must be an integer >= 1, got {value}"):
+        ZeroShotClassifier(model, knowledge=None, **{name: value})
