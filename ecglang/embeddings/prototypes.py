@@ -9,14 +9,19 @@ similar to the beat that drove it, with their reports (`ecglang.scores.classifie
 
 On disk, a folder of plain data (loading executes nothing: no pickle):
 
-    index.faiss     FAISS IndexFlatIP over the unit beat embeddings
-    beats.npz       record (row in records.jsonl), beat (index in its record), lead_mask [n, 12]
+    vectors.npy     the unit beat embeddings [n, dim] float32 (the IndexFlatIP is rebuilt from them on load)
+    beat_record.npy row of each beat's record in records.jsonl [n] int32
+    beat_index.npy  index of each beat in its record [n] int16
+    lead_mask.npy   each beat's record's lead mask [n, 12] bool
     windows.f16     raw float16 [n, 12, beat_len] (shape in meta.json)
     records.jsonl   one object a record: id, report, source
     meta.json       format version, the model's identity (config and weight sha256), dims, counts
 
-An index answers only for the model that built it: `PrototypeIndex.load(folder, model=m)` (and the zero-shot
-classifier) raise `PrototypeModelMismatch` for another model.
+Every array file's header must declare exactly the shape that meta.json's counts give, and hold exactly those
+bytes, before it is read (`ecglang.core.array_files`): FAISS's own index files are not read back, because their
+reader allocates what their header claims. An index answers only for the model that built it:
+`PrototypeIndex.load(folder, model=m)` (and the zero-shot classifier) raise `PrototypeModelMismatch` for another
+model.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ecglang.core.array_files import ArrayFileError, read_array, write_array
 from ecglang.core.atomic import atomic_directory
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.embeddings.pipeline import default_processor, encode_batches
 from ecglang.embeddings.sources import ItemSource, expand_inputs
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
@@ -49,7 +56,11 @@ if TYPE_CHECKING:
 __all__ = ["PrototypeError", "PrototypeIndex", "PrototypeMatch", "PrototypeModelMismatch", "build_prototypes",
            "find_reports", "model_identity", "read_reports"]  # fmt: skip
 
-FORMAT_VERSION = 1
+# 2: plain NPY arrays checked against meta.json, the FAISS index rebuilt on load (1 kept index.faiss and beats.npz)
+FORMAT_VERSION = 2
+VECTORS_FILE = "vectors.npy"
+# (file, shape after the beat count, dtype) of the per-beat arrays
+LAYOUT = (("beat_record.npy", (), "<i4"), ("beat_index.npy", (), "<i2"), ("lead_mask.npy", (N_LEADS,), "|b1"))
 WINDOWS_FILE = "windows.f16"
 
 
@@ -210,8 +221,12 @@ class PrototypeIndex:
         """Write every file of the index into `folder` (the caller makes it atomic)."""
         import faiss  # here: FAISS loads only when prototypes are used
 
-        faiss.write_index(self.index, str(folder / "index.faiss"))
-        np.savez(folder / "beats.npz", record=self.beat_record, beat=self.beat_index, lead_mask=self.lead_masks)
+        n, dim = len(self), int(self.index.d)
+        # the flat index's own vectors, without a copy
+        vectors = faiss.rev_swig_ptr(self.index.get_xb(), n * dim).reshape(n, dim) if n else np.zeros((0, dim))
+        write_array(folder / VECTORS_FILE, vectors, "<f4")
+        for (name, _, dtype), array in zip(LAYOUT, (self.beat_record, self.beat_index, self.lead_masks), strict=True):
+            write_array(folder / name, array, dtype)
         if self.windows is not None and WINDOWS_FILE not in {p.name for p in folder.iterdir()}:
             with open(folder / WINDOWS_FILE, "wb") as fh:
                 for start in range(0, len(self.windows), 4096):  # in chunks: the windows may be memory-mapped
@@ -227,37 +242,62 @@ class PrototypeIndex:
         import faiss  # here: FAISS loads only when prototypes are used
 
         folder = Path(directory)
+        meta_path = folder / "meta.json"
         try:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT_VERSION:
-                raise PrototypeError(
-                    f"{folder}: prototype index format {meta.get('format')!r}, expected {FORMAT_VERSION}"
-                )
-            index = faiss.read_index(str(folder / "index.faiss"))
-            with np.load(folder / "beats.npz", allow_pickle=False) as arrays:
-                beat_record, beat_index, lead_masks = arrays["record"], arrays["beat"], arrays["lead_mask"]
-            with open(folder / "records.jsonl", encoding="utf-8") as fh:
-                records = [json.loads(line) for line in fh if line.strip()]
-            windows = None
-            if meta.get("windows_shape") is not None:
-                shape = tuple(int(s) for s in meta["windows_shape"])
+            meta = parse_json(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, JsonInputError) as exc:
+            raise PrototypeError(f"{meta_path}: not a readable prototype index ({type(exc).__name__}: {exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise PrototypeError(f"{folder}: prototype index format {found!r}, expected {FORMAT_VERSION}; rebuild it")
+        if not isinstance(meta.get("model"), dict):
+            raise PrototypeError(f"{meta_path}: 'model' must be the identity of the model that built the index")
+        n, dim = meta.get("n_beats"), meta.get("dim")
+        arrays = {}
+        for name, shape, dtype in ((VECTORS_FILE, (n, dim), "<f4"), *((f, (n, *rest), t) for f, rest, t in LAYOUT)):
+            try:
+                arrays[name] = read_array(folder / name, shape, dtype, finite=name == VECTORS_FILE)
+            except ArrayFileError as exc:
+                raise PrototypeError(f"{folder / name}: not this index's array: {exc}; rebuild the index") from None
+        records = _read_records(folder / "records.jsonl")
+        windows = None
+        if meta.get("windows_shape") is not None:
+            raw = meta["windows_shape"]
+            shape = tuple(raw) if isinstance(raw, list) else (raw,)
+            if len(shape) != 3 or shape[:2] != (n, N_LEADS) or not all(isinstance(v, int) and v >= 0 for v in shape):
+                raise PrototypeError(f"{meta_path}: windows_shape {shape!r:.80} does not fit {n} beats")
+            try:
                 windows = np.memmap(folder / WINDOWS_FILE, dtype=np.float16, mode="r", shape=shape) if shape[0] else (
                     np.zeros(shape, np.float16))  # fmt: skip
-        except PrototypeError:
-            raise
-        except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
-            raise PrototypeError(f"{folder}: not a readable prototype index ({type(exc).__name__}: {exc})") from None
-        n = int(index.ntotal)
-        if not (len(beat_record) == len(beat_index) == len(lead_masks) == n == meta.get("n_beats")) or (
-            windows is not None and len(windows) != n
-        ):
-            raise PrototypeError(f"{folder}: its files disagree on the number of beats (index has {n}); rebuild it")
-        if n and int(beat_record.max()) >= len(records):
-            raise PrototypeError(f"{folder}: beats.npz names records that records.jsonl lacks; rebuild it")
+            except (OSError, ValueError) as exc:  # a file shorter than the shape: mmap refuses, nothing is read
+                raise PrototypeError(f"{folder / WINDOWS_FILE}: not this index's windows ({exc})") from None
+        index = faiss.IndexFlatIP(dim)
+        index.add(arrays[VECTORS_FILE])
+        beat_record, beat_index, lead_masks = (arrays[f] for f, _, _ in LAYOUT)
+        if n and (int(beat_record.min()) < 0 or int(beat_record.max()) >= len(records)):
+            raise PrototypeError(f"{folder}: beat_record.npy names records that records.jsonl lacks; rebuild it")
         result = cls(index, records, beat_record, beat_index, lead_masks, windows, meta)
         if model is not None:
             result.check_model(model, folder)
         return result
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """records.jsonl: one JSON object a line (parsed as data; `PrototypeError` naming the file and line)."""
+    records, number = [], 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):  # noqa: B007 - `number` names the line in the error below
+                if line.strip():
+                    record = parse_json(line)
+                    if not isinstance(record, dict):
+                        raise JsonInputError(f"expected an object, got {type(record).__name__}")
+                    records.append(record)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrototypeError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    except JsonInputError as exc:
+        raise PrototypeError(f"{path}: line {number}: {exc}") from None
+    return records
 
 
 # --------------------------------------------------------------------------------------------- build

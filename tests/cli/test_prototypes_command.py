@@ -18,8 +18,10 @@ def test_build_then_zero_shot_with_prototypes(ptbxl_dir: Path, tmp_path: Path, c
     out = capsys.readouterr().out
     assert "3 records (3 with a report" in out and "ptbxl_database.csv" in out
     assert {p.name for p in index.iterdir()} == {
-        "index.faiss",
-        "beats.npz",
+        "vectors.npy",
+        "beat_record.npy",
+        "beat_index.npy",
+        "lead_mask.npy",
         "windows.f16",
         "records.jsonl",
         "meta.json",

@@ -111,8 +111,8 @@ def test_another_model_is_refused(built, model) -> None:
 def test_broken_folder_is_a_typed_error(built, tmp_path) -> None:
     index, _ = built
     folder = index.save(tmp_path / "broken")
-    (folder / "beats.npz").unlink()
-    with pytest.raises(PrototypeError, match="not a readable prototype index"):
+    (folder / "beat_index.npy").unlink()
+    with pytest.raises(PrototypeError, match=r"beat_index\.npy: not this index's array: file not found"):
         PrototypeIndex.load(folder)
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "format": 99}))

@@ -415,7 +415,7 @@ def test_save_load_round_trip_gives_identical_results(
     queries = ["inferior myocardial infarction", "Wenckebach", "low QRS voltage", "digoxin effect"]
     for index in (flat, KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type="ivf", nprobe=3)):
         folder = index.save(tmp_path / index.index_type)
-        assert {p.name for p in folder.iterdir()} == {"index.faiss", "snippets.jsonl", "meta.json"}
+        assert {p.name for p in folder.iterdir()} == {"vectors.npy", "snippets.jsonl", "meta.json"}
         loaded = KnowledgeIndex.load(folder, kb=kb)
         assert (loaded.index_type, loaded.model_name, loaded.dim) == (index.index_type, index.model_name, 384)
         assert loaded.params == index.params
@@ -443,7 +443,7 @@ def test_stale_or_tampered_index_is_refused(flat: KnowledgeIndex, kb: KnowledgeB
     with pytest.raises(KnowledgeError, match="not available"):
         KnowledgeIndex.load(folder)
     (folder / "meta.json").write_text(json.dumps({**meta, "dim": 128}))
-    with pytest.raises(KnowledgeError, match="dim"):
+    with pytest.raises(KnowledgeError, match=r"holds \(195, 384\) float32; the metadata says \(195, 128\)"):
         KnowledgeIndex.load(folder)
     (folder / "meta.json").write_text("{not json")
     with pytest.raises(KnowledgeError, match="invalid JSON"):
@@ -452,8 +452,8 @@ def test_stale_or_tampered_index_is_refused(flat: KnowledgeIndex, kb: KnowledgeB
     with pytest.raises(KnowledgeError, match="invalid JSON: nested deeper than"):
         KnowledgeIndex.load(folder)
     (folder / "meta.json").write_text(json.dumps(meta))
-    (folder / "index.faiss").write_bytes(b"garbage")
-    with pytest.raises(KnowledgeError, match="unreadable FAISS index"):
+    (folder / "vectors.npy").write_bytes(b"garbage")
+    with pytest.raises(KnowledgeError, match="not the index's vectors: not an NPY file"):
         KnowledgeIndex.load(folder)
     with pytest.raises(KnowledgeError, match="not found"):
         KnowledgeIndex.load(tmp_path / "missing")
@@ -465,14 +465,14 @@ def test_default_index_is_cached_per_knowledge_base(tmp_path: Path, monkeypatch:
     first = KnowledgeIndex.default(kb=small, show_progress=False)
     folder = default_index_dir(small, first.model_name, "flat")
     assert folder.parent == tmp_path / "cache" / "knowledge" and (folder / "meta.json").is_file()
-    stamp = (folder / "index.faiss").stat().st_mtime_ns
+    stamp = (folder / "vectors.npy").stat().st_mtime_ns
 
     def no_rebuild(*args: object, **kwargs: object) -> None:
         raise AssertionError("a valid cached index must be loaded, not rebuilt")
 
     monkeypatch.setattr(KnowledgeIndex, "build", no_rebuild)
     second = KnowledgeIndex.default(kb=small, show_progress=False)
-    assert (folder / "index.faiss").stat().st_mtime_ns == stamp
+    assert (folder / "vectors.npy").stat().st_mtime_ns == stamp
     query = "premature wide QRS complex without a P wave"
     assert [(h.snippet.id, round(h.score, 5)) for h in second.search(query, k=4)[0]] == [
         (h.snippet.id, round(h.score, 5)) for h in first.search(query, k=4)[0]
