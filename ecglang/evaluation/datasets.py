@@ -405,17 +405,36 @@ def load_label_set(
 # any folder + labels CSV
 
 
-def _label_columns(df: pd.DataFrame, id_column: str) -> list[str]:
-    cols = []
+def _label_columns(df: pd.DataFrame, id_column: str, csv_path: Path) -> tuple[list[str], dict[str, str]]:
+    """The 0/1 label columns of a labels CSV, and the other columns with why each is not one (for the report).
+
+    A column whose values are mostly 0/1 is taken to be a label column with a mistake in it: an error naming
+    the first bad row, never a column silently left out of the evaluation."""
+    cols, others = [], {}
     for col in df.columns:
         if col == id_column or str(col).lower() in _METADATA_COLUMNS or str(col).startswith("_"):
             continue
         series = df[col]
         if pd.api.types.is_bool_dtype(series):
             cols.append(col)
-        elif pd.api.types.is_integer_dtype(series) and set(np.unique(series.to_numpy()).tolist()) <= {0, 1}:
+            continue
+        numeric = pd.to_numeric(series, errors="coerce")
+        is01 = numeric.isin([0, 1])
+        if is01.all():
+            df[col] = numeric.astype(np.int8)  # "1" and 1.0 are read as the 1 they are
             cols.append(col)
-    return cols
+        elif is01.mean() >= 0.5:
+            row = int(np.flatnonzero(~is01.to_numpy())[0])
+            raise EcgReadError(
+                csv_path,
+                f"column {col!r} holds 0/1 labels but line {row + 2} holds {series.iloc[row]!r:.40}; fix the value "
+                "(a column whose name starts with '_' is left out)",
+            )
+        else:
+            others[str(col)] = (
+                "not 0/1 values (e.g. " + ", ".join(repr(v)[:20] for v in series.dropna().unique()[:3]) + ")"
+            )
+    return cols, others
 
 
 def load_labels_csv(
@@ -453,8 +472,9 @@ def load_labels_csv(
         id_column = next((c for c in _ID_COLUMNS if c in df.columns), df.columns[0])
     elif id_column not in df.columns:
         raise EcgReadError(csv_path, f"no id column {id_column!r}; columns: {list(df.columns)}")
+    not_labels: dict[str, str] = {}
     if label_columns is None:
-        columns = _label_columns(df, id_column)
+        columns, not_labels = _label_columns(df, id_column, csv_path)
     else:
         absent = [c for c in label_columns if c not in df.columns]
         if absent:
@@ -471,6 +491,8 @@ def load_labels_csv(
         else (prompt_set if isinstance(prompt_set, PromptSet) else load_prompt_set(prompt_set))
     )
     notes: dict[str, Any] = {"id_column": id_column}
+    if not_labels:
+        notes["columns_not_labels"] = not_labels
     if ps is not None:
         codes = [c for c in columns if c in ps.labels]
         if len(codes) < len(columns):

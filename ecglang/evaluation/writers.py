@@ -385,6 +385,8 @@ def results_markdown(run: EvaluationRun) -> str:
     for name, entry in tree["label_sets"].items():
         if entry.get("status"):
             notes.append(f"- {name}: {entry['status']}")
+        for column, why in (entry.get("notes") or {}).get("columns_not_labels", {}).items():
+            notes.append(f"- {name}: column {column!r} of the labels CSV is not a label column: {why}")
         for src, res in entry.get("sources", {}).items():
             if res.get("labels_missing"):
                 notes.append(

@@ -15,7 +15,7 @@ import wfdb
 from scipy.stats import mannwhitneyu
 
 from ecglang.cli.main import main
-from ecglang.errors import ConfigError, PromptError
+from ecglang.errors import ConfigError, EcgReadError, PromptError
 from ecglang.evaluation.config import EvaluateConfig
 from ecglang.evaluation.datasets import load_label_set, load_labels_csv
 from ecglang.evaluation.probe import probe_parts
@@ -270,6 +270,24 @@ def test_labels_csv_matching(tmp_path, ptbxl_dir):
     assert data.record_ids == [f"a/{src.name}"]
     reasons = {m.record: m.reason for m in data.missing}
     assert reasons[src.name].startswith("ambiguous") and reasons["nope"].startswith("not on disk")
+
+
+def test_a_label_column_with_a_bad_value_is_an_error_not_a_dropped_column(tmp_path, ptbxl_dir):
+    """A 0/1 column with one 'x' (or an empty cell) was silently left out of the evaluation; now an error naming
+    the column and line. Columns that are not labels at all are listed in the report's notes."""
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    src = next(ptbxl_dir.glob("records500/*/*_hr.hea")).with_suffix("")
+    _link_record(src, folder)
+    csv_path = tmp_path / "l.csv"
+    for bad in ("x", ""):
+        csv_path.write_text(f"record,AF,NORM\n{src.name},1,0\nother,0,1\nthird,{bad},1\n")
+        with pytest.raises(EcgReadError, match=r"column 'AF' holds 0/1 labels but line 4 holds"):
+            load_labels_csv(csv_path, folder)
+    csv_path.write_text(f"record,AF,comment\n{src.name},1,ok\nother,0,fine\nthird,1.0,x\n")
+    data = load_labels_csv(csv_path, folder)
+    assert data.label_codes == ["AF"] and data.labels.tolist() == [[1]]  # 1.0 read as 1
+    assert data.notes["columns_not_labels"] == {"comment": "not 0/1 values (e.g. 'ok', 'fine', 'x')"}
 
 
 def test_prompt_source_parsing(tmp_path):
