@@ -10,67 +10,114 @@ which carries no sampling rate. A relative path is taken from the pairs file's f
 the row number; `group` (e.g. a patient id) keeps a patient's records on one side of the held-out split
 (`data.val_group=group`).
 
+The file is read a row at a time, and of a row only these columns: memory does not grow with the file's width,
+nor with a runaway line or cell. A CSV is read as UTF-8 text (every cell a string, as written); a JSONL file a
+line at a time, each line parsed as checked JSON (`ecglang.core.jsonio.parse_json`: no NaN, no duplicate keys,
+no deep nesting); parquet files and HF dataset folders in batches of Arrow rows.
+
 Bad rows are listed, never dropped silently: a row without a path, whose record file is missing, whose format
 is not readable here, with an empty report, or with a repeated id is left out and listed in
-`BuildReport.failures` (written to `build_failures.csv` by `ecglang data build`); records that exist but cannot be
-read or preprocessed are listed by the signal cache (`cache_failures.csv`). `failures_as_records` gives both as
-`ecglang.errors.RecordFailure`.
+`BuildReport.failures` (written to `build_failures.csv` by `ecglang data build`); so is a row that cannot be read
+(more cells than the header, bad quoting, bytes that are not UTF-8, a JSONL line that is not a JSON object, a
+line over `MAX_LINE_CHARS`) and one whose cell has the wrong type or size (a path or report that is not text,
+a path with a NUL or over `MAX_PATH_CHARS`, an id or group over `MAX_ID_CHARS`, a report over
+`MAX_REPORT_CHARS`). Each reason starts with the row (`row 3: ...`, and the line of a text file where it
+matters). Records that exist but cannot be read or preprocessed are listed by the signal cache
+(`cache_failures.csv`). `failures_as_records` gives both as `ecglang.errors.RecordFailure`. A file that cannot
+be read at all (missing, empty, no `path` or `report` column, a column named twice, not parquet) is an
+`EcgReadError` naming it; a file none of whose rows is usable is a `ConfigError` with the counts per reason and
+the first failures.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import datasets
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.data.tables import (
+    MAX_LINE_CHARS,
     BuildReport,
     BuildResult,
+    CsvRows,
     PathLike,
     RowSink,
+    SourceRow,
+    TextLines,
     builder_features,
     float_or_none,
     missing_wfdb_files,
+    root_path,
+    user_path,
 )
-from ecglang.errors import ConfigError, EcgReadError, RecordFailure
+from ecglang.errors import ConfigError, EcgReadError, RecordFailure, clip_text
 from ecglang.text.reports import normalize_report
 
 REQUIRED_COLUMNS = ("path", "report")
 OPTIONAL_COLUMNS = ("id", "group", "age", "sex")
+COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 SINGLE_FILE_SUFFIXES = (".npz", ".mat")
 WFDB_SUFFIXES = (".hea", ".dat")
 
+#: Longest report kept (characters): ECG reports are a few hundred; the text tower reads far less.
+MAX_REPORT_CHARS = 100_000
+#: Longest id or group (characters).
+MAX_ID_CHARS = 1_000
+#: Longest record path (characters), as Linux's PATH_MAX.
+MAX_PATH_CHARS = 4_096
+_MAX_QUOTED = 200  # characters of a cell quoted in a failure reason
+_MAX_JSON_BYTES = 10_000_000  # a HF dataset folder's state.json / dataset_info.json
+_BATCH_ROWS = 10_000  # Arrow rows read at a time from parquet files and HF datasets
+_FIRST_FAILURES = 5  # failures quoted in the error of a file without usable rows
 
-def read_pairs_table(source: PathLike) -> pd.DataFrame:
-    """The pairs as a DataFrame of strings: `.csv`, `.parquet`, `.jsonl`/`.json` (one object a line), or a folder
-    written by `datasets.Dataset.save_to_disk`."""
-    path = Path(source).expanduser()
+
+@contextmanager
+def open_pairs(source: PathLike) -> Iterator[Iterator[SourceRow]]:
+    """The rows of a pairs file or HF dataset folder, each a `SourceRow` with the cells of `COLUMNS` it has (as
+    stored: text for CSV, JSON values for JSONL, Python values of the Arrow types for parquet and datasets), or
+    the problem that keeps it from being read. `EcgReadError` for a source that cannot be read at all."""
+    path = root_path(source, "pairs file")
     if path.is_dir():
-        try:
-            frame = datasets.load_from_disk(str(path)).to_pandas()
-        except (FileNotFoundError, ValueError) as exc:
-            raise EcgReadError(path, f"not a saved HF dataset: {exc}") from exc
+        yield _dataset_rows(path)
     elif not path.is_file():
         raise EcgReadError(path, "pairs file not found")
     else:
         suffix = path.suffix.lower()
-        try:
-            if suffix == ".csv":
-                frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-            elif suffix in (".parquet", ".pq"):
-                frame = pd.read_parquet(path)
-            elif suffix in (".jsonl", ".json"):
-                frame = pd.read_json(path, lines=True, dtype=False)
-            else:
-                raise EcgReadError(path, f"unsupported pairs file {suffix!r}: use .csv, .parquet, .jsonl or a folder")
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise EcgReadError(path, f"cannot parse the pairs file: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise EcgReadError(path, f"pairs lack column(s) {missing}; need {list(REQUIRED_COLUMNS)}, found {list(frame)}")
-    return frame
+        if suffix == ".csv":
+            with CsvRows(path, "pairs file", COLUMNS, REQUIRED_COLUMNS) as rows:
+                yield iter(rows)
+        elif suffix in (".parquet", ".pq"):
+            yield _parquet_rows(path)
+        elif suffix in (".jsonl", ".json"):
+            try:
+                fh = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="\n")
+            except OSError as exc:
+                raise EcgReadError(path, f"cannot open the pairs file: {exc.strerror or exc}") from None
+            with fh:
+                yield _jsonl_rows(fh)
+        else:
+            raise EcgReadError(path, f"unsupported pairs file {suffix!r}: use .csv, .parquet, .jsonl or a folder")
+
+
+def read_pairs_table(source: PathLike) -> pd.DataFrame:
+    """All the pairs as a DataFrame of the cells as stored (see `open_pairs`); `EcgReadError` naming the file and
+    the row for a row that cannot be read. `build_pairs` reads the rows one at a time instead."""
+    path = root_path(source, "pairs file")
+    with open_pairs(path) as rows:
+        cells = []
+        for row in rows:
+            if row.problem:
+                raise EcgReadError(path, f"row {row.index}: {row.problem}")
+            cells.append(row.cells)
+    return pd.DataFrame(cells, columns=[c for c in COLUMNS if any(c in r for r in cells)] or list(REQUIRED_COLUMNS))
 
 
 def record_problem(record: Path) -> str | None:
@@ -79,78 +126,286 @@ def record_problem(record: Path) -> str | None:
     if suffix in WFDB_SUFFIXES:
         record = record.with_suffix("")
         suffix = ""
-    if suffix in SINGLE_FILE_SUFFIXES:
-        return None if record.is_file() else f"file missing: {record}"
-    if suffix == ".npy":
-        return "unreadable: a .npy record has no sampling rate or lead names; save it as .npz with fs and leads"
-    if suffix == "" or record.with_name(record.name + ".hea").exists():
-        return missing_wfdb_files(record)
+    try:
+        if suffix in SINGLE_FILE_SUFFIXES:
+            return None if record.is_file() else f"file missing: {record}"
+        if suffix == ".npy":
+            return "unreadable: a .npy record has no sampling rate or lead names; save it as .npz with fs and leads"
+        if suffix == "" or record.with_name(record.name + ".hea").exists():
+            return missing_wfdb_files(record)
+    except OSError as exc:  # a name the file system refuses (a part over 255 bytes), no permission to look
+        return f"unreadable path: {exc.strerror or exc}"
     return f"unreadable: unsupported record format {suffix!r}"
-
-
-def _text(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
 
 
 def build_pairs(root: PathLike, check_files: bool = True, progress: bool = False) -> BuildResult:
     """Users' own pairs (see the module docstring). `root` is the pairs file or dataset folder."""
-    source = Path(root).expanduser().resolve()
-    frame = read_pairs_table(source)
+    source = root_path(root, "pairs file")
     base = source if source.is_dir() else source.parent
     features = builder_features(group=datasets.Value("string"), age=datasets.Value("float32"),
                                 sex=datasets.Value("string"))  # fmt: skip
     sink = RowSink(features)
-    report = BuildReport(source="pairs", n_rows=len(frame))
-    seen: set[str] = set()
-    columns = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in frame.columns]
-    for i, row in enumerate(frame[columns].itertuples(index=False, name=None)):
-        values = dict(zip(columns, row, strict=True))
-        record_id = _text(values.get("id")) or str(i)
-        raw_path = _text(values.get("path"))
-        if not raw_path:
-            report.fail(record_id, "", f"row {i}: no path")
-            continue
-        record = Path(raw_path).expanduser()
-        record = (record if record.is_absolute() else base / record).resolve()
-        if record_id in seen:
-            report.fail(record_id, record, f"row {i}: id {record_id!r} repeats an earlier row")
-            continue
-        if check_files and (problem := record_problem(record)):
-            report.fail(record_id, record, f"row {i}: {problem}")
-            continue
-        original = _text(values.get("report"))
-        text = normalize_report(original, source="english")
-        if not text:
-            report.fail(record_id, record, f"row {i}: empty report")
-            continue
-        seen.add(record_id)
-        if record.suffix.lower() in WFDB_SUFFIXES:
-            record = record.with_suffix("")
-        sex = _text(values.get("sex")).upper()[:1] or None
-        sink.add({
-            "id": record_id, "path": str(record), "report": text, "report_original": original, "report_empty": False,
-            "labels": [], "fold": -1, "source": "pairs", "group": _text(values.get("group")) or record_id,
-            "age": float_or_none(values.get("age")), "sex": sex if sex in ("M", "F") else None,
-        })  # fmt: skip
+    report = BuildReport(source="pairs")
+    seen: dict[str, int] = {}  # id → the row that has it
+    with open_pairs(source) as rows:
+        for row in rows:
+            report.n_rows += 1
+            i = row.index
+            if row.problem:
+                report.fail(f"row {i}", source, f"row {i}: {row.problem}")
+                continue
+            values = row.cells
+            try:
+                record_id = _id_text(values.get("id")) or str(i)
+            except ValueError as exc:
+                report.fail(f"row {i}", source, f"row {i}: bad id: {exc}")
+                continue
+            try:
+                raw_path = _path_text(values.get("path"))
+            except ValueError as exc:
+                report.fail(record_id, "", f"row {i}: bad path: {exc}")
+                continue
+            if not raw_path:
+                report.fail(record_id, "", f"row {i}: no path")
+                continue
+            record, problem = _record_path(base, raw_path)
+            if record is None:
+                report.fail(record_id, _quote(raw_path), f"row {i}: bad path: {problem}")
+                continue
+            if record_id in seen:
+                report.fail(
+                    record_id,
+                    record,
+                    f"row {i}: duplicate id: {_quote(record_id)} was first used in row {seen[record_id]}",
+                )
+                continue
+            if check_files and (problem := record_problem(record)):
+                report.fail(record_id, record, f"row {i}: {problem}")
+                continue
+            try:
+                original = _report_text(values.get("report"))
+            except ValueError as exc:
+                report.fail(record_id, record, f"row {i}: bad report: {exc}")
+                continue
+            text = normalize_report(original, source="english")
+            if not text:
+                report.fail(record_id, record, f"row {i}: empty report")
+                continue
+            try:
+                group = _id_text(values.get("group"))
+            except ValueError as exc:
+                report.fail(record_id, record, f"row {i}: bad group: {exc}")
+                continue
+            seen[record_id] = i
+            if record.suffix.lower() in WFDB_SUFFIXES:
+                record = record.with_suffix("")
+            sex = _text(values.get("sex")).upper()[:1] or None
+            sink.add({
+                "id": record_id, "path": str(record), "report": text, "report_original": original,
+                "report_empty": False, "labels": [], "fold": -1, "source": "pairs", "group": group or record_id,
+                "age": float_or_none(values.get("age")), "sex": sex if sex in ("M", "F") else None,
+            })  # fmt: skip
     report.n_records = sink.n
     report.notes["pairs file"] = str(source)
     if sink.n == 0:
-        raise ConfigError(f"{source}: no usable pairs ({len(report.failures)} rows left out: {report.summary()})")
+        first = "; ".join(f"{f.record_id}: {f.reason}" for f in report.failures[:_FIRST_FAILURES])
+        raise ConfigError(f"{source}: no usable pairs ({report.summary()})" + (f"; first: {first}" if first else ""))
     return BuildResult(sink.finish(), report)
 
 
 def failures_as_records(
     build_failures_csv: PathLike, cache_failures_csv: PathLike | None = None
 ) -> list[RecordFailure]:
-    """The rows a prepared pairs folder left out, as `RecordFailure`s (stage "build" or "cache")."""
-    out = []
-    frame = pd.read_csv(build_failures_csv, dtype=str, keep_default_na=False)
-    out += [RecordFailure(r, "build", why, path=p) for r, p, why in frame[["record_id", "path", "reason"]].to_numpy()]
+    """The rows a prepared pairs folder left out, as `RecordFailure`s (stage "build" or "cache"). `EcgReadError`
+    naming the file (and line) for a list that lacks its columns or has a row that cannot be read."""
+    out = [RecordFailure(r, "build", why, path=p) for r, p, why in _listing(build_failures_csv, "record_id")]
     if cache_failures_csv is not None and Path(cache_failures_csv).is_file():
-        frame = pd.read_csv(cache_failures_csv, dtype=str, keep_default_na=False)
-        out += [RecordFailure(r, "cache", why, path=p) for r, p, why in frame[["id", "path", "reason"]].to_numpy()]
+        out += [RecordFailure(r, "cache", why, path=p) for r, p, why in _listing(cache_failures_csv, "id")]
     return out
 
 
-__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "build_pairs", "failures_as_records", "read_pairs_table",
-           "record_problem"]  # fmt: skip
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def _listing(path: PathLike, key: str) -> Iterator[tuple[str, str, str]]:
+    columns = (key, "path", "reason")
+    with CsvRows(Path(path), Path(path).name, columns, columns) as rows:
+        for row in rows:
+            if row.problem:
+                raise EcgReadError(path, row.problem)
+            yield tuple(row.cells[c] or "" for c in columns)  # type: ignore[misc]
+
+
+def _check_columns(path: Path, names: list[str]) -> list[str]:
+    """The columns of `COLUMNS` in `names`; `EcgReadError` for a missing required one or one named twice."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        found = clip_text(str(names), 300)
+        raise EcgReadError(path, f"pairs lack column(s) {missing}; need {list(REQUIRED_COLUMNS)}, found {found}")
+    for column in COLUMNS:
+        if names.count(column) > 1:
+            raise EcgReadError(path, f"column {column!r} appears {names.count(column)} times; rename the extra ones")
+    return [c for c in COLUMNS if c in names]
+
+
+def _arrow_rows(path: Path, batches: Iterator[pa.RecordBatch | pa.Table]) -> Iterator[SourceRow]:
+    index = 0
+    try:
+        for batch in batches:
+            for cells in batch.to_pylist():
+                yield SourceRow(index, "", cells)
+                index += 1
+    except (OSError, pa.ArrowException, ValueError) as exc:  # a corrupt page or shard: the rest cannot be read
+        raise EcgReadError(path, f"cannot read the rows from row {index} on: {clip_text(str(exc), 300)}") from None
+
+
+def _parquet_rows(path: Path) -> Iterator[SourceRow]:
+    try:
+        parquet = pq.ParquetFile(path)
+        names = list(parquet.schema_arrow.names)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise EcgReadError(path, f"not a readable parquet file: {clip_text(str(exc), 300)}") from None
+    columns = _check_columns(path, names)
+    return _arrow_rows(path, parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns))
+
+
+def _dataset_rows(path: Path) -> Iterator[SourceRow]:
+    """A `save_to_disk` folder. Its JSON files are checked first (`parse_json`), so that a hostile one is an
+    `EcgReadError` naming it rather than an error deep in `datasets`."""
+    for name in ("state.json", "dataset_info.json", "dataset_dict.json"):
+        meta = path / name
+        if meta.is_file():
+            if meta.stat().st_size > _MAX_JSON_BYTES:
+                raise EcgReadError(meta, f"over {_MAX_JSON_BYTES} bytes: not a dataset's {name}")
+            try:
+                parse_json(meta.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise EcgReadError(meta, f"cannot read: {exc}") from None
+            except JsonInputError as exc:
+                raise EcgReadError(meta, f"invalid JSON: {exc}") from None
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as exc:
+        # datasets' own errors for a folder it cannot load; KeyError/TypeError/AttributeError for JSON files of
+        # the wrong shape ({} or [] where it expects its keys)
+        raise EcgReadError(path, f"not a saved HF dataset: {type(exc).__name__}: {clip_text(str(exc), 300)}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds)
+        raise EcgReadError(path, f"a dataset with splits {splits}: give one split's folder, e.g. {path / splits[0]}")
+    columns = _check_columns(path, list(ds.column_names))
+    return _arrow_rows(path, ds.select_columns(columns).with_format("arrow").iter(batch_size=_BATCH_ROWS))
+
+
+def _jsonl_rows(fh: Any) -> Iterator[SourceRow]:
+    """One JSON object a line (blank lines skipped), each parsed as checked JSON; a line that is not one is a
+    row with its problem."""
+    lines = TextLines(fh, "fail", MAX_LINE_CHARS)
+    index = 0
+    for line in lines:
+        where = f"line {lines.number}"
+        problem = lines.problems.pop(lines.number, "")
+        obj: Any = None
+        if not problem:
+            if not line.strip():
+                continue
+            try:
+                obj = parse_json(line)
+            except JsonInputError as exc:
+                at = f" at column {exc.colno}" if exc.colno is not None else ""
+                problem = f"invalid JSON: {exc.msg}{at}"
+            else:
+                if not isinstance(obj, dict):
+                    problem = f"invalid JSON: {_kind(obj)}, not an object with {', '.join(REQUIRED_COLUMNS)}"
+        if problem:
+            yield SourceRow(index, where, {}, f"{where}: {problem}")
+        else:
+            yield SourceRow(index, where, {c: obj[c] for c in COLUMNS if c in obj})
+        index += 1
+
+
+# ------------------------------------------------------------------------------------------------- cells
+
+
+def _kind(value: Any) -> str:
+    """What a cell holds, for a reason: "a number", "a list of 3 items", ..."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return f"an object with {len(value)} keys"
+    if isinstance(value, (bytes, bytearray)):
+        return f"{len(value)} bytes"
+    return f"a {type(value).__name__}"
+
+
+def _quote(value: Any) -> str:
+    """A cell for a reason: text and numbers quoted (text cut to `_MAX_QUOTED` characters), anything else
+    described (never its whole repr: a list of a million items is not printed)."""
+    if isinstance(value, str):
+        shown = repr(value[:_MAX_QUOTED])
+        return shown if len(value) <= _MAX_QUOTED else f"{shown}… ({len(value)} characters)"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return clip_text(repr(value), _MAX_QUOTED)
+    return _kind(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _text(value: Any) -> str:
+    return "" if _missing(value) else str(value).strip()
+
+
+def _id_text(value: Any) -> str:
+    """An id or group cell: text or a number (as text), "" when empty. `ValueError` with the reason otherwise."""
+    if _missing(value):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{_quote(value)} is not text or a number")
+    text = str(value).strip()
+    if len(text) > MAX_ID_CHARS:
+        raise ValueError(f"{_quote(text)} is over the limit of {MAX_ID_CHARS} characters")
+    return text
+
+
+def _path_text(value: Any) -> str:
+    """A path cell: text, "" when empty. `ValueError` with the reason otherwise."""
+    if _missing(value):
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{_quote(value)} is not a file name")
+    return value.strip()
+
+
+def _report_text(value: Any) -> str:
+    """A report cell: text (or UTF-8 bytes), "" when empty. `ValueError` with the reason otherwise."""
+    if _missing(value):
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{_kind(value)} that are not UTF-8 text") from None
+    if not isinstance(value, str):
+        raise ValueError(f"{_quote(value)} is not text")
+    if len(value) > MAX_REPORT_CHARS:
+        raise ValueError(f"{_quote(value)} is over the limit of {MAX_REPORT_CHARS} characters")
+    return value.strip()
+
+
+def _record_path(base: Path, raw: str) -> tuple[Path | None, str]:
+    """(the record's absolute path, "") or (None, why `raw` is not a usable path)."""
+    if len(raw) > MAX_PATH_CHARS:
+        return None, f"{_quote(raw)} is over the limit of {MAX_PATH_CHARS} characters"
+    try:
+        return user_path(raw, base), ""
+    except ValueError as exc:
+        return None, str(exc)
+
+
+__all__ = ["COLUMNS", "MAX_ID_CHARS", "MAX_PATH_CHARS", "MAX_REPORT_CHARS", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS",
+           "build_pairs", "failures_as_records", "open_pairs", "read_pairs_table", "record_problem"]  # fmt: skip
