@@ -43,6 +43,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -158,14 +159,24 @@ def builder_features(**extra: Any) -> datasets.Features:
 
 
 def read_csv(path: Path, what: str, **kwargs: Any) -> pd.DataFrame:
-    """Read a metadata CSV; UTF-8 first, cp1252 as the fallback for old exports."""
+    """Read a metadata CSV; UTF-8 first, cp1252 as the fallback for old exports.
+
+    A first data row with one cell more than the header made pandas take the first column as the row index
+    and shift every column one to the left (ids read as folds, paths as reports) without a word; here the
+    columns stay where the header puts them (`index_col=False` unless the caller gives one) and such a row
+    is an `EcgReadError`, as a later row with too many cells already was (pandas' ParserError)."""
     if not path.is_file():
         raise EcgReadError(path, f"{what} not found")
+    kwargs.setdefault("index_col", False)
     try:
-        try:
-            return pd.read_csv(path, encoding="utf-8", **kwargs)
-        except UnicodeDecodeError:
-            return pd.read_csv(path, encoding="cp1252", **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:
+                return pd.read_csv(path, encoding="utf-8", **kwargs)
+            except UnicodeDecodeError:
+                return pd.read_csv(path, encoding="cp1252", **kwargs)
+    except pd.errors.ParserWarning as exc:
+        raise EcgReadError(path, f"cannot parse {what}: a row has more cells than the header ({exc})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise EcgReadError(path, f"cannot parse {what}: {exc}") from exc
 

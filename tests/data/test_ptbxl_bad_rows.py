@@ -138,3 +138,19 @@ def test_duplicates_in_other_folds_still_claim_their_id(ptbxl_dir: Path, tmp_pat
     assert [(f.record_id, f.reason) for f in report.failures] == [
         ("1", "duplicate ecg_id: 1 in data row 2 was first used in data row 1")
     ]
+
+
+def test_a_first_row_with_one_cell_too_many_is_an_error_not_a_shifted_table(ptbxl_dir: Path, tmp_path: Path) -> None:
+    """pandas took the first column as the index when the first data row had one cell more than the header, and
+    read every column one to the left (here: no ecg_id column at all); now the table is refused, naming it."""
+    from ecglang.errors import EcgReadError
+
+    root = (tmp_path / "ptbxl").resolve()
+    _write(_root(ptbxl_dir, root, 3), root)
+    lines = (root / "ptbxl_database.csv").read_text(encoding="utf-8").splitlines()
+    lines[1] += ",extra"
+    (root / "ptbxl_database.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(EcgReadError) as info:
+        build_ptbxl(root, progress=False)
+    assert info.value.path == str(root / "ptbxl_database.csv")
+    assert "a row has more cells than the header" in info.value.problem
