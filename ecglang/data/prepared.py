@@ -352,7 +352,11 @@ def update_manifest(out: Path) -> dict[str, Any]:
     write_json(out / MANIFEST_FILE, manifest)
     if manifest["complete"]:
         frame = pd.concat(failures) if failures else pd.DataFrame(columns=["row", "id", "path", "reason"])
-        frame.to_csv(out / "cache_failures.csv", index=False)
+        # beside, then renamed in: the builders of the last shards finish together, and one read the file while
+        # another was rewriting it (an empty file: pandas' EmptyDataError in `ecglang data build`)
+        tmp = out / f".cache_failures.csv.{socket.gethostname()}.{os.getpid()}.tmp"
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, out / "cache_failures.csv")
     return manifest
 
 

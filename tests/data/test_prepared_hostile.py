@@ -131,3 +131,33 @@ def test_a_lock_of_this_host_without_a_real_pid_goes_stale(folder: Path, pid: ob
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
     with file_lock(lock, stale_after=0.0):
         assert json.loads(lock.read_text())["pid"] > 0
+
+
+def test_cache_failures_csv_is_never_seen_half_written(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two nodes finishing the last shards together: one read cache_failures.csv while the other rewrote it in
+    place (an empty file, pandas' EmptyDataError, seen in the two-node CI test). Here every CSV write stops half
+    way and checks that the published file still reads whole."""
+    import io
+
+    import pandas as pd
+
+    from ecglang.data.prepared import update_manifest
+
+    target = folder / "cache_failures.csv"
+    real = pd.DataFrame.to_csv
+
+    def half_then_check(self: pd.DataFrame, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        buffer = io.StringIO()
+        real(self, buffer, *args, **kwargs)
+        text = buffer.getvalue()
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text[: len(text) // 2])
+            fh.flush()
+            if target.exists():
+                assert list(pd.read_csv(target).columns) == ["row", "id", "path", "reason"]
+            fh.write(text[len(text) // 2 :])
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_check)
+    update_manifest(folder)
+    assert list(pd.read_csv(target).columns) == ["row", "id", "path", "reason"]
+    assert not list(folder.glob(".cache_failures.csv.*"))
