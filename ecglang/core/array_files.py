@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ecglang.core.jsonio import is_count
+
 __all__ = ["ArrayFileError", "read_array", "write_array"]
 
 
@@ -37,7 +39,7 @@ def read_array(
     each dimension must be a count); with `finite`, NaN or infinite values are refused. `ArrayFileError` else."""
     path, want = Path(path), np.dtype(dtype)
     for value in shape:  # values read from a JSON file: checked, not trusted
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_count(value):
             raise ArrayFileError(f"the metadata gives {shape!r:.80} as the shape; each dimension must be a count")
     try:
         with path.open("rb") as fp:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ecglang.errors import clip_text
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "JsonInputError", "parse_json"]
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "JsonInputError", "is_count", "parse_json"]
 
 #: Deepest nesting accepted; the files read this way nest four levels at most.
 MAX_DEPTH = 64
@@ -46,6 +46,15 @@ class JsonInputError(ValueError):
     def __init__(self, msg: str, lineno: int | None = None, colno: int | None = None, kind: str = "syntax") -> None:
         self.msg, self.lineno, self.colno, self.kind = msg, lineno, colno, kind
         super().__init__(msg + (f" at line {lineno} column {colno}" if lineno is not None else ""))
+
+    def in_line(self) -> str:
+        """The problem and its column, for text parsed one line at a time (JSONL), whose reader names the line."""
+        return self.msg + (f" at column {self.colno}" if self.colno is not None else "")
+
+
+def is_count(value: object, low: int = 0) -> bool:
+    """Whether `value` (read from a file, or given by a caller) is an integer >= `low`; bools are not counts."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 class _Refused(ValueError):

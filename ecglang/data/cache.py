@@ -43,7 +43,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ecglang import __version__
-from ecglang.core.jsonio import JsonInputError, parse_json
+from ecglang.core.jsonio import JsonInputError, is_count, parse_json
 from ecglang.core.paths import cache_root
 from ecglang.data.fastread import read_plain_wfdb
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError
@@ -98,8 +98,15 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     return obj
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def preprocess_of(meta: dict[str, Any], path: Path, what: str) -> PreprocessConfig:
+    """The `preprocess` settings that a folder's metadata file (`path`, a `what`) records, checked: a cache and a
+    prepared manifest both keep them; `EcgReadError` naming the file when they are missing or invalid."""
+    if not isinstance(meta.get("preprocess"), dict):
+        raise EcgReadError(path, f"corrupt {what}: 'preprocess' must be the settings (a JSON object)")
+    try:
+        return PreprocessConfig.from_dict(meta["preprocess"])
+    except ConfigError as exc:
+        raise EcgReadError(path, f"corrupt {what}: 'preprocess': {exc}") from exc
 
 
 def signal_cache_root() -> Path:
@@ -266,16 +273,11 @@ class SignalCache:
     def _check_meta(self, meta_path: Path) -> PreprocessConfig:
         """The fields that reading uses, checked once at opening (so no read fails later on a bad value)."""
         shape, fs = self.meta.get("shape"), self.meta.get("fs")
-        if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(v) for v in shape)):
+        if not (isinstance(shape, list) and len(shape) == 3 and all(is_count(v) for v in shape)):
             raise EcgReadError(meta_path, f"corrupt cache metadata: 'shape' must be 3 counts, got {shape!r:.80}")
         if isinstance(fs, bool) or not isinstance(fs, int | float) or not 0 < fs < float("inf"):
             raise EcgReadError(meta_path, f"corrupt cache metadata: 'fs' must be a positive rate, got {fs!r:.80}")
-        if not isinstance(self.meta.get("preprocess"), dict):
-            raise EcgReadError(meta_path, "corrupt cache metadata: 'preprocess' must be the settings (a JSON object)")
-        try:
-            return PreprocessConfig.from_dict(self.meta["preprocess"])
-        except ConfigError as exc:
-            raise EcgReadError(meta_path, f"corrupt cache metadata: 'preprocess': {exc}") from exc
+        return preprocess_of(self.meta, meta_path, "cache metadata")
 
     @property
     def _signals(self) -> np.memmap:

@@ -311,8 +311,7 @@ def _jsonl_rows(fh: Any) -> Iterator[SourceRow]:
             try:
                 obj = parse_json(line)
             except JsonInputError as exc:
-                at = f" at column {exc.colno}" if exc.colno is not None else ""
-                problem = f"invalid JSON: {exc.msg}{at}"
+                problem = f"invalid JSON: {exc.in_line()}"
             else:
                 if not isinstance(obj, dict):
                     problem = f"invalid JSON: {_kind(obj)}, not an object with {', '.join(REQUIRED_COLUMNS)}"

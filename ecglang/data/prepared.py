@@ -43,7 +43,8 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from ecglang.data.cache import META_FILE, SignalCache, cache_is_complete, read_json_object, sha256_json
+from ecglang.core.jsonio import is_count
+from ecglang.data.cache import META_FILE, SignalCache, preprocess_of, read_json_object, sha256_json
 from ecglang.data.registry import get_dataset
 from ecglang.errors import ConfigError, EcgReadError
 from ecglang.signal.preprocess import PreprocessConfig
@@ -200,7 +201,7 @@ class ShardResult:
 
 def _table_failures(path: Path, meta: dict[str, Any]) -> int:
     n = meta.get("n_failures")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_count(n):
         raise EcgReadError(path, f"corrupt records-table metadata: 'n_failures' must be a count, got {n!r:.80}")
     return n
 
@@ -215,7 +216,7 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
     if manifest.get("format") != PREPARED_FORMAT:
         raise EcgReadError(path, f"not a prepared-dataset manifest (format {manifest.get('format')!r:.80})")
     shards, n_rows = manifest.get("shards"), manifest.get("n_rows")
-    if not isinstance(n_rows, int) or isinstance(n_rows, bool) or n_rows < 0:
+    if not is_count(n_rows):
         raise EcgReadError(path, f"corrupt manifest: 'n_rows' must be a count, got {n_rows!r:.80}")
     if not isinstance(shards, list) or not shards:
         raise EcgReadError(path, "corrupt manifest: 'shards' must be a non-empty list")
@@ -226,12 +227,7 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
                 f"corrupt manifest: shard {k} must have a 'name', a relative 'dir' inside the folder and "
                 f"0 <= 'start' <= 'stop' <= n_rows; got {entry!r:.200}",
             )
-    if not isinstance(manifest.get("preprocess"), dict):
-        raise EcgReadError(path, "corrupt manifest: 'preprocess' must be the settings (a JSON object)")
-    try:
-        PreprocessConfig.from_dict(manifest["preprocess"])
-    except ConfigError as exc:
-        raise EcgReadError(path, f"corrupt manifest: 'preprocess': {exc}") from exc
+    preprocess_of(manifest, path, "manifest")
     return manifest
 
 
@@ -239,7 +235,7 @@ def _valid_shard(entry: Any, n_rows: int) -> bool:
     if not isinstance(entry, dict):
         return False
     name, folder, start, stop = (entry.get(k) for k in ("name", "dir", "start", "stop"))
-    counts = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop))
+    counts = is_count(start) and is_count(stop)
     inside = isinstance(folder, str) and bool(folder) and not PurePath(folder).is_absolute()
     inside = inside and ".." not in PurePath(folder).parts
     return isinstance(name, str) and inside and counts and 0 <= start <= stop <= n_rows
@@ -328,10 +324,13 @@ def build_shards(
 
 
 def shard_complete(d: Path, entry: dict[str, Any]) -> bool:
-    if not cache_is_complete(d):
+    try:
+        meta = read_json_object(d / META_FILE, "cache metadata")
+    except EcgReadError:  # not built yet, or being written
         return False
-    shape = read_json_object(d / META_FILE, "cache metadata").get("shape")
-    return isinstance(shape, list) and bool(shape) and shape[0] == int(entry["stop"]) - int(entry["start"])
+    shape = meta.get("shape")
+    complete = meta.get("complete") is True and isinstance(shape, list) and bool(shape)
+    return complete and shape[0] == int(entry["stop"]) - int(entry["start"])
 
 
 def update_manifest(out: Path) -> dict[str, Any]:

@@ -39,7 +39,7 @@ import torch
 
 from ecglang.core.array_files import ArrayFileError, read_array, write_array
 from ecglang.core.atomic import atomic_directory
-from ecglang.core.jsonio import JsonInputError, parse_json
+from ecglang.core.jsonio import JsonInputError, is_count, parse_json
 from ecglang.embeddings.pipeline import default_processor, encode_batches
 from ecglang.embeddings.sources import ItemSource, expand_inputs
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
@@ -264,7 +264,7 @@ class PrototypeIndex:
         if meta.get("windows_shape") is not None:
             raw = meta["windows_shape"]
             shape = tuple(raw) if isinstance(raw, list) else (raw,)
-            if len(shape) != 3 or shape[:2] != (n, N_LEADS) or not all(isinstance(v, int) and v >= 0 for v in shape):
+            if len(shape) != 3 or shape[:2] != (n, N_LEADS) or not all(is_count(v) for v in shape):
                 raise PrototypeError(f"{meta_path}: windows_shape {shape!r:.80} does not fit {n} beats")
             try:
                 windows = np.memmap(folder / WINDOWS_FILE, dtype=np.float16, mode="r", shape=shape) if shape[0] else (

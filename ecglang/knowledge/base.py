@@ -271,8 +271,7 @@ def _read_jsonl(path: Path) -> list[Snippet]:
                 try:
                     obj = parse_json(line)
                 except JsonInputError as exc:
-                    at = f" at column {exc.colno}" if exc.colno is not None else ""
-                    raise KnowledgeError(path, f"line {lineno}: invalid JSON ({exc.msg}{at})") from None
+                    raise KnowledgeError(path, f"line {lineno}: invalid JSON ({exc.in_line()})") from None
                 try:
                     snippets.append(Snippet.from_dict(obj, origin=f"{path}:{lineno}"))
                 except ValueError as exc:

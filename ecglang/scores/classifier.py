@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ecglang.core.jsonio import is_count
 from ecglang.embeddings.pipeline import (
     Precision,
     check_precision,
@@ -170,7 +171,7 @@ class ZeroShotClassifier:
         if not 0.0 <= knowledge_weight <= 1.0:
             raise ConfigError(f"knowledge_weight must be in [0, 1], got {knowledge_weight}")
         for name, value in (("batch_size", batch_size), ("k", k), ("prototype_k", prototype_k)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_count(value, 1):
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         self.model = model.eval()
         self.processor = processor or default_processor(model)
