@@ -3,7 +3,8 @@
 Everything here works on plain arrays (or DataFrames) and knows nothing about models or datasets:
 
 * `y_true` is `[N, C]` with values in {0, 1} (bool is fine), `scores` is `[N, C]` finite floats where
-  larger means "more likely positive". A 1-D pair is treated as one class.
+  larger means "more likely positive". A 1-D pair is treated as one class. Two DataFrames are paired by
+  column and index names (`check_pair`), arrays by position.
 * A class whose evaluated records hold a single value (only negatives or only positives) has no AUROC;
   it is *skipped* and listed with the reason, and macro figures average over the remaining classes.
 * AUROC is the Mann–Whitney U statistic with average ranks (`scipy.stats.rankdata`), so a tied
@@ -29,6 +30,7 @@ from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from ecglang.errors import ConfigError
+from ecglang.evaluation.alignment import aligned_scores
 
 __all__ = [
     "CI",
@@ -112,7 +114,12 @@ def _as_scores(scores: Any, name: str = "scores") -> np.ndarray:
 def check_pair(
     y_true: Any, scores: Any, label_names: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """`(labels [N, C] bool, scores [N, C] float, class names)` checked to match in shape and be finite."""
+    """`(labels [N, C] bool, scores [N, C] float, class names)` checked to match in shape and be finite.
+
+    When both are pandas objects, `scores` is lined up with `y_true` by name first: its columns in
+    `y_true`'s order, its rows in `y_true`'s index order (a label split orders its columns unlike a prompt
+    set, so pairing by position would score one label's truth against another label's scores)."""
+    scores = aligned_scores(y_true, scores)
     y = as_labels(y_true)
     s = _as_scores(scores)
     if y.shape != s.shape:

@@ -362,3 +362,23 @@ def test_bad_label_names():
         per_class_auroc(y, s, ["A"])
     with pytest.raises(ConfigError, match="unique"):
         per_class_auroc(y, s, ["A", "A"])
+
+
+def test_dataframes_are_paired_by_label_and_record_name_not_position():
+    """A label split orders its columns unlike a prompt set (HYP, NORM, … against NORM, MI, …); pairing by
+    position scored one label's truth against another's scores and gave a wrong macro AUROC silently."""
+    rng = np.random.default_rng(0)
+    records = [f"r{i}" for i in range(60)]
+    y = pd.DataFrame(rng.integers(0, 2, size=(60, 3)), index=records, columns=["HYP", "NORM", "MI"])
+    scores = y.astype(float) + rng.normal(0, 0.3, size=y.shape)  # informative scores under the right names
+    shuffled = scores.loc[records[::-1], ["NORM", "MI", "HYP"]]  # rows and columns in another order
+    assert macro_auroc(y, shuffled) == pytest.approx(macro_auroc(y.values, scores.values))
+    assert per_class_auroc(y, shuffled)[0] == pytest.approx(per_class_auroc(y, scores)[0])
+    with pytest.raises(ConfigError, match=r"different label columns: missing from scores \[HYP\]"):
+        macro_auroc(y, shuffled.rename(columns={"HYP": "LVH"}))
+    with pytest.raises(ConfigError, match="different records"):
+        macro_auroc(y, shuffled.rename(index={"r0": "x0"}))
+    # a default 0..N-1 index names no records: paired by position, as arrays are
+    assert macro_auroc(y, scores.reset_index(drop=True)) == pytest.approx(macro_auroc(y.values, scores.values))
+    # a list of labels beside a score table is paired by position (a list's .index is a method, not names)
+    assert macro_auroc(y.values.tolist(), scores) == pytest.approx(macro_auroc(y.values, scores.values))

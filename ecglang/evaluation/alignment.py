@@ -1,0 +1,46 @@
+"""Label tables and score tables paired by name: `aligned_scores` puts a score DataFrame in the order of the
+label DataFrame it is evaluated against, or says which labels or records differ."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from ecglang.errors import ConfigError
+
+
+def aligned_scores(y_true: Any, scores: Any) -> Any:
+    """`scores` reordered to `y_true`'s columns and index when both carry them (DataFrames, or Series for the
+    index); anything else is returned as given and paired by position. Different label or record sets are
+    a `ConfigError` naming what is missing, never a silent pairing."""
+    tables = (pd.DataFrame, pd.Series)
+    if not isinstance(y_true, tables) or not isinstance(scores, tables):
+        return scores
+    for axis in ("columns", "index"):
+        want, have = getattr(y_true, axis, None), getattr(scores, axis, None)
+        if want is None or have is None or want.equals(have):
+            continue
+        if axis == "index" and (_positional(want) or _positional(have)):
+            continue  # a default 0..N-1 index carries no record names: paired by position, as for arrays
+        what = "label columns" if axis == "columns" else "records (index)"
+        if want.has_duplicates or have.has_duplicates:
+            raise ConfigError(f"y_true and scores must not repeat {what} when they are paired by name")
+        missing, extra = [x for x in want if x not in set(have)], [x for x in have if x not in set(want)]
+        if missing or extra:
+            raise ConfigError(
+                f"y_true and scores name different {what}: missing from scores {_few(missing)}, "
+                f"not in y_true {_few(extra)}; select the same {what} in both (pandas: .loc[...])"
+            )
+        scores = scores.reindex(**{axis: want})
+    return scores
+
+
+def _positional(index: Any) -> bool:
+    return list(index) == list(range(len(index)))
+
+
+def _few(items: Sequence[Any], n: int = 5) -> str:
+    shown = [str(x) for x in items[:n]]
+    return "[" + ", ".join(shown) + (f", … {len(items) - n} more" if len(items) > n else "") + "]"
