@@ -37,7 +37,7 @@ from ecglang.beats.tokenize import BeatTokens, tokenize_array
 from ecglang.core.threads import torch_threads, usable_cores
 from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
 from ecglang.encoders.ecg_processing import EcgProcessor, demographic_tensors
-from ecglang.encoders.layers import trim_beat_axis
+from ecglang.encoders.layers import eval_mode, trim_beat_axis
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg
 
@@ -274,7 +274,7 @@ def encode_batches(
     )
     bar = tqdm(total=len(source), desc=desc, unit="rec", disable=not progress or len(source) < 2)
     try:
-        with torch_threads(max(1, usable_cores() - workers) if workers else None):
+        with eval_mode(*models.values()), torch_threads(max(1, usable_cores() - workers) if workers else None):
             for item in loader:
                 encoded = (
                     item

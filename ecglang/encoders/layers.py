@@ -6,7 +6,9 @@ loop over beats or leads. The masked mean lives here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,31 @@ from ecglang.errors import ConfigError, EcgLangError
 
 class ModelInputError(EcgLangError, ValueError):
     """A model input tensor is missing or has the wrong shape/dtype."""
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Run in eval mode (no dropout) and give every submodule its own training flag back afterwards: scoring
+    in the middle of training must not leave dropout off for the rest of the run."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def weights_version(module: nn.Module) -> tuple[tuple[int, int, int], ...]:
+    """A key that changes whenever a parameter or buffer of `module` is replaced, moved, cast or changed in
+    place (an optimizer step, `load_state_dict`, `.half()`): each tensor's storage address, dtype and in-place
+    version counter. Reading it costs microseconds, where hashing the weights would cost a pass over them.
+    Writes through `tensor.data` bypass the counter (PyTorch's own rule for autograd, too)."""
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    # `_version` is PyTorch's in-place version counter (what autograd checks saved tensors with); no public
+    # name exposes it
+    return tuple((t.data_ptr(), hash(t.dtype), t._version) for t in tensors)
 
 
 def allow_any_if_none(keep: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ from ecglang.evaluation.datasets import ptbxl_index
 from ecglang.evaluation.metrics import bootstrap_ci, macro_auroc, per_class_auroc
 from ecglang.evaluation.store import EmbeddingStore, processor_for
 from ecglang.scores.classifier import ZeroShotClassifier
-from ecglang.scores.labels import PROMPT_CACHE, embed_texts, mean_unit, resolve_knowledge, unit
+from ecglang.scores.labels import embed_texts, mean_unit, prompt_cache, resolve_knowledge, unit
 from ecglang.text.labels import report_label_matrix, report_label_names
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def _score_block(
     for k in ks:
         specs = ZeroShotClassifier(model, knowledge=knowledge, k=k).label_specs(labels=names)
         embed_texts(model, [t for s in specs.values() for t in (*s.prompts, *s.knowledge_prompts)])
-        cache = PROMPT_CACHE[model]
+        cache = prompt_cache(model)
         for lab in names:
             spec = specs[lab]
             composed = compose_variants([cache[("text", t)] for t in spec.prompts],

@@ -173,7 +173,7 @@ class ZeroShotClassifier:
         for name, value in (("batch_size", batch_size), ("k", k), ("prototype_k", prototype_k)):
             if not is_count(value, 1):
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        self.model = model.eval()
+        self.model = model  # left in its mode: scoring switches to eval mode and back (`eval_mode`)
         self.processor = processor or default_processor(model)
         self.knowledge = resolve_knowledge(knowledge)
         self.k = k

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ecglang.encoders.layers import masked_mean
+from ecglang.encoders.layers import eval_mode, masked_mean, weights_version
 from ecglang.errors import PromptError
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
 from ecglang.scores.prompts import LabelsArg, PromptSet, PromptSource, load_prompt_set, normalize_text, resolve_prompts
@@ -46,9 +46,28 @@ DEFAULT_KNOWLEDGE_K = 1
 # by `ecglang knowledge build`, or a knowledge-base folder or .jsonl file (indexed on first use).
 KnowledgeArg: TypeAlias = "KnowledgeIndex | str | os.PathLike | bool | None"
 
-# Prompt embeddings are cached per model (weakly, so a dropped model frees its cache). Keys are
+# Prompt embeddings are cached per model (weakly, so a dropped model frees its cache), for the weights the model
+# holds now (`weights_version`: an optimizer step or `load_state_dict` starts a new cache). Keys are
 # ("text", prompt) for the text head and ("sentence", prompt) for the sentence head.
-PROMPT_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, np.ndarray]] = weakref.WeakKeyDictionary()
+PROMPT_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple, dict[tuple, np.ndarray]]] = weakref.WeakKeyDictionary()
+
+
+def prompt_cache(model: EcgLangModel) -> dict[tuple, np.ndarray]:
+    """The prompt embeddings cached for `model`'s current weights (emptied when they have changed)."""
+    version = weights_version(model)
+    cached = PROMPT_CACHE.get(model)
+    if cached is None or cached[0] != version:
+        cached = PROMPT_CACHE[model] = (version, {})
+    return cached[1]
+
+
+def clear_prompt_cache(model: EcgLangModel | None = None) -> None:
+    """Forget the cached prompt embeddings of `model` (all models: None). Needed only after writing weights
+    through `tensor.data`, which the cache cannot see; other weight changes are noticed."""
+    if model is None:
+        PROMPT_CACHE.clear()
+    else:
+        PROMPT_CACHE.pop(model, None)
 
 
 @dataclass
@@ -212,8 +231,9 @@ def with_name(prompts: Sequence[str], name: str | None) -> list[str]:
 
 
 def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """Unit embeddings `[n, D]` of prompts, cached per model: each distinct prompt is embedded once."""
-    cache = PROMPT_CACHE.setdefault(model, {})
+    """Unit embeddings `[n, D]` of prompts, cached per model: each distinct prompt is embedded once (in eval
+    mode, whatever mode the model is in; its mode is given back)."""
+    cache = prompt_cache(model)
     # Sorted by length, a batch holds texts of about one length: padding, and the work spent on it, stays small
     # (10,000 short label names beside a few hundred long knowledge criteria would otherwise pad to the longest).
     missing = sorted(dict.fromkeys(t for t in texts if ("text", t) not in cache), key=len)
@@ -221,7 +241,7 @@ def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256
         range(0, len(missing), batch_size), desc="embedding prompts", unit="batch", disable=len(missing) < 2048
     ):
         chunk = missing[start : start + batch_size]
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             out = model.encode_text(chunk)
         emb = out.text_embeds.float().cpu().numpy()
         sent = sentence_vectors(out)
@@ -238,7 +258,7 @@ def label_matrix(
     """`[n_labels, D]` label embeddings (see the module docstring for the aggregation)."""
     every = [t for s in specs.values() for t in (*s.prompts, *s.knowledge_prompts)]
     embed_texts(model, every)
-    cache = PROMPT_CACHE[model]
+    cache = prompt_cache(model)
     rows = []
     for spec in specs.values():
         own = mean_unit([cache[(head, t)] for t in spec.prompts])

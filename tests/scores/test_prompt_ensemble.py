@@ -8,7 +8,7 @@ import torch
 
 from ecglang.encoders.registry import create_model
 from ecglang.scores.classifier import ZeroShotClassifier
-from ecglang.scores.labels import PROMPT_CACHE, mean_unit, unit, with_name
+from ecglang.scores.labels import mean_unit, prompt_cache, unit, with_name
 from ecglang.scores.prompts import load_prompt_set
 
 
@@ -36,7 +36,7 @@ def test_knowledge_adds_prompts_beside_the_name_and_prompts(model):
         labels=["CLBBB", "AMI"], prompts=ps
     )
     matrix = clf.label_matrix(specs)
-    cache = PROMPT_CACHE[model]
+    cache = prompt_cache(model)
     # AMI's name is none of its prompts: with knowledge it becomes one more own prompt, first.
     assert ps.labels["AMI"].name not in ps.labels["AMI"].prompts
     assert specs["AMI"].prompts[0] == ps.labels["AMI"].name

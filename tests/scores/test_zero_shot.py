@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ecglang.encoders.registry import create_model
 from ecglang.errors import ConfigError, PromptError
 from ecglang.record.io import load_ecg
 from ecglang.scores.classifier import ZeroShotClassifier
-from ecglang.scores.labels import PROMPT_CACHE
+from ecglang.scores.labels import clear_prompt_cache
 
 LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
 
@@ -90,7 +91,7 @@ def test_scores_equal_manual_cosine(model, records):
 
 def test_prompt_embeddings_are_cached_per_model(model, records):
     clf = ZeroShotClassifier(model, knowledge=None)
-    PROMPT_CACHE.pop(model, None)
+    clear_prompt_cache(model)
     calls = {"n": 0}
     original = model.encode_text
 
@@ -106,6 +107,26 @@ def test_prompt_embeddings_are_cached_per_model(model, records):
         assert first >= 1 and calls["n"] == first, "a second classifier on the same model re-embedded the prompts"
     finally:
         del model.encode_text
+
+
+def test_prompt_cache_follows_weight_changes_and_scoring_keeps_the_models_mode(model, records):
+    """The cache was keyed by the model object alone: after an in-place weight change (an optimizer step,
+    `load_state_dict`) every later classifier reused the old prompt embeddings and gave stale scores. And
+    building a classifier switched the caller's model to eval mode for good, which left dropout off for
+    the rest of a training run that validated with it."""
+    work = copy.deepcopy(model).train()
+    before = ZeroShotClassifier(work, knowledge=None)(records[:1], labels=LABELS, progress=False).scores.to_numpy()
+    assert work.training and all(m.training for m in work.modules()), "scoring left the model in eval mode"
+    with torch.no_grad():
+        for p in work.text_proj.parameters():
+            p.mul_(-1)  # in place, as an optimizer step writes
+    after = ZeroShotClassifier(work, knowledge=None)(records[:1], labels=LABELS, progress=False).scores.to_numpy()
+    fresh = ZeroShotClassifier(copy.deepcopy(work), knowledge=None)(records[:1], labels=LABELS, progress=False)
+    np.testing.assert_allclose(after, fresh.scores.to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(after, -before, atol=1e-5)  # the text side's sign flipped, the ECG side did not
+    work.load_state_dict(model.state_dict())
+    again = ZeroShotClassifier(work, knowledge=None)(records[:1], labels=LABELS, progress=False).scores.to_numpy()
+    np.testing.assert_allclose(again, before, atol=1e-5)
 
 
 def test_prompt_set_and_knowledge_change_prompts_and_report_snippets(model, records):
