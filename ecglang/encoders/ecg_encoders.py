@@ -212,6 +212,7 @@ class BeatEcgEncoder(nn.Module):
         other outputs are the same with it or without."""
         self.validate(beats, beat_mask, lead_mask, rr, times)
         beat_mask, lead_mask = beat_mask.bool(), lead_mask.bool()
+        w = self.lead_embed.dtype  # inputs in the weights' dtype (float32 unless the model was cast)
         n_full = beats.shape[1]
         d = self.d_model
         # Only real beats are computed (`[R, 12, d]`): a batch of 10 s ECGs fills ~30 % of its padded
@@ -222,20 +223,21 @@ class BeatEcgEncoder(nn.Module):
         if dense:  # padded slots: no lead, so every pool gives 0 there; CNN on all windows, masked after
             real = layout.keep.reshape(-1)[:, None]
             lead_keep = lead_keep & real
-            windows = layout.take(beats).float()
+            windows = layout.take(beats).to(w)
             feats = self.morphology(windows.reshape(-1, windows.shape[-1])).view(-1, N_LEADS, d)
             morph = feats * lead_keep[..., None].to(feats.dtype)
         else:
-            feats = self.morphology(layout.take(beats)[lead_keep].float())  # only real (beat, lead) windows
+            feats = self.morphology(layout.take(beats)[lead_keep].to(w))  # only real (beat, lead) windows
             morph = feats.new_zeros(len(layout.batch), N_LEADS, d)
             morph[lead_keep] = feats
 
-        per_beat = self.rr_mlp(self._rr_features(layout.take(rr).float()))  # [R, d]
+        per_beat = self.rr_mlp(self._rr_features(layout.take(rr).to(w)))  # [R, d]
         if self.index_embed is not None:
             per_beat = per_beat + self.index_embed.weight[layout.index]
         if self.time_mlp is not None:
-            phase = 2 * math.pi * layout.take(times).float().unsqueeze(-1) * self.time_freqs
-            per_beat = per_beat + self.time_mlp(torch.cat([phase.sin(), phase.cos()], -1))
+            # the phase in float32 whatever the weights: 2π·t·f of a 10 s record is too large for bfloat16
+            phase = 2 * math.pi * layout.take(times).float().unsqueeze(-1) * self.time_freqs.float()
+            per_beat = per_beat + self.time_mlp(torch.cat([phase.sin(), phase.cos()], -1).to(w))
         x = morph + self.lead_embed + per_beat.unsqueeze(1)
         x = self.embed_drop(self.embed_norm(x))
         maps: list[tuple[Tensor, Tensor | None]] | None = [] if output_attentions else None
@@ -328,7 +330,8 @@ class ResNet1dEncoder(nn.Module):
     def forward(self, signal: Tensor, lead_mask: Tensor) -> dict:
         check_input("signal", signal, 3, (None, N_LEADS, None))
         check_input("lead_mask", lead_mask, 2, (signal.shape[0], N_LEADS))
-        x = signal.float() * lead_mask.to(torch.float32).unsqueeze(-1)
+        w = next(self.parameters()).dtype  # the weights' dtype (float32 unless the model was cast)
+        x = signal.to(w) * lead_mask.to(w).unsqueeze(-1)
         h = self.stages(self.stem(x)).transpose(1, 2)  # [B, T', C]
         keep = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
         return {"rhythm": self.drop(self.pool(h, keep)), "beats": None, "tokens": None, "beat_mask": None}

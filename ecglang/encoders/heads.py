@@ -71,4 +71,4 @@ class DemographicEmbedding(nn.Module):
         )  # fmt: skip
 
     def forward(self, age: Tensor, sex: Tensor) -> Tensor:
-        return self.mlp(self.features(age.float(), sex))
+        return self.mlp(self.features(age.to(self.mlp[0].weight.dtype), sex))

@@ -27,7 +27,7 @@ from ecglang.encoders.layers import BasicBlock1d, ModelInputError, check_input
 from ecglang.record.leads import N_LEADS
 
 
-def _check_signal(signal: Any, lead_mask: Any, length: int) -> Tensor:
+def _check_signal(signal: Any, lead_mask: Any, length: int, dtype: torch.dtype) -> Tensor:
     check_input("signal", signal, 3, (None, N_LEADS, None))
     check_input("lead_mask", lead_mask, 2, (signal.shape[0], N_LEADS))
     if signal.shape[-1] != length:
@@ -35,7 +35,7 @@ def _check_signal(signal: Any, lead_mask: Any, length: int) -> Tensor:
             f"MERL towers take exactly {length} samples per lead (MERL crops to 5000 at 500 Hz), got "
             f"{signal.shape[-1]}; use the model's processor"
         )
-    return signal.float() * lead_mask.to(torch.float32).unsqueeze(-1)
+    return signal.to(dtype) * lead_mask.to(dtype).unsqueeze(-1)
 
 
 # ------------------------------------------------------------------------------------------- ResNet
@@ -105,7 +105,7 @@ class MerlResNetTower(nn.Module):
         self.d_model = d
 
     def forward(self, signal: Tensor, lead_mask: Tensor) -> dict:
-        h = self.ecg_encoder(_check_signal(signal, lead_mask, self.signal_len))
+        h = self.ecg_encoder(_check_signal(signal, lead_mask, self.signal_len, next(self.parameters()).dtype))
         emb = self.att_pool_head(self.downconv(h))
         return {"rhythm": emb, "features": h.mean(-1), "beats": None, "tokens": None, "beat_mask": None}
 
@@ -190,7 +190,7 @@ class MerlVitTower(nn.Module):
         self.d_model = d
 
     def forward(self, signal: Tensor, lead_mask: Tensor) -> dict:
-        h = self.ecg_encoder(_check_signal(signal, lead_mask, self.signal_len))
+        h = self.ecg_encoder(_check_signal(signal, lead_mask, self.signal_len, next(self.parameters()).dtype))
         return {"rhythm": self.proj_e(h), "features": h, "beats": None, "tokens": None, "beat_mask": None}
 
 

@@ -164,19 +164,24 @@ class EcgLangModel(PreTrainedModel):
         age: Tensor | None = None,
         sex: Tensor | None = None,
         output_attentions: bool = False,
-        **_: Any,
     ) -> EcgEncoderOutput:
-        """Embed a processor batch. Extra keys (record ids, failures, ...) are ignored.
+        """Embed a processor batch (`EcgBatch`: its keys are exactly these arguments; an unknown name is a
+        `TypeError`, so a misspelt option is never ignored). Floating inputs are cast to the model's dtype, so
+        a model loaded or cast to bfloat16/float16/float64 takes the processor's float32 batches.
 
         `rhythm_only=True` returns the whole-ECG embeddings and features only (beat and token embeddings None):
         what scoring, retrieval and probes need; the beat tower then skips building its padded beat and token
         outputs, which costs as much as several encoder layers. `age`/`sex` reach a tower with demographics.
         `output_attentions=True`: the beat tower's lead and beat attention maps too (None for other towers)."""
-        dev = self.device
+        dev, dtype = self.device, self.dtype
         given = {"beats": beats, "beat_mask": beat_mask, "lead_mask": lead_mask, "rr": rr, "times": times}
         for name, value in {**given, "signal": signal}.items():
             if value is not None and not isinstance(value, Tensor):
                 raise ModelInputError(f"model input {name!r} must be a torch.Tensor, got {type(value).__name__}")
+        beats, rr, times, signal, age = (
+            None if t is None else t.to(device=dev, dtype=dtype if t.is_floating_point() else t.dtype)
+            for t in (beats, rr, times, signal, age)
+        )
         if lead_mask is None:
             raise ModelInputError("model input 'lead_mask' [B, 12] is missing")
         lead_mask = lead_mask.to(dev).bool()
@@ -189,9 +194,7 @@ class EcgLangModel(PreTrainedModel):
             extra = {} if age is None and sex is None else {"age": age, "sex": sex}
             if output_attentions:
                 extra["output_attentions"] = True
-            out = self.ecg_tower(
-                beats.to(dev), beat_mask.to(dev), lead_mask, rr.to(dev), times.to(dev), rhythm_only=rhythm_only, **extra
-            )
+            out = self.ecg_tower(beats, beat_mask.to(dev), lead_mask, rr, times, rhythm_only=rhythm_only, **extra)
             bm = out["beat_mask"]
             maps = {k: out.get(k) for k in ("lead_attention", "beat_attention")}
             if rhythm_only:
@@ -213,7 +216,7 @@ class EcgLangModel(PreTrainedModel):
             raise ModelInputError(
                 f"model input 'signal' [B, 12, T] is missing (the {self.config.ecg_tower['type']} tower needs it)"
             )
-        out = self.ecg_tower(signal.to(dev), lead_mask)
+        out = self.ecg_tower(signal, lead_mask)
         features = out.get("features")
         return EcgEncoderOutput(
             rhythm_embeds=self.rhythm_proj(out["rhythm"]),
@@ -256,12 +259,19 @@ class EcgLangModel(PreTrainedModel):
         token_mask: Tensor | None = None,
         sentence_ids: Tensor | None = None,
         return_loss: bool = True,
-        **extra: Any,
-    ) -> EcgLangOutput:
+        age: Tensor | None = None,
+        sex: Tensor | None = None,
+        output_attentions: bool = False,
+        return_dict: bool | None = None,
+    ) -> EcgLangOutput | tuple[Any, ...]:
         """Encode a batch of ECG-report pairs; compute the weighted loss when `return_loss`.
 
-        Reports are given as `texts` (strings) or pre-tokenized (`input_ids`, `attention_mask`, ...)."""
-        ecg = self.encode_ecg(beats, beat_mask, lead_mask, rr, times, signal, **extra)
+        Reports are given as `texts` (strings) or pre-tokenized (`input_ids`, `attention_mask`, ...).
+        `return_dict=False` gives `EcgLangOutput.to_tuple()` (the fields that are set, in order), as in
+        transformers. An unknown keyword is a `TypeError`: a misspelt `return_loss` must not compute a loss."""
+        ecg = self.encode_ecg(
+            beats, beat_mask, lead_mask, rr, times, signal, age=age, sex=sex, output_attentions=output_attentions
+        )
         if texts is not None:
             text = self.encode_text(texts)
         elif input_ids is not None:
@@ -277,7 +287,7 @@ class EcgLangModel(PreTrainedModel):
             )
         logits_per_ecg = self.loss_fn.scale("rhythm") * ecg.rhythm_embeds @ text.text_embeds.T
         loss, losses = self.loss_fn(ecg, text) if return_loss else (None, None)
-        return EcgLangOutput(
+        output = EcgLangOutput(
             loss=loss,
             logits_per_ecg=logits_per_ecg,
             logits_per_text=logits_per_ecg.T,
@@ -287,6 +297,7 @@ class EcgLangModel(PreTrainedModel):
             text_outputs=text,
             losses=losses,
         )
+        return output if return_dict is None or return_dict else output.to_tuple()
 
     # ---------------------------------------------------------------------------------- checkpoints
     def save_pretrained(

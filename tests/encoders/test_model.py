@@ -373,3 +373,35 @@ def test_overfits_16_real_ecg_report_pairs(ptbxl_pairs) -> None:
     assert acc >= 0.9, f"top-1 {acc:.2f} after {step} steps"
     last = {k: v.item() for k, v in out.losses.items()}
     assert all(last[k] < 0.7 * first[k] for k in first), (first, last)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("tower", ["small", "resnet"])
+def test_a_model_in_another_dtype_takes_the_processors_float32_batches(tower, dtype, request) -> None:
+    """`from_pretrained(dtype=...)`, `.half()` and `.to(torch.float64)` all succeed, but every ECG then failed with
+    `RuntimeError: Input type (float) and bias type (c10::BFloat16) should be the same`: inputs were moved to the
+    model's device, never to its dtype."""
+    import copy
+
+    model = copy.deepcopy(request.getfixturevalue(tower)).to(dtype)
+    batch = synthetic_batch(2, beats_per_ecg=(10, 12))
+    out = model.encode_ecg(**batch)
+    assert out.rhythm_embeds.dtype == dtype and torch.isfinite(out.rhythm_embeds).all()
+    reference = request.getfixturevalue(tower).encode_ecg(**batch).rhythm_embeds
+    tolerance = 0.05 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(out.rhythm_embeds.float(), reference, atol=tolerance, rtol=0)
+
+
+def test_misspelt_keywords_are_errors_and_return_dict_false_gives_a_tuple(small) -> None:
+    """`model(**batch, retrun_loss=False)` computed the loss anyway and `encode_ecg(output_attention=True)` gave no
+    maps: both were swallowed by `**_`. `return_dict=False` was ignored."""
+    batch = {k: v for k, v in synthetic_batch(2, beats_per_ecg=(10, 12)).items() if k != "signal"}
+    with pytest.raises(TypeError, match="retrun_loss"):
+        small(**batch, texts=REPORTS[:2], retrun_loss=False)
+    with pytest.raises(TypeError, match="output_attention"):
+        small.encode_ecg(**batch, output_attention=True)
+    with torch.no_grad():
+        full = small(**batch, texts=REPORTS[:2])
+        as_tuple = small(**batch, texts=REPORTS[:2], return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], full.loss)
+    assert torch.equal(as_tuple[1], full.logits_per_ecg)
