@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
 from ecglang.record.ecg import Ecg
@@ -113,8 +114,12 @@ class ItemSource(RecordSource):
         if isinstance(item, Ecg):
             return self._keep(item, i)
         rid = None if self.record_ids is None else self.record_ids[i]
+        # fs/leads describe arrays and NPY/NPZ files, which carry neither; a WFDB or MATLAB record's header
+        # says its own (given to it, they only made a file of another rate or lead set fail beside arrays)
+        raw = Path(item).suffix.lower() in RAW_ARRAY_SUFFIXES
+        fs, leads = (self.fs, self.leads) if raw else (None, None)
         try:
-            return self._keep(load_ecg(item, fs=self.fs, leads=self.leads, record_id=rid, window=self.window), i)
+            return self._keep(load_ecg(item, fs=fs, leads=leads, record_id=rid, window=self.window), i)
         except Exception as exc:
             return RecordFailure(str(item), "read", error_message(exc), path=str(item))
 
@@ -192,15 +197,24 @@ class CacheSource(RecordSource):
         return fill_metadata(ecg, None if self.metadata is None else self.metadata[i])
 
 
+RAW_ARRAY_SUFFIXES = (".npy", ".npz")
+
+
 def expand_inputs(items: Any, fs: float | None, leads: Sequence[str] | None) -> Iterator[Ecg | Path | RecordFailure]:
     """Flatten the accepted inputs into `Ecg` records, record paths and failures (folders are scanned).
 
     A folder without any record, and a `.dat` file that no `.hea` header names, are failures (stage "scan"):
     the user asked for them to be scored. Other files in a folder (notes, annotations) are logged and skipped.
     """
+    if isinstance(items, torch.Tensor):  # tensors are arrays here: one record [leads, T] or a batch [N, leads, T]
+        items = items.detach().cpu().numpy()
+    if isinstance(items, np.ndarray) and items.ndim == 3:
+        items = list(items)  # a batch [N, leads, T]: one record per row, as score_arrays takes it
     if isinstance(items, (Ecg, str, PathLike, np.ndarray)):
         items = [items]
     for n, item in enumerate(items):
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().numpy()
         if isinstance(item, Ecg):
             yield item
         elif isinstance(item, np.ndarray):
@@ -215,13 +229,14 @@ def expand_inputs(items: Any, fs: float | None, leads: Sequence[str] | None) -> 
 
 def _array_item(item: np.ndarray, n: int, fs: float | None, leads: Sequence[str] | None) -> Ecg | RecordFailure:
     names = list(leads) if leads is not None else list(CANONICAL_LEADS)
+    rid = f"array{n}"  # the same name whether the array is scored or fails
     if fs is None:
-        return RecordFailure(f"array #{n}", "read", "an array input needs fs= (sampling rate in Hz)")
+        return RecordFailure(rid, "read", "an array input needs fs= (sampling rate in Hz)")
     try:
-        signal, mask, _ = to_canonical(item, names, path=f"array #{n}")
-        return Ecg(signal, fs, mask, record_id=f"array{n}")
-    except (EcgLangError, ValueError) as exc:
-        return RecordFailure(f"array #{n}", "read", str(exc))
+        signal, mask, _ = to_canonical(item, names, path=rid)
+        return Ecg(signal, fs, mask, record_id=rid)
+    except (EcgLangError, ValueError, TypeError) as exc:
+        return RecordFailure(rid, "read", str(exc))
 
 
 def _folder_items(path: Path) -> Iterator[Path | RecordFailure]:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
+from ecglang.record.window import check_sampling_rate
 
 #: File suffixes of the record formats the readers know.
 RECORD_SUFFIXES: tuple[str, ...] = (".hea", ".dat", ".mat", ".npy", ".npz")
@@ -21,13 +22,14 @@ def record_id_of(path: str | os.PathLike) -> str:
     return path.name[: -len(path.suffix)] if path.suffix.lower() in RECORD_SUFFIXES else path.name
 
 
-@dataclass
+@dataclass(eq=False)  # equality below: the generated one compares arrays with `==` and raises
 class Ecg:
     """A 12-lead ECG in canonical lead order.
 
     Attributes:
-        signal: float32 `[12, n_samples]` in mV; rows of missing leads are zero.
-        fs: sampling frequency in Hz.
+        signal: float32 `[12, n_samples]` in mV; rows of missing leads hold no data (readers write zeros there,
+            and preprocessing zeroes them whatever they hold).
+        fs: sampling frequency in Hz, 50–20000 (the range of real electrocardiographs, as for files).
         lead_mask: bool `[12]`, True where the lead holds real data.
         record_id: a short identifier (file stem by default).
         metadata: free-form dict. Well-known keys: `age`, `sex`, `report`, `labels`, `snomed`,
@@ -50,9 +52,22 @@ class Ecg:
             )
         if self.lead_mask.shape != (N_LEADS,):
             raise ValueError(f"Ecg.lead_mask must have shape (12,), got {self.lead_mask.shape}")
-        if not (np.isfinite(self.fs) and self.fs > 0):
-            raise ValueError(f"Ecg.fs must be a positive number, got {self.fs}")
-        self.fs = float(self.fs)
+        if isinstance(self.fs, (bool, str, bytes)):  # float("500") would pass, and True is 1 Hz
+            raise ValueError(f"Ecg.fs must be a number of Hz, got {self.fs!r} ({type(self.fs).__name__})")
+        where = self.metadata.get("source_path") or self.record_id or None
+        self.fs = check_sampling_rate(where, self.fs, "fs argument of Ecg")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ecg):
+            return NotImplemented
+        return (
+            self.fs == other.fs
+            and self.record_id == other.record_id
+            and np.array_equal(self.lead_mask, other.lead_mask)
+            and np.array_equal(self.signal, other.signal)
+        )  # metadata is free-form (it may hold arrays) and not part of the recording
+
+    __hash__ = None  # mutable, like the generated dataclass
 
     @property
     def leads(self) -> tuple[str, ...]:

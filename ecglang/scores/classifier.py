@@ -139,7 +139,8 @@ class ZeroShotClassifier:
         model: the model (see `EcgLangModel.from_pretrained`).
         processor: preprocessing + beats; default: the one saved with the model, else `EcgProcessor()`.
         knowledge: a `KnowledgeIndex`, a folder with a saved index or knowledge JSONL files, `"default"`
-            / `True` for the bundled knowledge base, or None / `False` / `"off"` for none.
+            / `True` for the bundled knowledge base (the default, as in `ecglang zero-shot`), or None / `False` /
+            `"off"` for none.
         k: snippets retrieved per label (default 1, `DEFAULT_KNOWLEDGE_K`: chosen by the label-free composition
             check; more snippets add differential diagnoses that blur the label).
         knowledge_weight: weight of the knowledge prompts in a label's embedding (0–1).
@@ -159,7 +160,7 @@ class ZeroShotClassifier:
         self,
         model: EcgLangModel,
         processor: EcgProcessor | None = None,
-        knowledge: KnowledgeArg = None,
+        knowledge: KnowledgeArg = "default",
         k: int = label_embeddings.DEFAULT_KNOWLEDGE_K,
         knowledge_weight: float = label_embeddings.DEFAULT_KNOWLEDGE_WEIGHT,
         batch_size: int = 64,

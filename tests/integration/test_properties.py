@@ -34,7 +34,7 @@ TYPED = (EcgQualityError, ConfigError)
 QUICK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=QUICK)
 
-_FS = st.one_of(st.sampled_from([100.0, 250.0, 257.0, 360.0, 500.0, 1000.0]), st.floats(45.0, 2000.0))
+_FS = st.one_of(st.sampled_from([100.0, 250.0, 257.0, 360.0, 500.0, 1000.0]), st.floats(50.0, 2000.0))
 
 
 @st.composite

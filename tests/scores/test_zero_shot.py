@@ -343,3 +343,53 @@ def test_unsupported_precision_is_a_config_error(model, precision):
 def test_a_bad_count_names_itself(model, name: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"^{name} must be an integer >= 1, got {value}"):
         ZeroShotClassifier(model, knowledge=None, **{name: value})
+
+
+def test_tensors_batches_and_files_of_another_rate_mix_in_one_call(model, records):
+    """A torch tensor aborted the call (`TypeError: expected str, bytes or os.PathLike object, not Tensor`), a
+    `[N, 12, T]` batch (which `score_arrays` takes) was one failure, and `fs=`/`leads=` (meant for arrays) were
+    given to every file too, so a 500 Hz WFDB record failed beside a 250 Hz array."""
+    from scipy.signal import resample_poly
+
+    clf = ZeroShotClassifier(model, knowledge=None)
+    ecgs = [load_ecg(p) for p in records[:2]]
+    signals = np.stack([e.signal for e in ecgs])  # [2, 12, 5000] at 500 Hz
+    reference = clf(ecgs, labels=LABELS, progress=False).scores.to_numpy()
+    for given in (signals, torch.from_numpy(signals), [torch.from_numpy(s) for s in signals]):
+        result = clf(given, labels=LABELS, fs=500, progress=False)
+        assert not result.failures, result.failures
+        assert list(result.scores.index) == ["array0", "array1"]
+        np.testing.assert_allclose(result.scores.to_numpy(), reference, atol=1e-5)
+    slow = resample_poly(signals[0], 1, 2, axis=1).astype(np.float32)  # the first record at 250 Hz
+    mixed = clf([slow, records[1]], labels=LABELS, fs=250, progress=False)
+    assert not mixed.failures, mixed.failures
+    assert list(mixed.scores.index) == ["array0", records[1].name]
+    np.testing.assert_allclose(mixed.scores.to_numpy()[1], reference[1], atol=1e-5)
+    bad = clf([np.zeros((3, 3, 3, 3))], labels=LABELS, fs=500, progress=False)
+    assert [f.record for f in bad.failures] == ["array0"]  # failed under the name it would be scored under
+
+
+def test_an_ecg_outside_the_supported_sampling_rates_is_refused_like_a_file():
+    """The 50-20000 Hz rule was checked on files only: `Ecg(x, 10)` or an array with fs=10 was scored silently."""
+    from ecglang.errors import EcgReadError
+    from ecglang.record.ecg import Ecg
+
+    x = np.zeros((12, 100), np.float32)
+    for fs in (10, 0.5, 1e6, float("nan"), "500", True):
+        with pytest.raises((EcgReadError, ValueError), match=r"Ecg|sampling rate"):
+            Ecg(x, fs)
+    a, b = Ecg(x, 500), Ecg(x.copy(), 500.0)
+    assert a == b and a != Ecg(x + 1, 500) and a != Ecg(x, 250)  # equality compared arrays with == and raised
+
+
+def test_python_and_the_cli_retrieve_knowledge_by_default(model):
+    """`ZeroShotClassifier(model)` had knowledge off while `ecglang zero-shot` had it on: the same labels gave
+    other scores in Python than on the command line."""
+    import inspect
+
+    from ecglang.cli.main import build_parser
+
+    specs = ZeroShotClassifier(model).label_specs(labels=["left bundle branch block"])
+    assert specs["left bundle branch block"].snippets, "no knowledge retrieved by default"
+    cli_default = build_parser().parse_args(["zero-shot", "x.hea"]).knowledge
+    assert inspect.signature(ZeroShotClassifier).parameters["knowledge"].default == cli_default == "default"
