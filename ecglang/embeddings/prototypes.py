@@ -318,7 +318,9 @@ def build_prototypes(
     embedding pipeline and write the index folder `out` (atomically). Returns the loaded index and the records
     that failed.
 
-    `reports`: record id → report (see `read_reports`); a record's own `Ecg.report` is used otherwise.
+    `reports`: record id → report (see `read_reports`); None (default): PTB-XL's `ptbxl_database.csv` found
+    beside the first record path (`find_reports`, as `ecglang prototypes build` does), if any; a record's own
+    `Ecg.report` is used otherwise.
     `beats_per_record`: keep at most this many beats of a record, evenly spaced (default: all).
     `keep_windows`: store each beat's window for figures (2 bytes × 12 × beat_len a beat)."""
     import faiss  # here: FAISS loads only when prototypes are used
@@ -329,7 +331,11 @@ def build_prototypes(
         raise ConfigError(f"beats_per_record must be >= 1, got {beats_per_record}")
     processor = processor or default_processor(model)
     source = ItemSource(list(expand_inputs(records, None, None)), window=processor.preprocess_config.read_window())
-    reports = dict(reports or {})
+    if reports is None:
+        first = next((item for item in source.items if isinstance(item, Path)), None)
+        found = find_reports(first) if first is not None else None
+        reports = read_reports(found) if found else {}
+    reports = dict(reports)
     embeddings: list[np.ndarray] = []
     recs: list[dict[str, Any]] = []
     beat_record: list[np.ndarray] = []
