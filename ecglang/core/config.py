@@ -149,6 +149,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where} must be {_describe(hint)}, got {value!r:.80} ({type(value).__name__})")
 
 
+def check_value(hint: Any, value: Any, where: str) -> Any:
+    """`value` as a field typed `hint` keeps it (a float written `1e-3` becomes a float), else `ConfigError`
+    naming `where`: how a dotted override is checked before it is merged into a file's settings."""
+    return _coerce(hint, value, where)
+
+
 def config_from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str | None = None) -> C:
     """Build `cls` from a mapping; unknown keys and wrong types raise `ConfigError` naming `where`."""
     name = where or cls.__name__

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ecglang.core.config import DictConfig, config_to_dict, parse_overrides, set_dotted
+from ecglang.core.config import DictConfig, check_value, config_to_dict, parse_overrides, set_dotted
 from ecglang.core.paths import resource_dir
 from ecglang.data.registry import buildable_datasets, find_dataset, pretraining_sources
 from ecglang.errors import ConfigError
@@ -312,7 +312,8 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
 
 def check_override_key(key: str, value: Any, item: str) -> None:
     """Raise `ConfigError` naming the override `item` when its dotted `key` is not a `PretrainConfig` key
-    (or, when it sets a whole section to a mapping, when that mapping holds an unknown key).
+    (or, when it sets a whole section to a mapping, when that mapping holds an unknown key), or when its value
+    is not of the key's type.
 
     Keys under a free-form mapping (`model.overrides.*`, `data.builder_args.*`) are not checked here: the
     model registry and the builder check them."""
@@ -326,6 +327,8 @@ def check_override_key(key: str, value: Any, item: str) -> None:
             raise ConfigError(f"override {item!r}: unknown key(s) [{part!r}]{where}; known: {sorted(known)}")
         hint = typing.get_type_hints(cls)[part]
         if not dataclasses.is_dataclass(hint):
+            if depth == len(parts) - 1:  # a wrong type is the override's mistake, not the file's
+                check_value(hint, value, f"override {item!r}: {key}")
             return
         if depth == len(parts) - 1 and isinstance(value, Mapping):
             known = {f.name for f in dataclasses.fields(hint) if f.init}
@@ -352,7 +355,12 @@ def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) 
     for (key, value), item in zip(parse_overrides(overrides), overrides, strict=True):
         check_override_key(key, value, item)
         set_dotted(tree, key, value)
-    return config_from_tree(tree, source=str(path))
+    try:
+        return config_from_tree(tree, source=str(path))
+    except ConfigError as exc:  # a value out of range may be an override's: say which settings were merged in
+        if not overrides:
+            raise
+        raise ConfigError(f"{exc} (the file with overrides {' '.join(overrides)})") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -102,8 +102,13 @@ def test_unknown_override_key_is_blamed_on_the_override_not_the_file() -> None:
     # Free-form mappings are checked by their consumers (the model registry, the builder), not here.
     cfg = load_config(SMOKE, ["data.builder_args.check_files=false", "model.overrides.projection.dim=8"])
     assert cfg.data.builder_args == {"check_files": False} and cfg.model.overrides["projection"] == {"dim": 8}
-    # A mistake in the file is still the file's.
-    with pytest.raises(ConfigError, match=r"smoke\.yaml.*builder"):
+    # A value of the wrong type is the override's too (it was blamed on smoke.yaml, which does not hold the key).
+    with pytest.raises(ConfigError) as err:
+        load_config(SMOKE, ["train.deterministic=1"])
+    assert "override 'train.deterministic=1': train.deterministic must be" in str(err.value)
+    assert "smoke.yaml" not in str(err.value)
+    # A value the merged settings refuse names the overrides that were merged in.
+    with pytest.raises(ConfigError, match=r"smoke\.yaml.*builder.*with overrides data\.builder=chapman"):
         load_config(SMOKE, ["data.builder=chapman"])
 
 
