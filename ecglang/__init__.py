@@ -45,6 +45,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ecglang' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # the lazy names too: tab completion (IPython, Jupyter) lists what `ecglang.<name>` gives
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def _console_script() -> bool:
     return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("ecglang", "ecglang.exe")
 

@@ -92,6 +92,11 @@ class ZeroShotResult:
 
     def ranked(self, record_id: str) -> pd.DataFrame:
         """The labels of one record, best first, with their names and the snippets behind them."""
+        if record_id not in self.scores.index:
+            known = ", ".join(map(str, self.scores.index[:5])) + (", …" if len(self.scores) > 5 else "")
+            failed = [f for f in self.failures if f.record == record_id]
+            why = f" (it failed: {failed[0].reason})" if failed else ""
+            raise KeyError(f"no scores for record {record_id!r}{why}; scored records: {known}")
         row = self.scores.loc[record_id].sort_values(ascending=False)
         return pd.DataFrame(
             {
@@ -280,7 +285,8 @@ class ZeroShotClassifier:
         counts = [int(view[1].n_beats) for view in batch.views]
         queries = np.concatenate([out.beat_embeds[r, :c].float().cpu().numpy() for r, c in enumerate(counts)])
         exclude = [rid for rid, c in zip(batch.record_ids, counts, strict=True) for _ in range(c)]
-        matches = self.prototypes.search(queries, self.prototype_k, exclude=exclude)
+        positions = np.concatenate([np.arange(c) for c in counts])  # each query beat's index: position centring
+        matches = self.prototypes.search(queries, self.prototype_k, exclude=exclude, positions=positions)
         bounds = np.cumsum([0, *counts])
         return [matches[bounds[r] : bounds[r + 1]] for r in range(n_rows)]
 

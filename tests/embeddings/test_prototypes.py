@@ -46,10 +46,13 @@ def built(model, paths, tmp_path_factory) -> tuple[PrototypeIndex, Path]:
 
 
 def beat_embeddings(model, paths) -> tuple[list[str], list[np.ndarray], list]:
-    batch = next(encode_batches(ItemSource(paths), model, default_processor(model), full=True, num_workers=0))
-    out = batch.outputs["model"]
-    embs = [out.beat_embeds[r, : v[1].n_beats].numpy() for r, v in enumerate(batch.views)]
-    return batch.record_ids, embs, [v[1] for v in batch.views]
+    ids, embs, tokens = [], [], []
+    for batch in encode_batches(ItemSource(paths), model, default_processor(model), full=True, num_workers=0):
+        out = batch.outputs["model"]
+        ids += batch.record_ids
+        embs += [out.beat_embeds[r, : v[1].n_beats].numpy() for r, v in enumerate(batch.views)]
+        tokens += [v[1] for v in batch.views]
+    return ids, embs, tokens
 
 
 def test_every_beat_retrieves_itself_first(built, model, paths) -> None:
@@ -57,12 +60,38 @@ def test_every_beat_retrieves_itself_first(built, model, paths) -> None:
     ids, embs, _ = beat_embeddings(model, paths)
     assert len(index) == sum(len(e) for e in embs) and len(index.records) == len(RECORDS)
     for rid, emb in zip(ids, embs, strict=True):
-        hits = index.search(emb, k=2)
+        hits = index.search(emb, k=2, positions=np.arange(len(emb)))
         for beat, matches in enumerate(hits):
             top = matches[0]
             assert (top.record_id, top.beat_index) == (rid, beat)
             assert top.similarity == pytest.approx(1.0, abs=1e-4)
             assert matches[1].similarity < top.similarity
+
+
+def test_matches_are_not_just_beats_at_the_same_position(model, ptbxl_dir) -> None:
+    """Beat embeddings carry their beat index: searched by their plain cosine, beat k's nearest beat of another
+    record was beat k for every query beat of the sample (`scripts/prototype_positions.py`). Position
+    centring must leave the same-index share well below that (and each beat still finds itself first, above)."""
+    import pandas as pd
+
+    files = pd.read_csv(ptbxl_dir / "ptbxl_database.csv")["filename_hr"].head(90)
+    ids, embs, _ = beat_embeddings(model, [ptbxl_dir / f for f in files])
+    reference, queries = slice(0, 60), slice(60, 90)
+    vectors = np.concatenate(embs[reference])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    beat_index = np.concatenate([np.arange(len(e)) for e in embs[reference]])
+    beat_record = np.concatenate([np.full(len(e), i) for i, e in enumerate(embs[reference])])
+    index = PrototypeIndex(vectors, [{"id": r} for r in ids[reference]], beat_record, beat_index,
+                           np.ones((len(vectors), 12), bool), None, {})  # fmt: skip
+    same_raw = same_centred = n = 0
+    for emb in embs[queries]:
+        unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        same_raw += int((beat_index[(unit @ vectors.T).argmax(1)] == np.arange(len(emb))).sum())
+        hits = index.search(emb, k=1, positions=np.arange(len(emb)))
+        same_centred += sum(h[0].beat_index == beat for beat, h in enumerate(hits))
+        n += len(emb)
+    assert n > 300 and same_raw / n > 0.9  # the effect is there in this model
+    assert same_centred / n < 0.75 * same_raw / n, (same_centred / n, same_raw / n)
 
 
 def test_exclude_leaves_out_the_query_record(built, model, paths) -> None:

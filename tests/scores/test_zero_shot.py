@@ -393,3 +393,14 @@ def test_python_and_the_cli_retrieve_knowledge_by_default(model):
     assert specs["left bundle branch block"].snippets, "no knowledge retrieved by default"
     cli_default = build_parser().parse_args(["zero-shot", "x.hea"]).knowledge
     assert inspect.signature(ZeroShotClassifier).parameters["knowledge"].default == cli_default == "default"
+
+
+def test_ranked_names_an_unknown_record_and_dir_lists_the_lazy_names(model, records):
+    """`result.ranked("nope")` raised a bare KeyError('nope'); `dir(ecglang)` hid load_model, ZeroShotClassifier
+    and the other lazily imported names from tab completion."""
+    import ecglang
+
+    result = ZeroShotClassifier(model, knowledge=None)(records[:1], labels=LABELS, progress=False)
+    with pytest.raises(KeyError, match="no scores for record 'nope'; scored records: 00001_hr"):
+        result.ranked("nope")
+    assert {"load_model", "ZeroShotClassifier", "load_ecg", "list_pretrained"} <= set(dir(ecglang))
