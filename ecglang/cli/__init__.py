@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ecglang.core.outputs import check_output_file
 from ecglang.errors import ConfigError
 from ecglang.report.figure_paths import figure_path
 
@@ -24,13 +25,47 @@ def show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
 
 
 def plot_file(text: str) -> str:
-    """argparse `type=` of a figure path: its file type is checked when the command line is read, before the
-    run whose result it draws (`ecglang.report.figure_paths`)."""
+    """argparse `type=` of a figure path: its file type and place are checked when the command line is read,
+    before the run whose result it draws (`ecglang.report.figure_paths`)."""
     try:
-        figure_path(text)
+        check_output_file(figure_path(text), "figure")
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def count(text: str) -> int:
+    """argparse `type=` of a count that must be at least 1 (`--top -1` dropped the last label, `--shard-size 0`
+    divided by zero after the dataset table was written)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def workers(text: str) -> int:
+    """argparse `type=` of a number of worker processes: 0 (this process) or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse `type=` of a duration: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
 
 
 def print_failures(failures: Sequence[object], note: str = "") -> None:

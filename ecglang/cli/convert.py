@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ecglang.core.outputs import output_folder
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert published weights (MERL .pth) into an ecglang checkpoint")
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     merl.add_argument("--text-model", required=True, metavar="HUB_ID|DIR",
                       help="MERL's text model (ncbi/MedCPT-Query-Encoder or a folder): tokenizer, config, and its "
                            "weights when no MERL file holds lm_model.*")  # fmt: skip
-    merl.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
+    merl.add_argument("--out", required=True, metavar="DIR", type=output_folder, help="checkpoint folder to write")
     merl.add_argument("--fill-from", metavar="CKPT.pth",
                       help="another MERL checkpoint supplying what CKPT.pth lacks (heads and proj_t of an "
                            "encoder-only file, lm_model.* of a file saved without them)")  # fmt: skip

@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ecglang.cli import count, seconds, workers
 from ecglang.core.jsonio import JsonInputError, parse_json
+from ecglang.core.outputs import output_folder
 from ecglang.data.registry import buildable_datasets, get_dataset
 from ecglang.errors import ConfigError
 
@@ -50,16 +52,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = data_sub.add_parser("download", help="download a dataset from PhysioNet (resumable)")
     d.add_argument("dataset", choices=["ptbxl"])
-    d.add_argument("dest", help="destination folder")
-    d.add_argument("--rates", default="100,500", help="record folders to fetch: 100, 500 or 100,500 (default)")
+    d.add_argument("dest", type=output_folder, help="destination folder")
+    d.add_argument(
+        "--rates", default="100,500", type=ptbxl_rates, help="record folders to fetch: 100, 500 or 100,500 (default)"
+    )
     d.add_argument("--base-url", default=None, help="mirror URL (default: PhysioNet PTB-XL 1.0.3)")
-    d.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
+    d.add_argument("--timeout", type=seconds, default=30.0, help="seconds per HTTP request (default 30)")
     d.set_defaults(func=run_download)
 
     b = data_sub.add_parser("build", help="build a dataset (metadata + English reports) and its signal cache")
     b.add_argument("dataset", choices=buildable_datasets())
     b.add_argument("root", help="dataset folder")
-    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--out", required=True, type=output_folder, help="output folder")
     b.add_argument("--sampling-rate", type=int, default=500, choices=[100, 500], help="PTB-XL records100/500")
     b.add_argument("--folds", type=_folds, default=None, help="PTB-XL strat_fold(s) to keep, e.g. 1-8")
     b.add_argument("--min-words", type=int, default=4, help="MIMIC: drop reports shorter than this")
@@ -68,20 +72,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--preprocess", metavar="JSON", help="PreprocessConfig as a JSON file (default settings)")
     b.add_argument("--model", help="use the preprocessing of this model config (configs/model name or .json)")
     b.add_argument("--merl-compat", action="store_true", help="use PreprocessConfig.merl_compat() for the cache")
-    b.add_argument("--batch-size", type=int, default=256, help="cache rows per flush (default 256)")
-    b.add_argument("--workers", type=int, default=0, help="cache worker processes (default 0: this process)")
+    b.add_argument("--batch-size", type=count, default=256, help="cache rows per flush (default 256)")
+    b.add_argument("--workers", type=workers, default=0, help="cache worker processes (default 0: this process)")
     b.add_argument("--shard", default=None, metavar="i/N", help="build only shards i, i+N, ... (node i of N)")
-    b.add_argument("--shard-size", type=int, default=50_000, help="records per cache shard (first build fixes it)")
-    b.add_argument("--stale-after", type=float, default=3600.0, help="seconds before another host's lock is stale")
+    b.add_argument("--shard-size", type=count, default=50_000, help="records per cache shard (first build fixes it)")
+    b.add_argument("--stale-after", type=seconds, default=3600.0, help="seconds before another host's lock is stale")
     b.add_argument("--break-locks", action="store_true", help="remove all locks first (only when no builder runs)")
     b.set_defaults(func=run_build)
+
+
+def ptbxl_rates(text: str) -> list[int]:
+    """argparse `type=` of `--rates`: PTB-XL keeps records at 100 and 500 Hz only (`--rates 250` fetched the
+    metadata, no record, and reported success)."""
+    rates = [r.strip() for r in text.split(",") if r.strip()]
+    if not rates or any(r not in ("100", "500") for r in rates):
+        raise argparse.ArgumentTypeError(f"expected 100, 500 or 100,500 (PTB-XL's record folders), got {text!r}")
+    return sorted({int(r) for r in rates})
 
 
 def run_download(args: argparse.Namespace) -> int:
     from ecglang.data.download import PTBXL_BASE_URL, download_ptbxl  # here: `ecglang --help` skips it
 
-    rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    report = download_ptbxl(args.dest, base_url=args.base_url or PTBXL_BASE_URL, rates=rates, timeout=args.timeout)
+    report = download_ptbxl(args.dest, base_url=args.base_url or PTBXL_BASE_URL, rates=args.rates, timeout=args.timeout)
     print(report.summary())
     return 1 if report.failures else 0
 

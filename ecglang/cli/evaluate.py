@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ecglang.core.outputs import output_folder
 from ecglang.evaluation.config import add_arguments, from_args
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Every flag but --out comes from EvaluateConfig's fields (ecglang.evaluation.config).
     groups = add_arguments(p)
     groups["run"].add_argument(
-        "--out", default="eval_results", metavar="DIR", help="output folder (default eval_results)"
+        "--out", default="eval_results", metavar="DIR", type=output_folder, help="output folder (default eval_results)"
     )
     p.set_defaults(func=run_command)
 

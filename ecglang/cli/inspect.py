@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from ecglang.cli import plot_file
+from ecglang.cli import plot_file, seconds
 from ecglang.errors import EcgQualityError
 
 
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="PNG", type=plot_file, help="write a 12-lead figure with R-peaks and beat windows")
     p.add_argument("--fs", type=float, help="sampling rate, for .npy input")
     p.add_argument("--leads", help="comma-separated lead names, for .npy input")
-    p.add_argument("--seconds", type=float, default=10.0, help="length drawn in the plot (default 10 s)")
+    p.add_argument("--seconds", type=seconds, default=10.0, help="length drawn in the plot (default 10 s)")
     p.set_defaults(func=run)
 
 

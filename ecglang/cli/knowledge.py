@@ -7,7 +7,8 @@ import json
 import textwrap
 from pathlib import Path
 
-from ecglang.cli import show_help
+from ecglang.cli import count, show_help
+from ecglang.core.outputs import output_folder
 from ecglang.errors import ConfigError
 from ecglang.knowledge.base import KnowledgeBase, Snippet
 from ecglang.knowledge.index import INDEX_TYPES, Hit, KnowledgeIndex, default_index_dir
@@ -27,12 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kb", nargs="+", metavar="DIR|FILE", help="knowledge folders or .jsonl files (default: the bundled base)"
     )
     build.add_argument(
-        "--out", type=Path, metavar="DIR", help="output folder (default: the user cache that `search` reads)"
+        "--out", type=output_folder, metavar="DIR", help="output folder (default: the user cache that `search` reads)"
     )
     build.add_argument("--index", choices=INDEX_TYPES, default="flat", help="FAISS index type (default: flat)")
     build.add_argument("--model", metavar="PATH", help="sentence-transformers model folder (default: all-MiniLM-L6-v2)")
-    build.add_argument("--batch-size", type=int, default=64)
-    build.add_argument("--nprobe", type=int, help="IVF lists searched per query (default: min(nlist, 8))")
+    build.add_argument("--batch-size", type=count, default=64, help="snippets embedded at once (default 64)")
+    build.add_argument("--nprobe", type=count, help="IVF lists searched per query (default: min(nlist, 8))")
     build.add_argument("--device", help="torch device for the embedding model (default: automatic)")
     build.set_defaults(func=_build)
 
@@ -45,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument(
         "query", nargs="+", help="one or more labels or queries (quote each); with --prompt-set, its label codes"
     )
-    search.add_argument("-k", type=int, default=1, help="snippets per query (default: 1, as zero-shot; -k 3 for more)")
+    search.add_argument(
+        "-k", type=count, default=1, help="snippets per query (default: 1, as zero-shot; -k 3 for more)"
+    )
     search.add_argument(
         "--code", metavar="NAMESPACE:CODE", help="a prompt-set label code, e.g. ptbxl:CLBBB (as zero-shot passes it)"
     )
@@ -80,7 +83,7 @@ def _build(args: argparse.Namespace) -> int:
     index = KnowledgeIndex.build(
         kb, model=args.model, index_type=args.index, batch_size=args.batch_size, nprobe=args.nprobe, device=args.device
     )
-    out = args.out or default_index_dir(kb, index.model_name, args.index)
+    out = Path(args.out) if args.out else default_index_dir(kb, index.model_name, args.index)
     index.save(out)
     print(f"built {args.index} index of {len(kb)} snippets (dim {index.dim}, model {index.model_name}) -> {out}")
     return 0

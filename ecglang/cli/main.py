@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     except EcgLangError as exc:  # typed errors are for users: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # a path the user gave that cannot be written or read (its message names it): one line too
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `ecglang ... | head`: the reader left; stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not raise again
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ecglang.cli import print_failures, show_help
+from ecglang.cli import count, print_failures, show_help, workers
+from ecglang.core.outputs import output_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="prototypes_action", metavar="ACTION")
     build = actions.add_parser("build", help="build a prototype index from a folder of records")
     build.add_argument("--records", nargs="+", required=True, metavar="PATH", help="record files and/or folders")
-    build.add_argument("--out", required=True, type=Path, metavar="DIR", help="index folder to write")
+    build.add_argument("--out", required=True, type=output_folder, metavar="DIR", help="index folder to write")
     build.add_argument(
         "--model", default=None, metavar="DIR|HUB_ID", help="checkpoint (default: the bundled ecglang-mini)"
     )
@@ -29,10 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reports: PTB-XL's ptbxl_database.csv, or a CSV with report and id (or path) columns (default: a "
         "ptbxl_database.csv in the first records folder or up to two folders above it, if any)",
     )
-    build.add_argument("--beats-per-record", type=int, metavar="N", help="keep at most N beats a record (default: all)")
+    build.add_argument(
+        "--beats-per-record", type=count, metavar="N", help="keep at most N beats a record (default: all)"
+    )
     build.add_argument("--no-windows", action="store_true", help="do not store beat windows (figures show no trace)")
-    build.add_argument("--batch-size", type=int, default=32)
-    build.add_argument("--num-workers", type=int, default=None, help="preparing processes (default: automatic)")
+    build.add_argument("--batch-size", type=count, default=32, help="records per batch (default 32)")
+    build.add_argument("--num-workers", type=workers, default=None, help="preparing processes (default: automatic)")
     build.set_defaults(func=_build)
     parser.set_defaults(func=show_help(parser))
 

@@ -9,7 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ecglang.cli import plot_file, print_failures
+from ecglang.cli import count, plot_file, print_failures
+from ecglang.core.outputs import output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="knowledge base folder/index for test-time retrieval (default: the bundled base)",
     )
     # = ecglang.scores.labels.DEFAULT_KNOWLEDGE_K (not imported: `--help` must not wait for torch)
-    p.add_argument("-k", type=int, default=1, help="snippets retrieved per label (default 1)")
+    p.add_argument("-k", type=count, default=1, help="snippets retrieved per label (default 1)")
     p.add_argument(
         "--drop-ambiguous-prompts",
         action="store_true",
@@ -48,11 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="cosine",
         help="cosine (ranking/AUROC), softmax (one true label), sigmoid (multi-label)",
     )
-    p.add_argument("--top", type=int, default=5, help="labels shown per record (default 5)")
-    p.add_argument("--out", metavar="CSV", help="write the records × labels score table")
+    p.add_argument("--top", type=count, default=5, help="labels shown per record (default 5)")
+    p.add_argument("--out", metavar="CSV", type=output_file, help="write the records × labels score table")
     p.add_argument(
         "--failures",
         metavar="CSV",
+        type=output_file,
         help="write the records that failed to this CSV (default: next to --out when --out is given; without "
         "either, failures are only printed)",
     )
@@ -62,16 +64,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="prototype index (`ecglang prototypes build`): show the reference beats nearest to the beat behind "
         "each record's top label, with their reports",
     )
-    p.add_argument("--prototype-k", type=int, default=3, help="prototypes shown per record (default 3)")
+    p.add_argument("--prototype-k", type=count, default=3, help="prototypes shown per record (default 3)")
     p.add_argument(
         "--prototypes-out",
         metavar="CSV|JSON",
+        type=output_file,
         help="write every record's nearest prototypes (JSON when it ends in .json)",
     )
     p.add_argument(
         "--plot", metavar="PNG", type=plot_file, help="12-lead figure highlighting the beats/leads behind the top label"
     )
-    p.add_argument("--plot-max", type=int, default=10, help="at most this many figures (default 10)")
+    p.add_argument("--plot-max", type=count, default=10, help="at most this many figures (default 10)")
     p.add_argument("--fs", type=float, help="sampling rate for .npy input")
     p.add_argument("--leads", help="comma-separated lead names for .npy input")
     p.add_argument(
@@ -80,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="age and sex per record for headers without them (PTB-XL's ptbxl_database.csv, or a CSV with id or "
         "path, age, sex); read only by a model with demographics",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=count, default=64, help="records per batch (default 64)")
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),

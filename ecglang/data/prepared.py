@@ -177,6 +177,10 @@ def prepare_table(
             with file_lock(out / "table.lock"):
                 extra = {"progress": progress} if spec.accepts("progress") else {}
                 ds, report = spec.build(root, **extra, **args)
+                if len(ds) == 0:  # an empty folder, or folds that no record is in: there is nothing to prepare
+                    report.write_csv(out / "build_failures.csv")
+                    failed = f"; the failures are in {out / 'build_failures.csv'}" if report.failures else ""
+                    raise ConfigError(f"{root}: no record to build ({report.summary().splitlines()[0]}){failed}")
                 ds.save_to_disk(str(out / TABLE_DIR))
                 report.write_csv(out / "build_failures.csv")
                 write_json(meta_path, {**wanted, "n_rows": len(ds), "n_failures": len(report.failures),

@@ -370,6 +370,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | None
         dev = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError(f"bad device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():  # torch's own answer is a bare AssertionError
+        raise ConfigError(f"device {device!r}: this torch sees no CUDA GPU; use 'cpu' or 'auto'")
     return EcgLangModel.from_pretrained(name).to(dev).eval()
 
 

@@ -123,6 +123,10 @@ class EvaluateConfig(DictConfig):
             raise ConfigError("nothing to evaluate: give --label-sets and/or --labels-csv FILE --records DIR")
         if (self.labels_csv is None) != (self.records is None):
             raise ConfigError("--labels-csv and --records go together")
+        if self.labels_csv is not None and not self.label_sets and self.folds is not None:
+            # it was ignored: every row of the table was evaluated
+            raise ConfigError("--folds selects PTB-XL strat_folds of --label-sets; a --labels-csv table has none "
+                              "(give only the rows to evaluate)")  # fmt: skip
         # Header-labelled sets (cinc2021) need no split file.
         needs_split = [n for n in self.label_sets if n.strip().lower() not in ("cinc2021", "cinc", "physionet2021")]
         if needs_split and self.split_root is None:

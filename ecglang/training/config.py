@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ecglang.core.config import DictConfig, check_value, config_to_dict, parse_overrides, set_dotted
+from ecglang.core.outputs import output_folder
 from ecglang.core.paths import resource_dir
 from ecglang.data.registry import buildable_datasets, find_dataset, pretraining_sources
 from ecglang.errors import ConfigError
@@ -367,7 +368,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ecglang pretrain` (also `python -m ecglang.training.trainer`, under `accelerate launch`)."""
     parser.add_argument("--config", required=True, help="YAML file, or a name in configs/pretrain/ (e.g. ptbxl-mini)")
     parser.add_argument(
-        "--output", default=None, help="output folder (default: output_dir of the config, or runs/<name>)"
+        "--output",
+        default=None,
+        type=output_folder,
+        help="output folder (default: output_dir of the config, or runs/<name>)",
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue from the latest complete checkpoint in --output"

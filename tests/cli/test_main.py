@@ -1,4 +1,4 @@
-"""The CLI's outer behaviour: what it does when its reader goes away."""
+"""The CLI's outer behaviour: what it does when its reader goes away, and with numbers out of range."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from ecglang.cli.main import main
+from ecglang.errors import ConfigError
 
 
 def test_a_closed_pipe_ends_quietly_with_sigpipe_status(tmp_path: Path) -> None:
@@ -53,3 +57,38 @@ def test_the_figure_types_are_ones_matplotlib_writes() -> None:
 
     assert set(FIGURE_FORMATS) <= set(FigureCanvasBase.get_supported_filetypes())
     assert figure_path("a/b.PNG").name == "b.PNG" and figure_path("no_suffix").name == "no_suffix"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["zero-shot", "x.hea", "--top", "-1"],  # dropped the last label
+        ["zero-shot", "x.hea", "--plot-max", "0", "--plot", "f.png"],  # drew nothing, said nothing
+        ["zero-shot", "x.hea", "-k", "0"],
+        ["inspect", "x.hea", "--seconds", "-3"],  # drew the whole record
+        ["data", "build", "physionet", "x", "--out", "o", "--shard-size", "0"],  # ZeroDivisionError, late
+        ["data", "build", "physionet", "x", "--out", "o", "--workers", "-2"],
+        ["data", "download", "ptbxl", "d", "--rates", "250"],  # fetched no record, reported success
+        ["data", "download", "ptbxl", "d", "--rates", "abc"],  # ValueError traceback
+        ["data", "download", "ptbxl", "d", "--timeout", "-1"],
+        ["knowledge", "search", "LBBB", "-k", "0"],
+        ["prototypes", "build", "--records", "x", "--out", "o", "--beats-per-record", "0"],
+    ],
+)
+def test_numeric_flags_out_of_range_are_usage_errors(argv: list[str], tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "expected" in capsys.readouterr().err
+
+
+def test_a_cuda_device_without_cuda_is_a_clear_error() -> None:
+    import torch
+
+    from ecglang.encoders.modeling import load_model
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: the error is for machines without one")
+    with pytest.raises(ConfigError, match="sees no CUDA GPU"):  # was a bare AssertionError from torch
+        load_model(None, device="cuda")

@@ -138,3 +138,17 @@ def test_cli_build_shards_then_complete(mimic_root, tmp_path, capsys):
     assert manifest["complete"] and [e["n_ok"] for e in manifest["shards"]] == [8, 8, 4]
     assert cli([*args, "--shard", "2/2"]) == 1
     assert "need 0 <= i < N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["physionet-empty", "ptbxl-folds-9-10"])
+def test_a_build_with_no_record_is_a_clear_error(source: str, ptbxl_dir: Path, tmp_path: Path, capsys) -> None:
+    """An empty folder, or PTB-XL folds that no record of the sample is in, ended in datasets' `IndexError:
+    list index out of range` traceback from saving an empty table."""
+    if source == "physionet-empty":
+        (tmp_path / "empty").mkdir()
+        argv = ["data", "build", "physionet", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]
+    else:
+        argv = ["data", "build", "ptbxl", str(ptbxl_dir), "--out", str(tmp_path / "out"), "--folds", "9-10"]
+    assert cli(argv) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "no record to build" in err and "Traceback" not in err

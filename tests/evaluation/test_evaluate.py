@@ -400,3 +400,13 @@ def test_the_cross_fitted_composition_check_puts_each_folds_model_on_one_scale(t
     assert plain["cross_fitted"] and plain["records"] == moved["records"] > 44
     for v, r in plain["variants"].items():
         assert r["macro_auroc"]["point"] == pytest.approx(moved["variants"][v]["macro_auroc"]["point"], abs=1e-9)
+
+
+def test_folds_with_only_a_labels_csv_is_refused() -> None:
+    """`--folds 8` beside a --labels-csv table (which has no folds) was ignored: every row was evaluated."""
+    from ecglang.evaluation.config import EvaluateConfig
+
+    cfg = EvaluateConfig(model="m", labels_csv="labels.csv", records="recs", folds=[8])
+    with pytest.raises(ConfigError, match="--labels-csv table has none"):
+        cfg.validate()
+    EvaluateConfig(model="m", labels_csv="labels.csv", records="recs").validate()  # without --folds: fine
