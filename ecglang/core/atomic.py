@@ -45,6 +45,18 @@ def _carry_over(old: Path, target: Path, keep: Callable[[str], bool] | None) -> 
     shutil.rmtree(old, ignore_errors=True)
 
 
+def usual_permissions(folder: Path) -> None:
+    """Give `folder` and everything in it the modes a plain `mkdir`/`open` would under the user's umask:
+    `mkdtemp` makes 0700 folders (and safetensors writes 0600 files), so a checkpoint or index renamed into a
+    shared folder could not be read by anyone else."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """`with atomic_directory(target) as tmp:` write into `tmp`; on success it replaces `target` atomically,
@@ -54,6 +66,7 @@ def atomic_directory(target: str | os.PathLike, keep: Callable[[str], bool] | No
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
+        usual_permissions(tmp)
         swap_in(tmp, target, keep)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

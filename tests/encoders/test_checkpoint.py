@@ -256,3 +256,17 @@ def test_bundled_checkpoint_with_the_contract_in_config_json_still_loads_it(tmp_
     (old / "processor_config.json").unlink()
     (old / "checksums.json").unlink()
     assert EcgLangModel.from_pretrained(old).get_processor().to_dict() == expected
+
+
+def test_a_saved_checkpoint_is_readable_by_others_under_the_usual_umask(lora_checkpoint) -> None:
+    """Folders were renamed in from `mkdtemp` (0700) and weights written 0600: a checkpoint saved into a shared
+    folder could not be read by a teammate or a service account."""
+    import os
+    import stat
+
+    _, folder = lora_checkpoint
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        want = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(path.stat().st_mode) == want, (path, oct(path.stat().st_mode))
