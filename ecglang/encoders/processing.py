@@ -61,15 +61,28 @@ class EcgLangProcessor:
         self, ecgs: Ecg | Sequence[Ecg] | None = None, texts: Sequence[str] | None = None, **ecg_kwargs: Any
     ) -> dict[str, torch.Tensor]:
         """ECG tensors (`EcgProcessor.__call__`, which takes `errors=` and `rng=`) and/or text tensors
-        (`input_ids`, `attention_mask`, `token_mask`, `sentence_ids`) in one dict, ready for `model(**batch)`."""
+        (`input_ids`, `attention_mask`, `token_mask`, `sentence_ids`) in one dict, ready for `model(**batch)`.
+
+        Given both, `texts[i]` is the report of `ecgs[i]`: with `errors="collect"`, the reports of the ECGs left
+        out are left out too, so the rows stay pairs. `texts` may be one string."""
         if ecgs is None and texts is None:
             raise ConfigError("EcgLangProcessor needs ecgs, texts or both")
-        out: dict[str, torch.Tensor] = self.ecg_processor(ecgs, **ecg_kwargs) if ecgs is not None else EcgBatch({})
-        if ecgs is not None and self.demographics:
+        out: dict[str, torch.Tensor] = EcgBatch({})
+        if ecgs is not None:
             records = [ecgs] if isinstance(ecgs, Ecg) else list(ecgs)
-            rows = getattr(out, "indices", None) or range(len(records))
-            out.update(demographic_tensors([getattr(records[i], "metadata", {}) for i in rows]))
+            for record in records:
+                if not isinstance(record, Ecg):
+                    raise TypeError(f"EcgLangProcessor takes Ecg records (ecglang.load_ecg(path) reads a file); got "
+                                    f"{type(record).__name__}")  # fmt: skip
+            out = self.ecg_processor(records, **ecg_kwargs)
+            if self.demographics:
+                out.update(demographic_tensors([records[i].metadata for i in out.indices]))
         if texts is not None:
+            texts = [texts] if isinstance(texts, str) else list(texts)
+            if ecgs is not None:
+                if len(texts) != len(records):
+                    raise ConfigError(f"{len(records)} ECGs but {len(texts)} texts: give one report per ECG")
+                texts = [texts[i] for i in out.indices]  # the reports of the ECGs kept
             out.update(tokenize_reports(self.tokenizer, texts, self.text_config))
         return out
 

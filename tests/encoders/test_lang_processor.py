@@ -49,3 +49,20 @@ def test_save_writes_the_contract_and_the_tokenizer(model, tmp_path) -> None:
     processor = EcgLangProcessor.from_model(model)
     processor.save_pretrained(tmp_path)
     assert (tmp_path / "processor_config.json").is_file() and (tmp_path / "tokenizer_config.json").is_file()
+
+
+def test_collected_failures_leave_their_reports_out_so_rows_stay_pairs(model) -> None:
+    """With `errors="collect"` a bad ECG was left out but its report kept: 2 ECG rows beside 3 text rows, and
+    `model(**batch, return_loss=False)` paired every ECG after the bad one with the wrong report."""
+    processor = EcgLangProcessor.from_model(model)
+    good = [simulate_ecg(heart_rate=hr, seed=i) for i, hr in enumerate((60, 110))]
+    flat = good[0].replace(signal=np.zeros_like(good[0].signal), record_id="flat")
+    texts = ["first report.", "flat report.", "last report."]
+    batch = processor(ecgs=[good[0], flat, good[1]], texts=texts, errors="collect")
+    assert batch.indices == [0, 2] and [f.record for f in batch.failures] == ["flat"]
+    assert torch.equal(batch["input_ids"], model.tokenize([texts[0], texts[2]])["input_ids"])
+    with pytest.raises(ConfigError, match="2 ECGs but 3 texts"):
+        processor(ecgs=good, texts=texts)
+    with pytest.raises(TypeError, match="takes Ecg records"):
+        processor(ecgs=["00001_hr.hea"])  # was AttributeError: 'str' object has no attribute 'metadata'
+    assert processor(texts="one report.")["input_ids"].shape[0] == 1  # one string is one text
