@@ -1,7 +1,9 @@
 """ecglang: beat-level ECG-language models with zero-shot prompting.
 
 The public face: `Ecg` and `load_ecg` (records), `EcgLangModel`, `EcgLangConfig`, `EcgLangProcessor`,
-`load_model`, `list_models`, `list_pretrained` (models), `ZeroShotClassifier` (scores), and the typed errors.
+`load_model` and `list_checkpoints` (trained checkpoints), `create_model` and `list_models` (architecture configs,
+untrained), `list_pretrained` (published models and how to convert them), `ZeroShotClassifier` (scores), and the
+typed errors.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _LAZY = {
     "ZeroShotClassifier": "ecglang.scores.classifier",
     "load_ecg": "ecglang.record.io",  # wfdb and scipy: ~0.5 s
     "list_models": "ecglang.encoders.registry",
+    "create_model": "ecglang.encoders.registry",
+    "list_checkpoints": "ecglang.encoders.checkpoint",
     "list_pretrained": "ecglang.encoders.pretrained",
 }
 
@@ -76,6 +80,8 @@ __all__ = [
     "RecordFailure",
     "ZeroShotClassifier",
     "__version__",
+    "create_model",
+    "list_checkpoints",
     "list_models",
     "list_pretrained",
     "load_ecg",

@@ -223,6 +223,16 @@ def read_processor_contract(folder: Path, config: EcgLangConfig) -> None:
 DEFAULT_CHECKPOINT = "ecglang-mini"
 
 
+def list_checkpoints() -> list[str]:
+    """Names of the bundled trained checkpoints: what `load_model(name)` loads by name (`list_models()` names
+    architecture configs, which `create_model` builds untrained; `list_pretrained()` published models)."""
+    try:
+        folder = resource_dir("checkpoints")
+    except FileNotFoundError:
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+
+
 def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
     """A folder, a Hub id, or a bundled checkpoint name (None = the bundled default) → what to load."""
     name = DEFAULT_CHECKPOINT if name_or_path is None else str(name_or_path)
@@ -233,9 +243,22 @@ def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
     except FileNotFoundError as exc:
         raise ModelLoadError(name, f"no bundled checkpoints are installed: {exc}") from exc
     if not bundled.is_dir():
-        known = sorted(p.name for p in bundled.parent.iterdir() if p.is_dir())
-        raise ModelLoadError(name, f"not a folder, Hub id or bundled checkpoint (bundled: {known})")
+        raise ModelLoadError(name, f"not a folder, Hub id or bundled checkpoint ({_what_name_is(name)})")
     return str(bundled)
+
+
+def _what_name_is(name: str) -> str:
+    """Why `name` does not load, for the three name spaces users meet (checkpoints, configs, published)."""
+    from ecglang.encoders.pretrained import PRETRAINED  # only for this message: keeps the module's imports lean
+
+    published = {m.name: m for m in PRETRAINED}
+    if name in published:
+        model = published[name]
+        how = f"convert its weights first ({model.convert}), then load that folder" if model.convert else model.note
+        return f"{name!r} is a published model: {how}"
+    if (resource_dir("configs") / "model" / f"{name}.json").is_file():  # a name of `registry.list_models()`
+        return f"{name!r} is an architecture config: ecglang.create_model({name!r}) builds it untrained"
+    return f"bundled checkpoints: {list_checkpoints()}"
 
 
 def resolve_checkpoint(
@@ -614,6 +637,7 @@ __all__ = [
     "checkpoint_tokenizer",
     "from_pretrained",
     "is_user_file",
+    "list_checkpoints",
     "load_config",
     "load_tokenizer",
     "model_card",

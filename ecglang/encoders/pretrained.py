@@ -87,7 +87,8 @@ PRETRAINED: tuple[PretrainedModel, ...] = (
 
 
 def list_pretrained(convertible_only: bool = False) -> list[PretrainedModel]:
-    """The known published models (those ecglang can convert today first when sorted by the caller)."""
+    """The known published models, with where their weights are and how ecglang converts them (`convertible_only`:
+    just those it can convert today). Trained checkpoints that load by name: `list_checkpoints()`."""
     return [m for m in PRETRAINED if m.convertible or not convertible_only]
 
 

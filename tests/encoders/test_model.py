@@ -405,3 +405,19 @@ def test_misspelt_keywords_are_errors_and_return_dict_false_gives_a_tuple(small)
         as_tuple = small(**batch, texts=REPORTS[:2], return_dict=False)
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], full.loss)
     assert torch.equal(as_tuple[1], full.logits_per_ecg)
+
+
+def test_the_three_model_name_spaces_say_what_each_name_is() -> None:
+    """`list_models()` named configs that `load_model` refused, `list_pretrained()` named published models that
+    no call loads, and the one name `load_model` took (`ecglang-mini`) was in neither list."""
+    import ecglang
+    from ecglang.errors import ModelLoadError
+
+    assert "ecglang-mini" in ecglang.list_checkpoints()
+    with pytest.raises(ModelLoadError, match=r"architecture config: ecglang.create_model\('ecglang-small'\)"):
+        ecglang.load_model("ecglang-small")
+    with pytest.raises(ModelLoadError, match=r"published model: convert its weights first \(ecglang convert merl"):
+        ecglang.load_model("merl-resnet18")
+    with pytest.raises(ModelLoadError, match=r"bundled checkpoints: \['ecglang-mini'"):
+        ecglang.load_model("no-such-model")
+    assert isinstance(ecglang.create_model("ecglang-small"), ecglang.EcgLangModel)
