@@ -106,6 +106,7 @@ def run_build(args: argparse.Namespace) -> int:
     for option, value in spec.required_options.items():
         if not getattr(args, option):
             raise ConfigError(f"{args.dataset} needs --{option.replace('_', '-')} {value}")
+    _check_build_options(args, spec)
     shard = parse_shard_spec(args.shard)
     # Settings first: a bad --preprocess file is an error before a long dataset build, not after it.
     cfg = None if args.no_cache else _preprocess_config(args, spec)
@@ -169,6 +170,26 @@ def _preprocess_file(path: Path, config_class: Any) -> Any:
         if str(path) in str(exc):  # `where` named it already (unknown keys)
             raise
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+# Options that only some sources read, with their defaults: one given for another source was ignored silently.
+SOURCE_OPTIONS = {"sampling_rate": 500, "folds": None, "min_words": 4, "reference": None}
+
+
+def _check_build_options(args: argparse.Namespace, spec: Any) -> None:
+    """Refuse options the source does not read, and more than one way of choosing the cache's preprocessing
+    (`--model` used to win over `--merl-compat` without a word)."""
+    ignored = [
+        f"--{opt.replace('_', '-')}"
+        for opt, default in SOURCE_OPTIONS.items()
+        if getattr(args, opt) != default and opt not in spec.cli_options
+    ]
+    if ignored:
+        raise ConfigError(f"{args.dataset} does not read {', '.join(ignored)}; leave it out")
+    chosen = [flag for flag, given in (("--preprocess", args.preprocess), ("--model", args.model),
+                                       ("--merl-compat", args.merl_compat)) if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)} each choose the cache's preprocessing; give one")
 
 
 def _preprocess_config(args: argparse.Namespace, spec: Any) -> Any:

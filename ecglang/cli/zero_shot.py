@@ -91,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ECG encoder arithmetic (default fp32; bf16 is faster on CPUs with native bfloat16; fp16 needs a GPU)",
     )
     p.add_argument("--quiet", action="store_true", help="no per-record tables")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (as evaluate's --no-progress)")
     p.set_defaults(func=run)
 
 
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     leads = args.leads.split(",") if args.leads else None
     result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,
+                 progress=not args.no_progress,
                  keep_signals=args.plot_max if args.plot else 0, metadata=table)  # fmt: skip
     if table is not None:
         found = sum(rid in table for rid in result.scores.index)

@@ -26,7 +26,8 @@ def build_physionet_folder(
 ) -> BuildResult:
     """A PhysioNet/CinC 2020/2021 folder of WFDB records whose headers carry `# Dx:` SNOMED CT codes.
 
-    Headers are found recursively and read with `wfdb.rdheader` (no signal is loaded). `labels` are
+    Headers are found recursively and read with `wfdb.rdheader` (no signal is loaded); a `.dat`/`.mat` signal
+    file without its `.hea` header is a listed failure. `labels` are
     the abbreviations of the codes (`load_snomed_mapping`); a code missing from the mapping is kept
     as the code itself and counted in `notes["unmapped_codes"]`. These folders have no free-text
     report: `report` is `""` and `report_empty` True.
@@ -51,6 +52,11 @@ def build_physionet_folder(
     report = BuildReport(source=source)
     unmapped: Counter[str] = Counter()
     headers = sorted(root.rglob("*.hea"))
+    # signal files that no header names are records the user meant to include: listed, never dropped silently
+    for signal in sorted(p for suffix in ("*.dat", "*.mat") for p in root.rglob(suffix)):
+        if not signal.with_suffix(".hea").is_file():
+            report.n_rows += 1
+            report.fail(signal.stem, signal, f"signal file {signal.name} has no .hea header beside it")
     for hea in tqdm(headers, desc=f"{source} headers", disable=not progress):
         report.n_rows += 1
         record = hea.with_suffix("")

@@ -92,3 +92,20 @@ def test_a_cuda_device_without_cuda_is_a_clear_error() -> None:
         pytest.skip("this machine has a CUDA GPU: the error is for machines without one")
     with pytest.raises(ConfigError, match="sees no CUDA GPU"):  # was a bare AssertionError from torch
         load_model(None, device="cuda")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["physionet", "{root}", "--folds", "1"], "physionet does not read --folds"),
+        (["physionet", "{root}", "--sampling-rate", "100", "--min-words", "50"], "--sampling-rate, --min-words"),
+        (["ptbxl", "{root}", "--model", "ecglang-small", "--merl-compat"], "--model and --merl-compat each choose"),
+    ],
+)
+def test_data_build_refuses_options_it_would_ignore(argv, message, tmp_path, capsys) -> None:
+    """`data build physionet ... --folds 1` built every record, and `--model` silently won over `--merl-compat`
+    (the cache got z-scored, not MERL's preprocessing)."""
+    args = ["data", "build", *(a.format(root=tmp_path) for a in argv), "--out", str(tmp_path / "out")]
+    assert main(args) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "dataset").exists()

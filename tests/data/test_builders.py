@@ -262,9 +262,13 @@ def test_physionet_folder_failures_and_unmapped_codes(tmp_path):
     # A corrupt signal file is not the builder's business (it reads headers only): the cache reports it.
     write_record(tmp_path / "g2", "R004", comments=["Dx: 426783006"])
     (tmp_path / "g2" / "R004.dat").write_bytes(b"garbage")
+    # signal files without a header: listed (they were skipped without a word, where zero-shot lists them)
+    (tmp_path / "g2" / "orphan.dat").write_bytes(b"\0" * 10)
+    (tmp_path / "g2" / "R005.mat").write_bytes(b"\0" * 10)
 
     ds, report = build_physionet_folder(tmp_path, source="georgia", progress=False)
     assert ds["id"] == ["R001", "R004"]
+    assert report.n_rows == 6
     r1 = ds[0]
     assert r1["labels"] == ["AF", "999999999"] and r1["sex"] == "F" and r1["age"] == 60.0
     assert r1["source"] == "georgia"
@@ -272,6 +276,8 @@ def test_physionet_folder_failures_and_unmapped_codes(tmp_path):
     reasons = {f.record_id: f.reason for f in report.failures}
     assert reasons["R002"].startswith("file missing")
     assert reasons["R003"].startswith("unreadable header")
+    assert reasons["orphan"] == "signal file orphan.dat has no .hea header beside it"
+    assert reasons["R005"] == "signal file R005.mat has no .hea header beside it"
 
 
 def test_cpsc2018_real_records(shared_data, tmp_path):
