@@ -335,7 +335,13 @@ class KnowledgeIndex:
         return np.ascontiguousarray(self.index.reconstruct_batch(keys), dtype=np.float32)
 
     def search(self, queries: str | Sequence[str], k: int = 5) -> list[list[Hit]]:
-        """The `k` nearest snippets for each query, best first (score = cosine similarity)."""
+        """The `k` nearest snippets for each query by dense similarity alone, best first (score = cosine).
+
+        This is one stage of retrieval, not the retrieval zero-shot uses: a small sentence encoder puts "left
+        bundle branch block" next to the right-bundle snippets. For a label's knowledge (aliases and codes,
+        BM25 fused with this search, the contradiction guard, the floor) use
+        `ecglang.knowledge.retrieval.retrieve_for_labels` / `retrieve_for_label`, as `ecglang knowledge search`
+        does."""
         if isinstance(queries, str):
             queries = [queries]
         if not queries:
