@@ -39,7 +39,7 @@ class Explanation:
 
     record_id: str
     label: str
-    score: float
+    score: float  # the cosine the contributions decompose (in every mode; `result.scores` holds the mode's score)
     beat_contributions: np.ndarray  # [n_beats]
     lead_contributions: np.ndarray  # [12]; NaN for missing leads
     rpeaks: np.ndarray  # [n_beats] sample indices at `fs`
