@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from ecglang.encoders.modeling import load_model
     from ecglang.record.demographics import read_demographics_table
     from ecglang.scores.classifier import ZeroShotClassifier
+
+    # the command lists every failure itself at the end; the classifier's one-line warning would say it twice
+    logging.getLogger("ecglang.scores.classifier").setLevel(logging.ERROR)
 
     labels = args.labels if args.labels else (args.prompt_set or "ptbxl_super")
     table = read_demographics_table(args.metadata) if args.metadata else None  # a bad table fails before the model
