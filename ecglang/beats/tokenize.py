@@ -34,6 +34,7 @@ class BeatTokens:
     fs: float
     n_beats: int
     heart_rate: float  # bpm from median RR (nan if < 2 beats)
+    consistency: float = float("nan")  # `beat_consistency` of the kept beats (nan if < 2 beats)
 
 
 def _rr_pairs(rpeaks: np.ndarray, fs: float) -> np.ndarray:
@@ -65,6 +66,23 @@ def extract_windows(signal12: np.ndarray, rpeaks: np.ndarray, fs: float, cfg: Be
     return np.ascontiguousarray(out.transpose(1, 0, 2))
 
 
+def beat_consistency(windows: np.ndarray, lead_mask: np.ndarray) -> float:
+    """How much the beats of a record resemble each other: for each valid lead, the mean correlation of each
+    beat window `[n, 12, beat_len]` with the mean of the other beats; the median over leads. About 1 for an
+    ECG (ectopic beats lower it a little), about 0 for noise. NaN with fewer than 2 beats."""
+    beats = np.asarray(windows, dtype=np.float64)[:, np.asarray(lead_mask, dtype=bool)]  # [n, L, len]
+    if len(beats) < 2 or beats.shape[1] == 0:
+        return float("nan")
+    others = (beats.sum(0, keepdims=True) - beats) / (len(beats) - 1)  # leave-one-out: a beat is not its own model
+    a = beats - beats.mean(-1, keepdims=True)
+    b = others - others.mean(-1, keepdims=True)
+    denom = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(denom > 0, (a * b).sum(-1) / denom, np.nan)  # [n, L]; a flat window has none
+    per_lead = np.nanmean(corr, axis=0) if np.isfinite(corr).any() else np.full(corr.shape[1], np.nan)
+    return float(np.nanmedian(per_lead)) if np.isfinite(per_lead).any() else float("nan")
+
+
 def tokenize_array(
     signal12: np.ndarray,
     fs: float,
@@ -78,7 +96,8 @@ def tokenize_array(
 
     `n_valid` limits detection to the first `n_valid` samples (the rest is padding added by
     `preprocess`, whose edge would look like a QRS); windows still read the whole signal.
-    Raises `EcgQualityError` (naming `record`) with fewer than `cfg.min_beats` beats.
+    Raises `EcgQualityError` (naming `record`) with fewer than `cfg.min_beats` beats, or beats that do not
+    resemble each other (`beat_consistency` below `cfg.min_consistency`: noise).
     """
     cfg = cfg or default_config()
     x = np.asarray(signal12, dtype=np.float32)
@@ -107,6 +126,13 @@ def tokenize_array(
     beats = np.zeros((cfg.max_beats, N_LEADS, cfg.beat_len), dtype=np.float32)
     beats[:k] = extract_windows(x, rpeaks, fs, cfg)
     beats[:, ~mask] = 0.0
+    consistency = beat_consistency(beats[:k], mask)
+    if cfg.min_consistency > 0 and consistency < cfg.min_consistency:  # NaN (too few beats to tell) passes
+        raise EcgQualityError(
+            record,
+            f"no consistent heartbeat: the {k} beats found correlate {consistency:.2f} on average with the other "
+            f"beats (a real ECG: about 1; needed: {cfg.min_consistency:g}); noise, or not an ECG",
+        )
     beat_mask = np.zeros(cfg.max_beats, dtype=bool)
     beat_mask[:k] = True
     rr = np.zeros((cfg.max_beats, 2), dtype=np.float32)
@@ -123,6 +149,7 @@ def tokenize_array(
         fs=float(fs),
         n_beats=int(k),
         heart_rate=heart_rate,
+        consistency=consistency,
     )
 
 

@@ -29,8 +29,7 @@ def write_demo_records(out_dir: str | Path) -> list[tuple[Path, str]]:
 def main(out_dir: str | Path = "outputs/demo", model: str | None = None) -> int:
     """Zero-shot on the simulated records with the bundled checkpoint; prints, plots, says if it got them right."""
     # Here, not at the top: importing this module (scripts/demo.py, tests) must not wait for torch and
-    # transformers, and cli.main lists the subcommands.
-    # Here, not at the top: the demo's simulation is printed before torch and transformers load.
+    # transformers (the simulation is printed before they load), and cli.main lists the subcommands.
     from ecglang.cli.main import main as cli
     from ecglang.cli.main import quiet_libraries
     from ecglang.encoders.modeling import load_model

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Here, not at the top: `ecglang --help` must not wait for scipy and wfdb.
-    from ecglang.beats.tokenize import BeatConfig, detect_rpeaks, tokenize_beats
+    from ecglang.beats.tokenize import BeatConfig, beat_consistency, detect_rpeaks, extract_windows, tokenize_beats
     from ecglang.record.io import load_ecg
     from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
@@ -44,14 +44,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"rate      {hr:.0f} bpm (median RR {np.median(rr) * 1000:.0f} ms)" if rr.size else "rate      n/a")
     if rr.size > 1:
         print(f"RR        min {rr.min() * 1000:.0f} ms, max {rr.max() * 1000:.0f} ms, CV {rr.std() / rr.mean():.2f}")
-    print(f"beats     {len(rpeaks)}")
+    cfg = BeatConfig()
+    consistency = beat_consistency(extract_windows(clean.signal, rpeaks, clean.fs, cfg), clean.lead_mask)
+    print(f"beats     {len(rpeaks)}" + (f" (consistency {consistency:.2f}: how alike they are, 1 = the same)"
+                                        if np.isfinite(consistency) else ""))  # fmt: skip
     for key in ("age", "sex", "snomed", "report"):
         if meta.get(key) not in (None, "", []):
             print(f"{key:<9} {meta[key]}")
     # Missing leads are already listed above; quality is about the leads that are there.
     flags = {lead: [x for x in f if x != "missing"] for lead, f in clean.metadata.get("quality", {}).items()}
     flags = {lead: f for lead, f in flags.items() if f}
-    print("quality   " + ("; ".join(f"{lead}: {', '.join(f)}" for lead, f in flags.items()) or "ok"))
+    problems = [f"{lead}: {', '.join(f)}" for lead, f in flags.items()]
+    if len(rpeaks) < cfg.min_beats:  # what zero-shot would refuse, said here too
+        problems.insert(0, f"{len(rpeaks)} beat(s) found, zero-shot needs {cfg.min_beats}")
+    elif consistency < cfg.min_consistency:
+        problems.insert(0, f"no consistent heartbeat (consistency {consistency:.2f} < {cfg.min_consistency:g}): "
+                           "noise, or not an ECG; zero-shot will not score it")  # fmt: skip
+    print("quality   " + ("; ".join(problems) or "ok"))
 
     if args.plot:
         from ecglang.report.plotting import plot_ecg  # here: matplotlib loads only when a plot is asked for

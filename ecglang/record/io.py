@@ -276,7 +276,7 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
     if p.is_dir():
         raise EcgReadError(
             p, "is a folder, not a record file (pass one of its records; `ecglang zero-shot` and "
-            "`ecglang.find_records` take folders)",
+            "`ecglang.record.io.find_records` take folders)",
         )  # fmt: skip
     if suffix in (".hea", ".dat"):
         hea = p.with_suffix(".hea")

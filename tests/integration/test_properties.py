@@ -106,6 +106,9 @@ def beat_configs(draw: st.DrawFn) -> BeatConfig:
         pre_s=draw(st.floats(0.0, 0.5)),
         post_s=draw(st.floats(0.05, 0.8)),
         refractory_s=draw(st.floats(0.15, 0.6)),
+        # random signals are noise, which the consistency check refuses: mostly off, so that the tokenizer's
+        # properties are still checked on most examples; on, it must only ever raise EcgQualityError
+        min_consistency=draw(st.sampled_from([0.0, 0.0, 0.0, 0.25])),
     )
 
 

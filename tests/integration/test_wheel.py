@@ -65,8 +65,9 @@ def test_wheel_carries_its_data_and_runs_zero_shot_from_another_folder(tmp_path:
     assert weights.is_file() and not weights.is_symlink()
     assert weights.read_bytes() == (REPO / "checkpoints" / "ecglang-mini" / "model.safetensors").read_bytes()
 
-    t = np.arange(5000) / 500.0
-    signal = np.sin(2 * np.pi * 1.2 * t) ** 15 + 0.05 * np.random.default_rng(0).standard_normal((12, 5000))
+    from ecglang.signal.simulate import simulate_ecg  # the test process's own copy: only the record is made here
+
+    signal = simulate_ecg(72.0, seed=0).signal + 0.05 * np.random.default_rng(0).standard_normal((12, 5000))
     np.savez(work / "rec.npz", signal=signal, fs=500.0, leads=np.array(CANONICAL_LEADS))
 
     env = _offline_env(target)
