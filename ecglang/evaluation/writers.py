@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import CI, EvalResult, auroc, check_pair, roc_curve, skip_reason
 from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun, RecordScores
@@ -486,11 +487,26 @@ def _probe_line(name: str, p: Mapping[str, Any]) -> str:
     )
 
 
+def remove_previous_outputs(out: Path) -> None:
+    """Delete the files an earlier evaluation listed in `out/results.json` (its `outputs`): re-using an output
+    folder left the earlier run's ROC plots and score tables beside the new results, as if they were its own.
+    Only plain file names the earlier run wrote are removed; a user's other files stay."""
+    try:
+        earlier = parse_json((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, JsonInputError):
+        return  # no earlier run here, or not one of ours
+    earlier = earlier.get("outputs", {}) if isinstance(earlier, dict) else {}
+    for name in earlier.values() if isinstance(earlier, dict) else ():
+        if isinstance(name, str) and name == Path(name).name and name not in ("", ".", ".."):
+            (out / name).unlink(missing_ok=True)
+
+
 def write_outputs(run: EvaluationRun, out_dir: str | Path) -> dict[str, Path]:
     """Write `results.json`, `results.md`, `roc_<label set>.png`, `probe_<label set>.png`,
     `failures.csv` and `missing.csv` into `out_dir`; returns `{name: path}`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_previous_outputs(out)
     written: dict[str, Path] = {}
     for name, (y, scores, codes) in run.roc.items():
         path = plot_roc_curves(y, scores, codes, out / f"roc_{_safe(name)}.png", title=f"{name}: zero-shot ROC")

@@ -131,3 +131,23 @@ def test_plot_probe_curve(tmp_path, results):
     check_png(single)
     with pytest.raises(ConfigError, match="fractions"):
         plot_probe_curve({"model": {"ten": m}}, tmp_path / "bad.png")
+
+
+def test_reusing_an_output_folder_removes_the_earlier_runs_files_only(tmp_path: Path) -> None:
+    """`evaluate --out DIR` run twice left the first run's `roc_<set>.png` and score tables beside the second
+    run's results, as if they were its own. The files the earlier results.json lists go; nothing else does."""
+    import json
+
+    from ecglang.evaluation.writers import remove_previous_outputs
+
+    for name in ("roc_ptbxl_form.png", "scores_ptbxl_form.csv", "notes.txt", "keep.csv"):
+        (tmp_path / name).write_text("x")
+    (tmp_path.parent / "outside.txt").write_text("x")
+    outputs = {"roc_ptbxl_form": "roc_ptbxl_form.png", "scores": "scores_ptbxl_form.csv", "bad": "../outside.txt"}
+    (tmp_path / "results.json").write_text(json.dumps({"outputs": outputs}))
+    remove_previous_outputs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.csv", "notes.txt", "results.json"]
+    assert (tmp_path.parent / "outside.txt").exists()  # a name with a path is never followed
+    (tmp_path / "results.json").write_text("[not json")
+    remove_previous_outputs(tmp_path)  # not one of ours: nothing happens
+    assert (tmp_path / "keep.csv").exists()
