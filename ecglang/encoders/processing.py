@@ -8,12 +8,15 @@ texts through the checkpoint's tokenizer with the text tower's settings (length,
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.encoders.checkpoint import (
     checkpoint_tokenizer,
     load_config,
@@ -21,10 +24,14 @@ from ecglang.encoders.checkpoint import (
     resolve_checkpoint,
     resolve_model_name,
 )
-from ecglang.encoders.ecg_processing import EcgBatch, EcgProcessor, demographic_tensors
+from ecglang.encoders.configuration import EcgLangConfig
+from ecglang.encoders.ecg_processing import PROCESSOR_CONFIG_NAME, EcgBatch, EcgProcessor, demographic_tensors
 from ecglang.encoders.text_encoder import tokenize_reports
-from ecglang.errors import ConfigError
+from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.record.ecg import Ecg
+
+# The text settings of a processor saved on its own (in a checkpoint they are config.json's `text_tower`).
+TEXT_PROCESSOR_NAME = "text_processor.json"
 
 
 class EcgLangProcessor:
@@ -48,8 +55,13 @@ class EcgLangProcessor:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, **hub: Any) -> EcgLangProcessor:
-        """From a checkpoint folder, Hub id or bundled name (None: the bundled default), without its weights."""
-        folder = resolve_checkpoint(resolve_model_name(name_or_path), **hub)
+        """From a checkpoint folder, Hub id or bundled name (None: the bundled default), without its weights; or
+        from a folder that `EcgLangProcessor.save_pretrained` wrote."""
+        name = resolve_model_name(name_or_path)
+        own = Path(name).expanduser()
+        if (own / TEXT_PROCESSOR_NAME).is_file() and not (own / "config.json").is_file():
+            return cls._from_saved(own)
+        folder = resolve_checkpoint(name, **hub)
         config = load_config(folder)
         read_processor_contract(folder, config)
         if config.processor is None:
@@ -86,10 +98,27 @@ class EcgLangProcessor:
             out.update(tokenize_reports(self.tokenizer, texts, self.text_config))
         return out
 
+    @classmethod
+    def _from_saved(cls, folder: Path) -> EcgLangProcessor:
+        path = folder / TEXT_PROCESSOR_NAME
+        try:
+            saved = parse_json(path.read_text(encoding="utf-8"))
+            if not isinstance(saved, dict) or not isinstance(saved.get("text_tower"), dict):
+                raise JsonInputError("expected an object with a 'text_tower' object")
+            text = EcgLangConfig(text_tower=saved["text_tower"]).text_tower  # checked as a model config's
+        except (OSError, UnicodeDecodeError, JsonInputError, ConfigError) as exc:
+            raise ModelLoadError(path, f"not a saved EcgLangProcessor: {exc}") from None
+        ecg = EcgProcessor.from_pretrained(folder / PROCESSOR_CONFIG_NAME)
+        return cls(ecg, checkpoint_tokenizer(folder), text, demographics=saved.get("demographics") is True)
+
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write `processor_config.json` and the tokenizer files (the text settings live in config.json)."""
+        """Write `processor_config.json` (the ECG contract), the tokenizer files and `text_processor.json` (the
+        text settings), which `EcgLangProcessor.from_pretrained(save_directory)` reads back. In a checkpoint
+        folder the text settings also live in config.json."""
         self.ecg_processor.save_pretrained(save_directory)
         self.tokenizer.save_pretrained(str(save_directory))
+        settings = {"text_tower": self.text_config, "demographics": self.demographics}
+        (Path(save_directory) / TEXT_PROCESSOR_NAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
     def __repr__(self) -> str:
         return f"EcgLangProcessor(ecg={self.ecg_processor!r}, tokenizer={type(self.tokenizer).__name__})"

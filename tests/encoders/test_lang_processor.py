@@ -66,3 +66,18 @@ def test_collected_failures_leave_their_reports_out_so_rows_stay_pairs(model) ->
     with pytest.raises(TypeError, match="takes Ecg records"):
         processor(ecgs=["00001_hr.hea"])  # was AttributeError: 'str' object has no attribute 'metadata'
     assert processor(texts="one report.")["input_ids"].shape[0] == 1  # one string is one text
+
+
+def test_a_saved_processor_loads_back(model, tmp_path) -> None:
+    """`processor.save_pretrained(d)` then `EcgLangProcessor.from_pretrained(d)` was a ModelLoadError
+    (config.json is missing): a processor saved on its own could not be read back, as transformers' can."""
+    processor = EcgLangProcessor.from_model(model)
+    processor.save_pretrained(tmp_path)
+    again = EcgLangProcessor.from_pretrained(tmp_path)
+    ecgs = [simulate_ecg(heart_rate=hr, seed=i) for i, hr in enumerate((60, 110))]
+    a, b = processor(ecgs=ecgs, texts=REPORTS), again(ecgs=ecgs, texts=REPORTS)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert again.text_config == processor.text_config
+    (tmp_path / "text_processor.json").write_text('{"text_tower": {"max_length": "long"}}')
+    with pytest.raises(ecglang.ModelLoadError, match="not a saved EcgLangProcessor"):
+        EcgLangProcessor.from_pretrained(tmp_path)
