@@ -56,13 +56,19 @@ def infer_label_columns(df: pd.DataFrame) -> list[str]:
     return cols
 
 
+# The label-set names of the prompt sets and `ecglang evaluate` → MERL's file-name tasks.
+SPLIT_TASK_ALIASES = {"ptbxl_super": "ptbxl_super_class", "ptbxl_sub": "ptbxl_sub_class", "cpsc2018": "icbeb"}
+
+
 def load_label_split(split_root: PathLike, task: str, part: str) -> LabelSplit:
     """Load a MERL label split (`split_root` is the `data_split` folder).
 
-    Tasks: `ptbxl_super_class`, `ptbxl_sub_class`, `ptbxl_form`, `ptbxl_rhythm`, `icbeb`, `chapman`;
+    Tasks: `ptbxl_super_class`, `ptbxl_sub_class`, `ptbxl_form`, `ptbxl_rhythm`, `icbeb`, `chapman` (the label-set
+    names the prompt sets and `ecglang evaluate` use, `ptbxl_super`, `ptbxl_sub`, `cpsc2018`, are taken too);
     parts: `train`, `val`, `test`. Label columns are the integer columns holding only 0/1, except
     known metadata (`sex`, `age`, ids, fold).
     """
+    task = SPLIT_TASK_ALIASES.get(task, task)
     if task not in LABEL_SPLIT_FILES:
         raise ConfigError(f"unknown label-split task {task!r}; expected one of {list(LABEL_SPLIT_FILES)}")
     if part not in SPLIT_PARTS:

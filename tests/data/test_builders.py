@@ -175,6 +175,15 @@ def test_load_label_split_bad_arguments(shared_data, tmp_path):
         load_label_split(tmp_path, "icbeb", "train")
 
 
+def test_load_label_split_takes_the_label_set_names(shared_data):
+    """`load_label_split(root, "ptbxl_super", ...)` was "unknown task": the prompt set, the label set and the CLI
+    say `ptbxl_super`, MERL's files `ptbxl_super_class`."""
+    root = shared_data / "merl" / "data_split"
+    for name, task in (("ptbxl_super", "ptbxl_super_class"), ("ptbxl_sub", "ptbxl_sub_class"), ("cpsc2018", "icbeb")):
+        split = load_label_split(root, name, "test")
+        assert split.task == task and split.frame.equals(load_label_split(root, task, "test").frame)
+
+
 # --- MIMIC-IV-ECG -----------------------------------------------------------------------------------
 
 
