@@ -265,10 +265,21 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file otherwise
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, output_dir=args.output, resume=args.resume)
+    report_result(result)
+    return 0
+
+
+def report_result(result: TrainResult) -> None:
+    """Say where the models are; and when no validation gave a selection score, that best/ is missing and why
+    (a held-out part of one pair scores NaN: the run used to end with only final/ and no word about it)."""
     if result.best_dir is not None:
         logger.info("best model (step %s, selection %.4f): %s", result.best_step, result.best_metric, result.best_dir)
+    else:
+        logger.warning(
+            "no best/ model: no validation gave a selection score (it needs a held-out part of the pairs with at "
+            "least 2 pairs: data.val_folds or data.val_fraction); final/ holds the model of the last step"
+        )
     logger.info("final model: %s", result.final_dir)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -385,3 +385,19 @@ def test_all_records_unusable_is_a_clear_error(overrides: list[str], tmp_path: P
     extra = ["model.overrides.processor.beats.min_beats=40", "schedule.max_steps=3"]
     with pytest.raises(ConfigError, match="no batch had usable pairs"):
         train(load_config(SMOKE, [*overrides, *extra]), output_dir=tmp_path / "run")
+
+
+def test_a_run_without_a_selected_model_says_why_best_is_missing(tmp_path: Path, caplog) -> None:
+    """A held-out part of one pair scores NaN at every validation: the run ended with final/ only and no word;
+    scripts/bundle_checkpoint.py then looked for best/."""
+    import logging
+
+    from ecglang.training.trainer import TrainResult, report_result
+
+    result = TrainResult(output_dir=tmp_path, steps=4, best_metric=None, best_step=None, best_dir=None,
+                         final_dir=tmp_path / "final", stopped_early=False, skipped={}, excluded=[],
+                         samples_per_s=1.0)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="ecglang.training.trainer"):
+        report_result(result)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no best/ model" in warnings[0] and "at least 2 pairs" in warnings[0]
