@@ -62,8 +62,13 @@ def default_processor(model: EcgLangModel) -> EcgProcessor:
     return EcgProcessor(return_signal=not model.config.is_beat_model)
 
 
+DTYPE_PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
 def check_precision(precision: str, device_type: str) -> str:
-    """`precision` if this device can run it, else a `ConfigError` saying what to use."""
+    """`precision` if this device can run it, else a `ConfigError` saying what to use. A torch dtype names its
+    precision too (`torch.bfloat16` → "bf16")."""
+    precision = DTYPE_PRECISIONS.get(precision, precision)  # type: ignore[call-overload]
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp16" and device_type == "cpu":

@@ -243,7 +243,7 @@ class ZeroShotClassifier:
         (`ecglang.record.demographics.read_demographics_table`), filling what a record's header lacks; only a
         tower with `demographics: true` reads age and sex.
         """
-        check_mode(mode)
+        check_mode(mode, threshold)
         specs = self.label_specs(labels, prompts, knowledge)
         label_emb = torch.from_numpy(self.label_matrix(specs))
         window = self.processor.preprocess_config.read_window()  # a Holter record is read only as far as used
@@ -313,7 +313,7 @@ class ZeroShotClassifier:
         model's preprocessing (e.g. rows of a `SignalCache`), so only beats are cut. Arrays of the wrong
         shape or with a bad mask are listed in `result.failures` like unreadable files.
         """
-        check_mode(mode)
+        check_mode(mode, threshold)
         if not (np.isfinite(fs) and fs > 0):
             raise ConfigError(f"fs must be a positive number of Hz, got {fs!r}")
         source = ArraySource(signals, float(fs), lead_masks, record_ids, preprocessed)
@@ -343,7 +343,7 @@ class ZeroShotClassifier:
         """
         from ecglang.data.cache import SignalCache  # here: the data layer is needed only for caches
 
-        check_mode(mode)
+        check_mode(mode, threshold)
         cache = cache if isinstance(cache, SignalCache) else SignalCache(cache)
         ours, theirs = self.processor.preprocess_config.to_dict(), cache.config.to_dict()
         if ours != theirs:
@@ -418,7 +418,10 @@ def unique_id(rid: str, seen: dict[str, int]) -> str:
     return rid if count == 0 else f"{rid}#{count + 1}"
 
 
-def check_mode(mode: str) -> None:
-    """`ConfigError` unless `mode` is one of `SCORE_MODES`."""
+def check_mode(mode: str, threshold: float = 0.0) -> None:
+    """`ConfigError` unless `mode` is one of `SCORE_MODES`, and for a `threshold` that `mode` would ignore (only
+    sigmoid reads it: given with another mode it was dropped without a word)."""
     if mode not in SCORE_MODES:
         raise ConfigError(f"mode must be 'cosine', 'softmax' or 'sigmoid', got {mode!r}")
+    if threshold != 0.0 and mode != "sigmoid":
+        raise ConfigError(f"threshold={threshold!r} is read by mode='sigmoid' only, not by mode={mode!r}")

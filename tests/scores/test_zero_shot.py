@@ -404,3 +404,14 @@ def test_ranked_names_an_unknown_record_and_dir_lists_the_lazy_names(model, reco
     with pytest.raises(KeyError, match="no scores for record 'nope'; scored records: 00001_hr"):
         result.ranked("nope")
     assert {"load_model", "ZeroShotClassifier", "load_ecg", "list_pretrained"} <= set(dir(ecglang))
+
+
+def test_a_threshold_without_sigmoid_is_refused_and_dtypes_name_precisions(model, records):
+    """`threshold=` was dropped without a word unless mode="sigmoid"; `precision=torch.bfloat16` was refused
+    where "bf16" was taken."""
+    clf = ZeroShotClassifier(model, knowledge=None, precision=torch.float32)
+    assert clf.precision == "fp32"
+    with pytest.raises(ConfigError, match="read by mode='sigmoid' only"):
+        clf(records[:1], labels=LABELS, threshold=0.2, progress=False)
+    scores = clf(records[:1], labels=LABELS, mode="sigmoid", threshold=0.2, progress=False).scores.to_numpy()
+    assert ((scores > 0) & (scores < 1)).all()
