@@ -147,7 +147,7 @@ class EcgLangModel(PreTrainedModel):
         """The text tower's tokenizer (a transformers fast tokenizer)."""
         return self.text_tower.tokenizer
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
+    def tokenize(self, texts: str | Sequence[str]) -> dict[str, Tensor]:
         """Tokenize reports: input_ids, attention_mask, token_mask, sentence_ids (see `TextEncoder.tokenize`)."""
         return self.text_tower.tokenize(texts)
 
@@ -224,7 +224,7 @@ class EcgLangModel(PreTrainedModel):
             rhythm_features=out["rhythm"] if features is None else features,
         )
 
-    def encode_text(self, texts: Sequence[str] | Mapping[str, Tensor]) -> TextEncoderOutput:
+    def encode_text(self, texts: str | Sequence[str] | Mapping[str, Tensor]) -> TextEncoderOutput:
         """Embed reports given as strings or as the dict returned by `tokenize` (input_ids, attention_mask,
         optional token_mask and sentence_ids)."""
         enc = self.tokenize(texts) if not isinstance(texts, Mapping) else texts

@@ -175,15 +175,17 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans or [(0, len(text))]
 
 
-def tokenize_reports(tokenizer: Any, texts: Sequence[str], text_config: Mapping[str, Any]) -> dict[str, Tensor]:
+def tokenize_reports(tokenizer: Any, texts: str | Sequence[str], text_config: Mapping[str, Any]) -> dict[str, Tensor]:
     """Tokenize whole reports once; map every token to its sentence through the character offsets.
 
     `text_config` is the `text_tower` section of the model config (`max_length`, `max_sentences`, `lowercase`).
     Returns `input_ids`, `attention_mask` `[B, T]`, `token_mask` `[B, T]` (real, non-special tokens) and
     `sentence_ids` `[B, T]` (sentence index of each token, -1 for special/padding tokens).
     """
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-        raise ModelInputError("texts must be a list of strings")
+    if isinstance(texts, str):  # one report, as transformers' tokenizers take it (never a list of characters)
+        texts = [texts]
+    if not all(isinstance(t, str) for t in texts):
+        raise ModelInputError("texts must be a string or a list of strings")
     if not texts:
         raise ModelInputError("texts is empty")
     if text_config.get("lowercase"):

@@ -199,8 +199,9 @@ def test_bad_inputs_raise_typed_errors(small: EcgLangModel) -> None:
         small(**batch, texts=REPORTS[:3])
     with pytest.raises(ModelInputError, match="reports"):
         small(**batch)
+    assert small.encode_text("a single string").text_embeds.shape[0] == 1  # one report, not 15 characters
     with pytest.raises(ModelInputError, match="list of strings"):
-        small.encode_text("a single string")
+        small.encode_text(["a report", 3])
     with pytest.raises(ModelInputError, match=r"torch\.Tensor"):
         small.encode_ecg(**{**batch, "lead_mask": batch["lead_mask"].numpy()})
     with pytest.raises(ModelInputError, match="attention_mask"):
