@@ -75,8 +75,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--batch-size", type=count, default=256, help="cache rows per flush (default 256)")
     b.add_argument("--workers", type=workers, default=0, help="cache worker processes (default 0: this process)")
     b.add_argument("--shard", default=None, metavar="i/N", help="build only shards i, i+N, ... (node i of N)")
-    b.add_argument("--shard-size", type=count, default=50_000, help="records per cache shard (first build fixes it)")
-    b.add_argument("--stale-after", type=seconds, default=3600.0, help="seconds before another host's lock is stale")
+    b.add_argument(
+        "--shard-size",
+        type=count,
+        default=50_000,
+        help="records per cache shard (default 50000; fixed by the first build)",
+    )
+    b.add_argument(
+        "--stale-after", type=seconds, default=3600.0, help="seconds before another host's lock is stale (default 3600)"
+    )
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("--break-locks", action="store_true", help="remove all locks first (only when no builder runs)")
     b.set_defaults(func=run_build)
 
@@ -117,7 +125,7 @@ def run_build(args: argparse.Namespace) -> int:
             lock.unlink(missing_ok=True)
             print(f"removed lock {lock}")
     builder_args = {kw: getattr(args, opt) for opt, kw in spec.cli_options.items()}
-    table = prepare_table(out, spec.name, args.root, builder_args, progress=True)
+    table = prepare_table(out, spec.name, args.root, builder_args, progress=not args.no_progress)
     ds = table.dataset
     failures_csv = out / "build_failures.csv"
     if table.built:
@@ -137,7 +145,7 @@ def run_build(args: argparse.Namespace) -> int:
         return status
     results = build_shards(
         out, ds, cfg, shard=shard, shard_size=args.shard_size, workers=args.workers, batch_size=args.batch_size,
-        stale_after=args.stale_after,
+        stale_after=args.stale_after, progress=not args.no_progress,
     )  # fmt: skip
     for r in results:
         rate = f", {(r.n_ok + r.n_failed) / r.seconds:.1f} records/s" if r.seconds else ""

@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--no-windows", action="store_true", help="do not store beat windows (figures show no trace)")
     build.add_argument("--batch-size", type=count, default=32, help="records per batch (default 32)")
     build.add_argument("--num-workers", type=workers, default=None, help="preparing processes (default: automatic)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)
     parser.set_defaults(func=show_help(parser))
 
@@ -50,6 +51,7 @@ def _build(args: argparse.Namespace) -> int:
     index, failures = build_prototypes(
         model, args.records, args.out, reports=reports, beats_per_record=args.beats_per_record,
         keep_windows=not args.no_windows, batch_size=args.batch_size, num_workers=args.num_workers,
+        progress=not args.no_progress,
     )  # fmt: skip
     meta = index.meta
     print(f"prototypes: {meta['n_beats']} beats of {meta['n_records']} records ({meta['n_with_report']} with a "
