@@ -90,6 +90,21 @@ class ZeroShotResult:
     mode: str
     explanations: dict[str, dict[str, Explanation]] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (`json.dumps(result.to_dict())`), as a pipeline returns: the mode, each record's
+        scores by label, each label's name, prompts and the snippets behind it, and the failures."""
+        return {
+            "mode": self.mode,
+            "scores": {str(rid): {str(k): float(v) for k, v in row.items()} for rid, row in self.scores.iterrows()},
+            "labels": {
+                label: {"name": spec.name, "prompts": list(spec.prompts),
+                        "knowledge_prompts": list(spec.knowledge_prompts),
+                        "snippets": [dict(s) for s in spec.snippets]}
+                for label, spec in self.labels.items()
+            },
+            "failures": [f.to_dict() for f in self.failures],
+        }  # fmt: skip
+
     def ranked(self, record_id: str) -> pd.DataFrame:
         """The labels of one record, best first, with their names and the snippets behind them."""
         if record_id not in self.scores.index:

@@ -415,3 +415,20 @@ def test_a_threshold_without_sigmoid_is_refused_and_dtypes_name_precisions(model
         clf(records[:1], labels=LABELS, threshold=0.2, progress=False)
     scores = clf(records[:1], labels=LABELS, mode="sigmoid", threshold=0.2, progress=False).scores.to_numpy()
     assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_a_result_is_plain_data_for_json(model, records, tmp_path):
+    """`json.dumps(result.failures)` raised TypeError and no result had a dict form (transformers' pipelines
+    return plain dicts)."""
+    import json
+
+    bad = tmp_path / "x.npy"
+    np.save(bad, np.zeros((12, 10), np.float32))
+    result = ZeroShotClassifier(model)([records[0], bad], labels=["left bundle branch block"], progress=False, fs=500)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert list(data["scores"]) == ["00001_hr"]
+    assert data["scores"]["00001_hr"]["left bundle branch block"] == pytest.approx(
+        float(result.scores.iloc[0, 0]), abs=1e-6
+    )
+    assert data["labels"]["left bundle branch block"]["snippets"][0]["id"].startswith("clbbb")
+    assert data["failures"][0]["record"] == str(bad) and data["failures"][0]["stage"] in ("read", "process")
