@@ -33,8 +33,9 @@ class BeatConfig(DictConfig):
     refine_s: float = 0.05
     # A record whose beats do not resemble each other is not a heartbeat train: the mean correlation of each beat
     # window with the mean of the others was >= 0.63 on all 353 PTB-XL sample records, the CinC/CPSC samples and
-    # MIT-BIH 100 (>= 0.55 for 2.8 s pieces; >= 0.74 with white noise added at 0 dB), and <= 0.02 on white,
-    # brown and neurokit2 noise, which the detector still cut into "beats" at 200+ bpm. 0 turns the check off.
+    # MIT-BIH 100 (>= 0.55 for 2.8 s pieces; >= 0.61 with white noise added at 0 dB SNR), and <= 0.03 on white,
+    # brown and neurokit2 noise, which the detector still cut into "beats" at 200+ bpm
+    # (`python scripts/beat_consistency.py --data ../shared/data`). 0 turns the check off.
     min_consistency: float = 0.25
 
     def __post_init__(self) -> None:
