@@ -28,6 +28,13 @@ def aligned_scores(y_true: Any, scores: Any) -> Any:
         if want.has_duplicates or have.has_duplicates:
             raise ConfigError(f"y_true and scores must not repeat {what} when they are paired by name")
         missing, extra = [x for x in want if x not in set(have)], [x for x in have if x not in set(want)]
+        if axis == "index" and len(missing) == len(want) and len(extra) == len(have):
+            raise ConfigError(
+                f"y_true and scores name their records differently ({_few(list(want), 3)} against "
+                f"{_few(list(have), 3)}): no record is in both. Index y_true by the scores' record ids "
+                "(e.g. y_true.set_axis(result.scores.index) when the rows are in the same order), or pass "
+                ".to_numpy() arrays to pair rows by position"
+            )
         if missing or extra:
             raise ConfigError(
                 f"y_true and scores name different {what}: missing from scores {_few(missing)}, "

@@ -378,6 +378,9 @@ def test_dataframes_are_paired_by_label_and_record_name_not_position():
         macro_auroc(y, shuffled.rename(columns={"HYP": "LVH"}))
     with pytest.raises(ConfigError, match="different records"):
         macro_auroc(y, shuffled.rename(index={"r0": "x0"}))
+    # two naming schemes (a split's ecg_id against the records' file stems): said as such
+    with pytest.raises(ConfigError, match=r"name their records differently .*no record is in both"):
+        macro_auroc(y.set_axis(range(100, 160)), scores)
     # a default 0..N-1 index names no records: paired by position, as arrays are
     assert macro_auroc(y, scores.reset_index(drop=True)) == pytest.approx(macro_auroc(y.values, scores.values))
     # a list of labels beside a score table is paired by position (a list's .index is a method, not names)
