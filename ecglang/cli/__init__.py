@@ -34,27 +34,25 @@ def plot_file(text: str) -> str:
     return text
 
 
-def count(text: str) -> int:
-    """argparse `type=` of a count that must be at least 1 (`--top -1` dropped the last label, `--shard-size 0`
-    divided by zero after the dataset table was written)."""
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {value}")
     return value
+
+
+def count(text: str) -> int:
+    """argparse `type=` of a count that must be at least 1 (`--top -1` dropped the last label, `--shard-size 0`
+    divided by zero after the dataset table was written)."""
+    return _whole_number(text, 1)
 
 
 def workers(text: str) -> int:
     """argparse `type=` of a number of worker processes: 0 (this process) or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def seconds(text: str) -> float:
