@@ -46,6 +46,10 @@ def _folds(text: str) -> list[int]:
     return out
 
 
+# Options that only some sources read, with their defaults: one given for another source was ignored silently.
+SOURCE_OPTIONS = {"sampling_rate": 500, "folds": None, "min_words": 4, "reference": None}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="download PTB-XL; build datasets and signal caches")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -64,10 +68,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("dataset", choices=buildable_datasets())
     b.add_argument("root", help="dataset folder")
     b.add_argument("--out", required=True, type=output_folder, help="output folder")
-    b.add_argument("--sampling-rate", type=int, default=500, choices=[100, 500], help="PTB-XL records100/500")
-    b.add_argument("--folds", type=_folds, default=None, help="PTB-XL strat_fold(s) to keep, e.g. 1-8")
-    b.add_argument("--min-words", type=int, default=4, help="MIMIC: drop reports shorter than this")
-    b.add_argument("--reference", help="CPSC 2018 REFERENCE.csv")
+    b.add_argument("--sampling-rate", type=int, default=SOURCE_OPTIONS["sampling_rate"], choices=[100, 500],
+                   help="PTB-XL records100/500")  # fmt: skip
+    b.add_argument(
+        "--folds", type=_folds, default=SOURCE_OPTIONS["folds"], help="PTB-XL strat_fold(s) to keep, e.g. 1-8"
+    )
+    b.add_argument(
+        "--min-words", type=int, default=SOURCE_OPTIONS["min_words"], help="MIMIC: drop reports shorter than this"
+    )
+    b.add_argument("--reference", default=SOURCE_OPTIONS["reference"], help="CPSC 2018 REFERENCE.csv")
     b.add_argument("--no-cache", action="store_true", help="build the dataset only, no signal cache")
     b.add_argument("--preprocess", metavar="JSON", help="PreprocessConfig as a JSON file (default settings)")
     b.add_argument("--model", help="use the preprocessing of this model config (configs/model name or .json)")
@@ -178,10 +187,6 @@ def _preprocess_file(path: Path, config_class: Any) -> Any:
         if str(path) in str(exc):  # `where` named it already (unknown keys)
             raise
         raise ConfigError(f"{path}: {exc}") from exc
-
-
-# Options that only some sources read, with their defaults: one given for another source was ignored silently.
-SOURCE_OPTIONS = {"sampling_rate": 500, "folds": None, "min_words": 4, "reference": None}
 
 
 def _check_build_options(args: argparse.Namespace, spec: Any) -> None:

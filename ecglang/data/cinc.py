@@ -51,9 +51,10 @@ def build_physionet_folder(
     sink = RowSink(features)
     report = BuildReport(source=source)
     unmapped: Counter[str] = Counter()
-    headers = sorted(root.rglob("*.hea"))
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".hea", ".dat", ".mat"))  # one walk of the tree
+    headers = [p for p in files if p.suffix == ".hea"]
     # signal files that no header names are records the user meant to include: listed, never dropped silently
-    for signal in sorted(p for suffix in ("*.dat", "*.mat") for p in root.rglob(suffix)):
+    for signal in (p for p in files if p.suffix != ".hea"):
         if not signal.with_suffix(".hea").is_file():
             report.n_rows += 1
             report.fail(signal.stem, signal, f"signal file {signal.name} has no .hea header beside it")

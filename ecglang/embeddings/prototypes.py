@@ -155,16 +155,15 @@ def find_reports(records: str | os.PathLike) -> Path | None:
 POSITION_PRIOR_BEATS = 1
 
 
-def position_means(vectors: np.ndarray, beat_index: np.ndarray) -> np.ndarray:
-    """`[max index + 1, D]`: the mean vector of the reference beats at each beat index, shrunk towards the mean
-    of all beats (`POSITION_PRIOR_BEATS`)."""
+def position_means(vectors: np.ndarray, beat_index: np.ndarray, overall: np.ndarray) -> np.ndarray:
+    """`[max index + 1, D]`: the mean vector of the reference beats at each beat index, shrunk towards `overall`,
+    the mean of all beats (`POSITION_PRIOR_BEATS`)."""
     if not len(vectors):
         return np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), np.float32)
     index = np.asarray(beat_index, dtype=np.int64)
     sums = np.zeros((int(index.max()) + 1, vectors.shape[1]), np.float64)
     np.add.at(sums, index, vectors)
     counts = np.bincount(index, minlength=len(sums))[:, None]
-    overall = vectors.mean(0, dtype=np.float64)
     return ((sums + POSITION_PRIOR_BEATS * overall) / (counts + POSITION_PRIOR_BEATS)).astype(np.float32)
 
 
@@ -186,7 +185,9 @@ class PrototypeIndex:
 
         self.vectors, self.records, self.meta = vectors, records, meta
         self.beat_record, self.beat_index, self.lead_masks, self.windows = beat_record, beat_index, lead_masks, windows
-        self.position_means = position_means(vectors, beat_index)
+        # computed once: every search centres its queries on these
+        self.overall_mean = vectors.mean(0, dtype=np.float64).astype(np.float32) if len(vectors) else None
+        self.position_means = position_means(vectors, beat_index, self.overall_mean)
         self.index = faiss.IndexFlatIP(int(vectors.shape[1]))
         self.index.add(self.centred(vectors, beat_index))
 
@@ -195,7 +196,7 @@ class PrototypeIndex:
         position is None or beyond the reference set's), re-normalised: what the search compares."""
         out = np.array(vectors, dtype=np.float32, copy=True).reshape(-1, self.vectors.shape[1])
         if len(self.position_means) and len(out):
-            fallback = self.vectors.mean(0)
+            fallback = self.overall_mean
             if positions is None:
                 out -= fallback
             else:

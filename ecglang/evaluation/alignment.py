@@ -27,7 +27,8 @@ def aligned_scores(y_true: Any, scores: Any) -> Any:
         what = "label columns" if axis == "columns" else "records (index)"
         if want.has_duplicates or have.has_duplicates:
             raise ConfigError(f"y_true and scores must not repeat {what} when they are paired by name")
-        missing, extra = [x for x in want if x not in set(have)], [x for x in have if x not in set(want)]
+        want_set, have_set = set(want), set(have)
+        missing, extra = [x for x in want if x not in have_set], [x for x in have if x not in want_set]
         if axis == "index" and len(missing) == len(want) and len(extra) == len(have):
             raise ConfigError(
                 f"y_true and scores name their records differently ({_few(list(want), 3)} against "
