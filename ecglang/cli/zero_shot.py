@@ -97,13 +97,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the command lists every failure itself at the end; the classifier's one-line warning would say it twice.
+    # Restored afterwards: a caller of `cli.main` in its own process keeps its logging as it was.
+    classifier_logger = logging.getLogger("ecglang.scores.classifier")
+    level = classifier_logger.level
+    classifier_logger.setLevel(logging.ERROR)
+    try:
+        return _score(args)
+    finally:
+        classifier_logger.setLevel(level)
+
+
+def _score(args: argparse.Namespace) -> int:
     # Here, not at the top: `ecglang --help` must not wait for torch and transformers.
     from ecglang.encoders.modeling import load_model
     from ecglang.record.demographics import read_demographics_table
     from ecglang.scores.classifier import ZeroShotClassifier
-
-    # the command lists every failure itself at the end; the classifier's one-line warning would say it twice
-    logging.getLogger("ecglang.scores.classifier").setLevel(logging.ERROR)
 
     labels = args.labels if args.labels else (args.prompt_set or "ptbxl_super")
     table = read_demographics_table(args.metadata) if args.metadata else None  # a bad table fails before the model
@@ -144,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         if bare and str(args.knowledge).lower() != "off":
             print(f"knowledge: no knowledge found for {len(bare)} label(s), scored on their own words: "
                   + ", ".join(bare[:10]) + (" ..." if len(bare) > 10 else ""))  # fmt: skip
+    _note_long_records(result)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         result.scores.to_csv(args.out, float_format="%.6f")
@@ -166,6 +176,18 @@ def run(args: argparse.Namespace) -> int:
             print("no record could be scored", file=sys.stderr)
         return 1
     return 0
+
+
+def _note_long_records(result) -> None:
+    """Say which records were longer than the part the model scores (a Holter record is not scored whole)."""
+    long = result.long_records()
+    if not long:
+        return
+    seconds, crop = result.window
+    part = {"start": f"first {seconds:g} s", "center": f"middle {seconds:g} s"}.get(crop, f"a random {seconds:g} s")
+    print(f"note: {len(long)} record(s) longer than {seconds:g} s, each scored on its {part} only (the model's "
+          "input, as in the published protocol): " + ", ".join(long[:5]) + (" ..." if len(long) > 5 else ""),
+          file=sys.stderr)  # fmt: skip
 
 
 def _print_prototypes(result, rid: str) -> None:

@@ -122,6 +122,13 @@ class PreparedBatch:
     positions: list[int] = field(default_factory=list)  # the source index of each row
     failed_positions: list[int] = field(default_factory=list)  # the source index of each failure
     views: list[tuple[Ecg, BeatTokens]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # each row's record length (whole file), in seconds
+
+
+def record_seconds(ecg: Ecg) -> float:
+    """The length of the record `ecg` was read from, in seconds: the whole file, where only a window of it was
+    read (`load_ecg(window=...)` notes the file's length in `metadata["n_samples_in_file"]`)."""
+    return float(ecg.metadata.get("n_samples_in_file", ecg.n_samples)) / float(ecg.fs)
 
 
 class BatchPreparer(Dataset):
@@ -155,6 +162,7 @@ class BatchPreparer(Dataset):
     def __getitem__(self, b: int) -> PreparedBatch:
         start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
         tokens, signals, ids, positions, failures, failed, views, metadata = [], [], [], [], [], [], [], []
+        seconds: list[float] = []
         for i in range(start, stop):
             try:  # sources return failures; a source that raises (a bug, a MemoryError) must not kill the batch
                 ecg = self.source.read(i)
@@ -176,12 +184,13 @@ class BatchPreparer(Dataset):
             ids.append(ecg.record_id)
             positions.append(i)
             metadata.append(ecg.metadata)
+            seconds.append(record_seconds(ecg))
             if self.keep_views:
                 views.append((clean.replace(metadata={**ecg.metadata, **clean.metadata}), tok))
         tensors = self.processor.collate(tokens, signals if self.processor.return_signal else None)
         trim_beat_axis(tensors)  # ship only the beat slots in use: less to pass between processes
         tensors.update(demographic_tensors(metadata))  # header age/sex: read only by a tower with demographics
-        return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views)
+        return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views, seconds)
 
 
 class EncodingPreparer(BatchPreparer):
@@ -235,6 +244,7 @@ class EncodedBatch:
     features: dict[str, torch.Tensor]
     outputs: dict[str, Any] = field(default_factory=dict)
     views: list[tuple[Ecg, BeatTokens]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # each row's record length (whole file), in seconds
 
 
 def encode_batches(
@@ -321,7 +331,8 @@ def _encode_prepared(
         rhythm[key] = _stack([p[0] for p in parts])
         features[key] = _stack([p[1] for p in parts])
     return EncodedBatch(prepared.record_ids, prepared.failures, prepared.n_inputs, prepared.positions,
-                        prepared.failed_positions, rhythm, features, outputs, prepared.views)  # fmt: skip
+                        prepared.failed_positions, rhythm, features, outputs, prepared.views,
+                        prepared.seconds)  # fmt: skip
 
 
 def _stack(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -89,6 +89,15 @@ class ZeroShotResult:
     failures: list[RecordFailure]
     mode: str
     explanations: dict[str, dict[str, Explanation]] | None = None
+    durations: pd.Series | None = None  # each scored record's length in seconds (the whole file, not the part read)
+    window: tuple[float, str] | None = None  # (seconds, "start" / "center"): the part of a record the model scores
+
+    def long_records(self) -> list[str]:
+        """Records longer than the part the model scores (`window`, the processor's crop): each was scored on
+        that part only (its first 10 s for the bundled model, as in the published protocol)."""
+        if self.durations is None or self.window is None:
+            return []
+        return [str(rid) for rid, sec in self.durations.items() if sec > self.window[0] + 1e-6]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (`json.dumps(result.to_dict())`), as a pipeline returns: the mode, each record's
@@ -103,6 +112,7 @@ class ZeroShotResult:
                 for label, spec in self.labels.items()
             },
             "failures": [f.to_dict() for f in self.failures],
+            "seconds": {} if self.durations is None else {str(r): float(v) for r, v in self.durations.items()},
         }  # fmt: skip
 
     def ranked(self, record_id: str) -> pd.DataFrame:
@@ -268,6 +278,7 @@ class ZeroShotClassifier:
             return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
         sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence"))
         ids: list[str] = []
+        seconds: list[float] = []
         blocks: list[np.ndarray] = []
         failures: list[RecordFailure] = []
         explanations: dict[str, dict[str, Explanation]] = {}
@@ -280,6 +291,7 @@ class ZeroShotClassifier:
             if not batch.record_ids:
                 continue
             blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
+            seconds.extend(batch.seconds)
             nearest = self._nearest_prototypes(batch)
             for row, rid in enumerate(batch.record_ids):
                 rid = unique_id(rid or f"record{len(ids)}", seen)
@@ -288,7 +300,7 @@ class ZeroShotClassifier:
                                                    blocks[-1][row], specs, sent_emb,
                                                    keep_signal=len(explanations) < keep_signals,
                                                    beat_prototypes=nearest[row])  # fmt: skip
-        return self._result(blocks, ids, specs, failures, mode, threshold, explanations)
+        return self._result(blocks, ids, specs, failures, mode, threshold, explanations, seconds)
 
     def _nearest_prototypes(self, batch: Any) -> list[list[list[Any]] | None]:
         """For each row of an encoded batch, the nearest prototypes of each of its real beats (one FAISS search
@@ -385,6 +397,7 @@ class ZeroShotClassifier:
     ) -> ZeroShotResult:
         """Score every record of `source` through the embedding pipeline (rhythm embeddings only)."""
         ids: list[str] = []
+        seconds: list[float] = []
         blocks: list[np.ndarray] = []
         failures: list[RecordFailure] = []
         seen: dict[str, int] = {}
@@ -395,7 +408,8 @@ class ZeroShotClassifier:
             if batch.record_ids:
                 blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
             ids.extend(unique_id(rid or f"record{len(ids)}", seen) for rid in batch.record_ids)
-        return self._result(blocks, ids, specs, failures, mode, threshold, None)
+            seconds.extend(batch.seconds)
+        return self._result(blocks, ids, specs, failures, mode, threshold, None, seconds)
 
     def _result(
         self,
@@ -406,6 +420,7 @@ class ZeroShotClassifier:
         mode: str,
         threshold: float,
         explanations: dict[str, dict[str, Explanation]] | None,
+        seconds: list[float],
     ) -> ZeroShotResult:
         cos = np.concatenate(blocks) if blocks else np.zeros((0, len(specs)), np.float32)
         scores = pd.DataFrame(self._transform(cos, mode, threshold), index=pd.Index(ids, name="record"),
@@ -413,7 +428,13 @@ class ZeroShotClassifier:
         if failures:
             logger.warning("%d record(s) could not be scored: %s", len(failures), "; ".join(
                 f"{f.record} ({f.reason})" for f in failures[:5]) + (" ..." if len(failures) > 5 else ""))  # fmt: skip
-        return ZeroShotResult(scores, specs, failures, mode, explanations)
+        cfg = self.processor.preprocess_config
+        window = None
+        if cfg.target_samples is not None and cfg.target_fs is not None:  # else the part scored differs per record
+            used = min(cfg.target_samples, cfg.keep_samples or cfg.target_samples)
+            window = (used / cfg.target_fs, "start" if cfg.keep_samples else cfg.crop)
+        durations = pd.Series(seconds, index=scores.index, dtype=float, name="seconds")
+        return ZeroShotResult(scores, specs, failures, mode, explanations, durations, window)
 
     def _transform(self, cos: np.ndarray, mode: str, threshold: float) -> np.ndarray:
         if mode == "cosine":

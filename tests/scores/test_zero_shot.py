@@ -432,3 +432,35 @@ def test_a_result_is_plain_data_for_json(model, records, tmp_path):
     )
     assert data["labels"]["left bundle branch block"]["snippets"][0]["id"].startswith("clbbb")
     assert data["failures"][0]["record"] == str(bad) and data["failures"][0]["stage"] in ("read", "process")
+
+
+# ------------------------------------------------------------------------------------- long records
+def test_long_records_say_which_part_was_scored(model, records, shared_data):
+    """A 30-minute MIT-BIH record (read only as far as used) was scored on its first 10 s without a word: the
+    result now gives each record's whole length and names the records longer than the part scored."""
+    mitbih = shared_data / "mitbih" / "100.hea"
+    result = ZeroShotClassifier(model, knowledge="off")([records[0], mitbih], labels=LABELS, progress=False)
+    assert result.window == (10.0, "start")
+    assert result.durations["00001_hr"] == pytest.approx(10.0)
+    assert result.durations["100"] == pytest.approx(650000 / 360)  # the whole file, not the 20 s read of it
+    assert result.long_records() == ["100"]
+    assert result.to_dict()["seconds"]["100"] == pytest.approx(650000 / 360)
+    arrays = ZeroShotClassifier(model, knowledge="off").score_arrays(
+        [load_ecg(records[0]).signal, np.tile(load_ecg(records[1]).signal, 3)],
+        fs=500, labels=LABELS, progress=False,
+    )  # fmt: skip
+    assert list(arrays.durations) == pytest.approx([10.0, 30.0]) and arrays.long_records() == ["array1"]
+
+
+def test_cli_notes_long_records_and_gives_logging_back(model_dir, records, shared_data, capsys):
+    import logging
+
+    logger = logging.getLogger("ecglang.scores.classifier")
+    before = logger.level
+    argv = ["zero-shot", "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off", "--quiet"]
+    assert cli([*argv, str(records[0])]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert cli([*argv, str(records[0]), str(shared_data / "mitbih" / "100.hea")]) == 0
+    err = capsys.readouterr().err
+    assert "1 record(s) longer than 10 s, each scored on its first 10 s only" in err and ": 100" in err
+    assert logger.level == before  # the command quietened the classifier's warning only while it ran
