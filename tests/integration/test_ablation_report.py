@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ablation.py"
 LABEL_SETS = ("ptbxl_super", "ptbxl_sub", "ptbxl_form", "ptbxl_rhythm")
 
@@ -68,8 +70,8 @@ def report_for(tmp_path: Path, rows: list[dict], knowledge: list[dict] = ()) -> 
 
 
 def every_variant(points: dict[str, tuple[float, ...]]) -> list[dict]:
-    variants = ("ecglang-mini", "resnet-baseline", "neighbourhood", "ssm", "lead-group", "masked-beats",
-                "latent-beats", "demographics", "frozen-text", "frozen-latent")  # fmt: skip
+    recipe = yaml.safe_load((SCRIPT.parents[1] / "configs" / "ablation.yaml").read_text(encoding="utf-8"))
+    variants = list(recipe["variants"])  # every variant of the recipe: the decision waits for all of them
     return [row(v, s, p) for v in variants for s, p in enumerate(points.get(v, (0.60,)))]
 
 
