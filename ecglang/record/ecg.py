@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
+from ecglang.record.leads import CANONICAL_LEADS, LEAD_INDEX, N_LEADS, canonical_lead_name
 from ecglang.record.window import check_sampling_rate
 
 #: File suffixes of the record formats the readers know.
@@ -76,6 +76,19 @@ class Ecg:
     @property
     def present_leads(self) -> list[str]:
         return [name for name, m in zip(CANONICAL_LEADS, self.lead_mask, strict=True) if m]
+
+    def lead(self, name: str) -> np.ndarray:
+        """One lead's samples `[n_samples]` (a view, in mV) by name: `"V1"`, `"aVR"`, or a spelling the readers
+        accept (`"avr"`, `"MLII"`...). `KeyError` for a lead that is not one of the 12 or that this record lacks
+        (its row holds no data)."""
+        canonical = canonical_lead_name(name) if isinstance(name, str) else None
+        if canonical is None:
+            raise KeyError(f"{name!r} is not one of the 12 leads ({', '.join(CANONICAL_LEADS)})")
+        i = LEAD_INDEX[canonical]
+        if not self.lead_mask[i]:
+            raise KeyError(f"record {self.record_id or '(no id)'} has no lead {canonical} (present: "
+                           f"{', '.join(self.present_leads) or 'none'})")  # fmt: skip
+        return self.signal[i]
 
     @property
     def n_samples(self) -> int:

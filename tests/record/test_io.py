@@ -120,6 +120,13 @@ def test_mitbih_two_leads(shared_data: Path) -> None:
     np.testing.assert_allclose(ecg.signal[LEAD_INDEX["V5"], :2000], rec.p_signal[:, 1], atol=1e-6)
     assert not ecg.signal[~ecg.lead_mask].any()  # missing leads are zero rows
     assert ecg.metadata["age"] == 69.0 and ecg.metadata["sex"] == "M"  # "# 69 M 1085 1629 x1"
+    # leads by name, in the header's spelling or the canonical one; a lead the record lacks is named
+    np.testing.assert_array_equal(ecg.lead("MLII"), ecg.signal[LEAD_INDEX["II"]])
+    assert np.shares_memory(ecg.lead("v5"), ecg.signal)  # a view, not a copy
+    with pytest.raises(KeyError, match="record 100 has no lead V1 \\(present: II, V5\\)"):
+        ecg.lead("V1")
+    with pytest.raises(KeyError, match="'X' is not one of the 12 leads"):
+        ecg.lead("X")
 
 
 @pytest.mark.shared_data
