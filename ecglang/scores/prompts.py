@@ -14,6 +14,7 @@ Three entry points matter to the rest of the package:
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -389,15 +390,24 @@ def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | Non
             wanted = _clean_labels(labels)
             missing = [label for label in wanted if label not in table]
             if missing:
+                named = ", ".join(_with_suggestion(label, table) for label in missing[:20])
                 raise PromptError(
                     None,
-                    f"{len(missing)} label(s) have no prompts: {', '.join(map(repr, missing[:20]))}"
+                    f"{len(missing)} label(s) have no prompts: {named}"
                     f"{' ...' if len(missing) > 20 else ''}; available: {', '.join(list(table)[:40])}",
                 )
             table = {label: table[label] for label in wanted}
 
     check_prompt_set(PromptSet(name="<resolved>", labels=_as_labels(table)))
     return table
+
+
+def _with_suggestion(label: str, table: Mapping[str, Any]) -> str:
+    """`'norm' (did you mean 'NORM'?)`: codes are case-sensitive (a prompt file may hold both `AF` and `af`), so a
+    near miss is named rather than taken."""
+    folded = [code for code in table if code.casefold() == label.casefold()]
+    close = folded or difflib.get_close_matches(label, list(table), n=1, cutoff=0.7)
+    return f"{label!r} (did you mean {close[0]!r}?)" if close else repr(label)
 
 
 def _is_label_list(value: Any) -> bool:

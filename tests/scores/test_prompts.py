@@ -241,6 +241,11 @@ def test_resolve_prompts_forms():
         ({"prompts": {"AF": 1.5}}, "must be a string or list"),
         ({"prompts": {"AF": "flutter", "AFL": " Flutter"}}, "shared by labels 'AF' and 'AFL'"),
         ({"labels": ["MI", "XYZ"], "prompts": "ptbxl_super"}, r"1 label.*'XYZ'"),
+        (
+            {"labels": ["norm", "Mi", "STTC"], "prompts": "ptbxl_super"},  # codes are case-sensitive: say so
+            r"2 label\(s\) have no prompts: 'norm' \(did you mean 'NORM'\?\), 'Mi' \(did you mean 'MI'\?\);",
+        ),
+        ({"labels": ["NORN"], "prompts": "ptbxl_super"}, r"'NORN' \(did you mean 'NORM'\?\)"),
         ({"labels": "atrial fibrillation"}, r"not a shipped prompt set .* pass a list"),
         ({"prompts": 42}, "must be a prompt-set name"),
         ({}, "no labels and no prompts"),
