@@ -20,20 +20,18 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ecglang.encoders.layers import eval_mode, masked_mean, weights_version
+from ecglang.encoders.modeling import EcgLangModel
 from ecglang.errors import PromptError
+from ecglang.knowledge.index import Hit, KnowledgeIndex
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
 from ecglang.scores.prompts import LabelsArg, PromptSet, PromptSource, load_prompt_set, normalize_text, resolve_prompts
-
-if TYPE_CHECKING:
-    from ecglang.encoders.modeling import EcgLangModel
-    from ecglang.knowledge.index import Hit, KnowledgeIndex
 
 # The label-free composition check's choice (ecglang.evaluation.composition): of the compositions that keep the
 # label's own words, the top snippet (k = 1) at ¾ knowledge gave the highest macro AUROC on report-derived labels,
@@ -44,7 +42,7 @@ DEFAULT_KNOWLEDGE_K = 1
 
 # What zero-shot takes as `knowledge`: an index, "default"/"on"/True, "off"/False/None, an index folder written
 # by `ecglang knowledge build`, or a knowledge-base folder or .jsonl file (indexed on first use).
-KnowledgeArg: TypeAlias = "KnowledgeIndex | str | os.PathLike | bool | None"
+KnowledgeArg: TypeAlias = KnowledgeIndex | str | os.PathLike | bool | None
 
 # Prompt embeddings are cached per model (weakly, so a dropped model frees its cache), for the weights the model
 # holds now (`weights_version`: an optimizer step or `load_state_dict` starts a new cache). Keys are

@@ -337,8 +337,9 @@ def _clean_mapping(mapping: Mapping[Any, Any]) -> dict[str, list[str]]:
 
 # What zero-shot takes as `prompts`: a shipped prompt-set name or a JSON path, a `PromptSet`, or
 # {label: prompt or prompts}; and as `labels`: label names (or codes of the prompt source), or a prompt source alone.
-PromptSource: TypeAlias = "str | PathLike | PromptSet | Mapping[str, Sequence[str] | str]"
-LabelsArg: TypeAlias = "Iterable[str] | PromptSource"
+# Real unions, not strings: `LabelsArg | None` in a signature must evaluate (typing.get_type_hints, sphinx).
+PromptSource: TypeAlias = str | PathLike | PromptSet | Mapping[str, Sequence[str] | str]
+LabelsArg: TypeAlias = Iterable[str] | PromptSource
 
 
 def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | None = None) -> dict[str, list[str]]:
