@@ -245,6 +245,16 @@ class EcgLangModel(PreTrainedModel):
             result.sentence_mask = out["sentence_mask"]
         return result
 
+    def get_ecg_features(self, **batch: Tensor) -> Tensor:
+        """`[B, D]` whole-ECG embeddings of a processor batch (`model.get_ecg_features(**processor(ecgs))`):
+        `encode_ecg(**batch, rhythm_only=True).rhythm_embeds`, as transformers' `CLIPModel.get_image_features`."""
+        return self.encode_ecg(**batch, rhythm_only=True).rhythm_embeds
+
+    def get_text_features(self, texts: str | Sequence[str] | Mapping[str, Tensor]) -> Tensor:
+        """`[N, D]` whole-report embeddings (`encode_text(texts).text_embeds`), as `CLIPModel.get_text_features`.
+        With `get_ecg_features`, `ecg @ text.T` is the cosine that zero-shot scores."""
+        return self.encode_text(texts).text_embeds
+
     def forward(
         self,
         beats: Tensor | None = None,

@@ -422,3 +422,20 @@ def test_the_three_model_name_spaces_say_what_each_name_is() -> None:
     with pytest.raises(ModelLoadError, match=r"bundled checkpoints: \['ecglang-mini'"):
         ecglang.load_model("no-such-model")
     assert isinstance(ecglang.create_model("ecglang-small"), ecglang.EcgLangModel)
+
+
+def test_feature_methods_give_the_embeddings_forward_compares(small) -> None:
+    """transformers' CLIP has `get_image_features`/`get_text_features`; here `get_ecg_features` and
+    `get_text_features` give the unit embeddings whose products, times the logit scale, are forward's logits."""
+    batch = synthetic_batch(b=3)
+    with torch.no_grad():
+        ecg = small.get_ecg_features(**batch)
+        text = small.get_text_features(REPORTS[:2])
+        out = small(**batch, texts=REPORTS[:2], return_loss=False)
+        one = small.get_text_features(REPORTS[0])
+    assert ecg.shape == (3, small.config.projection["dim"]) and text.shape == (2, small.config.projection["dim"])
+    torch.testing.assert_close(ecg, out.rhythm_embeds)
+    torch.testing.assert_close(small.loss_fn.scale("rhythm") * ecg @ text.T, out.logits_per_ecg)
+    torch.testing.assert_close(one, text[:1])
+    with pytest.raises(TypeError):
+        small.get_ecg_features(**batch, retrun_loss=False)
