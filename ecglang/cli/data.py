@@ -82,7 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--model", help="use the preprocessing of this model config (configs/model name or .json)")
     b.add_argument("--merl-compat", action="store_true", help="use PreprocessConfig.merl_compat() for the cache")
     b.add_argument("--batch-size", type=count, default=256, help="cache rows per flush (default 256)")
-    b.add_argument("--workers", type=workers, default=0, help="cache worker processes (default 0: this process)")
+    b.add_argument(
+        "--workers", "--num-workers", type=workers, default=0, help="cache worker processes (default 0: this process)"
+    )
     b.add_argument("--shard", default=None, metavar="i/N", help="build only shards i, i+N, ... (node i of N)")
     b.add_argument(
         "--shard-size",

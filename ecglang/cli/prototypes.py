@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--no-windows", action="store_true", help="do not store beat windows (figures show no trace)")
     build.add_argument("--batch-size", type=count, default=32, help="records per batch (default 32)")
-    build.add_argument("--num-workers", type=workers, default=None, help="preparing processes (default: automatic)")
+    build.add_argument(
+        "--num-workers", "--workers", type=workers, default=None, help="preparing processes (default: automatic)"
+    )
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)
     parser.set_defaults(func=show_help(parser))

@@ -369,6 +369,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML file, or a name in configs/pretrain/ (e.g. ptbxl-mini)")
     parser.add_argument(
         "--output",
+        "--out",  # the other commands' name for it
         default=None,
         type=output_folder,
         help="output folder (default: output_dir of the config, or runs/<name>)",

@@ -109,3 +109,20 @@ def test_data_build_refuses_options_it_would_ignore(argv, message, tmp_path, cap
     assert main(args) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "dataset").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["pretrain", "--config", "smoke", "--out", "runs/x"], "output", "runs/x"),  # the other commands' name
+        (["pretrain", "--config", "smoke", "--output", "runs/x"], "output", "runs/x"),
+        (["data", "build", "ptbxl", "root", "--out", "o", "--num-workers", "2"], "workers", 2),
+        (["prototypes", "build", "--model", "m", "--records", "r", "--out", "o", "--workers", "2"], "num_workers", 2),
+    ],
+)
+def test_output_and_worker_flags_answer_to_both_spellings(argv, dest, value, tmp_path, monkeypatch) -> None:
+    from ecglang.cli.main import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(argv)
+    assert str(getattr(args, dest)) == str(value)
