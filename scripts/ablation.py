@@ -44,6 +44,11 @@ NOTES = {
     "frozen-latent": "frozen-text and latent-beats together (MiniLM frozen; latent prediction at weight 0.5).",
     "latent-beats": "the EMA target runs a second ECG tower each step: ~2× the ECG side's cost.",
     "resnet-baseline": "MERL-style ResNet1d-18 on the raw 12×5000 signal, rhythm loss only (no beats).",
+    "voltage": "the band-passed signal in mV (processor.preprocess.normalize=none) instead of the per-lead robust "
+    "z-score, to keep QRS voltage and the leads' relative sizes. Worse on every set but rhythm, and its random "
+    "encoder's linear probe is worse too (super 0.596 vs 0.784): the beat CNN, initialised for unit-scale input, "
+    "gets signals ~10× smaller (a QRS of ~1 mV against z-scores of ~5–20), so this row tests input scale as much "
+    "as voltage information.",
 }
 
 
