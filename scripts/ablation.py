@@ -47,8 +47,8 @@ NOTES = {
     "voltage": "the band-passed signal in mV (processor.preprocess.normalize=none) instead of the per-lead robust "
     "z-score, to keep QRS voltage and the leads' relative sizes. Worse on every set but rhythm, and its random "
     "encoder's linear probe is worse too (super 0.596 vs 0.784): the beat CNN, initialised for unit-scale input, "
-    "gets signals ~10× smaller (a QRS of ~1 mV against z-scores of ~5–20), so this row tests input scale as much "
-    "as voltage information.",
+    "gets signals ~25× smaller (a lead's median peak-to-peak: 1.1 mV, or 28 in robust z-scores, over 30 sample "
+    "records), so this row tests input scale as much as voltage information.",
 }
 
 
