@@ -551,6 +551,8 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
         norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')} per lead"
         if pre.get("normalize") == "record_minmax":
             norm = "min-max to [0, 1] over the whole record (one min and one max for all leads)"
+        elif pre.get("normalize") in ("mm", "none"):
+            norm = {"mm": "none: mm at 10 mm/mV, each lead minus its median", "none": "none: mV"}[pre["normalize"]]
         order = [CANONICAL_LEADS[i] for i in LEAD_ORDERS[proc.get("lead_order", "canonical")]]
         contract = "\n".join(
             [

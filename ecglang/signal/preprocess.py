@@ -13,7 +13,7 @@ Steps, in this order (each setting is a field of `PreprocessConfig`):
 | 6 | band-pass | `bandpass=(0.5, 40)`, `filter_order=2` | Butterworth SOS, zero-phase `sosfiltfilt`; `None` skips it |
 | 7 | keep | `keep_samples=None` | keep only the first samples (CPSC rule of `merl_compat`) |
 | 8 | crop | `target_samples=5000`, `crop="start"` | longer records cropped at `start`, `center` or `random` offset |
-| 9 | normalise | `normalize="zscore"`, `robust=True` | per lead `zscore` / `minmax`, or `record_minmax`, or `none` |
+| 9 | normalise | `normalize="zscore"`, `robust=True` | per lead `zscore` / `minmax`, or `record_minmax`, `mm` or `none` |
 | 10 | pad | `pad="zero"`, `pad_then_normalize=False` | shorter records padded at the end: `zero`, `edge` or `repeat` |
 
 Details:
@@ -43,7 +43,9 @@ Details:
 - `crop="random"` draws the offset from `rng` (a numpy Generator or a seed), for training augmentation.
 - `zscore` is robust by default: median and 1.4826·MAD, estimated on at most 2500 evenly spaced
   samples per lead (the same estimate within sampling error, 3-4x cheaper); `robust=False` uses mean and
-  std. `minmax` maps each lead to [0, 1]; `record_minmax` maps all valid leads together to [0, 1].
+  std. `minmax` maps each lead to [0, 1]; `record_minmax` maps all valid leads together to [0, 1]; `mm` keeps
+  absolute voltage: each lead minus its median, in mm at standard gain (10 mm/mV, ECG paper's unit), which puts
+  a QRS (median peak-to-peak 1.1 mV, 28 robust z-score units) at the scale networks are initialised for.
 - Statistics come from the real samples only, before padding, so zero padding stays 0 in the normalised
   space; `pad_then_normalize=True` swaps steps 9 and 10 (MERL's order: the padding enters the statistics).
 - Masked leads are zero in the output whatever the normalisation.
@@ -80,11 +82,12 @@ from ecglang.signal.zero_phase import zero_phase
 
 CropPolicy = Literal["start", "center", "random"]
 PadPolicy = Literal["zero", "edge", "repeat"]
-NormPolicy = Literal["zscore", "minmax", "record_minmax", "none"]
+NormPolicy = Literal["zscore", "minmax", "record_minmax", "mm", "none"]
 
 _CROPS = ("start", "center", "random")
 _PADS = ("zero", "edge", "repeat")
-_NORMS = ("zscore", "minmax", "record_minmax", "none")
+_NORMS = ("zscore", "minmax", "record_minmax", "mm", "none")
+MM_PER_MV = 10.0  # standard ECG gain: 10 mm of paper per mV
 _MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its standard deviation
 _EPS = 1e-6
 _ROBUST_POINTS = 2500
@@ -418,6 +421,8 @@ def _normalise(x: np.ndarray, mask: np.ndarray, how: str, robust: bool) -> None:
     elif how == "record_minmax":
         lo, hi = v.min(), v.max()
         x[valid] = (v - lo) / max(float(hi - lo), _EPS)
+    elif how == "mm":
+        x[valid] = (v - np.median(v, axis=1, keepdims=True)) * MM_PER_MV
 
 
 def _shift_scale(x: np.ndarray, valid: np.ndarray, every: bool, center: np.ndarray, scale: np.ndarray) -> None:

@@ -90,7 +90,7 @@ def preprocess_configs(draw: st.DrawFn) -> PreprocessConfig:
         bandpass=draw(st.sampled_from(bands)),
         crop=draw(st.sampled_from(["start", "center", "random"])),
         pad=draw(st.sampled_from(["zero", "edge", "repeat"])),
-        normalize=draw(st.sampled_from(["zscore", "minmax", "record_minmax", "none"])),
+        normalize=draw(st.sampled_from(["zscore", "minmax", "record_minmax", "mm", "none"])),
         robust=draw(st.booleans()),
         pad_then_normalize=draw(st.booleans()),
     )

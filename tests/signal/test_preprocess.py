@@ -228,6 +228,20 @@ def test_record_minmax_is_global_over_valid_leads() -> None:
     assert (out.signal[11] == 0).all()
 
 
+def test_mm_keeps_absolute_voltage_in_paper_units() -> None:
+    """`normalize="mm"`: each lead minus its median, times 10 (mm at 10 mm/mV): the leads keep their sizes relative
+    to each other, and a masked lead stays zero."""
+    sig = _ecg_like(5000, 500) + 0.3  # a baseline offset, removed with the median
+    sig[5] *= 2.0
+    mask = np.ones(12, dtype=bool)
+    mask[11] = False
+    out = preprocess(Ecg(sig, 500, lead_mask=mask), PreprocessConfig(bandpass=None, normalize="mm")).signal
+    expected = (sig[:11] - np.median(sig[:11], axis=1, keepdims=True)) * 10.0
+    np.testing.assert_allclose(out[:11], expected, atol=1e-4)
+    assert np.ptp(out[5]) / np.ptp(out[0]) == pytest.approx(np.ptp(sig[5]) / np.ptp(sig[0]), rel=1e-4)
+    assert (out[11] == 0).all()
+
+
 def _merl_reference(raw: np.ndarray, cpsc: bool) -> np.ndarray:
     """MERL's own zero-shot preprocessing (their dataset code), written out for comparison."""
     ecg = raw[:, :2500] if cpsc else raw[:, :5000]
