@@ -13,7 +13,7 @@ Steps, in this order (each setting is a field of `PreprocessConfig`):
 | 6 | band-pass | `bandpass=(0.5, 40)`, `filter_order=2` | Butterworth SOS, zero-phase `sosfiltfilt`; `None` skips it |
 | 7 | keep | `keep_samples=None` | keep only the first samples (CPSC rule of `merl_compat`) |
 | 8 | crop | `target_samples=5000`, `crop="start"` | longer records cropped at `start`, `center` or `random` offset |
-| 9 | normalise | `normalize="zscore"`, `robust=True` | per lead `zscore` / `minmax`, or `record_minmax`, `mm` or `none` |
+| 9 | normalise | `normalize="zscore"`, `robust=True` | per lead `zscore`, `minmax`; `record_minmax`, `mm`, `none` |
 | 10 | pad | `pad="zero"`, `pad_then_normalize=False` | shorter records padded at the end: `zero`, `edge` or `repeat` |
 
 Details:
