@@ -1,6 +1,6 @@
 """`ecglang data`: download PTB-XL, build datasets (metadata + normalised reports) and signal caches.
 
-    ecglang data download ptbxl DEST [--rates 500]
+    ecglang data download ptbxl DEST [--rates 500] [--base-url https://MIRROR/ptb-xl/1.0.3/]
     ecglang data build ptbxl ROOT --out DIR [--sampling-rate 500] [--folds 1-8] [--no-cache]
                        [--workers N] [--shard i/N] [--shard-size 50000]
     ecglang data build mimic ROOT --out DIR [--min-words 4]
@@ -12,7 +12,9 @@
 left out and why), and unless `--no-cache` the signal cache in shards of `--shard-size` records
 (`DIR/cache/` when there is one shard, `DIR/shards/shard-*` otherwise) with `DIR/manifest.json` and
 `DIR/cache_failures.csv`. Builds resume; several builders (nodes: `--shard i/N`) share one folder, each shard
-under a lock file.
+under a lock file. A call whose input changed since the folder's table was built (`DIR/table.json` keeps its
+fingerprint), or whose preprocessing differs from the folder's, is refused with what differs: build into a new
+`--out` (a folder is never rebuilt in place; others may be reading it).
 Bad records do not stop a build; the exit status is 1 when any record was left out of the dataset or
 failed in the cache (both lists are printed and written), 0 otherwise.
 """
@@ -60,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--rates", default="100,500", type=ptbxl_rates, help="record folders to fetch: 100, 500 or 100,500 (default)"
     )
-    d.add_argument("--base-url", default=None, help="mirror URL (default: PhysioNet PTB-XL 1.0.3)")
+    d.add_argument(
+        "--base-url", default=None, type=base_url, help="http(s) mirror URL (default: PhysioNet PTB-XL 1.0.3)"
+    )
     d.add_argument("--timeout", type=seconds, default=30.0, help="seconds per HTTP request (default 30)")
     d.set_defaults(func=run_download)
 
@@ -109,6 +113,16 @@ def ptbxl_rates(text: str) -> list[int]:
     return sorted({int(r) for r in rates})
 
 
+def base_url(text: str) -> str:
+    """argparse `type=` of `--base-url`: an http(s) URL (a bad one is a usage error naming it, not "no network")."""
+    from ecglang.data.download import check_base_url  # here: `ecglang --help` skips it
+
+    try:
+        return check_base_url(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--base-url ")) from None
+
+
 def run_download(args: argparse.Namespace) -> int:
     from ecglang.data.download import PTBXL_BASE_URL, download_ptbxl  # here: `ecglang --help` skips it
 
@@ -143,6 +157,11 @@ def run_build(args: argparse.Namespace) -> int:
         print(table.summary)
     else:
         print(f"dataset   reused: {out / 'dataset'} was built by an earlier call")
+        if not table.input_checked:
+            print(
+                "          (by an older ecglang, which kept no fingerprint of its input: a change to the input since "
+                "then is not seen; if it changed, build into a new --out)"
+            )
     print(f"dataset   {out / 'dataset'} ({len(ds)} records)")
     print(f"failures  {failures_csv} ({table.n_failures} rows)")
     import pandas as pd  # slow to import; only `build` needs it
@@ -229,7 +248,9 @@ def _list_failures(what: str, rows: list[tuple[str, str]], csv_path: Path, limit
     if not rows:
         return
     print(f"\n{len(rows)} record(s) {what} (all listed in {csv_path}):", file=sys.stderr)
+    from ecglang.data.tables import failure_text  # here: `ecglang --help` must not wait for pandas and datasets
+
     for record_id, reason in rows[:limit]:
-        print(f"  {record_id}: {reason}", file=sys.stderr)
+        print(f"  {failure_text(record_id, reason)}", file=sys.stderr)
     if len(rows) > limit:
         print(f"  ... and {len(rows) - limit} more", file=sys.stderr)

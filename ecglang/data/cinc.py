@@ -27,7 +27,8 @@ def build_physionet_folder(
     """A PhysioNet/CinC 2020/2021 folder of WFDB records whose headers carry `# Dx:` SNOMED CT codes.
 
     Headers are found recursively and read with `wfdb.rdheader` (no signal is loaded); a `.dat`/`.mat` signal
-    file without its `.hea` header is a listed failure. `labels` are
+    file without its `.hea` header is a listed failure. The id is the record's name: a second record of one name
+    (in another subfolder; records are taken in path order) is a listed failure naming both paths. `labels` are
     the abbreviations of the codes (`load_snomed_mapping`); a code missing from the mapping is kept
     as the code itself and counted in `notes["unmapped_codes"]`. These folders have no free-text
     report: `report` is `""` and `report_empty` True.
@@ -58,9 +59,15 @@ def build_physionet_folder(
         if not signal.with_suffix(".hea").is_file():
             report.n_rows += 1
             report.fail(signal.stem, signal, f"signal file {signal.name} has no .hea header beside it")
+    first: dict[str, Path] = {}  # id (the file name) → the record in the table that has it
     for hea in tqdm(headers, desc=f"{source} headers", disable=not progress):
         report.n_rows += 1
         record = hea.with_suffix("")
+        if record.name in first:  # the walk goes into subfolders: a name may be there twice
+            report.fail(
+                record.name, record, f"duplicate id: {record.name!r} of {record} was first used by {first[record.name]}"
+            )
+            continue
         if check_files and (reason := missing_wfdb_files(record)):
             report.fail(record.name, record, reason)
             continue
@@ -80,6 +87,7 @@ def build_physionet_folder(
                 unmapped[code] += 1
                 labels.append(code)
                 names.append(code)
+        first[record.name] = record
         sink.add(
             {
                 "id": record.name,

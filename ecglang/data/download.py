@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from ecglang.errors import EcgLangError
+from ecglang.errors import ConfigError, EcgLangError
 
 PTBXL_VERSION = "1.0.3"
 PTBXL_BASE_URL = f"https://physionet.org/files/ptb-xl/{PTBXL_VERSION}/"
@@ -77,6 +77,22 @@ def offline_message(url: str, reason: str) -> str:
         f"{PTBXL_PAGE}, or `wget -r -N -c -np {PTBXL_BASE_URL}`), copy the folder here and pass it on: "
         "`ecglang data build ptbxl FOLDER --out DIR`."
     )
+
+
+def check_base_url(url: str) -> str:
+    """`url` when it is an http:// or https:// URL with a host; `ConfigError` naming it otherwise. Without this a
+    URL with no scheme (`physionet.org/files/...`) or another one (`file:///mirror/`) got an empty host and the
+    message "this machine seems to have no network connection"."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"--base-url must be an http(s) URL, got {url!r}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        hint = "" if "://" in url else f" (did you mean 'https://{url}'?)"
+        raise ConfigError(f"--base-url must be an http(s) URL with a host, got {url!r}{hint}")
+    return url
 
 
 def _endpoint(url: str) -> tuple[str, int]:
@@ -281,6 +297,7 @@ def download_ptbxl(
 ) -> DownloadReport:
     """Download (or complete) PTB-XL into `dest`; see the module docstring. `rates` picks the record
     folders (`records100`, `records500`); metadata files are always fetched."""
+    base_url = check_base_url(base_url)
     base_url = base_url if base_url.endswith("/") else base_url + "/"
     check_connectivity(base_url, connect_timeout)
     dest = Path(dest).expanduser()

@@ -6,9 +6,10 @@ columns `path, report` and optionally `id, group, age, sex` → a builder table 
 `path` is a record `ecglang.record.io.load_ecg` reads without extra arguments: a WFDB record (with or without
 `.hea`), a `.mat` (CinC with its `.hea`, or CPSC 2018) or a `.npz` with `fs` (and `leads`); not a bare `.npy`,
 which carries no sampling rate. A relative path is taken from the pairs file's folder.
-`report` is free English text (lower-cased and tidied by `normalize_report(source="english")`). `id` defaults to
-the row number; `group` (e.g. a patient id) keeps a patient's records on one side of the held-out split
-(`data.val_group=group`).
+`report` is free English text (lower-cased and tidied by `normalize_report(source="english")`). A row without an
+`id` gets `line-N` (N: the row's line in a CSV or JSONL file) or `row-N` (its 1-based row number in a parquet file
+or dataset folder), never one of the file's own ids (a `.2` suffix where the file uses that name). `group` (e.g. a
+patient id) keeps a patient's records on one side of the held-out split (`data.val_group=group`).
 
 The file is read a row at a time, and of a row only these columns: memory does not grow with the file's width,
 nor with a runaway line or cell. A CSV is read as UTF-8 text (every cell a string, as written); a JSONL file a
@@ -21,8 +22,9 @@ is not readable here, with an empty report, or with a repeated id is left out an
 (more cells than the header, bad quoting, bytes that are not UTF-8, a JSONL line that is not a JSON object, a
 line over `MAX_LINE_CHARS`) and one whose cell has the wrong type or size (a path or report that is not text,
 a path with a NUL or over `MAX_PATH_CHARS`, an id or group over `MAX_ID_CHARS`, a report over
-`MAX_REPORT_CHARS`). Each reason starts with the row (`row 3: ...`, and the line of a text file where it
-matters). Records that exist but cannot be read or preprocessed are listed by the signal cache
+`MAX_REPORT_CHARS`). Each reason starts with the row's place, once: its line in a CSV or JSONL file (`line 5: ...`,
+`lines 5-6: ...` for a quoted cell over two lines), its 1-based row number in a parquet file or dataset folder
+(`row 3: ...`). Records that exist but cannot be read or preprocessed are listed by the signal cache
 (`cache_failures.csv`). `failures_as_records` gives both as `ecglang.errors.RecordFailure`. A file that cannot
 be read at all (missing, empty, no `path` or `report` column, a column named twice, not parquet) is an
 `EcgReadError` naming it; a file none of whose rows is usable is a `ConfigError` with the counts per reason and
@@ -53,6 +55,7 @@ from ecglang.data.tables import (
     SourceRow,
     TextLines,
     builder_features,
+    failure_text,
     float_or_none,
     missing_wfdb_files,
     root_path,
@@ -114,8 +117,8 @@ def read_pairs_table(source: PathLike) -> pd.DataFrame:
     with open_pairs(path) as rows:
         cells = []
         for row in rows:
-            if row.problem:
-                raise EcgReadError(path, f"row {row.index}: {row.problem}")
+            if row.problem:  # it starts with the row's line
+                raise EcgReadError(path, row.problem)
             cells.append(row.cells)
     return pd.DataFrame(cells, columns=[c for c in COLUMNS if any(c in r for r in cells)] or list(REQUIRED_COLUMNS))
 
@@ -146,57 +149,59 @@ def build_pairs(root: PathLike, check_files: bool = True, progress: bool = False
                                 sex=datasets.Value("string"))  # fmt: skip
     sink = RowSink(features)
     report = BuildReport(source="pairs")
-    seen: dict[str, int] = {}  # id → the row that has it
+    seen: dict[str, str] = {}  # id → where the row that has it is ("line 5")
+    explicit = _explicit_ids(source)
     with open_pairs(source) as rows:
         for row in rows:
             report.n_rows += 1
-            i = row.index
-            if row.problem:
-                report.fail(f"row {i}", source, f"row {i}: {row.problem}")
+            where = _where(row)
+            default_id = _default_id(row, explicit)
+            if row.problem:  # it starts with the row's line already
+                report.fail(default_id, source, row.problem)
                 continue
             values = row.cells
             try:
-                record_id = _id_text(values.get("id")) or str(i)
+                record_id = _id_text(values.get("id")) or default_id
             except ValueError as exc:
-                report.fail(f"row {i}", source, f"row {i}: bad id: {exc}")
+                report.fail(default_id, source, f"{where}: bad id: {exc}")
                 continue
             try:
                 raw_path = _path_text(values.get("path"))
             except ValueError as exc:
-                report.fail(record_id, "", f"row {i}: bad path: {exc}")
+                report.fail(record_id, "", f"{where}: bad path: {exc}")
                 continue
             if not raw_path:
-                report.fail(record_id, "", f"row {i}: no path")
+                report.fail(record_id, "", f"{where}: no path")
                 continue
             record, problem = _record_path(base, raw_path)
             if record is None:
-                report.fail(record_id, _quote(raw_path), f"row {i}: bad path: {problem}")
+                report.fail(record_id, _quote(raw_path), f"{where}: bad path: {problem}")
                 continue
             if record_id in seen:
                 report.fail(
                     record_id,
                     record,
-                    f"row {i}: duplicate id: {_quote(record_id)} was first used in row {seen[record_id]}",
+                    f"{where}: duplicate id: {_quote(record_id)} was first used in {seen[record_id]}",
                 )
                 continue
             if check_files and (problem := record_problem(record)):
-                report.fail(record_id, record, f"row {i}: {problem}")
+                report.fail(record_id, record, f"{where}: {problem}")
                 continue
             try:
                 original = _report_text(values.get("report"))
             except ValueError as exc:
-                report.fail(record_id, record, f"row {i}: bad report: {exc}")
+                report.fail(record_id, record, f"{where}: bad report: {exc}")
                 continue
             text = normalize_report(original, source="english")
             if not text:
-                report.fail(record_id, record, f"row {i}: empty report")
+                report.fail(record_id, record, f"{where}: empty report")
                 continue
             try:
                 group = _id_text(values.get("group"))
             except ValueError as exc:
-                report.fail(record_id, record, f"row {i}: bad group: {exc}")
+                report.fail(record_id, record, f"{where}: bad group: {exc}")
                 continue
-            seen[record_id] = i
+            seen[record_id] = where
             if record.suffix.lower() in WFDB_SUFFIXES:
                 record = record.with_suffix("")
             sex = _text(values.get("sex")).upper()[:1] or None
@@ -208,9 +213,39 @@ def build_pairs(root: PathLike, check_files: bool = True, progress: bool = False
     report.n_records = sink.n
     report.notes["pairs file"] = str(source)
     if sink.n == 0:
-        first = "; ".join(f"{f.record_id}: {f.reason}" for f in report.failures[:_FIRST_FAILURES])
+        first = "; ".join(failure_text(f.record_id, f.reason) for f in report.failures[:_FIRST_FAILURES])
         raise ConfigError(f"{source}: no usable pairs ({report.summary()})" + (f"; first: {first}" if first else ""))
     return BuildResult(sink.finish(), report)
+
+
+def _where(row: SourceRow) -> str:
+    """Where a row is, for a reason: its line(s) in a text file ("line 5"), else its 1-based row number."""
+    return row.where or f"row {row.index + 1}"
+
+
+def _default_id(row: SourceRow, explicit: set[str]) -> str:
+    """The id of a row that has none: `line-N` (the row's first line) or `row-N` (parquet, datasets), suffixed
+    `.2`, `.3`, ... in the rare file whose own ids include it, so that it never collides with an explicit id."""
+    base = f"line-{row.where.split()[1].split('-')[0]}" if row.where else f"row-{row.index + 1}"
+    record_id, k = base, 1
+    while record_id in explicit:
+        k += 1
+        record_id = f"{base}.{k}"
+    return record_id
+
+
+def _explicit_ids(source: Path) -> set[str]:
+    """The ids the file gives, read in a first pass: rows without an id get defaults none of these can equal,
+    whatever the order of the rows (a row before its namesake, or after it)."""
+    ids: set[str] = set()
+    with open_pairs(source) as rows:
+        for row in rows:
+            try:
+                if not row.problem and (text := _id_text(row.cells.get("id"))):
+                    ids.add(text)
+            except ValueError:
+                pass  # listed by the build itself
+    return ids
 
 
 def failures_as_records(

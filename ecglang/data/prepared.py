@@ -7,7 +7,7 @@ Folder layout:
 |---|---|
 | `dataset/` | the records table (`datasets.Dataset.save_to_disk`): `id, path, report, ...` of the source builder |
 | `build_failures.csv` | records the builder left out, and why (`record_id, path, reason`) |
-| `table.json` | the table's description: source, root, builder options, row count, and `complete` |
+| `table.json` | the table's description: source, root, builder options, input fingerprint, row count, `complete` |
 | `shards/shard-00003-of-00016/` | a `SignalCache` of rows `[start, stop)` of the table (`cache/` when one shard) |
 | `shards/shard-00003-of-00016.lock` | present while one builder writes that shard (JSON: host, pid, time) |
 | `manifest.json` | preprocessing config and its hash, the shards (rows, status, counts); rewritten as shards finish |
@@ -17,6 +17,12 @@ Sharding: the table's rows are cut into shards of `shard_size` rows (fixed by th
 `--shard i/N` makes one builder take shards `i, i+N, i+2N, ...` (node `i` of `N`); without it a builder takes
 every shard nobody else holds, so several builders on one folder share the work. Each shard is resumable
 (`SignalCache.build` redoes only the rows not marked done), so a killed build is restarted with the same command.
+
+Reuse: a later call on the same folder (another node, a resumed build) reuses the table when its source, root,
+builder options and input are those of the build. The input is fingerprinted in `table.json` by size and
+modification time (`input_fingerprint`: the metadata CSVs, REFERENCE.csv or pairs file, or the listing of a
+records folder); when it changed, the call is refused with what changed: the folder's table and cache (which
+other nodes, or a training run, may be reading) are never rebuilt in place, so a new `--out` is built instead.
 
 Locks: a builder creates `<shard>.lock` with `O_CREAT | O_EXCL` (atomic on local filesystems and on NFSv3+) before
 writing a shard and removes it after. A lock whose owner is on this host and no longer running is stale and is
@@ -31,6 +37,7 @@ import json
 import math
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -145,6 +152,7 @@ class TableInfo:
     n_failures: int
     built: bool  # False: an earlier build's table was reused
     summary: str = ""  # the builder's `BuildReport.summary()`
+    input_checked: bool = True  # False: a table reused from before input fingerprints were kept (not checked)
 
 
 def prepare_table(
@@ -171,10 +179,14 @@ def prepare_table(
                         f"{out} holds a table built from {meta.get('source')} {meta.get('root')} "
                         f"{meta.get('builder_args')}; use another --out folder"
                     )
+                checked = _check_inputs(out, meta_path, meta, input_fingerprint(spec.name, root, args))
                 table = datasets.load_from_disk(str(out / TABLE_DIR))
-                return TableInfo(table, _table_failures(meta_path, meta), False, str(meta.get("summary", "")))
+                summary = str(meta.get("summary", ""))
+                return TableInfo(table, _table_failures(meta_path, meta), False, summary, checked)
         try:
             with file_lock(out / "table.lock"):
+                # taken before the builder reads them: a change made during the build shows at the next call
+                inputs = input_fingerprint(spec.name, root, args)
                 extra = {"progress": progress} if spec.accepts("progress") else {}
                 ds, report = spec.build(root, **extra, **args)
                 if len(ds) == 0:  # an empty folder, or folds that no record is in: there is nothing to prepare
@@ -184,13 +196,110 @@ def prepare_table(
                 ds.save_to_disk(str(out / TABLE_DIR))
                 report.write_csv(out / "build_failures.csv")
                 write_json(meta_path, {**wanted, "n_rows": len(ds), "n_failures": len(report.failures),
-                                       "summary": report.summary(), "complete": True})  # fmt: skip
+                                       "summary": report.summary(), "inputs": inputs, "complete": True})  # fmt: skip
                 table = datasets.load_from_disk(str(out / TABLE_DIR))
                 return TableInfo(table, len(report.failures), True, report.summary())
         except LockHeld:
             if time.time() > deadline:
                 raise
             time.sleep(2.0)  # another builder is writing the table
+
+
+# What each source's builder reads (beside record files it only looks for): the metadata files, or the listing of
+# a records folder. Their sizes and modification times are the table's input fingerprint.
+_METADATA_FILES = {
+    "ptbxl": ("ptbxl_database.csv", "scp_statements.csv"),
+    "mimic_ecg": ("record_list.csv", "machine_measurements.csv"),
+}
+_RECORD_SUFFIXES = (".hea", ".dat", ".mat")  # what `build_physionet_folder` walks
+
+
+def input_fingerprint(source: str, root: str | Path, builder_args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The size and modification time of what the builder of `source` reads from `root`, as stored in `table.json`
+    (`inputs`): `{"files": {path: [size, mtime_ns]}, "listings": {folder: {"n_files", "sha256"}}}`. A missing
+    file is `None`. Files: PTB-XL's and MIMIC's metadata CSVs, CPSC's REFERENCE.csv, a pairs file; listings (the
+    name, size and time of every file, hashed): a PhysioNet folder's records (walked as the builder does),
+    CPSC's `.mat` files, a pairs dataset folder. Stats files only, never reads them."""
+    args = builder_args or {}
+    base = Path(root).expanduser().resolve()
+    files: list[Path] = []
+    listings: dict[str, dict[str, Any]] = {}
+    if source in _METADATA_FILES:
+        files = [base / name for name in _METADATA_FILES[source]]
+    elif source == "cpsc2018":
+        if args.get("reference_csv") is not None:
+            files = [Path(args["reference_csv"]).expanduser().resolve()]
+        listings[str(base)] = _listing(base, base.glob("*.mat"))
+    elif source == "physionet":
+        listings[str(base)] = _listing(base, (p for p in base.rglob("*") if p.suffix in _RECORD_SUFFIXES))
+    elif base.is_dir():  # a pairs dataset folder, or a source added later: every file under it
+        listings[str(base)] = _listing(base, base.rglob("*"))
+    else:
+        files = [base]
+    return {"files": {str(f): _stat(f) for f in files}, "listings": listings}
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _listing(base: Path, paths: Iterator[Path]) -> dict[str, Any]:
+    lines = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:  # gone since the walk, or a name the system refuses: not part of the input
+            continue
+        if stat.S_ISREG(st.st_mode):
+            lines.append(f"{p.relative_to(base)}\t{st.st_size}\t{st.st_mtime_ns}")
+    return {"n_files": len(lines), "sha256": sha256_json(sorted(lines))}
+
+
+def _check_inputs(out: Path, meta_path: Path, meta: dict[str, Any], now: dict[str, Any]) -> bool:
+    """`ConfigError` when the input changed since `out`'s table was built (it would be reused, stale, with exit
+    status 0). False for a table from before fingerprints were kept (no `inputs`): it cannot be checked, and is
+    reused as it was (a rebuild of a large folder is not forced on its users), with a note from the CLI."""
+    before = meta.get("inputs")
+    if before is None:
+        return False
+    if not isinstance(before, dict) or not all(isinstance(before.get(k), dict) for k in ("files", "listings")):
+        raise EcgReadError(meta_path, f"corrupt records-table metadata: 'inputs' is {before!r:.200}")
+    changes = []
+    for name in sorted(before["files"].keys() | now["files"].keys()):
+        old, new = before["files"].get(name), now["files"].get(name)
+        if old != new:
+            changes.append(f"{name}: {_describe(old)} then, {_describe(new)} now")
+    for folder in sorted(before["listings"].keys() | now["listings"].keys()):
+        old, new = before["listings"].get(folder) or {}, now["listings"].get(folder) or {}
+        if old != new:
+            n_old, n_new = old.get("n_files", 0), new.get("n_files", 0)
+            what = (
+                f"{n_old} files then, {n_new} now"
+                if n_old != n_new
+                else f"{n_new} files, some added, removed or changed"
+            )
+            changes.append(f"the files in {folder}: {what}")
+    if changes:
+        raise ConfigError(
+            f"{out}: the input changed since this folder's table was built ({'; '.join(changes)}); its table and "
+            f"cache would be stale. Build into a new folder (--out NEW), or delete {out} and build again"
+        )
+    return True
+
+
+def _describe(entry: Any) -> str:
+    """A fingerprint entry `[size, mtime_ns]` for a message."""
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, int) for v in entry)):
+        return "missing"
+    try:
+        when = datetime.fromtimestamp(entry[1] / 1e9, timezone.utc).astimezone().isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds (a hand-edited table.json)
+        when = f"at {entry[1]} ns"
+    return f"{entry[0]} bytes modified {when}"
 
 
 # -- shards ---------------------------------------------------------------------------------------------
@@ -265,11 +374,10 @@ def init_manifest(out: Path, n_rows: int, cfg: PreprocessConfig, shard_size: int
     }  # fmt: skip
     old = read_manifest(out)
     if old is not None:
-        keys = ("n_rows", "shard_size", "config_sha256", "seed")
-        changed = [k for k in keys if old.get(k) != manifest[k]]
+        changed = _manifest_changes(old, manifest)
         if changed:
             raise ConfigError(
-                f"{out} was prepared with different {', '.join(changed)} ({ {k: old.get(k) for k in changed} }); "
+                f"{out} was prepared with other settings (in the folder → in this call): {'; '.join(changed)}; "
                 "use another --out folder"
             )
         return old
@@ -282,6 +390,27 @@ def init_manifest(out: Path, n_rows: int, cfg: PreprocessConfig, shard_size: int
         except LockHeld:
             time.sleep(0.1)
     return init_manifest(out, n_rows, cfg, shard_size, seed)  # checks it against what the other builder wrote
+
+
+def _manifest_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a folder's manifest and this call's, one `setting: old → new` each; the preprocessing
+    setting by setting (its hash alone told the user nothing)."""
+    changed = [f"{k}: {old.get(k)!r} → {new[k]!r}" for k in ("n_rows", "shard_size", "seed") if old.get(k) != new[k]]
+    if old.get("config_sha256") != new["config_sha256"]:
+        before, after = old.get("preprocess") or {}, new["preprocess"]
+        keys = [k for k in after if before.get(k, _ABSENT) != after[k]] + [k for k in before if k not in after]
+        changed += [f"preprocess.{k}: {before.get(k, _ABSENT)!r} → {after.get(k, _ABSENT)!r}" for k in keys]
+        if not keys:  # same settings, another hash (a manifest edited by hand, or another hashing): say so
+            changed.append(f"config_sha256: {old.get('config_sha256')!r} → {new['config_sha256']!r}")
+    return changed
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+_ABSENT = _Absent()
 
 
 def build_shards(
@@ -451,6 +580,7 @@ __all__ = [
     "build_shards",
     "file_lock",
     "init_manifest",
+    "input_fingerprint",
     "parse_shard_spec",
     "prepare_table",
     "read_manifest",

@@ -23,7 +23,7 @@ batches.
 Nothing is dropped silently: a record that cannot be used (file missing on disk, unreadable header,
 unknown label, MIMIC report too short) is left out of the dataset and listed in
 `BuildReport.failures` as `(record_id, path, reason)`; `BuildReport.write_csv` saves that list.
-A reason reads `kind: details`, optionally after the row's position (`row 3: line 5: not UTF-8 text: ...`);
+A reason reads `kind: details`, optionally after the row's position (`line 5: not UTF-8 text: ...`);
 `BuildReport.summary` counts failures by kind.
 
 Builders that read users' CSV files row by row use `CsvRows`: every cell is text (no type guessing), one row is
@@ -76,6 +76,18 @@ class BuildFailure:
     record_id: str
     path: str
     reason: str
+
+
+_DEFAULT_ID = re.compile(r"(line|row)-(\d+)")  # the id a pairs row without one gets (`ecglang.data.pairs`)
+
+
+def failure_text(record_id: str, reason: str) -> str:
+    """A failure as one listing line, `id: reason`; only the reason when the id is a row's default id
+    (`line-5`, `row-3`) and the reason starts with that place already, so that the place is said once."""
+    m = _DEFAULT_ID.fullmatch(record_id)
+    if m and reason.startswith((f"{m[1]} {m[2]}:", f"{m[1]}s {m[2]}-")):
+        return reason
+    return f"{record_id}: {reason}"
 
 
 @dataclass

@@ -324,3 +324,54 @@ def test_cpsc2018_unknown_class_and_unlisted_file(shared_data, tmp_path):
         "A1980": "unknown class '12' in First_label (expected 1-9)",
         "A1981": "no REFERENCE.csv row",
     }
+
+
+def test_physionet_folder_repeated_name_is_a_listed_failure(tmp_path, capsys):
+    """Was: the table kept both records under one id and the cache stopped the whole build (and training with
+    `data.unpaired_root`) with "duplicate record id 'R001'; ids must be unique", naming no file."""
+    first = write_record(tmp_path / "a", "R001", comments=["Dx: 426783006"])
+    write_record(tmp_path / "a", "R002", comments=["Dx: 426783006"])
+    second = write_record(tmp_path / "b", "R001", comments=["Dx: 164889003"])
+    write_record(tmp_path / "b", "R003", comments=["Dx: 164889003"])
+    ds, report = build_physionet_folder(tmp_path, progress=False)
+    assert ds["id"] == ["R001", "R002", "R003"] and ds[0]["path"] == str(first)
+    assert [(f.record_id, f.path, f.reason) for f in report.failures] == [
+        ("R001", str(second), f"duplicate id: 'R001' of {second} was first used by {first}")
+    ]
+    # the whole command: the rest is built and cached, the second R001 listed, exit 1
+    from ecglang.cli.main import main as cli
+
+    out = tmp_path / "out"
+    assert cli(["data", "build", "physionet", str(tmp_path), "--out", str(out), "--no-progress"]) == 1
+    printed = capsys.readouterr()
+    assert "3 ok, 0 failed" in printed.out and f"R001: duplicate id: 'R001' of {second}" in printed.err
+
+
+def test_cpsc2018_repeated_reference_row_is_a_listed_failure(shared_data, tmp_path):
+    """Was: the same crash in the cache as a repeated PhysioNet name."""
+    ref = tmp_path / "REFERENCE.csv"
+    ref.write_text("Recording,First_label\nA1980,1\nA1981,2\n\nA1981,3\n")
+    ds, report = build_cpsc2018(shared_data / "formats" / "cpsc2018", ref, progress=False)
+    assert ds["id"] == ["A1980", "A1981"] and ds["labels"] == [["Normal"], ["AF"]]
+    assert [(f.record_id, f.reason) for f in report.failures] == [
+        ("A1981", "duplicate id: 'A1981' in REFERENCE.csv line 5 was first used in line 3")
+    ]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1.7", "2.9", "1e0", "-1", "0", "10"])
+def test_cpsc2018_a_class_that_is_not_1_to_9_is_listed(shared_data, tmp_path, value):
+    """`inf` was an OverflowError traceback; `1.7` and `2.9` were read as classes 1 and 2 without a word."""
+    ref = tmp_path / "REFERENCE.csv"
+    ref.write_text(f"Recording,First_label,Second_label\nA1980,1,\nA1981,2,{value}\n")
+    ds, report = build_cpsc2018(shared_data / "formats" / "cpsc2018", ref, progress=False)
+    assert ds["id"] == ["A1980"]
+    assert [(f.record_id, f.reason) for f in report.failures] == [
+        ("A1981", f"unknown class {value!r} in Second_label (expected 1-9)")
+    ]
+
+
+def test_cpsc2018_a_class_written_as_a_float_is_read(shared_data, tmp_path):
+    ref = tmp_path / "REFERENCE.csv"
+    ref.write_text("Recording,First_label,Second_label\nA1980,1.0,\nA1981, 2 ,3.00\n")  # a float column's export
+    ds, report = build_cpsc2018(shared_data / "formats" / "cpsc2018", ref, progress=False)
+    assert ds["label_codes"] == [[1], [2, 3]] and report.failures == []

@@ -248,3 +248,28 @@ def test_unsafe_paths_in_the_file_list_are_refused(server, tmp_path):
 def test_parse_sha256sums():
     text = f"{'A' * 64}  records/x.dat\n{'b' * 64} *bin.dat\nnot a line\n"
     assert parse_sha256sums(text) == [("a" * 64, "records/x.dat"), ("b" * 64, "bin.dat")]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("physionet.org/files/ptb-xl/1.0.3/", "did you mean 'https://physionet.org/files/ptb-xl/1.0.3/'?"),
+        ("file:///data/ptbxl-mirror/", "got 'file:///data/ptbxl-mirror/'"),
+        ("ftp://mirror.example/ptb-xl/", "got 'ftp://mirror.example/ptb-xl/'"),
+        ("https:///ptb-xl/", "with a host, got 'https:///ptb-xl/'"),
+        ("http://mirror.example:port/", "got 'http://mirror.example:port/'"),
+    ],
+)
+def test_a_base_url_that_is_not_http_is_a_usage_error(url: str, message: str, tmp_path, capsys) -> None:
+    """Was: "cannot reach  (name lookup for  failed ...); this machine seems to have no network connection"."""
+    from ecglang.cli.main import main as cli
+    from ecglang.errors import ConfigError
+
+    with pytest.raises(SystemExit) as exit_:
+        cli(["data", "download", "ptbxl", str(tmp_path / "d"), "--base-url", url])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --base-url: must be an http(s) URL" in err and message in err and "network" not in err
+    with pytest.raises(ConfigError, match="--base-url must be an http"):  # the library call too
+        download_ptbxl(tmp_path / "d", base_url=url, progress=False)
+    assert not (tmp_path / "d").exists()

@@ -60,20 +60,20 @@ def _write(path: Path, content: str | bytes) -> Path:
         # was: EcgReadError for the whole file (one Latin-1 line stopped the build)
         (
             "records/r2,rythme sinusal \xe9,c\n".encode("latin-1"),
-            "row 1: line 3: not UTF-8 text: byte 0xe9 at column 27",
+            "line 3: not UTF-8 text: byte 0xe9 at column 27",
         ),
         # was: pandas ParserError for the whole file
-        (b"records/r2,sinus rhythm,c,extra,more\n", "row 1: line 3: bad CSV: 5 cells, the header has 3"),
+        (b"records/r2,sinus rhythm,c,extra,more\n", "line 3: bad CSV: 5 cells, the header has 3"),
         # was: ValueError("embedded null byte") ending the build
-        (b"records/r2\0,sinus rhythm,c\n", "row 1: bad path: 'records/r2\\x00' contains a NUL character"),
+        (b"records/r2\0,sinus rhythm,c\n", "line 3: bad path: 'records/r2\\x00' contains a NUL character"),
         # was: RuntimeError("Could not determine home directory.") ending the build
-        (b"~no-such-user-x/r2,sinus rhythm,c\n", "row 1: bad path: '~no-such-user-x/r2' starts with '~' but no home"),
+        (b"~no-such-user-x/r2,sinus rhythm,c\n", "line 3: bad path: '~no-such-user-x/r2' starts with '~' but no home"),
         # was: OSError(ENAMETOOLONG) ending the build
-        (b"records/" + b"x" * 300 + b",sinus rhythm,c\n", "row 1: unreadable path: "),
+        (b"records/" + b"x" * 300 + b",sinus rhythm,c\n", "line 3: unreadable path: "),
         # was: kept, a 10 MB report held in memory (twice) and stored in the table
-        (b"records/r2," + b"sinus " * 2_000_000 + b",c\n", "row 1: line 3: line too long: over 1000000 characters"),
+        (b"records/r2," + b"sinus " * 2_000_000 + b",c\n", "line 3: line too long: over 1000000 characters"),
         # a quoted cell over csv's field limit (was: kept)
-        (b'records/r2,"' + b"sinus " * 30_000 + b'",c\n', "row 1: line 3: bad CSV: a cell is longer than 131072"),
+        (b'records/r2,"' + b"sinus " * 30_000 + b'",c\n', "line 3: bad CSV: a cell is longer than 131072"),
     ],
 )
 def test_one_bad_csv_row_is_one_listed_failure(base: Path, bad_row: bytes, reason: str) -> None:
@@ -92,7 +92,7 @@ def test_a_first_row_longer_than_the_header_does_not_shift_the_columns(base: Pat
     pairs = _write(base / "pairs.csv", "path,report,id\nrecords/r2,sinus rhythm,c,extra\n" + GOOD_ROWS)
     ds, report = build_pairs(pairs)
     assert ds["id"] == ["a", "b"] and ds["report_original"] == ["sinus rhythm", "normal ecg"]
-    assert [f.reason for f in report.failures] == ["row 0: line 2: bad CSV: 4 cells, the header has 3"]
+    assert [f.reason for f in report.failures] == ["line 2: bad CSV: 4 cells, the header has 3"]
 
 
 def test_an_unclosed_quote_is_listed_and_the_rows_before_it_are_built(base: Path) -> None:
@@ -102,7 +102,7 @@ def test_an_unclosed_quote_is_listed_and_the_rows_before_it_are_built(base: Path
     ds, report = build_pairs(pairs)
     assert ds["id"] == ["a", "b"]
     assert [f.reason for f in report.failures] == [
-        "row 2: lines 4-5: bad CSV: a quoted cell is not closed before the end of the file"
+        "lines 4-5: bad CSV: a quoted cell is not closed before the end of the file"
     ]
 
 
@@ -113,7 +113,7 @@ def test_a_stray_quote_does_not_merge_rows(base: Path) -> None:
     ds, report = build_pairs(_write(base / "pairs.csv", text + "records/r0,ok,d\n"))
     assert ds["id"] == ["a", "d"] and ds["report_original"] == ["sinus rhythm", "ok"]
     assert [f.reason for f in report.failures] == [
-        'row 1: lines 3-4: bad CSV: text after the closing quote of a cell (write a quote inside a quoted cell as "")'
+        'lines 3-4: bad CSV: text after the closing quote of a cell (write a quote inside a quoted cell as "")'
     ]
 
 
@@ -163,32 +163,32 @@ def test_a_wide_csv_costs_the_memory_of_the_columns_used(base: Path) -> None:
     [
         # was: EcgReadError for the whole file ("Reached object decoding depth limit")
         ('{"path":"records/r2","report":' + "[" * 100_000 + "]" * 100_000 + ',"id":"c"}',
-         "row 1: line 2: invalid JSON: nested deeper than 64 levels at column"),
+         "line 2: invalid JSON: nested deeper than 64 levels at column"),
         # was: the row kept with age None (NaN is not JSON)
         ('{"path":"records/r2","report":"sinus rhythm","id":"c","age":NaN}',
-         "row 1: line 2: invalid JSON: NaN is not a JSON value at column 61"),
+         "line 2: invalid JSON: NaN is not a JSON value at column 61"),
         # was: the row kept with the last value of the key
         ('{"path":"records/r2","report":"sinus rhythm","report":"normal ecg","id":"c"}',
-         "row 1: line 2: invalid JSON: key 'report' appears twice in one JSON object"),
+         "line 2: invalid JSON: key 'report' appears twice in one JSON object"),
         # was: the row kept, a lone surrogate in its report
         ('{"path":"records/r2","report":"sinus \\ud800 rhythm","id":"c"}',
-         "row 1: line 2: invalid JSON: string at ['report'] has a lone surrogate"),
+         "line 2: invalid JSON: string at ['report'] has a lone surrogate"),
         # was: EcgReadError for the whole file ("Value is too big!")
         ('{"path":"records/r2","report":"sinus rhythm","id":' + "9" * 5000 + "}",
-         "row 1: line 2: invalid JSON: integer of 5000 digits, over the limit of 1000"),
+         "line 2: invalid JSON: integer of 5000 digits, over the limit of 1000"),
         # was: EcgReadError for the whole file
         ('{"path":"records/r2","report":"sinus rhythm","id":"c"',
-         "row 1: line 2: invalid JSON: Expecting ',' delimiter"),
-        ('["records/r2","sinus rhythm"]', "row 1: line 2: invalid JSON: a list of 2 items, not an object with path"),
+         "line 2: invalid JSON: Expecting ',' delimiter"),
+        ('["records/r2","sinus rhythm"]', "line 2: invalid JSON: a list of 2 items, not an object with path"),
         # was: kept, the report being the text "{'text': 'sinus rhythm'}"
         ('{"path":"records/r2","report":{"text":"sinus rhythm"},"id":"c"}',
-         "row 1: bad report: an object with 1 keys is not text"),
+         "line 2: bad report: an object with 1 keys is not text"),
         # was: "file missing: .../['records/r2'].hea"
         ('{"path":["records/r2"],"report":"sinus rhythm","id":"c"}',
-         "row 1: bad path: a list of 1 items is not a file name"),
-        ('{"path":"records/r2","report":"sinus rhythm","id":["c"]}', "row 1: bad id: a list of 1 items is not text"),
+         "line 2: bad path: a list of 1 items is not a file name"),
+        ('{"path":"records/r2","report":"sinus rhythm","id":["c"]}', "line 2: bad id: a list of 1 items is not text"),
         ('{"path":"records/r2","report":"sinus rhythm","id":"' + "c" * 5000 + '"}',
-         "row 1: bad id: 'ccc"),
+         "line 2: bad id: 'ccc"),
     ],
 )  # fmt: skip
 def test_one_bad_jsonl_line_is_one_listed_failure(base: Path, bad_line: str, reason: str) -> None:
@@ -208,7 +208,7 @@ def test_a_jsonl_line_that_is_not_utf8_is_listed(base: Path) -> None:
     content = b'{"path":"records/r0","report":"rythme \xe9","id":"a"}\n{"path":"records/r1","report":"ok","id":"b"}\n'
     ds, report = build_pairs(_write(base / "pairs.jsonl", content))
     assert ds["id"] == ["b"]
-    assert [f.reason for f in report.failures] == ["row 0: line 1: not UTF-8 text: byte 0xe9 at column 39"]
+    assert [f.reason for f in report.failures] == ["line 1: not UTF-8 text: byte 0xe9 at column 39"]
 
 
 # ---------------------------------------------------------------------------------- parquet, HF datasets
@@ -221,10 +221,10 @@ def test_parquet_cells_of_the_wrong_type_are_listed(base: Path) -> None:
                              "id": ["a", "b", "c"]}), base / "bytes.parquet")  # fmt: skip
     ds, report = build_pairs(base / "bytes.parquet")
     assert ds["id"] == ["a", "c"] and ds["report_original"] == ["sinus rhythm", "normal ecg"]
-    assert [f.reason for f in report.failures] == ["row 1: bad report: 2 bytes that are not UTF-8 text"]
+    assert [f.reason for f in report.failures] == ["row 2: bad report: 2 bytes that are not UTF-8 text"]
     pq.write_table(pa.table({"path": ["records/r0", "records/r1"], "report": [["sinus rhythm", "x"], ["ok"]]}),
                    base / "lists.parquet")  # fmt: skip
-    with pytest.raises(ConfigError, match=r"2  bad report\n.*first: 0: row 0: bad report: a list of 2 items is not"):
+    with pytest.raises(ConfigError, match=r"2  bad report\n.*first: row 1: bad report: a list of 2 items is not"):
         build_pairs(base / "lists.parquet")
 
 
@@ -233,7 +233,7 @@ def test_parquet_integer_ids_with_nulls_stay_integers(base: Path) -> None:
     pq.write_table(pa.table({"path": ["records/r0", "records/r1"], "report": ["sinus rhythm", "ok"],
                              "id": pa.array([7, None], pa.int64())}), base / "ids.parquet")  # fmt: skip
     ds, report = build_pairs(base / "ids.parquet")
-    assert ds["id"] == ["7", "1"] and report.failures == []
+    assert ds["id"] == ["7", "row-2"] and report.failures == []
 
 
 def test_a_file_that_is_not_parquet_is_an_ecg_read_error(base: Path) -> None:
@@ -297,10 +297,45 @@ def test_failures_are_counted_by_kind_and_the_first_ones_quoted(base: Path) -> N
         build_pairs(pairs)
     message = str(info.value)
     assert "50 metadata rows → 0 records, 50 left out\n      50  file missing\n" in message
-    assert "first: id0: row 0: file missing: " in message and message.count("file missing: ") == 5
+    assert "first: id0: line 2: file missing: " in message and message.count("file missing: ") == 5
     _write(pairs, "path,report,id\n" + GOOD_ROWS + rows + "records/r2,x,a\n")
     _, report = build_pairs(pairs)
     assert report.failure_counts() == {"file missing": 50, "duplicate id": 1}
+
+
+def test_rows_without_an_id_get_ids_that_no_explicit_id_takes(base: Path) -> None:
+    """A row without an id got its 0-based row number: the row after one with id `1` became a "duplicate id: '1'
+    was first used in row 0" and was left out."""
+    pairs = _write(base / "pairs.csv", "path,report,id\nrecords/r0,sinus rhythm,1\nrecords/r1,ok,\nrecords/r2,ok,\n")
+    ds, report = build_pairs(pairs)
+    assert ds["id"] == ["1", "line-3", "line-4"] and report.failures == []
+    # an explicit id equal to a default one, before or after that row: the default steps aside
+    text = "path,report,id\nrecords/r0,sinus rhythm,\nrecords/r1,ok,line-2\nrecords/r2,ok,line-4\n\nrecords/r0,x,\n"
+    ds, report = build_pairs(_write(pairs, text))
+    assert ds["id"] == ["line-2.2", "line-2", "line-4", "line-6"] and report.failures == []
+    # parquet rows have no lines: 1-based row numbers
+    pq.write_table(pa.table({"path": ["records/r0", "records/r1"], "report": ["a", "b"], "id": [None, "row-1"]}),
+                   base / "ids.parquet")  # fmt: skip
+    assert build_pairs(base / "ids.parquet").dataset["id"] == ["row-1.2", "row-1"]
+
+
+def test_a_row_is_named_once_by_its_line(base: Path, capsys: pytest.CaptureFixture) -> None:
+    """Was `row 0: row 0: line 2: not UTF-8 text ...` (0-based row numbers, the position said twice)."""
+    from ecglang.cli.main import main as cli
+
+    pairs = _write(
+        base / "pairs.csv", b"path,report,id\nrecords/r0,rythme \x97 normal,\nrecords/r1,ok,a\nrecords/r2,,b\n"
+    )
+    out = base / "out"
+    assert cli(["data", "build", "pairs", str(pairs), "--out", str(out), "--no-cache", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "\n  line 2: not UTF-8 text: byte 0x97 at column 19\n" in err and "\n  b: line 4: empty report\n" in err
+    assert "row" not in err.split("build_failures.csv):", 1)[1]
+    listed = failures_as_records(out / "build_failures.csv")
+    assert [(f.record, f.reason) for f in listed] == [
+        ("line-2", "line 2: not UTF-8 text: byte 0x97 at column 19"),
+        ("b", "line 4: empty report"),
+    ]
 
 
 def test_a_failure_list_without_its_columns_is_an_ecg_read_error(tmp_path: Path) -> None:

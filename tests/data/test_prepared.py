@@ -18,6 +18,7 @@ from ecglang.data.fastread import read_plain_wfdb
 from ecglang.data.mimic import build_mimic_ecg
 from ecglang.data.prepared import LockHeld, PreparedDataset, build_shards, file_lock, prepare_table, read_manifest
 from ecglang.data.synthetic import write_mimic_like
+from ecglang.errors import ConfigError
 from ecglang.record.io import load_ecg
 from ecglang.signal.preprocess import PreprocessConfig
 
@@ -79,8 +80,8 @@ def test_sharded_build_on_two_nodes_equals_one_cache(mimic_root, reference, tmp_
     np.testing.assert_array_equal(cache.ok_rows, reference.ok_rows)
     for row in range(N):
         np.testing.assert_array_equal(cache[row][0], reference[row][0])  # workers and shards change nothing
-    # A different config in the same folder is refused, not mixed in.
-    with pytest.raises(Exception, match="different config_sha256"):
+    # A different config in the same folder is refused, not mixed in; the message names the setting.
+    with pytest.raises(ConfigError, match=r"other settings .*: preprocess\.target_samples: 2500 → 5000; use another"):
         build_shards(out, again.dataset, PreprocessConfig(), shard_size=6, progress=False)
 
 
@@ -152,3 +153,54 @@ def test_a_build_with_no_record_is_a_clear_error(source: str, ptbxl_dir: Path, t
     assert cli(argv) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "no record to build" in err and "Traceback" not in err
+
+
+def _pairs_csv(path: Path, records: list[Path]) -> Path:
+    rows = "".join(f"{r},sinus rhythm. normal ecg.,r{i}\n" for i, r in enumerate(records))
+    path.write_text("path,report,id\n" + rows)
+    return path
+
+
+def test_a_changed_input_is_refused_not_reused(mimic_root: Path, tmp_path: Path, capsys) -> None:
+    """Was: rows added to the pairs file (or records moved) and the same command again reused the old table,
+    said so in one line, and exited 0; the folder now keeps a fingerprint of its input in table.json."""
+    records = [h.with_suffix("") for h in sorted(mimic_root.glob("files/*/*/*/*.hea"))[:4]]
+    pairs = _pairs_csv(tmp_path / "mine.csv", records[:2])
+    out = tmp_path / "prepared"
+    argv = ["data", "build", "pairs", str(pairs), "--out", str(out), "--no-cache", "--no-progress"]
+    assert cli(argv) == 0
+    assert cli(argv) == 0 and "dataset   reused" in capsys.readouterr().out  # the same input: reused
+    _pairs_csv(pairs, records)  # two rows more
+    assert cli(argv) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out}: the input changed since this folder's table was built ({pairs}: " in err
+    assert "--out NEW" in err and "Traceback" not in err
+    assert json.loads((out / "table.json").read_text())["n_rows"] == 2
+
+    # a records folder: its listing is the input
+    folder = tmp_path / "cinc"
+    folder.mkdir()
+    for r in records[:2]:
+        for ext in (".hea", ".dat"):
+            (folder / (r.name + ext)).write_bytes(r.with_name(r.name + ext).read_bytes())
+    out2 = tmp_path / "prepared2"
+    argv = ["data", "build", "physionet", str(folder), "--out", str(out2), "--no-cache", "--no-progress"]
+    assert cli(argv) == 0
+    for ext in (".hea", ".dat"):
+        (folder / (records[2].name + ext)).write_bytes(records[2].with_name(records[2].name + ext).read_bytes())
+    assert cli(argv) == 1
+    assert f"the files in {folder}: 4 files then, 6 now" in capsys.readouterr().err
+
+
+def test_a_table_from_before_fingerprints_is_reused_with_a_note(mimic_root: Path, tmp_path: Path, capsys) -> None:
+    records = [h.with_suffix("") for h in sorted(mimic_root.glob("files/*/*/*/*.hea"))[:2]]
+    pairs = _pairs_csv(tmp_path / "mine.csv", records)
+    out = tmp_path / "prepared"
+    argv = ["data", "build", "pairs", str(pairs), "--out", str(out), "--no-cache", "--no-progress"]
+    assert cli(argv) == 0
+    meta = json.loads((out / "table.json").read_text())
+    del meta["inputs"]  # as an older ecglang wrote it
+    (out / "table.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert cli(argv) == 0
+    assert "kept no fingerprint of its input" in capsys.readouterr().out

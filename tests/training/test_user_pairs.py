@@ -62,7 +62,7 @@ def test_csv_of_pairs_to_a_checkpoint(pairs_csv: Path, tmp_path: Path, capsys: p
     prepared = tmp_path / "prepared"
     assert cli(["data", "build", "pairs", str(pairs_csv), "--out", str(prepared), "--model", "ecglang-small"]) == 1
     printed = capsys.readouterr()
-    assert "2 record(s) left out of the dataset" in printed.err and "missing: row 30: file missing" in printed.err
+    assert "2 record(s) left out of the dataset" in printed.err and "missing: line 32: file missing" in printed.err
     assert "30 ok, 0 failed" in printed.out
     failures = failures_as_records(prepared / "build_failures.csv", prepared / "cache_failures.csv")
     assert sorted((f.record, f.stage) for f in failures) == [("empty", "build"), ("missing", "build")]
