@@ -49,6 +49,9 @@ NOTES = {
     "encoder's linear probe is worse too (super 0.596 vs 0.784): the beat CNN, initialised for unit-scale input, "
     "gets signals ~25× smaller (a lead's median peak-to-peak: 1.1 mV, or 28 in robust z-scores, over 30 sample "
     "records), so this row tests input scale as much as voltage information.",
+    "voltage-mm": "the same voltage information at the z-scores' scale (normalize=mm: each lead minus its median, "
+    "in mm at 10 mm/mV): as good as ecglang-mini (mean of the four 0.691 against 0.689), no better, form included "
+    "(0.509 against 0.591): on 308 pairs, keeping absolute voltage does not help the zero-shot sets.",
 }
 
 
