@@ -14,8 +14,8 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,8 @@ class TrainerState:
     stopped_early: bool = False
     config_sha256: str = ""
     frozen_sha256: str = ""  # of the frozen weights, which checkpoints do not store
+    data_sha256: str = ""  # `data_fingerprint` of the records trained on ("" in checkpoints older than it)
+    data_counts: dict[str, int] = field(default_factory=dict)  # records of each split, for the message of a mismatch
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -160,6 +162,26 @@ def resume_point(
     return ckpt, state
 
 
+def data_fingerprint(splits: Mapping[str, Sequence[str]]) -> str:
+    """sha256 of the sorted record ids of each split (train, val, unpaired): what a run trains and selects on.
+    Ids, not paths: the same records moved to another folder (or mount) still resume."""
+    tree = {name: sorted(str(i) for i in ids) for name, ids in splits.items()}
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
+
+
+def check_same_data(ckpt: Path, state: TrainerState, splits: Mapping[str, Sequence[str]]) -> None:
+    """On resume: `ConfigError` when the records of this run are not those the checkpoint was trained on
+    (`data.root`/`data.prepared` are not in `config_identity`: a moved folder must resume). A checkpoint
+    without a fingerprint (written before it existed) is not checked."""
+    if state.data_sha256 and state.data_sha256 != data_fingerprint(splits):
+        now = {name: len(ids) for name, ids in splits.items()}
+        raise ConfigError(
+            f"{ckpt}: this checkpoint was trained on other data: the record ids differ (records of the checkpoint "
+            f"{state.data_counts or '?'}, of this run {now}); resume with the data it was trained on, or use another "
+            "--output"
+        )
+
+
 # ---------------------------------------------------------------------------------------- frozen weights
 def frozen_sha256(model: torch.nn.Module) -> str:
     """Hash of every frozen tensor (the pretrained text model under LoRA, BatchNorm buffers): checkpoints leave
@@ -236,8 +258,10 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "TRAINER_STATE",
     "TrainerState",
+    "check_same_data",
     "checkpoint_step",
     "config_identity",
+    "data_fingerprint",
     "drop_frozen_weights",
     "export_model",
     "frozen_sha256",

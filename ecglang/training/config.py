@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
 import typing
@@ -23,7 +24,13 @@ import yaml
 from ecglang.core.config import DictConfig, check_value, config_to_dict, parse_overrides, set_dotted
 from ecglang.core.outputs import output_folder
 from ecglang.core.paths import resource_dir
-from ecglang.data.registry import buildable_datasets, find_dataset, pretraining_sources
+from ecglang.data.registry import (
+    DatasetSpec,
+    buildable_datasets,
+    dataset_names,
+    find_dataset,
+    pretraining_sources,
+)
 from ecglang.errors import ConfigError
 from ecglang.signal.augment import AugmentConfig
 
@@ -238,21 +245,18 @@ class PretrainConfig(DictConfig):
 
     def _validate_data(self, where: str) -> None:
         d = self.data
-        sources = pretraining_sources()
-        if d.builder not in sources and not (find_dataset(d.builder) and d.builder in buildable_datasets()):
-            raise ConfigError(f"{where}: data.builder must be one of {sorted(sources)}, got {d.builder!r}")
-        if d.builder not in sources and self.objectives.contrastive:
+        # An alias (mimic, ptb-xl, cinc) names the same source as its canonical name: `data build` uses them too.
+        spec = source_spec(d.builder, "data.builder", where)
+        if spec.name not in pretraining_sources() and self.objectives.contrastive:
             raise ConfigError(
                 f"{where}: data.builder={d.builder!r} has no reports, so the contrastive losses have nothing to "
                 "align: set objectives.contrastive=false and switch on an ECG-only objective "
                 "(objectives.masked_beats.weight / objectives.latent_beats.weight)"
             )
+        if d.limit is not None and (isinstance(d.limit, bool) or d.limit < 1):
+            raise ConfigError(f"{where}: data.limit must be an int >= 1 (or null for all rows), got {d.limit!r}")
         if d.unpaired_root is not None:
-            if d.unpaired_builder not in buildable_datasets():
-                raise ConfigError(
-                    f"{where}: data.unpaired_builder must be one of {sorted(buildable_datasets())}, "
-                    f"got {d.unpaired_builder!r}"
-                )
+            source_spec(d.unpaired_builder, "data.unpaired_builder", where)
             if not self.objectives.active():
                 raise ConfigError(
                     f"{where}: data.unpaired_root gives ECGs without reports, which only the ECG-only objectives "
@@ -286,6 +290,20 @@ class PretrainConfig(DictConfig):
         """No contrastive loss: the run trains the ECG-only objectives alone (checkpoint selection on their
         held-out loss)."""
         return not self.objectives.contrastive
+
+
+def source_spec(name: str, key: str, where: str) -> DatasetSpec:
+    """The registry entry of the data source that config key `key` names (a name, `data build`'s name or an alias:
+    mimic → mimic_ecg); `ConfigError` naming the key, with the closest known name, for one that cannot be built."""
+    spec = find_dataset(name)
+    if spec is not None and spec.builder is not None:
+        return spec
+    names = sorted(n for n in dataset_names(with_aliases=True) if find_dataset(n).builder is not None)
+    close = difflib.get_close_matches(str(name).strip().lower(), names, n=1)
+    hint = f"; did you mean {find_dataset(close[0]).name}?" if close else ""
+    raise ConfigError(
+        f"{where}: {key} must be one of {sorted(buildable_datasets())} (or an alias of one), got {name!r}{hint}"
+    )
 
 
 def config_from_tree(tree: Mapping[str, Any], source: str | None = None) -> PretrainConfig:
@@ -364,8 +382,31 @@ def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) 
         raise ConfigError(f"{exc} (the file with overrides {' '.join(overrides)})") from None
 
 
+class IntermixedArgumentParser(argparse.ArgumentParser):
+    """A parser that takes its positionals anywhere between the options: `--config smoke a=1 --output DIR b=2`.
+    Plain argparse takes one run of positionals and refused `b=2` as an "unrecognized argument"."""
+
+    _in_intermixed = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        # Also what a parent parser calls for a subcommand; parse_known_intermixed_args parses in two passes,
+        # which come back here and must be plain ones.
+        if self._in_intermixed:
+            return super().parse_known_args(args, namespace)
+        self._in_intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._in_intermixed = False
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `ecglang pretrain` (also `python -m ecglang.training.trainer`, under `accelerate launch`)."""
+    """The options of `ecglang pretrain` (also `python -m ecglang.training.trainer`, under `accelerate launch`).
+
+    `key=value` overrides may come before, between or after the options: the parser becomes an
+    `IntermixedArgumentParser` (a subcommand's parser is created by its parent, so its class is switched here)."""
+    if type(parser) is argparse.ArgumentParser:
+        parser.__class__ = IntermixedArgumentParser
     parser.add_argument("--config", required=True, help="YAML file, or a name in configs/pretrain/ (e.g. ptbxl-mini)")
     parser.add_argument(
         "--output",
@@ -386,6 +427,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 __all__ = [
     "SELECTION_METRICS",
     "DataSection",
+    "IntermixedArgumentParser",
     "LatentBeatsSection",
     "LoggingSection",
     "MaskedBeatsSection",
@@ -401,4 +443,5 @@ __all__ = [
     "config_from_tree",
     "load_config",
     "resolve_config_path",
+    "source_spec",
 ]

@@ -118,6 +118,17 @@ def flat_dict(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def write_excluded(output: Path, excluded: Sequence[tuple[str, str]]) -> Path:
+    """`excluded_records.csv` (id, reason) in `output`: the records left out before training."""
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / EXCLUDED_CSV
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "reason"])
+        w.writerows(excluded)
+    return path
+
+
 class RunLogs:
     """The output folder's logs. Only the main process writes; on the others every method is a no-op
     except `note_skipped`, which keeps the skipped records (for the result)."""
@@ -147,10 +158,7 @@ class RunLogs:
         else:
             (out / VALIDATION_LOG).write_text("", encoding="utf-8")
         (out / RESOLVED_CONFIG).write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
-        with (out / EXCLUDED_CSV).open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "reason"])
-            w.writerows(excluded)
+        write_excluded(out, excluded)
         skipped_path = out / SKIPPED_CSV
         if resumed_step is not None and skipped_path.is_file():
             with skipped_path.open(newline="", encoding="utf-8") as f:
@@ -202,4 +210,5 @@ __all__ = [
     "resolve_trackers",
     "tensorboard_available",
     "truncate_jsonl",
+    "write_excluded",
 ]

@@ -4,9 +4,12 @@ data loaders, and the optimizer and schedule. `build_training` returns them toge
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -19,14 +22,15 @@ import torch
 from ecglang.core.paths import repo_root
 from ecglang.data.cache import SignalCache, cache_is_complete, default_cache_dir, sha256_json
 from ecglang.data.prepared import PreparedDataset
-from ecglang.data.registry import build_dataset
+from ecglang.data.registry import build_dataset, find_dataset
 from ecglang.encoders.modeling import EcgLangModel
-from ecglang.encoders.registry import create_model
-from ecglang.errors import ConfigError
+from ecglang.encoders.registry import create_model, load_model_config
+from ecglang.errors import ConfigError, EcgLangError
 from ecglang.record.demographics import demographic_codes
+from ecglang.signal.preprocess import PreprocessConfig
 from ecglang.training.checkpoints import drop_frozen_weights
 from ecglang.training.config import ModelSection, PretrainConfig
-from ecglang.training.logs import EXCLUDED_CSV
+from ecglang.training.logs import EXCLUDED_CSV, write_excluded
 from ecglang.training.objectives import EmaTargets, PretrainObjectives
 from ecglang.training.pairs import (
     ConcatPairs,
@@ -132,7 +136,9 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
     d = cfg.data
     preprocess_cfg = model_processor(model).preprocess_config
     if d.prepared:
-        dataset, cache, excluded, source, where = open_prepared(cfg, preprocess_cfg)
+        dataset, cache, excluded, source, where = open_prepared(
+            cfg, preprocess_cfg, output, accelerator.is_main_process
+        )
     else:
         if not d.root:
             raise ConfigError(
@@ -145,6 +151,9 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
         source, where = d.builder, root
     if d.limit is not None:
         dataset = dataset.select(range(min(int(d.limit), len(dataset))))
+    if len(dataset) == 0:  # every row failed in the builder: the held-out split has nothing to draw from
+        path = _write_excluded(output, excluded, accelerator)
+        raise ConfigError(f"{where}: no records to train on: all {len(excluded)} rows were left out (listed in {path})")
     train_idx, val_idx = heldout_split(
         dataset, d.val_folds, d.val_fraction, d.val_group, seed=cfg.seed, val_max=d.val_max
     )
@@ -165,44 +174,84 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
     failed_reason = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
 
     demographics: dict[str, Demographics] = {}
+    train_left_out: Counter[str] = Counter()  # why training records were left out, for the error when all were
 
     def table(index: np.ndarray, split: str) -> PairTable:
         rows = []
         for i in index:
             # Held out for pair metrics, an ECG needs its report; ECG-only runs validate on the objective loss.
             if not reports[i].strip() and not (keep_unpaired and (split == "train" or cfg.ecg_only)):
-                excluded.append((ids[i], f"{split}: empty report"))
+                why = "empty report"
             elif not status_ok[i]:
-                excluded.append((ids[i], f"{split}: signal cache failed: {failed_reason.get(ids[i], '?')}"))
+                why = "signal cache failed"
             else:
                 rows.append(int(i))
+                continue
+            detail = f": {failed_reason.get(ids[i], '?')}" if why == "signal cache failed" else ""
+            excluded.append((ids[i], f"{split}: {why}{detail}"))
+            if split == "train":
+                train_left_out[why] += 1
         rows_arr = np.asarray(rows, dtype=np.int64)
         if demo is not None:
             demographics[split] = demo.subset(rows_arr)
         return PairTable(rows_arr, [ids[i] for i in rows], [reports[i] for i in rows])
 
     train, val = table(train_idx, "train"), table(val_idx, "val")
-    if len(val) < 2 and accelerator.is_main_process:
-        logger.warning("%d held-out pairs: no validation, no checkpoint selection (best/ is not written)", len(val))
     if len(train) == 0:
-        raise ConfigError(f"{where}: no usable training pairs (see {EXCLUDED_CSV})")
+        listed = _write_excluded(output, excluded, accelerator)
+        raise ConfigError(no_training_pairs(where, source, len(train_idx), train_left_out, listed))
+    if accelerator.is_main_process:
+        # ECG-only runs validate on the objectives' loss, which one held-out ECG gives; pair metrics need two pairs.
+        if cfg.ecg_only and len(val) == 0:
+            logger.warning("no held-out ECGs: no validation, no checkpoint selection (best/ is not written)")
+        elif not cfg.ecg_only and len(val) < 2:
+            logger.warning("%d held-out pairs: no validation, no checkpoint selection (best/ is not written)", len(val))
     how = f"folds {d.val_folds}" if d.val_folds is not None else f"{d.val_fraction:.0%} of {d.val_group or 'rows'}"
     what = "ECGs (ECG-only objectives)" if cfg.ecg_only else "ECG–report pairs"
-    description = (
-        f"{len(train)} {what} of {source} ({Path(where).name}) for training, {len(val)} held out "
-        f"({how}); {len(excluded)} records left out (listed in {EXCLUDED_CSV})"
-        + (f", {n_capped} beyond data.val_max unused" if n_capped else "")
-    )
+    description = f"{len(train)} {what} of {source} ({Path(where).name}) for training, {len(val)} held out ({how})"
     data = PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description,
                         demographics=demographics)  # fmt: skip
+    n_paired_out = len(excluded)
+    left_out = f"; {n_paired_out} records left out"
     if d.unpaired_root is not None:
-        add_unpaired(cfg, model, output, accelerator, data)
+        # after the unpaired ECGs: the count must cover those left out of them too
+        n_unpaired_out, n_unpaired = add_unpaired(cfg, model, output, accelerator, data)
+        left_out += f", {n_unpaired_out} of {n_unpaired} unpaired ECGs left out"
+    data.description += f"{left_out} (listed in {EXCLUDED_CSV})" + (
+        f", {n_capped} beyond data.val_max unused" if n_capped else ""
+    )
     return data
 
 
-def add_unpaired(cfg: PretrainConfig, model: Any, output: Path, accelerator: Accelerator, data: PretrainData) -> None:
+def _write_excluded(output: Path, excluded: list[tuple[str, str]], accelerator: Accelerator) -> Path:
+    """`excluded_records.csv` written now (main process): the run stops before its logs are opened."""
+    if accelerator.is_main_process:
+        write_excluded(output, excluded)
+    return output / EXCLUDED_CSV
+
+
+def no_training_pairs(where: Path | str, source: str, n_train: int, reasons: Counter[str], listed: Path) -> str:
+    """The message of a run whose every training record was left out: how many, why, and what to do."""
+    counts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    message = (
+        f"{where}: no usable training pairs: {n_train} of {n_train} training records left out ({counts}; "
+        f"all listed in {listed})"
+    )
+    if reasons.get("empty report") == n_train:
+        message += (
+            f"; the records of {source} here have no reports: to pretrain on them, set objectives.contrastive=false "
+            "and switch on an ECG-only objective (objectives.masked_beats.weight=1)"
+        )
+    return message
+
+
+def add_unpaired(
+    cfg: PretrainConfig, model: Any, output: Path, accelerator: Accelerator, data: PretrainData
+) -> tuple[int, int]:
     """`data.unpaired_root`: a folder of ECGs whose reports (if any) are not used, built by
-    `data.unpaired_builder` into its own signal cache; all of them train the ECG-only objectives."""
+    `data.unpaired_builder` into its own signal cache; all of them train the ECG-only objectives.
+
+    Returns (ECGs of the folder left out, ECGs of the folder); those left out are added to `data.excluded`."""
     d = cfg.data
     root = resolve_data_path(d.unpaired_root, f"data.unpaired_root of builder {d.unpaired_builder!r}")
     dataset, report = build_dataset(
@@ -222,10 +271,14 @@ def add_unpaired(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
     data.unpaired = PairTable(ok, [ids[i] for i in ok], [""] * len(ok))  # no report: no contrastive loss
     data.unpaired_cache = cache
     data.description += f"; {len(ok)} ECGs without reports of {d.unpaired_builder} ({root.name}) mixed in"
+    return len(report.failures) + len(failed), len(dataset) + len(report.failures)
 
 
-def open_prepared(cfg: PretrainConfig, preprocess_cfg: Any) -> tuple[Any, Any, list[tuple[str, str]], str, Path]:
-    """(table, cache, excluded, source name, folder) of `data.prepared`; its preprocessing must be the model's."""
+def open_prepared(
+    cfg: PretrainConfig, preprocess_cfg: Any, output: Path | None = None, main: bool = True
+) -> tuple[Any, Any, list[tuple[str, str]], str, Path]:
+    """(table, cache, excluded, source name, folder) of `data.prepared`; its preprocessing must be the model's
+    (otherwise a `ConfigError` with the command that rebuilds it, see `rebuild_command`)."""
     folder = resolve_data_path(cfg.data.prepared, "data.prepared")
     prepared = PreparedDataset(folder)
     if prepared.manifest["config_sha256"] != sha256_json(preprocess_cfg.to_dict()):
@@ -234,9 +287,10 @@ def open_prepared(cfg: PretrainConfig, preprocess_cfg: Any) -> tuple[Any, Any, l
             for k, v in prepared.manifest["preprocess"].items()
             if preprocess_cfg.to_dict().get(k) != v
         }
+        command = rebuild_command(cfg, prepared.table_meta, preprocess_cfg, output, main)
         raise ConfigError(
             f"{folder} was prepared with other preprocessing than the model's processor (prepared, model): {changed}; "
-            "rebuild it with `ecglang data build ... --preprocess model_preprocess.json`"
+            f"rebuild it into a new folder with `{command}` and train with data.prepared=NEW_FOLDER"
         )
     failures = folder / "build_failures.csv"
     excluded = []
@@ -244,6 +298,70 @@ def open_prepared(cfg: PretrainConfig, preprocess_cfg: Any) -> tuple[Any, Any, l
         frame = pd.read_csv(failures, dtype=str, keep_default_na=False)
         excluded = list(zip(frame["record_id"], frame["reason"], strict=True))
     return prepared.table, prepared.cache, excluded, prepared.table_meta["source"], folder
+
+
+MODEL_PREPROCESS_JSON = "model_preprocess.json"
+
+
+def rebuild_command(
+    cfg: PretrainConfig, table_meta: dict[str, Any], preprocess_cfg: Any, output: Path | None, main: bool = True
+) -> str:
+    """`ecglang data build` of a prepared folder's source and root with the model's preprocessing: `--model NAME`
+    when the named model config has it, else `--preprocess FILE` of a JSON written into `output` (main process)."""
+    spec = find_dataset(str(table_meta.get("source", "")))
+    parts = ["ecglang data build", (spec.command_name or spec.name) if spec else "SOURCE",
+             str(table_meta.get("root") or "ROOT"), "--out NEW_FOLDER"]  # fmt: skip
+    builder_args = table_meta.get("builder_args") or {}
+    for option, placeholder in spec.required_options.items() if spec else ():  # e.g. CPSC's --reference
+        value = builder_args.get(spec.cli_options.get(option, option)) or placeholder
+        parts.append(f"--{option.replace('_', '-')} {value}")
+    name = cfg.model.name
+    if not Path(name).expanduser().is_dir():  # a checkpoint folder is no name that `data build --model` reads
+        try:
+            named = load_model_config(name).processor["preprocess"]
+            if PreprocessConfig.from_dict(named).to_dict() == preprocess_cfg.to_dict():
+                return " ".join([*parts, f"--model {name}"])
+        except (EcgLangError, KeyError, TypeError):
+            pass  # model.overrides or a checkpoint changed the preprocessing: write it out instead
+    if output is None:
+        return " ".join([*parts, "--preprocess MODEL_PREPROCESS.json"])
+    path = output / MODEL_PREPROCESS_JSON
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(preprocess_cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return " ".join([*parts, f"--preprocess {path}"])
+
+
+RECORD_SUFFIXES = (".hea", ".dat", ".mat", ".npy", ".npz")  # of the files `ecglang.record.io.load_ecg` reads
+
+
+def record_files_sha256(paths: list[str]) -> str:
+    """sha256 of the name, size and mtime of every file of these records (a WFDB base path stands for its
+    `.hea`/`.dat`, a `.mat` for itself and a `.hea` beside it): a record replaced, truncated or fixed on disk
+    changes it. One listing per folder and one os.stat per record file (DirEntry.stat); nothing is read.
+    A record whose files are missing counts as no files (it fails in the cache, and gets in once it appears)."""
+    wanted: dict[str, set[str]] = {}
+    bases = []
+    for path in paths:
+        p = Path(path).expanduser()
+        base = p.with_suffix("") if p.suffix.lower() in RECORD_SUFFIXES else p
+        bases.append((str(base.parent), base.name))
+        wanted.setdefault(str(base.parent), set()).add(base.name)
+    found: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+    for folder, names in wanted.items():
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    key = entry.name if entry.name in names else entry.name.rsplit(".", 1)[0]
+                    if key in names:
+                        st = entry.stat()  # the one os.stat of this file
+                        found.setdefault((folder, key), []).append((entry.name, st.st_size, st.st_mtime_ns))
+        except OSError:
+            continue  # a folder gone (or a file removed while listing): those records fail in the cache
+    h = hashlib.sha256()
+    for base in bases:
+        h.update(json.dumps(sorted(found.get(base, []))).encode())
+    return h.hexdigest()
 
 
 def inline_cache(
@@ -255,24 +373,58 @@ def inline_cache(
     cache_dir: str | None = None,
 ) -> SignalCache:
     """The signal cache built inside the run (main process first). Under several processes a cache of more than
-    `data.max_inline_records` records is refused: the others would wait on it behind a barrier."""
+    `data.max_inline_records` records is refused: the others would wait on it behind a barrier.
+
+    Without `data.cache_dir` the folder is keyed by the records, the preprocessing, the seed and the size and mtime
+    of every record file (`record_files_sha256`): a record file changed on disk gets a new cache, never the old
+    signal. A folder given in `data.cache_dir` is reused as it is."""
     d = cfg.data
     folder = cache_dir or d.cache_dir
-    cache_dir = Path(folder).expanduser() if folder else default_cache_dir(records, preprocess_cfg, cfg.seed)
-    if accelerator.num_processes > 1 and len(records) > d.max_inline_records and not cache_is_complete(cache_dir):
+    main = accelerator.is_main_process
+    if folder:
+        path = Path(folder).expanduser()
+    else:
+        name = ""
+        if main:
+            key = default_cache_dir(records, preprocess_cfg, cfg.seed)
+            name = str(key.with_name(f"{key.name}-{record_files_sha256([p for _, p in records])[:12]}"))
+        if accelerator.num_processes > 1:  # the main process's folder: the others neither stat nor disagree
+            from accelerate.utils import broadcast_object_list  # accelerate is slow to import; loaded when training
+
+            box = [name]
+            broadcast_object_list(box)
+            name = box[0]
+        path = Path(name)
+    if accelerator.num_processes > 1 and len(records) > d.max_inline_records and not cache_is_complete(path):
         raise ConfigError(
             f"{len(records)} records: prepare the data before a {accelerator.num_processes}-process run instead of "
             f"building their signal cache inside it (data.max_inline_records={d.max_inline_records}):\n"
-            f"  ecglang data build {d.builder} {d.root} --out PREPARED --workers N   (on each node: --shard i/N)\n"
+            f"  ecglang data build {build_command_name(d.builder)} {d.root} --out PREPARED --workers N   "
+            "(on each node: --shard i/N)\n"
             f"then train with data.prepared=PREPARED"
         )
     with accelerator.main_process_first():
-        if accelerator.is_main_process:
-            return SignalCache.build(
-                records, cache_dir, preprocess_cfg, num_workers=d.cache_workers, seed=cfg.seed,
+        if main:
+            reused = cache_is_complete(path)
+            cache = SignalCache.build(
+                records, path, preprocess_cfg, num_workers=d.cache_workers, seed=cfg.seed,
                 progress=cfg.logging.progress,
             )  # fmt: skip
-        return SignalCache.open(cache_dir)
+            if not reused:
+                how = "built"
+            elif folder:
+                how = "reused as it is (data.cache_dir: delete the folder to rebuild it after record files change)"
+            else:
+                how = "reused (an earlier run's, for the same record files, sizes and mtimes, and preprocessing)"
+            logger.info("signal cache %s: %s", path, how)
+            return cache
+        return SignalCache.open(path)
+
+
+def build_command_name(builder: str) -> str:
+    """The name `ecglang data build` takes for a `data.builder` (mimic for mimic_ecg)."""
+    spec = find_dataset(builder)
+    return (spec.command_name or spec.name) if spec else builder
 
 
 def mixed_precision_mode(value: str) -> str:
@@ -469,8 +621,11 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
 
 __all__ = [
     "LOCAL_LOSS_MIN_WORLD",
+    "MODEL_PREPROCESS_JSON",
+    "RECORD_SUFFIXES",
     "PretrainData",
     "TrainingSetup",
+    "build_command_name",
     "build_model",
     "build_training",
     "create_accelerator",
@@ -481,9 +636,12 @@ __all__ = [
     "inline_cache",
     "mixed_precision_mode",
     "model_processor",
+    "no_training_pairs",
     "open_prepared",
     "param_groups",
     "prepare_data",
+    "rebuild_command",
+    "record_files_sha256",
     "resolve_data_path",
     "resolve_local_loss",
     "uses_demographics",

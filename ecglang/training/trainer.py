@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
-from ecglang.training.checkpoints import export_model, frozen_sha256, load_checkpoint, resume_point, save_checkpoint
+from ecglang.training.checkpoints import (
+    check_same_data,
+    data_fingerprint,
+    export_model,
+    frozen_sha256,
+    load_checkpoint,
+    resume_point,
+    save_checkpoint,
+)
 from ecglang.training.config import SELECTION_METRICS, PretrainConfig, add_arguments, load_config
 from ecglang.training.logs import SKIPPED_CSV, RunLogs, flat_dict, resolve_trackers
 from ecglang.training.loop import StepLoop
@@ -111,10 +119,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ start
     def _restore(self, ckpt: Path | None) -> None:
-        """Load the checkpoint to resume from, after checking that the frozen weights are the same."""
+        """Load the checkpoint to resume from, after checking that the records and the frozen weights are the same."""
         frozen = frozen_sha256(self.setup.inner_model)
-        state = self.state
+        state, data = self.state, self.setup.data
+        splits = {"train": data.train.ids, "val": data.val.ids}
+        if data.unpaired is not None:
+            splits["unpaired"] = data.unpaired.ids
         if ckpt is not None:
+            check_same_data(ckpt, state, splits)
             if state.frozen_sha256 and state.frozen_sha256 != frozen:
                 raise ModelLoadError(
                     ckpt,
@@ -126,6 +138,7 @@ class Trainer:
                 "resumed from %s (step %d, epoch %d, batch %d)", ckpt, state.step, state.epoch, state.batch_in_epoch
             )
         state.frozen_sha256 = frozen
+        state.data_sha256, state.data_counts = data_fingerprint(splits), {k: len(v) for k, v in splits.items()}
 
     def _open_logs(self, resumed_step: int | None) -> None:
         cfg, setup = self.cfg, self.setup
@@ -205,12 +218,18 @@ class Trainer:
         row.update({f"val_{k}": v for k, v in metrics.items() if not isinstance(v, dict)})
         self.logs.write_row(row)
         self.logs.write_validation(state.step, state.epoch, metrics)
-        logger.info(
-            "step %d validation: selection %.4f (best %.4f at step %s) | e2r R@1 %.3f | zero-shot AUROC %.3f",
-            state.step, score, state.best_metric if state.best_metric is not None else float("nan"),
-            state.best_step, metrics.get("ecg2report_recall@1", float("nan")),
-            metrics.get("zero_shot_macro_auroc", float("nan")),
-        )  # fmt: skip
+        best = state.best_metric if state.best_metric is not None else float("nan")
+        if self.cfg.ecg_only:  # no pairs: the pair metrics do not exist (they printed as nan)
+            logger.info(
+                "step %d validation: selection %.4f (best %.4f at step %s) | val_objective_loss %.4f on %d ECGs",
+                state.step, score, best, state.best_step, metrics["objective_loss"], metrics["n_items"],
+            )  # fmt: skip
+        else:
+            logger.info(
+                "step %d validation: selection %.4f (best %.4f at step %s) | e2r R@1 %.3f | zero-shot AUROC %.3f",
+                state.step, score, best, state.best_step, metrics.get("ecg2report_recall@1", float("nan")),
+                metrics.get("zero_shot_macro_auroc", float("nan")),
+            )  # fmt: skip
         if self.trackers:
             self.accelerator.log(
                 {f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.step
@@ -277,7 +296,8 @@ def report_result(result: TrainResult) -> None:
     else:
         logger.warning(
             "no best/ model: no validation gave a selection score (it needs a held-out part of the pairs with at "
-            "least 2 pairs: data.val_folds or data.val_fraction); final/ holds the model of the last step"
+            "least 2 pairs, or in ECG-only runs 1 held-out ECG: data.val_folds or data.val_fraction); final/ holds "
+            "the model of the last step"
         )
     logger.info("final model: %s", result.final_dir)
 

@@ -112,6 +112,45 @@ def test_unknown_override_key_is_blamed_on_the_override_not_the_file() -> None:
         load_config(SMOKE, ["data.builder=chapman"])
 
 
+def test_builder_aliases_resolve_and_unknown_names_get_a_suggestion() -> None:
+    """`data.builder=mimic` (the name of `ecglang data build mimic`, an alias of mimic_ecg) was refused with the
+    false claim that MIMIC has no reports, steering the user into an ECG-only run."""
+    assert load_config(SMOKE, ["data.builder=mimic"]).data.builder == "mimic"
+    assert load_config(SMOKE, ["data.builder=ptb-xl"]).objectives.contrastive
+    with pytest.raises(ConfigError, match=r"data\.builder must be one of .*got 'mimc'; did you mean mimic_ecg\?"):
+        load_config(SMOKE, ["data.builder=mimc"])
+    cfg = load_config(
+        SMOKE, ["data.unpaired_builder=cinc", "data.unpaired_root=/x", "objectives.masked_beats.weight=1"]
+    )
+    assert cfg.data.unpaired_builder == "cinc"
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_data_limit_below_one_is_a_config_error(limit: str) -> None:
+    """data.limit=0 (or negative) crashed deep in numpy ("a cannot be empty unless no samples are taken")."""
+    with pytest.raises(ConfigError, match=rf"smoke\.yaml: data\.limit must be an int >= 1 \(or null for all rows\), "
+                       rf"got {limit}"):  # fmt: skip
+        load_config(SMOKE, [f"data.limit={limit}"])
+    assert load_config(SMOKE, ["data.limit=null"]).data.limit is None
+
+
+def test_overrides_may_come_between_the_options(tmp_path: Path) -> None:
+    """`--config smoke a=1 --output DIR b=2` stopped with "unrecognized arguments: b=2": argparse takes one run of
+    positionals only."""
+    import argparse
+
+    from ecglang.cli.main import build_parser
+    from ecglang.training.config import add_arguments
+
+    argv = ["--config", "smoke", "schedule.max_steps=2", "--output", str(tmp_path), "data.limit=8", "--resume"]
+    args = build_parser().parse_args(["pretrain", *argv])
+    assert args.overrides == ["schedule.max_steps=2", "data.limit=8"] and args.resume
+    assert args.output == str(tmp_path) and args.config == "smoke"
+    parser = argparse.ArgumentParser()  # python -m ecglang.training.trainer (accelerate launch, torchrun)
+    add_arguments(parser)
+    assert parser.parse_args(["a=1", *argv]).overrides == ["a=1", "schedule.max_steps=2", "data.limit=8"]
+
+
 def test_config_round_trips_through_dict() -> None:
     from ecglang.training.config import PretrainConfig, config_from_tree
 

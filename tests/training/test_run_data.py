@@ -1,0 +1,241 @@
+"""What a run trains on and what it says about it: resume refuses other records, the run's own signal cache follows
+the record files on disk, and the messages about records left out (all of them, unpaired ones, no held-out pairs in
+an ECG-only run, a prepared folder with other preprocessing) are true and name what to do.
+
+Synthetic WFDB records (`ecglang.data.synthetic`) with made-up reports, tiny towers (configs/pretrain/smoke.yaml)
+and 1-2 steps per run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecglang.cli.main import main as cli
+from ecglang.core.checksums import write_checksums
+from ecglang.data.synthetic import synthetic_signal, write_wfdb_record
+from ecglang.encoders.registry import load_model_config
+from ecglang.errors import ConfigError
+from ecglang.signal.preprocess import PreprocessConfig
+from ecglang.training.checkpoints import TRAINER_STATE
+from ecglang.training.config import load_config
+from ecglang.training.trainer import train
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "smoke.yaml"
+REPORTS = ["sinus rhythm. normal ecg.", "sinus bradycardia.", "atrial fibrillation.", "left bundle branch block."]
+PAIRS = ["data.builder=pairs", "data.limit=null", "data.val_group=group", "schedule.warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 synthetic 12-lead WFDB records S000..S015 (10 s at 500 Hz)."""
+    root = tmp_path_factory.mktemp("records")
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        write_wfdb_record(root / f"S{i:03d}", synthetic_signal(rng))
+    return root
+
+
+def _pairs_csv(path: Path, records: Path, numbers: range) -> Path:
+    """A pairs file of records `numbers` (absolute paths), each its own group."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "report", "id", "group"])
+        for i in numbers:
+            w.writerow([str(records / f"S{i:03d}"), REPORTS[i % 4], f"S{i:03d}", f"g{i}"])
+    return path
+
+
+def _preprocess() -> PreprocessConfig:
+    """The preprocessing of the smoke run's model (ecglang-small: smoke.yaml does not override it)."""
+    return PreprocessConfig.from_dict(load_model_config("ecglang-small").processor["preprocess"])
+
+
+# -------------------------------------------------------------------------------------------- resume (#1)
+def test_resume_refuses_other_records_but_not_moved_ones(records: Path, tmp_path: Path) -> None:
+    """data.root is not in the config identity (a moved folder must resume), so a resume on another pairs file
+    went on silently with other training and held-out records."""
+    first = _pairs_csv(tmp_path / "a" / "pairs.csv", records, range(8))
+    other = _pairs_csv(tmp_path / "b" / "pairs.csv", records, range(8, 16))
+    base = [*PAIRS, f"data.cache_dir={tmp_path / 'cache'}", "schedule.max_steps=2", "train.eval_every=2",
+            "train.checkpoint_every=1"]  # fmt: skip
+    out = tmp_path / "run"
+    train(load_config(SMOKE, [*base, f"data.root={first}"]), output_dir=out)
+
+    def interrupted_after_step_1() -> None:
+        for name in ("checkpoint-2", "final", "best"):
+            shutil.rmtree(out / name, ignore_errors=True)
+
+    interrupted_after_step_1()
+    with pytest.raises(ConfigError, match=r"checkpoint-1: this checkpoint was trained on other data"):
+        train(load_config(SMOKE, [*base, f"data.root={other}", f"data.cache_dir={tmp_path / 'c2'}"]),
+              output_dir=out, resume=True)  # fmt: skip
+    moved = tmp_path / "moved" / "pairs.csv"
+    moved.parent.mkdir()
+    shutil.copy(first, moved)  # the same records from another folder
+    assert train(load_config(SMOKE, [*base, f"data.root={moved}"]), output_dir=out, resume=True).steps == 2
+
+    # A checkpoint written before the fingerprint existed still resumes (nothing to compare with).
+    interrupted_after_step_1()
+    state_file = out / "checkpoint-1" / TRAINER_STATE
+    state = json.loads(state_file.read_text())
+    assert len(state.pop("data_sha256")) == 64 and state.pop("data_counts") == {"train": 6, "val": 2}
+    state_file.write_text(json.dumps(state))
+    write_checksums(out / "checkpoint-1")
+    result = train(load_config(SMOKE, [*base, f"data.root={other}", f"data.cache_dir={tmp_path / 'c2'}"]),
+                   output_dir=out, resume=True)  # fmt: skip
+    assert result.steps == 2
+
+
+# --------------------------------------------------------------------------------------- signal cache (#2)
+def test_run_cache_follows_the_record_files(records: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    """The default cache folder was keyed by ids and paths only: a record fixed on disk stayed excluded with a
+    reason that was no longer true, and a record replaced on disk kept its old signal."""
+    from accelerate import Accelerator
+
+    from ecglang.training.setup import inline_cache
+
+    monkeypatch.setenv("ECGLANG_CACHE", str(tmp_path / "user-cache"))
+    folder = tmp_path / "recs"
+    shutil.copytree(records, folder)
+    items = [(f"S{i:03d}", str(folder / f"S{i:03d}")) for i in range(3)]
+    good = (folder / "S001.dat").read_bytes()
+    (folder / "S001.dat").write_bytes(good[:5000])  # a truncated download
+    cfg, acc = load_config(SMOKE), Accelerator(cpu=True)
+
+    def cache() -> tuple[Path, list[str], str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ecglang.training.setup"):
+            c = inline_cache(cfg, items, _preprocess(), tmp_path / "run", acc)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signal cache ")]
+        return Path(c.directory), sorted(c.failures["id"].astype(str)), lines
+
+    broken, failed, _ = cache()
+    assert failed == ["S001"]
+    (folder / "S001.dat").write_bytes(good)  # the user fixes the file
+    fixed, failed, lines = cache()
+    assert failed == [] and fixed != broken and lines == [f"signal cache {fixed}: built"]
+    stat = os.stat(folder / "S002.dat")
+    os.utime(folder / "S002.dat", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten, same size
+    touched = cache()[0]
+    assert touched not in (broken, fixed)
+    again, _, lines = cache()  # nothing changed since: one line says the cache was reused, and where it is
+    assert again == touched and len(lines) == 1 and lines[0].startswith(f"signal cache {touched}: reused")
+
+
+# ------------------------------------------------------------------------------- records left out (#9, #11)
+@pytest.fixture(scope="module")
+def smoke_model():
+    from ecglang.training.setup import build_model
+
+    return build_model(load_config(SMOKE).model)
+
+
+def test_no_usable_pairs_lists_them_and_says_why(records: Path, tmp_path: Path, smoke_model, capsys) -> None:
+    """A prepared folder without reports: the error pointed to excluded_records.csv, which was never written, and
+    gave no cause."""
+    from accelerate import Accelerator
+
+    from ecglang.training.setup import prepare_data
+
+    folder = tmp_path / "cinc"
+    folder.mkdir()
+    for name in ("S000", "S001", "S002", "S003"):
+        for ext in (".hea", ".dat"):
+            shutil.copy(records / (name + ext), folder / (name + ext))
+    prepared = tmp_path / "prepared"
+    assert cli(["data", "build", "physionet", str(folder), "--out", str(prepared), "--no-progress"]) == 0
+    capsys.readouterr()
+    cfg = load_config(SMOKE, [f"data.prepared={prepared}", "data.val_group=null", "data.limit=null"])
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        prepare_data(cfg, smoke_model, out, Accelerator(cpu=True))
+    message = str(err.value)
+    assert "no usable training pairs: 3 of 3 training records left out (3 empty report" in message
+    assert str(out / "excluded_records.csv") in message and "objectives.contrastive=false" in message
+    with (out / "excluded_records.csv").open(newline="") as f:
+        assert sorted(r["reason"] for r in csv.DictReader(f)) == ["train: empty report"] * 3 + ["val: empty report"]
+
+
+def test_left_out_count_includes_unpaired_ecgs(records: Path, tmp_path: Path, smoke_model) -> None:
+    """The count was taken before the unpaired records were added: "0 records left out" while
+    excluded_records.csv listed the unpaired ones."""
+    from accelerate import Accelerator
+
+    from ecglang.training.setup import prepare_data
+
+    unpaired = tmp_path / "unpaired"
+    unpaired.mkdir()
+    for name in ("S010", "S011", "S012", "S013"):
+        for ext in (".hea", ".dat"):
+            shutil.copy(records / (name + ext), unpaired / (name + ext))
+    (unpaired / "S011.dat").write_bytes((unpaired / "S011.dat").read_bytes()[:100])  # fails in the cache
+    (unpaired / "BAD.hea").write_text("junk\n")  # fails in the builder
+    pairs = _pairs_csv(tmp_path / "pairs.csv", records, range(8))
+    cfg = load_config(SMOKE, [*PAIRS, f"data.root={pairs}", f"data.cache_dir={tmp_path / 'cache'}",
+                              f"data.unpaired_root={unpaired}", "objectives.masked_beats.weight=0.5"])  # fmt: skip
+    data = prepare_data(cfg, smoke_model, tmp_path / "run", Accelerator(cpu=True))
+    assert sorted(i for i, r in data.excluded if r.startswith("unpaired: ")) == ["BAD", "S011"]
+    assert data.description.endswith(
+        "; 3 ECGs without reports of physionet (unpaired) mixed in; 0 records left out, 2 of 5 unpaired ECGs left "
+        "out (listed in excluded_records.csv)"
+    )
+
+
+# ------------------------------------------------------------------------------- ECG-only validation (#10)
+def test_ecg_only_run_with_one_held_out_ecg_validates_without_a_false_warning(
+    records: Path, tmp_path: Path, caplog
+) -> None:
+    """ECG-only runs validate on the objectives' loss, which one held-out ECG gives: the warning "1 held-out
+    pairs: no validation ... best/ is not written" was false, and the validation line printed pair metrics as nan."""
+    folder = tmp_path / "cinc"
+    folder.mkdir()
+    for i in range(6):
+        for ext in (".hea", ".dat"):
+            shutil.copy(records / f"S{i:03d}{ext}", folder / f"S{i:03d}{ext}")
+    cfg = load_config(SMOKE, [
+        "data.builder=physionet", f"data.root={folder}", f"data.cache_dir={tmp_path / 'cache'}", "data.limit=null",
+        "data.val_group=null", "data.val_fraction=0.17", "objectives.contrastive=false",
+        "objectives.masked_beats.weight=1", "schedule.max_steps=1", "schedule.warmup_steps=0", "train.batch_size=2",
+        "train.eval_every=1", "train.checkpoint_every=1",
+    ])  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="ecglang"):
+        result = train(cfg, output_dir=tmp_path / "run")
+    assert result.best_dir is not None  # one held-out ECG: validated and selected
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("ecglang")]
+    assert not [m for m in messages if "no validation" in m]
+    (line,) = [m for m in messages if m.startswith("step 1 validation:")]
+    assert "val_objective_loss" in line and "on 1 ECGs" in line and "nan" not in line
+
+
+# ------------------------------------------------------------------------- preprocessing mismatch (#14)
+def test_preprocessing_mismatch_names_a_command_that_works(records: Path, tmp_path: Path, capsys) -> None:
+    """The error told the user to run `data build ... --preprocess model_preprocess.json`, a file that nothing
+    wrote; the model's name (or its written-out preprocessing) gives a command that works."""
+    from ecglang.training.setup import open_prepared
+
+    pairs = _pairs_csv(tmp_path / "pairs.csv", records, range(4))
+    prepared = tmp_path / "prepared"
+    assert cli(["data", "build", "pairs", str(pairs), "--out", str(prepared), "--merl-compat", "--no-progress"]) == 0
+    capsys.readouterr()
+    cfg = load_config(SMOKE, [f"data.prepared={prepared}"])
+    with pytest.raises(ConfigError) as err:
+        open_prepared(cfg, _preprocess())
+    expected = f"`ecglang data build pairs {pairs} --out NEW_FOLDER --model ecglang-small`"
+    assert expected in str(err.value) and "data.prepared=NEW_FOLDER" in str(err.value)
+
+    # Preprocessing that no named model config has (model.overrides.processor): written out, and named.
+    own = PreprocessConfig.from_dict({**_preprocess().to_dict(), "bandpass": [1.0, 40.0]})
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        open_prepared(cfg, own, out)
+    written = out / "model_preprocess.json"
+    assert f"--out NEW_FOLDER --preprocess {written}`" in str(err.value)
+    assert PreprocessConfig.from_dict(json.loads(written.read_text())).to_dict() == own.to_dict()
