@@ -176,8 +176,9 @@ def write_report(pooled: dict, variants: dict, args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {r['records']} | {r['labels']} ({r['labels_with_both_classes']}) | "
                      + " | ".join(cells) + " |")  # fmt: skip
     lines += ["", "Paired differences of the model's macro AUROC (same records, same resamples), with the verdict "
-              "of `ecglang.evaluation.compare` (`better or equal`: point ≥ 0; `not distinguishable`: point < 0, CI "
-              "holds 0; `worse`: CI wholly below 0):", ""]  # fmt: skip
+              "of `ecglang.evaluation.compare`, which follows the CI alone (`better`: CI wholly above 0; `worse`: "
+              "CI wholly below 0; `not distinguishable`: the CI holds 0, whatever the sign of the point):",
+              ""]  # fmt: skip
     lines += ["| label set | " + " | ".join(f"{a} − {b}" for a, b in COMPARISONS) + " |",
               "|---|" + "---|" * len(COMPARISONS)]  # fmt: skip
     for name, r in pooled.items():

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ECG embeddings, beside a random-encoder baseline, with bootstrap CIs. Writes results.json, results.md, "
         "roc_<label set>.png, failures.csv and missing.csv into --out. Records missing from disk are counted and "
         "reported; records that cannot be read or processed are listed and make the exit status 1, but the "
-        "evaluation goes on without them. See docs/EVALUATION.md.",
+        "evaluation goes on without them; a run that computed no figure exits 1 too. Re-using --out removes the "
+        "files the earlier run there wrote (named in a warning). See docs/EVALUATION.md.",
     )
     # Every flag but --out comes from EvaluateConfig's fields (ecglang.evaluation.config).
     groups = add_arguments(p)
@@ -43,12 +44,24 @@ def run_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"\n{(out / 'results.md').read_text(encoding='utf-8')}")
     print(f"outputs in {out}: " + ", ".join(sorted(p.name for p in written.values())))
+    status = 0
     if result.failures:
         print(f"\n{len(result.failures)} record(s) failed (listed in {out / 'failures.csv'}):", file=sys.stderr)
         for f in result.failures[:10]:
             print(f"  {f}", file=sys.stderr)
-        return 1
+        status = 1
     if not result.evaluated_any:
         print("\nno label set had records to evaluate (see the Records table and missing.csv)", file=sys.stderr)
+        for name, entry in result.tree["label_sets"].items():
+            if entry.get("status"):
+                print(f"  {name}: {entry['status']}", file=sys.stderr)
         return 1
-    return 0
+    unmeasured = result.unmeasured
+    if unmeasured:
+        # a run that measured nothing must not pass for a success in a pipeline
+        kind = "warning" if result.measured_any else "error"
+        print(f"\n{kind}: no macro AUROC for {', '.join(unmeasured)}: no class has both values (0 and 1) among the "
+              "evaluated records (see results.md)", file=sys.stderr)  # fmt: skip
+    if not result.measured_any:
+        return 1
+    return status

@@ -3,13 +3,14 @@
 Two sources scored on the same records are not independent: their CIs overlap even when one is better on
 almost every resample. The paired bootstrap resamples the records once per replicate and computes both
 sources' metric on that *same* resample; the percentiles of the differences give the CI of the difference.
-Judging "source A is at least as good as B" then has two honest readings, and both are reported:
+Two facts are reported:
 
-* `point_ge_0`: the difference on the full sample is >= 0;
+* `point_ge_0`: the difference on the full sample is >= 0 (a point estimate, not a result on its own);
 * `ci_contains_0`: the paired CI of the difference contains 0 (the sample cannot tell them apart).
 
-`verdict` says which holds: ``"better or equal"`` (point >= 0), ``"not distinguishable"`` (point < 0,
-CI contains 0) or ``"worse"`` (the whole CI lies below 0).
+`verdict` follows the CI alone: ``"better"`` (the whole CI lies above 0), ``"worse"`` (the whole CI lies
+below 0), ``"not distinguishable"`` (the CI holds 0, whatever the sign of the point), or ``"undefined"``
+(no point or no CI, e.g. no resamples).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import CI, bootstrap_ci, check_pair, macro_auroc
 
-__all__ = ["compare_sources", "focus_source", "paired_difference", "paired_metric", "verdict"]
+__all__ = ["VERDICTS", "compare_sources", "focus_source", "paired_difference", "paired_metric", "verdict"]
 
 
 def paired_metric(metric_fn: Callable[[np.ndarray, np.ndarray], float], n_classes: int) -> Callable:
@@ -47,13 +48,23 @@ def paired_metric(metric_fn: Callable[[np.ndarray, np.ndarray], float], n_classe
     return diff
 
 
+#: The verdicts `verdict` gives, and the rule of each (for reports that explain the column).
+VERDICTS = {
+    "better": "the whole paired CI lies above 0",
+    "worse": "the whole paired CI lies below 0",
+    "not distinguishable": "the CI holds 0, whatever the sign of the point difference",
+    "undefined": "no point difference or no CI (e.g. no resamples)",
+}
+
+
 def verdict(ci: CI) -> str:
-    """`"better or equal"`, `"not distinguishable"`, `"worse"` or `"undefined"` (see the module docstring)."""
-    if not np.isfinite(ci.point):
+    """`"better"`, `"worse"`, `"not distinguishable"` or `"undefined"`, from the CI alone (`VERDICTS`): a
+    point difference inside the CI is not a result, so its sign decides nothing."""
+    if not (np.isfinite(ci.point) and np.isfinite(ci.low) and np.isfinite(ci.high)):
         return "undefined"
-    if ci.point >= 0:
-        return "better or equal"
-    if np.isfinite(ci.low) and np.isfinite(ci.high) and ci.high < 0:
+    if ci.low > 0:
+        return "better"
+    if ci.high < 0:
         return "worse"
     return "not distinguishable"
 

@@ -124,9 +124,10 @@ class EvaluateConfig(DictConfig):
         if (self.labels_csv is None) != (self.records is None):
             raise ConfigError("--labels-csv and --records go together")
         if self.labels_csv is not None and not self.label_sets and self.folds is not None:
-            # it was ignored: every row of the table was evaluated
-            raise ConfigError("--folds selects PTB-XL strat_folds of --label-sets; a --labels-csv table has none "
-                              "(give only the rows to evaluate)")  # fmt: skip
+            # it would be ignored: every row of the table is evaluated, whatever fold column it has
+            raise ConfigError("--folds applies only to --label-sets (their PTB-XL strat_folds); a --labels-csv "
+                              "table is evaluated whole: give only the rows to evaluate (its fold column splits "
+                              "it for --probe-train-folds / --probe-test-folds)")  # fmt: skip
         # Header-labelled sets (cinc2021) need no split file.
         needs_split = [n for n in self.label_sets if n.strip().lower() not in ("cinc2021", "cinc", "physionet2021")]
         if needs_split and self.split_root is None:

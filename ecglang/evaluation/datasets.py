@@ -463,14 +463,16 @@ def load_labels_csv(
     if not csv_path.is_file():
         raise EcgReadError(csv_path, "labels CSV not found")
     try:
-        df = pd.read_csv(csv_path)
+        header = pd.read_csv(csv_path, nrows=0).columns
+        if id_column is None:
+            id_column = next((c for c in _ID_COLUMNS if c in header), header[0] if len(header) else None)
+        # Ids are names, not numbers: read as text, "00012" would become 12 and match no record 00012.hea.
+        df = pd.read_csv(csv_path, dtype=None if id_column not in header else {id_column: str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise EcgReadError(csv_path, f"cannot parse the labels CSV: {exc}") from None
     if df.empty:
         raise EcgReadError(csv_path, "the labels CSV has no rows")
-    if id_column is None:
-        id_column = next((c for c in _ID_COLUMNS if c in df.columns), df.columns[0])
-    elif id_column not in df.columns:
+    if id_column not in df.columns:
         raise EcgReadError(csv_path, f"no id column {id_column!r}; columns: {list(df.columns)}")
     not_labels: dict[str, str] = {}
     if label_columns is None:
@@ -509,19 +511,25 @@ def load_labels_csv(
     by_stem: dict[str, list[Path]] = {}
     for rec in scan.records:
         by_stem.setdefault(rec.stem, []).append(rec)
+
+    def find(raw: Any) -> tuple[str, str, Path | list[Path] | None]:
+        """`(id, key, record)` of one id cell: the record, the records sharing its stem (ambiguous), or None."""
+        rid = "" if pd.isna(raw) else str(raw).strip()
+        key = rid[:-4] if rid.lower().endswith((".hea", ".dat", ".mat", ".npy", ".npz")) else rid
+        rec = by_rel.get(key.lstrip("/"))
+        if rec is not None or not key:
+            return rid, key, rec
+        same_stem = by_stem.get(Path(key).name, [])
+        return rid, key, (same_stem if len(same_stem) > 1 else same_stem[0] if same_stem else None)
+
     matched_rows, paths, ids, missing = [], [], [], []
     seen: set[Path] = set()
     for i, raw in enumerate(df[id_column].tolist()):
-        rid = str(raw).strip()
-        key = rid[:-4] if rid.lower().endswith((".hea", ".dat", ".mat", ".npy", ".npz")) else rid
-        rec = by_rel.get(key.lstrip("/"))
-        if rec is None:
-            same_stem = by_stem.get(Path(key).name, [])
-            if len(same_stem) > 1:
-                where = ", ".join(str(p) for p in same_stem[:3])
-                missing.append(_missing(rid, where, f"ambiguous: {len(same_stem)} records named {Path(key).name!r}"))
-                continue
-            rec = same_stem[0] if same_stem else None
+        rid, key, rec = find(raw)
+        if isinstance(rec, list):
+            where = ", ".join(str(p) for p in rec[:3])
+            missing.append(_missing(rid, where, f"ambiguous: {len(rec)} records named {Path(key).name!r}"))
+            continue
         if rec is None:
             missing.append(_missing(rid, str(folder / key), f"not on disk: no record {rid!r} in {folder}"))
             continue
@@ -533,6 +541,9 @@ def load_labels_csv(
         paths.append(str(rec))
         ids.append(rid)
     n_found = len(matched_rows)
+    if n_found == 0 and scan.records:
+        # said in the label set's status (results.md, and the CLI's closing message)
+        notes["no_match"] = _no_match_hint(df, id_column, columns, scan.records[0], folder, find)
     matched_rows, paths, ids = sample_limit(limit, seed, matched_rows, paths, ids)
     notes["records_in_folder_without_row"] = len(scan.records) - len(seen)
     if scan.skipped:
@@ -546,6 +557,28 @@ def load_labels_csv(
         labels=sel[codes].astype(int).to_numpy(dtype=np.int8).reshape(len(sel), len(codes)), folds=folds,
         n_rows=len(df), missing=missing, n_limited=n_found - len(ids), sources=[str(csv_path)], notes=notes,
     )  # fmt: skip
+
+
+def _no_match_hint(df: pd.DataFrame, id_column: str, label_columns: Sequence[str], example: Path, folder: Path,
+                   find: Any) -> str:  # fmt: skip
+    """Why no row of a labels CSV named a record of `folder`, and which other column would match (e.g. a
+    PTB-XL split's `filename_hr` where `ecg_id` was guessed)."""
+    first = df[id_column].iloc[0]
+    text = (f"no row's {id_column!r} value names a record in {folder} (e.g. {first!r} against the record "
+            f"{example.relative_to(folder).with_suffix('').as_posix()!r}); ids match a record's path without "
+            "extension, or its file stem")  # fmt: skip
+    counts = {}
+    for col in df.columns:
+        if col == id_column or col in label_columns:
+            continue
+        found = sum(1 for raw in df[col].astype(str).tolist() if isinstance(find(raw)[2], Path))
+        if found:
+            counts[col] = found
+    if counts:
+        n = max(counts.values())
+        best = " or ".join(f"--id-column {c}" for c, k in counts.items() if k == n)  # PTB-XL: filename_lr/_hr tie
+        return f"{text}; {best} matches {n} of {len(df)} rows"
+    return f"{text}; choose the id column with --id-column (columns: {', '.join(map(str, df.columns))})"
 
 
 def load_header_label_set(

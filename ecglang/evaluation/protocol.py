@@ -43,14 +43,20 @@ from ecglang.encoders.modeling import load_model
 from ecglang.errors import ConfigError, PromptError, RecordFailure
 from ecglang.evaluation.compare import compare_sources
 from ecglang.evaluation.config import EvaluateConfig
-from ecglang.evaluation.datasets import LabelSetData, load_label_set, load_labels_csv, parse_data_roots
+from ecglang.evaluation.datasets import (
+    HEADER_LABELS,
+    LabelSetData,
+    load_label_set,
+    load_labels_csv,
+    parse_data_roots,
+)
 from ecglang.evaluation.metrics import evaluate_scores
 from ecglang.evaluation.probe import run_probe_for_set
 from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun, RecordScores
 from ecglang.evaluation.retrieval import run_retrieval
 from ecglang.evaluation.store import EmbeddingStore, processor_for
 from ecglang.evaluation.writers import results_markdown, write_outputs
-from ecglang.record.leads import parse_lead_subset
+from ecglang.record.leads import CANONICAL_LEADS, parse_lead_subset
 from ecglang.scores.classifier import ZeroShotClassifier
 from ecglang.scores.labels import LabelSpec
 from ecglang.scores.prompts import load_external_prompts
@@ -240,6 +246,11 @@ def _load_sets(cfg: EvaluateConfig) -> list[LabelSetData]:
             load_labels_csv(cfg.labels_csv, cfg.records, id_column=cfg.id_column, prompt_set=cfg.prompt_set,
                             limit=cfg.limit, seed=cfg.seed)
         )  # fmt: skip
+        if cfg.folds is not None:  # beside --label-sets (alone it is refused): said, not silently ignored
+            sets[-1].notes["folds_not_applied"] = (
+                f"--folds {' '.join(map(str, cfg.folds))} selects strat_folds of --label-sets only; every row of "
+                "this labels CSV was evaluated"
+            )
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise ConfigError(f"label set given twice: {names}")
@@ -265,6 +276,8 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
         keep = None if cfg.leads is None else parse_lead_subset(cfg.leads)
     except ValueError as exc:
         raise ConfigError(f"--leads: {exc}") from exc
+    # the canonical names ("ii" → "II"), for the reports
+    leads = "all" if keep is None else ",".join(CANONICAL_LEADS[i] for i in np.flatnonzero(keep))
     store = EmbeddingStore(models, batch_size=cfg.batch_size, progress=cfg.progress, keep_leads=keep)
 
     tree: dict[str, Any] = {
@@ -277,8 +290,12 @@ def run_evaluation(cfg: EvaluateConfig, model: EcgLangModel | None = None) -> Ev
         },
         "protocol": {
             "part": cfg.part,
+            # the label sets that --part (and --folds) select from; labels CSVs and header-labelled folders
+            # have no split part: every row / record is evaluated
+            "part_applies_to": [d.name for d in sets if d.task not in (None, HEADER_LABELS)],
+            "folds": cfg.folds,
             "preprocess": cfg.preprocess,
-            "leads": cfg.leads or "all",
+            "leads": leads,
             "sources": [s.key for s in sources],
             "score": "cosine(rhythm embedding, label embedding)",
             "drop_ambiguous_prompts": cfg.drop_ambiguous_prompts,
@@ -354,6 +371,8 @@ def _evaluate_set(
         entry["status"] = "no records to evaluate" + (
             f" ({records['missing']} of {records['rows']} rows missing from disk)" if records["missing"] else ""
         )
+        if data.notes.get("no_match"):
+            entry["status"] += f": {data.notes['no_match']}"
         log.warning("%s: %s", data.name, entry["status"])
         return entry, None, None
     y = data.labels[ok].astype(bool)

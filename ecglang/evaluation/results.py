@@ -39,3 +39,28 @@ class EvaluationRun:
     @property
     def evaluated_any(self) -> bool:
         return any(ls.get("sources") for ls in self.tree["label_sets"].values())
+
+    @property
+    def unmeasured(self) -> list[str]:
+        """Label sets that had records but no zero-shot figure: every class single-valued among them (all
+        positive or all negative), so no source has a macro AUROC."""
+        return [name for name, ls in self.tree["label_sets"].items()
+                if ls.get("sources") and not any(_has_auroc(r.get(MODEL)) for r in ls["sources"].values())]  # fmt: skip
+
+    @property
+    def measured_any(self) -> bool:
+        """True when some figure was computed: a zero-shot macro AUROC, or retrieval (needs no labels)."""
+        ret = self.tree.get("retrieval")
+        measured = [n for n, ls in self.tree["label_sets"].items() if ls.get("sources") and n not in self.unmeasured]
+        return bool(measured) or bool(ret and not ret.get("status"))
+
+
+def _has_auroc(result: Any) -> bool:
+    """Whether a source's result (an `EvalResult`, or its dict from results.json) has a finite macro AUROC."""
+    if isinstance(result, EvalResult):
+        point = result.macro_auroc.point
+    elif isinstance(result, dict):
+        point = (result.get("macro_auroc") or {}).get("point")
+    else:
+        return False
+    return point is not None and bool(np.isfinite(point))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +24,12 @@ from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import CI, EvalResult, auroc, check_pair, roc_curve, skip_reason
 from ecglang.evaluation.results import MODEL, RANDOM, EvaluationRun, RecordScores
+from ecglang.record.leads import N_LEADS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 __all__ = ["markdown_table", "paired_markdown", "plot_probe_curve", "plot_roc_curves", "results_markdown",
            "to_jsonable", "write_json", "write_outputs"]  # fmt: skip
@@ -358,7 +362,8 @@ def results_markdown(run: EvaluationRun) -> str:
         f"- model: `{tree['model']['source']}` ({tree['model']['ecg_tower'].get('type')} ECG tower); "
         f"random baseline: same architecture, seed {tree['random_baseline']['random_seed']} "
         "(ECG tower and projection heads random, text tower shared)",
-        f"- split part: `{proto['part']}`; preprocessing: `{proto['preprocess']}`; score: {proto['score']}",
+        f"- {_records_text(tree)}{_leads_text(proto)}; preprocessing: `{proto['preprocess']}`; "
+        + f"score: {proto['score']}",
         f"- {proto['ci']}, {proto['n_boot']} resamples, seed {proto['seed']}"
         + (f"; at most {proto['limit']} records per label set (seeded sample)" if proto["limit"] else ""),
         "",
@@ -388,6 +393,8 @@ def results_markdown(run: EvaluationRun) -> str:
             notes.append(f"- {name}: {entry['status']}")
         for column, why in (entry.get("notes") or {}).get("columns_not_labels", {}).items():
             notes.append(f"- {name}: column {column!r} of the labels CSV is not a label column: {why}")
+        if (entry.get("notes") or {}).get("folds_not_applied"):
+            notes.append(f"- {name}: {entry['notes']['folds_not_applied']}")
         for src, res in entry.get("sources", {}).items():
             if res.get("labels_missing"):
                 notes.append(
@@ -447,6 +454,28 @@ def results_markdown(run: EvaluationRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _records_text(tree: Mapping[str, Any]) -> str:
+    """What the records are: the split part (and folds) of the published label sets; labels CSVs and
+    header-labelled folders have no split part, so "split part: test" would misdescribe them."""
+    proto, names = tree["protocol"], list(tree["label_sets"])
+    split_sets = proto.get("part_applies_to", names)  # an older tree: every set was taken from a split
+    folds = f", strat_folds {' '.join(map(str, proto['folds']))}" if proto.get("folds") else ""
+    whole = [n for n in names if n not in split_sets]
+    if not split_sets:
+        return f"records: all of {', '.join(whole)} (no split part)"
+    text = f"split part: `{proto['part']}`{folds}"
+    return text + (f" ({', '.join(split_sets)}); all records of {', '.join(whole)}" if whole else "")
+
+
+def _leads_text(proto: Mapping[str, Any]) -> str:
+    """The header's leads clause when a lead subset was evaluated: a 1-lead table must not pass for a 12-lead one."""
+    leads = proto.get("leads") or "all"
+    if leads == "all":
+        return ""
+    n = len(str(leads).split(","))
+    return f"; leads: `{leads}` only (the other {N_LEADS - n} masked, as if not recorded)"
+
+
 def paired_markdown(tree: Mapping[str, Any], digits: int = 3) -> list[str]:
     """Lines of the paired-comparison table (`ecglang.evaluation.compare`); none when no set has one."""
     rows = []
@@ -466,7 +495,9 @@ def paired_markdown(tree: Mapping[str, Any], digits: int = 3) -> list[str]:
         "",
         "Macro AUROC difference over the labels both sources scored that hold both classes among the records, "
         "with a paired 95 % bootstrap CI: the same resampled records for both sources. "
-        "A − B ≥ 0: the point difference; CI contains 0: the sample cannot tell the two apart.",
+        "A − B ≥ 0: the point difference; CI contains 0: the sample cannot tell the two apart. Verdict, from "
+        "the CI alone: better (the whole CI above 0), worse (the whole CI below 0), not distinguishable (the CI "
+        "holds 0, whatever the point's sign).",
         "",
         "| label set | comparison | labels (AUROC) | A | B | A − B (95 % CI) | A − B ≥ 0 | CI contains 0 | verdict |",
         "|---|---|---:|---:|---:|:---:|:---:|:---:|---|",
@@ -487,26 +518,46 @@ def _probe_line(name: str, p: Mapping[str, Any]) -> str:
     )
 
 
-def remove_previous_outputs(out: Path) -> None:
+def remove_previous_outputs(out: Path, rewritten: Collection[str] = ()) -> list[str]:
     """Delete the files an earlier evaluation listed in `out/results.json` (its `outputs`): re-using an output
     folder left the earlier run's ROC plots and score tables beside the new results, as if they were its own.
-    Only plain file names the earlier run wrote are removed; a user's other files stay."""
+    Only plain file names the earlier run wrote are removed; a user's other files stay. Returns the names
+    removed that are not in `rewritten` (the files the new run writes again), for the caller to report."""
     try:
         earlier = parse_json((out / "results.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, JsonInputError):
-        return  # no earlier run here, or not one of ours
+        return []  # no earlier run here, or not one of ours
     earlier = earlier.get("outputs", {}) if isinstance(earlier, dict) else {}
+    removed = []
     for name in earlier.values() if isinstance(earlier, dict) else ():
         if isinstance(name, str) and name == Path(name).name and name not in ("", ".", ".."):
-            (out / name).unlink(missing_ok=True)
+            path = out / name
+            if path.is_file():
+                path.unlink()
+                if name not in rewritten:
+                    removed.append(name)
+    return removed
+
+
+def _output_names(run: EvaluationRun) -> set[str]:
+    """The file names `write_outputs` gives `run`'s outputs."""
+    names = {"results.json", "results.md", "failures.csv", "missing.csv"}
+    names |= {f"roc_{_safe(n)}.png" for n in run.roc} | {f"probe_{_safe(n)}.png" for n in run.probe_curves}
+    return names | {f"scores_{_safe(n)}.csv" for n in run.record_scores}
 
 
 def write_outputs(run: EvaluationRun, out_dir: str | Path) -> dict[str, Path]:
     """Write `results.json`, `results.md`, `roc_<label set>.png`, `probe_<label set>.png`,
-    `failures.csv` and `missing.csv` into `out_dir`; returns `{name: path}`."""
+    `failures.csv` and `missing.csv` into `out_dir`; returns `{name: path}`.
+
+    An earlier evaluation's files in `out_dir` (those its results.json lists) are removed first, and a
+    warning names those this run does not write again (e.g. another label set's `scores_*.csv`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    remove_previous_outputs(out)
+    removed = remove_previous_outputs(out, rewritten=_output_names(run))
+    if removed:
+        log.warning("%s: removed %d file(s) of the earlier evaluation there that this run does not write: %s "
+                    "(use a fresh --out to keep them)", out, len(removed), ", ".join(sorted(removed)))  # fmt: skip
     written: dict[str, Path] = {}
     for name, (y, scores, codes) in run.roc.items():
         path = plot_roc_curves(y, scores, codes, out / f"roc_{_safe(name)}.png", title=f"{name}: zero-shot ROC")

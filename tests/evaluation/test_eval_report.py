@@ -151,3 +151,39 @@ def test_reusing_an_output_folder_removes_the_earlier_runs_files_only(tmp_path: 
     (tmp_path / "results.json").write_text("[not json")
     remove_previous_outputs(tmp_path)  # not one of ours: nothing happens
     assert (tmp_path / "keep.csv").exists()
+
+
+def _run_with_scores(label_set: str):
+    """A minimal `EvaluationRun` whose only output besides the fixed files is `scores_<label_set>.csv`."""
+    from ecglang.evaluation.results import EvaluationRun, RecordScores
+
+    tree = {
+        "protocol": {"part": "test", "preprocess": "default", "score": "cosine", "ci": "95 %", "n_boot": 0,
+                     "seed": 0, "limit": None, "leads": "all"},
+        "model": {"source": "m", "ecg_tower": {"type": "t"}},
+        "random_baseline": {"random_seed": 0},
+        "label_sets": {},
+    }  # fmt: skip
+    scores = RecordScores(["r1"], ["A"], np.array([[1]], np.int8), {("names", "model"): (["A"], np.array([[0.5]]))})
+    return EvaluationRun(tree, [], {}, {}, {}, {label_set: scores})
+
+
+def test_reusing_an_output_folder_names_the_earlier_files_it_removes(tmp_path: Path, caplog) -> None:
+    """A second `evaluate --out DIR` for another label set silently deleted the first run's scores table."""
+    import logging
+
+    from ecglang.evaluation.writers import write_outputs
+
+    write_outputs(_run_with_scores("first"), tmp_path)
+    (tmp_path / "mine.txt").write_text("x")
+    with caplog.at_level(logging.WARNING, logger="ecglang.evaluation.writers"):
+        write_outputs(_run_with_scores("second"), tmp_path)
+    assert not (tmp_path / "scores_first.csv").exists() and (tmp_path / "scores_second.csv").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "removed 1 file(s) of the earlier evaluation" in warnings[0]
+    assert "scores_first.csv" in warnings[0] and "results.md" not in warnings[0]  # rewritten files go unsaid
+    assert (tmp_path / "mine.txt").exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ecglang.evaluation.writers"):
+        write_outputs(_run_with_scores("second"), tmp_path)  # the same outputs again: nothing to say
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -403,10 +403,88 @@ def test_the_cross_fitted_composition_check_puts_each_folds_model_on_one_scale(t
 
 
 def test_folds_with_only_a_labels_csv_is_refused() -> None:
-    """`--folds 8` beside a --labels-csv table (which has no folds) was ignored: every row was evaluated."""
+    """`--folds 8` beside a --labels-csv table was ignored: every row was evaluated. It is refused, and the
+    message no longer says the table has no folds (a CSV with a strat_fold column has them)."""
     from ecglang.evaluation.config import EvaluateConfig
 
     cfg = EvaluateConfig(model="m", labels_csv="labels.csv", records="recs", folds=[8])
-    with pytest.raises(ConfigError, match="--labels-csv table has none"):
+    with pytest.raises(ConfigError, match="--folds applies only to --label-sets") as err:
         cfg.validate()
+    assert "has none" not in str(err.value) and "--probe-train-folds" in str(err.value)
     EvaluateConfig(model="m", labels_csv="labels.csv", records="recs").validate()  # without --folds: fine
+
+
+def _zero_padded_records(ptbxl_dir: Path, folder: Path, n: int) -> list[str]:
+    """`n` PTB-XL records renamed `00012.hea/.dat` (ids with leading zeros, as many hospital exports have)."""
+    folder.mkdir()
+    names = []
+    for hea in sorted(ptbxl_dir.glob("records500/*/*_hr.hea"))[:n]:
+        old = hea.stem
+        new = old.removesuffix("_hr")
+        (folder / f"{new}.hea").write_text(hea.read_text().replace(old, new))
+        (folder / f"{new}.dat").symlink_to(hea.with_suffix(".dat"))
+        names.append(new)
+    return names
+
+
+def _linked_records(ptbxl_dir: Path, folder: Path, n: int) -> list[str]:
+    """`n` PTB-XL records linked into `folder` under their own names (`00001_hr`)."""
+    folder.mkdir()
+    heads = sorted(ptbxl_dir.glob("records500/*/*_hr.hea"))[:n]
+    for hea in heads:
+        _link_record(hea.with_suffix(""), folder)
+    return [h.stem for h in heads]
+
+
+def test_labels_csv_ids_keep_their_leading_zeros(tmp_path, ptbxl_dir):
+    """`pd.read_csv` turned "00012" into 12, so no row matched `00012.hea` and the message showed `12`."""
+    names = _zero_padded_records(ptbxl_dir, tmp_path / "recs", 4)
+    csv_path = tmp_path / "l.csv"
+    csv_path.write_text("record,X\n" + "".join(f"{r},{i % 2}\n" for i, r in enumerate(names)))
+    data = load_labels_csv(csv_path, tmp_path / "recs")
+    assert data.record_ids == names and not data.missing and "no_match" not in data.notes
+
+
+def test_a_labels_csv_matching_no_record_names_its_id_column_and_the_one_that_matches(tmp_path, ptbxl_dir):
+    """A MERL/PTB-XL split CSV is matched on the guessed `ecg_id` (12) while the files are `00012_hr`: every row
+    was "not on disk" with no hint that `--id-column filename_hr` finds them."""
+    hea = sorted(ptbxl_dir.glob("records500/*/*_hr.hea"))[:3]
+    csv_path = tmp_path / "split.csv"
+    rows = [f"{int(h.stem[:5])},{i % 2},records500/{h.parent.name}/{h.stem}" for i, h in enumerate(hea)]
+    csv_path.write_text("ecg_id,NORM,filename_hr\n" + "\n".join(rows) + "\n")
+    data = load_labels_csv(csv_path, ptbxl_dir)
+    assert data.record_ids == [] and len(data.missing) == 3
+    hint = data.notes["no_match"]
+    assert "no row's 'ecg_id' value names a record" in hint and "--id-column filename_hr matches 3 of 3 rows" in hint
+    assert load_labels_csv(csv_path, ptbxl_dir, id_column="filename_hr").record_ids == [r.split(",")[2] for r in rows]
+
+
+def test_a_labels_csv_run_says_its_records_and_leads(model_dir, ptbxl_dir, tmp_path, capsys):
+    """results.md said "split part: `test`" for a --labels-csv run (no split part exists) and nothing about
+    `--leads II`: a one-lead table read like a twelve-lead one."""
+    names = _linked_records(ptbxl_dir, tmp_path / "recs", 6)
+    csv_path = tmp_path / "mine.csv"
+    csv_path.write_text("record,X\n" + "".join(f"{r},{i % 2}\n" for i, r in enumerate(names)))
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(model_dir), "--labels-csv", str(csv_path), "--records", str(tmp_path / "recs"),
+            "--sources", "names", "--n-boot", "20", "--leads", "ii", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    header = (out / "results.md").read_text().split("\n\n")[1]
+    assert "split part: `" not in header and "records: all of mine (no split part)" in header
+    assert "leads: `II` only (the other 11 masked" in header
+    res = json.loads((out / "results.json").read_text())
+    assert res["protocol"]["leads"] == "II" and res["protocol"]["part_applies_to"] == []
+    assert res["label_sets"]["mine"]["records"]["evaluated"] == 6
+    assert "leads: `II` only" in capsys.readouterr().out  # the console table too
+
+
+def test_a_run_that_computes_no_figure_exits_1(model_dir, ptbxl_dir, tmp_path, capsys):
+    """Every class single-valued (all positive here): `| n/a | n/a |` and exit status 0 before."""
+    names = _linked_records(ptbxl_dir, tmp_path / "recs", 4)
+    csv_path = tmp_path / "onecls.csv"
+    csv_path.write_text("record,NORM,SR\n" + "".join(f"{r},1,1\n" for r in names))
+    argv = ["evaluate", "--model", str(model_dir), "--labels-csv", str(csv_path), "--records", str(tmp_path / "recs"),
+            "--sources", "names", "--n-boot", "10", "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error: no macro AUROC for onecls: no class has both values (0 and 1)" in err

@@ -385,3 +385,23 @@ def test_dataframes_are_paired_by_label_and_record_name_not_position():
     assert macro_auroc(y, scores.reset_index(drop=True)) == pytest.approx(macro_auroc(y.values, scores.values))
     # a list of labels beside a score table is paired by position (a list's .index is a method, not names)
     assert macro_auroc(y.values.tolist(), scores) == pytest.approx(macro_auroc(y.values, scores.values))
+
+
+def test_a_reordered_score_frame_beside_a_default_index_is_paired_by_label():
+    """A label frame with the default 0..N-1 index and a score frame holding the same index labels in another
+    order (`sort_values`, `sample`, a groupby result) were paired by position: another AUROC, no error."""
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame(rng.integers(0, 2, size=(60, 4)), columns=list("ABCD"))
+    scores = pd.DataFrame(np.round(rng.normal(size=(60, 4)) + 0.8 * y.to_numpy(), 1), columns=list("ABCD"))
+    expected = macro_auroc(y.to_numpy(), scores.to_numpy())
+    for reordered in (scores.sample(frac=1, random_state=1), scores.sort_values("A"), scores.iloc[::-1]):
+        assert macro_auroc(y, reordered) == pytest.approx(expected)
+        assert evaluate_scores(y, reordered, n_boot=0).macro_auroc.point == pytest.approx(expected)
+    # the same the other way round: a shuffled label frame beside scores in 0..N-1 order
+    assert macro_auroc(y.sample(frac=1, random_state=2), scores) == pytest.approx(expected)
+    # a 0..N-1 index beside integer labels sharing only some of its values: ambiguous, an error
+    with pytest.raises(ConfigError, match="share some records but not all"):
+        macro_auroc(y, scores.set_axis(range(30, 90)))
+    # arrays and a 0..N-1 index beside record names still pair by position
+    assert macro_auroc(y, scores.set_axis([f"r{i}" for i in range(60)])) == pytest.approx(expected)
+    assert macro_auroc(y, scores.sample(frac=1, random_state=1).to_numpy()) != pytest.approx(expected)

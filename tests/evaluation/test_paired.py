@@ -23,7 +23,7 @@ def test_identical_sources_differ_by_exactly_zero():
     assert res["difference"]["point"] == 0.0
     assert res["difference"]["low"] == 0.0 and res["difference"]["high"] == 0.0
     assert res["difference"]["n_valid"] == 300
-    assert res["point_ge_0"] and res["ci_contains_0"] and res["verdict"] == "better or equal"
+    assert res["point_ge_0"] and res["ci_contains_0"] and res["verdict"] == "not distinguishable"
 
 
 def test_known_difference_is_the_point_and_the_paired_ci_excludes_zero():
@@ -34,7 +34,7 @@ def test_known_difference_is_the_point_and_the_paired_ci_excludes_zero():
     assert abs(res["difference"]["point"] - expected) < 1e-12
     assert expected > 0.3
     assert 0 < res["difference"]["low"] <= expected <= res["difference"]["high"]
-    assert not res["ci_contains_0"] and res["verdict"] == "better or equal"
+    assert not res["ci_contains_0"] and res["verdict"] == "better"
     # The other way round: the same resamples, the difference negated, and the whole CI below zero.
     rev = paired_difference(y, bad, good, n_resamples=500, seed=2)
     assert abs(rev["difference"]["low"] + res["difference"]["high"]) < 1e-12
@@ -50,11 +50,18 @@ def test_paired_ci_is_narrower_than_the_unpaired_gap_suggests():
     assert res["difference"]["low"] == res["difference"]["high"] == 0.0
 
 
-def test_verdicts():
-    assert verdict(CI(-0.02, -0.08, 0.03, 100)) == "not distinguishable"
+def test_the_verdict_follows_the_ci_not_the_sign_of_the_point():
+    """+0.010 and −0.010 with the same CI (−0.073 to +0.074) got opposite verdicts ("better or equal" and "not
+    distinguishable"): the point's sign decided, inside a CI that cannot tell the sources apart."""
+    assert verdict(CI(0.010, -0.073, 0.074, 100)) == verdict(CI(-0.010, -0.073, 0.074, 100)) == "not distinguishable"
+    assert verdict(CI(0.175, -0.017, 0.255, 100)) == "not distinguishable"
+    assert verdict(CI(0.0, -0.01, 0.01, 100)) == "not distinguishable"
+    assert verdict(CI(0.0, 0.0, 0.0, 100)) == "not distinguishable"  # identical sources
+    assert verdict(CI(0.070, 0.036, 0.105, 100)) == "better"
     assert verdict(CI(-0.05, -0.09, -0.01, 100)) == "worse"
-    assert verdict(CI(0.0, -0.01, 0.01, 100)) == "better or equal"
+    assert verdict(CI(0.02, 0.0, 0.04, 100)) == "not distinguishable"  # a CI touching 0 holds it
     assert verdict(CI(float("nan"), float("nan"), float("nan"), 0)) == "undefined"
+    assert verdict(CI(0.05, float("nan"), float("nan"), 0)) == "undefined"  # no resamples: no CI to judge by
 
 
 def test_compare_sources_uses_the_labels_both_scored():
@@ -74,5 +81,11 @@ def test_paired_table_in_results_markdown():
     paired = compare_sources(y, codes, {"names": (codes, bad), "knowledge": (codes, good)}, n_resamples=100)
     lines = paired_markdown({"label_sets": {"set1": {"paired": paired}, "set2": {}}})
     row = next(line for line in lines if line.startswith("| set1 |"))
-    assert "knowledge − names" in row and "| 3 of 3 |" in row and row.endswith("| better or equal |")
+    assert "knowledge − names" in row and "| 3 of 3 |" in row and row.endswith("| yes | no | better |")
+    # a CI holding 0: "not distinguishable", while the point column still shows the sign
+    tied = compare_sources(y, codes, {"names": (codes, good + 1e-3 * bad), "knowledge": (codes, good)}, n_resamples=100)
+    d = tied["knowledge − names"]["difference"]
+    assert d["low"] <= 0 <= d["high"], d
+    row = next(line for line in paired_markdown({"label_sets": {"s": {"paired": tied}}}) if line.startswith("| s |"))
+    assert row.endswith(f"| {'yes' if d['point'] >= 0 else 'no'} | yes | not distinguishable |")
     assert paired_markdown({"label_sets": {"set2": {}}}) == []
