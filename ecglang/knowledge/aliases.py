@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ecglang.knowledge.base import KnowledgeBase, Snippet, normalize_code
+from ecglang.knowledge.guard import polarity
 
 __all__ = ["ABBREVIATIONS", "MISSPELLINGS", "AliasIndex", "AliasMatch", "normalize_tokens", "snomed_name_table"]
 
@@ -85,6 +86,7 @@ ABBREVIATIONS: dict[str, str] = {
     "mi": "myocardial infarction",
     "stemi": "st elevation myocardial infarction",
     "nstemi": "non st elevation myocardial infarction",
+    "nsvt": "non sustained ventricular tachycardia",
     "ste": "st elevation",
     "std": "st depression",
     "twi": "t wave inversion",
@@ -120,9 +122,10 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bv fib\b", "ventricular fibrillation"),
     (r"\bv tach\b", "ventricular tachycardia"),
     (r"\bs t\b", "st"),
+    (r"\ba v\b", "av"),
     (r"\bq wave\b", "q wave"),
     (r"\bqwave\b", "q wave"),
-    (r"\bheart block\b", "heart block"),
+    (r"\bheart block\b", "atrioventricular block"),  # "1st degree heart block" is first-degree AV block
     (r"\b(\d) to (\d)\b", r"\1 to \2"),
     (r"\b(\d):(\d)\b", r"\1 to \2"),
 )
@@ -156,7 +159,7 @@ def _base_tokens(text: str) -> tuple[str, ...]:
     s = re.sub(r"[^a-z0-9+]+", " ", s)
     for pattern, repl in _PHRASES:
         s = re.sub(pattern, repl, s)
-    raw = s.split()
+    raw = _join_letters(s.split())
     out: list[str] = []
     for i, tok in enumerate(raw):
         nxt = raw[i + 1] if i + 1 < len(raw) else ""
@@ -173,7 +176,26 @@ def _base_tokens(text: str) -> tuple[str, ...]:
             out.extend(expansion.split())
         elif tok not in _DROP:
             out.append(tok)
+    for i in range(len(out) - 1):  # "l-bbb", "r bbb": the side as a letter
+        if out[i] in ("l", "r") and out[i + 1] == "bundle":
+            out[i] = "left" if out[i] == "l" else "right"
     return tuple(t for t in out if t not in _DROP)
+
+
+def _join_letters(raw: list[str]) -> list[str]:
+    """Runs of three or more single letters are one word: "L.B.B.B." is "lbbb" ("a fib" and "s t" are folded
+    before this, and two letters such as "a v" are left alone)."""
+    out: list[str] = []
+    run: list[str] = []
+    for tok in [*raw, ""]:
+        if len(tok) == 1 and tok.isalpha():
+            run.append(tok)
+            continue
+        out.extend(["".join(run)] if len(run) >= 3 else run)
+        run = []
+        if tok:
+            out.append(tok)
+    return out
 
 
 def normalize_tokens(text: str, vocabulary: frozenset[str] | None = None) -> tuple[str, ...]:
@@ -187,15 +209,16 @@ def normalize_tokens(text: str, vocabulary: frozenset[str] | None = None) -> tup
 
 
 def _correct(token: str, vocabulary: frozenset[str]) -> str:
-    if token in vocabulary or len(token) < 5 or not token.isalpha():
+    if token in vocabulary or len(token) < 3 or not token.isalpha():
         return token
-    return _closest(token, vocabulary)
+    best = _closest(token, vocabulary)
+    # Words of 3-4 letters are corrected only to a word the guard reads ("lef" -> "left", "rigt" -> "right"):
+    # short words are too often abbreviations to guess at, but a lost side flips the condition.
+    return best if len(token) >= 5 or (best != token and polarity(best)) else token
 
 
 @lru_cache(maxsize=50_000)
 def _closest(token: str, vocabulary: frozenset[str]) -> str:
-    from ecglang.knowledge.guard import polarity  # guard imports this module: a top-level import would cycle
-
     if token in MISSPELLINGS:
         return MISSPELLINGS[token]
     close = difflib.get_close_matches(token, vocabulary, n=5, cutoff=0.8)
@@ -288,6 +311,12 @@ class AliasIndex:
                 df[t] = df.get(t, 0) + 1
         self.generic = frozenset(t for t, n in df.items() if n >= 8) | {"normal", "abnormal", "abnormality"}
         self._max_len = max(len(k) for k in self._aliases)
+        # The same words in another order ("AV block first degree", as SNOMED CT and CinC list them): one key per
+        # bag of words, kept only where a single alias has it.
+        bags: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+        for key in self._aliases:
+            bags.setdefault(tuple(sorted(key)), []).append(key)
+        self._bags = {bag: keys[0] for bag, keys in bags.items() if len(keys) == 1}
 
     def tokens(self, text: str) -> tuple[str, ...]:
         """`normalize_tokens` with this base's vocabulary (misspellings corrected)."""
@@ -301,7 +330,7 @@ class AliasIndex:
         tokens = self.tokens(label)
         if not tokens:
             return None
-        exact = self._aliases.get(tokens)
+        exact = self._aliases.get(tokens) or self._aliases.get(self._bags.get(tuple(sorted(tokens)), ()))
         if exact:
             return AliasMatch(exact, "alias")
         spans = self._contained(tokens)

@@ -9,12 +9,20 @@ normalised label (`ecglang.knowledge.aliases.normalize_tokens`) and from the sni
   completeness: complete / incomplete;
 - direction: tachy / brady (also rapid / slow), ST elevation / depression, hyper / hypo of the same stem
   (hyperkalemia / hypokalemia), long / short intervals, high / low voltage;
-- the chamber (atrial, junctional, ventricular), the wall (anterior, inferior, lateral, posterior, septal)
-  and fibrillation / flutter.
+- the chamber (sinus, atrial, junctional, ventricular), the wall (anterior, inferior, lateral, posterior,
+  septal) and fibrillation / flutter;
+- the interval a label is about (PR, QRS, QT) and the axis (normal / deviation).
 
-A snippet conflicts with a label when, for some group, both name a value and they share none. Words after
-a negation ("non ST elevation") name nothing. A label that names neither side (e.g. "bundle branch block")
-conflicts with nothing.
+A snippet conflicts with a label when, for some group, both name a value and they share none, or when one
+negates what the other names: words after a negation are negated values ("no atrial fibrillation", "without ST
+elevation", "non-ST elevation infarction"), so a negated label never takes the condition it excludes. "non"
+reaches one word ("non-sustained", "non-conducted"), or "ST" and the word after it; "no", "not", "without" and
+"absent" reach three. A label that names neither side (e.g. "bundle branch block") conflicts with nothing here;
+`ecglang.knowledge.retrieval` then keeps it from taking one side only.
+
+A snippet's condition is its title's head, the part before a colon ("Atrial fibrillation: fibrillatory waves
+and ventricular response" is about atrial fibrillation, not a ventricular condition), or the whole title when
+the head names none of these values ("Minnesota Code 4: ST-J depression").
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["conflicts", "features", "polarity"]
+__all__ = ["CHOICES", "conflicts", "features", "named_values", "negates", "open_groups", "polarity", "title_features"]
 
 _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
     "left": (("side", "left"),),
@@ -50,6 +58,9 @@ _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
     "prolonged": (("duration", "long"),),
     "prolongation": (("duration", "long"),),
     "lengthened": (("duration", "long"),),
+    "wide": (("duration", "long"),),  # a wide or broad QRS is a prolonged one, a narrow QRS a short one
+    "broad": (("duration", "long"),),
+    "narrow": (("duration", "short"),),
     "short": (("duration", "short"),),
     "shortened": (("duration", "short"),),
     "decreased": (("duration", "short"),),
@@ -67,6 +78,12 @@ _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
     "intraventricular": (("chamber", "ventricular"),),
     "idioventricular": (("chamber", "ventricular"),),
     "junctional": (("chamber", "junctional"),),
+    "sinus": (("chamber", "sinus"),),
+    "advanced": (("degree", "second"), ("degree", "third")),  # advanced (high-grade) AV block: 2:1 or worse
+    "pr": (("interval", "pr"),),
+    "qrs": (("interval", "qrs"),),
+    "qt": (("interval", "qt"),),
+    "deviation": (("axis", "deviation"),),
     "nodal": (("chamber", "junctional"),),
     "supraventricular": (("chamber", "atrial"), ("chamber", "junctional")),
     "fibrillation": (("fibrillation", "fibrillation"),),
@@ -78,6 +95,10 @@ _WALLS = (("anter", "anterior"), ("infer", "inferior"), ("later", "lateral"), ("
           ("sept", "septal"))  # fmt: skip
 _HYPER_HYPO = re.compile(r"^(hyper|hypo)([a-z]{3,})$")
 _NEGATIONS = frozenset({"non", "no", "without", "absent", "not"})
+# Groups whose values are sibling conditions of one name (left / right bundle branch block, first / second /
+# third degree AV block, anterior / posterior fascicular block, ST elevation / depression, tachy / brady): a label
+# that leaves one open must not take one sibling only (`open_groups`).
+CHOICES = ("side", "degree", "wall", "completeness", "st", "rate")
 _NEGATION_REACH = 3
 
 
@@ -88,8 +109,8 @@ def polarity(token: str) -> frozenset[tuple[str, str]]:
         if token.startswith(prefix):
             out.add(value)
     hh = _HYPER_HYPO.match(token)
-    if hh:
-        out.add((f"hyper/hypo {hh.group(2)}", hh.group(1)))
+    if hh:  # keyed by the stem's first letters: hyperkalemia, hyperkalemic and hyperkalaemia are one condition
+        out.add((f"hyper/hypo {hh.group(2)[:4]}", hh.group(1)))
     if token not in ("bilateral",) and not token.startswith(("atrio", "interventricular")):
         for root, wall in _WALLS:
             if root in token and token not in ("lateralization", "laterality", "interpretation"):
@@ -98,25 +119,33 @@ def polarity(token: str) -> frozenset[tuple[str, str]]:
 
 
 def features(tokens: Sequence[str]) -> dict[str, frozenset[str]]:
-    """Group -> the values a normalised token sequence names (negated words skipped)."""
+    """Group -> the values a normalised token sequence names; a negated value is written "!value"."""
     out: dict[str, set[str]] = {}
-    skip_until = -1
+    negated_until = -1
     previous = ""
     for i, tok in enumerate(tokens):
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok in _NEGATIONS:
-            skip_until = i + _NEGATION_REACH
-        elif i > skip_until:
-            pairs = set(polarity(tok))
-            if tok == "extension" and previous == "st":  # Chapman-Shaoxing's "ST extension" is ST elevation
-                pairs.add(("st", "elevation"))
-            elif tok == "extension":  # "PR/QT interval extension": prolonged
-                pairs.add(("duration", "long"))
-            if previous == "mobitz" and tok in ("1", "2"):  # Mobitz type I (Wenckebach) versus type II
-                pairs.add(("mobitz", tok))
-            elif tok == "wenckebach":
-                pairs.add(("mobitz", "1"))
-            for group, value in pairs:
-                out.setdefault(group, set()).add(value)
+            # "non" makes a compound with one word (non-sustained), or with "ST" and the word after it
+            reach = (2 if nxt == "st" else 1) if tok == "non" else _NEGATION_REACH
+            negated_until = i + reach
+            previous = tok
+            continue
+        pairs = set(polarity(tok))
+        if tok == "extension" and previous == "st":  # Chapman-Shaoxing's "ST extension" is ST elevation
+            pairs.add(("st", "elevation"))
+        elif tok == "extension":  # "PR/QT interval extension": prolonged
+            pairs.add(("duration", "long"))
+        if previous == "mobitz" and tok in ("1", "2"):  # Mobitz type I (Wenckebach) versus type II
+            pairs.add(("mobitz", tok))
+        elif tok == "wenckebach":
+            pairs.add(("mobitz", "1"))
+        if tok == "high" and nxt == "grade":  # high-grade AV block: a degree, not a voltage
+            pairs = {("degree", "second"), ("degree", "third")}
+        if tok == "normal" and nxt == "axis":
+            pairs.add(("axis", "normal"))
+        for group, value in pairs:
+            out.setdefault(group, set()).add(f"!{value}" if i <= negated_until else value)
         previous = tok
     text = " ".join(tokens)
     if re.search(r"(^| )complete (heart|atrioventricular) block", text):  # = third degree
@@ -125,11 +154,63 @@ def features(tokens: Sequence[str]) -> dict[str, frozenset[str]]:
     return {group: frozenset(values) for group, values in out.items()}
 
 
+def title_features(title_tokens: Sequence[str], head_tokens: Sequence[str]) -> dict[str, frozenset[str]]:
+    """The values a snippet's title names: its head's (the part before a colon), or the whole title's when the
+    head names none (see the module docstring)."""
+    head = features(head_tokens)
+    return head if head else features(title_tokens)
+
+
+def _named(values: frozenset[str]) -> frozenset[str]:
+    return frozenset(v for v in values if not v.startswith("!"))
+
+
+def _negated(values: frozenset[str]) -> frozenset[str]:
+    return frozenset(v[1:] for v in values if v.startswith("!"))
+
+
+def open_groups(tokens: Sequence[str]) -> tuple[set[str], set[str]]:
+    """(groups a label names no value of, groups in which different words of it name different values).
+
+    "bundle branch block" leaves the side open; "left anterior / left posterior fascicular block" names two
+    walls with two words. One word naming two values ("supraventricular": atrial or junctional) is one
+    condition, not a choice."""
+    words: dict[str, set[str]] = {}
+    for tok in tokens:
+        for group, _ in polarity(tok):
+            words.setdefault(group, set()).add(tok)
+    return set(CHOICES) - set(words), {group for group, toks in words.items() if len(toks) > 1 and group in CHOICES}
+
+
+def negates(tokens: Sequence[str]) -> bool:
+    """Whether a label says a condition is absent ("no atrial fibrillation", "without ST elevation"): it opens
+    with a negation, and names no condition to retrieve criteria for. A negation later on describes ("rhythm
+    without P waves", "degree not specified"), and "non" makes compound names (non-sustained, NSTEMI)."""
+    return bool(tokens) and tokens[0] in _NEGATIONS and tokens[0] != "non"
+
+
+def named_values(values: dict[str, frozenset[str]]) -> set[tuple[str, str]]:
+    """The (group, value) pairs a feature dict names, negated values left out."""
+    return {(group, v) for group, vs in values.items() for v in vs if not v.startswith("!")}
+
+
 def conflicts(label: dict[str, frozenset[str]], snippet: dict[str, frozenset[str]]) -> list[str]:
-    """The groups in which the label and the snippet name opposite values (empty: compatible).
+    """The groups in which the label and the snippet name opposite values, or one negates what the other names
+    (empty: compatible).
 
     "Incomplete" is the marked form: a label that does not say it ("left bundle branch block") means the
-    complete block, so an incomplete-block snippet conflicts with it."""
-    if "completeness" not in label and snippet.get("completeness") == frozenset({"incomplete"}):
+    complete block, so an incomplete-block snippet conflicts with it, and an incomplete or partial block label
+    conflicts with a snippet that does not say "incomplete"."""
+    label_completeness = _named(label.get("completeness", frozenset()))
+    snippet_completeness = _named(snippet.get("completeness", frozenset()))
+    if not label_completeness and snippet_completeness == frozenset({"incomplete"}):
         label = {**label, "completeness": frozenset({"complete"})}
-    return sorted(g for g, values in label.items() if g in snippet and not values & snippet[g])
+    elif label_completeness == frozenset({"incomplete"}) and not snippet_completeness:
+        snippet = {**snippet, "completeness": frozenset({"complete"})}
+    out = []
+    for group in sorted(set(label) & set(snippet)):
+        mine, theirs = label[group], snippet[group]
+        named_l, named_s = _named(mine), _named(theirs)
+        if (named_l and named_s and not named_l & named_s) or _negated(mine) & named_s or _negated(theirs) & named_l:
+            out.append(group)
+    return out

@@ -42,7 +42,7 @@ import numpy as np
 from ecglang.errors import ConfigError, PromptError
 from ecglang.knowledge.aliases import AliasIndex, AliasMatch, normalize_tokens
 from ecglang.knowledge.base import Snippet, normalize_code
-from ecglang.knowledge.guard import conflicts, features
+from ecglang.knowledge.guard import conflicts, features, named_values, negates, open_groups, title_features
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 
 if TYPE_CHECKING:
@@ -80,6 +80,10 @@ TEXT_CACHE_SIZE = 100_000
 _FILLER = frozenset({"with", "and", "or", "in", "on", "at", "to", "for", "by", "from", "type", "pattern", "sign",
                      "finding", "change", "abnormality", "abnormal", "wave", "rhythm", "lead"})  # fmt: skip
 
+# Guard groups that name the condition itself (which chamber fibrillates, which side is blocked), as opposed to
+# those that describe findings (an interval, its duration, ST direction): a hybrid hit must name the former.
+_CONDITION_GROUPS = frozenset({"chamber", "fibrillation", "side", "wall", "degree"})
+
 _RETRIEVERS: weakref.WeakKeyDictionary[KnowledgeIndex, Retriever] = weakref.WeakKeyDictionary()
 
 
@@ -93,7 +97,8 @@ class Retriever:
         self.aliases = AliasIndex(self.kb, name_table=name_table)
         snippets = self.kb.snippets
         self._row = {s.id: i for i, s in enumerate(snippets)}
-        self._titles = [features(normalize_tokens(s.title)) for s in snippets]
+        self._titles = [title_features(normalize_tokens(s.title), normalize_tokens(s.title.split(":")[0]))
+                        for s in snippets]  # fmt: skip
         heads = [normalize_tokens(" ".join((s.title, *s.aliases))) for s in snippets]
         bodies = [normalize_tokens(s.text) for s in snippets]
         # Title and aliases name the condition: counted twice, so they outweigh a passing mention in text.
@@ -166,9 +171,14 @@ class Retriever:
         out: list[list[Hit]] = []
         pending: list[int] = []
         for i, (name, code, group) in enumerate(zip(names, codes, members, strict=True)):
-            label = features(self.aliases.tokens(name))
+            tokens = self.aliases.tokens(name)
+            if negates(tokens):  # "no atrial fibrillation": the criteria of what is absent would pull towards it
+                out.append([])
+                continue
+            label = features(tokens)
             hits = [Hit(s, EXACT_SCORE, via) for s, via in self._exact(name, code, group)
-                    if not conflicts(label, self._titles[self._row[s.id]])][:k]  # fmt: skip
+                    if not conflicts(label, self._titles[self._row[s.id]])]  # fmt: skip
+            hits = self._both_sides(tokens, hits, k)
             out.append(hits)
             if not hits:
                 pending.append(i)
@@ -222,6 +232,10 @@ class Retriever:
             tokens = self.aliases.tokens(name)
             label = features(tokens)
             words = {t for t in tokens if t not in _FILLER}
+            # a short label names a condition ("QRS prolongation"), a long one describes findings ("progressive PR
+            # prolongation before a dropped QRS"): the interval a short one names is part of its condition
+            required = _CONDITION_GROUPS | ({"interval"} if len(words) <= 3 else set())
+            names = {g for g, _ in named_values(label) if g in required or g.startswith("hyper/hypo")}
             fused: dict[int, float] = {}
             for rank, hit in enumerate(nearest):
                 row = self._row[hit.snippet.id]
@@ -239,11 +253,47 @@ class Retriever:
                     continue
                 if conflicts(label, self._titles[row]):
                     continue
+                if names - {g for g, _ in named_values(self._titles[row])}:
+                    # a label naming a chamber, side, wall, degree ... takes only a snippet whose title names a
+                    # value of each of those groups (the guard has checked they agree): a passing mention in the
+                    # text ("ventricular" and "fibrillation" in a third-degree AV block differential), or a title
+                    # that names the chamber but not the fibrillation ("ventricular pre-excitation" for
+                    # "ventricular fibrillation"), is not the condition
+                    continue
                 hits.append((rrf, Hit(snippets[row], cosine, "hybrid")))
             hits.sort(key=lambda p: -p[0])
             best = max((h.score for _, h in hits), default=0.0)
-            out.append([h for _, h in hits if h.score >= best - RELATIVE_FLOOR][:k])
+            out.append(self._both_sides(tokens, [h for _, h in hits if h.score >= best - RELATIVE_FLOOR], k))
         return out
+
+    def _both_sides(self, tokens: Sequence[str], hits: list[Hit], k: int) -> list[Hit]:
+        """The first `k` of `hits`, never one side only of a choice the label leaves open.
+
+        Where the label names no value of a group (`guard.CHOICES`), or names several with different words
+        ("bundle branch block", PTB-XL's "LAFB/LPFB"), and the candidates name different values (left / right,
+        anterior / posterior), the snippets naming none or several of those values go first (overviews) when the
+        label names none, or lead already; otherwise the best snippet of each value is taken in turns, one per
+        value even past `k`: "bundle branch block" gets left and right criteria alike, where it got only right
+        bundle branch block's, which come first in the file."""
+        if len(hits) < 2:
+            return hits[:k]
+        unnamed, several = open_groups(tokens)
+        for group in sorted(unnamed | several):
+            sides = [frozenset(v for v in self._titles[self._row[h.snippet.id]].get(group, ()) if v[0] != "!")
+                     for h in hits]  # fmt: skip
+            values = sorted({v for side in sides if len(side) == 1 for v in side})
+            if len(values) < 2:
+                continue
+            neutral = [h for h, side in zip(hits, sides, strict=True) if len(side) != 1]
+            if neutral and group in unnamed:
+                return neutral[:k]
+            if len(sides[0]) != 1:  # a label naming several values, led by a snippet about all of them
+                return hits[:k]
+            turns = [[h for h, side in zip(hits, sides, strict=True) if side == {value}] for value in values]
+            taken = list(dict.fromkeys(h.snippet.id for row in itertools.zip_longest(*turns) for h in row if h))
+            by_id = {h.snippet.id: h for h in hits}
+            return [by_id[i] for i in taken[: max(k, len(values))]]
+        return hits[:k]
 
     def _lexical(self) -> bm25s.BM25:
         if self._bm25 is None:
