@@ -1,4 +1,5 @@
-"""`ecglang models`: the bundled model configs, or (`--pretrained`) the known published models."""
+"""`ecglang models`: the bundled trained checkpoints (what `--model` loads) and the model configs (untrained
+architectures), or (`--pretrained`) the known published models."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import json
 
 from ecglang.encoders.pretrained import list_pretrained
 
+CHECKPOINTS_TITLE = "Trained checkpoints (zero-shot / evaluate --model NAME, ecglang.load_model(NAME)):"
+CONFIGS_TITLE = (
+    "Model configs, untrained (ecglang.create_model(NAME), pretraining, data build --model; not load_model):"
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the model configs (configs/model), or the known published models")
+    p = sub.add_parser(
+        "models",
+        help="list the bundled trained checkpoints (for --model) and the model configs, or the known published models",
+    )
     p.add_argument(
         "--pretrained", action="store_true",
         help="list published models: architecture, weights, licence, whether ecglang converts them today",
@@ -33,14 +42,20 @@ def run(args: argparse.Namespace) -> int:
             if m.note:
                 print(f"  note          {m.note}")
         return 0
-    # registry imports the config class (transformers, seconds): only when the configs are listed.
-    from ecglang.encoders.registry import describe_models
+    # registry imports the config class (transformers, seconds): only when the models are listed.
+    from ecglang.encoders.registry import describe_checkpoints, describe_models
 
-    configs = describe_models()
+    # Two groups: the configs alone looked like names --model takes, and the checkpoint it takes was missing.
+    checkpoints, configs = describe_checkpoints(), describe_models()
     if args.json:
-        print(json.dumps(configs, indent=2))
+        print(json.dumps({"checkpoints": checkpoints, "configs": configs}, indent=2))
         return 0
-    width = max((len(n) for n in configs), default=0)
-    for name, description in configs.items():
-        print(f"{name:<{width}}  {description}")
+    width = max((len(n) for n in [*checkpoints, *configs]), default=0)
+    for title, group in ((CHECKPOINTS_TITLE, checkpoints), (CONFIGS_TITLE, configs)):
+        print(title)
+        for name, description in group.items():
+            print(f"  {name:<{width}}  {description}")
+        if not group:
+            print("  (none installed)")
+    print("Published models that ecglang converts or not: ecglang models --pretrained")
     return 0

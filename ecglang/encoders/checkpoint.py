@@ -1,4 +1,4 @@
-"""Complete checkpoint folders: save, load, Hub ids, the model card and checksums.
+"""Complete checkpoint folders: save, load, Hub ids and checksums (the card: `model_card`).
 
 A checkpoint folder holds:
 
@@ -8,7 +8,7 @@ A checkpoint folder holds:
     tokenizer.json, ...      the text tokenizer
     processor_config.json    the preprocessing contract (when one is set); config.json holds `"processor": null`
     README.md                model card (huggingface_hub.ModelCard: license, base_model, datasets, model-index)
-    checksums.json           sha256 of every weight file, verified on load
+    checksums.json           sha256 of every weight file, verified on load (the tokenizer is checked when read)
 
 The processor contract is stored once, in processor_config.json, and read from there on load. Checkpoints
 written before that rule hold it in config.json's `processor` section too; those still load unchanged.
@@ -16,8 +16,11 @@ Weights are read with safetensors only, never pickle, and no code from a checkpo
 always called with `trust_remote_code=False`. Loading checks what it reads before using it: config.json's
 types and sizes (the text model's too, before it is built), checksums.json's entries (files inside the
 folder only), and the weights' dtypes and values (floating point, finite). A saved folder holds no absolute
-path, so it can be moved or uploaded as it is. The functions here take the model (or its class) as an
-argument, so that this module does not import `modeling` (which calls them).
+path, so it can be moved or uploaded as it is (a local text base folder is stored by its name when the text
+weights are inside the checkpoint; a LoRA or frozen text tower needs its base at load time, so its reference is
+kept as given). A save replaces its folder as a whole: it refuses a folder that exists, is not empty and is
+not an ecglang checkpoint. The functions here take the model (or its class) as an argument, so that this
+module does not import `modeling` (which calls them).
 """
 
 from __future__ import annotations
@@ -32,26 +35,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedModel
 
 from ecglang.core.atomic import atomic_directory
 from ecglang.core.checksums import CHECKSUMS_NAME, sha256_file, verify_checksums, write_checksums
+from ecglang.core.outputs import OutputPathError, check_replaceable_folder
 from ecglang.core.paths import resource_dir
+from ecglang.encoders.checkpoint_files import (
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    TOKENIZER_FILE,
+    WEIGHTS_NAME,
+    checkpoint_folders,
+    is_hub_id,
+)
 from ecglang.encoders.configuration import EcgLangConfig
-from ecglang.encoders.ecg_processing import LEAD_ORDERS, PROCESSOR_CONFIG_NAME, EcgProcessor
-from ecglang.encoders.layers import count_parameters
+from ecglang.encoders.ecg_processing import PROCESSOR_CONFIG_NAME, EcgProcessor
+from ecglang.encoders.model_card import model_card, read_card
 from ecglang.encoders.text_encoder import PICKLE_SUFFIXES, hub_id_of
 from ecglang.errors import ConfigError, ModelLoadError
-from ecglang.record.leads import CANONICAL_LEADS
 
-WEIGHTS_NAME = "model.safetensors"
-ADAPTER_DIR = "text_adapter"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 logger = logging.getLogger(__name__)
 
 
@@ -61,6 +65,8 @@ _CHECKPOINT_ENTRIES = frozenset(
     {"config.json", WEIGHTS_NAME, ADAPTER_DIR, PROCESSOR_CONFIG_NAME, "README.md", CHECKSUMS_NAME}
 )
 _TOKENIZER_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", "spiece", "sentencepiece")
+# What tokenizers write: a user's `tokenizer_eval.csv` beside a checkpoint is not one of them.
+_TOKENIZER_SUFFIXES = (".json", ".txt", ".model")
 
 
 def is_user_file(name: str) -> bool:
@@ -68,7 +74,58 @@ def is_user_file(name: str) -> bool:
 
     The old checkpoint's own files are not carried over: a stale LoRA adapter or processor contract would
     be loaded by mistake."""
-    return not (name in _CHECKPOINT_ENTRIES or name.startswith(_TOKENIZER_PREFIXES))
+    tokenizer_file = name.startswith(_TOKENIZER_PREFIXES) and name.endswith(_TOKENIZER_SUFFIXES)
+    return not (name in _CHECKPOINT_ENTRIES or tokenizer_file)
+
+
+def is_checkpoint_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds an ecglang checkpoint (a config.json with model_type 'ecglang'): the one kind of
+    non-empty folder that a save may replace (keeping the user's own files in it, `is_user_file`)."""
+    path = Path(folder) / "config.json"
+    try:
+        if path.stat().st_size > 1 << 24:  # far above any config: not one of ours, and not worth reading
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("model_type") == EcgLangConfig.model_type
+
+
+def check_save_folder(save_directory: str | os.PathLike) -> Path:
+    """The resolved folder a checkpoint save may replace; an error naming it otherwise.
+
+    A save swaps in a new folder (`ecglang.core.atomic`), so the target must be new, empty or an ecglang
+    checkpoint: a project folder's README.md, config.json or tokenizer files were deleted without a word.
+    Nor may it be the current folder (or one above it): the process and the user's shell would be left
+    in a deleted folder."""
+    target = Path(save_directory).expanduser()
+    if target.is_file():
+        raise ModelLoadError(target.resolve(), "save_pretrained needs a folder, but a file exists at this path")
+    target = check_replaceable_folder(target, is_checkpoint_folder, "ecglang checkpoint").resolve()
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the current folder was deleted: nothing to protect
+        return target
+    if target == here or target in here.parents:
+        where = "the current folder" if target == here else "a folder above the current one"
+        raise OutputPathError(
+            f"{target}: is {where}; a save replaces the folder as a whole, which would leave this process (and a "
+            "shell in it) in a deleted folder: save into a new subfolder"
+        )
+    return target
+
+
+def text_reference(name_or_path: str) -> str:
+    """What a checkpoint whose text weights are inside it stores as its text base: the Hub id, or the name of
+    a local folder (never its absolute path: the folder is not needed to load, and the path would travel
+    with the checkpoint to other machines and the Hub)."""
+    name = hub_id_of(name_or_path)
+    if is_hub_id(name):
+        return name  # a Hub id, or a relative folder spelt like one: no absolute path either way
+    local = Path(name).expanduser()
+    if local.exists():
+        return local.resolve().name or name
+    return re.split(r"[\\/]+", name.rstrip("\\/"))[-1] or name  # a folder of another machine, even C:\models\x
 
 
 def save_pretrained(
@@ -80,18 +137,22 @@ def save_pretrained(
     """Write `model`'s complete checkpoint folder (see the module docstring), atomically.
 
     The folder is built beside the target and swapped in when complete (`ecglang.core.atomic`): a save killed
-    half-way leaves the previous checkpoint (or none), never a half-written or mixed one. processor: an
-    `EcgProcessor` that becomes the contract (default: the config's). card: extra model-card fields."""
-    target = Path(save_directory).expanduser().resolve()
-    if target.is_file():
-        raise ModelLoadError(target, "save_pretrained needs a folder, but a file exists at this path")
+    half-way leaves the previous checkpoint (or none), never a half-written or mixed one. The target must be
+    new, empty or an ecglang checkpoint (`check_save_folder`). processor: an `EcgProcessor` that becomes the
+    contract (default: the config's). card: extra model-card fields."""
+    target = check_save_folder(save_directory)
     config = copy.deepcopy(model.config)
     config.architectures = [type(model).__name__]
-    config.text_tower["name_or_path"] = hub_id_of(config.text_tower["name_or_path"])
+    stores_text = config.text_tower["finetune"] == "full"
+    # A LoRA or frozen tower loads its base from this reference, so it is kept; full weights need none.
+    name = config.text_tower["name_or_path"]
+    config.text_tower["name_or_path"] = text_reference(name) if stores_text else hub_id_of(name)
     if processor is not None:  # the processor used in training becomes the checkpoint's contract
         config.set_processor(processor.to_dict())
-    stores_text = config.text_tower["finetune"] == "full"
-    config.text_tower["hf_config"] = model.text_tower.base_model.config.to_dict() if stores_text else None
+    hf_config = model.text_tower.base_model.config.to_dict() if stores_text else None
+    if hf_config is not None:  # transformers records the folder the base was read from
+        hf_config["_name_or_path"] = config.text_tower["name_or_path"]
+    config.text_tower["hf_config"] = hf_config
     with atomic_directory(target, keep=is_user_file) as out:
         contract, config.processor = config.processor, None  # stored once: processor_config.json
         config.save_pretrained(out)
@@ -140,10 +201,17 @@ def from_pretrained(
     token: str | bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
-    dtype: Any = None,
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | None = None,
+    force_download: bool = False,
 ) -> PreTrainedModel:
-    """Load a checkpoint folder or Hub id into a `model_class` (see `EcgLangModel.from_pretrained`)."""
-    folder = resolve_checkpoint(resolve_model_name(name_or_path), revision, token, cache_dir, local_files_only)
+    """Load a checkpoint folder or Hub id into a `model_class` (see `EcgLangModel.from_pretrained`).
+
+    dtype: a floating `torch.dtype`, None (float32) or "auto" (the dtype the weights are stored in); device:
+    where the model goes (None: the CPU)."""
+    folder = resolve_checkpoint(
+        resolve_model_name(name_or_path), revision, token, cache_dir, local_files_only, force_download
+    )
     verify_checksums(folder, required=False)
     if config is None:
         config = load_config(folder)
@@ -161,23 +229,55 @@ def from_pretrained(
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ModelLoadError(weights, f"cannot read safetensors file: {exc}") from exc
-    check_tensors(weights, state, model.state_dict())
+    expected = model.state_dict()
+    check_tensors(weights, state, expected)
+    check_shapes(weights, state, expected)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatch: the config does not match the weights
-        raise ModelLoadError(weights, f"weights do not match config.json: {exc}") from exc
+    except RuntimeError as exc:  # what check_shapes does not foresee: still one line
+        raise ModelLoadError(weights, f"weights do not match config.json: {mismatch_summary(exc)}") from exc
     text_keys_optional = not (full_text and text_weights == "config")
     missing = [k for k in missing if not (text_keys_optional and k.startswith("text_tower."))]
     if missing or unexpected:
-        raise ModelLoadError(weights, f"weights do not match config.json: missing {missing}, unexpected {unexpected}")
+        raise ModelLoadError(
+            weights, f"weights do not match config.json: {len(missing)} tensor(s) missing {missing[:3]}, "
+            f"{len(unexpected)} unexpected {unexpected[:3]} (config.json edited, or from other weights?)"
+        )  # fmt: skip
     if model.text_tower.is_lora:
         _load_adapter(model.text_tower.model, folder / ADAPTER_DIR)
     model.text_tower.tokenizer = checkpoint_tokenizer(folder)
     model.loaded_card = read_card(folder)
-    if isinstance(dtype, torch.dtype):
+    if dtype == "auto":  # as transformers: the dtype the weights were saved in
+        dtype = next((t.dtype for t in state.values() if t.is_floating_point()), None)
+    if dtype is not None:
         model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
     model.eval()
     return model
+
+
+def check_shapes(path: Path, state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
+    """`ModelLoadError` in one line when tensors of the file have other shapes than the model that config.json
+    describes (a hand-edited size): their count and the first one, instead of torch's line per tensor."""
+    wrong = [(k, state[k].shape, t.shape) for k, t in expected.items() if k in state]  # in the model's order
+    wrong = [(k, stored, built) for k, stored, built in wrong if stored != built]
+    if wrong:
+        name, stored, built = wrong[0]
+        raise ModelLoadError(
+            path, f"weights do not match config.json: {len(wrong)} tensor(s) have other shapes, the first "
+            f"{name!r} is {list(stored)} in the file and {list(built)} by config.json (config.json edited, or "
+            "from other weights?)"
+        )  # fmt: skip
+
+
+def mismatch_summary(exc: BaseException) -> str:
+    """torch's `load_state_dict` error (a line per mismatched tensor) as one line: the count and the first."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    sizes = [line.removeprefix("size mismatch for ") for line in lines if line.startswith("size mismatch for ")]
+    if sizes:
+        return f"{len(sizes)} tensor(s) have other shapes, the first {sizes[0]}"
+    return first_line(exc)
 
 
 def check_tensors(path: Path, state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
@@ -226,11 +326,7 @@ DEFAULT_CHECKPOINT = "ecglang-mini"
 def list_checkpoints() -> list[str]:
     """Names of the bundled trained checkpoints: what `load_model(name)` loads by name (`list_models()` names
     architecture configs, which `create_model` builds untrained; `list_pretrained()` published models)."""
-    try:
-        folder = resource_dir("checkpoints")
-    except FileNotFoundError:
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+    return [p.name for p in checkpoint_folders()]
 
 
 def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
@@ -267,6 +363,7 @@ def resolve_checkpoint(
     token: str | bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
+    force_download: bool = False,
 ) -> Path:
     """A local checkpoint folder for `name_or_path`: the folder itself, or a Hub snapshot (download/cache)."""
     path = Path(name_or_path).expanduser()
@@ -283,7 +380,7 @@ def resolve_checkpoint(
             path, f"checkpoint folder not found: a save into it was interrupted; the previous complete "
             f"checkpoint is in {previous} (rename it back, or save again)"
         )  # fmt: skip
-    if not _HUB_ID.match(text) or text.startswith((".", "~")):
+    if not is_hub_id(text):
         raise ModelLoadError(path, "checkpoint folder not found (and it is not a Hub id like 'org/name')")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -297,6 +394,7 @@ def resolve_checkpoint(
     try:
         local = snapshot_download(
             text, revision=revision, token=token, cache_dir=cache_dir, local_files_only=offline or unreachable,
+            force_download=force_download and not (offline or unreachable),
             allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model", f"{ADAPTER_DIR}/*"],
         )  # fmt: skip
     except LocalEntryNotFoundError as exc:
@@ -396,11 +494,47 @@ def load_tokenizer(source: str | Path) -> Any:
             raise ModelLoadError(config, f"unreadable tokenizer config: {exc}") from exc
         if auto_map:
             raise ModelLoadError(config, f"cannot load the tokenizer: {refusal}; remove the auto_map entry")
+    _check_tokenizer_file(Path(source) / TOKENIZER_FILE)
     try:
         return AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        reason = refusal if "trust_remote_code" in str(exc) else str(exc)  # never advise trust_remote_code=True
+    except MemoryError:  # not a file problem; the hostile-checkpoint tests must see it as it is
+        raise
+    except Exception as exc:  # transformers and tokenizers raise many types (tokenizers: plain Exception)
+        reason = refusal if "trust_remote_code" in str(exc) else first_line(exc)  # never advise trust_remote_code
         raise ModelLoadError(source, f"cannot load the tokenizer: {reason}") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message: errors reach users as one line."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def _check_tokenizer_file(path: Path) -> None:
+    """A tokenizer.json that is there must be a whole one: transformers' message for a truncated file named
+    only the folder (and a JSON object without a model raised a bare KeyError)."""
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelLoadError(path, f"unreadable tokenizer file (truncated or corrupt?): {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ModelLoadError(path, "not a tokenizers file (it has no 'model' object): corrupt or not a tokenizer")
+
+
+def _check_vocabulary_files(folder: Path, tokenizer: Any) -> None:
+    """The checkpoint holds the files the tokenizer reads its vocabulary from: tokenizer.json, or all of its
+    class's own files (vocab.txt for BERT). Without them transformers builds a tokenizer of the special
+    tokens only (5 for BERT): every word became [UNK] and every text the same embedding, without an error."""
+    names = dict(getattr(type(tokenizer), "vocab_files_names", None) or {})
+    whole = names.pop("tokenizer_file", TOKENIZER_FILE)
+    if (folder / whole).is_file() or (names and all((folder / n).is_file() for n in names.values())):
+        return
+    other = f" (nor its {' + '.join(sorted(names.values()))})" if names else ""
+    raise ModelLoadError(
+        folder / whole, f"missing{other}: the tokenizer ({type(tokenizer).__name__}) would have no vocabulary; the "
+        "checkpoint is incomplete (a partial copy or download?): copy the file from where the checkpoint came from"
+    )  # fmt: skip
 
 
 def checkpoint_tokenizer(folder: Path) -> Any:
@@ -413,7 +547,9 @@ def checkpoint_tokenizer(folder: Path) -> Any:
             folder, "tokenizer files are missing (tokenizer_config.json); a checkpoint saved by save_pretrained "
             "holds them: copy them from the text base model the checkpoint was trained with, or save it again"
         )  # fmt: skip
-    return load_tokenizer(folder)
+    tokenizer = load_tokenizer(folder)
+    _check_vocabulary_files(Path(folder), tokenizer)
+    return tokenizer
 
 
 def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
@@ -430,7 +566,7 @@ def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
     try:
         result = set_peft_model_state_dict(peft_model, state)
     except Exception as exc:
-        raise ModelLoadError(weights, f"cannot load the LoRA adapter: {exc}") from exc
+        raise ModelLoadError(weights, f"cannot load the LoRA adapter: {mismatch_summary(exc)}") from exc
     expected = {k for k in peft_model.state_dict() if "lora_" in k}
     missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
     if missing or getattr(result, "unexpected_keys", []) or not state or len(state) != len(expected):
@@ -441,212 +577,26 @@ def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:
         )
 
 
-# ----------------------------------------------------------------------------------------- model card
-CARD_TAGS = ["ecg", "electrocardiogram", "contrastive-learning", "zero-shot", "ecglang"]
-_NO_TRAINING_DATA = "Not recorded with this checkpoint."
-_NO_METRICS = "Not recorded."
-_INTENDED_USE = "Research on ECG representation learning, zero-shot ECG classification and ECG-report retrieval."
-_NOT_CLINICAL = "**Not for clinical use.**"
-
-
-def card_metadata(config: EcgLangConfig, card: Mapping[str, Any]) -> ModelCardData:
-    """The card's YAML header: license, base_model (the text base's Hub id), datasets, tags, pipeline_tag
-    and the metrics as model-index (`card["eval_results"]`: dicts of `huggingface_hub.EvalResult` fields)."""
-    text_base = config.text_tower["name_or_path"]
-    results = [EvalResult(**dict(r)) for r in card.get("eval_results") or []]
-    return ModelCardData(
-        license=card.get("license"),
-        library_name="ecglang",
-        base_model=text_base if _HUB_ID.match(text_base) else None,
-        datasets=list(card["datasets"]) if card.get("datasets") else None,
-        tags=list(CARD_TAGS),
-        pipeline_tag=card.get("pipeline_tag", "feature-extraction"),
-        model_name=card.get("title", "ecglang ECG-language model") if results else None,
-        eval_results=results or None,
-    )
-
-
-def read_card(folder: Path) -> dict[str, Any]:
-    """What a checkpoint's README.md says that a re-save must keep, and the weights it describes.
-
-    Returns `{"fields": card fields for model_card(...), "weights": {weight file: sha256}}`. The fields come
-    from the YAML header (license, datasets, pipeline_tag, model-index) and from the sections that
-    model_card writes (title, source, training data, the evaluation list, notes under intended use)."""
-    folder = Path(folder)
-    sums_path = folder / CHECKSUMS_NAME
-    weights = None
-    try:
-        weights = json.loads(sums_path.read_text(encoding="utf-8")) if sums_path.is_file() else None
-    except (OSError, ValueError):  # verify_checksums reports it; the card is then not carried
-        weights = None
-    try:
-        card = ModelCard.load(folder / "README.md") if (folder / "README.md").is_file() else None
-        fields = {} if card is None else _card_fields(card)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
-        # The card is documentation: one that does not parse (bad YAML, a python/ tag that safe_load refuses,
-        # a malformed model-index) leaves the model loadable, with nothing to carry on re-save.
-        logger.warning("%s: cannot read the model card, it is not carried on re-save: %s", folder / "README.md", exc)
-        fields = {}
-    return {"fields": fields, "weights": weights}
-
-
-def _card_fields(card: ModelCard) -> dict[str, Any]:
-    """The fields of a parsed model card that a re-save keeps (see `read_card`)."""
-    fields: dict[str, Any] = {}
-    data = card.data
-    for key in ("license", "datasets", "pipeline_tag"):
-        if getattr(data, key, None):
-            fields[key] = getattr(data, key)
-    if data.eval_results:
-        fields["eval_results"] = [{k: v for k, v in vars(r).items() if v is not None} for r in data.eval_results]
-    head, *parts = re.split(r"^## (.+)$", card.text, flags=re.M)
-    title = re.search(r"^# (.+)$", head, flags=re.M)
-    if title:
-        fields["title"] = title.group(1).strip()
-    sections = {name.strip(): text.strip() for name, text in zip(parts[::2], parts[1::2], strict=True)}
-    if sections.get("Source"):
-        fields["source"] = sections["Source"]
-    if sections.get("Training data", _NO_TRAINING_DATA) != _NO_TRAINING_DATA:
-        fields["training_data"] = sections["Training data"]
-    metrics = dict(
-        line[2:].split(": ", 1) for line in sections.get("Evaluation", "").splitlines()
-        if line.startswith("- ") and ": " in line
-    )  # fmt: skip
-    if metrics:
-        fields["metrics"] = metrics
-    notes = sections.get("Intended use", "").split(_NOT_CLINICAL)[0].replace(_INTENDED_USE, "", 1).strip()
-    if notes:
-        fields["notes"] = notes
-    return fields
-
-
-def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str, Any] | None = None) -> str:
-    """Markdown model card, built with `huggingface_hub.ModelCard`: YAML metadata (`card_metadata`), then
-    architecture, preprocessing contract, training data, evaluation, intended use, limits.
-
-    card: `title`, `source`, `training_data`, `metrics` (name -> text), `eval_results` (model-index),
-    `notes`, `license`, `datasets`, `pipeline_tag`."""
-    card = dict(card or {})
-    ecg, text, proc = config.ecg_tower, config.text_tower, config.processor
-    n_ecg = count_parameters(model.ecg_tower)
-    n_text = count_parameters(model.text_tower)
-    if ecg["type"] == "beat":
-        tower = (
-            f"`BeatEcgEncoder`: per-lead beat morphology CNN → (beat, lead) tokens with lead, beat-position and "
-            f"RR embeddings → {ecg['n_layers']} factorised blocks (spatial attention across leads within a beat, "
-            f"{ecg['rhythm_attention']} rhythm attention across beats), d_model={ecg['d_model']}, "
-            f"{ecg['pooling']} pooling"
-        )
-    elif ecg["type"] == "merl_resnet18":
-        tower = "MERL's ResNet1d-18 (no max-pool) → 1×1 downconv → attention pool (313 + 1 positions)"
-    elif ecg["type"] == "merl_vit_tiny":
-        tower = "MERL's ViT1d-tiny (patch 50, 12 blocks, width 192) → mean, LayerNorm → proj_e (with BatchNorm)"
-    else:
-        tower = f"`ResNet1dEncoder` (ResNet1d-18, MERL-style) on the raw signal, {ecg['pooling']} pooling"
-    contract, order = "No preprocessing contract is stored with this checkpoint.", list(CANONICAL_LEADS)
-    if proc is not None:
-        pre, beats = proc["preprocess"], proc["beats"]
-        fs, n = pre.get("target_fs"), pre.get("target_samples")
-        band = pre.get("bandpass")
-        norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')} per lead"
-        if pre.get("normalize") == "record_minmax":
-            norm = "min-max to [0, 1] over the whole record (one min and one max for all leads)"
-        elif pre.get("normalize") in ("mm", "none"):
-            norm = {"mm": "none: mm at 10 mm/mV, each lead minus its median", "none": "none: mV"}[pre["normalize"]]
-        order = [CANONICAL_LEADS[i] for i in LEAD_ORDERS[proc.get("lead_order", "canonical")]]
-        contract = "\n".join(
-            [
-                "| item | value |",
-                "|---|---|",
-                f"| sampling rate | {f'{fs:g} Hz' if fs else 'as recorded'} |",
-                f"| length | {f'{n} samples' if n else 'as recorded'}"
-                f"{f' ({n / fs:g} s)' if n and fs else ''}, crop {pre.get('crop')}, pad {pre.get('pad')} |",
-                f"| lead order | {', '.join(order)} (missing leads zeroed and masked) |",
-                f"| filtering | {f'band-pass {band[0]:g}–{band[1]:g} Hz (zero-phase)' if band else 'none'} |",
-                f"| normalisation | {norm} |",
-                f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, "
-                f"resampled to {beats['beat_len']} samples; at most {beats['max_beats']} beats |",
-            ]
-        )
-    losses = ", ".join(f"{k}={w:g}" for k, w in config.loss["weights"].items() if k in config.active_losses)
-    metrics = card.get("metrics")
-    metrics_md = "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if isinstance(metrics, Mapping) else _NO_METRICS
-    text_storage = (
-        "Its weights are inside model.safetensors."
-        if text["finetune"] == "full"
-        else "The base text model is stored by reference and must be available at load time."
-    )
-    files = [WEIGHTS_NAME, "config.json", "tokenizer files", CHECKSUMS_NAME]
-    if text["finetune"] == "lora":
-        files.insert(1, f"{ADAPTER_DIR}/ (LoRA adapter of the text model)")
-    source = f"\n## Source\n{card['source']}\n" if card.get("source") else ""
-    text_md = f"""
-# {card.get("title", "ecglang ECG-language model")}
-
-An ECG encoder aligned contrastively with a clinical text encoder, for zero-shot ECG classification and
-ECG-report retrieval with the `ecglang` Python package.
-{source}
-## Architecture
-- ECG tower: {tower} ({n_ecg / 1e6:.2f} M parameters).
-- Text tower: `{text["name_or_path"]}` ({text["pooling"]} pooling, max {text["max_length"]} tokens,
-  fine-tuning: {text["finetune"]}; {n_text / 1e6:.1f} M parameters). {text_storage}
-- Shared space: {config.projection["dim"]}-d{" L2-normalised" if config.projection["normalize"] else ""} embeddings.
-- Training losses: {losses} (rhythm CLIP, beat-level sentence↔beat alignment, token-level late interaction).
-
-## Preprocessing contract
-Inputs must be prepared exactly like this (`ecglang.encoders.ecg_processing.EcgProcessor` does it, from
-`processor_config.json`):
-
-{contract}
-
-Model input lead order: {", ".join(order)} (records are read in any order and rearranged by the processor);
-any subset of leads may be present.
-
-## Training data
-{card.get("training_data", _NO_TRAINING_DATA)}
-
-## Evaluation
-{metrics_md}
-
-## Intended use
-{_INTENDED_USE}
-{card.get("notes", "")}
-
-{_NOT_CLINICAL} This model is not a medical device; it has not been validated for diagnosis,
-triage or any decision about a patient. Its outputs can be wrong, and its training reports can carry
-the biases of the devices and hospitals they came from.
-
-## Usage
-```python
-import ecglang
-from ecglang.encoders.modeling import EcgLangModel
-model = EcgLangModel.from_pretrained("path/or/hub-id")
-# or, after `import ecglang`: transformers.AutoModel.from_pretrained("path/or/hub-id")
-```
-
-Files: {", ".join(files)}.
-"""
-    return str(ModelCard(f"---\n{card_metadata(config, card).to_yaml()}\n---\n{text_md}"))
-
-
 __all__ = [
     "ADAPTER_DIR",
-    "CARD_TAGS",
     "DEFAULT_CHECKPOINT",
     "WEIGHTS_NAME",
-    "card_metadata",
+    "check_save_folder",
+    "check_shapes",
     "check_tensors",
     "checkpoint_tokenizer",
+    "first_line",
     "from_pretrained",
+    "is_checkpoint_folder",
     "is_user_file",
     "list_checkpoints",
     "load_config",
     "load_tokenizer",
-    "model_card",
-    "read_card",
+    "mismatch_summary",
     "read_processor_contract",
     "resolve_checkpoint",
     "resolve_model_name",
     "save_adapter",
     "save_pretrained",
+    "text_reference",
 ]

@@ -15,6 +15,7 @@ text model folder or Hub id (`text_model`, which always provides the tokenizer a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 from transformers import AutoConfig, AutoModel
 
-from ecglang.encoders.checkpoint import load_tokenizer
+from ecglang.encoders.checkpoint import check_save_folder, first_line, load_tokenizer, text_reference
 from ecglang.encoders.configuration import EcgLangConfig
 from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.text_encoder import resolve_text_model
@@ -64,7 +65,13 @@ def read_merl_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for unsafe or broken files
-        raise ModelLoadError(path, f"cannot read as a weights-only torch file: {exc}") from exc
+        # torch's own text for a pickle advises loading with weights_only=False: never passed on.
+        if str(exc).startswith("Weights only load failed"):
+            raise ModelLoadError(
+                path, f"not a plain state dict: it holds pickled Python objects ({_pickled_globals(path, exc)}); "
+                "ecglang reads weights only and never unpickles code: save the model's state_dict() instead"
+            ) from exc  # fmt: skip
+        raise ModelLoadError(path, f"cannot read as a weights-only torch file: {first_line(exc)}") from exc
     if isinstance(raw, Mapping) and "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
         raw = raw["state_dict"]
     if not isinstance(raw, Mapping) or not raw or not all(isinstance(v, Tensor) for v in raw.values()):
@@ -73,6 +80,18 @@ def read_merl_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not any(k.startswith(("ecg_encoder.", "lm_model.", "proj_t.")) for k in state):
         state = {f"ecg_encoder.{k}": v for k, v in state.items()}
     return state
+
+
+def _pickled_globals(path: Path, exc: BaseException) -> str:
+    """The Python names a pickle refers to, read from its opcodes (nothing is unpickled), for the message."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # an old (non-zip) file or a torch without the helper: torch's message names the first
+        names = re.findall(r"GLOBAL ([\w.]+)", str(exc))[:1]
+    if not names:
+        return "classes it does not name"
+    shown = ", ".join(f"`{n}`" for n in names[:5])
+    return shown if len(names) <= 5 else f"{shown} and {len(names) - 5} more"
 
 
 def detect_architecture(state: Mapping[str, Tensor]) -> str | None:
@@ -211,8 +230,10 @@ def convert_merl(
         and its weights when no MERL file holds `lm_model.*`.
     fill_from: another MERL checkpoint supplying the keys `checkpoint` lacks (heads, `proj_t`, `lm_model.*`).
     architecture: `"merl_resnet18"` or `"merl_vit_tiny"` (default: detected from the keys).
+    out: a new or empty folder, or an ecglang checkpoint to replace (checked before the conversion).
     The result loads with `EcgLangModel.from_pretrained(out)` and, after `import ecglang`, with
     `transformers.AutoModel.from_pretrained(out)` (no remote code)."""
+    check_save_folder(out)  # before the work: a project folder is refused, not half-replaced after it
     model = build_merl_model(checkpoint, text_model, fill_from=fill_from, architecture=architecture)
     name = Path(checkpoint).name
     card = {
@@ -221,7 +242,8 @@ def convert_merl(
         "source": (
             f"Converted from the MERL checkpoint `{name}`{f' (+ `{Path(fill_from).name}`)' if fill_from else ''} "
             f"with `ecglang convert merl`. MERL: {MERL_PAPER}; code {MERL_REPOSITORY} at commit {MERL_COMMIT}, "
-            f"MIT licence (Copyright (c) 2024 Che Liu). Text model: `{text_model}` (its own licence applies). "
+            f"MIT licence (Copyright (c) 2024 Che Liu). Text model: `{text_reference(text_model)}` (its own licence "
+            "applies). "
             "Zero-shot logits are MERL's plain cosine (no temperature)."
         ),
         "training_data": "MIMIC-IV-ECG ECG-report pairs (MERL pre-training), as published by the MERL authors.",

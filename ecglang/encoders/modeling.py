@@ -318,8 +318,8 @@ class EcgLangModel(PreTrainedModel):
         is_main_process: bool = True,
         **_: Any,
     ) -> None:
-        """Write a complete checkpoint folder (`ecglang.encoders.checkpoint`), atomically; other files already
-        in the folder are kept.
+        """Write a complete checkpoint folder (`ecglang.encoders.checkpoint`), atomically. The folder must be new,
+        empty or an ecglang checkpoint (whose other files are kept); any other is refused (`OutputPathError`).
 
         processor: an `EcgProcessor` (written as processor_config.json); default: the config's processor
             contract. card: extra model-card fields (`training_data`, `metrics`, `notes`).
@@ -338,16 +338,28 @@ class EcgLangModel(PreTrainedModel):
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        dtype: torch.dtype | str | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        device_map: str | int | torch.device | Mapping[str, Any] | None = None,
+        force_download: bool = False,
         **kwargs: Any,
     ) -> EcgLangModel:
         """Load a checkpoint from a local folder, a bundled name or a Hub id (`huggingface_hub.snapshot_download`).
 
+        dtype (or its older name torch_dtype): a floating `torch.dtype`, its name as transformers takes it
+        ("bfloat16", "float16", "half"...), or "auto" (the dtype the weights are stored in); default float32.
+        device_map: one device ("cpu", "cuda:0", 0, a `torch.device`, `{"": device}`), or "auto" (CUDA when
+        available); the model is small, so it is never split across devices.
         Raises `ModelLoadError` for a missing folder, a Hub id that cannot be fetched (offline: in well under
-        2 s, with how to load from a folder instead), missing/corrupt files or a checksum mismatch.
-        The model is returned in eval mode."""
+        2 s, with how to load from a folder instead), missing/corrupt files or a checksum mismatch; `TypeError`
+        for a keyword it does not know (a misspelt option is never ignored). The model is returned in eval mode."""
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained() takes one positional argument (the folder or Hub id)")
+        _check_load_kwargs(cls.__name__, kwargs)
         return checkpoint.from_pretrained(
             cls, pretrained_model_name_or_path, config=config, revision=revision, token=token, cache_dir=cache_dir,
-            local_files_only=local_files_only, dtype=kwargs.get("dtype") or kwargs.get("torch_dtype"),
+            local_files_only=local_files_only, dtype=resolve_dtype(dtype, torch_dtype),
+            device=None if device_map is None else _device_of_map(device_map), force_download=bool(force_download),
         )  # fmt: skip
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
@@ -368,20 +380,80 @@ class EcgLangModel(PreTrainedModel):
         return str(getattr(info, "commit_url", info))
 
 
+# What transformers' AutoModel passes along (or users copy from transformers) that has nothing to do here:
+# accepted at the value that asks for nothing, refused otherwise. Any other keyword is a TypeError.
+_NEUTRAL_LOAD_KWARGS: dict[str, Any] = {
+    "_from_auto": None,  # any value: AutoModel's marker
+    "adapter_kwargs": None,  # any value: AutoModel's lookup of a root adapter_config.json; ours is text_adapter/
+    "trust_remote_code": None,  # any value: no code from a checkpoint ever runs
+    "proxies": (None,),
+    "subfolder": (None, ""),
+    "use_safetensors": (None, True),  # only safetensors are read
+    "low_cpu_mem_usage": (None, True, False),
+}
+
+
+def _check_load_kwargs(owner: str, kwargs: Mapping[str, Any]) -> None:
+    unknown = sorted(k for k in kwargs if k not in _NEUTRAL_LOAD_KWARGS)
+    if unknown:
+        raise TypeError(
+            f"{owner}.from_pretrained() got unexpected keyword argument(s) {unknown}; it takes config, revision, "
+            "token, cache_dir, local_files_only, force_download, dtype (torch_dtype) and device_map"
+        )
+    for key, value in kwargs.items():
+        allowed = _NEUTRAL_LOAD_KWARGS[key]
+        if allowed is not None and not any(value is a or (value == a and type(value) is type(a)) for a in allowed):
+            raise ConfigError(f"{owner}.from_pretrained(): {key}={value!r} is not supported (accepted: {allowed})")
+
+
+def resolve_dtype(dtype: Any = None, torch_dtype: Any = None) -> torch.dtype | str | None:
+    """The dtype to load in, from `dtype` or transformers' older `torch_dtype`: a floating `torch.dtype`, "auto",
+    or None. Strings are read as transformers reads them: "auto" or a name of a torch dtype ("bfloat16")."""
+    if dtype is not None and torch_dtype is not None and resolve_dtype(dtype) != resolve_dtype(torch_dtype):
+        raise ConfigError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree: give one")
+    value = dtype if dtype is not None else torch_dtype
+    if value is None or value == "auto":
+        return value
+    resolved = getattr(torch, value, None) if isinstance(value, str) else value
+    if not isinstance(resolved, torch.dtype):
+        raise ConfigError(f"dtype {value!r} is not a torch dtype: give e.g. torch.bfloat16, 'bfloat16' or 'auto'")
+    if not resolved.is_floating_point:
+        raise ConfigError(f"dtype {value!r} is not a floating point type: the weights would be truncated")
+    return resolved
+
+
+def torch_device(device: str | int | torch.device) -> torch.device:
+    """`device` as a `torch.device`; "auto" is CUDA when available. `ConfigError` for a name torch does not
+    know, or CUDA on a torch without a GPU (torch's own answer is a bare AssertionError, later)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"bad device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: this torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return dev
+
+
+def _device_of_map(device_map: str | int | torch.device | Mapping[str, Any]) -> torch.device:
+    """transformers' `device_map` for a model that is never split: one device, or `{"": device}`."""
+    if isinstance(device_map, Mapping):
+        if set(device_map) != {""}:
+            raise ConfigError(
+                f"device_map {dict(device_map)!r}: ecglang models are not split across devices; give one device"
+            )
+        device_map = device_map[""]
+    return torch_device(device_map)
+
+
 def load_model(name_or_path: str | os.PathLike | None = None, device: str | None = None) -> EcgLangModel:
     """Load a checkpoint for inference (eval mode) on `device`.
 
     `name_or_path`: a checkpoint folder, a Hub id, or the name of a checkpoint bundled under the project's
     `checkpoints/` folder; None = the bundled `ecglang-mini`. `device`: None/"auto" = CUDA when available."""
     name = checkpoint.resolve_model_name(name_or_path)
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"bad device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():  # torch's own answer is a bare AssertionError
-        raise ConfigError(f"device {device!r}: this torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    dev = torch_device("auto" if device is None else device)
     return EcgLangModel.from_pretrained(name).to(dev).eval()
 
 
@@ -396,4 +468,6 @@ __all__ = [
     "EcgLangOutput",
     "TextEncoderOutput",
     "load_model",
+    "resolve_dtype",
+    "torch_device",
 ]

@@ -1,4 +1,5 @@
-"""Build models from the named configs in `configs/model/*.json` (or any JSON file of the same form)."""
+"""Build models from the named configs in `configs/model/*.json` (or any JSON file of the same form), and list
+them beside the bundled trained checkpoints (`checkpoints/`), the names that `--model` and `load_model` take."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ecglang.core.paths import resource_dir
+from ecglang.encoders.checkpoint_files import checkpoint_folders
 from ecglang.encoders.configuration import EcgLangConfig
 from ecglang.errors import ConfigError
 
@@ -85,4 +87,21 @@ def describe_models() -> dict[str, str]:
             out[name] = json.loads(model_config_path(name).read_text(encoding="utf-8")).get("description", "")
         except (OSError, json.JSONDecodeError):
             out[name] = "(unreadable)"
+    return out
+
+
+def describe_checkpoints() -> dict[str, str]:
+    """`{name: description}` of the bundled trained checkpoints, from their config.json (plain JSON: no model
+    is built): the ECG tower and the text tower."""
+    out = {}
+    for folder in checkpoint_folders():
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            ecg, text = config["ecg_tower"], config["text_tower"]
+            tower = f"{ecg['type']} ECG tower"
+            if "d_model" in ecg and "n_layers" in ecg:
+                tower += f" (d_model {ecg['d_model']}, {ecg['n_layers']} blocks)"
+            out[folder.name] = f"{tower}, text {text['name_or_path']} ({text['finetune']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            out[folder.name] = "(unreadable config.json)"
     return out

@@ -126,3 +126,22 @@ def test_output_and_worker_flags_answer_to_both_spellings(argv, dest, value, tmp
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(argv)
     assert str(getattr(args, dest)) == str(value)
+
+
+def test_models_lists_the_trained_checkpoints_apart_from_the_configs(capsys) -> None:
+    """`ecglang models` listed the untrained configs, which --model refuses, and not ecglang-mini, the bundled
+    checkpoint it takes."""
+    import json
+
+    import ecglang
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Trained checkpoints") and "Model configs, untrained" in out, out
+    checkpoints, configs = out.split("Model configs, untrained")
+    assert "ecglang-mini" in checkpoints and "ecglang-small" not in checkpoints
+    assert "ecglang-small" in configs and "merl-resnet18" in configs and "ecglang-mini" not in configs
+    assert main(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(listed["checkpoints"]) == ecglang.list_checkpoints() and "ecglang-mini" in listed["checkpoints"]
+    assert {"ecglang-small", "ecglang-base", "merl-resnet18"} <= set(listed["configs"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,11 +17,12 @@ import torch
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel
 
+from ecglang.core.outputs import OutputPathError
 from ecglang.encoders.checkpoint import resolve_model_name
 from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.encoders.modeling import EcgLangConfig, EcgLangModel, load_model
 from ecglang.encoders.registry import create_model
-from ecglang.errors import ModelLoadError
+from ecglang.errors import ConfigError, ModelLoadError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: steady timings on shared cores
 
@@ -103,6 +106,8 @@ def test_full_finetune_round_trip_is_exact_and_self_contained(tmp_path: Path) ->
     assert any(k.startswith("text_tower.model.encoder.") for k in keys)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["text_tower"]["hf_config"]["model_type"] == "bert"
+    # not the folder the base was read from (site-packages): it would travel with the checkpoint
+    assert config["text_tower"]["hf_config"]["_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     # The text weights are inside the checkpoint: an unreachable base reference must not matter.
     config["text_tower"]["name_or_path"] = "someone/not-available-offline"
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -270,3 +275,122 @@ def test_a_saved_checkpoint_is_readable_by_others_under_the_usual_umask(lora_che
     for path in [folder, *folder.rglob("*")]:
         want = (0o777 if path.is_dir() else 0o666) & ~mask
         assert stat.S_IMODE(path.stat().st_mode) == want, (path, oct(path.stat().st_mode))
+
+
+def _bundled_copy(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    shutil.copytree(resolve_model_name(None), folder)
+    return folder
+
+
+def test_a_missing_or_truncated_tokenizer_file_is_a_one_line_error(lora_checkpoint, tmp_path: Path) -> None:
+    """Finding 1: a copy of the bundled checkpoint without tokenizer.json loaded with a 5-token vocabulary (every
+    word [UNK], every prompt the same embedding), and evaluate reported plausible AUROCs from it; a truncated
+    one was an error naming only the folder. checksums.json lists the weights only: the tokenizer file itself
+    is checked, in the bundled checkpoint as in a fresh save."""
+    missing = _bundled_copy(tmp_path, "missing")
+    (missing / "tokenizer.json").unlink()
+    with pytest.raises(ModelLoadError) as err:
+        EcgLangModel.from_pretrained(missing)
+    message = str(err.value)
+    assert message.startswith(f"{missing / 'tokenizer.json'}: missing (nor its vocab.txt)") and "\n" not in message
+    truncated = _bundled_copy(tmp_path, "truncated")
+    data = (truncated / "tokenizer.json").read_bytes()
+    (truncated / "tokenizer.json").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match=re.escape(f"{truncated / 'tokenizer.json'}: unreadable tokenizer file")):
+        EcgLangModel.from_pretrained(truncated)
+    _, saved = lora_checkpoint
+    fresh = tmp_path / "fresh"
+    shutil.copytree(saved, fresh)
+    with open(fresh / "tokenizer.json", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(ModelLoadError, match=re.escape(f"{fresh / 'tokenizer.json'}: unreadable tokenizer file")):
+        EcgLangModel.from_pretrained(fresh)
+    (fresh / "tokenizer.json").write_text('{"version": "1.0"}')  # JSON, but no vocabulary
+    with pytest.raises(ModelLoadError, match=re.escape(f"{fresh / 'tokenizer.json'}: not a tokenizers file")):
+        EcgLangModel.from_pretrained(fresh)
+
+
+def test_a_save_refuses_a_folder_that_is_not_a_checkpoint(lora_checkpoint, tmp_path: Path, monkeypatch) -> None:
+    """Finding 3: saving into a project folder deleted its README.md, config.json, tokenizer*/vocab* files and
+    text_adapter/; `--out .` swapped the current folder for a new one under the user's shell."""
+    model, saved = lora_checkpoint
+    project = tmp_path / "project"
+    files = {"README.md": "# Study notes\n", "config.json": '{"cohort": "A"}', "tokenizer_eval.csv": "a,b\n",
+             "text_adapter/mine.txt": "keep\n", "results.csv": "1\n"}  # fmt: skip
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    with pytest.raises(OutputPathError, match=re.escape(f"{project}: the folder holds other files")):
+        model.save_pretrained(project)
+    assert {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()} == set(files)
+    assert all((project / name).read_text() == text for name, text in files.items())
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    # The current folder is never swapped out from under the process, even an empty one.
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(OutputPathError, match="is the current folder"):
+        model.save_pretrained(".")
+    # A checkpoint is re-saved in place (a user's csv beside it is kept); a new or empty folder is written.
+    again = tmp_path / "again"
+    shutil.copytree(saved, again)
+    (again / "tokenizer_eval.csv").write_text("a,b\n")
+    model.save_pretrained(again)
+    assert (again / "tokenizer_eval.csv").read_text() == "a,b\n"
+    (tmp_path / "empty").mkdir()
+    model.save_pretrained(tmp_path / "empty")
+    assert (tmp_path / "empty" / "config.json").is_file()
+
+
+def test_from_pretrained_takes_dtype_names_and_refuses_unknown_keywords(lora_checkpoint) -> None:
+    """Finding 9: dtype='bfloat16', torch_dtype='float16' and device_map were ignored (float32 on the CPU), and a
+    misspelt option went unnoticed, through AutoModel too."""
+    _, folder = lora_checkpoint
+    cases = [
+        ({"dtype": "bfloat16"}, torch.bfloat16),
+        ({"torch_dtype": "float16"}, torch.float16),
+        ({"dtype": "auto"}, torch.float32),
+        ({"torch_dtype": torch.float64, "device_map": "cpu"}, torch.float64),
+    ]
+    for kwargs, dtype in cases:
+        loaded = EcgLangModel.from_pretrained(folder, **kwargs)
+        assert {p.dtype for p in loaded.parameters()} == {dtype} and loaded.device.type == "cpu", kwargs
+    assert AutoModel.from_pretrained(folder, dtype="bfloat16").dtype == torch.bfloat16
+    for load in (EcgLangModel.from_pretrained, AutoModel.from_pretrained):
+        with pytest.raises(TypeError, match="no_such_option"):
+            load(folder, no_such_option=1)
+    with pytest.raises(ConfigError, match="'bfloat' is not a torch dtype"):
+        EcgLangModel.from_pretrained(folder, dtype="bfloat")
+    with pytest.raises(ConfigError, match="not a floating point type"):
+        EcgLangModel.from_pretrained(folder, torch_dtype="int8")
+    with pytest.raises(ConfigError, match="not split across devices"):
+        EcgLangModel.from_pretrained(folder, device_map={"ecg_tower": "cpu", "text_tower": "cpu"})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+            EcgLangModel.from_pretrained(folder, device_map="cuda:7")
+
+
+def test_a_config_that_does_not_match_the_weights_is_one_line(tmp_path: Path) -> None:
+    """Finding 12: a hand-edited config.json (ecg_tower.d_model 64 -> 32) gave torch's 58-line size-mismatch dump;
+    an edited LoRA rank the same through peft."""
+    folder = _bundled_copy(tmp_path, "edited")
+    config = json.loads((folder / "config.json").read_text())
+    config["ecg_tower"]["d_model"] = 32
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError) as err:
+        EcgLangModel.from_pretrained(folder)
+    message = str(err.value)
+    assert "\n" not in message, message
+    assert re.match(
+        re.escape(f"{folder / 'model.safetensors'}: weights do not match config.json: ")
+        + r"\d{2} tensor\(s\) have other shapes, the first '[\w.]+' is \[\d+(, \d+)*\] in the file and \[", message
+    ), message  # fmt: skip
+    config["ecg_tower"]["d_model"] = 64
+    config["text_tower"]["lora"]["r"] = 4
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError) as err:
+        EcgLangModel.from_pretrained(folder)
+    message = str(err.value)
+    assert "\n" not in message and "tensor(s) have other shapes, the first" in message, message
+    assert message.startswith(f"{folder / 'text_adapter' / 'adapter_model.safetensors'}: cannot load the LoRA")

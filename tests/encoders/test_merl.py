@@ -181,3 +181,55 @@ def test_models_cli_lists_configs_and_published_models(capsys) -> None:
         assert table[name]["weights"] and table[name]["license"]
     assert [m.name for m in list_pretrained(convertible_only=True)] == ["merl-resnet18", "merl-vit-tiny"]
     assert get_pretrained("merl-vit-tiny").convert.startswith("ecglang convert merl")
+
+
+class _Pickled:
+    """A class a pickled .pth refers to (torch.save of an object, not of a state dict)."""
+
+
+def test_a_pickled_file_is_refused_in_one_line_of_our_own(tmp_path, capsys) -> None:
+    """Finding 11: the error relayed torch's 6 lines, with its advice to load with weights_only=False."""
+    path = tmp_path / "pickled.pth"
+    torch.save({"x": _Pickled()}, path)
+    argv = ["convert", "merl", str(path), "--text-model", str(FIXTURE / "text-encoder"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: not a plain state dict"), err
+    assert "_Pickled`" in err and "pickled Python objects" in err and "ecglang reads weights only" in err
+    assert "weights_only" not in err and "False" not in err and "add_safe_globals" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_convert_refuses_a_project_folder_before_converting(tmp_path, capsys) -> None:
+    """Finding 3: `convert merl --out myproj` deleted the folder's README.md, config.json and text_adapter/."""
+    project = tmp_path / "myproj"
+    (project / "text_adapter").mkdir(parents=True)
+    (project / "README.md").write_text("# Study notes\n")
+    (project / "text_adapter" / "mine.txt").write_text("keep\n")
+    argv = ["convert", "merl", str(FIXTURE / "merl_resnet18_tinytext.pth"), "--text-model",
+            str(FIXTURE / "text-encoder"), "--out", str(project)]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"error: {project}: the folder holds other files" in err, err
+    assert (project / "README.md").read_text() == "# Study notes\n"
+    assert (project / "text_adapter" / "mine.txt").read_text() == "keep\n"
+    assert sorted(p.name for p in project.iterdir()) == ["README.md", "text_adapter"]
+
+
+def test_a_converted_checkpoint_holds_no_local_path_and_its_card_lists_only_its_losses(converted) -> None:
+    """Finding 10: config.json (text_tower.name_or_path, hf_config._name_or_path) and README.md held the absolute
+    --text-model folder, and the card listed the beat and token losses, whose weight is 0."""
+    folder = converted["resnet18"]
+    local = {str(FIXTURE), str(FIXTURE.resolve()), str(FIXTURE.parent)}
+    for path in folder.rglob("*"):
+        if path.suffix in (".json", ".md", ".txt"):
+            text = path.read_text(encoding="utf-8")
+            assert not [p for p in local if p in text], path
+    config = json.loads((folder / "config.json").read_text())
+    assert config["text_tower"]["name_or_path"] == "text-encoder"  # the folder's name: weights are inside
+    assert config["text_tower"]["hf_config"]["_name_or_path"] == "text-encoder"
+    card = (folder / "README.md").read_text()
+    assert "- Training losses: rhythm=1 (rhythm CLIP).\n" in card
+    assert "late interaction" not in card and "sentence↔beat" not in card
+    assert "Text model: `text-encoder`" in card

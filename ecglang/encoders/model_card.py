@@ -1,0 +1,221 @@
+"""The model card (README.md) of a checkpoint folder: written from the config and the training run's figures
+with `huggingface_hub.ModelCard` (YAML metadata: license, base model, datasets, model-index), and read back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import PreTrainedModel
+
+from ecglang.core.checksums import CHECKSUMS_NAME
+from ecglang.encoders.checkpoint_files import ADAPTER_DIR, WEIGHTS_NAME, is_hub_id
+from ecglang.encoders.configuration import EcgLangConfig
+from ecglang.encoders.ecg_processing import LEAD_ORDERS
+from ecglang.encoders.layers import count_parameters
+from ecglang.record.leads import CANONICAL_LEADS
+
+logger = logging.getLogger(__name__)
+
+CARD_TAGS = ["ecg", "electrocardiogram", "contrastive-learning", "zero-shot", "ecglang"]
+_NO_TRAINING_DATA = "Not recorded with this checkpoint."
+_NO_METRICS = "Not recorded."
+_INTENDED_USE = "Research on ECG representation learning, zero-shot ECG classification and ECG-report retrieval."
+_NOT_CLINICAL = "**Not for clinical use.**"
+_LOSS_NAMES = {
+    "rhythm": "rhythm CLIP",
+    "beat": "beat-level sentence↔beat alignment",
+    "token": "token-level late interaction",
+}
+
+
+def card_metadata(config: EcgLangConfig, card: Mapping[str, Any]) -> ModelCardData:
+    """The card's YAML header: license, base_model (the text base's Hub id), datasets, tags, pipeline_tag
+    and the metrics as model-index (`card["eval_results"]`: dicts of `huggingface_hub.EvalResult` fields)."""
+    text_base = config.text_tower["name_or_path"]
+    results = [EvalResult(**dict(r)) for r in card.get("eval_results") or []]
+    return ModelCardData(
+        license=card.get("license"),
+        library_name="ecglang",
+        base_model=text_base if is_hub_id(text_base) else None,
+        datasets=list(card["datasets"]) if card.get("datasets") else None,
+        tags=list(CARD_TAGS),
+        pipeline_tag=card.get("pipeline_tag", "feature-extraction"),
+        model_name=card.get("title", "ecglang ECG-language model") if results else None,
+        eval_results=results or None,
+    )
+
+
+def read_card(folder: Path) -> dict[str, Any]:
+    """What a checkpoint's README.md says that a re-save must keep, and the weights it describes.
+
+    Returns `{"fields": card fields for model_card(...), "weights": {weight file: sha256}}`. The fields come
+    from the YAML header (license, datasets, pipeline_tag, model-index) and from the sections that
+    model_card writes (title, source, training data, the evaluation list, notes under intended use)."""
+    folder = Path(folder)
+    sums_path = folder / CHECKSUMS_NAME
+    weights = None
+    try:
+        weights = json.loads(sums_path.read_text(encoding="utf-8")) if sums_path.is_file() else None
+    except (OSError, ValueError):  # verify_checksums reports it; the card is then not carried
+        weights = None
+    try:
+        card = ModelCard.load(folder / "README.md") if (folder / "README.md").is_file() else None
+        fields = {} if card is None else _card_fields(card)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
+        # The card is documentation: one that does not parse (bad YAML, a python/ tag that safe_load refuses,
+        # a malformed model-index) leaves the model loadable, with nothing to carry on re-save.
+        logger.warning("%s: cannot read the model card, it is not carried on re-save: %s", folder / "README.md", exc)
+        fields = {}
+    return {"fields": fields, "weights": weights}
+
+
+def _card_fields(card: ModelCard) -> dict[str, Any]:
+    """The fields of a parsed model card that a re-save keeps (see `read_card`)."""
+    fields: dict[str, Any] = {}
+    data = card.data
+    for key in ("license", "datasets", "pipeline_tag"):
+        if getattr(data, key, None):
+            fields[key] = getattr(data, key)
+    if data.eval_results:
+        fields["eval_results"] = [{k: v for k, v in vars(r).items() if v is not None} for r in data.eval_results]
+    head, *parts = re.split(r"^## (.+)$", card.text, flags=re.M)
+    title = re.search(r"^# (.+)$", head, flags=re.M)
+    if title:
+        fields["title"] = title.group(1).strip()
+    sections = {name.strip(): text.strip() for name, text in zip(parts[::2], parts[1::2], strict=True)}
+    if sections.get("Source"):
+        fields["source"] = sections["Source"]
+    if sections.get("Training data", _NO_TRAINING_DATA) != _NO_TRAINING_DATA:
+        fields["training_data"] = sections["Training data"]
+    metrics = dict(
+        line[2:].split(": ", 1) for line in sections.get("Evaluation", "").splitlines()
+        if line.startswith("- ") and ": " in line
+    )  # fmt: skip
+    if metrics:
+        fields["metrics"] = metrics
+    notes = sections.get("Intended use", "").split(_NOT_CLINICAL)[0].replace(_INTENDED_USE, "", 1).strip()
+    if notes:
+        fields["notes"] = notes
+    return fields
+
+
+def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str, Any] | None = None) -> str:
+    """Markdown model card, built with `huggingface_hub.ModelCard`: YAML metadata (`card_metadata`), then
+    architecture, preprocessing contract, training data, evaluation, intended use, limits.
+
+    card: `title`, `source`, `training_data`, `metrics` (name -> text), `eval_results` (model-index),
+    `notes`, `license`, `datasets`, `pipeline_tag`."""
+    card = dict(card or {})
+    ecg, text, proc = config.ecg_tower, config.text_tower, config.processor
+    n_ecg = count_parameters(model.ecg_tower)
+    n_text = count_parameters(model.text_tower)
+    if ecg["type"] == "beat":
+        tower = (
+            f"`BeatEcgEncoder`: per-lead beat morphology CNN → (beat, lead) tokens with lead, beat-position and "
+            f"RR embeddings → {ecg['n_layers']} factorised blocks (spatial attention across leads within a beat, "
+            f"{ecg['rhythm_attention']} rhythm attention across beats), d_model={ecg['d_model']}, "
+            f"{ecg['pooling']} pooling"
+        )
+    elif ecg["type"] == "merl_resnet18":
+        tower = "MERL's ResNet1d-18 (no max-pool) → 1×1 downconv → attention pool (313 + 1 positions)"
+    elif ecg["type"] == "merl_vit_tiny":
+        tower = "MERL's ViT1d-tiny (patch 50, 12 blocks, width 192) → mean, LayerNorm → proj_e (with BatchNorm)"
+    else:
+        tower = f"`ResNet1dEncoder` (ResNet1d-18, MERL-style) on the raw signal, {ecg['pooling']} pooling"
+    contract, order = "No preprocessing contract is stored with this checkpoint.", list(CANONICAL_LEADS)
+    if proc is not None:
+        pre, beats = proc["preprocess"], proc["beats"]
+        fs, n = pre.get("target_fs"), pre.get("target_samples")
+        band = pre.get("bandpass")
+        norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')} per lead"
+        if pre.get("normalize") == "record_minmax":
+            norm = "min-max to [0, 1] over the whole record (one min and one max for all leads)"
+        elif pre.get("normalize") in ("mm", "none"):
+            norm = {"mm": "none: mm at 10 mm/mV, each lead minus its median", "none": "none: mV"}[pre["normalize"]]
+        order = [CANONICAL_LEADS[i] for i in LEAD_ORDERS[proc.get("lead_order", "canonical")]]
+        contract = "\n".join(
+            [
+                "| item | value |",
+                "|---|---|",
+                f"| sampling rate | {f'{fs:g} Hz' if fs else 'as recorded'} |",
+                f"| length | {f'{n} samples' if n else 'as recorded'}"
+                f"{f' ({n / fs:g} s)' if n and fs else ''}, crop {pre.get('crop')}, pad {pre.get('pad')} |",
+                f"| lead order | {', '.join(order)} (missing leads zeroed and masked) |",
+                f"| filtering | {f'band-pass {band[0]:g}–{band[1]:g} Hz (zero-phase)' if band else 'none'} |",
+                f"| normalisation | {norm} |",
+                f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, "
+                f"resampled to {beats['beat_len']} samples; at most {beats['max_beats']} beats |",
+            ]
+        )
+    # Only what was trained: a converted MERL model (rhythm only) was described with all three losses.
+    losses = ", ".join(
+        f"{k}={w:g} ({_LOSS_NAMES.get(k, k)})" for k, w in config.loss["weights"].items() if k in config.active_losses
+    )
+    metrics = card.get("metrics")
+    metrics_md = "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if isinstance(metrics, Mapping) else _NO_METRICS
+    text_storage = (
+        "Its weights are inside model.safetensors."
+        if text["finetune"] == "full"
+        else "The base text model is stored by reference and must be available at load time."
+    )
+    files = [WEIGHTS_NAME, "config.json", "tokenizer files", CHECKSUMS_NAME]
+    if text["finetune"] == "lora":
+        files.insert(1, f"{ADAPTER_DIR}/ (LoRA adapter of the text model)")
+    source = f"\n## Source\n{card['source']}\n" if card.get("source") else ""
+    text_md = f"""
+# {card.get("title", "ecglang ECG-language model")}
+
+An ECG encoder aligned contrastively with a clinical text encoder, for zero-shot ECG classification and
+ECG-report retrieval with the `ecglang` Python package.
+{source}
+## Architecture
+- ECG tower: {tower} ({n_ecg / 1e6:.2f} M parameters).
+- Text tower: `{text["name_or_path"]}` ({text["pooling"]} pooling, max {text["max_length"]} tokens,
+  fine-tuning: {text["finetune"]}; {n_text / 1e6:.1f} M parameters). {text_storage}
+- Shared space: {config.projection["dim"]}-d{" L2-normalised" if config.projection["normalize"] else ""} embeddings.
+- Training losses: {losses or "none"}.
+
+## Preprocessing contract
+Inputs must be prepared exactly like this (`ecglang.encoders.ecg_processing.EcgProcessor` does it, from
+`processor_config.json`):
+
+{contract}
+
+Model input lead order: {", ".join(order)} (records are read in any order and rearranged by the processor);
+any subset of leads may be present.
+
+## Training data
+{card.get("training_data", _NO_TRAINING_DATA)}
+
+## Evaluation
+{metrics_md}
+
+## Intended use
+{_INTENDED_USE}
+{card.get("notes", "")}
+
+{_NOT_CLINICAL} This model is not a medical device; it has not been validated for diagnosis,
+triage or any decision about a patient. Its outputs can be wrong, and its training reports can carry
+the biases of the devices and hospitals they came from.
+
+## Usage
+```python
+import ecglang
+from ecglang.encoders.modeling import EcgLangModel
+model = EcgLangModel.from_pretrained("path/or/hub-id")
+# or, after `import ecglang`: transformers.AutoModel.from_pretrained("path/or/hub-id")
+```
+
+Files: {", ".join(files)}.
+"""
+    return str(ModelCard(f"---\n{card_metadata(config, card).to_yaml()}\n---\n{text_md}"))
+
+
+__all__ = ["CARD_TAGS", "card_metadata", "model_card", "read_card"]
