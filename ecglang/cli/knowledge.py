@@ -11,7 +11,7 @@ from ecglang.cli import count, show_help
 from ecglang.core.outputs import output_folder
 from ecglang.errors import ConfigError
 from ecglang.knowledge.base import KnowledgeBase, Snippet
-from ecglang.knowledge.index import INDEX_TYPES, Hit, KnowledgeIndex, default_index_dir
+from ecglang.knowledge.index import INDEX_TYPES, Hit, KnowledgeIndex, check_index_target, default_index_dir
 from ecglang.knowledge.retrieval import NO_KNOWLEDGE, retrieve_for_labels
 
 
@@ -80,6 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     kb = KnowledgeBase.load(args.kb)
+    if args.out:
+        check_index_target(args.out)  # before the embedding, not after it
     index = KnowledgeIndex.build(
         kb, model=args.model, index_type=args.index, batch_size=args.batch_size, nprobe=args.nprobe, device=args.device
     )
@@ -105,6 +107,10 @@ def _search(args: argparse.Namespace) -> int:
     else:
         kb = KnowledgeBase.load(args.kb) if args.kb else None
         index = KnowledgeIndex.default(kb=kb, model=args.model, device=args.device)
+    if code is not None and code[0] not in index.kb.namespaces:
+        # an unknown namespace ("ptbx:CRBBB") tags no snippet, and the query fell back to its words unannounced
+        raise ConfigError(f"--code: no snippet has a code of namespace {code[0]!r} (namespaces of this knowledge "
+                          f"base: {', '.join(index.kb.namespaces)})")  # fmt: skip
     if args.prompt_set:
         from ecglang.scores.labels import knowledge_queries, retrieve_knowledge  # torch: only on this path
 

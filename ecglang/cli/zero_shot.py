@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ecglang.cli import count, plot_file, print_failures
 from ecglang.core.outputs import output_file
+from ecglang.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="knowledge base folder/index for test-time retrieval (default: the bundled base)",
     )
     # = ecglang.scores.labels.DEFAULT_KNOWLEDGE_K (not imported: `--help` must not wait for torch)
-    p.add_argument("-k", type=count, default=1, help="snippets retrieved per label (default 1)")
+    p.add_argument(
+        "-k", type=count, default=None, help="snippets retrieved per label (default 1; not with --knowledge off)"
+    )
     p.add_argument(
         "--drop-ambiguous-prompts",
         action="store_true",
@@ -109,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    if args.k is not None and str(args.knowledge).lower() == "off":
+        raise ConfigError("-k sets the snippets retrieved per label: it does nothing with --knowledge off")
+    k = 1 if args.k is None else args.k
     # Here, not at the top: `ecglang --help` must not wait for torch and transformers.
     from ecglang.encoders.modeling import load_model
     from ecglang.record.demographics import read_demographics_table
@@ -119,7 +125,7 @@ def _score(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     extra = {} if not args.prototypes else {"prototypes": args.prototypes, "prototype_k": args.prototype_k}
     clf = ZeroShotClassifier(
-        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision,
+        model, knowledge=args.knowledge, k=k, batch_size=args.batch_size, precision=args.precision,
         drop_ambiguous_prompts=args.drop_ambiguous_prompts, **extra,
     )  # fmt: skip
     leads = args.leads.split(",") if args.leads else None

@@ -102,6 +102,8 @@ class Snippet:
             value = obj[name]
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"field {name!r} must be a non-empty string")
+        if not split_sentences(obj["text"], min_words=3):  # a snippet shown beside a score must add to it
+            raise ValueError("field 'text' holds no criterion (a clause or sentence of at least three words)")
         if not _ID_RE.match(obj["id"]):
             raise ValueError(f"id {obj['id']!r} must be lower-case letters/digits joined by '-', '_' or '.'")
         aliases = obj.get("aliases", [])
@@ -260,8 +262,8 @@ def _read_jsonl(path: Path) -> list[Snippet]:
     try:
         with path.open("rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
-                try:
-                    line = raw.decode("utf-8")
+                try:  # a byte-order mark opening the file (Windows Notepad writes one) is not text
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
                     raise KnowledgeError(
                         path, f"line {lineno}: not UTF-8 text ({exc.reason} at byte offset {exc.start} of the line)"

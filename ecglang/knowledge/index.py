@@ -373,7 +373,7 @@ class KnowledgeIndex:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write `vectors.npy` (the unit embeddings), `snippets.jsonl` and `meta.json` into `directory` (created if
         needed). No FAISS file: `load` rebuilds the index from the vectors (see `ecglang.core.array_files`)."""
-        directory = Path(directory)
+        directory = check_index_target(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_array(directory / VECTORS_FILE, self.vectors([s.id for s in self.kb.snippets]), "<f4")
         self.kb.write_jsonl(directory / "snippets.jsonl")
@@ -385,6 +385,8 @@ class KnowledgeIndex:
             "n_snippets": len(self),
             "kb_checksum": self.kb.checksum,
             "params": self.params,
+            # the files the base was read from: `load` refuses the index when they have changed since
+            "sources": [str(f.resolve()) for f in self.kb.files],
         }
         (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return directory
@@ -430,6 +432,8 @@ class KnowledgeIndex:
                 directory / "snippets.jsonl",
                 "does not match meta.json (edited after the index was built?); rebuild the index",
             )
+        if kb is None:
+            kb = _sources_now(meta, meta_path)
         if kb is not None and kb.checksum != meta["kb_checksum"]:
             raise KnowledgeError(
                 directory,
@@ -527,3 +531,32 @@ def _save_atomically(index: KnowledgeIndex, target: Path) -> None:
 def _check_index_type(index_type: str) -> None:
     if index_type not in INDEX_TYPES:
         raise ConfigError(f"index_type must be one of {list(INDEX_TYPES)}, got {index_type!r}")
+
+
+def check_index_target(directory: str | os.PathLike) -> Path:
+    """`directory` when an index may be written there: not a knowledge-base folder, whose `*.jsonl` files would
+    be read together with the index's own `snippets.jsonl` (every id twice)."""
+    directory = Path(directory)
+    knowledge = (
+        sorted(p.name for p in directory.glob("*.jsonl") if p.name != "snippets.jsonl") if directory.is_dir() else []
+    )
+    if knowledge:
+        raise KnowledgeError(
+            directory, f"holds knowledge files ({', '.join(knowledge[:3])}): write the index to another folder"
+        )
+    return directory
+
+
+def _sources_now(meta: dict[str, Any], meta_path: Path) -> KnowledgeBase | None:
+    """The knowledge base as its source files read now, when `meta.json` names them and they all still exist (an
+    index moved to another machine is used as it is)."""
+    sources = meta.get("sources")
+    if not isinstance(sources, list) or not sources or not all(isinstance(p, str) for p in sources):
+        return None
+    paths = [Path(p) for p in sources]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        return KnowledgeBase.load(paths)
+    except KnowledgeError as exc:
+        raise KnowledgeError(meta_path, f"the knowledge base it was built from no longer loads: {exc}") from None

@@ -232,9 +232,9 @@ class ZeroShotClassifier:
         """Unit embeddings `[n, D]` of prompts, cached per model: each distinct prompt is embedded once."""
         return label_embeddings.embed_texts(self.model, texts, batch_size)
 
-    def label_matrix(self, specs: dict[str, LabelSpec], head: str = "text") -> np.ndarray:
+    def label_matrix(self, specs: dict[str, LabelSpec], head: str = "text", progress: bool = True) -> np.ndarray:
         """`[n_labels, D]` label embeddings (see `ecglang.scores.labels` for the aggregation)."""
-        return label_embeddings.label_matrix(self.model, specs, self.knowledge_weight, head)
+        return label_embeddings.label_matrix(self.model, specs, self.knowledge_weight, head, progress)
 
     # -- scoring -----------------------------------------------------------------------------------
     def __call__(
@@ -270,13 +270,13 @@ class ZeroShotClassifier:
         """
         check_mode(mode, threshold)
         specs = self.label_specs(labels, prompts, knowledge)
-        label_emb = torch.from_numpy(self.label_matrix(specs))
+        label_emb = torch.from_numpy(self.label_matrix(specs, progress=progress))
         window = self.processor.preprocess_config.read_window()  # a Holter record is read only as far as used
         items = list(expand_inputs(ecgs, fs, leads))
         source = ItemSource(items, fs, leads, window=window, metadata=_metadata_for(items, metadata))
         if not explain and self.prototypes is None:
             return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
-        sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence"))
+        sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence", progress=progress))
         ids: list[str] = []
         seconds: list[float] = []
         blocks: list[np.ndarray] = []
@@ -345,7 +345,7 @@ class ZeroShotClassifier:
             raise ConfigError(f"fs must be a positive number of Hz, got {fs!r}")
         source = ArraySource(signals, float(fs), lead_masks, record_ids, preprocessed)
         specs = self.label_specs(labels, prompts, knowledge)
-        label_emb = torch.from_numpy(self.label_matrix(specs))
+        label_emb = torch.from_numpy(self.label_matrix(specs, progress=progress))
         return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
 
     def score_cache(
@@ -382,7 +382,7 @@ class ZeroShotClassifier:
             )
         source = CacheSource(cache, rows)
         specs = self.label_specs(labels, prompts, knowledge)
-        label_emb = torch.from_numpy(self.label_matrix(specs))
+        label_emb = torch.from_numpy(self.label_matrix(specs, progress=progress))
         return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
 
     def _score_source(

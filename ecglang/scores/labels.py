@@ -38,6 +38,7 @@ from ecglang.scores.prompts import LabelsArg, PromptSet, PromptSource, load_prom
 # on the bundled model and cross-fitted alike (README, "Results"): a label's further snippets are mostly its
 # differential diagnosis and causes, which pull its embedding towards other conditions.
 DEFAULT_KNOWLEDGE_WEIGHT = 0.75
+PROGRESS_MIN_TEXTS = 2048  # prompts to embed before a progress bar is worth showing (~10 s on a CPU)
 DEFAULT_KNOWLEDGE_K = 1
 
 # What zero-shot takes as `knowledge`: an index, "default"/"on"/True, "off"/False/None, an index folder written
@@ -228,15 +229,19 @@ def with_name(prompts: Sequence[str], name: str | None) -> list[str]:
     return [name, *prompts]
 
 
-def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256, progress: bool = True) -> np.ndarray:
     """Unit embeddings `[n, D]` of prompts, cached per model: each distinct prompt is embedded once (in eval
-    mode, whatever mode the model is in; its mode is given back)."""
+    mode, whatever mode the model is in; its mode is given back). `progress`: a bar when there are thousands to
+    embed (False: never)."""
     cache = prompt_cache(model)
     # Sorted by length, a batch holds texts of about one length: padding, and the work spent on it, stays small
     # (10,000 short label names beside a few hundred long knowledge criteria would otherwise pad to the longest).
     missing = sorted(dict.fromkeys(t for t in texts if ("text", t) not in cache), key=len)
     for start in tqdm(
-        range(0, len(missing), batch_size), desc="embedding prompts", unit="batch", disable=len(missing) < 2048
+        range(0, len(missing), batch_size),
+        desc="embedding prompts",
+        unit="batch",
+        disable=not progress or len(missing) < PROGRESS_MIN_TEXTS,
     ):
         chunk = missing[start : start + batch_size]
         with eval_mode(model), torch.inference_mode():
@@ -251,11 +256,15 @@ def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256
 
 
 def label_matrix(
-    model: EcgLangModel, specs: Mapping[str, LabelSpec], knowledge_weight: float, head: str = "text"
+    model: EcgLangModel,
+    specs: Mapping[str, LabelSpec],
+    knowledge_weight: float,
+    head: str = "text",
+    progress: bool = True,
 ) -> np.ndarray:
     """`[n_labels, D]` label embeddings (see the module docstring for the aggregation)."""
     every = [t for s in specs.values() for t in (*s.prompts, *s.knowledge_prompts)]
-    embed_texts(model, every)
+    embed_texts(model, every, progress=progress)
     cache = prompt_cache(model)
     rows = []
     for spec in specs.values():

@@ -9,6 +9,7 @@ import csv
 import json
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import faiss
@@ -21,7 +22,7 @@ from ecglang.errors import ConfigError, KnowledgeError, PromptError
 from ecglang.knowledge.base import KNOWN_NAMESPACES, KnowledgeBase, Snippet, normalize_code
 from ecglang.knowledge.index import Hit, KnowledgeIndex, default_index_dir
 from ecglang.knowledge.retrieval import ComposedPrompt, compose_prompts, retrieve_for_label
-from ecglang.scores.labels import knowledge_queries
+from ecglang.scores.labels import knowledge_queries, resolve_knowledge
 from ecglang.scores.prompts import load_prompt_set
 from ecglang.text.sentences import split_sentences
 
@@ -667,3 +668,42 @@ def test_repeated_queries_are_not_embedded_again(flat: KnowledgeIndex) -> None:
         assert calls["n"] == 3  # forgotten: embedded again
     finally:
         del flat.encoder.encode
+
+
+def test_an_index_refuses_an_edited_base_and_a_knowledge_folder(tmp_path: Path, capsys) -> None:
+    """An index kept serving the old snippets after its base was edited (no warning, though loading a stale
+    index was documented as a KnowledgeError), and `build --kb my_kb --out my_kb` wrote snippets.jsonl beside
+    the base's own files, so the folder then read every id twice."""
+    kb_dir = tmp_path / "my_kb"
+    kb_dir.mkdir()
+    kb_file = _write_jsonl(kb_dir / "notes.jsonl", SMALL)
+    assert cli.main(["knowledge", "build", "--kb", str(kb_dir), "--out", str(kb_dir)]) == 1
+    assert "holds knowledge files (notes.jsonl): write the index to another folder" in capsys.readouterr().err
+    assert sorted(p.name for p in kb_dir.iterdir()) == ["notes.jsonl"]  # refused before anything was written
+
+    out = tmp_path / "idx"
+    assert cli.main(["knowledge", "build", "--kb", str(kb_dir), "--out", str(out)]) == 0
+    assert cli.main(["knowledge", "search", "sinus bradycardia", "--index", str(out)]) == 0
+    assert "1. brady" in capsys.readouterr().out
+    _write_jsonl(kb_file, [r for r in SMALL if r["id"] != "brady"])  # the user deletes a snippet
+    assert cli.main(["knowledge", "search", "sinus bradycardia", "--index", str(out)]) == 1
+    assert "stale index" in capsys.readouterr().err
+    with pytest.raises(KnowledgeError, match="stale index"):
+        resolve_knowledge(out)  # zero-shot's --knowledge FOLDER reads it the same way
+    shutil.move(str(kb_dir), str(tmp_path / "elsewhere"))
+    assert KnowledgeIndex.load(out).kb.ids == [r["id"] for r in SMALL]  # sources gone (a moved index): used as is
+
+
+def test_options_that_would_do_nothing_are_refused(tmp_path: Path, capsys) -> None:
+    """A mistyped --code namespace tagged no snippet and the words were matched instead, without a word; -k with
+    --knowledge off was ignored."""
+    kb_file = _write_jsonl(tmp_path / "kb.jsonl", SMALL)
+    out = tmp_path / "idx"
+    assert cli.main(["knowledge", "build", "--kb", str(kb_file), "--out", str(out)]) == 0
+    assert cli.main(["knowledge", "search", "pvc", "--code", "snomd:17338001", "--index", str(out)]) == 1
+    assert "no snippet has a code of namespace 'snomd' (namespaces of this knowledge base: snomed)" in (
+        capsys.readouterr().err
+    )
+    assert cli.main(["knowledge", "search", "pvc", "--code", "snomed:17338001", "--index", str(out)]) == 0
+    assert cli.main(["zero-shot", "x.hea", "--knowledge", "off", "-k", "3", "--labels", "a"]) == 1
+    assert "-k sets the snippets retrieved per label: it does nothing with --knowledge off" in capsys.readouterr().err

@@ -84,3 +84,15 @@ def test_cli_search_with_a_deep_knowledge_file_prints_one_error_line(tmp_path: P
     assert cli(["knowledge", "search", "x", "--kb", str(path)]) == 1
     err = capsys.readouterr().err
     assert err == f"error: {path}: line 1: invalid JSON (nested deeper than 64 levels at column 65)\n"
+
+
+def test_a_byte_order_mark_is_read_past_and_a_text_without_criteria_is_refused(tmp_path: Path) -> None:
+    """A file saved with a BOM (Windows Notepad) was refused with Python's hint "decode using utf-8-sig"; a
+    snippet whose text holds no criterion (";;;") loaded and was shown beside scores it did not change."""
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert KnowledgeBase.load(bom).ids == ["afib-x"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({**GOOD, "text": ";;;"}) + "\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"line 1: field 'text' holds no criterion"):
+        KnowledgeBase.load(empty)

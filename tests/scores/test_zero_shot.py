@@ -464,3 +464,15 @@ def test_cli_notes_long_records_and_gives_logging_back(model_dir, records, share
     err = capsys.readouterr().err
     assert "1 record(s) longer than 10 s, each scored on its first 10 s only" in err and ": 100" in err
     assert logger.level == before  # the command quietened the classifier's warning only while it ran
+
+
+def test_no_progress_means_no_prompt_embedding_bar(model, records, monkeypatch, capsys):
+    """`--no-progress` / `progress=False` still drew the "embedding prompts" bar for thousands of labels."""
+    from ecglang.scores import labels as label_embeddings
+
+    monkeypatch.setattr(label_embeddings, "PROGRESS_MIN_TEXTS", 2)  # a bar for any batch, as for 10,000 labels
+    clf = ZeroShotClassifier(model, knowledge="off")
+    clf([records[0]], labels=["quiet label one", "quiet label two", "quiet label three"], progress=False)
+    assert "embedding prompts" not in capsys.readouterr().err
+    clf([records[0]], labels=["loud label one", "loud label two", "loud label three"], progress=True)
+    assert "embedding prompts" in capsys.readouterr().err
