@@ -253,8 +253,9 @@ def test_knowledge_files_are_parsed_as_data(tmp_path, capsys):
     marker = tmp_path / "pwned"
     payload = _code_payload(marker)
     kb_file = tmp_path / "kb.jsonl"
-    snippet = {"id": "payload-1", "title": payload, "text": f"{payload}; exec({payload!r}) eval('1+1'); and a criterion in words",
-               "source": payload, "aliases": [payload], "codes": {"ptbxl": [payload]}}  # fmt: skip
+    text = f"{payload}; exec({payload!r}) eval('1+1'); and a criterion in words"  # the words: a snippet needs one
+    snippet = {"id": "payload-1", "title": payload, "text": text, "source": payload, "aliases": [payload],
+               "codes": {"ptbxl": [payload]}}  # fmt: skip
     kb_file.write_text(json.dumps(snippet) + "\n", encoding="utf-8")
     kb = KnowledgeBase.load(kb_file)
     assert kb["payload-1"].title == payload and payload in kb["payload-1"].text  # kept as text
