@@ -9,6 +9,7 @@ import logging
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from ecglang.cli import count, plot_file, print_failures
 from ecglang.core.outputs import output_file
@@ -39,7 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     # = ecglang.scores.labels.DEFAULT_KNOWLEDGE_K (not imported: `--help` must not wait for torch)
     p.add_argument(
-        "-k", type=count, default=None, help="snippets retrieved per label (default 1; not with --knowledge off)"
+        "-k",
+        type=count,
+        default=1,
+        action=_Given,
+        help="snippets retrieved per label (default 1; not with --knowledge off)",
     )
     p.add_argument(
         "--drop-ambiguous-prompts",
@@ -111,10 +116,18 @@ def run(args: argparse.Namespace) -> int:
         classifier_logger.setLevel(level)
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes that the option was given (`<dest>_given`): for an option another one makes moot."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def _score(args: argparse.Namespace) -> int:
-    if args.k is not None and str(args.knowledge).lower() == "off":
+    if getattr(args, "k_given", False) and str(args.knowledge).lower() == "off":
         raise ConfigError("-k sets the snippets retrieved per label: it does nothing with --knowledge off")
-    k = 1 if args.k is None else args.k
     # Here, not at the top: `ecglang --help` must not wait for torch and transformers.
     from ecglang.encoders.modeling import load_model
     from ecglang.record.demographics import read_demographics_table
@@ -125,7 +138,7 @@ def _score(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     extra = {} if not args.prototypes else {"prototypes": args.prototypes, "prototype_k": args.prototype_k}
     clf = ZeroShotClassifier(
-        model, knowledge=args.knowledge, k=k, batch_size=args.batch_size, precision=args.precision,
+        model, knowledge=args.knowledge, k=args.k, batch_size=args.batch_size, precision=args.precision,
         drop_ambiguous_prompts=args.drop_ambiguous_prompts, **extra,
     )  # fmt: skip
     leads = args.leads.split(",") if args.leads else None
