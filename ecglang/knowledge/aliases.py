@@ -211,10 +211,19 @@ def normalize_tokens(text: str, vocabulary: frozenset[str] | None = None) -> tup
 def _correct(token: str, vocabulary: frozenset[str]) -> str:
     if token in vocabulary or len(token) < 3 or not token.isalpha():
         return token
-    best = _closest(token, vocabulary)
+    if len(token) >= 5:
+        return _closest(token, vocabulary)
     # Words of 3-4 letters are corrected only to a word the guard reads ("lef" -> "left", "rigt" -> "right"):
-    # short words are too often abbreviations to guess at, but a lost side flips the condition.
-    return best if len(token) >= 5 or (best != token and polarity(best)) else token
+    # short words are too often abbreviations to guess at, but a lost side flips the condition. Only those
+    # words are compared (a few dozen, not the whole vocabulary: 10,000 labels stay fast).
+    best = _closest(token, _guard_words(vocabulary))
+    return best if best != token and polarity(best) else token
+
+
+@lru_cache(maxsize=8)
+def _guard_words(vocabulary: frozenset[str]) -> frozenset[str]:
+    """The words of `vocabulary` that the contradiction guard reads (left, right, first, brady, ...)."""
+    return frozenset(w for w in vocabulary if polarity(w))
 
 
 @lru_cache(maxsize=50_000)
