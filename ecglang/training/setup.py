@@ -27,6 +27,7 @@ from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.registry import create_model, load_model_config
 from ecglang.errors import ConfigError, EcgLangError
 from ecglang.record.demographics import demographic_codes
+from ecglang.record.ecg import RECORD_SUFFIXES
 from ecglang.signal.preprocess import PreprocessConfig
 from ecglang.training.checkpoints import drop_frozen_weights
 from ecglang.training.config import ModelSection, PretrainConfig
@@ -332,9 +333,6 @@ def rebuild_command(
     return " ".join([*parts, f"--preprocess {path}"])
 
 
-RECORD_SUFFIXES = (".hea", ".dat", ".mat", ".npy", ".npz")  # of the files `ecglang.record.io.load_ecg` reads
-
-
 def record_files_sha256(paths: list[str]) -> str:
     """sha256 of the name, size and mtime of every file of these records (a WFDB base path stands for its
     `.hea`/`.dat`, a `.mat` for itself and a `.hea` beside it): a record replaced, truncated or fixed on disk
@@ -622,7 +620,6 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
 __all__ = [
     "LOCAL_LOSS_MIN_WORLD",
     "MODEL_PREPROCESS_JSON",
-    "RECORD_SUFFIXES",
     "PretrainData",
     "TrainingSetup",
     "build_command_name",
