@@ -171,7 +171,9 @@ def _envelope(
     # Per-lead typical QRS energy: median of block maxima (robust to a few artefact blocks).
     bmax, _ = _block_max(e, max(1, round(cfg.level_block_s * fs_d)))
     scale = _median(bmax, axis=1)
-    keep = scale > 0
+    # A lead whose typical QRS energy is a vanishing part of the others' carries no QRS; dividing by a subnormal
+    # scale would overflow to inf (float32) and swamp the leads that do.
+    keep = scale > max(float(scale.max()) * 1e-12, float(np.finfo(e.dtype).tiny))
     if keep.all():
         combined = np.add.reduce(e / scale[:, None], axis=0) / e.shape[0]
     elif keep.any():

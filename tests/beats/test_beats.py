@@ -4,6 +4,7 @@ all PTB-XL sample records, the BeatTokens contract, and property tests."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import neurokit2 as nk
@@ -145,6 +146,20 @@ def test_inverted_and_low_amplitude_leads() -> None:
         mask = np.zeros(12, dtype=bool)
         mask[LEAD_INDEX[lead]] = True
         _check_detection(rtimes, noisy, 500.0, mask)
+
+
+def test_a_lead_of_vanishing_energy_does_not_overflow_the_envelope() -> None:
+    """A lead with a subnormal QRS energy (a property test's generated signal) was divided by that scale: the
+    float32 envelope overflowed to inf ("overflow encountered in divide") and swamped the leads that carry the
+    QRS. Such a lead now takes no part."""
+    rtimes = np.arange(0.4, 9.9, 0.8)
+    sig = synth_ecg(rtimes)
+    v3 = np.float32(1e-20) * np.sign(sig[LEAD_INDEX["V3"]])  # QRS energy ~1e-40: subnormal in float32
+    v3[round(rtimes[5] * 500)] = 1.0  # and one spike (on an R peak), ~1e40 times that energy
+    sig[LEAD_INDEX["V3"]] = v3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _check_detection(rtimes, sig, 500.0)
 
 
 @pytest.mark.parametrize("seed", range(3))
