@@ -17,6 +17,12 @@ from ecglang.errors import EcgReadError
 from ecglang.record.io import parse_header_comments
 
 
+def physionet_files(root: Path) -> list[Path]:
+    """The header and signal files under `root` that the PhysioNet-folder builder reads, sorted: one walk of the
+    tree (the prepared folder's input fingerprint lists the same files)."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix in (".hea", ".dat", ".mat"))
+
+
 def build_physionet_folder(
     root: PathLike,
     source: str = "physionet",
@@ -52,7 +58,7 @@ def build_physionet_folder(
     sink = RowSink(features)
     report = BuildReport(source=source)
     unmapped: Counter[str] = Counter()
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".hea", ".dat", ".mat"))  # one walk of the tree
+    files = physionet_files(root)
     headers = [p for p in files if p.suffix == ".hea"]
     # signal files that no header names are records the user meant to include: listed, never dropped silently
     for signal in (p for p in files if p.suffix != ".hea"):

@@ -39,7 +39,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +52,7 @@ import pandas as pd
 
 from ecglang.core.jsonio import is_count
 from ecglang.data.cache import META_FILE, SignalCache, preprocess_of, read_json_object, sha256_json
+from ecglang.data.cinc import physionet_files
 from ecglang.data.registry import get_dataset
 from ecglang.errors import ConfigError, EcgReadError
 from ecglang.signal.preprocess import PreprocessConfig
@@ -211,7 +212,6 @@ _METADATA_FILES = {
     "ptbxl": ("ptbxl_database.csv", "scp_statements.csv"),
     "mimic_ecg": ("record_list.csv", "machine_measurements.csv"),
 }
-_RECORD_SUFFIXES = (".hea", ".dat", ".mat")  # what `build_physionet_folder` walks
 
 
 def input_fingerprint(source: str, root: str | Path, builder_args: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -231,7 +231,7 @@ def input_fingerprint(source: str, root: str | Path, builder_args: dict[str, Any
             files = [Path(args["reference_csv"]).expanduser().resolve()]
         listings[str(base)] = _listing(base, base.glob("*.mat"))
     elif source == "physionet":
-        listings[str(base)] = _listing(base, (p for p in base.rglob("*") if p.suffix in _RECORD_SUFFIXES))
+        listings[str(base)] = _listing(base, physionet_files(base))
     elif base.is_dir():  # a pairs dataset folder, or a source added later: every file under it
         listings[str(base)] = _listing(base, base.rglob("*"))
     else:
@@ -247,7 +247,7 @@ def _stat(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _listing(base: Path, paths: Iterator[Path]) -> dict[str, Any]:
+def _listing(base: Path, paths: Iterable[Path]) -> dict[str, Any]:
     lines = []
     for p in paths:
         try:

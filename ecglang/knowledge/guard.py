@@ -30,7 +30,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["CHOICES", "conflicts", "features", "named_values", "negates", "open_groups", "polarity", "title_features"]
+__all__ = [
+    "CHOICES", "conflicts", "features", "named", "named_values", "negates", "open_groups", "polarity", "title_features",
+]  # fmt: skip
 
 _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
     "left": (("side", "left"),),
@@ -161,7 +163,8 @@ def title_features(title_tokens: Sequence[str], head_tokens: Sequence[str]) -> d
     return head if head else features(title_tokens)
 
 
-def _named(values: frozenset[str]) -> frozenset[str]:
+def named(values: frozenset[str]) -> frozenset[str]:
+    """The values of one group that are named, not negated."""
     return frozenset(v for v in values if not v.startswith("!"))
 
 
@@ -191,7 +194,7 @@ def negates(tokens: Sequence[str]) -> bool:
 
 def named_values(values: dict[str, frozenset[str]]) -> set[tuple[str, str]]:
     """The (group, value) pairs a feature dict names, negated values left out."""
-    return {(group, v) for group, vs in values.items() for v in vs if not v.startswith("!")}
+    return {(group, v) for group, vs in values.items() for v in named(vs)}
 
 
 def conflicts(label: dict[str, frozenset[str]], snippet: dict[str, frozenset[str]]) -> list[str]:
@@ -201,8 +204,8 @@ def conflicts(label: dict[str, frozenset[str]], snippet: dict[str, frozenset[str
     "Incomplete" is the marked form: a label that does not say it ("left bundle branch block") means the
     complete block, so an incomplete-block snippet conflicts with it, and an incomplete or partial block label
     conflicts with a snippet that does not say "incomplete"."""
-    label_completeness = _named(label.get("completeness", frozenset()))
-    snippet_completeness = _named(snippet.get("completeness", frozenset()))
+    label_completeness = named(label.get("completeness", frozenset()))
+    snippet_completeness = named(snippet.get("completeness", frozenset()))
     if not label_completeness and snippet_completeness == frozenset({"incomplete"}):
         label = {**label, "completeness": frozenset({"complete"})}
     elif label_completeness == frozenset({"incomplete"}) and not snippet_completeness:
@@ -210,7 +213,7 @@ def conflicts(label: dict[str, frozenset[str]], snippet: dict[str, frozenset[str
     out = []
     for group in sorted(set(label) & set(snippet)):
         mine, theirs = label[group], snippet[group]
-        named_l, named_s = _named(mine), _named(theirs)
+        named_l, named_s = named(mine), named(theirs)
         if (named_l and named_s and not named_l & named_s) or _negated(mine) & named_s or _negated(theirs) & named_l:
             out.append(group)
     return out

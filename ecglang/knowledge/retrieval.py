@@ -42,7 +42,7 @@ import numpy as np
 from ecglang.errors import ConfigError, PromptError
 from ecglang.knowledge.aliases import AliasIndex, AliasMatch, normalize_tokens
 from ecglang.knowledge.base import Snippet, normalize_code
-from ecglang.knowledge.guard import conflicts, features, named_values, negates, open_groups, title_features
+from ecglang.knowledge.guard import conflicts, features, named, named_values, negates, open_groups, title_features
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 
 if TYPE_CHECKING:
@@ -279,8 +279,7 @@ class Retriever:
             return hits[:k]
         unnamed, several = open_groups(tokens)
         for group in sorted(unnamed | several):
-            sides = [frozenset(v for v in self._titles[self._row[h.snippet.id]].get(group, ()) if v[0] != "!")
-                     for h in hits]  # fmt: skip
+            sides = [named(self._titles[self._row[h.snippet.id]].get(group, frozenset())) for h in hits]
             values = sorted({v for side in sides if len(side) == 1 for v in side})
             if len(values) < 2:
                 continue
