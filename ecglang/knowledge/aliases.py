@@ -342,6 +342,12 @@ class AliasIndex:
         exact = self._aliases.get(tokens) or self._aliases.get(self._bags.get(tuple(sorted(tokens)), ()))
         if exact:
             return AliasMatch(exact, "alias")
+        if not any(group == "side" for t in tokens for group, _ in polarity(t)):
+            # A label naming no side of a sided condition names both: "atrial abnormality" is the left and the
+            # right atrial abnormality (retrieval then takes one snippet of each side)
+            sides = [self._aliases.get((side, *tokens), ()) for side in ("left", "right")]
+            if all(sides):
+                return AliasMatch(tuple({s.id: s for side in sides for s in side}.values()), "alias")
         spans = self._contained(tokens)
         if not spans:
             return None

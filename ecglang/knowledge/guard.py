@@ -11,7 +11,9 @@ normalised label (`ecglang.knowledge.aliases.normalize_tokens`) and from the sni
   (hyperkalemia / hypokalemia), long / short intervals, high / low voltage;
 - the chamber (sinus, atrial, junctional, ventricular), the wall (anterior, inferior, lateral, posterior,
   septal) and fibrillation / flutter;
-- the interval a label is about (PR, QRS, QT) and the axis (normal / deviation).
+- the interval a label is about (PR, QRS, QT) and the axis (normal / deviation; the extreme, northwest axis is
+  a side of its own, neither left nor right);
+- timing: premature (early) / escape beats.
 
 A snippet conflicts with a label when, for some group, both name a value and they share none, or when one
 negates what the other names: words after a negation are negated values ("no atrial fibrillation", "without ST
@@ -31,7 +33,8 @@ import re
 from collections.abc import Sequence
 
 __all__ = [
-    "CHOICES", "conflicts", "features", "named", "named_values", "negates", "open_groups", "polarity", "title_features",
+    "CHOICES", "combines", "conflicts", "features", "named", "named_values", "negates", "open_groups", "polarity",
+    "title_features",
 ]  # fmt: skip
 
 _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -39,6 +42,8 @@ _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
     "leftward": (("side", "left"),),
     "right": (("side", "right"),),
     "rightward": (("side", "right"),),
+    "extreme": (("side", "extreme"),),  # the extreme (northwest) axis: neither left nor right axis deviation
+    "northwest": (("side", "extreme"),),
     "first": (("degree", "first"),),
     "second": (("degree", "second"),),
     "third": (("degree", "third"),),
@@ -88,6 +93,9 @@ _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
     "deviation": (("axis", "deviation"),),
     "nodal": (("chamber", "junctional"),),
     "supraventricular": (("chamber", "atrial"), ("chamber", "junctional")),
+    "premature": (("timing", "premature"),),  # a premature beat comes early, an escape beat late
+    "early": (("timing", "premature"),),
+    "escape": (("timing", "escape"),),
     "fibrillation": (("fibrillation", "fibrillation"),),
     "fibrillatory": (("fibrillation", "fibrillation"),),
     "flutter": (("fibrillation", "flutter"),),
@@ -102,6 +110,9 @@ _NEGATIONS = frozenset({"non", "no", "without", "absent", "not"})
 # that leaves one open must not take one sibling only (`open_groups`).
 CHOICES = ("side", "degree", "wall", "completeness", "st", "rate")
 _NEGATION_REACH = 3
+# Words for both sides at once: biatrial enlargement, bifascicular block are conditions of their own, not an
+# overview of "atrial enlargement" or "fascicular block" (`combines`).
+_COMBINED = frozenset({"biatrial", "biventricular", "bifascicular", "trifascicular"})
 
 
 def polarity(token: str) -> frozenset[tuple[str, str]]:
@@ -183,6 +194,11 @@ def open_groups(tokens: Sequence[str]) -> tuple[set[str], set[str]]:
         for group, _ in polarity(tok):
             words.setdefault(group, set()).add(tok)
     return set(CHOICES) - set(words), {group for group, toks in words.items() if len(toks) > 1 and group in CHOICES}
+
+
+def combines(tokens: Sequence[str]) -> bool:
+    """Whether a title names a combination of sides ("Bifascicular block", "Biatrial enlargement")."""
+    return any(t in _COMBINED for t in tokens)
 
 
 def negates(tokens: Sequence[str]) -> bool:

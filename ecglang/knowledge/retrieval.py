@@ -42,7 +42,17 @@ import numpy as np
 from ecglang.errors import ConfigError, PromptError
 from ecglang.knowledge.aliases import AliasIndex, AliasMatch, normalize_tokens
 from ecglang.knowledge.base import Snippet, normalize_code
-from ecglang.knowledge.guard import conflicts, features, named, named_values, negates, open_groups, title_features
+from ecglang.knowledge.guard import (
+    combines,
+    conflicts,
+    features,
+    named,
+    named_values,
+    negates,
+    open_groups,
+    polarity,
+    title_features,
+)
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 
 if TYPE_CHECKING:
@@ -100,6 +110,8 @@ class Retriever:
         self._titles = [title_features(normalize_tokens(s.title), normalize_tokens(s.title.split(":")[0]))
                         for s in snippets]  # fmt: skip
         heads = [normalize_tokens(" ".join((s.title, *s.aliases))) for s in snippets]
+        self._head_sets = [frozenset(h) for h in heads]
+        self._combined = [combines(normalize_tokens(s.title)) for s in snippets]
         bodies = [normalize_tokens(s.text) for s in snippets]
         # Title and aliases name the condition: counted twice, so they outweigh a passing mention in text.
         self._doc_tokens = [list(h) * 2 + list(b) for h, b in zip(heads, bodies, strict=True)]
@@ -246,27 +258,34 @@ class Retriever:
                     break
                 fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
             hits: list[tuple[float, Hit]] = []
+            spare: list[tuple[float, Hit]] = []  # below the floor, but naming every word of the label
             for row, rrf in fused.items():
                 cosine = float(self._vectors[row] @ q)
                 coverage = len(words & self._doc_sets[row]) / len(words) if words else 0.0
-                if not _above_floor(cosine, coverage, len(words)):
+                above = _above_floor(cosine, coverage, len(words))
+                if not above and not (cosine >= DENSE_WORDS and words and words <= self._head_sets[row]):
                     continue
                 if conflicts(label, self._titles[row]):
                     continue
-                if names - {g for g, _ in named_values(self._titles[row])}:
+                title = {g for g, _ in named_values(self._titles[row])}
+                if names - title:
                     # a label naming a chamber, side, wall, degree ... takes only a snippet whose title names a
                     # value of each of those groups (the guard has checked they agree): a passing mention in the
                     # text ("ventricular" and "fibrillation" in a third-degree AV block differential), or a title
                     # that names the chamber but not the fibrillation ("ventricular pre-excitation" for
                     # "ventricular fibrillation"), is not the condition
                     continue
-                hits.append((rrf, Hit(snippets[row], cosine, "hybrid")))
+                if len(words) <= 3 and "fibrillation" in title - set(label):
+                    continue  # fibrillation or flutter is a condition of its own: "atrial abnormality" is neither
+                (hits if above else spare).append((rrf, Hit(snippets[row], cosine, "hybrid")))
             hits.sort(key=lambda p: -p[0])
             best = max((h.score for _, h in hits), default=0.0)
-            out.append(self._both_sides(tokens, [h for _, h in hits if h.score >= best - RELATIVE_FLOOR], k))
+            kept = [h for _, h in hits if h.score >= best - RELATIVE_FLOOR]
+            spare += [(rrf, h) for rrf, h in hits if h.score < best - RELATIVE_FLOOR]
+            out.append(self._both_sides(tokens, kept, k, [h for _, h in sorted(spare, key=lambda p: -p[0])]))
         return out
 
-    def _both_sides(self, tokens: Sequence[str], hits: list[Hit], k: int) -> list[Hit]:
+    def _both_sides(self, tokens: Sequence[str], hits: list[Hit], k: int, spare: Sequence[Hit] = ()) -> list[Hit]:
         """The first `k` of `hits`, never one side only of a choice the label leaves open.
 
         Where the label names no value of a group (`guard.CHOICES`), or names several with different words
@@ -274,16 +293,27 @@ class Retriever:
         anterior / posterior), the snippets naming none or several of those values go first (overviews) when the
         label names none, or lead already; otherwise the best snippet of each value is taken in turns, one per
         value even past `k`: "bundle branch block" gets left and right criteria alike, where it got only right
-        bundle branch block's, which come first in the file."""
-        if len(hits) < 2:
-            return hits[:k]
+        bundle branch block's, which come first in the file. When `hits` name one side only, the best of `spare`
+        (candidates below the floors that passed the guard) for each other side joins: "hemiblock" names the
+        posterior fascicle's alias as much as the anterior's. A title for both sides at once ("Bifascicular
+        block") is a condition of its own, never the overview."""
+        if not hits:
+            return []
         unnamed, several = open_groups(tokens)
         for group in sorted(unnamed | several):
-            sides = [named(self._titles[self._row[h.snippet.id]].get(group, frozenset())) for h in hits]
+            # the label's words, less those naming this group's values: what every side of it must name too
+            words = {t for t in tokens if t not in _FILLER and not any(g == group for g, _ in polarity(t))}
+            hits = self._other_sides(group, hits, spare, words)
+            on_label = [h.via != "hybrid" or self._names_all(h, words) for h in hits]  # code and alias: named
+            sides = [self._side(h, group) if on else frozenset() for h, on in zip(hits, on_label, strict=True)]
             values = sorted({v for side in sides if len(side) == 1 for v in side})
             if len(values) < 2:
                 continue
-            neutral = [h for h, side in zip(hits, sides, strict=True) if len(side) != 1]
+            # an overview names the label's condition in its title or aliases, and not both sides at once
+            specific = (words - self.aliases.generic) or words
+            neutral = [h for h, side in zip(hits, sides, strict=True)
+                       if len(side) != 1 and not self._combined[self._row[h.snippet.id]]
+                       and (h.via != "hybrid" or specific & self._head_sets[self._row[h.snippet.id]])]  # fmt: skip
             if neutral and group in unnamed:
                 return neutral[:k]
             if len(sides[0]) != 1:  # a label naming several values, led by a snippet about all of them
@@ -293,6 +323,28 @@ class Retriever:
             by_id = {h.snippet.id: h for h in hits}
             return [by_id[i] for i in taken[: max(k, len(values))]]
         return hits[:k]
+
+    def _side(self, hit: Hit, group: str) -> frozenset[str]:
+        return named(self._titles[self._row[hit.snippet.id]].get(group, frozenset()))
+
+    def _names_all(self, hit: Hit, words: set[str]) -> bool:
+        """Whether the snippet's title or aliases hold every word of the label: a side of the label's condition
+        ("fascicular block": the anterior and the posterior fascicle), not another condition that passed the
+        floors (right bundle branch block)."""
+        return words <= self._head_sets[self._row[hit.snippet.id]]
+
+    def _other_sides(self, group: str, hits: list[Hit], spare: Sequence[Hit], words: set[str]) -> list[Hit]:
+        """`hits`, plus the best of `spare` for each value of `group` that they miss when they name one only."""
+        sides = [self._side(h, group) for h in hits if h.via != "hybrid" or self._names_all(h, words)]
+        values = {v for side in sides if len(side) == 1 for v in side}
+        if len(values) != 1:
+            return hits
+        extra: dict[str, Hit] = {}
+        for h in spare:
+            side = self._side(h, group)
+            if len(side) == 1 and not side & values and self._names_all(h, words):
+                extra.setdefault(next(iter(side)), h)
+        return [*hits, *extra.values()]
 
     def _lexical(self) -> bm25s.BM25:
         if self._bm25 is None:

@@ -170,6 +170,11 @@ def test_prompt_set_labels_have_no_contradictions(index: KnowledgeIndex) -> None
         ("ventricular flutter", r"sinus"),
         ("AV block first degree", r"high-grade|second|third"),
         ("lef bundle branch block", r"crbbb|right"),  # "lef" is left, not an unsided block
+        # a third review: an escape beat got atrial fibrillation's differential and premature-beat criteria; the
+        # unsided axis deviation only the extreme (northwest) axis, which is neither left nor right
+        ("atrial escape beat", r"fibrillation|premature|pac-"),
+        ("axis deviation", r"extreme"),
+        ("fascicular block", r"bifascicular|rbbb"),
     ],
 )
 def test_second_review_labels_never_get_another_condition(index: KnowledgeIndex, label: str, forbidden: str) -> None:
@@ -195,6 +200,13 @@ def test_a_label_that_says_a_condition_is_absent_gets_no_knowledge(index: Knowle
         ("bundle branch block", ("snomed", "6374002"), {"clbbb-criteria", "crbbb-criteria"}),  # a CinC 2021 class
         ("left anterior/left posterior fascicular block", ("ptbxl", "LAFB/LPFB"), {"lafb-criteria", "lpfb-criteria"}),
         ("incomplete bundle branch block", None, {"ilbbb-criteria", "irbbb-criteria"}),
+        # a third review: the bifascicular block passed as the overview of "fascicular block"; "hemiblock" got the
+        # anterior fascicle only (the posterior one, named by its alias, fell below the floors); "atrial
+        # abnormality" got atrial fibrillation's differential (it is left or right atrial abnormality)
+        ("fascicular block", None, {"lafb-criteria", "lpfb-criteria"}),
+        ("hemiblock", None, {"lafb-criteria", "lpfb-criteria"}),
+        ("atrial abnormality", None, {"left-atrial-enlargement", "right-atrial-enlargement"}),
+        ("atrial enlargement", None, {"left-atrial-enlargement", "right-atrial-enlargement"}),
     ],
 )
 def test_a_label_open_between_sides_gets_both(index: KnowledgeIndex, label: str, code, sides: set[str]) -> None:
