@@ -39,8 +39,9 @@ def plot_ecg(
     Args:
         ecg: the record (any fs; missing leads are drawn as 'missing').
         beats: beat tokens from `ecglang.beats.tokenize.tokenize_beats` (R-peaks + windows are drawn).
-        beat_weights: `[n_beats]` non-negative weights; beats are shaded in proportion (explanations).
-        lead_weights: `[12]` non-negative weights; lead labels are coloured in proportion.
+        beat_weights: `[n_beats]` signed weights (explanations: each beat's cosine with the label); a beat is
+            shaded red where positive and blue where negative, in proportion to |weight| / max |weight|.
+        lead_weights: `[12]` signed weights; lead labels are coloured the same way (NaN: no colour).
         notes: lines of text shown under the traces (for example the knowledge snippets used).
         out: write a PNG there when given.
     """
@@ -60,26 +61,28 @@ def plot_ecg(
     height = 1.05 * n_rows + 0.8 + note_height
     fig, axes = plt.subplots(n_rows, 1, figsize=(14, height), sharex=True, squeeze=False)
     axes = axes[:, 0]
-    bw = _unit(beat_weights)
-    lw = _unit(lead_weights)
+    bw = signed_unit(beat_weights)
+    lw = signed_unit(lead_weights)
     pre, post = _window_seconds(beats) if beats is not None else (0.0, 0.0)
     for ax, i in zip(axes, rows, strict=False):
         ax.plot(t, ecg.signal[i], lw=0.7, color="k")
         if beats is not None and beats.n_beats:
             r_times = np.asarray(beats.rpeaks[: beats.n_beats]) / beats.fs
             for b, r in enumerate(r_times):
-                shade = 0.06 if bw is None else 0.05 + 0.45 * float(bw[b])
-                ax.axvspan(r - pre, r + post, color="tab:blue" if bw is None else "tab:red", alpha=shade, lw=0)
+                colour, shade = ("0.5", 0.08) if bw is None else _beat_shade(float(bw[b]))
+                ax.axvspan(r - pre, r + post, color=colour, alpha=shade, lw=0)
             idx = np.clip(np.round(r_times * ecg.fs).astype(int), 0, ecg.n_samples - 1)
             ax.plot(t[idx], ecg.signal[i, idx], "v", ms=3, color="tab:orange")
-        colour = "k" if lw is None else plt.cm.Reds(0.35 + 0.65 * float(lw[i]))
-        weight = "bold" if lw is not None and lw[i] >= 0.5 else "normal"
+        colour = "k" if lw is None else _lead_colour(float(lw[i]))
+        weight = "bold" if lw is not None and abs(lw[i]) >= 0.5 else "normal"
         ax.set_ylabel(CANONICAL_LEADS[i], rotation=0, ha="right", va="center", color=colour, fontweight=weight)
         ax.tick_params(axis="y", labelsize=6)
         ax.spines[["top", "right"]].set_visible(False)
     if missing:
         title = f"{title or repr(ecg)}   (missing leads: {', '.join(missing)})"
     axes[-1].set_xlabel("time (s)")
+    if bw is not None or lw is not None:  # the colours carry a sign: say which is which
+        title = f"{title or repr(ecg)}\nred: similar to the label, blue: dissimilar (cosine / largest |cosine|)"
     fig.suptitle(title or repr(ecg), fontsize=10)
     if notes:
         fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, va="bottom", family="monospace", wrap=True)
@@ -98,17 +101,28 @@ def _window_seconds(beats: BeatTokens) -> tuple[float, float]:
     return 0.25, 0.45
 
 
-def _unit(weights: np.ndarray | None) -> np.ndarray | None:
-    """Min-max scale weights to [0, 1] for shading, so the contrast between beats (or leads) shows."""
+def signed_unit(weights: np.ndarray | None) -> np.ndarray | None:
+    """Weights divided by their largest magnitude, in [-1, 1], NaN as 0. The sign is kept: a min-max scale would
+    draw the most negative beat (the one least like the label) as the zero of the scale and the least negative
+    as the one behind the score, even when every beat's cosine with the label is negative."""
     if weights is None:
         return None
-    w = np.nan_to_num(np.asarray(weights, dtype=float), nan=np.nan)
-    finite = np.isfinite(w)
-    if not finite.any():
-        return np.zeros_like(w)
-    lo, hi = w[finite].min(), w[finite].max()
-    out = (w - lo) / (hi - lo) if hi > lo else np.ones_like(w)
-    return np.where(finite, out, 0.0)
+    w = np.asarray(weights, dtype=float)
+    w = np.where(np.isfinite(w), w, 0.0)
+    top = float(np.abs(w).max()) if w.size else 0.0
+    return w / top if top > 0 else np.zeros_like(w)
+
+
+def _beat_shade(w: float) -> tuple[str, float]:
+    """(colour, alpha) of a beat's window for a signed unit weight: red for positive, blue for negative."""
+    return ("tab:red" if w >= 0 else "tab:blue"), 0.05 + 0.45 * abs(w)
+
+
+def _lead_colour(w: float) -> tuple[float, float, float, float]:
+    """A lead label's colour for a signed unit weight (never paler than 0.35 of the map, so it stays legible)."""
+    import matplotlib.pyplot as plt
+
+    return (plt.cm.Reds if w >= 0 else plt.cm.Blues)(0.35 + 0.65 * abs(w))
 
 
 def plot_explanation(
