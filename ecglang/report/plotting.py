@@ -196,22 +196,52 @@ def _beat_lead(exp: Explanation, lead: str | None) -> int:
     return int(np.argmax(np.where(present, weights, -np.inf)))
 
 
+# At most this many beat numbers under the beat bars: 37 beats of a tachycardia ran into one another.
+MAX_TICK_LABELS = 20
+
+
 def _bars(ax: Axes, names: list[str], contributions: np.ndarray, attention: np.ndarray | None, what: str) -> None:
     """Contributions (cosine with the label) and attention (share of attention) of each lead or beat, side by
-    side on two axes, since their scales differ."""
+    side on two axes, since their scales differ. The two axes put their zero at the same height (else negative
+    contributions hang from the top while attention rises from the bottom), the legend sits above the panel
+    (not over the bars), and a missing lead is marked as missing, not drawn as a zero contribution."""
     x = np.arange(len(names))
-    ax.bar(x - 0.2, np.nan_to_num(contributions, nan=0.0), width=0.4, color="tab:red", label="contribution (cos)")
-    ax.set_ylabel("contribution", fontsize=7)
-    ax.set_xticks(x, names, fontsize=6)
+    values = np.asarray(contributions, dtype=float)
+    missing = ~np.isfinite(values)
+    ax.bar(x - 0.2, np.where(missing, 0.0, values), width=0.4, color="tab:red", label="contribution (cos)")
+    ax.axhline(0.0, color="0.3", lw=0.6)
+    ax.set_ylabel("contribution (cos)", fontsize=7)
+    step = max(1, int(np.ceil(len(names) / MAX_TICK_LABELS)))
+    ax.set_xticks(x[::step], [names[i] for i in x[::step]], fontsize=6)
+    if what == "beats":
+        ax.set_xlabel("beat" if step == 1 else f"beat (numbered every {step})", fontsize=7)
     ax.tick_params(labelsize=6)
-    ax.set_title(f"{what}: contribution and attention", fontsize=8)
+    ax.set_title(f"{what}: contribution and attention", fontsize=8, pad=16)
+    finite = values[~missing]
+    lo = min(0.0, float(finite.min())) if finite.size else 0.0
+    hi = max(0.0, float(finite.max())) if finite.size else 1.0
+    pad = 0.08 * ((hi - lo) or 1.0)
+    lo, hi = (lo - pad if lo < 0 else 0.0), (hi + pad if hi > 0 else 0.0)
+    if -lo > 1.5 * hi:  # mostly negative: keep the upper 40 % for the attention bars, which start at zero
+        hi = -lo / 1.5
+    hi = hi if hi > 0 else 1.0  # every contribution zero
+    ax.set_ylim(lo, hi)
+    for i in np.flatnonzero(missing):
+        ax.text(i, 0.0, "missing", rotation=90, ha="center", va="bottom", fontsize=5.5, color="0.45")
     twin = ax.twinx()
     if attention is not None:
         twin.bar(x + 0.2, attention, width=0.4, color="tab:blue", label="attention")
-        twin.set_ylabel("attention", fontsize=7)
+        twin.set_ylabel("attention (share)", fontsize=7)
+        top = float(np.nanmax(attention)) if np.size(attention) else 1.0
+        top = 1.05 * top if top > 0 else 1.0
+        # the twin's zero at the same fraction of the height as the contributions' zero
+        twin.set_ylim(top * lo / hi, top)
+        twin.set_yticks([t for t in twin.get_yticks() if 0 <= t <= top])  # attention is never negative
     else:
+        twin.set_yticks([])
         twin.text(0.5, 0.9, "no attention map (mixer without attention weights)", transform=ax.transAxes,
                   ha="center", fontsize=6.5, color="tab:blue")  # fmt: skip
     twin.tick_params(labelsize=6)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize=6, loc="lower right")
+    ax.legend(handles=handles, fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False,
+              borderaxespad=0.1)  # fmt: skip
