@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ecglang.beats.config import BeatConfig
+from ecglang.errors import ConfigError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.report.figure_paths import figure_path
@@ -33,6 +35,7 @@ def plot_ecg(
     notes: Sequence[str] = (),
     out: str | Path | None = None,
     dpi: int = 120,
+    beat_config: BeatConfig | None = None,
 ) -> Figure:
     """Draw every lead on its own row with R-peaks and beat windows.
 
@@ -44,6 +47,8 @@ def plot_ecg(
         lead_weights: `[12]` signed weights; lead labels are coloured the same way (NaN: no colour).
         notes: lines of text shown under the traces (for example the knowledge snippets used).
         out: write a PNG there when given.
+        beat_config: the beat settings `beats` were cut with (the model's: `processor.beat_config`), for the
+            drawn windows; default `BeatConfig()` (0.25 s before to 0.45 s after R, as ecglang-mini).
     """
     out = None if out is None else figure_path(out)  # a bad file type fails before drawing
     import matplotlib
@@ -63,7 +68,9 @@ def plot_ecg(
     axes = axes[:, 0]
     bw = signed_unit(beat_weights)
     lw = signed_unit(lead_weights)
-    pre, post = _window_seconds(beats) if beats is not None else (0.0, 0.0)
+    # BeatTokens do not carry their settings: the windows drawn are those of the config given
+    cfg = beat_config or BeatConfig()
+    pre, post = cfg.pre_s, cfg.post_s
     for ax, i in zip(axes, rows, strict=False):
         ax.plot(t, ecg.signal[i], lw=0.7, color="k")
         if beats is not None and beats.n_beats:
@@ -92,13 +99,6 @@ def plot_ecg(
         fig.savefig(out, dpi=dpi)
         plt.close(fig)
     return fig
-
-
-def _window_seconds(beats: BeatTokens) -> tuple[float, float]:
-    cfg = getattr(beats, "config", None)
-    if cfg is not None:
-        return float(cfg.pre_s), float(cfg.post_s)
-    return 0.25, 0.45
 
 
 def signed_unit(weights: np.ndarray | None) -> np.ndarray | None:
@@ -134,13 +134,16 @@ def plot_explanation(
     report_width: int = 48,
     out: str | Path | None = None,
     dpi: int = 120,
+    beat_config: BeatConfig | None = None,
 ) -> Figure:
     """One explanation at a glance: the input beat beside its nearest prototype beats (with their reports, wrapped
     and shortened), and the tower's lead and beat attention maps beside the contributions.
 
     `explanation` needs `tokens` (kept with `keep_signals`) for the input beat; `prototypes`: the index its
     matches came from (for their windows; without it, or without stored windows, only their reports are shown).
-    `lead`: the lead drawn (default: II when present, else the most attended lead)."""
+    `lead`: the lead drawn (default: II when present, else the most attended lead). Beats are drawn against time
+    from their R peak, in ms, from `beat_config` (the model's `processor.beat_config`; default `BeatConfig()`);
+    a prototype whose record lacks the lead drawn says so instead of drawing its zeros."""
     import textwrap
 
     out = None if out is None else figure_path(out)  # a bad file type fails before drawing
@@ -158,14 +161,25 @@ def plot_explanation(
     grid = fig.add_gridspec(2, n_cols, height_ratios=(1.25, 1.0), hspace=0.55, wspace=0.3)
     beat = exp.prototype_beat if exp.prototype_beat is not None else 0
     ax = fig.add_subplot(grid[0, 0])
+    cfg = beat_config or BeatConfig()
+    ms = 1000.0 * cfg.offsets_s()  # the window's sample times from R: the x axis of every beat panel
     if exp.tokens is not None and exp.tokens.n_beats:
-        ax.plot(np.asarray(exp.tokens.beats[beat, li]), color="tab:red", lw=1.2)
+        trace = np.asarray(exp.tokens.beats[beat, li])
+        if len(trace) != len(ms):
+            raise ConfigError(f"beat windows of {len(trace)} samples, but beat_config.beat_len is {cfg.beat_len}: "
+                              "pass the beat_config the beats were cut with")  # fmt: skip
+        ax.plot(ms, trace, color="tab:red", lw=1.2)
+    ax.set_xlabel("time from R (ms)", fontsize=7)
+    ax.set_ylabel("amplitude (model input)", fontsize=7)
     ax.set_title(f"input beat {beat} (lead {CANONICAL_LEADS[li]})\nscore {exp.score:.3f}", fontsize=8)
     for j, match in enumerate(matches):
         pax = fig.add_subplot(grid[0, 1 + j], sharey=ax)
         window = None if prototypes is None else prototypes.window(match.row)
-        if window is not None:
-            pax.plot(window[li], color="k", lw=1.0)
+        if window is not None and not prototypes.lead_masks[match.row][li]:
+            pax.text(0.5, 0.5, f"lead {CANONICAL_LEADS[li]} not recorded", transform=pax.transAxes, ha="center",
+                     fontsize=7, color="0.4")  # fmt: skip
+        elif window is not None:
+            pax.plot(ms[: len(window[li])], window[li], color="k", lw=1.0)
         report = textwrap.shorten(match.report or "(no report)", width=3 * report_width, placeholder=" …")
         pax.set_title(f"{match.record_id} beat {match.beat_index}, cos {match.similarity:.3f}", fontsize=7)
         pax.set_xlabel(textwrap.fill(report, report_width), fontsize=6.5)

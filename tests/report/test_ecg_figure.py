@@ -10,6 +10,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Rectangle
 
+from ecglang.beats.config import BeatConfig
 from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.record.io import load_ecg
 from ecglang.report.plotting import plot_ecg
@@ -59,3 +60,13 @@ def test_mixed_signs_keep_zero_at_zero(record) -> None:
     assert spans[0].get_alpha() == pytest.approx(spans[1].get_alpha())
     # a zero contribution is drawn as faint as possible, not as the middle of a min-max scale
     assert spans[2].get_alpha() == pytest.approx(0.05)
+
+
+def test_beat_windows_are_drawn_where_the_beats_were_cut(ptbxl_dir: Path) -> None:
+    # BeatTokens do not carry their settings, and plot_ecg drew 0.25 s / 0.45 s whatever the model cut.
+    cfg = BeatConfig(pre_s=0.1, post_s=0.6)
+    ecg, tokens = EcgProcessor(beats=cfg).process(load_ecg(ptbxl_dir / "records500" / "00000" / "00001_hr.hea"))
+    spans = beat_spans(plot_ecg(ecg, tokens, beat_config=cfg))
+    r = np.asarray(tokens.rpeaks[: tokens.n_beats]) / tokens.fs
+    assert np.allclose([p.get_x() for p in spans], r - 0.1)
+    assert np.allclose([p.get_width() for p in spans], 0.7)

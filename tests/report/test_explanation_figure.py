@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 
 from ecglang.embeddings.prototypes import build_prototypes, find_reports, read_reports
 from ecglang.encoders.modeling import load_model
+from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg
 from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.report.plotting import plot_explanation
@@ -101,3 +102,34 @@ def test_bar_panels_readable_with_many_beats_and_a_missing_lead(fast_without_lea
     # lead II is said to be missing, not drawn as a zero contribution
     marks = [t for t in leads.texts if t.get_text() == "missing"]
     assert [round(t.get_position()[0]) for t in marks] == [CANONICAL_LEADS.index("II")]
+
+
+def test_beats_are_drawn_against_time_from_r(result_and_index) -> None:
+    # The beat panels had a bare sample axis (0-95): neither the window's duration nor where R falls was shown.
+    result, index = result_and_index
+    exp = result.explanations["00001_hr"][result.scores.loc["00001_hr"].idxmax()]
+    fig = plot_explanation(exp, index)
+    beat_ax = next(a for a in fig.axes if a.get_title().startswith("input beat"))
+    assert "ms" in beat_ax.get_xlabel() and beat_ax.get_ylabel()
+    x, y = beat_ax.lines[0].get_data()
+    assert x[0] == pytest.approx(-250, abs=8) and x[-1] == pytest.approx(450, abs=8)
+    assert abs(x[int(np.argmax(np.abs(y)))]) < 60  # the R peak of a real lead II beat sits at 0 ms
+    for match in exp.prototypes:
+        pax = next(a for a in fig.axes if a.get_title().startswith(f"{match.record_id} beat {match.beat_index}"))
+        assert np.array_equal(pax.lines[0].get_xdata(), x)
+
+
+def test_prototype_without_the_drawn_lead_says_so(ptbxl_dir: Path, one_torch_thread, tmp_path) -> None:
+    # A reference record without lead II stores zeros there: drawn, they looked like a flat beat.
+    ref = load_ecg(ptbxl_dir / "records500" / "00000" / "00002_hr.hea")
+    mask = np.asarray(ref.lead_mask, bool).copy()
+    mask[CANONICAL_LEADS.index("II")] = False
+    ref = Ecg(signal=ref.signal, fs=ref.fs, lead_mask=mask, record_id="00002_hr", metadata=dict(ref.metadata))
+    model = load_model(None, "cpu")
+    index, _ = build_prototypes(model, [ref], tmp_path / "no-ii", progress=False)
+    clf = ZeroShotClassifier(model, knowledge="off", prototypes=index)
+    exp = clf(ptbxl_dir / "records500" / "00000" / "00001_hr", labels=["sinus rhythm"], keep_signals=1,
+              progress=False).explanations["00001_hr"]["sinus rhythm"]  # fmt: skip
+    fig = plot_explanation(exp, index)
+    panels = [a for a in fig.axes if a.get_title().startswith("00002_hr")]
+    assert panels and all(not a.lines and a.texts[0].get_text() == "lead II not recorded" for a in panels)
