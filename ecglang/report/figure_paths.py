@@ -2,7 +2,7 @@
 
 A plot is usually the last step of a long run (a zero-shot pass, an evaluation); a path whose suffix matplotlib
 cannot write must fail when it is given, not after the run. No matplotlib import here (the CLI checks its
-arguments before loading anything heavy); `tests/report/test_figure_paths.py` keeps the list within what the
+arguments before loading anything heavy); `tests/cli/test_main.py` keeps the list within what the
 installed matplotlib writes.
 """
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ecglang.beats.config import BeatConfig
+from ecglang.errors import ConfigError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.report.figure_paths import figure_path
@@ -33,16 +35,20 @@ def plot_ecg(
     notes: Sequence[str] = (),
     out: str | Path | None = None,
     dpi: int = 120,
+    beat_config: BeatConfig | None = None,
 ) -> Figure:
     """Draw every lead on its own row with R-peaks and beat windows.
 
     Args:
         ecg: the record (any fs; missing leads are drawn as 'missing').
         beats: beat tokens from `ecglang.beats.tokenize.tokenize_beats` (R-peaks + windows are drawn).
-        beat_weights: `[n_beats]` non-negative weights; beats are shaded in proportion (explanations).
-        lead_weights: `[12]` non-negative weights; lead labels are coloured in proportion.
+        beat_weights: `[n_beats]` signed weights (explanations: each beat's cosine with the label); a beat is
+            shaded red where positive and blue where negative, in proportion to |weight| / max |weight|.
+        lead_weights: `[12]` signed weights; lead labels are coloured the same way (NaN: no colour).
         notes: lines of text shown under the traces (for example the knowledge snippets used).
         out: write a PNG there when given.
+        beat_config: the beat settings `beats` were cut with (the model's: `processor.beat_config`), for the
+            drawn windows; default `BeatConfig()` (0.25 s before to 0.45 s after R, as ecglang-mini).
     """
     out = None if out is None else figure_path(out)  # a bad file type fails before drawing
     import matplotlib
@@ -60,26 +66,30 @@ def plot_ecg(
     height = 1.05 * n_rows + 0.8 + note_height
     fig, axes = plt.subplots(n_rows, 1, figsize=(14, height), sharex=True, squeeze=False)
     axes = axes[:, 0]
-    bw = _unit(beat_weights)
-    lw = _unit(lead_weights)
-    pre, post = _window_seconds(beats) if beats is not None else (0.0, 0.0)
+    bw = signed_unit(beat_weights)
+    lw = signed_unit(lead_weights)
+    # BeatTokens do not carry their settings: the windows drawn are those of the config given
+    cfg = beat_config or BeatConfig()
+    pre, post = cfg.pre_s, cfg.post_s
     for ax, i in zip(axes, rows, strict=False):
         ax.plot(t, ecg.signal[i], lw=0.7, color="k")
         if beats is not None and beats.n_beats:
             r_times = np.asarray(beats.rpeaks[: beats.n_beats]) / beats.fs
             for b, r in enumerate(r_times):
-                shade = 0.06 if bw is None else 0.05 + 0.45 * float(bw[b])
-                ax.axvspan(r - pre, r + post, color="tab:blue" if bw is None else "tab:red", alpha=shade, lw=0)
+                colour, shade = ("0.5", 0.08) if bw is None else _beat_shade(float(bw[b]))
+                ax.axvspan(r - pre, r + post, color=colour, alpha=shade, lw=0)
             idx = np.clip(np.round(r_times * ecg.fs).astype(int), 0, ecg.n_samples - 1)
             ax.plot(t[idx], ecg.signal[i, idx], "v", ms=3, color="tab:orange")
-        colour = "k" if lw is None else plt.cm.Reds(0.35 + 0.65 * float(lw[i]))
-        weight = "bold" if lw is not None and lw[i] >= 0.5 else "normal"
+        colour = "k" if lw is None else _lead_colour(float(lw[i]))
+        weight = "bold" if lw is not None and abs(lw[i]) >= 0.5 else "normal"
         ax.set_ylabel(CANONICAL_LEADS[i], rotation=0, ha="right", va="center", color=colour, fontweight=weight)
         ax.tick_params(axis="y", labelsize=6)
         ax.spines[["top", "right"]].set_visible(False)
     if missing:
         title = f"{title or repr(ecg)}   (missing leads: {', '.join(missing)})"
     axes[-1].set_xlabel("time (s)")
+    if bw is not None or lw is not None:  # the colours carry a sign: say which is which
+        title = f"{title or repr(ecg)}\nred: similar to the label, blue: dissimilar (cosine / largest |cosine|)"
     fig.suptitle(title or repr(ecg), fontsize=10)
     if notes:
         fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, va="bottom", family="monospace", wrap=True)
@@ -91,24 +101,28 @@ def plot_ecg(
     return fig
 
 
-def _window_seconds(beats: BeatTokens) -> tuple[float, float]:
-    cfg = getattr(beats, "config", None)
-    if cfg is not None:
-        return float(cfg.pre_s), float(cfg.post_s)
-    return 0.25, 0.45
-
-
-def _unit(weights: np.ndarray | None) -> np.ndarray | None:
-    """Min-max scale weights to [0, 1] for shading, so the contrast between beats (or leads) shows."""
+def signed_unit(weights: np.ndarray | None) -> np.ndarray | None:
+    """Weights divided by their largest magnitude, in [-1, 1], NaN as 0. The sign is kept: a min-max scale would
+    draw the most negative beat (the one least like the label) as the zero of the scale and the least negative
+    as the one behind the score, even when every beat's cosine with the label is negative."""
     if weights is None:
         return None
-    w = np.nan_to_num(np.asarray(weights, dtype=float), nan=np.nan)
-    finite = np.isfinite(w)
-    if not finite.any():
-        return np.zeros_like(w)
-    lo, hi = w[finite].min(), w[finite].max()
-    out = (w - lo) / (hi - lo) if hi > lo else np.ones_like(w)
-    return np.where(finite, out, 0.0)
+    w = np.asarray(weights, dtype=float)
+    w = np.where(np.isfinite(w), w, 0.0)
+    top = float(np.abs(w).max()) if w.size else 0.0
+    return w / top if top > 0 else np.zeros_like(w)
+
+
+def _beat_shade(w: float) -> tuple[str, float]:
+    """(colour, alpha) of a beat's window for a signed unit weight: red for positive, blue for negative."""
+    return ("tab:red" if w >= 0 else "tab:blue"), 0.05 + 0.45 * abs(w)
+
+
+def _lead_colour(w: float) -> tuple[float, float, float, float]:
+    """A lead label's colour for a signed unit weight (never paler than 0.35 of the map, so it stays legible)."""
+    import matplotlib.pyplot as plt
+
+    return (plt.cm.Reds if w >= 0 else plt.cm.Blues)(0.35 + 0.65 * abs(w))
 
 
 def plot_explanation(
@@ -120,13 +134,16 @@ def plot_explanation(
     report_width: int = 48,
     out: str | Path | None = None,
     dpi: int = 120,
+    beat_config: BeatConfig | None = None,
 ) -> Figure:
     """One explanation at a glance: the input beat beside its nearest prototype beats (with their reports, wrapped
     and shortened), and the tower's lead and beat attention maps beside the contributions.
 
     `explanation` needs `tokens` (kept with `keep_signals`) for the input beat; `prototypes`: the index its
     matches came from (for their windows; without it, or without stored windows, only their reports are shown).
-    `lead`: the lead drawn (default: II when present, else the most attended lead)."""
+    `lead`: the lead drawn (default: II when present, else the most attended lead). Beats are drawn against time
+    from their R peak, in ms, from `beat_config` (the model's `processor.beat_config`; default `BeatConfig()`);
+    a prototype whose record lacks the lead drawn says so instead of drawing its zeros."""
     import textwrap
 
     out = None if out is None else figure_path(out)  # a bad file type fails before drawing
@@ -144,14 +161,25 @@ def plot_explanation(
     grid = fig.add_gridspec(2, n_cols, height_ratios=(1.25, 1.0), hspace=0.55, wspace=0.3)
     beat = exp.prototype_beat if exp.prototype_beat is not None else 0
     ax = fig.add_subplot(grid[0, 0])
+    cfg = beat_config or BeatConfig()
+    ms = 1000.0 * cfg.offsets_s()  # the window's sample times from R: the x axis of every beat panel
     if exp.tokens is not None and exp.tokens.n_beats:
-        ax.plot(np.asarray(exp.tokens.beats[beat, li]), color="tab:red", lw=1.2)
+        trace = np.asarray(exp.tokens.beats[beat, li])
+        if len(trace) != len(ms):
+            raise ConfigError(f"beat windows of {len(trace)} samples, but beat_config.beat_len is {cfg.beat_len}: "
+                              "pass the beat_config the beats were cut with")  # fmt: skip
+        ax.plot(ms, trace, color="tab:red", lw=1.2)
+    ax.set_xlabel("time from R (ms)", fontsize=7)
+    ax.set_ylabel("amplitude (model input)", fontsize=7)
     ax.set_title(f"input beat {beat} (lead {CANONICAL_LEADS[li]})\nscore {exp.score:.3f}", fontsize=8)
     for j, match in enumerate(matches):
         pax = fig.add_subplot(grid[0, 1 + j], sharey=ax)
         window = None if prototypes is None else prototypes.window(match.row)
-        if window is not None:
-            pax.plot(window[li], color="k", lw=1.0)
+        if window is not None and not prototypes.lead_masks[match.row][li]:
+            pax.text(0.5, 0.5, f"lead {CANONICAL_LEADS[li]} not recorded", transform=pax.transAxes, ha="center",
+                     fontsize=7, color="0.4")  # fmt: skip
+        elif window is not None:
+            pax.plot(ms[: len(window[li])], window[li], color="k", lw=1.0)
         report = textwrap.shorten(match.report or "(no report)", width=3 * report_width, placeholder=" …")
         pax.set_title(f"{match.record_id} beat {match.beat_index}, cos {match.similarity:.3f}", fontsize=7)
         pax.set_xlabel(textwrap.fill(report, report_width), fontsize=6.5)
@@ -182,22 +210,52 @@ def _beat_lead(exp: Explanation, lead: str | None) -> int:
     return int(np.argmax(np.where(present, weights, -np.inf)))
 
 
+# At most this many beat numbers under the beat bars: 37 beats of a tachycardia ran into one another.
+MAX_TICK_LABELS = 20
+
+
 def _bars(ax: Axes, names: list[str], contributions: np.ndarray, attention: np.ndarray | None, what: str) -> None:
     """Contributions (cosine with the label) and attention (share of attention) of each lead or beat, side by
-    side on two axes, since their scales differ."""
+    side on two axes, since their scales differ. The two axes put their zero at the same height (else negative
+    contributions hang from the top while attention rises from the bottom), the legend sits above the panel
+    (not over the bars), and a missing lead is marked as missing, not drawn as a zero contribution."""
     x = np.arange(len(names))
-    ax.bar(x - 0.2, np.nan_to_num(contributions, nan=0.0), width=0.4, color="tab:red", label="contribution (cos)")
-    ax.set_ylabel("contribution", fontsize=7)
-    ax.set_xticks(x, names, fontsize=6)
+    values = np.asarray(contributions, dtype=float)
+    missing = ~np.isfinite(values)
+    ax.bar(x - 0.2, np.where(missing, 0.0, values), width=0.4, color="tab:red", label="contribution (cos)")
+    ax.axhline(0.0, color="0.3", lw=0.6)
+    ax.set_ylabel("contribution (cos)", fontsize=7)
+    step = max(1, int(np.ceil(len(names) / MAX_TICK_LABELS)))
+    ax.set_xticks(x[::step], [names[i] for i in x[::step]], fontsize=6)
+    if what == "beats":
+        ax.set_xlabel("beat" if step == 1 else f"beat (numbered every {step})", fontsize=7)
     ax.tick_params(labelsize=6)
-    ax.set_title(f"{what}: contribution and attention", fontsize=8)
+    ax.set_title(f"{what}: contribution and attention", fontsize=8, pad=16)
+    finite = values[~missing]
+    lo = min(0.0, float(finite.min())) if finite.size else 0.0
+    hi = max(0.0, float(finite.max())) if finite.size else 1.0
+    pad = 0.08 * ((hi - lo) or 1.0)
+    lo, hi = (lo - pad if lo < 0 else 0.0), (hi + pad if hi > 0 else 0.0)
+    if -lo > 1.5 * hi:  # mostly negative: keep the upper 40 % for the attention bars, which start at zero
+        hi = -lo / 1.5
+    hi = hi if hi > 0 else 1.0  # every contribution zero
+    ax.set_ylim(lo, hi)
+    for i in np.flatnonzero(missing):
+        ax.text(i, 0.0, "missing", rotation=90, ha="center", va="bottom", fontsize=5.5, color="0.45")
     twin = ax.twinx()
     if attention is not None:
         twin.bar(x + 0.2, attention, width=0.4, color="tab:blue", label="attention")
-        twin.set_ylabel("attention", fontsize=7)
+        twin.set_ylabel("attention (share)", fontsize=7)
+        top = float(np.nanmax(attention)) if np.size(attention) else 1.0
+        top = 1.05 * top if top > 0 else 1.0
+        # the twin's zero at the same fraction of the height as the contributions' zero
+        twin.set_ylim(top * lo / hi, top)
+        twin.set_yticks([t for t in twin.get_yticks() if 0 <= t <= top])  # attention is never negative
     else:
+        twin.set_yticks([])
         twin.text(0.5, 0.9, "no attention map (mixer without attention weights)", transform=ax.transAxes,
                   ha="center", fontsize=6.5, color="tab:blue")  # fmt: skip
     twin.tick_params(labelsize=6)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize=6, loc="lower right")
+    ax.legend(handles=handles, fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False,
+              borderaxespad=0.1)  # fmt: skip

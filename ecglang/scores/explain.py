@@ -5,6 +5,12 @@ contribution is the cosine between its beat embedding and that label sentence em
 contribution is the mean cosine of its (beat, lead) token embeddings with it. Cheap, exact for what the
 model computed, and defined for every beat.
 
+Known limit of the lead contributions: the (beat, lead) token embeddings come from the token head, which
+pretraining aligns with report *tokens* (FILIP), not with the sentence head used here, so the two vectors are
+not in one trained space. On 8 PTB-XL records × 4 labels their ranking of the leads ran against what leaving a
+lead out does to the mean beat cosine (Spearman −0.41 on average): read `lead_contributions` and `top_leads` with
+care until the classifier supplies a lead measure in the sentence space (e.g. lead occlusion).
+
 Beside them, when the model computed them (`output_attentions`), the attention maps of the beat tower
 (BEAT-Net): which leads and which beats the tower attended to (`ecglang.encoders.ecg_encoders.attention_maps`);
 these are the same for every label. With a prototype index (ProtoECGNet), the reference beats nearest to the
