@@ -68,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
         n = min(ecg.n_samples, round(args.seconds * ecg.fs))
         view = ecg.replace(signal=ecg.signal[:, :n])
         view_clean = clean.replace(signal=clean.signal[:, : round(args.seconds * clean.fs)])
+        cut = BeatConfig(max_beats=10_000)
         try:
-            tokens = tokenize_beats(view_clean, BeatConfig(max_beats=10_000))
+            tokens = tokenize_beats(view_clean, cut)
         except EcgQualityError:
             tokens = None  # fewer than 2 beats in view: draw the signal alone
-        plot_ecg(view, tokens, title=f"{ecg.record_id}: {hr:.0f} bpm, {len(rpeaks)} beats", out=args.plot)
+        plot_ecg(view, tokens, title=f"{ecg.record_id}: {hr:.0f} bpm, {len(rpeaks)} beats", out=args.plot,
+                 beat_config=cut)  # fmt: skip
         print(f"plot      {args.plot}")
     return 0

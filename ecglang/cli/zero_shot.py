@@ -180,7 +180,7 @@ def _score(args: argparse.Namespace) -> int:
     if args.prototypes_out:
         _write_prototypes(result, Path(args.prototypes_out))
     if args.plot and result.explanations:
-        _plots(args, result, clf.prototypes)
+        _plots(args, result, clf.prototypes, clf.processor.beat_config)
     if result.failures:
         print_failures(result.failures)
         # Machine-readable too, where the user asked for files: --failures, or next to --out.
@@ -232,7 +232,7 @@ def _write_prototypes(result, path: Path) -> None:
     print(f"prototypes: {path} ({len(table)} rows)")
 
 
-def _plots(args: argparse.Namespace, result, prototypes=None) -> None:
+def _plots(args: argparse.Namespace, result, prototypes=None, beat_config=None) -> None:
     # here: matplotlib loads only when a plot is asked for
     from ecglang.report.plotting import plot_ecg, plot_explanation
 
@@ -247,9 +247,12 @@ def _plots(args: argparse.Namespace, result, prototypes=None) -> None:
         notes += [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
         target = out if len(ids) == 1 else out.with_name(f"{out.stem}_{rid}{out.suffix or '.png'}")
         plot_ecg(exp.signal, exp.tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
-                 title=f"{rid}: {result.labels[top].name}", notes=notes, out=target)  # fmt: skip
+                 title=f"{rid}: {result.labels[top].name}", notes=notes, out=target,
+                 beat_config=beat_config)  # fmt: skip
         print(f"plot: {target}")
         if prototypes is not None:  # the case-based figure: the beat behind the score beside its prototypes
             explained = target.with_name(f"{target.stem}_prototypes{target.suffix or '.png'}")
-            plot_explanation(exp, prototypes, title=f"{rid}: {result.labels[top].name}", out=explained)
+            plot_explanation(
+                exp, prototypes, title=f"{rid}: {result.labels[top].name}", out=explained, beat_config=beat_config
+            )
             print(f"plot: {explained}")

@@ -26,8 +26,8 @@ Throughput
     beats are cut), with memory O(batch) whatever the number of records.
 
 Explanations
-    `ecglang.scores.explain`: beat and lead contributions from beat-level similarities (no gradients), and the
-    beat tower's lead and beat attention maps.
+    `ecglang.scores.explain`: beat contributions from beat-level similarities, lead contributions by leaving each
+    lead out (occlusion; no gradients), and the beat tower's lead and beat attention maps.
 
 Prototypes (case-based explanations)
     Given a `PrototypeIndex` (`ecglang.embeddings.prototypes`, built from a reference set such as the pretraining
@@ -64,7 +64,7 @@ from ecglang.encoders.modeling import EcgLangModel
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg, record_id_of
 from ecglang.scores import labels as label_embeddings
-from ecglang.scores.explain import Explanation, explain_record
+from ecglang.scores.explain import Explanation, explain_record, lead_occlusion
 from ecglang.scores.labels import KnowledgeArg, LabelSpec, resolve_knowledge
 from ecglang.scores.prompts import LabelsArg, PromptSource
 
@@ -296,10 +296,11 @@ class ZeroShotClassifier:
             for row, rid in enumerate(batch.record_ids):
                 rid = unique_id(rid or f"record{len(ids)}", seen)
                 ids.append(rid)
+                leads = lead_occlusion(self.model, self.processor, batch.views[row], label_emb, self.precision)
                 explanations[rid] = explain_record(batch.outputs["model"], row, batch.views[row], rid,
                                                    blocks[-1][row], specs, sent_emb,
                                                    keep_signal=len(explanations) < keep_signals,
-                                                   beat_prototypes=nearest[row])  # fmt: skip
+                                                   beat_prototypes=nearest[row], lead_scores=leads)  # fmt: skip
         return self._result(blocks, ids, specs, failures, mode, threshold, explanations, seconds)
 
     def _nearest_prototypes(self, batch: Any) -> list[list[list[Any]] | None]:
