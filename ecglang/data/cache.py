@@ -174,6 +174,8 @@ def _process_one(
         signal, mask, quality = preprocess_array(raw, fs, raw_mask, cfg, rng=rng, record=path)
     except EcgLangError as exc:
         return row, None, None, {}, str(exc)
+    except Exception as exc:  # one record (a reader's bug, a MemoryError) must not stop a build of 800k
+        return row, None, None, {}, f"{path}: {type(exc).__name__}: {exc}"
     if not np.all(np.isfinite(signal)):
         return row, None, None, {}, f"{path}: non-finite values after preprocessing"
     if np.abs(signal).max(initial=0.0) > _F16_MAX:
@@ -202,6 +204,16 @@ def _redo_unvouched_rows(status: np.ndarray, journal: dict[int, dict[str, Any]])
         repaired.append(f"{len(bad)} row(s) with an invalid progress byte")
     status.flush()
     return repaired
+
+
+def _write_row(f: Any, row: int, signal: np.ndarray, shape: tuple[int, int]) -> None:
+    """Write one float16 `shape` (`[12, T]`) row at its place in the open signal file `f` (unbuffered)."""
+    if signal.shape != shape:  # a row of another size would overwrite its neighbours
+        raise ValueError(f"cache row {row} has shape {signal.shape}, expected {shape}")
+    data = memoryview(np.ascontiguousarray(signal, dtype="<f2")).cast("B")
+    f.seek(row * len(data))
+    while data:  # a raw write may take fewer bytes than given
+        data = data[f.write(data) :]
 
 
 def _read_journal(path: Path) -> dict[int, dict[str, Any]]:
@@ -432,13 +444,17 @@ class SignalCache:
         }
 
         resumed, repaired = cls._prepare(d, meta, overwrite)
-        signals = np.memmap(d / SIGNALS_FILE, dtype=np.float16, mode="r+", shape=shape)
+        # Rows are written with plain writes, not through a memory map: every page written through a map counts
+        # in this process's resident set until the kernel takes it back (120 kB a 10 s record: a 50,000-row
+        # shard grew the builder to ~6 GB). The small mask keeps its map.
+        signals = open(d / SIGNALS_FILE, "r+b", buffering=0)  # closed in the finally below
         masks = np.lib.format.open_memmap(d / MASK_FILE, mode="r+")
         status = np.memmap(d / PROGRESS_FILE, dtype=np.uint8, mode="r+", shape=(n,))
         repaired += _redo_unvouched_rows(status, _read_journal(d / JOURNAL_FILE))
 
         pending = np.flatnonzero(status == PENDING)
         n_done = n - len(pending)
+        zero_row = np.zeros((N_LEADS, t), dtype=np.float16)
         bar = tqdm(total=n, initial=n_done, desc="caching signals", unit="rec", disable=not progress)
         executor = ProcessPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
         try:
@@ -452,12 +468,8 @@ class SignalCache:
                     results = [next(stream) for _ in rows]
                     lines = []
                     for row, sig, mask, quality, reason in results:
-                        if reason:
-                            signals[row] = 0
-                            masks[row] = False
-                        else:
-                            signals[row] = sig
-                            masks[row] = mask
+                        _write_row(signals, row, zero_row if reason else sig, (N_LEADS, t))
+                        masks[row] = False if reason else mask
                         lines.append(
                             json.dumps(
                                 {
@@ -469,7 +481,7 @@ class SignalCache:
                             )
                         )
                     # Order matters for resuming: data on disk, then the journal, then the done marks.
-                    signals.flush()
+                    os.fsync(signals.fileno())
                     masks.flush()
                     jf.write("\n".join(lines) + "\n")
                     jf.flush()
@@ -483,9 +495,10 @@ class SignalCache:
                         on_batch(n_done, n)
         finally:
             bar.close()
+            signals.close()
             if executor is not None:
                 executor.shutdown(cancel_futures=True)  # an interrupted build stops without draining the queue
-        del signals, masks
+        del masks
 
         journal = _read_journal(d / JOURNAL_FILE)
         final = np.asarray(status).copy()
