@@ -152,8 +152,15 @@ def _records(source: RecordSource) -> tuple[list[str], list[str]]:
     if not ids:
         raise ConfigError("no records to cache")
     if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ConfigError(f"duplicate record id {dup!r}; ids must be unique")
+        # one pass (`ids.count` per id took 20 s for 40,000 records, hours for MIMIC's 800,000)
+        first: dict[str, int] = {}
+        for row, rid in enumerate(ids):
+            if rid in first:
+                a, b = first[rid], row
+                raise ConfigError(
+                    f"duplicate record id {rid!r} at rows {a} ({paths[a]}) and {b} ({paths[b]}); ids must be unique"
+                )
+            first[rid] = row
     return ids, paths
 
 

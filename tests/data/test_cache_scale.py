@@ -11,6 +11,7 @@ import pytest
 from ecglang.data.cache import SIGNALS_FILE, SignalCache
 from ecglang.data.fastread import read_plain_wfdb
 from ecglang.data.synthetic import synthetic_signal, write_wfdb_record
+from ecglang.errors import ConfigError
 from ecglang.signal.preprocess import PreprocessConfig
 
 CFG = PreprocessConfig(target_samples=1000)
@@ -56,6 +57,16 @@ def test_build_writes_rows_without_mapping_the_signal_file(tmp_path):
     # the rows written are the records' preprocessed signals, in order
     again = SignalCache.build([str(b) for b in bases[::-1]], tmp_path / "reversed", CFG, progress=False)
     np.testing.assert_array_equal(cache.get_batch(range(6))[0], again.get_batch(range(5, -1, -1))[0])
+
+
+def test_duplicate_id_names_both_rows_and_paths(tmp_path):
+    """The first repeated id was found with `ids.count` per id (40,000 records: 20 s before the error; MIMIC-scale:
+    hours) and the message named neither row nor file."""
+    pairs = [(str(i), f"/data/r{i}") for i in range(1000)] + [("999", "/data/other/r999")]
+    with pytest.raises(ConfigError, match=r"duplicate record id '999' at rows 999 \(/data/r999\) and 1000 "
+                                          r"\(/data/other/r999\)"):  # fmt: skip
+        SignalCache.build(pairs, tmp_path / "cache", CFG, progress=False)
+    assert not (tmp_path / "cache").exists()  # refused before anything is written
 
 
 if __name__ == "__main__":
