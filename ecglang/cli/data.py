@@ -178,8 +178,10 @@ def run_build(args: argparse.Namespace) -> int:
         stale_after=args.stale_after, progress=not args.no_progress,
     )  # fmt: skip
     for r in results:
-        rate = f", {(r.n_ok + r.n_failed) / r.seconds:.1f} records/s" if r.seconds else ""
-        print(f"shard     {r.name}: {r.status}{rate}")
+        # the rate of the rows computed now: a resumed shard's earlier rows took no time in this call
+        rate = f", {r.n_processed / r.seconds:.1f} records/s" if r.seconds else ""
+        done = f" ({r.n_processed} of {r.n_ok + r.n_failed} rows computed now)" if r.status == "resumed" else ""
+        print(f"shard     {r.name}: {r.status}{done}{rate}")
     manifest = update_manifest(out)
     done = [e for e in manifest["shards"] if e.get("complete")]
     n_ok, n_failed = sum(e["n_ok"] for e in done), sum(e["n_failed"] for e in done)

@@ -74,9 +74,12 @@ def read_plain_wfdb(path: str | Path) -> tuple[np.ndarray, np.ndarray, float] | 
         baselines.append(baseline)
         scales.append(scale)
         names.append(fields[8].strip())
-    if len(files) != 1:
+    name = next(iter(files))
+    # one bare file name beside the header; a path ('sub/x.dat', '..') is load_ecg's to read or refuse
+    # (`Path.with_name` raises ValueError on it, which stopped the whole cache build)
+    if len(files) != 1 or "/" in name or "\\" in name or name in (".", ".."):
         return None
-    dat = base.with_name(next(iter(files)))
+    dat = base.with_name(name)
     try:
         if dat.stat().st_size != n_sig * n_samples * 2:
             return None

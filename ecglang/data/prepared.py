@@ -310,6 +310,7 @@ class ShardResult:
     n_ok: int = 0
     n_failed: int = 0
     seconds: float = 0.0
+    n_processed: int = 0  # rows computed by this call (on resume: the rows an interrupted build had not done)
 
 
 def _table_failures(path: Path, meta: dict[str, Any]) -> int:
@@ -451,7 +452,8 @@ def build_shards(
             continue
         stats = cache.build_stats
         status = "resumed" if stats and stats.resumed else "built"
-        results.append(ShardResult(entry["name"], status, stats.n_ok, stats.n_failed, time.perf_counter() - t0))
+        seconds = time.perf_counter() - t0
+        results.append(ShardResult(entry["name"], status, stats.n_ok, stats.n_failed, seconds, stats.n_processed))
     update_manifest(out)
     return results
 
