@@ -44,7 +44,8 @@ def plot_ecg(
         beats: beat tokens from `ecglang.beats.tokenize.tokenize_beats` (R-peaks + windows are drawn).
         beat_weights: `[n_beats]` signed weights (explanations: each beat's cosine with the label); a beat is
             shaded red where positive and blue where negative, in proportion to |weight| / max |weight|.
-        lead_weights: `[12]` signed weights; lead labels are coloured the same way (NaN: no colour).
+        lead_weights: `[12]` signed weights (explanations: how much the score drops without the lead); lead
+            labels are coloured the same way (NaN: no colour).
         notes: lines of text shown under the traces (for example the knowledge snippets used).
         out: write a PNG there when given.
         beat_config: the beat settings `beats` were cut with (the model's: `processor.beat_config`), for the
@@ -88,8 +89,13 @@ def plot_ecg(
     if missing:
         title = f"{title or repr(ecg)}   (missing leads: {', '.join(missing)})"
     axes[-1].set_xlabel("time (s)")
-    if bw is not None or lw is not None:  # the colours carry a sign: say which is which
-        title = f"{title or repr(ecg)}\nred: similar to the label, blue: dissimilar (cosine / largest |cosine|)"
+    if bw is not None or lw is not None:  # the colours carry a sign: say which is which, and of what
+        key = []
+        if bw is not None:
+            key.append("beats: red similar to the label, blue dissimilar (cosine / largest |cosine|)")
+        if lw is not None:
+            key.append("lead names: red raises the score, blue lowers it (drop without the lead / largest)")
+        title = "\n".join([title or repr(ecg), *key])
     fig.suptitle(title or repr(ecg), fontsize=10)
     if notes:
         fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, va="bottom", family="monospace", wrap=True)
