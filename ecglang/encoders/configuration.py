@@ -118,6 +118,10 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "beat_attention_temperature": 0.1,  # softmax(sim / t) of a sentence over the ECG's beats
     "beat_gamma": 5.0,  # sharpness of the log-sum-exp over sentences
     "local_loss": False,  # with >1 process: local rows vs all columns (cheaper, see docs/MODEL.md)
+    # Soft targets from the reports' similarity (`loss.report_targets`): the share of each row's target spread
+    # over reports that say the same (0: CLIP's one-hot targets), and the softmax temperature of that spread.
+    "report_targets": 0.0,
+    "report_target_temperature": 0.05,
     "token_chunk_elements": 2**24,  # FILIP similarity is computed in ECG chunks of at most this many floats
 }
 
@@ -202,6 +206,8 @@ FIELD_TYPES: dict[str, dict[str, str]] = {
         "beat_attention_temperature": _NUMBER,
         "beat_gamma": _NUMBER,
         "local_loss": _BOOL,
+        "report_targets": _NUMBER,
+        "report_target_temperature": _NUMBER,
         "token_chunk_elements": _INT,
     },
 }
@@ -430,7 +436,10 @@ class EcgLangConfig(PretrainedConfig):
                 raise ConfigError(f"loss.weights.{name} must be a finite number >= 0, got {w!r}")
         if not any(loss["weights"].values()):
             raise ConfigError("loss.weights are all zero: nothing would be trained")
-        _positive("loss", loss, "beat_attention_temperature", "beat_gamma", "token_chunk_elements")
+        _positive("loss", loss, "beat_attention_temperature", "beat_gamma", "token_chunk_elements",
+                  "report_target_temperature")  # fmt: skip
+        if not 0.0 <= loss["report_targets"] <= 1.0:
+            raise ConfigError(f"loss.report_targets must be in [0, 1], got {loss['report_targets']!r}")
         if loss["logit_scale_init"] > loss["logit_scale_max"]:
             raise ConfigError(
                 f"loss.logit_scale_init ({loss['logit_scale_init']}) exceeds loss.logit_scale_max "

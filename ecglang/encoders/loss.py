@@ -82,13 +82,35 @@ def batch_offset(local_batch: int, device: torch.device | None = None) -> int:
 # ------------------------------------------------------------------------------------------ the losses
 
 
-def clip_loss(logits_per_ecg: Tensor, logits_per_text: Tensor, labels: Tensor | None = None) -> Tensor:
+def clip_loss(
+    logits_per_ecg: Tensor, logits_per_text: Tensor, labels: Tensor | None = None, targets: Tensor | None = None
+) -> Tensor:
     """Symmetric InfoNCE: mean of cross-entropy ECG→report (rows of `logits_per_ecg`) and report→ECG.
 
-    Both logits are `[rows, candidates]`; `labels[r]` is the column of row r's positive (default: r)."""
-    if labels is None:
+    Both logits are `[rows, candidates]`; `labels[r]` is the column of row r's positive (default: r).
+    `targets` (`[rows, candidates]`, rows summing to 1) replaces `labels`: soft targets (`report_targets`),
+    one matrix for both directions (it is built from a symmetric similarity)."""
+    if targets is not None:
+        labels = targets.to(logits_per_ecg.dtype)
+    elif labels is None:
         labels = torch.arange(logits_per_ecg.shape[0], device=logits_per_ecg.device)
     return 0.5 * (F.cross_entropy(logits_per_ecg, labels) + F.cross_entropy(logits_per_text, labels))
+
+
+def report_targets(rows: Tensor, columns: Tensor, weight: float, temperature: float, offset: int = 0) -> Tensor:
+    """`[R, C]` soft targets: `(1 - weight)` on each row's own pair (column `r + offset`) and `weight` spread
+    over the columns by `softmax(cos(report_r, report_c) / temperature)`, from the reports' text features.
+
+    Why: PTB-XL's 309 sample training reports hold 148 distinct texts, and many of the others say the same in
+    other words ("sinus rhythm, otherwise normal ECG"); CLIP's one-hot targets make those pairs negatives of
+    each other. (Word-for-word equal reports alone would change nothing: their columns are equal, so the loss
+    and its gradient are the same whichever of them is the target.) Features are used detached: the targets
+    do not train the text tower."""
+    a, b = F.normalize(rows.detach().float(), dim=-1), F.normalize(columns.detach().float(), dim=-1)
+    soft = torch.softmax(a @ b.T / temperature, dim=-1)
+    own = torch.zeros_like(soft)
+    own[torch.arange(len(a), device=own.device), torch.arange(len(a), device=own.device) + offset] = 1.0
+    return (1.0 - weight) * own + weight * soft
 
 
 def rhythm_scores(ecg: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
@@ -188,8 +210,11 @@ def contrastive_loss(
     text: tuple[Tensor, ...],
     logit_scale: Tensor,
     local_loss: bool = False,
+    soft: tuple[Tensor, float, float] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """CLIP loss of `score_fn` over the (gathered) batch. Returns `(loss, local logits_per_ecg)`.
+
+    `soft`: `(report text features [B, H], weight, temperature)` for `report_targets`; None: one-hot targets.
 
     Single process: the `[B, B]` matrices of the batch. Several processes (`torch.distributed` initialised):
     - `local_loss=False` (default): every process gathers all ECG and report tensors and computes the full
@@ -204,20 +229,24 @@ def contrastive_loss(
     """
     if world_size() == 1:
         s_e, s_t = score_fn(ecg, text)
-        return clip_loss(logit_scale * s_e, logit_scale * s_t.T), logit_scale * s_e
+        targets = None if soft is None else report_targets(soft[0], soft[0], soft[1], soft[2])
+        return clip_loss(logit_scale * s_e, logit_scale * s_t.T, targets=targets), logit_scale * s_e
     ecg_all = tuple(gather_with_grad(t) for t in ecg)
     text_all = tuple(gather_with_grad(t) for t in text)
+    features_all = None if soft is None else gather_with_grad(soft[0].detach())
     b = ecg[0].shape[0]
+    offset = batch_offset(b, ecg[0].device)
     if local_loss:
-        offset = batch_offset(b, ecg[0].device)
         labels = torch.arange(b, device=ecg[0].device) + offset
+        targets = None if soft is None else report_targets(soft[0], features_all, soft[1], soft[2], offset)
         s_e, _ = score_fn(ecg, text_all)  # [b, B_all]
         _, s_t = score_fn(ecg_all, text)  # [B_all, b]
-        return clip_loss(logit_scale * s_e, logit_scale * s_t.T, labels), logit_scale * s_e[:, offset : offset + b]
-    offset = batch_offset(b, ecg[0].device)
+        loss = clip_loss(logit_scale * s_e, logit_scale * s_t.T, labels, targets)
+        return loss, logit_scale * s_e[:, offset : offset + b]
     s_e, s_t = score_fn(ecg_all, text_all)
     local_logits = logit_scale * s_e[offset : offset + b, offset : offset + b]
-    return clip_loss(logit_scale * s_e, logit_scale * s_t.T), local_logits
+    targets = None if soft is None else report_targets(features_all, features_all, soft[1], soft[2])
+    return clip_loss(logit_scale * s_e, logit_scale * s_t.T, targets=targets), local_logits
 
 
 class EcgLangLoss(nn.Module):
@@ -245,11 +274,14 @@ class EcgLangLoss(nn.Module):
         Returns `(total, {"rhythm": ..., "beat": ..., "token": ...})` (only the active losses)."""
         cfg, local = self.cfg, bool(self.cfg["local_loss"])
         chunk = int(cfg["token_chunk_elements"])
+        soft = None
+        if float(cfg.get("report_targets", 0.0)) > 0 and text_out.get("text_features") is not None:
+            soft = (text_out["text_features"], float(cfg["report_targets"]), float(cfg["report_target_temperature"]))
         losses: dict[str, Tensor] = {}
         if "rhythm" in self.weights:
             losses["rhythm"], _ = contrastive_loss(
                 lambda e, t: rhythm_scores(e[0], t[0]),
-                (ecg_out["rhythm_embeds"],), (text_out["text_embeds"],), self.scale("rhythm"), local,
+                (ecg_out["rhythm_embeds"],), (text_out["text_embeds"],), self.scale("rhythm"), local, soft,
             )  # fmt: skip
         if "beat" in self.weights or "token" in self.weights:
             # Beats after the batch's last real beat are padding: drop them before the B×B score tensors.
@@ -261,7 +293,7 @@ class EcgLangLoss(nn.Module):
                                          float(cfg["beat_gamma"]), chunk),
                 (ecg_out["beat_embeds"][:, :n], beat_mask),
                 (text_out["sentence_embeds"], text_out["sentence_mask"]),
-                self.scale("beat"), local,
+                self.scale("beat"), local, soft,
             )  # fmt: skip
         if "token" in self.weights:
             tok = ecg_out["token_embeds"][:, :n]
@@ -271,7 +303,7 @@ class EcgLangLoss(nn.Module):
                 lambda e, t: token_scores(*e, *t, chunk),
                 (tok.reshape(b, n * c, d), keep.reshape(b, n * c)),
                 (text_out["token_embeds"], text_out["token_mask"]),
-                self.scale("token"), local,
+                self.scale("token"), local, soft,
             )  # fmt: skip
         total = sum(self.weights[k] * v for k, v in losses.items())
         return total, losses

@@ -15,6 +15,7 @@ from ecglang.encoders.loss import (
     clip_loss,
     contrastive_loss,
     gather_with_grad,
+    report_targets,
     rhythm_scores,
     token_scores,
 )
@@ -277,3 +278,58 @@ def test_padded_beat_slots_do_not_change_the_losses() -> None:
     _, p = fn(padded, text)
     for k in a:
         torch.testing.assert_close(a[k], p[k])
+
+
+# ------------------------------------------------------------------------------------- report targets
+def test_report_targets_by_hand() -> None:
+    """Soft targets: (1 - w) on a row's own pair, w spread by softmax(cos(report_r, report_c) / t)."""
+    feats = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    w, t = 0.4, 0.1
+    cos = _unit(feats) @ _unit(feats).T
+    expected = np.zeros((3, 3))
+    for r in range(3):
+        e = np.exp(cos[r] / t)
+        expected[r] = w * e / e.sum()
+        expected[r, r] += 1 - w
+    got = report_targets(_t(feats), _t(feats), w, t).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(got.sum(1), 1.0, rtol=1e-6)
+    # a shard's rows against all columns: its own pairs sit `offset` columns on
+    shard = report_targets(_t(feats[1:]), _t(feats), w, t, offset=1).numpy()
+    np.testing.assert_allclose(shard, expected[1:], rtol=1e-6)
+
+
+def test_soft_targets_by_hand_and_the_loss_module_switch() -> None:
+    ecg = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    text = np.array([[1.0, 0.1], [0.2, 1.0], [0.9, 0.3]])
+    feats = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])  # reports 0 and 2 say nearly the same
+    scale, w, t = 10.0, 0.5, 0.1
+    logits = scale * (_unit(ecg) @ _unit(text).T)
+    targets = report_targets(_t(feats), _t(feats), w, t).numpy()
+
+    def soft_ce(rows: np.ndarray) -> float:
+        m = rows.max(1, keepdims=True)
+        log_p = rows - m - np.log(np.exp(rows - m).sum(1, keepdims=True))
+        return float(-(targets * log_p).sum(1).mean())
+
+    expected = 0.5 * (soft_ce(logits) + soft_ce(logits.T))
+    loss, _ = contrastive_loss(
+        lambda e, tx: rhythm_scores(e[0], tx[0]), (_t(ecg),), (_t(text),), torch.tensor(scale, dtype=torch.float64),
+        soft=(_t(feats), w, t),
+    )  # fmt: skip
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+    cfg = {
+        "weights": {"rhythm": 1.0},
+        "logit_scale_init": math.log(scale),
+        "logit_scale_max": math.log(100.0),
+        "beat_attention_temperature": 0.1,
+        "beat_gamma": 5.0,
+        "local_loss": False,
+        "token_chunk_elements": 10,
+    }
+    ecg_out = {"rhythm_embeds": _t(ecg)}
+    text_out = {"text_embeds": _t(text), "text_features": _t(feats)}
+    plain, _ = EcgLangLoss(cfg, ["rhythm"])(ecg_out, text_out)  # default: one-hot targets
+    assert plain.item() == pytest.approx(_symmetric_ce(logits, logits.T), rel=1e-6)
+    soft, _ = EcgLangLoss({**cfg, "report_targets": w, "report_target_temperature": t}, ["rhythm"])(ecg_out, text_out)
+    assert soft.item() == pytest.approx(expected, rel=1e-6)
