@@ -55,12 +55,19 @@ def __dir__() -> list[str]:
 
 
 def _console_script() -> bool:
-    return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("ecglang", "ecglang.exe")
+    """True under the `ecglang` console script or `python -m ecglang` (the same CLI)."""
+    if sys.argv and os.path.basename(sys.argv[0]) in ("ecglang", "ecglang.exe"):
+        return True
+    # `python -m ecglang`: argv[0] is still '-m' while the package imports (`python -m ecglang.x` names its module)
+    argv = getattr(sys, "orig_argv", [])
+    return (
+        bool(sys.argv) and sys.argv[0] == "-m" and any(argv[i : i + 2] == ["-m", "ecglang"] for i in range(len(argv)))
+    )
 
 
 # Importing modeling registers EcgLangConfig/EcgLangModel with AutoConfig/AutoModel, so checkpoints load with
-# transformers' Auto classes and no trust_remote_code. The `ecglang` console script skips it: its commands
-# import the model code when they load a model, and `ecglang --help` or `inspect` need not wait for torch.
+# transformers' Auto classes and no trust_remote_code. The CLI (`ecglang`, `python -m ecglang`) skips it: its
+# commands import the model code when they load a model, and `ecglang --help` or `inspect` need not wait for torch.
 if not _console_script():
     importlib.import_module("ecglang.encoders.modeling")
 

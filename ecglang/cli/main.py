@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ecglang {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    # `demo` is added here (cli/__init__.py's COMMANDS lacks it): an installed package had no way to run the demo
+    for name in dict.fromkeys([*COMMANDS, "demo"]):
         try:
             module = importlib.import_module(f"ecglang.cli.{name}")
         except ModuleNotFoundError as exc:  # a subcommand not written yet must not break the others

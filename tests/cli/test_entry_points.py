@@ -1,0 +1,57 @@
+"""How an installed package is started: `python -m ecglang` is the console script, `ecglang demo` (and `python -m
+ecglang.cli.demo`) runs the README's demo, and a missing `demo` extra is one line, not a traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ecglang
+from ecglang.cli import demo
+from ecglang.cli.main import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+def test_python_dash_m_ecglang_is_the_console_script_and_skips_torch(tmp_path: Path) -> None:
+    run = _run("-X", "importtime", "-m", "ecglang", "--version", cwd=tmp_path)  # was: No module named ecglang.__main__
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == f"ecglang {ecglang.__version__}"
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert "ecglang.cli" in imported  # (cli.main itself runs as __main__)
+    assert "torch" not in imported  # as the `ecglang` script: --version and --help need no model code
+
+
+def test_python_dash_m_demo_module_runs_the_demo_command(tmp_path: Path) -> None:
+    run = _run("-m", "ecglang.cli.demo", "--help", cwd=tmp_path)  # printed nothing and exited 0
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "usage: ecglang demo" in run.stdout
+
+
+def test_demo_is_a_subcommand() -> None:
+    args = build_parser().parse_args(["demo", "--out-dir", "here"])
+    assert args.func is demo.run
+    assert args.out_dir == "here"
+    assert args.model is None
+
+
+def test_demo_without_neurokit2_says_which_extra_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "neurokit2" else real(name, *a))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: the demo simulates its ECGs with neurokit2: pip install 'ecglang[demo]'"
+    assert not out.exists()  # stopped before writing records or loading the model
