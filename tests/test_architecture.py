@@ -209,8 +209,9 @@ def private_module_uses(paths: list[Path]) -> list[str]:
 
 
 def layer_of(module: str) -> str | None:
+    """The folder (stage) of a module; None for the package's public face (`ecglang`, `ecglang.__main__`)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else None
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
 
 
 def upward_imports(root: Path) -> list[str]:

@@ -11,7 +11,9 @@ from ecglang.core.outputs import check_output_file
 from ecglang.errors import ConfigError
 from ecglang.report.figure_paths import figure_path
 
-COMMANDS = ["inspect", "data", "knowledge", "pretrain", "zero_shot", "evaluate", "models", "convert", "prototypes"]
+COMMANDS = [
+    "inspect", "data", "knowledge", "pretrain", "zero_shot", "evaluate", "models", "convert", "prototypes", "demo",
+]  # fmt: skip
 
 
 def show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

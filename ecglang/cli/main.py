@@ -18,8 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ecglang {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # `demo` is added here (cli/__init__.py's COMMANDS lacks it): an installed package had no way to run the demo
-    for name in dict.fromkeys([*COMMANDS, "demo"]):
+    for name in COMMANDS:
         try:
             module = importlib.import_module(f"ecglang.cli.{name}")
         except ModuleNotFoundError as exc:  # a subcommand not written yet must not break the others
@@ -65,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         # a path the user gave that cannot be written or read (its message names it): one line too
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (builds and trainings resume: see their --help)
+        print("\ninterrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for a tool stopped by Ctrl-C
     except BrokenPipeError:  # `ecglang ... | head`: the reader left; stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not raise again
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe

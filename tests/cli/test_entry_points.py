@@ -1,12 +1,14 @@
 """How an installed package is started: `python -m ecglang` is the console script, `ecglang demo` (and `python -m
-ecglang.cli.demo`) runs the README's demo, and a missing `demo` extra is one line, not a traceback."""
+ecglang.cli.demo`) runs the README's demo, and a missing `demo` extra or a Ctrl-C is one line, not a traceback."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,21 @@ def test_demo_without_neurokit2_says_which_extra_in_one_line(
     err = capsys.readouterr().err
     assert err.strip() == "error: the demo simulates its ECGs with neurokit2: pip install 'ecglang[demo]'"
     assert not out.exists()  # stopped before writing records or loading the model
+
+
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(tmp_path: Path) -> None:
+    """A review interrupted a data build with Ctrl-C and got a KeyboardInterrupt traceback. The signal is sent
+    once the command's own work has started (the embedding progress bar of `knowledge build`)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ecglang", "knowledge", "build", "--out", str(tmp_path / "kb")],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
+    seen = b""
+    deadline = time.monotonic() + 240
+    while b"Batches" not in seen and proc.poll() is None and time.monotonic() < deadline:
+        seen += proc.stderr.read1(4096)
+    assert b"Batches" in seen, seen[-2000:]
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[1]
+    err = (seen + rest).decode(errors="replace")
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err, err[-2000:]
