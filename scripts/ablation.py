@@ -28,7 +28,7 @@ import yaml
 
 from ecglang.evaluation.metrics import CI
 from ecglang.training.config import load_config
-from ecglang.training.logs import RESOLVED_CONFIG
+from ecglang.training.logs import RESOLVED_CONFIG, flat_dict
 
 LABEL_SETS = ("ptbxl_super", "ptbxl_sub", "ptbxl_form", "ptbxl_rhythm")
 # The recipe (base config, schedule, variant overrides) is data: configs/ablation.yaml, shared with crossfit.py.
@@ -58,7 +58,7 @@ NOTES = {
 
 
 # Keys of a run's config.yaml that say where the run is, not what it trains: they may differ between sittings.
-PLACE_KEYS = {"output_dir", "data.root", "data.prepared", "data.cache_dir", "data.num_workers", "data.cache_workers"}
+PLACE_KEYS = {"output_dir", "data/root", "data/prepared", "data/cache_dir", "data/num_workers", "data/cache_workers"}
 
 
 class RunFolderError(SystemExit):
@@ -107,15 +107,6 @@ def recipe_overrides(variant: str, seed: int, data: Path, max_steps: int, heldou
     ]
 
 
-def flat(tree: dict, prefix: str = "") -> dict:
-    """A nested config as {"a.b.c": value}."""
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        out |= flat(value, f"{name}.") if isinstance(value, dict) and value else {name: value}
-    return out
-
-
 def check_run_folder(train_dir: Path, variant: str, seed: int, data: Path, max_steps: int, heldout_fold: int) -> None:
     """Raise `RunFolderError` when `train_dir` holds a run trained with other settings than these. The folder name
     does not carry the schedule, and `--resume` checks data and model but not the schedule: a 100-step folder
@@ -125,8 +116,8 @@ def check_run_folder(train_dir: Path, variant: str, seed: int, data: Path, max_s
     if not saved.is_file():
         return  # nothing trained yet, or cut off before the run wrote its config: training starts afresh
     overrides = recipe_overrides(variant, seed, data, max_steps, heldout_fold)
-    wanted = flat(load_config(RECIPE["base_config"], overrides).to_dict())
-    found = flat(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+    wanted = flat_dict(load_config(RECIPE["base_config"], overrides).to_dict())
+    found = flat_dict(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
     differ = sorted(k for k in wanted.keys() | found.keys() if k not in PLACE_KEYS and wanted.get(k) != found.get(k))
     if differ:
         shown = "; ".join(f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} here" for k in differ[:6])
