@@ -27,6 +27,8 @@ from pathlib import Path
 import yaml
 
 from ecglang.evaluation.metrics import CI
+from ecglang.training.config import load_config
+from ecglang.training.logs import RESOLVED_CONFIG, flat_dict
 
 LABEL_SETS = ("ptbxl_super", "ptbxl_sub", "ptbxl_form", "ptbxl_rhythm")
 # The recipe (base config, schedule, variant overrides) is data: configs/ablation.yaml, shared with crossfit.py.
@@ -55,6 +57,22 @@ NOTES = {
 }
 
 
+# Keys of a run's config.yaml that say where the run is, not what it trains: they may differ between sittings.
+PLACE_KEYS = {"output_dir", "data/root", "data/prepared", "data/cache_dir", "data/num_workers", "data/cache_workers"}
+
+
+class RunFolderError(SystemExit):
+    """A run folder that holds a run of another recipe (schedule, variant, seed or held-out fold)."""
+
+
+def check_data(data: Path) -> None:
+    """Stop before any training when `data` lacks what the recipe reads (else the error sits in a run's log)."""
+    needed = [data / "ptbxl-sample" / "ptbxl_database.csv", data / "merl" / "data_split"]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        raise SystemExit(f"--data {data}: not the shared data folder (missing {', '.join(missing)})")
+
+
 def run_cli(args: list[str], log: Path) -> None:
     cmd = [sys.executable, "-m", "ecglang.cli.main", *args]
     with log.open("a", encoding="utf-8") as fh:
@@ -62,7 +80,8 @@ def run_cli(args: list[str], log: Path) -> None:
         fh.flush()
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(args[:2])}; see {log}")
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(args[:2])}; last lines of {log}:\n" + "\n".join(tail))
 
 
 def zero_shot_args(
@@ -76,9 +95,9 @@ def zero_shot_args(
     ]  # fmt: skip
 
 
-def pretrain(variant: str, seed: int, data: Path, max_steps: int, out: Path, heldout_fold: int) -> float:
-    """Train one variant with the recipe into `out/train` (resuming a run that was cut off); its wall time in s."""
-    overrides = [
+def recipe_overrides(variant: str, seed: int, data: Path, max_steps: int, heldout_fold: int) -> list[str]:
+    """The `ecglang pretrain` overrides of one (variant, seed, schedule, held-out fold) of the recipe."""
+    return [
         f"seed={seed}",
         f"data.root={data / 'ptbxl-sample'}",
         f"data.val_folds=[{heldout_fold}]",
@@ -86,6 +105,31 @@ def pretrain(variant: str, seed: int, data: Path, max_steps: int, out: Path, hel
         *RECIPE["schedule"],
         *VARIANTS[variant],
     ]
+
+
+def check_run_folder(train_dir: Path, variant: str, seed: int, data: Path, max_steps: int, heldout_fold: int) -> None:
+    """Raise `RunFolderError` when `train_dir` holds a run trained with other settings than these. The folder name
+    does not carry the schedule, and `--resume` checks data and model but not the schedule: a 100-step folder
+    would otherwise be continued to 300 steps (two learning-rate schedules in one run), or a finished one reused
+    as the row of another --max-steps."""
+    saved = train_dir / RESOLVED_CONFIG
+    if not saved.is_file():
+        return  # nothing trained yet, or cut off before the run wrote its config: training starts afresh
+    overrides = recipe_overrides(variant, seed, data, max_steps, heldout_fold)
+    wanted = flat_dict(load_config(RECIPE["base_config"], overrides).to_dict())
+    found = flat_dict(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+    differ = sorted(k for k in wanted.keys() | found.keys() if k not in PLACE_KEYS and wanted.get(k) != found.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} here" for k in differ[:6])
+        raise RunFolderError(
+            f"{train_dir} holds a run of other settings ({shown}); use another --runs folder, or delete it to retrain"
+        )
+
+
+def pretrain(variant: str, seed: int, data: Path, max_steps: int, out: Path, heldout_fold: int) -> float:
+    """Train one variant with the recipe into `out/train` (resuming a run that was cut off); its wall time in s."""
+    overrides = recipe_overrides(variant, seed, data, max_steps, heldout_fold)
+    check_run_folder(out / "train", variant, seed, data, max_steps, heldout_fold)
     start = time.monotonic()
     resume = ["--resume"] if (out / "train").is_dir() else []
     config = RECIPE["base_config"]
@@ -134,6 +178,7 @@ def knowledge_scores(variant: str, seed: int, args: argparse.Namespace) -> dict:
     """Zero-shot macro AUROC of a finished run with the product's default source, prompts + knowledge (the
     table's decision reads the `prompts` source; this is supplementary and decides nothing)."""
     out = args.runs / f"{variant}-s{seed}"
+    check_run_folder(out / "train", variant, seed, args.data, args.max_steps, HELDOUT)  # the row's model, not another
     run_cli(zero_shot_args(out, args, ["knowledge"], "eval-knowledge"), out / "ablation.log")
     tree = json.loads((out / "eval-knowledge" / "results.json").read_text(encoding="utf-8"))
     scores = {
@@ -361,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with ptbxl-sample/ and merl/")
     p.add_argument("--runs", type=Path, default=Path("runs/ablation"))
-    p.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants to run (default: all)")
-    p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: 0 1 2 for the baselines, 0 otherwise)")
+    # nargs="+": a bare --only would mean every variant, a bare --seeds no run at all
+    p.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="variants to run (default: all)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2 for the baselines, 0 otherwise)")
     p.add_argument("--max-steps", type=int, default=100)
     p.add_argument("--report", type=Path, default=Path("docs/ABLATION.md"))
     p.add_argument("--results", type=Path, default=Path("docs/ablation_results.jsonl"), help="one line per run")
@@ -375,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--knowledge-results", type=Path, default=Path("docs/ablation_knowledge.jsonl"))
     args = p.parse_args(argv)
+    if not args.report_only or args.add_knowledge:
+        check_data(args.data)
     args.runs.mkdir(parents=True, exist_ok=True)
     results = args.results
     if not args.report_only:

@@ -25,11 +25,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from ecglang.core.checksums import sha256_file
 from ecglang.encoders.modeling import EcgLangModel, load_model
 from ecglang.evaluation.protocol import EvaluateConfig, run_evaluation, write_outputs
+from ecglang.training.config import SELECTION_METRICS
+from ecglang.training.logs import RESOLVED_CONFIG
 
 HELD_OUT_FOLDS = [8]
+# The bundled checkpoint lives in git and in the wheel: the ECG tower, heads and LoRA adapter, MiniLM by reference.
+MAX_BUNDLE_BYTES = 10 * 1024 * 1024
 # Model-card metadata of the bundled checkpoint (huggingface_hub model-index and header fields).
 CARD_METADATA = {"license": "apache-2.0", "datasets": ["ptb-xl"], "pipeline_tag": "feature-extraction"}
 EVAL_DATASET = {
@@ -37,6 +43,52 @@ EVAL_DATASET = {
     "dataset_name": "PTB-XL v1.0.3 development sample, strat_fold 8 (held out)",
     "dataset_split": "strat_fold 8",
 }
+
+
+class BundleError(SystemExit):
+    """A run that must not become the bundled checkpoint (see `check_run`), or a checkpoint over the size cap."""
+
+
+def check_run(run: Path) -> None:
+    """Raise `BundleError` unless `run` is an `ecglang pretrain` run whose best/ was chosen on the fold-8 pairs alone.
+
+    The card calls the fold-8 figures held out and says no downstream label chose the checkpoint: that holds only
+    when fold 8 was the run's validation part (else it trained on it), selection read pair metrics only, and the
+    run was not one of several scored on the label sets to pick from (scripts/ablation.py and crossfit.py put
+    `eval*/results.json` beside `train/`: bundling the best of those selects with downstream labels)."""
+    saved = run / RESOLVED_CONFIG
+    if not all(path.exists() for path in (run / "best", saved, run / "metrics.csv")):
+        raise BundleError(f"--run {run}: not a finished `ecglang pretrain` output folder (needs best/, {saved.name} "
+                          "and metrics.csv)")  # fmt: skip
+    cfg = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    val_folds = (cfg.get("data") or {}).get("val_folds")
+    if val_folds != HELD_OUT_FOLDS:
+        raise BundleError(
+            f"--run {run}: selected on data.val_folds={val_folds}, not {HELD_OUT_FOLDS}: fold "
+            f"{HELD_OUT_FOLDS[0]} was not held out, so the card's held-out figures would not be"
+        )
+    metrics = (cfg.get("selection") or {}).get("metrics") or []
+    if not metrics or set(metrics) - set(SELECTION_METRICS):
+        raise BundleError(f"--run {run}: selection.metrics {metrics} are not all held-out pair metrics "
+                          f"{list(SELECTION_METRICS)}")  # fmt: skip
+    scored = sorted(str(p) for p in run.parent.glob("eval*/results.json"))
+    if scored:
+        raise BundleError(
+            f"--run {run}: scored on downstream label sets beside it ({', '.join(scored)}): a run picked from a "
+            "comparison on labels is selected with downstream labels; train the chosen recipe afresh and bundle that"
+        )
+
+
+def check_size(model: EcgLangModel, best: Path) -> None:
+    """Raise `BundleError` when `model` saved as a checkpoint (the card adds a few kB) exceeds `MAX_BUNDLE_BYTES`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(Path(tmp) / "ckpt")
+        size = sum(p.stat().st_size for p in (Path(tmp) / "ckpt").rglob("*") if p.is_file())
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleError(
+            f"{best}: the checkpoint would be {size / 2**20:.1f} MiB, over the {MAX_BUNDLE_BYTES / 2**20:.0f} MiB "
+            "of a bundled checkpoint (a larger tower, or text_tower.finetune=full?); publish it on the Hub instead"
+        )
 
 
 def eval_results(metrics: dict[str, str]) -> list[dict]:
@@ -74,7 +126,8 @@ def _ci(d: dict) -> str:
 
 
 def _training_summary(run: Path) -> dict[str, str]:
-    rows = list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
+    with open(run / "metrics.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     train = [r for r in rows if r["split"] == "train"]
     last = train[-1]
     rates = [float(r["samples_per_s"]) for r in train if r["samples_per_s"]]
@@ -163,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.run is None or args.data is None or args.out is None:
         p.error("--run, --data and --out are required (or --resave FOLDER)")
 
+    check_run(args.run)
     best = args.run / "best"
+    model = load_model(best, device="cpu")
+    check_size(model, best)  # before the held-out evaluation: a refused bundle costs seconds and leaves no --out
     metrics, tree = heldout_metrics(best, args.data, args.run / "heldout-eval", args.n_boot)
     ret = tree["retrieval"]
     n_records = tree["label_sets"]["ptbxl_super"]["sources"]["prompts"]["model"]["n_records"]
@@ -194,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
             "on MIMIC-IV-ECG (see configs/pretrain/mimic-base.yaml).",
         ]
     )
-    model = load_model(best, device="cpu")
     card = {**CARD_METADATA, "training_data": training_data, "metrics": metrics, "notes": notes}
     model.save_pretrained(args.out, card={**card, "eval_results": eval_results(metrics)})
     (args.out / "heldout_eval.json").write_text(json.dumps({"metrics": metrics}, indent=2) + "\n", encoding="utf-8")

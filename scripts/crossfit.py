@@ -27,7 +27,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ablation import LABEL_SETS, RECIPE, VARIANTS, fmt_ci, pretrain, run_cli, settings_text, zero_shot_args
+from ablation import (
+    LABEL_SETS,
+    RECIPE,
+    VARIANTS,
+    RunFolderError,
+    check_data,
+    check_run_folder,
+    fmt_ci,
+    pretrain,
+    run_cli,
+    settings_text,
+    zero_shot_args,
+)
 
 from ecglang.evaluation.compare import paired_difference
 from ecglang.evaluation.metrics import evaluate_scores
@@ -48,21 +60,42 @@ def run_dir(runs: Path, seed: int, variant: str, fold: int) -> Path:
     return runs / f"{variant}-s{seed}-f{fold}"
 
 
+def check_fold(args: argparse.Namespace, fold: int, variant: str | None = None) -> None:
+    """`RunFolderError` when the fold's run was trained with another schedule, seed or recipe than --max-steps etc.
+    (the folder name carries variant, seed and fold, not the schedule)."""
+    check_run_folder(fold_dir(args, fold, variant) / "train", variant or args.variant, args.seed, args.data,
+                     args.max_steps, fold)  # fmt: skip
+
+
 def scored_variants(args: argparse.Namespace) -> list[str]:
-    """The variants (recipe order) whose eight folds are all scored in --runs."""
+    """The variants (recipe order) whose eight folds are all scored in --runs with this schedule; a variant
+    scored at another schedule is left out (said on stdout): its differences would mix two schedules."""
     done = lambda v: all((fold_dir(args, f, v) / "eval" / "results.json").is_file() for f in FOLDS)  # noqa: E731
-    return [v for v in VARIANTS if done(v)]
+    out = []
+    for v in (v for v in VARIANTS if done(v)):
+        try:
+            for fold in FOLDS:
+                check_fold(args, fold, v)
+        except RunFolderError as exc:
+            print(f"{v}: left out of the variant tables: {exc}", flush=True)
+            continue
+        out.append(v)
+    return out
 
 
 def train_and_score(args: argparse.Namespace, fold: int) -> None:
     """Train the variant with `fold` held out (unless finished), then score that fold's records once."""
     out = fold_dir(args, fold)
     out.mkdir(parents=True, exist_ok=True)
+    check_fold(args, fold)  # a finished run of another schedule is not this one: never reuse it or its scores
     if not (out / "train" / "final").is_dir():
+        print(f"fold {fold}: training {args.variant} (seed {args.seed}, {args.max_steps} steps) ...", flush=True)
         seconds = pretrain(args.variant, args.seed, args.data, args.max_steps, out, fold)
         print(f"fold {fold}: trained in {seconds:.0f} s", flush=True)
     if (out / "eval" / "results.json").is_file():
+        print(f"fold {fold}: trained and scored, skipped", flush=True)
         return
+    print(f"fold {fold}: scoring ...", flush=True)
     sources = ["names", "prompts", "knowledge", f"external:{args.data / 'merl' / 'CKEPE_prompt.json'}"]
     flags = ["--n-boot", "100", "--no-progress", "--save-scores"]
     run_cli([*zero_shot_args(out, args, sources, "eval", fold), *flags], out / "ablation.log")
@@ -233,10 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", type=Path, default=Path("docs/CROSSFIT.md"))
     p.add_argument("--results", type=Path, default=Path("docs/crossfit_results.json"), help="the pooled figures")
     p.add_argument("--report-only", action="store_true", help="pool the scored folds; train and score nothing")
+    p.add_argument("--folds", nargs="+", type=int, choices=FOLDS, default=list(FOLDS),
+                   help="train and score only these held-out folds (default: all; the report pools all 8)")  # fmt: skip
     args = p.parse_args(argv)
     if not args.report_only:
-        for fold in FOLDS:
+        check_data(args.data)
+        for fold in args.folds:
             train_and_score(args, fold)
+    missing = [f for f in FOLDS if not (fold_dir(args, f) / "eval" / "results.json").is_file()]
+    if missing and not args.report_only:
+        print(f"folds {', '.join(map(str, missing))} not scored yet: no report (it pools all eight)")
+        return 0
+    for fold in FOLDS:  # the report says --max-steps: every fold must have been trained with it
+        check_fold(args, fold)
     pooled = {name: pool_label_set(args, name) for name in LABEL_SETS}
     scored = scored_variants(args)
     variants = {}
