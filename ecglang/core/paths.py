@@ -21,6 +21,12 @@ def repo_root() -> Path:
     return _REPO_ROOT
 
 
+def source_checkout(root: Path = _REPO_ROOT) -> Path | None:
+    """The repository root when ecglang runs from a source checkout (editable install), else None: in an
+    installed wheel the folder above the package is site-packages, where no relative data path belongs."""
+    return root if (root / "pyproject.toml").is_file() else None
+
+
 def bundled_dir() -> Path:
     """``ecglang/bundled``: the data folders a wheel installs as package data (absent in a source checkout)."""
     return Path(str(resources.files("ecglang").joinpath("bundled")))

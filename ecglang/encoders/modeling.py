@@ -237,13 +237,16 @@ class EcgLangModel(PreTrainedModel):
             None if enc.get("token_mask") is None else enc["token_mask"].to(dev),
             None if enc.get("sentence_ids") is None else enc["sentence_ids"].to(dev),
         )
-        result = TextEncoderOutput(text_embeds=self.text_proj(out["pooled"]), text_features=out["pooled"])
+        local: dict[str, Tensor] = {}
         if self.config.is_beat_model:
-            result.token_embeds = self.text_token_proj(out["tokens"], out["token_mask"])
-            result.token_mask = out["token_mask"]
-            result.sentence_embeds = self.sentence_proj(out["sentences"], out["sentence_mask"])
-            result.sentence_mask = out["sentence_mask"]
-        return result
+            local = {
+                "token_embeds": self.text_token_proj(out["tokens"], out["token_mask"]),
+                "token_mask": out["token_mask"],
+                "sentence_embeds": self.sentence_proj(out["sentences"], out["sentence_mask"]),
+                "sentence_mask": out["sentence_mask"],
+            }
+        # every field at construction: transformers before 5.3 drops ModelOutput fields set afterwards
+        return TextEncoderOutput(text_embeds=self.text_proj(out["pooled"]), text_features=out["pooled"], **local)
 
     def get_ecg_features(self, **batch: Tensor) -> Tensor:
         """`[B, D]` whole-ECG embeddings of a processor batch (`model.get_ecg_features(**processor(ecgs))`):

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecglang.core.paths import repo_root
+from ecglang.core.paths import source_checkout
 from ecglang.data.cache import SignalCache, cache_is_complete, default_cache_dir, sha256_json
 from ecglang.data.prepared import PreparedDataset
 from ecglang.data.registry import build_dataset, find_dataset
@@ -56,10 +56,15 @@ def resolve_data_path(value: str, what: str) -> Path:
     path = Path(value).expanduser()
     if path.exists():
         return path.resolve()
-    repo = (repo_root() / path).resolve()
-    if not path.is_absolute() and repo.exists():
-        return repo
-    where = "" if path.is_absolute() else f" (relative paths are tried from {Path.cwd()} and {repo_root()})"
+    checkout = source_checkout()
+    if checkout is not None and not path.is_absolute() and (checkout / path).exists():
+        return (checkout / path).resolve()
+    if path.is_absolute():
+        where = ""
+    elif checkout is not None:
+        where = f" (relative paths are tried from {Path.cwd()} and the repository root {checkout})"
+    else:  # an installed package: the shipped configs' ../shared/data paths hold only in a checkout
+        where = f" (relative to {Path.cwd()}; give the folder's full path, e.g. data.root=/data/ptbxl)"
     raise ConfigError(f"{path}: {what} not found{where}")
 
 

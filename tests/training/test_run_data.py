@@ -239,3 +239,17 @@ def test_preprocessing_mismatch_names_a_command_that_works(records: Path, tmp_pa
     written = out / "model_preprocess.json"
     assert f"--out NEW_FOLDER --preprocess {written}`" in str(err.value)
     assert PreprocessConfig.from_dict(json.loads(written.read_text())).to_dict() == own.to_dict()
+
+
+def test_relative_data_paths_use_the_repository_root_only_in_a_checkout(tmp_path) -> None:
+    """An installed wheel has site-packages above the package: a review got 'relative paths are tried from
+    ... and .../site-packages' for the shipped smoke config. Only a folder with pyproject.toml is a checkout."""
+    from ecglang.core.paths import repo_root, source_checkout
+    from ecglang.training.setup import resolve_data_path
+
+    assert source_checkout(tmp_path) is None
+    (tmp_path / "pyproject.toml").write_text("[project]\n", encoding="utf-8")
+    assert source_checkout(tmp_path) == tmp_path
+    assert source_checkout() == repo_root()  # the tests run from a checkout
+    with pytest.raises(ConfigError, match="repository root"):
+        resolve_data_path("no/such/folder", "data.root")
