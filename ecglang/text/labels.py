@@ -26,8 +26,8 @@ checkpoints of one run with each other.
 | right bundle branch block | complete "right bundle branch block", "rbbb" |
 | incomplete right bundle branch block | "incomplete right bundle branch block", "incomplete rbbb" |
 | left anterior fascicular block | "left anterior fascicular/hemi block", "lafb" |
-| left axis deviation | "left axis deviation", "leftward axis" |
-| right axis deviation | "right axis deviation", "rightward axis" |
+| left axis deviation | "left axis deviation" (not "leftward axis": a normal axis position) |
+| right axis deviation | "right axis deviation" (not "rightward axis") |
 | left ventricular hypertrophy | "left ventricular hypertrophy", "lvh" |
 | myocardial infarction | "infarct", "infarction", "myocardial infarction" |
 | ischaemia | "ischaemia", "ischemia", "ischaemic", "ischemic" |
@@ -66,8 +66,10 @@ REPORT_LABELS: dict[str, str] = {
     "right bundle branch block": r"(?<!incomplete )\bright bundle branch block\b|(?<!incomplete )\brbbb\b",
     "incomplete right bundle branch block": r"\bincomplete (?:right bundle branch block|rbbb)\b",
     "left anterior fascicular block": r"\bleft anterior (?:fascicular|hemi) ?block\b|\blafb\b",
-    "left axis deviation": r"\bleft axis deviation\b|\bleftward axis\b",
-    "right axis deviation": r"\bright axis deviation\b|\brightward axis\b",
+    # "leftward/rightward axis" (PTB-XL Linkstyp/Rechtstyp, Swedish "vänster/höger el-axel", GE "leftward axis")
+    # is an axis within normal limits, not a deviation.
+    "left axis deviation": r"\bleft axis deviation\b",
+    "right axis deviation": r"\bright axis deviation\b",
     "left ventricular hypertrophy": r"\bleft ventricular hypertrophy\b|\blvh\b",
     "myocardial infarction": r"\binfarct(?:ion)?s?\b",
     "ischaemia": r"\bisch(?:a)?emi(?:a|c)\b",
