@@ -8,9 +8,15 @@ fixed table of findings; `ecglang.training.trainer` scores held-out ECGs against
 names (zero-shot) and reports the macro AUROC over the labels that have positives and negatives.
 
 The table is deliberately crude (a regular expression per finding over the lower-case report). A label is
-positive when its pattern matches and no negation (`no`, `without`, `not`, `cannot be excluded`, ...)
-stands in the same sentence before it; the labels are noisy, and they are only used to compare
-checkpoints of one run with each other.
+positive when its pattern matches and the report states it: a finding that is negated or hedged is not
+positive. A negation or hedge counts when it stands before the finding in the same clause (after the last
+`,`/`;`/"but" of its sentence: "no st elevation, t wave inversion" states the inversion) — negations `no`,
+`not`, `without`, ...; low-confidence hedges `possible`, `suspected`, `consider`, `cannot rule out`,
+"most commonly due to" (a general statement, not a finding) — or after it in the same sentence ("cannot be
+(entirely) excluded", "should be considered", a sentence-final "possible" as German device text places it).
+Possible findings are thus negatives, as "cannot be excluded" always was; probable ones (`probable`,
+`probably`, `likely`, `may be due to`, `suggesting`, `consistent with`) stay positives. The labels are
+noisy, and they are only used to compare checkpoints of one run with each other.
 
 | label | matches (regex over the normalised report) |
 |---|---|
@@ -90,10 +96,18 @@ REPORT_LABELS: dict[str, str] = {
     "pacemaker": r"\bpaced\b|\bpacemaker\b|\bpacing\b",
 }
 
-# A finding negated in its own sentence ("no evidence of infarction", "infarction cannot be excluded")
-# is not a positive.
-_NEGATION_BEFORE = re.compile(r"\b(?:no|not|without|absence of|negative for|rule out|no evidence of)\b")
-_NEGATION_AFTER = re.compile(r"\b(?:cannot be excluded|can not be excluded|not excluded|ruled out|absent)\b")
+# A finding negated or hedged ("no evidence of infarction", "possible infarction", "infarction cannot be
+# excluded") is not a positive. Words before the finding count only within its clause.
+_CLAUSE_START = re.compile(r"(?:[,;]|\bbut\b|\bhowever\b)(?!.*(?:[,;]|\bbut\b|\bhowever\b))", re.DOTALL)
+_UNSTATED_BEFORE = re.compile(
+    r"\b(?:no|not|without|absence of|negative for|rule out|no evidence of"
+    r"|possible|possibly|suspected|suspect|suspicion of|consider|considered|questionable|commonly)\b"
+)
+_UNSTATED_AFTER = re.compile(
+    r"\b(?:can ?not be (?:entirely |completely )?(?:excluded|ruled out)|not (?:be )?excluded|ruled out|absent"
+    r"|no longer|should be considered|is (?:a )?possible\b)"
+    r"|\bpossible\W*$"  # German device text puts the hedge last: "infarkt posterior chronisch möglich"
+)
 
 _COMPILED: dict[str, re.Pattern[str]] = {name: re.compile(p) for name, p in REPORT_LABELS.items()}
 
@@ -106,7 +120,10 @@ def report_label_names() -> list[str]:
 def _positive(pattern: re.Pattern[str], sentence: str) -> bool:
     for m in pattern.finditer(sentence):
         before, after = sentence[: m.start()], sentence[m.end() :]
-        if not _NEGATION_BEFORE.search(before) and not _NEGATION_AFTER.search(after):
+        clause = _CLAUSE_START.search(before)
+        if clause is not None:
+            before = before[clause.end() :]
+        if not _UNSTATED_BEFORE.search(before) and not _UNSTATED_AFTER.search(after):
             return True
     return False
 

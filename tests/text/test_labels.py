@@ -39,3 +39,41 @@ def test_label_matrix_and_unknown_label():
     assert report_label_matrix([]).shape == (0, len(report_label_names()))
     with pytest.raises(ConfigError, match="unknown report label"):
         report_label_matrix(["x"], names=["not a label"])
+
+
+@pytest.mark.parametrize(
+    ("report", "label"),
+    [
+        ("sinus rhythm. possible old inferior myocardial infarction.", "myocardial infarction"),
+        (normalize_report("sinusrhythmus qrs(t) abnormal anterolateraler infarkt möglich"), "myocardial infarction"),
+        ("chronic posterior infarction, possible.", "myocardial infarction"),  # German word order: hedge last
+        ("sinus rhythm. inferior infarction should be considered.", "myocardial infarction"),
+        ("this may be normal but inferior myocardial ischaemia cannot be entirely excluded.", "ischaemia"),
+        ("sinus rhythm. cannot rule out anterior infarct.", "myocardial infarction"),
+        ("left bundle branch block, this is most commonly due to ischaemic heart disease.", "ischaemia"),
+        ("suspected left ventricular hypertrophy.", "left ventricular hypertrophy"),
+        ("sinus rhythm. no signs of infarction.", "myocardial infarction"),
+        (normalize_report("sinusrhythmus septaler infarkt nicht auszuschliessen"), "myocardial infarction"),
+    ],
+)
+def test_hedged_or_negated_findings_are_not_positive(report, label):
+    labels = report_labels(report)
+    assert label not in labels, (report, labels)
+
+
+@pytest.mark.parametrize(
+    ("report", "label"),
+    [
+        # A negation or low-confidence hedge reaches only its own clause.
+        ("sinus rhythm. no st elevation, t wave inversion in v1-v3.", "st-t changes"),
+        ("possible left atrial enlargement, left axis deviation.", "left axis deviation"),
+        # Probable findings and hedges about something else stay positive.
+        ("inferior infarction, probably old.", "myocardial infarction"),
+        ("q waves in ii, iii, avf consistent with old inferior myocardial infarction.", "myocardial infarction"),
+        ("st segments are depressed in i, avl. this may be due to lv strain or ischaemia.", "ischaemia"),
+        ("sinus rhythm. probable left ventricular hypertrophy.", "left ventricular hypertrophy"),
+    ],
+)
+def test_stated_findings_are_positive(report, label):
+    labels = report_labels(report)
+    assert label in labels, (report, labels)
