@@ -35,15 +35,15 @@ noisy, and they are only used to compare checkpoints of one run with each other.
 | left axis deviation | "left axis deviation" (not "leftward axis": a normal axis position) |
 | right axis deviation | "right axis deviation" (not "rightward axis") |
 | left ventricular hypertrophy | "left ventricular hypertrophy", "lvh" |
-| myocardial infarction | "infarct", "infarction", "myocardial infarction" |
+| myocardial infarction | "infarct", "infarction", "myocardial infarction", "mi", "stemi", "nstemi" |
 | ischaemia | "ischaemia", "ischemia", "ischaemic", "ischemic" |
 | st-t changes | "st-t", "st depression/elevation", "st segment(s)", "abnormal/inverted/flat t wave(s)", "t wave(s) |
 | | ... abnormal/changes/inverted/inversion/flat" |
-| low voltage | "low (qrs / limb lead / precordial) voltage" |
+| low voltage | "low (qrs / limb lead / precordial) voltage(s)" |
 | premature ventricular complex | "premature ventricular", "ventricular premature/extrasystole/ectopic", "pvc(s)" |
 | premature atrial complex | "premature atrial/supraventricular", "atrial/supraventricular premature/extrasystole", |
 | | "pac(s)" |
-| prolonged qt | "prolonged qt", "qt prolongation", "long qt" |
+| prolonged qt | "prolonged qt", "qt prolongation", "long qt", "qtc 480 ms - prolonged" |
 | pacemaker | "paced", "pacemaker", "pacing" |
 """
 
@@ -77,14 +77,15 @@ REPORT_LABELS: dict[str, str] = {
     "left axis deviation": r"\bleft axis deviation\b",
     "right axis deviation": r"\bright axis deviation\b",
     "left ventricular hypertrophy": r"\bleft ventricular hypertrophy\b|\blvh\b",
-    "myocardial infarction": r"\binfarct(?:ion)?s?\b",
+    # MIMIC machine statements also write "acute mi", "*** acute mi / stemi ***".
+    "myocardial infarction": r"\binfarct(?:ion)?s?\b|\bmi\b|\b(?:n?stemi)\b",
     "ischaemia": r"\bisch(?:a)?emi(?:a|c)\b",
     "st-t changes": (
         r"\bst-t\b|\bst[- ]segments?\b|\bst (?:depression|elevation)\b"
         r"|\b(?:abnormal|inverted|negative|flat(?:tened)?)\b[^.;]{0,30}\bt waves?\b"
         r"|\bt waves?\b[^.;]{0,30}\b(?:abnormal(?:ity|ities)?|changes?|inver(?:ted|sions?)|flat(?:tening)?)\b"
     ),
-    "low voltage": r"\blow (?:qrs |limb lead |precordial )?voltage\b",
+    "low voltage": r"\blow (?:qrs |limb lead |precordial )?voltages?\b",  # Swedish device: "low qrs voltages"
     "premature ventricular complex": (
         r"\bpremature ventricular\b|\bventricular (?:premature|extrasystoles?|ectopics?)\b|\bpvcs?\b"
     ),
@@ -92,7 +93,7 @@ REPORT_LABELS: dict[str, str] = {
         r"\bpremature (?:atrial|supraventricular)\b|\b(?:atrial|supraventricular) (?:premature|extrasystoles?)\b"
         r"|\bpacs?\b"
     ),
-    "prolonged qt": r"\bprolonged qtc?\b|\bqtc? prolongation\b|\blong qtc?\b",
+    "prolonged qt": r"\bprolonged qtc?\b|\bqtc? prolongation\b|\blong qtc?\b|\bqtc?\b[\s\d:=ms-]{0,15}\bprolonged\b",
     "pacemaker": r"\bpaced\b|\bpacemaker\b|\bpacing\b",
 }
 

@@ -77,3 +77,21 @@ def test_hedged_or_negated_findings_are_not_positive(report, label):
 def test_stated_findings_are_positive(report, label):
     labels = report_labels(report)
     assert label in labels, (report, labels)
+
+
+@pytest.mark.parametrize(
+    ("report", "label"),
+    [
+        (normalize_report("sinusrytm låga qrs amplituder i extremitetsavledningarna"), "low voltage"),
+        ("sinus rhythm. low qrs voltages in limb leads.", "low voltage"),
+        ("sinus rhythm. qtc 480 ms - prolonged.", "prolonged qt"),
+        ("sinus rhythm. anterior st elevation. acute mi / stemi.", "myocardial infarction"),
+    ],
+)
+def test_mimic_and_swedish_wordings_are_read(report, label):
+    assert label in report_labels(report)
+
+
+def test_a_qt_that_is_not_prolonged_is_not_prolonged_qt():
+    assert report_labels("sinus rhythm. qt not prolonged.") == ["sinus rhythm"]
+    assert report_labels("sinus rhythm. qtc 420 ms, not prolonged.") == ["sinus rhythm"]
