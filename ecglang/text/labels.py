@@ -107,7 +107,9 @@ _UNSTATED_BEFORE = re.compile(
 _UNSTATED_AFTER = re.compile(
     r"\b(?:can ?not be (?:entirely |completely )?(?:excluded|ruled out)|not (?:be )?excluded|ruled out|absent"
     r"|no longer|should be considered|is (?:a )?possible\b)"
-    r"|\bpossible\W*$"  # German device text puts the hedge last: "infarkt posterior chronisch möglich"
+    # German device text puts the hedge last ("infarkt posterior chronisch möglich" → "..., possible."): it
+    # hedges only the finding of its own clause, not "abnormal st segments, ... infarction, possible".
+    r"|\A[^,;]*,?\s*possible\W*\Z"
 )
 
 _COMPILED: dict[str, re.Pattern[str]] = {name: re.compile(p) for name, p in REPORT_LABELS.items()}

@@ -89,8 +89,14 @@ def load_phrase_table() -> tuple[Phrase, ...]:
     return tuple(rows)
 
 
+# German device free text runs findings together after a lead list ("flach v4-v6 normales ekg",
+# "r-progression v1-3 st-hebung in v3 t neg in v2"): a finding that follows a lead reference starts a sentence.
+_LEAD_LIST_END = re.compile(r"(?<![\w-])(?:ii|iii|avr|avl|avf|v\d)(?:\s*[-,]\s*v?\d)*[\s,]*\Z")
+_FINDING_STARTS = ("st elevation", "st depression", "st-t", "t wave", "negative t waves", "no negative t", "poor r")
+
+
 @cache
-def _phrase_regex() -> tuple[re.Pattern[str], dict[str, str]]:
+def _phrase_regex() -> tuple[re.Pattern[str], dict[str, str], frozenset[str]]:
     table = load_phrase_table()
     mapping = {p.source: p.english for p in table}
     # Longest key first: Python's alternation takes the first alternative that matches at a position.
@@ -98,12 +104,19 @@ def _phrase_regex() -> tuple[re.Pattern[str], dict[str, str]]:
     alts = [r"\s+".join(re.escape(w) for w in k.split(" ")) for k in keys]
     # Whole words only; '-' counts as part of a word so "t" never matches inside "st-t".
     pattern = re.compile(r"(?<![\w-])(?:" + "|".join(alts) + r")(?![\w-])")
-    return pattern, mapping
+    findings = frozenset(k for k, en in mapping.items() if en.endswith(".") or en.startswith(_FINDING_STARTS))
+    return pattern, mapping, findings
 
 
 def _translate(text: str) -> str:
-    pattern, mapping = _phrase_regex()
-    return pattern.sub(lambda m: " " + mapping[" ".join(m.group(0).split())] + " ", text)
+    pattern, mapping, findings = _phrase_regex()
+
+    def replace(m: re.Match[str]) -> str:
+        key = " ".join(m.group(0).split())
+        brk = ". " if key in findings and _LEAD_LIST_END.search(text, 0, m.start()) else " "
+        return brk + mapping[key] + " "
+
+    return pattern.sub(replace, text)
 
 
 def _strip_unsupported(text: str) -> str:

@@ -72,6 +72,8 @@ def test_hedged_or_negated_findings_are_not_positive(report, label):
         ("q waves in ii, iii, avf consistent with old inferior myocardial infarction.", "myocardial infarction"),
         ("st segments are depressed in i, avl. this may be due to lv strain or ischaemia.", "ischaemia"),
         ("sinus rhythm. probable left ventricular hypertrophy.", "left ventricular hypertrophy"),
+        # A trailing "possible" hedges only its own clause.
+        ("abnormal st segments and t waves, probably chronic posterior infarction, possible.", "st-t changes"),
     ],
 )
 def test_stated_findings_are_positive(report, label):
