@@ -42,6 +42,12 @@ _EDIT_NOTE = re.compile(r"\bedit:.*\Z", re.DOTALL)
 _DEVICE_GLYPH = re.compile("ó[\u00a0-\u00bf]")
 _HASH_UMLAUT = re.compile(r"#(?=[^\W\d_])|(?<=[^\W\d_])#")  # "f#r", "#bergang": '#' encodes 'ü'
 _WORD = re.compile(r"\w+")
+# Typographic characters of hand-written reports that the tidy step would otherwise delete, changing meaning:
+# "V1–V3" (en dash) became "v1 v3", "ST ≥ 0.2 mV" became "st 0.2 mv".
+_TYPOGRAPHY = str.maketrans(
+    {"\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+     "\u2265": ">=", "\u2264": "<=", "\u2192": "->"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ def normalize_report(text: str | bytes | None, source: str = "ptbxl") -> str:
     """
     if source not in SOURCES:
         raise ConfigError(f"unknown report source {source!r}; expected one of {list(SOURCES)}")
-    raw = unicodedata.normalize("NFC", decode_report(text)).lower()
+    raw = unicodedata.normalize("NFC", decode_report(text)).lower().translate(_TYPOGRAPHY)
     if source == "ptbxl":
         raw = _EDIT_NOTE.sub("", raw)
         raw = _DEVICE_GLYPH.sub(" ", raw)

@@ -248,3 +248,13 @@ def test_a_finding_after_a_lead_list_starts_a_sentence(text, expected):
     # loss) would merge 'flat v4-v6' with 'normal ecg'.
     assert normalize_report(text) == expected
     assert normalize_report(expected) == expected
+
+
+def test_typographic_dashes_and_comparisons_survive():
+    text = "SINUS Rhythm – ST Elevation ≥ 0.2 mV in V1–V3, QTc ≤ 440 ms. Axis −30°."
+    assert normalize_report(text, source="english") == (
+        "sinus rhythm - st elevation >= 0.2 mv in v1-v3, qtc <= 440 ms. axis -30."
+    )
+    assert normalize_report("Low voltage (< 500 µV) in limb leads", source="english") == (
+        "low voltage (< 500 µv) in limb leads."
+    )
