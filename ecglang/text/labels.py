@@ -8,9 +8,15 @@ fixed table of findings; `ecglang.training.trainer` scores held-out ECGs against
 names (zero-shot) and reports the macro AUROC over the labels that have positives and negatives.
 
 The table is deliberately crude (a regular expression per finding over the lower-case report). A label is
-positive when its pattern matches and no negation (`no`, `without`, `not`, `cannot be excluded`, ...)
-stands in the same sentence before it; the labels are noisy, and they are only used to compare
-checkpoints of one run with each other.
+positive when its pattern matches and the report states it: a finding that is negated or hedged is not
+positive. A negation or hedge counts when it stands before the finding in the same clause (after the last
+`,`/`;`/"but" of its sentence: "no st elevation, t wave inversion" states the inversion) — negations `no`,
+`not`, `without`, ...; low-confidence hedges `possible`, `suspected`, `consider`, `cannot rule out`,
+"most commonly due to" (a general statement, not a finding) — or after it in the same sentence ("cannot be
+(entirely) excluded", "should be considered", a sentence-final "possible" as German device text places it).
+Possible findings are thus negatives, as "cannot be excluded" always was; probable ones (`probable`,
+`probably`, `likely`, `may be due to`, `suggesting`, `consistent with`) stay positives. The labels are
+noisy, and they are only used to compare checkpoints of one run with each other.
 
 | label | matches (regex over the normalised report) |
 |---|---|
@@ -26,18 +32,18 @@ checkpoints of one run with each other.
 | right bundle branch block | complete "right bundle branch block", "rbbb" |
 | incomplete right bundle branch block | "incomplete right bundle branch block", "incomplete rbbb" |
 | left anterior fascicular block | "left anterior fascicular/hemi block", "lafb" |
-| left axis deviation | "left axis deviation", "leftward axis" |
-| right axis deviation | "right axis deviation", "rightward axis" |
+| left axis deviation | "left axis deviation" (not "leftward axis": a normal axis position) |
+| right axis deviation | "right axis deviation" (not "rightward axis") |
 | left ventricular hypertrophy | "left ventricular hypertrophy", "lvh" |
-| myocardial infarction | "infarct", "infarction", "myocardial infarction" |
+| myocardial infarction | "infarct", "infarction", "myocardial infarction", "mi", "stemi", "nstemi" |
 | ischaemia | "ischaemia", "ischemia", "ischaemic", "ischemic" |
 | st-t changes | "st-t", "st depression/elevation", "st segment(s)", "abnormal/inverted/flat t wave(s)", "t wave(s) |
 | | ... abnormal/changes/inverted/inversion/flat" |
-| low voltage | "low (qrs / limb lead / precordial) voltage" |
+| low voltage | "low (qrs / limb lead / precordial) voltage(s)" |
 | premature ventricular complex | "premature ventricular", "ventricular premature/extrasystole/ectopic", "pvc(s)" |
 | premature atrial complex | "premature atrial/supraventricular", "atrial/supraventricular premature/extrasystole", |
 | | "pac(s)" |
-| prolonged qt | "prolonged qt", "qt prolongation", "long qt" |
+| prolonged qt | "prolonged qt", "qt prolongation", "long qt", "qtc 480 ms - prolonged" |
 | pacemaker | "paced", "pacemaker", "pacing" |
 """
 
@@ -66,17 +72,20 @@ REPORT_LABELS: dict[str, str] = {
     "right bundle branch block": r"(?<!incomplete )\bright bundle branch block\b|(?<!incomplete )\brbbb\b",
     "incomplete right bundle branch block": r"\bincomplete (?:right bundle branch block|rbbb)\b",
     "left anterior fascicular block": r"\bleft anterior (?:fascicular|hemi) ?block\b|\blafb\b",
-    "left axis deviation": r"\bleft axis deviation\b|\bleftward axis\b",
-    "right axis deviation": r"\bright axis deviation\b|\brightward axis\b",
+    # "leftward/rightward axis" (PTB-XL Linkstyp/Rechtstyp, Swedish "vänster/höger el-axel", GE "leftward axis")
+    # is an axis within normal limits, not a deviation.
+    "left axis deviation": r"\bleft axis deviation\b",
+    "right axis deviation": r"\bright axis deviation\b",
     "left ventricular hypertrophy": r"\bleft ventricular hypertrophy\b|\blvh\b",
-    "myocardial infarction": r"\binfarct(?:ion)?s?\b",
+    # MIMIC machine statements also write "acute mi", "*** acute mi / stemi ***".
+    "myocardial infarction": r"\binfarct(?:ion)?s?\b|\bmi\b|\b(?:n?stemi)\b",
     "ischaemia": r"\bisch(?:a)?emi(?:a|c)\b",
     "st-t changes": (
         r"\bst-t\b|\bst[- ]segments?\b|\bst (?:depression|elevation)\b"
         r"|\b(?:abnormal|inverted|negative|flat(?:tened)?)\b[^.;]{0,30}\bt waves?\b"
         r"|\bt waves?\b[^.;]{0,30}\b(?:abnormal(?:ity|ities)?|changes?|inver(?:ted|sions?)|flat(?:tening)?)\b"
     ),
-    "low voltage": r"\blow (?:qrs |limb lead |precordial )?voltage\b",
+    "low voltage": r"\blow (?:qrs |limb lead |precordial )?voltages?\b",  # Swedish device: "low qrs voltages"
     "premature ventricular complex": (
         r"\bpremature ventricular\b|\bventricular (?:premature|extrasystoles?|ectopics?)\b|\bpvcs?\b"
     ),
@@ -84,14 +93,24 @@ REPORT_LABELS: dict[str, str] = {
         r"\bpremature (?:atrial|supraventricular)\b|\b(?:atrial|supraventricular) (?:premature|extrasystoles?)\b"
         r"|\bpacs?\b"
     ),
-    "prolonged qt": r"\bprolonged qtc?\b|\bqtc? prolongation\b|\blong qtc?\b",
+    "prolonged qt": r"\bprolonged qtc?\b|\bqtc? prolongation\b|\blong qtc?\b|\bqtc?\b[\s\d:=ms-]{0,15}\bprolonged\b",
     "pacemaker": r"\bpaced\b|\bpacemaker\b|\bpacing\b",
 }
 
-# A finding negated in its own sentence ("no evidence of infarction", "infarction cannot be excluded")
-# is not a positive.
-_NEGATION_BEFORE = re.compile(r"\b(?:no|not|without|absence of|negative for|rule out|no evidence of)\b")
-_NEGATION_AFTER = re.compile(r"\b(?:cannot be excluded|can not be excluded|not excluded|ruled out|absent)\b")
+# A finding negated or hedged ("no evidence of infarction", "possible infarction", "infarction cannot be
+# excluded") is not a positive. Words before the finding count only within its clause.
+_CLAUSE_START = re.compile(r"(?:[,;]|\bbut\b|\bhowever\b)(?!.*(?:[,;]|\bbut\b|\bhowever\b))", re.DOTALL)
+_UNSTATED_BEFORE = re.compile(
+    r"\b(?:no|not|without|absence of|negative for|rule out|no evidence of"
+    r"|possible|possibly|suspected|suspect|suspicion of|consider|considered|questionable|commonly)\b"
+)
+_UNSTATED_AFTER = re.compile(
+    r"\b(?:can ?not be (?:entirely |completely )?(?:excluded|ruled out)|not (?:be )?excluded|ruled out|absent"
+    r"|no longer|should be considered|is (?:a )?possible\b)"
+    # German device text puts the hedge last ("infarkt posterior chronisch möglich" → "..., possible."): it
+    # hedges only the finding of its own clause, not "abnormal st segments, ... infarction, possible".
+    r"|\A[^,;]*,?\s*possible\W*\Z"
+)
 
 _COMPILED: dict[str, re.Pattern[str]] = {name: re.compile(p) for name, p in REPORT_LABELS.items()}
 
@@ -104,7 +123,10 @@ def report_label_names() -> list[str]:
 def _positive(pattern: re.Pattern[str], sentence: str) -> bool:
     for m in pattern.finditer(sentence):
         before, after = sentence[: m.start()], sentence[m.end() :]
-        if not _NEGATION_BEFORE.search(before) and not _NEGATION_AFTER.search(after):
+        clause = _CLAUSE_START.search(before)
+        if clause is not None:
+            before = before[clause.end() :]
+        if not _UNSTATED_BEFORE.search(before) and not _UNSTATED_AFTER.search(after):
             return True
     return False
 

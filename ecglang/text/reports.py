@@ -42,6 +42,12 @@ _EDIT_NOTE = re.compile(r"\bedit:.*\Z", re.DOTALL)
 _DEVICE_GLYPH = re.compile("ó[\u00a0-\u00bf]")
 _HASH_UMLAUT = re.compile(r"#(?=[^\W\d_])|(?<=[^\W\d_])#")  # "f#r", "#bergang": '#' encodes 'ü'
 _WORD = re.compile(r"\w+")
+# Typographic characters of hand-written reports that the tidy step would otherwise delete, changing meaning:
+# "V1–V3" (en dash) became "v1 v3", "ST ≥ 0.2 mV" became "st 0.2 mv".
+_TYPOGRAPHY = str.maketrans(
+    {"\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+     "\u2265": ">=", "\u2264": "<=", "\u2192": "->"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,14 @@ def load_phrase_table() -> tuple[Phrase, ...]:
     return tuple(rows)
 
 
+# German device free text runs findings together after a lead list ("flach v4-v6 normales ekg",
+# "r-progression v1-3 st-hebung in v3 t neg in v2"): a finding that follows a lead reference starts a sentence.
+_LEAD_LIST_END = re.compile(r"(?<![\w-])(?:ii|iii|avr|avl|avf|v\d)(?:\s*[-,]\s*v?\d)*[\s,]*\Z")
+_FINDING_STARTS = ("st elevation", "st depression", "st-t", "t wave", "negative t waves", "no negative t", "poor r")
+
+
 @cache
-def _phrase_regex() -> tuple[re.Pattern[str], dict[str, str]]:
+def _phrase_regex() -> tuple[re.Pattern[str], dict[str, str], frozenset[str]]:
     table = load_phrase_table()
     mapping = {p.source: p.english for p in table}
     # Longest key first: Python's alternation takes the first alternative that matches at a position.
@@ -98,12 +110,19 @@ def _phrase_regex() -> tuple[re.Pattern[str], dict[str, str]]:
     alts = [r"\s+".join(re.escape(w) for w in k.split(" ")) for k in keys]
     # Whole words only; '-' counts as part of a word so "t" never matches inside "st-t".
     pattern = re.compile(r"(?<![\w-])(?:" + "|".join(alts) + r")(?![\w-])")
-    return pattern, mapping
+    findings = frozenset(k for k, en in mapping.items() if en.endswith(".") or en.startswith(_FINDING_STARTS))
+    return pattern, mapping, findings
 
 
 def _translate(text: str) -> str:
-    pattern, mapping = _phrase_regex()
-    return pattern.sub(lambda m: " " + mapping[" ".join(m.group(0).split())] + " ", text)
+    pattern, mapping, findings = _phrase_regex()
+
+    def replace(m: re.Match[str]) -> str:
+        key = " ".join(m.group(0).split())
+        brk = ". " if key in findings and _LEAD_LIST_END.search(text, 0, m.start()) else " "
+        return brk + mapping[key] + " "
+
+    return pattern.sub(replace, text)
 
 
 def _strip_unsupported(text: str) -> str:
@@ -148,7 +167,7 @@ def normalize_report(text: str | bytes | None, source: str = "ptbxl") -> str:
     """
     if source not in SOURCES:
         raise ConfigError(f"unknown report source {source!r}; expected one of {list(SOURCES)}")
-    raw = unicodedata.normalize("NFC", decode_report(text)).lower()
+    raw = unicodedata.normalize("NFC", decode_report(text)).lower().translate(_TYPOGRAPHY)
     if source == "ptbxl":
         raw = _EDIT_NOTE.sub("", raw)
         raw = _DEVICE_GLYPH.sub(" ", raw)

@@ -2,14 +2,18 @@
 (criteria), with one rule.
 
 Breaks at semicolons, newlines and at periods followed by whitespace or the end, so decimals ("2.5 mm",
-"0.5 mV") and abbreviations glued to a word ("intraventr.leitung") stay whole.
+"0.5 mV") and abbreviations glued to a word ("intraventr.leitung") stay whole. The period of a common
+abbreviation ("e.g.", "i.e.", "dr.", "vs.", "approx.", "ca.", "cf.", "resp.", "fig.") is no break either.
 """
 
 from __future__ import annotations
 
 import re
 
-_SENTENCE_BREAK = re.compile(r"[;\n\r]+|\.(?=\s|\Z)")
+# Fixed-width look-behinds (one per abbreviation): Python's re has no variable-width look-behind.
+_ABBREVIATIONS = ("e.g", "i.e", "dr", "vs", "approx", "ca", "cf", "resp", "fig")
+_NOT_ABBREVIATION = "".join(rf"(?<!\b{re.escape(a)})" for a in _ABBREVIATIONS)
+_SENTENCE_BREAK = re.compile(rf"[;\n\r]+|{_NOT_ABBREVIATION}\.(?=\s|\Z)", re.IGNORECASE)
 
 
 def split_sentences(text: str, min_words: int = 0) -> list[str]:

@@ -211,3 +211,50 @@ def test_count_words_counts_letter_and_digit_runs():
     assert count_words("normal ecg.") == 2
     assert count_words("") == 0
     assert count_words("st 2.5 mm") == 4
+
+
+# --- meaning-preserving translation details ---------------------------------------------------------
+
+
+def test_postposed_german_hedge_stays_with_its_finding():
+    # 'möglich' follows the finding it hedges; it must not turn into 'possible' for the next finding.
+    out = normalize_report("st & t abnormal, wahrscheinlich infarkt posterior chronisch moeglich kammerhypertrophie")
+    assert out == (
+        "abnormal st segments and t waves, probably chronic posterior infarction, possible. ventricular hypertrophy."
+    )
+    assert normalize_report("inferiorer infarkt möglich") == "inferior infarction, possible."
+
+
+def test_german_abbreviated_hedge_is_translated():
+    assert normalize_report("sinusrhythmus v.a. linkshypertrophie") == (
+        "sinus rhythm. suspected left ventricular hypertrophy."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("t-veraenderungen negativ in iii, flach v4-v6 normales ekg",
+         "t wave changes negative in iii, flat v4-v6. normal ecg."),
+        ("schlechte r-progression v1-3 st-hebung in v3 t neg in v2",
+         "poor r wave progression v1-3. st elevation in v3. negative t waves in v2."),
+        ("intraventr.leistungsstÖrung in v1 steillage t-verÄnderung neg in v4,v5, path.ekg",
+         "intraventricular conduction disturbance in v1. vertical axis. t wave changes negative in v4,v5. "
+         "pathological ecg."),
+    ],
+)  # fmt: skip
+def test_a_finding_after_a_lead_list_starts_a_sentence(text, expected):
+    # Device free text has no punctuation between findings; without the break the sentence split (beat-level
+    # loss) would merge 'flat v4-v6' with 'normal ecg'.
+    assert normalize_report(text) == expected
+    assert normalize_report(expected) == expected
+
+
+def test_typographic_dashes_and_comparisons_survive():
+    text = "SINUS Rhythm – ST Elevation ≥ 0.2 mV in V1–V3, QTc ≤ 440 ms. Axis −30°."
+    assert normalize_report(text, source="english") == (
+        "sinus rhythm - st elevation >= 0.2 mv in v1-v3, qtc <= 440 ms. axis -30."
+    )
+    assert normalize_report("Low voltage (< 500 µV) in limb leads", source="english") == (
+        "low voltage (< 500 µv) in limb leads."
+    )

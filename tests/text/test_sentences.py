@@ -49,3 +49,18 @@ def test_knowledge_criteria_keep_decimals_and_drop_short_fragments():
         "2:1 exit block halves the rate",
     ]
     assert split_sentences("Ok.", min_words=3) == []
+
+
+def test_abbreviation_periods_do_not_cut_a_finding():
+    text = "dr. smith: st depression, e.g. 1.5 mm in v5-v6, i.e. lateral. no signs of infarction."
+    assert split_sentences(text) == [
+        "dr. smith: st depression, e.g. 1.5 mm in v5-v6, i.e. lateral",
+        "no signs of infarction",
+    ]
+    assert split_sentences("Rate approx. 80 bpm. Compare vs. prior tracing (Fig. 2).") == [
+        "Rate approx. 80 bpm",
+        "Compare vs. prior tracing (Fig. 2)",
+    ]
+    # A word that merely ends like an abbreviation still ends its sentence.
+    assert split_sentences("left axis deviation. prolonged qt.") == ["left axis deviation", "prolonged qt"]
+    assert split_sentences("repeat if clinically indica. normal.") == ["repeat if clinically indica", "normal"]
