@@ -175,6 +175,17 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans or [(0, len(text))]
 
 
+def count_truncated(tokenizer: Any, texts: Sequence[str], text_config: Mapping[str, Any]) -> int:
+    """How many of `texts` are longer than the text tower's `max_length` tokens, which `tokenize_reports` cuts
+    (special tokens included, as the tower sees them)."""
+    if not texts:
+        return 0
+    if text_config.get("lowercase"):
+        texts = [t.lower() for t in texts]
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+    return int(sum(n > int(text_config["max_length"]) for n in lengths))
+
+
 def tokenize_reports(tokenizer: Any, texts: str | Sequence[str], text_config: Mapping[str, Any]) -> dict[str, Tensor]:
     """Tokenize whole reports once; map every token to its sentence through the character offsets.
 

@@ -25,6 +25,7 @@ from ecglang.data.prepared import PreparedDataset
 from ecglang.data.registry import build_dataset, find_dataset
 from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.registry import create_model, load_model_config
+from ecglang.encoders.text_encoder import count_truncated
 from ecglang.errors import ConfigError, EcgLangError
 from ecglang.record.demographics import demographic_codes
 from ecglang.record.ecg import RECORD_SUFFIXES
@@ -206,6 +207,8 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
     if len(train) == 0:
         listed = _write_excluded(output, excluded, accelerator)
         raise ConfigError(no_training_pairs(where, source, len(train_idx), train_left_out, listed))
+    if accelerator.is_main_process and not cfg.ecg_only:
+        warn_truncated_reports(model, train.reports)
     if accelerator.is_main_process:
         # ECG-only runs validate on the objectives' loss, which one held-out ECG gives; pair metrics need two pairs.
         if cfg.ecg_only and len(val) == 0:
@@ -227,6 +230,25 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
         f", {n_capped} beyond data.val_max unused" if n_capped else ""
     )
     return data
+
+
+#: Reports whose token count is measured before training (a sample of a large set: the share is what matters).
+TRUNCATION_SAMPLE = 10_000
+
+
+def warn_truncated_reports(model: Any, reports: list[str], sample: int = TRUNCATION_SAMPLE) -> int:
+    """Warn when reports are longer than the text tower reads (`max_length` tokens; the rest is cut, silently at
+    each step); returns the count among the reports measured (the first `sample` non-empty ones)."""
+    texts = [r for r in reports if r.strip()][:sample]
+    cfg = model.config.text_tower
+    n = count_truncated(model.get_tokenizer(), texts, cfg)
+    if n:
+        logger.warning(
+            "%d of %d reports%s are longer than text_tower.max_length=%d tokens and are cut there; raise it with "
+            "model.overrides.text_tower.max_length=N", n, len(texts), " measured" if len(texts) == sample else "",
+            int(cfg["max_length"]),
+        )  # fmt: skip
+    return n
 
 
 def _write_excluded(output: Path, excluded: list[tuple[str, str]], accelerator: Accelerator) -> Path:

@@ -253,3 +253,20 @@ def test_relative_data_paths_use_the_repository_root_only_in_a_checkout(tmp_path
     assert source_checkout() == repo_root()  # the tests run from a checkout
     with pytest.raises(ConfigError, match="repository root"):
         resolve_data_path("no/such/folder", "data.root")
+
+
+def test_reports_longer_than_the_text_tower_reads_are_counted_and_warned(caplog) -> None:
+    """The tokenizer cut every report at text_tower.max_length silently at each step (MIMIC reports of up to 18
+    statements pass 128 tokens). The count uses the real tokenizer, special tokens included."""
+    from ecglang.encoders.registry import create_model
+    from ecglang.training.setup import warn_truncated_reports
+
+    model = create_model("ecglang-small", text_tower={"max_length": 16})
+    short = "sinus rhythm. normal ecg."
+    long = "sinus rhythm. " + "left ventricular hypertrophy with secondary repolarisation abnormality. " * 3
+    assert len(model.get_tokenizer()(short)["input_ids"]) <= 16 < len(model.get_tokenizer()(long)["input_ids"])
+    with caplog.at_level(logging.WARNING, logger="ecglang.training.setup"):
+        assert warn_truncated_reports(model, [short, long, "", long]) == 2
+    assert "2 of 3 reports are longer than text_tower.max_length=16" in caplog.text
+    caplog.clear()
+    assert warn_truncated_reports(model, [short]) == 0 and caplog.text == ""
