@@ -30,6 +30,9 @@ Details:
   (below 1e-4 of the signal scale). Quality checks (2-4) then look at that part, not the whole record.
   `crop="random"` draws its offset first (same draw as before). `PreprocessConfig.read_window()` gives the
   same part to `load_ecg(..., window=...)`, so that long files are not even read whole.
+- Units: the flat/saturation thresholds are in mV. A signal in volts has every lead flat (the error says to
+  convert it); a signal in µV passes, and its flat leads are missed (a disconnected lead of 3 µV noise reads as
+  3 mV and is kept): readers must convert to mV.
 - Flags in `metadata["quality"]`: `missing` (1), `nan_interpolated` / `nan_gap` (2), `flat` (3),
   `saturated` (4).
 - Quality checks (2-4) run on the raw signal at its own rate, before any filtering. "Stuck at a rail"
@@ -484,7 +487,10 @@ def _preprocess_core(
     x[~mask] = 0.0
     if not mask.any():
         problems = {CANONICAL_LEADS[i]: f for i, f in enumerate(flags) if f}
-        raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}")
+        hint = ""
+        if all("flat" in f for f in flags if f != ["missing"]):
+            hint = " (every lead is flat: a signal in volts must be converted to mV)"
+        raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}{hint}")
 
     if out_fs != fs:
         up, down = _resample_ratio(float(fs), out_fs)

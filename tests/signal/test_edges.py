@@ -45,3 +45,14 @@ def test_odd_edge_padding_stays_available_for_the_old_inputs(mitbih) -> None:
     out, _, _ = preprocess_array(x, fs, None, PreprocessConfig(normalize="none", edge_pad="odd"))
     ref = sps.sosfiltfilt(sps.butter(2, (0.5, 40.0), btype="bandpass", fs=fs, output="sos"), x, axis=1)
     assert np.abs(out - ref).max() < 1e-5
+
+
+def test_a_record_in_volts_is_refused_with_a_units_hint(ptbxl_dir: Path) -> None:
+    """Volts read as mV: every lead is below the flat thresholds (mV); the error says what to do."""
+    from ecglang.errors import EcgQualityError
+    from ecglang.record.ecg import Ecg
+    from ecglang.signal.preprocess import preprocess
+
+    ecg = load_ecg(sorted((ptbxl_dir / "records500").glob("*/*_hr.hea"))[0])
+    with pytest.raises(EcgQualityError, match=r"rec.*flat.*volts must be converted to mV"):
+        preprocess(Ecg(ecg.signal / 1000, ecg.fs, ecg.lead_mask, record_id="rec"))
