@@ -10,7 +10,7 @@ Steps, in this order (each setting is a field of `PreprocessConfig`):
 | 4 | saturated lead | `saturation_fraction=0.1` | that fraction stuck at its min/max rail → zeroed, masked |
 | 0 | window | `target_samples`, `crop`, `keep_samples` | only the part used (plus 5 s each side) is kept, see below |
 | 5 | resample | `target_fs=500` | `resample_poly`, rational up/down (257→500: 500/257); `None` keeps fs |
-| 6 | band-pass | `bandpass=(0.5, 40)`, `filter_order=2` | Butterworth SOS, zero-phase `sosfiltfilt`; `None` skips it |
+| 6 | band-pass | `bandpass=(0.5, 40)`, `filter_order=2`, `edge_pad` | Butterworth, zero-phase `sosfiltfilt` |
 | 7 | keep | `keep_samples=None` | keep only the first samples (CPSC rule of `merl_compat`) |
 | 8 | crop | `target_samples=5000`, `crop="start"` | longer records cropped at `start`, `center` or `random` offset |
 | 9 | normalise | `normalize="zscore"`, `robust=True` | per lead `zscore`, `minmax`; `record_minmax`, `mm`, `none` |
@@ -30,6 +30,9 @@ Details:
   (below 1e-4 of the signal scale). Quality checks (2-4) then look at that part, not the whole record.
   `crop="random"` draws its offset first (same draw as before). `PreprocessConfig.read_window()` gives the
   same part to `load_ecg(..., window=...)`, so that long files are not even read whole.
+- Units: the flat/saturation thresholds are in mV. A signal in volts has every lead flat (the error says to
+  convert it); a signal in µV passes, and its flat leads are missed (a disconnected lead of 3 µV noise reads as
+  3 mV and is kept): readers must convert to mV.
 - Flags in `metadata["quality"]`: `missing` (1), `nan_interpolated` / `nan_gap` (2), `flat` (3),
   `saturated` (4).
 - Quality checks (2-4) run on the raw signal at its own rate, before any filtering. "Stuck at a rail"
@@ -38,6 +41,14 @@ Details:
 - `on_long_gap="raise"` raises `EcgQualityError` naming the lead and the gap length.
 - The band-pass is `sosfiltfilt`'s output, computed by blocks of samples (`ecglang.signal.zero_phase`: the
   same to ~1e-10 of the signal scale, far below float32 resolution, at about half the cost).
+- `bandpass=None` skips the band-pass.
+- Record edges: with `edge_pad="even"` (default) the band-pass runs over a mirror image of the record's first and
+  last `0.75 / low_hz` seconds (1.5 s at 0.5 Hz, at most the record's length). scipy's default (`edge_pad="odd"`,
+  3 x (2 x sections + 1) samples: 30 ms) sets the 0.5 Hz high-pass's baseline to the edge sample, so a record
+  starting or ending on a QRS or T wave got a baseline swing decaying over ~1 s: against the same samples
+  filtered inside a longer record, up to 1.3 mV at the start and 2.3 mV at the end, still 0.09 / 0.35 mV 1 s in
+  (MIT-BIH 100, 10 s pieces); even padding: 0.23 / 0.31 mV on the first/last sample, <= 0.045 mV from 0.2 s in.
+  `"odd"` reproduces inputs prepared before this option existed (the bundled ecglang-mini checkpoint's training).
 - Resampling uses `padtype="line"` so that a DC offset does not ring at the record edges.
 - A record not longer than the band-pass filter's `padlen` raises `EcgQualityError` (too short to filter).
 - `crop="random"` draws the offset from `rng` (a numpy Generator or a seed), for training augmentation.
@@ -78,7 +89,7 @@ from ecglang.errors import ConfigError, EcgQualityError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS
 from ecglang.record.window import MAX_FS_HZ, MIN_FS_HZ, ReadWindow
-from ecglang.signal.zero_phase import zero_phase
+from ecglang.signal.zero_phase import PAD_TYPES, PadType, zero_phase
 
 CropPolicy = Literal["start", "center", "random"]
 PadPolicy = Literal["zero", "edge", "repeat"]
@@ -100,6 +111,7 @@ EDGE_MARGIN_S = 5.0
 # 20 kHz maximum rate): the [12, n] float32 output is then at most 192 MiB. Butterworth band-passes of ECGs use
 # orders 1-4; no ECG use needs more than 16 (and huge orders overflow scipy's filter design).
 MAX_SAMPLES = 2**22
+EDGE_PAD_CYCLES = 0.75  # periods of the band-pass's low edge mirrored at each record edge (`edge_padlen`)
 MAX_FILTER_ORDER = 16
 
 
@@ -111,6 +123,7 @@ class PreprocessConfig(DictConfig):
     target_samples: int | None = 5000
     bandpass: tuple[float, float] | None = (0.5, 40.0)
     filter_order: int = 2
+    edge_pad: PadType = "even"
     max_gap_s: float = 0.2
     on_long_gap: Literal["mask", "raise"] = "mask"
     flat_ptp_mv: float = 0.02
@@ -177,6 +190,7 @@ class PreprocessConfig(DictConfig):
             raise ConfigError(f"PreprocessConfig.saturation_fraction must be in (0, 1], got {self.saturation_fraction}")
         for name, allowed in (
             ("on_long_gap", ("mask", "raise")),
+            ("edge_pad", PAD_TYPES),
             ("crop", _CROPS),
             ("pad", _PADS),
             ("normalize", _NORMS),
@@ -246,6 +260,12 @@ def _sosfilt_zi(order: int, lo: float, hi: float, fs: float) -> np.ndarray:
     zi = sps.sosfilt_zi(_bandpass_sos(order, lo, hi, fs))[:, None, :]
     zi.flags.writeable = False
     return zi
+
+
+def edge_padlen(low_hz: float, fs: float, n: int) -> int:
+    """Samples mirrored at each edge for `edge_pad="even"`: 0.75 / `low_hz` seconds (about 3.3 time constants of
+    the 2nd-order high-pass, whose edge transient has then decayed below 4 %), at most `n - 1`."""
+    return max(1, min(n - 1, math.ceil(EDGE_PAD_CYCLES / low_hz * fs)))
 
 
 def _sosfiltfilt_padlen(sos: np.ndarray) -> int:
@@ -467,7 +487,10 @@ def _preprocess_core(
     x[~mask] = 0.0
     if not mask.any():
         problems = {CANONICAL_LEADS[i]: f for i, f in enumerate(flags) if f}
-        raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}")
+        hint = ""
+        if all("flat" in f for f in flags if f != ["missing"]):
+            hint = " (every lead is flat: a signal in volts must be converted to mV)"
+        raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}{hint}")
 
     if out_fs != fs:
         up, down = _resample_ratio(float(fs), out_fs)
@@ -486,9 +509,11 @@ def _preprocess_core(
                 f"record too short to band-pass: {n_res} samples at {out_fs:g} Hz, the zero-phase filter needs "
                 f"more than {padlen}; use a longer record or bandpass=None",
             )
+        if cfg.edge_pad == "even":
+            padlen = edge_padlen(lo, out_fs, n_res)
         zi = _sosfilt_zi(cfg.filter_order, lo, hi, out_fs)
         valid = np.flatnonzero(mask)
-        x[valid] = zero_phase(sos, zi, x if valid.size == N_LEADS else x[valid], padlen)
+        x[valid] = zero_phase(sos, zi, x if valid.size == N_LEADS else x[valid], padlen, cfg.edge_pad)
 
     # Steps 7-8, planned in step 0: the used part, in the coordinates of the kept part
     offset, target = plan.offset, cfg.target_samples

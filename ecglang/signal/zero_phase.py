@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 from scipy import signal as sps
@@ -110,13 +111,24 @@ def block_filter(sos: np.ndarray, block: int = BLOCK) -> BlockFilter:
     return _block_filter(sos.tobytes(), len(sos), block)
 
 
-def zero_phase(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
-    """`scipy.signal.sosfiltfilt(sos, x, axis=1, padlen=padlen)` (odd padding) of `x [L, n]`, float64.
+PadType = Literal["odd", "even"]
+PAD_TYPES = ("odd", "even")
 
-    `zi` is `scipy.signal.sosfilt_zi(sos)` shaped `[sections, 1, 2]`. Records of at most
-    `MAX_BLOCK_SAMPLES` samples go by blocks (module docstring); longer ones through scipy's `sosfilt`.
+
+def zero_phase(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int, padtype: PadType = "odd") -> np.ndarray:
+    """`scipy.signal.sosfiltfilt(sos, x, axis=1, padtype=padtype, padlen=padlen)` of `x [L, n]`, float64.
+
+    `zi` is `scipy.signal.sosfilt_zi(sos)` shaped `[sections, 1, 2]`; `padlen` must be below `n` for "even".
+    Records of at most `MAX_BLOCK_SAMPLES` samples go by blocks (module docstring); longer ones through scipy's
+    `sosfilt`.
     """
-    ext = np.concatenate((2 * x[:, :1] - x[:, padlen:0:-1], x, 2 * x[:, -1:] - x[:, -2 : -padlen - 2 : -1]), axis=1)
+    if padtype == "odd":
+        head, tail = 2 * x[:, :1] - x[:, padlen:0:-1], 2 * x[:, -1:] - x[:, -2 : -padlen - 2 : -1]
+    elif padtype == "even":
+        head, tail = x[:, padlen:0:-1], x[:, -2 : -padlen - 2 : -1]
+    else:
+        raise ValueError(f"padtype must be one of {PAD_TYPES}, got {padtype!r}")
+    ext = np.concatenate((head, x, tail), axis=1)
     if ext.shape[1] > MAX_BLOCK_SAMPLES:
         y, _ = sps.sosfilt(sos, ext, axis=1, zi=zi * ext[None, :, :1])
         y, _ = sps.sosfilt(sos, y[:, ::-1], axis=1, zi=zi * y[None, :, -1:])

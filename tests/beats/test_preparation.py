@@ -1,5 +1,5 @@
 """The per-record preparation that feeds the tokenizer (band-pass + robust z-score of `preprocess`) is the
-documented scipy/numpy computation: `sosfiltfilt` with its default odd padding, then per lead the median and
+documented scipy/numpy computation: `sosfiltfilt` with even padding (`edge_padlen`), then per lead the median and
 1.4826 x MAD of every second sample (at most 2500 samples per lead). The band-pass runs by blocks
 (`ecglang.signal.zero_phase`, float64 to ~1e-10 of scipy's), so a float32 sample may round the other way:
 a few ulps at most, on a small fraction of the samples; everything else is bit for bit."""
@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from ecglang.signal.preprocess import PreprocessConfig, preprocess_array
+from ecglang.signal.preprocess import PreprocessConfig, edge_padlen, preprocess_array
 
 
 def _reference(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     sos = sps.butter(2, [0.5, 40.0], btype="bandpass", fs=500.0, output="sos")
     y = np.zeros_like(x)
-    y[mask] = sps.sosfiltfilt(sos, x[mask], axis=1)  # float64 result stored as float32, as preprocess does
+    padlen = edge_padlen(0.5, 500.0, x.shape[1])
+    y[mask] = sps.sosfiltfilt(sos, x[mask], axis=1, padtype="even", padlen=padlen)  # float64 stored as float32
     v = y[mask]
     sub = v[:, :: -(-v.shape[1] // 2500)]
     center = np.median(sub, axis=1, keepdims=True)

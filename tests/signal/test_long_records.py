@@ -21,7 +21,7 @@ from scipy import signal as sps
 from ecglang.record.io import load_ecg
 from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.record.window import ReadWindow
-from ecglang.signal.preprocess import PreprocessConfig, preprocess, preprocess_array
+from ecglang.signal.preprocess import PreprocessConfig, edge_padlen, preprocess, preprocess_array
 
 REPO = Path(__file__).resolve().parents[2]
 GAIN = 200.0  # ADC units per mV in the WFDB files written here
@@ -64,7 +64,8 @@ def _reference(x: np.ndarray, fs: float, crop: str, seed: int) -> np.ndarray:
     y = x.astype(np.float64)
     if fs != 500:
         y = sps.resample_poly(y, ratio.numerator, ratio.denominator, axis=1, padtype="line")
-    y = sps.sosfiltfilt(sps.butter(2, [0.5, 40], btype="bandpass", fs=500, output="sos"), y, axis=1)
+    sos = sps.butter(2, [0.5, 40], btype="bandpass", fs=500, output="sos")
+    y = sps.sosfiltfilt(sos, y, axis=1, padtype="even", padlen=edge_padlen(0.5, 500.0, y.shape[1]))  # edge_pad="even"
     n = y.shape[1]
     offset = {"start": 0, "center": (n - 5000) // 2}.get(crop)
     if offset is None:
