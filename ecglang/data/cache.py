@@ -104,7 +104,7 @@ def preprocess_of(meta: dict[str, Any], path: Path, what: str) -> PreprocessConf
     if not isinstance(meta.get("preprocess"), dict):
         raise EcgReadError(path, f"corrupt {what}: 'preprocess' must be the settings (a JSON object)")
     try:
-        return PreprocessConfig.from_dict(meta["preprocess"])
+        return PreprocessConfig.from_saved(meta["preprocess"])
     except ConfigError as exc:
         raise EcgReadError(path, f"corrupt {what}: 'preprocess': {exc}") from exc
 

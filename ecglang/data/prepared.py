@@ -527,7 +527,7 @@ class PreparedDataset:
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.manifest["preprocess"])
+        return PreprocessConfig.from_saved(self.manifest["preprocess"])
 
 
 class ShardedCache:
@@ -541,7 +541,7 @@ class ShardedCache:
         self.ok_rows = np.concatenate([s.ok_rows + st for s, st in zip(self.shards, self.starts, strict=True)])
         parts = [s.failures.assign(row=s.failures["row"] + st) for s, st in zip(self.shards, self.starts, strict=True)]
         self.failures = pd.concat(parts, ignore_index=True)
-        self.config = PreprocessConfig.from_dict(manifest["preprocess"])
+        self.config = PreprocessConfig.from_saved(manifest["preprocess"])
         self.fs = self.shards[0].fs
 
     def __getstate__(self) -> dict[str, Any]:

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -218,6 +219,16 @@ class PreprocessConfig(DictConfig):
         if self.target_samples is None or self.crop == "random":
             return None
         return ReadWindow(self.target_samples / self.target_fs, self.crop, EDGE_MARGIN_S)
+
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any] | None, where: str | None = None) -> PreprocessConfig:
+        """`from_dict` for settings that a file saved (a checkpoint's processor, a cache's or prepared folder's
+        metadata): a setting added since keeps the behaviour of the code that wrote the file. Settings saved
+        without `edge_pad` were filtered with scipy's 30 ms odd extension ("odd"); new settings default to
+        "even" (a 1.5 s mirror image), which changes the first and last second of a record."""
+        data = dict(data or {})
+        data.setdefault("edge_pad", "odd")
+        return cls.from_dict(data, where)
 
     @classmethod
     def merl_compat(cls, dataset: str | None = None) -> PreprocessConfig:

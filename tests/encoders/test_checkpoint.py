@@ -250,13 +250,16 @@ def test_bundled_checkpoint_with_the_contract_in_config_json_still_loads_it(tmp_
     bundled = Path(resolve_model_name(None))
     # The bundled checkpoint's metadata was regenerated (issue 13): its contract is in processor_config.json
     # only. The old layout is rebuilt from it: the contract in config.json, no processor_config.json.
-    expected = json.loads((bundled / "processor_config.json").read_text())
+    saved = json.loads((bundled / "processor_config.json").read_text())
+    # read as the format it was written in (format 1: the "odd" band-pass edges), written back as today's
+    expected = EcgProcessor.from_dict(saved).to_dict()
+    assert expected["preprocess"]["edge_pad"] == "odd"
     assert json.loads((bundled / "config.json").read_text())["processor"] is None
     assert EcgLangModel.from_pretrained(bundled).get_processor().to_dict() == expected
     old = tmp_path / "old"
     shutil.copytree(bundled, old)
     config = json.loads((old / "config.json").read_text())
-    config["processor"] = expected
+    config["processor"] = saved
     (old / "config.json").write_text(json.dumps(config))
     (old / "processor_config.json").unlink()
     (old / "checksums.json").unlink()

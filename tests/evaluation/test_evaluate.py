@@ -398,8 +398,11 @@ def test_the_cross_fitted_composition_check_puts_each_folds_model_on_one_scale(t
     monkeypatch.setattr(composition, "_score_block", shifted)
     moved = composition.run_check(models, str(ptbxl_dir), folds=(7, 8), ks=(1,), n_boot=20)
     assert plain["cross_fitted"] and plain["records"] == moved["records"] > 44
+    # Equal up to float rounding: a tiny untrained model scores many records almost alike, and 3 s + 5 rounds
+    # the last bits, which can swap a near-tie (1e-4 seen). Pooled raw, every fold-8 score (3 cos + 5 >= 2) would
+    # sit above every fold-7 one, ranking records by fold instead of by score.
     for v, r in plain["variants"].items():
-        assert r["macro_auroc"]["point"] == pytest.approx(moved["variants"][v]["macro_auroc"]["point"], abs=1e-9)
+        assert r["macro_auroc"]["point"] == pytest.approx(moved["variants"][v]["macro_auroc"]["point"], abs=2e-3)
 
 
 def test_folds_with_only_a_labels_csv_is_refused() -> None:
