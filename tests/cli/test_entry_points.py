@@ -63,8 +63,11 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(tmp_path: Path) -> N
     """A review interrupted a data build with Ctrl-C and got a KeyboardInterrupt traceback. The signal is sent
     once the command's own work has started (the embedding progress bar of `knowledge build`)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # A job started in the background of a non-interactive shell (`make test &`) inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: the child gets the default action back, as a terminal has.
     proc = subprocess.Popen([sys.executable, "-m", "ecglang", "knowledge", "build", "--out", str(tmp_path / "kb")],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     seen = b""
     deadline = time.monotonic() + 240
     while b"Batches" not in seen and proc.poll() is None and time.monotonic() < deadline:
