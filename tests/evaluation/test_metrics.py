@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -249,13 +248,12 @@ def test_bootstrap_bad_arguments():
         bootstrap_ci(macro_auroc, y, s, n_resamples=-1)
 
 
-def test_bootstrap_speed_2000_records_23_classes():
+def test_bootstrap_of_2000_records_23_classes_gives_every_resample():
+    """At the size of PTB-XL's sub-class test split (its speed: benchmarks/bench_evaluation.py)."""
     y, s = synthetic(2000, 23, seed=9, decimals=2)
-    t0 = time.perf_counter()
     res = evaluate_scores(y, s, n_boot=1000, seed=0)
-    elapsed = time.perf_counter() - t0
     assert res.macro_auroc.n_valid == 1000
-    assert elapsed < 10, f"evaluate_scores with 1000 resamples took {elapsed:.1f} s"
+    assert res.macro_auroc.low < res.macro_auroc.point < res.macro_auroc.high
 
 
 # --- retrieval ------------------------------------------------------------------------------------------

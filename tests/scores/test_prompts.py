@@ -4,7 +4,6 @@ the external (CKEPE) loader."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -256,15 +255,13 @@ def test_resolve_prompts_rejects_bad_input(kwargs, message):
         resolve_prompts(**kwargs)
 
 
-def test_ten_thousand_labels_resolve_quickly():
+def test_ten_thousand_labels_resolve():
+    """(Their speed through the CLI, knowledge on: benchmarks/bench_knowledge.py, the `labels` rows.)"""
     names = [f"finding number {i}" for i in range(10_000)]
-    start = time.perf_counter()
     table = resolve_prompts(names)
     mapping = {f"L{i}": [f"statement {i} a", f"statement {i} b", f"statement {i} c"] for i in range(10_000)}
     table2 = resolve_prompts(prompts=mapping)
-    elapsed = time.perf_counter() - start
     assert len(table) == len(table2) == 10_000 and table2["L9999"][2] == "statement 9999 c"
-    assert elapsed < 2.0, f"resolving 2 x 10,000 labels took {elapsed:.2f} s"
     mapping["L9999"] = ["statement 0 b"]  # one clash hidden at the far end is still found
     with pytest.raises(PromptError, match="shared by labels 'L0' and 'L9999'"):
         resolve_prompts(prompts=mapping)

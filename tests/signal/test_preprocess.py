@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -316,20 +315,6 @@ def test_absurd_amplitude_is_a_quality_error() -> None:
     sig[0, 10] = 1e20
     with pytest.raises(EcgQualityError, match=r"\['I'\] exceed"):
         preprocess(Ecg(sig, 500, record_id="big"))
-
-
-def test_preprocess_is_fast() -> None:
-    """A 12x5000 record takes about a millisecond or two; 20 ms would mean a per-sample Python loop."""
-    ecg = Ecg(_ecg_like(5000, 500), 500)
-    cfg = PreprocessConfig()
-    for _ in range(3):
-        preprocess(ecg, cfg)
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        preprocess(ecg, cfg)
-        times.append(time.perf_counter() - t0)
-    assert np.median(times) < 0.02
 
 
 @st.composite
