@@ -24,6 +24,7 @@ EXPECTED = {
     "loss",
     "train",
     "labels",
+    "evaluation",
 }
 
 
