@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 
 from ecglang.core.atomic import atomic_directory, swap_in
 from ecglang.core.checksums import verify_checksums, write_checksums
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.training.config import ObjectivesSection, PretrainConfig
+from ecglang.training.logs import RESOLVED_CONFIG
 
 if TYPE_CHECKING:  # for hints only: accelerate is imported where training starts
     from accelerate import Accelerator
@@ -159,7 +161,35 @@ def resume_point(
             f"{ckpt}: this checkpoint was made with a different data/model/augment/batch configuration; "
             "resume with the config it was trained with, or use another --output"
         )
+    if accelerator.is_main_process:
+        changed = schedule_changes(output / RESOLVED_CONFIG, cfg)
+        if changed:  # allowed (training longer is a reason to resume), but the run is no longer one schedule
+            logger.warning(
+                "--resume with another schedule or optimizer than %s was started with (%s): from step %d the "
+                "learning rate follows the new values", output, "; ".join(changed), state.step,
+            )  # fmt: skip
     return ckpt, state
+
+
+def schedule_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
+    """`"section/key: old -> new"` for each `schedule` or `optim` setting that differs from the run's saved
+    config.yaml (empty when there is none to compare with)."""
+    try:
+        saved = yaml.safe_load(run_config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(saved, Mapping):
+        return []
+    now = cfg.to_dict()
+    out = []
+    for section in ("schedule", "optim"):
+        before, after = saved.get(section) or {}, now.get(section) or {}
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key) and not (
+                isinstance(before.get(key), list) and list(after.get(key) or ()) == before.get(key)
+            ):
+                out.append(f"{section}/{key}: {before.get(key)} -> {after.get(key)}")
+    return out
 
 
 def data_fingerprint(splits: Mapping[str, Sequence[str]]) -> str:

@@ -270,3 +270,20 @@ def test_reports_longer_than_the_text_tower_reads_are_counted_and_warned(caplog)
     assert "2 of 3 reports are longer than text_tower.max_length=16" in caplog.text
     caplog.clear()
     assert warn_truncated_reports(model, [short]) == 0 and caplog.text == ""
+
+
+def test_resume_with_another_schedule_says_so(records: Path, tmp_path: Path, caplog) -> None:
+    """A resume with another max_steps or learning rate went on silently: the run then follows two schedules
+    (the ablation scripts refuse their own run folders; a user extending a run gets a warning naming each change)."""
+    run = _pairs_csv(tmp_path / "pairs.csv", records, range(8))
+    base = [*PAIRS, f"data.root={run}", f"data.cache_dir={tmp_path / 'cache'}", "train.eval_every=2",
+            "train.checkpoint_every=2"]  # fmt: skip
+    out = tmp_path / "run"
+    train(load_config(SMOKE, [*base, "schedule.max_steps=2"]), output_dir=out)
+    with caplog.at_level(logging.WARNING, logger="ecglang.training.checkpoints"):
+        train(load_config(SMOKE, [*base, "schedule.max_steps=2"]), output_dir=out, resume=True)
+    assert "another schedule" not in caplog.text  # the same config: nothing to say
+    with caplog.at_level(logging.WARNING, logger="ecglang.training.checkpoints"):
+        assert train(load_config(SMOKE, [*base, "schedule.max_steps=4", "optim.lr=0.0002"]), output_dir=out,
+                     resume=True).steps == 4  # fmt: skip
+    assert "schedule/max_steps: 2 -> 4" in caplog.text and "optim/lr:" in caplog.text
