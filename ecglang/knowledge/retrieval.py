@@ -304,7 +304,7 @@ class Retriever:
             # the label's words, less those naming this group's values: what every side of it must name too
             words = {t for t in tokens if t not in _FILLER and not any(g == group for g, _ in polarity(t))}
             hits = self._other_sides(group, hits, spare, words)
-            on_label = [h.via != "hybrid" or self._names_all(h, words) for h in hits]  # code and alias: named
+            on_label = [self._on_label(h, words) for h in hits]
             sides = [self._side(h, group) if on else frozenset() for h, on in zip(hits, on_label, strict=True)]
             values = sorted({v for side in sides if len(side) == 1 for v in side})
             if len(values) < 2:
@@ -333,9 +333,13 @@ class Retriever:
         floors (right bundle branch block)."""
         return words <= self._head_sets[self._row[hit.snippet.id]]
 
+    def _on_label(self, hit: Hit, words: set[str]) -> bool:
+        """A code or alias match is named by the label; a hybrid hit must name all its `words` (`_names_all`)."""
+        return hit.via != "hybrid" or self._names_all(hit, words)
+
     def _other_sides(self, group: str, hits: list[Hit], spare: Sequence[Hit], words: set[str]) -> list[Hit]:
         """`hits`, plus the best of `spare` for each value of `group` that they miss when they name one only."""
-        sides = [self._side(h, group) for h in hits if h.via != "hybrid" or self._names_all(h, words)]
+        sides = [self._side(h, group) for h in hits if self._on_label(h, words)]
         values = {v for side in sides if len(side) == 1 for v in side}
         if len(values) != 1:
             return hits

@@ -296,7 +296,8 @@ class ZeroShotClassifier:
             for row, rid in enumerate(batch.record_ids):
                 rid = unique_id(rid or f"record{len(ids)}", seen)
                 ids.append(rid)
-                leads = lead_occlusion(self.model, self.processor, batch.views[row], label_emb, self.precision)
+                leads = lead_occlusion(self.model, self.processor, batch.views[row], label_emb, blocks[-1][row],
+                                       self.precision)  # fmt: skip
                 explanations[rid] = explain_record(batch.outputs["model"], row, batch.views[row], rid,
                                                    blocks[-1][row], specs, sent_emb,
                                                    keep_signal=len(explanations) < keep_signals,

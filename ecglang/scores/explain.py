@@ -120,9 +120,15 @@ def most_contributing_beat(beat_contributions: np.ndarray, beat_attention: np.nd
 
 
 def lead_occlusion(
-    model: Any, processor: Any, view: tuple[Ecg, BeatTokens], label_emb: torch.Tensor, precision: str = "fp32"
+    model: Any,
+    processor: Any,
+    view: tuple[Ecg, BeatTokens],
+    label_emb: torch.Tensor,
+    scores: np.ndarray,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """`[n_labels, 12]`: each label's score minus its score with one lead left out, NaN for missing leads.
+    """`[n_labels, 12]`: each label's score (`scores`, the record's `[n_labels]` cosines as already computed) minus
+    its score with one lead left out, NaN for missing leads.
 
     The record's beats are kept (the same R peaks) and each present lead in turn is masked and zeroed, as the
     processor encodes a record that lacks it; all of them in one batch through the rhythm path."""
@@ -131,7 +137,7 @@ def lead_occlusion(
     out = np.full((label_emb.shape[0], len(CANONICAL_LEADS)), np.nan, np.float32)
     if present.size == 0:
         return out
-    variants = [tokens]
+    variants = []
     for lead in present:
         beats = tokens.beats.copy()
         beats[:, lead] = 0.0
@@ -141,12 +147,12 @@ def lead_occlusion(
     signals = None
     if processor.return_signal:
         signals = [ecg.signal.astype(np.float32, copy=True) for _ in variants]
-        for signal, lead in zip(signals[1:], present, strict=True):
+        for signal, lead in zip(signals, present, strict=True):
             signal[lead] = 0.0
     batch = processor.collate(variants, signals)
     batch.update(demographic_tensors([ecg.metadata] * len(variants)))
     with encoding(model.device.type, precision):
         rhythm, _ = encode_rhythm(model, batch)
-    scores = (rhythm.float().cpu() @ label_emb.T).numpy()  # [1 + n_present, n_labels]
-    out[:, present] = (scores[0][None, :] - scores[1:]).T
+    without = (rhythm.float().cpu() @ label_emb.T).numpy()  # [n_present, n_labels]
+    out[:, present] = (np.asarray(scores, dtype=np.float32)[None, :] - without).T
     return out

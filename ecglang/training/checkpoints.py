@@ -184,10 +184,8 @@ def schedule_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
     out = []
     for section in ("schedule", "optim"):
         before, after = saved.get(section) or {}, now.get(section) or {}
-        for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key) and not (
-                isinstance(before.get(key), list) and list(after.get(key) or ()) == before.get(key)
-            ):
+        for key in sorted(set(before) | set(after)):  # `to_dict` gives lists, as YAML reads them back
+            if before.get(key) != after.get(key):
                 out.append(f"{section}/{key}: {before.get(key)} -> {after.get(key)}")
     return out
 
