@@ -86,6 +86,8 @@ class OptimSection(DictConfig):
     weight_decay: float = 0.05  # not applied to biases, norms and logit scales (parameters with ndim < 2)
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
+    # Validate and export an exponential moving average of the weights (ecglang.training.weight_ema); null: off.
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
@@ -242,6 +244,8 @@ class PretrainConfig(DictConfig):
             )
         if not all(0 <= b < 1 for b in o.betas):
             raise ConfigError(f"{where}: optim.betas must be two numbers in [0, 1), got {list(o.betas)}")
+        if o.ema_decay is not None and not 0 < o.ema_decay < 1:
+            raise ConfigError(f"{where}: optim.ema_decay must be a number in (0, 1) or null, got {o.ema_decay!r}")
 
     def _validate_data(self, where: str) -> None:
         d = self.data

@@ -19,6 +19,9 @@ with a report in it) is NaN there and left out of the step's mean.
 Resume. The loop skips the batches of the current epoch that were already trained on
 (`accelerator.skip_first_batches`); the data order and augmentations are pure functions of (seed, epoch,
 index), so a resumed run continues exactly as if it had not been stopped.
+
+Weight average (`optim.ema_decay`): updated after each optimizer step; validation and exports swap it in
+(`ecglang.training.weight_ema`), training never sees it.
 """
 
 from __future__ import annotations
@@ -177,6 +180,8 @@ class StepLoop:
             setup.optimizer.step()
             if accelerator.sync_gradients and self.objectives is not None:
                 self.objectives.update_targets()  # EMA targets follow the weights just stepped
+            if accelerator.sync_gradients and setup.weight_ema is not None:
+                setup.weight_ema.update()
             setup.scheduler.step()
             setup.optimizer.zero_grad(set_to_none=True)
         nan = out.loss.detach().new_tensor(float("nan"))

@@ -44,6 +44,7 @@ from ecglang.training.pairs import (
     ReportTokenizer,
     heldout_split,
 )
+from ecglang.training.weight_ema import WeightEMA
 
 if TYPE_CHECKING:  # for hints only: accelerate is imported where training starts
     from accelerate import Accelerator
@@ -558,6 +559,7 @@ class TrainingSetup:
     steps_per_epoch: int
     inner_model: Any  # the unwrapped model (what is hashed, saved and exported)
     objectives: PretrainObjectives | None = None  # the unwrapped model + ECG-only objectives (when any is on)
+    weight_ema: WeightEMA | None = None  # the averaged weights that validation and exports use (optim.ema_decay)
 
     @property
     def loss_names(self) -> list[str]:
@@ -635,12 +637,19 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
         )
         accelerator.register_load_state_pre_hook(lambda _models, folder: ema.load(folder))
     unwrapped = accelerator.unwrap_model(prepared)
+    weight_ema = None
+    if cfg.optim.ema_decay is not None:
+        weight_ema = WeightEMA(unwrapped, cfg.optim.ema_decay)
+        accelerator.register_save_state_pre_hook(
+            lambda _models, _weights, folder: weight_ema.save(folder) if accelerator.is_main_process else None
+        )
+        accelerator.register_load_state_pre_hook(lambda _models, folder: weight_ema.load(folder))
     return TrainingSetup(
         model=prepared, processor=processor, data=data, train_ds=train_ds, val_ds=val_ds, collate=collate,
         sampler=sampler, train_loader=train_loader, optimizer=optimizer, scheduler=scheduler,
         total_steps=total_steps, steps_per_epoch=steps_per_epoch,
         inner_model=unwrapped if objectives is None else unwrapped.model,
-        objectives=None if objectives is None else unwrapped,
+        objectives=None if objectives is None else unwrapped, weight_ema=weight_ema,
     )  # fmt: skip
 
 

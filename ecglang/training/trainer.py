@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,16 @@ class Trainer:
         """Write a checkpoint of the current step (pruned to `train.keep_last`)."""
         save_checkpoint(self.accelerator, self.output, self.state, self.cfg.train.keep_last)
 
+    def averaged(self) -> AbstractContextManager[None]:
+        """The weights that validation and exports use: the weight average when `optim.ema_decay` is set."""
+        return self.setup.weight_ema.applied() if self.setup.weight_ema is not None else nullcontext()
+
     def validate(self) -> bool:
-        """Validate, log, export the best model. Returns True when early stopping says stop."""
+        """Validate (the averaged weights, when on), log, export the best model. True when early stopping says stop."""
+        with self.averaged():
+            return self._validate()
+
+    def _validate(self) -> bool:
         setup, state, t_cfg, acc = self.setup, self.state, self.cfg.train, self.accelerator
         if len(setup.val_ds) == 0:
             return False
@@ -249,7 +258,8 @@ class Trainer:
         samples_per_s = self.loop.samples_per_s
         if self.main:
             card = self._card({"final step": state.step, "best held-out selection": state.best_metric})
-            export_model(self.setup.inner_model, output / "final", card, self.setup.processor)
+            with self.averaged():
+                export_model(self.setup.inner_model, output / "final", card, self.setup.processor)
             if logs.skipped:
                 logger.warning(
                     "%d record(s) skipped for lack of beats; listed in %s", len(logs.skipped), output / SKIPPED_CSV
