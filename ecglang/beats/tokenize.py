@@ -3,11 +3,13 @@
 Tokenization (`tokenize_beats`) cuts a fixed-duration window (`pre_s` before to `post_s` after R) for
 each beat and resamples it linearly to `beat_len` samples by index arithmetic; samples outside the
 signal are zero. When more than `max_beats` beats are found, the first `max_beats` are kept (10 s at
-220 bpm is 37 beats, so the default of 40 keeps every beat of a standard 10 s ECG).
+220 bpm is 37 beats, so the default of 40 keeps every beat of a standard 10 s ECG); `n_detected` says how
+many there were, and a warning names the record and the seconds left unread.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +19,8 @@ from ecglang.beats.detect import detect_rpeaks
 from ecglang.errors import EcgQualityError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import N_LEADS
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["BeatConfig", "BeatTokens", "detect_rpeaks", "extract_windows", "tokenize_array", "tokenize_beats"]
 
@@ -35,6 +39,11 @@ class BeatTokens:
     n_beats: int
     heart_rate: float  # bpm from median RR (nan if < 2 beats)
     consistency: float = float("nan")  # `beat_consistency` of the kept beats (nan if < 2 beats)
+    n_detected: int = -1  # beats found before the `max_beats` cut (-1: not given; then n_beats)
+
+    def __post_init__(self) -> None:
+        if self.n_detected < 0:
+            self.n_detected = self.n_beats
 
 
 def _rr_pairs(rpeaks: np.ndarray, fs: float) -> np.ndarray:
@@ -123,6 +132,11 @@ def tokenize_array(
     rr_all = _rr_pairs(all_peaks, fs)
     k = min(all_peaks.size, cfg.max_beats)  # keep the first max_beats beats
     rpeaks = all_peaks[:k]
+    if all_peaks.size > k:  # a tachycardia beyond the model's beat budget: said, not silently cut
+        logger.warning(
+            "%s: %d beats found, the model takes the first %d (max_beats); the last %.1f s are not read",
+            record or "record", all_peaks.size, k, (limit - all_peaks[k]) / fs,
+        )  # fmt: skip
     beats = np.zeros((cfg.max_beats, N_LEADS, cfg.beat_len), dtype=np.float32)
     beats[:k] = extract_windows(x, rpeaks, fs, cfg)
     beats[:, ~mask] = 0.0
@@ -150,6 +164,7 @@ def tokenize_array(
         n_beats=int(k),
         heart_rate=heart_rate,
         consistency=consistency,
+        n_detected=int(all_peaks.size),
     )
 
 

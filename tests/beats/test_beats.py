@@ -281,11 +281,21 @@ def test_windows_are_linear_resampling_with_zero_outside() -> None:
     assert cfg.offsets_s()[-1] - cfg.offsets_s()[0] == pytest.approx(0.7 * (1 - 1 / cfg.beat_len))
 
 
-def test_max_beats_keeps_the_first_beats() -> None:
+def test_max_beats_keeps_the_first_beats_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     rtimes = np.arange(0.3, 19.9, 60 / 220)  # 72 beats in 20 s
     sig = synth_ecg(rtimes, duration=20.0)
-    tokens = tokenize_array(sig, 500.0, cfg=BeatConfig(max_beats=40))
+    with caplog.at_level("WARNING", logger="ecglang.beats.tokenize"):
+        tokens = tokenize_array(sig, 500.0, cfg=BeatConfig(max_beats=40), record="fast.hea")
     assert tokens.n_beats == 40 and tokens.beat_mask.all()
+    assert tokens.n_detected == rtimes.size  # the cut is visible, not silent
+    (message,) = [r.getMessage() for r in caplog.records]
+    seconds_left = 20.0 - rtimes[40]
+    assert f"fast.hea: {rtimes.size} beats found, the model takes the first 40" in message
+    assert f"last {seconds_left:.1f} s are not read" in message
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ecglang.beats.tokenize"):
+        within = tokenize_array(sig[:, :5000], 500.0, cfg=BeatConfig(max_beats=40))
+    assert within.n_detected == within.n_beats and not caplog.records
     assert np.abs(tokens.rpeaks - rtimes[:40] * 500).max() <= 3
     # the last kept beat's next RR is the real one (to beat 41), not a copy of the previous
     assert tokens.rr[39, 1] == pytest.approx(60 / 220, rel=0.02)
