@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from ecglang import __version__
 from ecglang.core.jsonio import JsonInputError, is_count, parse_json
+from ecglang.core.parallel import bounded_map
 from ecglang.core.paths import cache_root
 from ecglang.data.fastread import read_plain_wfdb
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError
@@ -469,8 +470,9 @@ class SignalCache:
         try:
             items = ((int(r), paths[r], cfg_dict, int(seed)) for r in pending)
             # One stream over all pending rows keeps every worker busy (no wait at the end of each batch);
-            # results come back in order and are written `batch_size` at a time.
-            stream = executor.map(_process_one, items, chunksize=4) if executor else map(_process_one, items)
+            # results come back in order and are written `batch_size` at a time. Two batches in flight at most:
+            # `executor.map` would submit every pending row at once (memory grew with the record count).
+            stream = bounded_map(executor, _process_one, items, window=2 * batch_size + 4 * num_workers, chunksize=4)
             with (d / JOURNAL_FILE).open("a", encoding="utf-8") as jf:
                 for start in range(0, len(pending), batch_size):
                     rows = pending[start : start + batch_size]
