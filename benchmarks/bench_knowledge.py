@@ -263,7 +263,7 @@ def bench_labels(ctx: BenchContext) -> list[dict[str, Any]]:
     if stats.returncode != 0:
         raise RuntimeError(f"ecglang zero-shot exited with {stats.returncode}:\n{stats.output[-3000:]}")
     header = out.read_text(encoding="utf-8").splitlines()[0]
-    if header.count(",") < n:  # one column per label, beside the record id
+    if header.count(",") < n:  # one column per label, beside the record id (and its path)
         raise RuntimeError(f"the score table has {header.count(',')} label columns, not {n}")
     if ctx.quick:
         ctx.note(f"labels --quick: {n} labels (the target is for 10,000)")

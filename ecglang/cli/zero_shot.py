@@ -59,7 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cosine (ranking/AUROC), softmax (one true label), sigmoid (multi-label)",
     )
     p.add_argument("--top", type=count, default=5, help="labels shown per record (default 5)")
-    p.add_argument("--out", metavar="CSV", type=output_file, help="write the records × labels score table")
+    p.add_argument(
+        "--out",
+        metavar="CSV",
+        type=output_file,
+        help="write the score table: record, path (the file read), one column per label",
+    )
     p.add_argument(
         "--failures",
         metavar="CSV",
@@ -156,8 +161,10 @@ def _score(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
 
     if not args.quiet:
+        paths = {} if result.sources is None else result.sources
         for rid in result.scores.index:
-            print(f"\n== {rid}")
+            path = paths.get(rid)  # ids repeat across folders (`00317_lr#2`): the file says which record it is
+            print(f"\n== {rid}" + (f"  ({path})" if path else ""))
             table = result.ranked(rid).head(args.top)
             if (table["name"] == table["label"]).all():
                 table = table.drop(columns="name")
@@ -175,7 +182,7 @@ def _score(args: argparse.Namespace) -> int:
     _note_long_records(result)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        result.scores.to_csv(args.out, float_format="%.6f")
+        result.score_table().to_csv(args.out, float_format="%.6f")  # record, path (the file read), the labels
         print(f"\nscores: {args.out} ({len(result.scores)} records × {result.scores.shape[1]} labels)")
     if args.prototypes_out:
         _write_prototypes(result, Path(args.prototypes_out))

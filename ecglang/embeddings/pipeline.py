@@ -123,6 +123,7 @@ class PreparedBatch:
     failed_positions: list[int] = field(default_factory=list)  # the source index of each failure
     views: list[tuple[Ecg, BeatTokens]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # each row's record length (whole file), in seconds
+    sources: list[str | None] = field(default_factory=list)  # each row's file (`source_path`); None: in memory
 
 
 def record_seconds(ecg: Ecg) -> float:
@@ -163,6 +164,7 @@ class BatchPreparer(Dataset):
         start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
         tokens, signals, ids, positions, failures, failed, views, metadata = [], [], [], [], [], [], [], []
         seconds: list[float] = []
+        sources: list[str | None] = []
         for i in range(start, stop):
             try:  # sources return failures; a source that raises (a bug, a MemoryError) must not kill the batch
                 ecg = self.source.read(i)
@@ -185,12 +187,13 @@ class BatchPreparer(Dataset):
             positions.append(i)
             metadata.append(ecg.metadata)
             seconds.append(record_seconds(ecg))
+            sources.append(str(ecg.metadata.get("source_path") or "") or None)  # ids repeat across folders, paths not
             if self.keep_views:
                 views.append((clean.replace(metadata={**ecg.metadata, **clean.metadata}), tok))
         tensors = self.processor.collate(tokens, signals if self.processor.return_signal else None)
         trim_beat_axis(tensors)  # ship only the beat slots in use: less to pass between processes
         tensors.update(demographic_tensors(metadata))  # header age/sex: read only by a tower with demographics
-        return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views, seconds)
+        return PreparedBatch(tensors, ids, failures, stop - start, positions, failed, views, seconds, sources)
 
 
 class EncodingPreparer(BatchPreparer):
@@ -245,6 +248,7 @@ class EncodedBatch:
     outputs: dict[str, Any] = field(default_factory=dict)
     views: list[tuple[Ecg, BeatTokens]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # each row's record length (whole file), in seconds
+    sources: list[str | None] = field(default_factory=list)  # each row's file (`source_path`); None: in memory
 
 
 def encode_batches(
@@ -332,7 +336,7 @@ def _encode_prepared(
         features[key] = _stack([p[1] for p in parts])
     return EncodedBatch(prepared.record_ids, prepared.failures, prepared.n_inputs, prepared.positions,
                         prepared.failed_positions, rhythm, features, outputs, prepared.views,
-                        prepared.seconds)  # fmt: skip
+                        prepared.seconds, prepared.sources)  # fmt: skip
 
 
 def _stack(parts: list[torch.Tensor]) -> torch.Tensor:

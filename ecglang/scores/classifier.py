@@ -82,7 +82,12 @@ SCORE_MODES = ("cosine", "softmax", "sigmoid")
 
 @dataclass
 class ZeroShotResult:
-    """Scores (records × labels), the labels' prompts and snippets, failures, and optional explanations."""
+    """Scores (records × labels), the labels' prompts and snippets, failures, and optional explanations.
+
+    `sources` (indexed like `scores`): the file each record was read from (`Ecg.metadata["source_path"]`,
+    absolute), None for a record without one (an array, an `Ecg` made in memory, a `SignalCache` row). Record ids
+    are file stems, made unique with a suffix (`00317_lr#2` for a second folder's `00317_lr`): the path is what
+    joins a row back to its file."""
 
     scores: pd.DataFrame
     labels: dict[str, LabelSpec]
@@ -91,6 +96,7 @@ class ZeroShotResult:
     explanations: dict[str, dict[str, Explanation]] | None = None
     durations: pd.Series | None = None  # each scored record's length in seconds (the whole file, not the part read)
     window: tuple[float, str] | None = None  # (seconds, "start" / "center"): the part of a record the model scores
+    sources: pd.Series | None = None  # record id → the file it was read from (None: in memory)
 
     def long_records(self) -> list[str]:
         """Records longer than the part the model scores (`window`, the processor's crop): each was scored on
@@ -101,7 +107,8 @@ class ZeroShotResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (`json.dumps(result.to_dict())`), as a pipeline returns: the mode, each record's
-        scores by label, each label's name, prompts and the snippets behind it, and the failures."""
+        scores by label, each label's name, prompts and the snippets behind it, the failures, each record's length
+        (`seconds`) and file (`sources`: its path, or None for a record scored from memory)."""
         return {
             "mode": self.mode,
             "scores": {str(rid): {str(k): float(v) for k, v in row.items()} for rid, row in self.scores.iterrows()},
@@ -113,7 +120,26 @@ class ZeroShotResult:
             },
             "failures": [f.to_dict() for f in self.failures],
             "seconds": {} if self.durations is None else {str(r): float(v) for r, v in self.durations.items()},
+            "sources": {} if self.sources is None else {str(r): self._path(r) for r in self.sources.index},
         }  # fmt: skip
+
+    def _path(self, record_id: str) -> str | None:
+        """The file `record_id` was read from; None when it was scored from memory (or `sources` is unknown)."""
+        path = None if self.sources is None else self.sources.get(record_id)
+        return None if path is None or pd.isna(path) else str(path)
+
+    def _has_paths(self) -> bool:
+        return self.sources is not None and bool(self.sources.notna().any())
+
+    def score_table(self) -> pd.DataFrame:
+        """`scores` with each record's file in a `path` column first (the CLI's `--out` CSV), where any record was
+        read from a file: an id such as `00317_lr#2` does not say which folder's `00317_lr` it is. A record
+        scored from memory has an empty path beside files; when none has a file the table is `scores` as is."""
+        if not self._has_paths():
+            return self.scores
+        paths = pd.Series([self._path(r) for r in self.scores.index], index=self.scores.index, name="path",
+                          dtype=object)  # fmt: skip
+        return pd.concat([paths, self.scores], axis=1)
 
     def ranked(self, record_id: str) -> pd.DataFrame:
         """The labels of one record, best first, with their names and the snippets behind them."""
@@ -139,8 +165,9 @@ class ZeroShotResult:
 
     def prototype_table(self, label: str | None = None) -> pd.DataFrame:
         """The nearest prototypes of each record for `label` (default: each record's top label), one row per
-        prototype: record, label, beat (the record's most contributing beat), rank, prototype record and beat,
-        similarity, report. Empty when the classifier had no prototype index."""
+        prototype: record, path (as in `score_table`: only where any record was read from a file), label, beat
+        (the record's most contributing beat), rank, prototype record and beat, similarity, report. Empty when
+        the classifier had no prototype index."""
         rows = []
         for rid, exps in (self.explanations or {}).items():
             lab = label or str(self.scores.loc[rid].idxmax())
@@ -150,7 +177,10 @@ class ZeroShotResult:
                              "prototype_record": match.record_id, "prototype_beat": match.beat_index,
                              "similarity": match.similarity, "report": match.report})  # fmt: skip
         columns = ["record", "label", "beat", "rank", "prototype_record", "prototype_beat", "similarity", "report"]
-        return pd.DataFrame(rows, columns=columns)
+        table = pd.DataFrame(rows, columns=columns)
+        if self._has_paths():  # None, not NaN, for a record without a file: the table is also written as JSON
+            table.insert(1, "path", [self._path(r) for r in table["record"]])
+        return table
 
 
 def _metadata_for(items: Sequence[Any], table: Mapping[str, Mapping[str, Any]] | None) -> list[Mapping] | None:
@@ -279,6 +309,7 @@ class ZeroShotClassifier:
         sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence", progress=progress))
         ids: list[str] = []
         seconds: list[float] = []
+        sources: list[str | None] = []
         blocks: list[np.ndarray] = []
         failures: list[RecordFailure] = []
         explanations: dict[str, dict[str, Explanation]] = {}
@@ -292,6 +323,7 @@ class ZeroShotClassifier:
                 continue
             blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
             seconds.extend(batch.seconds)
+            sources.extend(batch.sources)
             nearest = self._nearest_prototypes(batch)
             for row, rid in enumerate(batch.record_ids):
                 rid = unique_id(rid or f"record{len(ids)}", seen)
@@ -302,7 +334,7 @@ class ZeroShotClassifier:
                                                    blocks[-1][row], specs, sent_emb,
                                                    keep_signal=len(explanations) < keep_signals,
                                                    beat_prototypes=nearest[row], lead_scores=leads)  # fmt: skip
-        return self._result(blocks, ids, specs, failures, mode, threshold, explanations, seconds)
+        return self._result(blocks, ids, specs, failures, mode, threshold, explanations, seconds, sources)
 
     def _nearest_prototypes(self, batch: Any) -> list[list[list[Any]] | None]:
         """For each row of an encoded batch, the nearest prototypes of each of its real beats (one FAISS search
@@ -400,6 +432,7 @@ class ZeroShotClassifier:
         """Score every record of `source` through the embedding pipeline (rhythm embeddings only)."""
         ids: list[str] = []
         seconds: list[float] = []
+        sources: list[str | None] = []
         blocks: list[np.ndarray] = []
         failures: list[RecordFailure] = []
         seen: dict[str, int] = {}
@@ -411,7 +444,8 @@ class ZeroShotClassifier:
                 blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
             ids.extend(unique_id(rid or f"record{len(ids)}", seen) for rid in batch.record_ids)
             seconds.extend(batch.seconds)
-        return self._result(blocks, ids, specs, failures, mode, threshold, None, seconds)
+            sources.extend(batch.sources)
+        return self._result(blocks, ids, specs, failures, mode, threshold, None, seconds, sources)
 
     def _result(
         self,
@@ -423,6 +457,7 @@ class ZeroShotClassifier:
         threshold: float,
         explanations: dict[str, dict[str, Explanation]] | None,
         seconds: list[float],
+        sources: list[str | None],
     ) -> ZeroShotResult:
         cos = np.concatenate(blocks) if blocks else np.zeros((0, len(specs)), np.float32)
         scores = pd.DataFrame(self._transform(cos, mode, threshold), index=pd.Index(ids, name="record"),
@@ -436,7 +471,8 @@ class ZeroShotClassifier:
             used = min(cfg.target_samples, cfg.keep_samples or cfg.target_samples)
             window = (used / cfg.target_fs, "start" if cfg.keep_samples else cfg.crop)
         durations = pd.Series(seconds, index=scores.index, dtype=float, name="seconds")
-        return ZeroShotResult(scores, specs, failures, mode, explanations, durations, window)
+        paths = pd.Series(sources, index=scores.index, dtype=object, name="path")  # object: None stays None
+        return ZeroShotResult(scores, specs, failures, mode, explanations, durations, window, paths)
 
     def _transform(self, cos: np.ndarray, mode: str, threshold: float) -> np.ndarray:
         if mode == "cosine":

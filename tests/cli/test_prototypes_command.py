@@ -35,6 +35,7 @@ def test_build_then_zero_shot_with_prototypes(ptbxl_dir: Path, tmp_path: Path, c
     assert "nearest prototypes of beat" in out
     table = json.loads(rows.read_text())
     assert len(table) == 2 and all(r["record"] == "00001_hr" for r in table)
+    assert all(Path(r["path"]).samefile(folder / "00001_hr.hea") for r in table)  # the file, as in the scores CSV
     assert {r["prototype_record"] for r in table} <= {"00002_hr", "00003_hr", "00004_hr"}
     assert all(r["report"] and 0 < r["similarity"] <= 1 for r in table)
     assert plot.is_file() and (plot.parent / "ecg_prototypes.png").stat().st_size > 10_000

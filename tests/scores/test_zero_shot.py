@@ -224,7 +224,8 @@ def test_cli_folder_with_a_corrupt_file(model_dir, records, tmp_path, capsys):
     assert status == 1
     assert "broken" in captured.err and "1 record(s) failed" in captured.err
     scores = pd.read_csv(out, index_col=0)
-    assert len(scores) == 3 and list(scores.columns) == LABELS
+    assert len(scores) == 3 and list(scores.columns) == ["path", *LABELS]  # each record's file, then the labels
+    assert all(Path(p).parent.samefile(folder) for p in scores["path"])
     failures = pd.read_csv(out.with_suffix(".failures.csv"))
     assert failures["record"].str.contains("broken").all() and len(failures) == 1
     assert len(list(tmp_path.glob("x_*.png"))) == 3

@@ -97,5 +97,5 @@ def test_zero_shot_scores_read_the_table_only_in_a_tower_with_demographics(
     said = capsys.readouterr().out
     assert "has age/sex for 2 of 2 scored record(s)" in said
     assert ("(read by this model)" in said) == demographics
-    cli_scores = np.loadtxt(out, delimiter=",", skiprows=1, usecols=(1, 2, 3))
+    cli_scores = np.loadtxt(out, delimiter=",", skiprows=1, usecols=(2, 3, 4))  # after the record and its path
     assert np.allclose(cli_scores, filled.to_numpy(), atol=1e-5)

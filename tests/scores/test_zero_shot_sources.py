@@ -1,0 +1,106 @@
+"""Every scored record names the file it was read from (`ZeroShotResult.sources`, the `path` column of
+`ecglang zero-shot --out`): two folders holding one file stem scored as `00001_hr` and `00001_hr#2`, and nothing
+said which file `00001_hr#2` was, so the scores could not be joined back to the files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecglang.cli.main import main as cli
+from ecglang.encoders.registry import create_model
+from ecglang.record.io import load_ecg
+from ecglang.scores.classifier import ZeroShotClassifier
+
+LABELS = ["normal ecg", "atrial fibrillation"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A small untrained model saved as a complete checkpoint (the CLI loads it from its folder)."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "ecglang-small"
+    create_model("ecglang-small").save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    from ecglang.encoders.modeling import load_model
+
+    return load_model(model_dir, device="cpu")
+
+
+@pytest.fixture
+def two_files(ptbxl_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """`a/00001_hr.hea` and `b/00001_hr.hea`: one stem, two different records (b's is PTB-XL's 00002_hr renamed),
+    so that a row given the wrong file also has the wrong scores."""
+    src = ptbxl_dir / "records500" / "00000"
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for suffix in (".hea", ".dat"):
+        shutil.copy(src / f"00001_hr{suffix}", a)
+    (b / "00001_hr.hea").write_text((src / "00002_hr.hea").read_text().replace("00002_hr", "00001_hr"))
+    shutil.copy(src / "00002_hr.dat", b / "00001_hr.dat")
+    return a / "00001_hr.hea", b / "00001_hr.hea"
+
+
+def test_cli_scores_csv_names_the_file_of_each_record(model_dir, two_files, tmp_path, capsys) -> None:
+    first, second = two_files
+    out = tmp_path / "scores.csv"
+    argv = ["zero-shot", str(first.parent), str(second.parent), "--labels", *LABELS, "--model", str(model_dir),
+            "--knowledge", "off", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert cli(argv) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["record", "path", *LABELS]  # the path right after the id, labels in order
+    assert list(table["record"]) == ["00001_hr", "00001_hr#2"]
+    assert Path(table["path"][0]).samefile(first) and Path(table["path"][1]).samefile(second)
+    assert out.read_text().splitlines()[1].endswith(tuple(f",{v:.6f}" for v in table[LABELS[-1]]))  # 6 decimals
+    printed = capsys.readouterr().out
+    assert f"== 00001_hr#2  ({table['path'][1]})" in printed  # the console names the file too
+
+
+@pytest.mark.parametrize("explain", [False, True], ids=["scores", "explained"])
+def test_result_sources_map_each_record_to_its_file(model, two_files, explain) -> None:
+    first, second = two_files
+    # two batches read in a worker process (the explained path reads in this one): the paths must follow the ids
+    # across batches and processes
+    clf = ZeroShotClassifier(model, knowledge=None, batch_size=1)
+    result = clf([first.parent, second.parent], labels=LABELS, explain=explain, progress=False, num_workers=1)
+    assert list(result.scores.index) == ["00001_hr", "00001_hr#2"]
+    assert result.sources is not None and result.sources.index.equals(result.scores.index)
+    assert Path(result.sources["00001_hr"]).samefile(first)
+    assert Path(result.sources["00001_hr#2"]).samefile(second)
+    alone = clf([second], labels=LABELS, progress=False)  # the row named after b's file holds b's scores
+    np.testing.assert_allclose(result.scores.loc["00001_hr#2"], alone.scores.iloc[0], rtol=0, atol=1e-6)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["sources"] == {"00001_hr": result.sources["00001_hr"], "00001_hr#2": result.sources["00001_hr#2"]}
+    table = result.score_table()
+    assert list(table.columns) == ["path", *LABELS] and table.index.name == "record"
+    assert table["path"].equals(result.sources.rename("path"))
+
+
+def test_in_memory_records_have_no_path(model, ptbxl_dir) -> None:
+    """Arrays and `Ecg`s built in memory have no file: `sources` holds None for them, and a table of such
+    records alone has no `path` column; beside files their path cells are empty."""
+    record = ptbxl_dir / "records500" / "00000" / "00001_hr"
+    ecg = load_ecg(record)
+    clf = ZeroShotClassifier(model, knowledge=None)
+    arrays = clf.score_arrays([ecg.signal], fs=ecg.fs, labels=LABELS, progress=False)
+    assert arrays.sources is not None and arrays.sources.isna().all() and list(arrays.sources.index) == ["array0"]
+    assert list(arrays.score_table().columns) == LABELS
+    assert json.loads(json.dumps(arrays.to_dict()))["sources"] == {"array0": None}
+
+    bare = ecg.replace(metadata={}, record_id="mine")  # an Ecg made in memory: no source_path
+    mixed = clf([bare, ecg.signal, record], labels=LABELS, fs=ecg.fs, progress=False)
+    assert list(mixed.scores.index) == ["mine", "array1", "00001_hr"]
+    assert mixed.sources["mine"] is None and mixed.sources["array1"] is None
+    assert Path(mixed.sources["00001_hr"]).samefile(record.with_suffix(".hea"))
+    assert mixed.score_table()["path"].tolist() == [None, None, mixed.sources["00001_hr"]]
