@@ -151,7 +151,8 @@ def _score(args: argparse.Namespace) -> int:
                  progress=not args.no_progress,
                  keep_signals=args.plot_max if args.plot else 0, metadata=table)  # fmt: skip
     if table is not None:
-        found = sum(rid in table for rid in result.scores.index)
+        # Looked up as the classifier did, by file stem: `00001_hr#2` (a second folder's 00001_hr) is 00001_hr.
+        found = sum(_stem(rid, result) in table for rid in result.scores.index)
         reads = "read by this model" if model.config.ecg_tower.get("demographics") else "not read by this model"
         line = f"metadata: {args.metadata} has age/sex for {found} of {len(result.scores)} scored record(s) ({reads})"
         if found:
@@ -202,6 +203,14 @@ def _score(args: argparse.Namespace) -> int:
             print("no record could be scored", file=sys.stderr)
         return 1
     return 0
+
+
+def _stem(record_id: str, result) -> str:
+    """The file stem of a scored record (its id without the `#2` of a repeated stem), else the id itself."""
+    from ecglang.record.ecg import record_id_of
+
+    path = None if result.sources is None else result.sources.get(record_id)
+    return record_id_of(Path(path)) if isinstance(path, str) else record_id
 
 
 def _note_long_records(result) -> None:

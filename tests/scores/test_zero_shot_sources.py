@@ -104,3 +104,15 @@ def test_in_memory_records_have_no_path(model, ptbxl_dir) -> None:
     assert mixed.sources["mine"] is None and mixed.sources["array1"] is None
     assert Path(mixed.sources["00001_hr"]).samefile(record.with_suffix(".hea"))
     assert mixed.score_table()["path"].tolist() == [None, None, mixed.sources["00001_hr"]]
+
+
+def test_metadata_count_reads_a_repeated_stem_by_its_file(model_dir, two_files, tmp_path, capsys) -> None:
+    """Both records are `00001_hr` on disk and the table has that stem: 2 of 2 were covered (the count looked up
+    the suffixed id `00001_hr#2` and said 1 of 2, while the scores used the table for both)."""
+    first, second = two_files
+    table = tmp_path / "demo.csv"
+    table.write_text("id,age,sex\n00001_hr,61,F\n")
+    argv = ["zero-shot", str(first.parent), str(second.parent), "--labels", *LABELS, "--model", str(model_dir),
+            "--knowledge", "off", "--metadata", str(table), "--quiet", "--no-progress"]  # fmt: skip
+    assert cli(argv) == 0
+    assert "has age/sex for 2 of 2 scored record(s)" in capsys.readouterr().out
