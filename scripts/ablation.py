@@ -379,6 +379,48 @@ def decision(by_variant: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def plot_seeds(groups: dict[str, list[dict]], target: Path) -> None:
+    """`target` (PNG): each run's mean of the four sets by variant, one marker per seed, ecglang-mini's spread as a
+    band (left); each run minus ecglang-mini's run of the same seed (right). The table's figures, to be seen."""
+    from matplotlib.figure import Figure  # here: the table alone needs no plotting; Figure needs no GUI backend
+
+    incumbent = THREE_SEEDS[0]
+    order = [v for v in THREE_SEEDS if v in groups] + sorted(v for v in groups if v not in THREE_SEEDS)
+    seeds = sorted({r["seed"] for g in groups.values() for r in g})
+    markers, colors = "osD^v<>ph*", [f"C{i}" for i in range(10)]
+    style = {s: (markers[i % len(markers)], colors[i % len(colors)]) for i, s in enumerate(seeds)}
+    fig = Figure(figsize=(12, 5.2), layout="constrained")
+    left, right = fig.subplots(1, 2, sharex=True)
+    base = {r["seed"]: per_seed_means([r])[0] for r in groups.get(incumbent, [])}
+    if base:
+        left.axhspan(min(base.values()), max(base.values()), color="0.9", zorder=0,
+                     label=f"{incumbent}: min–max over seeds")  # fmt: skip
+    for x, variant in enumerate(order):
+        for r in groups[variant]:
+            marker, color = style[r["seed"]]
+            offset = 0.08 * (seeds.index(r["seed"]) - (len(seeds) - 1) / 2)
+            value = per_seed_means([r])[0]
+            left.scatter(x + offset, value, marker=marker, color=color, s=28, zorder=3)
+            if r["seed"] in base and variant != incumbent:
+                right.scatter(x + offset, value - base[r["seed"]], marker=marker, color=color, s=28, zorder=3)
+        rnd = statistics.fmean(statistics.fmean(r[n]["random"]["point"] for n in LABEL_SETS) for r in groups[variant])
+        left.scatter(x, rnd, marker="_", color="0.45", s=120, zorder=2)
+    for s in seeds:
+        marker, color = style[s]
+        left.scatter([], [], marker=marker, color=color, label=f"seed {s}")
+    left.scatter([], [], marker="_", color="0.45", s=120, label="random encoder (mean)")
+    left.set_ylabel("zero-shot macro AUROC on fold 8, mean of the four sets")
+    left.set_title("each run")
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncol=len(seeds) + 2, fontsize=8)
+    right.axhline(0.0, color="0.3", lw=0.8)
+    right.set_ylabel(f"minus {incumbent}'s run of the same seed")
+    right.set_title(f"seed by seed, against {incumbent}")
+    for ax in (left, right):
+        ax.set_xticks(range(len(order)), order, rotation=40, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(target, dpi=110)
+
+
 def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> None:
     """docs/ABLATION.md: one line per run, then per-variant means with the spread between seeds. `elsewhere`:
     runs at other schedules, summarised in the notes and never compared with this table."""
@@ -405,9 +447,13 @@ def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> 
             + f" | {recall_pair(m)} | {recall_pair(z)} | {probe_cells}"
             + f" | {r['train_s']:.0f} |"
         )  # fmt: skip
-    lines += ["", "## Mean over seeds (point estimates) and spread between seeds (max − min)", ""]
-    lines += ["| variant | seeds | " + " | ".join(LABEL_SETS) + " | mean of the four |", "|---|---|" + "---|" * 5]
     groups = group_by_variant(rows)
+    figure = target.with_suffix(".png")
+    plot_seeds(groups, figure)
+    lines += ["", "## Mean over seeds (point estimates) and spread between seeds (max − min)", ""]
+    lines += [f"![Each run's mean of the four sets, by variant and seed; right: minus ecglang-mini's run of the same "
+              f"seed]({figure.name})", ""]  # fmt: skip
+    lines += ["| variant | seeds | " + " | ".join(LABEL_SETS) + " | mean of the four |", "|---|---|" + "---|" * 5]
     for variant, group in groups.items():
         lines.append(f"| {variant} | {len(group)} | " + " | ".join(mean_cells(group)) + " |")
     lines += ["", "## Decision", "", *decision(groups)]

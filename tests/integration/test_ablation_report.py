@@ -31,6 +31,9 @@ def test_report_only_gives_means_spreads_and_says_what_is_missing(tmp_path: Path
     assert "| ecglang-mini | 3 | 0.720 ± 0.040 |" in text  # mean of the seeds and their max − min
     assert "**Incomplete:** resnet-baseline (0 seed(s)), neighbourhood (0 seed(s)), lead-group (0 seed(s))," in text
     assert "no default is chosen" in text
+    # the same figures drawn: a PNG beside the table, linked from it
+    assert (tmp_path / "ABLATION.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "seed](ABLATION.png)" in text
 
 
 def test_runs_at_another_schedule_are_never_mixed_into_the_table(tmp_path: Path) -> None:
