@@ -69,3 +69,17 @@ def tiny_model():
         return create_model("ecglang-small", **{**TINY_TOWER, "ecg_tower": tower}).eval()
 
     return make
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained model (`ecglang-small`, seed 0) saved as a complete checkpoint, one per test module:
+    tests must not depend on the bundled one, and a module may alter its copy."""
+    import torch
+
+    from ecglang.encoders.registry import create_model
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "ecglang-small"
+    create_model("ecglang-small").save_pretrained(out)
+    return out

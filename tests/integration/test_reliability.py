@@ -175,15 +175,6 @@ def cases(tmp_path_factory) -> dict[str, Case]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A small untrained model saved as a complete checkpoint."""
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "ecglang-small"
-    create_model("ecglang-small").save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def model(model_dir) -> EcgLangModel:
     return EcgLangModel.from_pretrained(model_dir)
 

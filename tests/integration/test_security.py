@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import wfdb
 from transformers import AutoModel
 
@@ -25,7 +24,6 @@ import ecglang
 from ecglang.cli.main import main as cli
 from ecglang.data.builders import build_ptbxl
 from ecglang.encoders.modeling import EcgLangConfig, EcgLangModel
-from ecglang.encoders.registry import create_model
 from ecglang.errors import EcgReadError, KnowledgeError, ModelLoadError, PromptError
 from ecglang.knowledge.index import KnowledgeBase
 from ecglang.record.io import load_ecg
@@ -51,14 +49,6 @@ class _Payload:
 def _code_payload(marker: Path) -> str:
     """Python source that creates `marker` if anything ever evaluates it."""
     return f"__import__('pathlib').Path({str(marker)!r}).touch()"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "ecglang-small"
-    create_model("ecglang-small").save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

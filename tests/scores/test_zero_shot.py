@@ -12,22 +12,12 @@ import pytest
 import torch
 
 from ecglang.cli.main import main as cli
-from ecglang.encoders.registry import create_model
 from ecglang.errors import ConfigError, PromptError
 from ecglang.record.io import load_ecg
 from ecglang.scores.classifier import ZeroShotClassifier
 from ecglang.scores.labels import clear_prompt_cache
 
 LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A small untrained model saved as a complete checkpoint (tests must not depend on the bundled one)."""
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "ecglang-small"
-    create_model("ecglang-small").save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

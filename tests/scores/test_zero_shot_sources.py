@@ -11,23 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from ecglang.cli.main import main as cli
-from ecglang.encoders.registry import create_model
 from ecglang.record.io import load_ecg
 from ecglang.scores.classifier import ZeroShotClassifier
 
 LABELS = ["normal ecg", "atrial fibrillation"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A small untrained model saved as a complete checkpoint (the CLI loads it from its folder)."""
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "ecglang-small"
-    create_model("ecglang-small").save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
