@@ -134,10 +134,13 @@ class ZeroShotResult:
     def score_table(self) -> pd.DataFrame:
         """`scores` with each record's file in a `path` column first (the CLI's `--out` CSV), where any record was
         read from a file: an id such as `00317_lr#2` does not say which folder's `00317_lr` it is. A record
-        scored from memory has an empty path beside files; when none has a file the table is `scores` as is."""
+        scored from memory has an empty path beside files; when none has a file the table is `scores` as is.
+        Where a label is itself called "path", the file column is `record_path` (two columns of one name would
+        read back as one)."""
         if not self._has_paths():
             return self.scores
-        paths = pd.Series([self._path(r) for r in self.scores.index], index=self.scores.index, name="path",
+        name = "record_path" if "path" in self.scores.columns else "path"
+        paths = pd.Series([self._path(r) for r in self.scores.index], index=self.scores.index, name=name,
                           dtype=object)  # fmt: skip
         return pd.concat([paths, self.scores], axis=1)
 

@@ -105,3 +105,11 @@ def test_metadata_count_reads_a_repeated_stem_by_its_file(model_dir, two_files, 
             "--knowledge", "off", "--metadata", str(table), "--quiet", "--no-progress"]  # fmt: skip
     assert cli(argv) == 0
     assert "has age/sex for 2 of 2 scored record(s)" in capsys.readouterr().out
+
+
+def test_a_label_called_path_keeps_its_column(model, two_files) -> None:
+    result = ZeroShotClassifier(model, knowledge=False)([str(p) for p in two_files], labels=["path", "sinus rhythm"],
+                                                       progress=False)  # fmt: skip
+    table = result.score_table()
+    assert list(table.columns) == ["record_path", "path", "sinus rhythm"]
+    assert table["path"].tolist() == result.scores["path"].tolist()  # the label's scores, not the files
