@@ -9,6 +9,10 @@ other jobs the wall rate of 2 workers is capped by the free cores. Projection: 8
 
     python benchmarks/run.py --only prepare          # 2,000 records; ECGLANG_BENCH_PREPARE=4000 for others
     python benchmarks/bench_prepare.py [N]           # standalone, prints the rows
+
+Memory: the builder streams its pending rows to the workers; a row beside the throughput rows measures the
+parent's peak RSS growth over 200,000 rows' arguments with `core.parallel.bounded_map` against
+`ProcessPoolExecutor.map` (which submits every row before the first result), each in its own child process.
 """
 
 from __future__ import annotations
@@ -79,18 +83,69 @@ def measure(work: Path, n: int, workers_list: tuple[int, ...] = (1, 2)) -> list[
     return rows
 
 
+def _row_number(args: tuple) -> int:
+    return args[0]
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
+
+
+def stream_child(mode: str, n: int) -> None:
+    """In a child process (its own peak RSS): `n` pending rows' arguments, shaped as the cache builder submits
+    them, through 2 workers that only return the row number; prints the parent's peak RSS growth in MB."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ecglang.core.parallel import bounded_map
+    from ecglang.signal.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig().to_dict()
+    rows = ((i, f"/data/mimic-iv-ecg/files/p{1000 + i // 10000}/p{10**7 + i}/s{4 * 10**7 + i}/{4 * 10**7 + i}", cfg, 0)
+            for i in range(n))  # fmt: skip
+    before = _status_mb("VmRSS")
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        if mode == "map":  # what the builder did before: every row submitted up front
+            stream = pool.map(_row_number, rows, chunksize=4)
+        else:
+            stream = bounded_map(pool, _row_number, rows, window=2 * 64 + 8, chunksize=4)
+        assert sum(1 for _ in stream) == n
+    print(f"{_status_mb('VmHWM') - before:.1f}")
+
+
+def stream_memory(n: int) -> dict[str, Any]:
+    """Peak parent RSS growth streaming `n` pending rows: `bounded_map` against `Executor.map`, side by side."""
+    import subprocess
+
+    grown = {}
+    for mode in ("bounded", "map"):
+        out = subprocess.run([sys.executable, __file__, "--stream", mode, str(n)], capture_output=True, text=True,
+                             check=True)  # fmt: skip
+        grown[mode] = float(out.stdout.strip().splitlines()[-1])
+    bounded, full = grown["bounded"], grown["map"]
+    return {
+        "records": n, "workers": 2, "case": "pending-row stream: parent peak RSS growth (MB)",
+        "ours": f"bounded_map {bounded:.1f} MB", "baseline": f"Executor.map {full:.1f} MB",
+        "target": "bounded: < 10 MB at any record count", "measured": round(bounded, 1),
+        "met": "yes" if bounded < 10 else "no",
+    }  # fmt: skip
+
+
 def bench_prepare(ctx: BenchContext) -> list[dict[str, Any]]:
     n = int(os.environ.get("ECGLANG_BENCH_PREPARE", "200" if ctx.quick else "2000"))
     ctx.note(
         "prepare: records/s per worker = records / the workers' CPU seconds; wall rate beside it "
         "(capped by free cores on a shared machine)"
     )
-    return measure(ctx.work("prepare"), n)
+    return [*measure(ctx.work("prepare"), n), stream_memory(20_000 if ctx.quick else 200_000)]
 
 
 BENCHMARKS = {"prepare": bench_prepare}
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--stream"]:
+        stream_child(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
     import tempfile
 
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
