@@ -165,8 +165,8 @@ def resume_point(
         changed = schedule_changes(output / RESOLVED_CONFIG, cfg)
         if changed:  # allowed (training longer is a reason to resume), but the run is no longer one schedule
             logger.warning(
-                "--resume with another schedule or optimizer than %s was started with (%s): from step %d the "
-                "learning rate follows the new values", output, "; ".join(changed), state.step,
+                "--resume with another schedule or optimizer than %s was started with (%s): the new values hold "
+                "from step %d", output, "; ".join(changed), state.step,
             )  # fmt: skip
     return ckpt, state
 

@@ -643,7 +643,8 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
         accelerator.register_save_state_pre_hook(
             lambda _models, _weights, folder: weight_ema.save(folder) if accelerator.is_main_process else None
         )
-        accelerator.register_load_state_pre_hook(lambda _models, folder: weight_ema.load(folder))
+        # A checkpoint without one (the run was started without it): `Trainer` restarts it from the loaded weights.
+        accelerator.register_load_state_pre_hook(lambda _models, folder: weight_ema.load(folder, missing_ok=True))
     return TrainingSetup(
         model=prepared, processor=processor, data=data, train_ds=train_ds, val_ds=val_ds, collate=collate,
         sampler=sampler, train_loader=train_loader, optimizer=optimizer, scheduler=scheduler,

@@ -48,6 +48,7 @@ from ecglang.training.loop import StepLoop
 from ecglang.training.objectives import heldout_objective_loss
 from ecglang.training.setup import build_training, create_accelerator, resolve_data_path
 from ecglang.training.validation import evaluate
+from ecglang.training.weight_ema import WEIGHT_EMA_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +136,29 @@ class Trainer:
                     "with; reinstall the same text model package version to resume",
                 )
             load_checkpoint(self.accelerator, self.setup.model, ckpt)
+            self._resume_weight_ema(ckpt)
             logger.info(
                 "resumed from %s (step %d, epoch %d, batch %d)", ckpt, state.step, state.epoch, state.batch_in_epoch
             )
         state.frozen_sha256 = frozen
         state.data_sha256, state.data_counts = data_fingerprint(splits), {k: len(v) for k, v in splits.items()}
+
+    def _resume_weight_ema(self, ckpt: Path) -> None:
+        """`optim.ema_decay` turned on or off on --resume: the average starts now, or is left unused; said."""
+        ema, saved, step = self.setup.weight_ema, (ckpt / WEIGHT_EMA_FILE).is_file(), self.state.step
+        if ema is not None and not saved:
+            ema.restart()  # from the weights just loaded, on every process alike
+            if self.main:
+                logger.warning(
+                    "%s has no weight average (the run was started without optim.ema_decay): the average starts "
+                    "from the weights of step %d", ckpt, step,
+                )  # fmt: skip
+        elif ema is None and saved and self.main:
+            logger.warning(
+                "%s holds a weight average, but optim.ema_decay is not set: from step %d validation, best/ and "
+                "final/ use the trained weights (the best so far, step %s, was selected on the average)",
+                ckpt, step, self.state.best_step,
+            )  # fmt: skip
 
     def _open_logs(self, resumed_step: int | None) -> None:
         cfg, setup = self.cfg, self.setup

@@ -6,7 +6,8 @@ simplest form) smooths it. Only trainable parameters are averaged: frozen tensor
 
 The average lives beside the model as plain tensors. `applied()` swaps it into the model for validation and
 export and swaps the trained weights back afterwards, so the optimizer never sees it. Checkpoints keep it in
-`weight_ema.safetensors` (never a pickle) through accelerate's save/load hooks.
+`weight_ema.safetensors` (never a pickle) through accelerate's save/load hooks. A run resumed with the average on
+from a checkpoint without one (started without `optim.ema_decay`) starts it from the resumed weights (`restart`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class WeightEMA:
         self.decay = float(decay)
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.average = {n: p.detach().clone() for n, p in self.params.items()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def restart(self) -> None:
+        """Start the average again from the model's weights (a resumed run that had none)."""
+        for n, p in self.params.items():
+            self.average[n].copy_(p.detach())
         self.updates = 0
 
     def current_decay(self) -> float:
@@ -69,10 +77,13 @@ class WeightEMA:
         tensors = {n: t.detach().cpu().contiguous() for n, t in self.average.items()}
         save_file(tensors, str(Path(folder) / WEIGHT_EMA_FILE), metadata={"updates": str(self.updates)})
 
-    def load(self, folder: str | Path) -> None:
-        """Restore the average from `folder/weight_ema.safetensors`; a missing or partial file is an error."""
+    def load(self, folder: str | Path, missing_ok: bool = False) -> bool:
+        """Restore the average from `folder/weight_ema.safetensors`; a partial file is an error, a missing one too
+        unless `missing_ok` (then False: nothing was loaded)."""
         path = Path(folder) / WEIGHT_EMA_FILE
         if not path.is_file():
+            if missing_ok:
+                return False
             raise ModelLoadError(
                 path,
                 "the checkpoint has no weight average, but optim.ema_decay is set: resume with the config the run "
@@ -95,6 +106,7 @@ class WeightEMA:
                 raise ModelLoadError(path, f"{n}: shape {tuple(t.shape)}, the model has {tuple(self.average[n].shape)}")
             self.average[n].copy_(t)
         self.updates = updates
+        return True
 
 
 __all__ = ["WEIGHT_EMA_FILE", "WeightEMA"]

@@ -3,6 +3,7 @@ the model, its file in checkpoints, and a pretraining run that validates and exp
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -136,3 +137,46 @@ def test_resume_restores_the_average(ema_run: tuple[Path, Path], ptbxl_dir: Path
     expected, got = (_tensors(o / "checkpoint-8" / WEIGHT_EMA_FILE) for o in (reference, out))
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def _resume(src: Path, out: Path, ptbxl_dir: Path, cache: Path, extra: list[str], caplog) -> list[str]:
+    """Copy a finished run, drop its last checkpoint and resume it at step 6 with `extra`; the warnings logged."""
+    shutil.copytree(src, out)
+    shutil.rmtree(out / "checkpoint-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ecglang"):
+        train(load_config(SMOKE, [f"data.root={ptbxl_dir}", f"data.cache_dir={cache}", *extra]), output_dir=out,
+              resume=True)  # fmt: skip
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.shared_data
+def test_resume_turns_the_average_on_from_the_resumed_weights(
+    ema_run: tuple[Path, Path], ptbxl_dir: Path, tmp_path: Path, caplog
+) -> None:
+    """docs/TRAINING.md: another `optim.*` on --resume is allowed with a warning. A run started without the
+    average and resumed with it starts the average at the resumed step (it was a ModelLoadError telling the user
+    to resume with the old config, after a warning that the change was accepted)."""
+    _, cache = ema_run
+    plain = tmp_path / "plain"
+    train(load_config(SMOKE, [f"data.root={ptbxl_dir}", f"data.cache_dir={cache}"]), output_dir=plain)
+    assert not (plain / "checkpoint-8" / WEIGHT_EMA_FILE).exists()
+    warnings = _resume(plain, tmp_path / "run", ptbxl_dir, cache, EMA_RUN, caplog)
+    assert any("no weight average" in w and "starts from the weights of step 6" in w for w in warnings), warnings
+    assert not any("learning rate follows" in w for w in warnings), warnings  # the learning rate did not change
+    with safe_open(str(tmp_path / "run" / "checkpoint-8" / WEIGHT_EMA_FILE), framework="pt") as f:
+        assert f.metadata()["updates"] == "2"  # steps 7 and 8: the average began at step 6
+
+
+@pytest.mark.shared_data
+def test_resume_without_the_average_says_it_is_left_unused(
+    ema_run: tuple[Path, Path], ptbxl_dir: Path, tmp_path: Path, caplog
+) -> None:
+    """Resumed without `optim.ema_decay`, the checkpoint's average is dropped: said, with what it means for
+    validation and exports (before: only "the learning rate follows the new values", which it does not)."""
+    reference, cache = ema_run
+    warnings = _resume(reference, tmp_path / "run", ptbxl_dir, cache, [], caplog)
+    assert any(
+        "weight average" in w and "optim.ema_decay is not set" in w and "the trained weights" in w for w in warnings
+    ), warnings
+    assert not any("learning rate follows" in w for w in warnings), warnings
