@@ -28,7 +28,8 @@ def bounded_map(
     executor: Executor | None, fn: Callable[[T], R], items: Iterable[T], window: int, chunksize: int = 1
 ) -> Iterator[R]:
     """`fn(item)` for each item, results in input order, at most `window` items (rounded up to whole chunks)
-    submitted and not yet consumed. Without an executor, a plain lazy `map`."""
+    submitted and not yet consumed. Without an executor, a plain lazy `map`. When the consumer stops early (the
+    generator is closed or dropped), the tasks not yet started are cancelled, as `Executor.map` does."""
     if window < 1 or chunksize < 1:
         raise ValueError(f"window and chunksize must be >= 1, got {window}, {chunksize}")
     if executor is None:
@@ -37,16 +38,20 @@ def bounded_map(
     source = iter(items)
     chunks = iter(lambda: list(islice(source, chunksize)), [])
     in_flight: deque[Future[list[R]]] = deque()
-    for chunk in chunks:
-        in_flight.append(executor.submit(apply_each, fn, chunk))
-        if len(in_flight) * chunksize >= window:
-            break
-    while in_flight:
-        results = in_flight.popleft().result()
-        for chunk in chunks:  # refill before yielding, so the workers stay busy while the consumer writes
+    try:
+        for chunk in chunks:
             in_flight.append(executor.submit(apply_each, fn, chunk))
-            break
-        yield from results
+            if len(in_flight) * chunksize >= window:
+                break
+        while in_flight:
+            results = in_flight.popleft().result()
+            for chunk in chunks:  # refill before yielding, so the workers stay busy while the consumer writes
+                in_flight.append(executor.submit(apply_each, fn, chunk))
+                break
+            yield from results
+    finally:  # the consumer stopped early (break, error, Ctrl-C): as `Executor.map`, the tasks not started go
+        for future in in_flight:
+            future.cancel()
 
 
 __all__ = ["apply_each", "bounded_map"]

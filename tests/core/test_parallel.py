@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,3 +60,32 @@ def test_a_task_error_reaches_the_consumer() -> None:
         list(bounded_map(pool, fail_on_three, range(10), window=2))
     with pytest.raises(ValueError, match="window"):
         next(bounded_map(None, _square, range(3), window=0))
+
+
+@pytest.mark.parametrize("stop", ["close", "error"])
+def test_a_consumer_that_stops_leaves_no_queued_work(stop: str) -> None:
+    """As `Executor.map` does: when the consumer stops (a `break`, an exception while writing a batch), the
+    tasks not started are cancelled, not run to the end of the window (here 40 items, one worker)."""
+    calls = 0
+    lock = threading.Lock()
+
+    def slow(x: int) -> int:
+        nonlocal calls
+        with lock:
+            calls += 1
+        time.sleep(0.01)
+        return x
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        if stop == "close":
+            stream = bounded_map(pool, slow, range(1000), window=40)
+            assert next(stream) == 0
+            stream.close()
+        else:
+            with pytest.raises(RuntimeError, match="disk full"):
+                for _ in bounded_map(pool, slow, range(1000), window=40):
+                    raise RuntimeError("disk full")
+    finally:
+        pool.shutdown(wait=True)  # no cancel_futures: what is still queued runs
+    assert calls <= 3, calls
