@@ -154,10 +154,11 @@ class Trainer:
                     "from the weights of step %d", ckpt, step,
                 )  # fmt: skip
         elif ema is None and saved and self.main:
+            best = self.state.best_step
             logger.warning(
                 "%s holds a weight average, but optim.ema_decay is not set: from step %d validation, best/ and "
-                "final/ use the trained weights (the best so far, step %s, was selected on the average)",
-                ckpt, step, self.state.best_step,
+                "final/ use the trained weights%s", ckpt, step,
+                "" if best is None else f" (best/ so far, step {best}, holds the average it was selected on)",
             )  # fmt: skip
 
     def _open_logs(self, resumed_step: int | None) -> None:
