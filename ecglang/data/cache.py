@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -163,6 +164,13 @@ def _records(source: RecordSource) -> tuple[list[str], list[str]]:
                 )
             first[rid] = row
     return ids, paths
+
+
+def _ignore_interrupts() -> None:
+    """Worker initializer: a Ctrl-C sends SIGINT to the whole process group, and only the builder acts on it (it
+    cancels what is queued and shuts the pool down). A worker that raised KeyboardInterrupt died wherever it was,
+    which broke the pool and could leave the builder waiting at exit for the worker that survived."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _process_one(
@@ -466,7 +474,9 @@ class SignalCache:
         n_done = n - len(pending)
         zero_row = np.zeros((N_LEADS, t), dtype=np.float16)
         bar = tqdm(total=n, initial=n_done, desc="caching signals", unit="rec", disable=not progress)
-        executor = ProcessPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
+        executor = (
+            ProcessPoolExecutor(max_workers=num_workers, initializer=_ignore_interrupts) if num_workers > 0 else None
+        )
         try:
             items = ((int(r), paths[r], cfg_dict, int(seed)) for r in pending)
             # One stream over all pending rows keeps every worker busy (no wait at the end of each batch);
