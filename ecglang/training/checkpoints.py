@@ -1,7 +1,8 @@
 """Training checkpoints: the trainer state, atomic save / verify / resume / prune, and model exports.
 
-`checkpoint-<step>/` holds `accelerator.save_state` (the model's trainable weights, optimiser, scheduler, RNG
-states of every process; the frozen pretrained text weights are rebuilt on resume and checked against a hash),
+`checkpoint-<step>/` holds `accelerator.save_state` (the model's trainable weights and BatchNorm running
+statistics, optimiser, scheduler, RNG states of every process; the frozen pretrained text weights are rebuilt on
+resume and checked against a hash),
 `trainer_state.json` and `checksums.json` (sha256 of every file). It is written as `checkpoint-<step>.tmp/`
 (a name every process knows, since each writes its RNG state there) and swapped in by
 `ecglang.core.atomic.swap_in` only when complete; `.tmp` folders are removed on resume. Exports (`best/`,
@@ -211,13 +212,31 @@ def check_same_data(ckpt: Path, state: TrainerState, splits: Mapping[str, Sequen
 
 
 # ---------------------------------------------------------------------------------------- frozen weights
+def running_statistics(model: torch.nn.Module) -> set[str]:
+    """Buffers that training changes besides the parameters: the running statistics (`running_mean`,
+    `running_var`, `num_batches_tracked`) of normalisation layers whose own parameters train (the ResNet
+    baseline's BatchNorm). A frozen copy's (an EMA target tower) are not: they are saved with it."""
+    names = set()
+    for prefix, module in model.named_modules():
+        if getattr(module, "track_running_stats", False) and any(
+            p.requires_grad for p in module.parameters(recurse=False)
+        ):
+            names.update(f"{prefix}.{name}" if prefix else name for name, _ in module.named_buffers(recurse=False))
+    return names
+
+
+def checkpoint_keys(model: torch.nn.Module) -> set[str]:
+    """The tensors a checkpoint holds: the trainable parameters and the running statistics."""
+    return {n for n, p in model.named_parameters() if p.requires_grad} | running_statistics(model)
+
+
 def frozen_sha256(model: torch.nn.Module) -> str:
-    """Hash of every frozen tensor (the pretrained text model under LoRA, BatchNorm buffers): checkpoints leave
-    them out, so a resume must rebuild exactly the same ones."""
+    """Hash of every tensor a checkpoint leaves out (the pretrained text model under LoRA and its buffers): a
+    resume must rebuild exactly the same ones."""
     h = hashlib.sha256()
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    saved = checkpoint_keys(model)
     for name, tensor in model.state_dict().items():
-        if name not in trainable:
+        if name not in saved:
             h.update(name.encode())
             # reshape(-1): a 0-d tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes directly
             h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -225,14 +244,14 @@ def frozen_sha256(model: torch.nn.Module) -> str:
 
 
 def drop_frozen_weights(models: list[torch.nn.Module], weights: list[dict[str, Any]], _: str) -> None:
-    """`accelerator.save_state` pre-hook: keep only trainable tensors in the saved model state. Frozen ones
-    (87 MB of MiniLM under LoRA) are rebuilt by `build_model`; `frozen_sha256` guards that on resume."""
+    """`accelerator.save_state` pre-hook: keep only `checkpoint_keys` (trainable tensors and running statistics)
+    in the saved model state. Frozen ones (87 MB of MiniLM under LoRA) are rebuilt by `build_model`;
+    `frozen_sha256` guards that on resume."""
     from accelerate.utils import extract_model_from_parallel  # accelerate is slow to import; loaded when saving
 
     for model, state in zip(models, weights, strict=True):
-        inner = extract_model_from_parallel(model)  # saved keys are those of the unwrapped model
-        trainable = {n for n, p in inner.named_parameters() if p.requires_grad}
-        for key in [k for k in state if k not in trainable]:
+        kept = checkpoint_keys(extract_model_from_parallel(model))  # saved keys are those of the unwrapped model
+        for key in [k for k in state if k not in kept]:
             del state[key]
 
 
@@ -248,9 +267,9 @@ def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, ckpt: Path
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise ModelLoadError(weights, f"cannot read the checkpoint weights: {exc}") from exc
     inner = accelerator.unwrap_model(model)  # accelerate saves and loads the unwrapped model's keys
-    trainable = {n for n, p in inner.named_parameters() if p.requires_grad}
-    if saved != trainable:
-        missing, unexpected = sorted(trainable - saved)[:3], sorted(saved - trainable)[:3]
+    expected = checkpoint_keys(inner)
+    if saved != expected:
+        missing, unexpected = sorted(expected - saved)[:3], sorted(saved - expected)[:3]
         raise ModelLoadError(
             weights, f"checkpoint does not match the model: missing {missing}, unexpected {unexpected}"
         )
@@ -287,6 +306,7 @@ __all__ = [
     "TRAINER_STATE",
     "TrainerState",
     "check_same_data",
+    "checkpoint_keys",
     "checkpoint_step",
     "config_identity",
     "data_fingerprint",
@@ -298,6 +318,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "resume_point",
+    "running_statistics",
     "save_checkpoint",
     "verify_checkpoint",
 ]

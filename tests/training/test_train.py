@@ -167,22 +167,24 @@ def test_config_round_trips_through_dict() -> None:
         config_from_tree({**tree, "source": "y"}, source="x.yaml")
 
 
-def test_frozen_hash_covers_batchnorm_buffers() -> None:
-    """The MERL ResNet baseline has BatchNorm: its 0-d `num_batches_tracked` buffer broke the hash (issue 13, 11a)."""
+def test_checkpoints_keep_running_statistics_and_the_frozen_hash_the_rest() -> None:
+    """The MERL ResNet baseline has BatchNorm. Its running statistics change in training, so checkpoints keep
+    them (they were dropped as 'frozen', and a resumed run restarted them from 0 and 1); the frozen hash covers
+    what checkpoints leave out (a frozen layer's own BatchNorm included, 0-d `num_batches_tracked` too)."""
     import torch
 
-    from ecglang.training.checkpoints import frozen_sha256
+    from ecglang.training.checkpoints import checkpoint_keys, frozen_sha256, running_statistics
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3), torch.nn.BatchNorm1d(4))
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3), torch.nn.BatchNorm1d(4), torch.nn.BatchNorm1d(4))
+    model[2].requires_grad_(False)  # a frozen layer: its statistics are the frozen hash's, not the checkpoint's
+    assert running_statistics(model) == {"1.running_mean", "1.running_var", "1.num_batches_tracked"}
+    assert checkpoint_keys(model) == {"0.weight", "0.bias", "1.weight", "1.bias", *running_statistics(model)}
     before = frozen_sha256(model)
-    assert before == frozen_sha256(model)
-    model.train()(torch.randn(3, 2, 8))  # updates the running statistics and num_batches_tracked
+    model[1].train()(torch.randn(3, 4, 6))  # the trained layer's statistics move: not a frozen-weight change
+    assert frozen_sha256(model) == before
+    model[2].train()(torch.randn(3, 4, 6))  # the frozen layer's move: the hash sees it
     assert frozen_sha256(model) != before
-    model[1].num_batches_tracked.zero_()
-    model[1].running_mean.zero_()
-    model[1].running_var.fill_(1.0)
-    assert frozen_sha256(model) == before  # only the buffers moved, and they are back
 
 
 def test_merl_baseline_pretrains(overrides: list[str], tmp_path: Path) -> None:
@@ -194,6 +196,30 @@ def test_merl_baseline_pretrains(overrides: list[str], tmp_path: Path) -> None:
     assert np.isfinite(_losses(tmp_path / "run")[:, 0]).all()
     state = json.loads((latest_checkpoint(tmp_path / "run") / TRAINER_STATE).read_text())
     assert len(state["frozen_sha256"]) == 64
+
+
+def test_merl_baseline_resumes_with_its_batchnorm_statistics(overrides: list[str], tmp_path: Path) -> None:
+    """Cut at step 2 and resumed, the ResNet baseline ends with the uninterrupted run's BatchNorm statistics (they
+    restarted from their initial values: checkpoints held the trainable parameters only)."""
+    import torch
+    from safetensors.torch import load_file
+
+    extra = ["model.name=merl-resnet18", "model.overrides={}", "schedule.max_steps=4", "train.eval_every=4",
+             "train.checkpoint_every=2"]  # fmt: skip
+    cfg = load_config(SMOKE, [*overrides, *extra])
+    reference = tmp_path / "reference"
+    train(cfg, output_dir=reference)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    shutil.rmtree(resumed / "checkpoint-4")
+    train(cfg, output_dir=resumed, resume=True)
+    saved = load_file(str(reference / "checkpoint-2" / "model.safetensors"))
+    assert any(k.endswith("running_mean") for k in saved)  # the checkpoint holds them
+    expected, got = (load_file(str(run / "final" / "model.safetensors")) for run in (reference, resumed))
+    stats = [k for k in expected if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for key in stats:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------- determinism
