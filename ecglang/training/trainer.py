@@ -191,6 +191,12 @@ class Trainer:
                     if cfg.ecg_only
                     else f"ECG–report pairs only: mean of {', '.join(cfg.selection.metrics)}."
                 )
+                + (
+                    f" Its weights are an exponential moving average of the trained ones (optim.ema_decay="
+                    f"{cfg.optim.ema_decay:g})."
+                    if self.setup.weight_ema is not None
+                    else ""
+                )
             ),
             "metrics": metrics,
         }

@@ -122,6 +122,10 @@ def test_exports_hold_the_average_not_the_last_step(ema_run: tuple[Path, Path]) 
     for key in ecg_keys:
         torch.testing.assert_close(final[key], average[key])
     assert any(not torch.allclose(average[k], trained[k]) for k in ecg_keys)  # the last step's weights differ
+    for export in ("best", "final"):  # the card says what the weights are
+        assert "exponential moving average of the trained ones (optim.ema_decay=0.5)" in (
+            out / export / "README.md"
+        ).read_text(encoding="utf-8")
 
 
 @pytest.mark.shared_data
