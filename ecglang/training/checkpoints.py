@@ -117,6 +117,8 @@ def config_identity(cfg: PretrainConfig) -> dict[str, Any]:
         "batch": [t["train"]["batch_size"], t["train"]["grad_accum"]],
     }
     # Keys added with the ECG-only objectives count only when set, so older checkpoints still resume.
+    if t["data"]["order_seed"] is None:  # added later: older checkpoints resume
+        del identity["data"]["order_seed"]
     if t["data"]["unpaired_root"] is None:
         del identity["data"]["unpaired_root"], identity["data"]["unpaired_builder"]
     else:
@@ -155,7 +157,7 @@ def resume_point(
     if ckpt is None:
         if latest_checkpoint(output) is not None:
             raise ConfigError(f"{output} already holds checkpoints; pass --resume to continue, or use another --output")
-        return None, TrainerState(data_seed=cfg.seed, config_sha256=identity)
+        return None, TrainerState(data_seed=cfg.data.order(cfg.seed), config_sha256=identity)
     state = TrainerState.from_file(ckpt / TRAINER_STATE)
     if state.config_sha256 and state.config_sha256 != identity:
         raise ConfigError(

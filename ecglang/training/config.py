@@ -68,6 +68,13 @@ class DataSection(DictConfig):
     unpaired_root: str | None = None
     unpaired_builder: str = "physionet"  # the builder of unpaired_root
     cache_workers: int = 0  # processes that build the signal cache
+    # Seed of the training order and augmentations (null: the run's `seed`, which also seeds the initial weights):
+    # set apart, it tells the two sources of seed-to-seed spread apart.
+    order_seed: int | None = None
+
+    def order(self, seed: int) -> int:
+        """The seed of the data order and augmentations of a run seeded `seed`."""
+        return seed if self.order_seed is None else int(self.order_seed)
 
 
 @dataclass

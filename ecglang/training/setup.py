@@ -599,23 +599,24 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
     beat_cfg = processor.beat_config
     inputs = "beats" if model.config.is_beat_model else "signal"
     demo = data.demographics
+    order = cfg.data.order(cfg.seed)  # the data order and augmentations (the initial weights follow cfg.seed)
     train_ds: Any = PretrainPairs(
-        data.cache, data.train, beat_cfg, cfg.augment, seed=cfg.seed, inputs=inputs, demographics=demo.get("train")
+        data.cache, data.train, beat_cfg, cfg.augment, seed=order, inputs=inputs, demographics=demo.get("train")
     )
     if data.unpaired is not None:
-        unpaired = PretrainPairs(data.unpaired_cache, data.unpaired, beat_cfg, cfg.augment, seed=cfg.seed + 1,
+        unpaired = PretrainPairs(data.unpaired_cache, data.unpaired, beat_cfg, cfg.augment, seed=order + 1,
                                  inputs=inputs, demographics=demo.get("unpaired"))  # fmt: skip
         train_ds = ConcatPairs([train_ds, unpaired])
     val_ds = PretrainPairs(
         data.cache, data.val, beat_cfg, None, seed=cfg.seed, inputs=inputs, demographics=demo.get("val")
     )
     collate = PretrainCollator(None if cfg.ecg_only else ReportTokenizer(model.text_tower))
-    sampler = EpochSampler(len(train_ds), seed=cfg.seed, shuffle=True)
+    sampler = EpochSampler(len(train_ds), seed=order, shuffle=True)
     t_cfg, nw = cfg.train, cfg.data.num_workers
     train_loader = torch.utils.data.DataLoader(
         train_ds, batch_size=t_cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
         num_workers=nw, persistent_workers=nw > 0, pin_memory=accelerator.device.type == "cuda",
-        generator=torch.Generator().manual_seed(cfg.seed),  # iterator creation must not consume the global RNG
+        generator=torch.Generator().manual_seed(order),  # iterator creation must not consume the global RNG
     )  # fmt: skip
     if len(train_loader) == 0:
         raise ConfigError(f"{len(train_ds)} training pairs are fewer than train.batch_size={t_cfg.batch_size}")

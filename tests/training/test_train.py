@@ -466,3 +466,28 @@ def test_a_run_without_a_selected_model_says_why_best_is_missing(tmp_path: Path,
         report_result(result)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "no best/ model" in warnings[0] and "at least 2 pairs" in warnings[0]
+
+
+def test_order_seed_sets_the_data_order_apart_from_the_initial_weights(overrides: list[str], tmp_path: Path) -> None:
+    """`data.order_seed` seeds the training order and augmentations only: the weights start as the run's `seed`
+    gives them, the order and augmentations as a run seeded `order_seed` has them."""
+    import torch
+
+    from ecglang.training.checkpoints import config_identity
+    from ecglang.training.setup import build_training, create_accelerator
+
+    def setup(seed: int, *extra: str):  # each seed its own cache (its crops are seeded)
+        cfg = load_config(SMOKE, [*overrides, f"seed={seed}", f"data.cache_dir={tmp_path / f'cache-{seed}'}", *extra])
+        return build_training(cfg, tmp_path / "run", create_accelerator(cfg, tmp_path / "run"))
+
+    base, other, split = setup(0), setup(1), setup(0, "data.order_seed=1")
+    first = next(iter(base.inner_model.ecg_tower.parameters()))
+    assert torch.equal(next(iter(split.inner_model.ecg_tower.parameters())), first)  # weights: seed 0
+    assert not torch.equal(next(iter(other.inner_model.ecg_tower.parameters())), first)
+    assert split.sampler.seed == other.sampler.seed == 1 and base.sampler.seed == 0  # order: seed 1
+    assert split.train_ds.seed == other.train_ds.seed == 1  # augmentations: seed 1
+    assert list(split.sampler.order(0)) == list(other.sampler.order(0))
+    assert split.val_ds.pairs.ids == base.val_ds.pairs.ids  # the held-out pairs do not move
+    # Unset, the key is not part of what a resume checks: checkpoints written before it still resume.
+    assert "order_seed" not in config_identity(load_config(SMOKE, overrides))["data"]
+    assert config_identity(load_config(SMOKE, [*overrides, "data.order_seed=1"]))["data"]["order_seed"] == 1
