@@ -21,6 +21,8 @@ from ecglang.record.ecg import Ecg
 from ecglang.record.leads import N_LEADS
 
 logger = logging.getLogger(__name__)
+# Records already warned about (per process): training reads each record once per epoch, and one line says it.
+_CUT_RECORDS: set[str] = set()
 
 __all__ = ["BeatConfig", "BeatTokens", "detect_rpeaks", "extract_windows", "tokenize_array", "tokenize_beats"]
 
@@ -132,7 +134,9 @@ def tokenize_array(
     rr_all = _rr_pairs(all_peaks, fs)
     k = min(all_peaks.size, cfg.max_beats)  # keep the first max_beats beats
     rpeaks = all_peaks[:k]
-    if all_peaks.size > k:  # a tachycardia beyond the model's beat budget: said, not silently cut
+    if all_peaks.size > k and (record is None or record not in _CUT_RECORDS):  # said once, not silently cut
+        if record is not None:
+            _CUT_RECORDS.add(record)
         logger.warning(
             "%s: %d beats found, the model takes the first %d (max_beats); the last %.1f s are not read",
             record or "record", all_peaks.size, k, (limit - all_peaks[k]) / fs,

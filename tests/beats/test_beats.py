@@ -4,6 +4,7 @@ all PTB-XL sample records, the BeatTokens contract, and property tests."""
 from __future__ import annotations
 
 import json
+import uuid
 import warnings
 from pathlib import Path
 
@@ -284,15 +285,19 @@ def test_windows_are_linear_resampling_with_zero_outside() -> None:
 def test_max_beats_keeps_the_first_beats_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     rtimes = np.arange(0.3, 19.9, 60 / 220)  # 72 beats in 20 s
     sig = synth_ecg(rtimes, duration=20.0)
+    name = f"fast-{uuid.uuid4().hex[:8]}.hea"  # warnings are said once per record name and process
     with caplog.at_level("WARNING", logger="ecglang.beats.tokenize"):
-        tokens = tokenize_array(sig, 500.0, cfg=BeatConfig(max_beats=40), record="fast.hea")
+        tokens = tokenize_array(sig, 500.0, cfg=BeatConfig(max_beats=40), record=name)
     assert tokens.n_beats == 40 and tokens.beat_mask.all()
     assert tokens.n_detected == rtimes.size  # the cut is visible, not silent
     (message,) = [r.getMessage() for r in caplog.records]
     seconds_left = 20.0 - rtimes[40]
-    assert f"fast.hea: {rtimes.size} beats found, the model takes the first 40" in message
+    assert f"{name}: {rtimes.size} beats found, the model takes the first 40" in message
     assert f"last {seconds_left:.1f} s are not read" in message
     caplog.clear()
+    with caplog.at_level("WARNING", logger="ecglang.beats.tokenize"):  # the same record again (a training epoch)
+        again = tokenize_array(sig, 500.0, cfg=BeatConfig(max_beats=40), record=name)
+    assert again.n_detected == rtimes.size and not caplog.records  # said once per record, not once per epoch
     with caplog.at_level("WARNING", logger="ecglang.beats.tokenize"):
         within = tokenize_array(sig[:, :5000], 500.0, cfg=BeatConfig(max_beats=40))
     assert within.n_detected == within.n_beats and not caplog.records
