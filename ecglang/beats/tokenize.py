@@ -40,12 +40,8 @@ class BeatTokens:
     fs: float
     n_beats: int
     heart_rate: float  # bpm from median RR (nan if < 2 beats)
+    n_detected: int  # beats found before the `max_beats` cut (n_beats when none was cut)
     consistency: float = float("nan")  # `beat_consistency` of the kept beats (nan if < 2 beats)
-    n_detected: int = -1  # beats found before the `max_beats` cut (-1: not given; then n_beats)
-
-    def __post_init__(self) -> None:
-        if self.n_detected < 0:
-            self.n_detected = self.n_beats
 
 
 def _rr_pairs(rpeaks: np.ndarray, fs: float) -> np.ndarray:

@@ -45,9 +45,9 @@ def bounded_map(
                 break
         while in_flight:
             results = in_flight.popleft().result()
-            for chunk in chunks:  # refill before yielding, so the workers stay busy while the consumer writes
+            chunk = next(chunks, None)  # refill before yielding, so the workers stay busy while the consumer writes
+            if chunk is not None:
                 in_flight.append(executor.submit(apply_each, fn, chunk))
-                break
             yield from results
     finally:  # the consumer stopped early (break, error, Ctrl-C): as `Executor.map`, the tasks not started go
         for future in in_flight:
