@@ -86,8 +86,8 @@ class WeightEMA:
                 return False
             raise ModelLoadError(
                 path,
-                "the checkpoint has no weight average, but optim.ema_decay is set: resume with the config the run "
-                "was started with",
+                "the checkpoint has no weight average: it was written by a run without optim.ema_decay (a resume "
+                "starts the average from its weights instead)",
             )
         try:
             with safe_open(str(path), framework="pt") as f:
