@@ -86,8 +86,10 @@ def beat_consistency(windows: np.ndarray, lead_mask: np.ndarray) -> float:
     denom = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.where(denom > 0, (a * b).sum(-1) / denom, np.nan)  # [n, L]; a flat window has none
-    per_lead = np.nanmean(corr, axis=0) if np.isfinite(corr).any() else np.full(corr.shape[1], np.nan)
-    return float(np.nanmedian(per_lead)) if np.isfinite(per_lead).any() else float("nan")
+    seen = np.isfinite(corr).any(axis=0)  # leads flat in every window have no correlation to average
+    if not seen.any():
+        return float("nan")
+    return float(np.median(np.nanmean(corr[:, seen], axis=0)))
 
 
 def tokenize_array(
