@@ -43,6 +43,9 @@ BEAT_TOWER_DEFAULTS: dict[str, Any] = {
     "mixer_window": 2,  # neighbourhood attention: beats on either side
     "ssm_state": 8,  # selective SSM: state size per channel
     "demographics": False,  # fuse age and sex (missing values allowed) into the ECG features
+    # "torch": each layer's PyTorch default; "trunc_normal": ViT/GPT-2's (linear layers N(0, 0.02²) truncated at
+    # 2σ, zero biases, residual outputs scaled by 1/√(2·n_layers)): blocks start near the identity.
+    "init": "torch",
 }
 
 # MERL-style ResNet1d-18 baseline on the raw [12, T] signal.
@@ -128,6 +131,7 @@ LOSS_DEFAULTS: dict[str, Any] = {
 _CHOICES = {
     ("ecg_tower", "rhythm_attention"): ("per_lead", "summary"),
     ("ecg_tower", "rhythm_mixer"): ("attention", "neighbourhood", "ssm"),
+    ("ecg_tower", "init"): ("torch", "trunc_normal"),
     ("ecg_tower", "position"): ("index", "time", "index+time"),
     ("text_tower", "pooling"): ("mean", "cls", "pooler"),
     ("text_tower", "finetune"): ("full", "lora", "frozen"),

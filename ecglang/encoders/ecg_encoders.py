@@ -29,7 +29,7 @@ from ecglang.encoders.layers import (
     masked_mean,
 )
 from ecglang.encoders.merl import MerlResNetTower, MerlVitTower
-from ecglang.encoders.mixers import build_rhythm_mixer
+from ecglang.encoders.mixers import SelectiveScan, build_rhythm_mixer
 from ecglang.errors import ConfigError
 from ecglang.record.leads import N_LEADS
 
@@ -59,6 +59,11 @@ class FactorizedBlock(nn.Module):
         self.temporal = build_rhythm_mixer(mixer["name"], d, n_heads, dropout, mixer["window"], mixer["state"])
         self.ffn = FeedForward(d, mlp_ratio, dropout)
         self.drop = nn.Dropout(dropout)
+
+    def residual_outputs(self) -> list[nn.Linear]:
+        """The last linear layer of each residual branch (what `init="trunc_normal"` scales down)."""
+        temporal_out = [m for m in self.temporal.modules() if isinstance(m, nn.Linear)][-1]
+        return [self.spatial.out, temporal_out, self.ffn[-1]]
 
     def forward(
         self, x: Tensor, lead_keep: Tensor, layout: BeatLayout, maps: list[tuple[Tensor, Tensor | None]] | None = None
@@ -180,6 +185,28 @@ class BeatEcgEncoder(nn.Module):
         self.demographics = DemographicEmbedding(d) if cfg.get("demographics", False) else None
         self.gradient_checkpointing = False  # recompute each block in backward (set by the trainer)
         self.static_shapes = False  # compute all beat slots (`BeatLayout.all_slots`); always so under torch.compile
+        if cfg.get("init", "torch") == "trunc_normal":
+            self.init_trunc_normal()
+
+    @torch.no_grad()
+    def init_trunc_normal(self, std: float = 0.02) -> None:
+        """ViT/GPT-2 initialisation: linear and embedding weights N(0, std²) truncated at 2σ, zero biases, and the
+        last layer of each residual branch scaled by 1/√(2·n_layers), so every block starts near the identity and
+        the embeddings carry the signal. The morphology CNN keeps PyTorch's init (it feeds GELUs, not a residual
+        stream), and the selective scans keep their own (their step sizes and decay rates are set on purpose)."""
+        own_init = [self.morphology, *(m for m in self.modules() if isinstance(m, SelectiveScan))]
+        kept = {id(m) for owner in own_init for m in owner.modules()}
+        for module in self.modules():
+            if id(module) in kept or not isinstance(module, nn.Linear | nn.Embedding):
+                continue
+            nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.lead_embed, std=std, a=-2 * std, b=2 * std)
+        residual_std = std / math.sqrt(2 * len(self.blocks))
+        for block in self.blocks:
+            for layer in block.residual_outputs():
+                nn.init.trunc_normal_(layer.weight, std=residual_std, a=-2 * residual_std, b=2 * residual_std)
 
     def validate(self, beats: Any, beat_mask: Any, lead_mask: Any, rr: Any, times: Any) -> None:
         beats = check_input("beats", beats, 4, (None, None, N_LEADS, self.beat_len))
