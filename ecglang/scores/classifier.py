@@ -39,6 +39,7 @@ Prototypes (case-based explanations)
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,10 +137,12 @@ class ZeroShotResult:
         read from a file: an id such as `00317_lr#2` does not say which folder's `00317_lr` it is. A record
         scored from memory has an empty path beside files; when none has a file the table is `scores` as is.
         Where a label is itself called "path", the file column is `record_path` (two columns of one name would
-        read back as one)."""
+        read back as one), and `record_path_2`, `_3`, … where labels take those too."""
         if not self._has_paths():
             return self.scores
-        name = "record_path" if "path" in self.scores.columns else "path"
+        taken = set(self.scores.columns)
+        names = itertools.chain(("path", "record_path"), (f"record_path_{i}" for i in itertools.count(2)))
+        name = next(n for n in names if n not in taken)
         paths = pd.Series([self._path(r) for r in self.scores.index], index=self.scores.index, name=name,
                           dtype=object)  # fmt: skip
         return pd.concat([paths, self.scores], axis=1)

@@ -113,3 +113,14 @@ def test_a_label_called_path_keeps_its_column(model, two_files) -> None:
     table = result.score_table()
     assert list(table.columns) == ["record_path", "path", "sinus rhythm"]
     assert table["path"].tolist() == result.scores["path"].tolist()  # the label's scores, not the files
+
+
+def test_labels_called_path_and_record_path_keep_their_columns(model, two_files) -> None:
+    """Labels "path" and "record_path" together: the file column was `record_path` as well, and the CSV then had
+    two columns of one name."""
+    labels = ["path", "record_path", "sinus rhythm"]
+    result = ZeroShotClassifier(model, knowledge=False)([str(p) for p in two_files], labels=labels, progress=False)
+    table = result.score_table()
+    assert list(table.columns) == ["record_path_2", *labels]
+    assert table["record_path"].tolist() == result.scores["record_path"].tolist()
+    assert table["record_path_2"].tolist() == [result.sources[r] for r in table.index]
