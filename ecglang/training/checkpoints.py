@@ -258,8 +258,10 @@ def drop_frozen_weights(models: list[torch.nn.Module], weights: list[dict[str, A
 
 
 # ------------------------------------------------------------------------------------------ save / load
-def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, ckpt: Path) -> None:
-    """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key)."""
+def check_checkpoint_keys(model: torch.nn.Module, ckpt: Path) -> None:
+    """Raise `ModelLoadError` unless the checkpoint holds exactly `checkpoint_keys` of the unwrapped `model`
+    (reads the safetensors header only). Before the frozen-hash check on resume: a checkpoint written before
+    running statistics were kept also fails that hash, whose message (the text model changed) would mislead."""
     from safetensors import safe_open
 
     weights = ckpt / "model.safetensors"
@@ -268,13 +270,26 @@ def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, ckpt: Path
             saved = set(f.keys())
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise ModelLoadError(weights, f"cannot read the checkpoint weights: {exc}") from exc
-    inner = accelerator.unwrap_model(model)  # accelerate saves and loads the unwrapped model's keys
-    expected = checkpoint_keys(inner)
-    if saved != expected:
-        missing, unexpected = sorted(expected - saved)[:3], sorted(saved - expected)[:3]
+    expected = checkpoint_keys(model)
+    if saved == expected:
+        return
+    missing, unexpected = expected - saved, saved - expected
+    if not unexpected and missing <= running_statistics(model):
         raise ModelLoadError(
-            weights, f"checkpoint does not match the model: missing {missing}, unexpected {unexpected}"
+            weights,
+            f"the checkpoint has no running statistics of the model's normalisation layers ({len(missing)} tensors, "
+            f"e.g. {sorted(missing)[0]!r}): it was written by an ecglang that did not keep them, and a resumed run "
+            "would restart them from their initial values; train this run again to resume it exactly",
         )
+    raise ModelLoadError(
+        weights,
+        f"checkpoint does not match the model: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}",
+    )
+
+
+def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, ckpt: Path) -> None:
+    """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key)."""
+    check_checkpoint_keys(accelerator.unwrap_model(model), ckpt)  # accelerate saves the unwrapped model's keys
     accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
 
 
@@ -307,6 +322,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "TRAINER_STATE",
     "TrainerState",
+    "check_checkpoint_keys",
     "check_same_data",
     "checkpoint_keys",
     "checkpoint_step",

@@ -34,6 +34,7 @@ from typing import Any
 
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
 from ecglang.training.checkpoints import (
+    check_checkpoint_keys,
     check_same_data,
     data_fingerprint,
     export_model,
@@ -129,6 +130,7 @@ class Trainer:
             splits["unpaired"] = data.unpaired.ids
         if ckpt is not None:
             check_same_data(ckpt, state, splits)
+            check_checkpoint_keys(self.accelerator.unwrap_model(self.setup.model), ckpt)
             if state.frozen_sha256 and state.frozen_sha256 != frozen:
                 raise ModelLoadError(
                     ckpt,

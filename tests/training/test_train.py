@@ -221,6 +221,25 @@ def test_merl_baseline_resumes_with_its_batchnorm_statistics(overrides: list[str
     for key in stats:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-6)
 
+    # A checkpoint written before the statistics were kept (and whose frozen hash covered them): resuming it said
+    # the pretrained text model had changed. It says what is missing instead.
+    from safetensors.torch import save_file
+
+    from ecglang.core.checksums import write_checksums
+    from ecglang.errors import ModelLoadError
+
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    shutil.rmtree(old / "checkpoint-4")
+    ckpt = old / "checkpoint-2"
+    kept = {k: v for k, v in saved.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    save_file(kept, str(ckpt / "model.safetensors"))
+    state = json.loads((ckpt / TRAINER_STATE).read_text())
+    (ckpt / TRAINER_STATE).write_text(json.dumps({**state, "frozen_sha256": "0" * 64}))
+    write_checksums(ckpt)
+    with pytest.raises(ModelLoadError, match="no running statistics of the model's normalisation layers"):
+        train(cfg, output_dir=old, resume=True)
+
 
 # ------------------------------------------------------------------------------------- determinism
 def test_sampler_and_augmentation_are_pure_functions_of_seed_epoch_index() -> None:
