@@ -276,7 +276,12 @@ def _refine(x: np.ndarray, coarse: np.ndarray, strength: np.ndarray, fs: float, 
     neg = -np.minimum.reduce(core, axis=2)
     # Per lead, over all beats (one median call): dominance of the positive deflection, QRS size, range.
     diff, size, span = _median(np.stack([pos - neg, np.maximum(pos, neg), pos + neg]), axis=2)
-    size = np.where(size > 0, size, 1.0)
+    # A lead whose typical QRS is a vanishing part of the largest deflection adds nothing (as in `_envelope`):
+    # dividing by a near-subnormal size overflowed float32 (a lone spike over ~1e-38 noise). No lead has one:
+    # the raw deflections decide.
+    floor = max(float(np.abs(core).max(initial=0.0)) * 1e-12, float(np.finfo(np.float32).tiny))
+    usable = size > floor
+    size = np.where(usable, size, np.inf) if usable.any() else np.ones_like(size)
     weight = np.abs(diff) / np.maximum(span, 1e-12)  # ~1 for a monophasic lead, ~0 for a biphasic one
     if not (weight > 0.05).any():  # every lead biphasic: use the absolute deflection
         score = (np.abs(core) / size[:, None, None]).sum(axis=0)

@@ -485,3 +485,15 @@ def test_consistency_of_a_lead_flat_in_every_beat_is_left_out_quietly() -> None:
         flat = beat_consistency(np.zeros((4, 12, 32)), np.ones(12, dtype=bool))
     assert 0.9 < value <= 1.0  # the median over the leads that have beats: lead 1 only
     assert np.isnan(flat)
+
+
+def test_refinement_of_lone_spikes_over_vanishing_noise_stays_finite() -> None:
+    """Three leads of ~2e-38 noise, each with one spike at its own time: each lead's typical QRS size is the noise
+    and dividing its spike by it overflowed float32 (found by the property tests' generated signals)."""
+    x = (np.random.default_rng(0).normal(0, 1, (3, 1500)) * 2e-38).astype(np.float32)
+    for lead, i in enumerate((300, 750, 1200)):
+        x[lead, i] = 20.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        peaks = detect_rpeaks(x, 250.0)
+    assert peaks.tolist() == [300, 750, 1200]
