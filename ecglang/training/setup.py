@@ -4,12 +4,14 @@ data loaders, and the optimizer and schedule. `build_training` returns them toge
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -576,6 +578,15 @@ def freeze_all_but_ecg_tower(model: Any) -> None:
             p.requires_grad_(False)
 
 
+def keep_beside_checkpoints(accelerator: Accelerator, save: Callable[[Any], None], load: Callable[[Any], None]) -> None:
+    """State that accelerate does not track, kept in each checkpoint folder: `save(folder)` by the main process
+    as the checkpoint is written, `load(folder)` by every process as it is read."""
+    accelerator.register_save_state_pre_hook(
+        lambda _models, _weights, folder: save(folder) if accelerator.is_main_process else None
+    )
+    accelerator.register_load_state_pre_hook(lambda _models, folder: load(folder))
+
+
 def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) -> TrainingSetup:
     """Seed, build the model and the data, the loaders, the optimizer and the schedule, and prepare them."""
     from accelerate.utils import set_seed  # accelerate is slow to import; loaded when a run starts
@@ -633,19 +644,13 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
     accelerator.register_save_state_pre_hook(drop_frozen_weights)
     if objectives is not None and (ema := EmaTargets(objectives)):
         # frozen, so not in model.safetensors: kept beside it as safetensors (never pickled)
-        accelerator.register_save_state_pre_hook(
-            lambda _models, _weights, folder: ema.save(folder) if accelerator.is_main_process else None
-        )
-        accelerator.register_load_state_pre_hook(lambda _models, folder: ema.load(folder))
+        keep_beside_checkpoints(accelerator, ema.save, ema.load)
     unwrapped = accelerator.unwrap_model(prepared)
     weight_ema = None
     if cfg.optim.ema_decay is not None:
         weight_ema = WeightEMA(unwrapped, cfg.optim.ema_decay)
-        accelerator.register_save_state_pre_hook(
-            lambda _models, _weights, folder: weight_ema.save(folder) if accelerator.is_main_process else None
-        )
         # A checkpoint without one (the run was started without it): `Trainer` restarts it from the loaded weights.
-        accelerator.register_load_state_pre_hook(lambda _models, folder: weight_ema.load(folder, missing_ok=True))
+        keep_beside_checkpoints(accelerator, weight_ema.save, functools.partial(weight_ema.load, missing_ok=True))
     return TrainingSetup(
         model=prepared, processor=processor, data=data, train_ds=train_ds, val_ds=val_ds, collate=collate,
         sampler=sampler, train_loader=train_loader, optimizer=optimizer, scheduler=scheduler,
@@ -669,6 +674,7 @@ __all__ = [
     "freeze_all_but_ecg_tower",
     "has_accelerator",
     "inline_cache",
+    "keep_beside_checkpoints",
     "mixed_precision_mode",
     "model_processor",
     "no_training_pairs",
