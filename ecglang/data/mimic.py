@@ -41,7 +41,7 @@ _NA_TEXT = frozenset(
 
 class _Record(NamedTuple):
     subject_id: int
-    path: Path
+    path: str  # not a Path: held for every record until its report is read, and a Path costs ~8x the str
     ecg_time: str | None
 
 
@@ -129,7 +129,7 @@ def build_mimic_ecg(
                 continue
             ecg_time = cells.get("ecg_time")
             records[study_id] = _Record(
-                subject_id, record, None if ecg_time is None or ecg_time in _NA_TEXT else ecg_time
+                subject_id, str(record), None if ecg_time is None or ecg_time in _NA_TEXT else ecg_time
             )
 
         bar, step, n = tqdm(desc="MIMIC-IV-ECG reports", unit="row", disable=not progress), max(1, chunksize), 0
@@ -155,7 +155,7 @@ def build_mimic_ecg(
                 continue
             seen.add(study_id)
             meta = records[study_id]
-            if check_files and (reason := missing_wfdb_files(meta.path)):
+            if check_files and (reason := missing_wfdb_files(Path(meta.path))):
                 fail(study_id, meta.path, reason)
                 continue
             parts = [None if (p := row.cells[c]) is None or p in _NA_TEXT else p for c in present]
@@ -169,7 +169,7 @@ def build_mimic_ecg(
             sink.add(
                 {
                     "id": str(study_id),
-                    "path": str(meta.path),
+                    "path": meta.path,
                     "report": text,
                     "report_original": original,
                     "report_empty": False,
