@@ -248,6 +248,18 @@ def _write_prototypes(result, path: Path) -> None:
     print(f"prototypes: {path} ({len(table)} rows)")
 
 
+def plot_notes(result, record_id: str, label: str) -> list[str]:
+    """The lines under a record's plot: its top label and the leads behind it, the file it was read from (an id
+    such as `00317_lr#2` does not say which folder's `00317_lr` it is), and the snippets behind the score."""
+    exp = result.explanations[record_id][label]
+    notes = [f"top label: {result.labels[label].name} ({label}), score {exp.score:.3f}; "
+             f"leads behind it: {', '.join(exp.top_leads(3))}"]  # fmt: skip
+    path = None if result.sources is None else result.sources.get(record_id)
+    if isinstance(path, str):
+        notes.append(f"file: {path}")
+    return notes + [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
+
+
 def _plots(args: argparse.Namespace, result, prototypes=None, beat_config=None) -> None:
     # here: matplotlib loads only when a plot is asked for
     from ecglang.report.plotting import plot_ecg, plot_explanation
@@ -257,10 +269,8 @@ def _plots(args: argparse.Namespace, result, prototypes=None, beat_config=None) 
     for rid in ids:
         top = result.scores.loc[rid].idxmax()
         exp = result.explanations[rid][top]
+        notes = plot_notes(result, rid, top)
         # The record as the model saw it (preprocessed at the model's fs), so the R-peaks line up.
-        notes = [f"top label: {result.labels[top].name} ({top}), score {exp.score:.3f}; "
-                 f"leads behind it: {', '.join(exp.top_leads(3))}"]  # fmt: skip
-        notes += [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
         target = out if len(ids) == 1 else out.with_name(f"{out.stem}_{rid}{out.suffix or '.png'}")
         plot_ecg(exp.signal, exp.tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
                  title=f"{rid}: {result.labels[top].name}", notes=notes, out=target,

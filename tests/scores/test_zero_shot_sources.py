@@ -124,3 +124,16 @@ def test_labels_called_path_and_record_path_keep_their_columns(model, two_files)
     assert list(table.columns) == ["record_path_2", *labels]
     assert table["record_path"].tolist() == result.scores["record_path"].tolist()
     assert table["record_path_2"].tolist() == [result.sources[r] for r in table.index]
+
+
+def test_each_plot_names_the_file_it_shows(model, two_files) -> None:
+    """`--plot` drew `00001_hr` and `00001_hr#2` with nothing to say which folder's file each figure was."""
+    from ecglang.cli.zero_shot import plot_notes
+
+    result = ZeroShotClassifier(model, knowledge=False)([str(p) for p in two_files], labels=LABELS, explain=True,
+                                                       progress=False)  # fmt: skip
+    for rid, path in zip(result.scores.index, two_files, strict=True):
+        top = result.scores.loc[rid].idxmax()
+        notes = plot_notes(result, rid, top)
+        assert notes[0].startswith(f"top label: {result.labels[top].name}")
+        assert f"file: {path}" in notes
