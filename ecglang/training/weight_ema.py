@@ -2,7 +2,10 @@
 
 Why: on a few hundred pairs the weights after any one step are noisy, and the checkpoint that selection picks
 is one draw from that noise. Averaging the last steps' weights (Polyak averaging, timm's `ModelEmaV3` in its
-simplest form) smooths it. Only trainable parameters are averaged: frozen tensors are the same in both.
+simplest form) smooths it. The trainable parameters are averaged, and so are the running means and variances of
+normalisation layers that train (the ResNet baseline's BatchNorm), as timm's averages do: averaged weights
+with the last step's statistics would normalise with numbers they were never trained with. Frozen tensors are
+the same in both; the integer `num_batches_tracked` is not a statistic to average and stays the model's.
 
 The average lives beside the model as plain tensors. `applied()` swaps it into the model for validation and
 export and swaps the trained weights back afterwards, so the optimizer never sees it. Checkpoints keep it in
@@ -21,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ecglang.errors import ModelLoadError
+from ecglang.training.checkpoints import running_statistics
 
 WEIGHT_EMA_FILE = "weight_ema.safetensors"
 
@@ -34,14 +38,17 @@ class WeightEMA:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema decay must be in (0, 1), got {decay!r}")
         self.decay = float(decay)
-        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        self.average = {n: p.detach().clone() for n, p in self.params.items()}
+        buffers = dict(model.named_buffers())
+        statistics = {n: buffers[n] for n in sorted(running_statistics(model)) if buffers[n].is_floating_point()}
+        # the tensors averaged: trainable parameters, then running statistics
+        self.tracked = {**{n: p for n, p in model.named_parameters() if p.requires_grad}, **statistics}
+        self.average = {n: p.detach().clone() for n, p in self.tracked.items()}
         self.updates = 0
 
     @torch.no_grad()
     def restart(self) -> None:
         """Start the average again from the model's weights (a resumed run that had none)."""
-        for n, p in self.params.items():
+        for n, p in self.tracked.items():
             self.average[n].copy_(p.detach())
         self.updates = 0
 
@@ -55,21 +62,21 @@ class WeightEMA:
         """Move the average towards the weights just stepped."""
         weight = 1.0 - self.current_decay()
         self.updates += 1
-        for name, p in self.params.items():
+        for name, p in self.tracked.items():
             self.average[name].lerp_(p.detach(), weight)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
         """Within the block the model holds the average; the trained weights come back afterwards, exactly."""
-        trained = {n: p.detach().clone() for n, p in self.params.items()}
+        trained = {n: p.detach().clone() for n, p in self.tracked.items()}
         with torch.no_grad():
-            for n, p in self.params.items():
+            for n, p in self.tracked.items():
                 p.copy_(self.average[n])
         try:
             yield
         finally:
             with torch.no_grad():
-                for n, p in self.params.items():
+                for n, p in self.tracked.items():
                     p.copy_(trained[n])
 
     def save(self, folder: str | Path) -> None:

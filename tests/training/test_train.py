@@ -510,3 +510,27 @@ def test_order_seed_sets_the_data_order_apart_from_the_initial_weights(overrides
     # Unset, the key is not part of what a resume checks: checkpoints written before it still resume.
     assert "order_seed" not in config_identity(load_config(SMOKE, overrides))["data"]
     assert config_identity(load_config(SMOKE, [*overrides, "data.order_seed=1"]))["data"]["order_seed"] == 1
+
+
+def test_merl_baseline_with_a_weight_average_exports_averaged_statistics(overrides: list[str], tmp_path: Path) -> None:
+    """`optim.ema_decay` on the ResNet baseline: the export holds the averaged BatchNorm statistics beside the
+    averaged weights (it held the last step's), and a run cut at step 2 and resumed ends with the same ones."""
+    import torch
+    from safetensors.torch import load_file
+
+    extra = ["model.name=merl-resnet18", "model.overrides={}", "schedule.max_steps=4", "train.eval_every=4",
+             "train.checkpoint_every=2", "optim.ema_decay=0.5"]  # fmt: skip
+    cfg = load_config(SMOKE, [*overrides, *extra])
+    reference = tmp_path / "reference"
+    train(cfg, output_dir=reference)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    shutil.rmtree(resumed / "checkpoint-4")
+    train(cfg, output_dir=resumed, resume=True)
+    live = load_file(str(reference / "checkpoint-4" / "model.safetensors"))  # the last step's statistics
+    expected, got = (load_file(str(run / "final" / "model.safetensors")) for run in (reference, resumed))
+    stats = [k for k in expected if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    assert any(not torch.allclose(expected[k], live[k]) for k in stats)  # the export's are the average's
+    for key in stats:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-6)

@@ -184,3 +184,23 @@ def test_resume_without_the_average_says_it_is_left_unused(
         "weight average" in w and "optim.ema_decay is not set" in w and "the trained weights" in w for w in warnings
     ), warnings
     assert not any("learning rate follows" in w for w in warnings), warnings
+
+
+def test_batchnorm_statistics_are_averaged_with_the_weights() -> None:
+    """With the ResNet baseline's BatchNorm the average swapped in the weights only: averaged weights normalised
+    with the last step's running statistics. The statistics are averaged too; the batch counter is not."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3), torch.nn.BatchNorm1d(3))
+    ema = WeightEMA(model, decay=0.8)
+    assert {"1.running_mean", "1.running_var"} <= set(ema.average) and "1.num_batches_tracked" not in ema.average
+    expected = model[1].running_mean.clone()
+    for n in range(1, 6):
+        model.train()(torch.randn(4, 2, 8) + n)  # a training step moves the statistics
+        d = min(0.8, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * model[1].running_mean
+        ema.update()
+    live = model[1].running_mean.clone()
+    with ema.applied():
+        torch.testing.assert_close(model[1].running_mean, expected)
+        assert not torch.allclose(model[1].running_mean, live)
+    assert torch.equal(model[1].running_mean, live)  # the trained statistics come back
