@@ -9,11 +9,14 @@ import logging
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecglang.cli import count, plot_file, print_failures
 from ecglang.core.outputs import output_file
 from ecglang.errors import ConfigError
+
+if TYPE_CHECKING:  # hints only: the scoring stack loads when a command runs
+    from ecglang.scores.classifier import ZeroShotResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -248,7 +251,7 @@ def _write_prototypes(result, path: Path) -> None:
     print(f"prototypes: {path} ({len(table)} rows)")
 
 
-def plot_notes(result, record_id: str, label: str) -> list[str]:
+def plot_notes(result: ZeroShotResult, record_id: str, label: str) -> list[str]:
     """The lines under a record's plot: its top label and the leads behind it, the file it was read from (an id
     such as `00317_lr#2` does not say which folder's `00317_lr` it is), and the snippets behind the score."""
     exp = result.explanations[record_id][label]
@@ -270,8 +273,8 @@ def _plots(args: argparse.Namespace, result, prototypes=None, beat_config=None) 
         top = result.scores.loc[rid].idxmax()
         exp = result.explanations[rid][top]
         notes = plot_notes(result, rid, top)
-        # The record as the model saw it (preprocessed at the model's fs), so the R-peaks line up.
         target = out if len(ids) == 1 else out.with_name(f"{out.stem}_{rid}{out.suffix or '.png'}")
+        # The record as the model saw it (preprocessed at the model's fs), so the R-peaks line up.
         plot_ecg(exp.signal, exp.tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
                  title=f"{rid}: {result.labels[top].name}", notes=notes, out=target,
                  beat_config=beat_config)  # fmt: skip

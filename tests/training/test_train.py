@@ -198,21 +198,29 @@ def test_merl_baseline_pretrains(overrides: list[str], tmp_path: Path) -> None:
     assert len(state["frozen_sha256"]) == 64
 
 
+# The ResNet baseline (BatchNorm), 4 steps, checkpoints at 2 and 4.
+MERL_FOUR_STEPS = ["model.name=merl-resnet18", "model.overrides={}", "schedule.max_steps=4", "train.eval_every=4",
+                   "train.checkpoint_every=2"]  # fmt: skip
+
+
+def _run_cut_and_resumed(cfg, tmp_path: Path) -> tuple[Path, Path]:
+    """`reference`: an uninterrupted run; `resumed`: its copy cut back to checkpoint-2 and resumed to the end."""
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    train(cfg, output_dir=reference)
+    shutil.copytree(reference, resumed)
+    shutil.rmtree(resumed / "checkpoint-4")
+    train(cfg, output_dir=resumed, resume=True)
+    return reference, resumed
+
+
 def test_merl_baseline_resumes_with_its_batchnorm_statistics(overrides: list[str], tmp_path: Path) -> None:
     """Cut at step 2 and resumed, the ResNet baseline ends with the uninterrupted run's BatchNorm statistics (they
     restarted from their initial values: checkpoints held the trainable parameters only)."""
     import torch
     from safetensors.torch import load_file
 
-    extra = ["model.name=merl-resnet18", "model.overrides={}", "schedule.max_steps=4", "train.eval_every=4",
-             "train.checkpoint_every=2"]  # fmt: skip
-    cfg = load_config(SMOKE, [*overrides, *extra])
-    reference = tmp_path / "reference"
-    train(cfg, output_dir=reference)
-    resumed = tmp_path / "resumed"
-    shutil.copytree(reference, resumed)
-    shutil.rmtree(resumed / "checkpoint-4")
-    train(cfg, output_dir=resumed, resume=True)
+    cfg = load_config(SMOKE, [*overrides, *MERL_FOUR_STEPS])
+    reference, resumed = _run_cut_and_resumed(cfg, tmp_path)
     saved = load_file(str(reference / "checkpoint-2" / "model.safetensors"))
     assert any(k.endswith("running_mean") for k in saved)  # the checkpoint holds them
     expected, got = (load_file(str(run / "final" / "model.safetensors")) for run in (reference, resumed))
@@ -518,15 +526,8 @@ def test_merl_baseline_with_a_weight_average_exports_averaged_statistics(overrid
     import torch
     from safetensors.torch import load_file
 
-    extra = ["model.name=merl-resnet18", "model.overrides={}", "schedule.max_steps=4", "train.eval_every=4",
-             "train.checkpoint_every=2", "optim.ema_decay=0.5"]  # fmt: skip
-    cfg = load_config(SMOKE, [*overrides, *extra])
-    reference = tmp_path / "reference"
-    train(cfg, output_dir=reference)
-    resumed = tmp_path / "resumed"
-    shutil.copytree(reference, resumed)
-    shutil.rmtree(resumed / "checkpoint-4")
-    train(cfg, output_dir=resumed, resume=True)
+    cfg = load_config(SMOKE, [*overrides, *MERL_FOUR_STEPS, "optim.ema_decay=0.5"])
+    reference, resumed = _run_cut_and_resumed(cfg, tmp_path)
     live = load_file(str(reference / "checkpoint-4" / "model.safetensors"))  # the last step's statistics
     expected, got = (load_file(str(run / "final" / "model.safetensors")) for run in (reference, resumed))
     stats = [k for k in expected if k.endswith(("running_mean", "running_var"))]
