@@ -342,6 +342,11 @@ class SignalCache:
         return self.index["id"].tolist()
 
     @property
+    def paths(self) -> list[str]:
+        """The file each row was built from, in row order."""
+        return self.index["path"].tolist()
+
+    @property
     def ok_rows(self) -> np.ndarray:
         """Row numbers of the records that were cached successfully."""
         return np.flatnonzero(self._status)

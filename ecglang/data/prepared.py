@@ -558,6 +558,11 @@ class ShardedCache:
         """Record id of every row, in row order (as `SignalCache.ids`)."""
         return [rid for shard in self.shards for rid in shard.ids]
 
+    @property
+    def paths(self) -> list[str]:
+        """The file each row was built from, in row order (as `SignalCache.paths`)."""
+        return [path for shard in self.shards for path in shard.paths]
+
     def locate(self, row: int) -> tuple[SignalCache, int]:
         k = int(np.searchsorted(self.starts, int(row), side="right")) - 1
         return self.shards[k], int(row) - int(self.starts[k])

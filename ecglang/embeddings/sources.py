@@ -165,7 +165,8 @@ class ArraySource(RecordSource):
 
 
 class CacheSource(RecordSource):
-    """Rows of a `SignalCache` (preprocessed; failed rows come back as failures with the build's reason)."""
+    """Rows of a `SignalCache` (preprocessed; failed rows come back as failures with the build's reason). Each
+    record's `source_path` is the file the cache row was built from (its index's `path`)."""
 
     preprocessed = True
 
@@ -181,6 +182,7 @@ class CacheSource(RecordSource):
             raise ConfigError(f"cache rows must be in [0, {n}), got {rows.min()}..{rows.max()}")
         self.cache, self.rows = cache, rows
         self.ids = cache.ids
+        self.paths = cache.paths
         self.metadata = _check_metadata(metadata, len(rows))  # one entry per row read
 
     def __len__(self) -> int:
@@ -194,6 +196,8 @@ class CacheSource(RecordSource):
         except Exception as exc:
             return RecordFailure(rid, "read", error_message(exc))
         ecg = Ecg(signal, self.cache.fs, mask, record_id=rid)
+        if isinstance(path := self.paths[row], str) and path:
+            ecg.metadata["source_path"] = path
         return fill_metadata(ecg, None if self.metadata is None else self.metadata[i])
 
 

@@ -279,6 +279,7 @@ def test_score_cache_reads_rows_and_reports_failed_ones(model, records, tmp_path
     result = clf.score_cache(cache, LABELS, num_workers=1, progress=False)
     assert list(result.scores.index) == [p.name for p in records[:4]]
     assert [(f.record, f.stage) for f in result.failures] == [("broken", "read")]
+    assert result.sources.tolist() == [str(p) for p in records[:4]]  # each row's file, as the cache was built
     # The same rows given as preprocessed arrays score the same; the float16 cache stays close to the files.
     signals, masks = cache.get_batch(range(4))
     arrays = clf.score_arrays(signals, cache.fs, LABELS, lead_masks=masks, record_ids=cache.ids[:4],
@@ -288,6 +289,7 @@ def test_score_cache_reads_rows_and_reports_failed_ones(model, records, tmp_path
     np.testing.assert_allclose(result.scores.to_numpy(), direct.scores.to_numpy(), atol=2e-2)
     subset = clf.score_cache(tmp_path / "cache", LABELS, rows=[2, 0], progress=False)  # a folder works too
     assert list(subset.scores.index) == [records[2].name, records[0].name]
+    assert subset.sources.tolist() == [str(records[2]), str(records[0])]
 
     other = SignalCache.build(pairs[:2], tmp_path / "other", PreprocessConfig(bandpass=None), progress=False)
     with pytest.raises(ConfigError, match="bandpass"):
