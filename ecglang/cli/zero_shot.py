@@ -257,8 +257,7 @@ def plot_notes(result: ZeroShotResult, record_id: str, label: str) -> list[str]:
     exp = result.explanations[record_id][label]
     notes = [f"top label: {result.labels[label].name} ({label}), score {exp.score:.3f}; "
              f"leads behind it: {', '.join(exp.top_leads(3))}"]  # fmt: skip
-    path = None if result.sources is None else result.sources.get(record_id)
-    if isinstance(path, str):
+    if (path := result.source_of(record_id)) is not None:
         notes.append(f"file: {path}")
     return notes + [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
 

@@ -121,10 +121,10 @@ class ZeroShotResult:
             },
             "failures": [f.to_dict() for f in self.failures],
             "seconds": {} if self.durations is None else {str(r): float(v) for r, v in self.durations.items()},
-            "sources": {} if self.sources is None else {str(r): self._path(r) for r in self.sources.index},
+            "sources": {} if self.sources is None else {str(r): self.source_of(r) for r in self.sources.index},
         }  # fmt: skip
 
-    def _path(self, record_id: str) -> str | None:
+    def source_of(self, record_id: str) -> str | None:
         """The file `record_id` was read from; None when it was scored from memory (or `sources` is unknown)."""
         path = None if self.sources is None else self.sources.get(record_id)
         return None if path is None or pd.isna(path) else str(path)
@@ -143,7 +143,7 @@ class ZeroShotResult:
         taken = set(self.scores.columns)
         names = itertools.chain(("path", "record_path"), (f"record_path_{i}" for i in itertools.count(2)))
         name = next(n for n in names if n not in taken)
-        paths = pd.Series([self._path(r) for r in self.scores.index], index=self.scores.index, name=name,
+        paths = pd.Series([self.source_of(r) for r in self.scores.index], index=self.scores.index, name=name,
                           dtype=object)  # fmt: skip
         return pd.concat([paths, self.scores], axis=1)
 
@@ -185,7 +185,7 @@ class ZeroShotResult:
         columns = ["record", "label", "beat", "rank", "prototype_record", "prototype_beat", "similarity", "report"]
         table = pd.DataFrame(rows, columns=columns)
         if self._has_paths():  # None, not NaN, for a record without a file: the table is also written as JSON
-            table.insert(1, "path", [self._path(r) for r in table["record"]])
+            table.insert(1, "path", [self.source_of(r) for r in table["record"]])
         return table
 
 
