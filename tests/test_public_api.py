@@ -10,11 +10,11 @@ import typing
 import pytest
 
 import ecglang
-from ecglang.data.cache import SignalCache
+from ecglang.data.cache import CachedRows
 
 # Imported for type checking only where the module would otherwise pay for a layer it rarely needs
 # (`ecglang.scores.classifier` loads the data layer, and `datasets`, only when a cache is scored).
-TYPE_CHECKING_ONLY = {"SignalCache": SignalCache}
+TYPE_CHECKING_ONLY = {"CachedRows": CachedRows}
 
 
 def public_functions() -> list[tuple[str, typing.Callable]]:

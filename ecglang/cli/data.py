@@ -83,7 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--reference", default=SOURCE_OPTIONS["reference"], help="CPSC 2018 REFERENCE.csv")
     b.add_argument("--no-cache", action="store_true", help="build the dataset only, no signal cache")
     b.add_argument("--preprocess", metavar="JSON", help="PreprocessConfig as a JSON file (default settings)")
-    b.add_argument("--model", help="use the preprocessing of this model config (configs/model name or .json)")
+    b.add_argument(
+        "--model",
+        help="use the preprocessing of this model: a checkpoint (folder, Hub id, or the bundled ecglang-mini), "
+        "so that `ecglang zero-shot OUT --model` can score the cache; or a model config (configs/model name or .json)",
+    )
     b.add_argument("--merl-compat", action="store_true", help="use PreprocessConfig.merl_compat() for the cache")
     b.add_argument("--batch-size", type=count, default=256, help="cache rows per flush (default 256)")
     b.add_argument(
@@ -228,6 +232,23 @@ def _check_build_options(args: argparse.Namespace, spec: Any) -> None:
         raise ConfigError(f"{' and '.join(chosen)} each choose the cache's preprocessing; give one")
 
 
+def _model_preprocess(name: str) -> Any:
+    """The preprocessing of a trained checkpoint (folder, Hub id or bundled name: its processor_config.json, so
+    that the cache is scored and fine-tuned as that model prepares its inputs) or of a model config (configs/model
+    name or .json file)."""
+    from ecglang.encoders.checkpoint import list_checkpoints, resolve_checkpoint, resolve_model_name
+    from ecglang.encoders.checkpoint_files import is_hub_id
+    from ecglang.encoders.ecg_processing import EcgProcessor
+    from ecglang.encoders.registry import load_model_config  # slow to import; only --model needs it
+    from ecglang.signal.preprocess import PreprocessConfig
+
+    path = Path(name).expanduser()
+    if path.is_dir() or name in list_checkpoints() or (is_hub_id(name) and path.suffix != ".json"):
+        folder = resolve_checkpoint(resolve_model_name(name))
+        return EcgProcessor.from_pretrained(folder).preprocess_config
+    return PreprocessConfig.from_dict(load_model_config(name).processor["preprocess"])
+
+
 def _preprocess_config(args: argparse.Namespace, spec: Any) -> Any:
     """The cache's `PreprocessConfig`: --preprocess JSON, --merl-compat, or the defaults."""
     from ecglang.signal.preprocess import PreprocessConfig  # here: `ecglang --help` must not wait for scipy
@@ -235,9 +256,7 @@ def _preprocess_config(args: argparse.Namespace, spec: Any) -> Any:
     if args.preprocess:
         return _preprocess_file(Path(args.preprocess), PreprocessConfig)
     if args.model:
-        from ecglang.encoders.registry import load_model_config  # slow to import; only --model needs it
-
-        return PreprocessConfig.from_dict(load_model_config(args.model).processor["preprocess"])
+        return _model_preprocess(args.model)
     if args.merl_compat:
         cfg = PreprocessConfig.merl_compat()
         cfg.keep_samples = spec.merl_keep_samples  # MERL's per-dataset rule (CPSC 2018: the first 2500 samples)

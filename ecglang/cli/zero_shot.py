@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score ECG records against your labels or a prompt set. Bad files are listed at the end "
         "and make the exit status non-zero; the others are still scored.",
     )
-    p.add_argument("paths", nargs="+", help="record files and/or folders (scanned recursively)")
+    p.add_argument(
+        "paths", nargs="+",
+        help="record files and/or folders (scanned recursively); or one signal cache or prepared folder "
+        "(`ecglang data build --out`), whose rows are scored as built",
+    )  # fmt: skip
     which = p.add_mutually_exclusive_group()
     which.add_argument("--labels", nargs="+", metavar="LABEL", help='label names, e.g. "atrial fibrillation"')
     which.add_argument(
@@ -142,6 +146,7 @@ def _score(args: argparse.Namespace) -> int:
     from ecglang.scores.classifier import ZeroShotClassifier
 
     labels = args.labels if args.labels else (args.prompt_set or "ptbxl_super")
+    cache = _cache_folder(args)  # checked before the model loads, as a bad metadata table is
     table = read_demographics_table(args.metadata) if args.metadata else None  # a bad table fails before the model
     model = load_model(args.model)
     extra = {} if not args.prototypes else {"prototypes": args.prototypes, "prototype_k": args.prototype_k}
@@ -150,9 +155,12 @@ def _score(args: argparse.Namespace) -> int:
         drop_ambiguous_prompts=args.drop_ambiguous_prompts, **extra,
     )  # fmt: skip
     leads = args.leads.split(",") if args.leads else None
-    result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,
-                 progress=not args.no_progress,
-                 keep_signals=args.plot_max if args.plot else 0, metadata=table)  # fmt: skip
+    if cache is not None:
+        result = clf.score_cache(cache, labels, mode=args.mode, progress=not args.no_progress)
+    else:
+        result = clf(args.paths, labels=labels, mode=args.mode, explain=bool(args.plot), fs=args.fs, leads=leads,
+                     progress=not args.no_progress,
+                     keep_signals=args.plot_max if args.plot else 0, metadata=table)  # fmt: skip
     if table is not None:
         # Looked up as the classifier did, by file stem: `00001_hr#2` (a second folder's 00001_hr) is 00001_hr.
         found = sum(_stem(rid, result) in table for rid in result.scores.index)
@@ -206,6 +214,30 @@ def _score(args: argparse.Namespace) -> int:
             print("no record could be scored", file=sys.stderr)
         return 1
     return 0
+
+
+def _cache_folder(args: argparse.Namespace) -> str | None:
+    """The signal cache or prepared folder (`ecglang data build --out`) to score, when that is what PATHS names:
+    its rows are scored as built (already preprocessed), a batch at a time, not scanned as record files."""
+    from ecglang.data.prepared import is_cache_folder  # here: `ecglang --help` must not wait for the data layer
+
+    folders = [p for p in args.paths if is_cache_folder(p)]
+    if not folders:
+        return None
+    if len(args.paths) > 1:
+        raise ConfigError(
+            f"{folders[0]} is a signal cache or prepared folder: score it on its own (one PATH), not with "
+            "record files or other folders"
+        )
+    options = {"--plot": args.plot, "--fs": args.fs, "--leads": args.leads, "--metadata": args.metadata,
+               "--prototypes": args.prototypes}  # fmt: skip
+    given = [flag for flag, value in options.items() if value]
+    if given:
+        raise ConfigError(
+            f"{folders[0]} is a signal cache or prepared folder, whose rows are scored as preprocessed, without "
+            f"explanations or metadata: {', '.join(given)} need(s) record files"
+        )
+    return folders[0]
 
 
 def _stem(record_id: str, result) -> str:

@@ -36,7 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import datasets
 import numpy as np
@@ -244,6 +244,24 @@ def _read_journal(path: Path) -> dict[int, dict[str, Any]]:
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a kill: that row is not marked done, it is redone
     return entries
+
+
+class CachedRows(Protocol):
+    """What scoring and embedding read from preprocessed rows: a `SignalCache`, or a prepared folder's shards
+    read as one (`data.prepared.ShardedCache`). `rows[i]` → `(signal float32 [12, T], lead_mask bool [12])`."""
+
+    directory: Path
+
+    @property
+    def fs(self) -> float: ...
+    @property
+    def config(self) -> PreprocessConfig: ...
+    @property
+    def ids(self) -> list[str]: ...
+    @property
+    def paths(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, row: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class SignalCache:

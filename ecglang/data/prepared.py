@@ -502,6 +502,42 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 # -- reading --------------------------------------------------------------------------------------------
+def complete_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of a prepared folder whose shards are all built; `EcgReadError` naming the folder otherwise."""
+    manifest = read_manifest(directory)
+    if manifest is None or manifest.get("format") != PREPARED_FORMAT:
+        raise EcgReadError(directory, f"not a prepared dataset ({MANIFEST_FILE} missing or of another format)")
+    incomplete = [e["name"] for e in manifest["shards"] if not shard_complete(directory / e["dir"], e)]
+    if incomplete:
+        raise EcgReadError(
+            directory,
+            f"{len(incomplete)} shard(s) not built yet ({', '.join(incomplete[:3])}...); run "
+            f"`ecglang data build SOURCE ROOT --out {directory}` (on each node: --shard i/N) until all are",
+        )
+    return manifest
+
+
+def is_cache_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a signal cache (`cache_meta.json`) or a prepared folder (`manifest.json`): what
+    `open_cache` opens."""
+    d = Path(path)
+    return (d / META_FILE).is_file() or (d / MANIFEST_FILE).is_file()
+
+
+def open_cache(path: str | os.PathLike) -> SignalCache | ShardedCache:
+    """The rows of a signal cache folder, or of a prepared folder's shards read as one (`ecglang data build
+    --out`, one shard or many), opened read-only. `EcgReadError` naming the folder when it is neither, or when
+    a prepared folder's shards are not all built."""
+    d = Path(path).expanduser().resolve()
+    if (d / META_FILE).is_file():
+        return SignalCache(d)
+    if (d / MANIFEST_FILE).is_file():
+        return ShardedCache(d, complete_manifest(d))
+    raise EcgReadError(
+        d, f"neither a signal cache ({META_FILE}) nor a prepared folder ({MANIFEST_FILE}, `ecglang data build`)"
+    )
+
+
 class PreparedDataset:
     """A complete prepared folder, opened for training: the records table and one reader over all shards.
 
@@ -510,17 +546,7 @@ class PreparedDataset:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).expanduser().resolve()
-        manifest = read_manifest(self.directory)
-        if manifest is None or manifest.get("format") != PREPARED_FORMAT:
-            raise EcgReadError(self.directory, f"not a prepared dataset ({MANIFEST_FILE} missing or of another format)")
-        incomplete = [e["name"] for e in manifest["shards"] if not shard_complete(self.directory / e["dir"], e)]
-        if incomplete:
-            raise EcgReadError(
-                self.directory,
-                f"{len(incomplete)} shard(s) not built yet ({', '.join(incomplete[:3])}...); run "
-                f"`ecglang data build SOURCE ROOT --out {self.directory}` (on each node: --shard i/N) until all are",
-            )
-        self.manifest = manifest
+        self.manifest = manifest = complete_manifest(self.directory)
         self.table = datasets.load_from_disk(str(self.directory / TABLE_DIR))
         self.table_meta = read_json_object(self.directory / TABLE_META_FILE, "records-table metadata")
         self.cache = ShardedCache(self.directory, manifest)
@@ -531,7 +557,8 @@ class PreparedDataset:
 
 
 class ShardedCache:
-    """The shards of a prepared folder read as one `SignalCache` (rows numbered as the records table)."""
+    """The shards of a prepared folder read as one `SignalCache` (rows numbered as the records table; it has
+    the `CachedRows` interface that scoring and embedding read)."""
 
     def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
         self.directory = Path(directory)
@@ -585,9 +612,12 @@ __all__ = [
     "ShardedCache",
     "TableInfo",
     "build_shards",
+    "complete_manifest",
     "file_lock",
     "init_manifest",
     "input_fingerprint",
+    "is_cache_folder",
+    "open_cache",
     "parse_shard_spec",
     "prepare_table",
     "read_manifest",

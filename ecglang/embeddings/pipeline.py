@@ -42,7 +42,7 @@ from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg
 
 if TYPE_CHECKING:
-    from ecglang.data.cache import SignalCache
+    from ecglang.data.cache import CachedRows
     from ecglang.encoders.modeling import EcgLangModel
 
 # On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a
@@ -404,7 +404,7 @@ def embed_records(
 
 def embed_cache_rows(
     model: EcgLangModel,
-    cache: SignalCache,
+    cache: CachedRows,
     rows: Any = None,
     *,
     processor: EcgProcessor | None = None,
@@ -413,8 +413,8 @@ def embed_cache_rows(
     precision: Precision = "fp32",
     metadata: Sequence[Mapping[str, Any]] | None = None,
 ) -> EmbeddingTable:
-    """Embed rows of a `SignalCache` (already preprocessed: only beats are cut) with `model`; `metadata`: one
-    mapping per row (age/sex from the builder table, read by a tower with demographics).
+    """Embed rows of a `SignalCache` or prepared folder (already preprocessed: only beats are cut) with `model`;
+    `metadata`: one mapping per row (age/sex from the builder table, read by a tower with demographics).
 
     For training validation: `table.positions` index `rows` (the rows that were embedded, in order),
     `table.embeddings["model"]` holds their unit rhythm embeddings, `table.failures` the rows left out. The

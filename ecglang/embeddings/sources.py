@@ -7,7 +7,7 @@ pipeline's DataLoader workers read from them.
 - `ItemSource`: what users pass: `Ecg`s, record paths (read on demand) and input failures
   (`expand_inputs` flattens files, folders and arrays into these items).
 - `ArraySource`: in-memory `[12, T]` signals in canonical lead order.
-- `CacheSource`: rows of a `SignalCache` (already preprocessed: the pipeline only cuts beats).
+- `CacheSource`: rows of a `SignalCache` or prepared folder (already preprocessed: the pipeline only cuts beats).
 
 `ItemSource` and `CacheSource` take `metadata`, one mapping per item (for example `{"age": 63.0, "sex": "F"}`
 from a dataset table such as PTB-XL's `ptbxl_database.csv`, whose WFDB headers carry neither): its values
@@ -33,7 +33,7 @@ from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
 from ecglang.record.window import ReadWindow
 
 if TYPE_CHECKING:
-    from ecglang.data.cache import SignalCache
+    from ecglang.data.cache import CachedRows
 
 logger = logging.getLogger(__name__)
 
@@ -165,14 +165,15 @@ class ArraySource(RecordSource):
 
 
 class CacheSource(RecordSource):
-    """Rows of a `SignalCache` (preprocessed; failed rows come back as failures with the build's reason). Each
-    record's `source_path` is the file the cache row was built from (its index's `path`)."""
+    """Rows of a `SignalCache` or of a prepared folder's shards (preprocessed; failed rows come back as failures
+    with the build's reason). Each record's `source_path` is the file the cache row was built from (its index's
+    `path`)."""
 
     preprocessed = True
 
     def __init__(
         self,
-        cache: SignalCache,
+        cache: CachedRows,
         rows: Sequence[int] | np.ndarray | None = None,
         metadata: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:

@@ -22,8 +22,8 @@ Throughput
     this process runs the encoder (`num_workers`; by default one worker per spare core, up to 4, when there
     are at least two batches and processes start by fork), and only the rhythm embedding is computed.
     During scoring torch uses the cores the workers leave free (restored afterwards). `score_arrays` scores
-    in-memory `[12, T]` arrays and `score_cache` the rows of a `SignalCache` (already preprocessed: only
-    beats are cut), with memory O(batch) whatever the number of records.
+    in-memory `[12, T]` arrays and `score_cache` the rows of a `SignalCache` or prepared folder (already
+    preprocessed: only beats are cut), with memory O(batch) whatever the number of records.
 
 Explanations
     `ecglang.scores.explain`: beat contributions from beat-level similarities, lead contributions by leaving each
@@ -70,7 +70,7 @@ from ecglang.scores.labels import KnowledgeArg, LabelSpec, resolve_knowledge
 from ecglang.scores.prompts import LabelsArg, PromptSource
 
 if TYPE_CHECKING:  # the data layer (and `datasets`, 0.35 s) loads only when a cache is scored
-    from ecglang.data.cache import SignalCache
+    from ecglang.data.cache import CachedRows
 
 __all__ = ["EcgInput", "Explanation", "LabelSpec", "RecordFailure", "ScoreMode", "ZeroShotClassifier",
            "ZeroShotResult", "resolve_knowledge"]  # fmt: skip
@@ -390,7 +390,7 @@ class ZeroShotClassifier:
 
     def score_cache(
         self,
-        cache: SignalCache | str | PathLike,
+        cache: CachedRows | str | PathLike,
         labels: LabelsArg | None = None,
         prompts: PromptSource | None = None,
         *,
@@ -401,24 +401,25 @@ class ZeroShotClassifier:
         num_workers: int | None = None,
         progress: bool = True,
     ) -> ZeroShotResult:
-        """Score the records of a `SignalCache` (or its folder); rows are read from its signal file a batch
-        at a time, so memory does not grow with the number of records.
+        """Score the records of a `SignalCache`, or of a prepared folder's shards (`ecglang data build --out`),
+        given opened or as a folder; rows are read from the signal files a batch at a time, so memory does not
+        grow with the number of records.
 
         `rows`: the cache rows to score (default: all; rows that failed when the cache was built are listed
         in `result.failures`). Record ids are the cache's ids. Raises `ConfigError` when the cache was built
         with other preprocessing than this classifier's processor uses.
         """
-        from ecglang.data.cache import SignalCache  # here: the data layer is needed only for caches
+        from ecglang.data.prepared import open_cache  # here: the data layer is needed only for caches
 
         check_mode(mode, threshold)
-        cache = cache if isinstance(cache, SignalCache) else SignalCache(cache)
+        cache = open_cache(cache) if isinstance(cache, str | PathLike) else cache
         ours, theirs = self.processor.preprocess_config.to_dict(), cache.config.to_dict()
         if ours != theirs:
             changed = sorted(k for k in ours if ours[k] != theirs.get(k))
             raise ConfigError(
                 f"{cache.directory}: the cache was preprocessed with other settings than this model's processor "
                 f"({', '.join(f'{k}={theirs.get(k)!r} vs {ours[k]!r}' for k in changed)}); rebuild it with "
-                "the processor's PreprocessConfig"
+                "the processor's PreprocessConfig (CLI: `ecglang data build ... --out NEW --model CHECKPOINT`)"
             )
         source = CacheSource(cache, rows)
         specs = self.label_specs(labels, prompts, knowledge)
