@@ -139,7 +139,15 @@ def check_run_folder(train_dir: Path, variant: str, seed: int, data: Path, max_s
     overrides = recipe_overrides(variant, seed, data, max_steps, heldout_fold)
     wanted = flat_dict(load_config(RECIPE["base_config"], overrides).to_dict())
     found = flat_dict(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
-    differ = sorted(k for k in wanted.keys() | found.keys() if k not in PLACE_KEYS and wanted.get(k) != found.get(k))
+    # A trainer setting the saved run lacks was added since; its default keeps the behaviour of before, so a run
+    # without it is the same run where this recipe leaves it at the default (`data/order_seed` came after the
+    # crossfit runs of session 14, which were then refused as "None there, 'None' here"). Not so for the model's
+    # overrides: a free-form dict, where a missing key is a setting the run did not make.
+    defaults = flat_dict(load_config(RECIPE["base_config"], []).to_dict())
+    added = {k for k in wanted.keys() - found.keys()
+             if not k.startswith("model/overrides/") and k in defaults and wanted[k] == defaults[k]}  # fmt: skip
+    keys = (wanted.keys() | found.keys()) - added - set(PLACE_KEYS)
+    differ = sorted(k for k in keys if wanted.get(k) != found.get(k))
     if differ:
         shown = "; ".join(f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} here" for k in differ[:6])
         raise RunFolderError(

@@ -60,6 +60,23 @@ def test_ablation_run_folder_of_another_variant_is_refused(scripts, tmp_path: Pa
     ablation.check_run_folder(out / "train", "ecglang-mini", 0, tmp_path / "elsewhere", 100, 8)  # moved data: same run
 
 
+def test_a_run_saved_before_a_setting_existed_is_the_same_run_at_its_default(scripts, tmp_path: Path) -> None:
+    """The crossfit runs of session 14 predate `data.order_seed` and were refused ("None there, 'None' here"), so
+    their tables could not be pooled again; a setting the run lacks but the recipe sets is still a difference."""
+    ablation, _ = scripts
+    out = finished_fold(ablation, tmp_path, 8, max_steps=100)
+    saved = yaml.safe_load((out / "train" / "config.yaml").read_text(encoding="utf-8"))
+    del saved["data"]["order_seed"]
+    (out / "train" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    ablation.check_run_folder(out / "train", "ecglang-mini", 0, DATA, 100, 8)
+    with pytest.raises(ablation.RunFolderError, match="rhythm_mixer"):
+        ablation.check_run_folder(out / "train", "neighbourhood", 0, DATA, 100, 8)
+    saved["model"]["overrides"]["ecg_tower"] = {}  # the model's own sizes, not the recipe's: another run
+    (out / "train" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    with pytest.raises(ablation.RunFolderError, match="d_model"):
+        ablation.check_run_folder(out / "train", "ecglang-mini", 0, DATA, 100, 8)
+
+
 @pytest.mark.parametrize("bare", ["--seeds", "--only"])
 def test_ablation_bare_seeds_or_only_is_an_error(scripts, tmp_path: Path, bare: str) -> None:
     """A bare --seeds ran nothing and exited 0; a bare --only ran every variant."""
