@@ -428,8 +428,12 @@ class EcgLangConfig(PretrainedConfig):
             raise ConfigError(f"text_tower.freeze_layers must be >= 0, got {text['freeze_layers']!r}")
         check_hf_config(text["hf_config"])
         targets = text["lora"]["target_modules"]
-        if not (targets in ("qv", "all-linear") or (isinstance(targets, list) and targets)):
-            raise ConfigError(f"text_tower.lora.target_modules must be 'qv', 'all-linear' or a list, got {targets!r}")
+        names = isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)
+        if not (targets in ("qv", "all-linear") or names):  # peft hashes and splits each name: strings only
+            raise ConfigError(
+                "text_tower.lora.target_modules must be 'qv', 'all-linear' or a list of module names, "
+                f"got {targets!r:.80}"
+            )
 
         _positive("projection", self.projection, "dim")
         if self.projection["hidden_dim"] is not None:

@@ -245,17 +245,35 @@ def check_safetensors_folder(source: str) -> None:
 _LAYER_KEYS = re.compile(r"(^|_)(layers?|experts|blocks|depth)$")
 
 
-def _layer_counts(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """(dotted key, value) of every layer-count-like entry of a config dict, nested sub-configs included."""
+def _config_entries(data: Any, pattern: re.Pattern[str], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every entry of a config dict whose key matches `pattern`, nested sub-configs
+    included."""
     found = []
     if isinstance(data, Mapping):
         for key, value in data.items():
             name = f"{prefix}{key}"
             if isinstance(value, Mapping):
-                found += _layer_counts(value, f"{name}.")
-            elif isinstance(key, str) and _LAYER_KEYS.search(key):
+                found += _config_entries(value, pattern, f"{name}.")
+            elif isinstance(key, str) and pattern.search(key):
                 found.append((name, value))
     return found
+
+
+# transformers fetches an attention implementation named like a Hub repo ("kernels-community/flash-attn",
+# "org/name@rev", "paged|org/name", and flash_attention_2 through its kernel fallback) and imports it: a
+# checkpoint is data, so a text model's config may name PyTorch's own implementations only.
+_ATTENTION_KEY = re.compile(r"^_?attn_implementation(_internal)?$")
+SAFE_ATTENTION = ("eager", "sdpa")
+
+
+def check_attention(data: Mapping[str, Any], what: str) -> None:
+    """`ConfigError` when a text model's config dict names an attention implementation other than eager or sdpa."""
+    for key, value in _config_entries(data, _ATTENTION_KEY):
+        if value is not None and value not in SAFE_ATTENTION:
+            raise ConfigError(
+                f"{what}: {key} = {value!r:.80} is not allowed: transformers would fetch and import that attention "
+                f"code, and loading a checkpoint runs nothing it names (allowed: {', '.join(SAFE_ATTENTION)})"
+            )
 
 
 def text_model_parameters(conf: Any) -> int:
@@ -278,7 +296,7 @@ def bounded_text_config(conf: Any, what: str) -> None:
     `ecglang.encoders.configuration` (MAX_TEXT_LAYERS, MAX_PARAMETERS), before any weight is allocated.
 
     `what` names the config in the message ("text_tower.hf_config", "the text base model's config.json")."""
-    for key, value in _layer_counts(conf.to_dict()):
+    for key, value in _config_entries(conf.to_dict(), _LAYER_KEYS):
         if value is None or isinstance(value, list):  # None: not set; a list: per-layer settings
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TEXT_LAYERS:
@@ -300,6 +318,7 @@ def _config_from_dict(hf_config: Mapping[str, Any]) -> Any:
     from transformers import AutoConfig
 
     check_hf_config(hf_config)
+    check_attention(hf_config, "text_tower.hf_config")
     data = dict(hf_config)
     try:
         conf = AutoConfig.for_model(data.pop("model_type"), **data)
@@ -312,11 +331,15 @@ def _config_from_dict(hf_config: Mapping[str, Any]) -> Any:
 def _config_from_source(source: str) -> Any:
     """The config of the text base model at `source` (its config.json), size-checked; `ModelLoadError` naming
     the file when it is unreadable or describes a model above the bounds."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig, PretrainedConfig
 
     where = Path(source) / "config.json" if Path(source).is_dir() else f"{source} (config.json)"
     try:
+        raw, _ = PretrainedConfig.get_config_dict(source)  # as written: the config object hides the attention key
+        check_attention(raw, "the text base model's config")
         conf = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except ConfigError as exc:
+        raise ModelLoadError(where, str(exc)) from exc
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelLoadError(where, f"cannot load the text model's config: {exc}") from exc
     try:

@@ -127,6 +127,13 @@ class Hit:
     via: str = "dense"
 
 
+# HNSW's graph holds ~2·M neighbour ids per snippet: an index folder's meta.json (data, like a checkpoint) must not
+# make loading allocate gigabytes (M = 10⁶: 2.1 GB for 195 snippets; 10⁸: std::bad_alloc; 3·10⁹: a SWIG TypeError).
+# FAISS suggests M of 4-64; the bounds are far above any useful setting.
+MAX_HNSW_M = 1024
+MAX_HNSW_EF = 1_000_000
+
+
 def _faiss() -> Any:
     # faiss logs its CPU-feature probing at INFO ("could not load AVX512 ..."): noise for CLI users.
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -275,8 +282,13 @@ class KnowledgeIndex:
             index.nprobe = nprobe
             params = {"nlist": nlist, "nprobe": nprobe}
         else:
-            if hnsw_m < 2 or ef_construction < 1 or ef_search < 1:
-                raise ConfigError("hnsw_m must be >= 2 and ef_construction/ef_search >= 1")
+            if not (
+                2 <= hnsw_m <= MAX_HNSW_M and 1 <= ef_construction <= MAX_HNSW_EF and 1 <= ef_search <= MAX_HNSW_EF
+            ):
+                raise ConfigError(
+                    f"hnsw_m must be in 2..{MAX_HNSW_M} and ef_construction/ef_search in 1..{MAX_HNSW_EF:,}, got "
+                    f"{hnsw_m}, {ef_construction}, {ef_search}"
+                )
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = ef_construction
             index.add(vectors)

@@ -99,6 +99,14 @@ _BAD_SECTIONS = {
         _full_text({"model_type": "evil", "auto_map": {"AutoModel": "evil.EvilModel"}}),
         "text_tower.hf_config is not a transformers config: ValueError: Unrecognized model identifier: evil",
     ),
+    # peft's TypeError ('unhashable type: list') and AttributeError ('int' has no 'split') before the fix
+    **{
+        f"lora-targets-{name}": (
+            lambda d, targets=targets: d["text_tower"]["lora"].update(target_modules=targets),
+            "text_tower.lora.target_modules must be 'qv', 'all-linear' or a list of module names, got",
+        )
+        for name, targets in (("nested-list", [[1]]), ("dict", [{}]), ("int", [1]), ("null", [None]), ("empty", [""]))
+    },
     "lora-targets-match-nothing": (
         lambda d: d["text_tower"]["lora"].update(target_modules=["no.such.module"]),
         "text_tower.lora.target_modules ['no.such.module']: Target modules {'no.such.module'} not found",

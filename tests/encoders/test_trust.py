@@ -446,3 +446,27 @@ def test_a_checkpoint_without_its_tokenizer_is_a_model_load_error(saved, tmp_pat
     with pytest.raises(ModelLoadError, match=r"ckpt: tokenizer files are missing \(tokenizer_config\.json\)"):
         EcgLangModel.from_pretrained(folder)
     assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.parametrize(
+    "attention", ["kernels-community/flash-attn", "evil-org/evil-kernel@main", "paged|kernels-community/flash-attn",
+                  "flash_attention_2"],
+)  # fmt: skip
+def test_an_attention_kernel_named_by_a_checkpoint_is_never_fetched(saved, tmp_path, attention, caplog):
+    """`attn_implementation` naming a Hub repo made transformers' kernel loader fetch that repo (and import it,
+    had it been cached or online) while the text model's size was counted; `flash_attention_2` went there through
+    its kernel fallback. Named by a full fine-tune's `text_tower.hf_config` or by the text base folder's
+    config.json, it is refused before anything is built, with the file named."""
+    hf_config = json.loads((PACKAGE_FOLDER / "config.json").read_text(encoding="utf-8"))
+    full = _copy(saved, tmp_path, "full")
+    _edit_json(full / "config.json", lambda d: d["text_tower"].update(
+        finetune="full", hf_config={**hf_config, "attn_implementation": attention}))  # fmt: skip
+    base = tmp_path / "text-base"
+    shutil.copytree(PACKAGE_FOLDER, base)
+    _edit_json(base / "config.json", lambda d: d.update(attn_implementation=attention))
+    lora = _checkpoint_naming(saved, tmp_path / "lora", str(base))
+    for folder, where in ((full, full / "config.json"), (lora, base / "config.json")):
+        with caplog.at_level("DEBUG"), pytest.raises(ModelLoadError) as exc:
+            EcgLangModel.from_pretrained(folder)
+        assert str(where) in str(exc.value) and f"attn_implementation = {attention!r} is not allowed" in str(exc.value)
+        assert not [r for r in caplog.records if r.name.startswith("kernels")], caplog.text  # no kernel was looked up

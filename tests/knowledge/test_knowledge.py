@@ -707,3 +707,15 @@ def test_options_that_would_do_nothing_are_refused(tmp_path: Path, capsys) -> No
     assert cli.main(["knowledge", "search", "pvc", "--code", "snomed:17338001", "--index", str(out)]) == 0
     assert cli.main(["zero-shot", "x.hea", "--knowledge", "off", "-k", "3", "--labels", "a"]) == 1
     assert "-k sets the snippets retrieved per label: it does nothing with --knowledge off" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("params", [{"hnsw_m": 1_000_000}, {"hnsw_m": 3_000_000_000}, {"ef_search": 10**12},
+                                    {"ef_construction": 0}])  # fmt: skip
+def test_hnsw_sizes_in_an_index_folder_are_bounded(flat: KnowledgeIndex, tmp_path: Path, params: dict) -> None:
+    """An index folder is data: hnsw_m 10⁶ in its meta.json made loading take 2.1 GB for 195 snippets (10⁸: a
+    std::bad_alloc traceback; 3·10⁹: a SWIG TypeError traceback). Refused, naming meta.json, before any graph."""
+    folder = flat.save(tmp_path / "idx")
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "index_type": "hnsw", "params": params}))
+    with pytest.raises(KnowledgeError, match=r"meta\.json.*'params': hnsw_m must be in 2\.\.1024"):
+        KnowledgeIndex.load(folder, model=flat.encoder)
