@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedModel
 
@@ -50,10 +52,10 @@ from ecglang.encoders.checkpoint_files import (
     checkpoint_folders,
     is_hub_id,
 )
-from ecglang.encoders.configuration import EcgLangConfig
+from ecglang.encoders.configuration import EcgLangConfig, estimated_parameters
 from ecglang.encoders.ecg_processing import PROCESSOR_CONFIG_NAME, EcgProcessor
 from ecglang.encoders.model_card import model_card, read_card
-from ecglang.encoders.text_encoder import PICKLE_SUFFIXES, hub_id_of
+from ecglang.encoders.text_encoder import PICKLE_SUFFIXES, hub_id_of, text_config_parameters
 from ecglang.errors import ConfigError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -222,6 +224,7 @@ def from_pretrained(
     full_text = config.text_tower["finetune"] == "full"
     text_weights = "config" if full_text and config.text_tower.get("hf_config") else "pretrained"
     try:
+        check_claimed_size(weights, config, text_weights == "config")
         model = model_class(config, text_weights=text_weights)
     except ConfigError as exc:  # found while building: the text model's size, LoRA targets, pooler head...
         raise ModelLoadError(folder / "config.json", f"invalid config: {exc}") from exc
@@ -255,6 +258,35 @@ def from_pretrained(
         model = model.to(device)
     model.eval()
     return model
+
+
+# A config.json may describe a model far larger than its weights file (a hand-edited size): the model is built,
+# and its memory allocated, before the weights are compared. Each part's size is estimated from the config and
+# compared with what the file's header says it holds; the estimates of the shipped models are 1.4-3.6× their size.
+CLAIM_SLACK, CLAIM_FLOOR = 16, 20_000_000
+
+
+def check_claimed_size(weights: Path, config: EcgLangConfig, text_in_file: bool) -> None:
+    """`ModelLoadError` naming the weights file when config.json describes an ECG side (or, with `text_in_file`, a
+    text model) many times larger than the tensors the file holds, read from its header before anything is built
+    (a d_model of 2048 over a 2 MB file took 6 GB and 23 s before failing on the shapes)."""
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            sizes = {key: math.prod(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ModelLoadError(weights, f"cannot read safetensors file: {exc}") from exc
+    stored_text = sum(n for key, n in sizes.items() if key.startswith("text_tower."))
+    parts = [
+        ("an ECG side", estimated_parameters(config.ecg_tower, config.projection), sum(sizes.values()) - stored_text)
+    ]
+    if text_in_file:
+        parts.append(("a text model", text_config_parameters(config.text_tower["hf_config"]), stored_text))
+    for what, claimed, stored in parts:
+        if claimed > CLAIM_SLACK * stored + CLAIM_FLOOR:
+            raise ModelLoadError(
+                weights, f"config.json describes {what} of about {claimed / 1e6:,.0f} M parameters, but this file "
+                f"holds {stored / 1e6:,.2f} M for it: config.json edited, or from other weights? (nothing was built)"
+            )  # fmt: skip
 
 
 def check_shapes(path: Path, state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:

@@ -328,6 +328,12 @@ def _config_from_dict(hf_config: Mapping[str, Any]) -> Any:
     return conf
 
 
+def text_config_parameters(hf_config: Mapping[str, Any]) -> int:
+    """The parameter count of the text model `text_tower.hf_config` describes, counted on the meta device after
+    its checks (`ConfigError` when it is not a buildable, bounded config)."""
+    return text_model_parameters(_config_from_dict(hf_config))
+
+
 def _config_from_source(source: str) -> Any:
     """The config of the text base model at `source` (its config.json), size-checked; `ModelLoadError` naming
     the file when it is unreadable or describes a model above the bounds."""

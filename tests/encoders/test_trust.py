@@ -302,6 +302,29 @@ def test_absurd_architecture_numbers_are_refused_before_anything_is_allocated(sa
     assert result["grown_mb"] < 100, result["grown_mb"]
 
 
+def test_sizes_within_the_bounds_but_far_above_the_weights_are_refused_before_building(saved, tmp_path, load_in_child):
+    """Within every bound, config.json can still describe a model far larger than its weights file: d_model 2048
+    and 28 blocks over the small checkpoint's 5 MB took 5.9 GB and 23 s before failing on the shapes; a full text
+    fine-tune whose hf_config is a BERT of hidden 4096 took 12.5 GB. The file's header is read first now."""
+    hf_config = json.loads((PACKAGE_FOLDER / "config.json").read_text(encoding="utf-8"))
+    wide_bert = {**hf_config, "hidden_size": 4096, "num_hidden_layers": 8, "intermediate_size": 16384,
+                 "num_attention_heads": 16}  # fmt: skip
+    cases = {
+        "ecg": ({"ecg_tower": {"d_model": 2048, "n_layers": 28, "n_heads": 8}}, "describes an ECG side of about"),
+        "text": ({"text_tower": {"finetune": "full", "hf_config": wide_bert}}, "describes a text model of about"),
+    }
+    folders = []
+    for name, (override, _) in cases.items():
+        folder = _copy(saved, tmp_path, name)
+        _edit_json(folder / "config.json", lambda d, override=override: _merge(d, override))
+        folders.append(str(folder))
+    result = load_in_child(folders)
+    for folder, (_, expected), (message, seconds) in zip(folders, cases.values(), result["cases"], strict=True):
+        assert message.startswith(f"{folder}/model.safetensors: config.json {expected}"), message
+        assert seconds < 2.0, (expected, seconds)
+    assert result["grown_mb"] < 100, result["grown_mb"]
+
+
 def test_the_bounds_leave_every_shipped_model_size_alone():
     names = sorted(p.stem for p in (REPO / "configs" / "model").glob("*.json"))
     assert {"ecglang-small", "ecglang-base", "merl-resnet18"} <= set(names), names  # the loop checks something
