@@ -180,10 +180,11 @@ def _process_one(
     row, path, cfg_dict, seed = item
     cfg = PreprocessConfig.from_dict(cfg_dict)
     try:
-        # Plain WFDB records (most of PTB-XL and MIMIC-IV-ECG) are read directly; anything else by load_ecg.
+        # Plain WFDB records (most of PTB-XL and MIMIC-IV-ECG) are read directly; anything else by load_ecg, only
+        # as far as preprocessing uses it (as zero-shot reads it): a Holter record is not read whole.
         plain = read_plain_wfdb(path)
         if plain is None:
-            ecg = load_ecg(path)
+            ecg = load_ecg(path, window=cfg.read_window())
             plain = ecg.signal, ecg.lead_mask, ecg.fs
         raw, raw_mask, fs = plain
         rng = np.random.default_rng([seed, row])  # per-row seed: results do not depend on batching/workers
