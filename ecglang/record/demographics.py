@@ -23,7 +23,8 @@ def parse_age(text: str | None) -> float | None:
     """Age in years from header text ("63", "63 years"); None for "NaN", "Unknown", "?" or outside 0–130."""
     if text is None:
         return None
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)", str(text))
+    # The whole number, not its first digits: "1e308" or "63.5.1" is not an age ("1e308" read as 1 year).
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)(?![\d.eE])", str(text))
     if not m:
         return None  # "NaN", "Unknown", "?", ...
     age = float(m.group(1))
@@ -106,18 +107,34 @@ def read_demographics_table(path: str | os.PathLike) -> dict[str, dict[str, Any]
             )
         else:
             sex = parse_sex(sex_text) if sex_text else None
-        age = _table_age(row.cells.get("age"))
-        out.update({key: {"age": age, "sex": sex} for key in row.ids})  # one dict per id: no shared entries
+        age = _table_age(row.cells.get("age"), f"{table.path}, line {row.line}")
+        for key in row.ids:
+            entry, earlier = {"age": age, "sex": sex}, out.get(key)
+            if earlier is not None and earlier != entry:  # the last row won without a word
+                raise ConfigError(
+                    f"{table.path}, line {row.line}: record {key!r} is listed again with other age/sex "
+                    f"({earlier} before, {entry} here); keep one row per record"
+                )
+            out[key] = entry  # one dict per id: no shared entries
     return out
 
 
-def _table_age(text: str | None) -> float | None:
+UNKNOWN_AGE = frozenset({"", "nan", "na", "n/a", "none", "null", "unknown", "?"})
+
+
+def _table_age(text: str | None, where: str) -> float | None:
+    """A table's age cell in years (None: empty or written as unknown); `ConfigError` naming `where` for anything
+    else that is not an age ("abc", 200, 1e308 were read as unknown without a word)."""
     text = (text or "").strip()
+    if text.lower() in UNKNOWN_AGE:
+        return None
     try:
         age = age_years(float(text))  # numbers as numbers: PTB-XL's 300 (over 89) reads as 90
     except ValueError:
-        age = age_years(text or None)
-    return None if math.isnan(age) else age
+        age = age_years(text)
+    if math.isnan(age):
+        raise ConfigError(f"{where}: age {text!r:.40} is not an age in years (0-130); leave it empty when unknown")
+    return age
 
 
 __all__ = [

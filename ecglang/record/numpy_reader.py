@@ -167,7 +167,10 @@ class NpzRecord:
         return self.fs.item()
 
     def file_leads(self) -> list[str] | None:
-        return None if self.leads is None else [str(x) for x in self.leads.ravel()]
+        if self.leads is None:
+            return None
+        # names saved as bytes (np.array([b"I", ...]), an 'S' array) are text: str(b"I") is "b'I'", no lead name
+        return [x.decode("ascii", "replace") if isinstance(x, bytes) else str(x) for x in self.leads.ravel().tolist()]
 
     def window(self, transposed: bool, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) of each lead as [leads, stop - start], in the stored dtype."""

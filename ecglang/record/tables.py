@@ -48,7 +48,7 @@ def read_record_table(path: str | os.PathLike, what: str, needs_any: Iterable[st
     needs = sorted(needs_any)
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
+            reader = csv.DictReader(fh, strict=True)  # an unterminated quote is an error, not the rest of the file
             columns = set(reader.fieldnames or ())
             raw = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -81,6 +81,12 @@ ScoreMode = Literal["cosine", "softmax", "sigmoid"]
 SCORE_MODES = ("cosine", "softmax", "sigmoid")
 
 
+def _free_name(names: tuple[str, str], taken: set[str]) -> str:
+    """The first of `names`, then `names[1]_2`, `_3`, …, that no column of `taken` has."""
+    candidates = itertools.chain(names, (f"{names[1]}_{i}" for i in itertools.count(2)))
+    return next(n for n in candidates if n not in taken)
+
+
 @dataclass
 class ZeroShotResult:
     """Scores (records × labels), the labels' prompts and snippets, failures, and optional explanations.
@@ -137,15 +143,16 @@ class ZeroShotResult:
         read from a file: an id such as `00317_lr#2` does not say which folder's `00317_lr` it is. A record
         scored from memory has an empty path beside files; when none has a file the table is `scores` as is.
         Where a label is itself called "path", the file column is `record_path` (two columns of one name would
-        read back as one), and `record_path_2`, `_3`, … where labels take those too."""
-        if not self._has_paths():
-            return self.scores
+        read back as one), and `record_path_2`, `_3`, … where labels take those too; the same for the record
+        column (`record`, then `record_id`, `record_id_2`, …) where a label is called "record"."""
         taken = set(self.scores.columns)
-        names = itertools.chain(("path", "record_path"), (f"record_path_{i}" for i in itertools.count(2)))
-        name = next(n for n in names if n not in taken)
-        paths = pd.Series([self.source_of(r) for r in self.scores.index], index=self.scores.index, name=name,
-                          dtype=object)  # fmt: skip
-        return pd.concat([paths, self.scores], axis=1)
+        record = _free_name(("record", "record_id"), taken)
+        scores = self.scores.rename_axis(record)
+        if not self._has_paths():
+            return scores
+        name = _free_name(("path", "record_path"), taken | {record})
+        paths = pd.Series([self.source_of(r) for r in scores.index], index=scores.index, name=name, dtype=object)
+        return pd.concat([paths, scores], axis=1)
 
     def ranked(self, record_id: str) -> pd.DataFrame:
         """The labels of one record, best first, with their names and the snippets behind them."""

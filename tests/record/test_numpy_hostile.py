@@ -120,6 +120,17 @@ def test_one_lead_1d_npz_reads_through_a_window(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ecg.signal[1], data[750:1250])
 
 
+def test_lead_names_saved_as_bytes_read_as_names(tmp_path: Path) -> None:
+    """`leads=np.array([b"I", b"II"])` (an 'S' array, as h5py and older code write) was refused as unknown lead
+    names ["b'I'", "b'II'"]."""
+    data = np.arange(2 * 1000, dtype=np.float32).reshape(2, 1000)
+    path = tmp_path / "rec.npz"
+    np.savez(path, signal=data, fs=500, leads=np.array([b"I", b"II"]))
+    ecg = load_ecg(path)
+    assert ecg.present_leads == ["I", "II"]
+    np.testing.assert_array_equal(ecg.signal[1], data[1])
+
+
 def test_npz_small_members_are_checked(tmp_path: Path) -> None:
     signal = np.zeros((12, 1000))
     path = tmp_path / "rec.npz"

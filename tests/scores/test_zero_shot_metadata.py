@@ -34,6 +34,14 @@ def test_a_users_table_by_id_or_path_with_sex_as_letters_or_words(tmp_path: Path
     }
 
 
+def test_a_header_age_is_the_whole_number_or_unknown() -> None:
+    """`# Age: 1e308` was read as 1 year (the regular expression took the first digits)."""
+    from ecglang.record.demographics import parse_age
+
+    assert [parse_age(t) for t in ("63", " 45", "63 years", "45y", "63.5", "130")] == [63, 45, 63, 45, 63.5, 130]
+    assert [parse_age(t) for t in ("1e308", "63.5.1", "131", "NaN", "Unknown", "?", "")] == [None] * 7
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -42,6 +50,11 @@ def test_a_users_table_by_id_or_path_with_sex_as_letters_or_words(tmp_path: Path
         ("id,weight\nrec1,80\n", "needs an 'age' or 'sex' column"),
         ("id,age,sex\nrec1,63,M\n,70,F\n", "line 3: no record id"),
         ("id,age,sex\n", None),  # a header alone is an empty table, not an error
+        # read as unknown, or the last row kept, without a word before:
+        ("id,age,sex\nrec1,abc,M\n", "line 2: age 'abc' is not an age in years"),
+        ("id,age,sex\nrec1,200,M\n", "line 2: age '200' is not an age"),
+        ("id,age,sex\nrec1,63,M\nrec1,70,F\n", "line 3: record 'rec1' is listed again with other age/sex"),
+        ('id,age,sex\nrec1,63,M\n"rec2,70,F\nrec3,50,M\n', "cannot read the demographics table"),  # open quote
     ],
 )
 def test_a_table_that_cannot_be_read_names_the_file_and_the_problem(

@@ -126,6 +126,17 @@ def test_labels_called_path_and_record_path_keep_their_columns(model, two_files)
     assert table["record_path_2"].tolist() == [result.sources[r] for r in table.index]
 
 
+def test_a_label_called_record_keeps_its_column_and_the_csv_reads_back(model, two_files, tmp_path) -> None:
+    """`--labels record path` wrote a CSV with two `record` columns (the record column and the label)."""
+    labels = ["record", "path", "sinus rhythm"]
+    result = ZeroShotClassifier(model, knowledge=False)([str(p) for p in two_files], labels=labels, progress=False)
+    result.score_table().to_csv(tmp_path / "scores.csv")
+    back = pd.read_csv(tmp_path / "scores.csv")
+    assert list(back.columns) == ["record_id", "record_path", *labels]
+    assert back["record_id"].tolist() == list(result.scores.index)
+    np.testing.assert_allclose(back["record"], result.scores["record"], atol=1e-6)
+
+
 def test_each_plot_names_the_file_it_shows(model, two_files) -> None:
     """`--plot` drew `00001_hr` and `00001_hr#2` with nothing to say which folder's file each figure was."""
     from ecglang.cli.zero_shot import plot_notes
