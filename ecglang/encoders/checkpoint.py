@@ -532,6 +532,10 @@ def load_tokenizer(source: str | Path) -> Any:
     except MemoryError:  # not a file problem; the hostile-checkpoint tests must see it as it is
         raise
     except Exception as exc:  # transformers and tokenizers raise many types (tokenizers: plain Exception)
+        if isinstance(exc, KeyError) and (Path(source) / TOKENIZER_FILE).is_file():  # a bare KeyError: 'added_tokens'
+            raise ModelLoadError(
+                Path(source) / TOKENIZER_FILE, f"not a whole tokenizers file: it lacks the entry {exc} (corrupt?)"
+            ) from exc
         reason = refusal if "trust_remote_code" in str(exc) else first_line(exc)  # never advise trust_remote_code
         raise ModelLoadError(source, f"cannot load the tokenizer: {reason}") from exc
 

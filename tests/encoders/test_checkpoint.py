@@ -312,6 +312,10 @@ def test_a_missing_or_truncated_tokenizer_file_is_a_one_line_error(lora_checkpoi
     (fresh / "tokenizer.json").write_text('{"version": "1.0"}')  # JSON, but no vocabulary
     with pytest.raises(ModelLoadError, match=re.escape(f"{fresh / 'tokenizer.json'}: not a tokenizers file")):
         EcgLangModel.from_pretrained(fresh)
+    (fresh / "tokenizer.json").write_text('{"model": {}}')  # was "cannot load the tokenizer: 'added_tokens'"
+    with pytest.raises(ModelLoadError, match=re.escape(f"{fresh / 'tokenizer.json'}: not a whole tokenizers file: it "
+                                                       "lacks the entry 'added_tokens'")):  # fmt: skip
+        EcgLangModel.from_pretrained(fresh)
 
 
 def test_a_save_refuses_a_folder_that_is_not_a_checkpoint(lora_checkpoint, tmp_path: Path, monkeypatch) -> None:
