@@ -35,7 +35,7 @@ from ecglang.data.snomed import load_snomed_mapping
 from ecglang.errors import ConfigError, EcgReadError, PromptError, RecordFailure
 from ecglang.evaluation.config import PARTS
 from ecglang.record.io import scan_records
-from ecglang.record.wfdb_reader import parse_header_comments
+from ecglang.record.wfdb_reader import MAX_HEADER_BYTES, parse_header_comments, read_text, split_header
 from ecglang.scores.prompts import PromptSet, load_prompt_set
 
 __all__ = [
@@ -244,6 +244,8 @@ def _wfdb_on_disk(record: Path) -> str | None:
     """Why a WFDB record (path without extension) is not usable, or None when its files exist."""
     hea = record.with_name(record.name + ".hea")
     if not hea.is_file():
+        if hea.is_symlink():
+            return f"not on disk: {hea} is a broken link (to {hea.readlink()})"
         return f"not on disk: {hea}"
     if not (record.with_name(record.name + ".dat").is_file() or record.with_name(record.name + ".mat").is_file()):
         return f"not on disk: signal file of {hea}"
@@ -591,6 +593,14 @@ def load_header_label_set(
     and the codes it groups, e.g. CRBBB and RBBB as one CinC class). Codes of no label (the unscored CinC
     classes, such as left atrial enlargement) are counted by code and name in `notes["codes_without_label"]`,
     never silently dropped. Headers without a signal file are *missing*.
+
+    The folder is listed by `scan_records` (segment headers of a multi-segment record are not records). A
+    ``.dat``/``.mat`` signal file without its header has no labels but is a record the folder holds: it is
+    handed to the runner under its (absent) header's path, whose read fails and lists it (exit status 1), as
+    zero-shot lists it; never evaluated with made-up labels. A header is read no further than
+    `MAX_HEADER_BYTES` (the readers' cap): a larger or unreadable one gets no labels and is kept, so that the
+    runner's read, which refuses it likewise, lists it. Such records are kept whatever `limit` samples.
+    ``.npy``/``.npz`` records (no header, so no labels) and other files are counted in `notes`.
     """
     folder = Path(root).expanduser()
     if not folder.is_dir():
@@ -599,8 +609,18 @@ def load_header_label_set(
     code_map = ps.code_map()
     names = load_snomed_mapping()
     codes = ps.codes
-    headers = sorted(folder.rglob("*.hea"))
-    rows, paths, ids, missing = [], [], [], []
+    scan = scan_records(folder)
+    headers = [p for p in scan.records if p.suffix.lower() == ".hea"]
+    # signal files whose header is absent, by that header: .dat files no header names, .mat files with no
+    # header beside them (a .mat that another header names is that header's signal file, not listed here)
+    orphans: dict[Path, list[Path]] = {}
+    for p in [*(s.path for s in scan.skipped if s.failed and s.path.suffix.lower() == ".dat"),
+              *(p for p in scan.records if p.suffix.lower() == ".mat")]:  # fmt: skip
+        orphans.setdefault(p.with_suffix(".hea"), []).append(p)
+    # (header, path, id, labels, sampled): `sampled` False for the records whose read is known to fail (kept
+    # whatever `limit` samples); in header order, the order the records had before any of them were kept
+    found: list[tuple[Path, str, str, np.ndarray, bool]] = []
+    missing = []
     unlabelled: Counter[str] = Counter()
     for hea in headers:
         record = hea.with_suffix("")
@@ -608,28 +628,43 @@ def load_header_label_set(
         if reason is not None:
             missing.append(_missing(record.name, str(hea), reason))
             continue
-        comments = [line.lstrip("#").strip() for line in hea.read_text(errors="replace").splitlines()
-                    if line.startswith("#")]  # fmt: skip
         row = np.zeros(len(codes), dtype=np.int8)
+        try:
+            _, comments = split_header(read_text(hea, MAX_HEADER_BYTES))
+        except EcgReadError as exc:  # the runner's read refuses it too, and lists it
+            log.warning("%s: no labels read: %s", hea, exc.problem)
+            found.append((hea, str(record), record.name, row, False))
+            continue
         for code in parse_header_comments(comments).get("snomed") or []:
             if code in code_map:
                 row[codes.index(code_map[code])] = 1
             else:
                 unlabelled[code] += 1
-        rows.append(row)
-        paths.append(str(record))
-        ids.append(record.name)
-    n_found = len(ids)
-    (keep,) = sample_limit(limit, seed, list(range(n_found)))
+        found.append((hea, str(record), record.name, row, True))
+    for hea, signals in orphans.items():
+        log.warning("%s: signal file(s) without their header %s", ", ".join(map(str, signals)), hea.name)
+        found.append((hea, str(hea), hea.stem, np.zeros(len(codes), dtype=np.int8), False))
+    found.sort(key=lambda entry: entry[0])
+    labelled = [i for i, entry in enumerate(found) if entry[4]]
+    (sampled,) = sample_limit(limit, seed, labelled)
+    keep = sorted({*sampled, *(i for i, entry in enumerate(found) if not entry[4])})
     notes: dict[str, Any] = {"labels_from": "SNOMED CT codes in the headers' '# Dx:' comments"}
     if unlabelled:
         notes["codes_without_label"] = {
             f"{c} ({names[c][1] if c in names else 'unknown code'})": n for c, n in unlabelled.most_common()
         }
-    labels = np.stack([rows[i] for i in keep]) if keep else np.zeros((0, len(codes)), np.int8)
+    if orphans:
+        notes["signal_files_without_header"] = sum(len(signals) for signals in orphans.values())  # listed failures
+    arrays = [p for p in scan.records if p.suffix.lower() in (".npy", ".npz")]
+    if arrays:
+        notes["records_without_header_labels"] = len(arrays)
+    if any(not s.failed for s in scan.skipped):
+        notes["files_skipped_in_folder"] = sum(not s.failed for s in scan.skipped)
+    labels = np.stack([found[i][3] for i in keep]) if keep else np.zeros((0, len(codes)), np.int8)
     return LabelSetData(
         name=name or ps.name, dataset="cinc2021", part="all", label_codes=list(codes),
-        names={c: ps.labels[c].name for c in codes}, prompt_set=ps, record_ids=[ids[i] for i in keep],
-        paths=[paths[i] for i in keep], labels=labels, folds=np.full(len(keep), -1), n_rows=len(headers),
-        missing=missing, n_limited=n_found - len(keep), task=HEADER_LABELS, sources=[str(folder)], notes=notes,
+        names={c: ps.labels[c].name for c in codes}, prompt_set=ps, record_ids=[found[i][2] for i in keep],
+        paths=[found[i][1] for i in keep], labels=labels, folds=np.full(len(keep), -1),
+        n_rows=len(headers) + len(orphans), missing=missing, n_limited=len(found) - len(keep), task=HEADER_LABELS,
+        sources=[str(folder)], notes=notes,
     )  # fmt: skip

@@ -34,7 +34,7 @@ from ecglang.errors import EcgReadError, RecordFailure
 from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.ecg import RECORD_SUFFIXES, Ecg, record_id_of
 from ecglang.record.leads import CANONICAL_LEADS, to_canonical
-from ecglang.record.matlab_reader import load_matlab_variable
+from ecglang.record.matlab_reader import load_matlab_variable, scan_matlab_variable
 from ecglang.record.numpy_reader import NpyRecord, NpzRecord, leads_by_samples, samples_axis_first
 from ecglang.record.wfdb_reader import (
     header_references,
@@ -169,26 +169,40 @@ def scan_records(folder: PathLike, recursive: bool = True) -> RecordScan:
 
     One path per record: a WFDB record is its ``.hea`` (the header wins over its ``.dat``/``.mat`` and over
     any other signal file it names, e.g. PTB's ``.xyz``); a ``.mat`` with no ``.hea`` beside it counts as a
-    CPSC record; ``.npy``/``.npz`` are records. Files are not opened beyond the headers, so a record listed
-    here may still fail in `load_ecg` (batch callers use `iter_ecgs`/`load_ecgs` to collect those).
+    CPSC record, even when a header of another name names it as its signal file if it holds a CPSC ``ECG``
+    struct (no WFDB signal file); ``.npy``/``.npz`` are records. The segment headers of a multi-segment record
+    are left to its master header; a header is never a segment of itself, and a multi-segment header is never
+    a segment (wfdb reads single-segment segments only), so neither vanishes: `load_ecg` says what is wrong.
+    Broken links (and link loops) are listed like the files they stand for, so a batch read reports them
+    ("broken link ..."), or, for a ``.dat`` no header names, a failed `SkippedFile`. Files are not opened beyond
+    the headers (and the ``.mat`` files that a header of another name names), so a record listed here may still
+    fail in `load_ecg` (batch callers use `iter_ecgs`/`load_ecgs` to collect those).
     """
     root = Path(folder)
     if not root.exists():
         raise EcgReadError(root, "folder not found")
     if not root.is_dir():
         raise EcgReadError(root, "not a folder (use load_ecg for a single file)")
-    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
+    entries = sorted(root.rglob("*") if recursive else root.iterdir())
+    # `is_file()` is False for a dangling link: kept here, so that it is reported instead of vanishing
+    files = [p for p in entries if p.is_file() or _is_broken_link(p)]
+    # named pipes, sockets, devices: never opened (a pipe would block the scan), but said
+    others = [p for p in entries if not (p.is_file() or p.is_dir() or _is_broken_link(p))]
 
     headers = {p for p in files if p.suffix.lower() == ".hea"}
     owner: dict[Path, Path] = {}  # signal file -> header of the record it belongs to
-    segment_headers: set[Path] = set()
+    segments_of: dict[Path, set[Path]] = {}  # multi-segment (master) header -> the segment headers it names
     for hea in sorted(headers):
         for suffix in (".dat", ".mat"):  # a header's same-name signal file is its own even if unnamed
             owner.setdefault(hea.with_suffix(suffix), hea)
         signal_files, segments = header_references(hea)
         for f in signal_files:
             owner.setdefault(f, hea)
-        segment_headers |= segments & headers
+        if segments:
+            segments_of[hea] = segments
+    # A segment is a single-segment header that a master names: a master naming itself ("loop/1 ... loop 5000")
+    # or another master is not one of them, else both would vanish with nothing standing for them.
+    segment_headers = {s for segs in segments_of.values() for s in segs if s in headers and s not in segments_of}
 
     scan = RecordScan()
     for p in files:
@@ -197,19 +211,54 @@ def scan_records(folder: PathLike, recursive: bool = True) -> RecordScan:
             continue  # a segment of a multi-segment record; the master header stands for it
         if suffix == ".hea":
             scan.records.append(p)
-        elif p in owner:
+        elif suffix in (".npy", ".npz"):
+            scan.records.append(p)  # load_ecg reads them as arrays whatever a header names
+        elif p in owner and not _cpsc_named_by_another_header(p, headers):
             continue  # a signal file of a header's record
-        elif suffix in (".mat", ".npy", ".npz"):
+        elif suffix == ".mat":
             scan.records.append(p)
         elif suffix == ".dat":
             reason = f"WFDB signal file with no .hea header naming it ({p.with_suffix('.hea').name} not found)"
+            if _is_broken_link(p):
+                reason = f"{_missing_file(p)}; {reason}"
             scan.skipped.append(SkippedFile(p, reason, failed=True))
         elif p.with_suffix(".hea") in headers:
             reason = f"not a signal file of WFDB record {p.with_suffix('.hea').name} (annotations or other data)"
             scan.skipped.append(SkippedFile(p, reason))
         else:
-            scan.skipped.append(SkippedFile(p, f"unsupported file type {suffix or '(no extension)'!r}"))
+            reason = f"unsupported file type {suffix or '(no extension)'!r}"
+            scan.skipped.append(SkippedFile(p, f"{_missing_file(p)}; {reason}" if _is_broken_link(p) else reason))
+    for p in others:
+        failed = p.suffix.lower() in RECORD_SUFFIXES
+        scan.skipped.append(SkippedFile(p, "not a regular file (a pipe, socket or device): not read", failed=failed))
     return scan
+
+
+def _is_broken_link(path: Path) -> bool:
+    """A symbolic link whose target does not exist (or a link loop)."""
+    return path.is_symlink() and not path.exists()
+
+
+def _missing_file(path: Path) -> str:
+    """Why `path` cannot be opened: a broken link (naming its target) or no file at all."""
+    if _is_broken_link(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"broken link: it points to {target}, which does not exist (or is a link loop)"
+    return "file not found"
+
+
+def _cpsc_named_by_another_header(mat: Path, headers: set[Path]) -> bool:
+    """A ``.mat`` with no same-name header (so `load_ecg` reads it as CPSC) that holds a CPSC ``ECG`` struct: a
+    record of its own even where a header of another name names it as its signal file, which it cannot be."""
+    if mat.suffix.lower() != ".mat" or mat.with_suffix(".hea") in headers:
+        return False
+    try:
+        return scan_matlab_variable(mat, ("ECG",)) is not None
+    except Exception:  # unreadable, corrupt or not MATLAB at all: left to the header that names it
+        return False
 
 
 def find_records(folder: PathLike, recursive: bool = True) -> list[Path]:
@@ -283,18 +332,23 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
         if not hea.is_file():
             if suffix == ".dat" and p.is_file():
                 raise EcgReadError(p, f"WFDB signal file without its header: {hea.name} not found")
-            raise EcgReadError(p, "file not found")
+            signals = [f.name for f in (p.with_suffix(".dat"), p.with_suffix(".mat")) if f.is_file() or f.is_symlink()]
+            if suffix == ".hea" and signals and not _is_broken_link(p):  # a signal file whose header is missing
+                raise EcgReadError(
+                    p, f"file not found: the WFDB header of {' and '.join(signals)}, which is here without it"
+                )
+            raise EcgReadError(p, _missing_file(p))
         return wfdb_format(hea), hea
     if suffix == ".mat":
         hea = p.with_suffix(".hea")
         if hea.is_file():
             return wfdb_format(hea), hea
         if not p.is_file():
-            raise EcgReadError(p, "file not found")
+            raise EcgReadError(p, _missing_file(p))
         return "cpsc-mat", p
     if suffix in (".npy", ".npz"):
         if not p.is_file():
-            raise EcgReadError(p, "file not found")
+            raise EcgReadError(p, _missing_file(p))
         return suffix[1:], p
     # No (known) extension: a WFDB record name such as ".../00001_hr" or ".../s0010_re".
     hea = p.with_name(p.name + ".hea")
@@ -307,6 +361,9 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
             p,
             f"unsupported file type {suffix or '(no extension)'!r}; expected one of {list(RECORD_SUFFIXES)}",
         )
+    for f in (hea, p.with_name(p.name + ".mat")):
+        if _is_broken_link(f):
+            raise EcgReadError(f, _missing_file(f))
     raise EcgReadError(p, f"file not found (nor {hea.name} or {p.name}.mat)")
 
 
