@@ -10,7 +10,7 @@ import typing
 import pytest
 
 import ecglang
-from ecglang.data.cache import CachedRows
+from ecglang.data.cached_rows import CachedRows
 
 # Imported for type checking only where the module would otherwise pay for a layer it rarely needs
 # (`ecglang.scores.classifier` loads the data layer, and `datasets`, only when a cache is scored).

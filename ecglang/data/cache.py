@@ -36,7 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import datasets
 import numpy as np
@@ -47,6 +47,7 @@ from ecglang import __version__
 from ecglang.core.jsonio import JsonInputError, is_count, parse_json
 from ecglang.core.parallel import bounded_map
 from ecglang.core.paths import cache_root
+from ecglang.data.cached_rows import SignalCacheDataset
 from ecglang.data.fastread import read_plain_wfdb
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError
 from ecglang.record.io import load_ecg
@@ -247,22 +248,24 @@ def _read_journal(path: Path) -> dict[int, dict[str, Any]]:
     return entries
 
 
-class CachedRows(Protocol):
-    """What scoring and embedding read from preprocessed rows: a `SignalCache`, or a prepared folder's shards
-    read as one (`data.prepared.ShardedCache`). `rows[i]` → `(signal float32 [12, T], lead_mask bool [12])`."""
+# An index row holds an id, a path, a failure reason and a preprocessing-quality JSON: far below this. The bound
+# keeps a cache folder's index (data, like a checkpoint) from decompressing to gigabytes when it is opened (a
+# 51 KB zstd file with a 1.5 GB string took 5.3 GB).
+INDEX_BYTES_PER_ROW = 64 * 1024
 
-    directory: Path
 
-    @property
-    def fs(self) -> float: ...
-    @property
-    def config(self) -> PreprocessConfig: ...
-    @property
-    def ids(self) -> list[str]: ...
-    @property
-    def paths(self) -> list[str]: ...
-    def __len__(self) -> int: ...
-    def __getitem__(self, row: int) -> tuple[np.ndarray, np.ndarray]: ...
+def check_index_size(path: Path, n_rows: int) -> None:
+    """`EcgReadError` naming `path` when the parquet index says it holds other than `n_rows` rows or more than
+    `INDEX_BYTES_PER_ROW` per row once decompressed (read from its footer, before any column is)."""
+    import pyarrow.parquet as pq  # pandas' parquet engine; only the footer is read here
+
+    meta = pq.read_metadata(path)
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if meta.num_rows != n_rows or size > INDEX_BYTES_PER_ROW * n_rows + (1 << 20):
+        raise EcgReadError(
+            path, f"{meta.num_rows} rows of {size / 1e6:,.1f} MB decompressed, for a cache of {n_rows} records: "
+            "not this cache's index (corrupt or replaced); rebuild the cache"
+        )  # fmt: skip
 
 
 class SignalCache:
@@ -309,6 +312,7 @@ class SignalCache:
         self._signals_map: np.memmap | None = None  # opened on first use of `_signals`; reads use `_read_rows`
         try:
             self._mask = np.load(d / MASK_FILE, mmap_mode="r")
+            check_index_size(d / INDEX_FILE, n)
             self.index = pd.read_parquet(d / INDEX_FILE)
         except (OSError, ValueError) as exc:
             raise EcgReadError(d, f"cannot read cache files: {exc}") from exc
@@ -670,24 +674,6 @@ class SignalCache:
             (d / JOURNAL_FILE).unlink(missing_ok=True)
         (d / JOURNAL_FILE).touch()
         return True, repaired
-
-
-class SignalCacheDataset:
-    """Map-style dataset over some rows of a `SignalCache` (works with `torch.utils.data.DataLoader`,
-    whose default collate turns the numpy arrays into tensors). Items: `{"signal": float32 [12, T],
-    "lead_mask": bool [12], "row": int}`; memory is one item at a time."""
-
-    def __init__(self, cache: SignalCache, rows: np.ndarray) -> None:
-        self.cache = cache
-        self.rows = np.asarray(rows, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        row = int(self.rows[i])
-        signal, mask = self.cache[row]
-        return {"signal": signal, "lead_mask": mask, "row": row}
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg
 
 if TYPE_CHECKING:
-    from ecglang.data.cache import CachedRows
+    from ecglang.data.cached_rows import CachedRows
     from ecglang.encoders.modeling import EcgLangModel
 
 # On CPU the encoder takes a prepared batch this many records at a time: as fast per record as 64 at a

@@ -33,7 +33,7 @@ from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
 from ecglang.record.window import ReadWindow
 
 if TYPE_CHECKING:
-    from ecglang.data.cache import CachedRows
+    from ecglang.data.cached_rows import CachedRows
 
 logger = logging.getLogger(__name__)
 

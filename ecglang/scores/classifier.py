@@ -70,7 +70,7 @@ from ecglang.scores.labels import KnowledgeArg, LabelSpec, resolve_knowledge
 from ecglang.scores.prompts import LabelsArg, PromptSource
 
 if TYPE_CHECKING:  # the data layer (and `datasets`, 0.35 s) loads only when a cache is scored
-    from ecglang.data.cache import CachedRows
+    from ecglang.data.cached_rows import CachedRows
 
 __all__ = ["EcgInput", "Explanation", "LabelSpec", "RecordFailure", "ScoreMode", "ZeroShotClassifier",
            "ZeroShotResult", "resolve_knowledge"]  # fmt: skip

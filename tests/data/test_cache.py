@@ -323,3 +323,19 @@ def test_cli_data_build_writes_dataset_failures_and_cache(ptbxl_dir, tmp_path, c
         assert main(build) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"error: {settings}") and expected in err, err
+
+
+def test_an_index_that_decompresses_far_beyond_its_rows_is_refused(clean, tmp_path):
+    """A cache folder is data: its index.parquet, 51 KB of zstd holding a 1.5 GB quality string, took 5.3 GB when
+    the cache was opened. The footer's sizes are read first; an index of another row count is refused too."""
+    folder = tmp_path / "cache"
+    shutil.copytree(clean.directory, folder)
+    index = pd.read_parquet(folder / INDEX_FILE)
+    index.loc[0, "quality"] = "x" * 20_000_000
+    index.to_parquet(folder / INDEX_FILE, compression="zstd")
+    assert (folder / INDEX_FILE).stat().st_size < 100_000
+    with pytest.raises(EcgReadError, match=r"index\.parquet: .* MB decompressed, for a cache of \d+ records"):
+        SignalCache.open(folder)
+    index.iloc[:3].assign(quality="{}").to_parquet(folder / INDEX_FILE)
+    with pytest.raises(EcgReadError, match=r"index\.parquet: 3 rows"):
+        SignalCache.open(folder)
