@@ -3,11 +3,17 @@ signal caches are built.
 
 `ecglang.record.io.load_ecg` parses every header with `wfdb.rdheader` twice (pandas under the hood, ~15 ms a
 record), which capped the cache build at ~45 records/s per process. Most records of a large dataset are the
-simplest WFDB case: one segment, every signal in one format-16 `.dat` file, a gain and units on each line.
-`read_plain_wfdb` reads exactly that case with one header parse and one `numpy.fromfile` (well under 1 ms) and
-returns None for anything else (multi-segment, other formats, byte offsets, skew, a gain of 0, unknown units, a
-signal file of the wrong size); the caller then uses `load_ecg`, which also gives the precise error message.
-The signal it returns equals `load_ecg(path).signal` (tested on PTB-XL and MIMIC-shaped records).
+simplest WFDB case: one segment, every signal in one format-16 `.dat` file, a lead name on each line.
+`read_plain_wfdb` reads exactly that case with one `numpy.fromfile` (well under 1 ms).
+
+The header is read and checked by the full reader's own parser (`record.wfdb_reader.parse_wfdb_header`: the same
+grammar, the same limits such as the supported sampling-rate range, the values wfdb reads), so this reads only
+records that `load_ecg` reads, with the same values. It returns None for anything else: a header that the
+parser refuses, multi-segment records, other formats, byte offsets, skew, `.mat` signal files, units that are
+not volts, non-ASCII lead names, a signal file of the wrong size, a record of over `MAX_PLAIN_VALUES` values;
+the caller then uses `load_ecg`, which reads the record (only as far as it is used) or raises the precise
+error. The signal it returns equals `load_ecg(path).signal` (tested on PTB-XL, CinC and MIMIC-shaped records
+and on header variants: tests/data/test_fastread_agrees.py).
 """
 
 from __future__ import annotations
@@ -18,66 +24,57 @@ import numpy as np
 
 from ecglang.errors import EcgLangError
 from ecglang.record.leads import to_canonical
+from ecglang.record.wfdb_reader import parse_wfdb_header, read_text, split_header, unit_scale
 
-# Scale to mV of the unit strings `load_ecg` accepts (anything else: not plain, use load_ecg).
-UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 WFDB_INVALID_16 = -32768  # format 16's "no sample" value (NaN in physical units, as wfdb reads it)
+# Values that a record may hold to be read whole here (32 MiB as float64: 12 leads × 5.8 min at 1 kHz; PTB-XL and
+# MIMIC-IV-ECG records hold 60,000). A longer record is left to load_ecg, which reads only the part that
+# preprocessing uses (`PreprocessConfig.read_window`), so that a Holter record's size never drives memory here.
+MAX_PLAIN_VALUES = 1 << 22
 
 
 def read_plain_wfdb(path: str | Path) -> tuple[np.ndarray, np.ndarray, float] | None:
     """`(signal float32 [12, n] mV, lead_mask bool [12], fs)` of a plain WFDB record, or None when the record is
-    not plain (see the module docstring) or its header cannot be parsed here; `path` has no extension."""
+    not plain or not readable (see the module docstring: `load_ecg` then reads it or says why not); `path` has no
+    extension, or ``.hea``/``.dat``."""
     base = Path(path)
     if base.suffix.lower() in (".hea", ".dat"):
         base = base.with_suffix("")
+    hea = base.with_name(base.name + ".hea")
     try:
-        text = base.with_name(base.name + ".hea").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        header = parse_wfdb_header(hea, split_header(read_text(hea))[0])
+    except EcgLangError:  # a missing, huge or refused header: load_ecg raises the same error
         return None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
+    signals = header.signals
+    if header.n_seg is not None or not header.sig_len or not signals:
         return None
-    record = lines[0].split()
-    if len(record) < 4 or "/" in record[0]:  # no sample count, or a multi-segment record
+    name = signals[0].file_name
+    # one signal file beside the header (the grammar allows no path), stored (not '~'), and not a MATLAB file
+    # (its matrix header is checked against the WFDB header by load_ecg)
+    if name == "~" or name.lower().endswith(".mat"):
         return None
-    try:
-        n_sig, fs, n_samples = int(record[1]), float(record[2].split("/")[0].split("(")[0]), int(record[3])
-    except ValueError:
-        return None
-    if n_sig < 1 or n_samples < 1 or fs <= 0 or len(lines) < 1 + n_sig:
-        return None
-    files, gains, baselines, scales, names = set(), [], [], [], []
-    for line in lines[1 : 1 + n_sig]:
-        fields = line.split(maxsplit=8)
-        if len(fields) < 9 or fields[1] != "16":  # format 16 only (no skew "x", no byte offset ":")
+    gains, baselines, scales, names = [], [], [], []
+    for signal in signals:
+        scale = unit_scale(signal.units)
+        description = signal.description
+        if (
+            signal.file_name != name
+            or signal.fmt != "16"
+            or signal.samps_per_frame != 1
+            or signal.skew
+            or signal.byte_offset
+            or scale is None
+            or description is None
+            or not description.isascii()  # wfdb drops non-ASCII characters from names, and ends them at a tab
+            or "\t" in description
+        ):
             return None
-        files.add(fields[0])
-        gain_field = fields[2]
-        if "/" not in gain_field:
-            return None
-        gain_text, unit = gain_field.split("/", 1)
-        baseline = 0
-        if "(" in gain_text:
-            gain_text, rest = gain_text.split("(", 1)
-            try:
-                baseline = int(rest.rstrip(")"))
-            except ValueError:
-                return None
-        try:
-            gain = float(gain_text)
-        except ValueError:
-            return None
-        scale = UNIT_TO_MV.get(unit.strip().lower())
-        if gain == 0 or scale is None:
-            return None
-        gains.append(gain)
-        baselines.append(baseline)
+        gains.append(signal.gain)
+        baselines.append(signal.baseline)
         scales.append(scale)
-        names.append(fields[8].strip())
-    name = next(iter(files))
-    # one bare file name beside the header; a path ('sub/x.dat', '..') is load_ecg's to read or refuse
-    # (`Path.with_name` raises ValueError on it, which stopped the whole cache build)
-    if len(files) != 1 or "/" in name or "\\" in name or name in (".", ".."):
+        names.append(description)
+    n_sig, n_samples = len(signals), header.sig_len
+    if n_sig * n_samples > MAX_PLAIN_VALUES:
         return None
     dat = base.with_name(name)
     try:
@@ -88,12 +85,13 @@ def read_plain_wfdb(path: str | Path) -> tuple[np.ndarray, np.ndarray, float] | 
         return None
     signal = (digital - np.asarray(baselines, dtype=np.float64)[:, None]) / np.asarray(gains)[:, None]
     signal[digital == WFDB_INVALID_16] = np.nan
-    signal *= np.asarray(scales)[:, None]
+    if any(scale != 1.0 for scale in scales):  # (× 1.0 changes no value: mV, the usual units, skip it)
+        signal *= np.asarray(scales)[:, None]
     try:
         signal12, mask, _ = to_canonical(signal, names, path=str(base))
     except EcgLangError:  # unknown or duplicate lead names: load_ecg reports them
         return None
-    return signal12, mask, fs
+    return signal12, mask, header.fs
 
 
-__all__ = ["UNIT_TO_MV", "read_plain_wfdb"]
+__all__ = ["MAX_PLAIN_VALUES", "WFDB_INVALID_16", "read_plain_wfdb"]

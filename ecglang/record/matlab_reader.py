@@ -10,6 +10,10 @@ or sub-arrays than an ECG struct has. Only the variable that the reader needs is
 
 The layouts are those of MathWorks' "MAT-File Format" (level 5, and level 4 for files that scipy reads as
 v4); level 7.3 files are HDF5, which scipy refuses and the reader reports.
+
+A WFDB record's `.mat` signal file (PhysioNet/CinC) is read by wfdb, not scipy: wfdb takes the values at the
+WFDB header's byte offset as they are stored. `read_matrix_header` reads what its matrix header declares (value
+type, rows × columns, where the values start) so that the WFDB reader can check it against the WFDB header.
 """
 
 from __future__ import annotations
@@ -22,11 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import scipy.io
 
 from ecglang.errors import EcgReadError
 
-__all__ = ["MAX_MATLAB_VALUES", "MatlabVariable", "load_matlab_variable", "scan_matlab_variable"]
+__all__ = [
+    "MAX_MATLAB_VALUES",
+    "WFDB_FORMAT_VALUE_TYPES",
+    "MatlabVariable",
+    "MatrixHeader",
+    "check_wfdb_matrix",
+    "load_matlab_variable",
+    "read_matrix_header",
+    "scan_matlab_variable",
+]
 
 # 2**26 values (512 MiB as the reader's float64): 1.5 h of 12 leads at 1 kHz, far beyond a CPSC record
 # (at most 144 s at 500 Hz, 0.9 M values). Longer recordings belong in WFDB or NPY, which are read
@@ -41,6 +55,9 @@ _BLOCK = 1 << 16
 MI_INT8, MI_INT32, MI_UINT32, MI_MATRIX, MI_COMPRESSED = 1, 5, 6, 14, 15
 MX_CELL, MX_STRUCT, MX_OBJECT, MX_CHAR, MX_SPARSE = 1, 2, 3, 4, 5
 NUMERIC_CLASSES = frozenset(range(6, 16))  # double, single, int8 … uint64
+# How values are stored: level 4 precision digit, and level 5 data element type, to a numpy type code.
+V4_VALUE_TYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
+V5_VALUE_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8", 12: "i8", 13: "u8"}
 
 
 @dataclass(frozen=True)
@@ -305,6 +322,160 @@ def _scan_v4(path: Path, fp: BinaryIO, names: tuple[str, ...], limit: int, seen:
             return MatlabVariable(name, count, 4)
         seen.append(name)
         fp.seek(count * item_bytes[precision] * (2 if imag else 1), 1)
+
+
+@dataclass(frozen=True)
+class MatrixHeader:
+    """How the first variable of a MAT file stores its values (`read_matrix_header`)."""
+
+    version: int  # 4 or 5
+    name: str
+    dtype: np.dtype  # type and byte order of the stored values (a level 5 double may be stored as int16)
+    rows: int
+    cols: int
+    data_offset: int  # byte of the file where the values start (column by column)
+
+
+def read_matrix_header(path: str | Path) -> MatrixHeader:
+    """The header of the first variable of a MAT file, for readers that take its values from the file as they are
+    stored (wfdb reads a WFDB record's `.mat` at the WFDB header's byte offset): a real, full numeric 2-D matrix of
+    level 4, or of level 5 stored uncompressed.
+
+    Reads the file header and the variable's tags and name only (at most a few hundred bytes): the dimensions are
+    returned, never allocated. Raises `EcgReadError` naming the file for anything else (not a MAT file, a
+    compressed, complex, sparse, text or N-d variable, a corrupt or truncated header)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fp:
+            head = fp.read(128)
+            if len(head) >= 20 and 0 in head[:4]:  # level 4 begins with a small integer type code
+                return _matrix_header_v4(path, head)
+            if len(head) == 128 and head[126:128] in (b"IM", b"MI"):
+                return _matrix_header_v5(path, fp, "<" if head[126:128] == b"IM" else ">")
+    except OSError as exc:
+        raise EcgReadError(path, f"cannot read file: {exc.strerror or exc}") from exc
+    raise EcgReadError(path, "not a MAT file: neither a level 4 matrix header nor a level 5 file header")
+
+
+# WFDB storage formats whose samples a MATLAB matrix holds as they are (wfdb reads them at the WFDB header's byte
+# offset), with the matrix's value type; no other format can be stored in a `.mat` signal file.
+WFDB_FORMAT_VALUE_TYPES = {"16": "<i2", "61": ">i2", "32": "<i4", "80": "|u1", "160": "<u2"}
+
+
+def check_wfdb_matrix(
+    path: str | Path, formats: list[str], rows: int, n_signals: int, n_samples: int | None, byte_offset: int
+) -> MatrixHeader:
+    """Check the matrix of a WFDB record's `.mat` signal file (PhysioNet/CinC: MAT v4 'val', format 16x1+24)
+    against what the WFDB header says of it: the `formats` of its signals, `rows` values a frame (its `n_signals`
+    signals), `n_samples` frames (None: as many as the file holds) from `byte_offset`. The matrix is stored
+    column by column, which is wfdb's interleaved layout: a value type, data offset or dimensions other than
+    those make wfdb read other bytes, or other values, as samples. Reads only the matrix's header; raises
+    `EcgReadError` naming `path` and what differs."""
+    path = Path(path)
+    mat = read_matrix_header(path)
+    stored = WFDB_FORMAT_VALUE_TYPES.get(formats[0]) if len(formats) == 1 else None
+    if stored is None:
+        raise EcgReadError(
+            path, f"a MATLAB matrix holds one value type; format(s) {', '.join(formats)} cannot be stored in it "
+            f"(formats {', '.join(WFDB_FORMAT_VALUE_TYPES)} can)",
+        )  # fmt: skip
+    want = np.dtype(stored)
+    where = f"matrix {mat.name!r} (MAT v{mat.version})"
+    if mat.dtype != want:
+        said = f"the header's format {formats[0]} is {_type_name(want)}"
+        raise EcgReadError(path, f"{where} holds {_type_name(mat.dtype)} values, but {said}")
+    if mat.data_offset != byte_offset:
+        said = f"the header's byte offset is {byte_offset}"
+        raise EcgReadError(path, f"{where} holds its values from byte {mat.data_offset}, but {said}")
+    if n_samples is None:
+        n_samples = max(0, path.stat().st_size - byte_offset) // (want.itemsize * rows)
+    if (mat.rows, mat.cols) != (rows, n_samples):
+        said = f"{rows} signals × {n_samples} samples" if rows == n_signals else f"{rows} values × {n_samples} frames"
+        transposed = (mat.cols, mat.rows) == (rows, n_samples)
+        flipped = " (stored transposed: a record's matrix is signals × samples)" if transposed else ""
+        raise EcgReadError(path, f"{where} is {mat.rows} × {mat.cols}{flipped}, but the header describes {said}")
+    return mat
+
+
+def _type_name(dtype: np.dtype) -> str:
+    return dtype.name + {">": " big-endian", "<": " little-endian"}.get(dtype.str[0], "")
+
+
+def _matrix_header_v4(path: Path, head: bytes) -> MatrixHeader:
+    """Level 4: type code (machine, 0, precision, kind digits), rows, columns, imaginary flag, name length, name."""
+    mopt = struct.unpack("<i", head[:4])[0]
+    endian = "<" if 0 <= mopt < 5000 else ">"
+    mopt, rows, cols, imag, name_len = struct.unpack(endian + "5i", head[:20])
+    machine, precision, kind = mopt // 1000, mopt // 10 % 10, mopt % 10
+    if not 0 <= mopt < 5000 or mopt // 100 % 10 or precision not in V4_VALUE_TYPES or min(rows, cols, name_len) < 0:
+        raise EcgReadError(path, f"not a MAT file: corrupt level 4 header (type code {mopt}, {rows} × {cols})")
+    if machine > 1:
+        number_format = ("VAX D-float", "VAX G-float", "Cray")[machine - 2]
+        raise EcgReadError(path, f"MAT v4 matrix in {number_format} number format (only IEEE numbers are read)")
+    if kind:
+        raise EcgReadError(path, f"MAT v4 variable of kind {kind} ({'text' if kind == 1 else 'sparse'}), not a matrix")
+    if imag:
+        raise EcgReadError(path, "MAT v4 matrix of complex numbers, not samples")
+    if name_len > MAX_NAME_BYTES:
+        raise EcgReadError(path, f"corrupt MATLAB file: variable name of {name_len} bytes")
+    name = head[20 : 20 + min(name_len, 63)].split(b"\0")[0].decode("latin-1")
+    dtype = np.dtype("<>"[machine] + V4_VALUE_TYPES[precision])
+    return MatrixHeader(4, name, dtype, rows, cols, 20 + name_len)
+
+
+def _matrix_header_v5(path: Path, fp: BinaryIO, endian: str) -> MatrixHeader:
+    """Level 5, after the 128-byte file header: the array element's tag, its flags, dimensions and name elements,
+    and the tag of its real part, whose values follow."""
+
+    def tag(what: str) -> tuple[int, int, bytes | None, int]:
+        """(type, size, data of a small element or None, file offset of the data) of the next data element."""
+        raw = fp.read(8)
+        if len(raw) < 8:
+            raise EcgReadError(path, f"truncated MATLAB file: it ends in the {what}")
+        first, size = struct.unpack(endian + "II", raw)
+        if first >> 16:  # small data element: type, size (at most 4) and data in the tag's 8 bytes
+            if first >> 16 > 4:
+                raise EcgReadError(path, f"corrupt MATLAB file: small data element of {first >> 16} bytes (at most 4)")
+            return first & 0xFFFF, first >> 16, raw[4 : 4 + (first >> 16)], fp.tell() - 4
+        return first, size, None, fp.tell()
+
+    def element(max_bytes: int, what: str) -> bytes:
+        _, size, inline, _ = tag(what)
+        if inline is not None:
+            return inline
+        if size > max_bytes:
+            raise EcgReadError(path, f"corrupt MATLAB file: {what} of {size} bytes (at most {max_bytes})")
+        data = fp.read(size + (-size % 8))
+        if len(data) < size:
+            raise EcgReadError(path, f"truncated MATLAB file: it ends in the {what}")
+        return data[:size]
+
+    mdtype, _, _, _ = tag("variable's tag")
+    if mdtype == MI_COMPRESSED:
+        raise EcgReadError(
+            path, "compressed MAT v5 variable: its values are deflated, not stored at a byte offset (save it "
+            "uncompressed, or as MAT v4)"
+        )  # fmt: skip
+    if mdtype != MI_MATRIX:
+        raise EcgReadError(path, f"corrupt MATLAB file: expected an array element (type 14), got type {mdtype}")
+    word = struct.unpack(endian + "I", element(8, "array flags")[:4].ljust(4, b"\0"))[0]
+    if word & 0xFF not in NUMERIC_CLASSES or word & 0x0800:
+        what = "complex numbers" if word & 0x0800 else f"class {word & 0xFF}"
+        raise EcgReadError(path, f"MAT v5 variable of {what}, not a real numeric matrix")
+    dims_raw = element(4 * 64, "dimensions")
+    dims = struct.unpack(f"{endian}{len(dims_raw) // 4}i", dims_raw[: len(dims_raw) // 4 * 4])
+    if len(dims) != 2 or min(dims) < 0:
+        raise EcgReadError(path, f"MAT v5 variable of dimensions {dims}, not a matrix")
+    name = element(MAX_NAME_BYTES, "array name")[:63].decode("latin-1")
+    mdtype, size, _, data_offset = tag("values' tag")
+    if mdtype not in V5_VALUE_TYPES:
+        raise EcgReadError(path, f"corrupt MATLAB file: values of data type {mdtype}")
+    dtype = np.dtype(endian + V5_VALUE_TYPES[mdtype])
+    if size != dims[0] * dims[1] * dtype.itemsize:
+        raise EcgReadError(
+            path, f"corrupt MATLAB file: {size} bytes of values for a {dims[0]} × {dims[1]} {dtype.name} matrix"
+        )
+    return MatrixHeader(5, name, dtype, dims[0], dims[1], data_offset)
 
 
 def _too_many(count: int, limit: int) -> str:

@@ -2,7 +2,10 @@
 
 wfdb silently replaces an unparsable or negative sampling rate with 250 Hz, fails with a bare ``KeyError``
 on an unknown storage format and with "sampto must be greater than sampfrom" on an empty record; every such
-case is caught here first and raised as an `EcgReadError` that names the header and the problem.
+case is caught here first and raised as an `EcgReadError` that names the header and the problem. Headers are
+parsed by `parse_wfdb_header` (a grammar that wfdb reads as written, checked against wfdb's own parse), which
+the cache build's fast reader (`data.fastread`) shares, so both accept the same headers and read the same values.
+A `.mat` signal file's matrix header (type, rows × columns, data offset) must match the WFDB header.
 
 A few bytes of header must not drive memory either: headers over `MAX_HEADER_BYTES` are not read, a skew over
 `WFDB_MAX_SKEW_S` (or not less than the record) is refused, and a multi-segment record is checked before wfdb
@@ -17,8 +20,9 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import wfdb
@@ -26,6 +30,7 @@ import wfdb
 from ecglang.errors import EcgReadError
 from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.leads import canonical_lead_name
+from ecglang.record.matlab_reader import check_wfdb_matrix
 from ecglang.record.window import ReadWindow, check_sampling_rate
 
 # Bytes per sample of each storage format wfdb reads (WFDB spec constants, the same as wfdb's private table;
@@ -48,7 +53,6 @@ WFDB_MAX_SKEW_S = 1.0
 # this many values (1 GiB as float64) with NaN, so a header's gap length cannot drive memory; longer gaps can
 # still be read through a window (`load_ecg(..., window=...)`) that leaves them out.
 MAX_GAP_VALUES = 1 << 27
-_MAX_BASELINE = 2**31 - 1  # WFDB samples are at most 32-bit: a baseline beyond that range is not a sample value
 
 
 def parse_header_comments(comments: Sequence[str]) -> dict[str, Any]:
@@ -90,14 +94,48 @@ def wfdb_format(hea: Path) -> str:
 
 _KEY_VALUE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 _()/.-]*?)\s*:\s*(.*)$")
 _MITBIH_PATIENT = re.compile(r"^\s*(\d{1,3}|\?)\s+([MFmf?])(?:\s|,|$)")
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-# WFDB record line: name[/n_seg] n_sig [fs[/counter_freq[(base_counter)]] [sig_len [base_time [base_date]]]]
-_FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER}(?:\({_NUMBER}\))?)?$")
-# WFDB signal line fields: format such as 16, 212, 16x1+24 (samples per frame, skew, byte offset) and gain.
-_SIGNAL_FORMAT = re.compile(r"^\d+(?:x\d+)?(?::\d+)?(?:\+\d+)?$")
-_GAIN_FIELD = re.compile(rf"^{_NUMBER}(?:\(\s*[-+]?\d+\s*\))?(?:/\S*)?$")
-_INTEGER = re.compile(r"^[-+]?\d+$")
-_BASELINE = re.compile(r"\(\s*([-+]?\d+)\s*\)")
+# The WFDB header grammar as wfdb parses it. wfdb's own patterns are looser and take what they do not match
+# silently elsewhere: a rate of "+500" is read as 250 Hz, "50e1" as 50 Hz, a gain of "1E3" as 1, "(+10)" ends up
+# in the lead name. These accept only text that wfdb reads as written, in ASCII digits (wfdb drops other
+# characters), so the values of `parse_wfdb_header` are those wfdb reads (`_check_wfdb_agrees` checks it).
+_DECIMAL = r"(?:\d+\.?\d*|\.\d+)"
+_RECORD_NAME = re.compile(r"[-\w]+(?:/\d+)?", re.ASCII)
+# name[/n_seg] n_sig [fs[/counter_freq[(base_counter)]] [sig_len [base_time [base_date]]]]
+_FS_FIELD = re.compile(rf"(-?{_DECIMAL})(?:/-?{_DECIMAL}(?:\(-?{_DECIMAL}\))?)?", re.ASCII)
+_BASE_TIME = re.compile(r"\d{1,2}(?::\d{1,2}){0,2}(?:\.\d{1,6})?", re.ASCII)
+_BASE_DATE = re.compile(r"\d{1,2}/\d{1,2}/\d{4}", re.ASCII)
+_COUNT = re.compile(r"\d{1,18}", re.ASCII)
+_RECORD_LINE = re.compile(
+    rf"([-\w]+)(?:/(\d{{1,18}}))?[ \t]+(\d{{1,18}})(?:[ \t]+{_FS_FIELD.pattern}(?:[ \t]+(\d{{1,18}})"
+    rf"(?:[ \t]+({_BASE_TIME.pattern})(?:[ \t]+({_BASE_DATE.pattern}))?)?)?)?",
+    re.ASCII,
+)
+# file format[xsamples_per_frame][:skew][+byte_offset] gain[(baseline)][/units] adc_res adc_zero init_value
+# checksum block_size description (each field optional from the gain on, in this order)
+_FILE_NAME = re.compile(r"~?[-\w]*\.?\w*", re.ASCII)
+_SIGNAL_FORMAT = re.compile(r"(\d+)(?:x(\d{1,18}))?(?::(\d{1,18}))?(?:\+(\d{1,18}))?", re.ASCII)
+_UNITS = r"(?:[\w^?%/-]|[^\x00-\x7f])*"  # wfdb's unit characters; non-ASCII ones it drops ("µV" → "V")
+_GAIN_FIELD = re.compile(rf"(-?{_DECIMAL}(?:e[-+]?\d+)?)(?:\((-?\d+)\))?(?:/({_UNITS}))?", re.ASCII)
+_INTEGER_FIELDS = (("ADC resolution", r"\d"), ("ADC zero", r"-?\d"), ("initial value", r"-?\d"),
+                   ("checksum", r"-?\d"), ("block size", r"\d"))  # fmt: skip
+_SIGNAL_LINE = re.compile(
+    rf"({_FILE_NAME.pattern})[ \t]+{_SIGNAL_FORMAT.pattern}(?:[ \t]+{_GAIN_FIELD.pattern}"
+    + "".join(rf"(?:[ \t]+({pattern}{{1,18}})" for _, pattern in _INTEGER_FIELDS)
+    + r"(?:[ \t]+(.*))?"
+    + ")?" * (len(_INTEGER_FIELDS) + 1),
+    re.ASCII,
+)
+# The usual signal line (every field, one space apart, a description without tabs) in a cheaper match; its format
+# and gain fields are parsed once for all the lines (and records) that share them (`_format_and_gain`).
+_PLAIN_SIGNAL_LINE = re.compile(
+    rf"({_FILE_NAME.pattern}) ([^ \t]+) ([^ \t]+) \d{{1,18}} (-?\d{{1,18}}) -?\d{{1,18}} -?\d{{1,18}} \d{{1,18}}"
+    r" ([^ \t][^\t]*)",
+    re.ASCII,
+)
+_FORMAT_AND_GAIN: dict[tuple[str, str], tuple[str, int, int, int, float, int | None, str] | None] = {}
+_TIME_FORMATS = ("%S", "%M:%S", "%H:%M:%S")  # by the number of colons, as wfdb reads a base time
+_ASCII_LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e]")  # wfdb drops non-ASCII ones before splitting
+_MAX_BASELINE = 2**31 - 1  # WFDB samples are at most 32-bit: a baseline beyond that range is not a sample value
 
 # Scale from a header's units to mV. Units are compared case-insensitively on the prefix before "V".
 # "\ufffd" is an undecodable byte: in a unit field before "V" that is a Latin-1 "µ" (0xB5).
@@ -123,10 +161,11 @@ def read_text(path: Path, limit: int = MAX_HEADER_BYTES) -> str:
 
 
 def split_header(text: str) -> tuple[list[str], list[str]]:
-    """(specification lines, comment lines without '#'). Blank lines are dropped."""
+    """(specification lines, comment lines without '#'). Blank lines are dropped. Lines end where wfdb ends them
+    (it drops non-ASCII characters first, line separators among them)."""
     spec: list[str] = []
     comments: list[str] = []
-    for line in text.splitlines():
+    for line in text.splitlines() if text.isascii() else _ASCII_LINE_BREAKS.split(text):
         stripped = line.strip()
         if not stripped:
             continue
@@ -155,40 +194,137 @@ def header_references(hea: Path) -> tuple[set[Path], set[Path]]:
         return set(), set()
 
 
-def _validate_record_line(hea: Path, spec: list[str]) -> None:
-    """Checks wfdb skips: it silently replaces an unparsable or negative sampling rate with 250 Hz, fails with a
-    bare IndexError when signal lines are missing and with a KeyError on an unknown storage format."""
+class WfdbSignal(NamedTuple):
+    """One signal line of a WFDB header, with the values that wfdb reads from it (`parse_wfdb_header`)."""
+
+    file_name: str
+    fmt: str
+    samps_per_frame: int  # 1 when not written
+    skew: int  # 0 when not written
+    byte_offset: int  # 0 when not written
+    gain: float  # ADC units per physical unit: wfdb's 200 when not written or 0
+    baseline: int  # when not written: the ADC zero if written, else 0 (as wfdb)
+    units: str  # as written (wfdb drops a "µ": `unit_scale` reads these); "mV" when not written
+    description: str | None  # the rest of the line as written (wfdb's name when ASCII without tabs); None: absent
+
+
+class WfdbHeader(NamedTuple):
+    """The record and signal lines of a WFDB header, with the values that wfdb reads (`parse_wfdb_header`)."""
+
+    record_name: str
+    n_seg: int | None  # segments of a multi-segment record; None for a single-segment one
+    n_sig: int
+    fs: float  # in the supported range; wfdb's 250 Hz (`WFDB_DEFAULT_FS`) when not written
+    sig_len: int | None  # samples per signal; None when not written
+    signals: tuple[WfdbSignal, ...]  # empty for a multi-segment record
+
+
+def parse_wfdb_header(hea: Path, spec: list[str]) -> WfdbHeader:
+    """Parse and check a WFDB header's specification lines (`split_header`), raising `EcgReadError` for anything
+    that wfdb would read otherwise than written or fail on: wfdb silently replaces an unparsable or negative
+    sampling rate with 250 Hz, reads "1E3" as a gain of 1 and unparsed text as part of a lead's name, fails with a
+    bare IndexError when signal lines are missing and with a KeyError on an unknown storage format. The sampling
+    rate must be in the supported range (`check_sampling_rate`). `load_ecg` and the fast reader of the cache
+    build (`data.fastread`) both read headers through this, so they accept the same ones."""
     if not spec:
         raise EcgReadError(hea, "corrupt header: empty (no record line)")
     fields = spec[0].split()
-    if len(fields) < 2 or not fields[1].isdigit() or len(fields[1]) > 18:
+    if len(fields) < 2 or not _COUNT.fullmatch(fields[1]):
         raise EcgReadError(hea, f"corrupt header: garbled record line {spec[0][:80]!r}")
-    _check_ascii_names(hea, spec)  # after the garble check: binary garbage is a corrupt header, not a name
-    if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
-        raise EcgReadError(hea, f"corrupt header: sampling rate field {fields[2][:40]!r} is not a number")
-    if len(fields) >= 3:  # "fs/counter_freq(base_counter)": the rate is the first number
-        check_sampling_rate(hea, fields[2].split("/")[0], "header")
-    if len(fields) >= 4 and not fields[3].isdigit():
-        raise EcgReadError(hea, f"corrupt header: sample count field {fields[3][:40]!r} is not an integer")
-    if "/" in fields[0]:
-        return  # multi-segment: the segment headers are checked when wfdb reads them
-    n_sig = int(fields[1])
-    if len(spec) - 1 < n_sig:
+    if not all(line.isascii() for line in spec):  # after the garble check: binary garbage is not a name
+        _check_ascii_names(hea, spec)
+    record = _RECORD_LINE.fullmatch(spec[0])
+    if record is None:
+        raise EcgReadError(hea, f"corrupt header: {_record_line_problem(fields, spec[0])}")
+    name, n_seg, n_sig, fs_text, sig_len, base_time, base_date = record.groups()
+    fs = WFDB_DEFAULT_FS
+    if fs_text is not None:  # "fs/counter_freq(base_counter)": the rate is the first number
+        fs = float(fs_text)
+        if math.isfinite(fs) and round(fs, 8) == float(int(fs)):  # wfdb reads a rate this close as the integer
+            fs = float(int(fs))
+        fs = check_sampling_rate(hea, fs, "header")
+    try:  # wfdb reads these (and fails on an impossible time or date)
+        if base_time:
+            datetime.strptime(base_time, _TIME_FORMATS[base_time.count(":")] + (".%f" if "." in base_time else ""))
+        if base_date:
+            datetime.strptime(base_date, "%d/%m/%Y")
+    except ValueError:
+        raise EcgReadError(hea, f"corrupt header: base time or date {' '.join(fields[4:6])!r} is invalid") from None
+    length = None if sig_len is None else int(sig_len)
+    if n_seg is not None:  # multi-segment: the segment headers are checked when they are read
+        return WfdbHeader(name, int(n_seg), int(n_sig), fs, length, ())
+    if len(spec) - 1 != int(n_sig):  # wfdb fails on extra lines with a TypeError while reading samples
+        raise EcgReadError(
+            hea, f"corrupt header: record line declares {n_sig} signals but {len(spec) - 1} signal lines follow"
+        )
+    signals = tuple(_parse_signal_line(hea, number, line) for number, line in enumerate(spec[1 : 1 + int(n_sig)], 1))
+    return WfdbHeader(name, None, int(n_sig), fs, length, signals)
+
+
+def _parse_signal_line(hea: Path, number: int, line: str) -> WfdbSignal:
+    plain = _PLAIN_SIGNAL_LINE.fullmatch(line)
+    if plain is not None and (head := _format_and_gain(plain[2], plain[3])) is not None:
+        fmt, spf, skew, offset, gain, baseline, units = head
+        baseline = int(plain[4]) if baseline is None else baseline  # wfdb: no baseline written is the ADC zero
+        return WfdbSignal(plain[1], fmt, spf, skew, offset, gain, baseline, units, plain[5])
+    match = _SIGNAL_LINE.fullmatch(line)
+    if match is None:
+        problem = _signal_line_problem(line.split()) or "fields are not separated by spaces or tabs"
+        raise EcgReadError(hea, f"corrupt header: signal line {number} ({line[:60]!r}): {problem}")
+    file_name, fmt, spf, skew, offset, gain, baseline, units, _, adc_zero, _, _, _, description = match.groups()
+    if fmt not in WFDB_FORMATS:
         raise EcgReadError(
             hea,
-            f"corrupt header: record line declares {n_sig} signals but {len(spec) - 1} signal lines follow",
+            f"unsupported WFDB storage format {fmt} (signal line {number}); "
+            f"supported formats: {', '.join(WFDB_FORMATS)}",
         )
-    for number, line in enumerate(spec[1 : 1 + n_sig], start=1):
-        problem = _signal_line_problem(line.split())
-        if problem:
-            raise EcgReadError(hea, f"corrupt header: signal line {number} ({line[:60]!r}): {problem}")
-        fmt = re.match(r"\d+", line.split()[1]).group()  # matched by _SIGNAL_FORMAT above
-        if fmt not in WFDB_FORMATS:
-            raise EcgReadError(
-                hea,
-                f"unsupported WFDB storage format {fmt} (signal line {number}); "
-                f"supported formats: {', '.join(WFDB_FORMATS)}",
-            )
+    if baseline is not None and len(baseline) > 9 and (problem := _baseline_problem(baseline)):
+        raise EcgReadError(hea, f"corrupt header: signal line {number} ({line[:60]!r}): {problem}")
+    return WfdbSignal(
+        file_name, fmt, 1 if spf is None else int(spf), 0 if skew is None else int(skew),
+        0 if offset is None else int(offset),
+        float(gain or 0) or 200.0,  # wfdb: a gain of 0, or none, is 200
+        int(baseline) if baseline is not None else int(adc_zero) if adc_zero is not None else 0,
+        "mV" if units is None else units,
+        description,
+    )  # fmt: skip
+
+
+def _format_and_gain(fmt_field: str, gain_field: str) -> tuple[str, int, int, int, float, int | None, str] | None:
+    """(format, samples per frame, skew, byte offset, gain, baseline or None, units) of a valid format and gain
+    field pair, as `_parse_signal_line` reads them (None: not valid, the full match says why); remembered."""
+    found = _FORMAT_AND_GAIN.get((fmt_field, gain_field), False)
+    if found is not False:
+        return found
+    fmt, gain = _SIGNAL_FORMAT.fullmatch(fmt_field), _GAIN_FIELD.fullmatch(gain_field)
+    parsed = None
+    if fmt and gain and fmt[1] in WFDB_FORMATS and not (gain[2] and _baseline_problem(gain[2])):
+        parsed = (
+            fmt[1], int(fmt[2] or 1), int(fmt[3] or 0), int(fmt[4] or 0), float(gain[1]) or 200.0,
+            None if gain[2] is None else int(gain[2]), "mV" if gain[3] is None else gain[3],
+        )  # fmt: skip
+    if len(fmt_field) + len(gain_field) <= 64:
+        if len(_FORMAT_AND_GAIN) >= 1024:
+            _FORMAT_AND_GAIN.clear()
+        _FORMAT_AND_GAIN[fmt_field, gain_field] = parsed
+    return parsed
+
+
+def _record_line_problem(fields: list[str], line: str) -> str:
+    """What `_RECORD_LINE` does not match in a record line (its fields), for the message."""
+    checks = [
+        ("record name", _RECORD_NAME, "is not a WFDB record name (letters, digits, '_', '-'; 'name/segments')"),
+        ("sampling rate field", _FS_FIELD, "is not a number (WFDB writes '500', '500/1000' or '500/1000(0)')"),
+        ("sample count field", _COUNT, "is not an integer (at most 18 digits)"),
+        ("base time field", _BASE_TIME, "is not a time (HH:MM:SS)"),
+        ("base date field", _BASE_DATE, "is not a date (DD/MM/YYYY)"),
+    ]
+    for (what, pattern, problem), value in zip(checks, fields[:1] + fields[2:], strict=False):
+        if not pattern.fullmatch(value):
+            return f"{what} {value[:40]!r} {problem}"
+    if len(fields) > 6:
+        return f"{len(fields)} fields in the record line, where WFDB has at most 6"
+    return f"garbled record line {line[:80]!r}"
 
 
 def _check_ascii_names(hea: Path, spec: list[str]) -> None:
@@ -207,42 +343,55 @@ def _check_ascii_names(hea: Path, spec: list[str]) -> None:
 
 
 def _signal_line_problem(fields: list[str]) -> str | None:
-    """Check the fixed fields of a signal line. wfdb does not: text where a number belongs silently
-    becomes part of the lead description (and then an "unknown lead" error that hides the real problem)."""
-    # file format [gain(baseline)/units [adc_res [adc_zero [init_value [checksum [block_size [descr]]]]]]]
-    if len(fields) < 2 or not _SIGNAL_FORMAT.match(fields[1]):
+    """What `_SIGNAL_LINE` does not match in a signal line (its fields), for the message. wfdb does not check
+    these: text where a number belongs silently becomes part of the lead description (and then an "unknown
+    lead" error that hides the real problem)."""
+    if not _FILE_NAME.fullmatch(fields[0]):
+        name = fields[0][:40]
+        return f"signal file name {name!r} is not a WFDB file name beside the header (letters, digits, '_', '-', '.')"
+    if len(fields) < 2 or not _SIGNAL_FORMAT.fullmatch(fields[1]):
         return f"storage format {fields[1] if len(fields) > 1 else ''!r} is not a WFDB format"
-    if len(fields) > 2 and not _GAIN_FIELD.match(fields[2]):
+    if len(fields) > 2 and not _GAIN_FIELD.fullmatch(fields[2]):
         return f"gain field {fields[2][:30]!r} is not 'gain(baseline)/units'"
-    baseline = _BASELINE.search(fields[2]) if len(fields) > 2 else None
-    digits = baseline.group(1).lstrip("+-").lstrip("0") if baseline else ""
-    if len(digits) > 10 or (digits and int(digits) > _MAX_BASELINE):  # length first: int() of 5000 digits fails
-        return f"baseline {baseline.group(1)[:30]} is outside the 32-bit range of WFDB sample values"
-    names = ("ADC resolution", "ADC zero", "initial value", "checksum", "block size")
-    for name, value in zip(names, fields[3:8], strict=False):
-        if not _INTEGER.match(value):
-            return f"{name} field {value[:30]!r} is not an integer"
+    for (name, digit), value in zip(_INTEGER_FIELDS, fields[3:8], strict=False):
+        if not re.fullmatch(digit + "{1,18}", value, re.ASCII):
+            return f"{name} field {value[:30]!r} is not an integer{' of at most 18 digits' if len(value) > 18 else ''}"
     return None
 
 
-def _raw_units(spec: list[str], n_sig: int) -> list[str] | None:
-    """Units of each signal line as written (wfdb decodes headers as ASCII and drops the "µ" of "µV",
-    which would turn microvolts into volts)."""
-    units: list[str] = []
-    for line in spec[1 : 1 + n_sig]:
-        fields = line.split()
-        if len(fields) < 3:
-            return None
-        gain_field = fields[2]
-        units.append(gain_field.split("/", 1)[1] if "/" in gain_field else "mV")  # WFDB default: mV
-    return units
+def _baseline_problem(baseline: str) -> str | None:
+    digits = baseline.lstrip("+-").lstrip("0")
+    if len(digits) > 10 or (digits and int(digits) > _MAX_BASELINE):  # length first: int() of 5000 digits fails
+        return f"baseline {baseline[:30]} is outside the 32-bit range of WFDB sample values"
+    return None
 
 
-def _unit_scale(unit: str) -> float | None:
+def unit_scale(unit: str) -> float | None:
+    """Scale to mV of a WFDB header's units as written (`WfdbSignal.units`); None for units that are not volts."""
     u = unit.strip()
     if not u.lower().endswith("v"):
         return None
     return _UNIT_PREFIX_TO_MV.get(u[:-1] if u[:-1] in ("µ", "μ", "\ufffd") else u[:-1].lower())
+
+
+def _check_wfdb_agrees(hea: Path, parsed: WfdbHeader, header: wfdb.Record) -> None:
+    """wfdb's parse of a single-segment header against `parse_wfdb_header`'s, on every value that the samples
+    depend on. They agree on every header that the grammar accepts: a difference is a gap in the grammar, and
+    it would otherwise be read silently (and differently by the fast reader)."""
+    values = [("sampling rate", header.fs, parsed.fs), ("sample count", header.sig_len, parsed.sig_len),
+              ("signal count", header.n_sig, parsed.n_sig)]  # fmt: skip
+    for i, s in enumerate(parsed.signals):
+        for what, theirs, ours in (
+            ("file", header.file_name[i], s.file_name), ("format", header.fmt[i], s.fmt),
+            ("samples per frame", header.samps_per_frame[i] or 1, s.samps_per_frame),
+            ("skew", (header.skew or [0] * header.n_sig)[i] or 0, s.skew),
+            ("byte offset", (header.byte_offset or [0] * header.n_sig)[i] or 0, s.byte_offset),
+            ("gain", header.adc_gain[i], s.gain), ("baseline", header.baseline[i], s.baseline),
+        ):  # fmt: skip
+            values.append((f"{what} of signal line {i + 1}", theirs, ours))
+    for what, theirs, ours in values:
+        if theirs != ours:
+            raise EcgReadError(hea, f"corrupt header: wfdb reads the {what} as {theirs!r} where it says {ours!r}")
 
 
 def _check_signal_files(hea: Path, header: wfdb.Record) -> None:
@@ -258,7 +407,14 @@ def _check_signal_files(hea: Path, header: wfdb.Record) -> None:
         f = hea.parent / name
         if not f.is_file():
             raise EcgReadError(hea, f"missing signal file {name} (named in {hea.name})")
-        if not sig_len:
+        if f.suffix.lower() == ".mat":  # one MATLAB matrix, whose header must describe what this header does
+            rows = sum(int(header.samps_per_frame[i] or 1) for i in channels)
+            offset = int((header.byte_offset or [0] * header.n_sig)[channels[0]] or 0)
+            try:
+                check_wfdb_matrix(f, sorted({header.fmt[i] for i in channels}), rows, len(channels), sig_len, offset)
+            except EcgReadError as exc:
+                raise EcgReadError(hea, f"signal file {name}: {exc.problem}") from None
+        if sig_len is None:
             continue  # no sample count in the header: wfdb derives it from the file size
         try:
             frame = sum(WFDB_BYTES_PER_SAMPLE[header.fmt[i]] * (header.samps_per_frame[i] or 1) for i in channels)
@@ -347,13 +503,16 @@ def _check_segment(seg_hea: Path, n: int, fs: float, n_sig: int | None, layout: 
     if not seg_hea.is_file():
         raise EcgReadError(seg_hea, f"missing segment header {seg_hea.name}")
     spec, _ = split_header(read_text(seg_hea))
+    parsed = None
     if layout and spec:  # its signal lines may use format 0 (null signal), which no data segment may
         _check_ascii_names(seg_hea, spec)
     else:
-        _validate_record_line(seg_hea, spec)
+        parsed = parse_wfdb_header(seg_hea, spec)
     if "/" in spec[0].split()[0]:
         raise EcgReadError(seg_hea, "a segment that is itself a multi-segment record is not supported")
     seg = _read_header(seg_hea)
+    if parsed is not None:
+        _check_wfdb_agrees(seg_hea, parsed, seg)
     seg_fs = check_sampling_rate(seg_hea, seg.fs if seg.fs is not None else WFDB_DEFAULT_FS, "header")
     if not math.isclose(seg_fs, fs):
         raise EcgReadError(seg_hea, f"sampling rate {seg_fs:g} Hz differs from the record's {fs:g} Hz")
@@ -442,10 +601,12 @@ def read_wfdb(
     """Read a WFDB record (``.hea`` path) as ``(signal [channels, samples] in mV, names, fs, metadata)``;
     with `window`, only that part of the samples is read from disk."""
     spec, comments = split_header(read_text(hea))
-    _validate_record_line(hea, spec)
+    parsed = parse_wfdb_header(hea, spec)
     base = str(hea.with_suffix(""))
     header = _read_header(hea)
     multi = isinstance(header, wfdb.MultiRecord)
+    if not multi:
+        _check_wfdb_agrees(hea, parsed, header)
     header_fs = check_sampling_rate(hea, header.fs if header.fs is not None else WFDB_DEFAULT_FS, "header")
     if fs is not None and not math.isclose(float(fs), header_fs):
         raise EcgReadError(hea, f"sampling rate mismatch: header says {header_fs:g} Hz but fs={fs:g} was requested")
@@ -484,7 +645,8 @@ def read_wfdb(
         said = f"header says {header.sig_len}" if header.sig_len else f"signal file holds {read_to}"
         raise EcgReadError(hea, f"sample count mismatch: {said} samples, read {signal.shape[1] + read_from}")
     names = [str(n) for n in rec.sig_name]
-    raw_units = None if multi else _raw_units(spec, len(names))
+    # units as written (wfdb drops the "µ" of "µV", which would turn microvolts into volts)
+    raw_units = [s.units for s in parsed.signals]
     units = raw_units if raw_units else list(rec.units or ["mV"] * len(names))
     # A multi-segment part read that lies in a gap has no units (wfdb finds no segment to take them from): its
     # samples are all NaN, so any scale will do
@@ -493,7 +655,7 @@ def read_wfdb(
     final_names = [str(n) for n in leads] if leads is not None and len(leads) == len(names) else names
     scales = np.ones(len(names))
     for i, (name, unit) in enumerate(zip(final_names, units, strict=True)):
-        scale = _unit_scale(unit)
+        scale = unit_scale(unit)
         if scale is None:
             if canonical_lead_name(name) is not None:  # other channels are dropped or rejected by name
                 raise EcgReadError(hea, f"lead {name!r} has unsupported units {unit!r}; expected mV, µV/uV or V")
