@@ -287,9 +287,27 @@ def check_checkpoint_keys(model: torch.nn.Module, ckpt: Path) -> None:
     )
 
 
+def check_pickled_states(ckpt: Path) -> None:
+    """`ModelLoadError` naming the file when a pickled state of the checkpoint (optimizer, scheduler, random
+    numbers) holds anything but tensors, numbers and containers. accelerate reads them with torch's weights-only
+    unpickler, which runs nothing, but its refusal reached users as a traceback advising `weights_only=False`,
+    and an unreadable random-number state was passed over with an INFO line: the run resumed, not exactly."""
+    from accelerate.utils import load  # the loader accelerate reads them with (weights only, numpy's RNG allowed)
+
+    for path in sorted([*ckpt.glob("*.bin"), *ckpt.glob("*.pkl")]):
+        try:
+            load(path, map_location="cpu", mmap=True)  # mmap: the tensors are not read into memory
+        except Exception as exc:  # UnpicklingError, a legacy or damaged file: the message must not advise more
+            raise ModelLoadError(
+                path, f"not a state ecglang wrote ({type(exc).__name__}): it holds other objects than tensors and "
+                "numbers, or is damaged; it is never unpickled as such, so this run cannot resume from it"
+            ) from None  # fmt: skip
+
+
 def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, ckpt: Path) -> None:
     """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key)."""
     check_checkpoint_keys(accelerator.unwrap_model(model), ckpt)  # accelerate saves the unwrapped model's keys
+    check_pickled_states(ckpt)
     accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import random
 import shutil
 import signal
@@ -357,6 +358,36 @@ def test_corrupted_checkpoint_fails_checksum(reference: Path, overrides: list[st
     err = capsys.readouterr().err
     assert rc == 1
     assert "checksum mismatch" in err and "optimizer.bin" in err and "Traceback" not in err
+
+
+class _Payload:
+    """Unpickling this creates `marker` (proof that a file was unpickled as objects, not refused)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["random_states_0.pkl", "optimizer.bin", "scheduler.bin"])
+def test_a_pickled_state_of_other_objects_is_refused_by_name(reference, overrides, tmp_path, capsys, name) -> None:
+    """A checkpoint's pickled state replaced by other objects (checksums.json rewritten to match): the optimizer's
+    or scheduler's gave a traceback advising `weights_only=False`; the random-number state's was passed over with
+    an INFO line and the run resumed, not exactly, with exit 0. Nothing is unpickled as objects, ever."""
+    from ecglang.cli.main import main
+    from ecglang.core.checksums import write_checksums
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    marker = tmp_path / "pwned"
+    (out / "checkpoint-8" / name).write_bytes(pickle.dumps({"state": _Payload(marker)}))
+    write_checksums(out / "checkpoint-8")
+    rc = main(["pretrain", "--config", str(SMOKE), "--output", str(out), "--resume", *overrides])
+    err = capsys.readouterr().err
+    assert rc == 1 and not marker.exists()
+    assert f"error: {out / 'checkpoint-8' / name}: not a state ecglang wrote" in err
+    assert "Traceback" not in err and "weights_only" not in err
 
 
 def test_checkpoint_layout_and_best_export(reference: Path) -> None:
