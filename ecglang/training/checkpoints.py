@@ -25,6 +25,7 @@ import yaml
 
 from ecglang.core.atomic import atomic_directory, swap_in
 from ecglang.core.checksums import verify_checksums, write_checksums
+from ecglang.core.outputs import OutputPathError
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.training.config import ObjectivesSection, PretrainConfig
 from ecglang.training.logs import RESOLVED_CONFIG
@@ -133,6 +134,27 @@ def identity_sha256(cfg: PretrainConfig) -> str:
     return hashlib.sha256(json.dumps(config_identity(cfg), sort_keys=True).encode()).hexdigest()
 
 
+def check_run_output(output: Path) -> None:
+    """`OutputPathError` unless a fresh run may write into `output`: a new or empty folder, or one where a run
+    wrote its resolved config (an earlier run, cut before its first checkpoint). A run writes config.yaml,
+    metrics.csv, best/, final/, ... and replaces final/ whole: in a folder of other files it overwrote the user's
+    files of those names and deleted final/'s, with exit 0."""
+    entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    if not entries:
+        return
+    try:
+        saved = yaml.safe_load((output / RESOLVED_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        saved = None
+    if isinstance(saved, dict) and {"data", "model", "train", "schedule"} <= set(saved):
+        return
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    raise OutputPathError(
+        f"{output}: the folder holds other files ({shown}) and no earlier run; a run writes config.yaml, "
+        "metrics.csv, best/ and final/ there, over files of those names: choose a new or empty --output"
+    )
+
+
 def resume_point(
     accelerator: Accelerator, output: Path, cfg: PretrainConfig, resume: bool
 ) -> tuple[Path | None, TrainerState]:
@@ -157,6 +179,7 @@ def resume_point(
     if ckpt is None:
         if latest_checkpoint(output) is not None:
             raise ConfigError(f"{output} already holds checkpoints; pass --resume to continue, or use another --output")
+        check_run_output(output)
         return None, TrainerState(data_seed=cfg.data.order(cfg.seed), config_sha256=identity)
     state = TrainerState.from_file(ckpt / TRAINER_STATE)
     if state.config_sha256 and state.config_sha256 != identity:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import inspect
 import math
 import os
 import typing
@@ -212,8 +213,10 @@ class PretrainConfig(DictConfig):
             raise ConfigError(f"{where}: set schedule.max_steps or schedule.epochs")
         if s.max_steps is not None and int(s.max_steps) < 1:
             raise ConfigError(f"{where}: schedule.max_steps must be >= 1, got {s.max_steps!r}")
-        if s.epochs is not None and float(s.epochs) <= 0:
-            raise ConfigError(f"{where}: schedule.epochs must be > 0, got {s.epochs!r}")
+        if s.epochs is not None and not 0 < float(s.epochs) < math.inf:  # NaN and inf fail too (int() of them did)
+            raise ConfigError(f"{where}: schedule.epochs must be a finite number > 0, got {s.epochs!r}")
+        if not 0 <= self.seed < 2**32:  # numpy's range: a traceback before
+            raise ConfigError(f"{where}: seed must be in 0..2**32-1, got {self.seed!r}")
         if int(s.warmup_steps) < 0:
             raise ConfigError(f"{where}: schedule.warmup_steps must be >= 0")
         if self.optim.lr <= 0:
@@ -243,6 +246,11 @@ class PretrainConfig(DictConfig):
             raise ConfigError(f"{where}: train.clip_grad_norm must be a number > 0 or null, got {t.clip_grad_norm!r}")
         if t.threads is not None and t.threads < 1:
             raise ConfigError(f"{where}: train.threads must be >= 1 or null, got {t.threads!r}")
+        # Checked here, not at the first validation (after training) or as "stop at once" (patience 0 or below).
+        for name in ("eval_batch_size", "early_stopping_patience"):
+            v = getattr(t, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{where}: train.{name} must be an int >= 1 or null, got {v!r}")
         o = self.optim  # `not x > 0` rather than `x <= 0`: NaN fails it too
         if not 0 < o.lr < math.inf or not 0 < o.eps < math.inf or not 0 <= o.weight_decay < math.inf:
             raise ConfigError(
@@ -275,6 +283,18 @@ class PretrainConfig(DictConfig):
                 )
         if d.num_workers < 0 or d.cache_workers < 0:
             raise ConfigError(f"{where}: data.num_workers and data.cache_workers must be >= 0")
+        if d.val_max is not None and (isinstance(d.val_max, bool) or d.val_max < 0):
+            raise ConfigError(f"{where}: data.val_max must be an int >= 0 or null, got {d.val_max!r}")
+        params = inspect.signature(spec.builder_function()).parameters if d.builder_args else {}
+        accepted = set(params) - {"root"}
+        unknown = (
+            [] if any(p.kind is p.VAR_KEYWORD for p in params.values()) else sorted(set(d.builder_args) - accepted)
+        )
+        if unknown:  # the builder's TypeError, as a traceback, before
+            raise ConfigError(
+                f"{where}: data.builder_args {unknown} are not arguments of the {spec.name} builder; it takes "
+                f"{sorted(accepted)}"
+            )
         if (d.val_folds is None) == (d.val_fraction is None):
             raise ConfigError(f"{where}: set exactly one of data.val_folds and data.val_fraction")
 
@@ -287,8 +307,10 @@ class PretrainConfig(DictConfig):
             )
         for name in ("masked_beats", "latent_beats"):
             section = getattr(o, name)
-            if section.weight < 0:
-                raise ConfigError(f"{where}: objectives.{name}.weight must be >= 0, got {section.weight!r}")
+            if not 0 <= section.weight < math.inf:  # NaN counted as off and inf trained on NaN losses before
+                raise ConfigError(
+                    f"{where}: objectives.{name}.weight must be a finite number >= 0, got {section.weight!r}"
+                )
             if not 0.0 < float(section.mask_ratio) < 1.0:
                 raise ConfigError(
                     f"{where}: objectives.{name}.mask_ratio must be in (0, 1), got {section.mask_ratio!r}"
@@ -370,14 +392,28 @@ def check_override_key(key: str, value: Any, item: str) -> None:
         cls = hint
 
 
+class SafeNoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: nine nested anchors of nine aliases each (a few hundred bytes, under a
+    free-form section such as `data.builder_args`) grew past 2.8 GB when the config was copied; no shipped config
+    uses them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} is not allowed in a config (write the value out)", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> PretrainConfig:
     """Read a pretraining YAML config and apply `key=value` overrides (dotted keys, YAML values).
 
     A mistake in the file is reported against the file; an unknown key in an override against the override."""
     path = resolve_config_path(name_or_path)
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        tree = yaml.load(path.read_text(encoding="utf-8"), Loader=SafeNoAliasLoader) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: a pretraining config must be a mapping at the top level")

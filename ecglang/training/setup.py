@@ -347,7 +347,7 @@ def rebuild_command(
         value = builder_args.get(spec.cli_options.get(option, option)) or placeholder
         parts.append(f"--{option.replace('_', '-')} {value}")
     name = cfg.model.name
-    if not Path(name).expanduser().is_dir():  # a checkpoint folder is no name that `data build --model` reads
+    if not Path(name).expanduser().is_dir():  # a checkpoint's preprocessing may be overridden here: written out
         try:
             named = load_model_config(name).processor["preprocess"]
             if PreprocessConfig.from_dict(named).to_dict() == preprocess_cfg.to_dict():

@@ -126,6 +126,43 @@ def test_builder_aliases_resolve_and_unknown_names_get_a_suggestion() -> None:
     assert cfg.data.unpaired_builder == "cinc"
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [  # tracebacks (ValueError, OverflowError, TypeError), a failure after training, or a silent misreading before
+        ("schedule.epochs=.nan", "schedule.epochs must be a finite number > 0, got nan"),
+        ("schedule.epochs=.inf", "schedule.epochs must be a finite number > 0, got inf"),
+        ("seed=-1", r"seed must be in 0\.\.2\*\*32-1, got -1"),
+        ("seed=100000000000000000000000", r"seed must be in 0\.\.2\*\*32-1"),
+        ("data.builder_args.bogus=1", r"data\.builder_args \['bogus'\] are not arguments of the ptbxl builder"),
+        ("data.val_max=-1", r"data\.val_max must be an int >= 0 or null, got -1"),
+        ("train.eval_batch_size=-5", r"train\.eval_batch_size must be an int >= 1 or null, got -5"),
+        ("train.eval_batch_size=0", r"train\.eval_batch_size must be an int >= 1 or null, got 0"),
+        ("train.early_stopping_patience=0", r"train\.early_stopping_patience must be an int >= 1 or null, got 0"),
+        ("objectives.masked_beats.weight=.inf", r"objectives\.masked_beats\.weight must be a finite number >= 0"),
+        ("objectives.latent_beats.weight=.nan", r"objectives\.latent_beats\.weight must be a finite number >= 0"),
+    ],
+)
+def test_values_that_broke_a_run_later_are_config_errors_naming_the_key(override: str, message: str) -> None:
+    extra = ["schedule.max_steps=null"] if override.startswith("schedule.epochs") else []
+    with pytest.raises(ConfigError, match=rf"smoke\.yaml: {message}"):
+        load_config(SMOKE, [*extra, override])
+
+
+def test_yaml_aliases_and_binary_config_files_are_refused(tmp_path: Path) -> None:
+    """Nine nested anchors of nine aliases under `data.builder_args` grew past 2.8 GB when the config was copied;
+    a config file of random bytes was a UnicodeDecodeError traceback."""
+    laughs = ["lol0: &l0 [lol]"] + [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(SMOKE.read_text().replace("data:\n", "data:\n  builder_args:\n" + "".join(
+        f"    {line}\n" for line in laughs), 1))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: cannot read YAML: alias \*l0 is not allowed in a config"):
+        load_config(bomb)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(128, 256)) * 20)
+    with pytest.raises(ConfigError, match=r"binary\.yaml: cannot read YAML: 'utf-8' codec"):
+        load_config(binary)
+
+
 @pytest.mark.parametrize("limit", ["0", "-3"])
 def test_data_limit_below_one_is_a_config_error(limit: str) -> None:
     """data.limit=0 (or negative) crashed deep in numpy ("a cannot be empty unless no samples are taken")."""
@@ -388,6 +425,28 @@ def test_a_pickled_state_of_other_objects_is_refused_by_name(reference, override
     assert rc == 1 and not marker.exists()
     assert f"error: {out / 'checkpoint-8' / name}: not a state ecglang wrote" in err
     assert "Traceback" not in err and "weights_only" not in err
+
+
+def test_a_fresh_run_never_writes_over_a_folder_of_other_files(overrides, tmp_path, capsys) -> None:
+    """`--output` naming a folder of the user's files: the run replaced their config.yaml and metrics.csv and
+    deleted final/'s files, exit 0. Refused before any work now; a folder where a run wrote its config is reused."""
+    from ecglang.cli.main import main
+
+    user = tmp_path / "user"
+    (user / "final").mkdir(parents=True)
+    files = {"metrics.csv": "my notes\n", "config.yaml": "precious: 1\n", "final/mine.txt": "keep\n"}
+    for name, text in files.items():
+        (user / name).write_text(text)
+    rc = main(["pretrain", "--config", str(SMOKE), "--output", str(user), *overrides])
+    assert (
+        rc != 0 and "holds other files (config.yaml, final, metrics.csv) and no earlier run" in capsys.readouterr().err
+    )
+    assert {n: (user / n).read_text() for n in files} == files
+    earlier = tmp_path / "earlier"  # a run cut before its first checkpoint: its own files, written again
+    earlier.mkdir()
+    shutil.copy(ROOT / "configs" / "pretrain" / "smoke.yaml", earlier / "config.yaml")
+    (earlier / "metrics.csv").write_text("step,loss\n")
+    assert main(["pretrain", "--config", str(SMOKE), "--output", str(earlier), *overrides]) == 0
 
 
 def test_checkpoint_layout_and_best_export(reference: Path) -> None:
