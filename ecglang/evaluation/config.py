@@ -22,6 +22,21 @@ PARTS = ("train", "val", "test", "all")
 PREPROCESS = ("default", "merl_compat")
 # Argument groups of `ecglang evaluate --help`, in order.
 GROUPS = ("data", "zero-shot", "statistics", "linear probe", "retrieval", "run")
+# Far beyond what a 95 % CI needs (1000 is the convention); each resample keeps a score per label and source, so
+# 10^9 resamples grew past 2 GB before anything was refused.
+MAX_BOOTSTRAP = 100_000
+
+
+def bootstrap_count(text: str) -> int:
+    """argparse `type=` of `--n-boot`: 0 (points without CIs) to `MAX_BOOTSTRAP` resamples; a usage error (exit 2)
+    otherwise, as other counts of the CLI are."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= n <= MAX_BOOTSTRAP:
+        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_BOOTSTRAP:,} resamples, got {n}")
+    return n
 
 
 def _cli(group: str | None, help: str | None = None, flag: str | None = None, **argparse_kwargs: Any) -> dict:
@@ -84,7 +99,7 @@ class EvaluateConfig(DictConfig):
         "zero-shot", "leave out prompts nearer another label's name than their own (default: all kept)",
         action="store_true"))  # fmt: skip
     n_boot: int = field(default=1000, metadata=_cli(
-        "statistics", "bootstrap resamples for the 95 %% CIs (default 1000)", type=int))  # fmt: skip
+        "statistics", "bootstrap resamples for the 95 %% CIs (default 1000)", type=bootstrap_count))  # fmt: skip
     seed: int = field(default=0, metadata=_cli(
         "statistics", "seed of the bootstrap, --limit samples and the probe", type=int))  # fmt: skip
     random_seed: int | None = field(default=None, metadata=_cli(
@@ -141,8 +156,8 @@ class EvaluateConfig(DictConfig):
             raise ConfigError(
                 "the 'knowledge' source needs a knowledge base: drop it from --sources or set --knowledge"
             )
-        if self.n_boot < 0:
-            raise ConfigError(f"--n-boot must be >= 0, got {self.n_boot}")
+        if not 0 <= self.n_boot <= MAX_BOOTSTRAP:
+            raise ConfigError(f"--n-boot must be 0 to {MAX_BOOTSTRAP:,}, got {self.n_boot}")
         if self.probe:
             for name in ("probe_train", "probe_test"):
                 if getattr(self, name) not in PARTS:

@@ -19,6 +19,7 @@ are reported separately.
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -464,6 +465,18 @@ def load_labels_csv(
     folder = Path(records_dir).expanduser()
     if not csv_path.is_file():
         raise EcgReadError(csv_path, "labels CSV not found")
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            names = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EcgReadError(csv_path, f"cannot parse the labels CSV: {exc}") from None
+    # pandas renames a repeated column ("af" → "af.1") and names an empty one "Unnamed: 1": both were scored as
+    # labels of those made-up names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    unnamed = [i + 1 for i, n in enumerate(names) if not n.strip()]
+    if repeated or unnamed:
+        problem = f"column(s) named twice: {repeated}" if repeated else f"column(s) {unnamed} have no name"
+        raise EcgReadError(csv_path, f"{problem}; give every column one name of its own")
     try:
         header = pd.read_csv(csv_path, nrows=0).columns
         if id_column is None:

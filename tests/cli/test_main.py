@@ -73,6 +73,8 @@ def test_the_figure_types_are_ones_matplotlib_writes() -> None:
         ["data", "download", "ptbxl", "d", "--timeout", "-1"],
         ["knowledge", "search", "LBBB", "-k", "0"],
         ["prototypes", "build", "--records", "x", "--out", "o", "--beats-per-record", "0"],
+        ["evaluate", "--model", "m", "--label-sets", "ptbxl_super", "--n-boot", "-1"],  # exit 1, not a usage error
+        ["evaluate", "--model", "m", "--label-sets", "ptbxl_super", "--n-boot", "1000000000"],  # past 2 GB, no word
     ],
 )
 def test_numeric_flags_out_of_range_are_usage_errors(argv: list[str], tmp_path, monkeypatch, capsys) -> None:

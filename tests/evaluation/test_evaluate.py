@@ -290,6 +290,21 @@ def test_a_label_column_with_a_bad_value_is_an_error_not_a_dropped_column(tmp_pa
     assert data.notes["columns_not_labels"] == {"comment": "not 0/1 values (e.g. 'ok', 'fine', 'x')"}
 
 
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("record,af,af", r"column\(s\) named twice: \['af'\]"),
+        ("record,,sinus rhythm", r"column\(s\) \[2\] have no name"),
+    ],
+)
+def test_a_labels_csv_with_a_repeated_or_unnamed_column_is_refused(tmp_path, header, problem):
+    """pandas read `af,af` as labels 'af' and 'af.1', and an empty name as 'Unnamed: 1': both were scored, exit 0."""
+    csv_path = tmp_path / "l.csv"
+    csv_path.write_text(f"{header}\nr1,1,0\nr2,0,1\n")
+    with pytest.raises(EcgReadError, match=rf"l\.csv: {problem}; give every column one name of its own"):
+        load_labels_csv(csv_path, tmp_path)
+
+
 def test_prompt_source_parsing(tmp_path):
     assert PromptSource.parse("names").key == "names"
     f = tmp_path / "mine.json"
