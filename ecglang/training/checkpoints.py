@@ -28,7 +28,7 @@ from ecglang.core.checksums import verify_checksums, write_checksums
 from ecglang.core.outputs import OutputPathError
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.training.config import ObjectivesSection, PretrainConfig
-from ecglang.training.logs import RESOLVED_CONFIG
+from ecglang.training.logs import RESOLVED_CONFIG, flat_dict
 
 if TYPE_CHECKING:  # for hints only: accelerate is imported where training starts
     from accelerate import Accelerator
@@ -188,17 +188,25 @@ def resume_point(
             "resume with the config it was trained with, or use another --output"
         )
     if accelerator.is_main_process:
-        changed = schedule_changes(output / RESOLVED_CONFIG, cfg)
+        changed = setting_changes(output / RESOLVED_CONFIG, cfg)
         if changed:  # allowed (training longer is a reason to resume), but the run is no longer one schedule
             logger.warning(
-                "--resume with another schedule or optimizer than %s was started with (%s): the new values hold "
-                "from step %d", output, "; ".join(changed), state.step,
+                "--resume with another schedule, optimizer or other training settings than %s was started with "
+                "(%s): the new values hold from step %d%s", output, "; ".join(changed), state.step,
+                "; the best checkpoint so far was chosen by the earlier selection metrics, so a new best/ is "
+                "compared with a score of another scale" if any(c.startswith("selection/") for c in changed) else "",
             )  # fmt: skip
     return ckpt, state
 
 
-def schedule_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
-    """`"section/key: old -> new"` for each `schedule` or `optim` setting that differs from the run's saved
+# The sections a resume may change (the data, model, augmentation and batch layout may not: `config_identity`);
+# each change is named. Only schedule and optim were before: selection metrics or gradient clipping changed in
+# silence, and config.yaml then claimed the new values for the steps before too.
+RESUMABLE_SECTIONS = ("schedule", "optim", "train", "selection", "objectives")
+
+
+def setting_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
+    """`"section/key: old -> new"` for each setting of `RESUMABLE_SECTIONS` that differs from the run's saved
     config.yaml (empty when there is none to compare with)."""
     try:
         saved = yaml.safe_load(run_config.read_text(encoding="utf-8"))
@@ -208,8 +216,8 @@ def schedule_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
         return []
     now = cfg.to_dict()
     out = []
-    for section in ("schedule", "optim"):
-        before, after = saved.get(section) or {}, now.get(section) or {}
+    for section in RESUMABLE_SECTIONS:
+        before, after = flat_dict(saved.get(section) or {}), flat_dict(now.get(section) or {})
         for key in sorted(set(before) | set(after)):  # `to_dict` gives lists, as YAML reads them back
             if before.get(key) != after.get(key):
                 out.append(f"{section}/{key}: {before.get(key)} -> {after.get(key)}")

@@ -282,8 +282,15 @@ def test_resume_with_another_schedule_says_so(records: Path, tmp_path: Path, cap
     train(load_config(SMOKE, [*base, "schedule.max_steps=2"]), output_dir=out)
     with caplog.at_level(logging.WARNING, logger="ecglang.training.checkpoints"):
         train(load_config(SMOKE, [*base, "schedule.max_steps=2"]), output_dir=out, resume=True)
-    assert "another schedule" not in caplog.text  # the same config: nothing to say
+    assert "--resume with" not in caplog.text  # the same config: nothing to say
     with caplog.at_level(logging.WARNING, logger="ecglang.training.checkpoints"):
         assert train(load_config(SMOKE, [*base, "schedule.max_steps=4", "optim.lr=0.0002"]), output_dir=out,
                      resume=True).steps == 4  # fmt: skip
     assert "schedule/max_steps: 2 -> 4" in caplog.text and "optim/lr:" in caplog.text
+    caplog.clear()  # selection and clipping changed in silence before (config.yaml then claimed them for all steps)
+    with caplog.at_level(logging.WARNING, logger="ecglang.training.checkpoints"):
+        changed = ["schedule.max_steps=6", "optim.lr=0.0002", "train.clip_grad_norm=1000",
+                   "selection.metrics=[report2ecg_recall@10]"]  # fmt: skip
+        train(load_config(SMOKE, [*base, *changed]), output_dir=out, resume=True)
+    assert "train/clip_grad_norm: 1.0 -> 1000" in caplog.text and "selection/metrics:" in caplog.text
+    assert "a new best/ is compared with a score of another scale" in caplog.text
