@@ -478,11 +478,10 @@ def load_labels_csv(
         problem = f"column(s) named twice: {repeated}" if repeated else f"column(s) {unnamed} have no name"
         raise EcgReadError(csv_path, f"{problem}; give every column one name of its own")
     try:
-        header = pd.read_csv(csv_path, nrows=0).columns
         if id_column is None:
-            id_column = next((c for c in _ID_COLUMNS if c in header), header[0] if len(header) else None)
+            id_column = next((c for c in _ID_COLUMNS if c in names), names[0] if names else None)
         # Ids are names, not numbers: read as text, "00012" would become 12 and match no record 00012.hea.
-        df = pd.read_csv(csv_path, dtype=None if id_column not in header else {id_column: str})
+        df = pd.read_csv(csv_path, dtype=None if id_column not in names else {id_column: str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise EcgReadError(csv_path, f"cannot parse the labels CSV: {exc}") from None
     if df.empty:

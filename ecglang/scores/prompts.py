@@ -45,6 +45,13 @@ __all__ = [
 # A prompt or label is read by the text tower up to its max_length tokens (128 for the shipped models, a few
 # hundred characters); one of 9 MB was tokenized whole (2.7 GB against 0.76 GB). Far above any real prompt.
 MAX_PROMPT_CHARS = 4000
+
+
+def _length_problem(text: str) -> str | None:
+    """ "N characters (at most MAX_PROMPT_CHARS)" for a prompt, label or description that is too long; else None."""
+    return f"{len(text):,} characters (at most {MAX_PROMPT_CHARS:,})" if len(text) > MAX_PROMPT_CHARS else None
+
+
 _SET_KEYS = {"name", "dataset", "label_set", "description", "merl_split", "labels"}
 _LABEL_KEYS = {"name", "aliases", "prompts", "codes", "note"}
 # Phrases that give away unedited chat-model output pasted into a prompt file (seen in published files).
@@ -162,10 +169,8 @@ def validate_prompt_set(ps: PromptSet) -> list[str]:
             if not isinstance(prompt, str) or not prompt.strip():
                 problems.append(f"label {code!r} has an empty or non-string prompt {prompt!r}")
                 continue
-            if len(prompt) > MAX_PROMPT_CHARS:
-                problems.append(
-                    f"label {code!r} has a prompt of {len(prompt):,} characters (at most {MAX_PROMPT_CHARS:,})"
-                )
+            if too_long := _length_problem(prompt):
+                problems.append(f"label {code!r} has a prompt of {too_long}")
                 continue
             pkey = normalize_text(prompt)
             if pkey in own:
@@ -310,8 +315,8 @@ def _clean_labels(labels: Sequence[Any]) -> list[str]:
         text = label.strip()
         if not text:
             raise PromptError(None, f"label #{i} is empty")
-        if len(text) > MAX_PROMPT_CHARS:
-            raise PromptError(None, f"label #{i} has {len(text):,} characters (at most {MAX_PROMPT_CHARS:,})")
+        if too_long := _length_problem(text):
+            raise PromptError(None, f"label #{i} has {too_long}")
         key = normalize_text(text)
         if key in seen:
             raise PromptError(None, f"duplicate label {label!r} (same as {seen[key]!r})")
@@ -340,10 +345,8 @@ def _clean_mapping(mapping: Mapping[Any, Any]) -> dict[str, list[str]]:
                 raise PromptError(None, f"label {code!r} has a non-string prompt {prompt!r}")
             if not prompt.strip():
                 raise PromptError(None, f"label {code!r} has an empty prompt")
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise PromptError(
-                    None, f"label {code!r} has a prompt of {len(prompt):,} characters (at most {MAX_PROMPT_CHARS:,})"
-                )
+            if too_long := _length_problem(prompt):
+                raise PromptError(None, f"label {code!r} has a prompt of {too_long}")
             prompts.append(prompt.strip())
         out[code] = prompts
     return out
@@ -460,11 +463,8 @@ def load_external_prompts(
         items = [v.strip() for v in items if v.strip()]
         if not items:
             raise PromptError(path, f"code {code!r} has an empty description")
-        if max(map(len, items)) > MAX_PROMPT_CHARS:
-            longest = max(map(len, items))
-            raise PromptError(
-                path, f"code {code!r}: a description of {longest:,} characters (at most {MAX_PROMPT_CHARS:,})"
-            )
+        if too_long := _length_problem(max(items, key=len)):
+            raise PromptError(path, f"code {code!r}: a description of {too_long}")
         table[code] = items
 
     if for_labels is None:

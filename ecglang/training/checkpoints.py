@@ -134,6 +134,15 @@ def identity_sha256(cfg: PretrainConfig) -> str:
     return hashlib.sha256(json.dumps(config_identity(cfg), sort_keys=True).encode()).hexdigest()
 
 
+def saved_run_config(path: Path) -> Mapping[str, Any] | None:
+    """A run's saved config.yaml as a mapping; None when it is missing, unreadable or not a mapping."""
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return saved if isinstance(saved, Mapping) else None
+
+
 def check_run_output(output: Path) -> None:
     """`OutputPathError` unless a fresh run may write into `output`: a new or empty folder, or one where a run
     wrote its resolved config (an earlier run, cut before its first checkpoint). A run writes config.yaml,
@@ -142,11 +151,8 @@ def check_run_output(output: Path) -> None:
     entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
     if not entries:
         return
-    try:
-        saved = yaml.safe_load((output / RESOLVED_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        saved = None
-    if isinstance(saved, dict) and {"data", "model", "train", "schedule"} <= set(saved):
+    saved = saved_run_config(output / RESOLVED_CONFIG)
+    if saved is not None and {"data", "model", "train", "schedule"} <= set(saved):
         return
     shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
     raise OutputPathError(
@@ -208,11 +214,8 @@ RESUMABLE_SECTIONS = ("schedule", "optim", "train", "selection", "objectives")
 def setting_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
     """`"section/key: old -> new"` for each setting of `RESUMABLE_SECTIONS` that differs from the run's saved
     config.yaml (empty when there is none to compare with)."""
-    try:
-        saved = yaml.safe_load(run_config.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return []
-    if not isinstance(saved, Mapping):
+    saved = saved_run_config(run_config)
+    if saved is None:
         return []
     now = cfg.to_dict()
     out = []

@@ -234,10 +234,16 @@ class PretrainConfig(DictConfig):
 
     def _validate_train(self, where: str) -> None:
         t = self.train
-        for name in ("batch_size", "grad_accum", "eval_every", "checkpoint_every", "keep_last"):
+        # eval_batch_size and early_stopping_patience may be null; checked here, not at the first validation (after
+        # training) or as "stop at once" (patience 0 or below)
+        optional = ("eval_batch_size", "early_stopping_patience")
+        for name in ("batch_size", "grad_accum", "eval_every", "checkpoint_every", "keep_last", *optional):
             v = getattr(t, name)
+            if v is None and name in optional:
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{where}: train.{name} must be an int >= 1, got {v!r}")
+                null = " or null" if name in optional else ""
+                raise ConfigError(f"{where}: train.{name} must be an int >= 1{null}, got {v!r}")
         if t.local_loss not in ("auto", True, False):
             raise ConfigError(f"{where}: train.local_loss must be auto|true|false, got {t.local_loss!r}")
         if t.mixed_precision not in ("auto", "no", "fp16", "bf16"):
@@ -246,11 +252,6 @@ class PretrainConfig(DictConfig):
             raise ConfigError(f"{where}: train.clip_grad_norm must be a number > 0 or null, got {t.clip_grad_norm!r}")
         if t.threads is not None and t.threads < 1:
             raise ConfigError(f"{where}: train.threads must be >= 1 or null, got {t.threads!r}")
-        # Checked here, not at the first validation (after training) or as "stop at once" (patience 0 or below).
-        for name in ("eval_batch_size", "early_stopping_patience"):
-            v = getattr(t, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{where}: train.{name} must be an int >= 1 or null, got {v!r}")
         o = self.optim  # `not x > 0` rather than `x <= 0`: NaN fails it too
         if not 0 < o.lr < math.inf or not 0 < o.eps < math.inf or not 0 <= o.weight_decay < math.inf:
             raise ConfigError(
