@@ -117,6 +117,9 @@ class PretrainData:
     val: PairTable
     excluded: list[tuple[str, str]]  # (record id, reason): left out before training
     description: str
+    # The part of `excluded` whose files failed to read or preprocess in this run (not the empty reports, nor the
+    # failures of a prepared folder's build, which that build reported): the run then exits non-zero.
+    failed: list[tuple[str, str]] = field(default_factory=list)
     unpaired: PairTable | None = None  # data.unpaired_root: ECGs without reports (training only)
     unpaired_cache: Any = None
     # "train", "val", "unpaired" → age/sex of that table's items; empty unless the tower reads them
@@ -159,6 +162,7 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
         dataset, report = build_dataset(d.builder, root, **builder_kwargs)
         excluded = [(str(f.record_id), f.reason) for f in report.failures]
         source, where = d.builder, root
+    failed = [] if d.prepared else list(excluded)
     if d.limit is not None:
         dataset = dataset.select(range(min(int(d.limit), len(dataset))))
     if len(dataset) == 0:  # every row failed in the builder: the held-out split has nothing to draw from
@@ -199,6 +203,8 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
                 continue
             detail = f": {failed_reason.get(ids[i], '?')}" if why == "signal cache failed" else ""
             excluded.append((ids[i], f"{split}: {why}{detail}"))
+            if detail and not d.prepared:
+                failed.append(excluded[-1])
             if split == "train":
                 train_left_out[why] += 1
         rows_arr = np.asarray(rows, dtype=np.int64)
@@ -222,7 +228,7 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
     what = "ECGs (ECG-only objectives)" if cfg.ecg_only else "ECG–report pairs"
     description = f"{len(train)} {what} of {source} ({Path(where).name}) for training, {len(val)} held out ({how})"
     data = PretrainData(cache=cache, train=train, val=val, excluded=excluded, description=description,
-                        demographics=demographics)  # fmt: skip
+                        failed=failed, demographics=demographics)  # fmt: skip
     n_paired_out = len(excluded)
     left_out = f"; {n_paired_out} records left out"
     if d.unpaired_root is not None:
@@ -288,7 +294,7 @@ def add_unpaired(
     dataset, report = build_dataset(
         d.unpaired_builder, root, progress=accelerator.is_main_process and cfg.logging.progress
     )
-    data.excluded.extend((str(f.record_id), f"unpaired: {f.reason}") for f in report.failures)
+    unreadable = [(str(f.record_id), f"unpaired: {f.reason}") for f in report.failures]
     ids, paths = [str(x) for x in dataset["id"]], [str(p) for p in dataset["path"]]
     # Own cache folder: under data.cache_dir a subfolder, so the paired cache is never overwritten.
     sub = cfg.data.cache_dir and str(Path(cfg.data.cache_dir).expanduser() / "unpaired")
@@ -296,7 +302,9 @@ def add_unpaired(
                          output, accelerator, cache_dir=sub)  # fmt: skip
     failed = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
     ok = np.asarray(sorted(int(r) for r in np.asarray(cache.ok_rows) if r < len(ids)), dtype=np.int64)
-    data.excluded.extend((i, f"unpaired: signal cache failed: {r}") for i, r in failed.items())
+    unreadable += [(i, f"unpaired: signal cache failed: {r}") for i, r in failed.items()]
+    data.excluded += unreadable
+    data.failed += unreadable  # built in this run, always
     if uses_demographics(model):
         data.demographics["unpaired"] = demographic_arrays(dataset).subset(ok)
     data.unpaired = PairTable(ok, [ids[i] for i in ok], [""] * len(ok))  # no report: no contrastive loss
@@ -634,6 +642,9 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
     steps_per_epoch = math.ceil(len(train_loader) / t_cfg.grad_accum)
     sched = cfg.schedule
     total_steps = int(sched.max_steps) if sched.max_steps else max(1, math.ceil(sched.epochs * steps_per_epoch))
+    if int(sched.warmup_steps) >= total_steps and accelerator.is_main_process:
+        logger.warning("schedule.warmup_steps=%s is not below the run's %d optimizer steps: the learning rate only "
+                       "ramps up, never reaching optim.lr nor decaying", sched.warmup_steps, total_steps)  # fmt: skip
     trained = model if objectives is None else objectives  # the objective heads train with the model
     optimizer = torch.optim.AdamW(
         param_groups(trained, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from ecglang.training.checkpoints import (
     save_checkpoint,
 )
 from ecglang.training.config import SELECTION_METRICS, PretrainConfig, add_arguments, load_config
-from ecglang.training.logs import SKIPPED_CSV, RunLogs, flat_dict, resolve_trackers
+from ecglang.training.logs import EXCLUDED_CSV, SKIPPED_CSV, RunLogs, flat_dict, resolve_trackers
 from ecglang.training.loop import StepLoop
 from ecglang.training.objectives import heldout_objective_loss
 from ecglang.training.setup import build_training, create_accelerator, resolve_data_path
@@ -68,6 +68,9 @@ class TrainResult:
     skipped: dict[str, str]
     excluded: list[tuple[str, str]]
     samples_per_s: float
+    # (record id, reason) of the records whose files failed to read or preprocess in this run (a subset of
+    # `excluded`); with `skipped`, they make `ecglang pretrain` exit 1 once the models are saved
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Trainer:
@@ -308,6 +311,7 @@ class Trainer:
             skipped=dict(logs.skipped),
             excluded=list(self.setup.data.excluded),
             samples_per_s=samples_per_s,
+            failed=list(self.setup.data.failed),
         )
 
 
@@ -323,7 +327,27 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, output_dir=args.output, resume=args.resume)
     report_result(result)
-    return 0
+    return 1 if list_unusable(result) else 0
+
+
+#: Unusable records named one by one at the end of a run; the rest are counted (all are in the CSV files).
+LISTED_AT_END = 20
+
+
+def list_unusable(result: TrainResult) -> int:
+    """Log, last, the records of this run whose files could not be read or preprocessed, or that had no beats (a
+    batch run goes past bad records but must not end as if there were none); returns their count."""
+    bad = [*result.failed, *result.skipped.items()]
+    if bad:
+        where = ", ".join(str(result.output_dir / name) for name, part in ((EXCLUDED_CSV, result.failed),
+                          (SKIPPED_CSV, result.skipped)) if part)  # fmt: skip
+        shown = "".join(f"\n  {record_id}: {reason}" for record_id, reason in bad[:LISTED_AT_END])
+        more = f"\n  ... and {len(bad) - LISTED_AT_END} more" if len(bad) > LISTED_AT_END else ""
+        logger.error(
+            "%d record(s) could not be used (the models were trained and saved without them; listed in %s):%s%s",
+            len(bad), where, shown, more,
+        )  # fmt: skip
+    return len(bad)
 
 
 def report_result(result: TrainResult) -> None:

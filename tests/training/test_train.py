@@ -563,6 +563,19 @@ def test_records_without_beats_are_skipped_and_listed(overrides: list[str], tmp_
     assert len(_rows(tmp_path / "run")) == 3
 
 
+def test_a_warmup_as_long_as_the_run_is_said(overrides: list[str], tmp_path: Path, caplog) -> None:
+    """schedule.warmup_steps at or above the run's steps: the rate only ramps up (never reaching optim.lr nor
+    decaying), and nothing said so."""
+    import logging
+
+    extra = ["schedule.max_steps=2", "schedule.warmup_steps=5", "train.eval_every=2", "train.checkpoint_every=2"]
+    with caplog.at_level(logging.WARNING, logger="ecglang.training.setup"):
+        train(load_config(SMOKE, [*overrides, *extra]), output_dir=tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records if "warmup_steps" in r.getMessage()]
+    assert said == ["schedule.warmup_steps=5 is not below the run's 2 optimizer steps: the learning rate only ramps "
+                    "up, never reaching optim.lr nor decaying"]  # fmt: skip
+
+
 def test_all_records_unusable_is_a_clear_error(overrides: list[str], tmp_path: Path) -> None:
     extra = ["model.overrides.processor.beats.min_beats=40", "schedule.max_steps=3"]
     with pytest.raises(ConfigError, match="no batch had usable pairs"):

@@ -75,7 +75,32 @@ def test_csv_of_pairs_to_a_checkpoint(pairs_csv: Path, tmp_path: Path, capsys: p
     out = tmp_path / "run"
     result = train(cfg, output_dir=out)
     assert result.steps == 2
+    assert result.failed == []  # the build listed its failures and exited 1; training does not count them again
     excluded = pd.read_csv(out / "excluded_records.csv", dtype=str)
     assert {"missing", "empty"} <= set(excluded.iloc[:, 0])
     model = EcgLangModel.from_pretrained(out / "final")
     assert model.config.projection["dim"] == 32
+
+
+def test_a_run_that_could_not_read_records_lists_them_last_and_exits_1(
+    pairs_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch run goes on past bad records, lists them at the end and exits non-zero: `ecglang pretrain` on pairs
+    built in the run listed them only in excluded_records.csv and an INFO count, and exited 0."""
+    import logging
+
+    truncated = sorted((pairs_csv.parent / "records").glob("*.dat"))[0]
+    truncated.write_bytes(truncated.read_bytes()[:1000])  # present, so the builder passes it; the cache cannot
+    args = [
+        "pretrain", "--config", str(SMOKE), "--output", str(tmp_path / "run"), "data.builder=pairs",
+        f"data.root={pairs_csv}", "data.limit=null", "data.val_group=group", "schedule.max_steps=1",
+        "train.eval_every=1", "train.checkpoint_every=1",
+    ]  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        assert cli(args) == 1
+    assert (tmp_path / "run" / "final").is_dir()  # trained and saved without them
+    last = caplog.records[-1]
+    assert last.levelno == logging.ERROR
+    said = last.getMessage()
+    assert said.startswith("3 record(s) could not be used") and "excluded_records.csv" in said
+    assert "\n  missing: " in said and "\n  empty: " in said and f"truncated signal file {truncated.name}" in said
