@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -595,6 +596,25 @@ def _check_one_segment(hea: Path, names: list[str], i: int, n: int, fs: float, n
         raise EcgReadError(hea, f"segment {names[i]} ({i + 1} of {len(names)}): {exc.problem}") from exc
 
 
+def _read_part_without_count(hea: Path, spec: list[str], n_total: int, start: int, stop: int) -> wfdb.Record | None:
+    """Samples `start:stop` of a single-segment record whose header gives no sample count. wfdb then reads the
+    whole signal file (2 GB for a 6 h Holter record read for 10 s), so the header is written again with the count
+    that the signal file's size gave, in a scratch folder beside links to the signal files, and only the part is
+    read there. None where links cannot be made (some Windows accounts): the caller reads the whole file."""
+    record_line = spec[0].split()
+    if len(record_line) < 3:
+        record_line.append(f"{WFDB_DEFAULT_FS:g}")  # the count is the 4th field: the rate must be written first
+    with tempfile.TemporaryDirectory(prefix="ecglang-wfdb-") as scratch:
+        try:
+            for name in {line.split()[0] for line in spec[1:]}:  # one signal file name per line, never a path
+                os.symlink((hea.parent / name).resolve(), Path(scratch) / name)
+        except OSError:
+            return None
+        text = "\n".join([" ".join([*record_line, str(n_total)]), *spec[1:]]) + "\n"
+        (Path(scratch) / hea.name).write_text(text, encoding="ascii")
+        return wfdb.rdrecord(str(Path(scratch) / hea.stem), sampfrom=start, sampto=stop, physical=True, m2s=True)
+
+
 def read_wfdb(
     hea: Path, fs: float | None, leads: Sequence[str] | None, window: ReadWindow | None = None
 ) -> tuple[np.ndarray, list[str], float, dict[str, Any]]:
@@ -628,12 +648,17 @@ def read_wfdb(
         meta["read_offset"], meta["n_samples_in_file"] = read_from, n_total
     if multi:
         _check_read_segments(hea, header, header_fs, read_from, read_to)
-    # wfdb cannot take sampfrom/sampto when the header has no sample count: then it reads all, sliced below
-    ranged = bool(header.sig_len)
+    # wfdb cannot take sampfrom/sampto when the header has no sample count: such a part is read through a copy of
+    # the header that gives the count (`_read_part_without_count`); all that remains is read whole, sliced below
     try:
-        rec = wfdb.rdrecord(
-            base, sampfrom=read_from if ranged else 0, sampto=read_to if ranged else None, physical=True, m2s=True
-        )
+        rec = None
+        if header.sig_len:  # a multi-segment record always has one (`_check_segments`)
+            rec = wfdb.rdrecord(base, sampfrom=read_from, sampto=read_to, physical=True, m2s=True)
+        elif n_total is not None and read_to - read_from < n_total:
+            rec = _read_part_without_count(hea, spec, n_total, read_from, read_to)
+        ranged = rec is not None
+        if rec is None:
+            rec = wfdb.rdrecord(base, physical=True, m2s=True)
     except Exception as exc:  # anything wfdb raises while reading samples is about this record
         raise EcgReadError(hea, f"cannot read signal: {type(exc).__name__}: {exc}") from exc
     if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[0] == 0:

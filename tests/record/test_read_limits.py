@@ -163,6 +163,31 @@ def test_header_without_sample_count_reads_the_whole_file(tmp_path: Path) -> Non
     assert load_ecg(hea, window=ReadWindow(1.0)).n_samples == 500
 
 
+@pytest.mark.parametrize("fields", [3, 2])  # with the rate; without it (wfdb's 250 Hz)
+def test_a_window_of_a_record_without_sample_count_reads_only_the_window(tmp_path: Path, fields: int) -> None:
+    """Memory follows what is used: without a sample count in the header, wfdb read the whole signal file for a
+    1 s window (10 min of 12 leads: 58 MB as float64; a 6 h Holter record, 2 GB)."""
+    import tracemalloc
+
+    fs = 500.0 if fields == 3 else 250.0
+    hea = _wfdb_record(tmp_path, fs=fs, n=int(600 * fs))
+    counted = load_ecg(hea, window=ReadWindow(1.0))  # the header gives the count: wfdb reads the part
+    lines = hea.read_text().splitlines()
+    lines[0] = " ".join(lines[0].split()[:fields])
+    hea.write_text("\n".join(lines) + "\n")
+    tracemalloc.start()
+    try:
+        part = load_ecg(hea, window=ReadWindow(1.0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4e6, peak
+    assert part.fs == fs and part.n_samples == int(fs)
+    np.testing.assert_array_equal(part.signal, counted.signal)
+    assert part.metadata["read_offset"] == counted.metadata["read_offset"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.dat", "rec.hea"]  # nothing left beside the record
+
+
 @pytest.mark.parametrize("fmt", ["cpsc", "npz"])
 def test_complex_samples_are_rejected_in_cpsc_like_npz(tmp_path: Path, fmt: str) -> None:
     data = np.random.default_rng(0).standard_normal((12, 5000)) * (1 + 1j)
