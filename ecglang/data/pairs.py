@@ -54,6 +54,7 @@ from ecglang.data.tables import (
     RowSink,
     SourceRow,
     TextLines,
+    absent_file,
     builder_features,
     failure_text,
     float_or_none,
@@ -131,7 +132,7 @@ def record_problem(record: Path) -> str | None:
         suffix = ""
     try:
         if suffix in SINGLE_FILE_SUFFIXES:
-            return None if record.is_file() else f"file missing: {record}"
+            return absent_file(record)
         if suffix == ".npy":
             return "unreadable: a .npy record has no sampling rate or lead names; save it as .npz with fs and leads"
         if suffix == "" or record.with_name(record.name + ".hea").exists():

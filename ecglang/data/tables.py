@@ -200,16 +200,26 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, what: 
         raise EcgReadError(path, f"{what} lacks column(s) {missing}; found {list(df.columns)}")
 
 
+def absent_file(path: Path) -> str | None:
+    """Why `path` is not a file that can be read (missing, a folder, a device or pipe), else None.
+    A FIFO or /dev/zero exists but is no record: "file missing" said the wrong thing, reading one never ends."""
+    if path.is_file():
+        return None
+    return f"not a regular file: {path} (a folder, device or pipe)" if path.exists() else f"file missing: {path}"
+
+
 def missing_wfdb_files(record: Path) -> str | None:
     """Reason a WFDB record is not on disk (header or its signal file), else None. Stats files only; a name the
     file system refuses (a part over 255 bytes, no permission to look) is a reason too, not an `OSError`."""
     hea = record.with_name(record.name + ".hea")
     try:
-        if not hea.is_file():
-            return f"file missing: {hea}"
+        if problem := absent_file(hea):
+            return problem
         dat = record.with_name(record.name + ".dat")
         mat = record.with_name(record.name + ".mat")
         if not (dat.is_file() or mat.is_file()):
+            if dat.exists() or mat.exists():
+                return absent_file(dat if dat.exists() else mat)
             return f"file missing: signal file {dat.name} (or {mat.name}) next to {hea.name}"
     except OSError as exc:
         return f"unreadable path: {clip_text(str(hea), _MAX_KIND * 4)}: {exc.strerror or exc}"

@@ -428,9 +428,12 @@ def _label_columns(df: pd.DataFrame, id_column: str, csv_path: Path) -> tuple[li
             cols.append(col)
         elif is01.mean() >= 0.5:
             row = int(np.flatnonzero(~is01.to_numpy())[0])
+            value = series.iloc[row]
+            # pandas reads an empty cell as NaN: its repr, np.float64(nan), is not what the file holds
+            held = "an empty cell" if pd.isna(value) else f"{str(value)!r:.40}"
             raise EcgReadError(
                 csv_path,
-                f"column {col!r} holds 0/1 labels but line {row + 2} holds {series.iloc[row]!r:.40}; fix the value "
+                f"column {col!r} holds 0/1 labels but line {row + 2} holds {held}; fix the value "
                 "(a column whose name starts with '_' is left out)",
             )
         else:

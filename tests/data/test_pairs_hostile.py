@@ -472,3 +472,20 @@ def test_valid_mimic_folder_is_built_as_before(mimic_root: Path) -> None:
     assert ds["path"] == [str(mimic_root.resolve() / p) for p in rows["path"]]
     notes = {"n_report_too_short": 0, "min_words": 4, "n_reports_without_record": 0, "n_repeated_study_rows": 0}
     assert json.dumps(report.notes) == json.dumps(notes)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+def test_a_row_naming_a_pipe_or_folder_says_so(base: Path) -> None:
+    """A named pipe or a folder named like a record exists, yet each was listed as "file missing" (and a pipe read
+    as a record never ends): each is now "not a regular file"."""
+    os.mkfifo(base / "records" / "pipe.npz")
+    (base / "records" / "folder.hea").mkdir()
+    pairs = _write(base / "p.csv", "path,report,id\n" + GOOD_ROWS + "records/pipe.npz,sinus rhythm,pipe\n"
+                   "records/folder,sinus rhythm,folder\n")  # fmt: skip
+    ds, report = build_pairs(pairs)
+    assert ds["id"] == ["a", "b"]
+    reasons = {f.record_id: f.reason for f in report.failures}
+    assert reasons["pipe"] == f"line 4: not a regular file: {base / 'records' / 'pipe.npz'} (a folder, device or pipe)"
+    assert (
+        reasons["folder"] == f"line 5: not a regular file: {base / 'records' / 'folder.hea'} (a folder, device or pipe)"
+    )
