@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
 from ecglang.training.checkpoints import (
     check_checkpoint_keys,
@@ -327,18 +329,21 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, output_dir=args.output, resume=args.resume)
     report_result(result)
-    return 1 if list_unusable(result) else 0
+    # The main process alone lists them and exits 1: torchrun ends the other processes when one fails, which could
+    # cut the main one off before it listed them (and the list would be printed once per process)
+    main = PartialState().is_main_process
+    return 1 if list_unusable(result, say=main) and main else 0
 
 
 #: Unusable records named one by one at the end of a run; the rest are counted (all are in the CSV files).
 LISTED_AT_END = 20
 
 
-def list_unusable(result: TrainResult) -> int:
-    """Log, last, the records of this run whose files could not be read or preprocessed, or that had no beats (a
-    batch run goes past bad records but must not end as if there were none); returns their count."""
+def list_unusable(result: TrainResult, say: bool = True) -> int:
+    """Log (when `say`), last, the records of this run whose files could not be read or preprocessed, or that had
+    no beats (a batch run goes past bad records but must not end as if there were none); returns their count."""
     bad = [*result.failed, *result.skipped.items()]
-    if bad:
+    if bad and say:
         where = ", ".join(str(result.output_dir / name) for name, part in ((EXCLUDED_CSV, result.failed),
                           (SKIPPED_CSV, result.skipped)) if part)  # fmt: skip
         shown = "".join(f"\n  {record_id}: {reason}" for record_id, reason in bad[:LISTED_AT_END])
