@@ -10,7 +10,7 @@ Two facts are reported:
 
 `verdict` follows the CI alone: ``"better"`` (the whole CI lies above 0), ``"worse"`` (the whole CI lies
 below 0), ``"not distinguishable"`` (the CI holds 0, whatever the sign of the point), or ``"undefined"``
-(no point or no CI, e.g. no resamples).
+(no point or no CI, e.g. fewer than `MIN_VERDICT_RESAMPLES` resamples).
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ import numpy as np
 from ecglang.errors import ConfigError
 from ecglang.evaluation.metrics import CI, bootstrap_ci, check_pair, macro_auroc
 
-__all__ = ["VERDICTS", "compare_sources", "focus_source", "paired_difference", "paired_metric", "verdict"]
+__all__ = [
+    "MIN_VERDICT_RESAMPLES",
+    "VERDICTS",
+    "compare_sources",
+    "focus_source",
+    "paired_difference",
+    "paired_metric",
+    "verdict",
+]
 
 
 def paired_metric(metric_fn: Callable[[np.ndarray, np.ndarray], float], n_classes: int) -> Callable:
@@ -48,12 +56,16 @@ def paired_metric(metric_fn: Callable[[np.ndarray, np.ndarray], float], n_classe
     return diff
 
 
+#: Resamples a paired CI needs for a verdict: the 2.5th and 97.5th percentiles of fewer are not an interval
+#: (one resample gave a "CI" of [+0.013, +0.013] around a point of −0.013, and the verdict "better").
+MIN_VERDICT_RESAMPLES = 100
+
 #: The verdicts `verdict` gives, and the rule of each (for reports that explain the column).
 VERDICTS = {
     "better": "the whole paired CI lies above 0",
     "worse": "the whole paired CI lies below 0",
     "not distinguishable": "the CI holds 0, whatever the sign of the point difference",
-    "undefined": "no point difference or no CI (e.g. no resamples)",
+    "undefined": f"no point difference or no CI (e.g. fewer than {MIN_VERDICT_RESAMPLES} resamples)",
 }
 
 
@@ -61,6 +73,8 @@ def verdict(ci: CI) -> str:
     """`"better"`, `"worse"`, `"not distinguishable"` or `"undefined"`, from the CI alone (`VERDICTS`): a
     point difference inside the CI is not a result, so its sign decides nothing."""
     if not (np.isfinite(ci.point) and np.isfinite(ci.low) and np.isfinite(ci.high)):
+        return "undefined"
+    if ci.n_valid < MIN_VERDICT_RESAMPLES:
         return "undefined"
     if ci.low > 0:
         return "better"

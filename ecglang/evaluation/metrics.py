@@ -498,13 +498,14 @@ def bootstrap_ci(
 # retrieval
 
 
-def hit_rate(y: np.ndarray, _scores: np.ndarray) -> float:
-    """Fraction of rows whose single label is True (`bootstrap_ci` metric: recall@k from per-query hits)."""
-    return float(y[:, 0].mean())
+def hit_rate(_y: np.ndarray, hits: np.ndarray) -> float:
+    """Mean of the single score column, per-query hits in 0..1 (`bootstrap_ci` metric: recall@k; the labels are
+    not read)."""
+    return float(hits[:, 0].mean())
 
 
-def _hit_rate_batched(y: np.ndarray, _scores: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return (w @ y[:, 0].astype(np.float64)) / y.shape[0]
+def _hit_rate_batched(_y: np.ndarray, hits: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ hits[:, 0].astype(np.float64)) / hits.shape[0]
 
 
 hit_rate.batched = _hit_rate_batched  # type: ignore[attr-defined]
@@ -518,8 +519,11 @@ def retrieval_recall(
     `sim` is `[N_q, N_d]` with `N_d >= N_q` (items beyond N_q are distractors). ECG→report uses
     `sim`, report→ECG uses `sim.T` (square case).
 
-    Ties are counted pessimistically: every other item scoring *at least* as high as the correct one
-    ranks ahead of it, so a constant similarity matrix scores recall@k = k / N_d rather than 1.
+    Ties are broken at random, in expectation: with `g` items above the correct one and `t` others tied with
+    it, the correct item is equally likely at each rank g+1 .. g+t+1, so recall@k counts `(k − g) / (t + 1)`
+    of a hit (clipped to 0..1) and its rank is the middle one. A constant similarity matrix scores recall@k =
+    k / N_d, chance level (counting ties against the query gave 0, below chance, for an encoder whose
+    embeddings collapsed). `n_items` is N_d: for k ≥ N_d recall@k is 1 by construction.
 
     `recall@k_ci` is the percentile-bootstrap `[low, high]` of recall@k over resampled queries (the
     gallery stays whole, as in the evaluation itself); `n_resamples=0` leaves the CIs out.
@@ -539,17 +543,23 @@ def retrieval_recall(
     ks = list(k)
     if not ks or any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1 for x in ks):
         raise ConfigError(f"k must be positive integers, got {k!r}")
-    correct = m[np.arange(n_q), np.arange(n_q)]
-    rank = (m >= correct[:, None]).sum(axis=1)  # counts the correct item itself, so rank is 1-based
-    out: dict[str, Any] = {f"recall@{int(x)}": float(np.mean(rank <= x)) for x in ks}
+    correct = m[np.arange(n_q), np.arange(n_q)][:, None]
+    above = (m > correct).sum(axis=1)
+    tied = (m == correct).sum(axis=1) - 1  # others scoring exactly as the correct item
+    rank = above + 1 + tied / 2  # 1-based; the middle of the tied ranks
+    out: dict[str, Any] = {}
+    hits_at = {x: np.clip((x - above) / (tied + 1), 0.0, 1.0) for x in ks}  # expected hit under random tie-breaks
+    for x in ks:
+        out[f"recall@{int(x)}"] = float(np.mean(hits_at[x]))
     if n_resamples > 0:
         for x in ks:  # the same seed: every k sees the same resampled queries
-            hits = (rank <= x)[:, None]
-            ci = bootstrap_ci(hit_rate, hits, hits.astype(np.float64), n_resamples, seed, alpha)
+            hits = hits_at[x][:, None]
+            ci = bootstrap_ci(hit_rate, np.ones_like(hits, dtype=bool), hits, n_resamples, seed, alpha)
             out[f"recall@{int(x)}_ci"] = [ci.low, ci.high]
     out["median_rank"] = float(np.median(rank))
     out["mean_rank"] = float(np.mean(rank))
     out["n_queries"] = int(n_q)
+    out["n_items"] = int(n_d)
     return out
 
 
@@ -624,9 +634,11 @@ class EvalResult:
 
 
 def _all_macros_batched(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """`[3, B]`: macro AUROC, max-F1 and accuracy of B weightings in one pass over the sorted classes."""
+    """`[4, B]`: macro AUROC, max-F1 and accuracy of B weightings in one pass over the sorted classes, and how
+    many classes each resample averaged (a class that drew no positive, or no negative, drops out of it)."""
     st = _class_stats_weighted(y, s, w, ("auroc", "f1", "acc"))
-    return np.stack([_nanmean_rows(st["auroc"]), _nanmean_rows(st["f1"]), _nanmean_rows(st["acc"])])
+    counted = (~np.isnan(st["auroc"])).sum(axis=1).astype(np.float64)
+    return np.stack([_nanmean_rows(st["auroc"]), _nanmean_rows(st["f1"]), _nanmean_rows(st["acc"]), counted])
 
 
 def evaluate_scores(
@@ -638,28 +650,36 @@ def evaluate_scores(
     *,
     alpha: float = 0.05,
     progress: bool | None = False,
+    skip: Mapping[str, str] | None = None,
 ) -> EvalResult:
     """Per-class AUROC / max-F1 / accuracy at max-F1 plus macro figures with bootstrap CIs.
 
-    Single-valued classes are skipped (listed in `skipped`) and left out of every macro figure; the three
-    macro CIs share the same resamples. `n_boot=0` gives points without intervals.
+    Single-valued classes are skipped (listed in `skipped`) and left out of every macro figure, as are the
+    classes of `skip` (name → the caller's reason, e.g. the linear probe's classes without a training
+    positive); the three macro CIs share the same resamples. `n_boot=0` gives points without intervals.
+    `meta["classes_per_resample"]` says over how many classes the resamples averaged (`of` classes in the
+    point figure; `min` and `mean` over the resamples: see `bootstrap_ci` on classes that drop out).
+    The max-F1 thresholds (and the accuracies at them) are chosen on these labels: an oracle operating point.
     """
     y, s, names = check_pair(y_true, scores, label_names)
     _check_bootstrap_args(n_boot, seed, alpha)
     au = _auroc_columns(y, s)
     f1, thr, acc = _max_f1_columns(y, s)
     n_pos = y.sum(axis=0)
-    skipped = {}
+    skipped = {name: str(reason) for name, reason in (skip or {}).items() if name in names}
     for j, name in enumerate(names):
         reason = skip_reason(int(n_pos[j]), y.shape[0])
-        if reason:
+        if reason and name not in skipped:
             skipped[name] = reason
     kept = [j for j, name in enumerate(names) if name not in skipped]
-    points = [float(_nanmean_rows(a[None])[0]) for a in (au, f1, acc)]
+    points = [float(_nanmean_rows(a[None, kept])[0]) for a in (au, f1, acc)]
     # Only kept classes enter the resamples: skipped ones would be NaN in every resample anyway.
     values = _bootstrap_values(_all_macros_batched, None, y[:, kept], s[:, kept], n_boot if kept else 0, seed, progress)
-    values = values.reshape(3, -1)
-    cis = [_ci_from(p, v, alpha) for p, v in zip(points, values, strict=True)]
+    values = values.reshape(4, -1)
+    cis = [_ci_from(p, v, alpha) for p, v in zip(points, values[:3], strict=True)]
+    meta: dict[str, Any] = {}
+    if values.shape[1]:
+        meta["classes_per_resample"] = {"of": len(kept), "min": int(values[3].min()), "mean": float(values[3].mean())}
     return EvalResult(
         label_names=names,
         n_records=int(y.shape[0]),
@@ -675,4 +695,5 @@ def evaluate_scores(
         n_resamples=int(n_boot),
         seed=int(seed),
         alpha=float(alpha),
+        meta=meta,
     )

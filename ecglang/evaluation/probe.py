@@ -26,8 +26,15 @@ from tqdm.auto import tqdm
 
 from ecglang.errors import ConfigError
 from ecglang.evaluation.config import EvaluateConfig
-from ecglang.evaluation.datasets import LabelSetData, load_label_set, parse_data_roots
-from ecglang.evaluation.metrics import EvalResult, as_labels, evaluate_scores, label_names_from, macro_auroc
+from ecglang.evaluation.datasets import LabelSetData, load_label_set, load_labels_csv, parse_data_roots, sample_limit
+from ecglang.evaluation.metrics import (
+    EvalResult,
+    as_labels,
+    evaluate_scores,
+    label_names_from,
+    macro_auroc,
+    skip_reason,
+)
 from ecglang.evaluation.results import MODEL, RANDOM
 from ecglang.evaluation.store import EmbeddingStore
 
@@ -278,10 +285,15 @@ def _probe_fractions(
             # logits, not sigmoid: the sigmoid saturates to exactly 1.0 for confident records, which would
             # turn distinct scores into ties; the ranking (AUROC) is the same either way
             scores = head(torch.from_numpy(z(te_x))).numpy()
-        res = evaluate_scores(te_y, scores, names, n_boot=n_boot, seed=seed)
+        # A class single-valued in the training subset was never trained (its head's ranking is noise): not scored
+        n_sub = int(idx.size)
+        untrained = {n: f"not trained: {why} in the probe's training subset"
+                     for n, p in zip(names, tr_y[idx].sum(axis=0), strict=True)
+                     if (why := skip_reason(int(p), n_sub))}  # fmt: skip
+        res = evaluate_scores(te_y, scores, names, n_boot=n_boot, seed=seed, skip=untrained)
         res.meta.update(
             fraction=float(f),
-            n_train=int(idx.size),
+            n_train=n_sub,
             train_positives={n: int(v) for n, v in zip(names, tr_y[idx].sum(axis=0), strict=True)},
             epochs=int(epochs),
             **meta,
@@ -311,6 +323,17 @@ def _select_folds(data: LabelSetData, folds: list[int] | None, part: str) -> Lab
     return data.subset(np.isin(data.folds, folds), part=part)
 
 
+def _sampled(data: LabelSetData, limit: int | None, seed: int) -> LabelSetData:
+    """A seeded sample of `limit` of `data`'s records (all when it has no more), as `sample_limit` draws them."""
+    n = len(data.record_ids)
+    (kept,) = sample_limit(limit, seed, list(range(n)))
+    if len(kept) == n:
+        return data
+    keep = np.zeros(n, dtype=bool)
+    keep[kept] = True
+    return data.subset(keep)
+
+
 def probe_parts(data: LabelSetData, cfg: EvaluateConfig) -> tuple[LabelSetData, LabelSetData]:
     """The probe's train and test records of a label set (published split parts, or folds of a labels CSV).
 
@@ -337,9 +360,13 @@ def probe_parts(data: LabelSetData, cfg: EvaluateConfig) -> tuple[LabelSetData, 
             return load_label_set(data.name, cfg.split_root, roots, part=p, limit=limit, folds=folds, seed=cfg.seed)
 
         train, test = part(cfg.probe_train, tr_folds), part(cfg.probe_test, te_folds)
-    else:  # a labels CSV has no parts: its fold column splits it
-        train = _select_folds(data, tr_folds, "train")
-        test = _select_folds(data, te_folds, "test")
+    else:  # a labels CSV has no parts: its fold column splits it, each part sampled to the probe's limit
+        # `data` holds the --limit sample of zero-shot: the probe's parts come from the whole CSV
+        whole = data if cfg.limit is None else load_labels_csv(
+            cfg.labels_csv, cfg.records, id_column=cfg.id_column, prompt_set=cfg.prompt_set, seed=cfg.seed
+        )  # fmt: skip
+        train = _sampled(_select_folds(whole, tr_folds, "train"), limit, cfg.seed)
+        test = _sampled(_select_folds(whole, te_folds, "test"), limit, cfg.seed)
     shared = set(train.paths) & set(test.paths)
     if shared:  # published parts are disjoint by construction; this guards against a broken split file
         raise ConfigError(f"{data.name}: probe train and test parts share {len(shared)} records")

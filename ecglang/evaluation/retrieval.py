@@ -1,15 +1,16 @@
 """ECG ↔ report retrieval on held-out PTB-XL pairs: recall@1/5/10 in both directions.
 
 Pairs are the PTB-XL records of the chosen `strat_fold`s whose normalised English report is not empty
-(`build_ptbxl`). Reports that repeat an earlier pair's report word for word (after case/whitespace
-normalisation; PTB-XL has many "sinus rhythm. normal ecg.") are dropped, keeping the first: with two
-identical reports the "correct" item is undefined, and `retrieval_recall` counts ties against the query.
+(`build_ptbxl`). Reports that repeat an earlier pair's report word for word (case and punctuation aside,
+`report_key`; PTB-XL has many "sinus rhythm. normal ecg.") are dropped, keeping the first: with two
+identical reports the "correct" item is undefined. Recall CIs resample the queries (`--n-boot`, `--seed`).
 Similarities are cosines of the rhythm embedding and the report embedding (`encode_text`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from ecglang.encoders.modeling import EcgLangModel
     from ecglang.scores.classifier import ZeroShotClassifier
 
-__all__ = ["RetrievalPairs", "load_retrieval_pairs", "retrieval_metrics", "run_retrieval"]
+__all__ = ["RetrievalPairs", "load_retrieval_pairs", "report_key", "retrieval_metrics", "run_retrieval"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ class RetrievalPairs:
     metadata: list[dict[str, Any]] | None = None  # per pair: age/sex from ptbxl_database.csv
 
 
+def report_key(text: str) -> str:
+    """What makes two reports the same for retrieval: words only, case and punctuation aside ("sinus rhythm.
+    normal ecg." and "sinus rhythm normal ecg." are one report; both kept, the right one was a coin toss)."""
+    return " ".join(re.findall(r"\w+", normalize_text(text)))
+
+
 def load_retrieval_pairs(
     ptbxl_root: str | Path, folds: Iterable[int], limit: int | None = None, seed: int = 0
 ) -> RetrievalPairs:
@@ -67,7 +74,7 @@ def load_retrieval_pairs(
     keep, n_empty, n_dup = [], 0, 0
     for rid in ids:
         text = index.reports[rid]
-        key = normalize_text(text)
+        key = report_key(text)
         if not key:
             n_empty += 1
         elif key in seen:
@@ -84,12 +91,16 @@ def load_retrieval_pairs(
     )  # fmt: skip
 
 
-def retrieval_metrics(ecg_embeds: np.ndarray, text_embeds: np.ndarray, ks: Sequence[int] = KS) -> dict[str, Any]:
-    """Recall@k of ECG→report (`sim`) and report→ECG (`sim.T`), pair i being ECG i with report i."""
+def retrieval_metrics(
+    ecg_embeds: np.ndarray, text_embeds: np.ndarray, ks: Sequence[int] = KS, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Recall@k of ECG→report (`sim`) and report→ECG (`sim.T`), pair i being ECG i with report i; CIs from
+    `n_boot` resamples of the queries (none for 0)."""
     e = ecg_embeds / np.maximum(np.linalg.norm(ecg_embeds, axis=1, keepdims=True), 1e-12)
     t = text_embeds / np.maximum(np.linalg.norm(text_embeds, axis=1, keepdims=True), 1e-12)
     sim = e.astype(np.float64) @ t.astype(np.float64).T
-    return {"ecg_to_report": retrieval_recall(sim, ks), "report_to_ecg": retrieval_recall(sim.T, ks)}
+    return {direction: retrieval_recall(m, ks, n_resamples=n_boot, seed=seed)
+            for direction, m in (("ecg_to_report", sim), ("report_to_ecg", sim.T))}  # fmt: skip
 
 
 def run_retrieval(
@@ -124,6 +135,7 @@ def run_retrieval(
     reports = [r for r, good in zip(pairs.reports, ok, strict=True) if good]
     for key, clf in classifiers.items():
         text = clf.embed_texts(reports)
-        entry[key] = retrieval_metrics(store.embeddings(key, rows[ok]), text)
-    entry["chance_recall@1"] = 1.0 / int(ok.sum())
+        entry[key] = retrieval_metrics(store.embeddings(key, rows[ok]), text, n_boot=cfg.n_boot, seed=cfg.seed)
+    n = int(ok.sum())
+    entry.update({f"chance_recall@{k}": min(k, n) / n for k in KS})  # 1 where k >= the pairs: no test at all
     return entry

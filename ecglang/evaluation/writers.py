@@ -179,6 +179,7 @@ def markdown_table(
         "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|",
     ]
     notes: list[str] = []
+    thinned: list[str] = []  # rows whose CI resamples averaged over fewer classes than the point
     for r in rows:
         cells = [str(r)]
         skipped_in: dict[str, list[str]] = {}  # skipped-classes text → model columns it applies to
@@ -196,10 +197,29 @@ def markdown_table(
             # name the columns only when the skipped classes differ between them
             scope = "" if len(skipped_in) == 1 or col_keys == [None] else f" [{', '.join(where)}]"
             notes.append(f"- {r}{scope}: {text}")
+        counts = _classes_per_resample(results.get(r))
+        if counts and counts["min"] < counts["of"]:
+            thinned.append(f"- {r}: {counts['min']}–{counts['of']} of its {counts['of']} classes "
+                           f"(mean {counts['mean']:.1f})")  # fmt: skip
     if footnotes and notes:
-        lines += ["", "Classes left out of the macro figures (a single value among the evaluated records):"]
+        lines += ["", "Classes left out of the macro figures (each with the reason):"]
         lines += notes
+    if footnotes and thinned:
+        lines += [
+            "",
+            "Classes per resample in the CIs: a class drops out of a resample that draws none of its "
+            "positives (or negatives), so these CIs average over fewer classes than their point figure:",
+        ]
+        lines += thinned
     return "\n".join(lines) + "\n"
+
+
+def _classes_per_resample(entry: Any) -> dict[str, Any] | None:
+    """`meta["classes_per_resample"]` of a row's first `EvalResult` (the columns share the records and labels)."""
+    for cell in entry.values() if isinstance(entry, Mapping) else [entry]:
+        if isinstance(cell, EvalResult):
+            return cell.meta.get("classes_per_resample")
+    return None
 
 
 def _first_alpha(tree: Mapping[str, Any]) -> float:
@@ -346,7 +366,10 @@ def _cells(run: EvaluationRun, which: str) -> dict[str, dict[str, EvalResult]]:
 
 
 def recall_cell(m: dict, k: int) -> str:
-    """ "0.222 (0.074–0.370)": recall@k with its bootstrap CI over queries when the result has one."""
+    """ "0.222 (0.074–0.370)": recall@k with its bootstrap CI over queries when the result has one; "—" where
+    k is not below the items (recall 1 by construction, for any encoder)."""
+    if k >= m.get("n_items", math.inf):
+        return "—"
     ci = m.get(f"recall@{k}_ci")
     return f"{m[f'recall@{k}']:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
 
@@ -431,7 +454,8 @@ def results_markdown(run: EvaluationRun) -> str:
             lines.append(
                 f"{ret['pairs']} held-out PTB-XL ECG–report pairs (folds {ret['folds']}; "
                 f"{ret['dropped_duplicate_reports']} pairs whose report repeats an earlier one dropped, "
-                f"{ret['dropped_empty_reports']} without report); chance recall@1 = {ret['chance_recall@1']:.3f}."
+                f"{ret['dropped_empty_reports']} without report); chance recall@1 = {ret['chance_recall@1']:.3f}"
+                + ("." if ret["pairs"] > 10 else f"; recall@k for k ≥ {ret['pairs']} is 1 for any encoder (—).")
             )
             lines += [
                 "",

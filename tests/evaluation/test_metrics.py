@@ -261,19 +261,30 @@ def test_bootstrap_of_2000_records_23_classes_gives_every_resample():
 
 def test_retrieval_recall_hand_made_with_tie():
     sim = np.array([[0.9, 0.1, 0.2], [0.5, 0.5, 0.1], [0.3, 0.8, 0.7]])
-    # query 0: rank 1; query 1: tied with item 0 → pessimistic rank 2; query 2: item 1 higher → rank 2
+    # query 0: rank 1; query 1: tied with item 0 → rank 1 or 2, half a hit at k = 1, rank 1.5; query 2: item 1
+    # higher → rank 2
     r = retrieval_recall(sim, k=(1, 2))
-    assert r["recall@1"] == pytest.approx(1 / 3)
+    assert r["recall@1"] == pytest.approx(1.5 / 3)
     assert r["recall@2"] == pytest.approx(1.0)
-    assert r["median_rank"] == 2 and r["mean_rank"] == pytest.approx(5 / 3)
+    assert r["median_rank"] == 1.5 and r["mean_rank"] == pytest.approx(4.5 / 3)
     # the other direction: query 1 (column 1) now loses to item 2 (0.8); others rank first
     rt = retrieval_recall(sim.T, k=(1,))
     assert rt["recall@1"] == pytest.approx(2 / 3)
 
 
-def test_retrieval_constant_similarity_is_pessimistic():
-    r = retrieval_recall(np.ones((10, 10)), k=(1, 5, 10))
-    assert (r["recall@1"], r["recall@5"], r["recall@10"]) == (0.0, 0.0, 1.0)
+def test_retrieval_constant_similarity_scores_chance():
+    """Ties are broken at random in expectation: an encoder whose embeddings collapsed scores k/N, chance level.
+    Counting ties against the query gave 0 for k < N: below chance (printed beside it), and so below a random
+    encoder's continuous scores."""
+    r = retrieval_recall(np.ones((10, 10)), k=(1, 5, 10), n_resamples=0)
+    assert (r["recall@1"], r["recall@5"], r["recall@10"]) == pytest.approx((0.1, 0.5, 1.0))
+    assert r["median_rank"] == 5.5 and r["n_items"] == 10
+    # Many embeddings the same, the rest apart: tied candidates above the correct one are never counted as hits.
+    sim = np.eye(6) * 0.5 + 0.5  # each query's match 1.0, the others 0.5
+    sim[0, 1:4] = 1.0  # query 0 tied with 3 others
+    r = retrieval_recall(sim, k=(1, 2, 4), n_resamples=0)
+    assert r["recall@1"] == pytest.approx((5 + 1 / 4) / 6) and r["recall@2"] == pytest.approx((5 + 2 / 4) / 6)
+    assert r["recall@4"] == pytest.approx(1.0)
 
 
 def test_retrieval_recall_ci_brackets_the_point_and_collapses_when_every_query_agrees():
