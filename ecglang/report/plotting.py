@@ -4,16 +4,17 @@ attention maps beside the contributions (`plot_explanation`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ecglang.beats.config import BeatConfig
 from ecglang.errors import ConfigError
 from ecglang.record.ecg import Ecg
-from ecglang.record.leads import CANONICAL_LEADS
+from ecglang.record.leads import CANONICAL_LEADS, LEAD_INDEX, canonical_lead_name
 from ecglang.report.figure_paths import figure_path
 
 if TYPE_CHECKING:
@@ -50,7 +51,17 @@ def plot_ecg(
         out: write a PNG there when given.
         beat_config: the beat settings `beats` were cut with (the model's: `processor.beat_config`), for the
             drawn windows; default `BeatConfig()` (0.25 s before to 0.45 s after R, as ecglang-mini).
+
+    Raises `ConfigError` when `beat_weights` is not one weight per beat of `beats` or `lead_weights` not one per
+    lead, before any figure is opened; a figure whose drawing or writing fails is closed before the error is raised.
     """
+    # Checked here: a short list failed mid-drawing with an IndexError, and a long one set the colour scale.
+    if beat_weights is not None:
+        if beats is None:
+            raise ConfigError("beat_weights given without beats: pass the beat tokens the weights are for")
+        _check_length("beat_weights", beat_weights, beats.n_beats, "beat")
+    if lead_weights is not None:
+        _check_length("lead_weights", lead_weights, len(CANONICAL_LEADS), f"lead: {', '.join(CANONICAL_LEADS)}")
     out = None if out is None else figure_path(out)  # a bad file type fails before drawing
     import matplotlib
 
@@ -65,45 +76,42 @@ def plot_ecg(
     n_rows = max(len(rows), 1)
     note_height = 0.28 * len(notes)
     height = 1.05 * n_rows + 0.8 + note_height
-    fig, axes = plt.subplots(n_rows, 1, figsize=(14, height), sharex=True, squeeze=False)
-    axes = axes[:, 0]
     bw = signed_unit(beat_weights)
     lw = signed_unit(lead_weights)
     # BeatTokens do not carry their settings: the windows drawn are those of the config given
     cfg = beat_config or BeatConfig()
     pre, post = cfg.pre_s, cfg.post_s
-    for ax, i in zip(axes, rows, strict=False):
-        ax.plot(t, ecg.signal[i], lw=0.7, color="k")
-        if beats is not None and beats.n_beats:
-            r_times = np.asarray(beats.rpeaks[: beats.n_beats]) / beats.fs
-            for b, r in enumerate(r_times):
-                colour, shade = ("0.5", 0.08) if bw is None else _beat_shade(float(bw[b]))
-                ax.axvspan(r - pre, r + post, color=colour, alpha=shade, lw=0)
-            idx = np.clip(np.round(r_times * ecg.fs).astype(int), 0, ecg.n_samples - 1)
-            ax.plot(t[idx], ecg.signal[i, idx], "v", ms=3, color="tab:orange")
-        colour = "k" if lw is None else _lead_colour(float(lw[i]))
-        weight = "bold" if lw is not None and abs(lw[i]) >= 0.5 else "normal"
-        ax.set_ylabel(CANONICAL_LEADS[i], rotation=0, ha="right", va="center", color=colour, fontweight=weight)
-        ax.tick_params(axis="y", labelsize=6)
-        ax.spines[["top", "right"]].set_visible(False)
-    if missing:
-        title = f"{title or repr(ecg)}   (missing leads: {', '.join(missing)})"
-    axes[-1].set_xlabel("time (s)")
-    if bw is not None or lw is not None:  # the colours carry a sign: say which is which, and of what
-        key = []
-        if bw is not None:
-            key.append("beats: red similar to the label, blue dissimilar (cosine / largest |cosine|)")
-        if lw is not None:
-            key.append("lead names: red raises the score, blue lowers it (drop without the lead / largest)")
-        title = "\n".join([title or repr(ecg), *key])
-    fig.suptitle(title or repr(ecg), fontsize=10)
-    if notes:
-        fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, va="bottom", family="monospace", wrap=True)
-    fig.tight_layout(rect=(0, note_height / height, 1, 0.98))
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=dpi)
-        plt.close(fig)
+    fig, axes = plt.subplots(n_rows, 1, figsize=(14, height), sharex=True, squeeze=False)
+    with _drawing(fig, out, dpi=dpi):
+        axes = axes[:, 0]
+        for ax, i in zip(axes, rows, strict=False):
+            ax.plot(t, ecg.signal[i], lw=0.7, color="k")
+            if beats is not None and beats.n_beats:
+                r_times = np.asarray(beats.rpeaks[: beats.n_beats]) / beats.fs
+                for b, r in enumerate(r_times):
+                    colour, shade = ("0.5", 0.08) if bw is None else _beat_shade(float(bw[b]))
+                    ax.axvspan(r - pre, r + post, color=colour, alpha=shade, lw=0)
+                idx = np.clip(np.round(r_times * ecg.fs).astype(int), 0, ecg.n_samples - 1)
+                ax.plot(t[idx], ecg.signal[i, idx], "v", ms=3, color="tab:orange")
+            colour = "k" if lw is None else _lead_colour(float(lw[i]))
+            weight = "bold" if lw is not None and abs(lw[i]) >= 0.5 else "normal"
+            ax.set_ylabel(CANONICAL_LEADS[i], rotation=0, ha="right", va="center", color=colour, fontweight=weight)
+            ax.tick_params(axis="y", labelsize=6)
+            ax.spines[["top", "right"]].set_visible(False)
+        if missing:
+            title = f"{title or repr(ecg)}   (missing leads: {', '.join(missing)})"
+        axes[-1].set_xlabel("time (s)")
+        if bw is not None or lw is not None:  # the colours carry a sign: say which is which, and of what
+            key = []
+            if bw is not None:
+                key.append("beats: red similar to the label, blue dissimilar (cosine / largest |cosine|)")
+            if lw is not None:
+                key.append("lead names: red raises the score, blue lowers it (drop without the lead / largest)")
+            title = "\n".join([title or repr(ecg), *key])
+        fig.suptitle(title or repr(ecg), fontsize=10)
+        if notes:
+            fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, va="bottom", family="monospace", wrap=True)
+        fig.tight_layout(rect=(0, note_height / height, 1, 0.98))
     return fig
 
 
@@ -117,6 +125,33 @@ def signed_unit(weights: np.ndarray | None) -> np.ndarray | None:
     w = np.where(np.isfinite(w), w, 0.0)
     top = float(np.abs(w).max()) if w.size else 0.0
     return w / top if top > 0 else np.zeros_like(w)
+
+
+def _check_length(name: str, weights: np.ndarray, expected: int, per: str) -> None:
+    """`ConfigError` naming `name` unless `weights` holds `expected` values in one dimension."""
+    shape = np.shape(weights)
+    if shape != (expected,):
+        given = f"{shape[0]} values" if len(shape) == 1 else f"shape {shape}"
+        raise ConfigError(f"{name} has {given}, expected {expected} (one per {per})")
+
+
+@contextmanager
+def _drawing(fig: Figure, out: Path | None, **savefig: Any) -> Iterator[Figure]:
+    """Draw `fig` inside the block, then write it to `out` and close it when `out` is given. A failure in the
+    block or in the writing closes the figure before it is raised: a batch script that catches the error and goes
+    on would otherwise keep one open figure per failure."""
+    import matplotlib.pyplot as plt  # here: matplotlib loads only when a figure is drawn
+
+    try:
+        yield fig
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, **savefig)
+    except BaseException:
+        plt.close(fig)
+        raise
+    if out is not None:
+        plt.close(fig)
 
 
 def _beat_shade(w: float) -> tuple[str, float]:
@@ -162,45 +197,44 @@ def plot_explanation(
     exp = explanation
     matches = list(exp.prototypes or [])
     li = _beat_lead(exp, lead)
-    n_cols = 1 + max(len(matches), 1)
-    fig = plt.figure(figsize=(3.2 * n_cols, 7.2))
-    grid = fig.add_gridspec(2, n_cols, height_ratios=(1.25, 1.0), hspace=0.55, wspace=0.3)
     beat = exp.prototype_beat if exp.prototype_beat is not None else 0
-    ax = fig.add_subplot(grid[0, 0])
     cfg = beat_config or BeatConfig()
     ms = 1000.0 * cfg.offsets_s()  # the window's sample times from R: the x axis of every beat panel
+    trace = None
     if exp.tokens is not None and exp.tokens.n_beats:
         trace = np.asarray(exp.tokens.beats[beat, li])
-        if len(trace) != len(ms):
+        if len(trace) != len(ms):  # checked before the figure is opened, like the lead
             raise ConfigError(f"beat windows of {len(trace)} samples, but beat_config.beat_len is {cfg.beat_len}: "
                               "pass the beat_config the beats were cut with")  # fmt: skip
-        ax.plot(ms, trace, color="tab:red", lw=1.2)
-    ax.set_xlabel("time from R (ms)", fontsize=7)
-    ax.set_ylabel("amplitude (model input)", fontsize=7)
-    ax.set_title(f"input beat {beat} (lead {CANONICAL_LEADS[li]})\nscore {exp.score:.3f}", fontsize=8)
-    for j, match in enumerate(matches):
-        pax = fig.add_subplot(grid[0, 1 + j], sharey=ax)
-        window = None if prototypes is None else prototypes.window(match.row)
-        if window is not None and not prototypes.lead_masks[match.row][li]:
-            pax.text(0.5, 0.5, f"lead {CANONICAL_LEADS[li]} not recorded", transform=pax.transAxes, ha="center",
-                     fontsize=7, color="0.4")  # fmt: skip
-        elif window is not None:
-            pax.plot(ms[: len(window[li])], window[li], color="k", lw=1.0)
-        report = textwrap.shorten(match.report or "(no report)", width=3 * report_width, placeholder=" …")
-        pax.set_title(f"{match.record_id} beat {match.beat_index}, cos {match.similarity:.3f}", fontsize=7)
-        pax.set_xlabel(textwrap.fill(report, report_width), fontsize=6.5)
-    for a in fig.axes:
-        a.tick_params(labelsize=6)
-        a.spines[["top", "right"]].set_visible(False)
-    maps = grid[1, :].subgridspec(1, 2, wspace=0.45)  # the twin axes' labels need room between the panels
-    _bars(fig.add_subplot(maps[0, 0]), list(CANONICAL_LEADS), exp.lead_contributions, exp.lead_attention, "leads")
-    n = len(exp.beat_contributions)
-    _bars(fig.add_subplot(maps[0, 1]), [str(i) for i in range(n)], exp.beat_contributions, exp.beat_attention, "beats")
-    fig.suptitle(title or f"{exp.record_id}: {exp.label}", fontsize=10)
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
+    n_cols = 1 + max(len(matches), 1)
+    fig = plt.figure(figsize=(3.2 * n_cols, 7.2))
+    with _drawing(fig, out, dpi=dpi, bbox_inches="tight"):
+        grid = fig.add_gridspec(2, n_cols, height_ratios=(1.25, 1.0), hspace=0.55, wspace=0.3)
+        ax = fig.add_subplot(grid[0, 0])
+        if trace is not None:
+            ax.plot(ms, trace, color="tab:red", lw=1.2)
+        ax.set_xlabel("time from R (ms)", fontsize=7)
+        ax.set_ylabel("amplitude (model input)", fontsize=7)
+        ax.set_title(f"input beat {beat} (lead {CANONICAL_LEADS[li]})\nscore {exp.score:.3f}", fontsize=8)
+        for j, match in enumerate(matches):
+            pax = fig.add_subplot(grid[0, 1 + j], sharey=ax)
+            window = None if prototypes is None else prototypes.window(match.row)
+            if window is not None and not prototypes.lead_masks[match.row][li]:
+                pax.text(0.5, 0.5, f"lead {CANONICAL_LEADS[li]} not recorded", transform=pax.transAxes, ha="center",
+                         fontsize=7, color="0.4")  # fmt: skip
+            elif window is not None:
+                pax.plot(ms[: len(window[li])], window[li], color="k", lw=1.0)
+            report = textwrap.shorten(match.report or "(no report)", width=3 * report_width, placeholder=" …")
+            pax.set_title(f"{match.record_id} beat {match.beat_index}, cos {match.similarity:.3f}", fontsize=7)
+            pax.set_xlabel(textwrap.fill(report, report_width), fontsize=6.5)
+        for a in fig.axes:
+            a.tick_params(labelsize=6)
+            a.spines[["top", "right"]].set_visible(False)
+        maps = grid[1, :].subgridspec(1, 2, wspace=0.45)  # the twin axes' labels need room between the panels
+        _bars(fig.add_subplot(maps[0, 0]), list(CANONICAL_LEADS), exp.lead_contributions, exp.lead_attention, "leads")
+        beat_names = [str(i) for i in range(len(exp.beat_contributions))]
+        _bars(fig.add_subplot(maps[0, 1]), beat_names, exp.beat_contributions, exp.beat_attention, "beats")
+        fig.suptitle(title or f"{exp.record_id}: {exp.label}", fontsize=10)
     return fig
 
 
@@ -208,8 +242,11 @@ def _beat_lead(exp: Explanation, lead: str | None) -> int:
     """The lead to draw: the one asked for, else II when present, else the most attended (or first present)."""
     present = exp.tokens.lead_mask if exp.tokens is not None else np.isfinite(exp.lead_contributions)
     if lead is not None:
-        return list(CANONICAL_LEADS).index(lead)
-    ii = list(CANONICAL_LEADS).index("II")
+        name = canonical_lead_name(lead)  # "v1", "avr" and "MLII" as the readers and `Ecg.lead` take them
+        if name is None:
+            raise ConfigError(f"unknown lead {lead!r}: use one of the 12 leads {', '.join(CANONICAL_LEADS)}")
+        return LEAD_INDEX[name]
+    ii = LEAD_INDEX["II"]
     if present[ii]:
         return ii
     weights = exp.lead_attention if exp.lead_attention is not None else np.nan_to_num(exp.lead_contributions, nan=-1)
