@@ -288,8 +288,16 @@ def encode_batches(
         preparer: BatchPreparer = EncodingPreparer(source, processor, min(batch_size, CPU_CHUNK), models, precision)
     else:
         preparer = BatchPreparer(source, processor, batch_size, CPU_CHUNK if workers else None, keep_views=full)
+    # Its own generator: each iterator draws its workers' base seed from it, and drawn from the global one it
+    # changed the user's next torch.rand (a seeded experiment changed when a scoring call was added). Nothing
+    # random happens in these workers, so a fixed seed loses nothing.
     loader = DataLoader(
-        preparer, batch_size=None, num_workers=workers, collate_fn=as_is, prefetch_factor=4 if workers else None
+        preparer,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=as_is,
+        prefetch_factor=4 if workers else None,
+        generator=torch.Generator().manual_seed(0),
     )
     bar = tqdm(total=len(source), desc=desc, unit="rec", disable=not progress or len(source) < 2)
     try:

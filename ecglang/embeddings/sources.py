@@ -5,8 +5,10 @@ record, so that one unreadable (or absurd) record cannot stop a batch. Sources m
 pipeline's DataLoader workers read from them.
 
 - `ItemSource`: what users pass: `Ecg`s, record paths (read on demand) and input failures
-  (`expand_inputs` flattens files, folders and arrays into these items).
-- `ArraySource`: in-memory `[12, T]` signals in canonical lead order.
+  (`expand_inputs` flattens files, folders, arrays and tensors into these items; an item of another type, such
+  as None or a number, becomes a failure).
+- `ArraySource`: in-memory `[12, T]` signals in canonical lead order (`[N, 12, T]`, one `[12, T]` record, or a
+  sequence of `[12, T_i]`).
 - `CacheSource`: rows of a `SignalCache` or prepared folder (already preprocessed: the pipeline only cuts beats).
 
 `ItemSource` and `CacheSource` take `metadata`, one mapping per item (for example `{"age": 63.0, "sex": "F"}`
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -30,6 +34,7 @@ from ecglang.errors import ConfigError, EcgLangError, RecordFailure
 from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg, scan_records
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
+from ecglang.record.numpy_reader import leads_by_samples, samples_axis_first
 from ecglang.record.window import ReadWindow
 
 if TYPE_CHECKING:
@@ -37,7 +42,38 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EcgInput = Ecg | str | PathLike | np.ndarray
+EcgInput = Ecg | str | bytes | PathLike | np.ndarray | torch.Tensor
+ACCEPTED_INPUTS = (
+    "an Ecg, a record path or folder (str, bytes or os.PathLike), a numpy array or torch tensor [leads, T] "
+    "(one record) or [N, leads, T] (a batch), or an iterable of those"
+)
+NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def tensor_array(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array (detached, on the CPU). Floating dtypes that numpy has no type for
+    (bfloat16, the float8s) become float32: `.numpy()` refuses them, and a bf16 pipeline hands over such tensors."""
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in NUMPY_FLOATS:
+        tensor = tensor.float()
+    return tensor.numpy()
+
+
+def lead_names(leads: str | Sequence[str] | None) -> list[str] | None:
+    """`leads` as a list of names. A string is split at commas and whitespace ("I,II", "I II"), the rule of
+    `parse_lead_subset` (reduced-lead evaluation), not into its characters; None stays None."""
+    if leads is None:
+        return None
+    if isinstance(leads, str):
+        names: list[Any] = [s for s in re.split(r"[,\s]+", leads) if s]
+    else:
+        try:
+            names = list(leads)
+        except TypeError:
+            names = []
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"leads must be lead names, a list such as ['I', 'II'] or a string 'I,II'; got {leads!r}")
+    return names
 
 
 def error_message(exc: BaseException) -> str:
@@ -91,7 +127,7 @@ class ItemSource(RecordSource):
         self,
         items: Sequence[Ecg | str | PathLike | RecordFailure],
         fs: float | None = None,
-        leads: Sequence[str] | None = None,
+        leads: str | Sequence[str] | None = None,
         record_ids: Sequence[str] | None = None,
         window: ReadWindow | None = None,
         keep_leads: np.ndarray | None = None,
@@ -99,7 +135,7 @@ class ItemSource(RecordSource):
     ) -> None:
         if record_ids is not None and len(record_ids) != len(items):
             raise ConfigError(f"{len(record_ids)} record ids for {len(items)} records")
-        self.items, self.fs, self.leads, self.record_ids = list(items), fs, leads, record_ids
+        self.items, self.fs, self.leads, self.record_ids = list(items), fs, lead_names(leads), record_ids
         self.window = window
         self.keep_leads = None if keep_leads is None else np.asarray(keep_leads, dtype=bool)
         self.metadata = _check_metadata(metadata, len(self.items))
@@ -132,16 +168,21 @@ class ItemSource(RecordSource):
 
 
 class ArraySource(RecordSource):
-    """In-memory signals `[12, T]` in canonical order, with optional lead masks and ids."""
+    """In-memory signals `[12, T]` in canonical order, with optional lead masks and ids.
+
+    `signals`: an array or tensor `[N, 12, T]`, one record `[12, T]` (with its mask `[12]`), or a sequence of
+    `[12, T_i]` arrays or tensors. An array or tensor of another rank is a `ConfigError`; a sequence's item of
+    the wrong shape is a failure of that record."""
 
     def __init__(
         self,
-        signals: np.ndarray | Sequence[np.ndarray],
+        signals: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
         fs: float,
         lead_masks: np.ndarray | Sequence[np.ndarray] | None = None,
         record_ids: Sequence[str] | None = None,
         preprocessed: bool = False,
     ) -> None:
+        signals, lead_masks = _signal_batch(signals, lead_masks)
         n = len(signals)
         if lead_masks is not None and len(lead_masks) != n:
             raise ConfigError(f"{len(lead_masks)} lead masks for {n} signals")
@@ -155,13 +196,40 @@ class ArraySource(RecordSource):
 
     def read(self, i: int) -> Ecg | RecordFailure:
         rid = str(self.record_ids[i]) if self.record_ids is not None else f"array{i}"
-        signal = np.asarray(self.signals[i])
+        item = self.signals[i]
+        signal = tensor_array(item) if isinstance(item, torch.Tensor) else np.asarray(item)
         mask = None if self.lead_masks is None else np.asarray(self.lead_masks[i])
         if signal.ndim != 2 or signal.shape[0] != N_LEADS:
-            return RecordFailure(rid, "read", f"signal must be [12, n_samples] in canonical order, got {signal.shape}")
+            flipped = signal.ndim == 2 and signal.shape[1] == N_LEADS  # [T, 12]: canonical order is leads first
+            hint = " (it looks transposed, [n_samples, 12]: pass x.T)" if flipped else ""
+            return RecordFailure(
+                rid, "read", f"signal must be [12, n_samples] in canonical order, got {signal.shape}{hint}"
+            )
         if mask is not None and mask.shape != (N_LEADS,):
             return RecordFailure(rid, "read", f"lead mask must have shape (12,), got {mask.shape}")
         return Ecg(signal, self.fs, np.ones(N_LEADS, bool) if mask is None else mask, record_id=rid)
+
+
+def _signal_batch(signals: Any, lead_masks: Any) -> tuple[Any, Any]:
+    """`ArraySource`'s signals (and masks) as a batch: one `[12, T]` array or tensor is one record (its `len` is
+    12, which made 12 one-dimensional "records" and 12 failures)."""
+    if isinstance(signals, (str, bytes, PathLike, Ecg)) or not hasattr(signals, "__len__"):
+        raise ConfigError(
+            f"signals must be an array or tensor [N, 12, T] or [12, T], or a sequence of [12, T] arrays; got a "
+            f"{type(signals).__name__} (score records and files with the classifier's call)"
+        )
+    if isinstance(signals, torch.Tensor):
+        signals = tensor_array(signals)
+    if isinstance(signals, np.ndarray):
+        if signals.ndim == 2:
+            signals = signals[None]
+            if lead_masks is not None and np.ndim(lead_masks) == 1:  # the one record's [12] mask
+                lead_masks = np.asarray(lead_masks)[None]
+        elif signals.ndim != 3:
+            raise ConfigError(
+                f"signals must be [N, 12, T] (a batch) or [12, T] (one record), got an array of shape {signals.shape}"
+            )
+    return signals, lead_masks
 
 
 class CacheSource(RecordSource):
@@ -205,43 +273,71 @@ class CacheSource(RecordSource):
 RAW_ARRAY_SUFFIXES = (".npy", ".npz")
 
 
-def expand_inputs(items: Any, fs: float | None, leads: Sequence[str] | None) -> Iterator[Ecg | Path | RecordFailure]:
+def expand_inputs(
+    items: Any, fs: float | None, leads: str | Sequence[str] | None
+) -> Iterator[Ecg | Path | RecordFailure]:
     """Flatten the accepted inputs into `Ecg` records, record paths and failures (folders are scanned).
+
+    Accepted (`ACCEPTED_INPUTS`): an `Ecg`; a record path or folder, as str, os.PathLike or bytes (decoded with
+    `os.fsdecode`, as `open` does); a numpy array or torch tensor `[leads, T]` (one record; `fs` and `leads`
+    describe it) or `[N, leads, T]` (a batch); or an iterable of those. An item of another type (None, a number)
+    is a failure (stage "read") naming its position and type, and the other items go on; a bare input of
+    another type that is not iterable (`123`) is a `ConfigError`, as is a `leads` that is no lead names.
+
+    An array `[samples, leads]` (rows ≠ lead count, columns = lead count) is transposed, the rule of the NPY/NPZ
+    reader (`load_ecg`), and its record's `metadata["transposed"]` is set; a square array is `[leads, samples]`.
 
     A folder without any record, and a `.dat` file that no `.hea` header names, are failures (stage "scan"):
     the user asked for them to be scored. Other files in a folder (notes, annotations) are logged and skipped.
     """
+    names = lead_names(leads)  # checked here, not at the first array: a bad value is the caller's, not a record's
     if isinstance(items, torch.Tensor):  # tensors are arrays here: one record [leads, T] or a batch [N, leads, T]
-        items = items.detach().cpu().numpy()
+        items = tensor_array(items)
     if isinstance(items, np.ndarray) and items.ndim == 3:
         items = list(items)  # a batch [N, leads, T]: one record per row, as score_arrays takes it
-    if isinstance(items, (Ecg, str, PathLike, np.ndarray)):
+    if isinstance(items, (Ecg, str, bytes, PathLike, np.ndarray)):
         items = [items]
+    try:
+        iterator = iter(items)
+    except TypeError:
+        raise ConfigError(f"cannot score an input of type {type(items).__name__}: give {ACCEPTED_INPUTS}") from None
+    return _expand(iterator, fs, names)
+
+
+def _expand(items: Iterator[Any], fs: float | None, leads: list[str] | None) -> Iterator[Ecg | Path | RecordFailure]:
     for n, item in enumerate(items):
         if isinstance(item, torch.Tensor):
-            item = item.detach().cpu().numpy()
+            item = tensor_array(item)
         if isinstance(item, Ecg):
             yield item
         elif isinstance(item, np.ndarray):
             yield _array_item(item, n, fs, leads)
-        else:
-            path = Path(item)
+        elif isinstance(item, (str, bytes, PathLike)):
+            path = Path(os.fsdecode(item))  # bytes (os.listdir(b".")): a path, not a sequence of byte values
             if path.is_dir():
                 yield from _folder_items(path)
             else:
                 yield path
+        else:  # one bad item is that record's failure, as an unreadable file is, not the end of the run
+            reason = f"unsupported input type {type(item).__name__}; expected {ACCEPTED_INPUTS}"
+            yield RecordFailure(f"input #{n}", "read", reason)
 
 
-def _array_item(item: np.ndarray, n: int, fs: float | None, leads: Sequence[str] | None) -> Ecg | RecordFailure:
-    names = list(leads) if leads is not None else list(CANONICAL_LEADS)
+def _array_item(item: np.ndarray, n: int, fs: float | None, leads: list[str] | None) -> Ecg | RecordFailure:
+    names = leads if leads is not None else list(CANONICAL_LEADS)
     rid = f"array{n}"  # the same name whether the array is scored or fails
     if fs is None:
         return RecordFailure(rid, "read", "an array input needs fs= (sampling rate in Hz)")
     try:
-        signal, mask, _ = to_canonical(item, names, path=rid)
-        return Ecg(signal, fs, mask, record_id=rid)
+        # the NPY reader's layout rule, so that an array scores as it would saved to a .npy file
+        transposed = samples_axis_first(Path(rid), item.shape, len(names))
+        signal, mask, _ = to_canonical(leads_by_samples(item, transposed), names, path=rid)
+        ecg = Ecg(signal, fs, mask, record_id=rid)
     except (EcgLangError, ValueError, TypeError) as exc:
         return RecordFailure(rid, "read", str(exc))
+    if transposed:
+        ecg.metadata["transposed"] = True
+    return ecg
 
 
 def _folder_items(path: Path) -> Iterator[Path | RecordFailure]:

@@ -213,7 +213,7 @@ class ZeroShotClassifier:
         processor: preprocessing + beats; default: the one saved with the model, else `EcgProcessor()`.
         knowledge: a `KnowledgeIndex`, a folder with a saved index or knowledge JSONL files, `"default"`
             / `True` for the bundled knowledge base (the default, as in `ecglang zero-shot`), or None / `False` /
-            `"off"` for none.
+            `"off"` / `"none"` for none.
         k: snippets retrieved per label (default 1, `DEFAULT_KNOWLEDGE_K`: chosen by the label-free composition
             check; more snippets add differential diagnoses that blur the label).
         knowledge_weight: weight of the knowledge prompts in a label's embedding (0–1).
@@ -291,7 +291,7 @@ class ZeroShotClassifier:
         threshold: float = 0.0,
         explain: bool = False,
         fs: float | None = None,
-        leads: Sequence[str] | None = None,
+        leads: str | Sequence[str] | None = None,
         progress: bool = True,
         num_workers: int | None = None,
         keep_signals: int = 0,
@@ -299,11 +299,15 @@ class ZeroShotClassifier:
     ) -> ZeroShotResult:
         """Score `ecgs` against `labels` / `prompts`.
 
-        `ecgs`: an `Ecg`, a path, a folder (every record inside), a `[leads, samples]` array (give `fs`;
-        `leads` defaults to the canonical 12), or an iterable of those. `labels`: label names, a prompt-set
-        name (e.g. "ptbxl_super") or a `PromptSet`; `prompts`: a dict label → prompt(s). Bad records do not
-        stop the run: they are listed in `result.failures`. `num_workers`: processes that read and prepare
-        records while the encoder runs (None: automatic; 0: all in this process; not used with `explain`).
+        `ecgs`: an `Ecg`, a path (str, os.PathLike, or bytes decoded with `os.fsdecode`), a folder (every record
+        inside), a `[leads, samples]` array or tensor (give `fs`; `leads`, a list or a string such as "I,II",
+        defaults to the canonical 12; a tensor of a dtype numpy lacks, such as bfloat16, is read as float32), a
+        `[N, leads, samples]` batch, or an iterable of those. An array `[samples, leads]` (rows ≠ lead count,
+        columns = lead count) is transposed, as `load_ecg` does for a `.npy` file. `labels`: label names, a
+        prompt-set name (e.g. "ptbxl_super") or a `PromptSet`; `prompts`: a dict label → prompt(s). Bad records
+        do not stop the run: they are listed in `result.failures`, as is an input of an unsupported type (None, a
+        number) in a list; a bare input of such a type is a `ConfigError`. `num_workers`: processes that read and
+        prepare records while the encoder runs (None: automatic; 0: all in this process; not used with `explain`).
         `keep_signals`: with `explain`, the first this many explained records keep the prepared signal and
         beats the model saw (`Explanation.signal`/`.tokens`), for figures without reading them again. With a
         prototype index, explanations are computed (and returned) whatever `explain` says. `metadata`: record
@@ -366,7 +370,7 @@ class ZeroShotClassifier:
 
     def score_arrays(
         self,
-        signals: np.ndarray | Sequence[np.ndarray],
+        signals: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
         fs: float,
         labels: LabelsArg | None = None,
         prompts: PromptSource | None = None,
@@ -380,12 +384,15 @@ class ZeroShotClassifier:
         num_workers: int | None = None,
         progress: bool = True,
     ) -> ZeroShotResult:
-        """Score decoded signals: `[N, 12, T]` or a sequence of `[12, T_i]` arrays in canonical lead order.
+        """Score decoded signals in canonical lead order: an array or tensor `[N, 12, T]`, one record `[12, T]`
+        (as the call takes it; its mask is `[12]`), or a sequence of `[12, T_i]` arrays or tensors.
 
         `fs`: their sampling rate. `lead_masks`: `[N, 12]` (default: all leads present). `record_ids`: row
         names (default `array0`, `array1`, ...). `preprocessed=True`: the signals already went through this
-        model's preprocessing (e.g. rows of a `SignalCache`), so only beats are cut. Arrays of the wrong
-        shape or with a bad mask are listed in `result.failures` like unreadable files.
+        model's preprocessing (e.g. rows of a `SignalCache`), so only beats are cut. An array or tensor of
+        another rank is a `ConfigError`; arrays of a sequence with the wrong shape (a `[T, 12]` one is not
+        transposed here: the order is canonical) or with a bad mask are listed in `result.failures` like
+        unreadable files.
         """
         check_mode(mode, threshold)
         if not (np.isfinite(fs) and fs > 0):
