@@ -260,6 +260,14 @@ def _place_in(alias: tuple[str, ...], title: tuple[str, ...]) -> int:
     return 1 if any(title[i : i + n] == alias for i in range(1, len(title) - n + 1)) else 2
 
 
+def _share_of_codes(snippet: Snippet, code: str) -> float:
+    """How much of `snippet` is about the normalised `code`: over its namespaces, the mean share of that
+    namespace's codes that `code` is (1 for a snippet tagged with it alone, 0 where it lacks it)."""
+    shares = [(code in own) / len(own) for own in ({normalize_code(c) for c in cs} for cs in snippet.codes.values())
+              if own]  # fmt: skip
+    return sum(shares) / len(shares) if shares else 0.0
+
+
 @dataclass(frozen=True)
 class AliasMatch:
     """Snippets that a label names exactly: by code, by a whole alias, or by aliases contained in the label."""
@@ -335,7 +343,11 @@ class AliasIndex:
         """The snippets `label` names: a whole code, a whole alias, else the longest aliases inside it."""
         code = normalize_code(label)
         if code and " " not in code and code in self._codes and normalize_tokens(label) not in self._aliases:
-            return AliasMatch(tuple(self._codes[code].values()), "code")
+            # The snippets most about the code first (stable: then file order). In file order "SR" reached a list
+            # of normal variants (first-degree AV block, incomplete RBBB, ...) tagged with Chapman's SR before the
+            # definition of sinus rhythm, and "UW" hypokalemia before U waves.
+            tagged = sorted(self._codes[code].values(), key=lambda s: -_share_of_codes(s, code))
+            return AliasMatch(tuple(tagged), "code")
         tokens = self.tokens(label)
         if not tokens:
             return None

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ecglang.encoders.layers import eval_mode, masked_mean, weights_version
 from ecglang.encoders.modeling import EcgLangModel
-from ecglang.errors import PromptError
+from ecglang.errors import ConfigError, PromptError
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
 from ecglang.scores.prompts import LabelsArg, PromptSet, PromptSource, load_prompt_set, normalize_text, resolve_prompts
@@ -41,7 +41,7 @@ DEFAULT_KNOWLEDGE_WEIGHT = 0.75
 PROGRESS_MIN_TEXTS = 2048  # prompts to embed before a progress bar is worth showing (~10 s on a CPU)
 DEFAULT_KNOWLEDGE_K = 1
 
-# What zero-shot takes as `knowledge`: an index, "default"/"on"/True, "off"/False/None, an index folder written
+# What zero-shot takes as `knowledge`: an index, "default"/"on"/True, "off"/"none"/False/None, an index folder written
 # by `ecglang knowledge build`, or a knowledge-base folder or .jsonl file (indexed on first use).
 KnowledgeArg: TypeAlias = KnowledgeIndex | str | os.PathLike | bool | None
 
@@ -83,12 +83,18 @@ class LabelSpec:
 
 def resolve_knowledge(knowledge: KnowledgeArg) -> KnowledgeIndex | None:
     """Turn the `knowledge` argument into a `KnowledgeIndex` (or None for no retrieval)."""
-    if knowledge is None or knowledge is False or (isinstance(knowledge, str) and knowledge.lower() == "off"):
+    # "none" as well as "off": a string spelling of None looked for a folder named "none"
+    if knowledge is None or knowledge is False or (isinstance(knowledge, str) and knowledge.lower() in ("off", "none")):
         return None
     from ecglang.knowledge.index import KnowledgeBase, KnowledgeIndex  # here: FAISS loads only when asked for
 
     if isinstance(knowledge, KnowledgeIndex):
         return knowledge
+    if knowledge is not True and not isinstance(knowledge, (str, os.PathLike)):  # a number was an untyped TypeError
+        raise ConfigError(
+            f"knowledge must be a KnowledgeIndex, a folder or file path, 'default'/True or 'off'/None/False; got "
+            f"{type(knowledge).__name__} {knowledge!r:.40}"
+        )
     if knowledge is True or (isinstance(knowledge, str) and knowledge.lower() in ("default", "on")):
         return KnowledgeIndex.default(show_progress=False)
     path = Path(knowledge)
