@@ -21,13 +21,6 @@ LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
 
 
 @pytest.fixture(scope="module")
-def model(model_dir):
-    from ecglang.encoders.modeling import load_model
-
-    return load_model(model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def records(ptbxl_dir) -> list[Path]:
     db = pd.read_csv(ptbxl_dir / "ptbxl_database.csv")
     return [ptbxl_dir / f for f in db["filename_hr"].head(6)]

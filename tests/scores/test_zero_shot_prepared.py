@@ -19,13 +19,6 @@ LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
 
 
 @pytest.fixture(scope="module")
-def model(model_dir):
-    from ecglang.encoders.modeling import load_model
-
-    return load_model(model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def record_folder(ptbxl_dir, tmp_path_factory) -> Path:
     """Five PTB-XL records (no reports: unpaired ECGs) and one whose signal file is cut short (it passes the
     table's file check and fails in the cache build)."""

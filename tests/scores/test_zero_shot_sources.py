@@ -19,13 +19,6 @@ from ecglang.scores.classifier import ZeroShotClassifier
 LABELS = ["normal ecg", "atrial fibrillation"]
 
 
-@pytest.fixture(scope="module")
-def model(model_dir):
-    from ecglang.encoders.modeling import load_model
-
-    return load_model(model_dir, device="cpu")
-
-
 @pytest.fixture
 def two_files(ptbxl_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     """`a/00001_hr.hea` and `b/00001_hr.hea`: one stem, two different records (b's is PTB-XL's 00002_hr renamed),
