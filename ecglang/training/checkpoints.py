@@ -56,6 +56,7 @@ class TrainerState:
     frozen_sha256: str = ""  # of the frozen weights, which checkpoints do not store
     data_sha256: str = ""  # `data_fingerprint` of the records trained on ("" in checkpoints older than it)
     data_counts: dict[str, int] = field(default_factory=dict)  # records of each split, for the message of a mismatch
+    num_processes: int = 0  # of the run that wrote the checkpoint (0 in checkpoints older than it)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -105,7 +106,11 @@ def latest_checkpoint(output: Path) -> Path | None:
 # ----------------------------------------------------------------------------------------- resume point
 def config_identity(cfg: PretrainConfig) -> dict[str, Any]:
     """What must not change on --resume: the data, the model, the augmentation and the batch layout."""
-    t = cfg.to_dict()
+    return _identity(cfg.to_dict())
+
+
+def _identity(t: Mapping[str, Any]) -> dict[str, Any]:
+    """`config_identity` of a config as a dict (`PretrainConfig.to_dict`, or a run's saved config.yaml)."""
     identity = {
         "seed": t["seed"],
         "data": {
@@ -189,9 +194,11 @@ def resume_point(
         return None, TrainerState(data_seed=cfg.data.order(cfg.seed), config_sha256=identity)
     state = TrainerState.from_file(ckpt / TRAINER_STATE)
     if state.config_sha256 and state.config_sha256 != identity:
+        differ = identity_changes(output / RESOLVED_CONFIG, cfg)  # named: a long config and overrides hid which
         raise ConfigError(
-            f"{ckpt}: this checkpoint was made with a different data/model/augment/batch configuration; "
-            "resume with the config it was trained with, or use another --output"
+            f"{ckpt}: this checkpoint was made with a different data/model/augment/batch configuration"
+            + (f" ({'; '.join(differ[:8])}{'; ...' if len(differ) > 8 else ''})" if differ else "")
+            + "; resume with the config it was trained with, or use another --output"
         )
     if accelerator.is_main_process:
         changed = setting_changes(output / RESOLVED_CONFIG, cfg)
@@ -225,6 +232,19 @@ def setting_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
             if before.get(key) != after.get(key):
                 out.append(f"{section}/{key}: {before.get(key)} -> {after.get(key)}")
     return out
+
+
+def identity_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
+    """`"key: old -> new"` for each setting of `config_identity` that differs from the run's saved config.yaml
+    (empty when there is none, or it predates a setting)."""
+    saved = saved_run_config(run_config)
+    try:
+        before = flat_dict(_identity(saved)) if saved is not None else {}
+    except (KeyError, TypeError, AttributeError):  # a config.yaml of an older layout: the generic message stays
+        return []
+    after = flat_dict(config_identity(cfg))
+    return [f"{k}: {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
+            if before and before.get(k) != after.get(k)]  # fmt: skip
 
 
 def data_fingerprint(splits: Mapping[str, Sequence[str]]) -> str:
@@ -338,11 +358,46 @@ def check_pickled_states(ckpt: Path) -> None:
             ) from None  # fmt: skip
 
 
-def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, ckpt: Path) -> None:
-    """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key)."""
+def load_checkpoint(
+    accelerator: Accelerator, model: torch.nn.Module, ckpt: Path, optimizer: Any = None, scheduler: Any = None
+) -> None:
+    """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key). Given the
+    run's `optimizer` and `scheduler`, the config's optimizer settings are kept (`OPTIMIZER_SETTINGS`)."""
     check_checkpoint_keys(accelerator.unwrap_model(model), ckpt)  # accelerate saves the unwrapped model's keys
     check_pickled_states(ckpt)
+    settings = None if optimizer is None or scheduler is None else optimizer_settings(optimizer, scheduler)
     accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
+    if settings is not None:
+        restore_optimizer_settings(optimizer, scheduler, settings)
+
+
+# What a resume takes from the config, not from the checkpoint: `load_state` puts the checkpoint's learning rate,
+# weight decay, betas and eps back into the optimizer (and its base rates into the scheduler), so `optim.lr=...` on
+# --resume was announced ("the new values hold") and not applied. The moments and the step count stay resumed.
+OPTIMIZER_SETTINGS = ("initial_lr", "weight_decay", "betas", "eps")
+
+
+OptimizerSettings = tuple[list[dict[str, Any]], list[float]]
+
+
+def optimizer_settings(optimizer: Any, scheduler: Any) -> OptimizerSettings:
+    """The settings of each parameter group and the scheduler's base rates, as this run's config built them."""
+    groups = [{k: group[k] for k in OPTIMIZER_SETTINGS if k in group} for group in optimizer.param_groups]
+    return groups, list(getattr(scheduler, "scheduler", scheduler).base_lrs)
+
+
+def restore_optimizer_settings(
+    optimizer: Any, scheduler: Any, settings: tuple[list[dict[str, Any]], list[float]]
+) -> None:
+    """Put `optimizer_settings` back after a checkpoint was loaded; the current rate is the scheduler's rule at the
+    step reached (`LambdaLR`: base rate × factor), so an unchanged config gives the loaded rate bit for bit."""
+    groups, base_lrs = settings
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper holds the torch scheduler
+    for group, saved in zip(optimizer.param_groups, groups, strict=True):
+        group.update(saved)
+    inner.base_lrs = list(base_lrs)
+    for group, base, factor in zip(optimizer.param_groups, inner.base_lrs, inner.lr_lambdas, strict=True):
+        group["lr"] = base * factor(inner.last_epoch)
 
 
 def save_checkpoint(accelerator: Accelerator, output: Path, state: TrainerState, keep_last: int) -> Path:
@@ -383,10 +438,13 @@ __all__ = [
     "drop_frozen_weights",
     "export_model",
     "frozen_sha256",
+    "identity_changes",
     "identity_sha256",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "optimizer_settings",
+    "restore_optimizer_settings",
     "resume_point",
     "running_statistics",
     "save_checkpoint",

@@ -49,7 +49,7 @@ from ecglang.training.config import SELECTION_METRICS, PretrainConfig, add_argum
 from ecglang.training.logs import EXCLUDED_CSV, SKIPPED_CSV, RunLogs, flat_dict, resolve_trackers
 from ecglang.training.loop import StepLoop
 from ecglang.training.objectives import heldout_objective_loss
-from ecglang.training.setup import build_training, create_accelerator, resolve_data_path
+from ecglang.training.setup import build_training, create_accelerator, resolve_data_path, resolve_local_loss
 from ecglang.training.validation import evaluate
 from ecglang.training.weight_ema import WEIGHT_EMA_FILE
 
@@ -142,13 +142,31 @@ class Trainer:
                     "the frozen weights (the pretrained text model) differ from those this checkpoint was trained "
                     "with; reinstall the same text model package version to resume",
                 )
-            load_checkpoint(self.accelerator, self.setup.model, ckpt)
+            load_checkpoint(self.accelerator, self.setup.model, ckpt, self.setup.optimizer, self.setup.scheduler)
             self._resume_weight_ema(ckpt)
             logger.info(
                 "resumed from %s (step %d, epoch %d, batch %d)", ckpt, state.step, state.epoch, state.batch_in_epoch
             )
+        self._note_world_size(ckpt)
         state.frozen_sha256 = frozen
         state.data_sha256, state.data_counts = data_fingerprint(splits), {k: len(v) for k, v in splits.items()}
+
+    def _note_world_size(self, ckpt: Path | None) -> None:
+        """Resuming on another number of processes is allowed (the global batch is the config's), but it changed
+        what `train.local_loss: auto` computes, and processes without a saved random state start afresh: said."""
+        before, now = self.state.num_processes, self.accelerator.num_processes
+        if ckpt is not None and before and before != now and self.main:
+            local = [resolve_local_loss(self.cfg.train.local_loss, n) for n in (before, now)]
+            logger.warning(
+                "%s was trained on %d process(es), this run has %d: the global batch stays train.batch_size%s%s",
+                ckpt, before, now,
+                f"; train.local_loss={self.cfg.train.local_loss} now computes the "
+                f"{'local (approximate)' if local[1] else 'exact'} loss, the {'local' if local[0] else 'exact'} one "
+                "before" if local[0] != local[1] else "",
+                f"; processes {before}-{now - 1} start from fresh random states (none saved for them)" if now > before
+                else "",
+            )  # fmt: skip
+        self.state.num_processes = now
 
     def _resume_weight_ema(self, ckpt: Path) -> None:
         """`optim.ema_decay` turned on or off on --resume: the average starts now, or is left unused; said."""

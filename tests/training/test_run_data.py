@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ecglang.cli.main import main as cli
@@ -270,6 +271,89 @@ def test_reports_longer_than_the_text_tower_reads_are_counted_and_warned(caplog)
     assert "2 of 3 reports are longer than text_tower.max_length=16" in caplog.text
     caplog.clear()
     assert warn_truncated_reports(model, [short]) == 0 and caplog.text == ""
+
+
+def test_a_resume_with_another_learning_rate_trains_with_it(records: Path, tmp_path: Path) -> None:
+    """`optim.lr` changed on --resume was announced ("the new values hold from step 2") but `load_state` put the
+    checkpoint's rate back: the run went on with the old schedule, bit for bit (weight decay, betas, eps alike)."""
+    run = _pairs_csv(tmp_path / "pairs.csv", records, range(8))
+    base = [*PAIRS, f"data.root={run}", f"data.cache_dir={tmp_path / 'cache'}", "train.eval_every=2",
+            "train.checkpoint_every=2", "schedule.max_steps=4"]  # fmt: skip
+
+    def lrs(out: Path) -> dict[int, float]:
+        rows = pd.read_csv(out / "metrics.csv")
+        rows = rows[rows["split"] == "train"]
+        return dict(zip(rows["step"], rows["lr"], strict=True))
+
+    train(load_config(SMOKE, [*base, "schedule.max_steps=2"]), output_dir=tmp_path / "resumed")
+    train(load_config(SMOKE, [*base, "optim.lr=0.0002"]), output_dir=tmp_path / "resumed", resume=True)
+    fresh = tmp_path / "fresh"  # the new rate's schedule from the start
+    train(load_config(SMOKE, [*base, "optim.lr=0.0002"]), output_dir=fresh)
+    resumed, wanted = lrs(tmp_path / "resumed"), lrs(fresh)
+    assert {3, 4} <= set(resumed) & set(wanted)
+    assert [resumed[s] for s in (3, 4)] == pytest.approx([wanted[s] for s in (3, 4)], rel=1e-9)
+
+
+def test_restoring_the_optimizer_settings_keeps_the_state_and_takes_the_config() -> None:
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    from ecglang.training.checkpoints import optimizer_settings, restore_optimizer_settings
+
+    def build(lr: float, wd: float) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(4))
+        opt = torch.optim.AdamW([{"params": [w], "weight_decay": wd}], lr=lr, betas=(0.9, 0.98))
+        return opt, get_cosine_schedule_with_warmup(opt, 2, 10)
+
+    opt, sched = build(1e-3, 0.01)
+    for _ in range(3):
+        opt.param_groups[0]["params"][0].sum().backward()
+        opt.step()
+        sched.step()
+    saved = (opt.state_dict(), sched.state_dict())
+    for lr, wd in ((1e-3, 0.01), (2e-4, 0.5)):  # the same config: the loaded rate bit for bit; another: its values
+        new_opt, new_sched = build(lr, wd)
+        settings = optimizer_settings(new_opt, new_sched)
+        new_opt.load_state_dict(saved[0])
+        new_sched.load_state_dict(saved[1])
+        restore_optimizer_settings(new_opt, new_sched, settings)
+        group = new_opt.param_groups[0]
+        assert group["weight_decay"] == wd and new_sched.base_lrs == [lr] and new_sched.last_epoch == 3
+        assert group["lr"] == lr * new_sched.lr_lambdas[0](3)
+        assert torch.equal(new_opt.state_dict()["state"][0]["exp_avg"], saved[0]["state"][0]["exp_avg"])
+        if lr == 1e-3:
+            assert group["lr"] == saved[0]["param_groups"][0]["lr"]
+
+
+def test_a_refused_resume_names_what_differs_and_another_world_size_is_said(
+    records: Path, tmp_path: Path, caplog
+) -> None:
+    """A resume with another batch size or data.limit was refused with one message for all ("a different
+    data/model/augment/batch configuration"): the keys are named now. A checkpoint of another number of processes
+    resumed in silence, though `local_loss: auto` then computes another loss: said now."""
+    run = _pairs_csv(tmp_path / "pairs.csv", records, range(8))
+    base = [*PAIRS, f"data.root={run}", f"data.cache_dir={tmp_path / 'cache'}", "train.eval_every=2",
+            "train.checkpoint_every=2", "schedule.max_steps=2"]  # fmt: skip
+    out = tmp_path / "run"
+    train(load_config(SMOKE, base), output_dir=out)
+    with pytest.raises(ConfigError, match=r"configuration \(batch: \[4, 1\] -> \[2, 1\]\); resume with"):
+        train(load_config(SMOKE, [*base, "train.batch_size=2"]), output_dir=out, resume=True)
+    with pytest.raises(ConfigError, match=r"configuration \(data/limit: None -> 6\); resume with"):
+        train(load_config(SMOKE, [*base, "data.limit=6"]), output_dir=out, resume=True)
+
+    state_file = out / "checkpoint-2" / TRAINER_STATE
+    state = json.loads(state_file.read_text())
+    assert state["num_processes"] == 1
+    state["num_processes"] = 4  # as a 4-process run would have written it
+    state_file.write_text(json.dumps(state))
+    write_checksums(out / "checkpoint-2")
+    with caplog.at_level(logging.WARNING, logger="ecglang.training.trainer"):
+        train(load_config(SMOKE, [*base, "schedule.max_steps=3"]), output_dir=out, resume=True)
+    said = [r.getMessage() for r in caplog.records if "process(es)" in r.getMessage()]
+    assert len(said) == 1 and "was trained on 4 process(es), this run has 1" in said[0]
+    assert "train.local_loss=auto now computes the exact loss, the local one before" in said[0]
+    assert json.loads((out / "checkpoint-3" / TRAINER_STATE).read_text())["num_processes"] == 1
 
 
 def test_resume_with_another_schedule_says_so(records: Path, tmp_path: Path, caplog) -> None:
