@@ -16,13 +16,17 @@ under a lock file. A call whose input changed since the folder's table was built
 fingerprint), or whose preprocessing differs from the folder's, is refused with what differs: build into a new
 `--out` (a folder is never rebuilt in place; others may be reading it).
 Bad records do not stop a build; the exit status is 1 when any record was left out of the dataset or
-failed in the cache (both lists are printed and written), 0 otherwise.
+failed in the cache (both lists are printed and written), 0 otherwise. A builder that leaves shards to others
+lists the cache failures of its own shards (`DIR/shards/<shard>.cache_failures.csv`), and its exit status counts
+those. SIGTERM stops a build as Ctrl-C does (the worker pool shut down, the locks removed), with exit status 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +139,32 @@ def run_download(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during `ecglang data build`: raised wherever the build is, so that it unwinds as after a Ctrl-C
+    (a KeyboardInterrupt, so that no `except Exception` of the build takes it for a record's failure)."""
+
+
 def run_build(args: argparse.Namespace) -> int:
+    """`ecglang data build`. SIGTERM (`kill`, `timeout`, a batch system's stop) stops it as Ctrl-C does: the
+    worker pool is shut down and the locks removed. Its default action left the workers running for good."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    # signal handlers can be set from the main thread only (a build run from another thread keeps the default)
+    own = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, terminate) if own else None
+    try:
+        return _build(args)
+    except Terminated:
+        print("\nterminated", file=sys.stderr)
+        return 128 + signal.SIGTERM  # what a shell reports for a tool stopped by SIGTERM
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+def _build(args: argparse.Namespace) -> int:
     # Here, not at the top: `ecglang --help` must not wait for pandas, datasets and scipy.
     from ecglang.data.prepared import build_shards, parse_shard_spec, prepare_table, update_manifest
 
@@ -154,7 +183,9 @@ def run_build(args: argparse.Namespace) -> int:
             lock.unlink(missing_ok=True)
             print(f"removed lock {lock}")
     builder_args = {kw: getattr(args, opt) for opt, kw in spec.cli_options.items()}
-    table = prepare_table(out, spec.name, args.root, builder_args, progress=not args.no_progress)
+    table = prepare_table(
+        out, spec.name, args.root, builder_args, progress=not args.no_progress, stale_after=args.stale_after
+    )
     ds = table.dataset
     failures_csv = out / "build_failures.csv"
     if table.built:
@@ -196,12 +227,33 @@ def run_build(args: argparse.Namespace) -> int:
             f"cache     {len(done)} of {len(manifest['shards'])} shard(s) complete; still to build: {', '.join(left)}"
         )
         print(f"          (other builders hold them, or run `ecglang data build ... --out {out}` again)")
-        return 1 if n_failed else status
+        return 1 if _own_cache_failures(out, manifest, results) else status
     where = out / manifest["shards"][0]["dir"] if len(manifest["shards"]) == 1 else out / "shards"
     print(f"cache     {where}: {n_ok} ok, {n_failed} failed (listed in {listed})")
     failed = pd.read_csv(listed, dtype=str, keep_default_na=False)
     _list_failures("failed in the cache", list(zip(failed["id"], failed["reason"], strict=True)), listed)
     return 1 if n_failed else status
+
+
+def _own_cache_failures(out: Path, manifest: dict[str, Any], results: list[Any]) -> int:
+    """Count and list the cache failures of the shards this call built or found complete, when others are still
+    to build (`cache_failures.csv` waits for every shard); each shard's are written beside it. Returns the count."""
+    from ecglang.data.prepared import write_shard_failures  # here: `ecglang --help` must not wait for pandas
+
+    mine = {r.name for r in results if r.status != "locked"}
+    entries = [e for e in manifest["shards"] if e["name"] in mine and e.get("complete")]
+    if not entries:
+        return 0
+    rows, listed = [], []
+    for entry in entries:
+        frame, path = write_shard_failures(out, entry)
+        rows += list(zip(frame["id"].astype(str), frame["reason"].astype(str), strict=True))
+        if len(frame):
+            listed.append(str(path))
+    n_ok = sum(e["n_ok"] for e in entries)
+    print(f"cache     this call's {len(entries)} shard(s): {n_ok} ok, {len(rows)} failed")
+    _list_failures("failed in the cache (this call's shards)", rows, ", ".join(listed))
+    return len(rows)
 
 
 def _preprocess_file(path: Path, config_class: Any) -> Any:
@@ -264,8 +316,8 @@ def _preprocess_config(args: argparse.Namespace, spec: Any) -> Any:
     return PreprocessConfig()
 
 
-def _list_failures(what: str, rows: list[tuple[str, str]], csv_path: Path, limit: int = 10) -> None:
-    """The first failures on stderr (all of them are in `csv_path`)."""
+def _list_failures(what: str, rows: list[tuple[str, str]], csv_path: Path | str, limit: int = 10) -> None:
+    """The first failures on stderr (all of them are in `csv_path`: one file, or several named)."""
     if not rows:
         return
     print(f"\n{len(rows)} record(s) {what} (all listed in {csv_path}):", file=sys.stderr)

@@ -5,10 +5,19 @@
 and the results the workers finish ahead of a slow consumer pile up in memory. Here the input is read lazily and
 memory is bounded by `window`, whatever its length. Items go to the workers `chunksize` at a time, as
 `Executor.map` does, so that small tasks do not pay one round trip each.
+
+`exit_with_parent`: for a pool's worker initializer, so that workers die with the process that started them
+(a builder stopped by SIGKILL or an OOM kill left its workers running for good, each holding its memory).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -54,4 +63,48 @@ def bounded_map(
             future.cancel()
 
 
-__all__ = ["apply_each", "bounded_map"]
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_S = 1.0
+
+
+def exit_with_parent() -> None:
+    """In a worker process (a pool's initializer): end this process when its parent dies, however it dies.
+
+    On Linux the kernel sends SIGTERM at the parent's death (`prctl(PR_SET_PDEATHSIG)`; strictly, at the death of
+    the parent's thread that started this process: pools start theirs from the thread that submits). Elsewhere,
+    or when `prctl` is refused, a daemon thread checks every `PARENT_POLL_S` seconds that the parent is the one
+    this process had when this was called. SIGTERM gets its default action back: a handler the parent had
+    installed (a build that stops gracefully on SIGTERM) came along with `fork`; raising in a task, it would make
+    the signal that task's error, and the worker would live on.
+    """
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not _parent_death_signal(signal.SIGTERM):
+        threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    elif os.getppid() != parent:  # the parent died before prctl took effect: no signal will come
+        _end_now()
+
+
+def _parent_death_signal(signum: int) -> bool:
+    """Ask Linux to send `signum` to this process when its parent dies; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no C library to load, or no prctl in it (another libc)
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    _end_now()  # orphaned (reparented to init or a subreaper): nobody reads this worker's results
+
+
+def _end_now() -> None:
+    """End this process at once: SIGKILL, or SIGTERM (its default action) where there is none (Windows)."""
+    signal.raise_signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+__all__ = ["apply_each", "bounded_map", "exit_with_parent"]

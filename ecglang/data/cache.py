@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from ecglang import __version__
 from ecglang.core.jsonio import JsonInputError, is_count, parse_json
-from ecglang.core.parallel import bounded_map
+from ecglang.core.parallel import bounded_map, exit_with_parent
 from ecglang.core.paths import cache_root
 from ecglang.data.cached_rows import SignalCacheDataset
 from ecglang.data.fastread import read_plain_wfdb
@@ -167,11 +167,13 @@ def _records(source: RecordSource) -> tuple[list[str], list[str]]:
     return ids, paths
 
 
-def _ignore_interrupts() -> None:
+def _init_worker() -> None:
     """Worker initializer: a Ctrl-C sends SIGINT to the whole process group, and only the builder acts on it (it
     cancels what is queued and shuts the pool down). A worker that raised KeyboardInterrupt died wherever it was,
-    which broke the pool and could leave the builder waiting at exit for the worker that survived."""
+    which broke the pool and could leave the builder waiting at exit for the worker that survived. A builder killed
+    outright (SIGKILL, an OOM kill) shuts nothing down: the worker then ends with it (`exit_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
 
 
 def _process_one(
@@ -502,9 +504,7 @@ class SignalCache:
         n_done = n - len(pending)
         zero_row = np.zeros((N_LEADS, t), dtype=np.float16)
         bar = tqdm(total=n, initial=n_done, desc="caching signals", unit="rec", disable=not progress)
-        executor = (
-            ProcessPoolExecutor(max_workers=num_workers, initializer=_ignore_interrupts) if num_workers > 0 else None
-        )
+        executor = ProcessPoolExecutor(max_workers=num_workers, initializer=_init_worker) if num_workers > 0 else None
         try:
             items = ((int(r), paths[r], cfg_dict, int(seed)) for r in pending)
             # One stream over all pending rows keeps every worker busy (no wait at the end of each batch);

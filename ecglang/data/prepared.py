@@ -10,6 +10,7 @@ Folder layout:
 | `table.json` | the table's description: source, root, builder options, input fingerprint, row count, `complete` |
 | `shards/shard-00003-of-00016/` | a `SignalCache` of rows `[start, stop)` of the table (`cache/` when one shard) |
 | `shards/shard-00003-of-00016.lock` | present while one builder writes that shard (JSON: host, pid, time) |
+| `shards/shard-00003-of-00016.cache_failures.csv` | its cache failures, when some shards are still to build |
 | `manifest.json` | preprocessing config and its hash, the shards (rows, status, counts); rewritten as shards finish |
 | `cache_failures.csv` | records that failed in the cache (all shards), and why |
 
@@ -28,7 +29,8 @@ Locks: a builder creates `<shard>.lock` with `O_CREAT | O_EXCL` (atomic on local
 writing a shard and removes it after. A lock whose owner is on this host and no longer running is stale and is
 taken over; a lock from another host is stale only after `stale_after` seconds without an update (the owner
 touches it after every batch); `--break-locks` removes every lock of the folder first, for use when no builder
-is running. The table has the same kind of lock (`table.lock`): the first builder builds it, the others wait.
+is running. The table has the same kind of lock (`table.lock`): the first builder builds it, the others wait; its
+builder reports no batches, so a thread touches that lock every `stale_after / 4` seconds (at least once a minute).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import math
 import os
 import socket
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -144,6 +147,30 @@ def file_lock(lock: Path, stale_after: float = STALE_AFTER_S) -> Iterator[Callab
         lock.unlink(missing_ok=True)
 
 
+@contextmanager
+def kept_fresh(touch: Callable[[], None], stale_after: float) -> Iterator[None]:
+    """Call `touch` (of `file_lock`) from a daemon thread every `stale_after / 4` seconds (at least once a minute) for
+    the block: for a lock whose holder reports no progress of its own (the records table: CSV parsing and two
+    `stat`s per record, an hour and more for MIMIC on a shared filesystem), which another host would otherwise
+    take over while it is held."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(min(60.0, stale_after / 4)):
+            try:
+                touch()
+            except OSError:  # removed (--break-locks): nothing left to keep fresh
+                pass
+
+    thread = threading.Thread(target=run, name="lock-refresh", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 # -- the records table ----------------------------------------------------------------------------------
 @dataclass
 class TableInfo:
@@ -163,8 +190,11 @@ def prepare_table(
     builder_args: dict[str, Any] | None = None,
     wait_s: float = 24 * 3600.0,
     progress: bool = True,
+    stale_after: float = STALE_AFTER_S,
 ) -> TableInfo:
-    """Build the records table into `out/dataset` once; a second builder (another node) waits for the first."""
+    """Build the records table into `out/dataset` once; a second builder (another node) waits for the first.
+    `stale_after`: seconds after which another host's `table.lock` not touched since is taken over (this builder
+    touches its own while it builds)."""
     spec = get_dataset(source)
     out.mkdir(parents=True, exist_ok=True)
     args = {k: v for k, v in (builder_args or {}).items() if v is not None}
@@ -185,7 +215,7 @@ def prepare_table(
                 summary = str(meta.get("summary", ""))
                 return TableInfo(table, _table_failures(meta_path, meta), False, summary, checked)
         try:
-            with file_lock(out / "table.lock"):
+            with file_lock(out / "table.lock", stale_after) as touch, kept_fresh(touch, stale_after):
                 # taken before the builder reads them: a change made during the build shows at the next call
                 inputs = input_fingerprint(spec.name, root, args)
                 extra = {"progress": progress} if spec.accepts("progress") else {}
@@ -480,7 +510,7 @@ def update_manifest(out: Path) -> dict[str, Any]:
         if entry["complete"]:
             cache = SignalCache.open(d)
             entry["n_ok"], entry["n_failed"] = len(cache.ok_rows), len(cache.failures)
-            failures.append(cache.failures.assign(row=cache.failures["row"] + int(entry["start"])))
+            failures.append(_table_rows(cache.failures, entry))
     manifest["complete"] = all(e["complete"] for e in manifest["shards"])
     # Last writer wins: the flags are informational (readers check each shard's own cache_meta.json).
     write_json(out / MANIFEST_FILE, manifest)
@@ -492,6 +522,24 @@ def update_manifest(out: Path) -> dict[str, Any]:
         frame.to_csv(tmp, index=False)
         os.replace(tmp, out / "cache_failures.csv")
     return manifest
+
+
+def _table_rows(failures: pd.DataFrame, entry: dict[str, Any]) -> pd.DataFrame:
+    """A shard's failures with their rows numbered as the records table's."""
+    return failures.assign(row=failures["row"] + int(entry["start"]))
+
+
+def write_shard_failures(out: Path, entry: dict[str, Any]) -> tuple[pd.DataFrame, Path]:
+    """The cache failures of one complete shard (`row, id, path, reason`, rows numbered as the table's), also
+    written to `shards/<shard>.cache_failures.csv`: a builder that leaves other shards to build lists its own
+    failures there (`cache_failures.csv` is written once every shard is complete)."""
+    frame = _table_rows(SignalCache.open(out / entry["dir"]).failures, entry)
+    path = out / SHARDS_DIR / f"{entry['name']}.cache_failures.csv"
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")  # renamed in: see update_manifest
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return frame, path
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -617,6 +665,7 @@ __all__ = [
     "init_manifest",
     "input_fingerprint",
     "is_cache_folder",
+    "kept_fresh",
     "open_cache",
     "parse_shard_spec",
     "prepare_table",
@@ -625,4 +674,5 @@ __all__ = [
     "shard_name",
     "update_manifest",
     "write_json",
+    "write_shard_failures",
 ]
