@@ -319,15 +319,17 @@ class EcgLangModel(PreTrainedModel):
         processor: Any = None,
         card: Mapping[str, Any] | None = None,
         is_main_process: bool = True,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         """Write a complete checkpoint folder (`ecglang.encoders.checkpoint`), atomically. The folder must be new,
         empty or an ecglang checkpoint (whose other files are kept); any other is refused (`OutputPathError`).
 
         processor: an `EcgProcessor` (written as processor_config.json); default: the config's processor
             contract. card: extra model-card fields (`training_data`, `metrics`, `notes`).
-        Other keyword arguments of transformers' save_pretrained (max_shard_size, ...) are accepted and
-        ignored so that the inherited `push_to_hub` keeps working."""
+        transformers' keywords that ask for what this does anyway are accepted (`safe_serialization=True`,
+        `max_shard_size`: one small file, `save_function`: the main process writes); any other is a `TypeError`
+        (`push_to_hub=True` was ignored without a word: upload with `push_to_hub(repo_id)`)."""
+        _check_neutral_kwargs(f"{type(self).__name__}.save_pretrained", kwargs, _NEUTRAL_SAVE_KWARGS)
         if is_main_process:
             checkpoint.save_pretrained(self, save_directory, processor=processor, card=card)
 
@@ -366,21 +368,30 @@ class EcgLangModel(PreTrainedModel):
         )  # fmt: skip
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
-                    commit_message: str = "Upload ecglang model", processor: Any = None,
-                    card: Mapping[str, Any] | None = None, **_: Any) -> str:  # fmt: skip
-        """Save the complete checkpoint (with ecglang's model card) to a temporary folder and upload it.
+                    commit_message: str = "Upload ecglang model", commit_description: str | None = None,
+                    revision: str | None = None, create_pr: bool = False, processor: Any = None,
+                    card: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Save the complete checkpoint (with ecglang's model card) to a temporary folder and upload it; returns
+        the commit's URL (the pull request's with `create_pr`).
 
-        transformers' own push_to_hub would replace README.md with a generic card; this keeps ours."""
-        import tempfile
+        transformers' own push_to_hub would replace README.md with a generic card; this keeps ours. `revision`:
+        the branch to commit to (created from main when missing); `create_pr`: open a pull request instead of
+        committing; `token`: a token, True/None for the stored login, False for none. Any other keyword is a
+        `TypeError` (create_pr and revision were dropped: the upload went to main)."""
+        import tempfile  # here: only an upload needs them (huggingface_hub is imported when asked for)
 
         from huggingface_hub import HfApi
 
-        api = HfApi(token=token if isinstance(token, str) else None)
+        api = HfApi(token=token)
         repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision is not None:
+            api.create_branch(repo, branch=revision, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, processor=processor, card=card)
-            info = api.upload_folder(repo_id=repo, folder_path=tmp, commit_message=commit_message)
-        return str(getattr(info, "commit_url", info))
+            info = api.upload_folder(repo_id=repo, folder_path=tmp, commit_message=commit_message,
+                                     commit_description=commit_description, revision=revision,
+                                     create_pr=create_pr)  # fmt: skip
+        return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))
 
 
 # What transformers' AutoModel passes along (or users copy from transformers) that has nothing to do here:
@@ -394,6 +405,28 @@ _NEUTRAL_LOAD_KWARGS: dict[str, Any] = {
     "use_safetensors": (None, True),  # only safetensors are read
     "low_cpu_mem_usage": (None, True, False),
 }
+
+
+# transformers' save_pretrained keywords that ask for what `save_pretrained` does anyway (None: any value).
+_NEUTRAL_SAVE_KWARGS: dict[str, Any] = {
+    "safe_serialization": (None, True),  # only safetensors are written
+    "max_shard_size": None,  # any value: the checkpoint is a few MB, one file
+    "save_function": None,  # any value (accelerate passes its own): the main process writes, once
+    "push_to_hub": (None, False),
+    "variant": (None,),
+}
+
+
+def _check_neutral_kwargs(owner: str, kwargs: Mapping[str, Any], neutral: Mapping[str, Any]) -> None:
+    """`TypeError` for a keyword not in `neutral`, or at a value that asks for something this does not do."""
+    unknown = sorted(k for k in kwargs if k not in neutral)
+    asked = sorted(k for k, v in kwargs.items() if k in neutral and neutral[k] is not None
+                   and not any(v is a or (v == a and type(v) is type(a)) for a in neutral[k]))  # fmt: skip
+    if unknown or asked:
+        raise TypeError(
+            f"{owner}() got keyword argument(s) it does not take: {unknown + asked}"
+            + ("; upload with push_to_hub(repo_id)" if "push_to_hub" in asked else "")
+        )
 
 
 def _check_load_kwargs(owner: str, kwargs: Mapping[str, Any]) -> None:
