@@ -4,8 +4,12 @@
 
 Each indexed beat keeps its record id, beat index, the record's lead mask, its window (`[12, beat_len]`
 float16, written to a raw file as the build goes and memory-mapped on load, so memory stays bounded) and the
-record's report when there is one. A zero-shot result then shows, beside its score, the reference beats most
-similar to the beat that drove it, with their reports (`ecglang.scores.classifier`).
+record's file and report when there are. A zero-shot result then shows, beside its score, the reference beats
+most similar to the beat that drove it, with their records' files and reports (`ecglang.scores.classifier`).
+
+Record ids are unique within an index by zero-shot's rule (`ecglang.record.ecg.unique_id`): the same stem in a
+second folder is `00001_hr#2`. A search leaves out the query's own record by its file (resolved), so a record of
+the same stem in another folder is still a match, and fetches as many more neighbours as it leaves out beats.
 
 Beat embeddings are contextual: each carries its beat index and time, and the rhythm model lets it attend to the
 record's other beats. Searched as they are, the nearest reference beat of beat k was beat k of another record
@@ -22,14 +26,15 @@ On disk, a folder of plain data (loading executes nothing: no pickle):
     beat_index.npy  index of each beat in its record [n] int16
     lead_mask.npy   each beat's record's lead mask [n, 12] bool
     windows.f16     raw float16 [n, 12, beat_len] (shape in meta.json)
-    records.jsonl   one object a record: id, report, source
+    records.jsonl   one object a record: id, report, source (the record's file, absolute; null: built from memory)
     meta.json       format version, the model's identity (config and weight sha256), dims, counts
 
 Every array file's header must declare exactly the shape that meta.json's counts give, and hold exactly those
 bytes, before it is read (`ecglang.core.array_files`): FAISS's own index files are not read back, because their
 reader allocates what their header claims. An index answers only for the model that built it:
 `PrototypeIndex.load(folder, model=m)` (and the zero-shot classifier) raise `PrototypeModelMismatch` for another
-model.
+model. Folders written before ids were unique (a stem repeated across folders) load with the `#2` ids that a
+rebuild would give.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +58,7 @@ from ecglang.core.outputs import check_replaceable_folder
 from ecglang.embeddings.pipeline import default_processor, encode_batches
 from ecglang.embeddings.sources import ItemSource, expand_inputs
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
+from ecglang.record.ecg import unique_id
 from ecglang.record.leads import N_LEADS
 from ecglang.record.tables import read_record_table
 from ecglang.text.reports import decode_report, normalize_report
@@ -69,6 +76,7 @@ VECTORS_FILE = "vectors.npy"
 # (file, shape after the beat count, dtype) of the per-beat arrays
 LAYOUT = (("beat_record.npy", (), "<i4"), ("beat_index.npy", (), "<i2"), ("lead_mask.npy", (N_LEADS,), "|b1"))
 WINDOWS_FILE = "windows.f16"
+REPEAT_SUFFIX = re.compile(r"#\d+$")  # `unique_id`'s mark of a repeated stem
 INDEX_FILES = frozenset({VECTORS_FILE, WINDOWS_FILE, "records.jsonl", "meta.json", *(f for f, _, _ in LAYOUT)})
 
 
@@ -89,18 +97,20 @@ class PrototypeModelMismatch(PrototypeError):
 
 @dataclass
 class PrototypeMatch:
-    """One reference beat near a query beat: its record, its index in that record, the cosine, the report."""
+    """One reference beat near a query beat: its record, its index in that record, the cosine, the report, and
+    the record's file (None for a record indexed from memory)."""
 
     record_id: str
     beat_index: int
     similarity: float
     report: str | None
     row: int  # the beat's row in the index (for `PrototypeIndex.window`)
+    path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON row (without the index row, which means nothing outside this index)."""
-        return {"record": self.record_id, "beat": self.beat_index, "similarity": round(self.similarity, 6),
-                "report": self.report}  # fmt: skip
+        return {"record": self.record_id, "path": self.path, "beat": self.beat_index,
+                "similarity": round(self.similarity, 6), "report": self.report}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ identity
@@ -190,6 +200,7 @@ class PrototypeIndex:
         self.position_means = position_means(vectors, beat_index, self.overall_mean)
         self.index = faiss.IndexFlatIP(int(vectors.shape[1]))
         self.index.add(self.centred(vectors, beat_index))
+        self._keys: tuple[dict, dict, dict] | None = None  # `_record_keys`, built when first needed
 
     def centred(self, vectors: np.ndarray, positions: np.ndarray | Sequence[int] | None) -> np.ndarray:
         """`vectors` minus the reference mean of their beat position (the mean of all reference beats where a
@@ -238,37 +249,76 @@ class PrototypeIndex:
         k: int = 3,
         exclude: Sequence[str | None] | None = None,
         positions: np.ndarray | Sequence[int] | None = None,
+        exclude_paths: Sequence[str | os.PathLike | None] | None = None,
     ) -> list[list[PrototypeMatch]]:
         """The `k` nearest reference beats of each query beat embedding `[q, D]`, best first.
 
         `positions[i]`: the beat index of query `i` in its record, for position centring (None: the queries are
-        centred on the mean of all reference beats). `exclude[i]`: a record id whose beats query `i` must not
-        return (the query's own record, when it is in the reference set: a case-based explanation that shows the
-        ECG itself explains nothing). A match's `similarity` is the cosine of the centred vectors."""
+        centred on the mean of all reference beats). `exclude_paths[i]` and `exclude[i]`: the file and the id of
+        query `i`'s record, whose beats it must not return (when it is in the reference set: a case-based
+        explanation that shows the ECG itself explains nothing). A reference record is left out when its file
+        (resolved) is the query's; where either has no file (a record indexed or scored from memory), when its id
+        is the query's up to a `#n` repeat suffix (without files, records of one stem cannot be told apart). The
+        search fetches as many more neighbours as it leaves out beats, so `k` matches come back while the index
+        holds `k` others. A match's `similarity` is the cosine of the centred vectors."""
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         unit = np.asarray(queries, dtype=np.float32).reshape(-1, self.index.d)
         unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
         q = self.centred(unit, positions)
-        extra = int(self.meta.get("max_beats_per_record", 0)) if exclude is not None else 0
+        skips = self._excluded(len(q), exclude, exclude_paths)
+        # exactly as many more as the most beats any query leaves out: k matches remain after leaving them out
+        beats = np.bincount(self.beat_record, minlength=len(self.records))
+        extra = max((int(beats[sorted(skip)].sum()) for skip in set(skips) if skip), default=0)
         sims, rows = self.index.search(q, min(len(self), k + extra))
         out = []
         for i in range(len(q)):
-            skip = None if exclude is None else exclude[i]
             hits = []
             for sim, row in zip(sims[i], rows[i], strict=True):
-                if row < 0:
+                if row < 0 or int(self.beat_record[row]) in skips[i]:
                     continue
                 rec = self.records[int(self.beat_record[row])]
-                if skip is not None and rec["id"] == skip:
-                    continue
-                hits.append(
-                    PrototypeMatch(rec["id"], int(self.beat_index[row]), float(sim), rec.get("report"), int(row))
-                )
+                hits.append(PrototypeMatch(rec["id"], int(self.beat_index[row]), float(sim), rec.get("report"),
+                                           int(row), rec.get("source")))  # fmt: skip
                 if len(hits) == k:
                     break
             out.append(hits)
         return out
+
+    def _excluded(
+        self, n: int, ids: Sequence[str | None] | None, paths: Sequence[str | os.PathLike | None] | None
+    ) -> list[frozenset[int]]:
+        """The rows in `records` of each query's own record (`search`), found once per distinct query record."""
+        for name, given in (("exclude", ids), ("exclude_paths", paths)):
+            if given is not None and len(given) != n:
+                raise ConfigError(f"{len(given)} {name} entries for {n} query beats")
+        if ids is None and paths is None:
+            return [frozenset()] * n
+        by_file, by_bare_id, by_id = self._record_keys()
+        found: dict[tuple[str | None, str | os.PathLike | None], frozenset[int]] = {}
+        out = []
+        for i in range(n):
+            key = (None if ids is None else ids[i], None if paths is None else paths[i])
+            if key not in found:
+                rid, file = _stem(key[0]), _resolved(key[1])
+                rows = (by_file.get(file, []) + by_bare_id.get(rid, [])) if file else by_id.get(rid, [])
+                found[key] = frozenset(rows)
+            out.append(found[key])
+        return out
+
+    def _record_keys(self) -> tuple[dict[str, list[int]], dict[str | None, list[int]], dict[str | None, list[int]]]:
+        """(resolved file → record rows, id stem → rows of records without a file, id stem → rows): built on the
+        first search that excludes, as resolving every reference file costs a stat per path component."""
+        if self._keys is None:
+            by_file: dict[str, list[int]] = {}
+            by_bare_id: dict[str | None, list[int]] = {}
+            by_id: dict[str | None, list[int]] = {}
+            for r, rec in enumerate(self.records):
+                file = _resolved(rec.get("source"))
+                (by_file.setdefault(file, []) if file else by_bare_id.setdefault(_stem(rec["id"]), [])).append(r)
+                by_id.setdefault(_stem(rec["id"]), []).append(r)
+            self._keys = (by_file, by_bare_id, by_id)
+        return self._keys
 
     def window(self, row: int) -> np.ndarray | None:
         """The beat window `[12, beat_len]` (float32) of index row `row`, or None when windows were not kept."""
@@ -321,6 +371,9 @@ class PrototypeIndex:
             except ArrayFileError as exc:
                 raise PrototypeError(f"{folder / name}: not this index's array: {exc}; rebuild the index") from None
         records = _read_records(folder / "records.jsonl")
+        seen: dict[str, int] = {}
+        for rec in records:  # folders built before ids were made unique repeat a stem: the ids a rebuild gives
+            rec["id"] = unique_id(rec["id"], seen)
         windows = None
         if meta.get("windows_shape") is not None:
             raw = meta["windows_shape"]
@@ -343,6 +396,16 @@ class PrototypeIndex:
         return result
 
 
+def _stem(rid: str | None) -> str | None:
+    """`rid` without the `#n` that `unique_id` gives a repeated stem."""
+    return None if rid is None else REPEAT_SUFFIX.sub("", rid)
+
+
+def _resolved(path: str | os.PathLike | None) -> str | None:
+    """`path` resolved (symbolic links followed), so that one file given two ways is one record; None for none."""
+    return str(Path(path).resolve()) if path else None
+
+
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """records.jsonl: one JSON object a line (parsed as data; `PrototypeError` naming the file and line)."""
     records, number = [], 0
@@ -353,6 +416,10 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
                     record = parse_json(line)
                     if not isinstance(record, dict):
                         raise JsonInputError(f"expected an object, got {type(record).__name__}")
+                    if not isinstance(record.get("id"), str):  # search and the tables read ids and files as text
+                        raise JsonInputError(f"'id' must be a string, got {record.get('id')!r:.80}")
+                    if not all(isinstance(record.get(k), str | None) for k in ("report", "source")):
+                        raise JsonInputError("'report' and 'source' must be strings or null")
                     records.append(record)
     except (OSError, UnicodeDecodeError) as exc:
         raise PrototypeError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
@@ -405,6 +472,7 @@ def build_prototypes(
     beat_index: list[np.ndarray] = []
     lead_masks: list[np.ndarray] = []
     failures: list[RecordFailure] = []
+    seen: dict[str, int] = {}  # `unique_id`'s counts: a stem repeated in another folder is `#2`, as in zero-shot
     beat_len = int(model.config.ecg_tower["beat_len"])
     with atomic_directory(out) as tmp, open(tmp / WINDOWS_FILE, "wb") as windows:
         batches = encode_batches(source, model, processor, batch_size=batch_size, num_workers=num_workers, full=True,
@@ -412,6 +480,8 @@ def build_prototypes(
         for batch in batches:
             failures.extend(batch.failures)
             for row, rid in enumerate(batch.record_ids):
+                # every record counts, as zero-shot's ids do, so the same inputs get the same ids in both
+                uid = unique_id(rid or f"record{sum(seen.values())}", seen)
                 ecg, tokens = batch.views[row]
                 n = int(tokens.n_beats)
                 keep = np.arange(n) if beats_per_record is None or n <= beats_per_record else (
@@ -424,7 +494,7 @@ def build_prototypes(
                 if keep_windows:
                     windows.write(np.ascontiguousarray(tokens.beats[keep], dtype=np.float16).tobytes())
                 report = reports.get(rid) or ecg.report or None
-                recs.append({"id": rid, "report": report, "source": ecg.metadata.get("source_path")})
+                recs.append({"id": uid, "report": report, "source": str(ecg.metadata.get("source_path") or "") or None})
                 beat_record.append(np.full(len(keep), len(recs) - 1, np.int32))
                 beat_index.append(keep.astype(np.int16))
                 lead_masks.append(np.repeat(np.asarray(tokens.lead_mask, bool)[None], len(keep), 0))

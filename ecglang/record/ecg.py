@@ -22,6 +22,14 @@ def record_id_of(path: str | os.PathLike) -> str:
     return path.name[: -len(path.suffix)] if path.suffix.lower() in RECORD_SUFFIXES else path.name
 
 
+def unique_id(rid: str, seen: dict[str, int]) -> str:
+    """`rid`, or `rid#n` for its n-th repeat in `seen` (updated): the one rule that makes record ids unique where
+    a stem repeats (same stem in two folders), shared by zero-shot's score table and the prototype index."""
+    count = seen.get(rid, 0)
+    seen[rid] = count + 1
+    return rid if count == 0 else f"{rid}#{count + 1}"
+
+
 @dataclass(eq=False)  # equality below: the generated one compares arrays with `==` and raises
 class Ecg:
     """A 12-lead ECG in canonical lead order.

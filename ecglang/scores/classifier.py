@@ -32,9 +32,10 @@ Explanations
 Prototypes (case-based explanations)
     Given a `PrototypeIndex` (`ecglang.embeddings.prototypes`, built from a reference set such as the pretraining
     pairs), every explanation also carries the `prototype_k` reference beats nearest to the label's most
-    contributing beat, with their records' reports (`ZeroShotResult.prototype_table`). Beats of the scored
-    record itself are left out (same record id). This runs the explanation path, so explanations are returned
-    (`__call__` only: `score_arrays` and `score_cache` score without explanations).
+    contributing beat, with their records' reports and files (`ZeroShotResult.prototype_table`). Beats of the
+    scored record itself are left out (the same file, resolved; the same id where either has no file), and only
+    those: another folder's record of the same stem is another record. This runs the explanation path, so
+    explanations are returned (`__call__` only: `score_arrays` and `score_cache` score without explanations).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from ecglang.embeddings.sources import ArraySource, CacheSource, EcgInput, ItemS
 from ecglang.encoders.ecg_processing import EcgProcessor
 from ecglang.encoders.modeling import EcgLangModel
 from ecglang.errors import ConfigError, RecordFailure
-from ecglang.record.ecg import Ecg, record_id_of
+from ecglang.record.ecg import Ecg, record_id_of, unique_id
 from ecglang.scores import labels as label_embeddings
 from ecglang.scores.explain import Explanation, explain_record, lead_occlusion
 from ecglang.scores.labels import KnowledgeArg, LabelSpec, resolve_knowledge
@@ -179,17 +180,20 @@ class ZeroShotResult:
     def prototype_table(self, label: str | None = None) -> pd.DataFrame:
         """The nearest prototypes of each record for `label` (default: each record's top label), one row per
         prototype: record, path (as in `score_table`: only where any record was read from a file), label, beat
-        (the record's most contributing beat), rank, prototype record and beat, similarity, report. Empty when
-        the classifier had no prototype index."""
+        (the record's most contributing beat), rank, prototype record, its file (`prototype_path`: two reference
+        folders may hold one stem; None for a reference record built from memory) and beat, similarity, report.
+        Empty when the classifier had no prototype index."""
         rows = []
         for rid, exps in (self.explanations or {}).items():
             lab = label or str(self.scores.loc[rid].idxmax())
             exp = exps[lab]
             for rank, match in enumerate(exp.prototypes or [], 1):
                 rows.append({"record": rid, "label": lab, "beat": exp.prototype_beat, "rank": rank,
-                             "prototype_record": match.record_id, "prototype_beat": match.beat_index,
-                             "similarity": match.similarity, "report": match.report})  # fmt: skip
-        columns = ["record", "label", "beat", "rank", "prototype_record", "prototype_beat", "similarity", "report"]
+                             "prototype_record": match.record_id, "prototype_path": match.path,
+                             "prototype_beat": match.beat_index, "similarity": match.similarity,
+                             "report": match.report})  # fmt: skip
+        columns = ["record", "label", "beat", "rank", "prototype_record", "prototype_path", "prototype_beat",
+                   "similarity", "report"]  # fmt: skip
         table = pd.DataFrame(rows, columns=columns)
         if self._has_paths():  # None, not NaN, for a record without a file: the table is also written as JSON
             table.insert(1, "path", [self.source_of(r) for r in table["record"]])
@@ -355,7 +359,8 @@ class ZeroShotClassifier:
 
     def _nearest_prototypes(self, batch: Any) -> list[list[list[Any]] | None]:
         """For each row of an encoded batch, the nearest prototypes of each of its real beats (one FAISS search
-        for the whole batch), leaving out the row's own record; None per row without an index."""
+        for the whole batch), leaving out the row's own record (its file; its id when it has none); None per row
+        without an index."""
         n_rows = len(batch.record_ids)
         out = batch.outputs["model"]
         if self.prototypes is None or out.beat_embeds is None:
@@ -363,8 +368,10 @@ class ZeroShotClassifier:
         counts = [int(view[1].n_beats) for view in batch.views]
         queries = np.concatenate([out.beat_embeds[r, :c].float().cpu().numpy() for r, c in enumerate(counts)])
         exclude = [rid for rid, c in zip(batch.record_ids, counts, strict=True) for _ in range(c)]
+        paths = [src for src, c in zip(batch.sources, counts, strict=True) for _ in range(c)]
         positions = np.concatenate([np.arange(c) for c in counts])  # each query beat's index: position centring
-        matches = self.prototypes.search(queries, self.prototype_k, exclude=exclude, positions=positions)
+        matches = self.prototypes.search(queries, self.prototype_k, exclude=exclude, positions=positions,
+                                         exclude_paths=paths)  # fmt: skip
         bounds = np.cumsum([0, *counts])
         return [matches[bounds[r] : bounds[r + 1]] for r in range(n_rows)]
 
@@ -504,13 +511,6 @@ class ZeroShotClassifier:
             z = np.exp(z - z.max(axis=1, keepdims=True))
             return z / z.sum(axis=1, keepdims=True)
         return 1.0 / (1.0 + np.exp(-scale * (cos - threshold)))
-
-
-def unique_id(rid: str, seen: dict[str, int]) -> str:
-    """Record ids index the score table, so repeated ids (same stem in two folders) get a suffix."""
-    count = seen.get(rid, 0)
-    seen[rid] = count + 1
-    return rid if count == 0 else f"{rid}#{count + 1}"
 
 
 def check_mode(mode: str, threshold: float = 0.0) -> None:
