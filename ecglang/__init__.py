@@ -22,6 +22,7 @@ from ecglang.errors import (
     ModelLoadError,
     PromptError,
     RecordFailure,
+    UsageError,
 )
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS
@@ -85,6 +86,7 @@ __all__ = [
     "ModelLoadError",
     "PromptError",
     "RecordFailure",
+    "UsageError",
     "ZeroShotClassifier",
     "__version__",
     "create_model",

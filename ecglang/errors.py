@@ -36,6 +36,12 @@ class ConfigError(EcgLangError, ValueError):
     """An invalid configuration value."""
 
 
+class UsageError(ConfigError):
+    """A command line that its words alone show to be wrong (flags that exclude each other, a malformed value):
+    the CLI exits with status 2, as argparse does for its own usage errors. A `ConfigError`, so that callers
+    that catch those catch it too."""
+
+
 class ModelLoadError(_PathError, OSError):
     """A checkpoint could not be found or loaded (offline Hub id, missing files, bad checksum)."""
 

@@ -17,10 +17,11 @@ COMMANDS = [
 
 
 def show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    """Handler of a command group run without an action: print its help, exit status 2."""
+    """Handler of a command group run without an action: print its help on stderr (a usage error's place:
+    `--help`, asked for, prints it on stdout), exit status 2."""
 
     def handler(_args: argparse.Namespace) -> int:
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
 
     return handler

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ecglang.core.outputs import output_folder
+from ecglang.errors import ConfigError, UsageError
 from ecglang.evaluation.config import add_arguments, from_args
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    try:
+        cfg = from_args(args)
+        cfg.validate()  # the flags alone decide these (`--labels-csv` without `--records`, ...): before torch loads
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
     # Here, not at the top: `ecglang --help` must not wait for torch, scipy and matplotlib.
     from ecglang.evaluation.protocol import run_evaluation
     from ecglang.evaluation.writers import write_outputs
 
-    cfg = from_args(args)
     result = run_evaluation(cfg)
     written = write_outputs(result, args.out)
     out = Path(args.out)

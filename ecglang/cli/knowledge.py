@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ecglang.cli import count, show_help
 from ecglang.core.outputs import output_folder
-from ecglang.errors import ConfigError
+from ecglang.errors import ConfigError, UsageError
 from ecglang.knowledge.base import KnowledgeBase, Snippet
 from ecglang.knowledge.index import INDEX_TYPES, Hit, KnowledgeIndex, check_index_target, default_index_dir
 from ecglang.knowledge.retrieval import NO_KNOWLEDGE, retrieve_for_labels
@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--batch-size", type=count, default=64, help="snippets embedded at once (default 64)")
     build.add_argument("--nprobe", type=count, help="IVF lists searched per query (default: min(nlist, 8))")
     build.add_argument("--device", help="torch device for the embedding model (default: automatic)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar while the snippets are embedded")
     build.set_defaults(func=_build)
 
     search = actions.add_parser(
@@ -58,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="QUERY are this prompt set's label codes, retrieved exactly as zero-shot does for them (name, prompts, "
         "code and group members), e.g. --prompt-set ptbxl_super STTC MI",
     )
-    search.add_argument("--json", action="store_true", help="print JSON (one object per query) for machines")
+    search.add_argument(
+        "--json", action="store_true", help="print JSON Lines for machines: one JSON object per query, one per line"
+    )
     search.add_argument(
         "--index", dest="index_dir", type=Path, metavar="DIR", help="index folder written by `knowledge build --out`"
     )
@@ -67,12 +70,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     search.add_argument("--model", metavar="PATH", help="sentence-transformers model folder")
     search.add_argument("--device", help="torch device for the embedding model (default: automatic)")
+    search.add_argument(
+        "--no-progress", action="store_true", help="no progress bar when the index is built (first use of a base)"
+    )
     search.set_defaults(func=_search)
 
     show = actions.add_parser("show", help="print snippets by id (the ids zero-shot lists per label)")
     show.add_argument("ids", nargs="+", metavar="ID")
     show.add_argument("--kb", nargs="+", metavar="DIR|FILE", help="knowledge base (default: the bundled one)")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--json", action="store_true", help="print JSON Lines: one JSON object per snippet, one per line")
     show.set_defaults(func=_show)
 
     parser.set_defaults(func=show_help(parser))
@@ -83,8 +89,9 @@ def _build(args: argparse.Namespace) -> int:
     if args.out:
         check_index_target(args.out)  # before the embedding, not after it
     index = KnowledgeIndex.build(
-        kb, model=args.model, index_type=args.index, batch_size=args.batch_size, nprobe=args.nprobe, device=args.device
-    )
+        kb, model=args.model, index_type=args.index, batch_size=args.batch_size, show_progress=not args.no_progress,
+        nprobe=args.nprobe, device=args.device,
+    )  # fmt: skip
     out = Path(args.out) if args.out else default_index_dir(kb, index.model_name, args.index)
     index.save(out)
     print(f"built {args.index} index of {len(kb)} snippets (dim {index.dim}, model {index.model_name}) -> {out}")
@@ -92,21 +99,22 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    # Decided by the command line alone: usage errors (exit 2), before the index loads.
     if args.k < 1:
-        raise ConfigError(f"-k must be >= 1, got {args.k}")
+        raise UsageError(f"-k must be >= 1, got {args.k}")
     if args.code and args.prompt_set:
-        raise ConfigError("--code and --prompt-set: give one (a prompt set's labels carry their codes)")
+        raise UsageError("--code and --prompt-set: give one (a prompt set's labels carry their codes)")
     code = None
     if args.code:
         namespace, _, value = args.code.partition(":")
         if not namespace or not value:
-            raise ConfigError(f"--code must be NAMESPACE:CODE, e.g. ptbxl:CLBBB; got {args.code!r}")
+            raise UsageError(f"--code must be NAMESPACE:CODE, e.g. ptbxl:CLBBB; got {args.code!r}")
         code = (namespace.strip().lower(), value.strip())
     if args.index_dir is not None:
         index = KnowledgeIndex.load(args.index_dir, model=args.model, device=args.device)
     else:
         kb = KnowledgeBase.load(args.kb) if args.kb else None
-        index = KnowledgeIndex.default(kb=kb, model=args.model, device=args.device)
+        index = KnowledgeIndex.default(kb=kb, model=args.model, show_progress=not args.no_progress, device=args.device)
     if code is not None and code[0] not in index.kb.namespaces:
         # an unknown namespace ("ptbx:CRBBB") tags no snippet, and the query fell back to its words unannounced
         raise ConfigError(f"--code: no snippet has a code of namespace {code[0]!r} (namespaces of this knowledge "

@@ -7,14 +7,15 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 
 from ecglang import __version__
 from ecglang.cli import COMMANDS
-from ecglang.errors import EcgLangError
+from ecglang.errors import EcgLangError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecglang", description="ECG-language models with zero-shot prompting")
+    parser = CommandParser(prog="ecglang", description="ECG-language models with zero-shot prompting")
     parser.add_argument("--version", action="version", version=f"ecglang {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -43,6 +44,20 @@ def quiet_libraries() -> None:
         pass
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser (its subcommands' too) that leaves on the parsed arguments, as `command_parser`, the
+    parser of the command they run (e.g. that of `ecglang knowledge search`): a `UsageError` that command's
+    handler raises is reported with its usage line and name, as argparse reports its own usage errors."""
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if getattr(namespace, "command_parser", None) is None:  # the innermost command finishes first: it stays
+            namespace.command_parser = self
+        return namespace, extras
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,10 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("ecglang").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)  # no command is a usage error: its help goes where errors go
         return 2
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:  # the command line alone is wrong (flags that exclude each other): as argparse's own
+        command = args.command_parser
+        command.print_usage(sys.stderr)
+        print(f"{command.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except EcgLangError as exc:  # typed errors are for users: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1

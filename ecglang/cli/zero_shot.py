@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ecglang.cli import count, plot_file, print_failures
 from ecglang.core.outputs import output_file
-from ecglang.errors import ConfigError
+from ecglang.errors import UsageError
 
 if TYPE_CHECKING:  # hints only: the scoring stack loads when a command runs
     from ecglang.scores.classifier import ZeroShotResult
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--prompt-set",
         metavar="NAME|FILE",
         help="a bundled prompt set (ptbxl_super, ptbxl_sub, ptbxl_form, ptbxl_rhythm, cpsc2018, chapman, "
-        "cinc2021: the files in prompts/) or a prompt-set file",
+        "cinc2021: the files in prompts/) or a prompt-set file (default, without --labels: ptbxl_super)",
     )
     p.add_argument(
         "--knowledge",
@@ -85,7 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="prototype index (`ecglang prototypes build`): show the reference beats nearest to the beat behind "
         "each record's top label, with their reports",
     )
-    p.add_argument("--prototype-k", type=count, default=3, help="prototypes shown per record (default 3)")
+    p.add_argument(
+        "--prototype-k", type=count, default=3, action=_Given, help="prototypes shown per record (default 3)"
+    )
     p.add_argument(
         "--prototypes-out",
         metavar="CSV|JSON",
@@ -138,8 +141,7 @@ class _Given(argparse.Action):
 
 
 def _score(args: argparse.Namespace) -> int:
-    if getattr(args, "k_given", False) and str(args.knowledge).lower() == "off":
-        raise ConfigError("-k sets the snippets retrieved per label: it does nothing with --knowledge off")
+    _check_options(args)
     # Here, not at the top: `ecglang --help` must not wait for torch and transformers.
     from ecglang.encoders.modeling import load_model
     from ecglang.record.demographics import read_demographics_table
@@ -172,48 +174,110 @@ def _score(args: argparse.Namespace) -> int:
             print(f"{line}; records are looked up by file stem, e.g. {next(iter(result.scores.index), '-')!r}",
                   file=sys.stderr)  # fmt: skip
 
-    if not args.quiet:
-        paths = {} if result.sources is None else result.sources
-        for rid in result.scores.index:
-            path = paths.get(rid)  # ids repeat across folders (`00317_lr#2`): the file says which record it is
-            print(f"\n== {rid}" + (f"  ({path})" if path else ""))
-            table = result.ranked(rid).head(args.top)
-            if (table["name"] == table["label"]).all():
-                table = table.drop(columns="name")
-            print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-            if args.prototypes:
-                _print_prototypes(result, rid)
-        used = {s["id"] for spec in result.labels.values() for s in spec.snippets}
-        if used:
-            print(f"\nknowledge: {len(used)} snippet(s) retrieved for {len(result.labels)} label(s) "
-                  "(ids in the 'snippets' column; `ecglang knowledge show ID` prints their text)")  # fmt: skip
-        bare = [spec.name for spec in result.labels.values() if not spec.snippets]
-        if bare and str(args.knowledge).lower() != "off":
-            print(f"knowledge: no knowledge found for {len(bare)} label(s), scored on their own words: "
-                  + ", ".join(bare[:10]) + (" ..." if len(bare) > 10 else ""))  # fmt: skip
+    # Files first: a reader leaving stdout early (`| head`) ended the command before it wrote any of them.
+    said = _write_outputs(args, result, clf)
+    stdout_gone = False
+    try:
+        if not args.quiet:
+            _print_tables(args, result)
+        for line in said:
+            print(line)
+    except BrokenPipeError:  # the files are written; the failures still go to stderr
+        _silence_stdout()
+        stdout_gone = True
     _note_long_records(result)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        result.score_table().to_csv(args.out, float_format="%.6f")  # record, path (the file read), the labels
-        print(f"\nscores: {args.out} ({len(result.scores)} records × {result.scores.shape[1]} labels)")
-    if args.prototypes_out:
-        _write_prototypes(result, Path(args.prototypes_out))
-    if args.plot and result.explanations:
-        _plots(args, result, clf.prototypes, clf.processor.beat_config)
+    if args.plot and len(result.explanations) > args.plot_max:
+        print(f"plot: {args.plot_max} of {len(result.explanations)} records drawn (--plot-max)", file=sys.stderr)
     if result.failures:
         print_failures(result.failures)
-        # Machine-readable too, where the user asked for files: --failures, or next to --out.
-        path = args.failures or (str(Path(args.out).with_suffix(".failures.csv")) if args.out else None)
-        if path:
-            with open(path, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=["record", "stage", "error"])
-                writer.writeheader()
-                writer.writerows(f.to_dict() for f in result.failures)
-            print(f"failures: {path}", file=sys.stderr)
+        if failures_path := _failures_path(args):
+            print(f"failures: {failures_path}", file=sys.stderr)
         if result.scores.empty:
             print("no record could be scored", file=sys.stderr)
         return 1
-    return 0
+    return 141 if stdout_gone else 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that do nothing here, or outputs that would overwrite each other: refused before anything loads."""
+    if getattr(args, "k_given", False) and str(args.knowledge).lower() == "off":
+        raise UsageError("-k sets the snippets retrieved per label: it does nothing with --knowledge off")
+    outputs = {"--out": args.out, "--failures": _failures_path(args), "--prototypes-out": args.prototypes_out}
+    seen: dict[str, str] = {}
+    for flag, path in outputs.items():
+        if path:
+            where = os.path.abspath(path)
+            if where in seen:  # the last one written would replace the other (the scores, by the failures)
+                raise UsageError(f"{flag} and {seen[where]} name the same file {path}: give each its own")
+            seen[where] = flag
+    given = {"--prototypes-out": args.prototypes_out, "--prototype-k": getattr(args, "prototype_k_given", False)}
+    moot = [flag for flag, value in given.items() if value]
+    if moot and not args.prototypes:  # a header-only file, or nothing, with no word
+        raise UsageError(f"{' and '.join(moot)} need(s) --prototypes DIR (a prototype index)")
+
+
+def _failures_path(args: argparse.Namespace) -> str | None:
+    """Where the failures CSV goes: --failures, or next to --out; None without either."""
+    return args.failures or (str(Path(args.out).with_suffix(".failures.csv")) if args.out else None)
+
+
+def _write_outputs(args: argparse.Namespace, result: ZeroShotResult, clf: Any) -> list[str]:
+    """Write every file asked for (scores, prototypes, plots, failures); returns the lines that say so."""
+    said = []
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        result.score_table().to_csv(args.out, float_format="%.6f")  # record, path (the file read), the labels
+        said.append(f"\nscores: {args.out} ({len(result.scores)} records × {result.scores.shape[1]} labels)")
+    if args.prototypes_out:
+        said.append(_write_prototypes(result, Path(args.prototypes_out)))
+    if args.plot and result.explanations:
+        said += _plots(args, result, clf.prototypes, clf.processor.beat_config)
+    if path := _failures_path(args):
+        # Written on a clean run too (the header only): an earlier run's list must not stay as this run's.
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["record", "path", "stage", "error"])
+            writer.writeheader()
+            writer.writerows({**f.to_dict(), "path": _failure_file(f)} for f in result.failures)
+    return said
+
+
+def _failure_file(failure: Any) -> str:
+    """The absolute file of a failed record (as the scores' `path` column gives it), "" when there is none."""
+    if failure.path:
+        return str(Path(failure.path).resolve())
+    candidate = Path(failure.record)
+    return str(candidate.resolve()) if candidate.exists() else ""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device: its reader is gone, and every later print (and the flush at exit) would
+    raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _print_tables(args: argparse.Namespace, result: ZeroShotResult) -> None:
+    """Each record's top labels (and prototypes), then what knowledge was retrieved."""
+    paths = {} if result.sources is None else result.sources
+    for rid in result.scores.index:
+        path = paths.get(rid)  # ids repeat across folders (`00317_lr#2`): the file says which record it is
+        print(f"\n== {rid}" + (f"  ({path})" if path else ""))
+        table = result.ranked(rid).head(args.top)
+        if (table["name"] == table["label"]).all():
+            table = table.drop(columns="name")
+        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        if args.prototypes:
+            _print_prototypes(result, rid)
+    used = {s["id"] for spec in result.labels.values() for s in spec.snippets}
+    if used:
+        print(f"\nknowledge: {len(used)} snippet(s) retrieved for {len(result.labels)} label(s) "
+              "(ids in the 'snippets' column; `ecglang knowledge show ID` prints their text)")  # fmt: skip
+    bare = [spec.name for spec in result.labels.values() if not spec.snippets]
+    if bare and str(args.knowledge).lower() != "off":
+        print(f"knowledge: no knowledge found for {len(bare)} label(s), scored on their own words: "
+              + ", ".join(bare[:10]) + (" ..." if len(bare) > 10 else ""))  # fmt: skip
 
 
 def _cache_folder(args: argparse.Namespace) -> str | None:
@@ -225,7 +289,7 @@ def _cache_folder(args: argparse.Namespace) -> str | None:
     if not folders:
         return None
     if len(args.paths) > 1:
-        raise ConfigError(
+        raise UsageError(
             f"{folders[0]} is a signal cache or prepared folder: score it on its own (one PATH), not with "
             "record files or other folders"
         )
@@ -233,7 +297,7 @@ def _cache_folder(args: argparse.Namespace) -> str | None:
                "--prototypes": args.prototypes}  # fmt: skip
     given = [flag for flag, value in options.items() if value]
     if given:
-        raise ConfigError(
+        raise UsageError(
             f"{folders[0]} is a signal cache or prepared folder, whose rows are scored as preprocessed, without "
             f"explanations or metadata: {', '.join(given)} need(s) record files"
         )
@@ -272,7 +336,7 @@ def _print_prototypes(result, rid: str) -> None:
               f"{textwrap.shorten(row.report or '(no report)', 90, placeholder=' ...')}")  # fmt: skip
 
 
-def _write_prototypes(result, path: Path) -> None:
+def _write_prototypes(result, path: Path) -> str:
     table = result.prototype_table()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
@@ -280,7 +344,7 @@ def _write_prototypes(result, path: Path) -> None:
                         encoding="utf-8")  # fmt: skip
     else:
         table.to_csv(path, index=False, float_format="%.6f")
-    print(f"prototypes: {path} ({len(table)} rows)")
+    return f"prototypes: {path} ({len(table)} rows)"
 
 
 def plot_notes(result: ZeroShotResult, record_id: str, label: str) -> list[str]:
@@ -294,10 +358,12 @@ def plot_notes(result: ZeroShotResult, record_id: str, label: str) -> list[str]:
     return notes + [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]
 
 
-def _plots(args: argparse.Namespace, result, prototypes=None, beat_config=None) -> None:
+def _plots(args: argparse.Namespace, result, prototypes=None, beat_config=None) -> list[str]:
+    """Draw the figures; returns the lines that name them."""
     # here: matplotlib loads only when a plot is asked for
     from ecglang.report.plotting import plot_ecg, plot_explanation
 
+    said = []
     out = Path(args.plot)
     ids = [rid for rid, exps in result.explanations.items() if next(iter(exps.values())).signal is not None]
     for rid in ids:
@@ -309,10 +375,11 @@ def _plots(args: argparse.Namespace, result, prototypes=None, beat_config=None) 
         plot_ecg(exp.signal, exp.tokens, beat_weights=exp.beat_contributions, lead_weights=exp.lead_contributions,
                  title=f"{rid}: {result.labels[top].name}", notes=notes, out=target,
                  beat_config=beat_config)  # fmt: skip
-        print(f"plot: {target}")
+        said.append(f"plot: {target}")
         if prototypes is not None:  # the case-based figure: the beat behind the score beside its prototypes
             explained = target.with_name(f"{target.stem}_prototypes{target.suffix or '.png'}")
             plot_explanation(
                 exp, prototypes, title=f"{rid}: {result.labels[top].name}", out=explained, beat_config=beat_config
             )
-            print(f"plot: {explained}")
+            said.append(f"plot: {explained}")
+    return said

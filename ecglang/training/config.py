@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import inspect
 import math
 import os
@@ -448,13 +449,22 @@ class IntermixedArgumentParser(argparse.ArgumentParser):
             self._in_intermixed = False
 
 
+@functools.cache
+def _intermixed(parser_class: type) -> type:
+    """`parser_class` taking its positionals anywhere (`IntermixedArgumentParser` first in the method order)."""
+    if parser_class is argparse.ArgumentParser:
+        return IntermixedArgumentParser
+    return type(f"Intermixed{parser_class.__name__}", (IntermixedArgumentParser, parser_class), {})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ecglang pretrain` (also `python -m ecglang.training.trainer`, under `accelerate launch`).
 
     `key=value` overrides may come before, between or after the options: the parser becomes an
-    `IntermixedArgumentParser` (a subcommand's parser is created by its parent, so its class is switched here)."""
-    if type(parser) is argparse.ArgumentParser:
-        parser.__class__ = IntermixedArgumentParser
+    `IntermixedArgumentParser` (a subcommand's parser is created by its parent, so its class is switched here,
+    to one that is both: the CLI's own parser class records which command ran)."""
+    if not isinstance(parser, IntermixedArgumentParser):
+        parser.__class__ = _intermixed(type(parser))
     parser.add_argument("--config", required=True, help="YAML file, or a name in configs/pretrain/ (e.g. ptbxl-mini)")
     parser.add_argument(
         "--output",

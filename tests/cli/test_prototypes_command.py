@@ -60,4 +60,6 @@ def test_help(argv, capsys) -> None:
         code = main(argv)
     except SystemExit as exc:  # argparse's --help
         code = exc.code
-    assert code in (0, 2) and "build" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # --help, asked for, on stdout (status 0); no action is a usage error: the help on stderr (status 2)
+    assert (code, "build" in out, "build" in err) == ((0, True, False) if "--help" in argv else (2, False, True))

@@ -276,7 +276,8 @@ def test_cli_zero_shot_lists_failures_in_output_and_csv(model_dir, cases, tmp_pa
         assert re.search(rf"\[{cases[name].stage}\] \S*{name}\S*: ", err), name
     scores = pd.read_csv(out, index_col=0)
     failures = pd.read_csv(out.with_suffix(".failures.csv"))
-    assert list(failures.columns) == ["record", "stage", "error"]
+    assert list(failures.columns) == ["record", "path", "stage", "error"]
+    assert {Path(p).name for p in failures["path"]} == {cases[n].path.name for n in bad}  # the files that failed
     assert set(scores.index) == {n for n, c in cases.items() if c.stage == "ok"}
     assert {_stem(r) for r in failures["record"]} == bad
     assert len(scores) + len(failures) == len(cases)

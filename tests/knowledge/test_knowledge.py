@@ -705,7 +705,7 @@ def test_options_that_would_do_nothing_are_refused(tmp_path: Path, capsys) -> No
         capsys.readouterr().err
     )
     assert cli.main(["knowledge", "search", "pvc", "--code", "snomed:17338001", "--index", str(out)]) == 0
-    assert cli.main(["zero-shot", "x.hea", "--knowledge", "off", "-k", "3", "--labels", "a"]) == 1
+    assert cli.main(["zero-shot", "x.hea", "--knowledge", "off", "-k", "3", "--labels", "a"]) == 2  # usage error
     assert "-k sets the snippets retrieved per label: it does nothing with --knowledge off" in capsys.readouterr().err
 
 

@@ -92,7 +92,7 @@ def test_knowledge_search_of_a_prompt_set_shows_what_zero_shot_attaches(model, c
             assert kept == [h["id"] for h in record["hits"] if h["id"] in kept]  # a subset, in retrieval order
     sub, sup = (clf.label_specs(labels=["STTC"], prompts=n)["STTC"].snippets for n in ("ptbxl_sub", "ptbxl_super"))
     assert [s["id"] for s in sub] != [s["id"] for s in sup]
-    assert cli(["knowledge", "search", "--prompt-set", "ptbxl_super", "STTC", "--code", "ptbxl:STTC"]) == 1
+    assert cli(["knowledge", "search", "--prompt-set", "ptbxl_super", "STTC", "--code", "ptbxl:STTC"]) == 2
     assert "give one" in capsys.readouterr().err
 
 

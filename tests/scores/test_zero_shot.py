@@ -290,7 +290,8 @@ def test_score_cache_reads_rows_and_reports_failed_ones(model, records, tmp_path
 
 
 def test_cli_writes_the_failures_file_only_when_asked(model_dir, tmp_path, monkeypatch, capsys):
-    """No file appears without --out/--failures (docs/RELIABILITY.md); with --out it lands next to the scores."""
+    """No file appears without --out/--failures (docs/RELIABILITY.md); with --out it lands next to the scores,
+    with the absolute file of each failure (`path`, as the scores have it)."""
     (tmp_path / "bad.hea").write_text("garbage\n")
     monkeypatch.chdir(tmp_path)
     base = ["zero-shot", "bad.hea", "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off"]
@@ -300,7 +301,8 @@ def test_cli_writes_the_failures_file_only_when_asked(model_dir, tmp_path, monke
     assert cli([*base, "--out", "out/scores.csv"]) == 1
     rows = pd.read_csv(tmp_path / "out" / "scores.failures.csv")
     assert list(rows["record"]) == ["bad.hea"] and rows["stage"].tolist() == ["read"]
-    assert list(rows.columns) == ["record", "stage", "error"]
+    assert list(rows.columns) == ["record", "path", "stage", "error"]
+    assert rows["path"].tolist() == [str(tmp_path / "bad.hea")]
     assert cli([*base, "--failures", "mine.csv"]) == 1
     assert pd.read_csv(tmp_path / "mine.csv")["record"].tolist() == ["bad.hea"]
     assert "mine.csv" in capsys.readouterr().err
