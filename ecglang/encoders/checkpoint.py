@@ -50,12 +50,13 @@ from ecglang.encoders.checkpoint_files import (
     TOKENIZER_FILE,
     WEIGHTS_NAME,
     checkpoint_folders,
+    hub_cache_state,
     is_hub_id,
 )
 from ecglang.encoders.configuration import EcgLangConfig, estimated_parameters
 from ecglang.encoders.ecg_processing import PROCESSOR_CONFIG_NAME, EcgProcessor
 from ecglang.encoders.model_card import model_card, read_card
-from ecglang.encoders.text_encoder import PICKLE_SUFFIXES, hub_id_of, text_config_parameters
+from ecglang.encoders.text_encoder import PICKLE_SUFFIXES, config_vocab_size, hub_id_of, text_config_parameters
 from ecglang.errors import ConfigError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -121,12 +122,14 @@ def text_reference(name_or_path: str) -> str:
     """What a checkpoint whose text weights are inside it stores as its text base: the Hub id, or the name of
     a local folder (never its absolute path: the folder is not needed to load, and the path would travel
     with the checkpoint to other machines and the Hub)."""
+    # A folder that exists is what transformers read, even one spelt like a Hub id ("merl/text-encoder"):
+    # recorded as an id, it became the card's base_model, a link to another repo or to none.
+    local = Path(name_or_path).expanduser()
+    if not name_or_path.startswith("package:") and local.exists():
+        return local.resolve().name or name_or_path
     name = hub_id_of(name_or_path)
     if is_hub_id(name):
-        return name  # a Hub id, or a relative folder spelt like one: no absolute path either way
-    local = Path(name).expanduser()
-    if local.exists():
-        return local.resolve().name or name
+        return name
     return re.split(r"[\\/]+", name.rstrip("\\/"))[-1] or name  # a folder of another machine, even C:\models\x
 
 
@@ -417,7 +420,8 @@ def resolve_checkpoint(
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    offline_env = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    offline = local_files_only or offline_env
     unreachable = not offline and not _hub_answers()
     how = (
         f"download it once with network (`huggingface-cli download {text} --local-dir DIR`) and load the "
@@ -430,15 +434,16 @@ def resolve_checkpoint(
             allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model", f"{ADAPTER_DIR}/*"],
         )  # fmt: skip
     except LocalEntryNotFoundError as exc:
-        if offline:
-            state = "offline (HF_HUB_OFFLINE=1)"
+        if offline:  # named by what set it: the caller's argument or the environment
+            given = ["local_files_only=True"] if local_files_only else []
+            given += [f"HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']} is set"] if offline_env else []
+            state = f"loading is offline ({' and '.join(given)})"
         elif unreachable:
             state = f"the Hugging Face Hub did not answer within {HUB_PROBE_TIMEOUT_S:g} s (no network?)"
         else:
             state = "the Hugging Face Hub could not be reached"
-        raise ModelLoadError(
-            text, f"no local folder of this name, the Hub id is not in the local cache and {state}; {how}"
-        ) from exc
+        cached = hub_cache_state(text, revision, cache_dir)
+        raise ModelLoadError(text, f"no local folder of this name, {cached} and {state}; {how}") from exc
     except RepositoryNotFoundError as exc:
         raise ModelLoadError(text, f"no such model repository on the Hub (or it is private); {how}") from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:
@@ -511,12 +516,15 @@ def load_config(folder: Path) -> EcgLangConfig:
     return config
 
 
-def load_tokenizer(source: str | Path) -> Any:
+def load_tokenizer(source: str | Path, *, what: str = "text model") -> Any:
     """`AutoTokenizer.from_pretrained(source)`, with a `ModelLoadError` naming the source.
 
     `trust_remote_code=False`: code named by a tokenizer_config.json's `auto_map` is never run, and
     transformers never asks whether to run it. A local folder with an `auto_map` is refused before
-    transformers reads it; the tokenizer must be one of transformers' own classes."""
+    transformers reads it; the tokenizer must be one of transformers' own classes. Without its vocabulary
+    transformers builds a tokenizer of the special tokens only: a local folder must hold the vocabulary files
+    (`_check_vocabulary_files`), and no tokenizer may be far smaller than its config's vocab_size
+    (`_check_vocabulary_size`). what: the kind of folder, for the message ("text model", "checkpoint")."""
     refusal = "it names custom code (auto_map), and ecglang never runs code from a checkpoint or model folder"
     config = Path(source) / "tokenizer_config.json"
     if config.is_file():
@@ -528,7 +536,7 @@ def load_tokenizer(source: str | Path) -> Any:
             raise ModelLoadError(config, f"cannot load the tokenizer: {refusal}; remove the auto_map entry")
     _check_tokenizer_file(Path(source) / TOKENIZER_FILE)
     try:
-        return AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
     except MemoryError:  # not a file problem; the hostile-checkpoint tests must see it as it is
         raise
     except Exception as exc:  # transformers and tokenizers raise many types (tokenizers: plain Exception)
@@ -538,6 +546,10 @@ def load_tokenizer(source: str | Path) -> Any:
             ) from exc
         reason = refusal if "trust_remote_code" in str(exc) else first_line(exc)  # never advise trust_remote_code
         raise ModelLoadError(source, f"cannot load the tokenizer: {reason}") from exc
+    if Path(source).is_dir():
+        _check_vocabulary_files(Path(source), tokenizer, what)
+    _check_vocabulary_size(source, tokenizer)
+    return tokenizer
 
 
 def first_line(exc: BaseException) -> str:
@@ -558,18 +570,35 @@ def _check_tokenizer_file(path: Path) -> None:
         raise ModelLoadError(path, "not a tokenizers file (it has no 'model' object): corrupt or not a tokenizer")
 
 
-def _check_vocabulary_files(folder: Path, tokenizer: Any) -> None:
-    """The checkpoint holds the files the tokenizer reads its vocabulary from: tokenizer.json, or all of its
-    class's own files (vocab.txt for BERT). Without them transformers builds a tokenizer of the special
-    tokens only (5 for BERT): every word became [UNK] and every text the same embedding, without an error."""
+def _check_vocabulary_files(folder: Path, tokenizer: Any, what: str = "checkpoint") -> None:
+    """The folder (a checkpoint, or a text model's: `what`) holds the files the tokenizer reads its vocabulary
+    from: tokenizer.json, or all of its class's own files (vocab.txt for BERT). Without them transformers builds
+    a tokenizer of the special tokens only (5 for BERT): every word became [UNK] and every text the same
+    embedding, without an error."""
     names = dict(getattr(type(tokenizer), "vocab_files_names", None) or {})
+    if not names:  # a byte or character tokenizer (ByT5, CANINE): it has no vocabulary file to lose
+        return
     whole = names.pop("tokenizer_file", TOKENIZER_FILE)
     if (folder / whole).is_file() or (names and all((folder / n).is_file() for n in names.values())):
         return
     other = f" (nor its {' + '.join(sorted(names.values()))})" if names else ""
     raise ModelLoadError(
         folder / whole, f"missing{other}: the tokenizer ({type(tokenizer).__name__}) would have no vocabulary; the "
-        "checkpoint is incomplete (a partial copy or download?): copy the file from where the checkpoint came from"
+        f"{what} is incomplete (a partial copy or download?): copy the file from where the {what} came from"
+    )  # fmt: skip
+
+
+def _check_vocabulary_size(source: str | Path, tokenizer: Any) -> None:
+    """A tokenizer under half its model's vocab_size lost its vocabulary (a Hub id whose cache holds no
+    vocabulary file gives BERT's 5 special tokens; a checkpoint saved from one holds them in a whole
+    tokenizer.json). Models pad vocab_size a little above their tokenizer's size (to a multiple of 64, say)."""
+    expected = config_vocab_size(source)
+    if expected is None or 2 * len(tokenizer) >= expected:
+        return
+    raise ModelLoadError(
+        source, f"the tokenizer ({type(tokenizer).__name__}) holds {len(tokenizer)} tokens but the model's vocab_size "
+        f"(config.json) is {expected}: its vocabulary is missing or cut short (a partial copy or download?), and "
+        "every word would become [UNK]: copy the tokenizer files from where the model came from"
     )  # fmt: skip
 
 
@@ -583,9 +612,7 @@ def checkpoint_tokenizer(folder: Path) -> Any:
             folder, "tokenizer files are missing (tokenizer_config.json); a checkpoint saved by save_pretrained "
             "holds them: copy them from the text base model the checkpoint was trained with, or save it again"
         )  # fmt: skip
-    tokenizer = load_tokenizer(folder)
-    _check_vocabulary_files(Path(folder), tokenizer)
-    return tokenizer
+    return load_tokenizer(folder, what="checkpoint")
 
 
 def _load_adapter(peft_model: Any, adapter_dir: Path) -> None:

