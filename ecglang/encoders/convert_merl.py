@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,12 @@ MERL_PAPER = (
 # MERL keys that zero-shot inference never uses: the uni-modal training branch and ResNet's unused head.
 UNUSED_PREFIXES = ("linear1.", "linear2.", "ecg_encoder.linear.")
 
+# BERT buffers that transformers < 4.31 saved in state dicts (MERL files trained then hold them) and that
+# transformers itself ignores on load: the model rebuilds both. position_ids is checked to be 0..N-1 first,
+# since older transformers did load it (other values would be a different model); token_type_ids was never
+# loaded by any version (always zeros at run time), so it is dropped as it is.
+LEGACY_TEXT_BUFFERS = ("lm_model.embeddings.position_ids", "lm_model.embeddings.token_type_ids")
+
 # MERL key prefix -> EcgLangModel key prefix. Module names below the prefix are the same on both sides.
 _PREFIX_MAP = (
     ("ecg_encoder.", "ecg_tower.ecg_encoder."),
@@ -62,9 +69,14 @@ def read_merl_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelLoadError(path, "MERL checkpoint file not found")
+    _check_torch_format(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for unsafe or broken files
+        if isinstance(exc, EOFError):  # torch's text is empty or "Ran out of input"
+            raise ModelLoadError(path, "the torch file ends early (truncated, or an interrupted download?)") from exc
+        if isinstance(exc, KeyError):  # a pickle opcode referring to a memo entry that is not there: bytes, not data
+            raise ModelLoadError(path, f"{_NOT_TORCH}: a corrupt legacy pickle") from exc
         # torch's own text for a pickle advises loading with weights_only=False: never passed on.
         if str(exc).startswith("Weights only load failed"):
             raise ModelLoadError(
@@ -80,6 +92,36 @@ def read_merl_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not any(k.startswith(("ecg_encoder.", "lm_model.", "proj_t.")) for k in state):
         state = {f"ecg_encoder.{k}": v for k, v in state.items()}
     return state
+
+
+_NOT_TORCH = "not a torch checkpoint (zip or legacy pickle)"
+
+
+def _check_torch_format(path: Path) -> None:
+    """`ModelLoadError` for a file that is neither of torch's two formats, read from its first bytes: torch's
+    own error for one is meaningless ("101", a KeyError of its unpickler) or wrongly says "pickled objects"."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if not head:
+        raise ModelLoadError(path, f"{_NOT_TORCH}: the file is empty")
+    if head.startswith(b"PK\x03\x04"):  # a zip: torch's format holds <archive>/data.pkl
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return  # a truncated zip: torch's reader says so
+        if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            raise ModelLoadError(path, f"{_NOT_TORCH}: a zip archive without data.pkl")
+        return
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle opcode PROTO 2-5: torch's legacy format
+        return
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html")):
+        what = "an HTML page (a failed download?)"
+    elif head[8:9] == b"{":  # 8-byte header length, then the JSON header
+        what = "a safetensors file (MERL publishes .pth state dicts)"
+    else:
+        what = f"the file starts with {head[:8]!r}"
+    raise ModelLoadError(path, f"{_NOT_TORCH}: {what}")
 
 
 def _pickled_globals(path: Path, exc: BaseException) -> str:
@@ -120,19 +162,76 @@ def merl_config(architecture: str, text_model: str, hf_config: Mapping[str, Any]
     )  # fmt: skip
 
 
-def map_merl_keys(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """`(ecglang state, MERL keys that map nowhere)`; keys MERL never uses at inference are dropped."""
+def _our_key(key: str) -> str | None:
+    """The `EcgLangModel` key of a MERL key, or None when it maps nowhere."""
+    for merl_prefix, ours in _PREFIX_MAP:
+        if key.startswith(merl_prefix):
+            return ours + key[len(merl_prefix) :]
+    return None
+
+
+def map_merl_keys(
+    state: Mapping[str, Tensor], origins: Mapping[str, str | os.PathLike] | None = None
+) -> tuple[dict[str, Tensor], list[str]]:
+    """`(ecglang state, MERL keys that map nowhere)`; keys MERL never uses at inference are dropped, and so are
+    the `LEGACY_TEXT_BUFFERS` (a `position_ids` that is not 0..N-1 is a `ModelLoadError` naming the file that
+    `origins` gives for the key)."""
     mapped, unmatched = {}, []
     for key, value in state.items():
         if key.startswith(UNUSED_PREFIXES):
             continue
-        for merl_prefix, ours in _PREFIX_MAP:
-            if key.startswith(merl_prefix):
-                mapped[ours + key[len(merl_prefix) :]] = value
-                break
-        else:
+        if key in LEGACY_TEXT_BUFFERS:
+            if key.endswith("position_ids") and not _is_range(value):
+                raise ModelLoadError(
+                    (origins or {}).get(key), f"tensor {key!r} {list(value.shape)} is not 0, 1, ..., N-1 (what "
+                    "transformers < 4.31 saved): BERT would see other positions than the converted model"
+                )  # fmt: skip
+            continue
+        ours = _our_key(key)
+        if ours is None:
             unmatched.append(key)
+        else:
+            mapped[ours] = value
     return mapped, unmatched
+
+
+def _is_range(tensor: Tensor) -> bool:
+    """Whether `tensor` is `arange(n)`, as [n] or [1, n] (BERT's `position_ids` buffer)."""
+    if tensor.dim() not in (1, 2) or (tensor.dim() == 2 and tensor.shape[0] != 1) or tensor.dtype == torch.bool:
+        return False
+    flat = tensor.reshape(-1)
+    return bool((flat == torch.arange(flat.numel(), dtype=flat.dtype)).all())
+
+
+def _check_merl_tensors(
+    state: Mapping[str, Tensor], expected: Mapping[str, Tensor], origins: Mapping[str, str | os.PathLike]
+) -> None:
+    """Refuse (`ModelLoadError` naming the source file and the MERL key) weights that would convert into a
+    checkpoint the loader refuses or into silent garbage: as `checkpoint.check_tensors` does for ecglang files,
+    but before `load_state_dict` (which casts an integer weight to float without a word) and by MERL's names.
+
+    A tensor the model holds in floating point must be floating point (any precision: fp16 files convert), a
+    non-floating buffer (BatchNorm's step count) must have the model's dtype, and floating values must be
+    finite. `expected` is keyed by our names; keys MERL never uses at inference are not checked."""
+    for key, tensor in state.items():
+        ours = _our_key(key)
+        reference = expected.get(ours) if ours is not None else None
+        if reference is None:  # unused by inference (linear1/2, legacy buffers), or refused as unmatched
+            continue
+        source = origins.get(key)
+        if reference.is_floating_point() and not tensor.is_floating_point():
+            raise ModelLoadError(
+                source, f"tensor {key!r} is stored as {tensor.dtype}, but the model holds it in floating point "
+                f"({reference.dtype}): not a MERL weight (corrupt, or saved from another model?); it is not cast"
+            )  # fmt: skip
+        if not reference.is_floating_point() and tensor.dtype != reference.dtype:
+            raise ModelLoadError(source, f"tensor {key!r} is stored as {tensor.dtype}, expected {reference.dtype}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(
+                source, f"tensor {key!r} holds {bad} non-finite value(s) (NaN or infinity) of {tensor.numel()}: "
+                "the weights are corrupt (a diverged training run?); the converted model would score NaN"
+            )  # fmt: skip
 
 
 def _part(key: str) -> str:
@@ -153,6 +252,32 @@ def _fill(state: dict[str, Tensor], extra: Mapping[str, Tensor]) -> dict[str, Te
     return {**state, **taken}
 
 
+# A Hub id: "name" or "owner/name" (letters, digits, ".", "_", "-"). A value with a path separator that is not
+# of this form ("/x/y", "a/b/c", "C:\\x", "./x", "~/x") can only be a folder.
+_HUB_ID_FORM = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _check_text_model(text_model: str) -> None:
+    """`ModelLoadError` for a `text_model` that names a local folder that is not there (or is a file, or has no
+    config.json), before transformers reads it as a Hub id ("Repo id must be in the form ..."). Hub ids and
+    `package:` names pass; whether a Hub id exists is up to transformers."""
+    if text_model.startswith("package:"):
+        return
+    local = Path(text_model).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(text_model, "not a text model folder: it has no config.json")
+        return
+    if local.exists():
+        raise ModelLoadError(text_model, "the text model must be a folder (config.json, tokenizer) or a Hub id, "
+                             "not a file")  # fmt: skip
+    separators = ("/", "\\", os.sep)
+    if text_model.startswith(("~", ".")) or (
+        any(sep in text_model for sep in separators) and not _HUB_ID_FORM.fullmatch(text_model)
+    ):
+        raise ModelLoadError(text_model, "text model folder not found (and it is not a Hub id: 'owner/name')")
+
+
 def _text_model_weights(source: str) -> dict[str, Tensor]:
     """The BERT weights of the text model folder / Hub id, keyed as `lm_model.*` (empty if it has none)."""
     try:
@@ -170,10 +295,14 @@ def build_merl_model(
 ) -> EcgLangModel:
     """An `EcgLangModel` holding the MERL checkpoint's weights (see the module docstring for the sources).
 
-    Raises `ModelLoadError` naming the unmatched, missing or mis-shaped keys."""
+    Raises `ModelLoadError` naming the unmatched, missing or mis-shaped keys, or the file and key of a weight
+    that is not finite or not floating point."""
+    _check_text_model(text_model)  # before reading anything: a mistyped folder is named as one
     state = read_merl_state_dict(checkpoint)
+    origins: dict[str, str | os.PathLike] = dict.fromkeys(state, checkpoint)  # which file each key came from
     if fill_from is not None:
         state = _fill(state, read_merl_state_dict(fill_from))
+        origins = {k: origins.get(k, fill_from) for k in state}
     found = detect_architecture(state)
     architecture = architecture or found
     if architecture is None:
@@ -182,14 +311,16 @@ def build_merl_model(
         raise ModelLoadError(checkpoint, f"the weights are a {found} model, not {architecture}")
     source = resolve_text_model(text_model)
     if not any(k.startswith("lm_model.") for k in state):
-        state.update(_text_model_weights(source))
+        text_state = _text_model_weights(source)
+        state.update(text_state)
+        origins.update(dict.fromkeys(text_state, text_model))
     try:
         hf_config = AutoConfig.from_pretrained(source, trust_remote_code=False).to_dict()
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(text_model, f"cannot read the text model's config: {exc}") from exc
+        raise ModelLoadError(text_model, f"cannot read the text model's config: {first_line(exc)}") from exc
     model = EcgLangModel(merl_config(architecture, text_model, hf_config), text_weights="config")
     model.text_tower.tokenizer = load_tokenizer(source)
-    mapped, unmatched = map_merl_keys(state)
+    mapped, unmatched = map_merl_keys(state, origins)
     own = model.state_dict()
     unmatched += [k for k in mapped if k not in own]
     wrong = [
@@ -212,6 +343,7 @@ def build_merl_model(
             f"MERL weights do not match a {architecture} model: unmatched keys {unmatched[:10]}, wrong shapes "
             f"{wrong[:10]}, missing {missing[:10]} ({len(unmatched)} / {len(wrong)} / {len(missing)} in all){hint}",
         )
+    _check_merl_tensors(state, own, origins)  # load_state_dict would cast integers and copy NaN silently
     model.load_state_dict(mapped, strict=False)  # loss_fn.* keeps its (unit) logit scale
     return model.eval()
 
