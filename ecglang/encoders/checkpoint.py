@@ -316,28 +316,32 @@ def mismatch_summary(exc: BaseException) -> str:
 
 
 def check_tensors(path: Path, state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
-    """Refuse (`ModelLoadError` naming the file and the tensor) weights that would load as silent garbage.
+    """Refuse (`ModelLoadError` naming the file and the tensor) weights that would load as silent garbage
+    (`tensor_problem`). Tensors the model does not have are checked too (they are refused as unexpected
+    afterwards)."""
+    for name, tensor in state.items():
+        if problem := tensor_problem(name, tensor, expected.get(name)):
+            raise ModelLoadError(path, problem)
+
+
+def tensor_problem(name: str, tensor: torch.Tensor, reference: torch.Tensor | None) -> str | None:
+    """Why `tensor` cannot be loaded where the model holds `reference` (None: a tensor the model lacks), else None.
 
     A tensor the model holds in floating point must be stored in floating point (`load_state_dict` would cast
     booleans or int8 without a word), a non-floating buffer (BatchNorm's step count) with the model's dtype,
-    and every floating value must be finite: one NaN weight makes every score NaN. Tensors the model does not
-    have are checked too (they are refused as unexpected afterwards)."""
-    for name, tensor in state.items():
-        reference = expected.get(name)
-        wants_float = reference is None or reference.is_floating_point()
-        if wants_float and not tensor.is_floating_point():
-            raise ModelLoadError(
-                path, f"tensor {name!r} is stored as {tensor.dtype}; weights must be floating point (corrupt or "
-                "not an ecglang checkpoint)"
-            )  # fmt: skip
-        if not wants_float and tensor.dtype != reference.dtype:
-            raise ModelLoadError(path, f"tensor {name!r} is stored as {tensor.dtype}, expected {reference.dtype}")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise ModelLoadError(
-                path, f"tensor {name!r} holds {bad} non-finite value(s) (NaN or infinity) of {tensor.numel()}: "
-                "the weights are corrupt (a diverged training run?)"
-            )  # fmt: skip
+    and every floating value must be finite: one NaN weight makes every score NaN."""
+    wants_float = reference is None or reference.is_floating_point()
+    if wants_float and not tensor.is_floating_point():
+        return f"tensor {name!r} is stored as {tensor.dtype}; weights must be floating point"
+    if not wants_float and tensor.dtype != reference.dtype:
+        return f"tensor {name!r} is stored as {tensor.dtype}, expected {reference.dtype}"
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        return (
+            f"tensor {name!r} holds {bad} non-finite value(s) (NaN or infinity) of {tensor.numel()}: the weights "
+            "are corrupt (a diverged training run?)"
+        )
+    return None
 
 
 def read_processor_contract(folder: Path, config: EcgLangConfig) -> None:
@@ -661,5 +665,6 @@ __all__ = [
     "resolve_model_name",
     "save_adapter",
     "save_pretrained",
+    "tensor_problem",
     "text_reference",
 ]

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from transformers import AutoConfig, AutoModel
 
-from ecglang.encoders.checkpoint import check_save_folder, first_line, load_tokenizer, text_reference
+from ecglang.encoders.checkpoint import check_save_folder, first_line, load_tokenizer, tensor_problem, text_reference
 from ecglang.encoders.configuration import EcgLangConfig
 from ecglang.encoders.modeling import EcgLangModel
 from ecglang.encoders.text_encoder import resolve_text_model
@@ -207,31 +207,17 @@ def _check_merl_tensors(
     state: Mapping[str, Tensor], expected: Mapping[str, Tensor], origins: Mapping[str, str | os.PathLike]
 ) -> None:
     """Refuse (`ModelLoadError` naming the source file and the MERL key) weights that would convert into a
-    checkpoint the loader refuses or into silent garbage: as `checkpoint.check_tensors` does for ecglang files,
-    but before `load_state_dict` (which casts an integer weight to float without a word) and by MERL's names.
-
-    A tensor the model holds in floating point must be floating point (any precision: fp16 files convert), a
-    non-floating buffer (BatchNorm's step count) must have the model's dtype, and floating values must be
-    finite. `expected` is keyed by our names; keys MERL never uses at inference are not checked."""
+    checkpoint the loader refuses or into silent garbage (`checkpoint.tensor_problem`, the loader's own rule),
+    before `load_state_dict` (which casts an integer weight to float without a word) and by MERL's names (any
+    floating precision converts). `expected` is keyed by our names; keys MERL never uses at inference are not
+    checked."""
     for key, tensor in state.items():
         ours = _our_key(key)
         reference = expected.get(ours) if ours is not None else None
         if reference is None:  # unused by inference (linear1/2, legacy buffers), or refused as unmatched
             continue
-        source = origins.get(key)
-        if reference.is_floating_point() and not tensor.is_floating_point():
-            raise ModelLoadError(
-                source, f"tensor {key!r} is stored as {tensor.dtype}, but the model holds it in floating point "
-                f"({reference.dtype}): not a MERL weight (corrupt, or saved from another model?); it is not cast"
-            )  # fmt: skip
-        if not reference.is_floating_point() and tensor.dtype != reference.dtype:
-            raise ModelLoadError(source, f"tensor {key!r} is stored as {tensor.dtype}, expected {reference.dtype}")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise ModelLoadError(
-                source, f"tensor {key!r} holds {bad} non-finite value(s) (NaN or infinity) of {tensor.numel()}: "
-                "the weights are corrupt (a diverged training run?); the converted model would score NaN"
-            )  # fmt: skip
+        if problem := tensor_problem(key, tensor, reference):  # checked before load_state_dict would cast it
+            raise ModelLoadError(origins.get(key), f"{problem}; not converted")
 
 
 def _part(key: str) -> str:
