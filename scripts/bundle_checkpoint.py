@@ -45,6 +45,21 @@ EVAL_DATASET = {
 }
 
 
+# How the card's figures are measured (`heldout_metrics`), for a reader of the card alone (the Hub has no README).
+PROTOCOL = (
+    "Zero-shot: every record of strat_fold 8 of the PTB-XL sample that MERL's published superclass split files "
+    "label (`ptbxl_super_class_{train,val,test}.csv`, all parts) is scored against the 5 superclasses by the "
+    "cosine between its rhythm embedding and each label's embedding. Label embeddings: `names`, the label's name; "
+    "`prompts`, the mean of the bundled prompt set's prompts (`prompts/ptbxl_super.json`); `knowledge`, those "
+    "prompts with the top snippet of the bundled knowledge base (weight 0.75). Macro AUROC with a 95 % percentile "
+    "bootstrap over records (1000 resamples, seed 0), beside the random encoder: the same architecture with an "
+    "untrained ECG tower and projections, the same text tower and prompts. Retrieval: the fold-8 ECG-report pairs "
+    "whose reports are distinct, ranked by cosine, recall@k over queries. Reproduce with `ecglang evaluate --model "
+    "MODEL --label-sets ptbxl_super --data-root ptbxl=PTBXL_SAMPLE --split-root MERL_DATA_SPLIT --part all --folds 8 "
+    "--sources names prompts knowledge --retrieval --retrieval-folds 8`."
+)
+
+
 class BundleError(SystemExit):
     """A run that must not become the bundled checkpoint (see `check_run`), or a checkpoint over the size cap."""
 
@@ -112,7 +127,7 @@ def resave(folder: Path) -> int:
     before = {name: sha256_file(folder / name) for name in weights if (folder / name).is_file()}
     metrics = json.loads((folder / "heldout_eval.json").read_text(encoding="utf-8"))["metrics"]
     model = EcgLangModel.from_pretrained(folder)
-    model.save_pretrained(folder, card={**CARD_METADATA, "eval_results": eval_results(metrics)})
+    model.save_pretrained(folder, card={**CARD_METADATA, "protocol": PROTOCOL, "eval_results": eval_results(metrics)})
     after = {name: sha256_file(folder / name) for name in before}
     if after != before:
         print(f"error: the weights changed on re-save: {before} -> {after}", file=sys.stderr)
@@ -190,7 +205,8 @@ def refresh(folder: Path, data: Path, n_boot: int) -> int:
     weights = ["model.safetensors", "text_adapter/adapter_model.safetensors"]
     before = {name: sha256_file(folder / name) for name in weights if (folder / name).is_file()}
     model = EcgLangModel.from_pretrained(folder)
-    model.save_pretrained(folder, card={**CARD_METADATA, "metrics": metrics, "eval_results": eval_results(metrics)})
+    card = {**CARD_METADATA, "protocol": PROTOCOL, "metrics": metrics, "eval_results": eval_results(metrics)}
+    model.save_pretrained(folder, card=card)
     if {name: sha256_file(folder / name) for name in before} != before:
         print("error: the weights changed on re-save", file=sys.stderr)
         return 1
@@ -250,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "on MIMIC-IV-ECG (see configs/pretrain/mimic-base.yaml).",
         ]
     )
-    card = {**CARD_METADATA, "training_data": training_data, "metrics": metrics, "notes": notes}
+    card = {**CARD_METADATA, "training_data": training_data, "protocol": PROTOCOL, "metrics": metrics, "notes": notes}
     model.save_pretrained(args.out, card={**card, "eval_results": eval_results(metrics)})
     (args.out / "heldout_eval.json").write_text(json.dumps({"metrics": metrics}, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(metrics, indent=2, ensure_ascii=False))

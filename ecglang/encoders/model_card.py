@@ -94,12 +94,13 @@ def _card_fields(card: ModelCard) -> dict[str, Any]:
         fields["source"] = sections["Source"]
     if sections.get("Training data", _NO_TRAINING_DATA) != _NO_TRAINING_DATA:
         fields["training_data"] = sections["Training data"]
-    metrics = dict(
-        line[2:].split(": ", 1) for line in sections.get("Evaluation", "").splitlines()
-        if line.startswith("- ") and ": " in line
-    )  # fmt: skip
+    evaluation = sections.get("Evaluation", "").splitlines()
+    metrics = dict(line[2:].split(": ", 1) for line in evaluation if line.startswith("- ") and ": " in line)
     if metrics:
         fields["metrics"] = metrics
+    protocol = "\n".join(line for line in evaluation if not line.startswith("- ")).strip()
+    if protocol and protocol != _NO_METRICS:
+        fields["protocol"] = protocol
     notes = sections.get("Intended use", "").split(_NOT_CLINICAL)[0].replace(_INTENDED_USE, "", 1).strip()
     if notes:
         fields["notes"] = notes
@@ -110,8 +111,8 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
     """Markdown model card, built with `huggingface_hub.ModelCard`: YAML metadata (`card_metadata`), then
     architecture, preprocessing contract, training data, evaluation, intended use, limits.
 
-    card: `title`, `source`, `training_data`, `metrics` (name -> text), `eval_results` (model-index),
-    `notes`, `license`, `datasets`, `pipeline_tag`."""
+    card: `title`, `source`, `training_data`, `protocol` (how the figures were measured: text before them),
+    `metrics` (name -> text), `eval_results` (model-index), `notes`, `license`, `datasets`, `pipeline_tag`."""
     card = dict(card or {})
     ecg, text, proc = config.ecg_tower, config.text_tower, config.processor
     n_ecg = count_parameters(model.ecg_tower)
@@ -150,22 +151,35 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
                 f"| lead order | {', '.join(order)} (missing leads zeroed and masked) |",
                 f"| filtering | {f'band-pass {band[0]:g}–{band[1]:g} Hz (zero-phase)' if band else 'none'} |",
                 f"| normalisation | {norm} |",
-                f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, "
-                f"resampled to {beats['beat_len']} samples; at most {beats['max_beats']} beats |",
             ]
+            # beats are cut only for the beat tower (a MERL or ResNet tower reads the signal whole)
+            + (
+                [
+                    f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, "
+                    f"resampled to {beats['beat_len']} samples; at most {beats['max_beats']} beats |"
+                ]
+                if ecg["type"] == "beat"
+                else []
+            )
         )
     # Only what was trained: a converted MERL model (rhythm only) was described with all three losses.
     losses = ", ".join(
         f"{k}={w:g} ({_LOSS_NAMES.get(k, k)})" for k, w in config.loss["weights"].items() if k in config.active_losses
     )
+    if ecg["type"].startswith("merl_"):  # converted, not trained here: MERL's own objectives made it
+        losses = "MERL's CLIP loss and uni-modal alignment (UMA), in MERL's training; converted, not trained here"
     metrics = card.get("metrics")
     metrics_md = "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if isinstance(metrics, Mapping) else _NO_METRICS
+    if card.get("protocol"):  # how the figures were measured: a Hub reader has no repository README
+        metrics_md = f"{card['protocol']}\n\n{metrics_md}"
     text_storage = (
         "Its weights are inside model.safetensors."
         if text["finetune"] == "full"
         else "The base text model is stored by reference and must be available at load time."
     )
     files = [WEIGHTS_NAME, "config.json", "tokenizer files", CHECKSUMS_NAME]
+    if proc is not None:
+        files.insert(2, "processor_config.json")
     if text["finetune"] == "lora":
         files.insert(1, f"{ADAPTER_DIR}/ (LoRA adapter of the text model)")
     source = f"\n## Source\n{card['source']}\n" if card.get("source") else ""

@@ -401,3 +401,20 @@ def test_a_config_that_does_not_match_the_weights_is_one_line(tmp_path: Path) ->
     message = str(err.value)
     assert "\n" not in message and "tensor(s) have other shapes, the first" in message, message
     assert message.startswith(f"{folder / 'text_adapter' / 'adapter_model.safetensors'}: cannot load the LoRA")
+
+
+def test_the_card_says_how_its_figures_were_measured_and_keeps_it_on_resave(tmp_path: Path) -> None:
+    """A Hub reader has only the card: its figures came with no protocol (prompt set, labels, split, score,
+    bootstrap, command), and its file list left out processor_config.json, which it tells readers to use."""
+    torch.manual_seed(0)
+    protocol = "Zero-shot: fold 8, cosine of the rhythm embedding, 1000 bootstrap resamples."
+    create_model("ecglang-small").save_pretrained(
+        tmp_path / "a", card={"protocol": protocol, "metrics": {"zero-shot macro AUROC": "0.700 (0.6–0.8)"}}
+    )
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert f"## Evaluation\n{protocol}\n\n- zero-shot macro AUROC: 0.700 (0.6–0.8)\n" in card
+    assert "config.json, processor_config.json, tokenizer files" in card
+    EcgLangModel.from_pretrained(tmp_path / "a").save_pretrained(tmp_path / "b")  # a re-save carries the card
+    assert (tmp_path / "b" / "README.md").read_text() == card
+    bundled = (Path(__file__).resolve().parents[2] / "checkpoints" / "ecglang-mini" / "README.md").read_text()
+    assert "Reproduce with `ecglang evaluate --model MODEL --label-sets ptbxl_super" in bundled

@@ -219,7 +219,9 @@ def test_convert_refuses_a_project_folder_before_converting(tmp_path, capsys) ->
 
 def test_a_converted_checkpoint_holds_no_local_path_and_its_card_lists_only_its_losses(converted) -> None:
     """Finding 10: config.json (text_tower.name_or_path, hf_config._name_or_path) and README.md held the absolute
-    --text-model folder, and the card listed the beat and token losses, whose weight is 0."""
+    --text-model folder, and the card listed the beat and token losses, whose weight is 0; and (session 17's
+    audit) it called the converted model's training 'rhythm CLIP' and listed beat windows MERL's tower never
+    cuts."""
     folder = converted["resnet18"]
     local = {str(FIXTURE), str(FIXTURE.resolve()), str(FIXTURE.parent)}
     for path in folder.rglob("*"):
@@ -230,6 +232,6 @@ def test_a_converted_checkpoint_holds_no_local_path_and_its_card_lists_only_its_
     assert config["text_tower"]["name_or_path"] == "text-encoder"  # the folder's name: weights are inside
     assert config["text_tower"]["hf_config"]["_name_or_path"] == "text-encoder"
     card = (folder / "README.md").read_text()
-    assert "- Training losses: rhythm=1 (rhythm CLIP).\n" in card
-    assert "late interaction" not in card and "sentence↔beat" not in card
+    assert "- Training losses: MERL's CLIP loss and uni-modal alignment (UMA), in MERL's training; converted" in card
+    assert "late interaction" not in card and "sentence↔beat" not in card and "beat windows" not in card
     assert "Text model: `text-encoder`" in card

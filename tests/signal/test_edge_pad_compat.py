@@ -17,7 +17,9 @@ BUNDLED = Path(__file__).resolve().parents[2] / "checkpoints" / "ecglang-mini"
 
 def test_the_bundled_checkpoint_keeps_the_edge_filtering_it_was_trained_with() -> None:
     saved = json.loads((BUNDLED / "processor_config.json").read_text(encoding="utf-8"))
-    assert saved["format_version"] == 1 and "edge_pad" not in saved["preprocess"]  # written before the setting
+    # written before the setting existed (format 1: none, read as "odd"), or re-saved since with it explicit
+    assert saved["preprocess"].get("edge_pad", "odd") == "odd"
+    assert saved["format_version"] == 2 or "edge_pad" not in saved["preprocess"]
     assert EcgLangModel.from_pretrained(BUNDLED).get_processor().preprocess_config.edge_pad == "odd"
 
 
