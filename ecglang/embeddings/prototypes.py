@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,7 @@ from ecglang.core.outputs import check_replaceable_folder
 from ecglang.embeddings.pipeline import default_processor, encode_batches
 from ecglang.embeddings.sources import ItemSource, expand_inputs
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
-from ecglang.record.ecg import unique_id
+from ecglang.record.ecg import repeated_stem, unique_id
 from ecglang.record.leads import N_LEADS
 from ecglang.record.tables import read_record_table
 from ecglang.text.reports import decode_report, normalize_report
@@ -76,7 +75,6 @@ VECTORS_FILE = "vectors.npy"
 # (file, shape after the beat count, dtype) of the per-beat arrays
 LAYOUT = (("beat_record.npy", (), "<i4"), ("beat_index.npy", (), "<i2"), ("lead_mask.npy", (N_LEADS,), "|b1"))
 WINDOWS_FILE = "windows.f16"
-REPEAT_SUFFIX = re.compile(r"#\d+$")  # `unique_id`'s mark of a repeated stem
 INDEX_FILES = frozenset({VECTORS_FILE, WINDOWS_FILE, "records.jsonl", "meta.json", *(f for f, _, _ in LAYOUT)})
 
 
@@ -398,7 +396,7 @@ class PrototypeIndex:
 
 def _stem(rid: str | None) -> str | None:
     """`rid` without the `#n` that `unique_id` gives a repeated stem."""
-    return None if rid is None else REPEAT_SUFFIX.sub("", rid)
+    return None if rid is None else repeated_stem(rid)
 
 
 def _resolved(path: str | os.PathLike | None) -> str | None:

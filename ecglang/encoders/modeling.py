@@ -420,8 +420,7 @@ _NEUTRAL_SAVE_KWARGS: dict[str, Any] = {
 def _check_neutral_kwargs(owner: str, kwargs: Mapping[str, Any], neutral: Mapping[str, Any]) -> None:
     """`TypeError` for a keyword not in `neutral`, or at a value that asks for something this does not do."""
     unknown = sorted(k for k in kwargs if k not in neutral)
-    asked = sorted(k for k, v in kwargs.items() if k in neutral and neutral[k] is not None
-                   and not any(v is a or (v == a and type(v) is type(a)) for a in neutral[k]))  # fmt: skip
+    asked = sorted(k for k, v in kwargs.items() if k in neutral and not _is_neutral(v, neutral[k]))
     if unknown or asked:
         raise TypeError(
             f"{owner}() got keyword argument(s) it does not take: {unknown + asked}"
@@ -438,8 +437,13 @@ def _check_load_kwargs(owner: str, kwargs: Mapping[str, Any]) -> None:
         )
     for key, value in kwargs.items():
         allowed = _NEUTRAL_LOAD_KWARGS[key]
-        if allowed is not None and not any(value is a or (value == a and type(value) is type(a)) for a in allowed):
+        if not _is_neutral(value, allowed):
             raise ConfigError(f"{owner}.from_pretrained(): {key}={value!r} is not supported (accepted: {allowed})")
+
+
+def _is_neutral(value: Any, allowed: tuple[Any, ...] | None) -> bool:
+    """Whether `value` is one of `allowed` (None: any value), of its type too (1 is not True)."""
+    return allowed is None or any(value is a or (value == a and type(value) is type(a)) for a in allowed)
 
 
 def resolve_dtype(dtype: Any = None, torch_dtype: Any = None) -> torch.dtype | str | None:

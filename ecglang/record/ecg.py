@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,20 @@ def record_id_of(path: str | os.PathLike) -> str:
     return path.name[: -len(path.suffix)] if path.suffix.lower() in RECORD_SUFFIXES else path.name
 
 
+_REPEAT_MARK = re.compile(r"#\d+$")  # what `unique_id` adds to a repeated stem
+
+
 def unique_id(rid: str, seen: dict[str, int]) -> str:
     """`rid`, or `rid#n` for its n-th repeat in `seen` (updated): the one rule that makes record ids unique where
     a stem repeats (same stem in two folders), shared by zero-shot's score table and the prototype index."""
     count = seen.get(rid, 0)
     seen[rid] = count + 1
     return rid if count == 0 else f"{rid}#{count + 1}"
+
+
+def repeated_stem(rid: str) -> str:
+    """The stem that `unique_id` made `rid` from: `rid` without its `#n` repeat mark."""
+    return _REPEAT_MARK.sub("", rid)
 
 
 @dataclass(eq=False)  # equality below: the generated one compares arrays with `==` and raises

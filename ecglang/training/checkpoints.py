@@ -227,10 +227,7 @@ def setting_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
     now = cfg.to_dict()
     out = []
     for section in RESUMABLE_SECTIONS:
-        before, after = flat_dict(saved.get(section) or {}), flat_dict(now.get(section) or {})
-        for key in sorted(set(before) | set(after)):  # `to_dict` gives lists, as YAML reads them back
-            if before.get(key) != after.get(key):
-                out.append(f"{section}/{key}: {before.get(key)} -> {after.get(key)}")
+        out += _changes(saved.get(section) or {}, now.get(section) or {}, f"{section}/")
     return out
 
 
@@ -238,13 +235,22 @@ def identity_changes(run_config: Path, cfg: PretrainConfig) -> list[str]:
     """`"key: old -> new"` for each setting of `config_identity` that differs from the run's saved config.yaml
     (empty when there is none, or it predates a setting)."""
     saved = saved_run_config(run_config)
+    if saved is None:
+        return []
     try:
-        before = flat_dict(_identity(saved)) if saved is not None else {}
+        before = _identity(saved)
     except (KeyError, TypeError, AttributeError):  # a config.yaml of an older layout: the generic message stays
         return []
-    after = flat_dict(config_identity(cfg))
-    return [f"{k}: {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
-            if before and before.get(k) != after.get(k)]  # fmt: skip
+    return _changes(before, config_identity(cfg))
+
+
+def _changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """`"<prefix>key: old -> new"` for each flattened key whose value differs (`to_dict` gives lists, as YAML
+    reads them back)."""
+    old, new = flat_dict(before), flat_dict(after)
+    return [
+        f"{prefix}{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    ]
 
 
 def data_fingerprint(splits: Mapping[str, Sequence[str]]) -> str:
@@ -386,9 +392,7 @@ def optimizer_settings(optimizer: Any, scheduler: Any) -> OptimizerSettings:
     return groups, list(getattr(scheduler, "scheduler", scheduler).base_lrs)
 
 
-def restore_optimizer_settings(
-    optimizer: Any, scheduler: Any, settings: tuple[list[dict[str, Any]], list[float]]
-) -> None:
+def restore_optimizer_settings(optimizer: Any, scheduler: Any, settings: OptimizerSettings) -> None:
     """Put `optimizer_settings` back after a checkpoint was loaded; the current rate is the scheduler's rule at the
     step reached (`LambdaLR`: base rate × factor), so an unchanged config gives the loaded rate bit for bit."""
     groups, base_lrs = settings
