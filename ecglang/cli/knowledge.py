@@ -85,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if args.nprobe is not None and args.index != "ivf":
+        raise UsageError(f"--nprobe applies to --index ivf only (got --index {args.index})")
     kb = KnowledgeBase.load(args.kb)
     if args.out:
         check_index_target(args.out)  # before the embedding, not after it

@@ -260,6 +260,9 @@ class KnowledgeIndex:
         ef_construction: int,
         ef_search: int,
     ) -> KnowledgeIndex:
+        if index_type != "ivf" and (nlist is not None or nprobe is not None):
+            # Silently ignoring them would let a user believe a search setting took effect.
+            raise ConfigError(f"nlist and nprobe apply to the 'ivf' index only, not to {index_type!r}")
         faiss = _faiss()
         n, dim = vectors.shape
         params: dict[str, Any] = {}

@@ -407,6 +407,11 @@ def test_build_rejects_bad_options(kb: KnowledgeBase, doc_embeddings: np.ndarray
         KnowledgeIndex.from_embeddings(kb, doc_embeddings[:-1])
     with pytest.raises(ConfigError, match="nprobe"):
         KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type="ivf", nlist=4, nprobe=9)
+    for index_type in ("flat", "hnsw"):  # IVF settings on another index: refused, not silently ignored
+        with pytest.raises(ConfigError, match="'ivf' index only"):
+            KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type=index_type, nprobe=3)
+        with pytest.raises(ConfigError, match="'ivf' index only"):
+            KnowledgeIndex.from_embeddings(kb, doc_embeddings, index_type=index_type, nlist=2)
 
 
 # -- persistence -----------------------------------------------------------------------------------
@@ -632,6 +637,9 @@ def test_cli_build_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "missing.jsonl" in capsys.readouterr().err
     assert cli.main(["knowledge", "search", "x", "--index", str(tmp_path / "nowhere")]) == 1
     assert "not found" in capsys.readouterr().err
+    # --nprobe without --index ivf: a usage error before any embedding, not a setting silently dropped
+    assert cli.main(["knowledge", "build", "--kb", str(kb_file), "--out", str(tmp_path / "i2"), "--nprobe", "2"]) == 2
+    assert "--index ivf only" in capsys.readouterr().err and not (tmp_path / "i2").exists()
 
 
 # -- query embedding cache -------------------------------------------------------------------------
