@@ -289,6 +289,8 @@ def expand_inputs(
 
     A folder without any record, and a `.dat` file that no `.hea` header names, are failures (stage "scan"):
     the user asked for them to be scored. Other files in a folder (notes, annotations) are logged and skipped.
+    A record file reached twice (a folder and a file in it, a link to it, its `.hea` and its `.dat`) is scored
+    once, with a warning: scoring it twice gave a duplicate row (`id#2`) with the same scores.
     """
     names = lead_names(leads)  # checked here, not at the first array: a bad value is the caller's, not a record's
     if isinstance(items, torch.Tensor):  # tensors are arrays here: one record [leads, T] or a batch [N, leads, T]
@@ -305,6 +307,7 @@ def expand_inputs(
 
 
 def _expand(items: Iterator[Any], fs: float | None, leads: list[str] | None) -> Iterator[Ecg | Path | RecordFailure]:
+    reached: dict[str, Path] = {}  # record key -> the path it was first reached by
     for n, item in enumerate(items):
         if isinstance(item, torch.Tensor):
             item = tensor_array(item)
@@ -314,13 +317,21 @@ def _expand(items: Iterator[Any], fs: float | None, leads: list[str] | None) -> 
             yield _array_item(item, n, fs, leads)
         elif isinstance(item, (str, bytes, PathLike)):
             path = Path(os.fsdecode(item))  # bytes (os.listdir(b".")): a path, not a sequence of byte values
-            if path.is_dir():
-                yield from _folder_items(path)
-            else:
-                yield path
+            for found in _folder_items(path) if path.is_dir() else [path]:
+                if isinstance(found, Path) and (first := reached.setdefault(_record_key(found), found)) is not found:
+                    logger.warning("%s is the record %s already given; scored once", found, first)
+                    continue
+                yield found
         else:  # one bad item is that record's failure, as an unreadable file is, not the end of the run
             reason = f"unsupported input type {type(item).__name__}; expected {ACCEPTED_INPUTS}"
             yield RecordFailure(f"input #{n}", "read", reason)
+
+
+def _record_key(path: Path) -> str:
+    """One key per record file: the real path, a WFDB signal file (`.dat`, CinC's `.mat`) as its header."""
+    if path.suffix.lower() in (".dat", ".mat") and path.with_suffix(".hea").is_file():
+        path = path.with_suffix(".hea")  # the reader reads a record through its header either way
+    return os.path.realpath(path)
 
 
 def _array_item(item: np.ndarray, n: int, fs: float | None, leads: list[str] | None) -> Ecg | RecordFailure:

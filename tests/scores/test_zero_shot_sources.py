@@ -141,3 +141,17 @@ def test_each_plot_names_the_file_it_shows(model, two_files) -> None:
         notes = plot_notes(result, rid, top)
         assert notes[0].startswith(f"top label: {result.labels[top].name}")
         assert f"file: {path}" in notes
+
+
+def test_a_record_reached_twice_is_scored_once(model, two_files, tmp_path, caplog) -> None:
+    """A folder and a file in it (or a link to it, or its `.dat`) scored the one record twice, as `00001_hr` and
+    `00001_hr#2`: a duplicate row with the same scores, as if two files had been given."""
+    first, second = two_files
+    (tmp_path / "link.hea").symlink_to(first)
+    inputs = [first.parent, first, first.with_suffix(".dat"), tmp_path / "link.hea", second]
+    with caplog.at_level("WARNING", logger="ecglang.embeddings.sources"):
+        result = ZeroShotClassifier(model, knowledge=False)(inputs, labels=LABELS, progress=False)
+    assert list(result.scores.index) == ["00001_hr", "00001_hr#2"]  # a's record once, b's (another file) once
+    assert Path(result.sources["00001_hr"]).samefile(first) and Path(result.sources["00001_hr#2"]).samefile(second)
+    said = [r.getMessage() for r in caplog.records if "scored once" in r.getMessage()]
+    assert len(said) == 3 and all(str(first) in line for line in said)  # each repeat named, none silent
