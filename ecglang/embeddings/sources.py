@@ -34,7 +34,7 @@ from ecglang.errors import ConfigError, EcgLangError, RecordFailure
 from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg, scan_records
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
-from ecglang.record.numpy_reader import leads_by_samples, samples_axis_first
+from ecglang.record.numpy_reader import check_numeric, leads_by_samples, samples_axis_first
 from ecglang.record.window import ReadWindow
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ def tensor_array(tensor: torch.Tensor) -> np.ndarray:
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point() and tensor.dtype not in NUMPY_FLOATS:
         tensor = tensor.float()
+    elif tensor.dtype == torch.complex32:  # no numpy twin either; complex64 is, and the signal check refuses it
+        tensor = tensor.to(torch.complex64)
     return tensor.numpy()
 
 
@@ -280,9 +282,11 @@ def expand_inputs(
 
     Accepted (`ACCEPTED_INPUTS`): an `Ecg`; a record path or folder, as str, os.PathLike or bytes (decoded with
     `os.fsdecode`, as `open` does); a numpy array or torch tensor `[leads, T]` (one record; `fs` and `leads`
-    describe it) or `[N, leads, T]` (a batch); or an iterable of those. An item of another type (None, a number)
-    is a failure (stage "read") naming its position and type, and the other items go on; a bare input of
-    another type that is not iterable (`123`) is a `ConfigError`, as is a `leads` that is no lead names.
+    describe it) or `[N, leads, T]` (a batch; a bare array of another shape is a `ConfigError`); or an iterable
+    of those. Array values must be integer or floating point (complex, bool or text is the record's failure).
+    An item of another type (None, a number) is a failure (stage "read") naming its position and type, and the
+    other items go on; a bare input of another type that is not iterable (`123`) is a `ConfigError`, as is a
+    `leads` that is no lead names.
 
     An array `[samples, leads]` (rows ≠ lead count, columns = lead count) is transposed, the rule of the NPY/NPZ
     reader (`load_ecg`), and its record's `metadata["transposed"]` is set; a square array is `[leads, samples]`.
@@ -295,6 +299,11 @@ def expand_inputs(
     names = lead_names(leads)  # checked here, not at the first array: a bad value is the caller's, not a record's
     if isinstance(items, torch.Tensor):  # tensors are arrays here: one record [leads, T] or a batch [N, leads, T]
         items = tensor_array(items)
+    if isinstance(items, np.ndarray) and items.ndim not in (2, 3):  # the caller's shape, not one record's fault
+        raise ConfigError(
+            f"an array input must be [leads, samples] (one record) or [records, leads, samples] (a batch); got "
+            f"shape {items.shape}"
+        )
     if isinstance(items, np.ndarray) and items.ndim == 3:
         items = list(items)  # a batch [N, leads, T]: one record per row, as score_arrays takes it
     if isinstance(items, (Ecg, str, bytes, PathLike, np.ndarray)):
@@ -341,6 +350,7 @@ def _array_item(item: np.ndarray, n: int, fs: float | None, leads: list[str] | N
         return RecordFailure(rid, "read", "an array input needs fs= (sampling rate in Hz)")
     try:
         # the NPY reader's layout rule, so that an array scores as it would saved to a .npy file
+        check_numeric(Path(rid), item.dtype)  # the reader's rule, so that an array fails as its .npy file does
         transposed = samples_axis_first(Path(rid), item.shape, len(names))
         signal, mask, _ = to_canonical(leads_by_samples(item, transposed), names, path=rid)
         ecg = Ecg(signal, fs, mask, record_id=rid)

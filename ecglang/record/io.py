@@ -35,7 +35,7 @@ from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.ecg import RECORD_SUFFIXES, Ecg, record_id_of
 from ecglang.record.leads import CANONICAL_LEADS, to_canonical
 from ecglang.record.matlab_reader import load_matlab_variable, scan_matlab_variable
-from ecglang.record.numpy_reader import NpyRecord, NpzRecord, leads_by_samples, samples_axis_first
+from ecglang.record.numpy_reader import NpyRecord, NpzRecord, check_numeric, leads_by_samples, samples_axis_first
 from ecglang.record.wfdb_reader import (
     header_references,
     parse_header_comments,
@@ -462,9 +462,7 @@ def _read_numpy(
             path,
             f"{fmt.upper()} file without its {' and '.join(missing)}: pass fs=/leads= (CLI: --fs, --leads){where}",
         )
-    dtype = source.header.dtype
-    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-        raise EcgReadError(path, f"signal array must be numeric, got dtype {dtype}")
+    check_numeric(path, source.header.dtype)
     shape = source.header.shape
     transposed = samples_axis_first(path, shape, len(names))
     start, stop = _window_bounds(shape[0] if transposed else shape[-1], rate, window, meta)

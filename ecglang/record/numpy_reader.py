@@ -83,6 +83,13 @@ def _check_held(path: Path, header: ArrayHeader, held: int, what: str) -> None:
         )
 
 
+def check_numeric(path: Path, dtype: np.dtype) -> None:
+    """Refuse a signal dtype that is no sample values: complex (a cast would drop the imaginary part without a
+    word), bool, strings, objects."""
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise EcgReadError(path, f"signal array must be numeric, got dtype {dtype}")
+
+
 def samples_axis_first(path: Path, shape: tuple[int, ...], n_leads: int) -> bool:
     """Whether an array of `shape` is [samples, leads] (to be transposed); [leads, samples] as stored, or a
     square array, is not. A 1-D array is one lead."""

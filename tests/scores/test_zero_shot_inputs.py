@@ -89,6 +89,23 @@ def test_a_bfloat16_tensor_is_scored_as_its_float32_values(clf, signal) -> None:
         np.testing.assert_allclose(got.scores.to_numpy(), reference, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")  # torch's, when the tensor is made
+def test_an_array_of_no_sample_values_fails_and_a_bare_array_of_another_shape_is_refused(clf, signal) -> None:
+    """A complex array was scored on its real part (a cast that drops the imaginary part, with only numpy's
+    warning), a complex32 tensor ended the call with an untyped TypeError, and a bare 1-D or 4-D array was a
+    record's failure although the shape is the caller's; the NPY reader refuses the first and names the dtype."""
+    items = [signal + 1j, torch.from_numpy(signal).to(torch.complex32), signal > 0, signal]
+    result = clf(items, labels=LABELS, fs=500, progress=False)
+    assert list(result.scores.index) == ["array3"]  # the real record is scored
+    assert [f.record for f in result.failures] == ["array0", "array1", "array2"]
+    for failure, dtype in zip(result.failures, ("complex64", "complex64", "bool"), strict=True):
+        assert failure.reason.endswith(f"signal array must be numeric, got dtype {dtype}"), failure.reason
+    for bare in (signal[0], signal[None, None], torch.from_numpy(signal[0]), np.array(1.0)):
+        with pytest.raises(ConfigError, match=r"an array input must be \[leads, samples\].*got shape"):
+            clf(bare, labels=LABELS, fs=500, progress=False)
+    assert len(clf([signal[0]], labels=LABELS, fs=500, progress=False).failures) == 1  # in a list: that item's
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_scoring_leaves_the_global_torch_rng_alone(model, records, signal, workers) -> None:
     clf = ZeroShotClassifier(model, knowledge=None, batch_size=1)  # two batches: the worker is used when asked
