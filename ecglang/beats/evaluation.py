@@ -23,7 +23,7 @@ def _neurokit():
     try:
         import neurokit2 as nk
     except ImportError as exc:
-        raise ImportError("noise and simulated ECGs need neurokit2: pip install 'ecglang[dev]'") from exc
+        raise ImportError("noise and simulated ECGs need neurokit2: pip install neurokit2 (the 'dev' extra)") from exc
     return nk
 
 

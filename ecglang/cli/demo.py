@@ -38,7 +38,7 @@ def write_demo_records(out_dir: str | Path) -> list[tuple[Path, str]]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="zero-shot demo on simulated 12-lead ECGs with the bundled checkpoint (needs ecglang[demo])",
+        help="zero-shot demo on simulated 12-lead ECGs with the bundled checkpoint (needs neurokit2, the demo extra)",
         description="Simulate three ECGs at known rates, score them zero-shot and draw an explanation figure.",
     )
     p.add_argument("--out-dir", default="outputs/demo", help="folder for the records and the figure")
@@ -65,7 +65,7 @@ def main(out_dir: str | Path = "outputs/demo", model: str | None = None) -> int:
     """Zero-shot on the simulated records with the bundled checkpoint; prints, plots, says if it got them right."""
     # checked first: a pip install without the `demo` extra stopped on a traceback after loading torch
     if importlib.util.find_spec("neurokit2") is None:
-        raise ConfigError("the demo simulates its ECGs with neurokit2: pip install 'ecglang[demo]'")
+        raise ConfigError("the demo simulates its ECGs with neurokit2: pip install neurokit2 (the 'demo' extra)")
     # Here, not at the top: importing this module (scripts/demo.py, tests) must not wait for torch and
     # transformers (the simulation is printed before they load), and cli.main lists the subcommands.
     from ecglang.cli.main import main as cli

@@ -428,8 +428,8 @@ def resolve_checkpoint(
     offline = local_files_only or offline_env
     unreachable = not offline and not _hub_answers()
     how = (
-        f"download it once with network (`huggingface-cli download {text} --local-dir DIR`) and load the "
-        "folder: EcgLangModel.from_pretrained('DIR')"
+        f"download it once with network (`hf download {text} --local-dir DIR`, huggingface_hub's command line) "
+        "and load the folder: EcgLangModel.from_pretrained('DIR')"
     )
     try:
         local = snapshot_download(

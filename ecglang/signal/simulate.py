@@ -17,7 +17,7 @@ def simulate_ecg(heart_rate: float, duration: float = 10.0, fs: int = 500, seed:
     try:
         import neurokit2 as nk
     except ImportError as exc:  # optional dependency: the demo extra installs it
-        raise ImportError("simulated ECGs need neurokit2: pip install 'ecglang[demo]'") from exc
+        raise ImportError("simulated ECGs need neurokit2: pip install neurokit2 (the 'demo' extra)") from exc
     frame = nk.ecg_simulate(
         duration=duration,
         sampling_rate=fs,

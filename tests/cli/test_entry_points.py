@@ -55,7 +55,7 @@ def test_demo_without_neurokit2_says_which_extra_in_one_line(
     out = tmp_path / "demo"
     assert main(["demo", "--out-dir", str(out)]) == 1
     err = capsys.readouterr().err
-    assert err.strip() == "error: the demo simulates its ECGs with neurokit2: pip install 'ecglang[demo]'"
+    assert err.strip() == "error: the demo simulates its ECGs with neurokit2: pip install neurokit2 (the 'demo' extra)"
     assert not out.exists()  # stopped before writing records or loading the model
 
 

@@ -332,7 +332,7 @@ def test_hub_id_offline_fails_fast_in_process(record, capsys):
     assert cli(["zero-shot", str(record), "--labels", "AF", "--model", "someone/x", "--knowledge", "off"]) == 1
     cli_s = time.perf_counter() - t0
     line = _one_error_line(capsys.readouterr().err)
-    assert "someone/x" in line and "huggingface-cli download someone/x" in line
+    assert "someone/x" in line and "`hf download someone/x --local-dir DIR`" in line
     assert api < 2.0 and cli_s < 2.0, (api, cli_s)
     print(f"offline Hub id: API {api * 1000:.0f} ms, CLI {cli_s * 1000:.0f} ms")
 
