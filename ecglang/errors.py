@@ -70,7 +70,9 @@ class RecordFailure:
     label_sets: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"[{self.stage}] {self.record}: {self.reason}"
+        # A typed error's reason already starts with the file, often the record's own name: say it once.
+        reason = self.reason.removeprefix(f"{self.record}: ")
+        return f"[{self.stage}] {self.record}: {reason}"
 
     def to_dict(self) -> dict[str, Any]:
         """One CSV/JSON row: record, stage and error (the column name the CLI has always written)."""

@@ -226,7 +226,8 @@ def _write_outputs(args: argparse.Namespace, result: ZeroShotResult, clf: Any) -
     said = []
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        result.score_table().to_csv(args.out, float_format="%.6f")  # record, path (the file read), the labels
+        # record, path (the file read; the column even when every record failed), the labels
+        result.score_table(with_path=True).to_csv(args.out, float_format="%.6f")
         said.append(f"\nscores: {args.out} ({len(result.scores)} records × {result.scores.shape[1]} labels)")
     if args.prototypes_out:
         said.append(_write_prototypes(result, Path(args.prototypes_out)))

@@ -139,17 +139,18 @@ class ZeroShotResult:
     def _has_paths(self) -> bool:
         return self.sources is not None and bool(self.sources.notna().any())
 
-    def score_table(self) -> pd.DataFrame:
+    def score_table(self, with_path: bool | None = None) -> pd.DataFrame:
         """`scores` with each record's file in a `path` column first (the CLI's `--out` CSV), where any record was
         read from a file: an id such as `00317_lr#2` does not say which folder's `00317_lr` it is. A record
-        scored from memory has an empty path beside files; when none has a file the table is `scores` as is.
+        scored from memory has an empty path beside files; when none has a file the table is `scores` as is,
+        unless `with_path=True` (the CLI's: its CSV keeps one layout even when every record failed).
         Where a label is itself called "path", the file column is `record_path` (two columns of one name would
         read back as one), and `record_path_2`, `_3`, … where labels take those too; the same for the record
         column (`record`, then `record_id`, `record_id_2`, …) where a label is called "record"."""
         taken = set(self.scores.columns)
         record = _free_name(("record", "record_id"), taken)
         scores = self.scores.rename_axis(record)
-        if not self._has_paths():
+        if not (self._has_paths() if with_path is None else with_path):
             return scores
         name = _free_name(("path", "record_path"), taken | {record})
         paths = pd.Series([self.source_of(r) for r in scores.index], index=scores.index, name=name, dtype=object)

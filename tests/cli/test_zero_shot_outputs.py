@@ -88,3 +88,20 @@ def test_plot_max_says_how_many_records_it_drew(model_dir: Path, records: Path, 
     assert cli([*_base(model_dir, records), "--plot", str(tmp_path / "fig.png"), "--plot-max", "1"]) == 1
     assert "plot: 1 of 2 records drawn (--plot-max)" in capsys.readouterr().err
     assert [p.name for p in tmp_path.glob("fig*.png")] == ["fig.png"]
+
+
+def test_a_failure_names_its_file_once(model_dir: Path, tmp_path: Path, capsys) -> None:
+    """`[read] /x/rec.npy: /x/rec.npy: NPY file without ...`: the record and the typed error's own prefix both
+    named the file. The failures CSV keeps the full reason."""
+    import numpy as np
+
+    bad = tmp_path / "rec.npy"
+    np.save(bad, np.zeros((12, 5000), np.float32))
+    argv = ["zero-shot", str(bad), "--fs", "500", "--labels", "sinus rhythm", "--model", str(model_dir),
+            "--knowledge", "off", "--no-progress", "--failures", str(tmp_path / "failed.csv")]  # fmt: skip
+    assert cli(argv) == 1
+    line = next(line for line in capsys.readouterr().err.splitlines() if line.strip().startswith("[read]"))
+    assert (
+        line.strip() == f"[read] {bad}: NPY file without its lead names (leads): pass fs=/leads= (CLI: --fs, --leads)"
+    )
+    assert pd.read_csv(tmp_path / "failed.csv")["error"][0].startswith(f"{bad}: NPY file")

@@ -155,3 +155,15 @@ def test_a_record_reached_twice_is_scored_once(model, two_files, tmp_path, caplo
     assert Path(result.sources["00001_hr"]).samefile(first) and Path(result.sources["00001_hr#2"]).samefile(second)
     said = [r.getMessage() for r in caplog.records if "scored once" in r.getMessage()]
     assert len(said) == 3 and all(str(first) in line for line in said)  # each repeat named, none silent
+
+
+def test_the_scores_csv_keeps_its_columns_when_every_record_failed(model_dir, tmp_path) -> None:
+    """With every record failed, `--out` held `record,<labels>`: another layout than a run's with scores, exactly
+    when a script reading many runs' CSVs meets a failed one."""
+    bad = tmp_path / "rec.npy"
+    np.save(bad, np.zeros((12, 5000), np.float32))  # no fs or lead names: this record fails
+    out = tmp_path / "scores.csv"
+    argv = ["zero-shot", str(bad), "--labels", *LABELS, "--model", str(model_dir), "--knowledge", "off",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert cli(argv) == 1
+    assert out.read_text().splitlines() == [",".join(["record", "path", *LABELS])]
