@@ -1,6 +1,6 @@
 """Knowledge retrieval: the FAISS query per label over 10,000 snippets, and the index build time.
 
-The 10,000 snippets are the bundled knowledge base (`KnowledgeBase.load()`, 195 snippets) paraphrase-
+The 10,000 snippets are the bundled knowledge base (`KnowledgeBase.load()`, 203 snippets) paraphrase-
 jittered: each variant keeps the title, aliases, codes and source of its original, reorders the text's
 clauses, swaps terms for synonyms ("ms" → "milliseconds", "ECG" → "electrocardiogram", ...) and adds a
 neutral lead-in, so every document is distinct and still says the same thing.
@@ -16,8 +16,9 @@ Rows:
   IVF and HNSW indexes; `retrieve_for_label` per label with the query embedding cached (every zero-shot
   call after the first) and uncached (the first call: embedding the label name and its prompts).
 - quality: the hybrid retrieval on the bundled base: precision@3, off-label rate and latency per label on
-  the evaluation set (`tests/knowledge/retrieval_eval.jsonl`) and on the SNOMED CT names that a snippet's codes cover
-  (issue 14's 92; 94 since the clinical review), and the batched retrieval of 10,000 labels (`many_labels`).
+  the evaluation set (`tests/knowledge/retrieval_eval.jsonl`) and on the SNOMED CT names that a snippet's codes
+  cover (issue 14's 92; 94 since the clinical review, 104 since the second), and the batched retrieval of 10,000
+  labels (`many_labels`).
 
 `labels`: 10,000 of those labels with knowledge on, through the real `ecglang zero-shot` command on two records
 (a fresh process: start-up, retrieval for every label, prompt embedding and scoring inside the time; the index
