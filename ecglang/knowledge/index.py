@@ -528,10 +528,13 @@ class KnowledgeIndex:
 def default_index_dir(
     kb: KnowledgeBase, model_name: str, index_type: str, cache_dir: str | os.PathLike | None = None
 ) -> Path:
-    """Cache folder of the index of `kb` built with `model_name` (see `KnowledgeIndex.default`)."""
+    """Cache folder of the index of `kb` built with `model_name` (see `KnowledgeIndex.default`). The key holds
+    what is embedded (each snippet's `document()`, in order) besides the snippets: a new version of ecglang that
+    composes documents otherwise must not read vectors embedded from the old text."""
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     model_tag = hashlib.sha256(model_name.encode("utf-8")).hexdigest()[:8]
-    return root / "knowledge" / f"{kb.checksum[:16]}-{model_tag}-{index_type}"
+    documents = hashlib.sha256("\n".join(s.document() for s in kb).encode("utf-8")).hexdigest()[:8]
+    return root / "knowledge" / f"{kb.checksum[:16]}-{documents}-{model_tag}-{index_type}"
 
 
 def _save_atomically(index: KnowledgeIndex, target: Path) -> None:

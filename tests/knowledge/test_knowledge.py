@@ -487,6 +487,21 @@ def test_default_index_is_cached_per_knowledge_base(tmp_path: Path, monkeypatch:
     assert second.search(query, k=1)[0][0].snippet.id == "pvc"
 
 
+def test_the_cached_index_follows_what_is_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key was the snippets and the model alone: code that composes the embedded text otherwise (a new
+    ecglang) kept reading vectors embedded from the old text, and a broken `document()` passed every retrieval
+    test on a warm cache."""
+    monkeypatch.setenv("ECGLANG_CACHE", str(tmp_path / "cache"))
+    small = KnowledgeBase.load(_write_jsonl(tmp_path / "kb.jsonl", SMALL))
+    first = KnowledgeIndex.default(kb=small, show_progress=False)
+    monkeypatch.setattr(Snippet, "document", lambda self: "ecg.")  # every snippet embeds the same text
+    changed = KnowledgeIndex.default(kb=small, show_progress=False)
+    assert default_index_dir(small, first.model_name, "flat").is_dir()  # built anew under its own key
+    ids = [snippet.id for snippet in small]
+    assert len({v.tobytes() for v in changed.vectors(ids)}) == 1  # the new text's vectors, not the cached ones
+    assert len({v.tobytes() for v in first.vectors(ids)}) == len(small)
+
+
 # -- knowledge-enriched prompts --------------------------------------------------------------------
 def test_retrieve_for_label_and_compose_prompts(flat: KnowledgeIndex) -> None:
     hits = retrieve_for_label(flat, "atrial fibrillation", ["irregularly irregular rhythm without P waves"], k=3)
