@@ -22,7 +22,9 @@ from ecglang.record.leads import N_LEADS
 from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
-_FORMAT_VERSION = 2  # 2: preprocess.edge_pad is written (format 1 files filtered with the "odd" edge)
+# 2: preprocess.edge_pad is written (format 1 files filtered with the "odd" edge).
+# 3: beats.lead_weighting and beats.lead_combine are written (files of format 1-2 detect with "equal" and "mean").
+_FORMAT_VERSION = 3
 
 # Row order of the model input, as indices into the canonical order (I, II, III, aVR, aVL, aVF, V1-V6).
 # "mimic": MIMIC-IV-ECG's order (aVF before aVL), which MERL was trained on and swaps every input into.
@@ -228,12 +230,14 @@ class EcgProcessor:
                 f"processor config format_version {d['format_version']} is newer than this ecglang "
                 f"supports ({_FORMAT_VERSION}); upgrade ecglang"
             )
-        # A file of format 1 was written before `edge_pad` existed: it keeps the edge filtering it was made with.
-        saved_before_edge_pad = "format_version" in d and version < 2
-        read = PreprocessConfig.from_saved if saved_before_edge_pad else PreprocessConfig.from_dict
+        # A file of format 1 was written before `edge_pad` existed: it keeps the edge filtering it was made with;
+        # one of format 1-2 before the lead weighting of R-peak detection: it keeps the detection it was made with.
+        saved = "format_version" in d
+        read = PreprocessConfig.from_saved if saved and version < 2 else PreprocessConfig.from_dict
+        read_beats = BeatConfig.from_saved if saved and version < 3 else BeatConfig.from_dict
         return cls(
             preprocess=read(d.get("preprocess", {})),
-            beats=BeatConfig.from_dict(d.get("beats", {})),
+            beats=read_beats(d.get("beats", {})),
             return_signal=_require_bool(d.get("return_signal", False), "return_signal"),
             lead_order=d.get("lead_order", "canonical"),
         )
