@@ -23,7 +23,8 @@ from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 # 2: preprocess.edge_pad is written (format 1 files filtered with the "odd" edge).
-# 3: beats.lead_weighting and beats.lead_combine are written (files of format 1-2 detect with "equal" and "mean").
+# 3: beats.lead_weighting and beats.lead_combine are written (files of format 1-2 detect with "equal" and "mean"), and
+#    preprocess.flat_block_ptp_mv/flat_block_fraction (files of format 1-2 mask no mostly flat lead: ptp 0).
 _FORMAT_VERSION = 3
 
 # Row order of the model input, as indices into the canonical order (I, II, III, aVR, aVL, aVF, V1-V6).
@@ -231,12 +232,14 @@ class EcgProcessor:
                 f"supports ({_FORMAT_VERSION}); upgrade ecglang"
             )
         # A file of format 1 was written before `edge_pad` existed: it keeps the edge filtering it was made with;
-        # one of format 1-2 before the lead weighting of R-peak detection: it keeps the detection it was made with.
+        # one of format 1-2 before the mostly-flat-lead rule and the lead weighting of R-peak detection: it keeps
+        # the preprocessing and detection it was made with (`PreprocessConfig.from_saved` knows which setting
+        # came with which format). A dict without a format number (an override, a new model) reads as the current
+        # format: the defaults.
         saved = "format_version" in d
-        read = PreprocessConfig.from_saved if saved and version < 2 else PreprocessConfig.from_dict
         read_beats = BeatConfig.from_saved if saved and version < 3 else BeatConfig.from_dict
         return cls(
-            preprocess=read(d.get("preprocess", {})),
+            preprocess=PreprocessConfig.from_saved(d.get("preprocess", {}), format_version=version),
             beats=read_beats(d.get("beats", {})),
             return_signal=_require_bool(d.get("return_signal", False), "return_signal"),
             lead_order=d.get("lead_order", "canonical"),

@@ -7,6 +7,7 @@ Steps, in this order (each setting is a field of `PreprocessConfig`):
 | 1 | missing leads | `lead_mask` | rows with mask False are zeroed |
 | 2 | NaN / inf | `max_gap_s=0.2`, `on_long_gap="mask"` | short gaps interpolated; long gap: lead masked or raise |
 | 3 | flat lead | `flat_ptp_mv=0.02`, `flat_std_mv=0.005` | ptp or std below threshold (mV) → zeroed, masked |
+| 3b | mostly flat | `flat_block_ptp_mv=0.01`, `flat_block_fraction=0.4` | 1 s blocks, after step 8 (below) → masked |
 | 4 | saturated lead | `saturation_fraction=0.1` | that fraction stuck at its min/max rail → zeroed, masked |
 | 0 | window | `target_samples`, `crop`, `keep_samples` | only the part used (plus 5 s each side) is kept, see below |
 | 5 | resample | `target_fs=500` | `resample_poly`, rational up/down (257→500: 500/257); `None` keeps fs |
@@ -33,8 +34,18 @@ Details:
 - Units: the flat/saturation thresholds are in mV. A signal in volts has every lead flat (the error says to
   convert it); a signal in µV passes, and its flat leads are missed (a disconnected lead of 3 µV noise reads as
   3 mV and is kept): readers must convert to mV.
-- Flags in `metadata["quality"]`: `missing` (1), `nan_interpolated` / `nan_gap` (2), `flat` (3),
+- Flags in `metadata["quality"]`: `missing` (1), `nan_interpolated` / `nan_gap` (2), `flat` (3, 3b),
   `saturated` (4).
+- Mostly flat lead (3b): an electrode off for part of the record leaves ADC noise there, which passes step 3 (the
+  whole lead's ptp/std), and the robust z-score's scale then comes from that part: the live part reached 100-1300
+  z-units (PTB-XL 00001, V1/V2 of 2 µV noise for 5-8 s; normal at most 28). So the used part (after the band-pass
+  and crop, before normalising, in mV) is cut into 1 s blocks, and a lead with at least `flat_block_fraction` of
+  them below `flat_block_ptp_mv` peak-to-peak is masked and flagged `flat`. On the 353 PTB-XL sample records no
+  lead has any such block (smallest 1 s-block ptp 0.022 mV); a lead of 2 µV noise for 5 / 7 s of 10 has 0.4 / 0.6
+  of its blocks flat (the band-pass rings into the blocks after the live part); 4 s: 0.3, kept, its live part at
+  up to 62 z-units. ADC noise of 5 µV rms is at the threshold (1 of 2 such leads caught at 5-7 s), 10 µV is not
+  flat. `flat_block_ptp_mv=0` turns the rule off; processor files of format < 3 and caches saved without it read
+  as 0 (`from_saved`).
 - Quality checks (2-4) run on the raw signal at its own rate, before any filtering. "Stuck at a rail"
   means runs of at least 10 ms (and 3 samples) within 0.1 % of the lead's range from its min or max:
   a waveform merely touching its peak does not count.
@@ -61,7 +72,7 @@ Details:
   space; `pad_then_normalize=True` swaps steps 9 and 10 (MERL's order: the padding enters the statistics).
 - Masked leads are zero in the output whatever the normalisation.
 
-If no lead is usable after steps 1–4, `EcgQualityError` names the record. `metadata` gains `quality`
+If no lead is usable after steps 1–4 (or 3b), `EcgQualityError` names the record. `metadata` gains `quality`
 (lead name → list of flags, only for leads with a flag), `original_fs`, `original_n_samples`,
 `resampled_n_samples` (length at `target_fs` before crop/pad), `crop_offset` and `pad_samples`.
 
@@ -116,6 +127,11 @@ EDGE_PAD_CYCLES = 0.75  # periods of the band-pass's low edge mirrored at each r
 MAX_FILTER_ORDER = 16
 
 
+# Settings added after configs were first saved: the value that gives the preprocessing of the code before them
+# (what `PreprocessConfig.from_saved` reads when a file lacks one), and the processor format that first wrote them.
+SAVED_BEFORE: dict[str, tuple[Any, int]] = {"edge_pad": ("odd", 2), "flat_block_ptp_mv": (0.0, 3)}
+
+
 @dataclass
 class PreprocessConfig(DictConfig):
     """Settings of `preprocess`; the module docstring is the contract (order and meaning of each step)."""
@@ -129,6 +145,8 @@ class PreprocessConfig(DictConfig):
     on_long_gap: Literal["mask", "raise"] = "mask"
     flat_ptp_mv: float = 0.02
     flat_std_mv: float = 0.005
+    flat_block_ptp_mv: float = 0.01
+    flat_block_fraction: float = 0.4
     saturation_fraction: float = 0.1
     keep_samples: int | None = None
     crop: CropPolicy = "start"
@@ -148,7 +166,8 @@ class PreprocessConfig(DictConfig):
             if getattr(self, name) is not None:
                 setattr(self, name, int(getattr(self, name)))
         self.filter_order = int(self.filter_order)
-        for name in ("max_gap_s", "flat_ptp_mv", "flat_std_mv", "saturation_fraction"):
+        for name in ("max_gap_s", "flat_ptp_mv", "flat_std_mv", "flat_block_ptp_mv", "flat_block_fraction",
+                     "saturation_fraction"):  # fmt: skip
             setattr(self, name, float(getattr(self, name)))
         self.robust = bool(self.robust)
         self.pad_then_normalize = bool(self.pad_then_normalize)
@@ -182,10 +201,13 @@ class PreprocessConfig(DictConfig):
         _check_number("max_gap_s", self.max_gap_s, "a number of seconds >= 0")
         if not (self.max_gap_s >= 0):
             raise ConfigError(f"PreprocessConfig.max_gap_s must be >= 0, got {self.max_gap_s}")
-        for name in ("flat_ptp_mv", "flat_std_mv"):
+        for name in ("flat_ptp_mv", "flat_std_mv", "flat_block_ptp_mv"):
             _check_number(name, getattr(self, name), "a number of mV >= 0")
-        if not (self.flat_ptp_mv >= 0 and self.flat_std_mv >= 0):
-            raise ConfigError("PreprocessConfig.flat_ptp_mv and flat_std_mv must be >= 0")
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"PreprocessConfig.{name} must be a number of mV >= 0, got {getattr(self, name)}")
+        _check_number("flat_block_fraction", self.flat_block_fraction, "a fraction in (0, 1]")
+        if not (0 < self.flat_block_fraction <= 1):
+            raise ConfigError(f"PreprocessConfig.flat_block_fraction must be in (0, 1], got {self.flat_block_fraction}")
         _check_number("saturation_fraction", self.saturation_fraction, "a fraction in (0, 1]")
         if not (0 < self.saturation_fraction <= 1):
             raise ConfigError(f"PreprocessConfig.saturation_fraction must be in (0, 1], got {self.saturation_fraction}")
@@ -221,13 +243,24 @@ class PreprocessConfig(DictConfig):
         return ReadWindow(self.target_samples / self.target_fs, self.crop, EDGE_MARGIN_S)
 
     @classmethod
-    def from_saved(cls, data: Mapping[str, Any] | None, where: str | None = None) -> PreprocessConfig:
+    def from_saved(
+        cls, data: Mapping[str, Any] | None, where: str | None = None, *, format_version: int | None = None
+    ) -> PreprocessConfig:
         """`from_dict` for settings that a file saved (a checkpoint's processor, a cache's or prepared folder's
-        metadata): a setting added since keeps the behaviour of the code that wrote the file. Settings saved
-        without `edge_pad` were filtered with scipy's 30 ms odd extension ("odd"); new settings default to
-        "even" (a 1.5 s mirror image), which changes the first and last second of a record."""
+        metadata): a setting added since (`SAVED_BEFORE`) keeps the preprocessing of the code that wrote the file,
+        since a model or cache made with it must be fed the same way. Settings saved without `edge_pad` were
+        filtered with scipy's 30 ms odd extension ("odd"; new settings: "even", a 1.5 s mirror image, which changes
+        the first and last second of a record); without `flat_block_ptp_mv`, no mostly flat lead was masked (0).
+
+        `format_version`, a processor file's (`ecglang.encoders.ecg_processing`), decides which settings its code
+        did not know: a format-2 file without `edge_pad` reads as the default, as before. Without it (a cache's
+        or prepared folder's metadata, which have no format number), any of them missing from the file."""
+        if data is not None and not isinstance(data, Mapping):
+            return cls.from_dict(data, where)  # not settings: its ConfigError
         data = dict(data or {})
-        data.setdefault("edge_pad", "odd")
+        for name, (value, since) in SAVED_BEFORE.items():
+            if format_version is None or format_version < since:
+                data.setdefault(name, value)
         return cls.from_dict(data, where)
 
     @classmethod
@@ -406,6 +439,34 @@ def _flat_and_saturated(
             flags[lead].append("flat" if is_flat else "saturated")
 
 
+def _mostly_flat(x: np.ndarray, mask: np.ndarray, fs: float, cfg: PreprocessConfig, flags: list[list[str]]) -> None:
+    """Step 3b: mask leads of `x` (the used part, in mV) with at least `flat_block_fraction` of their whole 1 s
+    blocks under `flat_block_ptp_mv` peak-to-peak (an electrode off for part of the record)."""
+    size = max(1, round(fs))
+    n_blocks = x.shape[1] // size
+    valid = np.flatnonzero(mask)
+    if cfg.flat_block_ptp_mv <= 0 or n_blocks == 0 or valid.size == 0:
+        return
+    blocks = x[valid, : n_blocks * size].reshape(valid.size, n_blocks, size)
+    ptp = blocks.max(axis=2) - blocks.min(axis=2)
+    flat = np.count_nonzero(ptp < cfg.flat_block_ptp_mv, axis=1) >= cfg.flat_block_fraction * n_blocks - 1e-9
+    for lead in valid[flat]:
+        mask[lead] = False
+        flags[lead].append("flat")
+
+
+def _check_usable(mask: np.ndarray, flags: list[list[str]], record: str | None, whole: bool) -> None:
+    """`EcgQualityError` naming the record and each lead's flags when no lead is left (`whole`: after steps 1-4,
+    where every lead flat means a signal in volts)."""
+    if mask.any():
+        return
+    problems = {CANONICAL_LEADS[i]: f for i, f in enumerate(flags) if f}
+    hint = ""
+    if whole and all("flat" in f for f in flags if f != ["missing"]):
+        hint = " (every lead is flat: a signal in volts must be converted to mV)"
+    raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}{hint}")
+
+
 def _median_rows(v: np.ndarray) -> np.ndarray:
     """`np.median(v, axis=1, keepdims=True)` of finite `v [L, n]`, partitioning `v` in place.
 
@@ -496,12 +557,7 @@ def _preprocess_core(
         raise EcgQualityError(record, f"lead(s) {leads} exceed ±{_MAX_ABS:g}: not a voltage (mV or ADC units)")
     _flat_and_saturated(x, mask, fs, cfg, flags)
     x[~mask] = 0.0
-    if not mask.any():
-        problems = {CANONICAL_LEADS[i]: f for i, f in enumerate(flags) if f}
-        hint = ""
-        if all("flat" in f for f in flags if f != ["missing"]):
-            hint = " (every lead is flat: a signal in volts must be converted to mV)"
-        raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}{hint}")
+    _check_usable(mask, flags, record, whole=True)
 
     if out_fs != fs:
         up, down = _resample_ratio(float(fs), out_fs)
@@ -529,6 +585,8 @@ def _preprocess_core(
     # Steps 7-8, planned in step 0: the used part, in the coordinates of the kept part
     offset, target = plan.offset, cfg.target_samples
     x = x[:, offset - plan.out_start : offset - plan.out_start + plan.length]
+    _mostly_flat(x, mask, out_fs, cfg, flags)
+    _check_usable(mask, flags, record, whole=False)
 
     if not cfg.pad_then_normalize:
         _normalise(x, mask, cfg.normalize, cfg.robust)

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ecglang.core.paths import source_checkout
-from ecglang.data.cache import SignalCache, cache_is_complete, default_cache_dir, sha256_json
+from ecglang.data.cache import SignalCache, cache_is_complete, default_cache_dir
 from ecglang.data.prepared import PreparedDataset
 from ecglang.data.registry import build_dataset, find_dataset
 from ecglang.encoders.modeling import EcgLangModel
@@ -320,12 +320,10 @@ def open_prepared(
     (otherwise a `ConfigError` with the command that rebuilds it, see `rebuild_command`)."""
     folder = resolve_data_path(cfg.data.prepared, "data.prepared")
     prepared = PreparedDataset(folder)
-    if prepared.manifest["config_sha256"] != sha256_json(preprocess_cfg.to_dict()):
-        changed = {
-            k: (v, preprocess_cfg.to_dict().get(k))
-            for k, v in prepared.manifest["preprocess"].items()
-            if preprocess_cfg.to_dict().get(k) != v
-        }
+    # As built (a setting added since reads as its value then): a folder from before it is not refused with "{}".
+    built, wanted = prepared.preprocess_config.to_dict(), preprocess_cfg.to_dict()
+    if built != wanted:
+        changed = {k: (built.get(k), wanted[k]) for k in sorted(wanted) if built.get(k) != wanted[k]}
         command = rebuild_command(cfg, prepared.table_meta, preprocess_cfg, output, main)
         raise ConfigError(
             f"{folder} was prepared with other preprocessing than the model's processor (prepared, model): {changed}; "

@@ -378,3 +378,26 @@ def test_resume_with_another_schedule_says_so(records: Path, tmp_path: Path, cap
         train(load_config(SMOKE, [*base, *changed]), output_dir=out, resume=True)
     assert "train/clip_grad_norm: 1.0 -> 1000" in caplog.text and "selection/metrics:" in caplog.text
     assert "a new best/ is compared with a score of another scale" in caplog.text
+
+
+def test_a_folder_prepared_before_a_setting_existed_opens_where_it_means_the_same(records: Path, tmp_path) -> None:
+    """A prepared folder's manifest from before `flat_block_ptp_mv` (its preprocessing: that rule off) was refused
+    for any model, since the model's settings gained the key, with "(prepared, model): {}" as the difference."""
+    from ecglang.data.cache import sha256_json
+    from ecglang.training.setup import open_prepared
+
+    pairs = _pairs_csv(tmp_path / "pairs.csv", records, range(4))
+    prepared = tmp_path / "prepared"
+    assert cli(["data", "build", "pairs", str(pairs), "--out", str(prepared), "--model", "ecglang-small",
+                "--no-progress"]) == 0  # fmt: skip
+    manifest_file = prepared / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    for key in ("flat_block_ptp_mv", "flat_block_fraction"):  # as written before these settings existed
+        manifest["preprocess"].pop(key)
+    manifest["config_sha256"] = sha256_json(manifest["preprocess"])
+    manifest_file.write_text(json.dumps(manifest))
+    cfg = load_config(SMOKE, [f"data.prepared={prepared}"])
+    same = PreprocessConfig.from_dict({**_preprocess().to_dict(), "flat_block_ptp_mv": 0.0})  # the rule off
+    assert open_prepared(cfg, same)[4] == prepared
+    with pytest.raises(ConfigError, match=r"'flat_block_ptp_mv': \(0\.0, 0\.01\)"):
+        open_prepared(cfg, _preprocess())  # today's default has the rule on: refused, naming it
