@@ -132,7 +132,7 @@ def stream_memory(n: int) -> dict[str, Any]:
 
 
 def bench_prepare(ctx: BenchContext) -> list[dict[str, Any]]:
-    n = int(os.environ.get("ECGLANG_BENCH_PREPARE", "200" if ctx.quick else "2000"))
+    n = int(os.environ.get("ECGLANG_BENCH_PREPARE", "60" if ctx.quick else "2000"))
     ctx.note(
         "prepare: records/s per worker = records / the workers' CPU seconds; wall rate beside it "
         "(capped by free cores on a shared machine)"

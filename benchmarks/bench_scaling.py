@@ -13,7 +13,7 @@ child's exact peak RSS and the sampled peak PSS of its process tree (the DataLoa
 Linear time: the wall time per record stays within 25 % across sizes. Flat memory: the peak at the
 largest size is within 25 % (+ 50 MB of per-record metadata: ids, scores) of the smallest.
 
-Sizes: 1,000 / 10,000 / 100,000 (`--quick`: 128 / 256). `ECGLANG_BENCH_SCALING=1000,10000,30000` picks
+Sizes: 1,000 / 10,000 / 100,000 (`--quick`: 32 / 64). `ECGLANG_BENCH_SCALING=1000,10000,30000` picks
 others (the 100k cache takes a while to build and 12 GB of disk).
 """
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the harness passes its context; no import of run.py needed 
     from run import BenchContext
 
 SIZES = (1_000, 10_000, 100_000)
-QUICK_SIZES = (128, 256)
+QUICK_SIZES = (32, 64)
 TOLERANCE = 1.25
 METADATA_SLACK = 50e6  # bytes: ids and scores of 100k records
 GB = 1e9

@@ -102,7 +102,7 @@ def stage_split(clf: ZeroShotClassifier, signals: np.ndarray, repeats: int) -> d
 
 
 def bench_zeroshot(ctx: BenchContext) -> list[dict[str, Any]]:
-    n = 96 if ctx.quick else 1000
+    n = 64 if ctx.quick else 1000
     signals = ctx.ecg_arrays(n, seed=2)
     ecgs = [Ecg(s, 500.0, record_id=f"r{i}") for i, s in enumerate(signals)]
     clf = ZeroShotClassifier(ctx.model("ecglang-small"), knowledge="default")
