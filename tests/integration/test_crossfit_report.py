@@ -1,10 +1,12 @@
-"""scripts/crossfit.py pools the per-record scores of eight held-out folds into one comparison of prompt sources."""
+"""scripts/crossfit.py pools the per-record scores of eight held-out folds into one comparison of prompt sources.
+
+The script runs in this process (its `main(argv)`; it imports `ablation` by name, as `python scripts/crossfit.py`
+allows), not in a subprocess that imported torch again."""
 
 from __future__ import annotations
 
+import importlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "crossfit.py"
 LABEL_SETS = ("ptbxl_super", "ptbxl_sub", "ptbxl_form", "ptbxl_rhythm")
 SOURCES = ("names", "prompts", "knowledge", "external:CKEPE_prompt")
 CODES = ("A", "B", "C")
+
+
+@pytest.fixture
+def crossfit(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    return importlib.import_module("crossfit")
 
 
 def write_fold(
@@ -48,14 +56,13 @@ def write_fold(
     return df
 
 
-def test_folds_are_pooled_on_one_scale_and_the_sources_compared(tmp_path: Path) -> None:
+def test_folds_are_pooled_on_one_scale_and_the_sources_compared(crossfit, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     frames = [write_fold(tmp_path, fold, rng) for fold in range(1, 9)]
     report, results = tmp_path / "CROSSFIT.md", tmp_path / "crossfit.json"
-    cmd = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--report-only", "--n-boot", "200",
-           "--report", str(report), "--results", str(results)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    argv = ["--runs", str(tmp_path), "--report-only", "--n-boot", "200",
+            "--report", str(report), "--results", str(results)]  # fmt: skip
+    assert crossfit.main(argv) == 0
     pooled = json.loads(results.read_text(encoding="utf-8"))["label_sets"]["ptbxl_form"]
     assert pooled["records"] == 8 * 30 and pooled["labels"] == 3
     assert pooled["per_fold_records"] == {str(f): 30 for f in range(1, 9)}
@@ -89,7 +96,7 @@ def test_folds_are_pooled_on_one_scale_and_the_sources_compared(tmp_path: Path) 
     assert "| ptbxl_form | 240 | 3 (3) |" in text and "knowledge − external:CKEPE_prompt" in text
 
 
-def test_variants_trained_on_the_same_folds_are_compared_record_by_record(tmp_path: Path) -> None:
+def test_variants_trained_on_the_same_folds_are_compared_record_by_record(crossfit, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for fold in range(1, 9):
         write_fold(tmp_path, fold, rng)  # ecglang-mini: signal in knowledge only
@@ -97,10 +104,9 @@ def test_variants_trained_on_the_same_folds_are_compared_record_by_record(tmp_pa
     for fold in range(1, 8):  # a variant with a fold missing is not compared
         write_fold(tmp_path, fold, rng, variant="ssm")
     report, results = tmp_path / "CROSSFIT.md", tmp_path / "crossfit.json"
-    cmd = [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--report-only", "--n-boot", "200",
-           "--report", str(report), "--results", str(results)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    argv = ["--runs", str(tmp_path), "--report-only", "--n-boot", "200",
+            "--report", str(report), "--results", str(results)]  # fmt: skip
+    assert crossfit.main(argv) == 0
     variants = json.loads(results.read_text(encoding="utf-8"))["variants"]
     prompts = variants["prompts"]["ptbxl_sub"]
     assert set(prompts) == {"ecglang-mini", "frozen-text"}

@@ -417,17 +417,26 @@ def test_empty_and_duplicate_label_lists(model, cases, model_dir, capsys):
     assert "duplicate label 'af'" in _one_error_line(capsys.readouterr().err)
 
 
-def test_ten_thousand_labels_complete(model, cases):
-    labels = [f"finding {i}" for i in range(10_000)]
+def test_a_thousand_labels_complete(model, cases):
+    """1,000 labels: four batches of the prompt embedder (256 each, the last one ragged), which is what
+    10,000 exercised too; the 10,000-label scale is timed in benchmarks/ (`labels`)."""
+    labels = [f"finding {i}" for i in range(1_000)]
     ecgs = [load_ecg(cases[n].path) for n in ("fs250", "fs360")]
-    t0 = time.perf_counter()
-    result = ZeroShotClassifier(model, knowledge=None)(ecgs, labels=labels, progress=False)
-    elapsed = time.perf_counter() - t0
-    assert result.scores.shape == (2, 10_000) and list(result.scores.columns) == labels
+    batches: list[int] = []
+    original = model.encode_text
+    model.encode_text = lambda texts: batches.append(len(texts)) or original(texts)
+    try:
+        t0 = time.perf_counter()
+        result = ZeroShotClassifier(model, knowledge=None)(ecgs, labels=labels, progress=False)
+        elapsed = time.perf_counter() - t0
+    finally:
+        del model.encode_text
+    assert sum(batches) >= 1_000 and len(batches) >= 4 and batches[0] == 256 and min(batches) < 256, batches
+    assert result.scores.shape == (2, 1_000) and list(result.scores.columns) == labels
     assert np.isfinite(result.scores.to_numpy()).all()
     # Label embeddings differ (each prompt really went through the text tower).
-    assert result.scores.nunique(axis=1).min() > 9_000
-    print(f"10,000 labels x 2 records: {elapsed:.1f} s")
+    assert result.scores.nunique(axis=1).min() > 900
+    print(f"1,000 labels x 2 records: {elapsed:.1f} s")
 
 
 # ------------------------------------------------------------------------------------- knowledge files
