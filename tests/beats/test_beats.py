@@ -12,7 +12,7 @@ import neurokit2 as nk
 import numpy as np
 import pytest
 import wfdb
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from ecglang.beats.evaluation import beat_f1, f1
@@ -378,8 +378,11 @@ def test_beat_config_roundtrip_and_validation() -> None:
 @st.composite
 def _signals(draw: st.DrawFn) -> tuple[np.ndarray, float]:
     fs = draw(st.sampled_from([100.0, 250.0, 257.0, 360.0, 500.0, 1000.0]))
-    n = draw(st.one_of(st.integers(1, 60), st.integers(61, 6000)))
-    kind = draw(st.sampled_from(["noise", "ecg", "spikes", "steps", "constant", "sine"]))
+    # Weighted towards ECG-like records of a few seconds, which tokenize: a typed error rejects the example, and
+    # Hypothesis fails a test whose examples are nearly all rejected. The other kinds still come up in every run.
+    low, high = draw(st.sampled_from([(1, 60), (61, 6000), *[(int(4 * fs), int(12 * fs))] * 4]))
+    n = draw(st.integers(low, high))
+    kind = draw(st.sampled_from(["noise", "spikes", "steps", "constant", "sine", *["ecg"] * 10]))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     t = np.arange(n) / fs
@@ -415,7 +418,7 @@ def test_tokenize_property(data: tuple[np.ndarray, float], mask_bits: int, max_b
     try:
         tokens = tokenize_array(sig, fs, mask, cfg, record="prop")
     except (EcgQualityError, ConfigError):
-        return
+        reject()  # not a pass: a tokenizer that refuses nearly everything fails the health check
     assert tokens.beats.shape == (max_beats, 12, cfg.beat_len)
     assert tokens.beat_mask.sum() == tokens.n_beats == len(tokens.rpeaks) <= max_beats
     assert np.isfinite(tokens.beats).all() and np.isfinite(tokens.rr).all()
@@ -432,7 +435,7 @@ def test_preprocess_then_tokenize_property(data: tuple[np.ndarray, float], targe
         clean = preprocess(Ecg(sig, fs, record_id="prop"), PreprocessConfig(target_samples=target))
         tokens = tokenize_beats(clean)
     except (EcgQualityError, ConfigError):
-        return
+        reject()
     assert tokens.rpeaks.max() < clean.n_samples - clean.metadata["pad_samples"]
     assert tokens.beats.shape == (40, 12, 96)
 

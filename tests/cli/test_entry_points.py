@@ -47,6 +47,30 @@ def test_demo_is_a_subcommand() -> None:
     assert args.model is None
 
 
+def test_the_demo_ranks_every_simulated_record_right_and_draws_the_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's main command, for real: bundled model, bundled knowledge (cached for the session), three
+    simulated records. Then the same records with two true labels swapped: the count must follow (it said
+    "3 of 3" whatever was ranked first), so the first "3 of 3" is the model's doing."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out-dir", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "3 of 3 ranked the right label first." in stdout, stdout[-3000:]
+    for label, _ in demo.DEMO_CASES:
+        assert f"ranked first: {label}  ->  RIGHT" in stdout
+    figure = out / "explanation.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+    assert len(list(out.glob("*.npz"))) == len(demo.DEMO_CASES)
+
+    (slow, _), normal, (fast, _) = demo.DEMO_CASES
+    monkeypatch.setattr(demo, "DEMO_CASES", ((fast, 45.0), normal, (slow, 130.0)))
+    assert main(["demo", "--out-dir", str(tmp_path / "swapped")]) == 0
+    stdout = capsys.readouterr().out
+    assert "1 of 3 ranked the right label first." in stdout, stdout[-3000:]
+    assert stdout.count("->  WRONG") == 2 and stdout.count("->  RIGHT") == 1
+
+
 def test_demo_without_neurokit2_says_which_extra_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,9 +11,23 @@ from pathlib import Path
 import pytest
 
 import ecglang
-import ecglang.cli.knowledge as knowledge_cli
 from ecglang.cli.main import build_parser, main
 from ecglang.errors import ConfigError, EcgLangError, UsageError
+
+SNIPPETS = [
+    {"id": "af", "title": "Atrial fibrillation", "aliases": [], "codes": {"snomed": ["164889003"]},
+     "text": "Irregular RR intervals; no P waves; f waves at 350-600 /min in V1.", "source": "Test (2024)"},
+    {"id": "pvc", "title": "Ventricular premature complex", "aliases": [], "codes": {},
+     "text": "Premature QRS >= 120 ms without a preceding P wave.", "source": "Test (2024)"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def small_kb(tmp_path: Path) -> Path:
+    """A real two-snippet knowledge base: its index builds in well under a second once the model is loaded."""
+    path = tmp_path / "kb.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in SNIPPETS))
+    return path
 
 
 def test_a_usage_error_is_a_public_config_error() -> None:
@@ -46,18 +60,18 @@ def test_flags_that_exclude_each_other_are_usage_errors(
     assert "Traceback" not in err and not list(tmp_path.iterdir())  # nothing written (no eval_results/)
 
 
-def test_a_knowledge_base_without_the_codes_namespace_is_not_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_knowledge_base_without_the_codes_namespace_is_not_a_usage_error(
+    small_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`--code ptbx:CLBBB` is well formed; that no snippet carries a `ptbx` code depends on the knowledge base
     (`--kb`), so it stays a runtime error (exit 1), found once the index is loaded."""
-
-    class Index:  # the index's knowledge base is all the check reads
-        kb = type("Kb", (), {"namespaces": ["ptbxl", "snomed"]})()
-
-    args = build_parser().parse_args(["knowledge", "search", "LBBB", "--code", "ptbx:CLBBB"])
-    monkeypatch.setattr(knowledge_cli.KnowledgeIndex, "default", classmethod(lambda cls, **kwargs: Index()))
+    monkeypatch.setenv("ECGLANG_CACHE", str(tmp_path / "cache"))
+    args = build_parser().parse_args(["knowledge", "search", "LBBB", "--code", "ptbx:CLBBB", "--kb", str(small_kb),
+                                      "--no-progress"])  # fmt: skip
     with pytest.raises(ConfigError) as raised:
         args.func(args)
     assert not isinstance(raised.value, UsageError) and "namespace 'ptbx'" in str(raised.value)
+    assert "namespaces of this knowledge base: snomed)" in str(raised.value)  # the real base's, read from --kb
 
 
 @pytest.mark.parametrize(
@@ -91,29 +105,20 @@ def test_json_of_knowledge_search_and_show_is_json_lines(capsys) -> None:
     assert [json.loads(line)["id"] for line in lines] == ["clbbb-criteria", "crbbb-criteria"]
 
 
-def test_knowledge_build_and_search_take_no_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_knowledge_build_and_search_take_no_progress(
+    small_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     """`knowledge build` drew sentence-transformers' bar into a redirected stderr with no way to turn it off;
-    `--no-progress` reaches the index build (and the build that `search` makes of an uncached base)."""
-    seen: list[tuple[str, bool]] = []
-
-    class Stop(Exception):
-        pass
-
-    def build(cls, kb, **kwargs):
-        seen.append(("build", kwargs["show_progress"]))
-        raise Stop
-
-    def default(cls, **kwargs):
-        seen.append(("default", kwargs["show_progress"]))
-        raise Stop
-
-    monkeypatch.setattr(knowledge_cli.KnowledgeIndex, "build", classmethod(build))
-    monkeypatch.setattr(knowledge_cli.KnowledgeIndex, "default", classmethod(default))
-    out = str(tmp_path / "idx")
-    parser = build_parser()
-    for argv in (["build", "--out", out], ["build", "--out", out, "--no-progress"],
-                 ["search", "LBBB"], ["search", "LBBB", "--no-progress"]):  # fmt: skip
-        args = parser.parse_args(["knowledge", *argv])
-        with pytest.raises(Stop):
-            args.func(args)
-    assert seen == [("build", True), ("build", False), ("default", True), ("default", False)]
+    `--no-progress` turns it off for the build and for the build that `search` makes of an uncached base. A real
+    two-snippet base; each command with a cache of its own, so that `search` builds."""
+    out = tmp_path / "idx"
+    for i, (argv, bar) in enumerate([(["build", "--out", str(out / "a")], True),
+                                     (["build", "--out", str(out / "b"), "--no-progress"], False),
+                                     (["search", "fibrillation"], True),
+                                     (["search", "fibrillation", "--no-progress"], False)]):  # fmt: skip
+        monkeypatch.setenv("ECGLANG_CACHE", str(tmp_path / f"cache{i}"))
+        assert main(["knowledge", *argv, "--kb", str(small_kb)]) == 0, argv
+        stdout, err = capsys.readouterr()
+        assert ("Batches" in err) == bar, (argv, err)
+        assert ("built flat index of 2 snippets" if argv[0] == "build" else "1. af  score") in stdout, stdout
+    assert (out / "a").is_dir() and (out / "b").is_dir()

@@ -85,39 +85,40 @@ def sha(data: bytes) -> str:
 
 
 # --- offline: the real call, no mocks -------------------------------------------------------------
+# Offline made deterministic, whether or not this machine reaches physionet.org: every request goes through a
+# proxy at the discard port of this host, where nothing listens (connection refused at once).
+UNREACHABLE_PROXY = "http://127.0.0.1:9"
+PROXY_VARS = ("https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY")
 
 
-def _network_available() -> bool:
-    try:
-        socket.create_connection(("physionet.org", 443), timeout=1.0).close()
-        return True
-    except OSError:
-        return False
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.setenv(name, UNREACHABLE_PROXY)
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
 
 
-def test_offline_download_fails_fast_with_instructions(tmp_path):
-    if _network_available():
-        pytest.skip("network available: this test checks the offline behaviour and must not fetch 3 GB")
+def test_offline_download_fails_fast_with_instructions(tmp_path, offline):
     start = time.monotonic()
     with pytest.raises(DownloadError) as info:
         download_ptbxl(tmp_path / "ptbxl", progress=False)
     assert time.monotonic() - start < 2.0
     msg = str(info.value)
-    assert "physionet.org" in msg and "manually" in msg
+    assert "physionet.org" in msg and "manually" in msg and "127.0.0.1:9" in msg  # the proxy was the way out
     assert PTBXL_BASE_URL in msg and "ecglang data build ptbxl FOLDER" in msg
     assert not any((tmp_path / "ptbxl").glob("**/*.part"))
 
 
-def test_offline_cli_exits_1_with_one_line_error(tmp_path):
-    if _network_available():
-        pytest.skip("network available: this test checks the offline behaviour")
+def test_offline_cli_exits_1_with_one_line_error(tmp_path, offline):
     # A hang guard, not a speed target (those live in benchmarks/): retrying with back-off would run past it.
     proc = subprocess.run(
         [sys.executable, "-m", "ecglang.cli.main", "data", "download", "ptbxl", str(tmp_path / "d")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=dict(os.environ),  # the proxy variables set above
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot reach physionet.org") and "Traceback" not in proc.stderr
+    assert "127.0.0.1:9" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 # --- resuming against a local server ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from ecglang.data.fastread import read_plain_wfdb
 from ecglang.data.mimic import build_mimic_ecg
 from ecglang.data.prepared import LockHeld, PreparedDataset, build_shards, file_lock, prepare_table, read_manifest
 from ecglang.data.synthetic import write_mimic_like
-from ecglang.errors import ConfigError
+from ecglang.errors import ConfigError, EcgReadError
 from ecglang.record.io import load_ecg
 from ecglang.signal.preprocess import PreprocessConfig
 
@@ -68,7 +68,7 @@ def test_sharded_build_on_two_nodes_equals_one_cache(mimic_root, reference, tmp_
     assert table.built and len(table.dataset) == N
     first = build_shards(out, table.dataset, CFG, shard=(0, 2), shard_size=6, progress=False)
     assert [r.name for r in first] == ["shard-00000-of-00004", "shard-00002-of-00004"]
-    with pytest.raises(Exception, match="not built yet"):
+    with pytest.raises(EcgReadError, match="not built yet"):  # typed: one CLI error line, not a traceback
         PreparedDataset(out)
     again = prepare_table(out, "mimic", mimic_root, progress=False)  # the second node reuses the table
     assert not again.built

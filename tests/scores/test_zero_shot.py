@@ -142,6 +142,26 @@ def test_explanations_cover_beats_and_leads(model, records):
     assert exp.signal is None and exp.tokens is None  # not asked for: no signal kept
 
 
+def test_beat_contributions_are_beat_embeddings_times_each_labels_sentence_embedding(model, records):
+    """Each label's beat contributions are the record's beat embeddings (encoded here, outside the classifier)
+    times that label's sentence-head embedding: not another label's, and not the same vector for every label."""
+    from ecglang.encoders.ecg_processing import EcgProcessor
+
+    clf = ZeroShotClassifier(model, knowledge=None)
+    result = clf(records[:1], labels=LABELS, explain=True, progress=False)
+    exps = result.explanations[records[0].name]
+    batch = (model.processor or EcgProcessor())([load_ecg(records[0])])
+    with torch.inference_mode():
+        beats = model.encode_ecg(**batch).beat_embeds[0].float()
+    q = torch.from_numpy(clf.label_matrix(clf.label_specs(LABELS), head="sentence", progress=False))
+    assert q.shape[0] == len(LABELS)
+    for j, label in enumerate(LABELS):
+        got = exps[label].beat_contributions
+        assert len(got) >= 2
+        np.testing.assert_allclose(got, (beats[: len(got)] @ q[j]).numpy(), atol=1e-5, err_msg=label)
+    assert not np.allclose(exps[LABELS[0]].beat_contributions, exps[LABELS[1]].beat_contributions, atol=1e-4)
+
+
 def test_lead_contributions_are_what_leaving_the_lead_out_does(model, records):
     """A lead's contribution is the score minus the score of the record without that lead, as a user gets it by
     passing the other 11 leads. It was the mean cosine of the lead's token-head embeddings with the sentence-head
