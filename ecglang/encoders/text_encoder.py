@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ecglang.core.quiet import quiet_model_loading
 from ecglang.encoders.checkpoint_files import is_hub_id
 from ecglang.encoders.configuration import MAX_PARAMETERS, MAX_TEXT_LAYERS, EcgLangConfig, check_hf_config
 from ecglang.encoders.layers import ModelInputError, check_input, masked_mean
@@ -423,13 +424,14 @@ class TextEncoder(nn.Module):
             check_safetensors_folder(self.source)
             conf = _config_from_source(self.source)
         try:
-            if hf_config is not None:
-                model = AutoModel.from_config(conf, trust_remote_code=False)
-            else:
-                # No code from the model's folder or repo runs, and pickle weights are never read.
-                model = AutoModel.from_pretrained(
-                    self.source, config=conf, trust_remote_code=False, use_safetensors=True
-                )
+            with quiet_model_loading():
+                if hf_config is not None:
+                    model = AutoModel.from_config(conf, trust_remote_code=False)
+                else:
+                    # No code from the model's folder or repo runs, and pickle weights are never read.
+                    model = AutoModel.from_pretrained(
+                        self.source, config=conf, trust_remote_code=False, use_safetensors=True
+                    )
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(self.source, f"cannot load the text model: {exc}") from exc
         if cfg["pooling"] == "pooler":
@@ -462,7 +464,8 @@ class TextEncoder(nn.Module):
                 target_modules=targets, bias="none",
             )  # fmt: skip
             try:
-                model = get_peft_model(model, peft_cfg)
+                with quiet_model_loading():
+                    model = get_peft_model(model, peft_cfg)
             except ValueError as exc:  # peft's NoMatchingPeftModuleError: targets that name no module
                 raise ConfigError(f"text_tower.lora.target_modules {targets!r}: {exc}") from exc
         self.model = model

@@ -25,6 +25,7 @@ from ecglang.core.array_files import ArrayFileError, read_array, write_array
 from ecglang.core.atomic import atomic_directory
 from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.core.paths import cache_root
+from ecglang.core.quiet import quiet_model_loading
 from ecglang.core.threads import thread_count
 from ecglang.errors import ConfigError, KnowledgeError, ModelLoadError
 from ecglang.knowledge.base import KnowledgeBase, Snippet
@@ -89,7 +90,8 @@ def _resolve_encoder(
     if key not in _ENCODERS:
         target = str(path) if path is not None else name
         try:
-            encoder = SentenceTransformer(target, device=device)
+            with quiet_model_loading():
+                encoder = SentenceTransformer(target, device=device)
         except Exception as exc:  # sentence-transformers raises OSError/ValueError/HF errors alike
             raise ModelLoadError(target, f"cannot load sentence-transformers model: {exc}") from exc
         _ENCODER_NAMES[encoder] = name  # lets a loaded index recognise the encoder instance
