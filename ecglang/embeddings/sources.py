@@ -349,8 +349,8 @@ def _array_item(item: np.ndarray, n: int, fs: float | None, leads: list[str] | N
     if fs is None:
         return RecordFailure(rid, "read", "an array input needs fs= (sampling rate in Hz)")
     try:
-        # the NPY reader's layout rule, so that an array scores as it would saved to a .npy file
         check_numeric(Path(rid), item.dtype)  # the reader's rule, so that an array fails as its .npy file does
+        # the NPY reader's layout rule, so that an array scores as it would saved to a .npy file
         transposed = samples_axis_first(Path(rid), item.shape, len(names))
         signal, mask, _ = to_canonical(leads_by_samples(item, transposed), names, path=rid)
         ecg = Ecg(signal, fs, mask, record_id=rid)
