@@ -23,8 +23,9 @@ from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 # 2: preprocess.edge_pad is written (format 1 files filtered with the "odd" edge).
-# 3: beats.lead_weighting and beats.lead_combine are written (files of format 1-2 detect with "equal" and "mean"), and
-#    preprocess.flat_block_ptp_mv/flat_block_fraction (files of format 1-2 mask no mostly flat lead: ptp 0).
+# 3: beats.lead_weighting, beats.lead_combine and beats.edge_rule are written (files of format 1-2 detect with
+#    "equal", "mean" and "start"), and preprocess.flat_block_ptp_mv/flat_block_fraction (files of format 1-2 mask no
+#    mostly flat lead: ptp 0).
 _FORMAT_VERSION = 3
 
 # Row order of the model input, as indices into the canonical order (I, II, III, aVR, aVL, aVF, V1-V6).
