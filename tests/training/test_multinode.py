@@ -1,6 +1,15 @@
 """Two "nodes" on 127.0.0.1: each builds its own shard of a prepared dataset in a shared folder
 (`ecglang data build ... --shard i/2`, both at once), then `torchrun --nnodes 2 --nproc-per-node 1` runs once per
-node (static rendezvous at a free port) and the losses match a single-process run on the same prepared data.
+node (static rendezvous at a free port) and trains exactly like one process with the same global batch on the same
+prepared data.
+
+Each process holds half of every global batch; `gather_with_grad` builds the full similarity matrices and
+the trainer rescales gradients for DDP's averaging (see `ecglang.training.trainer`). If either part were wrong the
+gradient norms (taken after DDP's all-reduce) and then the losses would drift from the 1-process run:
+without the rescaling the tower gradients are halved, without the logit-scale correction the norm is off
+by ~2e-3. Dropout is off so that both runs compute the same function; augmentations stay on (they are
+seeded per sample, not per process). This is the one 2-processes-equal-1 check; `--standalone` rendezvous and
+a signal cache built inside a 2-process run are covered by `test_distributed.py::test_two_process_run_resumes_exactly`.
 
 Also: a multi-process run refuses to build a large signal cache inside the job, naming the command instead."""
 
@@ -42,9 +51,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train_rows(out: Path) -> list[dict[str, str]]:
+def _rows(out: Path, split: str = "train") -> list[dict[str, str]]:
     with (out / "metrics.csv").open(newline="", encoding="utf-8") as f:
-        return [r for r in csv.DictReader(f) if r["split"] == "train"]
+        return [r for r in csv.DictReader(f) if r["split"] == split]
 
 
 def _run_all(cmds: list[list[str]], timeout: int = 500) -> list[str]:
@@ -81,10 +90,14 @@ def test_two_nodes_with_own_shards_match_one_process(ptbxl_dir: Path, tmp_path: 
     logs = _run_all([[*node, "--node-rank", str(rank), *trainer] for rank in (0, 1)])
     assert "2 processes on cpu" in logs[0], logs[0][-4000:]
 
-    a, b = _train_rows(one), _train_rows(two)
+    a, b = _rows(one), _rows(two)
     assert [r["step"] for r in a] == [r["step"] for r in b] == ["1", "2", "3", "4"]
     for key in ("loss", "loss_rhythm", "loss_beat", "loss_token", "grad_norm"):
         np.testing.assert_allclose([float(r[key]) for r in b], [float(r[key]) for r in a], rtol=1e-4, err_msg=key)
+    # The gathered validation (one, at the end) sees the same held-out pairs in the same order.
+    val1, val2 = _rows(one, "val"), _rows(two, "val")
+    assert val1[0]["val_n_pairs"] == val2[0]["val_n_pairs"] == "4"
+    assert float(val2[0]["val_selection"]) == pytest.approx(float(val1[0]["val_selection"]), abs=1e-6)
 
 
 def test_multi_process_run_refuses_to_build_a_large_cache(ptbxl_dir: Path, tmp_path: Path) -> None:
