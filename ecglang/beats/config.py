@@ -92,14 +92,7 @@ class BeatConfig(DictConfig):
             raise ConfigError(f"BeatConfig.detect_fs ({self.detect_fs}) must be at least 2.2 × qrs_band high edge")
         if not (self.searchback_rr > 1):
             raise ConfigError(f"BeatConfig.searchback_rr must be > 1, got {self.searchback_rr}")
-        for name, allowed in (
-            ("lead_weighting", LEAD_WEIGHTINGS),
-            ("lead_combine", LEAD_COMBINES),
-            ("edge_rule", EDGE_RULES),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in allowed:
-                raise ConfigError(f"BeatConfig.{name} must be one of {allowed}, got {value!r}")
+        self.check_choices({"lead_weighting": LEAD_WEIGHTINGS, "lead_combine": LEAD_COMBINES, "edge_rule": EDGE_RULES})
 
     @classmethod
     def from_saved(cls, data: Mapping[str, Any] | None, where: str | None = None) -> BeatConfig:

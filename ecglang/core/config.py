@@ -41,6 +41,13 @@ class DictConfig:
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
 
+    def check_choices(self, choices: Mapping[str, Sequence[str]]) -> None:
+        """`ConfigError` naming the first field (of `choices`: name → allowed strings) holding another value."""
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ConfigError(f"{type(self).__name__}.{name} must be one of {tuple(allowed)}, got {value!r}")
+
 
 @cache
 def _hints(cls: type) -> dict[str, Any]:

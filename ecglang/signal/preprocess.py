@@ -211,16 +211,9 @@ class PreprocessConfig(DictConfig):
         _check_number("saturation_fraction", self.saturation_fraction, "a fraction in (0, 1]")
         if not (0 < self.saturation_fraction <= 1):
             raise ConfigError(f"PreprocessConfig.saturation_fraction must be in (0, 1], got {self.saturation_fraction}")
-        for name, allowed in (
-            ("on_long_gap", ("mask", "raise")),
-            ("edge_pad", PAD_TYPES),
-            ("crop", _CROPS),
-            ("pad", _PADS),
-            ("normalize", _NORMS),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in allowed:
-                raise ConfigError(f"PreprocessConfig.{name} must be one of {allowed}, got {value!r}")
+        self.check_choices(
+            {"on_long_gap": ("mask", "raise"), "edge_pad": PAD_TYPES, "crop": _CROPS, "pad": _PADS, "normalize": _NORMS}
+        )
         for name in ("robust", "pad_then_normalize"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):  # a string such as "no" is truthy: never guess
