@@ -32,7 +32,7 @@ import torch
 
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
 from ecglang.record.ecg import Ecg
-from ecglang.record.io import load_ecg, scan_records
+from ecglang.record.io import load_ecg, record_file, scan_records
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
 from ecglang.record.numpy_reader import check_numeric, leads_by_samples, samples_axis_first
 from ecglang.record.window import ReadWindow
@@ -337,10 +337,9 @@ def _expand(items: Iterator[Any], fs: float | None, leads: list[str] | None) -> 
 
 
 def _record_key(path: Path) -> str:
-    """One key per record file: the real path, a WFDB signal file (`.dat`, CinC's `.mat`) as its header."""
-    if path.suffix.lower() in (".dat", ".mat") and path.with_suffix(".hea").is_file():
-        path = path.with_suffix(".hea")  # the reader reads a record through its header either way
-    return os.path.realpath(path)
+    """One key per record: the real path of the file the reader reads for `path` (a WFDB record's header, however
+    it was named), or of `path` where there is none (it fails on its own)."""
+    return os.path.realpath(record_file(path) or path)
 
 
 def _array_item(item: np.ndarray, n: int, fs: float | None, leads: list[str] | None) -> Ecg | RecordFailure:

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CPSC_FS", "FORMATS", "RECORD_SUFFIXES", "LoadResult", "ReadWindow", "RecordScan", "SkippedFile",
-    "find_records", "iter_ecgs", "load_ecg", "load_ecgs", "parse_header_comments", "scan_records",
+    "find_records", "iter_ecgs", "load_ecg", "load_ecgs", "parse_header_comments", "record_file", "scan_records",
 ]  # fmt: skip
 
 FORMATS: tuple[str, ...] = ("wfdb", "wfdb-mat", "cpsc-mat", "npy", "npz")
@@ -318,8 +318,32 @@ def load_ecgs(
 # --------------------------------------------------------------------------------------------------------
 
 
+def record_file(path: PathLike) -> Path | None:
+    """The file the reader reads for `path` (absolute, links not followed), found without opening any file: a
+    WFDB record's ``.hea`` (given as its ``.hea``, ``.dat``, CinC ``.mat`` or its name without extension), a CPSC
+    ``.mat``, an ``.npy``/``.npz``; None where there is none (`load_ecg` says why)."""
+    p = Path(path).expanduser().absolute()
+    if p.is_dir():
+        return None
+    suffix = p.suffix.lower()
+    if suffix in (".hea", ".dat"):
+        candidates = [p.with_suffix(".hea")]
+    elif suffix == ".mat":
+        candidates = [p.with_suffix(".hea"), p]  # a header beside it makes it a CinC (WFDB) record
+    elif suffix in (".npy", ".npz"):
+        candidates = [p]
+    else:  # no (known) extension: a WFDB record name such as ".../00001_hr", or a CPSC one such as ".../A0001"
+        candidates = [p.with_name(p.name + ".hea"), p.with_name(p.name + ".mat")]
+    return next((f for f in candidates if f.is_file()), None)
+
+
 def _resolve(path: PathLike) -> tuple[str, Path]:
-    """(format, file to read). For WFDB records the file is the ``.hea``."""
+    """(format, file to read). For WFDB records the file is the ``.hea``; where `record_file` finds none, the
+    `EcgReadError` that says why."""
+    file = record_file(path)
+    if file is not None:
+        suffix = file.suffix.lower()
+        return (wfdb_format(file), file) if suffix == ".hea" else ("cpsc-mat" if suffix == ".mat" else suffix[1:], file)
     p = Path(path).expanduser().absolute()  # read errors name files as absolute paths, like processing errors
     suffix = p.suffix.lower()
     if p.is_dir():
@@ -329,33 +353,17 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
         )  # fmt: skip
     if suffix in (".hea", ".dat"):
         hea = p.with_suffix(".hea")
-        if not hea.is_file():
-            if suffix == ".dat" and p.is_file():
-                raise EcgReadError(p, f"WFDB signal file without its header: {hea.name} not found")
-            signals = [f.name for f in (p.with_suffix(".dat"), p.with_suffix(".mat")) if f.is_file() or f.is_symlink()]
-            if suffix == ".hea" and signals and not _is_broken_link(p):  # a signal file whose header is missing
-                raise EcgReadError(
-                    p, f"file not found: the WFDB header of {' and '.join(signals)}, which is here without it"
-                )
-            raise EcgReadError(p, _missing_file(p))
-        return wfdb_format(hea), hea
-    if suffix == ".mat":
-        hea = p.with_suffix(".hea")
-        if hea.is_file():
-            return wfdb_format(hea), hea
-        if not p.is_file():
-            raise EcgReadError(p, _missing_file(p))
-        return "cpsc-mat", p
-    if suffix in (".npy", ".npz"):
-        if not p.is_file():
-            raise EcgReadError(p, _missing_file(p))
-        return suffix[1:], p
-    # No (known) extension: a WFDB record name such as ".../00001_hr" or ".../s0010_re".
+        if suffix == ".dat" and p.is_file():
+            raise EcgReadError(p, f"WFDB signal file without its header: {hea.name} not found")
+        signals = [f.name for f in (p.with_suffix(".dat"), p.with_suffix(".mat")) if f.is_file() or f.is_symlink()]
+        if suffix == ".hea" and signals and not _is_broken_link(p):  # a signal file whose header is missing
+            raise EcgReadError(
+                p, f"file not found: the WFDB header of {' and '.join(signals)}, which is here without it"
+            )
+        raise EcgReadError(p, _missing_file(p))
+    if suffix in (".mat", ".npy", ".npz"):
+        raise EcgReadError(p, _missing_file(p))
     hea = p.with_name(p.name + ".hea")
-    if hea.is_file():
-        return wfdb_format(hea), hea
-    if p.with_name(p.name + ".mat").is_file():  # a CPSC record name such as ".../A0001"
-        return "cpsc-mat", p.with_name(p.name + ".mat")
     if p.is_file():
         raise EcgReadError(
             p,
