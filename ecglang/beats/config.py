@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -62,6 +61,11 @@ class BeatConfig(DictConfig):
     # the end was a beat with its "R" up to ~30 ms early, and a beat within ~65 ms of the start was lost.
     edge_rule: Literal["symmetric", "start"] = "symmetric"
 
+    # `from_saved`: processor files of format < 3 keep the detection they were made with.
+    SAVED_BEFORE: ClassVar[dict[str, tuple[Any, int]]] = {
+        "lead_weighting": ("equal", 3), "lead_combine": ("mean", 3), "edge_rule": ("start", 3),
+    }  # fmt: skip
+
     def __post_init__(self) -> None:
         self.qrs_band = tuple(float(v) for v in self.qrs_band)  # JSON gives lists
         self.validate()
@@ -93,16 +97,6 @@ class BeatConfig(DictConfig):
         if not (self.searchback_rr > 1):
             raise ConfigError(f"BeatConfig.searchback_rr must be > 1, got {self.searchback_rr}")
         self.check_choices({"lead_weighting": LEAD_WEIGHTINGS, "lead_combine": LEAD_COMBINES, "edge_rule": EDGE_RULES})
-
-    @classmethod
-    def from_saved(cls, data: Mapping[str, Any] | None, where: str | None = None) -> BeatConfig:
-        """`from_dict` for settings a file saved before `lead_weighting`/`lead_combine`/`edge_rule` existed (processor
-        format < 3): they keep the detection they were made with (equal weights, plain mean, the start rule)."""
-        data = dict(data or {})
-        data.setdefault("lead_weighting", "equal")
-        data.setdefault("lead_combine", "mean")
-        data.setdefault("edge_rule", "start")
-        return cls.from_dict(data, where)
 
     @property
     def window_s(self) -> float:

@@ -22,7 +22,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -34,9 +34,30 @@ C = TypeVar("C", bound="DictConfig")
 class DictConfig:
     """Base class of dataclass configs: `Cls.from_dict(d)` and `cfg.to_dict()`."""
 
+    # Settings added after configs of this class were first saved: name -> (the value that gives the behaviour of
+    # the code before them, the processor format that first wrote them). Read by `from_saved`.
+    SAVED_BEFORE: ClassVar[dict[str, tuple[Any, int]]] = {}
+
     @classmethod
     def from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str | None = None) -> C:
         return config_from_dict(cls, data, where)
+
+    @classmethod
+    def from_saved(
+        cls: type[C], data: Mapping[str, Any] | None, where: str | None = None, *, format_version: int | None = None
+    ) -> C:
+        """`from_dict` for settings that a file saved (a checkpoint's processor, a cache's or prepared folder's
+        metadata): a setting added since (`SAVED_BEFORE`) keeps the behaviour of the code that wrote the file,
+        since a model or cache made with it must be fed the same way. `format_version`, a processor file's
+        (`ecglang.encoders.ecg_processing`), decides which settings its code did not know; without it (metadata
+        with no format number), any of them missing from the file."""
+        if data is not None and not isinstance(data, Mapping):
+            return cls.from_dict(data, where)  # not settings: its ConfigError
+        data = dict(data or {})
+        for name, (value, since) in cls.SAVED_BEFORE.items():
+            if format_version is None or format_version < since:
+                data.setdefault(name, value)
+        return cls.from_dict(data, where)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

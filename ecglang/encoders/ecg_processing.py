@@ -234,14 +234,12 @@ class EcgProcessor:
             )
         # A file of format 1 was written before `edge_pad` existed: it keeps the edge filtering it was made with;
         # one of format 1-2 before the mostly-flat-lead rule and the lead weighting of R-peak detection: it keeps
-        # the preprocessing and detection it was made with (`PreprocessConfig.from_saved` knows which setting
-        # came with which format). A dict without a format number (an override, a new model) reads as the current
+        # the preprocessing and detection it was made with (each config's `SAVED_BEFORE` says which setting came
+        # with which format). A dict without a format number (an override, a new model) reads as the current
         # format: the defaults.
-        saved = "format_version" in d
-        read_beats = BeatConfig.from_saved if saved and version < 3 else BeatConfig.from_dict
         return cls(
             preprocess=PreprocessConfig.from_saved(d.get("preprocess", {}), format_version=version),
-            beats=read_beats(d.get("beats", {})),
+            beats=BeatConfig.from_saved(d.get("beats", {}), format_version=version),
             return_signal=_require_bool(d.get("return_signal", False), "return_signal"),
             lead_order=d.get("lead_order", "canonical"),
         )

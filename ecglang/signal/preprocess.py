@@ -87,11 +87,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy import signal as sps
@@ -127,14 +126,14 @@ EDGE_PAD_CYCLES = 0.75  # periods of the band-pass's low edge mirrored at each r
 MAX_FILTER_ORDER = 16
 
 
-# Settings added after configs were first saved: the value that gives the preprocessing of the code before them
-# (what `PreprocessConfig.from_saved` reads when a file lacks one), and the processor format that first wrote them.
-SAVED_BEFORE: dict[str, tuple[Any, int]] = {"edge_pad": ("odd", 2), "flat_block_ptp_mv": (0.0, 3)}
-
-
 @dataclass
 class PreprocessConfig(DictConfig):
     """Settings of `preprocess`; the module docstring is the contract (order and meaning of each step)."""
+
+    # `from_saved`: settings saved without `edge_pad` were filtered with scipy's 30 ms odd extension ("odd"; new
+    # settings: "even", a 1.5 s mirror image, which changes the first and last second of a record); without
+    # `flat_block_ptp_mv`, no mostly flat lead was masked (0).
+    SAVED_BEFORE: ClassVar[dict[str, tuple[Any, int]]] = {"edge_pad": ("odd", 2), "flat_block_ptp_mv": (0.0, 3)}
 
     target_fs: float | None = 500.0
     target_samples: int | None = 5000
@@ -234,27 +233,6 @@ class PreprocessConfig(DictConfig):
         if self.target_samples is None or self.crop == "random":
             return None
         return ReadWindow(self.target_samples / self.target_fs, self.crop, EDGE_MARGIN_S)
-
-    @classmethod
-    def from_saved(
-        cls, data: Mapping[str, Any] | None, where: str | None = None, *, format_version: int | None = None
-    ) -> PreprocessConfig:
-        """`from_dict` for settings that a file saved (a checkpoint's processor, a cache's or prepared folder's
-        metadata): a setting added since (`SAVED_BEFORE`) keeps the preprocessing of the code that wrote the file,
-        since a model or cache made with it must be fed the same way. Settings saved without `edge_pad` were
-        filtered with scipy's 30 ms odd extension ("odd"; new settings: "even", a 1.5 s mirror image, which changes
-        the first and last second of a record); without `flat_block_ptp_mv`, no mostly flat lead was masked (0).
-
-        `format_version`, a processor file's (`ecglang.encoders.ecg_processing`), decides which settings its code
-        did not know: a format-2 file without `edge_pad` reads as the default, as before. Without it (a cache's
-        or prepared folder's metadata, which have no format number), any of them missing from the file."""
-        if data is not None and not isinstance(data, Mapping):
-            return cls.from_dict(data, where)  # not settings: its ConfigError
-        data = dict(data or {})
-        for name, (value, since) in SAVED_BEFORE.items():
-            if format_version is None or format_version < since:
-                data.setdefault(name, value)
-        return cls.from_dict(data, where)
 
     @classmethod
     def merl_compat(cls, dataset: str | None = None) -> PreprocessConfig:

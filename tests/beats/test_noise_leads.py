@@ -124,6 +124,10 @@ def test_lead_settings_default_round_trip_and_validate() -> None:
     old["beats"]["lead_combine"] = "trimmed"  # an explicit value is kept, whatever the format
     assert EcgProcessor.from_dict(old).beat_config.lead_combine == "trimmed"
     assert BeatConfig.from_saved({}).lead_weighting == "equal"
+    # a saved file whose "beats" is not an object: the config's own error, not an untyped ValueError of dict()
+    for version in (2, 3):
+        with pytest.raises(ConfigError, match="BeatConfig: expected a mapping"):
+            EcgProcessor.from_dict({"format_version": version, "beats": "x"})
     for field, value in (("lead_weighting", "none"), ("lead_combine", "median"), ("lead_combine", None)):
         with pytest.raises(ConfigError, match=f"BeatConfig.{field}"):
             BeatConfig(**{field: value})
