@@ -72,15 +72,24 @@ def imports_of(path: Path, root: Path, prefix: str = "ecglang") -> Iterator[Impo
     functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     inside = {id(n) for f in functions for n in ast.walk(f) if n is not f}
 
+    # A block: consecutive import statements of one body (a parenthesised import spans several lines).
+    blocks = {}
+    for parent in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            run: list[ast.stmt] = []
+            body = getattr(parent, field, [])
+            for stmt in [*(body if isinstance(body, list) else []), None]:  # a lambda's body is an expression
+                if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                    run.append(stmt)
+                    continue
+                for member in run:
+                    blocks[id(member)] = (run[0].lineno, run[-1].end_lineno or run[-1].lineno)
+                run = []
+
     def marked(node: ast.stmt) -> bool:
         """A comment on the import, on another import of the same block, or on the line just above the block."""
-        first = node.lineno - 1
-        while first > 0 and lines[first - 1].strip().startswith(("from ", "import ")):
-            first -= 1
-        last = (node.end_lineno or node.lineno) - 1
-        while last + 1 < len(lines) and lines[last + 1].strip().startswith(("from ", "import ")):
-            last += 1
-        block = lines[max(0, first - 1) : last + 1]
+        first, last = blocks.get(id(node), (node.lineno, node.end_lineno or node.lineno))
+        block = lines[max(0, first - 2) : last]
         return any("#" in line for line in block)
 
     for node in ast.walk(tree):
@@ -325,10 +334,15 @@ def test_function_import_check_detects_an_unmarked_import(toy: Path) -> None:
     (toy / "record" / "a.py").write_text("X = 1\n")
     (toy / "scores" / "b.py").write_text(
         "def f():\n    from toy.record.a import X\n    return X\n\n"
-        "def g():\n    # torch is slow to import: only when called\n    from toy.record.a import X\n    return X\n"
+        "def g():\n    # torch is slow to import: only when called\n    from toy.record.a import X\n    return X\n\n"
+        # a block marked once above it, a parenthesised import first (its ")" line ended the block before)
+        "def h():\n    # slow\n    from toy.record.a import (\n        X,\n        Y,\n    )\n"
+        "    from toy.record.c import Z\n    return X, Y, Z\n\n"
+        "def i():\n    x = 1\n    from toy.record.a import X\n    return X\n"  # a comment two lines up is not its
     )
     assert unmarked_function_imports(toy) == [
-        "toy.scores.b:2 imports toy.record.a inside a function without a comment saying why"
+        "toy.scores.b:2 imports toy.record.a inside a function without a comment saying why",
+        "toy.scores.b:21 imports toy.record.a inside a function without a comment saying why",
     ]
 
 

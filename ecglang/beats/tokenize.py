@@ -23,8 +23,22 @@ from ecglang.record.leads import N_LEADS
 logger = logging.getLogger(__name__)
 # Records already warned about (per process): training reads each record once per epoch, and one line says it.
 _CUT_RECORDS: set[str] = set()
+# What a record without a train of similar beats can be. Ventricular fibrillation and flutter are ECGs with no
+# distinct beats: calling them "not an ECG" would invite a user to discard the most urgent record of a batch.
+NO_BEATS_CAUSES = (
+    "noise, a signal that is not an ECG, or a rhythm without distinct beats (ventricular fibrillation or flutter, "
+    "which this beat-level model cannot score): look at the trace"
+)
 
-__all__ = ["BeatConfig", "BeatTokens", "detect_rpeaks", "extract_windows", "tokenize_array", "tokenize_beats"]
+__all__ = [
+    "NO_BEATS_CAUSES",
+    "BeatConfig",
+    "BeatTokens",
+    "detect_rpeaks",
+    "extract_windows",
+    "tokenize_array",
+    "tokenize_beats",
+]
 
 
 @dataclass
@@ -126,7 +140,9 @@ def tokenize_array(
         raise EcgQualityError(
             record,
             # the searched length, not the padded one: a 1 s record padded to 10 s has 1 s of signal
-            f"found {all_peaks.size} beat(s) in {limit / fs:.2f} s, need at least {cfg.min_beats}",
+            f"found {all_peaks.size} beat(s) in {limit / fs:.2f} s, need at least {cfg.min_beats}"
+            # a record long enough for beats at any heart rate above 20 bpm: the cause is not its length
+            + (f"; {NO_BEATS_CAUSES}" if limit / fs >= 6.0 else ""),
         )
     heart_rate = float(60.0 / np.median(np.diff(all_peaks) / fs)) if all_peaks.size >= 2 else float("nan")
     rr_all = _rr_pairs(all_peaks, fs)
@@ -147,7 +163,7 @@ def tokenize_array(
         raise EcgQualityError(
             record,
             f"no consistent heartbeat: the {k} beats found correlate {consistency:.2f} on average with the other "
-            f"beats (a real ECG: about 1; needed: {cfg.min_consistency:g}); noise, or not an ECG",
+            f"beats (a real ECG: about 1; needed: {cfg.min_consistency:g}); {NO_BEATS_CAUSES}",
         )
     beat_mask = np.zeros(cfg.max_beats, dtype=bool)
     beat_mask[:k] = True

@@ -22,7 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Here, not at the top: `ecglang --help` must not wait for scipy and wfdb.
-    from ecglang.beats.tokenize import BeatConfig, beat_consistency, detect_rpeaks, extract_windows, tokenize_beats
+    from ecglang.beats.tokenize import (
+        NO_BEATS_CAUSES,
+        BeatConfig,
+        beat_consistency,
+        detect_rpeaks,
+        extract_windows,
+        tokenize_beats,
+    )
     from ecglang.record.io import load_ecg
     from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         problems.insert(0, f"{len(rpeaks)} beat(s) found, zero-shot needs {cfg.min_beats}")
     elif consistency < cfg.min_consistency:
         problems.insert(0, f"no consistent heartbeat (consistency {consistency:.2f} < {cfg.min_consistency:g}): "
-                           "noise, or not an ECG; zero-shot will not score it")  # fmt: skip
+                           f"{NO_BEATS_CAUSES}; zero-shot will not score it")  # fmt: skip
     print("quality   " + ("; ".join(problems) or "ok"))
 
     if args.plot:

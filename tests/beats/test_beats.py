@@ -462,6 +462,32 @@ def test_noise_is_not_a_heartbeat_train(kind: str) -> None:
         assert off.n_beats >= 2 and off.consistency < 0.1
 
 
+def _ventricular_flutter(rate_hz: float) -> np.ndarray:
+    """A sine-wave ventricular flutter trace at `rate_hz` (4.5 Hz = 270 /min; 12 leads, 10 s, no distinct QRS)."""
+    t = np.arange(5000) / 500
+    return np.stack([0.8 * np.sin(2 * np.pi * rate_hz * t + 0.3 * lead) for lead in range(12)]).astype(np.float32)
+
+
+@pytest.mark.parametrize(("rate_hz", "refusal"), [(4.5, "found 0 beat"), (5.0, "no consistent heartbeat")])
+def test_ventricular_flutter_is_refused_as_a_rhythm_without_beats_not_as_a_non_ecg(
+    rate_hz: float, refusal: str
+) -> None:
+    """A rhythm without distinct beats cannot be tokenised, so it is refused like noise: too few beats found, or
+    "beats" that do not match. The messages said "found 0 beat(s) in 10.00 s" and "noise, or not an ECG", which
+    invites a user to discard the most urgent record of a batch; both now name VF and flutter as possible causes."""
+    ecg = preprocess(Ecg(_ventricular_flutter(rate_hz), 500, record_id="flutter"))
+    with pytest.raises(EcgQualityError, match=refusal) as caught:
+        tokenize_beats(ecg)
+    assert "ventricular fibrillation or flutter" in str(caught.value) and "not an ECG;" not in str(caught.value)
+
+
+def test_a_record_too_short_for_two_beats_keeps_its_plain_message() -> None:
+    """Too few beats in 2 s says so and no more: the record's length explains it, not VF or noise."""
+    short = preprocess(Ecg(synth_ecg(np.array([1.0]), duration=2.0), 500, record_id="short"))
+    with pytest.raises(EcgQualityError, match=r"found 1 beat\(s\) in 2\.00 s, need at least 2$"):
+        tokenize_beats(short)
+
+
 def test_every_real_sample_record_passes_the_consistency_check(ptbxl_dir: Path, shared_data: Path) -> None:
     """The threshold keeps real ECGs: every PTB-XL sample record, the CinC/CPSC samples and MIT-BIH 100."""
     import pandas as pd
