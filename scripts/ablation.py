@@ -519,9 +519,11 @@ def write_report(rows: list[dict], target: Path, elsewhere: list[dict] = ()) -> 
         at_steps = group_by_variant([r for r in elsewhere if r["max_steps"] == steps])
         summary = "; ".join(f"{v} {len(g)} seed(s) {seed_summary(g)[0]:.3f} ± {seed_summary(g)[1]:.3f}"
                             for v, g in at_steps.items())  # fmt: skip
+        # the default schedule's (--max-steps 100) table is docs/ABLATION.md (the default --report), not _100
+        report = "docs/ABLATION.md" if steps == 100 else f"docs/ABLATION_{steps}.md"
         lines.append(f"- Other schedule in the results file, never compared with this table: {steps} steps: "
                      f"{summary} (mean of the four sets ± max − min; its own table: `python scripts/ablation.py "
-                     f"--report-only --max-steps {steps} --report docs/ABLATION_{steps}.md`).")  # fmt: skip
+                     f"--report-only --max-steps {steps} --report {report}`).")  # fmt: skip
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
