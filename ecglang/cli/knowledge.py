@@ -28,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kb", nargs="+", metavar="DIR|FILE", help="knowledge folders or .jsonl files (default: the bundled base)"
     )
     build.add_argument(
-        "--out", type=output_folder, metavar="DIR", help="output folder (default: the user cache that `search` reads)"
+        "--out",
+        type=output_folder,
+        metavar="DIR",
+        help="output folder (default, flat index only: the user cache that `search` and zero-shot read; an ivf or hnsw "
+        "index needs --out, then `search --index DIR` or `zero-shot --knowledge DIR`)",
     )
     build.add_argument("--index", choices=INDEX_TYPES, default="flat", help="FAISS index type (default: flat)")
     build.add_argument("--model", metavar="PATH", help="sentence-transformers model folder (default: all-MiniLM-L6-v2)")
@@ -45,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "code/alias match, else BM25 fused with dense similarity, behind the contradiction guard and floor.",
     )
     search.add_argument(
-        "query", nargs="+", help="one or more labels or queries (quote each); with --prompt-set, its label codes"
+        # "*", checked in _search: with "+", `--kb FILE QUERY` gave QUERY to --kb and argparse only said a QUERY
+        # was required
+        "query",
+        nargs="*",
+        help="one or more labels or queries (quote each); with --prompt-set, its label codes",
     )
     search.add_argument(
         "-k", type=count, default=1, help="snippets per query (default: 1, as zero-shot; -k 3 for more)"
@@ -76,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.set_defaults(func=_search)
 
     show = actions.add_parser("show", help="print snippets by id (the ids zero-shot lists per label)")
-    show.add_argument("ids", nargs="+", metavar="ID")
+    show.add_argument("ids", nargs="*", metavar="ID")  # "*": see search's query
     show.add_argument("--kb", nargs="+", metavar="DIR|FILE", help="knowledge base (default: the bundled one)")
     show.add_argument("--json", action="store_true", help="print JSON Lines: one JSON object per snippet, one per line")
     show.set_defaults(func=_show)
@@ -87,6 +95,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     if args.nprobe is not None and args.index != "ivf":
         raise UsageError(f"--nprobe applies to --index ivf only (got --index {args.index})")
+    if args.index != "flat" and not args.out:
+        # search and zero-shot read only the flat index from the user cache: an ivf/hnsw one there was never used
+        raise UsageError(
+            f"--index {args.index} needs --out DIR (search and zero-shot read only a flat index from the user cache; "
+            "pass the folder as `search --index DIR` or `zero-shot --knowledge DIR`)"
+        )
     kb = KnowledgeBase.load(args.kb)
     if args.out:
         check_index_target(args.out)  # before the embedding, not after it
@@ -102,6 +116,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     # Decided by the command line alone: usage errors (exit 2), before the index loads.
+    _require_positionals(args.query, "QUERY", args.kb)
     if args.k < 1:
         raise UsageError(f"-k must be >= 1, got {args.k}")
     if args.code and args.prompt_set:
@@ -148,6 +163,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    _require_positionals(args.ids, "ID", args.kb)
     kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.load()
     missing = [i for i in args.ids if i not in kb]
     if missing:
@@ -161,6 +177,16 @@ def _show(args: argparse.Namespace) -> int:
             print(_text(snippet))
             print()
     return 0
+
+
+def _require_positionals(given: list[str], name: str, kb: list[str] | None) -> None:
+    """At least one `name`; where `--kb` (several values) took them, say so instead of "required"."""
+    if given:
+        return
+    if kb and len(kb) > 1:
+        raise UsageError(f"no {name} given: --kb takes several values and took {' '.join(kb[1:])!r} as knowledge "
+                         f"files too; put --kb after the {name.lower()}s, or give them first")  # fmt: skip
+    raise UsageError(f"give at least one {name}")
 
 
 def _hit_dict(rank: int, hit: Hit) -> dict:
