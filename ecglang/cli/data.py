@@ -19,6 +19,8 @@ Bad records do not stop a build; the exit status is 1 when any record was left o
 failed in the cache (both lists are printed and written), 0 otherwise. A builder that leaves shards to others
 lists the cache failures of its own shards (`DIR/shards/<shard>.cache_failures.csv`), and its exit status counts
 those. SIGTERM stops a build as Ctrl-C does (the worker pool shut down, the locks removed), with exit status 143.
+An option the source does not read, or more than one of --preprocess, --model and --merl-compat, is a usage
+error: exit status 2, before anything is read or written.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ecglang.cli import count, seconds, workers
 from ecglang.core.jsonio import JsonInputError, parse_json
 from ecglang.core.outputs import output_folder
 from ecglang.data.registry import buildable_datasets, get_dataset
-from ecglang.errors import ConfigError
+from ecglang.errors import ConfigError, UsageError
 
 
 def _folds(text: str) -> list[int]:
@@ -270,18 +272,21 @@ def _preprocess_file(path: Path, config_class: Any) -> Any:
 
 def _check_build_options(args: argparse.Namespace, spec: Any) -> None:
     """Refuse options the source does not read, and more than one way of choosing the cache's preprocessing
-    (`--model` used to win over `--merl-compat` without a word)."""
+    (`--model` used to win over `--merl-compat` without a word). The command line alone shows both: a
+    `UsageError` (exit 2, the command's usage and one `error:` line), as every other command's flag conflicts."""
     ignored = [
         f"--{opt.replace('_', '-')}"
         for opt, default in SOURCE_OPTIONS.items()
         if getattr(args, opt) != default and opt not in spec.cli_options
     ]
     if ignored:
-        raise ConfigError(f"{args.dataset} does not read {', '.join(ignored)}; leave it out")
+        them = "them" if len(ignored) > 1 else "it"
+        raise UsageError(f"{args.dataset} does not read {', '.join(ignored)}; leave {them} out")
     chosen = [flag for flag, given in (("--preprocess", args.preprocess), ("--model", args.model),
                                        ("--merl-compat", args.merl_compat)) if given]  # fmt: skip
     if len(chosen) > 1:
-        raise ConfigError(f"{' and '.join(chosen)} each choose the cache's preprocessing; give one")
+        named = f"{', '.join(chosen[:-1])} and {chosen[-1]}"
+        raise UsageError(f"{named} each choose the cache's preprocessing; give one")
 
 
 def _model_preprocess(name: str) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ecglang.encoders.pretrained import list_pretrained
+from ecglang.encoders.pretrained import list_pretrained, same_name_config
 
 CHECKPOINTS_TITLE = "Trained checkpoints (zero-shot / evaluate --model NAME, ecglang.load_model(NAME)):"
 CONFIGS_TITLE = (
@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  paper         {m.paper}")
             if m.note:
                 print(f"  note          {m.note}")
+            other = same_name_config(m.name)  # merl-resnet18 also names a config: a baseline, not this model
+            if other:
+                print(f"  same name     {other}")
         return 0
     # registry imports the config class (transformers, seconds): only when the models are listed.
     from ecglang.encoders.registry import describe_checkpoints, describe_models
@@ -50,8 +53,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"checkpoints": checkpoints, "configs": configs}, indent=2))
         return 0
+    published = {m.name for m in list_pretrained()}
+    # a config named like a published model (merl-resnet18) is not that model: said where it is listed
+    shown = {n: f"{d} [not the published {n}: ecglang models --pretrained]" if n in published else d
+             for n, d in configs.items()}  # fmt: skip
     width = max((len(n) for n in [*checkpoints, *configs]), default=0)
-    for title, group in ((CHECKPOINTS_TITLE, checkpoints), (CONFIGS_TITLE, configs)):
+    for title, group in ((CHECKPOINTS_TITLE, checkpoints), (CONFIGS_TITLE, shown)):
         print(title)
         for name, description in group.items():
             print(f"  {name:<{width}}  {description}")

@@ -378,19 +378,29 @@ def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
     except FileNotFoundError as exc:
         raise ModelLoadError(name, f"no bundled checkpoints are installed: {exc}") from exc
     if not bundled.is_dir():
-        raise ModelLoadError(name, f"not a folder, Hub id or bundled checkpoint ({_what_name_is(name)})")
+        raise ModelLoadError(name, f"not a folder, Hub id or bundled checkpoint; {_what_name_is(name)}")
     return str(bundled)
 
 
 def _what_name_is(name: str) -> str:
-    """Why `name` does not load, for the three name spaces users meet (checkpoints, configs, published)."""
-    from ecglang.encoders.pretrained import PRETRAINED  # only for this message: keeps the module's imports lean
+    """Why `name` does not load, for the three name spaces users meet (checkpoints, configs, published). A name
+    in two of them (`merl-resnet18`: the published MERL model and a baseline config) is said to be both."""
+    # only for this message: keeps the module's imports lean
+    from ecglang.encoders.pretrained import PRETRAINED, same_name_config
 
     published = {m.name: m for m in PRETRAINED}
     if name in published:
         model = published[name]
-        how = f"convert its weights first ({model.convert}), then load that folder" if model.convert else model.note
-        return f"{name!r} is a published model: {how}"
+        how = (
+            f"ecglang ships no weights of it: convert them once (their files: {model.weights}) with "
+            f"`{model.convert}`, then ecglang.load_model('DIR')"
+            if model.convert
+            else model.note
+        )
+        config = same_name_config(name)
+        return f"{name!r} is a published model ({model.paper}: {model.architecture}); {how}" + (
+            f". Another model has this name: {config}" if config else ""
+        )
     if (resource_dir("configs") / "model" / f"{name}.json").is_file():  # a name of `registry.list_models()`
         return f"{name!r} is an architecture config: ecglang.create_model({name!r}) builds it untrained"
     return f"bundled checkpoints: {list_checkpoints()}"

@@ -35,15 +35,24 @@ _LOSS_NAMES = {
 }
 
 
+def hub_base_model(text_base: str) -> str | None:
+    """The card's `base_model`: the text base when it is a Hub id, None when it is a local folder. A folder that
+    exists is what transformers reads, even one spelt like a Hub id (a relative `merl/text-encoder`): published as
+    `base_model`, it linked to another repository or to none. (Its config.json names no Hub id to use instead:
+    transformers does not save `_name_or_path`, and older files hold the model it was trained from, not itself.)"""
+    if not is_hub_id(text_base) or Path(text_base).expanduser().exists():
+        return None
+    return text_base
+
+
 def card_metadata(config: EcgLangConfig, card: Mapping[str, Any]) -> ModelCardData:
-    """The card's YAML header: license, base_model (the text base's Hub id), datasets, tags, pipeline_tag
-    and the metrics as model-index (`card["eval_results"]`: dicts of `huggingface_hub.EvalResult` fields)."""
-    text_base = config.text_tower["name_or_path"]
+    """The card's YAML header: license, base_model (the text base's Hub id, left out for a local folder), datasets,
+    tags, pipeline_tag and the metrics as model-index (`card["eval_results"]`: dicts of `EvalResult` fields)."""
     results = [EvalResult(**dict(r)) for r in card.get("eval_results") or []]
     return ModelCardData(
         license=card.get("license"),
         library_name="ecglang",
-        base_model=text_base if is_hub_id(text_base) else None,
+        base_model=hub_base_model(config.text_tower["name_or_path"]),
         datasets=list(card["datasets"]) if card.get("datasets") else None,
         tags=list(CARD_TAGS),
         pipeline_tag=card.get("pipeline_tag", "feature-extraction"),
@@ -172,11 +181,16 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
     metrics_md = "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if isinstance(metrics, Mapping) else _NO_METRICS
     if card.get("protocol"):  # how the figures were measured: a Hub reader has no repository README
         metrics_md = f"{card['protocol']}\n\n{metrics_md}"
-    text_storage = (
-        "Its weights are inside model.safetensors."
-        if text["finetune"] == "full"
-        else "The base text model is stored by reference and must be available at load time."
-    )
+    text_storage = "The base text model is stored by reference and must be available at load time."
+    if text["finetune"] == "full":
+        text_storage = "Its weights are inside model.safetensors."
+    elif hub_base_model(text["name_or_path"]) is None and not text["name_or_path"].startswith("package:"):
+        # a local folder: said here, not in the metadata
+        text_storage = (
+            f"The base text model is stored by reference: the local folder `{text['name_or_path']}`, not a Hub "
+            "model (so the card names no base_model); it must be at that path, from the folder the model is "
+            "loaded in."
+        )
     files = [WEIGHTS_NAME, "config.json", "tokenizer files", CHECKSUMS_NAME]
     if proc is not None:
         files.insert(2, "processor_config.json")
@@ -232,4 +246,4 @@ Files: {", ".join(files)}.
     return str(ModelCard(f"---\n{card_metadata(config, card).to_yaml()}\n---\n{text_md}"))
 
 
-__all__ = ["CARD_TAGS", "card_metadata", "model_card", "read_card"]
+__all__ = ["CARD_TAGS", "card_metadata", "hub_base_model", "model_card", "read_card"]

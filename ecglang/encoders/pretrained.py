@@ -7,7 +7,10 @@ files into an ecglang checkpoint; None means not yet, and `note` says why.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+
+from ecglang.core.paths import resource_dir
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class PretrainedModel:
     convert: str | None  # the ecglang command that converts them, or None (not yet)
     paper: str
     note: str = ""
+    ecg_tower: str | None = None  # `ecg_tower.type` of the checkpoint that `convert` writes
+    text_model: str | None = None  # the text model `convert` takes (`--text-model`)
 
     @property
     def convertible(self) -> bool:
@@ -46,6 +51,8 @@ PRETRAINED: tuple[PretrainedModel, ...] = (
         convert=f"ecglang convert merl RESNET_CKPT.pth --text-model {_MERL_TEXT} --out DIR",
         paper="Liu et al., ICML 2024",
         note="verified against a numerical fixture made with MERL's own code (1e-5, float32)",
+        ecg_tower="merl_resnet18",
+        text_model=_MERL_TEXT,
     ),
     PretrainedModel(
         name="merl-vit-tiny",
@@ -55,6 +62,8 @@ PRETRAINED: tuple[PretrainedModel, ...] = (
         convert=f"ecglang convert merl VIT_CKPT.pth --text-model {_MERL_TEXT} --out DIR",
         paper="Liu et al., ICML 2024",
         note="verified against a numerical fixture made with MERL's own code (1e-5, float32)",
+        ecg_tower="merl_vit_tiny",
+        text_model=_MERL_TEXT,
     ),
     PretrainedModel(
         name="melp",
@@ -100,4 +109,28 @@ def get_pretrained(name: str) -> PretrainedModel:
     raise KeyError(f"unknown published model {name!r}; known: {[m.name for m in PRETRAINED]}")
 
 
-__all__ = ["PRETRAINED", "PretrainedModel", "get_pretrained", "list_pretrained"]
+def same_name_config(name: str) -> str | None:
+    """What the bundled model config that has the name of the published model `name` builds, for messages: one
+    sentence saying that `create_model(name)` gives that config's untrained model and how its towers differ from
+    the published model's (`merl-resnet18`: a MERL-style baseline of this project, not MERL's architecture).
+    None when no config has that name. Plain JSON: nothing is built or imported."""
+    path = resource_dir("configs") / "model" / f"{name}.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        ecg, text = config["ecg_tower"]["type"], config["text_tower"]["name_or_path"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):  # load_model_config names the problem when it is built
+        return f"ecglang.create_model({name!r}) builds the model config of the same name ({path}), untrained"
+    published = {m.name: m for m in PRETRAINED}.get(name)
+    ecg_differs = published is not None and published.ecg_tower not in (None, ecg)
+    text_differs = published is not None and published.text_model not in (None, text)
+    return (
+        f"ecglang.create_model({name!r}) builds the model config of the same name, untrained: ECG tower {ecg}"
+        f"{f' (published: {published.ecg_tower})' if ecg_differs else ''}, text tower {text}"
+        f"{f' (published: {published.text_model})' if text_differs else ''}"
+        f"{'; not the published architecture, and without its weights' if ecg_differs or text_differs else ''}"
+    )
+
+
+__all__ = ["PRETRAINED", "PretrainedModel", "get_pretrained", "list_pretrained", "same_name_config"]

@@ -73,7 +73,10 @@ def load_model_config(name_or_path: str | Path, **overrides: Any) -> EcgLangConf
 def create_model(name_or_path: str | Path, **overrides: Any) -> Any:
     """A freshly initialised `EcgLangModel` (pretrained text tower, random ECG tower) from a named config.
 
-    To load trained weights use `EcgLangModel.from_pretrained(folder_or_hub_id)` instead."""
+    To load trained weights use `EcgLangModel.from_pretrained(folder_or_hub_id)` instead. `"merl-resnet18"` is this
+    project's MERL-style baseline (`resnet1d18` ECG tower, MiniLM text tower), not the published MERL model of the
+    same name (`list_pretrained()`: `merl_resnet18` tower, MedCPT text model), whose weights `ecglang convert merl`
+    turns into a folder that `load_model` loads."""
     from ecglang.encoders.modeling import EcgLangModel  # torch/transformers only when a model is built
 
     return EcgLangModel(load_model_config(name_or_path, **overrides))

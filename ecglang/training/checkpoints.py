@@ -364,12 +364,34 @@ def check_pickled_states(ckpt: Path) -> None:
             ) from None  # fmt: skip
 
 
+def check_frozen_weights(ckpt: Path, trained: str, now: str) -> None:
+    """`ModelLoadError` unless the frozen weights' hash (`frozen_sha256`) this run has, `now`, is the one the
+    checkpoint's run `trained` with."""
+    if trained != now:
+        raise ModelLoadError(
+            ckpt,
+            "the frozen weights (the pretrained text model) differ from those this checkpoint was trained "
+            "with; reinstall the same text model package version to resume",
+        )
+
+
 def load_checkpoint(
-    accelerator: Accelerator, model: torch.nn.Module, ckpt: Path, optimizer: Any = None, scheduler: Any = None
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    ckpt: Path,
+    optimizer: Any = None,
+    scheduler: Any = None,
+    frozen_hashes: tuple[str, str] | None = None,
 ) -> None:
-    """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key). Given the
-    run's `optimizer` and `scheduler`, the config's optimizer settings are kept (`OPTIMIZER_SETTINGS`)."""
+    """`accelerator.load_state` of a checkpoint holding the trainable weights only (checked key by key, once). Given
+    the run's `optimizer` and `scheduler`, the config's optimizer settings are kept (`OPTIMIZER_SETTINGS`).
+
+    frozen_hashes: `(trained, now)` for `check_frozen_weights`, checked after the keys (a checkpoint written before
+    running statistics were kept fails that hash too, and its message, the text model changed, would mislead) and
+    before anything is loaded."""
     check_checkpoint_keys(accelerator.unwrap_model(model), ckpt)  # accelerate saves the unwrapped model's keys
+    if frozen_hashes is not None:
+        check_frozen_weights(ckpt, *frozen_hashes)
     check_pickled_states(ckpt)
     settings = None if optimizer is None or scheduler is None else optimizer_settings(optimizer, scheduler)
     accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
@@ -434,6 +456,7 @@ __all__ = [
     "TRAINER_STATE",
     "TrainerState",
     "check_checkpoint_keys",
+    "check_frozen_weights",
     "check_same_data",
     "checkpoint_keys",
     "checkpoint_step",

@@ -34,9 +34,8 @@ from typing import Any
 
 from accelerate import PartialState
 
-from ecglang.errors import ConfigError, EcgLangError, ModelLoadError
+from ecglang.errors import ConfigError, EcgLangError
 from ecglang.training.checkpoints import (
-    check_checkpoint_keys,
     check_same_data,
     data_fingerprint,
     export_model,
@@ -135,14 +134,11 @@ class Trainer:
             splits["unpaired"] = data.unpaired.ids
         if ckpt is not None:
             check_same_data(ckpt, state, splits)
-            check_checkpoint_keys(self.accelerator.unwrap_model(self.setup.model), ckpt)
-            if state.frozen_sha256 and state.frozen_sha256 != frozen:
-                raise ModelLoadError(
-                    ckpt,
-                    "the frozen weights (the pretrained text model) differ from those this checkpoint was trained "
-                    "with; reinstall the same text model package version to resume",
-                )
-            load_checkpoint(self.accelerator, self.setup.model, ckpt, self.setup.optimizer, self.setup.scheduler)
+            # the keys first, then the frozen weights (a state written before the hash was kept has none to compare)
+            load_checkpoint(
+                self.accelerator, self.setup.model, ckpt, self.setup.optimizer, self.setup.scheduler,
+                frozen_hashes=(state.frozen_sha256, frozen) if state.frozen_sha256 else None,
+            )  # fmt: skip
             self._resume_weight_ema(ckpt)
             logger.info(
                 "resumed from %s (step %d, epoch %d, batch %d)", ckpt, state.step, state.epoch, state.batch_in_epoch

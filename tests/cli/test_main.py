@@ -99,18 +99,28 @@ def test_a_cuda_device_without_cuda_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["physionet", "{root}", "--folds", "1"], "physionet does not read --folds"),
-        (["physionet", "{root}", "--sampling-rate", "100", "--min-words", "50"], "--sampling-rate, --min-words"),
-        (["ptbxl", "{root}", "--model", "ecglang-small", "--merl-compat"], "--model and --merl-compat each choose"),
+        (["physionet", "{root}", "--folds", "1"], "physionet does not read --folds; leave it out"),
+        (["physionet", "{root}", "--sampling-rate", "100", "--min-words", "50"],
+         "physionet does not read --sampling-rate, --min-words; leave them out"),
+        (["mimic", "{root}", "--reference", "REFERENCE.csv"], "mimic does not read --reference; leave it out"),
+        (["ptbxl", "{root}", "--model", "ecglang-small", "--merl-compat"],
+         "--model and --merl-compat each choose the cache's preprocessing; give one"),
+        (["ptbxl", "{root}", "--preprocess", "p.json", "--model", "ecglang-small", "--merl-compat"],
+         "--preprocess, --model and --merl-compat each choose the cache's preprocessing; give one"),
     ],
-)
-def test_data_build_refuses_options_it_would_ignore(argv, message, tmp_path, capsys) -> None:
+)  # fmt: skip
+def test_data_build_flag_conflicts_are_usage_errors(argv, message, tmp_path, capsys) -> None:
     """`data build physionet ... --folds 1` built every record, and `--model` silently won over `--merl-compat`
-    (the cache got z-scored, not MERL's preprocessing)."""
-    args = ["data", "build", *(a.format(root=tmp_path) for a in argv), "--out", str(tmp_path / "out")]
-    assert main(args) == 1
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "out" / "dataset").exists()
+    (the cache got z-scored, not MERL's preprocessing). Both are refused; and as every other command's flags that
+    exclude each other, as a usage error: status 2 (it was 1, the status of left-out records), the command's usage
+    and one `error:` line, nothing on stdout, nothing written."""
+    out = tmp_path / "out"
+    args = ["data", "build", *(a.format(root=tmp_path) for a in argv), "--out", str(out)]
+    assert main(args) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith("usage: ecglang data build "), printed.err
+    assert [line for line in printed.err.splitlines() if "error:" in line] == [f"ecglang data build: error: {message}"]
+    assert "Traceback" not in printed.err and not out.exists()
 
 
 @pytest.mark.parametrize(

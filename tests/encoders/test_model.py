@@ -417,7 +417,7 @@ def test_the_three_model_name_spaces_say_what_each_name_is() -> None:
     assert "ecglang-mini" in ecglang.list_checkpoints()
     with pytest.raises(ModelLoadError, match=r"architecture config: ecglang.create_model\('ecglang-small'\)"):
         ecglang.load_model("ecglang-small")
-    with pytest.raises(ModelLoadError, match=r"published model: convert its weights first \(ecglang convert merl"):
+    with pytest.raises(ModelLoadError, match=r"published model \(Liu et al.*with `ecglang convert merl .*create_model"):
         ecglang.load_model("merl-resnet18")
     with pytest.raises(ModelLoadError, match=r"bundled checkpoints: \['ecglang-mini'"):
         ecglang.load_model("no-such-model")
