@@ -19,8 +19,9 @@ Bad records do not stop a build; the exit status is 1 when any record was left o
 failed in the cache (both lists are printed and written), 0 otherwise. A builder that leaves shards to others
 lists the cache failures of its own shards (`DIR/shards/<shard>.cache_failures.csv`), and its exit status counts
 those. SIGTERM stops a build as Ctrl-C does (the worker pool shut down, the locks removed), with exit status 143.
-An option the source does not read, or more than one of --preprocess, --model and --merl-compat, is a usage
-error: exit status 2, before anything is read or written.
+An option the source does not read, more than one of --preprocess, --model and --merl-compat, a missing option
+the source needs (cpsc2018: --reference) and a malformed --shard are usage errors: exit status 2, before anything
+is read or written.
 """
 
 from __future__ import annotations
@@ -173,9 +174,12 @@ def _build(args: argparse.Namespace) -> int:
     spec = get_dataset(args.dataset)
     for option, value in spec.required_options.items():
         if not getattr(args, option):
-            raise ConfigError(f"{args.dataset} needs --{option.replace('_', '-')} {value}")
+            raise UsageError(f"{args.dataset} needs --{option.replace('_', '-')} {value}")
     _check_build_options(args, spec)
-    shard = parse_shard_spec(args.shard)
+    try:
+        shard = parse_shard_spec(args.shard)
+    except ConfigError as exc:  # the command line alone is wrong: a usage error, as the checks above
+        raise UsageError(str(exc)) from None
     # Settings first: a bad --preprocess file is an error before a long dataset build, not after it.
     cfg = None if args.no_cache else _preprocess_config(args, spec)
     out = Path(args.out)

@@ -310,8 +310,10 @@ def test_cli_data_build_writes_dataset_failures_and_cache(ptbxl_dir, tmp_path, c
     assert cache.ids == ds["id"] and cache.shape == (34, 12, 5000)
     assert pd.read_csv(out / "cache_failures.csv").empty
 
-    assert main(["data", "build", "cpsc2018", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
-    assert "needs --reference" in capsys.readouterr().err
+    # the command line alone is wrong: a usage error (exit 2), as data build's other flag conflicts
+    assert main(["data", "build", "cpsc2018", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "ecglang data build: error: cpsc2018 needs --reference" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
     # --preprocess JSON: a missing file, broken JSON and a bad setting are one error line naming the file.
     settings = tmp_path / "pre.json"

@@ -137,8 +137,10 @@ def test_cli_build_shards_then_complete(mimic_root, tmp_path, capsys):
     assert "dataset   reused" in printed and f"{N} ok, 0 failed" in printed
     manifest = read_manifest(out)
     assert manifest["complete"] and [e["n_ok"] for e in manifest["shards"]] == [8, 8, 4]
-    assert cli([*args, "--shard", "2/2"]) == 1
-    assert "need 0 <= i < N" in capsys.readouterr().err
+    for bad, message in [("2/2", "need 0 <= i < N"), ("abc", "--shard must be i/N")]:
+        assert cli([*args, "--shard", bad]) == 2  # a usage error, as data build's other flag conflicts
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert last.startswith("ecglang data build: error: ") and message in last
 
 
 @pytest.mark.parametrize("source", ["physionet-empty", "ptbxl-folds-9-10"])
