@@ -1,4 +1,4 @@
-"""Loading a model without the console output of the libraries that load it.
+"""Loading a model, or saving a table, without the console output of the libraries that do it.
 
 `transformers` draws a "Loading weights" bar for every model it reads and peft warns (FutureWarning) that
 transformers renamed `is_gradient_checkpointing`; in the Python API a newcomer reads both as something going
@@ -28,3 +28,22 @@ def quiet_model_loading() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def datasets_progress(enabled: bool) -> Iterator[None]:
+    """Run the block with the `datasets` library's progress bars ("Saving the dataset") on or off, as the caller's
+    own bars are (`--no-progress`), and restore the setting afterwards."""
+    # here: datasets is only needed where a table is written
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    if enabled:
+        yield
+        return
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()

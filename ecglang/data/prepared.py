@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from ecglang.core.jsonio import is_count
+from ecglang.core.quiet import datasets_progress
 from ecglang.data.cache import META_FILE, SignalCache, preprocess_of, read_json_object, sha256_json
 from ecglang.data.cinc import physionet_files
 from ecglang.data.registry import get_dataset
@@ -224,7 +225,8 @@ def prepare_table(
                     report.write_csv(out / "build_failures.csv")
                     failed = f"; the failures are in {out / 'build_failures.csv'}" if report.failures else ""
                     raise ConfigError(f"{root}: no record to build ({report.summary().splitlines()[0]}){failed}")
-                ds.save_to_disk(str(out / TABLE_DIR))
+                with datasets_progress(progress):  # its "Saving the dataset" bar too
+                    ds.save_to_disk(str(out / TABLE_DIR))
                 report.write_csv(out / "build_failures.csv")
                 write_json(meta_path, {**wanted, "n_rows": len(ds), "n_failures": len(report.failures),
                                        "summary": report.summary(), "inputs": inputs, "complete": True})  # fmt: skip

@@ -206,3 +206,16 @@ def test_a_table_from_before_fingerprints_is_reused_with_a_note(mimic_root: Path
     capsys.readouterr()
     assert cli(argv) == 0
     assert "kept no fingerprint of its input" in capsys.readouterr().out
+
+
+def test_no_progress_silences_the_table_save_bar_too(mimic_root: Path, tmp_path: Path, capsys) -> None:
+    """`data build --no-progress` still drew the `datasets` library's "Saving the dataset" bar (a docs audit's
+    finding); now only a build with progress draws it, and the library's setting is restored afterwards."""
+    import datasets  # here: only this test reads the library's own switch
+
+    argv = ["data", "build", "mimic", str(mimic_root), "--no-cache"]
+    assert cli([*argv, "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert "Saving the dataset" not in capsys.readouterr().err
+    assert not datasets.are_progress_bars_disabled()  # restored
+    assert cli([*argv, "--out", str(tmp_path / "loud")]) == 0
+    assert "Saving the dataset" in capsys.readouterr().err  # the check can see the bar
