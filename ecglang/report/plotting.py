@@ -90,7 +90,8 @@ def plot_ecg(
                 r_times = np.asarray(beats.rpeaks[: beats.n_beats]) / beats.fs
                 for b, r in enumerate(r_times):
                     colour, shade = ("0.5", 0.08) if bw is None else _beat_shade(float(bw[b]))
-                    ax.axvspan(r - pre, r + post, color=colour, alpha=shade, lw=0)
+                    # clipped to the drawn signal: an edge beat's window ran past its end (the window is padded)
+                    ax.axvspan(max(r - pre, 0.0), min(r + post, t[-1]), color=colour, alpha=shade, lw=0)
                 idx = np.clip(np.round(r_times * ecg.fs).astype(int), 0, ecg.n_samples - 1)
                 ax.plot(t[idx], ecg.signal[i, idx], "v", ms=3, color="tab:orange")
             colour = "k" if lw is None else _lead_colour(float(lw[i]))

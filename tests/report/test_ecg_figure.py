@@ -68,5 +68,21 @@ def test_beat_windows_are_drawn_where_the_beats_were_cut(ptbxl_dir: Path) -> Non
     ecg, tokens = EcgProcessor(beats=cfg).process(load_ecg(ptbxl_dir / "records500" / "00000" / "00001_hr.hea"))
     spans = beat_spans(plot_ecg(ecg, tokens, beat_config=cfg))
     r = np.asarray(tokens.rpeaks[: tokens.n_beats]) / tokens.fs
-    assert np.allclose([p.get_x() for p in spans], r - 0.1)
-    assert np.allclose([p.get_width() for p in spans], 0.7)
+    end = (ecg.n_samples - 1) / ecg.fs  # the last sample drawn: windows are clipped to the signal
+    assert np.allclose([p.get_x() for p in spans], np.maximum(r - 0.1, 0.0))
+    assert np.allclose([p.get_x() + p.get_width() for p in spans], np.minimum(r + 0.6, end))
+    assert np.isclose(spans[len(spans) // 2].get_width(), 0.7)  # a beat inside: the whole window
+
+
+def test_beat_windows_stay_inside_the_drawn_signal(record) -> None:
+    """`inspect --plot --seconds 4` shaded the last beat's window to about 4.4 s, past the end of the 4 s drawn
+    (windows are cut from padded signal): each span is clipped to [0, duration], so the x-axis is the signal's."""
+    ecg, tokens = record
+    seconds = float(tokens.rpeaks[tokens.n_beats - 1] / tokens.fs) + 0.1  # the last R 0.1 s before the end
+    view = ecg.replace(signal=ecg.signal[:, : round(seconds * ecg.fs)])
+    fig = plot_ecg(view, tokens)
+    spans = beat_spans(fig)
+    assert len(spans) == tokens.n_beats
+    assert min(p.get_x() for p in spans) >= 0.0
+    assert max(p.get_x() + p.get_width() for p in spans) <= (view.n_samples - 1) / view.fs + 1e-9
+    assert fig.axes[0].get_xlim() == plot_ecg(view).axes[0].get_xlim()  # the same axis as the signal alone
