@@ -4,6 +4,7 @@ attention maps beside the contributions (`plot_explanation`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from ecglang.errors import ConfigError
 from ecglang.record.ecg import Ecg
 from ecglang.record.leads import CANONICAL_LEADS, LEAD_INDEX, canonical_lead_name
 from ecglang.report.figure_paths import figure_path
+from ecglang.scores.explain import most_contributing_beat
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,6 +26,11 @@ if TYPE_CHECKING:
     from ecglang.beats.tokenize import BeatTokens
     from ecglang.embeddings.prototypes import PrototypeIndex
     from ecglang.scores.explain import Explanation
+
+log = logging.getLogger(__name__)
+
+# How to get an explanation's signal and beats, for the errors and notes that find them missing.
+KEEP_SIGNALS_HINT = "pass keep_signals=N with explain=True to the ZeroShotClassifier call to keep the first N records'"
 
 
 def plot_ecg(
@@ -52,9 +59,13 @@ def plot_ecg(
         beat_config: the beat settings `beats` were cut with (the model's: `processor.beat_config`), for the
             drawn windows; default `BeatConfig()` (0.25 s before to 0.45 s after R, as ecglang-mini).
 
-    Raises `ConfigError` when `beat_weights` is not one weight per beat of `beats` or `lead_weights` not one per
-    lead, before any figure is opened; a figure whose drawing or writing fails is closed before the error is raised.
+    Raises `ConfigError` when `ecg` is None (an explanation's `signal`, kept only with `keep_signals`), or
+    `beat_weights` is not one weight per beat of `beats` or `lead_weights` not one per lead, before any figure is
+    opened; a figure whose drawing or writing fails is closed before the error is raised.
     """
+    if ecg is None:  # `plot_ecg(exp.signal, exp.tokens)` after `explain=True` alone: an AttributeError on None
+        raise ConfigError(f"no record to draw (ecg is None, as Explanation.signal is unless kept): {KEEP_SIGNALS_HINT} "
+                          "signals and beats")  # fmt: skip
     # Checked here: a short list failed mid-drawing with an IndexError, and a long one set the colour scale.
     if beat_weights is not None:
         if beats is None:
@@ -181,8 +192,11 @@ def plot_explanation(
     """One explanation at a glance: the input beat beside its nearest prototype beats (with their reports, wrapped
     and shortened), and the tower's lead and beat attention maps beside the contributions.
 
-    `explanation` needs `tokens` (kept with `keep_signals`) for the input beat; `prototypes`: the index its
-    matches came from (for their windows; without it, or without stored windows, only their reports are shown).
+    The input beat is the one with the largest contribution (`Explanation.prototype_beat` with a prototype index:
+    the same beat), else the most attended when there are no contributions; its title says which and why. It needs
+    `explanation.tokens`, kept only for the first `keep_signals` records of the classifier call: without them the
+    rest is drawn, the input-beat panel says how to keep them, and a warning is logged. `prototypes`: the index
+    its matches came from (for their windows; without it, or without stored windows, only their reports are shown).
     `lead`: the lead drawn (default: II when present, else the most attended lead). Beats are drawn against time
     from their R peak, in ms, from `beat_config` (the model's `processor.beat_config`; default `BeatConfig()`);
     a prototype whose record lacks the lead drawn says so instead of drawing its zeros."""
@@ -198,11 +212,14 @@ def plot_explanation(
     exp = explanation
     matches = list(exp.prototypes or [])
     li = _beat_lead(exp, lead)
-    beat = exp.prototype_beat if exp.prototype_beat is not None else 0
+    beat, why = _input_beat(exp)
     cfg = beat_config or BeatConfig()
     ms = 1000.0 * cfg.offsets_s()  # the window's sample times from R: the x axis of every beat panel
     trace = None
-    if exp.tokens is not None and exp.tokens.n_beats:
+    if exp.tokens is None:  # the rest is still worth drawing (a loop over more records than were kept goes on)
+        log.warning("%s, %s: the explanation holds no beats (Explanation.tokens is None), the input-beat panel "
+                    "is left empty: %s beats", exp.record_id, exp.label, KEEP_SIGNALS_HINT)  # fmt: skip
+    elif exp.tokens.n_beats:
         trace = np.asarray(exp.tokens.beats[beat, li])
         if len(trace) != len(ms):  # checked before the figure is opened, like the lead
             raise ConfigError(f"beat windows of {len(trace)} samples, but beat_config.beat_len is {cfg.beat_len}: "
@@ -212,11 +229,19 @@ def plot_explanation(
     with _drawing(fig, out, dpi=dpi, bbox_inches="tight"):
         grid = fig.add_gridspec(2, n_cols, height_ratios=(1.25, 1.0), hspace=0.55, wspace=0.3)
         ax = fig.add_subplot(grid[0, 0])
+        n_beats = len(exp.beat_contributions)
         if trace is not None:
             ax.plot(ms, trace, color="tab:red", lw=1.2)
+            head = f"input beat {beat} of {n_beats} (lead {CANONICAL_LEADS[li]})\n{why}"
+        else:  # a bare 0-1 frame looked like a drawn beat (tick_params: the prototypes' panels share its y axis)
+            ax.tick_params(left=False, labelleft=False, bottom=False, labelbottom=False)
+            head = "input beat not kept" if exp.tokens is None else "input beat: none (no beats detected)"
+            if exp.tokens is None:
+                note = "not kept: pass keep_signals=N\nwith explain=True to the\nZeroShotClassifier call"
+                ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=7, color="0.4")
         ax.set_xlabel("time from R (ms)", fontsize=7)
         ax.set_ylabel("amplitude (model input)", fontsize=7)
-        ax.set_title(f"input beat {beat} (lead {CANONICAL_LEADS[li]})\nscore {exp.score:.3f}", fontsize=8)
+        ax.set_title(f"{head}\nscore {exp.score:.3f}", fontsize=8)
         for j, match in enumerate(matches):
             pax = fig.add_subplot(grid[0, 1 + j], sharey=ax)
             window = None if prototypes is None else prototypes.window(match.row)
@@ -237,6 +262,22 @@ def plot_explanation(
         _bars(fig.add_subplot(maps[0, 1]), beat_names, exp.beat_contributions, exp.beat_attention, "beats")
         fig.suptitle(title or f"{exp.record_id}: {exp.label}", fontsize=10)
     return fig
+
+
+def _input_beat(exp: Explanation) -> tuple[int, str]:
+    """The beat to draw and why it was chosen: the prototypes' beat when matched, else the one the classifier
+    would match them to (the largest contribution; the most attended without contributions; else the first)."""
+    contributions, attention = np.asarray(exp.beat_contributions, dtype=float), exp.beat_attention
+    beat = exp.prototype_beat
+    if beat is None:
+        beat = most_contributing_beat(contributions, attention)
+    if contributions.size and np.isfinite(contributions).any() and beat == int(np.nanargmax(contributions)):
+        return beat, f"largest contribution (cos {contributions[beat]:.3f})"
+    if attention is not None and np.isfinite(attention).any() and beat == int(np.nanargmax(attention)):
+        return beat, "most attended (no beat contributions)"
+    if exp.prototype_beat is not None:
+        return beat, "the beat its prototypes were matched to"
+    return beat, "first beat (no contributions or attention)"
 
 
 def _beat_lead(exp: Explanation, lead: str | None) -> int:

@@ -133,3 +133,55 @@ def test_prototype_without_the_drawn_lead_says_so(ptbxl_dir: Path, one_torch_thr
     fig = plot_explanation(exp, index)
     panels = [a for a in fig.axes if a.get_title().startswith("00002_hr")]
     assert panels and all(not a.lines and a.texts[0].get_text() == "lead II not recorded" for a in panels)
+
+
+@pytest.fixture(scope="module")
+def explained_without_prototypes(ptbxl_dir: Path, one_torch_thread):
+    """The README's call (`explain=True`, no prototype index) on two records, keeping the first one's beats."""
+    clf = ZeroShotClassifier(load_model(None, "cpu"), knowledge="off")
+    folder = ptbxl_dir / "records500" / "00000"
+    result = clf([folder / "00001_hr", folder / "00002_hr"], labels=["sinus rhythm"], explain=True, keep_signals=1,
+                 progress=False)  # fmt: skip
+    return result.explanations["00001_hr"]["sinus rhythm"], result.explanations["00002_hr"]["sinus rhythm"]
+
+
+def input_beat_panel(fig) -> Axes:
+    return next(a for a in fig.axes if a.get_title().startswith("input beat"))
+
+
+def test_without_prototypes_the_beat_that_contributed_most_is_drawn(explained_without_prototypes) -> None:
+    # Without a prototype index the panel drew beat 0, whatever the beat contributions said.
+    exp, _ = explained_without_prototypes
+    best = int(np.argmax(exp.beat_contributions))
+    assert exp.prototype_beat is None and best != 0  # the case that showed it: beat 10 of 11 drives the score
+    panel = input_beat_panel(plot_explanation(exp))
+    ii = CANONICAL_LEADS.index("II")
+    np.testing.assert_array_equal(panel.lines[0].get_ydata(), exp.tokens.beats[best, ii])
+    title = panel.get_title()
+    assert title.startswith(f"input beat {best} of {len(exp.beat_contributions)} (lead II)")
+    assert f"largest contribution (cos {exp.beat_contributions[best]:.3f})" in title
+
+
+def test_with_prototypes_the_matched_beat_is_drawn_and_named(result_and_index) -> None:
+    result, index = result_and_index
+    exp = result.explanations["00001_hr"][result.scores.loc["00001_hr"].idxmax()]
+    assert exp.prototype_beat == int(np.argmax(exp.beat_contributions))  # the beat the prototypes were matched to
+    panel = input_beat_panel(plot_explanation(exp, index))
+    np.testing.assert_array_equal(panel.lines[0].get_ydata(), exp.tokens.beats[exp.prototype_beat, 1])  # lead II
+    title = panel.get_title()
+    assert title.startswith(f"input beat {exp.prototype_beat} of ") and "largest contribution" in title
+
+
+def test_explanation_without_kept_beats_says_to_pass_keep_signals(explained_without_prototypes, caplog) -> None:
+    # The README's `explain=True` keeps no beats (keep_signals=0): the input-beat panel was left empty, titled
+    # "input beat 0", with no word. The contribution and attention panels are still drawn.
+    _, exp = explained_without_prototypes
+    assert exp.tokens is None and exp.signal is None
+    with caplog.at_level("WARNING", logger="ecglang.report.plotting"):
+        fig = plot_explanation(exp)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "00002_hr" in caplog.text and "keep_signals=" in caplog.text and "explain=True" in caplog.text
+    panel = input_beat_panel(fig)
+    assert not panel.lines and "not kept" in panel.get_title()
+    assert "keep_signals=" in " ".join(t.get_text() for t in panel.texts)
+    assert len(bar_panels(fig)) == 2 and all(ax.patches for ax, _ in bar_panels(fig))

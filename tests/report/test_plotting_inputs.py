@@ -4,6 +4,7 @@ piled up one open figure per failure)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib
@@ -98,6 +99,17 @@ def test_weights_that_fit_are_still_drawn(record, tmp_path: Path) -> None:
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plt.get_fignums() == []
 
 
+@pytest.mark.parametrize("weights", [False, True], ids=["bare", "with-weights"])
+def test_plot_ecg_of_an_explanation_without_kept_signal_says_to_keep_it(explanation, weights: bool) -> None:
+    # `explain=True` alone keeps no signal: `plot_ecg(exp.signal, exp.tokens)` was an AttributeError on None, and
+    # with the weights a ConfigError asking for "the beat tokens the weights are for", not how to get them.
+    exp = dataclasses.replace(explanation, signal=None, tokens=None)
+    kwargs = {"beat_weights": exp.beat_contributions, "lead_weights": exp.lead_contributions} if weights else {}
+    with pytest.raises(ConfigError, match=r"no record to draw.*keep_signals=N.*explain=True"):
+        plot_ecg(exp.signal, exp.tokens, **kwargs)
+    assert plt.get_fignums() == []
+
+
 # --------------------------------------------------------------------------------- open figures (finding 6)
 def test_plot_ecg_closes_its_figure_when_writing_fails(record, blocked: Path) -> None:
     ecg, tokens = record
@@ -132,7 +144,8 @@ def test_lead_is_named_as_the_readers_name_it(explanation, lead: str, name: str)
     fig = plot_explanation(explanation, lead=lead)
     beat_ax = next(a for a in fig.axes if a.get_title().startswith("input beat"))
     assert f"(lead {name})" in beat_ax.get_title()
-    trace = explanation.tokens.beats[explanation.prototype_beat or 0, CANONICAL_LEADS.index(name)]
+    best = int(np.argmax(explanation.beat_contributions))  # no prototype index: the beat that contributed most
+    trace = explanation.tokens.beats[best, CANONICAL_LEADS.index(name)]
     assert np.array_equal(beat_ax.lines[0].get_ydata(), trace)
 
 
