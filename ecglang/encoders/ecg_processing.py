@@ -7,6 +7,7 @@ way it was trained.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,8 @@ import torch
 from ecglang.beats.tokenize import BeatConfig, BeatTokens, tokenize_beats
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError, RecordFailure
 from ecglang.record.demographics import metadata_demographics
-from ecglang.record.ecg import Ecg
+from ecglang.record.ecg import Ecg, record_id_of
+from ecglang.record.io import load_ecg
 from ecglang.record.leads import N_LEADS
 from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
@@ -36,15 +38,77 @@ LEAD_ORDERS: dict[str, list[int]] = {
 }
 
 
+#: What the processors take for one record: an `Ecg`, or the path of a file that `load_ecg` reads.
+EcgInput = Ecg | str | os.PathLike
+
+
+def ecg_inputs(ecgs: Any, owner: str) -> list[EcgInput]:
+    """`ecgs` (one record or path, or a sequence of them) as a list, checked before anything is read: a `TypeError`
+    naming `owner`, the input's position and what to do for anything else (an array: wrap it as an `Ecg`)."""
+    if isinstance(ecgs, (Ecg, str, os.PathLike)):
+        return [ecgs]
+    # a mapping or a DataFrame iterates its keys or column names, bytes its byte values: none is a list of inputs
+    if not (_is_array(ecgs) or _is_table(ecgs) or isinstance(ecgs, (bytes, Mapping))):
+        try:
+            items = list(ecgs)
+        except TypeError:
+            items = None
+        if items is not None:
+            for i, item in enumerate(items):
+                if not isinstance(item, (Ecg, str, os.PathLike)):
+                    raise TypeError(f"{owner}: ecgs[{i}] is {_not_a_record(item)}")
+            return items
+    raise TypeError(f"{owner}: ecgs is {_not_a_record(ecgs, alone=True)}")
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, torch.Tensor))
+
+
+def _is_table(value: Any) -> bool:
+    """A pandas DataFrame or Series (not imported here): samples × leads, as a CSV export holds an ECG."""
+    return hasattr(value, "to_numpy") and hasattr(value, "shape") and not _is_array(value)
+
+
+def _not_a_record(value: Any, alone: bool = False) -> str:
+    """The end of `ecg_inputs`' message: what `value` is and what to pass instead."""
+    if _is_table(value) and hasattr(value, "columns"):
+        return (
+            f"a {type(value).__name__} of shape {tuple(value.shape)}: wrap it as ecglang.Ecg.from_array("
+            "df.to_numpy().T, fs, leads=list(df.columns)) (rows: samples, columns: leads, in mV)"
+        )
+    if _is_array(value):
+        return (
+            f"an array of shape {tuple(value.shape)}, which carries no sampling rate: wrap it as ecglang.Ecg(x, fs) "
+            "([12, n_samples] in mV, canonical lead order; ecglang.Ecg.from_array(x, fs, leads=[...]) for other "
+            "leads), or read the file with a path"
+        )
+    name = type(value).__name__
+    what = "an Ecg record, a file path or a list of them" if alone else "an Ecg record or a file path"
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}, not {what}"
+
+
+def check_call_options(owner: str, errors: Any, return_tensors: Any) -> None:
+    """`ConfigError` for an `errors=` or `return_tensors=` value that a processor call does not take."""
+    if errors not in ("raise", "collect"):
+        raise ConfigError(f"errors must be 'raise' or 'collect', got {errors!r}")
+    if return_tensors not in (None, "pt"):
+        raise ConfigError(
+            f"{owner} returns PyTorch tensors only: return_tensors must be 'pt' (or left out), got {return_tensors!r}"
+        )
+
+
 class EcgBatch(dict):
     """The model input: a `dict[str, torch.Tensor]` (keys in docs/ARCHITECTURE.md, "Model input").
 
     Attributes (not keys, so `model(**batch)` sees only tensors):
         indices: input position of each batch row.
         record_ids: record id of each batch row.
-        failures: records left out with `errors="collect"` (`RecordFailure`, stage "process"; empty otherwise).
+        failures: records left out with `errors="collect"` (`RecordFailure`, stage "read" for a file that could
+            not be read, "process" for a record that preprocessing refused; empty otherwise).
         failed_indices: input position of each failure.
         tokens: the `BeatTokens` of each row (R-peak indices, heart rate, ...).
+        metadata: the `Ecg.metadata` of each row's record (as read, before preprocessing).
     """
 
     def __init__(
@@ -55,6 +119,7 @@ class EcgBatch(dict):
         failures: list[RecordFailure] | None = None,
         tokens: list[BeatTokens] | None = None,
         failed_indices: list[int] | None = None,
+        metadata: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(tensors)
         self.indices = indices or []
@@ -62,6 +127,7 @@ class EcgBatch(dict):
         self.failures = failures or []
         self.failed_indices = failed_indices or []
         self.tokens = tokens or []
+        self.metadata = metadata or []
 
 
 def _require_bool(value: Any, field: str) -> bool:
@@ -110,48 +176,54 @@ class EcgProcessor:
 
     def __call__(
         self,
-        ecgs: Sequence[Ecg],
+        ecgs: EcgInput | Sequence[EcgInput],
         errors: Literal["raise", "collect"] = "raise",
         rng: np.random.Generator | int | None = None,
+        return_tensors: Literal["pt"] | None = None,
     ) -> EcgBatch:
         """Process a batch into an `EcgBatch` (a dict of tensors).
 
-        With `errors="raise"` the first bad record raises its typed error (naming the record). With
-        `errors="collect"` bad records are left out of the tensors and listed in `batch.failures` (one
-        `RecordFailure` each, their input positions in `batch.failed_indices`); `batch.indices` maps each row
-        back to its input position. Only
-        `EcgLangError`s are collected: anything else is a bug and propagates.
+        `ecgs`: `Ecg` records and/or paths of record files (str or `os.PathLike`, read here with `load_ecg`, only
+        the part that preprocessing uses); one record or path alone is a batch of one. An array is a `TypeError`:
+        wrap it as `ecglang.Ecg(x, fs)`. With `errors="raise"` the first bad record raises its typed error
+        (naming the record or file). With `errors="collect"` unreadable files (stage "read") and bad records
+        (stage "process") are left out of the tensors and listed in `batch.failures` (one `RecordFailure` each,
+        their input positions in `batch.failed_indices`); `batch.indices` maps each row back to its input
+        position. Only `EcgLangError`s are collected: anything else is a bug and propagates. `return_tensors`:
+        "pt" or None (PyTorch tensors, the only kind returned), as transformers' processors take it.
         """
-        if errors not in ("raise", "collect"):
-            raise ConfigError(f"errors must be 'raise' or 'collect', got {errors!r}")
-        if isinstance(ecgs, Ecg):
-            ecgs = [ecgs]
+        check_call_options(type(self).__name__, errors, return_tensors)
+        items = ecg_inputs(ecgs, type(self).__name__)
         generator = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+        window = self.preprocess_config.read_window()  # a long file is read only as far as preprocessing uses it
         tokens: list[BeatTokens] = []
         signals: list[np.ndarray] = []
         indices: list[int] = []
         record_ids: list[str] = []
+        metadata: list[dict[str, Any]] = []
         failures: list[RecordFailure] = []
         failed_indices: list[int] = []
-        for i, ecg in enumerate(ecgs):
+        for i, item in enumerate(items):
+            ecg = item if isinstance(item, Ecg) else None
             try:
+                if ecg is None:
+                    ecg = load_ecg(item, window=window)
                 clean, tok = self.process(ecg, rng=generator)
             except EcgLangError as exc:
                 if errors == "raise":
                     raise
-                path = str(ecg.metadata.get("source_path") or getattr(exc, "path", None) or "")
-                reason = getattr(exc, "problem", None) or str(exc)
-                failures.append(RecordFailure(ecg.record_id or path or f"#{i}", "process", reason, path=path))
+                failures.append(_failure(i, item, ecg, exc))
                 failed_indices.append(i)
                 continue
             tokens.append(tok)
             signals.append(clean.signal)
             indices.append(i)
             record_ids.append(ecg.record_id)
+            metadata.append(ecg.metadata)
         tensors = self.collate(tokens, signals if self.return_signal else None)
         return EcgBatch(
             tensors, indices=indices, record_ids=record_ids, failures=failures, tokens=tokens,
-            failed_indices=failed_indices,
+            failed_indices=failed_indices, metadata=metadata,
         )  # fmt: skip
 
     def collate(self, tokens: list[BeatTokens], signals: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
@@ -271,6 +343,17 @@ class EcgProcessor:
             return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _failure(position: int, item: EcgInput, ecg: Ecg | None, exc: EcgLangError) -> RecordFailure:
+    """The `RecordFailure` of input `position`: a file that could not be read (`ecg` None: stage "read", named
+    by the id its record would have had), or a record that preprocessing refused (stage "process")."""
+    reason = getattr(exc, "problem", None) or str(exc)
+    if ecg is None:
+        path = str(getattr(exc, "path", None) or item)
+        return RecordFailure(record_id_of(item), "read", reason, path=path)
+    path = str(ecg.metadata.get("source_path") or getattr(exc, "path", None) or "")
+    return RecordFailure(ecg.record_id or path or f"#{position}", "process", reason, path=path)
 
 
 def demographic_tensors(metadata: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:

@@ -28,6 +28,11 @@ _NO_TRAINING_DATA = "Not recorded with this checkpoint."
 _NO_METRICS = "Not recorded."
 _INTENDED_USE = "Research on ECG representation learning, zero-shot ECG classification and ECG-report retrieval."
 _NOT_CLINICAL = "**Not for clinical use.**"
+# What each `edge_pad` does at the record's first and last samples (ecglang.signal.preprocess, "Record edges").
+_EDGE_PADS = {
+    "odd": " (scipy's default: an odd extension of 3 × (2 × sections + 1) samples)",
+    "even": " (a mirror image of the first and last 0.75 / low edge seconds)",
+}
 _LOSS_NAMES = {
     "rhythm": "rhythm CLIP",
     "beat": "beat-level sentence↔beat alignment",
@@ -141,36 +146,8 @@ def model_card(model: PreTrainedModel, config: EcgLangConfig, card: Mapping[str,
         tower = f"`ResNet1dEncoder` (ResNet1d-18, MERL-style) on the raw signal, {ecg['pooling']} pooling"
     contract, order = "No preprocessing contract is stored with this checkpoint.", list(CANONICAL_LEADS)
     if proc is not None:
-        pre, beats = proc["preprocess"], proc["beats"]
-        fs, n = pre.get("target_fs"), pre.get("target_samples")
-        band = pre.get("bandpass")
-        norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')} per lead"
-        if pre.get("normalize") == "record_minmax":
-            norm = "min-max to [0, 1] over the whole record (one min and one max for all leads)"
-        elif pre.get("normalize") in ("mm", "none"):
-            norm = {"mm": "none: mm at 10 mm/mV, each lead minus its median", "none": "none: mV"}[pre["normalize"]]
         order = [CANONICAL_LEADS[i] for i in LEAD_ORDERS[proc.get("lead_order", "canonical")]]
-        contract = "\n".join(
-            [
-                "| item | value |",
-                "|---|---|",
-                f"| sampling rate | {f'{fs:g} Hz' if fs else 'as recorded'} |",
-                f"| length | {f'{n} samples' if n else 'as recorded'}"
-                f"{f' ({n / fs:g} s)' if n and fs else ''}, crop {pre.get('crop')}, pad {pre.get('pad')} |",
-                f"| lead order | {', '.join(order)} (missing leads zeroed and masked) |",
-                f"| filtering | {f'band-pass {band[0]:g}–{band[1]:g} Hz (zero-phase)' if band else 'none'} |",
-                f"| normalisation | {norm} |",
-            ]
-            # beats are cut only for the beat tower (a MERL or ResNet tower reads the signal whole)
-            + (
-                [
-                    f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, "
-                    f"resampled to {beats['beat_len']} samples; at most {beats['max_beats']} beats |"
-                ]
-                if ecg["type"] == "beat"
-                else []
-            )
-        )
+        contract = contract_table(proc, order, beat_tower=ecg["type"] == "beat")
     # Only what was trained: a converted MERL model (rhythm only) was described with all three losses.
     losses = ", ".join(
         f"{k}={w:g} ({_LOSS_NAMES.get(k, k)})" for k, w in config.loss["weights"].items() if k in config.active_losses
@@ -236,14 +213,76 @@ the biases of the devices and hospitals they came from.
 ## Usage
 ```python
 import ecglang
-from ecglang.encoders.modeling import EcgLangModel
-model = EcgLangModel.from_pretrained("path/or/hub-id")
-# or, after `import ecglang`: transformers.AutoModel.from_pretrained("path/or/hub-id")
+
+model = ecglang.load_model("path/or/hub-id")  # as ecglang.EcgLangModel.from_pretrained, in eval mode
+clf = ecglang.ZeroShotClassifier(model)  # knowledge retrieval on by default (knowledge=None: off)
+result = clf(["path/to/record.hea"], labels=["sinus rhythm", "atrial fibrillation"])
+print(result.scores)  # records × labels, cosine similarity; result.failures: records left out, and why
+
+processor = ecglang.EcgLangProcessor.from_model(model)  # this contract, and the text tower's tokenizer
+ecg_features = model.get_ecg_features(**processor(ecgs=["path/to/record.hea"]))  # [records, {config.projection["dim"]}]
+cosine = ecg_features @ model.get_text_features(["sinus rhythm", "atrial fibrillation"]).T
 ```
+After `import ecglang`, `transformers.AutoModel.from_pretrained("path/or/hub-id")` loads it too.
 
 Files: {", ".join(files)}.
 """
     return str(ModelCard(f"---\n{card_metadata(config, card).to_yaml()}\n---\n{text_md}"))
 
 
-__all__ = ["CARD_TAGS", "card_metadata", "hub_base_model", "model_card", "read_card"]
+def contract_table(proc: Mapping[str, Any], order: list[str], beat_tower: bool = True) -> str:
+    """The card's preprocessing contract: a table of what the settings do, then every setting of the processor
+    (`EcgProcessor.to_dict()`: `processor_config.json`) as it is saved, since any of them can change scores.
+    `order`: the model input's lead order; `beat_tower`: the beats are cut (a MERL or ResNet tower reads the
+    signal whole, and its beat settings are not used)."""
+    pre, beats = proc["preprocess"], proc["beats"]
+    fs, n, keep, band = pre.get("target_fs"), pre.get("target_samples"), pre.get("keep_samples"), pre.get("bandpass")
+    length = f"{n} samples" if n else "as recorded"
+    if n and fs:
+        length += f" ({n / fs:g} s)"
+    length += f", crop {pre.get('crop')}, pad {pre.get('pad')}" + (f", first {keep} samples kept" if keep else "")
+    norm = f"{'robust ' if pre.get('robust') else ''}{pre.get('normalize')} per lead"
+    if pre.get("normalize") == "record_minmax":
+        norm = "min-max to [0, 1] over the whole record (one min and one max for all leads)"
+    elif pre.get("normalize") in ("mm", "none"):
+        norm = {"mm": "none: mm at 10 mm/mV, each lead minus its median", "none": "none: mV"}[pre["normalize"]]
+    norm += ", statistics with the padding" if pre.get("pad_then_normalize") else ", statistics before padding"
+    filtering = "none"
+    if band:
+        edge = pre.get("edge_pad")
+        filtering = (
+            f"Butterworth band-pass {band[0]:g}–{band[1]:g} Hz, order {pre.get('filter_order')}, zero-phase (forward "
+            f'and backward, `sosfiltfilt`); record edges: edge_pad "{edge}"{_EDGE_PADS.get(edge, "")}'
+        )
+    mostly_flat = "off"
+    if pre.get("flat_block_ptp_mv"):
+        mostly_flat = (
+            f"{pre.get('flat_block_fraction'):g} of its 1 s blocks < {pre['flat_block_ptp_mv']:g} mV peak-to-peak"
+        )
+    unusable = (
+        f"flat: peak-to-peak < {pre.get('flat_ptp_mv'):g} mV or std < {pre.get('flat_std_mv'):g} mV; mostly flat: "
+        f"{mostly_flat}; saturated: {pre.get('saturation_fraction'):g} of it at a rail; NaN gaps over "
+        f"{pre.get('max_gap_s'):g} s: {pre.get('on_long_gap')} (shorter ones interpolated)"
+    )
+    rows = [
+        "| item | value |",
+        "|---|---|",
+        f"| sampling rate | {f'{fs:g} Hz (polyphase resampling)' if fs else 'as recorded'} |",
+        f"| length | {length} |",
+        f"| lead order | {', '.join(order)} (missing leads zeroed and masked) |",
+        f"| filtering | {filtering} |",
+        f"| normalisation | {norm} |",
+        f"| unusable leads (zeroed and masked) | {unusable} |",
+    ]
+    if beat_tower:
+        rows.append(
+            f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, resampled to "
+            f"{beats['beat_len']} samples; at most {beats['max_beats']} beats |"
+        )
+    settings = ["", "Every setting, as `processor_config.json` holds it (each can change scores):", ""]
+    for part in ("preprocess", "beats") if beat_tower else ("preprocess",):
+        settings.append(f"- `{part}`: " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in proc[part].items()))
+    return "\n".join(rows + settings)
+
+
+__all__ = ["CARD_TAGS", "card_metadata", "contract_table", "hub_base_model", "model_card", "read_card"]

@@ -8,12 +8,14 @@ texts through the checkpoint's tokenizer with the text tower's settings (length,
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from ecglang.core.jsonio import JsonInputError, parse_json
@@ -25,13 +27,23 @@ from ecglang.encoders.checkpoint import (
     resolve_model_name,
 )
 from ecglang.encoders.configuration import EcgLangConfig
-from ecglang.encoders.ecg_processing import PROCESSOR_CONFIG_NAME, EcgBatch, EcgProcessor, demographic_tensors
+from ecglang.encoders.ecg_processing import (
+    PROCESSOR_CONFIG_NAME,
+    EcgBatch,
+    EcgInput,
+    EcgProcessor,
+    check_call_options,
+    demographic_tensors,
+    ecg_inputs,
+)
 from ecglang.encoders.text_encoder import tokenize_reports
 from ecglang.errors import ConfigError, ModelLoadError
-from ecglang.record.ecg import Ecg
 
 # The text settings of a processor saved on its own (in a checkpoint they are config.json's `text_tower`).
 TEXT_PROCESSOR_NAME = "text_processor.json"
+# The keywords of `EcgLangProcessor.__call__`, and the names other processors give them (CLIPProcessor's).
+CALL_KEYWORDS = ("ecgs", "texts", "errors", "rng", "return_tensors")
+_OTHER_NAMES = {"images": "ecgs", "ecg": "ecgs", "records": "ecgs", "text": "texts"}
 
 
 class EcgLangProcessor:
@@ -70,25 +82,37 @@ class EcgLangProcessor:
                    demographics=bool(config.ecg_tower.get("demographics", False)))  # fmt: skip
 
     def __call__(
-        self, ecgs: Ecg | Sequence[Ecg] | None = None, texts: Sequence[str] | None = None, **ecg_kwargs: Any
+        self,
+        ecgs: EcgInput | Sequence[EcgInput] | None = None,
+        texts: str | Sequence[str] | None = None,
+        *,
+        errors: Literal["raise", "collect"] = "raise",
+        rng: np.random.Generator | int | None = None,
+        return_tensors: Literal["pt"] | None = None,
+        **unknown: Any,
     ) -> dict[str, torch.Tensor]:
-        """ECG tensors (`EcgProcessor.__call__`, which takes `errors=` and `rng=`) and/or text tensors
-        (`input_ids`, `attention_mask`, `token_mask`, `sentence_ids`) in one dict, ready for `model(**batch)`.
+        """ECG tensors (`EcgProcessor.__call__`) and/or text tensors (`input_ids`, `attention_mask`, `token_mask`,
+        `sentence_ids`) in one dict, ready for `model(**batch)`.
 
-        Given both, `texts[i]` is the report of `ecgs[i]`: with `errors="collect"`, the reports of the ECGs left
-        out are left out too, so the rows stay pairs. `texts` may be one string."""
+        `ecgs`: `Ecg` records and/or paths of record files (read inside the call, so that with `errors="collect"`
+        an unreadable file is a listed failure, not the end of the batch); one alone is a batch of one.
+        `texts`: one report per ECG, or one string. Given both, `texts[i]` is the report of `ecgs[i]`: with
+        `errors="collect"`, the reports of the ECGs left out are left out too, so the rows stay pairs.
+        `errors` ("raise" or "collect") and `rng` (for `crop="random"`) are `EcgProcessor.__call__`'s;
+        `return_tensors`: "pt" or None (PyTorch tensors, the only kind returned). Any other keyword is a
+        `TypeError` (CLIPProcessor's `text=` is `texts=` here)."""
+        if unknown:
+            raise TypeError(f"EcgLangProcessor got unexpected keyword argument(s) {_named(unknown)}; it takes ecgs, "
+                            "texts, errors, rng and return_tensors")  # fmt: skip
+        check_call_options("EcgLangProcessor", errors, return_tensors)
         if ecgs is None and texts is None:
             raise ConfigError("EcgLangProcessor needs ecgs, texts or both")
         out: dict[str, torch.Tensor] = EcgBatch({})
         if ecgs is not None:
-            records = [ecgs] if isinstance(ecgs, Ecg) else list(ecgs)
-            for record in records:
-                if not isinstance(record, Ecg):
-                    raise TypeError(f"EcgLangProcessor takes Ecg records (ecglang.load_ecg(path) reads a file); got "
-                                    f"{type(record).__name__}")  # fmt: skip
-            out = self.ecg_processor(records, **ecg_kwargs)
+            records = ecg_inputs(ecgs, "EcgLangProcessor")
+            out = self.ecg_processor(records, errors=errors, rng=rng)
             if self.demographics:
-                out.update(demographic_tensors([records[i].metadata for i in out.indices]))
+                out.update(demographic_tensors(out.metadata))
         if texts is not None:
             texts = [texts] if isinstance(texts, str) else list(texts)
             if ecgs is not None:
@@ -122,3 +146,12 @@ class EcgLangProcessor:
 
     def __repr__(self) -> str:
         return f"EcgLangProcessor(ecg={self.ecg_processor!r}, tokenizer={type(self.tokenizer).__name__})"
+
+
+def _named(unknown: Mapping[str, Any]) -> str:
+    """The unknown keywords of a call, each with the accepted one it most likely meant."""
+    named = []
+    for key in sorted(unknown):
+        meant = _OTHER_NAMES.get(key) or next(iter(difflib.get_close_matches(key, CALL_KEYWORDS, n=1)), None)
+        named.append(f"{key!r}" + (f" (did you mean {meant}=?)" if meant else ""))
+    return ", ".join(named)

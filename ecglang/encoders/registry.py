@@ -11,7 +11,8 @@ from typing import Any
 from ecglang.core.paths import resource_dir
 from ecglang.encoders.checkpoint_files import checkpoint_folders
 from ecglang.encoders.configuration import EcgLangConfig
-from ecglang.errors import ConfigError
+from ecglang.encoders.pretrained import PRETRAINED
+from ecglang.errors import ConfigError, clip_text
 
 _SECTIONS = ("ecg_tower", "text_tower", "projection", "loss", "processor")
 
@@ -35,8 +36,23 @@ def model_config_path(name_or_path: str | Path) -> Path:
         return path
     candidate = _model_config_dir() / f"{name_or_path}.json"
     if not candidate.is_file():
-        raise ConfigError(f"unknown model {str(name_or_path)!r}; known: {list_models()} (or pass a .json path)")
+        raise ConfigError(f"unknown model config {str(name_or_path)!r}; {_what_else(str(name_or_path))}known "
+                          f"configs: {list_models()} (or pass a .json path)")  # fmt: skip
     return candidate
+
+
+def _what_else(name: str) -> str:
+    """What `name` is when it names no config: a bundled trained checkpoint or a published model (as
+    `load_model` says of a config name that `create_model` builds); empty otherwise."""
+    if name in {p.name for p in checkpoint_folders()}:
+        return (f"{name!r} is a trained checkpoint: ecglang.load_model({name!r}) loads it (create_model builds an "
+                "untrained model from a config); ")  # fmt: skip
+    published = {m.name: m for m in PRETRAINED}.get(name)
+    if published is None:
+        return ""
+    how = (f"convert its weights once ({published.weights}) with `{published.convert}`, then ecglang.load_model('DIR')"
+           if published.convert else published.note)  # fmt: skip
+    return f"{name!r} is a published model ({published.paper}: {published.architecture}), not a config: {how}; "
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -60,14 +76,32 @@ def load_model_config(name_or_path: str | Path, **overrides: Any) -> EcgLangConf
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a model config must be a JSON object")
     data.pop("description", None)
-    unknown = sorted((set(data) | set(overrides)) - set(_SECTIONS))
+    unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; expected {list(_SECTIONS)}")
-    merged = _deep_merge(data, overrides)
+    # A mistake is blamed on where it is: the file, or the override argument(s) when the file alone is valid.
+    given = f"model config {str(name_or_path)!r}"
+    unknown = sorted(set(overrides) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown override(s) {unknown} of {given}; the overrides are its sections: {list(_SECTIONS)}"
+        )
     try:
-        return EcgLangConfig(**merged)
+        return EcgLangConfig(**_deep_merge(data, overrides))
     except ConfigError as exc:
+        if overrides and _valid(data):  # the file alone is a valid config: the overrides made it invalid
+            named = ", ".join(f"{key}={clip_text(repr(value), 200)}" for key, value in overrides.items())
+            raise ConfigError(f"override{'s' if len(overrides) > 1 else ''} {named} of {given}: {exc}") from exc
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _valid(data: dict[str, Any]) -> bool:
+    """Whether `data` (a config file's sections) builds an `EcgLangConfig` as it is."""
+    try:
+        EcgLangConfig(**copy.deepcopy(data))
+    except ConfigError:
+        return False
+    return True
 
 
 def create_model(name_or_path: str | Path, **overrides: Any) -> Any:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ecglang.record.leads import CANONICAL_LEADS, LEAD_INDEX, N_LEADS, canonical_lead_name
+from ecglang.errors import EcgReadError
+from ecglang.record.leads import CANONICAL_LEADS, LEAD_INDEX, N_LEADS, canonical_lead_name, to_canonical
 from ecglang.record.window import check_sampling_rate
 
 #: File suffixes of the record formats the readers know.
@@ -39,6 +41,13 @@ def repeated_stem(rid: str) -> str:
     return _REPEAT_MARK.sub("", rid)
 
 
+def _shape_hint(shape: tuple[int, ...], n_leads: int, otherwise: str) -> str:
+    """What to do about a signal of `shape` that should be `[n_leads, n_samples]`."""
+    if len(shape) == 2 and shape[1] == n_leads and shape[0] != n_leads:
+        return f"it looks transposed ([n_samples, {n_leads}]): pass x.T"
+    return otherwise
+
+
 @dataclass(eq=False)  # equality below: the generated one compares arrays with `==` and raises
 class Ecg:
     """A 12-lead ECG in canonical lead order.
@@ -60,19 +69,49 @@ class Ecg:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Every refusal is an `EcgReadError` (a `ValueError`) naming the record, as for a bad `fs`.
+        where = self.metadata.get("source_path") or self.record_id or None
         self.signal = np.ascontiguousarray(self.signal, dtype=np.float32)
         self.lead_mask = np.asarray(self.lead_mask, dtype=bool)
         if self.signal.ndim != 2 or self.signal.shape[0] != N_LEADS:
-            raise ValueError(
-                f"Ecg.signal must be [12, n_samples] in canonical order, got {self.signal.shape}; "
-                "use ecglang.record.leads.to_canonical to map arbitrary lead names"
+            hint = _shape_hint(self.signal.shape, N_LEADS, "Ecg.from_array(x, fs, leads=[...]) takes other leads")
+            raise EcgReadError(
+                where, f"Ecg.signal must be [12, n_samples] in canonical lead order, got {self.signal.shape}; {hint}"
             )
         if self.lead_mask.shape != (N_LEADS,):
-            raise ValueError(f"Ecg.lead_mask must have shape (12,), got {self.lead_mask.shape}")
+            raise EcgReadError(where, f"Ecg.lead_mask must have shape (12,), got {self.lead_mask.shape}")
         if isinstance(self.fs, (bool, str, bytes)):  # float("500") would pass, and True is 1 Hz
-            raise ValueError(f"Ecg.fs must be a number of Hz, got {self.fs!r} ({type(self.fs).__name__})")
-        where = self.metadata.get("source_path") or self.record_id or None
+            raise EcgReadError(where, f"Ecg.fs must be a number of Hz, got {self.fs!r} ({type(self.fs).__name__})")
         self.fs = check_sampling_rate(where, self.fs, "fs argument of Ecg")
+
+    @classmethod
+    def from_array(
+        cls,
+        signal: Any,
+        fs: float,
+        leads: Sequence[str] | str | None = None,
+        record_id: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> Ecg:
+        """An `Ecg` from an array `[len(leads), n_samples]` in mV whose rows are the named leads: any subset of the
+        12 in any order, spelt as the readers accept them ("aVR", "avr", "MLII"...; a string "I,II,V1" too).
+        The leads not given are zero and masked. `leads` None: the 12 in canonical order, as `Ecg(signal, fs)`.
+        `metadata["source_leads"]` keeps the names given. An unknown or repeated name, or rows that do not match
+        the names, is an `EcgReadError` (an array `[n_samples, leads]` is said to be transposed)."""
+        meta = dict(metadata or {})
+        if leads is None:
+            return cls(signal, fs, record_id=record_id, metadata=meta)
+        names = [n for n in re.split(r"[,\s]+", leads) if n] if isinstance(leads, str) else [str(n) for n in leads]
+        where = meta.get("source_path") or record_id or None
+        array = np.asarray(signal)
+        if array.ndim == 2 and array.shape[0] != len(names):
+            raise EcgReadError(where, f"signal of shape {array.shape} for {len(names)} lead names {names}; "
+                                      f"{_shape_hint(array.shape, len(names), 'give one row per name')}")  # fmt: skip
+        rows, mask, dropped = to_canonical(array, names, where)
+        meta.setdefault("source_leads", names)
+        if dropped:
+            meta.setdefault("dropped_leads", dropped)
+        return cls(rows, fs, lead_mask=mask, record_id=record_id, metadata=meta)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Ecg):

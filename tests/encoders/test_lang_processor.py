@@ -63,8 +63,10 @@ def test_collected_failures_leave_their_reports_out_so_rows_stay_pairs(model) ->
     assert torch.equal(batch["input_ids"], model.tokenize([texts[0], texts[2]])["input_ids"])
     with pytest.raises(ConfigError, match="2 ECGs but 3 texts"):
         processor(ecgs=good, texts=texts)
-    with pytest.raises(TypeError, match="takes Ecg records"):
-        processor(ecgs=["00001_hr.hea"])  # was AttributeError: 'str' object has no attribute 'metadata'
+    with pytest.raises(ecglang.EcgReadError, match=r"00001_hr\.hea: file not found"):
+        processor(ecgs=["00001_hr.hea"])  # was AttributeError: 'str' object has no attribute 'metadata'; now read
+    with pytest.raises(TypeError, match=r"ecgs\[0\] is an int, not an Ecg record or a file path"):
+        processor(ecgs=[1])
     assert processor(texts="one report.")["input_ids"].shape[0] == 1  # one string is one text
 
 
