@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
+import numbers
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -31,11 +34,11 @@ import numpy as np
 import torch
 
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
-from ecglang.record.ecg import Ecg
+from ecglang.record.ecg import Ecg, record_id_of, unique_id
 from ecglang.record.io import load_ecg, record_file, scan_records
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
 from ecglang.record.numpy_reader import check_numeric, leads_by_samples, samples_axis_first
-from ecglang.record.window import ReadWindow
+from ecglang.record.window import MAX_FS_HZ, MIN_FS_HZ, ReadWindow
 
 if TYPE_CHECKING:
     from ecglang.data.cached_rows import CachedRows
@@ -75,7 +78,36 @@ def lead_names(leads: str | Sequence[str] | None) -> list[str] | None:
             names = []
     if not names or not all(isinstance(name, str) for name in names):
         raise ConfigError(f"leads must be lead names, a list such as ['I', 'II'] or a string 'I,II'; got {leads!r}")
+    try:  # the readers' rule for names (unknown, repeated, none of the 12), on the names alone
+        to_canonical(np.zeros((len(names), 1), np.float32), names)
+    except EcgLangError as exc:
+        raise ConfigError(f"leads {leads!r}: {exc}") from None
     return names
+
+
+FS_PER_INPUT_HINT = "to score arrays of different rates, wrap each array as ecglang.Ecg(x, fs) (or call once per rate)"
+
+
+def check_fs(fs: Any, required: bool = False) -> float | None:
+    """`fs` (the sampling rate in Hz that a call gives its arrays) as a float; None stays None unless `required`.
+
+    `ConfigError` for anything but one real number in the rate range of real recorders (`MIN_FS_HZ`–`MAX_FS_HZ`,
+    as `Ecg` takes): a string (`float("500")` would pass), a bool (True is 1 Hz), a sequence (one rate per array:
+    the message says how to give those), NaN, 0, a rate in kHz."""
+    if fs is None and not required:
+        return None
+    if isinstance(fs, (list, tuple)) or (isinstance(fs, np.ndarray) and fs.ndim > 0):
+        raise ConfigError(f"fs must be one sampling rate in Hz for every array of the call, got a "
+                          f"{type(fs).__name__} {fs!r:.60}; {FS_PER_INPUT_HINT}")  # fmt: skip
+    if isinstance(fs, np.ndarray):  # a 0-d array: its one value
+        fs = fs.item()
+    if not isinstance(fs, numbers.Real) or isinstance(fs, bool):
+        raise ConfigError(f"fs must be a number of Hz, got {fs!r:.60} ({type(fs).__name__})")
+    if not (math.isfinite(fs) and fs > 0):
+        raise ConfigError(f"fs must be a positive number of Hz, got {fs!r}")
+    if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+        raise ConfigError(f"fs must be a sampling rate in {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz, got {fs:g} (kHz for Hz?)")
+    return float(fs)
 
 
 def error_message(exc: BaseException) -> str:
@@ -89,6 +121,25 @@ def record_name(item: Any) -> str:
     if isinstance(item, Ecg):
         return item.metadata.get("source_path") or item.record_id or "<record>"
     return str(item)
+
+
+def input_ids(items: Sequence[Ecg | Path | RecordFailure]) -> list[str]:
+    """The record id of each expanded input (`expand_inputs`), the one its row or its failure is named by: an
+    `Ecg`'s `record_id` (`record{i}`, its position among the inputs, for one made in memory without an id; an
+    array's is `array{n}`), a path's file stem (`record_id_of`, the readers' id), a file that failed to be listed
+    (a headerless `.dat`) its stem too, else the failure's own name (`input #n`, an empty folder's path). A stem
+    given again gets `#2`, `#3`, ... in input order (`unique_id`), whether the earlier one was scored or failed."""
+    seen: dict[str, int] = {}
+    ids = []
+    for i, item in enumerate(items):
+        if isinstance(item, Ecg):
+            base = item.record_id or f"record{i}"
+        elif isinstance(item, RecordFailure):
+            base = record_id_of(item.path) if item.path and not os.path.isdir(item.path) else item.record
+        else:
+            base = record_id_of(item)
+        ids.append(unique_id(base, seen))
+    return ids
 
 
 def fill_metadata(ecg: Ecg, extra: Mapping[str, Any] | None) -> Ecg:
@@ -295,8 +346,21 @@ def expand_inputs(
     the user asked for them to be scored. Other files in a folder (notes, annotations) are logged and skipped.
     A record file reached twice (a folder and a file in it, a link to it, its `.hea` and its `.dat`) is scored
     once, with a warning: scoring it twice gave a duplicate row (`id#2`) with the same scores.
+
+    What applies to the whole call is the caller's mistake, a `ConfigError` raised before anything is read: a
+    bad `fs` (`check_fs`) or `leads` (names that are no leads), an array given without `fs`, an array whose
+    axes do not fit the `leads` given, a pandas DataFrame or Series (iterated, it is its column names: they
+    were read as file paths), and a nested list of numbers (one "unsupported input" per row). The generator
+    raises the array errors when it reaches the array: the classifier lists every input before scoring.
     """
+    fs = check_fs(fs)
     names = lead_names(leads)  # checked here, not at the first array: a bad value is the caller's, not a record's
+    _refuse_tables(items)
+    if isinstance(items, (list, tuple)) and _numbers_only(items):
+        raise ConfigError(
+            f"a {type(items).__name__} of numbers is not read as a signal (its items would be read as inputs): "
+            "pass np.asarray(x), an array [leads, samples], with fs="
+        )
     if isinstance(items, torch.Tensor):  # tensors are arrays here: one record [leads, T] or a batch [N, leads, T]
         items = tensor_array(items)
     if isinstance(items, np.ndarray) and items.ndim not in (2, 3):  # the caller's shape, not one record's fault
@@ -320,6 +384,7 @@ def _expand(items: Iterator[Any], fs: float | None, leads: list[str] | None) -> 
     for n, item in enumerate(items):
         if isinstance(item, torch.Tensor):
             item = tensor_array(item)
+        _refuse_tables(item)
         if isinstance(item, Ecg):
             yield item
         elif isinstance(item, np.ndarray):
@@ -336,6 +401,31 @@ def _expand(items: Iterator[Any], fs: float | None, leads: list[str] | None) -> 
             yield RecordFailure(f"input #{n}", "read", reason)
 
 
+def _refuse_tables(value: Any) -> None:
+    """`ConfigError` for a pandas DataFrame or Series: iterated, a DataFrame is its column names (which were
+    read as file paths, "I", "II", ...), a Series its values. (pandas is looked up only if already imported:
+    an object of it cannot exist otherwise.)"""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series)):
+        raise ConfigError(
+            f"a pandas {type(value).__name__} is not an ECG input: pass its values as an array [leads, samples] "
+            "with the lead names and the rate, e.g. clf(df.to_numpy().T, leads=list(df.columns), fs=500) for a "
+            "table of samples × leads (a Series: series.to_numpy()[None], leads=[series.name])"
+        )
+
+
+def _numbers_only(items: list | tuple) -> bool:
+    """Whether a list or tuple holds numbers or lists/tuples of numbers only (a signal typed as Python lists)."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+    def row(value: Any) -> bool:
+        return number(value) or (isinstance(value, (list, tuple)) and bool(value) and number(value[0]))
+
+    return bool(items) and all(row(value) for value in items)
+
+
 def _record_key(path: Path) -> str:
     """One key per record: the real path of the file the reader reads for `path` (a WFDB record's header, however
     it was named), or of `path` where there is none (it fails on its own)."""
@@ -345,8 +435,13 @@ def _record_key(path: Path) -> str:
 def _array_item(item: np.ndarray, n: int, fs: float | None, leads: list[str] | None) -> Ecg | RecordFailure:
     names = leads if leads is not None else list(CANONICAL_LEADS)
     rid = f"array{n}"  # the same name whether the array is scored or fails
-    if fs is None:
-        return RecordFailure(rid, "read", "an array input needs fs= (sampling rate in Hz)")
+    if fs is None:  # the call's mistake, made for every array alike: not a failed record (an empty table)
+        raise ConfigError(f"array input #{n} needs its sampling rate: pass fs= (Hz); {FS_PER_INPUT_HINT}")
+    if leads is not None and item.ndim == 2 and len(leads) not in item.shape:
+        raise ConfigError(
+            f"leads= names {len(leads)} leads ({', '.join(leads)}) but array input #{n} has shape {item.shape}: "
+            "leads= describes every array of the call, [leads, samples] or [samples, leads]"
+        )
     try:
         check_numeric(Path(rid), item.dtype)  # the reader's rule, so that an array fails as its .npy file does
         # the NPY reader's layout rule, so that an array scores as it would saved to a .npy file

@@ -40,6 +40,7 @@ Prototypes (case-based explanations)
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -60,9 +61,19 @@ from ecglang.embeddings.pipeline import (
     encode_batches,
 )
 from ecglang.embeddings.prototypes import PrototypeIndex
-from ecglang.embeddings.sources import ArraySource, CacheSource, EcgInput, ItemSource, RecordSource, expand_inputs
+from ecglang.embeddings.sources import (
+    ArraySource,
+    CacheSource,
+    EcgInput,
+    ItemSource,
+    RecordSource,
+    check_fs,
+    expand_inputs,
+    input_ids,
+)
 from ecglang.encoders.ecg_processing import EcgProcessor
-from ecglang.encoders.modeling import EcgLangModel
+from ecglang.encoders.modeling import EcgLangModel, load_model
+from ecglang.encoders.processing import EcgLangProcessor
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg, record_id_of, unique_id
 from ecglang.scores import labels as label_embeddings
@@ -95,7 +106,12 @@ class ZeroShotResult:
     `sources` (indexed like `scores`): the file each record was read from (`Ecg.metadata["source_path"]`,
     absolute), None for a record without one (an array, an `Ecg` made in memory, a `SignalCache` row). Record ids
     are file stems, made unique with a suffix (`00317_lr#2` for a second folder's `00317_lr`): the path is what
-    joins a row back to its file."""
+    joins a row back to its file.
+
+    `failures`: the records left out and why. A failure's `record` is its file as given (the CLI prints and
+    writes it so) where it came from one, else the id its row would have had (`array3`, `record7` for an `Ecg`
+    without an id, the `Ecg`'s `record_id`); `path` is its file. `failure_ids` holds every failure's would-be
+    row id (a file's stem, numbered as the rows are), the key `ranked` and `to_dict` join failures by."""
 
     scores: pd.DataFrame
     labels: dict[str, LabelSpec]
@@ -105,6 +121,7 @@ class ZeroShotResult:
     durations: pd.Series | None = None  # each scored record's length in seconds (the whole file, not the part read)
     window: tuple[float, str] | None = None  # (seconds, "start" / "center"): the part of a record the model scores
     sources: pd.Series | None = None  # record id → the file it was read from (None: in memory)
+    failure_ids: list[str] | None = None  # the id each failed record's row would have had (parallel to `failures`)
 
     def long_records(self) -> list[str]:
         """Records longer than the part the model scores (`window`, the processor's crop): each was scored on
@@ -116,7 +133,9 @@ class ZeroShotResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (`json.dumps(result.to_dict())`), as a pipeline returns: the mode, each record's
         scores by label, each label's name, prompts and the snippets behind it, the failures, each record's length
-        (`seconds`) and file (`sources`: its path, or None for a record scored from memory)."""
+        (`seconds`) and file (`sources`: its path, or None for a record scored from memory). A failure is its
+        record (the id its row would have had, `failure_ids`: the key of `scores`), path (its file, None in
+        memory), stage and error: the columns of the CLI's failures CSV, whose `record` is the file as given."""
         return {
             "mode": self.mode,
             "scores": {str(rid): {str(k): float(v) for k, v in row.items()} for rid, row in self.scores.iterrows()},
@@ -126,10 +145,13 @@ class ZeroShotResult:
                         "snippets": [dict(s) for s in spec.snippets]}
                 for label, spec in self.labels.items()
             },
-            "failures": [f.to_dict() for f in self.failures],
+            "failures": [failure_row(f, rid) for f, rid in zip(self.failures, self._failure_ids(), strict=True)],
             "seconds": {} if self.durations is None else {str(r): float(v) for r, v in self.durations.items()},
             "sources": {} if self.sources is None else {str(r): self.source_of(r) for r in self.sources.index},
         }  # fmt: skip
+
+    def _failure_ids(self) -> list[str]:
+        return [f.record for f in self.failures] if self.failure_ids is None else list(self.failure_ids)
 
     def source_of(self, record_id: str) -> str | None:
         """The file `record_id` was read from; None when it was scored from memory (or `sources` is unknown)."""
@@ -157,10 +179,12 @@ class ZeroShotResult:
         return pd.concat([paths, scores], axis=1)
 
     def ranked(self, record_id: str) -> pd.DataFrame:
-        """The labels of one record, best first, with their names and the snippets behind them."""
+        """The labels of one record, best first, with their names and the snippets behind them. `KeyError` for a
+        record without scores, with the reason where it failed (found by its id or its file)."""
         if record_id not in self.scores.index:
             known = ", ".join(map(str, self.scores.index[:5])) + (", …" if len(self.scores) > 5 else "")
-            failed = [f for f in self.failures if f.record == record_id]
+            failed = [f for f, rid in zip(self.failures, self._failure_ids(), strict=True)
+                      if record_id in (rid, f.record, f.path)]  # fmt: skip
             why = f" (it failed: {failed[0].reason})" if failed else ""
             raise KeyError(f"no scores for record {record_id!r}{why}; scored records: {known}")
         row = self.scores.loc[record_id].sort_values(ascending=False)
@@ -201,6 +225,14 @@ class ZeroShotResult:
         return table
 
 
+def failure_row(failure: RecordFailure, record_id: str) -> dict[str, Any]:
+    """A failure as plain data: `RecordFailure.to_dict()` with `record_id` (the id its row would have had) as its
+    record and its file (`path`, None where it has none) after it: the columns of the CLI's failures CSV."""
+    row = failure.to_dict()
+    del row["record"]
+    return {"record": record_id, "path": failure.path or None, **row}
+
+
 def _metadata_for(items: Sequence[Any], table: Mapping[str, Mapping[str, Any]] | None) -> list[Mapping] | None:
     """Each input's entry of `table`, by the id its record will get ({} where the table has none)."""
     if table is None:
@@ -214,8 +246,10 @@ class ZeroShotClassifier:
     """Scores ECGs against labels with an `EcgLangModel`.
 
     Args:
-        model: the model (see `EcgLangModel.from_pretrained`).
-        processor: preprocessing + beats; default: the one saved with the model, else `EcgProcessor()`.
+        model: the model (see `EcgLangModel.from_pretrained`), or a checkpoint name, Hub id or folder, loaded
+            with `ecglang.load_model` (as a transformers pipeline takes a model name).
+        processor: preprocessing + beats, an `EcgProcessor`; an `EcgLangProcessor` gives its ECG half
+            (`.ecg_processor`); default: the one saved with the model, else `EcgProcessor()`.
         knowledge: a `KnowledgeIndex`, a folder with a saved index or knowledge JSONL files, `"default"`
             / `True` for the bundled knowledge base (the default, as in `ecglang zero-shot`), or None / `False` /
             `"off"` / `"none"` for none.
@@ -236,8 +270,8 @@ class ZeroShotClassifier:
 
     def __init__(
         self,
-        model: EcgLangModel,
-        processor: EcgProcessor | None = None,
+        model: EcgLangModel | str | PathLike,
+        processor: EcgProcessor | EcgLangProcessor | None = None,
         knowledge: KnowledgeArg = "default",
         k: int = label_embeddings.DEFAULT_KNOWLEDGE_K,
         knowledge_weight: float = label_embeddings.DEFAULT_KNOWLEDGE_WEIGHT,
@@ -252,8 +286,22 @@ class ZeroShotClassifier:
         for name, value in (("batch_size", batch_size), ("k", k), ("prototype_k", prototype_k)):
             if not is_count(value, 1):
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(model, (str, PathLike)):
+            model = load_model(model)
+        elif not isinstance(model, EcgLangModel):  # was an AttributeError ('str' object has no attribute 'config')
+            raise ConfigError(
+                "model must be an EcgLangModel or a checkpoint name or folder (ecglang.load_model), got "
+                f"{type(model).__name__} {model!r:.60}"
+            )
+        if isinstance(processor, EcgLangProcessor):  # the ECG half: the classifier tokenizes its prompts itself
+            processor = processor.ecg_processor
+        elif processor is not None and not isinstance(processor, EcgProcessor):  # else an error at the first call
+            raise ConfigError(
+                "processor must be an EcgProcessor (model.get_processor()) or an EcgLangProcessor, got "
+                f"{type(processor).__name__} {processor!r:.60}"
+            )
         self.model = model  # left in its mode: scoring switches to eval mode and back (`eval_mode`)
-        self.processor = processor or default_processor(model)
+        self.processor = default_processor(model) if processor is None else processor
         self.knowledge = resolve_knowledge(knowledge)
         self.k = k
         self.knowledge_weight = float(knowledge_weight)
@@ -319,36 +367,49 @@ class ZeroShotClassifier:
         id (a file's stem, an `Ecg`'s `record_id`) → `Ecg.metadata` entries such as age and sex
         (`ecglang.record.demographics.read_demographics_table`), filling what a record's header lacks; only a
         tower with `demographics: true` reads age and sex.
+
+        What applies to the whole call is checked before anything is read, and a mistake in it is a
+        `ConfigError`, not a table of failed records: `fs` (one rate in Hz for every array: arrays of different
+        rates are given as `ecglang.Ecg(x, fs)` each), an array without `fs`, `leads` that name no leads or fit
+        neither axis of an array, a pandas DataFrame (pass `df.to_numpy().T, leads=list(df.columns)`).
+
+        Each row is named by its input's id: a file's stem (`00317_lr#2` for a second input of that stem, whether
+        the first was scored or failed), an `Ecg`'s `record_id`, `array{n}` for an array, `record{i}` (its
+        position among the inputs) for an `Ecg` without an id. A failed input without a file is named the same
+        way; a failed file by its file as given (`RecordFailure.path` holds it too). `result.failure_ids` gives
+        every failure's would-be row id, and `result.ranked(id)` of a failed record says why it failed.
         """
         check_mode(mode, threshold)
+        fs = check_fs(fs)
+        items = list(expand_inputs(ecgs, fs, leads))  # before the labels: an argument error costs no embedding
+        names = input_ids(items)
         specs = self.label_specs(labels, prompts, knowledge)
         label_emb = torch.from_numpy(self.label_matrix(specs, progress=progress))
         window = self.processor.preprocess_config.read_window()  # a Holter record is read only as far as used
-        items = list(expand_inputs(ecgs, fs, leads))
         source = ItemSource(items, fs, leads, window=window, metadata=_metadata_for(items, metadata))
         if not explain and self.prototypes is None:
-            return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
+            return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress, names)
         sent_emb = torch.from_numpy(self.label_matrix(specs, head="sentence", progress=progress))
         ids: list[str] = []
         seconds: list[float] = []
         sources: list[str | None] = []
         blocks: list[np.ndarray] = []
         failures: list[RecordFailure] = []
+        failure_ids: list[str] = []
         explanations: dict[str, dict[str, Explanation]] = {}
-        seen: dict[str, int] = {}
         batches = encode_batches(source, self.model, self.processor, batch_size=self.batch_size, num_workers=0,
                                  precision=self.precision, full=True, progress=progress, desc="zero-shot",
                                  output_attentions=True)  # fmt: skip
         for batch in batches:
-            failures.extend(batch.failures)
+            name_failures(batch, names, failures, failure_ids)
             if not batch.record_ids:
                 continue
             blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
             seconds.extend(batch.seconds)
             sources.extend(batch.sources)
             nearest = self._nearest_prototypes(batch)
-            for row, rid in enumerate(batch.record_ids):
-                rid = unique_id(rid or f"record{len(ids)}", seen)
+            for row, position in enumerate(batch.positions):
+                rid = names[position]
                 ids.append(rid)
                 leads = lead_occlusion(self.model, self.processor, batch.views[row], label_emb, blocks[-1][row],
                                        self.precision)  # fmt: skip
@@ -356,7 +417,8 @@ class ZeroShotClassifier:
                                                    blocks[-1][row], specs, sent_emb,
                                                    keep_signal=len(explanations) < keep_signals,
                                                    beat_prototypes=nearest[row], lead_scores=leads)  # fmt: skip
-        return self._result(blocks, ids, specs, failures, mode, threshold, explanations, seconds, sources)
+        return self._result(blocks, ids, specs, (failures, failure_ids), mode, threshold, explanations, seconds,
+                            sources)  # fmt: skip
 
     def _nearest_prototypes(self, batch: Any) -> list[list[list[Any]] | None]:
         """For each row of an encoded batch, the nearest prototypes of each of its real beats (one FAISS search
@@ -395,17 +457,17 @@ class ZeroShotClassifier:
         """Score decoded signals in canonical lead order: an array or tensor `[N, 12, T]`, one record `[12, T]`
         (as the call takes it; its mask is `[12]`), or a sequence of `[12, T_i]` arrays or tensors.
 
-        `fs`: their sampling rate. `lead_masks`: `[N, 12]` (default: all leads present). `record_ids`: row
-        names (default `array0`, `array1`, ...). `preprocessed=True`: the signals already went through this
-        model's preprocessing (e.g. rows of a `SignalCache`), so only beats are cut. An array or tensor of
+        `fs`: their sampling rate, one number (`ConfigError` otherwise: arrays of different rates are scored in
+        separate calls). `lead_masks`: `[N, 12]` (default: all leads present). `record_ids`: row names (default
+        `array0`, `array1`, ...). `preprocessed=True`: the signals already went through this model's
+        preprocessing (e.g. rows of a `SignalCache`), so only beats are cut. An array or tensor of
         another rank is a `ConfigError`; arrays of a sequence with the wrong shape (a `[T, 12]` one is not
         transposed here: the order is canonical) or with a bad mask are listed in `result.failures` like
         unreadable files.
         """
         check_mode(mode, threshold)
-        if not (np.isfinite(fs) and fs > 0):
-            raise ConfigError(f"fs must be a positive number of Hz, got {fs!r}")
-        source = ArraySource(signals, float(fs), lead_masks, record_ids, preprocessed)
+        rate = check_fs(fs, required=True)  # None, "500" or a list were raw numpy errors
+        source = ArraySource(signals, rate, lead_masks, record_ids, preprocessed)
         specs = self.label_specs(labels, prompts, knowledge)
         label_emb = torch.from_numpy(self.label_matrix(specs, progress=progress))
         return self._score_source(source, specs, label_emb, mode, threshold, num_workers, progress)
@@ -457,37 +519,44 @@ class ZeroShotClassifier:
         threshold: float,
         num_workers: int | None,
         progress: bool,
+        names: list[str] | None = None,
     ) -> ZeroShotResult:
-        """Score every record of `source` through the embedding pipeline (rhythm embeddings only)."""
+        """Score every record of `source` through the embedding pipeline (rhythm embeddings only). `names`: each
+        input's id (`input_ids`), for rows and failures alike; None: as the source names them."""
         ids: list[str] = []
         seconds: list[float] = []
         sources: list[str | None] = []
         blocks: list[np.ndarray] = []
         failures: list[RecordFailure] = []
+        failure_ids: list[str] = []
         seen: dict[str, int] = {}
         for batch in encode_batches(source, self.model, self.processor, batch_size=self.batch_size,
                                     num_workers=num_workers, precision=self.precision, progress=progress,
                                     desc="zero-shot"):  # fmt: skip
-            failures.extend(batch.failures)
+            name_failures(batch, names, failures, failure_ids)
             if batch.record_ids:
                 blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
-            ids.extend(unique_id(rid or f"record{len(ids)}", seen) for rid in batch.record_ids)
+            if names is not None:
+                ids.extend(names[position] for position in batch.positions)
+            else:
+                ids.extend(unique_id(rid or f"record{len(ids)}", seen) for rid in batch.record_ids)
             seconds.extend(batch.seconds)
             sources.extend(batch.sources)
-        return self._result(blocks, ids, specs, failures, mode, threshold, None, seconds, sources)
+        return self._result(blocks, ids, specs, (failures, failure_ids), mode, threshold, None, seconds, sources)
 
     def _result(
         self,
         blocks: list[np.ndarray],
         ids: list[str],
         specs: dict[str, LabelSpec],
-        failures: list[RecordFailure],
+        failed: tuple[list[RecordFailure], list[str]],
         mode: str,
         threshold: float,
         explanations: dict[str, dict[str, Explanation]] | None,
         seconds: list[float],
         sources: list[str | None],
     ) -> ZeroShotResult:
+        failures, failure_ids = failed
         cos = np.concatenate(blocks) if blocks else np.zeros((0, len(specs)), np.float32)
         scores = pd.DataFrame(self._transform(cos, mode, threshold), index=pd.Index(ids, name="record"),
                               columns=list(specs))  # fmt: skip
@@ -501,7 +570,7 @@ class ZeroShotClassifier:
             window = (used / cfg.target_fs, "start" if cfg.keep_samples else cfg.crop)
         durations = pd.Series(seconds, index=scores.index, dtype=float, name="seconds")
         paths = pd.Series(sources, index=scores.index, dtype=object, name="path")  # object: None stays None
-        return ZeroShotResult(scores, specs, failures, mode, explanations, durations, window, paths)
+        return ZeroShotResult(scores, specs, failures, mode, explanations, durations, window, paths, failure_ids)
 
     def _transform(self, cos: np.ndarray, mode: str, threshold: float) -> np.ndarray:
         if mode == "cosine":
@@ -512,6 +581,19 @@ class ZeroShotClassifier:
             z = np.exp(z - z.max(axis=1, keepdims=True))
             return z / z.sum(axis=1, keepdims=True)
         return 1.0 / (1.0 + np.exp(-scale * (cos - threshold)))
+
+
+def name_failures(batch: Any, names: list[str] | None, failures: list[RecordFailure], ids: list[str]) -> None:
+    """Append a batch's failures to `failures` and the id each one's row would have had to `ids` (`names`, one
+    per source position: `input_ids`; None: the failure's own name). A failure without a file (an `Ecg` or an
+    array in memory, named "<record>" by the pipeline where it has no id) takes that id as its `record`; a
+    file's failure keeps its file there, as the CLI prints and writes it."""
+    for failure, position in zip(batch.failures, batch.failed_positions, strict=True):
+        rid = failure.record if names is None else names[position]
+        if not failure.path and rid != failure.record:
+            failure = dataclasses.replace(failure, record=rid)
+        failures.append(failure)
+        ids.append(rid)
 
 
 def check_mode(mode: str, threshold: float = 0.0) -> None:

@@ -114,7 +114,15 @@ def label_specs(
     drop_ambiguous: bool = False,
 ) -> dict[str, LabelSpec]:
     """Resolve the user's labels/prompts (and retrieve `k` snippets per label from `index`) into specs; with
-    `drop_ambiguous`, prompts nearer another label's name than their own are left out (`drop_ambiguous_prompts`)."""
+    `drop_ambiguous`, prompts nearer another label's name than their own are left out (`drop_ambiguous_prompts`).
+    Labels given as a set are a `PromptError`: a set has no order (it changes with the process's hash seed), and
+    the label order is the column order of the scores."""
+    for given in (labels, prompts):
+        if isinstance(given, (set, frozenset)):
+            raise PromptError(
+                None, f"labels given as a {type(given).__name__} have no order: pass a list: the label order sets the "
+                f"column order (e.g. sorted(labels)); got {sorted(map(str, given))!r:.80}",
+            )  # fmt: skip
     specs = _resolve_specs(model, labels, prompts, index, k)
     if drop_ambiguous:  # a prompt set's labels are told apart from the whole set, whichever of them are asked for
         drop_ambiguous_prompts(model, specs, rivals=list(label_names(labels, prompts).values()))

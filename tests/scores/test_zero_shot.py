@@ -203,8 +203,8 @@ def test_reduced_leads_and_arrays(model, records):
     clf = ZeroShotClassifier(model, knowledge=None)
     two = clf([ecg.signal[[0, 1]]], labels=LABELS, fs=ecg.fs, leads=["I", "II"], progress=False)
     assert two.scores.shape == (1, 3) and np.isfinite(two.scores.to_numpy()).all()
-    no_fs = clf([ecg.signal], labels=LABELS, progress=False)
-    assert no_fs.scores.shape == (0, 3) and "fs" in no_fs.failures[0].reason
+    with pytest.raises(ConfigError, match="needs its sampling rate: pass fs="):  # the call's mistake: no empty table
+        clf([ecg.signal], labels=LABELS, progress=False)
 
 
 @pytest.mark.parametrize("bad", [[], ["a", "a"], [""]])
@@ -462,7 +462,8 @@ def test_a_result_is_plain_data_for_json(model, records, tmp_path):
         float(result.scores.iloc[0, 0]), abs=1e-6
     )
     assert data["labels"]["left bundle branch block"]["snippets"][0]["id"].startswith("clbbb")
-    assert data["failures"][0]["record"] == str(bad) and data["failures"][0]["stage"] in ("read", "process")
+    assert data["failures"][0]["record"] == "x" and data["failures"][0]["stage"] in ("read", "process")
+    assert data["failures"][0]["path"] == str(bad)  # the id the record would have had, and its file
 
 
 # ------------------------------------------------------------------------------------- long records
