@@ -19,7 +19,6 @@ from ecglang.beats.tokenize import BeatConfig, BeatTokens, tokenize_beats
 from ecglang.errors import ConfigError, EcgLangError, ModelLoadError, RecordFailure
 from ecglang.record.demographics import metadata_demographics
 from ecglang.record.ecg import Ecg, record_id_of
-from ecglang.record.io import load_ecg
 from ecglang.record.leads import N_LEADS
 from ecglang.signal.preprocess import PreprocessConfig, preprocess
 
@@ -207,6 +206,9 @@ class EcgProcessor:
             ecg = item if isinstance(item, Ecg) else None
             try:
                 if ecg is None:
+                    # here: the readers import wfdb and pandas, which `ecglang data` and `--help` must not wait for
+                    from ecglang.record.io import load_ecg
+
                     ecg = load_ecg(item, window=window)
                 clean, tok = self.process(ecg, rng=generator)
             except EcgLangError as exc:
