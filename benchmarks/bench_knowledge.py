@@ -17,8 +17,8 @@ Rows:
   call after the first) and uncached (the first call: embedding the label name and its prompts).
 - quality: the hybrid retrieval on the bundled base: precision@3, off-label rate and latency per label on
   the evaluation set (`tests/knowledge/retrieval_eval.jsonl`) and on the SNOMED CT names that a snippet's codes
-  cover (issue 14's 92; 94 since the clinical review, 104 since the second), and the batched retrieval of 10,000
-  labels (`many_labels`).
+  cover (issue 14's 92; 94 since the clinical review, 104 since the second, 106 since its follow-up), and the
+  batched retrieval of 10,000 labels (`many_labels`).
 
 `labels`: 10,000 of those labels with knowledge on, through the real `ecglang zero-shot` command on two records
 (a fresh process: start-up, retrieval for every label, prompt embedding and scoring inside the time; the index
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ecglang.knowledge.base import KnowledgeBase, Snippet
+from ecglang.knowledge.base import KnowledgeBase, Snippet, split_criteria
 from ecglang.knowledge.index import KnowledgeIndex
 from ecglang.knowledge.quality import load_cases, score_retrieval, snomed_name_cases
 from ecglang.knowledge.retrieval import retrieve_for_label, retrieve_for_labels, retriever_for
@@ -75,7 +75,7 @@ def jittered_kb(n: int, seed: int = 0) -> KnowledgeBase:
     while len(out) < n:
         s = base[j % len(base)]
         j += 1
-        clauses = [c.strip() for c in s.text.rstrip(".").split(";") if c.strip()]
+        clauses = split_criteria(s.text)  # never cut inside brackets: "(I, aVL; V1–V6; II, III, aVF)"
         rng.shuffle(clauses)
         text = "; ".join(clauses)
         for old, new in SYNONYMS.items():

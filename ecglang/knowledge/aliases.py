@@ -3,7 +3,8 @@
 Users write "LBBB", "1st degree AV block", "A-fib", "PVCs", "ischaemia" or "atrial fibrilation". `normalize_tokens`
 turns all of these into one canonical token sequence: lower case, British spellings and plurals folded,
 ordinals spelled out, clinical abbreviations expanded (`ABBREVIATIONS`), and misspellings corrected to the
-closest word of the knowledge base's vocabulary (never across an opposite pair such as hyper/hypo).
+closest word of the knowledge base's vocabulary (never across an opposite pair such as hyper/hypo, never to an
+abbreviation such as CinC's "MATach").
 `AliasIndex` maps the normalised titles and aliases of the snippets, the snippet codes, and the package's
 SNOMED CT name table (`ecglang/resources/snomed_ct_ecg.csv`: name and abbreviation -> code) to snippets.
 No torch here.
@@ -127,6 +128,7 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bqwave\b", "q wave"),
     (r"\bheart block\b", "atrioventricular block"),  # "1st degree heart block" is first-degree AV block
     (r"\b(\d) to (\d)\b", r"\1 to \2"),
+    (r"\btwo to one\b", "2 to 1"),  # "two to one AV block" is 2:1 AV block
     (r"\b(\d):(\d)\b", r"\1 to \2"),
 )
 _ORDINALS = {"1st": "first", "2nd": "second", "3rd": "third", "1": "first", "2": "second", "3": "third",
@@ -198,26 +200,35 @@ def _join_letters(raw: list[str]) -> list[str]:
     return out
 
 
-def normalize_tokens(text: str, vocabulary: frozenset[str] | None = None) -> tuple[str, ...]:
+def normalize_tokens(
+    text: str, vocabulary: frozenset[str] | None = None, targets: frozenset[str] | None = None
+) -> tuple[str, ...]:
     """The canonical token sequence of `text`. With a `vocabulary`, an unknown word of 5+ letters is replaced
-    by its closest vocabulary word (`difflib` ratio ≥ 0.85, or ≥ 0.8 for swapped letters) unless that flips an
-    opposite pair (see `guard`)."""
+    by its closest word of `targets` (default: the vocabulary; `difflib` ratio ≥ 0.85, or ≥ 0.8 for swapped
+    letters) unless that flips an opposite pair (see `guard`)."""
     tokens = _base_tokens(text)
     if not vocabulary:
         return tokens
-    return tuple(_correct(t, vocabulary) for t in tokens)
+    return tuple(_correct(t, vocabulary, vocabulary if targets is None else targets) for t in tokens)
 
 
-def _correct(token: str, vocabulary: frozenset[str]) -> str:
+def _correct(token: str, vocabulary: frozenset[str], targets: frozenset[str]) -> str:
     if token in vocabulary or len(token) < 3 or not token.isalpha():
         return token
     if len(token) >= 5:
-        return _closest(token, vocabulary)
+        return _closest(token, targets)
     # Words of 3-4 letters are corrected only to a word the guard reads ("lef" -> "left", "rigt" -> "right"):
     # short words are too often abbreviations to guess at, but a lost side flips the condition. Only those
     # words are compared (a few dozen, not the whole vocabulary: 10,000 labels stay fast).
-    best = _closest(token, _guard_words(vocabulary))
+    best = _closest(token, _guard_words(targets))
     return best if best != token and polarity(best) else token
+
+
+def _abbreviation(text: str) -> bool:
+    """Whether an alias is written as an abbreviation: one word with two capitals or a digit ("MAT", "ATach",
+    "PAVB21", "MoI"), not a word ("Wenckebach", "bigeminy")."""
+    word = text.strip()
+    return " " not in word and (sum(c.isupper() for c in word) >= 2 or any(c.isdigit() for c in word))
 
 
 @lru_cache(maxsize=8)
@@ -302,6 +313,13 @@ class AliasIndex:
             title = normalize_tokens(s.title)
             for alias in s.aliases:
                 add(alias, [s], 1 + _place_in(normalize_tokens(alias), title))
+        # Words of names (titles, aliases, text) and coined abbreviations ("MATach", "ATach"): a misspelt word is
+        # corrected to a word only ("match" read as CinC's "MATach" gave "football match" MAT criteria)
+        words: set[str] = {t for s in kb for text in (s.title, s.text) for t in _base_tokens(text)}
+        coined: set[str] = set()
+        for s in kb:
+            for alias in s.aliases:
+                (coined if _abbreviation(alias) else words).update(_base_tokens(alias))
         self.code_names: dict[str, str] = {}  # SNOMED CT code -> name, to read a label typed as a code
         if name_table:
             for name, abbreviation, code in snomed_name_table():
@@ -310,6 +328,8 @@ class AliasIndex:
                 if tagged:
                     add(name, tagged, 4)
                     add(abbreviation, tagged, 4)
+                    words.update(_base_tokens(name))
+                    coined.update(_base_tokens(abbreviation))
         order = {s.id: i for i, s in enumerate(kb)}
         self._aliases = {key: tuple(s for _, s in sorted(v.values(), key=lambda p: (p[0], order[p[1].id])))
                          for key, v in raw.items()}  # fmt: skip
@@ -321,6 +341,8 @@ class AliasIndex:
         self.vocabulary = frozenset(t for key in self._aliases for t in key) | frozenset(
             t for s in kb for t in _base_tokens(s.text)
         )
+        # what a misspelling is corrected to: the vocabulary less the tokens that only abbreviations spell
+        self.spelling = self.vocabulary - (frozenset(coined) - frozenset(words))
         # Words in many aliases ("block", "wave", "normal") name no condition on their own.
         df: dict[str, int] = {}
         for key in self._aliases:
@@ -336,17 +358,21 @@ class AliasIndex:
         self._bags = {bag: keys[0] for bag, keys in bags.items() if len(keys) == 1}
 
     def tokens(self, text: str) -> tuple[str, ...]:
-        """`normalize_tokens` with this base's vocabulary (misspellings corrected)."""
-        return normalize_tokens(text, self.vocabulary)
+        """`normalize_tokens` with this base's vocabulary (misspellings corrected to its words, never to an
+        abbreviation)."""
+        return normalize_tokens(text, self.vocabulary, self.spelling)
 
     def match(self, label: str) -> AliasMatch | None:
         """The snippets `label` names: a whole code, a whole alias, else the longest aliases inside it."""
         code = normalize_code(label)
         if code and " " not in code and code in self._codes and normalize_tokens(label) not in self._aliases:
-            # The snippets most about the code first (stable: then file order). In file order "SR" reached a list
-            # of normal variants (first-degree AV block, incomplete RBBB, ...) tagged with Chapman's SR before the
-            # definition of sinus rhythm, and "UW" hypokalemia before U waves.
-            tagged = sorted(self._codes[code].values(), key=lambda s: -_share_of_codes(s, code))
+            # The snippets that the code's own words name first ("RAO/RAE": right atrial enlargement, whose
+            # abbreviation it holds, before biatrial enlargement, which carries fewer codes), then those most about
+            # the code (stable: then file order). In file order "SR" reached a list of normal variants (first-degree
+            # AV block, incomplete RBBB, ...) tagged with Chapman's SR before the definition of sinus rhythm, and
+            # "UW" hypokalemia before U waves. The words are read without spelling correction: a code is no word.
+            named = {s.id for key in self._contained(normalize_tokens(label)) for s in self._aliases[key]}
+            tagged = sorted(self._codes[code].values(), key=lambda s: (s.id not in named, -_share_of_codes(s, code)))
             return AliasMatch(tuple(tagged), "code")
         tokens = self.tokens(label)
         if not tokens:

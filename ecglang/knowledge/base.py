@@ -27,6 +27,7 @@ __all__ = [
     "KnowledgeBase",
     "Snippet",
     "normalize_code",
+    "split_criteria",
 ]
 
 #: Namespaces used by the bundled knowledge base. User files may add others (lower-case identifiers).
@@ -36,6 +37,31 @@ _REQUIRED_FIELDS = ("id", "title", "text", "source")
 _OPTIONAL_FIELDS = ("aliases", "codes")
 _ID_RE = re.compile(r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$")
 _NAMESPACE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# Criteria break where report sentences do (`split_sentences`), except inside balanced brackets: "(I, aVL; V1–V6;
+# II, III, aVF)" or "(≥ 1 mm; in V2–V3 ≥ 2 mm ...)" is one clause. Separators inside a bracket pair are masked with
+# private-use characters that the text does not hold for the split, and given back after it.
+_BRACKETS = {")": "(", "]": "["}
+_SEPARATORS = ";\n\r."
+
+
+def split_criteria(text: str) -> list[str]:
+    """The criteria of a snippet's `text`: its clauses and sentences (`split_sentences` with three words at
+    least), never cut inside balanced `()` or `[]`; an unmatched bracket protects nothing."""
+    inside = [False] * len(text)
+    opened: list[tuple[str, int]] = []
+    for i, c in enumerate(text):
+        if c in "([":
+            opened.append((c, i))
+        elif c in _BRACKETS and opened and opened[-1][0] == _BRACKETS[c]:
+            start = opened.pop()[1]
+            inside[start:i] = [True] * (i - start)
+    free = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+    mask = dict(zip(_SEPARATORS, free, strict=False))
+    masked = "".join(mask.get(c, c) if inside[i] else c for i, c in enumerate(text))
+    unmask = str.maketrans({v: k for k, v in mask.items()})
+    return [s.translate(unmask) for s in split_sentences(masked, min_words=3)]
 
 
 def normalize_code(code: str) -> str:
@@ -69,8 +95,8 @@ class Snippet:
         return " ".join(parts)
 
     def sentences(self) -> list[str]:
-        """The criteria of `text`, one per clause or sentence of at least three words."""
-        return split_sentences(self.text, min_words=3)
+        """The criteria of `text`, one per clause or sentence of at least three words (`split_criteria`)."""
+        return split_criteria(self.text)
 
     def has_code(self, namespace: str, code: str) -> bool:
         wanted = normalize_code(code)
@@ -102,7 +128,7 @@ class Snippet:
             value = obj[name]
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"field {name!r} must be a non-empty string")
-        if not split_sentences(obj["text"], min_words=3):  # a snippet shown beside a score must add to it
+        if not split_criteria(obj["text"]):  # a snippet shown beside a score must add to it
             raise ValueError("field 'text' holds no criterion (a clause or sentence of at least three words)")
         if not _ID_RE.match(obj["id"]):
             raise ValueError(f"id {obj['id']!r} must be lower-case letters/digits joined by '-', '_' or '.'")

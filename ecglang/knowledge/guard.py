@@ -5,8 +5,8 @@ block" the same in LBBB and RBBB. The guard reads the opposite pairs that decide
 normalised label (`ecglang.knowledge.aliases.normalize_tokens`) and from the snippet's title:
 
 - laterality: left / right;
-- degree: first / second / third (Mobitz and Wenckebach are second, complete heart block third);
-  completeness: complete / incomplete;
+- degree: first / second / third (Mobitz and Wenckebach are second, complete heart block third, a partial or
+  incomplete AV block first or second); completeness: complete / incomplete;
 - direction: tachy / brady (also rapid / slow), ST elevation / depression, hyper / hypo of the same stem
   (hyperkalemia / hypokalemia), long / short intervals, high / low voltage;
 - the chamber (sinus, atrial, junctional, ventricular), the wall (anterior, inferior, lateral, posterior,
@@ -163,6 +163,11 @@ def features(tokens: Sequence[str]) -> dict[str, frozenset[str]]:
     text = " ".join(tokens)
     if re.search(r"(^| )complete (heart|atrioventricular) block", text):  # = third degree
         out.setdefault("degree", set()).add("third")
+        out.pop("completeness", None)
+    elif re.search(r"(^| )(incomplete|partial) (heart|atrioventricular) block", text):  # = first or second degree
+        # not the incomplete form of a snippet's block (CinC's "partial atrioventricular block 2:1" against "2:1 AV
+        # block" read as an incomplete label against an unmarked, so complete, block): any degree but the third
+        out.setdefault("degree", set()).update(("first", "second"))
         out.pop("completeness", None)
     return {group: frozenset(values) for group, values in out.items()}
 

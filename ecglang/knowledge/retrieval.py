@@ -183,7 +183,9 @@ class Retriever:
         out: list[list[Hit]] = []
         pending: list[int] = []
         for i, (name, code, group) in enumerate(zip(names, codes, members, strict=True)):
-            tokens = self.aliases.tokens(name)
+            # a SNOMED CT code typed bare is read by its name: "713426002" names an incomplete block, and the guard
+            # read its digits as an unmarked (so complete) one, which no incomplete-block snippet may join
+            tokens = self.aliases.tokens(self.aliases.code_names.get(name.strip(), name))
             if negates(tokens):  # "no atrial fibrillation": the criteria of what is absent would pull towards it
                 out.append([])
                 continue

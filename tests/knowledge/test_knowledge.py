@@ -19,7 +19,7 @@ import pytest
 from ecglang.cli import main as cli
 from ecglang.data.snomed import CINC2021_EQUIVALENT_CODES, CINC2021_SCORED
 from ecglang.errors import ConfigError, KnowledgeError, PromptError
-from ecglang.knowledge.base import KNOWN_NAMESPACES, KnowledgeBase, Snippet, normalize_code
+from ecglang.knowledge.base import KNOWN_NAMESPACES, KnowledgeBase, Snippet, normalize_code, split_criteria
 from ecglang.knowledge.index import Hit, KnowledgeIndex, default_index_dir
 from ecglang.knowledge.retrieval import ComposedPrompt, compose_prompts, retrieve_for_label
 from ecglang.scores.labels import knowledge_queries, resolve_knowledge
@@ -282,6 +282,28 @@ def test_split_sentences_keeps_decimals_and_leads() -> None:
     text = "ST depression ≥ 0.5 mm in V5. T inversion > 1 mm in I; QTc 450 ms in men. Ok."
     parts = split_sentences(text, min_words=3)  # knowledge criteria: fragments under three words are dropped
     assert parts == ["ST depression ≥ 0.5 mm in V5", "T inversion > 1 mm in I", "QTc 450 ms in men"]
+
+
+def test_criteria_are_never_cut_inside_brackets(kb: KnowledgeBase) -> None:
+    """A knowledge prompt built from "... contiguous group (I, aVL; V1–V6; II, III, aVF)" was cut at the semicolons
+    inside the brackets: "... (I, aVL" and "II, III, aVF)" were two prompts, neither a criterion."""
+    text = "Q wave ≥ 30 ms in two leads of a contiguous group (I, aVL; V1–V6; II, III, aVF); R wave ≥ 40 ms in V1"
+    assert split_criteria(text) == ["Q wave ≥ 30 ms in two leads of a contiguous group (I, aVL; V1–V6; II, III, aVF)",
+                                     "R wave ≥ 40 ms in V1"]  # fmt: skip
+    assert split_criteria("Rate [see text. It varies; often 150 bpm] in adults; flutter waves seen") == [
+        "Rate [see text. It varies; often 150 bpm] in adults", "flutter waves seen"]  # fmt: skip
+    # an unmatched bracket protects nothing (it would otherwise swallow the rest of the text)
+    assert split_criteria("An open ( bracket here; the next clause stands alone") == [
+        "An open ( bracket here", "the next clause stands alone"]  # fmt: skip
+    assert split_criteria("Closed ) first here; then the second clause (with a note)") == [
+        "Closed ) first here", "then the second clause (with a note)"]  # fmt: skip
+    # text that holds private-use characters keeps them (they are no masks of its own)
+    assert split_criteria("Rate \ue000 varies (a; b) in adults; \ue003 the next clause") == [
+        "Rate \ue000 varies (a; b) in adults", "\ue003 the next clause"]  # fmt: skip
+    cut = [(s.id, c) for s in kb for c in s.sentences() if c.count("(") != c.count(")") or c.count("[") != c.count("]")]
+    assert cut == []
+    hit = Hit(kb["prior-mi-q-waves"], 1.0, "code")
+    assert any("(I, aVL; V1–V6; II, III, aVF)" in p for p in compose_prompts("old MI", [hit], max_words=1000))
 
 
 # -- loading errors --------------------------------------------------------------------------------
