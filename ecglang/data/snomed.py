@@ -58,8 +58,8 @@ CINC2021_EQUIVALENT_CODES: tuple[tuple[str, str], ...] = (
 def load_snomed_mapping(path: PathLike | None = None) -> dict[str, tuple[str, str]]:
     """SNOMED CT code → (abbreviation, name), from a CSV with columns `Dx, SNOMEDCTCode, Abbreviation`
     (the format of the CinC 2020/2021 `dx_mapping_*.csv`). Default: the bundled
-    `resources/snomed_ct_ecg.csv` (the 133 CinC 2020/2021 scored and unscored classes, and 5 more codes that
-    knowledge snippets carry)."""
+    `resources/snomed_ct_ecg.csv` (the 133 CinC 2020/2021 scored and unscored classes, and 7 more CinC 2020
+    codes that knowledge snippets carry)."""
     if path is None:
         text = resources.files("ecglang").joinpath("resources", "snomed_ct_ecg.csv").read_text(encoding="utf-8")
         rows = list(csv.DictReader(text.splitlines()))

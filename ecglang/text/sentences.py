@@ -1,5 +1,6 @@
 """Splitting text into sentences: clinical reports (statements for the beat-level loss) and knowledge snippets
-(criteria), with one rule.
+(criteria, through `ecglang.knowledge.base.split_criteria`, which also keeps a bracketed group whole), with one
+rule.
 
 Breaks at semicolons, newlines and at periods followed by whitespace or the end, so decimals ("2.5 mm",
 "0.5 mV") and abbreviations glued to a word ("intraventr.leitung") stay whole. The period of a common
