@@ -17,27 +17,10 @@ from ecglang.embeddings.sources import expand_inputs
 from ecglang.encoders.processing import EcgLangProcessor
 from ecglang.errors import ConfigError, PromptError
 from ecglang.record.ecg import Ecg
-from ecglang.record.io import load_ecg
 from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.scores.classifier import ZeroShotClassifier
 
 LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
-
-
-@pytest.fixture(scope="module")
-def records(ptbxl_dir) -> list[Path]:
-    db = pd.read_csv(ptbxl_dir / "ptbxl_database.csv")
-    return [ptbxl_dir / f for f in db["filename_hr"].head(2)]
-
-
-@pytest.fixture(scope="module")
-def clf(model) -> ZeroShotClassifier:
-    return ZeroShotClassifier(model, knowledge=None)
-
-
-@pytest.fixture(scope="module")
-def signal(records) -> np.ndarray:
-    return load_ecg(records[0]).signal  # [12, 5000] at 500 Hz
 
 
 # ----------------------------------------------------------------------------------------- F01: the constructor

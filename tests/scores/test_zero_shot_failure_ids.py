@@ -18,20 +18,8 @@ import pytest
 from ecglang.cli.main import main as cli
 from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg
-from ecglang.scores.classifier import ZeroShotClassifier
 
 LABELS = ["atrial fibrillation", "sinus rhythm"]
-
-
-@pytest.fixture(scope="module")
-def records(ptbxl_dir) -> list[Path]:
-    db = pd.read_csv(ptbxl_dir / "ptbxl_database.csv")
-    return [ptbxl_dir / f for f in db["filename_hr"].head(2)]
-
-
-@pytest.fixture(scope="module")
-def clf(model) -> ZeroShotClassifier:
-    return ZeroShotClassifier(model, knowledge=None)
 
 
 @pytest.fixture

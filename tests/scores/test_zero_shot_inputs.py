@@ -7,36 +7,17 @@ in memory although the same array saved as `.npy` is transposed and scored."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from ecglang.embeddings.sources import expand_inputs
 from ecglang.errors import ConfigError
-from ecglang.record.io import load_ecg
 from ecglang.record.leads import CANONICAL_LEADS
 from ecglang.scores.classifier import ZeroShotClassifier
 
 LABELS = ["atrial fibrillation", "sinus rhythm", "left bundle branch block"]
-
-
-@pytest.fixture(scope="module")
-def records(ptbxl_dir) -> list[Path]:
-    db = pd.read_csv(ptbxl_dir / "ptbxl_database.csv")
-    return [ptbxl_dir / f for f in db["filename_hr"].head(2)]
-
-
-@pytest.fixture(scope="module")
-def clf(model) -> ZeroShotClassifier:
-    return ZeroShotClassifier(model, knowledge=None)
-
-
-@pytest.fixture(scope="module")
-def signal(records) -> np.ndarray:
-    return load_ecg(records[0]).signal  # [12, 5000] at 500 Hz
 
 
 def test_score_arrays_takes_one_2d_record_as_the_call_does(clf, signal) -> None:
