@@ -15,20 +15,6 @@ import pytest
 
 from ecglang.cli.main import main
 
-SNIPPETS = [
-    {"id": "af", "title": "Atrial fibrillation", "aliases": [], "codes": {"snomed": ["164889003"]},
-     "text": "Irregular RR intervals; no P waves; f waves at 350-600 /min in V1.", "source": "Test (2024)"},
-    {"id": "pvc", "title": "Ventricular premature complex", "aliases": [], "codes": {},
-     "text": "Premature QRS >= 120 ms without a preceding P wave.", "source": "Test (2024)"},
-]  # fmt: skip
-
-
-@pytest.fixture
-def small_kb(tmp_path: Path) -> Path:
-    path = tmp_path / "kb.jsonl"
-    path.write_text("".join(json.dumps(s) + "\n" for s in SNIPPETS))
-    return path
-
 
 @pytest.mark.parametrize("index_type", ["ivf", "hnsw"])
 def test_an_ivf_or_hnsw_build_without_out_is_a_usage_error(
