@@ -279,7 +279,12 @@ def contract_table(proc: Mapping[str, Any], order: list[str], beat_tower: bool =
             f"| beat windows | {beats['pre_s']:g} s before to {beats['post_s']:g} s after each R peak, resampled to "
             f"{beats['beat_len']} samples; at most {beats['max_beats']} beats |"
         )
-    settings = ["", "Every setting, as `processor_config.json` holds it (each can change scores):", ""]
+    settings = [
+        "",
+        "Every setting the processor reads from `processor_config.json` (each can change scores; a file of an older "
+        "format gets the values it was made with):",
+        "",
+    ]
     for part in ("preprocess", "beats") if beat_tower else ("preprocess",):
         settings.append(f"- `{part}`: " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in proc[part].items()))
     return "\n".join(rows + settings)
