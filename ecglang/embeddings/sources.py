@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import logging
-import math
 import numbers
 import os
 import re
@@ -33,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ecglang.errors import ConfigError, EcgLangError, RecordFailure
+from ecglang.errors import ConfigError, EcgLangError, EcgReadError, RecordFailure
 from ecglang.record.ecg import Ecg, record_id_of, unique_id
 from ecglang.record.io import load_ecg, record_file, scan_records
 from ecglang.record.leads import CANONICAL_LEADS, N_LEADS, to_canonical
 from ecglang.record.numpy_reader import check_numeric, leads_by_samples, samples_axis_first
-from ecglang.record.window import MAX_FS_HZ, MIN_FS_HZ, ReadWindow
+from ecglang.record.window import ReadWindow, check_sampling_rate
 
 if TYPE_CHECKING:
     from ecglang.data.cached_rows import CachedRows
@@ -103,11 +102,10 @@ def check_fs(fs: Any, required: bool = False) -> float | None:
         fs = fs.item()
     if not isinstance(fs, numbers.Real) or isinstance(fs, bool):
         raise ConfigError(f"fs must be a number of Hz, got {fs!r:.60} ({type(fs).__name__})")
-    if not (math.isfinite(fs) and fs > 0):
-        raise ConfigError(f"fs must be a positive number of Hz, got {fs!r}")
-    if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
-        raise ConfigError(f"fs must be a sampling rate in {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz, got {fs:g} (kHz for Hz?)")
-    return float(fs)
+    try:  # the readers' rule for a rate (finite, positive, within the range of real recorders)
+        return check_sampling_rate(None, fs, "fs argument")
+    except EcgReadError as exc:  # the call's argument, not a record's: a ConfigError
+        raise ConfigError(f"fs must be a sampling rate in Hz: {exc.problem}") from None
 
 
 def error_message(exc: BaseException) -> str:
