@@ -255,7 +255,8 @@ class EcgLangModel(PreTrainedModel):
 
     def get_text_features(self, texts: str | Sequence[str] | Mapping[str, Tensor]) -> Tensor:
         """`[N, D]` whole-report embeddings (`encode_text(texts).text_embeds`), as `CLIPModel.get_text_features`.
-        With `get_ecg_features`, `ecg @ text.T` is the cosine that zero-shot scores."""
+        With `get_ecg_features`, `ecg @ text.T` is the cosine that zero-shot scores (both are unit length where
+        the config's `projection.normalize` is on, as in every shipped config; else normalise them first)."""
         return self.encode_text(texts).text_embeds
 
     def forward(
@@ -298,7 +299,11 @@ class EcgLangModel(PreTrainedModel):
             raise ModelInputError(
                 f"{ecg.rhythm_embeds.shape[0]} ECGs but {text.text_embeds.shape[0]} reports: pairs must match"
             )
-        logits_per_ecg = self.loss_fn.scale("rhythm") * ecg.rhythm_embeds @ text.text_embeds.T
+        # Cosines, as the losses score pairs, also for a projection that leaves its outputs' lengths (`normalize`).
+        unit = torch.nn.functional.normalize
+        logits_per_ecg = (
+            self.loss_fn.scale("rhythm") * unit(ecg.rhythm_embeds, dim=-1) @ unit(text.text_embeds, dim=-1).T
+        )
         loss, losses = self.loss_fn(ecg, text) if return_loss else (None, None)
         output = EcgLangOutput(
             loss=loss,

@@ -77,7 +77,7 @@ from ecglang.encoders.processing import EcgLangProcessor
 from ecglang.errors import ConfigError, RecordFailure
 from ecglang.record.ecg import Ecg, record_id_of, unique_id
 from ecglang.scores import labels as label_embeddings
-from ecglang.scores.explain import Explanation, explain_record, lead_occlusion
+from ecglang.scores.explain import Explanation, explain_record, lead_occlusion, unit_rows
 from ecglang.scores.labels import KnowledgeArg, LabelSpec, resolve_knowledge
 from ecglang.scores.prompts import LabelsArg, PromptSource
 
@@ -404,7 +404,7 @@ class ZeroShotClassifier:
             name_failures(batch, names, failures, failure_ids)
             if not batch.record_ids:
                 continue
-            blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
+            blocks.append((unit_rows(batch.rhythm["model"]) @ label_emb.T).numpy())
             seconds.extend(batch.seconds)
             sources.extend(batch.sources)
             nearest = self._nearest_prototypes(batch)
@@ -535,7 +535,7 @@ class ZeroShotClassifier:
                                     desc="zero-shot"):  # fmt: skip
             name_failures(batch, names, failures, failure_ids)
             if batch.record_ids:
-                blocks.append((batch.rhythm["model"] @ label_emb.T).numpy())
+                blocks.append((unit_rows(batch.rhythm["model"]) @ label_emb.T).numpy())
             if names is not None:
                 ids.extend(names[position] for position in batch.positions)
             else:

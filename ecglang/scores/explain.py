@@ -96,7 +96,7 @@ def explain_record(
         lead_c = np.full(len(CANONICAL_LEADS), np.nan, np.float32)
         if have_beats:
             q = sent_emb[j]
-            beats = out.beat_embeds[row, :n].float().cpu()
+            beats = unit_rows(out.beat_embeds[row, :n])
             beat_c = (beats @ q).numpy()
         if lead_scores is not None:
             lead_c = np.asarray(lead_scores[j], dtype=np.float32)
@@ -108,6 +108,12 @@ def explain_record(
             best, None if best is None else list(beat_prototypes[best]),
         )  # fmt: skip
     return result
+
+
+def unit_rows(embeddings: torch.Tensor) -> torch.Tensor:
+    """Float32 CPU rows of unit length. Scores are cosines, as the losses that trained the model: a projection
+    with `normalize: false` leaves its embeddings' lengths, which would otherwise weigh in every score."""
+    return torch.nn.functional.normalize(embeddings.float().cpu(), dim=-1)
 
 
 def most_contributing_beat(beat_contributions: np.ndarray, beat_attention: np.ndarray | None = None) -> int:
@@ -153,6 +159,6 @@ def lead_occlusion(
     batch.update(demographic_tensors([ecg.metadata] * len(variants)))
     with encoding(model.device.type, precision):
         rhythm, _ = encode_rhythm(model, batch)
-    without = (rhythm.float().cpu() @ label_emb.T).numpy()  # [n_present, n_labels]
+    without = (unit_rows(rhythm) @ label_emb.T).numpy()  # [n_present, n_labels]
     out[:, present] = (np.asarray(scores, dtype=np.float32)[None, :] - without).T
     return out
