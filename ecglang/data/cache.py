@@ -1,12 +1,14 @@
 """Signal cache: preprocessed signals of a whole dataset in one float16 memory map, built once and
 read with O(batch) memory.
 
-Folder format (version 1):
+Folder format (version 2; version 1, the same without `pad_samples.npy`, is still read: its padding is unknown):
 
 | file | content |
 |---|---|
 | `signals.f16` | raw little-endian float16 array `[N, 12, T]` (C order, no header), row `i` = record `i` |
 | `lead_mask.npy` | bool `[N, 12]` (NumPy `.npy`), the lead mask after preprocessing |
+| `pad_samples.npy` | int32 `[N]`: the samples of padding at the end of each row (`preprocess`'s `pad_samples`): |
+|  | readers search beats in the first `T - pad` samples only, as zero-shot does (`SignalCache.n_valid`) |
 | `index.parquet` | one row per record: `row`, `id`, `path`, `status` (`"ok"`/`"failed"`), `reason` |
 |  | (why it failed, `""` if ok), `quality` (JSON: lead → flags from preprocessing) |
 | `cache_meta.json` | `format`, `version`, `shape`, `dtype`, `fs`, `preprocess` (the `PreprocessConfig` as a |
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -50,14 +53,19 @@ from ecglang.core.paths import cache_root
 from ecglang.data.cached_rows import SignalCacheDataset
 from ecglang.data.fastread import read_plain_wfdb
 from ecglang.errors import ConfigError, EcgLangError, EcgReadError
+from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg
 from ecglang.record.leads import N_LEADS
-from ecglang.signal.preprocess import PreprocessConfig, preprocess_array
+from ecglang.signal.preprocess import PreprocessConfig, preprocess
+
+logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "ecglang-signal-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+READ_VERSIONS = (1, 2)  # 1: no pad file
 SIGNALS_FILE = "signals.f16"
 MASK_FILE = "lead_mask.npy"
+PAD_FILE = "pad_samples.npy"
 INDEX_FILE = "index.parquet"
 META_FILE = "cache_meta.json"
 PROGRESS_FILE = "progress.u8"
@@ -178,8 +186,8 @@ def _init_worker() -> None:
 
 def _process_one(
     item: tuple[int, str, dict[str, Any], int],
-) -> tuple[int, np.ndarray | None, np.ndarray | None, dict, str]:
-    """Load + preprocess one record (also in worker processes): (row, signal, mask, quality, reason)."""
+) -> tuple[int, np.ndarray | None, np.ndarray | None, dict, int, str]:
+    """Load + preprocess one record (also in worker processes): (row, signal, mask, quality, pad, reason)."""
     row, path, cfg_dict, seed = item
     cfg = PreprocessConfig.from_dict(cfg_dict)
     try:
@@ -191,22 +199,17 @@ def _process_one(
             plain = ecg.signal, ecg.lead_mask, ecg.fs
         raw, raw_mask, fs = plain
         rng = np.random.default_rng([seed, row])  # per-row seed: results do not depend on batching/workers
-        signal, mask, quality = preprocess_array(raw, fs, raw_mask, cfg, rng=rng, record=path)
+        clean = preprocess(Ecg(raw, fs, raw_mask, metadata={"source_path": path}), cfg, rng=rng)  # and its padding
+        signal, mask, info = clean.signal, clean.lead_mask, clean.metadata
     except EcgLangError as exc:
-        return row, None, None, {}, str(exc)
+        return row, None, None, {}, 0, str(exc)
     except Exception as exc:  # one record (a reader's bug, a MemoryError) must not stop a build of 800k
-        return row, None, None, {}, f"{path}: {type(exc).__name__}: {exc}"
+        return row, None, None, {}, 0, f"{path}: {type(exc).__name__}: {exc}"
     if not np.all(np.isfinite(signal)):
-        return row, None, None, {}, f"{path}: non-finite values after preprocessing"
+        return row, None, None, {}, 0, f"{path}: non-finite values after preprocessing"
     if np.abs(signal).max(initial=0.0) > _F16_MAX:
-        return (
-            row,
-            None,
-            None,
-            {},
-            f"{path}: values beyond the float16 range (|x| > {_F16_MAX:g}); normalise first",
-        )
-    return row, signal.astype(np.float16), mask, quality, ""
+        return row, None, None, {}, 0, f"{path}: values beyond the float16 range (|x| > {_F16_MAX:g}); normalise first"
+    return row, signal.astype(np.float16), mask, info["quality"], int(info["pad_samples"]), ""
 
 
 def _redo_unvouched_rows(status: np.ndarray, journal: dict[int, dict[str, Any]]) -> list[str]:
@@ -295,7 +298,7 @@ class SignalCache:
         if not meta_path.is_file():
             raise EcgReadError(d, f"not a signal cache: {META_FILE} not found")
         self.meta: dict[str, Any] = read_json_object(meta_path, "cache metadata")
-        if self.meta.get("format") != CACHE_FORMAT or self.meta.get("version") != CACHE_VERSION:
+        if self.meta.get("format") != CACHE_FORMAT or self.meta.get("version") not in READ_VERSIONS:
             raise EcgReadError(
                 meta_path, f"unsupported cache format {self.meta.get('format')!r} v{self.meta.get('version')}"
             )
@@ -314,12 +317,16 @@ class SignalCache:
         self._signals_map: np.memmap | None = None  # opened on first use of `_signals`; reads use `_read_rows`
         try:
             self._mask = np.load(d / MASK_FILE, mmap_mode="r")
+            self._pad = None if self.meta["version"] == 1 else np.load(d / PAD_FILE, mmap_mode="r")  # [N] int32
             check_index_size(d / INDEX_FILE, n)
             self.index = pd.read_parquet(d / INDEX_FILE)
         except (OSError, ValueError) as exc:
             raise EcgReadError(d, f"cannot read cache files: {exc}") from exc
         if self._mask.shape != (n, leads) or len(self.index) != n:
             raise EcgReadError(d, "lead mask or index does not match the signal shape; rebuild the cache")
+        pad = self._pad  # checked here, so that no read fails later on a bad value
+        if pad is not None and (pad.shape != (n,) or pad.dtype != np.int32 or np.any((pad < 0) | (pad >= t))):
+            raise EcgReadError(d / PAD_FILE, f"not {n} pad lengths in [0, {t}) (int32); rebuild the cache")
         self._status = (self.index["status"].to_numpy() == "ok").astype(bool)
         self._row_of: dict[str, int] | None = None
 
@@ -405,6 +412,11 @@ class SignalCache:
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         i = self._check_row(i)
         return self._read_rows([i])[0].astype(np.float32), np.array(self._mask[i], dtype=bool)
+
+    def n_valid(self, i: int) -> int | None:
+        """How many leading samples of row `i` hold the record, the rest being the padding that preprocessing added
+        (`pad_samples`): where its beats are searched, as zero-shot does. None in a cache of format 1 (not kept)."""
+        return None if self._pad is None else self.shape[2] - int(self._pad[i])
 
     def get_batch(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """`(signals float32 [B, 12, T], lead_masks bool [B, 12])` for these rows."""
@@ -497,6 +509,7 @@ class SignalCache:
         # shard grew the builder to ~6 GB). The small mask keeps its map.
         signals = open(d / SIGNALS_FILE, "r+b", buffering=0)  # closed in the finally below
         masks = np.lib.format.open_memmap(d / MASK_FILE, mode="r+")
+        pads = np.lib.format.open_memmap(d / PAD_FILE, mode="r+")
         status = np.memmap(d / PROGRESS_FILE, dtype=np.uint8, mode="r+", shape=(n,))
         repaired += _redo_unvouched_rows(status, _read_journal(d / JOURNAL_FILE))
 
@@ -516,26 +529,19 @@ class SignalCache:
                     rows = pending[start : start + batch_size]
                     results = [next(stream) for _ in rows]
                     lines = []
-                    for row, sig, mask, quality, reason in results:
+                    for row, sig, mask, quality, pad, reason in results:
                         _write_row(signals, row, zero_row if reason else sig, (N_LEADS, t))
-                        masks[row] = False if reason else mask
-                        lines.append(
-                            json.dumps(
-                                {
-                                    "row": row,
-                                    "status": FAILED if reason else OK,
-                                    "reason": reason,
-                                    "quality": quality,
-                                }
-                            )
-                        )
+                        masks[row], pads[row] = (False, 0) if reason else (mask, pad)
+                        code = FAILED if reason else OK
+                        lines.append(json.dumps({"row": row, "status": code, "reason": reason, "quality": quality}))
                     # Order matters for resuming: data on disk, then the journal, then the done marks.
                     os.fsync(signals.fileno())
                     masks.flush()
+                    pads.flush()
                     jf.write("\n".join(lines) + "\n")
                     jf.flush()
                     os.fsync(jf.fileno())
-                    for row, _, _, _, reason in results:
+                    for row, *_, reason in results:
                         status[row] = FAILED if reason else OK
                     status.flush()
                     n_done += len(rows)
@@ -547,7 +553,7 @@ class SignalCache:
             signals.close()
             if executor is not None:
                 executor.shutdown(cancel_futures=True)  # an interrupted build stops without draining the queue
-        del masks
+        del masks, pads
 
         journal = _read_journal(d / JOURNAL_FILE)
         final = np.asarray(status).copy()
@@ -590,8 +596,9 @@ class SignalCache:
             old = read_json_object(d / META_FILE, "cache metadata")
         except EcgReadError:
             return None
-        keys = ("format", "version", "shape", "config_sha256", "records_sha256", "seed")
-        if old.get("complete") is not True or any(old.get(k) != meta[k] for k in keys):
+        keys = ("format", "shape", "config_sha256", "records_sha256", "seed")  # of format 1 too (said below)
+        same = old.get("version") in READ_VERSIONS and all(old.get(k) == meta[k] for k in keys)
+        if old.get("complete") is not True or not same:
             return None
         try:
             cache = cls(d)  # checks the signal, mask and index files against the shape
@@ -601,6 +608,12 @@ class SignalCache:
         # the build's own marks must agree with the index: damaged bookkeeping is repaired, not trusted
         if len(progress) != len(cache) or not np.array_equal(progress == OK, cache._status):
             return None
+        if cache.meta["version"] == 1:  # reused as it is (a rebuild can take hours), but said
+            logger.warning(
+                "signal cache %s (format 1) does not record the padding of records shorter than %d samples: their "
+                "beats are searched in it too; rebuild it (overwrite=True, or delete it) to search only the record",
+                d, cache.shape[2],
+            )  # fmt: skip
         n_ok, n_failed = len(cache.ok_rows), len(cache) - len(cache.ok_rows)
         cache.build_stats = CacheBuildStats(len(cache), n_ok, n_failed, n_processed=0, resumed=True, repaired=[])
         return cache
@@ -609,7 +622,7 @@ class SignalCache:
     def _prepare(d: Path, meta: dict[str, Any], overwrite: bool) -> tuple[bool, list[str]]:
         """Create a fresh cache in `d`, or check and repair an existing one. Returns (resumed, repairs)."""
         meta_path = d / META_FILE
-        files = [d / f for f in (SIGNALS_FILE, MASK_FILE, PROGRESS_FILE, JOURNAL_FILE, INDEX_FILE)]
+        files = [d / f for f in (SIGNALS_FILE, MASK_FILE, PAD_FILE, PROGRESS_FILE, JOURNAL_FILE, INDEX_FILE)]
         old: dict[str, Any] | None = None
         if meta_path.is_file():
             try:
@@ -637,6 +650,7 @@ class SignalCache:
             _write_json(meta_path, {**meta, "complete": False})
             np.memmap(d / SIGNALS_FILE, dtype=np.float16, mode="w+", shape=(n, leads, t)).flush()
             np.lib.format.open_memmap(d / MASK_FILE, mode="w+", dtype=bool, shape=(n, leads)).flush()
+            np.lib.format.open_memmap(d / PAD_FILE, mode="w+", dtype=np.int32, shape=(n,)).flush()
             np.zeros(n, dtype=np.uint8).tofile(d / PROGRESS_FILE)
             (d / JOURNAL_FILE).touch()
             return False, []
@@ -650,16 +664,17 @@ class SignalCache:
             np.memmap(sig_path, dtype=np.float16, mode="w+", shape=(n, leads, t)).flush()
             repaired.append("signal file missing or of the wrong size: all rows recomputed")
             reset = True
-        try:
-            mask = np.load(d / MASK_FILE, mmap_mode="r")
-            ok_mask = mask.shape == (n, leads) and mask.dtype == bool
-            del mask
-        except (OSError, ValueError):
-            ok_mask = False
-        if not ok_mask:
-            np.lib.format.open_memmap(d / MASK_FILE, mode="w+", dtype=bool, shape=(n, leads)).flush()
-            repaired.append("lead mask file missing or unreadable: all rows recomputed")
-            reset = True
+        for what, name, dtype, shape in (("lead mask", MASK_FILE, bool, (n, leads)), ("pad", PAD_FILE, np.int32, (n,))):
+            try:
+                arr = np.load(d / name, mmap_mode="r")
+                ok = arr.shape == shape and arr.dtype == dtype
+                del arr
+            except (OSError, ValueError):
+                ok = False
+            if not ok:
+                np.lib.format.open_memmap(d / name, mode="w+", dtype=dtype, shape=shape).flush()
+                repaired.append(f"{what} file missing or unreadable: all rows recomputed")
+                reset = True
         prog_path = d / PROGRESS_FILE
         progress = np.fromfile(prog_path, dtype=np.uint8) if prog_path.is_file() else np.zeros(0, np.uint8)
         if reset or len(progress) > n:

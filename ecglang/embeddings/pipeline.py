@@ -33,8 +33,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ecglang.beats.tokenize import BeatTokens, tokenize_array
+from ecglang.beats.tokenize import BeatTokens, tokenize_beats
 from ecglang.core.threads import torch_threads, usable_cores
+from ecglang.data.cached_rows import row_n_valid
 from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
 from ecglang.encoders.ecg_processing import EcgProcessor, demographic_tensors
 from ecglang.encoders.layers import eval_mode, trim_beat_axis
@@ -154,11 +155,18 @@ class BatchPreparer(Dataset):
 
     def prepare(self, ecg: Ecg) -> tuple[Ecg, BeatTokens]:
         """One record's model input: preprocessed (unless the source already is) and cut into beats."""
-        if self.source.preprocessed:
-            name = str(ecg.metadata.get("source_path") or ecg.record_id or "") or None
-            tok = tokenize_array(ecg.signal, ecg.fs, ecg.lead_mask, self.processor.beat_config, record=name)
-            return ecg, tok
+        if self.source.preprocessed:  # padding that preprocessing added (`metadata["pad_samples"]`) is not searched
+            return ecg, tokenize_beats(ecg, self.processor.beat_config)
         return self.processor.process(ecg)
+
+    def read(self, i: int) -> Ecg | RecordFailure:
+        """Record `i` of the source; a cache row says how much of it is padding, as preprocessing a file does."""
+        ecg = self.source.read(i)
+        if isinstance(self.source, CacheSource) and isinstance(ecg, Ecg):
+            n_valid = row_n_valid(self.source.cache, int(self.source.rows[i]))
+            if n_valid is not None:
+                ecg.metadata["pad_samples"] = ecg.n_samples - n_valid
+        return ecg
 
     def __getitem__(self, b: int) -> PreparedBatch:
         start, stop = int(self.bounds[b]), int(self.bounds[b + 1])
@@ -167,7 +175,7 @@ class BatchPreparer(Dataset):
         sources: list[str | None] = []
         for i in range(start, stop):
             try:  # sources return failures; a source that raises (a bug, a MemoryError) must not kill the batch
-                ecg = self.source.read(i)
+                ecg = self.read(i)
             except Exception as exc:
                 ecg = RecordFailure(f"record #{i}", "read", error_message(exc))
             if isinstance(ecg, RecordFailure):

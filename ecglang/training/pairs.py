@@ -2,7 +2,8 @@
 `ecglang.signal.augment`), a seeded epoch sampler, and the collate that runs in DataLoader workers.
 
 Memory is O(batch): `PretrainPairs[i]` reads one memmap row of the `SignalCache`, augments it (training
-only), cuts it into beats with `ecglang.beats.tokenize.tokenize_array` and returns numpy arrays plus the report
+only), cuts it into beats with `ecglang.beats.tokenize.tokenize_array` (searched in the record only, not in the
+padding of a shorter record: `SignalCache.n_valid`, as zero-shot does) and returns numpy arrays plus the report
 text; `PretrainCollator` stacks a batch and tokenizes the reports. Both run inside DataLoader workers.
 
 Determinism: the training sampler (`EpochSampler`) yields `(epoch, index)` pairs whose order is a pure
@@ -31,6 +32,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ecglang.beats.tokenize import BeatConfig, tokenize_array
 from ecglang.data.cache import SignalCache
+from ecglang.data.cached_rows import row_n_valid
 from ecglang.encoders.layers import trim_beat_axis
 from ecglang.encoders.text_encoder import TextEncoder
 from ecglang.errors import ConfigError, EcgLangError
@@ -158,14 +160,18 @@ class PretrainPairs(Dataset):
             item.update(signal=x, lead_mask=m)
             return item
         tokens = None
+        # Beats are searched in the record, not in the padding that preprocessing added (as zero-shot does).
+        n_valid = row_n_valid(self.cache, row)
         if aug is not None:
+            # the shift moved that padding (T - n_valid samples at the end) earlier by as much as it zeroed at the end
+            shifted = aug[2] if n_valid is None else max(0, aug[2] - (signal.shape[1] - n_valid))
             try:
-                tokens = tokenize_array(aug[0], self.fs, aug[1], self.beat_cfg, n_valid=aug[2], record=record_id)
+                tokens = tokenize_array(aug[0], self.fs, aug[1], self.beat_cfg, n_valid=shifted, record=record_id)
             except EcgLangError:
                 tokens = None  # the augmentation hid the beats: fall back to the record as cached
         if tokens is None:
             try:
-                tokens = tokenize_array(signal, self.fs, mask, self.beat_cfg, record=record_id)
+                tokens = tokenize_array(signal, self.fs, mask, self.beat_cfg, n_valid=n_valid, record=record_id)
             except EcgLangError as exc:
                 return {"skip": True, "id": record_id, "reason": str(exc), "index": i}
         item.update(
