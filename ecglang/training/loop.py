@@ -7,14 +7,20 @@ into its own shard only. DDP then AVERAGES parameter gradients over processes, s
 the global-batch gradient, and the loss module's own parameters (the logit scales, which every process
 differentiates through the full matrix) exactly the full one. The loop therefore backpropagates `N × loss` and
 divides the loss module's gradients by N after the all-reduce: every parameter then gets exactly the
-single-process gradient of the global batch (tests/training/test_distributed.py checks this). With
+single-process gradient of the global batch (tests/training/test_multinode.py checks this). With
 `local_loss=True` each process computes its own rows only and no rescaling is done (open_clip's arrangement;
 its gradient is an approximation of the global one).
 
 ECG-only objectives (`objectives` in the config): the model is `ecglang.training.objectives.PretrainObjectives`,
 whose forward gives the contrastive losses of the items with a report and the ECG-only losses of every item;
 after each optimizer step its EMA targets follow the ECG tower. A term a micro-batch could not compute (no item
-with a report in it) is NaN there and left out of the step's mean.
+with a report in it) is NaN there and left out of the step's mean. The ECG-only losses are means over each
+process's own items, so DDP's average of their gradients is already the global batch's: only the gathered
+contrastive part is multiplied by N (`ObjectivesOutput.ddp_loss`), and an ECG-only run is not rescaled at all.
+
+Logged losses: each process's step mean is averaged over processes (the gathered contrastive terms are the same on
+every process; the `local_loss=True` terms and the ECG-only objectives are each process's own). `loss` is never
+scaled by N.
 
 Resume. The loop skips the batches of the current epoch that were already trained on
 (`accelerator.skip_first_batches`); the data order and augmentations are pure functions of (seed, epoch,
@@ -167,7 +173,7 @@ class StepLoop:
             model_inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "index"}
         with accelerator.accumulate(setup.model):
             out = setup.model(**model_inputs)
-            accelerator.backward(out.loss * world if self.scale_for_ddp else out.loss)
+            accelerator.backward(self._backward_loss(out))
             if accelerator.sync_gradients:
                 if self.scale_for_ddp:  # see the module docstring: logit scales got N × their gradient
                     for p in self.loss_module.parameters():
@@ -193,13 +199,22 @@ class StepLoop:
         self.rate_samples += n_global
         self.state.samples_seen += n_global
 
+    def _backward_loss(self, out: Any) -> torch.Tensor:
+        """What to backpropagate (see the module docstring): `out.loss`, or under DDP with the gathered contrastive
+        loss N × its contrastive part (the ECG-only objectives, per-process means, are not rescaled)."""
+        if not self.scale_for_ddp:
+            return out.loss
+        if self.objectives is None:
+            return out.loss * self.world
+        return out.ddp_loss(self.world)
+
     def _after_step(self) -> bool:
         """Log one optimizer step; validate and checkpoint at their intervals. True when the run is done."""
         state, total, t_cfg = self.state, self.setup.total_steps, self.cfg.train
         state.step += 1
         mean = torch.stack(self.micro_losses).nanmean(0)
         self.micro_losses = []
-        if self.world > 1 and not self.scale_for_ddp:
+        if self.world > 1:  # the local terms (local_loss, ECG-only objectives) differ between processes
             mean = self.accelerator.reduce(mean, reduction="mean")
         values = mean.float().cpu().tolist()
         now = time.time()

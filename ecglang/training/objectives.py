@@ -54,11 +54,30 @@ NOT_MODEL_INPUTS = ("index", "has_report")
 
 @dataclass
 class ObjectivesOutput:
-    """What `PretrainObjectives.forward` returns (the fields the step loop reads from a model output)."""
+    """What `PretrainObjectives.forward` returns (the fields the step loop reads from a model output).
+
+    `loss` is the whole weighted loss, `contrastive_loss + objective_loss` (a part that is off or had no item is
+    None). The two parts scale differently under several processes: with the gathered contrastive loss
+    (`local_loss=False`) every process computes the global batch's contrastive loss, while the ECG-only
+    objectives are means over this process's items only; `ddp_loss` is what to backpropagate then."""
 
     loss: Tensor
     losses: dict[str, Tensor]
     n_pairs: int  # items of this batch the contrastive losses saw
+    contrastive_loss: Tensor | None = None  # weighted contrastive terms (gathered over processes unless local_loss)
+    objective_loss: Tensor | None = None  # weighted ECG-only objectives (this process's items)
+
+    def ddp_loss(self, world: int) -> Tensor:
+        """The loss to backpropagate under `world` DDP processes with the gathered contrastive loss:
+        `world × contrastive_loss + objective_loss`. DDP averages gradients over processes; each process's
+        contrastive gradient reaches only its own shard of the gathered batch, so it is scaled by `world`, while
+        the objectives' per-process means already average to the global batch's mean (exactly so when every
+        process blanks as many beats and leads), so they are not. (`loss`, the logged value, is never scaled.)"""
+        if self.contrastive_loss is None:  # the objectives alone (an ECG-only run)
+            return self.loss
+        if self.objective_loss is None:
+            return self.loss * world
+        return self.contrastive_loss * world + self.objective_loss
 
 
 class PretrainObjectives(nn.Module):
@@ -86,7 +105,7 @@ class PretrainObjectives(nn.Module):
     def forward(self, has_report: Tensor | None = None, **batch: Any) -> ObjectivesOutput:
         inputs = {k: v for k, v in batch.items() if isinstance(v, Tensor) and k not in NOT_MODEL_INPUTS}
         losses: dict[str, Tensor] = {}
-        total: Tensor | None = None
+        contrastive: Tensor | None = None
         n_pairs = 0
         if self.contrastive:
             paired = torch.ones(len(inputs["lead_mask"]), dtype=torch.bool) if has_report is None else has_report
@@ -96,16 +115,21 @@ class PretrainObjectives(nn.Module):
                 sub = {k: v[paired.to(v.device)] for k, v in inputs.items()}
                 out = self.model(**sub)
                 losses.update(out.losses)
-                total = out.loss
+                contrastive = out.loss
         device = self.model.device
         tower_inputs = {k: inputs[k].to(device) for k in TOWER_KEYS}
-        for name, objective in self.objectives.items():
-            losses[name] = objective(self.model.ecg_tower, tower_inputs)
+        total = contrastive
+        objective: Tensor | None = None  # the ECG-only part of total
+        for name, module in self.objectives.items():
+            losses[name] = module(self.model.ecg_tower, tower_inputs)
             term = self.weights[name] * losses[name]
             total = term if total is None else total + term
+            objective = term if objective is None else objective + term
         if total is None:  # config validation keeps a run from having nothing to train
             raise ConfigError("no loss: neither a contrastive loss nor an ECG-only objective is on")
-        return ObjectivesOutput(loss=total, losses=losses, n_pairs=n_pairs)
+        return ObjectivesOutput(
+            loss=total, losses=losses, n_pairs=n_pairs, contrastive_loss=contrastive, objective_loss=objective
+        )
 
     @torch.no_grad()
     def update_targets(self) -> None:

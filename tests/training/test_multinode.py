@@ -4,12 +4,18 @@ node (static rendezvous at a free port) and trains exactly like one process with
 prepared data.
 
 Each process holds half of every global batch; `gather_with_grad` builds the full similarity matrices and
-the trainer rescales gradients for DDP's averaging (see `ecglang.training.trainer`). If either part were wrong the
+the trainer rescales gradients for DDP's averaging (see `ecglang.training.loop`). If either part were wrong the
 gradient norms (taken after DDP's all-reduce) and then the losses would drift from the 1-process run:
 without the rescaling the tower gradients are halved, without the logit-scale correction the norm is off
 by ~2e-3. Dropout is off so that both runs compute the same function; augmentations stay on (they are
-seeded per sample, not per process). This is the one 2-processes-equal-1 check; `--standalone` rendezvous and
-a signal cache built inside a 2-process run are covered by `test_distributed.py::test_two_process_run_resumes_exactly`.
+seeded per sample, not per process). This and the objectives case below are the 2-processes-equal-1 checks;
+`--standalone` rendezvous and a signal cache built inside a 2-process run are covered by
+`test_distributed.py::test_two_process_run_resumes_exactly`.
+
+With the ECG-only objectives on (`test_two_processes_with_objectives_match_one_process`), the gathered
+contrastive losses and the per-process objective losses need different rescaling: rescaled like the contrastive
+ones, the objectives would get N × their weight. This file is also that test's torchrun entry point
+(`python test_multinode.py TRAINER-ARGS`: the trainer with the objectives' masks fixed).
 
 Also: a multi-process run refuses to build a large signal cache inside the job, naming the command instead."""
 
@@ -24,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import ecglang.encoders.objectives
 from ecglang.data.prepared import read_manifest
 from ecglang.training.config import load_config
-from ecglang.training.trainer import train
+from ecglang.training.trainer import main, train
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "pretrain" / "smoke.yaml"
@@ -100,6 +108,42 @@ def test_two_nodes_with_own_shards_match_one_process(ptbxl_dir: Path, tmp_path: 
     assert float(val2[0]["val_selection"]) == pytest.approx(float(val1[0]["val_selection"]), abs=1e-6)
 
 
+def fixed_masked_beats(beat_mask: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The ECG-only objectives' choice of beats to blank, made independent of the RNG and of how a batch is split
+    over processes: the second beat of every ECG. Every process then blanks as many beats as its share of the one
+    process's (the objectives' per-process means average to the global batch's mean)."""
+    masked = torch.zeros_like(beat_mask, dtype=torch.bool)
+    masked[:, 1] = True
+    return masked & beat_mask.bool()
+
+
+def test_two_processes_with_objectives_match_one_process(
+    ptbxl_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contrastive + masked_beats + latent_beats: 2 processes step like 1 with the same global batch. Rescaled
+    with the gathered contrastive losses, the per-process objective losses got 2 × their weight (grad_norm 1 %
+    off at step 1), and the logged losses were the main process's half of the batch only."""
+    overrides = [f"data.root={ptbxl_dir}", f"data.cache_dir={tmp_path / 'cache'}", "schedule.max_steps=2",
+                 "train.eval_every=100", "train.checkpoint_every=100", *NO_DROPOUT,
+                 "augment.lead_mask_p=0",  # every process blanks the same number of leads per beat
+                 "objectives.masked_beats.weight=1.0", "objectives.latent_beats.weight=0.5"]  # fmt: skip
+    monkeypatch.setattr(ecglang.encoders.objectives, "choose_masked_beats", fixed_masked_beats)
+    one = tmp_path / "one"
+    train(load_config(SMOKE, overrides), output_dir=one)  # builds the cache the 2-process run reads
+
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__,
+           "--config", str(SMOKE), "--output", str(two), *overrides]  # fmt: skip
+    logs = _run_all([cmd])
+    assert "2 processes on cpu" in logs[0], logs[0][-4000:]
+
+    a, b = _rows(one), _rows(two)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == ["1", "2"]
+    keys = ("grad_norm", "loss_rhythm", "loss_beat", "loss_token", "loss_masked_beats", "loss_latent_beats", "loss")
+    for key in keys:
+        np.testing.assert_allclose([float(r[key]) for r in b], [float(r[key]) for r in a], rtol=1e-4, err_msg=key)
+
+
 def test_multi_process_run_refuses_to_build_a_large_cache(ptbxl_dir: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "ecglang.training.trainer", "--config", str(SMOKE), "--output", str(tmp_path / "run"),
@@ -122,3 +166,8 @@ def test_accelerate_launch_on_cpu_needs_multi_gpu(ptbxl_dir: Path, tmp_path: Pat
     multi = _run_all([[*launch, "--multi_gpu", *args, "--output", str(tmp_path / "b")]])
     assert "1 processes on cpu" in plain[0], plain[0][-3000:]
     assert "2 processes on cpu" in multi[0], multi[0][-3000:]
+
+
+if __name__ == "__main__":  # a process of test_two_processes_with_objectives_match_one_process's torchrun
+    ecglang.encoders.objectives.choose_masked_beats = fixed_masked_beats
+    sys.exit(main())
