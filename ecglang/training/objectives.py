@@ -32,14 +32,24 @@ from ecglang.training.config import LatentBeatsSection, MaskedBeatsSection, Obje
 from ecglang.training.pairs import PretrainCollator, PretrainPairs
 
 
+def window_offsets(model: Any) -> Tensor:
+    """Each beat-window sample's time from its R peak (the model's processor): a blanked beat is hidden in the
+    windows of its neighbours that overlap it too (`blank_beats`)."""
+    return torch.as_tensor(model.get_processor().beat_config.offsets_s(), dtype=torch.float32)
+
+
 def build_masked_beats(model: Any, section: MaskedBeatsSection) -> nn.Module:
     tower = model.ecg_tower
-    return MaskedBeatReconstruction(int(tower.d_model), int(tower.beat_len), float(section.mask_ratio))
+    return MaskedBeatReconstruction(
+        int(tower.d_model), int(tower.beat_len), float(section.mask_ratio), window_offsets(model)
+    )
 
 
 def build_latent_beats(model: Any, section: LatentBeatsSection) -> nn.Module:
     tower = model.ecg_tower
-    return LatentBeatPrediction(tower, int(tower.d_model), float(section.mask_ratio), float(section.ema))
+    return LatentBeatPrediction(
+        tower, int(tower.d_model), float(section.mask_ratio), float(section.ema), window_offsets(model)
+    )
 
 
 # Config section of `objectives` → builder of its module (from the model and the section).

@@ -89,3 +89,87 @@ def test_latent_prediction_trains_online_tower_and_ema_follows() -> None:
     objective.update_target(tower)
     for t, b, o in zip(objective.target.parameters(), before, tower.parameters(), strict=True):
         assert torch.allclose(t, 0.9 * b + 0.1 * o.detach(), atol=1e-6)
+
+
+def windows_of(signal: torch.Tensor, times: torch.Tensor, offsets: torch.Tensor, fs: float) -> torch.Tensor:
+    """`[N, 12, L]` beat windows of a `[12, T]` signal around R peaks at `times`, as the tokenizer cuts them."""
+    idx = ((times[:, None] + offsets[None, :]) * fs).round().long().clamp(0, signal.shape[1] - 1)
+    return signal[:, idx].permute(1, 0, 2)
+
+
+@pytest.mark.parametrize("rate_bpm", [150, 100, 60])
+def test_a_blanked_beat_is_hidden_in_its_neighbours_windows_too(rate_bpm: int) -> None:
+    # Beat windows (0.25 s before R to 0.45 s after) overlap whenever RR < 0.7 s: a neighbour's window then
+    # holds part of the blanked beat, and the objective could copy it instead of inferring it.
+    from ecglang.beats.config import BeatConfig  # here: the only test of this module that needs the beat geometry
+
+    offsets = torch.as_tensor(BeatConfig().offsets_s(), dtype=torch.float32)
+    fs, n = 500.0, 8
+    times = 0.5 + torch.arange(n, dtype=torch.float32) * (60.0 / rate_bpm)
+    signal = torch.randn(12, int(fs * 10), generator=torch.Generator().manual_seed(3))
+    inputs = {
+        "beats": windows_of(signal, times, offsets, fs)[None],
+        "beat_mask": torch.ones(1, n, dtype=torch.bool),
+        "lead_mask": torch.ones(1, 12, dtype=torch.bool),
+        "rr": torch.full((1, n, 2), 60.0 / rate_bpm),
+        "times": times[None],
+    }
+    masked = torch.zeros(1, n, dtype=torch.bool)
+    masked[0, 3] = True
+    # The same ECG with anything at all where beat 3's window lies: the model input must not change.
+    changed = signal.clone()
+    span = ((times[3] + offsets[0]) * fs).round().long(), ((times[3] + offsets[-1]) * fs).round().long()
+    changed[:, span[0] : span[1] + 1] = 99.0
+    other = dict(inputs, beats=windows_of(changed, times, offsets, fs)[None])
+    seen = blank_beats(inputs, masked, offsets)["beats"]
+    assert torch.equal(seen, blank_beats(other, masked, offsets)["beats"])
+    if rate_bpm > 86:  # the blanked windows alone leak it (what this test guards against)
+        assert not torch.equal(blank_beats(inputs, masked)["beats"], blank_beats(other, masked)["beats"])
+    # Exactly what lies inside the blanked beat's window is hidden: the other beats keep their other samples.
+    sample_t = times[:, None] + offsets[None, :]  # [N, L]
+    inside = (sample_t >= times[3] + offsets[0]) & (sample_t <= times[3] + offsets[-1])
+    inside[3] = True
+    assert torch.equal(seen[0, :, 0] == 0, inside)  # a random signal is never exactly 0
+    assert inside.sum() > inside.shape[1] if rate_bpm > 86 else inside.sum() == inside.shape[1]
+
+
+class RecordingTower(torch.nn.Module):
+    """The tiny tower, keeping the beat windows it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tower, self.seen = tiny_tower(), []
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.seen.append(inputs["beats"])
+        return self.tower(**inputs)
+
+
+def test_both_objectives_hide_the_blanked_beat_from_its_neighbours() -> None:
+    from ecglang.beats.config import BeatConfig  # here: the only tests of this module that need the beat geometry
+
+    offsets = torch.as_tensor(BeatConfig().offsets_s(), dtype=torch.float32)
+    times = 0.5 + torch.arange(8, dtype=torch.float32) * 0.4  # 150 /min: windows overlap
+    signal = torch.randn(12, 5000, generator=torch.Generator().manual_seed(4))
+    inputs = {
+        "beats": windows_of(signal, times, offsets, 500.0)[None],
+        "beat_mask": torch.ones(1, 8, dtype=torch.bool),
+        "lead_mask": torch.ones(1, 12, dtype=torch.bool),
+        "rr": torch.full((1, 8, 2), 0.4),
+        "times": times[None],
+    }
+    masked = choose_masked_beats(inputs["beat_mask"], 0.3, torch.Generator().manual_seed(0))
+    changed = signal.clone()
+    for k in masked[0].nonzero().flatten().tolist():
+        changed[:, int((times[k] - 0.25) * 500) : int((times[k] + 0.45) * 500) + 1] = 99.0
+    other = dict(inputs, beats=windows_of(changed, times, offsets, 500.0)[None])
+    recorder = RecordingTower()
+    objectives = (
+        MaskedBeatReconstruction(32, 96, 0.3, offsets),
+        LatentBeatPrediction(recorder.tower, 32, 0.3, offsets_s=offsets),
+    )
+    for objective in objectives:
+        recorder.seen.clear()
+        objective(recorder, inputs, torch.Generator().manual_seed(0))
+        objective(recorder, other, torch.Generator().manual_seed(0))
+        assert torch.equal(recorder.seen[0], recorder.seen[1])
