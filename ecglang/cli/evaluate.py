@@ -42,13 +42,18 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     # Here, not at the top: `ecglang --help` must not wait for torch, scipy and matplotlib.
     from ecglang.evaluation.protocol import run_evaluation
-    from ecglang.evaluation.writers import write_outputs
+    from ecglang.evaluation.writers import left_out_columns, missing_rows, write_outputs
 
     result = run_evaluation(cfg)
     written = write_outputs(result, args.out)
     out = Path(args.out)
     print(f"\n{(out / 'results.md').read_text(encoding='utf-8')}")
     print(f"outputs in {out}: " + ", ".join(sorted(p.name for p in written.values())))
+    # what the tables leave out, said where a script's log shows it (results.md has it too); the exit status is kept
+    for name, entry in result.tree["label_sets"].items():
+        for text in (left_out_columns(name, entry), missing_rows(name, entry, written["missing"])):
+            if text:
+                print(f"warning: {text}", file=sys.stderr)
     status = 0
     if result.failures:
         print(f"\n{len(result.failures)} record(s) failed (listed in {out / 'failures.csv'}):", file=sys.stderr)

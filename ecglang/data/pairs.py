@@ -17,7 +17,8 @@ line at a time, each line parsed as checked JSON (`ecglang.core.jsonio.parse_jso
 no deep nesting); parquet files and HF dataset folders in batches of Arrow rows.
 
 Bad rows are listed, never dropped silently: a row without a path, whose record file is missing, whose format
-is not readable here, with an empty report, or with a repeated id is left out and listed in
+is not readable here, with an empty report, or with a repeated id or record (the same file, however written: the
+first usable row is kept) is left out and listed in
 `BuildReport.failures` (written to `build_failures.csv` by `ecglang data build`); so is a row that cannot be read
 (more cells than the header, bad quoting, bytes that are not UTF-8, a JSONL line that is not a JSON object, a
 line over `MAX_LINE_CHARS`) and one whose cell has the wrong type or size (a path or report that is not text,
@@ -151,6 +152,9 @@ def build_pairs(root: PathLike, check_files: bool = True, progress: bool = False
     sink = RowSink(features)
     report = BuildReport(source="pairs")
     seen: dict[str, str] = {}  # id → where the row that has it is ("line 5")
+    # record (resolved, without a WFDB extension) → (where, id) of the row built with it: one ECG in two rows could
+    # land on both sides of the held-out split (other groups), and be its own negative in a batch
+    seen_records: dict[Path, tuple[str, str]] = {}
     explicit = _explicit_ids(source)
     with open_pairs(source) as rows:
         for row in rows:
@@ -202,12 +206,19 @@ def build_pairs(root: PathLike, check_files: bool = True, progress: bool = False
             except ValueError as exc:
                 report.fail(record_id, record, f"{where}: bad group: {exc}")
                 continue
+            # last: a row left out for its own fault says that fault
+            same = record.with_suffix("") if record.suffix.lower() in WFDB_SUFFIXES else record
+            if same in seen_records:
+                first_where, first_id = seen_records[same]
+                report.fail(record_id, same, f"{where}: duplicate record: {same} was first used in {first_where} (id "
+                            f"{_quote(first_id)}); one ECG in two pairs could be on both sides of the held-out split: "
+                            "give it one row")  # fmt: skip
+                continue
             seen[record_id] = where
-            if record.suffix.lower() in WFDB_SUFFIXES:
-                record = record.with_suffix("")
+            seen_records[same] = (where, record_id)
             sex = _text(values.get("sex")).upper()[:1] or None
             sink.add({
-                "id": record_id, "path": str(record), "report": text, "report_original": original,
+                "id": record_id, "path": str(same), "report": text, "report_original": original,
                 "report_empty": False, "labels": [], "fold": -1, "source": "pairs", "group": group or record_id,
                 "age": float_or_none(values.get("age")), "sex": sex if sex in ("M", "F") else None,
             })  # fmt: skip

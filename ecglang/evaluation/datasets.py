@@ -19,6 +19,7 @@ are reported separately.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import logging
 from collections import Counter
@@ -39,19 +40,8 @@ from ecglang.record.io import scan_records
 from ecglang.record.wfdb_reader import MAX_HEADER_BYTES, parse_header_comments, read_text, split_header
 from ecglang.scores.prompts import PromptSet, load_prompt_set
 
-__all__ = [
-    "DATASETS",
-    "LABEL_SETS",
-    "LabelSetData",
-    "PtbxlIndex",
-    "load_header_label_set",
-    "load_label_set",
-    "load_labels_csv",
-    "parse_data_roots",
-    "ptbxl_index",
-    "resolve_label_set",
-    "sample_limit",
-]
+__all__ = ["DATASETS", "LABEL_SETS", "LabelSetData", "PtbxlIndex", "load_header_label_set", "load_label_set",
+           "load_labels_csv", "parse_data_roots", "ptbxl_index", "resolve_label_set", "sample_limit"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -436,11 +426,19 @@ def _label_columns(df: pd.DataFrame, id_column: str, csv_path: Path) -> tuple[li
                 f"column {col!r} holds 0/1 labels but line {row + 2} holds {held}; fix the value "
                 "(a column whose name starts with '_' is left out)",
             )
-        else:
-            others[str(col)] = (
-                "not 0/1 values (e.g. " + ", ".join(repr(v)[:20] for v in series.dropna().unique()[:3]) + ")"
-            )
+        else:  # as the file shows them: 71, not numpy's np.int64(71)
+            shown = (repr(v) if isinstance(v, str) else str(v) for v in series.dropna().unique()[:3])
+            others[str(col)] = "not 0/1 values (e.g. " + ", ".join(s[:20] for s in shown) + ")"
     return cols, others
+
+
+def _why_no_label_column(df: pd.DataFrame, id_column: str, others: Mapping[str, str]) -> str:
+    """Each column of a labels CSV with no 0/1 column, and why it is not one (for the error)."""
+    whys = [f"{c!r}: " + (others.get(str(c)) or ("its name starts with '_'" if str(c).startswith("_") else
+                                                 "a metadata column (age, sex, fold... are never labels)"))
+            for c in df.columns if c != id_column]  # fmt: skip
+    tail = "; write each label as 0 or 1 (1: the record has it), one column per label"
+    return "; ".join(whys) + tail if whys else "the labels CSV has no other column"
 
 
 def load_labels_csv(
@@ -503,19 +501,17 @@ def load_labels_csv(
         if bad or df[columns].isna().any().any():
             raise EcgReadError(csv_path, f"label column(s) {bad or columns} must hold only 0/1 values")
     if not columns:
-        raise EcgReadError(csv_path, f"no 0/1 label columns found besides the id column {id_column!r}")
-    ps = (
-        None
-        if prompt_set is None
-        else (prompt_set if isinstance(prompt_set, PromptSet) else load_prompt_set(prompt_set))
-    )
+        why = _why_no_label_column(df, id_column, not_labels)
+        raise EcgReadError(csv_path, f"no 0/1 label columns found besides the id column {id_column!r}: {why}")
+    ps = prompt_set if prompt_set is None or isinstance(prompt_set, PromptSet) else load_prompt_set(prompt_set)
     notes: dict[str, Any] = {"id_column": id_column}
     if not_labels:
         notes["columns_not_labels"] = not_labels
     if ps is not None:
         codes = [c for c in columns if c in ps.labels]
-        if len(codes) < len(columns):
+        if len(codes) < len(columns):  # not evaluated: said in results.md and on stderr (writers.left_out_columns)
             notes["columns_without_prompts"] = [c for c in columns if c not in ps.labels]
+            notes["prompt_set"] = ps.name
         if not codes:
             raise PromptError(ps.path, f"none of the label columns {columns} is a code of prompt set {ps.name!r}")
         names = {c: ps.labels[c].name for c in codes}
@@ -541,6 +537,7 @@ def load_labels_csv(
 
     matched_rows, paths, ids, missing = [], [], [], []
     seen: set[Path] = set()
+    stems, near_matches = sorted(by_stem), {}
     for i, raw in enumerate(df[id_column].tolist()):
         rid, key, rec = find(raw)
         if isinstance(rec, list):
@@ -548,7 +545,11 @@ def load_labels_csv(
             missing.append(_missing(rid, where, f"ambiguous: {len(rec)} records named {Path(key).name!r}"))
             continue
         if rec is None:
-            missing.append(_missing(rid, str(folder / key), f"not on disk: no record {rid!r} in {folder}"))
+            near = _near_match(Path(key).name, stems)  # a bisect: cheap for any folder
+            if near and len(near_matches) < 5:
+                near_matches[rid] = near
+            hint = f" (near match: {near!r})" if near else ""
+            missing.append(_missing(rid, str(folder / key), f"not on disk: no record {rid!r} in {folder}{hint}"))
             continue
         if rec in seen:
             missing.append(_missing(rid, str(rec), f"duplicate: a second labels row for {rec}"))
@@ -561,6 +562,8 @@ def load_labels_csv(
     if n_found == 0 and scan.records:
         # said in the label set's status (results.md, and the CLI's closing message)
         notes["no_match"] = _no_match_hint(df, id_column, columns, scan.records[0], folder, find)
+    if near_matches:
+        notes["near_matches"] = near_matches  # id → a record name it may mean, for the CLI's warning
     matched_rows, paths, ids = sample_limit(limit, seed, matched_rows, paths, ids)
     notes["records_in_folder_without_row"] = len(scan.records) - len(seen)
     if scan.skipped:
@@ -574,6 +577,17 @@ def load_labels_csv(
         labels=sel[codes].astype(int).to_numpy(dtype=np.int8).reshape(len(sel), len(codes)), folds=folds,
         n_rows=len(df), missing=missing, n_limited=n_found - len(ids), sources=[str(csv_path)], notes=notes,
     )  # fmt: skip
+
+
+def _near_match(name: str, stems: Sequence[str]) -> str | None:
+    """A record name of sorted `stems` that `name` begins, up to a '_', '-' or '.' ('00001' → '00001_hr')."""
+    i = bisect.bisect_left(stems, name)
+    for stem in stems[i : i + 50] if name else ():
+        if not stem.startswith(name):
+            break
+        if stem[len(name) : len(name) + 1] in ("_", "-", "."):
+            return stem
+    return None
 
 
 def _no_match_hint(df: pd.DataFrame, id_column: str, label_columns: Sequence[str], example: Path, folder: Path,

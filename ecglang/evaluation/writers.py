@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["markdown_table", "paired_markdown", "plot_probe_curve", "plot_roc_curves", "results_markdown",
-           "to_jsonable", "write_json", "write_outputs"]  # fmt: skip
+__all__ = ["left_out_columns", "markdown_table", "missing_rows", "paired_markdown", "plot_probe_curve",
+           "plot_roc_curves", "results_markdown", "to_jsonable", "write_json", "write_outputs"]  # fmt: skip
 
 _METRICS = ("macro_auroc", "macro_max_f1", "macro_accuracy")
 _METRIC_TITLES = {
@@ -416,6 +416,8 @@ def results_markdown(run: EvaluationRun) -> str:
             notes.append(f"- {name}: {entry['status']}")
         for column, why in (entry.get("notes") or {}).get("columns_not_labels", {}).items():
             notes.append(f"- {name}: column {column!r} of the labels CSV is not a label column: {why}")
+        if text := left_out_columns(name, entry):
+            notes.append(f"- {text}")
         if (entry.get("notes") or {}).get("folds_not_applied"):
             notes.append(f"- {name}: {entry['notes']['folds_not_applied']}")
         for src, res in entry.get("sources", {}).items():
@@ -476,6 +478,39 @@ def results_markdown(run: EvaluationRun) -> str:
     else:
         lines.append("None: every record found on disk was read and processed.")
     return "\n".join(lines) + "\n"
+
+
+def left_out_columns(name: str, entry: Mapping[str, Any]) -> str | None:
+    """`"<name>: label column(s) 'X' are not codes of prompt set 'Y': not evaluated ..."` for the label columns of a
+    label set (its `results.json` entry) that its prompt set lacks; None when there are none. In results.md's
+    Notes and, from the CLI, on stderr: those columns are not in the macro figures."""
+    notes = entry.get("notes") or {}
+    columns = notes.get("columns_without_prompts")
+    if not columns:
+        return None
+    text = (f"{name}: label column(s) {', '.join(map(repr, columns))} are not codes of prompt set "
+            f"{notes.get('prompt_set', name)!r}: not evaluated")  # fmt: skip
+    if "id_column" in notes:  # a labels CSV, whose column names can be their own labels
+        text += " (leave out --prompt-set to score every column on its own name)"
+    return text
+
+
+def missing_rows(name: str, entry: Mapping[str, Any], missing_csv: str | os.PathLike) -> str | None:
+    """`"<name>: N of M labelled rows have no record on disk (listed in missing.csv)"`, with an id that may mean
+    a record of another name ('00001' for '00001_hr'); None when every row has its record, or when the label set
+    had none to evaluate (its status says so)."""
+    records = entry.get("records") or {}
+    if not records.get("missing") or entry.get("status"):
+        return None
+    reasons = records.get("missing_by_reason") or {}
+    what = "have no record on disk" if set(reasons) <= {"not on disk"} else (
+        "have no record to evaluate (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")")  # fmt: skip
+    text = f"{name}: {records['missing']} of {records['rows']} labelled rows {what} (listed in {missing_csv})"
+    near = (entry.get("notes") or {}).get("near_matches") or {}
+    for rid, record in list(near.items())[:1]:
+        text += (f"; {rid!r} may be the record {record!r} (ids match a record's path without extension, or its "
+                 "file stem)")  # fmt: skip
+    return text
 
 
 def _records_text(tree: Mapping[str, Any]) -> str:

@@ -163,8 +163,9 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
         excluded = [(str(f.record_id), f.reason) for f in report.failures]
         source, where = d.builder, root
     failed = [] if d.prepared else list(excluded)
+    n_rows = len(dataset)  # rows past data.limit: counted in the data line, not failures, listed nowhere
     if d.limit is not None:
-        dataset = dataset.select(range(min(int(d.limit), len(dataset))))
+        dataset = dataset.select(range(min(int(d.limit), n_rows)))
     if len(dataset) == 0:  # every row failed in the builder: the held-out split has nothing to draw from
         path = _write_excluded(output, excluded, accelerator)
         raise ConfigError(f"{where}: no records to train on: all {len(excluded)} rows were left out (listed in {path})")
@@ -237,7 +238,8 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
         left_out += f", {n_unpaired_out} of {n_unpaired} unpaired ECGs left out"
     data.description += f"{left_out} (listed in {EXCLUDED_CSV})" + (
         f", {n_capped} beyond data.val_max unused" if n_capped else ""
-    )
+    ) + (f", {n_rows - len(dataset)} of {n_rows} rows beyond data.limit={d.limit} unused (not failures)"
+         if len(dataset) < n_rows else "")  # fmt: skip
     return data
 
 
