@@ -167,7 +167,13 @@ def _show(args: argparse.Namespace) -> int:
     kb = KnowledgeBase.load(args.kb) if args.kb else KnowledgeBase.load()
     missing = [i for i in args.ids if i not in kb]
     if missing:
-        raise ConfigError(f"no snippet with id {', '.join(missing)} in the knowledge base")
+        # say which base was searched: ids that `zero-shot --knowledge DIR` printed are in DIR, not the bundled one
+        if args.kb:
+            raise ConfigError(f"no snippet with id {', '.join(missing)} in the knowledge base {' '.join(args.kb)}")
+        raise ConfigError(
+            f"no snippet with id {', '.join(missing)} in the bundled knowledge base; for the ids of a knowledge base "
+            "of your own (`zero-shot --knowledge DIR`) add --kb DIR (its folder, .jsonl files or index)"
+        )
     for snippet_id in args.ids:
         snippet = kb[snippet_id]
         if args.json:

@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import os
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ecglang.cli import count, plot_file, print_failures
 from ecglang.core.outputs import output_file
-from ecglang.errors import UsageError
+from ecglang.errors import PromptError, UsageError
 
 if TYPE_CHECKING:  # hints only: the scoring stack loads when a command runs
     from ecglang.scores.classifier import ZeroShotResult
@@ -33,7 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(`ecglang data build --out`), whose rows are scored as built",
     )  # fmt: skip
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--labels", nargs="+", metavar="LABEL", help='label names, e.g. "atrial fibrillation"')
+    which.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="LABEL",
+        help='label names, e.g. "atrial fibrillation" (words, not a file: labels kept in a file go in a prompt set, '
+        "--prompt-set FILE.json)",
+    )
     which.add_argument(
         "--prompt-set",
         metavar="NAME|FILE",
@@ -186,6 +193,7 @@ def _score(args: argparse.Namespace) -> int:
         _silence_stdout()
         stdout_gone = True
     _note_long_records(result)
+    _note_short_records(result, clf.processor.preprocess_config.pad)
     if args.plot and len(result.explanations) > args.plot_max:
         print(f"plot: {args.plot_max} of {len(result.explanations)} records drawn (--plot-max)", file=sys.stderr)
     if result.failures:
@@ -200,6 +208,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Options that do nothing here, or outputs that would overwrite each other: refused before anything loads."""
+    if args.labels:
+        _check_labels(args.labels)
     if getattr(args, "k_given", False) and str(args.knowledge).lower() == "off":
         raise UsageError("-k sets the snippets retrieved per label: it does nothing with --knowledge off")
     outputs = {"--out": args.out, "--failures": _failures_path(args), "--prototypes-out": args.prototypes_out}
@@ -214,6 +224,31 @@ def _check_options(args: argparse.Namespace) -> None:
     moot = [flag for flag, value in given.items() if value]
     if moot and not args.prototypes:  # a header-only file, or nothing, with no word
         raise UsageError(f"{' and '.join(moot)} need(s) --prototypes DIR (a prototype index)")
+
+
+def _check_labels(labels: list[str]) -> None:
+    """`UsageError` for a label that is an existing file or a folder's path (`--labels labels.txt` scored the file's
+    name as a label; `PATH --labels a b DIR/` gave DIR to --labels, which takes several values) and for labels that
+    `resolve_prompts` refuses by their words alone (duplicates, empties): before the model loads."""
+    # here: `ecglang --help` imports no scoring module
+    from ecglang.scores.prompts import clean_labels, prompt_set_hint
+
+    for label in labels:
+        path = Path(label)
+        # a folder only with a separator: records sorted in folders named as labels ("normal/") are common
+        if path.is_dir() and any(sep in label for sep in ("/", os.sep)):
+            raise UsageError(f"--labels got {label!r}, an existing folder: --labels takes label names and several of "
+                             "them, so put the record paths before --labels")  # fmt: skip
+        if path.is_file():
+            raise UsageError(
+                f'--labels got {label!r}, an existing file: --labels takes label names (--labels "atrial '
+                'fibrillation" "sinus rhythm"; put record paths before it). For labels kept in a file, write a '
+                f"prompt set and pass --prompt-set FILE.json, {prompt_set_hint()}"
+            )
+    try:
+        clean_labels(labels)
+    except PromptError as exc:  # the command line alone is wrong: a usage error, as the README says
+        raise UsageError(str(exc)) from None
 
 
 def _failures_path(args: argparse.Namespace) -> str | None:
@@ -273,8 +308,11 @@ def _print_tables(args: argparse.Namespace, result: ZeroShotResult) -> None:
             _print_prototypes(result, rid)
     used = {s["id"] for spec in result.labels.values() for s in spec.snippets}
     if used:
+        # `knowledge show` reads the bundled base unless told: a base of the user's own needs its --kb
+        own = str(args.knowledge).lower() not in ("default", "on")
+        show = "ecglang knowledge show ID" + (f" --kb {shlex.quote(str(args.knowledge))}" if own else "")
         print(f"\nknowledge: {len(used)} snippet(s) retrieved for {len(result.labels)} label(s) "
-              "(ids in the 'snippets' column; `ecglang knowledge show ID` prints their text)")  # fmt: skip
+              f"(ids in the 'snippets' column; `{show}` prints their text)")  # fmt: skip
     bare = [spec.name for spec in result.labels.values() if not spec.snippets]
     if bare and str(args.knowledge).lower() != "off":
         print(f"knowledge: no knowledge found for {len(bare)} label(s), scored on their own words: "
@@ -323,6 +361,19 @@ def _note_long_records(result) -> None:
     print(f"note: {len(long)} record(s) longer than {seconds:g} s, each scored on its {part} only (the model's "
           "input, as in the published protocol): " + ", ".join(long[:5]) + (" ..." if len(long) > 5 else ""),
           file=sys.stderr)  # fmt: skip
+
+
+def _note_short_records(result: ZeroShotResult, pad: str) -> None:
+    """Say which records were shorter than the model's input: padded to it, they read as another rhythm (a 121 bpm
+    3 s strip, zero-padded to 10 s, topped "sinus bradycardia"). Their scores are as computed."""
+    short = result.short_records()
+    if not short or result.window is None:
+        return
+    seconds = result.window[0]
+    how = {"zero": "zero-padded", "edge": "padded with its last value", "repeat": "repeated"}.get(pad, "padded")
+    print(f"note: {len(short)} record(s) shorter than {seconds:g} s, each {how} to {seconds:g} s (the model's input): "
+          "rhythm and rate labels are unreliable on them: " + ", ".join(short[:5])
+          + (" ..." if len(short) > 5 else ""), file=sys.stderr)  # fmt: skip
 
 
 def _print_prototypes(result, rid: str) -> None:

@@ -99,6 +99,9 @@ def _free_name(names: tuple[str, str], taken: set[str]) -> str:
     return next(n for n in candidates if n not in taken)
 
 
+SHORT_RECORD_SLACK_S = 0.5  # `ZeroShotResult.short_records`: how much shorter than the window a record must be
+
+
 @dataclass
 class ZeroShotResult:
     """Scores (records × labels), the labels' prompts and snippets, failures, and optional explanations.
@@ -129,6 +132,16 @@ class ZeroShotResult:
         if self.durations is None or self.window is None:
             return []
         return [str(rid) for rid, sec in self.durations.items() if sec > self.window[0] + 1e-6]
+
+    def short_records(self) -> list[str]:
+        """Records shorter than the part the model scores (`window`): each was padded to it (with zeros for the
+        bundled model: the processor's `pad`), so its scores, above all rhythm and rate labels, are unreliable (a
+        3 s strip padded to 10 s reads as a slow rhythm). Scores are not changed; the CLI prints a note naming them.
+        A `SignalCache` row is stored padded, so a record scored from a cache is never listed here. Listed: records
+        more than `SHORT_RECORD_SLACK_S` (0.5 s) short; a few padded samples (a 9.998 s export) change nothing."""
+        if self.durations is None or self.window is None:
+            return []
+        return [str(rid) for rid, sec in self.durations.items() if sec < self.window[0] - SHORT_RECORD_SLACK_S]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (`json.dumps(result.to_dict())`), as a pipeline returns: the mode, each record's

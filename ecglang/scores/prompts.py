@@ -34,10 +34,12 @@ __all__ = [
     "LabelPrompts",
     "PromptSet",
     "check_prompt_set",
+    "clean_labels",
     "list_prompt_sets",
     "load_external_prompts",
     "load_prompt_set",
     "normalize_text",
+    "prompt_set_hint",
     "resolve_prompts",
     "validate_prompt_set",
 ]
@@ -303,8 +305,9 @@ def load_prompt_set(name_or_path: str | PathLike) -> PromptSet:
 # --------------------------------------------------------------------------------------------- resolution
 
 
-def _clean_labels(labels: Sequence[Any]) -> list[str]:
-    """Labels as given (stripped), refusing non-strings, empties and duplicates."""
+def clean_labels(labels: Sequence[Any]) -> list[str]:
+    """Labels as given (stripped); `PromptError` for a non-string, an empty or over-long label and a duplicate
+    (compared as `normalize_text` does). The CLI runs it on `--labels` before the model loads (a usage error)."""
     if len(labels) == 0:
         raise PromptError(None, "the label list is empty; pass at least one label")
     out: list[str] = []
@@ -327,7 +330,7 @@ def _clean_labels(labels: Sequence[Any]) -> list[str]:
 
 def _clean_mapping(mapping: Mapping[Any, Any]) -> dict[str, list[str]]:
     """``{label: prompt | [prompts]}`` as ``{label: [prompts]}``, refusing bad types and empty prompts."""
-    codes = _clean_labels(list(mapping.keys()))
+    codes = clean_labels(list(mapping.keys()))
     out: dict[str, list[str]] = {}
     for code, value in zip(codes, mapping.values(), strict=True):
         if isinstance(value, str):
@@ -383,7 +386,7 @@ def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | Non
     if prompts is None:
         if labels is None:
             raise PromptError(None, "no labels and no prompts given")
-        table = {label: [label] for label in _clean_labels(labels)}
+        table = {label: [label] for label in clean_labels(labels)}
     else:
         if isinstance(prompts, PromptSet):
             table = check_prompt_set(prompts).prompts()
@@ -391,12 +394,7 @@ def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | Non
             table = _clean_mapping(prompts)
         elif isinstance(prompts, (str, PathLike)):
             if not _looks_like_path(prompts) and str(prompts).strip() not in list_prompt_sets():
-                raise PromptError(
-                    None,
-                    f"{str(prompts)!r} is not a shipped prompt set ({', '.join(list_prompt_sets())}) nor a "
-                    f".json path; to use label names as their own prompts pass a list: [{str(prompts)!r}] "
-                    f"(CLI: --labels {str(prompts)!r})",
-                )
+                raise PromptError(None, _not_a_prompt_set(str(prompts)))
             table = load_prompt_set(prompts).prompts()
         else:
             raise PromptError(
@@ -405,7 +403,7 @@ def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | Non
                 f"got {type(prompts).__name__}",
             )
         if labels is not None:
-            wanted = _clean_labels(labels)
+            wanted = clean_labels(labels)
             missing = [label for label in wanted if label not in table]
             if missing:
                 named = ", ".join(_with_suggestion(label, table) for label in missing[:20])
@@ -418,6 +416,38 @@ def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | Non
 
     check_prompt_set(PromptSet(name="<resolved>", labels=_as_labels(table)))
     return table
+
+
+# Suffixes of files that are not prompt sets but were given as one (a labels list, a table): never a label name.
+_FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".yaml", ".yml", ".xlsx")
+# The smallest prompt set, shown where a file of labels was given in another form.
+_PROMPT_SET_EXAMPLE = (
+    '{"name": "mine", "labels": {"AF": {"name": "atrial fibrillation", "prompts": ["atrial fibrillation"]}}}'
+)
+
+
+def prompt_set_hint() -> str:
+    """`e.g. {...} (schema: .../prompts/README.md)`: the smallest prompt-set file and where its schema is written
+    (the installed copy where there is one), for errors about a file of labels given in another form."""
+    try:
+        schema = resource_dir("prompts") / "README.md"
+    except FileNotFoundError:  # a broken install: the error this is part of must still be said
+        schema = None
+    where = str(schema) if schema is not None and schema.is_file() else "prompts/README.md of the ecglang repository"
+    return f"e.g. {_PROMPT_SET_EXAMPLE} (schema: {where})"
+
+
+def _not_a_prompt_set(value: str) -> str:
+    """Why `value` is no prompt source. A word is offered as a label; a file never is (`--labels prompts.csv`
+    scored the file's name as a label): a prompt-set file is JSON."""
+    shipped = f"not a shipped prompt set ({', '.join(list_prompt_sets())})"
+    path = Path(value).expanduser()
+    if path.is_file() or path.suffix.lower() in _FILE_SUFFIXES:
+        what = "a file" if path.is_file() else "no such file"
+        return (f"{value!r} is {what} and {shipped}: a prompt-set file is a JSON file (.json) mapping each label to "
+                f"its name and prompts, {prompt_set_hint()}")  # fmt: skip
+    return (f"{value!r} is {shipped} nor a .json path; to use label names as their own prompts pass a list: "
+            f"[{value!r}] (CLI: --labels {value!r})")  # fmt: skip
 
 
 def _with_suggestion(label: str, table: Mapping[str, Any]) -> str:
