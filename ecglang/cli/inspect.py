@@ -14,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="print a record's leads, rate, beats and quality flags; plot it")
     p.add_argument("record", help="record path (WFDB .hea/.dat/.mat, CPSC .mat, .npy/.npz)")
     p.add_argument("--plot", metavar="PNG", type=plot_file, help="write a 12-lead figure with R-peaks and beat windows")
-    p.add_argument("--fs", type=float, help="sampling rate, for .npy input")
-    p.add_argument("--leads", help="comma-separated lead names, for .npy input")
+    p.add_argument("--fs", type=float, help="sampling rate of a .npy, or of an .npz that stores none (an .npz or WFDB "
+                   "header that stores another rate is an error)")  # fmt: skip
+    p.add_argument("--leads", help="comma-separated lead names of a .npy, or of an .npz that stores none (an .npz "
+                   "that stores other leads is an error; WFDB/.mat: they rename the stored signals)")  # fmt: skip
     p.add_argument("--seconds", type=seconds, default=10.0, help="length drawn in the plot (default 10 s)")
     p.set_defaults(func=run)
 
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     flags = {lead: [x for x in f if x != "missing"] for lead, f in clean.metadata.get("quality", {}).items()}
     flags = {lead: f for lead, f in flags.items() if f}
     problems = [f"{lead}: {', '.join(f)}" for lead, f in flags.items()]
+    if clean.metadata.get("unit_warning"):  # µV read as mV: every check passes, the plot shows "1.5 V" QRSs
+        problems.insert(0, clean.metadata["unit_warning"])
     if len(rpeaks) < cfg.min_beats:  # what zero-shot would refuse, said here too
         problems.insert(0, f"{len(rpeaks)} beat(s) found, zero-shot needs {cfg.min_beats}")
     elif consistency < cfg.min_consistency:
@@ -81,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
         except EcgQualityError:
             tokens = None  # fewer than 2 beats in view: draw the signal alone
         plot_ecg(view, tokens, title=f"{ecg.record_id}: {hr:.0f} bpm, {len(rpeaks)} beats", out=args.plot,
-                 beat_config=cut)  # fmt: skip
+                 beat_config=cut, unit="mV")  # fmt: skip
         print(f"plot      {args.plot}")
     return 0

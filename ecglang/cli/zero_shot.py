@@ -106,8 +106,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--plot", metavar="PNG", type=plot_file, help="12-lead figure highlighting the beats/leads behind the top label"
     )
     p.add_argument("--plot-max", type=count, default=10, help="at most this many figures (default 10)")
-    p.add_argument("--fs", type=float, help="sampling rate for .npy input")
-    p.add_argument("--leads", help="comma-separated lead names for .npy input")
+    p.add_argument(
+        "--fs", type=float, help="sampling rate of .npy input, or of an .npz that stores none (an .npz storing "
+        "another rate fails; WFDB and .mat records keep their own)"
+    )  # fmt: skip
+    p.add_argument(
+        "--leads", help="comma-separated lead names of .npy input, or of an .npz that stores none (an .npz storing "
+        "other leads fails)"
+    )  # fmt: skip
     p.add_argument(
         "--metadata",
         metavar="CSV",

@@ -167,7 +167,8 @@ class RecordSource(abc.ABC):
 
 
 class ItemSource(RecordSource):
-    """`Ecg`s, record paths (read here, with `fs`/`leads` for `.npy` input) and input failures.
+    """`Ecg`s, record paths (read here; `fs`/`leads` fill in what a `.npy`/`.npz` file lacks, and an `.npz` that
+    stores another rate or other leads is that record's failure) and input failures.
 
     `record_ids`: the id each path's record gets (default: the reader's, the file stem). `window`: read only
     this part of each file (`PreprocessConfig.read_window()`: what preprocessing uses, so a 24-hour record costs
@@ -201,8 +202,9 @@ class ItemSource(RecordSource):
         if isinstance(item, Ecg):
             return self._keep(item, i)
         rid = None if self.record_ids is None else self.record_ids[i]
-        # fs/leads describe arrays and NPY/NPZ files, which carry neither; a WFDB or MATLAB record's header
-        # says its own (given to it, they only made a file of another rate or lead set fail beside arrays)
+        # fs/leads describe arrays and fill in what an NPY/NPZ file lacks (an NPZ storing another value fails, in
+        # load_ecg); a WFDB or MATLAB record's header says its own (given to it, they only made a file of another
+        # rate or lead set fail beside arrays)
         raw = Path(item).suffix.lower() in RAW_ARRAY_SUFFIXES
         fs, leads = (self.fs, self.leads) if raw else (None, None)
         try:

@@ -9,8 +9,9 @@ Supported formats (the value of `metadata["format"]`):
 - ``cpsc-mat``: CPSC 2018 MATLAB struct ``ECG`` (``data`` 12×N in mV, ``sex``, ``age``), 500 Hz.
   A ``.mat`` with no ``.hea`` beside it is read this way.
 - ``npy``: a bare array; `fs` and `leads` must be given.
-- ``npz``: keys ``signal`` and optionally ``fs`` and ``leads``; arguments override them, and each of the two
-  must come from the file or the arguments.
+- ``npz``: keys ``signal`` and optionally ``fs`` and ``leads``; the arguments fill in only a key the file lacks
+  (each of the two must come from the file or the arguments), and one that differs from the stored value is an
+  `EcgReadError` naming both.
 
 Every failure is an `EcgReadError` naming the file (as an absolute path, in ``.path``) and the problem (in
 ``.problem``, without the path); exceptions raised inside wfdb, scipy or numpy are wrapped (the original stays
@@ -20,7 +21,9 @@ preprocessing handles them, and their count is in ``metadata["n_nonfinite"]``.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +36,7 @@ from tqdm.auto import tqdm
 from ecglang.errors import EcgReadError, RecordFailure
 from ecglang.record.demographics import parse_age, parse_sex
 from ecglang.record.ecg import RECORD_SUFFIXES, Ecg, record_id_of
-from ecglang.record.leads import CANONICAL_LEADS, to_canonical
+from ecglang.record.leads import CANONICAL_LEADS, same_leads, to_canonical
 from ecglang.record.matlab_reader import load_matlab_variable, scan_matlab_variable
 from ecglang.record.numpy_reader import NpyRecord, NpzRecord, check_numeric, leads_by_samples, samples_axis_first
 from ecglang.record.wfdb_reader import (
@@ -48,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CPSC_FS", "FORMATS", "RECORD_SUFFIXES", "LoadResult", "ReadWindow", "RecordScan", "SkippedFile",
-    "find_records", "iter_ecgs", "load_ecg", "load_ecgs", "parse_header_comments", "record_file", "scan_records",
+    "find_records", "header_in_other_case", "iter_ecgs", "load_ecg", "load_ecgs", "lower_case_header_problem",
+    "parse_header_comments", "record_file", "scan_records",
 ]  # fmt: skip
 
 FORMATS: tuple[str, ...] = ("wfdb", "wfdb-mat", "cpsc-mat", "npy", "npz")
@@ -76,12 +80,15 @@ def load_ecg(
         path: a WFDB record with or without extension (``.../00001_hr``, ``.../00001_hr.hea`` or
             ``.../00001_hr.dat``), a ``.mat`` (CinC when a ``.hea`` is beside it, else CPSC 2018; the name
             without ``.mat`` works too), a ``.npy`` or a ``.npz``.
-        fs: sampling rate in Hz. Required for ``.npy``; overrides the ``fs`` key of a ``.npz`` and the 500 Hz
-            default of CPSC files. WFDB headers store the rate, so there a different value raises
-            `EcgReadError` (it catches, e.g., a ``records100`` path where ``records500`` was meant).
-        leads: lead name of each signal row. Required for ``.npy``; for other formats it replaces the names
-            stored in the file (e.g. a WFDB header naming its leads ``ECG1, ECG2``) and must have one name
-            per stored signal.
+        fs: sampling rate in Hz. Required for ``.npy``; fills in the rate of a ``.npz`` without an ``fs`` key and
+            replaces the 500 Hz default of CPSC files. WFDB headers and ``.npz`` ``fs`` keys store the rate, so
+            there a different value raises `EcgReadError` (it catches, e.g., a ``records100`` path where
+            ``records500`` was meant, or a batch's ``--fs`` meant for its ``.npy`` files only).
+        leads: lead name of each signal row. Required for ``.npy``; fills in the names of a ``.npz`` without a
+            ``leads`` key (stored names that name other leads, or another number of them, raise `EcgReadError`;
+            another spelling of the same leads, ``Lead I`` for ``I``, does not); for WFDB and MATLAB records it
+            replaces the names stored in the file (e.g. a WFDB header naming its leads ``ECG1, ECG2``) and must
+            have one name per stored signal.
         record_id: identifier for the record; default the file name without extension.
         window: read only this part of a long record (`ReadWindow`: seconds at the start or centre, plus a
             margin). ``PreprocessConfig.read_window()`` gives the part that preprocessing uses, so that a
@@ -117,7 +124,8 @@ def load_ecg(
     Raises:
         EcgReadError: missing/unsupported/corrupt/truncated/empty file, header sample count that disagrees with
             the signal file, unsupported WFDB storage format, sampling rate outside [50, 20000] Hz, rate
-            mismatch, complex or non-numeric samples, unknown or duplicate lead names, missing
+            mismatch (a WFDB header's or an NPZ ``fs`` key's rate against `fs`; NPZ ``leads`` against `leads`),
+            complex or non-numeric samples, unknown or duplicate lead names, missing
             ``fs``/``leads`` for NPY, any of the limits above.
     """
     fmt, file = _resolve(path)
@@ -130,7 +138,8 @@ def load_ecg(
     else:
         signal, names, rate, meta = _read_numpy(file, fmt, fs, leads, window)
     meta["format"] = fmt
-    return _build_ecg(file, signal, names, rate, meta, leads, record_id)
+    # the NumPy reader settled the names (given, or stored and agreeing); the others rename the stored signals
+    return _build_ecg(file, signal, names, rate, meta, None if fmt in ("npy", "npz") else leads, record_id)
 
 
 @dataclass(frozen=True)
@@ -351,6 +360,10 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
             p, "is a folder, not a record file (pass one of its records; `ecglang zero-shot` and "
             "`ecglang.record.io.find_records` take folders)",
         )  # fmt: skip
+    if suffix not in (".mat", ".npy", ".npz"):  # a header named 00108_HR.HEA (Windows exports): wfdb opens .hea only
+        other = header_in_other_case(p.with_suffix("") if suffix in (".hea", ".dat") else p)
+        if other is not None:
+            raise EcgReadError(other, lower_case_header_problem(other))
     if suffix in (".hea", ".dat"):
         hea = p.with_suffix(".hea")
         if suffix == ".dat" and p.is_file():
@@ -375,6 +388,25 @@ def _resolve(path: PathLike) -> tuple[str, Path]:
     raise EcgReadError(p, f"file not found (nor {hea.name} or {p.name}.mat)")
 
 
+def header_in_other_case(base: Path) -> Path | None:
+    """The WFDB header of record `base` (a path without extension) whose extension is not all lower case
+    (``00108_HR.HEA``), where no ``.hea`` is: wfdb opens a record's header as ``NAME.hea`` only, so on a
+    case-sensitive file system it cannot read it. None when there is none. Stats up to 7 names, opens nothing."""
+    for ext in map("".join, itertools.product(*zip("hea", "HEA", strict=True))):
+        header = base.with_name(f"{base.name}.{ext}")
+        if ext != "hea" and header.is_file():
+            return header
+    return None
+
+
+def lower_case_header_problem(header: Path) -> str:
+    """What to do with a header whose extension is not lower case (`header_in_other_case`)."""
+    return (
+        f"WFDB needs a lower-case .hea extension (wfdb opens a record's header as NAME.hea): rename {header.name} "
+        f"to {header.stem}.hea"
+    )
+
+
 # --------------------------------------------------------------------------------------------------------
 # MATLAB (CPSC 2018) and NumPy
 # --------------------------------------------------------------------------------------------------------
@@ -397,6 +429,8 @@ def _read_cpsc(
     if "ECG" not in mat:
         if "val" in mat:
             hea = path.with_suffix(".hea").name
+            if (other := header_in_other_case(path.with_suffix(""))) is not None:
+                raise EcgReadError(other, lower_case_header_problem(other))
             raise EcgReadError(
                 path,
                 f"has a 'val' matrix (PhysioNet/CinC) but no WFDB header {hea} beside it "
@@ -459,10 +493,22 @@ def _read_numpy(
         raise
     except Exception as exc:  # ValueError (bad fs, string arrays), OSError/BadZipFile (corrupt file)
         raise EcgReadError(path, f"cannot read {fmt.upper()} file: {type(exc).__name__}: {exc}") from exc
-    rate = fs if fs is not None else file_fs
-    if rate is not None:
-        rate = check_sampling_rate(path, rate, "'fs' key" if fs is None else "fs argument")
-    names = list(leads) if leads is not None else file_leads
+    # The arguments fill in what the file lacks: a batch's --fs/--leads are for its bare .npy files, and a stored
+    # value they replaced unseen turned a 1000 Hz record into 20 s at half its heart rate, or relabelled its leads.
+    if file_fs is not None:
+        file_fs = check_sampling_rate(path, file_fs, "'fs' key")
+        if fs is not None and not math.isclose(float(fs), file_fs):
+            raise EcgReadError(
+                path, f"sampling rate conflict: the file's 'fs' key says {file_fs:g} Hz but fs={fs:g} was given "
+                f"(CLI: --fs); {_FILL_ONLY}",
+            )  # fmt: skip
+    rate = file_fs if file_fs is not None else fs
+    if file_leads is not None and leads is not None and not same_leads(file_leads, leads):
+        raise EcgReadError(
+            path, f"lead names conflict: the file's 'leads' key stores {len(file_leads)} lead names {file_leads} but "
+            f"{len(leads)} were given: {[str(n) for n in leads]} (CLI: --leads); {_FILL_ONLY}",
+        )  # fmt: skip
+    names = file_leads if file_leads is not None else (list(leads) if leads is not None else None)
     missing = [what for what, v in (("sampling rate (fs)", rate), ("lead names (leads)", names)) if v is None]
     if missing:
         where = "" if fmt == "npy" else ", or store 'fs'/'leads' arrays in the file"
@@ -483,6 +529,12 @@ def _read_numpy(
     if transposed:
         meta["transposed"] = True
     return data, names, rate, meta
+
+
+_FILL_ONLY = (
+    "fs/leads only fill in what an NPZ file lacks: read this file without them (in a separate call), or correct "
+    "the key if it is the file that is wrong"
+)
 
 
 def _window_bounds(n: int, fs: float, window: ReadWindow | None, meta: dict[str, Any]) -> tuple[int, int]:

@@ -7,6 +7,7 @@ and reports missing leads through a boolean mask.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,6 +43,14 @@ def canonical_lead_name(name: str) -> str | None:
 
 def is_known_extra_lead(name: str) -> bool:
     return _key(name) in KNOWN_EXTRA_LEADS
+
+
+def same_leads(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two lists of lead names name the same leads in the same order, whatever their spelling ("Lead I"
+    and "I", "avr" and "aVR"; names outside the 12 compare case-, space-, '-' and '_'-insensitively)."""
+    return len(a) == len(b) and all(
+        (canonical_lead_name(x) or _key(x)) == (canonical_lead_name(y) or _key(y)) for x, y in zip(a, b, strict=True)
+    )
 
 
 def to_canonical(

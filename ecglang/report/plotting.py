@@ -44,6 +44,7 @@ def plot_ecg(
     out: str | Path | None = None,
     dpi: int = 120,
     beat_config: BeatConfig | None = None,
+    unit: str | None = None,
 ) -> Figure:
     """Draw every lead on its own row with R-peaks and beat windows.
 
@@ -58,6 +59,8 @@ def plot_ecg(
         out: write a PNG there when given.
         beat_config: the beat settings `beats` were cut with (the model's: `processor.beat_config`), for the
             drawn windows; default `BeatConfig()` (0.25 s before to 0.45 s after R, as ecglang-mini).
+        unit: the unit of the values, written on the y-axis ("mV" for a record as read, `Ecg`'s unit); None
+            (default) writes none, as for a preprocessed signal in the model's normalised units.
 
     Raises `ConfigError` when `ecg` is None (an explanation's `signal`, kept only with `keep_signals`), or
     `beat_weights` is not one weight per beat of `beats` or `lead_weights` not one per lead, before any figure is
@@ -113,6 +116,8 @@ def plot_ecg(
         if missing:
             title = f"{title or repr(ecg)}   (missing leads: {', '.join(missing)})"
         axes[-1].set_xlabel("time (s)")
+        if unit:
+            fig.supylabel(f"amplitude ({unit})", fontsize=8)
         if bw is not None or lw is not None:  # the colours carry a sign: say which is which, and of what
             key = []
             if bw is not None:

@@ -33,7 +33,10 @@ Details:
   same part to `load_ecg(..., window=...)`, so that long files are not even read whole.
 - Units: the flat/saturation thresholds are in mV. A signal in volts has every lead flat (the error says to
   convert it); a signal in µV passes, and its flat leads are missed (a disconnected lead of 3 µV noise reads as
-  3 mV and is kept): readers must convert to mV.
+  3 mV and is kept): readers must convert to mV. Its robust z-scores equal those of the mV signal, but `mm`/`none`
+  keep its scale, so a median lead peak-to-peak (of the used part, after the band-pass) over `MICROVOLT_PTP_MV`
+  (20 mV; the 362 records of ../shared/data: 0.43-3.3 mV) sets `metadata["unit_warning"]` ("looks like µV:
+  divide by 1000"), which `ecglang inspect` prints; the output is unchanged.
 - Flags in `metadata["quality"]`: `missing` (1), `nan_interpolated` / `nan_gap` (2), `flat` (3, 3b),
   `saturated` (4).
 - Mostly flat lead (3b): an electrode off for part of the record leaves ADC noise there, which passes step 3 (the
@@ -74,7 +77,8 @@ Details:
 
 If no lead is usable after steps 1–4 (or 3b), `EcgQualityError` names the record. `metadata` gains `quality`
 (lead name → list of flags, only for leads with a flag), `original_fs`, `original_n_samples`,
-`resampled_n_samples` (length at `target_fs` before crop/pad), `crop_offset` and `pad_samples`.
+`resampled_n_samples` (length at `target_fs` before crop/pad), `crop_offset` and `pad_samples`, and
+`unit_warning` where the amplitude looks like µV (see Units).
 
 `PreprocessConfig.merl_compat()` reproduces the MERL (ICML 2024) input: 500 Hz, 5000 samples, no
 filter, whole-record min-max to [0, 1]; for CPSC 2018 (`dataset="cpsc2018"`/`"icbeb"`) only the first
@@ -114,6 +118,9 @@ _MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its standard deviation
 _EPS = 1e-6
 _ROBUST_POINTS = 2500
 _MAX_ABS = 1e9  # far beyond any ECG in mV or raw ADC units; keeps float32 arithmetic away from overflow
+# A median lead peak-to-peak above this (mV) is a signal in µV (or ADC counts): 6x the largest of the real records
+# of ../shared/data (3.3 mV), 20x below the smallest read as µV (0.43 mV: 430).
+MICROVOLT_PTP_MV = 20.0
 # Signal kept on each side of the used part (step 0): the 0.5 Hz band-pass edge transient decays to < 1e-4
 # of the signal within it, and it covers resample_poly's filter (10 * max(up, down) samples at the up rate).
 EDGE_MARGIN_S = 5.0
@@ -438,6 +445,20 @@ def _check_usable(mask: np.ndarray, flags: list[list[str]], record: str | None, 
     raise EcgQualityError(record, f"no usable lead left after quality checks: {problems}{hint}")
 
 
+def _microvolt_warning(x: np.ndarray, mask: np.ndarray) -> str | None:
+    """A note when the leads of `x` (the used part, in what should be mV) are too large for mV: a µV signal
+    passes every other check (the volts one is its mirror: every lead flat), and plots and `mm` inputs mislead."""
+    if not mask.any() or x.shape[1] == 0:
+        return None
+    ptp = float(np.median(np.ptp(x[mask], axis=1)))
+    if not ptp > MICROVOLT_PTP_MV:
+        return None
+    return (
+        f"median lead peak-to-peak {ptp:.0f} 'mV' where ECGs have about 0.4-3.3 mV: looks like µV, divide by 1000 "
+        "(or ADC counts: apply the gain)"
+    )
+
+
 def _median_rows(v: np.ndarray) -> np.ndarray:
     """`np.median(v, axis=1, keepdims=True)` of finite `v [L, n]`, partitioning `v` in place.
 
@@ -558,6 +579,7 @@ def _preprocess_core(
     x = x[:, offset - plan.out_start : offset - plan.out_start + plan.length]
     _mostly_flat(x, mask, out_fs, cfg, flags)
     _check_usable(mask, flags, record, whole=False)
+    unit_warning = _microvolt_warning(x, mask)
 
     if not cfg.pad_then_normalize:
         _normalise(x, mask, cfg.normalize, cfg.robust)
@@ -577,6 +599,8 @@ def _preprocess_core(
         "crop_offset": int(offset),
         "pad_samples": int(pad),
     }
+    if unit_warning:
+        info["unit_warning"] = unit_warning
     return np.ascontiguousarray(x, dtype=np.float32), mask, quality, info
 
 

@@ -315,11 +315,12 @@ def test_cli_data_build_goes_on_past_bad_records(cases, tmp_path, capsys):
     assert cli(["data", "build", "physionet", str(folder), "--out", str(out), "--batch-size", "8"]) == 1
     printed = capsys.readouterr()
     assert "Traceback" not in printed.err
-    n_headers = len(list(folder.glob("*.hea")))
+    n_records = len(list(folder.glob("*.hea"))) + len(list(folder.glob("*.np[yz]")))
     ds = datasets.load_from_disk(str(out / "dataset"))
     build_failures = pd.read_csv(out / "build_failures.csv")
-    assert len(ds) + len(build_failures) == n_headers
-    assert set(build_failures["record_id"]) == {"corrupt_header"}  # only headers are read at this stage
+    assert len(ds) + len(build_failures) == n_records
+    # only headers are read at this stage; an NPZ record is listed, not built (it was left out unsaid before)
+    assert set(build_failures["record_id"]) == {"corrupt_header", "inf_samples"}
     cache = SignalCache.open(out / "cache")
     cache_failures = pd.read_csv(out / "cache_failures.csv")
     assert len(cache.ids) == len(ds) and len(cache.ok_rows) + len(cache_failures) == len(ds)
@@ -327,7 +328,7 @@ def test_cli_data_build_goes_on_past_bad_records(cases, tmp_path, capsys):
     expected_failed = {n for n, c in cases.items() if c.stage == "read" or n in ("all_nan", "all_flat")}
     assert set(cache_failures["id"]) == expected_failed - {"corrupt_header"}
     assert f"{len(cache.ok_rows)} ok, {len(cache_failures)} failed" in printed.out
-    assert "1 record(s) left out of the dataset" in printed.err and "corrupt_header: file missing" in printed.err
+    assert "2 record(s) left out of the dataset" in printed.err and "corrupt_header: file missing" in printed.err
     assert f"{len(cache_failures)} record(s) failed in the cache" in printed.err
     for name in cache_failures["id"]:
         assert f"  {name}: " in printed.err

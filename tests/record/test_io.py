@@ -287,7 +287,7 @@ def test_npy_samples_by_leads_is_transposed(tmp_path: Path) -> None:
         load_ecg(tmp_path / "t.npy", fs=100, leads=["I", "II"])
 
 
-def test_npz_keys_and_argument_override(tmp_path: Path) -> None:
+def test_npz_keys_and_arguments_that_only_fill_in(tmp_path: Path) -> None:
     data = np.random.default_rng(5).normal(size=(12, 1000)).astype(np.float32)
     data[3, :7] = np.nan
     np.savez(tmp_path / "r.npz", signal=data, fs=np.float64(500), leads=np.array(CANONICAL_LEADS))
@@ -295,9 +295,11 @@ def test_npz_keys_and_argument_override(tmp_path: Path) -> None:
     assert ecg.fs == 500 and ecg.lead_mask.all() and ecg.metadata["format"] == "npz"
     assert ecg.metadata["n_nonfinite"] == 7
     np.testing.assert_array_equal(ecg.signal[:, 10:], data[:, 10:])
-    assert load_ecg(tmp_path / "r.npz", fs=250).fs == 250
-    reversed_leads = list(CANONICAL_LEADS)[::-1]
-    np.testing.assert_array_equal(load_ecg(tmp_path / "r.npz", leads=reversed_leads).signal[0], data[11])
+    # the arguments fill in what the file lacks; they no longer replace what it stores (CLI audit 20, finding 1)
+    with pytest.raises(EcgReadError, match="'fs' key says 500 Hz but fs=250"):
+        load_ecg(tmp_path / "r.npz", fs=250)
+    with pytest.raises(EcgReadError, match="lead names conflict"):
+        load_ecg(tmp_path / "r.npz", leads=list(CANONICAL_LEADS)[::-1])
     np.savez(tmp_path / "bare.npz", signal=data)
     with pytest.raises(EcgReadError, match=r"sampling rate \(fs\) and lead names \(leads\).*'fs'/'leads' arrays"):
         load_ecg(tmp_path / "bare.npz")
