@@ -270,7 +270,7 @@ def _read_parts(split_root: Path, task: str, part: str) -> tuple[pd.DataFrame, l
         split = load_label_split(split_root, task, p)
         if columns is not None and set(split.label_columns) != set(columns):
             raise EcgReadError(split.path, f"label columns differ from the other parts: {split.label_columns}")
-        # The same labels in another column order (ptbxl_sub's val split) are fine: labels are read by name
+        # The same labels in another column order (ptbxl_sub's train split) are fine: labels are read by name
         # (pd.concat aligns the columns), in the first part's order.
         columns = columns if columns is not None else split.label_columns
         frame = split.frame.copy()

@@ -27,15 +27,20 @@ if TYPE_CHECKING:
 
 def processor_for(model: EcgLangModel, preprocess: str, dataset: str) -> EcgProcessor:
     """The model's processor (`preprocess="default"`), or its MERL-compatible variant (`"merl_compat"`, same
-    beat settings) for `dataset`; anything else is a `ConfigError`."""
+    beat settings and lead order) for `dataset`; anything else is a `ConfigError`.
+
+    MERL's input depends on the dataset (CPSC 2018: the first 2500 samples, zero-padded to 5000): a model whose
+    own contract is MERL's (a converted MERL checkpoint stores `merl_compat()`) gets its `dataset` form by default
+    too, as MERL evaluated it. The lead order is always the model's (MERL's weights expect aVF before aVL)."""
     if preprocess not in PREPROCESS:
         raise ConfigError(f"preprocess must be one of {list(PREPROCESS)}, got {preprocess!r}")
     base = model.get_processor() if model.config.processor is not None else default_processor(model)
-    if preprocess == "default":
+    if preprocess == "default" and base.preprocess_config.to_dict() != PreprocessConfig.merl_compat().to_dict():
         return base
     return EcgProcessor(
-        preprocess=PreprocessConfig.merl_compat(dataset), beats=base.beat_config, return_signal=base.return_signal
-    )
+        preprocess=PreprocessConfig.merl_compat(dataset), beats=base.beat_config, return_signal=base.return_signal,
+        lead_order=base.lead_order,
+    )  # fmt: skip
 
 
 class EmbeddingStore:
