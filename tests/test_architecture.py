@@ -8,6 +8,7 @@ Each check fails on a small synthetic package too (the `*_detects_*` tests), so 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +238,38 @@ def upward_imports(root: Path) -> list[str]:
     return bad
 
 
+def may_import(doc: Path) -> dict[str, set[str]]:
+    """Each folder's "may import" list in the layer table of `doc` (docs/ARCHITECTURE.md), closed over the lists
+    it names ("…": every folder above it in the table; "everything": all)."""
+    order: list[str] = []
+    allowed: dict[str, set[str]] = {}
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        folder = re.sub(r"/$|\.py$", "", cells[1].strip("`")) if line.startswith("| ") and len(cells) > 2 else ""
+        if folder not in RANK or folder in allowed:
+            continue
+        listed = cells[-1]
+        names = {n.strip() for n in listed.replace("…", "").split(",")} - {"", "–"}
+        reach = set(order) if listed == "everything" or "…" in listed else set()
+        for name in names - {"everything"}:
+            reach |= {name, *allowed.get(name, set())}
+        order.append(folder)
+        allowed[folder] = reach
+    return allowed
+
+
+def imports_outside_their_lists(root: Path, allowed: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for p in modules(root):
+        for imp in imports_of(p, root, root.name):
+            src, dst = layer_of(imp.source), layer_of(imp.target)
+            if src is not None and dst is not None and src != dst and dst not in allowed.get(src, set()):
+                bad.append(
+                    f"{imp.source}:{imp.line} imports {imp.target} ({src} may import {sorted(allowed.get(src, []))})"
+                )
+    return bad
+
+
 def unmarked_function_imports(root: Path) -> list[str]:
     return [
         f"{imp.source}:{imp.line} imports {imp.target} inside a function without a comment saying why"
@@ -280,6 +313,12 @@ def test_imports_only_go_down_the_data_walk() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert folders <= set(LAYERS), f"folders missing from the layer table: {sorted(folders - set(LAYERS))}"
     assert upward_imports(PACKAGE) == []
+
+
+def test_imports_keep_to_each_folders_list_in_the_architecture_doc() -> None:
+    allowed = may_import(PACKAGE.parent / "docs" / "ARCHITECTURE.md")
+    assert set(allowed) == set(LAYERS), f"folders missing from docs/ARCHITECTURE.md: {set(LAYERS) - set(allowed)}"
+    assert imports_outside_their_lists(PACKAGE, allowed) == []
 
 
 def test_in_function_imports_say_why() -> None:
@@ -328,6 +367,21 @@ def test_layer_check_detects_an_upward_import(toy: Path) -> None:
     (toy / "scores" / "b.py").write_text("X = 1\n")
     (toy / "record" / "a.py").write_text("from toy.scores.b import X\n")
     assert upward_imports(toy) == ["toy.record.a:1 imports toy.scores.b (upward: record -> scores)"]
+
+
+def test_list_check_detects_an_import_the_doc_does_not_list(toy: Path, tmp_path: Path) -> None:
+    # Below in the data walk but not on the row's list: text may import core only, not record.
+    (toy / "text").mkdir()
+    (toy / "text" / "__init__.py").write_text("")
+    (toy / "record" / "a.py").write_text("X = 1\n")
+    (toy / "text" / "b.py").write_text("from toy.record.a import X\n")
+    doc = tmp_path / "ARCHITECTURE.md"
+    doc.write_text("| stage | folder | may import |\n|---|---|---|\n| record | `record/` | core, errors |\n"
+                   "| text | `text/` | core |\n| scores | `scores/` | text, … |\n")  # fmt: skip
+    allowed = may_import(doc)
+    assert allowed["scores"] == {"record", "text", "core"}  # "…" and the named rows' own lists
+    assert upward_imports(toy) == []  # the order alone lets it through
+    assert imports_outside_their_lists(toy, allowed) == ["toy.text.b:1 imports toy.record.a (text may import ['core'])"]
 
 
 def test_function_import_check_detects_an_unmarked_import(toy: Path) -> None:
