@@ -216,6 +216,12 @@ def _check_options(args: argparse.Namespace) -> None:
     """Options that do nothing here, or outputs that would overwrite each other: refused before anything loads."""
     if args.labels:
         _check_labels(args.labels)
+    if args.prompt_set:
+        # here: `ecglang --help` imports no scoring module
+        from ecglang.scores.prompts import prompt_source_problem
+
+        if (problem := prompt_source_problem(args.prompt_set)) is not None:
+            raise UsageError(problem)  # a name that is no prompt set: the command line alone is wrong
     if getattr(args, "k_given", False) and str(args.knowledge).lower() == "off":
         raise UsageError("-k sets the snippets retrieved per label: it does nothing with --knowledge off")
     outputs = {"--out": args.out, "--failures": _failures_path(args), "--prototypes-out": args.prototypes_out}

@@ -40,6 +40,7 @@ __all__ = [
     "load_prompt_set",
     "normalize_text",
     "prompt_set_hint",
+    "prompt_source_problem",
     "resolve_prompts",
     "validate_prompt_set",
 ]
@@ -283,6 +284,14 @@ def _looks_like_path(value: str | PathLike) -> bool:
     return isinstance(value, PathLike) or text.endswith(".json") or "/" in text or "\\" in text
 
 
+def prompt_source_problem(value: str | PathLike) -> str | None:
+    """Why `value` names no prompt set (neither a shipped name nor a path to a JSON file), or None: what a command
+    line can be told before anything loads (the file's own content is checked when it is read)."""
+    if _looks_like_path(value) or str(value).strip() in list_prompt_sets():
+        return None
+    return _not_a_prompt_set(str(value))
+
+
 def load_prompt_set(name_or_path: str | PathLike) -> PromptSet:
     """Load and validate a prompt set by shipped name (``"ptbxl_super"``) or from a JSON file path.
 
@@ -393,8 +402,8 @@ def resolve_prompts(labels: LabelsArg | None = None, prompts: PromptSource | Non
         elif isinstance(prompts, Mapping):
             table = _clean_mapping(prompts)
         elif isinstance(prompts, (str, PathLike)):
-            if not _looks_like_path(prompts) and str(prompts).strip() not in list_prompt_sets():
-                raise PromptError(None, _not_a_prompt_set(str(prompts)))
+            if (problem := prompt_source_problem(prompts)) is not None:
+                raise PromptError(None, problem)
             table = load_prompt_set(prompts).prompts()
         else:
             raise PromptError(

@@ -68,6 +68,15 @@ def test_a_records_folder_swallowed_by_labels_is_a_usage_error(recs: Path, tmp_p
     assert "put the record paths before --labels" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["prompts.csv", "ptbxl_superclass"])
+def test_a_prompt_set_that_names_no_set_is_a_usage_error(recs: Path, tmp_path: Path, capsys, value: str) -> None:
+    # Refused before the model loads (the model here does not exist): it exited 1 after loading it.
+    argv = [*_argv(tmp_path / "no-model", recs), "--prompt-set", value]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ecglang zero-shot: error:") and "not a shipped prompt set (" in err
+
+
 def test_duplicate_labels_are_a_usage_error(recs: Path, tmp_path: Path, capsys) -> None:
     argv = [*_argv(tmp_path / "no-model", recs), "--labels", "sinus tachycardia", "Sinus Tachycardia "]
     assert cli(argv) == 2
