@@ -27,23 +27,11 @@ class CachedRows(Protocol):
     def paths(self) -> list[str]: ...
     def __len__(self) -> int: ...
     def __getitem__(self, row: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def row_n_valid(rows: CachedRows, row: int) -> int | None:
-    """How many leading samples of `rows[row]` hold the record, the rest being the padding that preprocessing added
-    to a shorter record: beats are searched there only, as zero-shot does (`tokenize_beats` reads the same count
-    from `metadata["pad_samples"]`). None where the rows do not say (a cache of format 1): the whole row then.
-
-    A `SignalCache` says it (`n_valid`); a prepared folder's shards (`ShardedCache`) are asked through the shard
-    that holds the row (`locate`)."""
-    own = getattr(rows, "n_valid", None)
-    if callable(own):
-        return own(row)
-    locate = getattr(rows, "locate", None)
-    if callable(locate):
-        shard, local = locate(row)
-        return row_n_valid(shard, local)
-    return None
+    def n_valid(self, row: int) -> int | None:
+        """How many leading samples of `rows[row]` hold the record, the rest being the padding that preprocessing
+        added to a shorter record: beats are searched there only, as zero-shot does (`tokenize_beats` reads the
+        same count from `metadata["pad_samples"]`). None where the rows do not say (a cache of format 1)."""
+        ...
 
 
 class SignalCacheDataset:
@@ -64,4 +52,4 @@ class SignalCacheDataset:
         return {"signal": signal, "lead_mask": mask, "row": row}
 
 
-__all__ = ["CachedRows", "SignalCacheDataset", "row_n_valid"]
+__all__ = ["CachedRows", "SignalCacheDataset"]

@@ -648,6 +648,11 @@ class ShardedCache:
         shard, local = self.locate(row)
         return shard[local]
 
+    def n_valid(self, row: int) -> int | None:
+        """Row `row`'s samples before its padding, as its shard says (`SignalCache.n_valid`)."""
+        shard, local = self.locate(row)
+        return shard.n_valid(local)
+
     def get_batch(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
         items = [self[r] for r in rows]
         return np.stack([s for s, _ in items]), np.stack([m for _, m in items])

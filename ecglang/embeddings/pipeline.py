@@ -35,7 +35,6 @@ from tqdm.auto import tqdm
 
 from ecglang.beats.tokenize import BeatTokens, tokenize_beats
 from ecglang.core.threads import torch_threads, usable_cores
-from ecglang.data.cached_rows import row_n_valid
 from ecglang.embeddings.sources import CacheSource, RecordSource, error_message, record_name
 from ecglang.encoders.ecg_processing import EcgProcessor, demographic_tensors
 from ecglang.encoders.layers import eval_mode, trim_beat_axis
@@ -163,7 +162,7 @@ class BatchPreparer(Dataset):
         """Record `i` of the source; a cache row says how much of it is padding, as preprocessing a file does."""
         ecg = self.source.read(i)
         if isinstance(self.source, CacheSource) and isinstance(ecg, Ecg):
-            n_valid = row_n_valid(self.source.cache, int(self.source.rows[i]))
+            n_valid = self.source.cache.n_valid(int(self.source.rows[i]))
             if n_valid is not None:
                 ecg.metadata["pad_samples"] = ecg.n_samples - n_valid
         return ecg

@@ -32,7 +32,6 @@ from torch.utils.data import Dataset, Sampler
 
 from ecglang.beats.tokenize import BeatConfig, tokenize_array
 from ecglang.data.cache import SignalCache
-from ecglang.data.cached_rows import row_n_valid
 from ecglang.encoders.layers import trim_beat_axis
 from ecglang.encoders.text_encoder import TextEncoder
 from ecglang.errors import ConfigError, EcgLangError
@@ -161,7 +160,7 @@ class PretrainPairs(Dataset):
             return item
         tokens = None
         # Beats are searched in the record, not in the padding that preprocessing added (as zero-shot does).
-        n_valid = row_n_valid(self.cache, row)
+        n_valid = self.cache.n_valid(row)
         if aug is not None:
             # the shift moved that padding (T - n_valid samples at the end) earlier by as much as it zeroed at the end
             shifted = aug[2] if n_valid is None else max(0, aug[2] - (signal.shape[1] - n_valid))

@@ -17,7 +17,6 @@ import wfdb
 
 from ecglang.beats.tokenize import BeatConfig, BeatTokens, tokenize_beats
 from ecglang.data.cache import META_FILE, PAD_FILE, PROGRESS_FILE, SignalCache
-from ecglang.data.cached_rows import row_n_valid
 from ecglang.data.prepared import ShardedCache
 from ecglang.embeddings.pipeline import BatchPreparer
 from ecglang.embeddings.sources import CacheSource
@@ -109,7 +108,7 @@ def test_augmented_training_pairs_find_no_beat_in_the_padding(caches: dict[str, 
         for i in range(len(pairs)):
             item = pairs[(epoch, i)]
             assert not item.get("skip"), item
-            n_valid = row_n_valid(cache, int(pairs.pairs.rows[i]))
+            n_valid = cache.n_valid(int(pairs.pairs.rows[i]))
             assert n_valid is not None and n_valid < t
             times = item["times"][item["beat_mask"]]
             assert times.max() < n_valid / cache.fs, f"pad={pad} {item['id']}: beats at {np.round(times, 2)} s"
@@ -134,7 +133,7 @@ def test_a_prepared_folders_shards_say_their_rows_pad(caches: dict[str, SignalCa
         "preprocess": config,
     }
     rows = ShardedCache(root, manifest)
-    assert [row_n_valid(rows, r) for r in range(10)] == [caches[pad].n_valid(r) for pad in PADS for r in range(5)]
+    assert [rows.n_valid(r) for r in range(10)] == [caches[pad].n_valid(r) for pad in PADS for r in range(5)]
 
 
 def test_a_resumed_or_repaired_build_keeps_the_pads(caches: dict[str, SignalCache], tmp_path: Path) -> None:
@@ -172,7 +171,7 @@ def test_a_cache_of_format_1_still_opens_and_reads_as_before(
     meta = json.loads((old / META_FILE).read_text())
     (old / META_FILE).write_text(json.dumps({**meta, "version": 1}))
     cache = SignalCache.open(old)
-    assert cache.n_valid(0) is None and row_n_valid(cache, 0) is None
+    assert cache.n_valid(0) is None
     item = pairs_of(cache)[0]
     assert not item.get("skip") and item["beat_mask"].sum() >= 2
     with caplog.at_level("WARNING", logger="ecglang.data.cache"):
