@@ -371,21 +371,24 @@ def _note_long_records(result) -> None:
     seconds, crop = result.window
     part = {"start": f"first {seconds:g} s", "center": f"middle {seconds:g} s"}.get(crop, f"a random {seconds:g} s")
     print(f"note: {len(long)} record(s) longer than {seconds:g} s, each scored on its {part} only (the model's "
-          "input, as in the published protocol): " + ", ".join(long[:5]) + (" ..." if len(long) > 5 else ""),
-          file=sys.stderr)  # fmt: skip
+          f"input, as in the published protocol): {_first_ids(long)}", file=sys.stderr)  # fmt: skip
 
 
 def _note_short_records(result: ZeroShotResult, pad: str) -> None:
     """Say which records were shorter than the model's input: padded to it, they read as another rhythm (a 121 bpm
     3 s strip, zero-padded to 10 s, topped "sinus bradycardia"). Their scores are as computed."""
-    short = result.short_records()
-    if not short or result.window is None:
+    short = result.short_records()  # empty without a window
+    if not short:
         return
     seconds = result.window[0]
     how = {"zero": "zero-padded", "edge": "padded with its last value", "repeat": "repeated"}.get(pad, "padded")
     print(f"note: {len(short)} record(s) shorter than {seconds:g} s, each {how} to {seconds:g} s (the model's input): "
-          "rhythm and rate labels are unreliable on them: " + ", ".join(short[:5])
-          + (" ..." if len(short) > 5 else ""), file=sys.stderr)  # fmt: skip
+          f"rhythm and rate labels are unreliable on them: {_first_ids(short)}", file=sys.stderr)  # fmt: skip
+
+
+def _first_ids(ids: list[str], shown: int = 5) -> str:
+    """The first `shown` record ids of a note, then "..." where there are more."""
+    return ", ".join(ids[:shown]) + (" ..." if len(ids) > shown else "")
 
 
 def _print_prototypes(result, rid: str) -> None:

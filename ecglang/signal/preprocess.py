@@ -613,7 +613,8 @@ def preprocess_array(
     rng: np.random.Generator | int | None = None,
     record: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, list[str]]]:
-    """Array-level core of `preprocess` (for caches): returns `(signal [12, T] float32, mask [12], quality)`.
+    """Array-level core of `preprocess`: returns `(signal [12, T] float32, mask [12], quality)` (the signal cache
+    calls `preprocess`, whose metadata also says the padding added).
 
     `rng` drives `crop="random"`; `record` names the record in errors.
     """
