@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from accelerate import PartialState
 
 from ecglang.errors import ConfigError, EcgLangError
@@ -108,6 +110,11 @@ class Trainer:
         accelerator.wait_for_everyone()
         ckpt, self.state = resume_point(accelerator, output, cfg, self.resume)
         self.setup = build_training(cfg, output, accelerator)
+        if accelerator.process_index > 0:
+            # Every process was seeded alike so that all build the same initial weights; from here each draws its own
+            # beat masks and dropout (on one stream, every process blanked the same beats of its share of a batch).
+            # Process 0 keeps the run's stream, as a 1-process run does. A resumed run restores each process's own.
+            torch.manual_seed(int(np.random.SeedSequence([cfg.seed, accelerator.process_index]).generate_state(1)[0]))
         self._restore(ckpt)
         self.logs = RunLogs(output, self.main)
         self._open_logs(resumed_step=self.state.step if ckpt is not None else None)

@@ -22,10 +22,12 @@ Also: a multi-process run refuses to build a large signal cache inside the job, 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,10 @@ def test_two_processes_with_objectives_match_one_process(
     keys = ("grad_norm", "loss_rhythm", "loss_beat", "loss_token", "loss_masked_beats", "loss_latent_beats", "loss")
     for key in keys:
         np.testing.assert_allclose([float(r[key]) for r in b], [float(r[key]) for r in a], rtol=1e-4, err_msg=key)
+    # Each process draws its own beat masks and dropout: seeded alike (for the same initial weights) and left
+    # so, both blanked the same beat positions of their halves of the batch.
+    states = [(tmp_path / f"rng-{rank}.txt").read_text() for rank in (0, 1)]
+    assert states[0] != states[1], "both processes' torch RNG streams are the same"
 
 
 def test_multi_process_run_refuses_to_build_a_large_cache(ptbxl_dir: Path, tmp_path: Path) -> None:
@@ -168,6 +174,20 @@ def test_accelerate_launch_on_cpu_needs_multi_gpu(ptbxl_dir: Path, tmp_path: Pat
     assert "2 processes on cpu" in multi[0], multi[0][-3000:]
 
 
+def rng_recording_masked_beats(folder: Path) -> Callable[..., torch.Tensor]:
+    """`fixed_masked_beats` that also writes, at its first call, a digest of this process's global torch RNG
+    state (which draws the real beat masks and dropout) to `folder/rng-RANK.txt`, without drawing from it."""
+
+    def choose(beat_mask: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        path = folder / f"rng-{os.environ['RANK']}.txt"
+        if not path.exists():
+            path.write_text(hashlib.sha256(torch.random.get_rng_state().numpy().tobytes()).hexdigest())
+        return fixed_masked_beats(beat_mask, ratio, generator)
+
+    return choose
+
+
 if __name__ == "__main__":  # a process of test_two_processes_with_objectives_match_one_process's torchrun
-    ecglang.encoders.objectives.choose_masked_beats = fixed_masked_beats
+    output = Path(sys.argv[sys.argv.index("--output") + 1])
+    ecglang.encoders.objectives.choose_masked_beats = rng_recording_masked_beats(output.parent)
     sys.exit(main())
