@@ -98,6 +98,8 @@ ABBREVIATIONS: dict[str, str] = {
     "rad": "right axis deviation",
     "prwp": "poor r wave progression",
     "lqrsv": "low qrs voltage",
+    "repol": "repolarization",  # "early repol"
+    "dig": "digitalis",  # "dig effect", "dig toxicity"
     "ecg": "",
     "ekg": "",
     "electrocardiogram": "",
@@ -112,6 +114,7 @@ MISSPELLINGS: dict[str, str] = {
     "tachicardia": "tachycardia",
     "tachychardia": "tachycardia",
     "tachacardia": "tachycardia",
+    "brunch": "branch",  # "left bundle brunch block" is 0.83 from "branch" (below the fuzzy cut-off)
     "hyperkalmia": "hyperkalemia",
     "hypokalmia": "hypokalemia",
 }
@@ -124,6 +127,7 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bv tach\b", "ventricular tachycardia"),
     (r"\bs t\b", "st"),
     (r"\ba v\b", "av"),
+    (r"\bs a\b", "sa"),  # "S-A block" is "SA block"
     (r"\bq wave\b", "q wave"),
     (r"\bqwave\b", "q wave"),
     (r"\bheart block\b", "atrioventricular block"),  # "1st degree heart block" is first-degree AV block
@@ -161,7 +165,7 @@ def _base_tokens(text: str) -> tuple[str, ...]:
     s = re.sub(r"[^a-z0-9+]+", " ", s)
     for pattern, repl in _PHRASES:
         s = re.sub(pattern, repl, s)
-    raw = _join_letters(s.split())
+    raw = _av_block_degrees(_join_letters(s.split()))
     out: list[str] = []
     for i, tok in enumerate(raw):
         nxt = raw[i + 1] if i + 1 < len(raw) else ""
@@ -182,6 +186,35 @@ def _base_tokens(text: str) -> tuple[str, ...]:
         if out[i] in ("l", "r") and out[i + 1] == "bundle":
             out[i] = "left" if out[i] == "l" else "right"
     return tuple(t for t in out if t not in _DROP)
+
+
+_DEGREE_NUMERALS = {"i": "first", "ii": "second", "iii": "third", "1": "first", "2": "second", "3": "third"}
+
+
+def _av_block_degrees(raw: list[str]) -> list[str]:
+    """A roman numeral or digit beside "AVB" / "AV block" / "atrioventricular block" is its degree: CPSC 2018's
+    "I-AVB", "AVB I", "AV block 1", "1 AVB", "III AVB" (not the "2 to 1" of a conduction ratio)."""
+    out = list(raw)
+    for i, tok in enumerate(raw):
+        if tok not in _DEGREE_NUMERALS:
+            continue
+        before = raw[max(0, i - 2) : i]
+        after = raw[i + 1 : i + 3]
+        block_before = before[-1:] == ["avb"] or (
+            before[-1:] == ["block"] and before[:1] in (["av"], ["atrioventricular"])
+        )
+        block_after = after[:1] == ["avb"] or after in (["av", "block"], ["atrioventricular", "block"])
+        if (block_after and before[-1:] not in (["type"], ["mobitz"], ["to"])) or (
+            block_before and after[:1] != ["to"]
+        ):
+            out[i] = f"{_DEGREE_NUMERALS[tok]}_degree"
+    if not any(t.endswith("_degree") for t in out):
+        return out
+    # the degree goes before the block's words, as in "first degree atrioventricular block"
+    degrees = [t.split("_")[0] for t in out if t.endswith("_degree")]
+    rest = [t for t in out if not t.endswith("_degree")]
+    start = next((j for j, t in enumerate(rest) if t in ("avb", "av", "atrioventricular")), 0)
+    return [*rest[:start], *(w for d in degrees for w in (d, "degree")), *rest[start:]]
 
 
 def _join_letters(raw: list[str]) -> list[str]:
@@ -299,10 +332,14 @@ class AliasIndex:
         # mentions later, and both before one it does not mention ("Sinus bradycardia: mimics …" lists sinus
         # pause as a mimic): shared aliases used to tie and fall to file order.
         raw: dict[tuple[str, ...], dict[str, tuple[int, Snippet]]] = {}
+        # Keys that only short or abbreviation-style texts spell ("SA", "AT", "MATach"): whole labels only
+        written: dict[tuple[str, ...], bool] = {}
 
         def add(text: str, snippets: Iterable[Snippet], priority: int) -> None:
             key = normalize_tokens(text)
             if key:
+                short = len(text.strip()) <= 2 or _abbreviation(text)
+                written[key] = written.get(key, True) and short
                 entry = raw.setdefault(key, {})
                 for s in snippets:
                     if s.id not in entry or entry[s.id][0] > priority:
@@ -349,6 +386,7 @@ class AliasIndex:
             for t in set(key):
                 df[t] = df.get(t, 0) + 1
         self.generic = frozenset(t for t, n in df.items() if n >= 8) | {"normal", "abnormal", "abnormality"}
+        self._short = frozenset(key for key, short in written.items() if short and len(key) == 1)
         self._max_len = max(len(k) for k in self._aliases)
         # The same words in another order ("AV block first degree", as SNOMED CT and CinC list them): one key per
         # bag of words, kept only where a single alias has it.
@@ -403,8 +441,8 @@ class AliasIndex:
                 key = tuple(tokens[start : start + length])
                 if key not in self._aliases or any(taken[start : start + length]):
                     continue
-                if len(key) == 1 and key[0] in self.generic:
-                    continue
+                if len(key) == 1 and (key[0] in self.generic or key in self._short or len(key[0]) <= 2):
+                    continue  # "SA" (sinus arrhythmia) in "SA block": a short form names the whole label only
                 out.append(key)
                 taken[start : start + length] = [True] * length
         return out

@@ -29,12 +29,13 @@ the head names none of these values ("Minnesota Code 4: ST-J depression").
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
 __all__ = [
-    "CHOICES", "combines", "conflicts", "features", "named", "named_values", "negates", "open_groups", "polarity",
-    "title_features",
+    "CHOICES", "CRITERION_GROUPS", "combines", "conflicts", "criterion_conflicts", "features", "named", "named_values",
+    "negates", "open_groups", "polarity", "title_features",
 ]  # fmt: skip
 
 _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -153,6 +154,8 @@ def features(tokens: Sequence[str]) -> dict[str, frozenset[str]]:
             pairs.add(("mobitz", tok))
         elif tok == "wenckebach":
             pairs.add(("mobitz", "1"))
+        if tok == "nodal" and previous in ("sa", "sinoatrial", "sinus"):  # the sinus node, not the AV junction
+            pairs = {("chamber", "sinus")}
         if tok == "high" and nxt == "grade":  # high-grade AV block: a degree, not a voltage
             pairs = {("degree", "second"), ("degree", "third")}
         if tok == "normal" and nxt == "axis":
@@ -170,6 +173,46 @@ def features(tokens: Sequence[str]) -> dict[str, frozenset[str]]:
         out.setdefault("degree", set()).update(("first", "second"))
         out.pop("completeness", None)
     return {group: frozenset(values) for group, values in out.items()}
+
+
+#: The groups in which a criterion may state the opposite of its label (with the hyper/hypo pairs): side, degree
+#: and tachy/brady. Not chamber or wall (an AF criterion names the ventricular response, a STEMI criterion the
+#: reciprocal wall), nor ST direction: elevation comes with reciprocal depression on one ECG, and "PR depression"
+#: of pericarditis is no ST depression.
+CRITERION_GROUPS = frozenset({"side", "degree", "rate"})
+# Ordinals are a degree only beside "degree" ("second degree = ..."): "the first P wave", "a second R wave" are not
+_ORDINAL_WORDS = frozenset({"first", "second", "third"})
+# Side words that name leads or limbs, not the condition: "right precordial leads", "left arm"
+_SIDE_PLACES = frozenset({"precordial", "chest", "sided", "lead", "arm", "leg", "hand", "shoulder", "sternal"})
+
+
+def criterion_conflicts(label: dict[str, frozenset[str]], criterion: Sequence[str]) -> list[str]:
+    """The groups (`CRITERION_GROUPS`, hyper/hypo) in which one criterion of a snippet (normalised tokens) names
+    only values the label does not: "second degree = intermittent non-conducted P waves" of the AV-block overview
+    for a first-degree label, "Hypercalcemia shortens the QT" for hypocalcemia, "... = right axis deviation" for
+    left axis deviation. A criterion naming the label's value too ("Tachycardia > 100 bpm, bradycardia < 60 bpm")
+    and a negated value conflict with nothing: criteria compare conditions, they do not define them."""
+    tokens = list(criterion)
+    # a criterion naming its degree ("second degree = ... Mobitz II, 2:1, high-grade") lists kinds of that degree
+    explicit = any(t in _ORDINAL_WORDS and n == "degree" for t, n in itertools.pairwise(tokens))
+    for i, tok in enumerate(tokens):
+        nxt, after = [*tokens[i + 1 : i + 3], "", ""][:2]
+        place = nxt in _SIDE_PLACES or (nxt in ("left", "right") and after in _SIDE_PLACES)  # "left–right arm"
+        if (tok in _ORDINAL_WORDS and nxt != "degree") or (tok in ("left", "right") and place):
+            tokens[i] = "_"
+        elif explicit and (tok == "advanced" or (tok == "high" and nxt == "grade")):
+            tokens[i] = "_"
+        elif tok == "complete" and i and tokens[i - 1] == "to":  # "progression to complete heart block": a risk
+            tokens[i] = "_"
+    mine = features(tokens)
+    out = []
+    for group in sorted(set(label) & set(mine)):
+        if group not in CRITERION_GROUPS and not group.startswith("hyper/hypo"):
+            continue
+        named_l, named_c = named(label[group]), named(mine[group])
+        if named_l and named_c and not named_l & named_c:
+            out.append(group)
+    return out
 
 
 def title_features(title_tokens: Sequence[str], head_tokens: Sequence[str]) -> dict[str, frozenset[str]]:

@@ -1,7 +1,10 @@
 """How well retrieval picks the right condition: precision@k, off-label rate and coverage on labeled cases.
 
 A case is a label as a user types it and the codes (`(namespace, code)`, any of them) that a snippet must
-carry to be on-label; a case with no codes is a negative that must retrieve nothing. Used by the test with
+carry to be on-label; a case with no codes is a negative that must retrieve nothing. A snippet carrying the code
+is still off-label when a prompt composed from it for the label states the opposite condition, or when none is
+left: the AV-block overview is tagged with every degree's code, and only the guard over each criterion keeps its
+second- and third-degree criteria from a first-degree label. Used by the test with
 thresholds (`tests/knowledge/test_retrieval_quality.py`) and the benchmark row (`benchmarks/bench_knowledge.py`).
 """
 
@@ -14,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecglang.knowledge.aliases import snomed_name_table
+from ecglang.knowledge.aliases import normalize_tokens, snomed_name_table
 from ecglang.knowledge.base import KnowledgeBase
+from ecglang.knowledge.guard import criterion_conflicts, features
 from ecglang.knowledge.index import Hit, KnowledgeIndex
-from ecglang.knowledge.retrieval import retrieve_for_labels
+from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
 
-__all__ = ["RetrievalCase", "RetrievalScore", "load_cases", "score_retrieval", "snomed_name_cases"]
+__all__ = ["RetrievalCase", "RetrievalScore", "load_cases", "prompt_conflicts", "score_retrieval", "snomed_name_cases"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,18 @@ class RetrievalCase:
     codes: tuple[tuple[str, str], ...]
 
     def on_label(self, hit: Hit) -> bool:
-        return any(hit.snippet.has_code(ns, code) for ns, code in self.codes)
+        """The snippet carries one of the codes and gives the label prompts, none of them for the opposite."""
+        if not any(hit.snippet.has_code(ns, code) for ns, code in self.codes):
+            return False
+        prompts = compose_prompts(self.label, [hit])
+        return bool(prompts) and not prompt_conflicts(self.label, prompts)
+
+
+def prompt_conflicts(label: str, prompts: Sequence[str]) -> list[str]:
+    """The `prompts` ("<title>: <criterion>") whose criterion names the opposite side, degree, direction or
+    hyper/hypo condition of `label` (`guard.criterion_conflicts`)."""
+    wanted = features(normalize_tokens(label))
+    return [p for p in prompts if criterion_conflicts(wanted, normalize_tokens(p.split(": ", 1)[-1]))]
 
 
 @dataclass

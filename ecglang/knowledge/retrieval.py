@@ -45,6 +45,7 @@ from ecglang.knowledge.base import Snippet, normalize_code
 from ecglang.knowledge.guard import (
     combines,
     conflicts,
+    criterion_conflicts,
     features,
     named,
     named_values,
@@ -63,6 +64,7 @@ __all__ = [
     "ComposedPrompt",
     "Retriever",
     "compose_prompts",
+    "label_criteria",
     "retrieve_for_label",
     "retrieve_for_labels",
     "retriever_for",
@@ -94,6 +96,9 @@ _FILLER = frozenset({"with", "and", "or", "in", "on", "at", "to", "for", "by", "
 # those that describe findings (an interval, its duration, ST direction): a hybrid hit must name the former.
 _CONDITION_GROUPS = frozenset({"chamber", "fibrillation", "side", "wall", "degree"})
 
+# Every value of a choice, to tell an overview (naming none or all) from a title naming some of them
+_ALL_VALUES = {"degree": frozenset({"first", "second", "third"}), "side": frozenset({"left", "right"})}
+
 _RETRIEVERS: weakref.WeakKeyDictionary[KnowledgeIndex, Retriever] = weakref.WeakKeyDictionary()
 
 
@@ -116,6 +121,8 @@ class Retriever:
         # Title and aliases name the condition: counted twice, so they outweigh a passing mention in text.
         self._doc_tokens = [list(h) * 2 + list(b) for h, b in zip(heads, bodies, strict=True)]
         self._doc_sets = [frozenset(d) for d in self._doc_tokens]
+        # word stems, for a label's last word: "hypertrophic" (a corrected "hypertrophie") is about hypertrophy
+        self._doc_stems = [frozenset(t[:7] for t in d) for d in self._doc_sets]
         self._vectors = index.vectors([s.id for s in snippets])
         self._bm25: bm25s.BM25 | None = None
         self._texts: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -191,7 +198,7 @@ class Retriever:
                 continue
             label = features(tokens)
             hits = [Hit(s, EXACT_SCORE, via) for s, via in self._exact(name, code, group)
-                    if not conflicts(label, self._titles[self._row[s.id]])]  # fmt: skip
+                    if not conflicts(label, self._titles[self._row[s.id]]) and label_criteria(label, s)]  # fmt: skip
             hits = self._both_sides(tokens, hits, k)
             out.append(hits)
             if not hits:
@@ -245,7 +252,15 @@ class Retriever:
         for name, q, nearest in zip(names, query, dense, strict=True):
             tokens = self.aliases.tokens(name)
             label = features(tokens)
-            words = {t for t in tokens if t not in _FILLER}
+            # one-letter words ("s" of "S-A block", "q") are in half the texts ("S wave in I and V6"): not label
+            # words; nor do the generic words left beside them ("s block" is not "block")
+            words = {t for t in tokens if t not in _FILLER and len(t) > 1}
+            if len(words) < len({t for t in tokens if t not in _FILLER}) and not words - self.aliases.generic:
+                words = set()
+            # the last word names what the label is ("heart rate variability" is a variability): one the base
+            # knows must be in the snippet, or a word of its stem (an unknown one may be misspelt: "av blok")
+            head = next((t for t in reversed(tokens) if t in words), None)
+            known_head = head in self.aliases.vocabulary
             # a short label names a condition ("QRS prolongation"), a long one describes findings ("progressive PR
             # prolongation before a dropped QRS"): the interval a short one names is part of its condition
             required = _CONDITION_GROUPS | ({"interval"} if len(words) <= 3 else set())
@@ -264,10 +279,10 @@ class Retriever:
             for row, rrf in fused.items():
                 cosine = float(self._vectors[row] @ q)
                 coverage = len(words & self._doc_sets[row]) / len(words) if words else 0.0
-                above = _above_floor(cosine, coverage, len(words))
+                above = _above_floor(cosine, coverage, len(words), not known_head or head[:7] in self._doc_stems[row])
                 if not above and not (cosine >= DENSE_WORDS and words and words <= self._head_sets[row]):
                     continue
-                if conflicts(label, self._titles[row]):
+                if conflicts(label, self._titles[row]) or not label_criteria(label, snippets[row]):
                     continue
                 title = {g for g, _ in named_values(self._titles[row])}
                 if names - title:
@@ -306,6 +321,11 @@ class Retriever:
             # the label's words, less those naming this group's values: what every side of it must name too
             words = {t for t in tokens if t not in _FILLER and not any(g == group for g, _ in polarity(t))}
             hits = self._other_sides(group, hits, spare, words)
+            if group in unnamed and group in _ALL_VALUES:
+                # a title naming some values but not all (high-grade AV block: second and third degree) is no
+                # overview of a label naming none ("AV block"), and taken alone it is one side of the choice
+                partial = [h for h in hits if 1 < len(side := self._side(h, group)) and not _ALL_VALUES[group] <= side]
+                hits = [h for h in hits if h not in partial] or hits
             on_label = [self._on_label(h, words) for h in hits]
             sides = [self._side(h, group) if on else frozenset() for h, on in zip(hits, on_label, strict=True)]
             values = sorted({v for side in sides if len(side) == 1 for v in side})
@@ -362,12 +382,14 @@ class Retriever:
         return self._bm25
 
 
-def _above_floor(cosine: float, coverage: float, n_words: int) -> bool:
+def _above_floor(cosine: float, coverage: float, n_words: int, head: bool = True) -> bool:
     """Whether a hybrid candidate is close enough to attach: near in meaning, or fairly near and sharing
-    most of the label's words (all of them, for a criteria query such as "broad notched R in V6")."""
+    most of the label's words (all of them, for a criteria query such as "broad notched R in V6"). Most
+    words are not enough without the last one (`head`), which names what the label is: "heart rate
+    variability" is a variability, and a heart-rate snippet is not about it."""
     if cosine >= DENSE_STRONG:
         return True
-    if cosine >= DENSE_MIN and coverage >= MIN_COVERAGE:
+    if cosine >= DENSE_MIN and coverage >= MIN_COVERAGE and head:
         return True
     return cosine >= DENSE_WORDS and coverage >= 1.0 and n_words >= 2
 
@@ -413,6 +435,13 @@ def retrieve_for_label(
     return retrieve_for_labels(index, [label_name], [list(prompts)], k=k, codes=[code], members=[members])[0]
 
 
+def label_criteria(label: dict[str, frozenset[str]], snippet: Snippet) -> list[str]:
+    """The criteria of `snippet` that may be put to a label with guard `features` `label`: those naming the
+    opposite side, degree, direction or hyper/hypo condition (`guard.criterion_conflicts`) are left out, so the
+    AV-block overview gives a first-degree label its first-degree criterion only. [] drops the snippet."""
+    return [c for c in snippet.sentences() if not criterion_conflicts(label, normalize_tokens(c))]
+
+
 class ComposedPrompt(str):
     """A knowledge-enriched prompt: a plain `str` that also carries the id of the snippet it came from,
     the label it was composed for and the retrieval score, so zero-shot scores can be explained."""
@@ -451,7 +480,8 @@ def compose_prompts(
     Each prompt is cut to fit a text encoder: to `max_tokens` tokens (special tokens included) when a
     Hugging Face `tokenizer` is given, otherwise to `max_words` words (about 100 word pieces for this
     text). Duplicates are dropped; criteria are taken in turns across the hits (the first criterion of each,
-    then the second, ...), so every hit contributes within `max_prompts`.
+    then the second, ...), so every hit contributes within `max_prompts`. A criterion stating the opposite of
+    the label (`label_criteria`) is never a prompt.
     """
     if not isinstance(label_name, str) or not label_name.strip():
         raise PromptError(None, "label name is empty")
@@ -460,7 +490,9 @@ def compose_prompts(
     seen: set[str] = set()
     # Criteria are taken in turns (first criterion of every hit, then the second, ...): under `max_prompts`
     # a snippet with nine criteria must not crowd out the others, which are shown as the score's evidence.
-    per_hit = [[(hit, sentence) for sentence in hit.snippet.sentences()] for hit in hits]
+    # the guard over each criterion: none states the opposite of the label (see `label_criteria`)
+    wanted = features(normalize_tokens(label))
+    per_hit = [[(hit, sentence) for sentence in label_criteria(wanted, hit.snippet)] for hit in hits]
     for hit, sentence in (p for turn in itertools.zip_longest(*per_hit) for p in turn if p is not None):
         title = hit.snippet.title.rstrip(".")
         text = _fit(f"{title}: {sentence}", max_tokens, tokenizer, max_words)
