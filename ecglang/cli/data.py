@@ -16,7 +16,8 @@ under a lock file. A call whose input changed since the folder's table was built
 fingerprint), or whose preprocessing differs from the folder's, is refused with what differs: build into a new
 `--out` (a folder is never rebuilt in place; others may be reading it).
 Bad records do not stop a build; the exit status is 1 when any record was left out of the dataset or
-failed in the cache (both lists are printed and written), 0 otherwise. A builder that leaves shards to others
+failed in the cache (both lists are written, and printed at the end, after the cache step, with a closing line
+that counts both), 0 otherwise. A builder that leaves shards to others
 lists the cache failures of its own shards (`DIR/shards/<shard>.cache_failures.csv`), and its exit status counts
 those. SIGTERM stops a build as Ctrl-C does (the worker pool shut down, the locks removed), with exit status 143.
 An option the source does not read, more than one of --preprocess, --model and --merl-compat, a missing option
@@ -208,11 +209,11 @@ def _build(args: argparse.Namespace) -> int:
     import pandas as pd  # slow to import; only `build` needs it
 
     build_failed = pd.read_csv(failures_csv, dtype=str, keep_default_na=False)
-    rows = list(zip(build_failed["record_id"], build_failed["reason"], strict=True))
-    _list_failures("left out of the dataset", rows, failures_csv)
-    # A batch goes on past bad records but its exit status says that some were left out (listed above).
+    left_out = list(zip(build_failed["record_id"], build_failed["reason"], strict=True))
+    # A batch goes on past bad records but its exit status says that some were left out (listed at the end).
     status = 1 if table.n_failures else 0
     if cfg is None or len(ds) == 0:
+        _list_last(left_out, failures_csv)
         return status
     results = build_shards(
         out, ds, cfg, shard=shard, shard_size=args.shard_size, workers=args.workers, batch_size=args.batch_size,
@@ -233,23 +234,46 @@ def _build(args: argparse.Namespace) -> int:
             f"cache     {len(done)} of {len(manifest['shards'])} shard(s) complete; still to build: {', '.join(left)}"
         )
         print(f"          (other builders hold them, or run `ecglang data build ... --out {out}` again)")
-        return 1 if _own_cache_failures(out, manifest, results) else status
+        own, own_listed = _own_cache_failures(out, manifest, results)
+        _list_last(left_out, failures_csv, own, own_listed, "failed in the cache (this call's shards)")
+        return 1 if own else status
     where = out / manifest["shards"][0]["dir"] if len(manifest["shards"]) == 1 else out / "shards"
     print(f"cache     {where}: {n_ok} ok, {n_failed} failed (listed in {listed})")
     failed = pd.read_csv(listed, dtype=str, keep_default_na=False)
-    _list_failures("failed in the cache", list(zip(failed["id"], failed["reason"], strict=True)), listed)
+    _list_last(left_out, failures_csv, list(zip(failed["id"], failed["reason"], strict=True)), listed)
     return 1 if n_failed else status
 
 
-def _own_cache_failures(out: Path, manifest: dict[str, Any], results: list[Any]) -> int:
-    """Count and list the cache failures of the shards this call built or found complete, when others are still
-    to build (`cache_failures.csv` waits for every shard); each shard's are written beside it. Returns the count."""
+def _list_last(
+    left_out: list[tuple[str, str]],
+    failures_csv: Path,
+    cache_failed: list[tuple[str, str]] | None = None,
+    cache_csv: Path | str = "",
+    cache_what: str = "failed in the cache",
+) -> None:
+    """List the records left out of the dataset and those that failed in the cache (None: no cache step), then
+    close with both counts: the reason for exit status 1 is the last thing printed, not hours of bars up."""
+    sys.stdout.flush()  # the summary lines above come first where stdout and stderr go to one file
+    _list_failures("left out of the dataset", left_out, failures_csv)
+    _list_failures(cache_what, cache_failed or [], cache_csv)
+    if not left_out and not cache_failed:
+        return
+    closing = f"failed    {len(left_out)} record(s) left out of the dataset ({failures_csv})"
+    if cache_failed is not None:
+        closing += f", {len(cache_failed)} {cache_what} ({cache_csv or 'none listed'})"
+    print(f"\n{closing}: exit status 1", file=sys.stderr)
+
+
+def _own_cache_failures(out: Path, manifest: dict[str, Any], results: list[Any]) -> tuple[list[tuple[str, str]], str]:
+    """Count the cache failures of the shards this call built or found complete, when others are still to build
+    (`cache_failures.csv` waits for every shard); each shard's are written beside it. Returns them (id, reason)
+    and the files that list them, for `_list_last`."""
     from ecglang.data.prepared import write_shard_failures  # here: `ecglang --help` must not wait for pandas
 
     mine = {r.name for r in results if r.status != "locked"}
     entries = [e for e in manifest["shards"] if e["name"] in mine and e.get("complete")]
     if not entries:
-        return 0
+        return [], ""
     rows, listed = [], []
     for entry in entries:
         frame, path = write_shard_failures(out, entry)
@@ -258,8 +282,7 @@ def _own_cache_failures(out: Path, manifest: dict[str, Any], results: list[Any])
             listed.append(str(path))
     n_ok = sum(e["n_ok"] for e in entries)
     print(f"cache     this call's {len(entries)} shard(s): {n_ok} ok, {len(rows)} failed")
-    _list_failures("failed in the cache (this call's shards)", rows, ", ".join(listed))
-    return len(rows)
+    return rows, ", ".join(listed)
 
 
 def _preprocess_file(path: Path, config_class: Any) -> Any:

@@ -459,6 +459,7 @@ class SignalCache:
         overwrite: bool = False,
         progress: bool = True,
         on_batch: Callable[[int, int], None] | None = None,
+        desc: str = "caching signals",
     ) -> SignalCache:
         """Preprocess every record of `source` into a cache at `out_dir`, resuming a partial one.
 
@@ -472,6 +473,7 @@ class SignalCache:
             seed: seeds `crop="random"` per row, so the cache does not depend on batching.
             overwrite: discard an existing cache built with a different config or record list.
             on_batch: called as `on_batch(n_done, n_rows)` after each batch is safely on disk.
+            desc: the progress bar's label (a sharded build names the shard).
 
         Returns the opened cache; `cache.build_stats` says what this call computed or repaired.
         """
@@ -516,7 +518,7 @@ class SignalCache:
         pending = np.flatnonzero(status == PENDING)
         n_done = n - len(pending)
         zero_row = np.zeros((N_LEADS, t), dtype=np.float16)
-        bar = tqdm(total=n, initial=n_done, desc="caching signals", unit="rec", disable=not progress)
+        bar = tqdm(total=n, initial=n_done, desc=desc, unit="rec", disable=not progress)
         executor = ProcessPoolExecutor(max_workers=num_workers, initializer=_init_worker) if num_workers > 0 else None
         try:
             items = ((int(r), paths[r], cfg_dict, int(seed)) for r in pending)

@@ -478,6 +478,7 @@ def build_shards(
                     list(zip(ids[start:stop], paths[start:stop], strict=True)), d, cfg,
                     batch_size=batch_size, num_workers=workers, seed=seed, progress=progress,
                     on_batch=lambda *_: touch(),
+                    desc="caching signals" if len(manifest["shards"]) == 1 else f"caching {entry['name']}",
                 )  # fmt: skip
         except LockHeld:
             results.append(ShardResult(entry["name"], "locked"))

@@ -331,7 +331,8 @@ def test_a_row_is_named_once_by_its_line(base: Path, capsys: pytest.CaptureFixtu
     assert cli(["data", "build", "pairs", str(pairs), "--out", str(out), "--no-cache", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "\n  line 2: not UTF-8 text: byte 0x97 at column 19\n" in err and "\n  b: line 4: empty report\n" in err
-    assert "row" not in err.split("build_failures.csv):", 1)[1]
+    listing = err.split("build_failures.csv):", 1)[1].split("\nfailed ", 1)[0]  # (the closing line names tmp_path)
+    assert "row" not in listing
     listed = failures_as_records(out / "build_failures.csv")
     assert [(f.record, f.reason) for f in listed] == [
         ("line-2", "line 2: not UTF-8 text: byte 0x97 at column 19"),
