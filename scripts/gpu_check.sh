@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 DATA=${1:-../shared/data/ptbxl-sample}
 WORK=${2:-$(mktemp -d)}
+mkdir -p "$WORK"   # a WORK_DIR given that does not exist yet
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 

@@ -119,6 +119,13 @@ def rhythm_scores(ecg: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
     return s, s
 
 
+def unit_float32(x: Tensor) -> Tensor:
+    """`x / |x|` along the last axis, in float32 at least (float64 stays). Padded beat and token slots are zero
+    vectors, and `F.normalize`'s eps (1e-12) is 0 in float16: a float16 model's zero rows became 0/0 = NaN, which
+    reached the beat and token losses (through `attn * sim` and the max). In float32 they stay 0."""
+    return F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
+
+
 def _rows_per_chunk(total_rows: int, elements_per_row: int, budget: int) -> int:
     return max(1, min(total_rows, budget // max(1, elements_per_row)))
 
@@ -142,7 +149,7 @@ def beat_scores(
 
     `|c_s|` is computed from the beat Gram matrix (`aᵀ G a`) so no `[Be, Bt, S, D]` context tensor is built.
     """
-    beats, sentences = F.normalize(beats, dim=-1), F.normalize(sentences, dim=-1)
+    beats, sentences = unit_float32(beats), unit_float32(sentences)
     beat_keep = allow_any_if_none(beat_mask.bool())
     sent_keep = sentence_mask.bool()
     n_sent = sent_keep.sum(-1)  # [Bt]
@@ -184,7 +191,7 @@ def token_scores(
     The `[c, Bt, K, L]` similarity is built for chunks of ECGs with at most `chunk_elements` floats; `max`
     (not `amax`) keeps only indices for backward, so the chunk is freed after its reduction.
     """
-    ecg_tokens, text_tokens = F.normalize(ecg_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
+    ecg_tokens, text_tokens = unit_float32(ecg_tokens), unit_float32(text_tokens)
     ecg_keep, text_keep = ecg_mask.bool(), text_mask.bool()
     ecg_any, text_any = allow_any_if_none(ecg_keep), allow_any_if_none(text_keep)
     be, k = ecg_tokens.shape[:2]

@@ -394,9 +394,36 @@ def load_checkpoint(
         check_frozen_weights(ckpt, *frozen_hashes)
     check_pickled_states(ckpt)
     settings = None if optimizer is None or scheduler is None else optimizer_settings(optimizer, scheduler)
-    accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
+    scaler = fresh_scaler(accelerator, ckpt)
+    try:
+        accelerator.load_state(str(ckpt), strict=False)  # frozen tensors keep the values build_model gave them
+    finally:
+        if scaler is not None:
+            accelerator.scaler = scaler
     if settings is not None:
         restore_optimizer_settings(optimizer, scheduler, settings)
+
+
+SCALER_FILE = "scaler.pt"  # accelerate's name for the fp16 gradient scaler's state in a checkpoint
+
+
+def fresh_scaler(accelerator: Accelerator, ckpt: Path) -> Any:
+    """The accelerator's fp16 gradient scaler, taken off it (for `load_state` to pass over) when `ckpt` has no
+    scaler state: a checkpoint written without fp16 (bf16 or fp32; `auto` is fp16 on a GPU without bf16) resumed
+    under fp16. accelerate read the missing file anyway, a raw FileNotFoundError. The scaler starts afresh, as in a
+    new fp16 run: its loss scale settles within the first steps (a step whose gradients overflow is skipped).
+    None when nothing is taken off."""
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is None or (ckpt / SCALER_FILE).is_file():
+        return None
+    if accelerator.is_main_process:
+        logger.warning(
+            "%s has no fp16 gradient scaler state (it was written without fp16 mixed precision): this fp16 run "
+            "starts a fresh loss scale, which settles within its first steps (a step whose gradients overflow is "
+            "skipped)", ckpt,
+        )  # fmt: skip
+    accelerator.scaler = None
+    return scaler
 
 
 # What a resume takes from the config, not from the checkpoint: `load_state` puts the checkpoint's learning rate,
@@ -464,6 +491,7 @@ __all__ = [
     "data_fingerprint",
     "drop_frozen_weights",
     "export_model",
+    "fresh_scaler",
     "frozen_sha256",
     "identity_changes",
     "identity_sha256",

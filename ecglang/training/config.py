@@ -116,7 +116,8 @@ class TrainSection(DictConfig):
     batch_size: int = 32  # GLOBAL pairs per micro-step (all processes together)
     grad_accum: int = 1
     clip_grad_norm: float | None = 1.0
-    mixed_precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp16 on GPU; no on CPU) | no | fp16 | bf16
+    # auto (bf16 on GPUs that have it, else fp16 on GPU; no on CPU) | no | fp16 | bf16; YAML's unquoted no (False): no
+    mixed_precision: str | bool = "auto"
     eval_every: int = 100  # optimizer steps between validations (and one at the end)
     eval_batch_size: int | None = None  # default: batch_size
     checkpoint_every: int = 100  # optimizer steps between checkpoints (and one at the end)
@@ -129,6 +130,10 @@ class TrainSection(DictConfig):
     local_loss: bool | str = "auto"
     gradient_checkpointing: bool = False  # recompute tower activations in backward: less memory, ~30 % more compute
     process_group_timeout_s: int = 7200  # distributed timeout: covers the table/cache work before the first step
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision is False:  # YAML 1.1 reads an unquoted `no` (or off/false) as False
+            self.mixed_precision = "no"
 
 
 @dataclass

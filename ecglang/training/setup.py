@@ -13,7 +13,6 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,15 @@ from ecglang.record.ecg import RECORD_SUFFIXES
 from ecglang.signal.preprocess import PreprocessConfig
 from ecglang.training.checkpoints import drop_frozen_weights
 from ecglang.training.config import ModelSection, PretrainConfig
+from ecglang.training.devices import (  # the run's devices and processes: their names stay importable from here
+    LOCAL_LOSS_MIN_WORLD,
+    allow_unused_parameters,
+    create_accelerator,
+    has_accelerator,
+    mixed_precision_mode,
+    resolve_local_loss,
+    unused_parameters_reason,
+)
 from ecglang.training.logs import EXCLUDED_CSV, write_excluded
 from ecglang.training.objectives import EmaTargets, PretrainObjectives
 from ecglang.training.pairs import (
@@ -463,36 +471,6 @@ def build_command_name(builder: str) -> str:
     return (spec.command_name or spec.name) if spec else builder
 
 
-def mixed_precision_mode(value: str) -> str:
-    """accelerate's mixed-precision mode for `train.mixed_precision` (resolving "auto")."""
-    if value != "auto":
-        return value
-    if os.environ.get("ACCELERATE_MIXED_PRECISION"):  # set by `accelerate launch --mixed_precision`
-        return os.environ["ACCELERATE_MIXED_PRECISION"]
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
-def has_accelerator() -> bool:
-    """A GPU (or other torch accelerator) is present; without one the run is a CPU run (gloo for >1 process)."""
-    probe = getattr(torch, "accelerator", None)
-    if probe is not None and hasattr(probe, "is_available"):
-        return bool(probe.is_available())
-    return torch.cuda.is_available()
-
-
-LOCAL_LOSS_MIN_WORLD = 3  # "auto": from 3 processes on, local rows save ~N/2 of the token loss (docs/TRAINING.md)
-
-
-def resolve_local_loss(value: bool | str, world: int) -> bool:
-    """`train.local_loss` for a run of `world` processes: "auto" is local from `LOCAL_LOSS_MIN_WORLD` processes on
-    (with 2 the local rows cost as much as the whole batch, so the exact gradient is kept)."""
-    if value == "auto":
-        return world >= LOCAL_LOSS_MIN_WORLD
-    return bool(value)
-
-
 def enable_gradient_checkpointing(model: Any) -> None:
     """Recompute activations in backward: the ECG tower's blocks (`torch.utils.checkpoint`, when the tower has
     blocks) and the text transformer's layers (transformers' `gradient_checkpointing_enable`)."""
@@ -518,37 +496,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def create_accelerator(cfg: PretrainConfig, output: Path, trackers: list[str] | None = None) -> Any:
-    """The `accelerate.Accelerator` of the run, with the process-wide torch settings of `cfg.train`."""
-    # accelerate is slow to import; loaded when a run starts
-    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
-
-    t_cfg = cfg.train
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision_mode(t_cfg.mixed_precision),
-        gradient_accumulation_steps=t_cfg.grad_accum,
-        log_with=trackers or None,
-        project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "tensorboard")),
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
-        kwargs_handlers=[
-            DistributedDataParallelKwargs(find_unused_parameters=cfg.model.find_unused_parameters),
-            # The work before the first step (table, cache check) must not hit the 10-minute NCCL default.
-            InitProcessGroupKwargs(timeout=timedelta(seconds=int(t_cfg.process_group_timeout_s))),
-        ],
-        # Without it accelerate treats `torchrun` processes on a machine without GPU as independent runs.
-        cpu=not has_accelerator(),
-    )
-    world = accelerator.num_processes
-    if t_cfg.batch_size % world:
-        raise ConfigError(f"train.batch_size={t_cfg.batch_size} must be a multiple of the {world} processes")
-    if t_cfg.threads:
-        torch.set_num_threads(int(t_cfg.threads))
-    if t_cfg.deterministic and accelerator.device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    return accelerator
 
 
 @dataclass
@@ -613,6 +560,7 @@ def build_training(cfg: PretrainConfig, output: Path, accelerator: Accelerator) 
         if cfg.ecg_only:
             freeze_all_but_ecg_tower(model)
         objectives = PretrainObjectives(model, cfg.objectives)  # after freezing: the EMA copy is frozen anyway
+    allow_unused_parameters(accelerator, cfg, model)
     data = prepare_data(cfg, model, output, accelerator)
     processor = model_processor(model)
     beat_cfg = processor.beat_config
@@ -696,5 +644,6 @@ __all__ = [
     "record_files_sha256",
     "resolve_data_path",
     "resolve_local_loss",
+    "unused_parameters_reason",
     "uses_demographics",
 ]
