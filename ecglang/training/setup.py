@@ -242,7 +242,10 @@ def prepare_data(cfg: PretrainConfig, model: Any, output: Path, accelerator: Acc
     left_out = f"; {n_paired_out} records left out"
     if d.unpaired_root is not None:
         # after the unpaired ECGs: the count must cover those left out of them too
-        n_unpaired_out, n_unpaired = add_unpaired(cfg, model, output, accelerator, data)
+        paths = dataset["path"]
+        paired = {record_key(paths[int(i)]): split for split, t in (("training", train), ("held-out", val))
+                  for i in t.rows}  # fmt: skip
+        n_unpaired_out, n_unpaired = add_unpaired(cfg, model, output, accelerator, data, paired)
         left_out += f", {n_unpaired_out} of {n_unpaired} unpaired ECGs left out"
     data.description += f"{left_out} (listed in {EXCLUDED_CSV})" + (
         f", {n_capped} beyond data.val_max unused" if n_capped else ""
@@ -292,11 +295,25 @@ def no_training_pairs(where: Path | str, source: str, n_train: int, reasons: Cou
     return message
 
 
+def record_key(path: str) -> str:
+    """One record's files, whatever path names it: resolved, without a WFDB extension (`.hea`, `.dat`, `.mat`)."""
+    resolved = os.path.realpath(os.path.expanduser(path))
+    stem, ext = os.path.splitext(resolved)
+    return stem if ext.lower() in (".hea", ".dat", ".mat") else resolved
+
+
 def add_unpaired(
-    cfg: PretrainConfig, model: Any, output: Path, accelerator: Accelerator, data: PretrainData
+    cfg: PretrainConfig,
+    model: Any,
+    output: Path,
+    accelerator: Accelerator,
+    data: PretrainData,
+    paired: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """`data.unpaired_root`: a folder of ECGs whose reports (if any) are not used, built by
-    `data.unpaired_builder` into its own signal cache; all of them train the ECG-only objectives.
+    `data.unpaired_builder` into its own signal cache; all of them train the ECG-only objectives, except the ECGs
+    of this run's pairs (`paired`: `record_key` → "training" or "held-out"): a held-out ECG would be trained on,
+    a training one seen twice an epoch (the folder may be the pairs' own, e.g. MIMIC's files/).
 
     Returns (ECGs of the folder left out, ECGs of the folder); those left out are added to `data.excluded`."""
     d = cfg.data
@@ -306,10 +323,21 @@ def add_unpaired(
     )
     unreadable = [(str(f.record_id), f"unpaired: {f.reason}") for f in report.failures]
     ids, paths = [str(x) for x in dataset["id"]], [str(p) for p in dataset["path"]]
+    sides = [(paired or {}).get(record_key(p)) for p in paths]
+    if any(sides):
+        # not failures (the run's exit status is not theirs), but listed with the records left out
+        data.excluded += [(i, f"unpaired: the ECG of a {side} pair of this run") for i, side in zip(ids, sides,
+                          strict=True) if side]  # fmt: skip
+        n_held = sum(side == "held-out" for side in sides)
+        data.description += (f"; {sum(map(bool, sides))} of {len(ids)} unpaired ECGs are pairs of this run "
+                             f"({n_held} held out), left out")  # fmt: skip
+        keep = [j for j, side in enumerate(sides) if not side]
+        ids, paths = [ids[j] for j in keep], [paths[j] for j in keep]
+        dataset = dataset.select(keep)
     # Own cache folder: under data.cache_dir a subfolder, so the paired cache is never overwritten.
     sub = cfg.data.cache_dir and str(Path(cfg.data.cache_dir).expanduser() / "unpaired")
     cache = inline_cache(cfg, list(zip(ids, paths, strict=True)), model_processor(model).preprocess_config,
-                         output, accelerator, cache_dir=sub)  # fmt: skip
+                         output, accelerator, cache_dir=sub, unpaired=True)  # fmt: skip
     failed = dict(zip(cache.failures["id"].astype(str), cache.failures["reason"], strict=True))
     ok = np.asarray(sorted(int(r) for r in np.asarray(cache.ok_rows) if r < len(ids)), dtype=np.int64)
     unreadable += [(i, f"unpaired: signal cache failed: {r}") for i, r in failed.items()]
@@ -320,7 +348,8 @@ def add_unpaired(
     data.unpaired = PairTable(ok, [ids[i] for i in ok], [""] * len(ok))  # no report: no contrastive loss
     data.unpaired_cache = cache
     data.description += f"; {len(ok)} ECGs without reports of {d.unpaired_builder} ({root.name}) mixed in"
-    return len(report.failures) + len(failed), len(dataset) + len(report.failures)
+    n_paired = sum(map(bool, sides))
+    return len(report.failures) + len(failed) + n_paired, len(dataset) + len(report.failures) + n_paired
 
 
 def open_prepared(
@@ -415,9 +444,11 @@ def inline_cache(
     output: Path,
     accelerator: Accelerator,
     cache_dir: str | None = None,
+    unpaired: bool = False,
 ) -> SignalCache:
     """The signal cache built inside the run (main process first). Under several processes a cache of more than
-    `data.max_inline_records` records is refused: the others would wait on it behind a barrier.
+    `data.max_inline_records` records is refused: the others would wait on it behind a barrier. `unpaired`: the
+    cache of `data.unpaired_root`'s ECGs, which `ecglang data build` does not prepare (the refusal says so).
 
     Without `data.cache_dir` the folder is keyed by the records, the preprocessing, the seed and the size and mtime
     of every record file (`record_files_sha256`): a record file changed on disk gets a new cache, never the old
@@ -439,7 +470,16 @@ def inline_cache(
             broadcast_object_list(box)
             name = box[0]
         path = Path(name)
-    if accelerator.num_processes > 1 and len(records) > d.max_inline_records and not cache_is_complete(path):
+    too_many = accelerator.num_processes > 1 and len(records) > d.max_inline_records
+    if too_many and unpaired and not cache_is_complete(path):
+        raise ConfigError(
+            f"{len(records)} ECGs of data.unpaired_root={d.unpaired_root}: a {accelerator.num_processes}-process run "
+            f"does not build their signal cache inside it (data.max_inline_records={d.max_inline_records}); build it "
+            "first with ONE process and the same config (it trains too: schedule.max_steps=1 and another --output "
+            "are enough; the cache is found again by its records and preprocessing), or raise data.max_inline_records "
+            "(the other processes then wait for it, up to train.process_group_timeout_s)"
+        )
+    if too_many and not cache_is_complete(path):
         raise ConfigError(
             f"{len(records)} records: prepare the data before a {accelerator.num_processes}-process run instead of "
             f"building their signal cache inside it (data.max_inline_records={d.max_inline_records}):\n"
@@ -642,6 +682,7 @@ __all__ = [
     "prepare_data",
     "rebuild_command",
     "record_files_sha256",
+    "record_key",
     "resolve_data_path",
     "resolve_local_loss",
     "unused_parameters_reason",

@@ -190,6 +190,49 @@ def test_left_out_count_includes_unpaired_ecgs(records: Path, tmp_path: Path, sm
     )
 
 
+def test_unpaired_ecgs_that_are_pairs_of_the_run_are_left_out_of_them(
+    records: Path, tmp_path: Path, smoke_model
+) -> None:
+    """data.unpaired_root on the pairs' own record folder (MIMIC's files/, to add the ECGs whose reports were too
+    short) trained the held-out ECGs with the ECG-only objectives, and every training ECG a second time, while the
+    run said "N held out"."""
+    from accelerate import Accelerator
+
+    from ecglang.training.setup import prepare_data
+
+    pairs = _pairs_csv(tmp_path / "pairs.csv", records, range(8))  # S000..S007 paired; the folder has S000..S015
+    cfg = load_config(SMOKE, [*PAIRS, f"data.root={pairs}", f"data.cache_dir={tmp_path / 'cache'}",
+                              f"data.unpaired_root={records}", "objectives.masked_beats.weight=0.5"])  # fmt: skip
+    data = prepare_data(cfg, smoke_model, tmp_path / "run", Accelerator(cpu=True))
+    assert data.unpaired is not None and len(data.val) > 0
+    assert sorted(data.unpaired.ids) == [f"S{i:03d}" for i in range(8, 16)]  # the ECGs without a pair
+    reasons = dict(i for i in data.excluded if i[1].startswith("unpaired: "))
+    assert sorted(reasons) == [f"S{i:03d}" for i in range(8)]
+    assert {reasons[i] for i in data.val.ids} == {"unpaired: the ECG of a held-out pair of this run"}
+    assert {reasons[i] for i in data.train.ids} == {"unpaired: the ECG of a training pair of this run"}
+    assert not [f for f in data.failed if f[0] in reasons]  # not failures: the run's exit status is not theirs
+    assert f"8 of 16 unpaired ECGs are pairs of this run ({len(data.val)} held out), left out" in data.description
+
+
+def test_a_refused_unpaired_cache_names_the_unpaired_folder(records: Path, tmp_path: Path) -> None:
+    """Over data.max_inline_records, a multi-process run refused the unpaired ECGs' cache with the paired source's
+    `ecglang data build` command and "train with data.prepared=", which cannot prepare them."""
+    from types import SimpleNamespace
+
+    from ecglang.training.setup import inline_cache
+
+    cfg = load_config(SMOKE, [f"data.unpaired_root={records}", "objectives.masked_beats.weight=0.5",
+                              "data.max_inline_records=2"])  # fmt: skip
+    two_processes = SimpleNamespace(num_processes=2, is_main_process=True)
+    ecgs = [(f"S{i:03d}", str(records / f"S{i:03d}")) for i in range(4)]
+    with pytest.raises(ConfigError) as err:
+        inline_cache(cfg, ecgs, _preprocess(), tmp_path / "run", two_processes,
+                     cache_dir=str(tmp_path / "cache" / "unpaired"), unpaired=True)  # fmt: skip
+    message = str(err.value)
+    assert f"4 ECGs of data.unpaired_root={records}" in message and "ONE process" in message
+    assert "data build" not in message and "data.prepared" not in message
+
+
 # ------------------------------------------------------------------------------- ECG-only validation (#10)
 def test_ecg_only_run_with_one_held_out_ecg_validates_without_a_false_warning(
     records: Path, tmp_path: Path, caplog
