@@ -4,6 +4,8 @@
 PYTHON ?= python3
 TORCH_INDEX ?=
 VENV ?= .venv
+# Test processes (pytest-xdist): 2 fit this project's 2-core CI; 0 runs the suite in this process
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -28,7 +30,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check ecglang tests scripts benchmarks
 	$(BIN)/ruff format --check ecglang tests scripts benchmarks
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS)
 
 lint: setup
 	$(BIN)/ruff check --fix ecglang tests scripts benchmarks

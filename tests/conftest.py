@@ -11,8 +11,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Knowledge indexes built by tests go to a cache inside the checkout (git-ignored), not the user's home.
-os.environ.setdefault("ECGLANG_CACHE", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache", "tests"))
+# Knowledge indexes built by tests go to a cache inside the checkout (git-ignored), not the user's home; one per
+# pytest-xdist worker, since two processes building one signal cache at once would write the same rows.
+os.environ.setdefault(
+    "ECGLANG_CACHE",
+    os.path.join(
+        os.path.dirname(os.path.dirname(__file__)), ".cache", "tests", os.environ.get("PYTEST_XDIST_WORKER", "main")
+    ),
+)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes (`make test`): one thread each, so
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # two processes on two cores do not spin-wait on each other
 
 from pathlib import Path
 
