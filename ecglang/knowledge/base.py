@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,11 @@ def split_criteria(text: str) -> list[str]:
     return [s.translate(unmask) for s in split_sentences(masked, min_words=3)]
 
 
+@lru_cache(maxsize=8192)  # asked once per label a snippet is a candidate of: 10,000 labels re-split it ~20,000 times
+def _criteria_of(text: str) -> tuple[str, ...]:
+    return tuple(split_criteria(text))
+
+
 def normalize_code(code: str) -> str:
     """Canonical form of a label code for lookups: trimmed, upper-case, without the leading/trailing
     underscores that PTB-XL uses in some SCP codes (`NST_`, `_AVB`), so `nst_` matches `NST`."""
@@ -96,7 +102,7 @@ class Snippet:
 
     def sentences(self) -> list[str]:
         """The criteria of `text`, one per clause or sentence of at least three words (`split_criteria`)."""
-        return split_criteria(self.text)
+        return list(_criteria_of(self.text))
 
     def has_code(self, namespace: str, code: str) -> bool:
         wanted = normalize_code(code)

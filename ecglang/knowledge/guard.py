@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 __all__ = [
     "CHOICES", "CRITERION_GROUPS", "combines", "conflicts", "criterion_conflicts", "features", "named", "named_values",
@@ -192,6 +193,20 @@ def criterion_conflicts(label: dict[str, frozenset[str]], criterion: Sequence[st
     for a first-degree label, "Hypercalcemia shortens the QT" for hypocalcemia, "... = right axis deviation" for
     left axis deviation. A criterion naming the label's value too ("Tachycardia > 100 bpm, bradycardia < 60 bpm")
     and a negated value conflict with nothing: criteria compare conditions, they do not define them."""
+    mine = _criterion_features(tuple(criterion))
+    out = []
+    for group in sorted(set(label) & set(mine)):
+        if group not in CRITERION_GROUPS and not group.startswith("hyper/hypo"):
+            continue
+        named_l, named_c = named(label[group]), named(mine[group])
+        if named_l and named_c and not named_l & named_c:
+            out.append(group)
+    return out
+
+
+@lru_cache(maxsize=65_536)  # a snippet's criteria are checked for every label it is a candidate of (10,000 labels)
+def _criterion_features(criterion: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """The guard `features` of one criterion, less the words that name no condition there (see below)."""
     tokens = list(criterion)
     # a criterion naming its degree ("second degree = ... Mobitz II, 2:1, high-grade") lists kinds of that degree
     explicit = any(t in _ORDINAL_WORDS and n == "degree" for t, n in itertools.pairwise(tokens))
@@ -204,15 +219,7 @@ def criterion_conflicts(label: dict[str, frozenset[str]], criterion: Sequence[st
             tokens[i] = "_"
         elif tok == "complete" and i and tokens[i - 1] == "to":  # "progression to complete heart block": a risk
             tokens[i] = "_"
-    mine = features(tokens)
-    out = []
-    for group in sorted(set(label) & set(mine)):
-        if group not in CRITERION_GROUPS and not group.startswith("hyper/hypo"):
-            continue
-        named_l, named_c = named(label[group]), named(mine[group])
-        if named_l and named_c and not named_l & named_c:
-            out.append(group)
-    return out
+    return features(tokens)
 
 
 def title_features(title_tokens: Sequence[str], head_tokens: Sequence[str]) -> dict[str, frozenset[str]]:
