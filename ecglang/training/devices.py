@@ -10,7 +10,7 @@ import logging
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # for hints only: accelerate is imported where training start
     from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def mixed_precision_mode(value: str) -> str:
@@ -107,6 +108,15 @@ def create_accelerator(cfg: PretrainConfig, output: Path, trackers: list[str] | 
     return accelerator
 
 
+def main_process_value(value: T) -> T:
+    """The main process's `value` (any picklable object), on every process; every process must call it."""
+    from accelerate.utils import broadcast_object_list  # accelerate is slow to import; loaded when a run starts
+
+    box = [value]
+    broadcast_object_list(box)
+    return box[0]
+
+
 def unused_parameters_reason(cfg: PretrainConfig, model: Any) -> str | None:
     """Why the losses of `cfg` leave some trainable parameters of `model` (an `EcgLangModel`) without a gradient;
     None when they reach every one. DDP waits for a gradient of each parameter, so without `find_unused_parameters`
@@ -147,6 +157,7 @@ __all__ = [
     "check_fp16_device",
     "create_accelerator",
     "has_accelerator",
+    "main_process_value",
     "mixed_precision_mode",
     "resolve_local_loss",
     "unused_parameters_reason",

@@ -38,6 +38,7 @@ from ecglang.training.devices import (  # the run's devices and processes: their
     allow_unused_parameters,
     create_accelerator,
     has_accelerator,
+    main_process_value,
     mixed_precision_mode,
     resolve_local_loss,
     unused_parameters_reason,
@@ -323,13 +324,15 @@ def add_unpaired(
     )
     unreadable = [(str(f.record_id), f"unpaired: {f.reason}") for f in report.failures]
     ids, paths = [str(x) for x in dataset["id"]], [str(p) for p in dataset["path"]]
-    sides = [(paired or {}).get(record_key(p)) for p in paths]
-    if any(sides):
+    paired = paired or {}
+    sides = [paired.get(record_key(p)) for p in paths]
+    n_paired = sum(map(bool, sides))
+    if n_paired:
         # not failures (the run's exit status is not theirs), but listed with the records left out
         data.excluded += [(i, f"unpaired: the ECG of a {side} pair of this run") for i, side in zip(ids, sides,
                           strict=True) if side]  # fmt: skip
         n_held = sum(side == "held-out" for side in sides)
-        data.description += (f"; {sum(map(bool, sides))} of {len(ids)} unpaired ECGs are pairs of this run "
+        data.description += (f"; {n_paired} of {len(ids)} unpaired ECGs are pairs of this run "
                              f"({n_held} held out), left out")  # fmt: skip
         keep = [j for j, side in enumerate(sides) if not side]
         ids, paths = [ids[j] for j in keep], [paths[j] for j in keep]
@@ -348,7 +351,6 @@ def add_unpaired(
     data.unpaired = PairTable(ok, [ids[i] for i in ok], [""] * len(ok))  # no report: no contrastive loss
     data.unpaired_cache = cache
     data.description += f"; {len(ok)} ECGs without reports of {d.unpaired_builder} ({root.name}) mixed in"
-    n_paired = sum(map(bool, sides))
     return len(report.failures) + len(failed) + n_paired, len(dataset) + len(report.failures) + n_paired
 
 
@@ -464,11 +466,7 @@ def inline_cache(
             key = default_cache_dir(records, preprocess_cfg, cfg.seed)
             name = str(key.with_name(f"{key.name}-{record_files_sha256([p for _, p in records])[:12]}"))
         if accelerator.num_processes > 1:  # the main process's folder: the others neither stat nor disagree
-            from accelerate.utils import broadcast_object_list  # accelerate is slow to import; loaded when training
-
-            box = [name]
-            broadcast_object_list(box)
-            name = box[0]
+            name = main_process_value(name)
         path = Path(name)
     too_many = accelerator.num_processes > 1 and len(records) > d.max_inline_records
     if too_many and unpaired and not cache_is_complete(path):

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list
 
 from ecglang.errors import ConfigError, EcgLangError
 from ecglang.training.checkpoints import (
@@ -48,7 +47,7 @@ from ecglang.training.checkpoints import (
     save_checkpoint,
 )
 from ecglang.training.config import SELECTION_METRICS, PretrainConfig, add_arguments, load_config
-from ecglang.training.devices import create_accelerator, resolve_local_loss
+from ecglang.training.devices import create_accelerator, main_process_value, resolve_local_loss
 from ecglang.training.logs import EXCLUDED_CSV, SKIPPED_CSV, RunLogs, flat_dict, resolve_trackers
 from ecglang.training.loop import StepLoop
 from ecglang.training.objectives import heldout_objective_loss
@@ -267,7 +266,9 @@ class Trainer:
                 metrics["selection"] = -loss
         score = float(metrics.get("selection", float("nan")))
         if acc.num_processes > 1:
-            score = main_process_value(score)  # one decision for all: a process that stopped alone would hang
+            # one decision for all: each process computes its own held-out loss, and GPU kernels need not give
+            # every process the same float; near a tie one would stop early and leave the others waiting
+            score = float(main_process_value(score))
         improved = math.isfinite(score) and (state.best_metric is None or score > state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evals_since_best = score, state.step, 0
@@ -340,15 +341,6 @@ class Trainer:
             samples_per_s=samples_per_s,
             failed=list(self.setup.data.failed),
         )
-
-
-def main_process_value(value: float) -> float:
-    """The main process's `value`, on every process. Each computes its held-out objective loss itself, and GPU
-    kernels need not give every process the same float: near a tie one process could stop early and leave the
-    others waiting in the next step's collective."""
-    box = [value]
-    broadcast_object_list(box)
-    return float(box[0])
 
 
 def train(cfg: PretrainConfig, output_dir: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
