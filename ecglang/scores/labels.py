@@ -248,9 +248,7 @@ def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256
     mode, whatever mode the model is in; its mode is given back). `progress`: a bar when there are thousands to
     embed (False: never)."""
     cache = prompt_cache(model)
-    # Sorted by length, a batch holds texts of about one length: padding, and the work spent on it, stays small
-    # (10,000 short label names beside a few hundred long knowledge criteria would otherwise pad to the longest).
-    missing = sorted(dict.fromkeys(t for t in texts if ("text", t) not in cache), key=len)
+    missing = by_token_count(model, list(dict.fromkeys(t for t in texts if ("text", t) not in cache)))
     for start in tqdm(
         range(0, len(missing), batch_size),
         desc="embedding prompts",
@@ -267,6 +265,21 @@ def embed_texts(model: EcgLangModel, texts: Sequence[str], batch_size: int = 256
             if sent is not None:
                 cache[("sentence", text)] = sent[i]
     return np.stack([cache[("text", t)] for t in texts]) if texts else np.zeros((0, 0), np.float32)
+
+
+def by_token_count(model: EcgLangModel, texts: list[str], chunk: int = 4096) -> list[str]:
+    """`texts` shortest first by their token count under the model's own tokenizer.
+
+    A batch then holds texts of one length, so padding, and the work spent on it, stays small: 10,000 labels
+    with knowledge (10,564 distinct prompts) are 114k tokens, which padded to 178k in batches sorted by
+    character count (a word is 1 to 4 pieces) and to 124k sorted by token count. Embedding them on 2 cores,
+    side by side: 28-30 s sorted by characters, 20-21 s sorted by tokens (counting them included)."""
+    if len(texts) < 2:
+        return texts
+    counts = np.concatenate([
+        model.tokenize(texts[i : i + chunk])["attention_mask"].sum(1).numpy() for i in range(0, len(texts), chunk)
+    ])  # fmt: skip
+    return [texts[i] for i in np.argsort(counts, kind="stable")]
 
 
 def label_matrix(
