@@ -141,6 +141,13 @@ _ORDINALS = {"1st": "first", "2nd": "second", "3rd": "third", "1": "first", "2":
 # Words dropped from every text: articles and hedges do not change which condition a label names.
 _DROP = frozenset({"a", "an", "the", "of", "type", "possible", "probable", "suspected", "likely", "consider", ""})
 _KEEP_S = ("ss", "us", "is", "ys", "as")
+# Words that qualify a finding without naming another: beside them a short form still names the whole label
+# ("possible AVNRT", "TdP (confirmed)", "old SAB in lead II"), while "SA block" names a block, not "SA".
+_QUALIFIERS = ("acute", "new", "old", "recent", "prior", "previous", "borderline", "marked", "mild", "moderate",
+               "severe", "minor", "intermittent", "transient", "frequent", "occasional", "isolated", "recurrent",
+               "pattern", "present", "noted", "seen", "confirmed", "on", "ecg", "ekg", "in", "lead", "leads",
+               "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")  # fmt: skip
+_LIMB_LEADS = frozenset({"i", "ii", "iii"})  # a lead after "lead" ("in lead II"), a degree elsewhere ("AVB II")
 
 
 def _singular(token: str) -> str:
@@ -387,6 +394,7 @@ class AliasIndex:
                 df[t] = df.get(t, 0) + 1
         self.generic = frozenset(t for t, n in df.items() if n >= 8) | {"normal", "abnormal", "abnormality"}
         self._short = frozenset(key for key, short in written.items() if short and len(key) == 1)
+        self._qualifiers = frozenset(t for w in _QUALIFIERS for t in (*_base_tokens(w), *self.tokens(w)))
         self._max_len = max(len(k) for k in self._aliases)
         # The same words in another order ("AV block first degree", as SNOMED CT and CinC list them): one key per
         # bag of words, kept only where a single alias has it.
@@ -432,6 +440,13 @@ class AliasIndex:
             found.update((s.id, s) for s in self._aliases[key])
         return AliasMatch(tuple(found.values()), "contained")
 
+    def _qualified(self, tokens: Sequence[str], at: int) -> bool:
+        """Whether every token of the label but `tokens[at]` only qualifies it (see `_QUALIFIERS`)."""
+        return all(
+            j == at or t in self._qualifiers or (t in _LIMB_LEADS and j > 0 and tokens[j - 1] == "lead")
+            for j, t in enumerate(tokens)
+        )
+
     def _contained(self, tokens: Sequence[str]) -> list[tuple[str, ...]]:
         """Aliases found as contiguous runs of `tokens`, longest first, none inside a longer one found."""
         taken = [False] * len(tokens)
@@ -441,7 +456,8 @@ class AliasIndex:
                 key = tuple(tokens[start : start + length])
                 if key not in self._aliases or any(taken[start : start + length]):
                     continue
-                if len(key) == 1 and (key[0] in self.generic or key in self._short or len(key[0]) <= 2):
+                short = len(key) == 1 and (key in self._short or len(key[0]) <= 2)
+                if len(key) == 1 and (key[0] in self.generic or (short and not self._qualified(tokens, start))):
                     continue  # "SA" (sinus arrhythmia) in "SA block": a short form names the whole label only
                 out.append(key)
                 taken[start : start + length] = [True] * length
