@@ -394,7 +394,7 @@ class AliasIndex:
                 df[t] = df.get(t, 0) + 1
         self.generic = frozenset(t for t, n in df.items() if n >= 8) | {"normal", "abnormal", "abnormality"}
         self._short = frozenset(key for key, short in written.items() if short and len(key) == 1)
-        self._qualifiers = frozenset(t for w in _QUALIFIERS for t in (*_base_tokens(w), *self.tokens(w)))
+        self.qualifiers = frozenset(t for w in _QUALIFIERS for t in (*_base_tokens(w), *self.tokens(w)))
         self._max_len = max(len(k) for k in self._aliases)
         # The same words in another order ("AV block first degree", as SNOMED CT and CinC list them): one key per
         # bag of words, kept only where a single alias has it.
@@ -440,10 +440,21 @@ class AliasIndex:
             found.update((s.id, s) for s in self._aliases[key])
         return AliasMatch(tuple(found.values()), "contained")
 
+    def _single_word_names(self, tokens: Sequence[str], at: int) -> bool:
+        """Whether the one-word alias `tokens[at]` names the label it is contained in."""
+        word = tokens[at]
+        if word in self.generic:
+            # "block", "wave": no condition on their own; "bradycardia", "infarction" beside qualifiers only
+            # ("acute bradycardia"); "PR" (CinC's pacing rhythm) and "QT" name intervals as often
+            return len(word) > 2 and self._qualified(tokens, at)
+        if (word,) in self._short or len(word) <= 2:
+            return self._qualified(tokens, at)  # "SA" (sinus arrhythmia) in "possible SA", not in "SA block"
+        return True
+
     def _qualified(self, tokens: Sequence[str], at: int) -> bool:
         """Whether every token of the label but `tokens[at]` only qualifies it (see `_QUALIFIERS`)."""
         return all(
-            j == at or t in self._qualifiers or (t in _LIMB_LEADS and j > 0 and tokens[j - 1] == "lead")
+            j == at or t in self.qualifiers or (t in _LIMB_LEADS and j > 0 and tokens[j - 1] == "lead")
             for j, t in enumerate(tokens)
         )
 
@@ -456,9 +467,8 @@ class AliasIndex:
                 key = tuple(tokens[start : start + length])
                 if key not in self._aliases or any(taken[start : start + length]):
                     continue
-                short = len(key) == 1 and (key in self._short or len(key[0]) <= 2)
-                if len(key) == 1 and (key[0] in self.generic or (short and not self._qualified(tokens, start))):
-                    continue  # "SA" (sinus arrhythmia) in "SA block": a short form names the whole label only
+                if len(key) == 1 and not self._single_word_names(tokens, start):
+                    continue
                 out.append(key)
                 taken[start : start + length] = [True] * length
         return out

@@ -255,7 +255,14 @@ class Retriever:
             # one-letter words ("s" of "S-A block", "q") are in half the texts ("S wave in I and V6"): not label
             # words; nor do the generic words left beside them ("s block" is not "block")
             words = {t for t in tokens if t not in _FILLER and len(t) > 1}
-            if len(words) < len({t for t in tokens if t not in _FILLER}) and not words - self.aliases.generic:
+            core = words - self.aliases.qualifiers
+            if len(core) == 1 and not core - self.aliases.generic and len(min(core)) > 2:
+                # a generic word beside qualifiers only reads as that word alone: "block present" got complete LBBB
+                # criteria, "block" none ("PR", "QT" name intervals or CinC's classes: left as they were)
+                words = core
+            if len(words) < len({t for t in tokens if t not in _FILLER} - self.aliases.qualifiers) and not (
+                words - self.aliases.generic
+            ):
                 words = set()
             # the last word names what the label is ("heart rate variability" is a variability): one the base
             # knows must be in the snippet, or a word of its stem (an unknown one may be misspelt: "av blok")
