@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ecglang.knowledge.base import KnowledgeBase, Snippet, split_criteria
 from ecglang.knowledge.index import KnowledgeIndex
-from ecglang.knowledge.quality import load_cases, score_retrieval, snomed_name_cases
+from ecglang.knowledge.quality import load_cases, qualified_snomed_cases, score_retrieval, snomed_name_cases
 from ecglang.knowledge.retrieval import retrieve_for_label, retrieve_for_labels, retriever_for
 from ecglang.scores.prompts import load_prompt_set
 
@@ -228,7 +228,9 @@ def quality_rows(ctx: BenchContext) -> list[dict[str, Any]]:
     )
     rows: list[dict[str, Any]] = []
     for case, cases in (("evaluation set (tests/knowledge/retrieval_eval.jsonl)", load_cases(EVAL_SET)),
-                        ("SNOMED CT names that snippets cover (issue 14)", snomed_name_cases(index.kb))):  # fmt: skip
+                        ("SNOMED CT names that snippets cover (issue 14)", snomed_name_cases(index.kb)),
+                        ("those names and abbreviations with qualifiers (possible …, … in lead II)",
+                         qualified_snomed_cases(index.kb))):  # fmt: skip
         retriever_for(index).embed([], show_progress=False)  # retriever built before timing
         score = score_retrieval(index, cases, k=K)
         met = score.precision >= PRECISION_TARGET and score.off_label_rate <= OFF_LABEL_TARGET

@@ -23,7 +23,20 @@ from ecglang.knowledge.guard import criterion_conflicts, features
 from ecglang.knowledge.index import Hit, KnowledgeIndex
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_labels
 
-__all__ = ["RetrievalCase", "RetrievalScore", "load_cases", "prompt_conflicts", "score_retrieval", "snomed_name_cases"]
+__all__ = [
+    "RetrievalCase",
+    "RetrievalScore",
+    "load_cases",
+    "prompt_conflicts",
+    "qualified_snomed_cases",
+    "score_retrieval",
+    "snomed_name_cases",
+]
+
+# How users wrap a finding's name in a label: hedges, age, places, confirmations (with the name or its
+# abbreviation in the braces). A qualifier never changes which condition is meant.
+QUALIFIED_FRAMES = ("possible {}", "{} (confirmed)", "old {} noted", "{} in lead II", "intermittent {} present",
+                    "borderline {} pattern", "new {} seen", "marked {}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,20 @@ def snomed_name_cases(kb: KnowledgeBase) -> list[RetrievalCase]:
     """Issue 14's measurement: the SNOMED CT names of `snomed_ct_ecg.csv` whose code some snippet carries."""
     return [RetrievalCase(name, (("snomed", code),)) for name, _, code in snomed_name_table()
             if kb.snippets_for_code("snomed", code)]  # fmt: skip
+
+
+def qualified_snomed_cases(kb: KnowledgeBase, frames: Sequence[str] = QUALIFIED_FRAMES) -> list[RetrievalCase]:
+    """The SNOMED CT names and abbreviations whose code some snippet carries, each in every frame of `frames`
+    ("possible AVNRT", "old SAB noted"): labels as users type them, not as the table spells them."""
+    cases: dict[str, RetrievalCase] = {}
+    for name, abbreviation, code in snomed_name_table():
+        if kb.snippets_for_code("snomed", code):
+            for text in (name, abbreviation):
+                for frame in frames:
+                    label = frame.format(text)
+                    codes = cases[label].codes if label in cases else ()
+                    cases[label] = RetrievalCase(label, (*codes, ("snomed", code)))  # an abbreviation of two names
+    return list(cases.values())
 
 
 def score_retrieval(index: KnowledgeIndex, cases: Sequence[RetrievalCase], k: int = 3) -> RetrievalScore:

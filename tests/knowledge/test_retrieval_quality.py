@@ -11,7 +11,7 @@ import pytest
 from ecglang.knowledge.aliases import normalize_tokens
 from ecglang.knowledge.guard import conflicts, features
 from ecglang.knowledge.index import KnowledgeIndex
-from ecglang.knowledge.quality import load_cases, score_retrieval, snomed_name_cases
+from ecglang.knowledge.quality import load_cases, qualified_snomed_cases, score_retrieval, snomed_name_cases
 from ecglang.knowledge.retrieval import compose_prompts, retrieve_for_label, retrieve_for_labels
 from ecglang.scores.labels import knowledge_queries, retrieve_knowledge
 
@@ -33,6 +33,17 @@ def test_evaluation_set_precision_and_off_label(index: KnowledgeIndex) -> None:
     assert score.off_label_rate <= 0.01, score.misses
     assert score.coverage >= 0.95, score.misses  # the floor must not buy precision by retrieving nothing
     assert score.negatives_with_hits == 0, score.misses
+
+
+def test_qualified_snomed_names_and_abbreviations(index: KnowledgeIndex) -> None:
+    """The SNOMED CT names and abbreviations as users wrap them ("possible AVNRT", "old SAB noted", 1,696 labels):
+    at the start of session 22, 72.2 % got any snippet (an abbreviation beside any other word got none),
+    precision@3 0.997, off-label 0.31 %; 99.6 %, 0.999 and 0.09 % since qualifiers leave a short form whole."""
+    cases = qualified_snomed_cases(index.kb)
+    score = score_retrieval(index, cases, k=3)
+    print(f"\n{score.summary()}")
+    assert len(cases) > 1500
+    assert score.coverage >= 0.98 and score.precision >= 0.99 and score.off_label_rate <= 0.005, score.misses[:20]
 
 
 def test_snomed_names_top3_carry_their_code(index: KnowledgeIndex) -> None:
