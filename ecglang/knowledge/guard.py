@@ -105,6 +105,9 @@ _WORD_VALUES: dict[str, tuple[tuple[str, str], ...]] = {
 _PREFIX_VALUES = (("tachy", ("rate", "tachy")), ("brady", ("rate", "brady")))
 _WALLS = (("anter", "anterior"), ("infer", "inferior"), ("later", "lateral"), ("poster", "posterior"),
           ("sept", "septal"))  # fmt: skip
+# The 2006 consensus name of the wall that ECG criteria call posterior ("inferobasal infarction"), not the inferior
+# wall its prefix names
+_RENAMED_WALLS = {"inferobasal": "posterior"}
 _HYPER_HYPO = re.compile(r"^(hyper|hypo)([a-z]{3,})$")
 _NEGATIONS = frozenset({"non", "no", "without", "absent", "not"})
 # Groups whose values are sibling conditions of one name (left / right bundle branch block, first / second /
@@ -126,7 +129,9 @@ def polarity(token: str) -> frozenset[tuple[str, str]]:
     hh = _HYPER_HYPO.match(token)
     if hh:  # keyed by the stem's first letters: hyperkalemia, hyperkalemic and hyperkalaemia are one condition
         out.add((f"hyper/hypo {hh.group(2)[:4]}", hh.group(1)))
-    if token not in ("bilateral",) and not token.startswith(("atrio", "interventricular")):
+    if token in _RENAMED_WALLS:
+        out.add(("wall", _RENAMED_WALLS[token]))
+    elif token not in ("bilateral",) and not token.startswith(("atrio", "interventricular")):
         for root, wall in _WALLS:
             if root in token and token not in ("lateralization", "laterality", "interpretation"):
                 out.add(("wall", wall))
