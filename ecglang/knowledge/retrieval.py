@@ -198,7 +198,7 @@ class Retriever:
                 continue
             label = features(tokens)
             hits = [Hit(s, EXACT_SCORE, via) for s, via in self._exact(name, code, group)
-                    if not conflicts(label, self._titles[self._row[s.id]]) and label_criteria(label, s)]  # fmt: skip
+                    if not self._title_conflicts(label, tokens, s, via) and label_criteria(label, s)]  # fmt: skip
             hits = self._both_sides(tokens, hits, k)
             out.append(hits)
             if not hits:
@@ -210,6 +210,15 @@ class Retriever:
             for i, hits in zip(pending, self._hybrid([names[i] for i in pending], query, k), strict=True):
                 out[i] = hits
         return out
+
+    def _title_conflicts(self, label: dict, tokens: Sequence[str], snippet: Snippet, via: str) -> list[str]:
+        """The guard's conflicts between a label and the title of a snippet it names exactly. A label that is
+        one of the snippet's own aliases and names no block is no unmarked, so complete, block: "crochetage"
+        and "rSr' pattern" name the incomplete-RBBB snippet, "loss of septal Q waves" the incomplete-LBBB one."""
+        found = conflicts(label, self._titles[self._row[snippet.id]])
+        if via == "alias" and "block" not in tokens:
+            return [g for g in found if g != "completeness"]
+        return found
 
     def _exact(self, name: str, code: tuple[str, str] | None, group: Sequence[str] = ()) -> list[tuple[Snippet, str]]:
         match = self.aliases.match(name)
