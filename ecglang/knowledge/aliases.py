@@ -288,12 +288,19 @@ def _closest(token: str, vocabulary: frozenset[str]) -> str:
     if not scored:
         return token
     best_ratio, best = scored[0]
-    # "brachycardia" is as close to "tachycardia" as to "bradycardia": never guess across an opposite pair.
-    if any(polarity(c) != polarity(best) for r, c in scored[1:] if r >= best_ratio - 0.02):
+    # "brachycardia" is as close to "tachycardia" as to "bradycardia": never guess across an opposite pair, nor
+    # when the other side is one letter further ("hypekalemia": hyperkalemia 0.957, hypokalemia 0.909)
+    if any(polarity(c) != polarity(best) for r, c in scored[1:] if r >= best_ratio - 0.05):
         return token
-    if polarity(token) and polarity(token) != polarity(best):
+    if polarity(token) and _direction(token) != _direction(best):
         return token
     return best
+
+
+def _direction(token: str) -> frozenset[tuple[str, str]]:
+    """`polarity` with hyper/hypo read as a direction alone: a misspelt stem ("hypertrohy") keys another
+    condition than the word it is corrected to, while "hyper" stays "hyper"."""
+    return frozenset(("hyper/hypo", v) if g.startswith("hyper/hypo") else (g, v) for g, v in polarity(token))
 
 
 def snomed_name_table() -> list[tuple[str, str, str]]:

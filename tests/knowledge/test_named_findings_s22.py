@@ -57,3 +57,16 @@ def test_every_title_and_alias_retrieves_its_own_snippet(index: KnowledgeIndex) 
     missed = [(n, [h.snippet.id for h in hits]) for n, hits in zip(names, results, strict=True)
               if not owners[normalize_tokens(n)] & {h.snippet.id for h in hits}]  # fmt: skip
     assert len(names) > 900 and missed == []
+
+
+@pytest.mark.parametrize(
+    ("label", "snippet"),
+    [("left ventricular hyperrtophy", "lvh-definition"), ("atrial fibrilation", "atrial-fibrillation-definition"),
+     ("hypokalemea", "hypokalemia"), ("hyperkalcemia", None), ("hypekalemia", None)],
+)  # fmt: skip
+def test_misspelt_hyper_hypo_words(index: KnowledgeIndex, label: str, snippet: str | None) -> None:
+    """A misspelt stem after "hyper" keyed another condition than its correction ("hypertrohy" is not
+    "hypertrophy": no correction, no knowledge); a word as near the opposite condition's name as its own
+    ("hypekalemia": hyperkalemia 0.957, hypokalemia 0.909; "hyperkalcemia") is not guessed at."""
+    hits = retrieve_for_labels(index, [label], k=1)[0]
+    assert [h.snippet.id for h in hits] == ([snippet] if snippet else [])
