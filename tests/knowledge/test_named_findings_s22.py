@@ -27,6 +27,8 @@ def index() -> KnowledgeIndex:
         ("prolonged P wave", "left-atrial-interatrial-block"),  # was the prolonged PR interval (hybrid)
         ("tall P wave", "right-atrial-enlargement"),
         ("fQRS wave", "fragmented-qrs"),
+        ("left ventricular high voltage", "lvh-voltage-only"),  # CinC's LVHV: PTB-XL's VCLVH
+        ("right atrial high voltage", "right-atrial-enlargement"),  # CinC's RAHV
     ],
 )
 def test_named_finding_gets_its_snippet(index: KnowledgeIndex, label: str, snippet: str) -> None:
