@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--reports",
         metavar="CSV",
-        help="reports: PTB-XL's ptbxl_database.csv, or a CSV with report and id (or path) columns (default: a "
-        "ptbxl_database.csv in the first records folder or up to two folders above it, if any)",
+        help="reports: PTB-XL's ptbxl_database.csv, or a CSV with report and id (or path: the record's file, "
+        "relative to the CSV's folder) columns (default: a ptbxl_database.csv in the first records folder or up to "
+        "two folders above it, if any)",
     )
     build.add_argument(
         "--beats-per-record", type=count, metavar="N", help="keep at most N beats a record (default: all)"

@@ -415,11 +415,14 @@ def _write_prototypes(result, path: Path) -> str:
 
 
 def plot_notes(result: ZeroShotResult, record_id: str, label: str) -> list[str]:
-    """The lines under a record's plot: its top label and the leads behind it, the file it was read from (an id
-    such as `00317_lr#2` does not say which folder's `00317_lr` it is), and the snippets behind the score."""
+    """The lines under a record's plot: its top label and the leads that raise its score (and those that lower it:
+    the score is higher without them), the file it was read from (an id such as `00317_lr#2` does not say which
+    folder's `00317_lr` it is), and the snippets behind the score."""
     exp = result.explanations[record_id][label]
+    lowering = exp.lowering_leads(3)
     notes = [f"top label: {result.labels[label].name} ({label}), score {exp.score:.3f}; "
-             f"leads behind it: {', '.join(exp.top_leads(3))}"]  # fmt: skip
+             f"leads raising it: {', '.join(exp.top_leads(3)) or 'none'}"
+             + (f"; lowering it: {', '.join(lowering)}" if lowering else "")]  # fmt: skip
     if (path := result.source_of(record_id)) is not None:
         notes.append(f"file: {path}")
     return notes + [f"[{s['id']}] {s['title']} — {s['source'][:90]}" for s in exp.snippets]

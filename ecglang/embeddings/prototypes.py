@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,15 +60,17 @@ from ecglang.embeddings.sources import ItemSource, expand_inputs
 from ecglang.errors import ConfigError, EcgLangError, RecordFailure
 from ecglang.record.ecg import repeated_stem, unique_id
 from ecglang.record.leads import N_LEADS
-from ecglang.record.tables import read_record_table
+from ecglang.record.tables import read_record_table, record_file_key
 from ecglang.text.reports import decode_report, normalize_report
 
 if TYPE_CHECKING:
     from ecglang.encoders.ecg_processing import EcgProcessor
     from ecglang.encoders.modeling import EcgLangModel
 
-__all__ = ["PrototypeError", "PrototypeIndex", "PrototypeMatch", "PrototypeModelMismatch", "build_prototypes",
-           "find_reports", "model_identity", "read_reports"]  # fmt: skip
+__all__ = ["PrototypeError", "PrototypeIndex", "PrototypeMatch", "PrototypeModelMismatch", "Reports",
+           "build_prototypes", "find_reports", "model_identity", "read_reports"]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 # 2: plain NPY arrays checked against meta.json, the FAISS index rebuilt on load (1 kept index.faiss and beats.npz)
 FORMAT_VERSION = 2
@@ -90,7 +93,8 @@ class PrototypeError(EcgLangError, ValueError):
 
 
 class PrototypeModelMismatch(PrototypeError):
-    """The prototype index was built with another model (other config or weights) than the one given."""
+    """The prototype index was built with another model (other config or weights) than the one given, or with
+    other preprocessing or beat windows than the processor given."""
 
 
 @dataclass
@@ -130,19 +134,59 @@ def model_identity(model: EcgLangModel) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------- reports
-def read_reports(path: str | os.PathLike) -> dict[str, str]:
+class Reports(dict[str, str]):
+    """Record id → report (what `read_reports` gives), and `by_file`: record file (`record_file_key`) → report,
+    from a table keyed by `path`. `ambiguous`: the ids such a table gives several files with different reports,
+    which are left out of the ids (only their files find them)."""
+
+    def __init__(
+        self,
+        by_id: Mapping[str, str] | None = None,
+        by_file: Mapping[str, str] | None = None,
+        ambiguous: Sequence[str] | frozenset[str] = (),
+    ) -> None:
+        super().__init__(by_id or {})
+        self.by_file = dict(by_file or {})
+        self.ambiguous = frozenset(ambiguous)
+
+
+def read_reports(path: str | os.PathLike) -> Reports:
     """Record id → report from a CSV keyed by record (`ecglang.record.tables`): PTB-XL's `ptbxl_database.csv`
     (reports translated to English as for pretraining), or any CSV with a `report` column and an `id` or `path`
-    column."""
+    column. A `path` (relative: from the CSV's folder) also keys its report by the record's file (`Reports.by_file`),
+    so two records of one name in two folders get their own reports; such a name is then an id only when its rows
+    agree. `ConfigError` naming the line for an id (or a file) listed again with another report: the last row
+    won without a word."""
     table = read_record_table(path, "reports table", ("report",))
-    out: dict[str, str] = {}
+    by_id: dict[str, str] = {}
+    by_file: dict[str, str] = {}
+    first: dict[str, int] = {}  # id or file → the line that gave its report
+    ambiguous: set[str] = set()
     for row in table.rows:
         if table.ptbxl:  # PTB-XL's device statements: repaired and translated, as for pretraining
             text = normalize_report(decode_report(row.cells["report"]), source="ptbxl")
         else:
             text = normalize_report(row.cells.get("report", ""), source="english")
-        out.update(dict.fromkeys(row.ids, text))
-    return out
+        keys = list(row.ids)
+        if table.key == "path":  # the file decides; the name only where no other file shares it
+            try:
+                file = record_file_key(row.cells["path"], table.path.parent)
+            except ConfigError as exc:
+                raise ConfigError(f"{table.path}, line {row.line}: {exc}") from None
+            for rid in keys:
+                if by_id.setdefault(rid, text) != text:
+                    ambiguous.add(rid)
+            keys, out = [file], by_file
+        else:
+            out = by_id
+        for key in keys:
+            if out.setdefault(key, text) != text:
+                hint = f"; for records of one name in two folders, a 'path' column or ids such as {key}#2"
+                hint = "" if out is by_file else hint
+                raise ConfigError(f"{table.path}, line {row.line}: record {key!r:.200} is listed again with another "
+                                  f"report (line {first[key]}); keep one row per record{hint}")  # fmt: skip
+            first.setdefault(key, row.line)
+    return Reports({k: v for k, v in by_id.items() if k not in ambiguous}, by_file, ambiguous)
 
 
 def find_reports(records: str | os.PathLike) -> Path | None:
@@ -229,8 +273,13 @@ class PrototypeIndex:
         """The identity (`model_identity`) of the model that built the index."""
         return dict(self.meta["model"])
 
-    def check_model(self, model: EcgLangModel, where: str | os.PathLike | None = None) -> None:
-        """`PrototypeModelMismatch` unless `model` is the model that built this index."""
+    def check_model(
+        self, model: EcgLangModel, where: str | os.PathLike | None = None, processor: EcgProcessor | None = None
+    ) -> None:
+        """`PrototypeModelMismatch` unless `model` is the model that built this index, and, given a `processor`,
+        unless its `preprocess` and `beats` settings are those the index's beats were prepared with (recorded in
+        meta.json; an index that recorded none is not checked): beats filtered or cut otherwise are embedded from
+        other windows, and the figures would draw them beside the index's as comparable."""
         ours = model_identity(model)
         theirs = self.identity
         differ = [k.removesuffix("_sha256") for k in ("config_sha256", "weights_sha256") if ours[k] != theirs.get(k)]
@@ -240,6 +289,33 @@ class PrototypeIndex:
                 f"{where or 'prototype index'}: built with {name}, whose {' and '.join(differ)} differ from the "
                 "model given; rebuild it with `ecglang prototypes build --model ...` for this model"
             )
+        settings = self.processor_differences(processor) if processor is not None else []
+        if settings:
+            shown = "; ".join(f"{key}: {built} in the index, {given} given" for key, built, given in settings[:4])
+            more = f" and {len(settings) - 4} more" if len(settings) > 4 else ""
+            raise PrototypeModelMismatch(
+                f"{where or 'prototype index'}: its beats were prepared with other settings than the processor "
+                f"given ({shown}{more}); query it with the processor it was built with (EcgProcessor.from_dict of "
+                "meta.json's 'processor'), or rebuild it with this one (build_prototypes(..., processor=...))"
+            )
+
+    def processor_differences(self, processor: EcgProcessor) -> list[tuple[str, Any, Any]]:
+        """`(setting, value in the index, value of processor)` for each `preprocess` and `beats` setting that
+        meta.json records and `processor` sets otherwise (none when the index recorded no processor)."""
+        recorded = self.meta.get("processor")
+        if not isinstance(recorded, dict) or not hasattr(processor, "to_dict"):
+            return []
+        # through JSON, as meta.json holds them: tuples are lists there
+        given = json.loads(json.dumps(processor.to_dict(), default=str))
+        out = []
+        for section in ("preprocess", "beats"):
+            theirs, ours = recorded.get(section), given.get(section)
+            if not isinstance(theirs, dict) or not isinstance(ours, dict):
+                continue
+            for key, value in theirs.items():  # a setting added since the index was built is not in it
+                if key in ours and ours[key] != value:
+                    out.append((f"{section}.{key}", value, ours[key]))
+        return out
 
     def search(
         self,
@@ -262,6 +338,8 @@ class PrototypeIndex:
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         unit = np.asarray(queries, dtype=np.float32).reshape(-1, self.index.d)
+        if not len(self):  # an index built in memory from no beats (folders without beats are refused): FAISS
+            return [[] for _ in range(len(unit))]  # asserts k > 0
         unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
         q = self.centred(unit, positions)
         skips = self._excluded(len(q), exclude, exclude_paths)
@@ -347,8 +425,11 @@ class PrototypeIndex:
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, model: EcgLangModel | None = None) -> PrototypeIndex:
-        """Read an index folder; with `model`, check that it built the index (`PrototypeModelMismatch`)."""
+    def load(
+        cls, directory: str | os.PathLike, model: EcgLangModel | None = None, processor: EcgProcessor | None = None
+    ) -> PrototypeIndex:
+        """Read an index folder; with `model` (and `processor`), check that they built the index
+        (`check_model`: `PrototypeModelMismatch`). A folder without beats is a `PrototypeError`: nothing to search."""
 
         folder = Path(directory)
         meta_path = folder / "meta.json"
@@ -362,6 +443,9 @@ class PrototypeIndex:
         if not isinstance(meta.get("model"), dict):
             raise PrototypeError(f"{meta_path}: 'model' must be the identity of the model that built the index")
         n, dim = meta.get("n_beats"), meta.get("dim")
+        if n == 0:  # written before builds refused it, or by hand: FAISS failed at the first search (assert k > 0)
+            raise PrototypeError(f"{meta_path}: the index holds no beats (n_beats 0), so it has nothing to show; "
+                                 "rebuild it from records whose beats are detected")  # fmt: skip
         arrays = {}
         for name, shape, dtype in ((VECTORS_FILE, (n, dim), "<f4"), *((f, (n, *rest), t) for f, rest, t in LAYOUT)):
             try:
@@ -390,8 +474,25 @@ class PrototypeIndex:
             raise PrototypeError(f"{folder}: beat_index.npy holds negative beat indexes; rebuild it")
         result = cls(arrays[VECTORS_FILE], records, beat_record, beat_index, lead_masks, windows, meta)
         if model is not None:
-            result.check_model(model, folder)
+            result.check_model(model, folder, processor)
         return result
+
+
+def _report_of(
+    uid: str, source: str | None, reports: Mapping[str, str], by_file: Mapping[str, str], ambiguous: frozenset[str]
+) -> str | None:
+    """A record's report (`build_prototypes`): by its file, else its id in the index, else its name."""
+    if source is not None and by_file:
+        report = by_file.get(record_file_key(source))
+        if report is not None:
+            return report
+    rid = _stem(uid)
+    if rid in ambiguous and uid not in reports:  # the table names several files so, none of them this one
+        log.warning("%s (%s): the reports table gives other files of this name different reports, and not this "
+                    "file (relative paths are taken from the table's folder): indexed without a report", uid,
+                    source)  # fmt: skip
+        return None
+    return reports.get(uid, reports.get(rid))
 
 
 def _stem(rid: str | None) -> str | None:
@@ -446,7 +547,10 @@ def build_prototypes(
 
     `reports`: record id → report (see `read_reports`); None (default): PTB-XL's `ptbxl_database.csv` found
     beside the first record path (`find_reports`, as `ecglang prototypes build` does), if any; a record's own
-    `Ecg.report` is used otherwise.
+    `Ecg.report` is used otherwise. A record's report is found by its file first (`Reports.by_file`, from a
+    table keyed by path), then by its id in the index (`00001_hr#2` for a name repeated in another folder),
+    then by its name.
+    Raises `PrototypeError` (and writes nothing) when no beat is indexed: every record failed.
     `beats_per_record`: keep at most this many beats of a record, evenly spaced (default: all).
     `keep_windows`: store each beat's window for figures (2 bytes × 12 × beat_len a beat)."""
     import faiss  # here: FAISS loads only when prototypes are used
@@ -463,6 +567,7 @@ def build_prototypes(
         first = next((item for item in source.items if isinstance(item, Path)), None)
         found = find_reports(first) if first is not None else None
         reports = read_reports(found) if found else {}
+    by_file, ambiguous = getattr(reports, "by_file", {}), getattr(reports, "ambiguous", frozenset())
     reports = dict(reports)
     embeddings: list[np.ndarray] = []
     recs: list[dict[str, Any]] = []
@@ -491,14 +596,18 @@ def build_prototypes(
                 embeddings.append(batch.outputs["model"].beat_embeds[row, keep].float().cpu().numpy())
                 if keep_windows:
                     windows.write(np.ascontiguousarray(tokens.beats[keep], dtype=np.float16).tobytes())
-                report = reports.get(rid) or ecg.report or None
-                recs.append({"id": uid, "report": report, "source": str(ecg.metadata.get("source_path") or "") or None})
+                source = str(ecg.metadata.get("source_path") or "") or None
+                report = _report_of(uid, source, reports, by_file, ambiguous) or ecg.report or None
+                recs.append({"id": uid, "report": report, "source": source})
                 beat_record.append(np.full(len(keep), len(recs) - 1, np.int32))
                 beat_index.append(keep.astype(np.int16))
                 lead_masks.append(np.repeat(np.asarray(tokens.lead_mask, bool)[None], len(keep), 0))
-        emb = np.concatenate(embeddings).astype(np.float32) if embeddings else np.zeros((0, 0), np.float32)
-        dim = emb.shape[1] if len(emb) else int(model.config.projection["dim"])
-        emb = np.ascontiguousarray(emb.reshape(-1, dim))
+        if not embeddings:  # an index of no beats loaded, and then failed in FAISS at the first search
+            said = [str(f) for f in failures[:3]] + ([f"and {len(failures) - 3} more"] if len(failures) > 3 else [])
+            cause = f"every record failed ({len(failures)}: {'; '.join(said)})" if failures else "no records given"
+            raise PrototypeError(f"{out}: no beats indexed: {cause}; no index was written")
+        emb = np.ascontiguousarray(np.concatenate(embeddings), dtype=np.float32)
+        dim = int(emb.shape[1])
         faiss.normalize_L2(emb)
         counts = [len(b) for b in beat_record]
         meta = {

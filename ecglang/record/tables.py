@@ -3,8 +3,9 @@
 Two layouts are read. PTB-XL's `ptbxl_database.csv` as it is: a row's ids are the record names of
 `filename_hr` and `filename_lr` and its `ecg_id`. Any other CSV needs an `id` column (the record's id) or a
 `path` column (the id is what the readers give the record there, `record_id_of`: a dot in a name is not a
-suffix). Both the reports table of `ecglang prototypes` and the demographics table of `zero-shot --metadata`
-read through here, so a record gets the same id from either and from the reader.
+suffix; `record_file_key` tells records of one name in two folders apart). Both the reports table of
+`ecglang prototypes` and the demographics table of `zero-shot --metadata` read through here, so a record gets
+the same id from either and from the reader.
 """
 
 from __future__ import annotations
@@ -18,9 +19,23 @@ from pathlib import Path
 from ecglang.errors import ConfigError
 from ecglang.record.ecg import record_id_of
 
-__all__ = ["RecordRow", "RecordTable", "read_record_table"]
+__all__ = ["RecordRow", "RecordTable", "read_record_table", "record_file_key"]
 
 PTBXL_COLUMNS = frozenset({"filename_hr", "filename_lr", "ecg_id"})
+
+
+def record_file_key(path: str | os.PathLike, base: str | os.PathLike | None = None) -> str:
+    """The record at `path` as one key, whichever way it is written: `~` expanded, taken from `base` when relative,
+    symbolic links resolved, and without a record suffix (`record_id_of`: `a/rec.hea`, `a/rec.dat` and `a/rec` are
+    one WFDB record). `ConfigError` for a path no file system takes (a NUL character, a symbolic link loop)."""
+    try:
+        full = Path(path).expanduser()
+        if base is not None and not full.is_absolute():
+            full = Path(base) / full
+        full = full.resolve()
+        return str(full.with_name(record_id_of(full)))
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a link loop or an unknown `~user`
+        raise ConfigError(f"{str(path)!r:.200}: not a usable record path ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,7 @@ class RecordTable:
     path: Path
     ptbxl: bool  # PTB-XL's database: its columns follow PTB-XL's conventions (e.g. sex 0 = male)
     rows: list[RecordRow]
+    key: str | None = None  # the column rows are keyed by: "id" or "path" (None: PTB-XL's database)
 
 
 def read_record_table(path: str | os.PathLike, what: str, needs_any: Iterable[str]) -> RecordTable:
@@ -72,4 +88,4 @@ def read_record_table(path: str | os.PathLike, what: str, needs_any: Iterable[st
         if not ids:
             raise ConfigError(f"{path}, line {line}: no record id")
         rows.append(RecordRow(line, tuple(ids), cells))
-    return RecordTable(path, ptbxl, rows)
+    return RecordTable(path, ptbxl, rows, None if ptbxl else key)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ecglang.beats.tokenize import BeatTokens
-    from ecglang.embeddings.prototypes import PrototypeIndex
+    from ecglang.embeddings.prototypes import PrototypeIndex, PrototypeMatch
     from ecglang.scores.explain import Explanation
 
 log = logging.getLogger(__name__)
@@ -201,10 +201,12 @@ def plot_explanation(
     the same beat), else the most attended when there are no contributions; its title says which and why. It needs
     `explanation.tokens`, kept only for the first `keep_signals` records of the classifier call: without them the
     rest is drawn, the input-beat panel says how to keep them, and a warning is logged. `prototypes`: the index
-    its matches came from (for their windows; without it, or without stored windows, only their reports are shown).
-    `lead`: the lead drawn (default: II when present, else the most attended lead). Beats are drawn against time
-    from their R peak, in ms, from `beat_config` (the model's `processor.beat_config`; default `BeatConfig()`);
-    a prototype whose record lacks the lead drawn says so instead of drawing its zeros."""
+    its matches came from (for their windows; without it, or without stored windows, only their reports are shown;
+    `ConfigError` for another index, whose rows hold other beats). `lead`: the lead drawn (default: II when
+    present, else the most attended lead). Beats are drawn against time from their R peak, in ms, from
+    `beat_config` (the model's `processor.beat_config`; default `BeatConfig()`); the input beat or a prototype
+    whose record lacks the lead drawn says so instead of drawing its zeros. The lower panels show each lead's
+    contribution as the score's drop without it, and each beat's as its cosine with the label."""
     import textwrap
 
     out = None if out is None else figure_path(out)  # a bad file type fails before drawing
@@ -216,6 +218,8 @@ def plot_explanation(
 
     exp = explanation
     matches = list(exp.prototypes or [])
+    if prototypes is not None:  # checked before the figure is opened: a row of another index is another beat
+        _check_matches(matches, prototypes)
     li = _beat_lead(exp, lead)
     beat, why = _input_beat(exp)
     cfg = beat_config or BeatConfig()
@@ -229,6 +233,8 @@ def plot_explanation(
         if len(trace) != len(ms):  # checked before the figure is opened, like the lead
             raise ConfigError(f"beat windows of {len(trace)} samples, but beat_config.beat_len is {cfg.beat_len}: "
                               "pass the beat_config the beats were cut with")  # fmt: skip
+        if not exp.tokens.lead_mask[li]:  # a lead asked for that the record lacks: its zeros are not a beat
+            trace = None
     n_cols = 1 + max(len(matches), 1)
     fig = plt.figure(figsize=(3.2 * n_cols, 7.2))
     with _drawing(fig, out, dpi=dpi, bbox_inches="tight"):
@@ -238,6 +244,12 @@ def plot_explanation(
         if trace is not None:
             ax.plot(ms, trace, color="tab:red", lw=1.2)
             head = f"input beat {beat} of {n_beats} (lead {CANONICAL_LEADS[li]})\n{why}"
+        elif exp.tokens is not None and exp.tokens.n_beats:  # the record lacks the lead asked for, as prototypes may
+            ax.tick_params(left=False, labelleft=False)
+            head = f"input beat {beat} of {n_beats} (lead {CANONICAL_LEADS[li]})\n{why}"
+            recorded = [name for name, m in zip(CANONICAL_LEADS, exp.tokens.lead_mask, strict=True) if m]
+            note = f"lead {CANONICAL_LEADS[li]} not recorded\n(recorded: {', '.join(recorded) or 'none'})"
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=7, color="0.4")
         else:  # a bare 0-1 frame looked like a drawn beat (tick_params: the prototypes' panels share its y axis)
             ax.tick_params(left=False, labelleft=False, bottom=False, labelbottom=False)
             head = "input beat not kept" if exp.tokens is None else "input beat: none (no beats detected)"
@@ -262,11 +274,32 @@ def plot_explanation(
             a.tick_params(labelsize=6)
             a.spines[["top", "right"]].set_visible(False)
         maps = grid[1, :].subgridspec(1, 2, wspace=0.45)  # the twin axes' labels need room between the panels
-        _bars(fig.add_subplot(maps[0, 0]), list(CANONICAL_LEADS), exp.lead_contributions, exp.lead_attention, "leads")
+        _bars(fig.add_subplot(maps[0, 0]), list(CANONICAL_LEADS), exp.lead_contributions, exp.lead_attention, "leads",
+              LEAD_CONTRIBUTION)  # fmt: skip
         beat_names = [str(i) for i in range(len(exp.beat_contributions))]
-        _bars(fig.add_subplot(maps[0, 1]), beat_names, exp.beat_contributions, exp.beat_attention, "beats")
+        _bars(fig.add_subplot(maps[0, 1]), beat_names, exp.beat_contributions, exp.beat_attention, "beats",
+              BEAT_CONTRIBUTION)  # fmt: skip
         fig.suptitle(title or f"{exp.record_id}: {exp.label}", fontsize=10)
     return fig
+
+
+def _check_matches(matches: Sequence[PrototypeMatch], prototypes: PrototypeIndex) -> None:
+    """`ConfigError` unless each match's row of `prototypes` holds its record's beat: a match keeps only its row,
+    and another index (a rebuild, another folder) holds another beat there, drawn under the match's name."""
+    for rank, match in enumerate(matches, 1):
+        row = match.row
+        held = None
+        if 0 <= row < len(prototypes):
+            rec = prototypes.records[int(prototypes.beat_record[row])]
+            held = (rec["id"], int(prototypes.beat_index[row]), rec.get("source"))
+            if held == (match.record_id, match.beat_index, match.path):
+                continue
+        there = "past its end" if held is None else f"{held[0]} beat {held[1]}"
+        raise ConfigError(
+            f"these matches come from another prototype index: match {rank} ({match.record_id} beat "
+            f"{match.beat_index}) is row {row}, which in the index given ({prototypes!r}) is {there}; pass the "
+            "index the classifier used (clf.prototypes)"
+        )
 
 
 def _input_beat(exp: Explanation) -> tuple[int, str]:
@@ -302,19 +335,25 @@ def _beat_lead(exp: Explanation, lead: str | None) -> int:
 
 # At most this many beat numbers under the beat bars: 37 beats of a tachycardia ran into one another.
 MAX_TICK_LABELS = 20
+# What each panel's contributions are (`ecglang.scores.explain`): a lead's is not a cosine but a score difference
+LEAD_CONTRIBUTION = "score drop without the lead"
+BEAT_CONTRIBUTION = "cosine with the label"
 
 
-def _bars(ax: Axes, names: list[str], contributions: np.ndarray, attention: np.ndarray | None, what: str) -> None:
-    """Contributions (cosine with the label) and attention (share of attention) of each lead or beat, side by
-    side on two axes, since their scales differ. The two axes put their zero at the same height (else negative
-    contributions hang from the top while attention rises from the bottom), the legend sits above the panel
-    (not over the bars), and a missing lead is marked as missing, not drawn as a zero contribution."""
+def _bars(
+    ax: Axes, names: list[str], contributions: np.ndarray, attention: np.ndarray | None, what: str, measure: str
+) -> None:
+    """Contributions (`measure`: what they are, for the legend and axis) and attention (share of attention) of
+    each lead or beat, side by side on two axes, since their scales differ. The two axes put their zero at the same
+    height (else negative contributions hang from the top while attention rises from the bottom), the legend sits
+    above the panel (not over the bars), and a missing lead is marked as missing, not drawn as a zero
+    contribution."""
     x = np.arange(len(names))
     values = np.asarray(contributions, dtype=float)
     missing = ~np.isfinite(values)
-    ax.bar(x - 0.2, np.where(missing, 0.0, values), width=0.4, color="tab:red", label="contribution (cos)")
+    ax.bar(x - 0.2, np.where(missing, 0.0, values), width=0.4, color="tab:red", label=measure)
     ax.axhline(0.0, color="0.3", lw=0.6)
-    ax.set_ylabel("contribution (cos)", fontsize=7)
+    ax.set_ylabel(measure, fontsize=7)
     step = max(1, int(np.ceil(len(names) / MAX_TICK_LABELS)))
     ax.set_xticks(x[::step], [names[i] for i in x[::step]], fontsize=6)
     if what == "beats":

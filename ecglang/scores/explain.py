@@ -60,8 +60,18 @@ class Explanation:
     prototypes: list[PrototypeMatch] | None = None
 
     def top_leads(self, n: int = 3) -> list[str]:
-        order = np.argsort(-np.nan_to_num(self.lead_contributions, nan=-np.inf))
-        return [CANONICAL_LEADS[i] for i in order[:n] if np.isfinite(self.lead_contributions[i])]
+        """The (at most) `n` leads that raise the score most: positive contributions, largest first. A lead with a
+        negative one lowers the score (it is higher without the lead): `lowering_leads`."""
+        return self._ranked_leads(n, 1.0)
+
+    def lowering_leads(self, n: int = 3) -> list[str]:
+        """The (at most) `n` leads whose removal raises the score most: negative contributions, lowest first."""
+        return self._ranked_leads(n, -1.0)
+
+    def _ranked_leads(self, n: int, sign: float) -> list[str]:
+        signed = sign * np.asarray(self.lead_contributions, dtype=float)
+        signed = np.where(np.isfinite(signed), signed, -np.inf)  # a missing lead (NaN) neither raises nor lowers
+        return [CANONICAL_LEADS[i] for i in np.argsort(-signed, kind="stable")[:n] if signed[i] > 0]
 
 
 def explain_record(
