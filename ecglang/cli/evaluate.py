@@ -42,7 +42,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     # Here, not at the top: `ecglang --help` must not wait for torch, scipy and matplotlib.
     from ecglang.evaluation.protocol import run_evaluation
-    from ecglang.evaluation.writers import left_out_columns, missing_rows, write_outputs
+    from ecglang.evaluation.writers import cut_prompts_text, left_out_columns, missing_rows, write_outputs
 
     result = run_evaluation(cfg)
     written = write_outputs(result, args.out)
@@ -51,7 +51,8 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"outputs in {out}: " + ", ".join(sorted(p.name for p in written.values())))
     # what the tables leave out, said where a script's log shows it (results.md has it too); the exit status is kept
     for name, entry in result.tree["label_sets"].items():
-        for text in (left_out_columns(name, entry), missing_rows(name, entry, written["missing"])):
+        texts = (left_out_columns(name, entry), missing_rows(name, entry, written["missing"]))
+        for text in (*texts, *cut_prompts_text(name, entry)):
             if text:
                 print(f"warning: {text}", file=sys.stderr)
     status = 0

@@ -137,7 +137,8 @@ def compare_sources(
 
     `scores` maps a source key to `(its scored codes, scores [N, len(codes)])`; `y` is `[N, len(codes)]` over
     `codes`. Each comparison uses the labels both sources scored (`labels`; the macro AUROC averages over
-    those of them with both classes, `labels_with_both_classes`); the result is keyed ``"A − B"``.
+    those of them with both classes, `labels_with_both_classes`); the result is keyed ``"A − B"`` and holds the
+    source names (`a`, `b`), their macro AUROCs (`a_macro_auroc`, `b_macro_auroc`) and `paired_difference`'s rest.
     """
     focus = focus_source(list(scores))
     out: dict[str, Any] = {}
@@ -156,5 +157,8 @@ def compare_sources(
         res = paired_difference(yy, a, b, n_resamples=n_resamples, seed=seed)
         n_pos = yy.sum(axis=0)
         both = [c for c, p in zip(shared, n_pos, strict=True) if 0 < p < yy.shape[0]]  # the labels AUROC covers
-        out[f"{focus} − {key}"] = {"a": focus, "b": key, "labels": shared, "labels_with_both_classes": both, **res}
+        # `res` holds the two macro AUROCs as "a"/"b": renamed, so "a"/"b" stay the source names
+        aurocs = {"a_macro_auroc": res.pop("a"), "b_macro_auroc": res.pop("b")}
+        out[f"{focus} − {key}"] = {"a": focus, "b": key, **aurocs, "labels": shared, "labels_with_both_classes": both,
+                                   **res}  # fmt: skip
     return out

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ecglang.data.builders import SPLIT_PARTS, build_ptbxl, load_label_split
 from ecglang.data.snomed import load_snomed_mapping
+from ecglang.data.splits import zero_one_column
 from ecglang.errors import ConfigError, EcgReadError, PromptError, RecordFailure
 from ecglang.evaluation.config import PARTS
 from ecglang.record.io import scan_records
@@ -260,14 +261,17 @@ def sample_limit(limit: int | None, seed: int, *columns: list) -> tuple[list, ..
     return tuple([col[i] for i in keep] for col in columns)
 
 
-def _read_parts(split_root: Path, task: str, part: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+def _read_parts(
+    split_root: Path, task: str, part: str, codes: Sequence[str]
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """`(table, label columns, files)` of `part`; `all` concatenates train, val and test. The table gains
-    `_record_id` (the builders' record id) and `_part` columns."""
+    `_record_id` (the builders' record id) and `_part` columns. A column named by `codes` (the prompt set's) that
+    holds anything but 0/1 is an `EcgReadError` naming the file, column and lines (`load_label_split`)."""
     if part not in PARTS:
         raise ConfigError(f"unknown split part {part!r}; expected one of {list(PARTS)}")
     frames, files, columns = [], [], None
     for p in list(SPLIT_PARTS) if part == "all" else [part]:
-        split = load_label_split(split_root, task, p)
+        split = load_label_split(split_root, task, p, label_names=codes)
         if columns is not None and set(split.label_columns) != set(columns):
             raise EcgReadError(split.path, f"label columns differ from the other parts: {split.label_columns}")
         # The same labels in another column order (ptbxl_sub's train split) are fine: labels are read by name
@@ -342,7 +346,7 @@ def load_label_set(
         if folds is not None:
             raise ConfigError(f"{key}: its records carry no folds; leave out --folds")
         return load_header_label_set(root, ps, name=key, limit=limit, seed=seed)
-    frame, columns, files = _read_parts(Path(split_root).expanduser(), task, part)
+    frame, columns, files = _read_parts(Path(split_root).expanduser(), task, part, ps.codes)
     fold_filter = None if folds is None else {int(f) for f in folds}
     if fold_filter is not None:
         if "strat_fold" not in frame.columns:
@@ -402,7 +406,7 @@ def _label_columns(df: pd.DataFrame, id_column: str, csv_path: Path) -> tuple[li
     """The 0/1 label columns of a labels CSV, and the other columns with why each is not one (for the report).
 
     A column whose values are mostly 0/1 is taken to be a label column with a mistake in it: an error naming
-    the first bad row, never a column silently left out of the evaluation."""
+    its first bad lines (`zero_one_column`, as for split files), never a column silently left out."""
     cols, others = [], {}
     for col in df.columns:
         if col == id_column or str(col).lower() in _METADATA_COLUMNS or str(col).startswith("_"):
@@ -411,21 +415,11 @@ def _label_columns(df: pd.DataFrame, id_column: str, csv_path: Path) -> tuple[li
         if pd.api.types.is_bool_dtype(series):
             cols.append(col)
             continue
-        numeric = pd.to_numeric(series, errors="coerce")
-        is01 = numeric.isin([0, 1])
-        if is01.all():
-            df[col] = numeric.astype(np.int8)  # "1" and 1.0 are read as the 1 they are
+        # "1" and 1.0 are the 1 they are; a mostly-0/1 column with another cell is an error (as in split files)
+        labels = zero_one_column(series, str(col), csv_path, hint=" (a column whose name starts with '_' is left out)")
+        if labels is not None:
+            df[col] = labels
             cols.append(col)
-        elif is01.mean() >= 0.5:
-            row = int(np.flatnonzero(~is01.to_numpy())[0])
-            value = series.iloc[row]
-            # pandas reads an empty cell as NaN: its repr, np.float64(nan), is not what the file holds
-            held = "an empty cell" if pd.isna(value) else f"{str(value)!r:.40}"
-            raise EcgReadError(
-                csv_path,
-                f"column {col!r} holds 0/1 labels but line {row + 2} holds {held}; fix the value "
-                "(a column whose name starts with '_' is left out)",
-            )
         else:  # as the file shows them: 71, not numpy's np.int64(71)
             shown = (repr(v) if isinstance(v, str) else str(v) for v in series.dropna().unique()[:3])
             others[str(col)] = "not 0/1 values (e.g. " + ", ".join(s[:20] for s in shown) + ")"

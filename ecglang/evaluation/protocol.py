@@ -227,6 +227,37 @@ def source_specs(
     return clf.label_specs(labels=list(codes), prompts=table, knowledge=knowledge), info
 
 
+def cut_prompts(model: EcgLangModel, specs: dict[str, LabelSpec]) -> dict[str, list[dict[str, Any]]]:
+    """`{code: [{"prompt", "tokens", "read", "dropped", "unread"}]}` for the prompts (and knowledge prompts) of
+    `specs` longer than the text tower's `max_length`: the tower reads `read` of their `tokens` (special tokens
+    counted in both, as the tower sees them) and never the `unread` end. Empty when every prompt fits.
+
+    An external file is used verbatim, so a long description (CKEPE's MI: 121 tokens) loses its end without
+    a word unless this is reported. `read` is what `model.tokenize` keeps; `tokens` is the untruncated count
+    of the same tokenizer."""
+    texts = list(dict.fromkeys(str(p) for s in specs.values() for p in [*s.prompts, *s.knowledge_prompts]))
+    if not texts:
+        return {}
+    read = model.tokenize(texts)["attention_mask"].sum(dim=1).tolist()
+    lowered = [t.lower() for t in texts] if model.config.text_tower.get("lowercase") else texts
+    full = model.get_tokenizer()(lowered, truncation=False, return_offsets_mapping=True,
+                                 return_special_tokens_mask=True)  # fmt: skip
+    cut: dict[str, dict[str, Any]] = {}
+    for i, text in enumerate(texts):
+        ids, special = full["input_ids"][i], full["special_tokens_mask"][i]
+        if len(ids) <= read[i]:
+            continue
+        # the special tokens are kept when the tokenizer truncates: the first unread word is the next content token
+        content = [k for k, flag in enumerate(special) if not flag]
+        first = content[min(read[i] - (len(ids) - len(content)), len(content) - 1)]
+        shown = text if len(text) == len(lowered[i]) else lowered[i]  # offsets are those of the lowered text
+        cut[text] = {"prompt": text, "tokens": len(ids), "read": int(read[i]), "dropped": len(ids) - int(read[i]),
+                     "unread": shown[full["offset_mapping"][i][first][0]:]}  # fmt: skip
+    own = {c: dict.fromkeys(str(p) for p in [*s.prompts, *s.knowledge_prompts]) for c, s in specs.items()}
+    out = {c: [cut[t] for t in texts_of if t in cut] for c, texts_of in own.items()}
+    return {c: v for c, v in out.items() if v}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # configuration and results
 
@@ -396,6 +427,8 @@ def _evaluate_set(
             per_record.scores[(src.key, key)] = (codes, scores)
         out.update(info)
         out["labels_scored"] = codes
+        if cut := cut_prompts(clf.model, specs):  # results.md Notes and stderr say so (writers.cut_prompts_text)
+            out["truncated_prompts"] = cut
         out["prompts"] = {c: [str(p) for p in s.prompts] for c, s in specs.items()}
         if any(s.dropped for s in specs.values()):
             out["dropped_prompts"] = {c: [str(p) for p in s.dropped] for c, s in specs.items() if s.dropped}

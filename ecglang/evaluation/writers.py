@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["left_out_columns", "markdown_table", "missing_rows", "paired_markdown", "plot_probe_curve",
-           "plot_roc_curves", "results_markdown", "to_jsonable", "write_json", "write_outputs"]  # fmt: skip
+__all__ = ["cut_prompts_text", "left_out_columns", "markdown_table", "missing_rows", "paired_markdown",
+           "plot_probe_curve", "plot_roc_curves", "results_markdown", "to_jsonable", "write_json",
+           "write_outputs"]  # fmt: skip
 
 _METRICS = ("macro_auroc", "macro_max_f1", "macro_accuracy")
 _METRIC_TITLES = {
@@ -431,6 +432,7 @@ def results_markdown(run: EvaluationRun) -> str:
                              + "; ".join(f"{c} ({why})" for c, why in res["suspect"].items()))  # fmt: skip
             if res.get("note") or res.get("status"):
                 notes.append(f"- {name} · {src}: {res.get('status') or res.get('note')}")
+        notes += [f"- {text}" for text in cut_prompts_text(name, entry)]
         if entry.get("roc_labels"):
             notes.append(
                 f"- {name}: the ROC figure shows the labels every source scored: {', '.join(entry['roc_labels'])}"
@@ -482,17 +484,39 @@ def results_markdown(run: EvaluationRun) -> str:
 
 def left_out_columns(name: str, entry: Mapping[str, Any]) -> str | None:
     """`"<name>: label column(s) 'X' are not codes of prompt set 'Y': not evaluated ..."` for the label columns of a
-    label set (its `results.json` entry) that its prompt set lacks; None when there are none. In results.md's
-    Notes and, from the CLI, on stderr: those columns are not in the macro figures."""
+    label set (its `results.json` entry) that its prompt set lacks, and `"prompt-set code(s) 'Z' have no 0/1
+    column ..."` for the codes its split file lacks; None when there are none. In results.md's Notes and, from
+    the CLI, on stderr: those labels are not in the macro figures."""
     notes = entry.get("notes") or {}
-    columns = notes.get("columns_without_prompts")
-    if not columns:
-        return None
-    text = (f"{name}: label column(s) {', '.join(map(repr, columns))} are not codes of prompt set "
-            f"{notes.get('prompt_set', name)!r}: not evaluated")  # fmt: skip
-    if "id_column" in notes:  # a labels CSV, whose column names can be their own labels
-        text += " (leave out --prompt-set to score every column on its own name)"
-    return text
+    columns, codes = notes.get("columns_without_prompts"), notes.get("prompts_without_column")
+    texts = []
+    if columns:
+        text = (f"label column(s) {', '.join(map(repr, columns))} are not codes of prompt set "
+                f"{notes.get('prompt_set', name)!r}: not evaluated")  # fmt: skip
+        if "id_column" in notes:  # a labels CSV, whose column names can be their own labels
+            text += " (leave out --prompt-set to score every column on its own name)"
+        texts.append(text)
+    if codes:  # a split file without a column the prompt set has: that class is in no figure
+        texts.append(f"prompt-set code(s) {', '.join(map(repr, codes))} have no 0/1 column in the split: not evaluated")
+    return f"{name}: " + "; ".join(texts) if texts else None
+
+
+def cut_prompts_text(name: str, entry: Mapping[str, Any]) -> list[str]:
+    """`"<name> · <source>: N prompt(s) longer than the text tower reads (96 tokens) ..."`, one line per prompt source
+    of a label set (its `results.json` entry) with prompts the text tower cut at its max_length
+    (`protocol.cut_prompts`). In results.md's Notes and, from the CLI, on stderr: the figures are for the cut
+    text, not the text the prompt list in results.json shows."""
+    lines = []
+    for src, res in (entry.get("sources") or {}).items():
+        items = [(code, c) for code, cut in (res.get("truncated_prompts") or {}).items() for c in cut]
+        if not items:
+            continue
+        shown = ", ".join(f"{code} ({c['tokens']} tokens, {c['dropped']} dropped)" for code, c in items[:6])
+        more = f" and {len(items) - 6} more" if len(items) > 6 else ""
+        lines.append(f"{name} · {src}: {len(items)} prompt(s) longer than the text tower reads "
+                     f"({items[0][1]['read']} tokens), cut there, their ends never read: {shown}{more} "
+                     "(the unread ends: truncated_prompts in results.json)")  # fmt: skip
+    return lines
 
 
 def missing_rows(name: str, entry: Mapping[str, Any], missing_csv: str | os.PathLike) -> str | None:
@@ -543,7 +567,7 @@ def paired_markdown(tree: Mapping[str, Any], digits: int = 3) -> list[str]:
             d = CI.from_dict(res["difference"])
             rows.append(
                 f"| {name} | {pair} | {len(res['labels_with_both_classes'])} of {len(res['labels'])} "
-                f"| {res['a']:.{digits}f} | {res['b']:.{digits}f} "
+                f"| {res['a_macro_auroc']:.{digits}f} | {res['b_macro_auroc']:.{digits}f} "
                 f"| {d.format(digits)} | {'yes' if res['point_ge_0'] else 'no'} "
                 f"| {'yes' if res['ci_contains_0'] else 'no'} | {res['verdict']} |"
             )
