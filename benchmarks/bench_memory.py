@@ -4,8 +4,9 @@ The console script runs as a subprocess on a folder of 1,000 generated `.npz` re
 PTB-XL records, `BenchContext.record_files`) with a saved `ecglang-small` checkpoint, the `ptbxl_super`
 prompt set and the bundled knowledge base (its index is built once into `work_dir/cache` and loaded from
 there afterwards, as from a user's cache), writing the score table with `--out`. Reported: the exact
-peak RSS of the command's process, and the sampled peaks of its process tree (the DataLoader worker that
-prepares records included): summed RSS, PSS (the tree's real footprint) and anonymous memory.
+peak RSS of the command's process, and the sampled peaks of its process tree (the DataLoader workers
+included: on at most 4 cores each prepares and encodes its own batches, with the model shared by fork):
+summed RSS, PSS (the tree's real footprint) and anonymous memory.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ no knowledge retrieval) in a fresh process, this file run as a child:
 
 so that each size's memory peak is its own. Time is the scoring call alone (the child reports it; model
 loading is excluded), with its CPU time (steadier than wall time on a shared machine); memory is the
-child's exact peak RSS and the sampled peak PSS of its process tree (the DataLoader worker included).
+child's exact peak RSS and the sampled peak PSS of its process tree (the DataLoader workers included: on
+at most 4 cores each prepares and encodes its own batches).
 Linear time: the wall time per record stays within 25 % across sizes. Flat memory: the peak at the
 largest size is within 25 % (+ 50 MB of per-record metadata: ids, scores) of the smallest.
 

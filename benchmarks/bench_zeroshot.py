@@ -5,10 +5,12 @@ base (test-time retrieval on). A warm-up call embeds the prompts, so the timed c
 prompt cache, as every call after the first does. Each timed call scores the same batch of jittered
 real records (`BenchContext.ecg_arrays`) held in memory:
 
-- `score_arrays`, default settings: preparation (preprocessing + beats) in a DataLoader worker while this
-  process runs the encoder, torch on the remaining core; the target row;
+- `score_arrays`, default settings; the target row. On a CPU with at most 4 usable cores one DataLoader
+  worker per core prepares (preprocessing + beats) *and* encodes its own batches of 16, torch on one thread
+  each, and this process only collects (`pipeline.encode_in_workers`); with more cores the workers prepare
+  while this process runs the encoder on the cores they leave free;
 - `score_arrays` with `num_workers=0`: everything in this process (side by side with the first, so the
-  ratio is what the overlap brings);
+  ratio is what the workers bring);
 - `__call__` on `Ecg` objects (the general entry point, same pipeline);
 - `score_arrays` with `precision="bf16"` (opt-in: the encoder under bfloat16 autocast), with how far its
   scores move from the float32 ones.
@@ -19,9 +21,9 @@ shared machine hits both sides. Target: end to end >= 3.4x MERL's forward.
 
 The last rows split the work per ECG into CPU time of each stage, each measured alone on one thread (64
 ECGs): preparation (preprocessing, of which the zero-phase band-pass; beat tokens, of which R-peak
-detection; collation) and the encoder. On two free cores the pipeline can run at most at
-1 / max(prep, encoder) ECGs/s, and on a busy machine at about 2 / (prep + encoder). The wall-clock figures
-are lower by however much CPU other jobs take (see the load average).
+detection; collation) and the encoder. On free cores the pipeline can run at most at cores / (prep + encoder)
+ECGs/s where every worker runs both stages (at most 4 cores), else at 1 / max(prep, encoder). The wall-clock
+figures are lower by however much CPU other jobs take (see the load average).
 """
 
 from __future__ import annotations

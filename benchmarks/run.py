@@ -492,7 +492,9 @@ def write_results(path: Path, rows: list[Row], info: dict[str, str], command: st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="benchmarks/run.py")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
-    parser.add_argument("--quick", action="store_true", help="small inputs and few repeats (a few seconds)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small inputs and few repeats (a smoke run: minutes, ~2.5 on 2 busy cores)"
+    )
     parser.add_argument("--repeats", type=int, help="timing repeats (default 5, or 3 with --quick)")
     parser.add_argument("--data", type=Path, help="data folder (default: ../shared/data beside the repo)")
     parser.add_argument("--output", type=Path, help=f"results file (default {DEFAULT_OUTPUT}; none with --quick)")

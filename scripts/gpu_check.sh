@@ -7,8 +7,9 @@
 # 2. trains configs/pretrain/smoke.yaml (tiny towers, 8 steps, global batch 16) on data.prepared with
 #    train.mixed_precision=bf16 and =fp16 on the GPU, and =no on the CPU (CUDA_VISIBLE_DEVICES=""), and checks
 #    that each run's losses are finite and its final/ checkpoint loads;
-# 3. scores the prepared cache zero-shot (ptbxl_super prompts, no knowledge) with the trained model in fp32, bf16
-#    and fp16 on the GPU and fp32 on the CPU, checking that the GPU scores agree with the CPU's;
+# 3. scores the prepared cache zero-shot (the five PTB-XL superclass names as bare labels, not the ptbxl_super
+#    prompt set; no knowledge) with the bf16-trained model in fp32, bf16 and fp16 on the GPU and fp32 on the CPU,
+#    checking that the GPU scores agree with the CPU's;
 # 4. prints one table: pairs/s (training) and ECG/s (zero-shot) per device and precision.
 # Exit status 0 only when every check passed. Needs a CUDA GPU (it stops at once without one).
 set -euo pipefail

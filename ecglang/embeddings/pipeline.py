@@ -271,7 +271,9 @@ def encode_batches(
     desc: str = "encoding ECGs",
     output_attentions: bool = False,
 ) -> Iterator[EncodedBatch]:
-    """Encode every record of `source`: batches are prepared (in workers) while the encoder runs here.
+    """Encode every record of `source`. Batches are prepared in workers while the encoder runs here, except on
+    a CPU with at most `MAX_ENCODING_WORKERS` cores (`encode_in_workers`: rhythm path, fork), where every worker
+    prepares and encodes its own batches of `CPU_CHUNK` and this process only collects.
 
     `models`: one model (key `"model"`) or several (`{key: model}`), each run on the same prepared batch
     (e.g. a model and its random-encoder baseline). `num_workers`: preparing processes (None: automatic, see

@@ -18,12 +18,15 @@ Label embeddings
 
 Throughput
     Records go through `ecglang.embeddings.pipeline` (the one records → embeddings path). Without
-    explanations, reading, preprocessing and beat cutting run in a DataLoader worker process while
-    this process runs the encoder (`num_workers`; by default one worker per spare core, up to 4, when there
-    are at least two batches and processes start by fork), and only the rhythm embedding is computed.
-    During scoring torch uses the cores the workers leave free (restored afterwards). `score_arrays` scores
-    in-memory `[12, T]` arrays and `score_cache` the rows of a `SignalCache` or prepared folder (already
-    preprocessed: only beats are cut), with memory O(batch) whatever the number of records.
+    explanations only the rhythm embedding is computed, in DataLoader worker processes (`num_workers`; by
+    default when there are at least two batches and processes start by fork; 0: all in this process). On a
+    CPU with at most `MAX_ENCODING_WORKERS` (4) usable cores there is one worker per core, and each reads,
+    preprocesses, cuts beats *and* runs the encoder (torch on one thread) for its own batches of 16, while
+    this process only collects (`pipeline.encode_in_workers`). With more cores, one worker per spare core
+    (up to 4) reads, preprocesses and cuts beats while this process runs the encoder, with torch on the cores
+    the workers leave free (restored afterwards). `score_arrays` scores in-memory `[12, T]` arrays and
+    `score_cache` the rows of a `SignalCache` or prepared folder (already preprocessed: only beats are cut),
+    with memory O(batch) whatever the number of records.
 
 Explanations
     `ecglang.scores.explain`: beat contributions from beat-level similarities, lead contributions by leaving each
@@ -373,7 +376,8 @@ class ZeroShotClassifier:
         prompt-set name (e.g. "ptbxl_super") or a `PromptSet`; `prompts`: a dict label → prompt(s). Bad records
         do not stop the run: they are listed in `result.failures`, as is an input of an unsupported type (None, a
         number) in a list; a bare input of such a type is a `ConfigError`. `num_workers`: processes that read and
-        prepare records while the encoder runs (None: automatic; 0: all in this process; not used with `explain`).
+        prepare records, and on at most 4 cores also encode them (None: automatic, see the module docstring's
+        Throughput; 0: all in this process; not used with `explain`).
         `keep_signals`: with `explain`, the first this many explained records keep the prepared signal and
         beats the model saw (`Explanation.signal`/`.tokens`), for figures without reading them again. With a
         prototype index, explanations are computed (and returned) whatever `explain` says. `metadata`: record
