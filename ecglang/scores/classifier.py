@@ -280,8 +280,9 @@ class ZeroShotClassifier:
         precision: the ECG encoder's arithmetic: `"fp32"` (default, exact), `"bf16"` (autocast to bfloat16:
             ~1.4x faster on CPUs with native bfloat16, e.g. AVX512-BF16 or AMX, and on GPUs; scores move by
             ~1e-3) or `"fp16"` (GPU only). Prompt and knowledge embeddings stay in float32.
-        prototypes: a `PrototypeIndex` or its folder, built with this model (else `PrototypeModelMismatch`);
-            None (default): no prototypes. prototype_k: reference beats returned per explanation.
+        prototypes: a `PrototypeIndex` or its folder, built with this model and processor (else
+            `PrototypeModelMismatch`); None (default): no prototypes. prototype_k: reference beats returned per
+            explanation.
     """
 
     def __init__(
@@ -325,9 +326,9 @@ class ZeroShotClassifier:
         self.batch_size = batch_size
         self.precision = check_precision(precision, self.model.device.type)
         if prototypes is not None and not isinstance(prototypes, PrototypeIndex):
-            prototypes = PrototypeIndex.load(prototypes, model=self.model)
+            prototypes = PrototypeIndex.load(prototypes, model=self.model, processor=self.processor)
         elif prototypes is not None:
-            prototypes.check_model(self.model)
+            prototypes.check_model(self.model, processor=self.processor)
         self.prototypes = prototypes
         self.prototype_k = prototype_k
 

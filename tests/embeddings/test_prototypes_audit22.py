@@ -162,3 +162,20 @@ def test_an_index_refuses_a_processor_that_prepares_beats_otherwise(model, ptbxl
                        beats=dataclasses.replace(processor.beat_config, pre_s=0.3))  # fmt: skip
     with pytest.raises(PrototypeModelMismatch, match=r"beats\.pre_s: 0\.25 in the index, 0\.3 given"):
         index.check_model(model, processor=cut)
+
+
+def test_the_classifier_refuses_an_index_built_with_other_preprocessing(model, ptbxl_dir: Path, tmp_path) -> None:
+    """Finding 6, the user's path: ZeroShotClassifier(m, processor=<5-15 Hz>, prototypes=<0.5-40 Hz index>) was
+    accepted, and query beats filtered otherwise were matched to the index's."""
+    from ecglang.scores.classifier import ZeroShotClassifier
+
+    folder = ptbxl_dir / "records500" / "00000"
+    out = tmp_path / "index"
+    index, _ = build_prototypes(model, [folder / "00001_hr"], out, beats_per_record=2, num_workers=0, progress=False)
+    processor = default_processor(model)
+    other = EcgProcessor(preprocess=dataclasses.replace(processor.preprocess_config, bandpass=(5.0, 15.0)),
+                         beats=processor.beat_config)  # fmt: skip
+    ZeroShotClassifier(model, knowledge="off", prototypes=out)  # the default processor: the index's
+    for given in (out, index):
+        with pytest.raises(PrototypeModelMismatch, match=r"preprocess\.bandpass"):
+            ZeroShotClassifier(model, processor=other, knowledge="off", prototypes=given)
