@@ -74,7 +74,7 @@ from ecglang.embeddings.sources import (
     expand_inputs,
     input_ids,
 )
-from ecglang.encoders.ecg_processing import EcgProcessor
+from ecglang.encoders.ecg_processing import LEAD_ORDERS, EcgProcessor
 from ecglang.encoders.modeling import EcgLangModel, load_model
 from ecglang.encoders.processing import EcgLangProcessor
 from ecglang.errors import ConfigError, RecordFailure
@@ -434,7 +434,8 @@ class ZeroShotClassifier:
                 explanations[rid] = explain_record(batch.outputs["model"], row, batch.views[row], rid,
                                                    blocks[-1][row], specs, sent_emb,
                                                    keep_signal=len(explanations) < keep_signals,
-                                                   beat_prototypes=nearest[row], lead_scores=leads)  # fmt: skip
+                                                   beat_prototypes=nearest[row], lead_scores=leads,
+                                                   lead_order=LEAD_ORDERS[self.processor.lead_order])  # fmt: skip
         return self._result(blocks, ids, specs, (failures, failure_ids), mode, threshold, explanations, seconds,
                             sources)  # fmt: skip
 

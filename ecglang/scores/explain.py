@@ -85,19 +85,26 @@ def explain_record(
     keep_signal: bool = False,
     beat_prototypes: Sequence[list[PrototypeMatch]] | None = None,
     lead_scores: np.ndarray | None = None,
+    lead_order: Sequence[int] | None = None,
 ) -> dict[str, Explanation]:
     """The explanations of batch row `row` (of `encode_ecg` output `out`) for every label in `specs`.
 
     `view`: the row's prepared record and beats; `cosines`: its `[n_labels]` scores; `sent_emb`: the labels'
     sentence-head embeddings (None or empty for a model without beat-level outputs: beat contributions are NaN).
     `beat_prototypes`: the nearest reference beats of each of the row's beats (`PrototypeIndex.search`).
-    `lead_scores`: `[n_labels, 12]` lead contributions (`lead_occlusion`); None: NaN."""
+    `lead_scores`: `[n_labels, 12]` lead contributions (`lead_occlusion`); None: NaN. `lead_order`: the model's
+    input row of each lead (`LEAD_ORDERS` of the processor's `lead_order`; None: canonical): the lead attention
+    comes back in that order and is put back in the canonical one the explanation is labelled in."""
     ecg, tokens = view
     result = {}
     n = int(tokens.n_beats)
     lead_att = beat_att = None
     if getattr(out, "lead_attention", None) is not None:
         lead_att = out.lead_attention[row].float().cpu().numpy()
+        if lead_order is not None and list(lead_order) != list(range(len(CANONICAL_LEADS))):
+            canonical = np.empty_like(lead_att)
+            canonical[..., np.asarray(lead_order)] = lead_att  # model row i holds canonical lead lead_order[i]
+            lead_att = canonical
     if getattr(out, "beat_attention", None) is not None:
         beat_att = out.beat_attention[row, :n].float().cpu().numpy()
     have_beats = out.beat_embeds is not None and sent_emb is not None and sent_emb.numel() > 0

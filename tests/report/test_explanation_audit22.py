@@ -119,3 +119,28 @@ def test_leads_that_lower_the_score_are_not_leads_behind_it(setting) -> None:
     exp.lead_contributions = explanation({"II": 0.0472, "V5": -0.0255}).lead_contributions
     note = plot_notes(result, "00001_hr", LABELS[0])[0]
     assert note.endswith("leads raising it: II; lowering it: V5"), note
+
+
+def test_lead_attention_is_labelled_in_canonical_order_under_another_lead_order(ptbxl_dir) -> None:
+    """Finding 7: with a processor whose `lead_order` is "mimic" (aVF before aVL), the lead attention came back in
+    the model's row order and was labelled canonically: a record without aVL showed zero attention at aVF, while
+    its lead contributions (computed on canonical tokens) were missing at aVL."""
+    from ecglang.encoders.ecg_processing import EcgProcessor
+    from ecglang.encoders.modeling import load_model
+    from ecglang.record.ecg import Ecg
+    from ecglang.record.io import load_ecg
+    from ecglang.record.leads import CANONICAL_LEADS
+    from ecglang.scores.classifier import ZeroShotClassifier
+
+    model = load_model(None, "cpu")
+    ecg = load_ecg(ptbxl_dir / "records500" / "00000" / "00001_hr")
+    keep = [i for i, name in enumerate(CANONICAL_LEADS) if name != "aVL"]
+    no_avl = Ecg.from_array(ecg.signal[keep], ecg.fs, leads=[CANONICAL_LEADS[i] for i in keep], record_id="noavl")
+    mimic = EcgProcessor(preprocess=model.processor.preprocess_config, beats=model.processor.beat_config,
+                         lead_order="mimic")  # fmt: skip
+    for processor in (model.processor, mimic):
+        clf = ZeroShotClassifier(model, processor=processor, knowledge=None)
+        exp = clf(no_avl, labels=["sinus rhythm"], explain=True, progress=False).explanations["noavl"]["sinus rhythm"]
+        zero = [CANONICAL_LEADS[i] for i in np.flatnonzero(exp.lead_attention == 0)]
+        missing = [CANONICAL_LEADS[i] for i in np.flatnonzero(~np.isfinite(exp.lead_contributions))]
+        assert zero == missing == ["aVL"], (processor.lead_order, zero, missing)
