@@ -15,7 +15,6 @@ import pytest
 
 from ecglang.cli.main import main
 from ecglang.embeddings.prototypes import PrototypeError, PrototypeIndex, PrototypeMatch, build_prototypes, read_reports
-from ecglang.encoders.modeling import load_model
 from ecglang.errors import ConfigError
 from ecglang.scores.classifier import ZeroShotClassifier
 
@@ -125,11 +124,6 @@ def test_record_fields_of_the_wrong_type_are_a_typed_error(two_folders, tmp_path
 
 
 # ---------------------------------------------------------------------------- real records
-@pytest.fixture(scope="module")
-def model(one_torch_thread):
-    return load_model(None, "cpu")
-
-
 @pytest.fixture(scope="module")
 def folders(ptbxl_dir: Path, tmp_path_factory) -> Path:
     """a/ with 00001_hr and 00002_hr, b/ with a copy of 00001_hr (the audit's folders)."""

@@ -19,15 +19,9 @@ from ecglang.embeddings.prototypes import (
     read_reports,
 )
 from ecglang.embeddings.sources import ItemSource
-from ecglang.encoders.modeling import load_model
 from ecglang.errors import ConfigError
 
 RECORDS = ["00001_hr", "00002_hr", "00003_hr", "00004_hr", "00005_hr"]
-
-
-@pytest.fixture(scope="module")
-def model(one_torch_thread):
-    return load_model(None, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -22,16 +22,10 @@ from ecglang.embeddings.prototypes import (
     read_reports,
 )
 from ecglang.encoders.ecg_processing import EcgProcessor
-from ecglang.encoders.modeling import load_model
 from ecglang.errors import ConfigError
 from ecglang.record.ecg import Ecg
 from ecglang.record.io import load_ecg
 from ecglang.record.leads import CANONICAL_LEADS
-
-
-@pytest.fixture(scope="module")
-def model(one_torch_thread):
-    return load_model(None, "cpu")
 
 
 @pytest.fixture(scope="module")
